@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# End-to-end demo on embedded DuckDB: synthetic data -> workspace -> ingest -> status.
+set -euo pipefail
+TRIBES=${TRIBES:-tribes}
+DEMO=${DEMO:-demo}
+N=${DEMO_CUSTOMERS:-20000}
+start=$(date +%s)
+
+rm -rf "$DEMO"
+echo "== generating $N synthetic customers into $DEMO/data"
+"$TRIBES" synth --customers "$N" --days 180 --seed 7 --out "$DEMO/data"
+
+WS="$DEMO/shop"
+"$TRIBES" init "$WS"
+echo "== ingesting"
+"$TRIBES" -w "$WS" ingest "$DEMO/data/web/*" --source web
+"$TRIBES" -w "$WS" ingest "$DEMO/data/app/*.jsonl.gz" --source app
+"$TRIBES" -w "$WS" ingest "$DEMO/data/purchases.parquet" --source pos --event-type purchase \
+    --map ts=sold_at,customer_id=member_no
+"$TRIBES" -w "$WS" ingest "$DEMO/data/support.csv" --source support --event-type support_contact \
+    --map event_id=ticket_id,ts=created --ts-format '%d/%m/%Y %H:%M'
+"$TRIBES" -w "$WS" ingest "$DEMO/data/customers.csv" --kind customers
+"$TRIBES" -w "$WS" ingest "$DEMO/data/consents.csv" --kind consents
+echo "== re-ingesting the web files loads nothing new"
+"$TRIBES" -w "$WS" ingest "$DEMO/data/web/*" --source web
+echo "== workspace"
+"$TRIBES" -w "$WS" status
+"$TRIBES" -w "$WS" quarantine show --reason E_TS_PARSE --limit 5
+echo "== demo finished in $(( $(date +%s) - start ))s; workspace: $WS"

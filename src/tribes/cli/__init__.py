@@ -1,0 +1,95 @@
+"""The ``tribes`` command line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tribes import __version__
+from tribes.cli import consents_cmd, ingest_cmd, init_cmd, quarantine_cmd, status_cmd, synth_cmd
+from tribes.cli.common import State, setup_logging, to_json
+from tribes.errors import TribesError
+
+app = typer.Typer(
+    name="tribes",
+    help=(
+        "Behavioral customer segmentation: ingest events, build features, find segments "
+        "and act on them.\n\n"
+        "Start with [bold]tribes init shop[/bold], then "
+        "[bold]tribes --workspace shop ingest events.csv --source web[/bold] and "
+        "[bold]tribes --workspace shop status[/bold]."
+    ),
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"tribes {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    workspace: Annotated[
+        Path | None,
+        typer.Option("--workspace", "-w", envvar="TRIBES_WORKSPACE",
+                     help="Workspace directory (default ./tribes-workspace).",
+                     show_default=False),
+    ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option("--backend", help="Query engine: duckdb (default) or pyspark.",
+                     show_default=False),
+    ] = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print each command's result as one JSON object.")
+    ] = False,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True,
+                                         help="More log output (-vv for debug).")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Show the version and exit.")] = False,
+) -> None:
+    if backend is not None and backend not in ("duckdb", "pyspark"):
+        raise typer.BadParameter("use duckdb or pyspark", param_hint="--backend")
+    verbosity = -1 if quiet else verbose
+    ctx.obj = State(workspace=workspace, backend=backend, json=json_out, verbosity=verbosity)
+    setup_logging(verbosity)
+
+
+init_cmd.register(app)
+ingest_cmd.register(app)
+status_cmd.register(app)
+app.add_typer(quarantine_cmd.app, name="quarantine")
+app.add_typer(consents_cmd.app, name="consents")
+synth_cmd.register(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; a TribesError is shown as ``error [CODE]: message`` with no traceback."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        app(args=args, prog_name="tribes", standalone_mode=True)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except TribesError as exc:
+        if "--json" in args:
+            sys.stdout.write(to_json(exc.to_dict()) + "\n")
+        sys.stderr.write(f"error [{exc.code}]: {exc.message}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted; nothing of the unfinished step was stored\n")
+        return 130
+    return 0
+
+
+def entry() -> None:
+    sys.exit(main())

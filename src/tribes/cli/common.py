@@ -1,0 +1,141 @@
+"""Shared CLI plumbing: global state, JSON or human output, progress, logging."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from tribes.workspace import Workspace, open_workspace
+
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print one JSON object with the result to stdout.")
+]
+
+
+@dataclass
+class State:
+    """Options given before the command (``tribes --workspace shop ingest ...``)."""
+
+    workspace: Path | None = None
+    backend: str | None = None
+    json: bool = False
+    verbosity: int = 0
+
+    def open(self) -> Workspace:
+        return open_workspace(self.workspace, backend=self.backend)
+
+
+def state(ctx: typer.Context) -> State:
+    obj = ctx.find_root().obj
+    if not isinstance(obj, State):
+        obj = State()
+        ctx.find_root().obj = obj
+    return obj
+
+
+def setup_logging(verbosity: int) -> None:
+    from rich.logging import RichHandler
+
+    level = {-1: logging.WARNING, 0: logging.WARNING, 1: logging.INFO}.get(verbosity,
+                                                                           logging.DEBUG)
+    if verbosity < 0:
+        level = logging.ERROR
+    root = logging.getLogger("tribes")
+    root.handlers.clear()
+    root.addHandler(RichHandler(console=Console(stderr=True), show_path=False,
+                                show_time=False))
+    root.setLevel(level)
+
+
+def _default(o: Any) -> Any:
+    if isinstance(o, (datetime, date)):
+        return o.isoformat()
+    if isinstance(o, Path):
+        return str(o)
+    if hasattr(o, "item"):
+        return o.item()
+    return str(o)
+
+
+def to_json(obj: Any) -> str:
+    return json.dumps(obj, default=_default, ensure_ascii=False)
+
+
+class Output:
+    """Where a command's result goes: one JSON object on stdout, or rich text."""
+
+    def __init__(self, ctx: typer.Context, json_flag: bool = False) -> None:
+        st = state(ctx)
+        self.json = json_flag or st.json
+        self.quiet = st.verbosity < 0
+        self.console = Console(highlight=False)
+        self.err = Console(stderr=True, highlight=False)
+
+    def result(self, obj: dict[str, Any]) -> None:
+        """Emit the machine-readable result (only with --json)."""
+        if self.json:
+            sys.stdout.write(to_json(obj) + "\n")
+            sys.stdout.flush()
+
+    def print(self, *items: Any) -> None:
+        if not self.json and not self.quiet:
+            self.console.print(*items)
+
+    def table(self, title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]],
+              *, justify_numbers: bool = True) -> None:
+        if self.json or self.quiet:
+            return
+        t = Table(title=title, title_justify="left", show_edge=False, header_style="bold")
+        for i, c in enumerate(columns):
+            numeric = justify_numbers and rows and all(
+                isinstance(r[i], (int, float)) or r[i] is None for r in rows
+            )
+            t.add_column(c, justify="right" if numeric else "left", overflow="fold")
+        for r in rows:
+            t.add_row(*[_cell(v) for v in r])
+        self.console.print(t)
+
+    @contextlib.contextmanager
+    def progress(self, description: str, total: float | None = None) -> Iterator[Any]:
+        """A progress bar (``total`` given) or spinner on stderr; hidden when quiet."""
+        columns: list[Any] = [SpinnerColumn(), TextColumn("{task.description}")]
+        if total is not None:
+            columns += [BarColumn(), TextColumn("{task.percentage:>3.0f}%")]
+        columns.append(TimeElapsedColumn())
+        with Progress(*columns, console=self.err, transient=True,
+                      disable=self.quiet or not self.err.is_terminal) as bar:
+            task = bar.add_task(description, total=total)
+            yield _Task(bar, task, description)
+
+
+class _Task:
+    def __init__(self, bar: Progress, task: Any, description: str) -> None:
+        self.bar, self.task, self.base = bar, task, description
+
+    def step(self, name: str) -> None:
+        self.bar.update(self.task, description=f"{self.base}: {name}")
+
+    def update(self, completed: float, total: float | None = None) -> None:
+        self.bar.update(self.task, completed=completed, total=total)
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:,.2f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)

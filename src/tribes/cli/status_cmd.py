@@ -1,0 +1,69 @@
+"""``tribes status``: what the workspace holds."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from tribes.cli.common import JsonOpt, Output, state
+from tribes.ingest.spec import REASONS
+from tribes.store.status import workspace_status
+
+
+def status(
+    ctx: typer.Context,
+    batches: Annotated[int, typer.Option("--batches", "-n", min=0,
+                                         help="How many recent batches to list.")] = 10,
+    json_out: JsonOpt = False,
+) -> None:
+    """Show what the workspace holds: tables, batches, quarantine, missing values, consents.
+
+    Lists row counts per table, the events' date range and sources, recent ingest
+    batches, quarantined rows by reason code, missing values per column with their
+    declared policy, and consent counts per purpose.
+    """
+    out = Output(ctx, json_out)
+    ws = state(ctx).open()
+    with ws.engine() as engine:
+        st = workspace_status(engine, batches=batches)
+    st = {"workspace": str(ws.path), "backend": ws.config.engine.backend, **st}
+    out.result(st)
+    out.print(f"Workspace [bold]{ws.path}[/bold] ({ws.config.engine.backend})")
+    out.table("Tables", ["table", "rows"], list(st["tables"].items()))
+    ev = st["events"]
+    if ev:
+        out.print(f"Events from {ev['first_event']} to {ev['last_event']}, "
+                  f"{ev['known_customers']:,} known customer ids")
+        out.table("Events by source", ["source", "events"], list(ev["by_source"].items()))
+        out.table("Top event types", ["event_type", "events"],
+                  list(ev["by_event_type"].items()))
+    t = st["ingest_totals"]
+    out.print(f"Ingested {t['batches']:,} batches: {t['rows_read']:,} rows read, "
+              f"{t['loaded']:,} loaded, {t['duplicates']:,} duplicates, "
+              f"{t['quarantined']:,} quarantined")
+    if st["batches"]:
+        out.table("Recent batches", ["batch", "kind", "source", "started", "read", "loaded",
+                                     "dupes", "quarantined"],
+                  [(b["batch_id"], b["kind"], b["source"], str(b["started_at"])[:19],
+                    b["rows_read"], b["loaded"], b["duplicates"], b["quarantined"])
+                   for b in st["batches"]])
+    if st["quarantine"]:
+        out.table("Quarantine by reason", ["reason", "rows", "meaning"],
+                  [(r, n, REASONS.get(r, "")) for r, n in st["quarantine"].items()])
+    rows = [(kind, col, m["policy"], m["missing"], m["imputed"])
+            for kind, cols in st["missing"].items() for col, m in cols.items()]
+    if rows:
+        out.table("Missing values (declared policies)",
+                  ["table", "column", "policy", "missing", "imputed"], rows)
+    if st["consents"]:
+        out.table("Consents (latest choice per customer)",
+                  ["purpose", "customers", "granted", "refused"],
+                  [(c["purpose"], c["customers"], c["granted"], c["refused"])
+                   for c in st["consents"]])
+    if not st["tables"].get("events"):
+        out.print("No events yet: tribes ingest <files> --source web")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(status)

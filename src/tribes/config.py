@@ -1,0 +1,166 @@
+"""Workspace configuration: the ``tribes.toml`` file, validated with pydantic at the edge.
+
+Inside the package the validated :class:`Config` is passed around read-only.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from tribes.errors import ConfigError
+
+CONFIG_FILE = "tribes.toml"
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)\s*$", re.IGNORECASE)
+_UNIT_SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse ``30m``, ``1d``, ``2h``, ``45s`` or ``1w`` into a timedelta."""
+    m = _DURATION.match(text)
+    if not m:
+        raise ConfigError(
+            f"duration '{text}' is not valid; use a number and a unit, e.g. 30m, 2h, 1d",
+            code="E_DURATION",
+        )
+    return timedelta(seconds=float(m.group(1)) * _UNIT_SECONDS[m.group(2).lower()])
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EngineConfig(_Section):
+    backend: Literal["duckdb", "pyspark"] = "duckdb"
+    memory_limit: str = Field("", description="DuckDB memory limit, e.g. '4GB'; empty = DuckDB's")
+    threads: int = Field(0, ge=0, description="worker threads; 0 = all cores")
+
+
+class IngestConfig(_Section):
+    future_tolerance: str = "1d"
+    min_ts: str = "1980-01-01"
+    default_tz: str = "UTC"
+    event_types: list[str] = Field(default_factory=list, description="whitelist; empty = any")
+    event_type_aliases: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("future_tolerance")
+    @classmethod
+    def _check_tolerance(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+
+PiiAction = Literal["drop", "hash"]
+
+
+def _default_pii() -> dict[str, PiiAction]:
+    return {
+        "email": "hash",
+        "phone": "hash",
+        "name": "drop",
+        "first_name": "drop",
+        "last_name": "drop",
+        "full_name": "drop",
+        "ip": "drop",
+        "ip_address": "drop",
+        "address": "drop",
+        "street": "drop",
+    }
+
+
+class PrivacyConfig(_Section):
+    consent_mode: Literal["opt-out", "opt-in"] = "opt-out"
+    pii_columns: dict[str, PiiAction] = Field(default_factory=_default_pii)
+
+
+_POLICY = re.compile(r"^(drop|flag|median|mode|constant:.*)$")
+
+
+class Config(_Section):
+    engine: EngineConfig = EngineConfig()
+    ingest: IngestConfig = IngestConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
+    # user mapping tables per categorical column: raw spelling -> canonical value
+    standardize: dict[str, dict[str, str]] = Field(default_factory=dict)
+    # missing-value policy per table and column: drop | flag | median | mode | constant:<v>
+    missing: dict[str, dict[str, str]] = Field(default_factory=dict)
+
+    @field_validator("missing")
+    @classmethod
+    def _check_missing(cls, v: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        for table, cols in v.items():
+            for col, policy in cols.items():
+                if not _POLICY.match(policy):
+                    raise ValueError(
+                        f"missing.{table}.{col} = '{policy}': use drop, flag, median, mode "
+                        "or constant:<value>"
+                    )
+        return v
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate a ``tribes.toml``; a missing file gives the defaults."""
+    if not path.exists():
+        return Config()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path.name} is not valid TOML: {exc}") from None
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"{path.name} is invalid: {problems}") from None
+
+
+DEFAULT_TOML = """\
+# tribes workspace configuration. Every key is optional; the values shown are the defaults.
+
+[engine]
+backend = "duckdb"        # or "pyspark"
+memory_limit = ""         # DuckDB memory limit such as "4GB"; empty = DuckDB's default (80% of RAM)
+threads = 0               # 0 = all cores
+
+[ingest]
+future_tolerance = "1d"   # events later than now + this are quarantined (E_TS_FUTURE)
+min_ts = "1980-01-01"     # events before this are quarantined (E_TS_RANGE)
+default_tz = "UTC"        # zone of timestamps written without an offset (--tz overrides)
+event_types = []          # whitelist of event types; empty accepts any (else E_EVENT_TYPE)
+
+[ingest.event_type_aliases]
+# raw type (after snake_case normalization) = canonical type, on top of the built-in ones
+# (order_completed, checkout_completed, transaction -> purchase; pageview -> page_view; ...)
+# refund_issued = "refund"
+
+[privacy]
+consent_mode = "opt-out"  # "opt-in": only customers with an analytics grant are analyzed
+
+[privacy.pii_columns]
+# source column = "drop" (never stored) or "hash" (stored as keyed HMAC-SHA256 only)
+email = "hash"
+phone = "hash"
+name = "drop"
+first_name = "drop"
+last_name = "drop"
+full_name = "drop"
+ip = "drop"
+ip_address = "drop"
+address = "drop"
+street = "drop"
+
+# [standardize.city]      # your own spellings, applied before the built-in rules
+# "nyc" = "New York"
+
+# [missing.events]        # drop (quarantine E_MISSING_VALUE) | flag | median | mode | constant:<v>
+# channel = "constant:unknown"
+# [missing.customers]
+# age = "median"
+"""

@@ -1,0 +1,157 @@
+"""Connecting to the backend, transactions, and table helpers shared by every stage."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+
+from tribes.config import EngineConfig
+from tribes.errors import DependencyError, EngineError
+
+log = logging.getLogger(__name__)
+
+DB_FILE = "tribes.duckdb"
+
+
+@dataclass
+class Engine:
+    """A connection to the workspace database through Ibis.
+
+    Parameters
+    ----------
+    con
+        The Ibis backend.
+    name
+        Backend name, ``"duckdb"`` or ``"pyspark"``; selects per-backend quirks.
+    """
+
+    con: Any
+    name: str
+    path: Path | None = None
+    _in_tx: bool = False
+
+    # ----------------------------------------------------------------- tables
+    def has_table(self, name: str) -> bool:
+        return name in self.con.list_tables()
+
+    def table(self, name: str) -> ir.Table:
+        return self.con.table(name)
+
+    def ensure_table(self, name: str, schema: ibis.Schema) -> ir.Table:
+        """Create ``name`` with ``schema`` when it does not exist yet, and return it."""
+        if not self.has_table(name):
+            self.con.create_table(name, schema=schema)
+        return self.con.table(name)
+
+    def create_temp(self, name: str, expr: ir.Table) -> ir.Table:
+        """Materialize ``expr`` as a temporary table (memory, spilled to disk when large)."""
+        self.con.create_table(name, expr, temp=True, overwrite=True)
+        return self.con.table(name)
+
+    def drop_temp(self, name: str) -> None:
+        with contextlib.suppress(Exception):
+            self.con.drop_table(name, force=True)
+        with contextlib.suppress(Exception):
+            self.con.drop_view(name, force=True)
+
+    def insert(self, name: str, expr: ir.Table) -> None:
+        self.con.insert(name, expr)
+
+    def delete_where(self, name: str, predicate: ir.BooleanValue) -> None:
+        """Delete rows of table ``name`` matching ``predicate`` (an expression on that table)."""
+        from tribes.engine.sql import delete_statement
+
+        self.con.raw_sql(delete_statement(self, name, predicate))
+
+    def execute(self, expr: ir.Expr) -> Any:
+        return self.con.execute(expr)
+
+    def scalar(self, expr: ir.Scalar) -> Any:
+        return self.con.execute(expr)
+
+    def to_pyarrow(self, expr: ir.Table) -> Any:
+        return self.con.to_pyarrow(expr)
+
+    # ------------------------------------------------------------ transactions
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Run the block as one transaction: all of it is stored, or none of it."""
+        if self._in_tx:
+            yield
+            return
+        self.con.raw_sql("BEGIN TRANSACTION")
+        self._in_tx = True
+        try:
+            yield
+        except BaseException:
+            self._in_tx = False
+            with contextlib.suppress(Exception):
+                self.con.raw_sql("ROLLBACK")
+            raise
+        self._in_tx = False
+        self.con.raw_sql("COMMIT")
+
+    def checkpoint(self) -> None:
+        if self.name == "duckdb":
+            self.con.raw_sql("CHECKPOINT")
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.con.disconnect()
+
+
+def connect(path: Path | None, cfg: EngineConfig | None = None, *, read_only: bool = False) -> (
+    Engine
+):
+    """Open the workspace database.
+
+    Parameters
+    ----------
+    path
+        Workspace directory; ``None`` opens an in-memory database (tests, scratch work).
+    cfg
+        Engine settings (backend, memory limit, threads).
+    read_only
+        Open the DuckDB file read-only (several readers may share it).
+    """
+    cfg = cfg or EngineConfig()
+    if cfg.backend == "pyspark":
+        raise DependencyError(
+            "the pyspark backend is not available in this version; use --backend duckdb",
+            code="E_BACKEND",
+        )
+    config: dict[str, Any] = {
+        # never reach the network for extensions: parquet, json and icu are built in
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": True,
+    }
+    if cfg.memory_limit:
+        config["memory_limit"] = cfg.memory_limit
+    if cfg.threads:
+        config["threads"] = cfg.threads
+    if path is None:
+        database = ":memory:"
+    else:
+        database = str(path / DB_FILE)
+        config["temp_directory"] = str(path / ".tmp")
+    try:
+        con = ibis.duckdb.connect(database, read_only=read_only, **config)
+    except Exception as exc:  # duckdb raises its own IOException on a locked file
+        text = str(exc)
+        if "lock" in text.lower():
+            raise EngineError(
+                f"the workspace database is in use by another process ({text.splitlines()[0]}); "
+                "wait for it to finish or stop it",
+                code="E_LOCKED",
+            ) from None
+        raise EngineError(f"cannot open the workspace database: {text}") from None
+    # timestamps are stored and compared in UTC whatever the machine's zone
+    con.raw_sql("SET TimeZone = 'UTC'")
+    return Engine(con=con, name="duckdb", path=path)

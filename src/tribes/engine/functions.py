@@ -1,0 +1,128 @@
+"""Backend functions Ibis has no portable name for, and the per-backend quirk table.
+
+Each function here returns an Ibis expression; the SQL function it compiles to is the
+backend's own built-in (no Python UDF runs per row).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac as _hmac
+
+import ibis
+import ibis.expr.datatypes as dt
+import ibis.expr.types as ir
+
+# data types usable as annotations of the built-in declarations below
+TS = dt.Timestamp()
+TS_UTC = dt.Timestamp(timezone="UTC")
+JSON = dt.JSON()
+
+# --- DuckDB built-ins declared for Ibis (names as DuckDB spells them) -------------------
+
+
+@ibis.udf.scalar.builtin(name="sha256")
+def _sha256_bytes(x: bytes) -> str:  # type: ignore[empty-body]
+    ...
+
+
+@ibis.udf.scalar.builtin(name="unhex")
+def _unhex(x: str) -> bytes:  # type: ignore[empty-body]
+    ...
+
+
+@ibis.udf.scalar.builtin(name="encode")
+def _encode(x: str) -> bytes:  # type: ignore[empty-body]
+    ...
+
+
+@ibis.udf.scalar.builtin(name="concat")
+def _concat_bytes(a: bytes, b: bytes) -> bytes:  # type: ignore[empty-body]
+    ...
+
+
+@ibis.udf.scalar.builtin(name="md5")
+def _md5(x: str) -> str:  # type: ignore[empty-body]
+    ...
+
+
+@ibis.udf.scalar.builtin(name="json_valid")
+def _json_valid(x: str) -> bool:  # type: ignore[empty-body]
+    ...
+
+
+@ibis.udf.scalar.builtin(name="json_extract_string")
+def _json_extract_string(x: str, path: str) -> str:  # type: ignore[empty-body]
+    ...
+
+
+@ibis.udf.scalar.builtin(name="try_strptime")
+def _try_strptime(x: str, fmt: str) -> TS:  # type: ignore[valid-type, empty-body]
+    ...
+
+
+@ibis.udf.scalar.builtin(name="timezone")
+def _timezone(zone: str, ts: TS) -> TS_UTC:  # type: ignore[valid-type, empty-body]
+    ...
+
+
+@ibis.udf.scalar.builtin(name="to_json")
+def _to_json(x: JSON) -> str:  # type: ignore[valid-type, empty-body]
+    ...
+
+
+# --- portable helpers -----------------------------------------------------------------
+
+_BLOCK = 64
+
+
+def hmac_pads(key: bytes) -> tuple[bytes, bytes]:
+    """The inner and outer padded keys of HMAC-SHA256 (RFC 2104)."""
+    if len(key) > _BLOCK:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(_BLOCK, b"\0")
+    return bytes(b ^ 0x36 for b in key), bytes(b ^ 0x5C for b in key)
+
+
+def hmac_sha256_hex(value: ir.StringValue, key: bytes, length: int = 32) -> ir.StringValue:
+    """HMAC-SHA256 of ``value`` under ``key``, as lower-case hex of ``length`` characters.
+
+    Computed by the engine with two SHA-256 calls, so it runs at scan speed; equal to
+    ``hmac.new(key, value.encode(), sha256).hexdigest()[:length]`` (tested).
+    """
+    ipad, opad = hmac_pads(key)
+    inner = _sha256_bytes(_concat_bytes(ibis.literal(ipad, type="binary"), _encode(value)))
+    outer = _sha256_bytes(_concat_bytes(ibis.literal(opad, type="binary"), _unhex(inner)))
+    return outer.substr(0, length) if length < 64 else outer
+
+
+def hmac_sha256_py(value: str, key: bytes, length: int = 32) -> str:
+    """Python twin of :func:`hmac_sha256_hex` for single values (CLI look-ups, tests)."""
+    return _hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest()[:length]
+
+
+def md5_hex(value: ir.StringValue) -> ir.StringValue:
+    return _md5(value)
+
+
+def json_valid(value: ir.StringValue) -> ir.BooleanValue:
+    return _json_valid(value)
+
+
+def json_extract_string(value: ir.StringValue, path: str) -> ir.StringValue:
+    return _json_extract_string(value, path)
+
+
+def try_strptime(value: ir.StringValue, fmt: str) -> ir.TimestampValue:
+    """Parse with a strftime-style format; null where it does not match."""
+    return _try_strptime(value, fmt)
+
+
+def local_to_utc(naive: ir.TimestampValue, zone: str) -> ir.TimestampValue:
+    """Read a zone-less timestamp as wall-clock time in ``zone`` and return the UTC instant."""
+    return _timezone(ibis.literal(zone), naive)
+
+
+def struct_to_json(value: ir.StructValue) -> ir.StringValue:
+    """A struct as a JSON object text (null fields kept as JSON null)."""
+    return _to_json(value.cast("json"))

@@ -1,0 +1,262 @@
+"""Reading source files into Ibis tables and writing tables to files.
+
+Readers never fail on a bad row: CSV rows that do not fit the layout and JSON lines that
+do not parse are reported back as *malformed* so ingest can quarantine them.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import itertools
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ibis.expr.types as ir
+
+from tribes.engine.backend import Engine
+from tribes.engine.functions import json_extract_string, json_valid
+from tribes.errors import InputError
+
+log = logging.getLogger(__name__)
+
+SNIFF_BYTES = 256 * 1024
+FILE_COLUMN = "_file"
+LINE_COLUMN = "_line"
+
+
+@dataclass
+class ReadResult:
+    """A source read as a table, plus what the reader could not parse.
+
+    ``malformed()`` must be called after the table has been scanned; it returns one dict
+    per rejected record with ``file``, ``line`` and ``error``.
+    """
+
+    table: ir.Table
+    columns: list[str]
+    malformed: Callable[[], list[dict[str, Any]]] = field(default=lambda: [])
+    encoding: str = "utf-8"
+    delimiter: str | None = None
+    # boolean column that is false on records the reader could not parse (JSON Lines)
+    valid_column: str | None = None
+
+
+def _open_head(path: Path) -> bytes:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as fh:
+            return fh.read(SNIFF_BYTES)
+    except (OSError, EOFError) as exc:
+        raise InputError(f"cannot read {path.name}: {exc}", code="E_READ") from None
+
+
+def sniff_encoding(head: bytes) -> str:
+    """Guess a text encoding from the first bytes: BOMs, then UTF-8, else Latin-1."""
+    if head.startswith(b"\xef\xbb\xbf"):
+        return "utf-8"
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "utf-16"
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # a multi-byte character cut at the end of the sample is still UTF-8
+        if exc.start < len(head) - 4:
+            return "latin-1"
+    return "utf-8"
+
+
+def sniff_delimiter(text: str) -> str:
+    """Pick the delimiter among , ; tab | that splits the sample's lines most consistently."""
+    lines = [ln for ln in text.splitlines()[:200] if ln.strip()]
+    if len(lines) > 1:
+        lines = lines[:-1]  # the last sampled line may be cut
+    sample = "\n".join(lines)
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+    except csv.Error:
+        counts = {d: sample.count(d) for d in ",;\t|"}
+        best = max(counts, key=lambda d: counts[d])
+        return best if counts[best] else ","
+
+
+def read_csv(
+    engine: Engine,
+    paths: list[Path],
+    *,
+    delimiter: str | None = None,
+    encoding: str | None = None,
+    header: bool = True,
+    name: str = "src",
+) -> ReadResult:
+    """Read CSV files (plain or gzip) with every column as text.
+
+    Parameters
+    ----------
+    delimiter, encoding
+        Sniffed from the first file when not given.
+    header
+        Whether the first line holds column names (else ``column0``, ``column1``...).
+    """
+    head = _open_head(paths[0])
+    if encoding is None:
+        encoding = sniff_encoding(head)
+    if delimiter is None:
+        delimiter = sniff_delimiter(head.decode(encoding, errors="replace"))
+    rej, scans = f"{name}_rejects", f"{name}_scans"
+    con = engine.con
+    for t in (rej, scans):
+        engine.drop_temp(t)
+    try:
+        table = con.read_csv(
+            [str(p) for p in paths],
+            table_name=name,
+            all_varchar=True,
+            header=header,
+            delim=delimiter,
+            quote='"',
+            escape='"',
+            encoding=encoding,
+            union_by_name=len(paths) > 1,
+            filename=FILE_COLUMN,
+            store_rejects=True,
+            rejects_table=rej,
+            rejects_scan=scans,
+            max_line_size=16 * 1024 * 1024,
+        )
+    except Exception as exc:
+        raise InputError(f"cannot read CSV {paths[0].name}: {_first_line(exc)}", code="E_READ") from None
+    columns = [c for c in table.columns if c != FILE_COLUMN]
+    _check_columns(columns, paths[0])
+    # rejects are appended at every scan; only count scans after this point
+    before = _max_scan(engine, scans)
+
+    def malformed() -> list[dict[str, Any]]:
+        if not engine.has_table(rej):
+            return []
+        errors = engine.table(rej)
+        files = engine.table(scans).select("scan_id", "file_id", "file_path")  # noqa: F841
+        rows = (
+            errors.filter(errors.scan_id.cast("int64") > before)
+            .join(files, ["scan_id", "file_id"])
+            .group_by(file="file_path", line="line")
+            .aggregate(error=errors.error_type.min() + ": " + errors.error_message.min())
+            .order_by(["file", "line"])
+        )
+        return list(engine.execute(rows).to_dict("records"))
+
+    return ReadResult(table, columns, malformed, encoding, delimiter)
+
+
+def read_parquet(engine: Engine, paths: list[Path], *, name: str = "src") -> ReadResult:
+    """Read Parquet files, keeping their column types."""
+    engine.drop_temp(name)
+    try:
+        table = engine.con.read_parquet(
+            [str(p) for p in paths],
+            table_name=name,
+            union_by_name=len(paths) > 1,
+            filename=FILE_COLUMN,
+        )
+    except Exception as exc:
+        raise InputError(
+            f"cannot read Parquet {paths[0].name}: {_first_line(exc)}", code="E_READ"
+        ) from None
+    columns = [c for c in table.columns if c != FILE_COLUMN]
+    _check_columns(columns, paths[0])
+    return ReadResult(table, columns)
+
+
+def jsonl_keys(paths: list[Path], sample_lines: int = 5000) -> list[str]:
+    """Top-level keys of the first parseable objects of each file, in first-seen order."""
+    keys: dict[str, None] = {}
+    for path in paths:
+        head = _open_head(path)
+        text = head.decode(sniff_encoding(head), errors="replace")
+        lines = text.splitlines()
+        if len(lines) > 1 and not head.endswith(b"\n"):
+            lines = lines[:-1]
+        for line in itertools.islice(lines, sample_lines):
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(obj, dict):
+                keys.update(dict.fromkeys(obj))
+    return list(keys)
+
+
+def read_jsonl(engine: Engine, paths: list[Path], *, name: str = "src") -> ReadResult:
+    """Read JSON Lines files; each top-level key becomes a text column.
+
+    Lines are read as text first so that a line that is not a JSON object is reported
+    as malformed instead of failing the whole file.
+    """
+    keys = jsonl_keys(paths)
+    if not keys:
+        raise InputError(
+            f"no JSON object found in the first lines of {paths[0].name}; "
+            "is it JSON Lines (one object per line)?",
+            code="E_READ",
+        )
+    engine.drop_temp(name)
+    try:
+        lines = engine.con.read_csv(
+            [str(p) for p in paths],
+            table_name=name,
+            columns={"line": "VARCHAR"},
+            header=False,
+            delim="\x1e",
+            quote="",
+            escape="",
+            filename=FILE_COLUMN,
+            max_line_size=16 * 1024 * 1024,
+        )
+    except Exception as exc:
+        raise InputError(f"cannot read {paths[0].name}: {_first_line(exc)}", code="E_READ") from None
+    lines = lines.filter(lines.line.notnull() & (lines.line.strip() != ""))
+    valid = json_valid(lines.line) & lines.line.lstrip().startswith("{")
+    lines = lines.mutate(_valid=valid)
+    cols = {k: json_extract_string(lines.line, _json_path(k)) for k in keys}
+    table = lines.mutate(**cols)
+    return ReadResult(table, keys, valid_column="_valid")
+
+
+def _json_path(key: str) -> str:
+    return '$."' + key.replace('"', '\\"') + '"'
+
+
+def _check_columns(columns: list[str], path: Path) -> None:
+    if not columns:
+        raise InputError(f"{path.name} has no columns", code="E_READ")
+    dupes = {c for c in columns if columns.count(c) > 1}
+    if dupes:
+        raise InputError(f"{path.name} repeats column names: {sorted(dupes)}", code="E_READ")
+
+
+def _max_scan(engine: Engine, scans: str) -> int:
+    if not engine.has_table(scans):
+        return -1
+    value = engine.scalar(engine.table(scans).scan_id.max())
+    return -1 if value is None else int(value)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def write_table(engine: Engine, expr: ir.Table, path: Path, fmt: str) -> int:
+    """Write ``expr`` to ``path`` as ``csv`` or ``parquet``; return the row count."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "parquet":
+        engine.con.to_parquet(expr, str(path))
+    elif fmt == "csv":
+        engine.con.to_csv(expr, str(path))
+    else:
+        raise InputError(f"unknown format '{fmt}'; use csv or parquet", code="E_FORMAT")
+    return int(engine.scalar(expr.count()))
+

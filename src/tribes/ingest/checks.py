@@ -1,0 +1,167 @@
+"""Checks that need standardized values, messages for each reason, and missing values."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+
+from tribes.engine import Engine
+from tribes.engine.functions import struct_to_json
+from tribes.errors import ConfigError
+from tribes.ingest.spec import KindSpec
+from tribes.ingest.stage import PRE_REASON, bad_column
+
+REASON = "_reason"
+
+
+def post_checks(t: ir.Table, spec: KindSpec, whitelist: list[str],
+                drop_columns: list[str]) -> list[tuple[ir.BooleanValue, str]]:
+    """Checks on standardized values (event type known), in order after the staged ones."""
+    checks: list[tuple[ir.BooleanValue, str]] = []
+    if spec.kind == "events":
+        checks.append((t.event_type.isnull(), "E_NO_EVENT_TYPE"))
+        if whitelist:
+            checks.append((~t.event_type.isin(whitelist), "E_EVENT_TYPE"))
+        is_purchase = t.event_type == "purchase"
+        if "amount" in t.columns:
+            checks.append((is_purchase & (t.amount.isnull() | (t.amount < 0)), "E_AMOUNT"))
+        else:
+            checks.append((is_purchase, "E_AMOUNT"))
+    for col in drop_columns:
+        checks.append((t[col].isnull(), "E_MISSING_VALUE"))
+    return checks
+
+
+def with_reason(t: ir.Table, checks: list[tuple[ir.BooleanValue, str]]) -> ir.Table:
+    post = ibis.cases(*checks, else_=ibis.null("string")) if checks else ibis.null("string")
+    return t.mutate(**{REASON: t[PRE_REASON].coalesce(post)})
+
+
+def _text(v: ir.Value) -> ir.StringValue:
+    return v.cast("string").fill_null("")
+
+
+def message(t: ir.Table, ts_format: str | None, whitelist: list[str]) -> ir.StringValue:
+    """A sentence per quarantined row naming the offending value."""
+    r = t[REASON]
+    cases: list[tuple[ir.BooleanValue, ir.StringValue]] = []
+    ts_bad = bad_column("ts")
+    if ts_bad in t.columns:
+        how = f" with format {ts_format}" if ts_format else " (ISO-8601 or epoch expected)"
+        cases.append((r == "E_TS_PARSE", "timestamp '" + _text(t[ts_bad]) + "' could not be parsed"
+                      + how))
+    if "ts" in t.columns:
+        cases.append((r == "E_TS_FUTURE", "timestamp " + _text(t.ts) + " is in the future"))
+        cases.append((r == "E_TS_RANGE", "timestamp " + _text(t.ts) + " is before ingest.min_ts"))
+    if "event_type" in t.columns:
+        allowed = ", ".join(whitelist[:10])
+        cases.append((r == "E_EVENT_TYPE", "event type '" + _text(t.event_type)
+                      + f"' is not allowed (allowed: {allowed})"))
+    if bad_column("amount") in t.columns:
+        cases.append(((r == "E_AMOUNT") & t[bad_column("amount")].notnull(),
+                      "amount '" + _text(t[bad_column("amount")]) + "' is not a number"))
+    if "amount" in t.columns:
+        cases.append(((r == "E_AMOUNT") & (t.amount < 0),
+                      "purchase with negative amount " + _text(t.amount)))
+    if bad_column("quantity") in t.columns:
+        cases.append((r == "E_QUANTITY",
+                      "quantity '" + _text(t[bad_column("quantity")]) + "' is not a whole number"))
+    if bad_column("granted") in t.columns:
+        cases.append((r == "E_CONSENT_VALUE",
+                      "consent value '" + _text(t[bad_column("granted")])
+                      + "' is not a yes/no (empty or unrecognized)"))
+    bad_cols = [c for c in t.columns if c.startswith("_bad_")]
+    for c in bad_cols:
+        name = c.removeprefix("_bad_")
+        cases.append(((r == "E_VALUE") & t[c].notnull(),
+                      f"{name} '" + _text(t[c]) + "' could not be parsed"))
+    fixed = {
+        "E_MALFORMED": "the line is not a JSON object",
+        "E_NO_ID": "no identifier (customer_id, anonymous_id or device_id) on the row",
+        "E_TS_MISSING": "timestamp is empty",
+        "E_NO_EVENT_TYPE": "event type is empty; map a column or pass --event-type",
+        "E_AMOUNT": "purchase without an amount",
+        "E_MISSING_VALUE": "a column declared 'drop' in [missing] is empty",
+    }
+    cases.extend((r == code, ibis.literal(text)) for code, text in fixed.items())
+    return ibis.cases(*cases, else_=r)
+
+
+def raw_json(t: ir.Table, spec: KindSpec) -> ir.StringValue:
+    """The quarantined row as JSON: target values (unparseable ones as given) + properties."""
+    fields: dict[str, ir.Value] = {}
+    for f in spec.fields:
+        if f.name not in t.columns:
+            continue
+        bad = bad_column(f.name)
+        if bad in t.columns:
+            fields[f.name] = t[bad].coalesce(t[f.name].cast("string"))
+        else:
+            fields[f.name] = t[f.name].cast("string")
+    if "properties" in t.columns:
+        fields["properties"] = t.properties.cast("json")
+    return struct_to_json(ibis.struct(fields))
+
+
+def missing_policy(spec: KindSpec, policies: Mapping[str, str]) -> dict[str, str]:
+    """The declared policies for this kind, checked against its columns."""
+    allowed = set(spec.names) - set(spec.id_fields) - {"ts", spec.key}
+    for col in policies:
+        if col not in allowed:
+            raise ConfigError(
+                f"[missing.{spec.kind}] names '{col}', which is not a {spec.kind} column that "
+                f"may be missing (choose from: {', '.join(sorted(allowed))})",
+                code="E_CONFIG",
+            )
+    return dict(policies)
+
+
+def impute(engine: Engine, good: ir.Table, policies: Mapping[str, str]) -> tuple[
+    dict[str, ir.Value], dict[str, dict[str, Any]]
+]:
+    """Replacement expressions for imputed columns and a per-column report.
+
+    Medians and modes are computed over the batch's loaded rows; every policy column's
+    missing count is reported, whatever its policy.
+    """
+    present = [c for c in policies if c in good.columns]
+    report: dict[str, dict[str, Any]] = {c: {"policy": p, "missing": 0}
+                                         for c, p in policies.items()}
+    if not present:
+        return {}, report
+    aggs: dict[str, ir.Scalar] = {f"n_{c}": good[c].isnull().cast("int64").sum() for c in present}
+    for c in present:
+        p = policies[c]
+        if p == "median" and good[c].type().is_numeric():
+            aggs[f"v_{c}"] = good[c].median()
+        elif p == "median":
+            raise ConfigError(f"missing policy 'median' needs a numeric column; '{c}' is not",
+                              code="E_CONFIG")
+        elif p == "mode":
+            aggs[f"v_{c}"] = good[c].mode()
+    row = engine.execute(good.aggregate(**aggs)).iloc[0].to_dict()
+    replace: dict[str, ir.Value] = {}
+    for c in present:
+        p = policies[c]
+        n = int(row[f"n_{c}"] or 0)
+        report[c]["missing"] = n
+        value: Any = None
+        if p.startswith("constant:"):
+            value = p.removeprefix("constant:")
+        elif p in ("median", "mode"):
+            value = row.get(f"v_{c}")
+            value = None if value is None or value != value else value  # NaN -> None
+        if value is None or p in ("flag", "drop"):
+            continue
+        typ = good[c].type()
+        try:
+            lit = ibis.literal(value).cast(typ)
+        except Exception:
+            raise ConfigError(f"cannot use '{value}' as a value of {c}", code="E_CONFIG") from None
+        replace[c] = good[c].coalesce(lit)
+        report[c]["imputed"] = n
+        report[c]["value"] = value if isinstance(value, (int, float, str)) else str(value)
+    return replace, report

@@ -1,0 +1,121 @@
+"""The last step of a batch per kind: derive keys, drop duplicates, write the rows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+import ibis
+import ibis.expr.types as ir
+
+from tribes.engine import Engine
+from tribes.engine.io import FILE_COLUMN
+from tribes.ingest.mapping import ColumnMapping
+from tribes.ingest.stage import RECORD, SEP
+from tribes.privacy.pseudonymize import pseudonymize
+from tribes.store.tables import SCHEMAS
+
+Finalizer = Callable[[Engine, ir.Table, ColumnMapping, bytes, str, datetime], int]
+
+
+def _lineage(batch_id: str, now: datetime) -> dict[str, ir.Value]:
+    return {"ingested_at": ibis.literal(now, type="timestamp('UTC')"),
+            "batch_id": ibis.literal(batch_id)}
+
+
+def _conform(t: ir.Table, table: str, values: dict[str, ir.Value]) -> ir.Table:
+    """Select the columns of ``table`` in order: from ``values``, else from ``t``, else null."""
+    out: dict[str, ir.Value] = {}
+    for name, typ in SCHEMAS[table].items():
+        if name in values:
+            out[name] = values[name].cast(typ)
+        elif name in t.columns:
+            out[name] = t[name].cast(typ)
+        else:
+            out[name] = ibis.null(typ)
+    return t.select(**out)
+
+
+def _count_batch(engine: Engine, table: str, batch_id: str) -> int:
+    t = engine.table(table)
+    return int(engine.scalar(t.filter(t.batch_id == batch_id).count()))
+
+
+def load_events(engine: Engine, good: ir.Table, mapping: ColumnMapping, key: bytes,
+                batch_id: str, now: datetime) -> int:
+    """Events keep their source ``event_id``; others get a keyed hash of source, record and
+    occurrence number of identical records in the file. New ids only are inserted."""
+    occurrence = ibis.row_number().over(group_by=[good[FILE_COLUMN], good[RECORD]])
+    derived = "h" + pseudonymize(
+        good.source + SEP + good[RECORD] + SEP + occurrence.cast("string"), key
+    )
+    has_ids = "event_id" in mapping.targets
+    event_id = good.event_id.coalesce(derived) if has_ids else derived
+    t = good.mutate(event_id=event_id)
+    if has_ids:
+        # the same source id twice in a batch: keep the earliest record
+        first = ibis.row_number().over(group_by=t.event_id, order_by=[t.ts, t[RECORD]])
+        t = t.mutate(_n=first).filter(lambda x: x._n == 0)
+    stored = engine.table("events")
+    new = t.anti_join(stored, t.event_id == stored.event_id)
+    engine.insert("events", _conform(new, "events", _lineage(batch_id, now)))
+    return _count_batch(engine, "events", batch_id)
+
+
+def _age_band(t: ir.Table, now: datetime) -> ir.StringValue:
+    age: ir.Value = ibis.null("int64")
+    if "age" in t.columns:
+        age = t.age
+    if "birth_year" in t.columns:
+        age = age.coalesce(now.year - t.birth_year)
+    bands = ibis.cases(
+        ((age < 0) | (age > 120), ibis.null("string")),
+        (age < 18, "under 18"), (age < 25, "18-24"), (age < 35, "25-34"), (age < 45, "35-44"),
+        (age < 55, "45-54"), (age < 65, "55-64"), else_="65+",
+    )
+    if "age_band" in t.columns:
+        return t.age_band.coalesce(bands)
+    return bands
+
+
+def load_customers(engine: Engine, good: ir.Table, mapping: ColumnMapping, key: bytes,
+                   batch_id: str, now: datetime) -> int:
+    """One profile per customer: a changed profile replaces the stored one, an identical
+    one is a duplicate. Within a batch the row with the latest signup wins."""
+    t = good.mutate(record_hash=pseudonymize(good[RECORD], key), age_band=_age_band(good, now))
+    order = [t.signup_ts.desc(), t.record_hash] if "signup_ts" in t.columns else [t.record_hash]
+    t = t.mutate(_n=ibis.row_number().over(group_by=t.customer_id, order_by=order))
+    t = t.filter(t._n == 0)
+    stored = engine.table("customers")
+    new = t.anti_join(stored, [t.customer_id == stored.customer_id,
+                               t.record_hash == stored.record_hash])
+    staged = engine.create_temp("_tribes_customers_new",
+                                _conform(new, "customers", _lineage(batch_id, now)))
+    engine.delete_where("customers", stored.customer_id.isin(staged.customer_id))
+    engine.insert("customers", staged)
+    engine.drop_temp("_tribes_customers_new")
+    return _count_batch(engine, "customers", batch_id)
+
+
+def load_consents(engine: Engine, good: ir.Table, mapping: ColumnMapping, key: bytes,
+                  batch_id: str, now: datetime) -> int:
+    """Consent records are an append-only log; the same record twice is a duplicate."""
+    purpose = good.purpose.coalesce("analytics") if "purpose" in good.columns \
+        else ibis.literal("analytics")
+    t = good.mutate(purpose=purpose)
+    ident = (t.customer_id + SEP + t.purpose + SEP + t.granted.cast("string") + SEP
+             + t.ts.cast("string"))
+    t = t.mutate(consent_id=pseudonymize(ident, key))
+    t = t.mutate(_n=ibis.row_number().over(group_by=t.consent_id, order_by=t[RECORD]))
+    t = t.filter(t._n == 0)
+    stored = engine.table("consents")
+    new = t.anti_join(stored, t.consent_id == stored.consent_id)
+    engine.insert("consents", _conform(new, "consents", _lineage(batch_id, now)))
+    return _count_batch(engine, "consents", batch_id)
+
+
+FINALIZERS: dict[str, Finalizer] = {
+    "events": load_events,
+    "customers": load_customers,
+    "consents": load_consents,
+}

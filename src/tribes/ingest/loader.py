@@ -1,0 +1,298 @@
+"""Ingest: read sources, validate, quarantine, dedupe and load, one transaction per batch.
+
+Every input record is counted exactly once: ``loaded``, ``duplicates`` or quarantined
+under a reason code. A batch that fails part-way leaves the workspace as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+
+from tribes.config import parse_duration
+from tribes.engine import Engine
+from tribes.engine.io import FILE_COLUMN, ReadResult, read_csv, read_jsonl, read_parquet
+from tribes.errors import ConfigError, InputError
+from tribes.ingest.checks import (
+    REASON,
+    impute,
+    message,
+    missing_policy,
+    post_checks,
+    raw_json,
+    with_reason,
+)
+from tribes.ingest.finalize import FINALIZERS
+from tribes.ingest.mapping import ColumnMapping, resolve_mapping
+from tribes.ingest.sources import resolve_inputs
+from tribes.ingest.spec import KINDS, KindSpec
+from tribes.ingest.stage import StageOptions, build_stage
+from tribes.prep.standardize import canonical_event_type, mapping_for
+from tribes.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+STAGE_TABLE = "_tribes_stage"
+FAULT_ENV = "TRIBES_FAULT_AT"  # test hook: "<step>:raise" or "<step>:kill"
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    """What to ingest and how to read it (the CLI's ``ingest`` options)."""
+
+    kind: str = "events"
+    source: str | None = None
+    mapping: dict[str, str] = field(default_factory=dict)
+    event_type: str | None = None
+    ts_format: str | None = None
+    tz: str | None = None
+    fmt: str | None = None
+    delimiter: str | None = None
+    encoding: str | None = None
+    header: bool = True
+    now: datetime | None = None
+
+
+@dataclass(frozen=True)
+class IngestSummary:
+    batch_id: str
+    kind: str
+    source: str
+    files: list[str]
+    rows_read: int
+    loaded: int
+    duplicates: int
+    quarantined: dict[str, int]
+    mapping: dict[str, str]
+    missing: dict[str, dict[str, Any]]
+    seconds: float
+
+    @property
+    def n_quarantined(self) -> int:
+        return sum(self.quarantined.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _fault(step: str) -> None:
+    """Simulate a crash at ``step`` when the test hook asks for it."""
+    want = os.environ.get(FAULT_ENV, "")
+    if want.partition(":")[0] != step:
+        return
+    if want.endswith(":kill"):
+        os._exit(137)
+    raise RuntimeError(f"fault injected at {step}")
+
+
+def new_batch_id(now: datetime) -> str:
+    return now.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
+
+
+def open_source(engine: Engine, files: list[Path], fmt: str, opts: IngestOptions) -> ReadResult:
+    if fmt == "csv":
+        return read_csv(engine, files, delimiter=opts.delimiter, encoding=opts.encoding,
+                        header=opts.header)
+    if fmt == "parquet":
+        return read_parquet(engine, files)
+    return read_jsonl(engine, files)
+
+
+def _default_source(files: list[Path], kind: str) -> str:
+    if kind != "events":
+        return kind
+    stem = files[0].name.split(".")[0]
+    stem = stem.rstrip("0123456789-_") or stem
+    return stem.lower() or "events"
+
+
+def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
+           progress: Progress | None = None) -> IngestSummary:
+    """Ingest files into the workspace as one batch.
+
+    Parameters
+    ----------
+    ws
+        The workspace (its secret key pseudonymizes identifiers).
+    inputs
+        Files, globs or directories of one format.
+    opts
+        Kind, source name, column mapping and parsing options.
+    progress
+        Called with the name of each step as it starts.
+
+    Returns
+    -------
+    IngestSummary
+        Counts per outcome; ``rows_read == loaded + duplicates + sum(quarantined)``.
+    """
+    say = progress or (lambda step: None)
+    started = time.perf_counter()
+    if opts.kind not in KINDS:
+        raise InputError(f"unknown kind '{opts.kind}'; use one of {', '.join(KINDS)}",
+                         code="E_KIND")
+    spec = KINDS[opts.kind]
+    cfg = ws.config
+    files, fmt = resolve_inputs(inputs, opts.fmt)
+    key = ws.secret()
+    now = opts.now or datetime.now(UTC)
+    source = (opts.source or _default_source(files, opts.kind)).strip()
+    policies = missing_policy(spec, cfg.missing.get(spec.kind, {}))
+    whitelist = [canonical_event_type(v, {}) or v for v in cfg.ingest.event_types]
+    try:
+        min_ts = datetime.fromisoformat(cfg.ingest.min_ts).replace(tzinfo=UTC)
+    except ValueError:
+        raise ConfigError(f"ingest.min_ts '{cfg.ingest.min_ts}' is not an ISO date",
+                          code="E_CONFIG") from None
+    stage_opts = StageOptions(
+        source=source, ts_format=opts.ts_format, tz=opts.tz or cfg.ingest.default_tz, now=now,
+        future_limit=now + parse_duration(cfg.ingest.future_tolerance), min_ts=min_ts, key=key,
+    )
+    _check_tz(stage_opts.tz)
+    batch_id = new_batch_id(now)
+
+    with ws.engine() as engine:
+        say("reading")
+        read = open_source(engine, files, fmt, opts)
+        constants = {"event_type"} if opts.event_type and spec.kind == "events" else set()
+        mapping = resolve_mapping(read.columns, spec, opts.mapping, cfg.privacy.pii_columns,
+                                  constant_targets=constants)
+        for target, column in mapping.targets.items():
+            log.info("mapping %s <- %s%s", target, column,
+                     " (auto)" if target in mapping.auto else "")
+        with engine.transaction():
+            say("validating")
+            stage = engine.create_temp(STAGE_TABLE, build_stage(read, spec, mapping, stage_opts))
+            malformed = read.malformed()
+            _fault("staged")
+            say("standardizing")
+            std = standardize(engine, stage, spec, mapping, opts, source, cfg.standardize,
+                              cfg.ingest.event_type_aliases)
+            drop_cols = [c for c, p in policies.items() if p == "drop" and c in std.columns]
+            checked = with_reason(std, post_checks(std, spec, whitelist, drop_cols))
+            counts = _reason_counts(engine, checked)
+            n_stage = sum(counts.values())
+            quarantined = {k: v for k, v in counts.items() if k is not None}
+            if malformed:
+                quarantined["E_MALFORMED"] = quarantined.get("E_MALFORMED", 0) + len(malformed)
+            n_good = counts.get(None, 0)
+
+            say("quarantining")
+            _quarantine(engine, checked, spec, malformed, batch_id, source, now, opts, whitelist)
+            good = checked.filter(checked[REASON].isnull())
+            replace, missing_report = impute(engine, good, policies)
+            if replace:
+                good = good.mutate(**replace)
+            say("loading")
+            loaded = FINALIZERS[spec.kind](engine, good, mapping, key, batch_id, now)
+            _fault("loaded")
+            summary = IngestSummary(
+                batch_id=batch_id, kind=spec.kind, source=source,
+                files=[str(f) for f in files], rows_read=n_stage + len(malformed),
+                loaded=loaded, duplicates=n_good - loaded,
+                quarantined=dict(sorted(quarantined.items())), mapping=mapping.describe(),
+                missing=missing_report, seconds=0.0,
+            )
+            _record_batch(engine, summary, now, opts)
+            _fault("recorded")
+        engine.drop_temp(STAGE_TABLE)
+    seconds = round(time.perf_counter() - started, 3)
+    return IngestSummary(**{**summary.to_dict(), "seconds": seconds})
+
+
+def _check_tz(tz: str) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InputError(f"unknown time zone '{tz}'; use an IANA name such as Europe/Paris",
+                         code="E_TZ") from None
+
+
+def standardize(engine: Engine, stage: ir.Table, spec: KindSpec, mapping: ColumnMapping,
+                opts: IngestOptions, source: str, user_maps: dict[str, dict[str, str]],
+                aliases: dict[str, str]) -> ir.Table:
+    """Replace categorical values by their standard spelling (distinct values, one join each)."""
+    t = stage
+    if spec.kind == "events":
+        t = t.mutate(source=ibis.literal(source))
+        if opts.event_type:
+            value = canonical_event_type(opts.event_type, aliases)
+            t = t.mutate(event_type=ibis.literal(value, type="string"))
+    for f in spec.fields:
+        if f.kind not in ("snake", "place") or f.name not in mapping.targets:
+            continue
+        values = engine.execute(t.select(f.name).distinct())[f.name].tolist()
+        table = mapping_for(f.name, [v for v in values if isinstance(v, str)],
+                            user_map=user_maps.get(f.name), event_aliases=aliases)
+        if all(k == v for k, v in table.items()):
+            continue
+        rk, sk = f"_raw_{f.name}", f"_std_{f.name}"
+        lookup = ibis.memtable({rk: list(table), sk: list(table.values())},
+                               schema={rk: "string", sk: "string"})
+        joined = t.left_join(lookup, t[f.name] == lookup[rk])
+        t = joined.mutate(**{f.name: joined[sk]}).drop(rk, sk)
+    if spec.kind == "events" and "event_type" not in t.columns:
+        t = t.mutate(event_type=ibis.null("string"))
+    return t
+
+
+def _reason_counts(engine: Engine, checked: ir.Table) -> dict[str | None, int]:
+    df = engine.execute(checked.group_by(REASON).aggregate(n=checked.count()))
+    return {(r if isinstance(r, str) else None): int(n) for r, n in zip(df[REASON], df["n"],
+                                                                          strict=True)}
+
+
+def _quarantine(engine: Engine, checked: ir.Table, spec: KindSpec,
+                malformed: list[dict[str, Any]], batch_id: str, source: str, now: datetime,
+                opts: IngestOptions, whitelist: list[str]) -> None:
+    bad = checked.filter(checked[REASON].notnull())
+    rows = bad.select(
+        batch_id=ibis.literal(batch_id),
+        kind=ibis.literal(spec.kind),
+        source=ibis.literal(source),
+        file=bad[FILE_COLUMN],
+        reason=bad[REASON],
+        message=message(bad, opts.ts_format, whitelist),
+        raw=raw_json(bad, spec),
+        quarantined_at=ibis.literal(now, type="timestamp('UTC')"),
+    )
+    engine.insert("quarantine", rows)
+    if malformed:
+        # the line itself is not kept: it cannot be parsed, so its ids cannot be hashed
+        records = [
+            {"batch_id": batch_id, "kind": spec.kind, "source": source, "file": m["file"],
+             "reason": "E_MALFORMED", "message": f"line {m['line']}: {m['error']}",
+             "raw": json.dumps({"file": m["file"], "line": int(m["line"])}),
+             "quarantined_at": now}
+            for m in malformed
+        ]
+        schema = engine.table("quarantine").schema()
+        engine.insert("quarantine", ibis.memtable(records, schema=schema))
+
+
+def _record_batch(engine: Engine, s: IngestSummary, now: datetime, opts: IngestOptions) -> None:
+    options = {k: v for k, v in asdict(opts).items() if k not in ("now", "mapping") and v}
+    row = {
+        "batch_id": s.batch_id, "kind": s.kind, "source": s.source,
+        "files": json.dumps(s.files), "started_at": now,
+        "finished_at": datetime.now(UTC), "rows_read": s.rows_read, "loaded": s.loaded,
+        "duplicates": s.duplicates, "quarantined": s.n_quarantined,
+        "reasons": json.dumps(s.quarantined), "mapping": json.dumps(s.mapping),
+        "missing": json.dumps(s.missing, default=str), "options": json.dumps(options, default=str),
+    }
+    schema = engine.table("batches").schema()
+    engine.insert("batches", ibis.memtable([row], schema=schema))

@@ -1,0 +1,121 @@
+"""Matching source columns to target columns: explicit ``--map`` first, then spellings."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from tribes.config import PiiAction
+from tribes.errors import InputError, closest, missing_column
+from tribes.ingest.spec import KindSpec
+
+
+def squash(name: str) -> str:
+    """Compare column names loosely: ``userId``, ``user_id`` and ``User ID`` are equal."""
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+@dataclass(frozen=True)
+class ColumnMapping:
+    """Which source column feeds which target column, and what happens to the rest."""
+
+    targets: dict[str, str]  # target -> source column
+    auto: frozenset[str]  # targets found by spelling rather than --map
+    pii: dict[str, PiiAction]  # source column -> drop | hash
+    extra: tuple[str, ...]  # source columns kept in `properties`
+
+    def describe(self) -> dict[str, str]:
+        return dict(self.targets)
+
+
+def parse_map_option(items: list[str] | None) -> dict[str, str]:
+    """Parse ``--map ts=sold_at,customer_id=member_no`` (repeatable) into a dict."""
+    result: dict[str, str] = {}
+    for item in items or []:
+        for part in item.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            target, sep, source = part.partition("=")
+            if not sep or not target.strip() or not source.strip():
+                raise InputError(
+                    f"--map '{part}' is not target=source (e.g. --map ts=sold_at)",
+                    code="E_MAP",
+                )
+            result[target.strip()] = source.strip()
+    return result
+
+
+def resolve_mapping(
+    columns: list[str],
+    spec: KindSpec,
+    explicit: dict[str, str],
+    pii_config: dict[str, PiiAction],
+    *,
+    constant_targets: set[str] | None = None,
+) -> ColumnMapping:
+    """Decide the source column of every target column of ``spec``.
+
+    Parameters
+    ----------
+    columns
+        Source column names in file order.
+    explicit
+        ``--map`` pairs, target -> source; these win over spellings.
+    pii_config
+        Source column names (compared loosely) that hold personal data -> action.
+    constant_targets
+        Targets given as a constant on the command line (e.g. ``--event-type``).
+
+    Raises
+    ------
+    InputError
+        An explicit source column does not exist or a target is unknown.
+    MissingColumnError
+        A required target has no source column.
+    """
+    constant_targets = constant_targets or set()
+    names = set(spec.names)
+    targets: dict[str, str] = {}
+    for target, source in explicit.items():
+        if target not in names:
+            guess = closest(target, names)
+            hint = f"; did you mean '{guess}'?" if guess else f"; targets: {', '.join(spec.names)}"
+            raise InputError(f"--map target '{target}' is not a {spec.kind} column{hint}",
+                             code="E_MAP")
+        if source not in columns:
+            guess = closest(source, columns)
+            hint = f"; did you mean '{guess}'?" if guess else ""
+            raise InputError(f"--map source column '{source}' is not in the input{hint}",
+                             code="E_MAP")
+        targets[target] = source
+    used = set(targets.values())
+    by_squash: dict[str, str] = {}
+    for c in columns:
+        by_squash.setdefault(squash(c), c)
+    auto: set[str] = set()
+    for f in spec.fields:
+        if f.name in targets or f.name in constant_targets:
+            continue
+        for spelling in (f.name, *f.aliases):
+            source = by_squash.get(squash(spelling))
+            if source is not None and source not in used:
+                targets[f.name] = source
+                used.add(source)
+                auto.add(f.name)
+                break
+    for f in spec.fields:
+        if f.required and f.name not in targets and f.name not in constant_targets:
+            raise missing_column(f.name, [c for c in columns if c not in used],
+                                 spellings=f.aliases)
+    if spec.id_fields and not any(t in targets for t in spec.id_fields):
+        raise InputError(
+            f"no identifier column found (looked for {', '.join(spec.id_fields)} and their "
+            f"usual spellings among: {', '.join(columns)}); map one with e.g. "
+            f"--map customer_id=<column>",
+            code="E_MISSING_COLUMN",
+        )
+    pii_lookup = {squash(k): v for k, v in pii_config.items()}
+    pii = {c: pii_lookup[squash(c)] for c in columns if c not in used and squash(c) in pii_lookup}
+    extra = tuple(c for c in columns if c not in used and c not in pii)
+    return ColumnMapping(targets, frozenset(auto), pii, extra)

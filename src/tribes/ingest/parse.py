@@ -1,0 +1,119 @@
+"""Engine expressions that turn raw source values into typed values.
+
+Each parser returns an expression that is null where the input cannot be parsed; the
+caller compares it with the raw value to tell "missing" from "invalid".
+"""
+
+from __future__ import annotations
+
+import ibis
+import ibis.expr.datatypes as dt
+import ibis.expr.types as ir
+
+from tribes.engine.functions import local_to_utc, try_strptime
+from tribes.prep.standardize import NULL_MARKERS
+
+UTC = dt.Timestamp(timezone="UTC")
+_EPOCH_MS_MIN = 1e11  # above this a number is milliseconds (1e11 s is the year 5138)
+_EPOCH_US_MIN = 1e14
+
+
+# spelled out in the usual cases so the engine compares without lower-casing every value
+_MARKERS = sorted({v for m in NULL_MARKERS for v in (m, m.upper(), m.title())})
+
+
+def as_text(value: ir.Value) -> ir.StringValue:
+    """The value as trimmed text, with empty strings and null markers turned into null."""
+    text = value if value.type().is_string() else value.cast("string")
+    text = text.strip()
+    return ibis.cases((text.isin(_MARKERS), ibis.null("string")), else_=text)
+
+
+def parse_ts(value: ir.Value, *, fmt: str | None = None, tz: str = "UTC") -> ir.TimestampValue:
+    """Parse a timestamp to UTC.
+
+    Text is read as ISO-8601 (an offset or ``Z`` is honored; without one the time is
+    wall-clock time in ``tz``), as epoch seconds/milliseconds/microseconds, or with the
+    strftime format ``fmt`` when given. Typed timestamps are converted; zone-less ones
+    are taken to be in ``tz``.
+    """
+    t = value.type()
+    if t.is_timestamp():
+        if t.timezone is None:
+            return value.cast(UTC) if tz == "UTC" else local_to_utc(value, tz)
+        return value.cast(UTC)
+    if t.is_date():
+        return _from_naive(value.cast(dt.Timestamp()), tz)
+    if t.is_numeric():
+        return _from_epoch(value.cast("float64"))
+    text = as_text(value)
+    if fmt:
+        if "%z" in fmt or "%Z" in fmt:
+            return try_strptime(text, fmt).cast(UTC)
+        return _from_naive(try_strptime(text, fmt), tz)
+    if tz == "UTC":
+        iso = text.try_cast(UTC)
+    else:
+        has_offset = text.re_search(r"([Zz]|[+-]\d{2}(:?\d{2})?)$")
+        iso = ibis.cases(
+            (has_offset, text.try_cast(UTC)),
+            else_=_from_naive(text.try_cast(dt.Timestamp()), tz),
+        )
+    return iso.coalesce(_from_epoch(text.try_cast("float64")))
+
+
+def _from_naive(naive: ir.TimestampValue, tz: str) -> ir.TimestampValue:
+    return naive.cast(UTC) if tz == "UTC" else local_to_utc(naive, tz)
+
+
+def _from_epoch(number: ir.FloatingValue) -> ir.TimestampValue:
+    ms = ibis.cases(
+        (number.abs() >= _EPOCH_US_MIN, number / 1000),
+        (number.abs() >= _EPOCH_MS_MIN, number),
+        else_=number * 1000,
+    )
+    finite = ~number.isnan() & ~number.isinf() & (number.abs() < 1e17)
+    return ibis.cases((finite, ms.round().cast("int64").as_timestamp("ms").cast(UTC)),
+                      else_=ibis.null(UTC))
+
+
+def parse_float(value: ir.Value) -> ir.FloatingValue:
+    """A finite float; text may carry currency symbols, spaces and thousands commas."""
+    if value.type().is_numeric():
+        number = value.cast("float64")
+    else:
+        text = as_text(value)
+        number = text.try_cast("float64").coalesce(
+            text.re_replace(r"[\s$€£¥,]", "").try_cast("float64")
+        )
+    return ibis.cases((number.isnan() | number.isinf(), ibis.null("float64")), else_=number)
+
+
+def parse_int(value: ir.Value) -> ir.IntegerValue:
+    """A whole number; ``3.0`` is accepted, ``3.5`` is not."""
+    if value.type().is_integer():
+        return value.cast("int64")
+    number = parse_float(value)
+    return ibis.cases(
+        ((number.abs() < 9e15) & (number == number.floor()), number.cast("int64")),
+        else_=ibis.null("int64"),
+    )
+
+
+_TRUE = ["true", "t", "yes", "y", "1", "granted", "grant", "opt_in", "opt-in", "optin",
+         "accept", "accepted", "allow", "allowed", "agree", "agreed", "on", "given"]
+_FALSE = ["false", "f", "no", "n", "0", "denied", "deny", "opt_out", "opt-out", "optout",
+          "refused", "declined", "decline", "revoked", "withdrawn", "rejected", "off",
+          "disallowed"]
+
+
+def parse_bool(value: ir.Value) -> ir.BooleanValue:
+    """yes/no, true/false, 1/0, granted/denied, opt-in/opt-out, ... (case-insensitive)."""
+    if value.type().is_boolean():
+        return value
+    text = as_text(value).lower()
+    return ibis.cases(
+        (text.isin(_TRUE), ibis.literal(True)),
+        (text.isin(_FALSE), ibis.literal(False)),
+        else_=ibis.null("boolean"),
+    )

@@ -1,0 +1,1 @@
+"""Preparation: categorical standardization, missing values, identity stitching, sessions."""

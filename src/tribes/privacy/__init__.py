@@ -1,0 +1,1 @@
+"""Privacy by default: pseudonymized identifiers, PII handling and consent."""

@@ -1,0 +1,1 @@
+"""Workspace tables: their schemas, versioned segment storage and the audit trail."""

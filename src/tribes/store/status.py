@@ -1,0 +1,66 @@
+"""What is in a workspace: table sizes, batches, quarantine, missing values, consents."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import ibis
+
+from tribes.engine import Engine
+from tribes.privacy.consent import consent_summary
+from tribes.store.tables import SCHEMAS
+
+
+def _records(engine: Engine, expr: Any) -> list[dict[str, Any]]:
+    df = engine.execute(expr)
+    return [{k: (None if v is None or v != v else v) for k, v in r.items()}
+            for r in df.to_dict("records")]
+
+
+def workspace_status(engine: Engine, *, batches: int = 10) -> dict[str, Any]:
+    """A summary of the workspace as plain data (the ``status`` command and the API)."""
+    tables = {name: int(engine.scalar(engine.table(name).count()))
+              for name in SCHEMAS if engine.has_table(name)}
+    ev = engine.table("events")
+    span: dict[str, Any] = {}
+    if tables.get("events"):
+        agg = engine.execute(ev.aggregate(first=ev.ts.min(), last=ev.ts.max(),
+                                          customers=ev.customer_id.nunique())).iloc[0]
+        span = {"first_event": agg["first"], "last_event": agg["last"],
+                "known_customers": int(agg["customers"])}
+        span["by_source"] = {r["source"]: int(r["n"]) for r in _records(
+            engine, ev.group_by("source").aggregate(n=ev.count()).order_by("source"))}
+        span["by_event_type"] = {r["event_type"]: int(r["n"]) for r in _records(
+            engine, ev.group_by("event_type").aggregate(n=ev.count())
+            .order_by(ibis.desc("n")).limit(15))}
+    b = engine.table("batches")
+    recent = _records(engine, b.order_by(ibis.desc("started_at")).limit(batches).select(
+        "batch_id", "kind", "source", "started_at", "rows_read", "loaded", "duplicates",
+        "quarantined", "missing"))
+    missing: dict[str, dict[str, dict[str, Any]]] = {}
+    for row in _records(engine, b.select("kind", "missing")):
+        for col, info in json.loads(row["missing"] or "{}").items():
+            slot = missing.setdefault(row["kind"], {}).setdefault(
+                col, {"policy": info.get("policy"), "missing": 0, "imputed": 0})
+            slot["policy"] = info.get("policy")
+            slot["missing"] += int(info.get("missing", 0))
+            slot["imputed"] += int(info.get("imputed", 0))
+    for r in recent:
+        r.pop("missing", None)
+    q = engine.table("quarantine")
+    quarantine = {r["reason"]: int(r["n"]) for r in _records(
+        engine, q.group_by("reason").aggregate(n=q.count()).order_by("reason"))}
+    totals = _records(engine, b.aggregate(
+        rows_read=b.rows_read.sum(), loaded=b.loaded.sum(), duplicates=b.duplicates.sum(),
+        quarantined=b.quarantined.sum(), batches=b.count()))[0]
+    consents = _records(engine, consent_summary(engine.table("consents")))
+    return {
+        "tables": tables,
+        "events": span,
+        "ingest_totals": {k: int(v or 0) for k, v in totals.items()},
+        "batches": recent,
+        "quarantine": quarantine,
+        "missing": missing,
+        "consents": consents,
+    }

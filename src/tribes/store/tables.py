@@ -1,0 +1,111 @@
+"""Schemas of the workspace tables (DESIGN §3), created on first use."""
+
+from __future__ import annotations
+
+import ibis
+
+from tribes.engine import Engine
+
+TS = "timestamp('UTC')"
+
+EVENTS = ibis.schema(
+    {
+        "event_id": "string",
+        "ts": TS,
+        "event_type": "string",
+        "customer_id": "string",
+        "anonymous_id": "string",
+        "device_id": "string",
+        "session_id": "string",
+        "source": "string",
+        "channel": "string",
+        "device": "string",
+        "country": "string",
+        "region": "string",
+        "city": "string",
+        "product_id": "string",
+        "category": "string",
+        "order_id": "string",
+        "amount": "float64",
+        "quantity": "int64",
+        "properties": "string",
+        "ingested_at": TS,
+        "batch_id": "string",
+    }
+)
+
+QUARANTINE = ibis.schema(
+    {
+        "batch_id": "string",
+        "kind": "string",
+        "source": "string",
+        "file": "string",
+        "reason": "string",
+        "message": "string",
+        "raw": "string",
+        "quarantined_at": TS,
+    }
+)
+
+BATCHES = ibis.schema(
+    {
+        "batch_id": "string",
+        "kind": "string",
+        "source": "string",
+        "files": "string",
+        "started_at": TS,
+        "finished_at": TS,
+        "rows_read": "int64",
+        "loaded": "int64",
+        "duplicates": "int64",
+        "quarantined": "int64",
+        "reasons": "string",
+        "mapping": "string",
+        "missing": "string",
+        "options": "string",
+    }
+)
+
+CUSTOMERS = ibis.schema(
+    {
+        "customer_id": "string",
+        "signup_ts": TS,
+        "country": "string",
+        "region": "string",
+        "city": "string",
+        "age_band": "string",
+        "gender": "string",
+        "properties": "string",
+        "record_hash": "string",
+        "ingested_at": TS,
+        "batch_id": "string",
+    }
+)
+
+CONSENTS = ibis.schema(
+    {
+        "consent_id": "string",
+        "customer_id": "string",
+        "purpose": "string",
+        "granted": "boolean",
+        "ts": TS,
+        "ingested_at": TS,
+        "batch_id": "string",
+    }
+)
+
+SCHEMAS: dict[str, ibis.Schema] = {
+    "events": EVENTS,
+    "quarantine": QUARANTINE,
+    "batches": BATCHES,
+    "customers": CUSTOMERS,
+    "consents": CONSENTS,
+}
+
+
+def ensure_tables(engine: Engine) -> None:
+    """Create every workspace table that does not exist yet."""
+    existing = set(engine.con.list_tables())
+    for name, schema in SCHEMAS.items():
+        if name not in existing:
+            engine.con.create_table(name, schema=schema)
