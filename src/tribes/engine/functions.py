@@ -41,6 +41,16 @@ def _concat_bytes(a: bytes, b: bytes) -> bytes:  # type: ignore[empty-body]
     ...
 
 
+@ibis.udf.scalar.builtin(name="left")
+def _left(x: str, n: int) -> str:  # type: ignore[empty-body]
+    ...
+
+
+@ibis.udf.scalar.builtin(name="trim")
+def _trim(x: str) -> str:  # type: ignore[empty-body]
+    ...
+
+
 @ibis.udf.scalar.builtin(name="md5")
 def _md5(x: str) -> str:  # type: ignore[empty-body]
     ...
@@ -93,12 +103,17 @@ def hmac_sha256_hex(value: ir.StringValue, key: bytes, length: int = 32) -> ir.S
     ipad, opad = hmac_pads(key)
     inner = _sha256_bytes(_concat_bytes(ibis.literal(ipad, type="binary"), _encode(value)))
     outer = _sha256_bytes(_concat_bytes(ibis.literal(opad, type="binary"), _unhex(inner)))
-    return outer.substr(0, length) if length < 64 else outer
+    return _left(outer, length) if length < 64 else outer
 
 
 def hmac_sha256_py(value: str, key: bytes, length: int = 32) -> str:
     """Python twin of :func:`hmac_sha256_hex` for single values (CLI look-ups, tests)."""
     return _hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest()[:length]
+
+
+def trim_spaces(value: ir.StringValue) -> ir.StringValue:
+    """Remove leading and trailing spaces (cheaper than Ibis' strip, which also takes tabs)."""
+    return _trim(value)
 
 
 def md5_hex(value: ir.StringValue) -> ir.StringValue:

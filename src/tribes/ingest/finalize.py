@@ -9,6 +9,7 @@ import ibis
 import ibis.expr.types as ir
 
 from tribes.engine import Engine
+from tribes.engine.functions import md5_hex
 from tribes.engine.io import FILE_COLUMN
 from tribes.ingest.mapping import ColumnMapping
 from tribes.ingest.stage import RECORD, SEP
@@ -41,17 +42,32 @@ def _count_batch(engine: Engine, table: str, batch_id: str) -> int:
     return int(engine.scalar(t.filter(t.batch_id == batch_id).count()))
 
 
+def with_occurrence(engine: Engine, good: ir.Table) -> ir.Table:
+    """Add ``_occ``: 0 for the first of identical records in a file, 1 for the second, ...
+
+    Identical records are rare, so only they are numbered with a window; the rest, found
+    with one aggregation, get 0 without sorting the batch.
+    """
+    keys = [FILE_COLUMN, RECORD]
+    counts = good.group_by(keys).aggregate(_n=good.count())
+    repeated = engine.create_temp("_tribes_repeated",
+                                  counts.filter(counts._n > 1).select(*keys))
+    single = good.anti_join(repeated, keys).mutate(_occ=ibis.literal(0, type="int64"))
+    multi = good.semi_join(repeated, keys)
+    multi = multi.mutate(_occ=ibis.row_number().over(group_by=[multi[k] for k in keys])
+                         .cast("int64"))
+    return single.union(multi)
+
+
 def load_events(engine: Engine, good: ir.Table, mapping: ColumnMapping, key: bytes,
                 batch_id: str, now: datetime) -> int:
-    """Events keep their source ``event_id``; others get a keyed hash of source, record and
-    occurrence number of identical records in the file. New ids only are inserted."""
-    occurrence = ibis.row_number().over(group_by=[good[FILE_COLUMN], good[RECORD]])
-    derived = "h" + pseudonymize(
-        good.source + SEP + good[RECORD] + SEP + occurrence.cast("string"), key
-    )
+    """Events keep their source ``event_id``; others get a hash of source, (salted) record
+    digest and occurrence number of identical records in the file. Only new ids are
+    inserted."""
+    t = with_occurrence(engine, good)
+    derived = "h" + md5_hex(t.source + SEP + t[RECORD] + SEP + t._occ.cast("string"))
     has_ids = "event_id" in mapping.targets
-    event_id = good.event_id.coalesce(derived) if has_ids else derived
-    t = good.mutate(event_id=event_id)
+    t = t.mutate(event_id=t.event_id.coalesce(derived) if has_ids else derived).drop("_occ")
     if has_ids:
         # the same source id twice in a batch: keep the earliest record
         first = ibis.row_number().over(group_by=t.event_id, order_by=[t.ts, t[RECORD]])

@@ -39,6 +39,7 @@ from tribes.ingest.sources import resolve_inputs
 from tribes.ingest.spec import KINDS, KindSpec
 from tribes.ingest.stage import StageOptions, build_stage
 from tribes.prep.standardize import canonical_event_type, mapping_for
+from tribes.privacy.pseudonymize import pseudonymize
 from tribes.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -179,7 +180,7 @@ def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
             _fault("staged")
             say("standardizing")
             std = standardize(engine, stage, spec, mapping, opts, source, cfg.standardize,
-                              cfg.ingest.event_type_aliases)
+                              cfg.ingest.event_type_aliases, key)
             drop_cols = [c for c, p in policies.items() if p == "drop" and c in std.columns]
             checked = with_reason(std, post_checks(std, spec, whitelist, drop_cols))
             counts = _reason_counts(engine, checked)
@@ -207,7 +208,9 @@ def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
             )
             _record_batch(engine, summary, now, opts)
             _fault("recorded")
-        engine.drop_temp(STAGE_TABLE)
+        for name in engine.con.list_tables():
+            if name.startswith("_tribes_"):
+                engine.drop_temp(name)
     seconds = round(time.perf_counter() - started, 3)
     return IngestSummary(**{**summary.to_dict(), "seconds": seconds})
 
@@ -222,11 +225,32 @@ def _check_tz(tz: str) -> None:
                          code="E_TZ") from None
 
 
+def pseudonymize_ids(engine: Engine, stage: ir.Table, spec: KindSpec, mapping: ColumnMapping,
+                     key: bytes) -> ir.Table:
+    """Replace raw identifiers by their pseudonyms.
+
+    HMAC-SHA256 is computed once per distinct id (there are far fewer ids than events)
+    into a temporary lookup table, which is then joined back.
+    """
+    t = stage
+    for f in spec.fields:
+        if f.kind != "id" or f.name not in mapping.targets:
+            continue
+        rk, pk = f"_raw_{f.name}", f"_pid_{f.name}"
+        ids = stage.select(**{rk: stage[f.name]}).filter(lambda x: x[rk].notnull()).distinct()
+        lookup = engine.create_temp(f"_tribes_ids_{f.name}",
+                                    ids.mutate(**{pk: pseudonymize(ids[rk], key)}))
+        joined = t.left_join(lookup, t[f.name] == lookup[rk])
+        t = joined.mutate(**{f.name: joined[pk]}).drop(rk, pk)
+    return t
+
+
 def standardize(engine: Engine, stage: ir.Table, spec: KindSpec, mapping: ColumnMapping,
                 opts: IngestOptions, source: str, user_maps: dict[str, dict[str, str]],
-                aliases: dict[str, str]) -> ir.Table:
-    """Replace categorical values by their standard spelling (distinct values, one join each)."""
-    t = stage
+                aliases: dict[str, str], key: bytes) -> ir.Table:
+    """Pseudonymize ids, then replace categorical values by their standard spelling
+    (distinct values mapped in Python, one join each)."""
+    t = pseudonymize_ids(engine, stage, spec, mapping, key)
     if spec.kind == "events":
         t = t.mutate(source=ibis.literal(source))
         if opts.event_type:
@@ -235,7 +259,7 @@ def standardize(engine: Engine, stage: ir.Table, spec: KindSpec, mapping: Column
     for f in spec.fields:
         if f.kind not in ("snake", "place") or f.name not in mapping.targets:
             continue
-        values = engine.execute(t.select(f.name).distinct())[f.name].tolist()
+        values = engine.execute(stage.select(f.name).distinct())[f.name].tolist()
         table = mapping_for(f.name, [v for v in values if isinstance(v, str)],
                             user_map=user_maps.get(f.name), event_aliases=aliases)
         if all(k == v for k, v in table.items()):

@@ -1,7 +1,9 @@
 """Engine expressions that turn raw source values into typed values.
 
-Each parser returns an expression that is null where the input cannot be parsed; the
-caller compares it with the raw value to tell "missing" from "invalid".
+Parsers take text already cleaned by :func:`as_text` (or a typed column) and return an
+expression that is null where the input cannot be parsed; the caller compares it with
+the text to tell "missing" from "invalid". The staging step evaluates each of them once
+per row (see ``stage.py``), so they may reference their input several times.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import ibis
 import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 
-from tribes.engine.functions import local_to_utc, try_strptime
+from tribes.engine.functions import local_to_utc, trim_spaces, try_strptime
 from tribes.prep.standardize import NULL_MARKERS
 
 UTC = dt.Timestamp(timezone="UTC")
@@ -18,15 +20,26 @@ _EPOCH_MS_MIN = 1e11  # above this a number is milliseconds (1e11 s is the year 
 _EPOCH_US_MIN = 1e14
 
 
-# spelled out in the usual cases so the engine compares without lower-casing every value
-_MARKERS = sorted({v for m in NULL_MARKERS for v in (m, m.upper(), m.title())})
+_MARKER_LEN = max(len(m) for m in NULL_MARKERS)
 
 
-def as_text(value: ir.Value) -> ir.StringValue:
-    """The value as trimmed text, with empty strings and null markers turned into null."""
+def as_text(value: ir.Value, *, trim: bool = True) -> ir.StringValue:
+    """The value as text, with empty strings and null markers turned into null.
+
+    ``trim`` removes surrounding spaces; parsers tolerate them, so typed columns skip it.
+    """
     text = value if value.type().is_string() else value.cast("string")
-    text = text.strip()
-    return ibis.cases((text.isin(_MARKERS), ibis.null("string")), else_=text)
+    if trim:
+        text = trim_spaces(text)
+    # a chain of equalities behind a length guard: much cheaper per row than IN (...)
+    lower = text.lower()
+    is_marker = ibis.or_(*(lower == m for m in sorted(NULL_MARKERS) if m))
+    return ibis.cases(
+        (text == "", ibis.null("string")),
+        (text.length() > _MARKER_LEN, text),
+        (is_marker, ibis.null("string")),
+        else_=text,
+    )
 
 
 def parse_ts(value: ir.Value, *, fmt: str | None = None, tz: str = "UTC") -> ir.TimestampValue:
@@ -46,7 +59,7 @@ def parse_ts(value: ir.Value, *, fmt: str | None = None, tz: str = "UTC") -> ir.
         return _from_naive(value.cast(dt.Timestamp()), tz)
     if t.is_numeric():
         return _from_epoch(value.cast("float64"))
-    text = as_text(value)
+    text = value  # already trimmed text (see as_text)
     if fmt:
         if "%z" in fmt or "%Z" in fmt:
             return try_strptime(text, fmt).cast(UTC)
@@ -80,20 +93,19 @@ def _from_epoch(number: ir.FloatingValue) -> ir.TimestampValue:
 def parse_float(value: ir.Value) -> ir.FloatingValue:
     """A finite float; text may carry currency symbols, spaces and thousands commas."""
     if value.type().is_numeric():
-        number = value.cast("float64")
-    else:
-        text = as_text(value)
-        number = text.try_cast("float64").coalesce(
-            text.re_replace(r"[\s$€£¥,]", "").try_cast("float64")
-        )
+        return value.cast("float64")
+    return value.try_cast("float64").coalesce(
+        value.re_replace(r"[\s$€£¥,]", "").try_cast("float64")
+    )
+
+
+def finite(number: ir.FloatingValue) -> ir.FloatingValue:
+    """Null instead of NaN and infinities."""
     return ibis.cases((number.isnan() | number.isinf(), ibis.null("float64")), else_=number)
 
 
-def parse_int(value: ir.Value) -> ir.IntegerValue:
-    """A whole number; ``3.0`` is accepted, ``3.5`` is not."""
-    if value.type().is_integer():
-        return value.cast("int64")
-    number = parse_float(value)
+def whole(number: ir.FloatingValue) -> ir.IntegerValue:
+    """The number as int64 when it is a whole number (``3.0``), else null (``3.5``)."""
     return ibis.cases(
         ((number.abs() < 9e15) & (number == number.floor()), number.cast("int64")),
         else_=ibis.null("int64"),
@@ -111,7 +123,7 @@ def parse_bool(value: ir.Value) -> ir.BooleanValue:
     """yes/no, true/false, 1/0, granted/denied, opt-in/opt-out, ... (case-insensitive)."""
     if value.type().is_boolean():
         return value
-    text = as_text(value).lower()
+    text = value.lower()
     return ibis.cases(
         (text.isin(_TRUE), ibis.literal(True)),
         (text.isin(_FALSE), ibis.literal(False)),

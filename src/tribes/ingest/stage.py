@@ -1,7 +1,8 @@
-"""The staging expression: one scan of the source that parses, pseudonymizes and checks.
+"""The staging expression: one scan of the source that parses and checks every record.
 
-Raw identifiers and personal data never leave this expression un-hashed, so nothing
-written to the workspace (tables, quarantine) holds them.
+The stage is a temporary table (memory, spilled to the temp directory when large). Its
+identifier columns are still raw: the loader replaces them with pseudonyms before any
+row is written to a workspace table. Personal-data columns are hashed or dropped here.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from datetime import datetime
 import ibis
 import ibis.expr.types as ir
 
-from tribes.engine.functions import md5_hex, struct_to_json
+from tribes.engine.functions import hmac_sha256_py, md5_hex, struct_to_json
 from tribes.engine.io import FILE_COLUMN, ReadResult
 from tribes.ingest.mapping import ColumnMapping
-from tribes.ingest.parse import UTC, as_text, parse_bool, parse_float, parse_int, parse_ts
+from tribes.ingest.parse import UTC, as_text, finite, parse_bool, parse_float, parse_ts, whole
 from tribes.ingest.spec import KindSpec
 from tribes.privacy.pseudonymize import pseudonymize
 
@@ -41,69 +42,115 @@ def bad_column(name: str) -> str:
     return f"_bad_{name}"
 
 
+def _text_col(name: str) -> str:
+    return f"_t_{name}"
+
+
+def _num_col(name: str) -> str:
+    return f"_n_{name}"
+
+
 def build_stage(read: ReadResult, spec: KindSpec, mapping: ColumnMapping,
                 opts: StageOptions) -> ir.Table:
     """Every source record as one row of parsed target columns plus check results.
 
-    Columns: the mapped targets (ids pseudonymized, typed values parsed, categoricals as
-    trimmed text awaiting standardization), ``_bad_<col>`` raw text of values that did
+    Columns: the mapped targets (ids and categoricals as trimmed text awaiting
+    pseudonymization and standardization, typed values parsed), ``_bad_<col>`` raw text of values that did
     not parse, ``properties`` (JSON of the other columns, personal data hashed or
     dropped), ``_rec`` (digest of the raw record), ``_file`` and ``_pre_reason``.
+
+    The expression is built in layers separated by ``view()`` so that each parsed value
+    is computed once per row and later layers refer to it by name (Ibis would otherwise
+    inline, and so repeat, every sub-expression).
     """
     src = read.table
-    out: dict[str, ir.Value] = {FILE_COLUMN: src[FILE_COLUMN]}
+    typed = {"ts", "float", "int", "bool"}
+    fields = [f for f in spec.fields if f.name in mapping.targets]
+
+    # layer 1: cleaned text of every mapped column; raw typed values kept as they are
+    l1: dict[str, ir.Value] = {FILE_COLUMN: src[FILE_COLUMN]}
+    if read.valid_column is not None:
+        l1[read.valid_column] = src[read.valid_column]
+    for f in fields:
+        raw = src[mapping.targets[f.name]]
+        if f.kind in typed and not raw.type().is_string():
+            l1[f.name] = raw
+        elif f.kind in ("snake", "place"):
+            # few distinct values: cleaned and standardized in Python by the loader
+            l1[_text_col(f.name)] = raw.cast("string")
+        else:
+            l1[_text_col(f.name)] = as_text(raw, trim=f.kind in ("id", "text"))
+    l1["properties"] = _properties(src, mapping, opts.key)
+    l1[RECORD] = _record_digest(src, read.columns, opts.key)
+    t1 = src.select(**l1).view()
+
+    # layer 2: parsed values
+    l2: dict[str, ir.Value] = {c: t1[c] for c in (FILE_COLUMN, "properties", RECORD)}
+    if read.valid_column is not None:
+        l2[read.valid_column] = t1[read.valid_column]
+    for f in fields:
+        text = t1[_text_col(f.name)] if _text_col(f.name) in t1.columns else None
+        value = text if text is not None else t1[f.name]
+        if f.kind in ("id", "text", "snake", "place"):
+            # ids stay raw in this temporary stage: the loader pseudonymizes them once
+            # per distinct value, before anything is written
+            l2[f.name] = value
+        else:
+            if text is not None:
+                l2[_text_col(f.name)] = text
+            if f.kind == "ts":
+                l2[f.name] = parse_ts(value, fmt=opts.ts_format, tz=opts.tz)
+            elif f.kind == "bool":
+                l2[f.name] = parse_bool(value)
+            else:
+                l2[_num_col(f.name)] = parse_float(value)
+    t2 = t1.select(**l2).view()
+
+    # layer 3: numbers checked, unparseable values kept as text for the messages
+    l3: dict[str, ir.Value] = {}
+    dropped: list[str] = []
+    for f in fields:
+        if f.kind in ("float", "int"):
+            number = finite(t2[_num_col(f.name)])
+            l3[f.name] = number if f.kind == "float" else whole(number)
+            dropped.append(_num_col(f.name))
+        if f.kind in typed:
+            tcol = _text_col(f.name)
+            present = t2[tcol] if tcol in t2.columns else None
+            parsed = l3.get(f.name, t2[f.name] if f.name in t2.columns else None)
+            if present is not None and parsed is not None:
+                l3[bad_column(f.name)] = ibis.cases(
+                    (parsed.isnull() & present.notnull(), present), else_=ibis.null("string"))
+                dropped.append(tcol)
+            else:
+                l3[bad_column(f.name)] = ibis.null("string")
+    t3 = t2.mutate(**l3).drop(*dropped).view() if l3 else t2
+
+    # layer 4: the first failing check names the reason
     checks: list[tuple[ir.BooleanValue, str]] = []
     if read.valid_column is not None:
-        checks.append((~src[read.valid_column], "E_MALFORMED"))
-
-    for f in spec.fields:
-        source = mapping.targets.get(f.name)
-        if source is None:
-            continue
-        raw = src[source]
-        if f.kind == "id":
-            out[f.name] = pseudonymize(as_text(raw), opts.key)
-        elif f.kind in ("text", "snake", "place"):
-            out[f.name] = as_text(raw)
-        else:
-            parsed: ir.Value
-            if f.kind == "ts":
-                parsed = parse_ts(raw, fmt=opts.ts_format, tz=opts.tz)
-            elif f.kind == "float":
-                parsed = parse_float(raw)
-            elif f.kind == "int":
-                parsed = parse_int(raw)
-            else:
-                parsed = parse_bool(raw)
-            present = as_text(raw)
-            out[f.name] = parsed
-            out[bad_column(f.name)] = ibis.cases(
-                (parsed.isnull() & present.notnull(), present), else_=ibis.null("string")
-            )
-
+        checks.append((~t3[read.valid_column], "E_MALFORMED"))
     if spec.id_fields:
-        ids = [out[c] for c in spec.id_fields if c in out]
         no_id = ibis.literal(True)
-        for v in ids:
-            no_id = no_id & v.isnull()
+        for c in spec.id_fields:
+            if c in t3.columns:
+                no_id = no_id & t3[c].isnull()
         checks.append((no_id, "E_NO_ID"))
-    checks.extend(_typed_checks(spec, out, opts))
-
-    out["properties"] = _properties(src, mapping, opts.key)
-    out[RECORD] = _record_digest(src, read.columns)
-    reason = ibis.cases(*[(cond, code) for cond, code in checks], else_=ibis.null("string")) \
-        if checks else ibis.null("string")
-    out[PRE_REASON] = reason
-    return src.select(**out)
+    checks.extend(_typed_checks(spec, t3, opts))
+    reason = ibis.cases(*checks, else_=ibis.null("string")) if checks else ibis.null("string")
+    t4 = t3.mutate(**{PRE_REASON: reason})
+    if read.valid_column is not None:
+        t4 = t4.drop(read.valid_column)
+    return t4
 
 
-def _typed_checks(spec: KindSpec, out: dict[str, ir.Value],
+def _typed_checks(spec: KindSpec, t: ir.Table,
                   opts: StageOptions) -> list[tuple[ir.BooleanValue, str]]:
     checks: list[tuple[ir.BooleanValue, str]] = []
     for f in spec.fields:
-        if f.name not in out or f.kind in ("id", "text", "snake", "place"):
+        if f.name not in t.columns or f.kind in ("id", "text", "snake", "place"):
             continue
-        value, bad = out[f.name], out[bad_column(f.name)]
+        value, bad = t[f.name], t[bad_column(f.name)]
         if f.kind == "ts" and f.required:
             checks.append((value.isnull() & bad.isnull(), "E_TS_MISSING"))
             checks.append((bad.notnull(), "E_TS_PARSE"))
@@ -131,7 +178,18 @@ def _properties(src: ir.Table, mapping: ColumnMapping, key: bytes) -> ir.StringV
     return struct_to_json(ibis.struct(fields))
 
 
-def _record_digest(src: ir.Table, columns: list[str]) -> ir.StringValue:
-    """md5 of the raw record (all source columns as text); identical records share it."""
-    parts = [src[c].cast("string").fill_null(NULL_MARK) for c in columns]
+def record_salt(key: bytes) -> str:
+    """A secret derived from the workspace key that salts record digests."""
+    return hmac_sha256_py("record-digest", key)
+
+
+def _record_digest(src: ir.Table, columns: list[str], key: bytes) -> ir.StringValue:
+    """Salted md5 of the raw record (all source columns as text).
+
+    Identical records share it; without the workspace key it cannot be recomputed from
+    a guessed record. md5 because it runs once per row: this is an identifier for
+    records, not a pseudonym of a person (those use HMAC-SHA256).
+    """
+    parts = [ibis.literal(record_salt(key))]
+    parts += [src[c].cast("string").fill_null(NULL_MARK) for c in columns]
     return md5_hex(ibis.literal(SEP).join(parts))
