@@ -40,6 +40,8 @@ class EngineConfig(_Section):
     backend: Literal["duckdb", "pyspark"] = "duckdb"
     memory_limit: str = Field("", description="DuckDB memory limit, e.g. '4GB'; empty = DuckDB's")
     threads: int = Field(0, ge=0, description="worker threads; 0 = all cores")
+    # further DuckDB settings by name, e.g. {temp_directory = "/fast/disk"}
+    duckdb: dict[str, str | int | bool] = Field(default_factory=dict)
 
 
 class IngestConfig(_Section):
@@ -128,6 +130,8 @@ DEFAULT_TOML = """\
 backend = "duckdb"        # or "pyspark"
 memory_limit = ""         # DuckDB memory limit such as "4GB"; empty = DuckDB's default (80% of RAM)
 threads = 0               # 0 = all cores
+# [engine.duckdb]         # any other DuckDB setting, passed as is
+# temp_directory = "/fast/disk/tribes-tmp"
 
 [ingest]
 future_tolerance = "1d"   # events later than now + this are quarantined (E_TS_FUTURE)

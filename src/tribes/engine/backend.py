@@ -68,6 +68,8 @@ class Engine:
         """Delete rows of table ``name`` matching ``predicate`` (an expression on that table)."""
         from tribes.engine.sql import delete_statement
 
+        # register in-memory tables the predicate refers to, as Ibis does before a query
+        self.con._run_pre_execute_hooks(self.table(name).filter(predicate))
         self.con.raw_sql(delete_statement(self, name, predicate))
 
     def execute(self, expr: ir.Expr) -> Any:
@@ -138,11 +140,12 @@ def connect(path: Path | None, cfg: EngineConfig | None = None, *, read_only: bo
         config["memory_limit"] = cfg.memory_limit
     if cfg.threads:
         config["threads"] = cfg.threads
+    config.update(cfg.duckdb)
     if path is None:
         database = ":memory:"
     else:
         database = str(path / DB_FILE)
-        config["temp_directory"] = str(path / ".tmp")
+        config.setdefault("temp_directory", str(path / ".tmp"))
     try:
         con = ibis.duckdb.connect(database, read_only=read_only, **config)
     except Exception as exc:  # duckdb raises its own IOException on a locked file

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import ibis
 import ibis.expr.types as ir
 
 from tribes.engine.backend import Engine
@@ -84,6 +85,11 @@ def sniff_delimiter(text: str) -> str:
         return best if counts[best] else ","
 
 
+def _header_line(path: Path, encoding: str) -> str:
+    text = _open_head(path).decode(encoding, errors="replace")
+    return text.splitlines()[0] if text else ""
+
+
 def read_csv(
     engine: Engine,
     paths: list[Path],
@@ -94,6 +100,9 @@ def read_csv(
     name: str = "src",
 ) -> ReadResult:
     """Read CSV files (plain or gzip) with every column as text.
+
+    Files sharing a header line are read together; groups with different headers are
+    aligned by column name (a column missing from a file is null there).
 
     Parameters
     ----------
@@ -107,49 +116,71 @@ def read_csv(
         encoding = sniff_encoding(head)
     if delimiter is None:
         delimiter = sniff_delimiter(head.decode(encoding, errors="replace"))
-    rej, scans = f"{name}_rejects", f"{name}_scans"
-    con = engine.con
-    for t in (rej, scans):
-        engine.drop_temp(t)
-    try:
-        table = con.read_csv(
-            [str(p) for p in paths],
-            table_name=name,
-            all_varchar=True,
-            header=header,
-            delim=delimiter,
-            quote='"',
-            escape='"',
-            encoding=encoding,
-            union_by_name=len(paths) > 1,
-            filename=FILE_COLUMN,
-            store_rejects=True,
-            rejects_table=rej,
-            rejects_scan=scans,
-            max_line_size=16 * 1024 * 1024,
-        )
-    except Exception as exc:
-        raise InputError(f"cannot read CSV {paths[0].name}: {_first_line(exc)}", code="E_READ") from None
+    groups: dict[str, list[Path]] = {}
+    for p in paths:
+        groups.setdefault(_header_line(p, encoding) if header else "", []).append(p)
+    parts: list[tuple[ir.Table, str, str, int]] = []
+    for i, files in enumerate(groups.values()):
+        part = f"{name}_{i}"
+        rej, scans = f"{part}_rejects", f"{part}_scans"
+        for t in (part, rej, scans):
+            engine.drop_temp(t)
+        try:
+            table = engine.con.read_csv(
+                [str(p) for p in files],
+                table_name=part,
+                all_varchar=True,
+                header=header,
+                delim=delimiter,
+                quote='"',
+                escape='"',
+                encoding=encoding,
+                filename=FILE_COLUMN,
+                store_rejects=True,
+                rejects_table=rej,
+                rejects_scan=scans,
+                max_line_size=16 * 1024 * 1024,
+            )
+        except Exception as exc:
+            raise InputError(f"cannot read CSV {files[0].name}: {_first_line(exc)}",
+                             code="E_READ") from None
+        _check_columns([c for c in table.columns if c != FILE_COLUMN], files[0])
+        # rejects are appended at every scan; only count scans after this point
+        parts.append((table, rej, scans, _max_scan(engine, scans)))
+    table = _union_by_name([p[0] for p in parts])
     columns = [c for c in table.columns if c != FILE_COLUMN]
-    _check_columns(columns, paths[0])
-    # rejects are appended at every scan; only count scans after this point
-    before = _max_scan(engine, scans)
 
     def malformed() -> list[dict[str, Any]]:
-        if not engine.has_table(rej):
-            return []
-        errors = engine.table(rej)
-        files = engine.table(scans).select("scan_id", "file_id", "file_path")  # noqa: F841
-        rows = (
-            errors.filter(errors.scan_id.cast("int64") > before)
-            .join(files, ["scan_id", "file_id"])
-            .group_by(file="file_path", line="line")
-            .aggregate(error=errors.error_type.min() + ": " + errors.error_message.min())
-            .order_by(["file", "line"])
-        )
-        return list(engine.execute(rows).to_dict("records"))
+        found: list[dict[str, Any]] = []
+        for _, rej, scans, before in parts:
+            if not engine.has_table(rej):
+                continue
+            errors = engine.table(rej)
+            files = engine.table(scans).select("scan_id", "file_id", "file_path")
+            rows = (
+                errors.filter(errors.scan_id.cast("int64") > before)
+                .join(files, ["scan_id", "file_id"])
+                .group_by(file="file_path", line="line")
+                .aggregate(error=errors.error_type.min() + ": " + errors.error_message.min())
+                .order_by(["file", "line"])
+            )
+            found.extend(engine.execute(rows).to_dict("records"))
+        return found
 
     return ReadResult(table, columns, malformed, encoding, delimiter)
+
+
+def _union_by_name(tables: list[ir.Table]) -> ir.Table:
+    if len(tables) == 1:
+        return tables[0]
+    names: dict[str, None] = {}
+    for t in tables:
+        names.update(dict.fromkeys(t.columns))
+    aligned = [
+        t.select(**{n: (t[n] if n in t.columns else ibis.null("string")) for n in names})
+        for t in tables
+    ]
+    return ibis.union(*aligned)
 
 
 def read_parquet(engine: Engine, paths: list[Path], *, name: str = "src") -> ReadResult:
@@ -220,8 +251,10 @@ def read_jsonl(engine: Engine, paths: list[Path], *, name: str = "src") -> ReadR
         raise InputError(f"cannot read {paths[0].name}: {_first_line(exc)}", code="E_READ") from None
     lines = lines.filter(lines.line.notnull() & (lines.line.strip() != ""))
     valid = json_valid(lines.line) & lines.line.lstrip().startswith("{")
-    lines = lines.mutate(_valid=valid)
-    cols = {k: json_extract_string(lines.line, _json_path(k)) for k in keys}
+    lines = lines.mutate(_valid=valid).view()
+    cols = {k: ibis.cases((lines._valid, json_extract_string(lines.line, _json_path(k))),
+                          else_=ibis.null("string"))
+            for k in keys}
     table = lines.mutate(**cols)
     return ReadResult(table, keys, valid_column="_valid")
 

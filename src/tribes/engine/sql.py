@@ -22,7 +22,8 @@ def delete_statement(engine: Engine, name: str, predicate: ir.BooleanValue) -> s
     where = select.args.get("where")
     if where is None:
         raise ValueError("refusing to delete without a condition")
-    alias = select.args["from"].this.alias_or_name
+    source = select.args.get("from_") or select.args.get("from")
+    alias = source.this.alias_or_name
 
     def unqualify(node: sge.Expression) -> sge.Expression:
         if isinstance(node, sge.Column) and node.table == alias:

@@ -1,0 +1,5 @@
+"""``python -m tribes``: the same as the ``tribes`` command."""
+
+from tribes.cli import entry
+
+entry()

@@ -1,0 +1,72 @@
+"""Shared fixtures: isolated workspaces, small input files, running the CLI in-process."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tribes.cli import main
+from tribes.workspace import Workspace, init_workspace
+
+# a fixed "now" so future/range checks do not depend on the day the tests run
+NOW = datetime(2026, 6, 30, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TRIBES_SECRET", raising=False)
+    monkeypatch.delenv("TRIBES_WORKSPACE", raising=False)
+    monkeypatch.delenv("TRIBES_FAULT_AT", raising=False)
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Workspace:
+    return init_workspace(tmp_path / "ws")
+
+
+@pytest.fixture
+def write(tmp_path: Path) -> Callable[..., Path]:
+    """Write text (or bytes) to a file under tmp_path and return its path."""
+
+    def _write(name: str, content: str | bytes, encoding: str = "utf-8") -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding=encoding)
+        return path
+
+    return _write
+
+
+class CliResult:
+    def __init__(self, code: int, out: str, err: str) -> None:
+        self.code, self.out, self.err = code, out, err
+
+    def json(self) -> Any:
+        return json.loads(self.out.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
+    """Run ``tribes`` in-process: cli("--workspace", p, "status", "--json")."""
+
+    def _run(*args: str | Path) -> CliResult:
+        capsys.readouterr()
+        code = main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return _run
+
+
+def table(ws: Workspace, name: str) -> Any:
+    """A whole workspace table as a pandas DataFrame."""
+    with ws.engine() as engine:
+        return engine.execute(engine.table(name))

@@ -1,0 +1,76 @@
+from datetime import UTC, datetime
+
+import ibis
+import pytest
+
+from tribes.engine import connect
+from tribes.ingest.parse import as_text, finite, parse_bool, parse_float, parse_ts, whole
+
+
+def _run(values: list, fn, type_: str = "string") -> list:
+    engine = connect(None)
+    t = ibis.memtable({"v": values}, schema={"v": type_})
+    out = engine.execute(t.mutate(p=fn(t.v)))["p"].tolist()
+    return [None if x is None or x != x else x for x in out]
+
+
+def _utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("2026-03-04T10:15:02Z", _utc(2026, 3, 4, 10, 15, 2)),
+    ("2026-03-04T12:15:02+02:00", _utc(2026, 3, 4, 10, 15, 2)),
+    ("2026-03-04 10:15:02", _utc(2026, 3, 4, 10, 15, 2)),
+    ("2026-03-04", _utc(2026, 3, 4)),
+    ("1772619302", _utc(2026, 3, 4, 10, 15, 2)),
+    ("1772619302000", _utc(2026, 3, 4, 10, 15, 2)),
+    ("1772619302000000", _utc(2026, 3, 4, 10, 15, 2)),
+    ("not-a-date", None),
+    ("2026-13-45T99:00:00Z", None),
+])
+def test_parse_ts_text(text: str, expected: datetime | None) -> None:
+    got = _run([text], lambda v: parse_ts(as_text(v)))[0]
+    assert (got.to_pydatetime() if got is not None else None) == expected
+
+
+def test_parse_ts_naive_text_in_given_zone_and_offsets_kept() -> None:
+    got = _run(["2026-03-04 10:00:00", "2026-03-04T10:00:00Z", "2026-07-04 10:00:00"],
+               lambda v: parse_ts(as_text(v), tz="Europe/Paris"))
+    assert [g.to_pydatetime() for g in got] == [
+        _utc(2026, 3, 4, 9), _utc(2026, 3, 4, 10), _utc(2026, 7, 4, 8)]
+
+
+def test_parse_ts_with_format() -> None:
+    got = _run(["04/03/2026 10:15", "2026-03-04"],
+               lambda v: parse_ts(as_text(v), fmt="%d/%m/%Y %H:%M"))
+    assert got[0].to_pydatetime() == _utc(2026, 3, 4, 10, 15)
+    assert got[1] is None
+
+
+def test_parse_ts_typed_timestamp_naive_is_local_time() -> None:
+    got = _run([datetime(2026, 1, 1, 12)], lambda v: parse_ts(v, tz="America/New_York"),
+               "timestamp")
+    assert got[0].to_pydatetime() == _utc(2026, 1, 1, 17)
+
+
+def test_parse_float_cleans_currency_and_rejects_nan() -> None:
+    got = _run(["12.5", " $1,234.50 ", "€3", "abc", "nan", "inf", None],
+               lambda v: finite(parse_float(as_text(v))))
+    assert got == [12.5, 1234.5, 3.0, None, None, None, None]
+
+
+def test_whole_accepts_integral_floats_only() -> None:
+    got = _run(["3", "3.0", "3.5", "x"], lambda v: whole(finite(parse_float(as_text(v)))))
+    assert got == [3, 3, None, None]
+
+
+def test_parse_bool_spellings() -> None:
+    got = _run(["yes", "No", "1", "0", "granted", "DENIED", "opt-out", "maybe", None],
+               lambda v: parse_bool(as_text(v)))
+    assert got == [True, False, True, False, True, False, False, None, None]
+
+
+def test_as_text_null_markers_and_spaces() -> None:
+    got = _run(["  a  ", "", "NULL", "n/a", "undefined", "-", "nullable"], as_text)
+    assert got == ["a", None, None, None, None, None, "nullable"]
