@@ -49,7 +49,7 @@ def test_raw_pii_and_ids_appear_nowhere_in_the_database_file(uncompressed_ws, wr
     assert len(blobs) > 100_000
     # the pseudonym is there (so the check can see strings at all), the raw values are not
     assert pseudonym(SECRETS[4], ws.secret()).encode() in blobs
-    for raw in SECRETS + ["Alicia", "Zzyzx"]:
+    for raw in [*SECRETS, "Alicia", "Zzyzx"]:
         for enc in ("utf-8", "utf-16-le"):
             assert raw.encode(enc) not in blobs, raw
     assert b"/home" in blobs  # ordinary properties are kept

@@ -55,7 +55,8 @@ def ingest_command(
 
       tribes -w shop ingest 'data/web/*.csv.gz' --source web
 
-      tribes -w shop ingest data/purchases.parquet --source pos --event-type purchase --map ts=sold_at,customer_id=member_no
+      tribes -w shop ingest data/purchases.parquet --source pos --event-type purchase
+      --map ts=sold_at,customer_id=member_no
 
       tribes -w shop ingest data/customers.csv --kind customers
     """

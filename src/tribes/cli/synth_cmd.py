@@ -21,8 +21,8 @@ def synth(
     start: Annotated[str, typer.Option("--start", help="First day (ISO date).")] = "2026-01-01",
     web_format: Annotated[str, typer.Option("--web-format",
                                             help="csv (gzip) or parquet for web files.")] = "csv",
-    chunk: Annotated[int, typer.Option("--chunk", min=100,
-                                       help="Customers generated per chunk (memory bound).")] = 20000,
+    chunk: Annotated[int, typer.Option(
+        "--chunk", min=100, help="Customers generated per chunk (memory bound).")] = 20000,
     json_out: JsonOpt = False,
 ) -> None:
     """Generate realistic messy data with planted segments and planted defects.
@@ -40,7 +40,8 @@ def synth(
     if web_format not in ("csv", "parquet"):
         raise typer.BadParameter("use csv or parquet", param_hint="--web-format")
     cfg = SynthConfig(out=out_dir, customers=customers, days=days, seed=seed, start=start,
-                      web_format=web_format, chunk_customers=chunk)
+                      web_format="parquet" if web_format == "parquet" else "csv",
+                      chunk_customers=chunk)
     with out.progress("generating", total=customers) as task:
         manifest = generate(cfg, progress=lambda done, total: task.update(done, total))
     out.result(manifest)

@@ -67,12 +67,12 @@ def _json_extract_string(x: str, path: str) -> str:  # type: ignore[empty-body]
 
 
 @ibis.udf.scalar.builtin(name="try_strptime")
-def _try_strptime(x: str, fmt: str) -> TS:  # type: ignore[valid-type, empty-body]
+def _try_strptime(x: str, fmt: str) -> TS:  # type: ignore[valid-type]
     ...
 
 
 @ibis.udf.scalar.builtin(name="timezone")
-def _timezone(zone: str, ts: TS) -> TS_UTC:  # type: ignore[valid-type, empty-body]
+def _timezone(zone: str, ts: TS) -> TS_UTC:  # type: ignore[valid-type]
     ...
 
 

@@ -248,7 +248,8 @@ def read_jsonl(engine: Engine, paths: list[Path], *, name: str = "src") -> ReadR
             max_line_size=16 * 1024 * 1024,
         )
     except Exception as exc:
-        raise InputError(f"cannot read {paths[0].name}: {_first_line(exc)}", code="E_READ") from None
+        raise InputError(f"cannot read {paths[0].name}: {_first_line(exc)}",
+                         code="E_READ") from None
     lines = lines.filter(lines.line.notnull() & (lines.line.strip() != ""))
     valid = json_valid(lines.line) & lines.line.lstrip().startswith("{")
     lines = lines.mutate(_valid=valid).view()

@@ -237,7 +237,8 @@ def pseudonymize_ids(engine: Engine, stage: ir.Table, spec: KindSpec, mapping: C
         if f.kind != "id" or f.name not in mapping.targets:
             continue
         rk, pk = f"_raw_{f.name}", f"_pid_{f.name}"
-        ids = stage.select(**{rk: stage[f.name]}).filter(lambda x: x[rk].notnull()).distinct()
+        ids = stage.select(**{rk: stage[f.name]})
+        ids = ids.filter(ids[rk].notnull()).distinct()
         lookup = engine.create_temp(f"_tribes_ids_{f.name}",
                                     ids.mutate(**{pk: pseudonymize(ids[rk], key)}))
         joined = t.left_join(lookup, t[f.name] == lookup[rk])

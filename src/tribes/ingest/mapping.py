@@ -98,10 +98,10 @@ def resolve_mapping(
         if f.name in targets or f.name in constant_targets:
             continue
         for spelling in (f.name, *f.aliases):
-            source = by_squash.get(squash(spelling))
-            if source is not None and source not in used:
-                targets[f.name] = source
-                used.add(source)
+            found = by_squash.get(squash(spelling))
+            if found is not None and found not in used:
+                targets[f.name] = found
+                used.add(found)
                 auto.add(f.name)
                 break
     for f in spec.fields:

@@ -54,9 +54,9 @@ def build_stage(read: ReadResult, spec: KindSpec, mapping: ColumnMapping,
                 opts: StageOptions) -> ir.Table:
     """Every source record as one row of parsed target columns plus check results.
 
-    Columns: the mapped targets (ids and categoricals as trimmed text awaiting
-    pseudonymization and standardization, typed values parsed), ``_bad_<col>`` raw text of values that did
-    not parse, ``properties`` (JSON of the other columns, personal data hashed or
+    Columns: the mapped targets (ids and categoricals as text awaiting pseudonymization
+    and standardization, typed values parsed), ``_bad_<col>`` raw text of values that
+    did not parse, ``properties`` (JSON of the other columns, personal data hashed or
     dropped), ``_rec`` (digest of the raw record), ``_file`` and ``_pre_reason``.
 
     The expression is built in layers separated by ``view()`` so that each parsed value

@@ -1,0 +1,99 @@
+"""Ingest throughput and memory against a plain DuckDB load of the same files.
+
+For CSV (gzip) and Parquet inputs of the synthetic web clickstream, runs side by side
+in fresh processes:
+
+* baseline: one DuckDB statement, ``CREATE TABLE AS SELECT * FROM read_csv/read_parquet``;
+* tribes: ``tribes ingest`` with all validation, quarantine, standardization,
+  pseudonymization and dedupe, into a fresh workspace.
+
+Prints rows, seconds, rows/s, peak RSS and the time ratio tribes / baseline.
+Target: ratio within 2x, peak RSS under 3 GiB, at 10M events.
+
+    python benchmarks/bench_ingest.py                 # 10M events
+    python benchmarks/bench_ingest.py --events 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _measure import measure_isolated
+
+BASELINE = """
+import sys, duckdb, glob
+db, fmt, pattern = sys.argv[1:4]
+con = duckdb.connect(db)
+files = sorted(glob.glob(pattern))
+if fmt == "csv":
+    con.execute("CREATE TABLE events AS SELECT * FROM read_csv(?)", [files])
+else:
+    con.execute("CREATE TABLE events AS SELECT * FROM read_parquet(?)", [files])
+print(con.execute("SELECT count(*) FROM events").fetchone()[0])
+con.close()
+"""
+
+EVENTS_PER_CUSTOMER = 40.0  # web rows per customer in the synthetic data, measured
+
+
+def generate(data: Path, events: int, fmt: str) -> Path:
+    """Synthetic web files of about ``events`` rows (cached between runs)."""
+    from tribes.synth import SynthConfig
+    from tribes.synth import generate as synth
+
+    target = data / f"{fmt}-{events}"
+    marker = target / "manifest.json"
+    if not marker.exists():
+        shutil.rmtree(target, ignore_errors=True)
+        customers = max(100, int(events / EVENTS_PER_CUSTOMER))
+        print(f"generating ~{events:,} web events ({customers:,} customers, {fmt}) ...",
+              flush=True)
+        synth(SynthConfig(out=target, customers=customers, days=180, seed=11,
+                          web_format=fmt, chunk_customers=20000))
+    return target
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--events", type=int, default=10_000_000)
+    ap.add_argument("--data", type=Path, default=Path("bench-data"))
+    ap.add_argument("--formats", default="csv,parquet")
+    args = ap.parse_args()
+    tribes = str(Path(sys.executable).parent / "tribes")
+    rows_out = []
+    for fmt in args.formats.split(","):
+        data = generate(args.data, args.events, fmt)
+        web = data / "web"
+        pattern = str(web / ("*.csv.gz" if fmt == "csv" else "*.parquet"))
+        work = args.data / "work"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        base = measure_isolated([sys.executable, "-c", BASELINE, str(work / "base.duckdb"),
+                                 fmt, pattern])
+        n_base = int(base.stdout.strip())
+        measure_isolated([tribes, "-q", "init", str(work / "ws")])
+        run = measure_isolated([tribes, "-q", "--workspace", str(work / "ws"), "ingest",
+                                pattern, "--source", "web", "--json"])
+        summary = json.loads(run.stdout)
+        assert summary["rows_read"] == n_base, (summary["rows_read"], n_base)
+        rows_out.append((fmt, "baseline", n_base, base.seconds, base.peak_rss_mib, 1.0))
+        rows_out.append((fmt, "tribes", summary["rows_read"], run.seconds, run.peak_rss_mib,
+                         run.seconds / base.seconds))
+        print(f"  {fmt}: loaded {summary['loaded']:,}, quarantined "
+              f"{summary['quarantined']}", flush=True)
+        shutil.rmtree(work, ignore_errors=True)
+    print()
+    print(f"{'input':8} {'run':9} {'rows':>12} {'seconds':>8} {'rows/s':>11} "
+          f"{'peak RSS MiB':>13} {'ratio':>6}")
+    for fmt, name, n, secs, rss, ratio in rows_out:
+        print(f"{fmt:8} {name:9} {n:>12,} {secs:>8.1f} {n / secs:>11,.0f} {rss:>13,.0f} "
+              f"{ratio:>6.2f}")
+
+
+if __name__ == "__main__":
+    main()
