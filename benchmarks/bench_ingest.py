@@ -29,6 +29,7 @@ BASELINE = """
 import sys, duckdb, glob
 db, fmt, pattern = sys.argv[1:4]
 con = duckdb.connect(db)
+con.execute("SET enable_progress_bar = false")
 files = sorted(glob.glob(pattern))
 if fmt == "csv":
     con.execute("CREATE TABLE events AS SELECT * FROM read_csv(?)", [files])

@@ -38,7 +38,8 @@ class _Section(BaseModel):
 
 class EngineConfig(_Section):
     backend: Literal["duckdb", "pyspark"] = "duckdb"
-    memory_limit: str = Field("", description="DuckDB memory limit, e.g. '4GB'; empty = DuckDB's")
+    memory_limit: str = Field("2GB", description="DuckDB memory limit; beyond it work spills "
+                              "to disk; empty = DuckDB's default (80% of RAM)")
     threads: int = Field(0, ge=0, description="worker threads; 0 = all cores")
     # further DuckDB settings by name, e.g. {temp_directory = "/fast/disk"}
     duckdb: dict[str, str | int | bool] = Field(default_factory=dict)
@@ -128,7 +129,7 @@ DEFAULT_TOML = """\
 
 [engine]
 backend = "duckdb"        # or "pyspark"
-memory_limit = ""         # DuckDB memory limit such as "4GB"; empty = DuckDB's default (80% of RAM)
+memory_limit = "2GB"      # DuckDB memory limit; larger work spills to disk ("" = 80% of RAM)
 threads = 0               # 0 = all cores
 # [engine.duckdb]         # any other DuckDB setting, passed as is
 # temp_directory = "/fast/disk/tribes-tmp"

@@ -196,6 +196,12 @@ def test_missing_value_policies(tmp_path: Path, write) -> None:
     assert sorted(ev.device) == ["desktop", "mobile", "mobile", "mobile"]
     assert s.missing["channel"] == {"policy": "constant:unknown", "missing": 1, "imputed": 1,
                                     "value": "unknown"}
+    from tribes.store.status import workspace_status
+
+    with ws.engine() as engine:
+        reported = workspace_status(engine)["missing"]["events"]
+    assert reported["channel"] == {"policy": "constant:unknown", "missing": 1, "imputed": 1}
+    assert reported["category"]["policy"] == "drop"
     cust = "customer_id,age\nu1,20\nu2,\nu3,40\n"
     s = ingest(ws, [str(write("c.csv", cust))], opts(kind="customers"))
     c = table(ws, "customers").sort_values("customer_id")

@@ -94,15 +94,17 @@ class Output:
             self.console.print(*items)
 
     def table(self, title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]],
-              *, justify_numbers: bool = True) -> None:
+              *, no_wrap: Sequence[int] = (0,)) -> None:
+        """A table on the console; numbers right-aligned, columns ``no_wrap`` kept whole."""
         if self.json or self.quiet:
             return
         t = Table(title=title, title_justify="left", show_edge=False, header_style="bold")
         for i, c in enumerate(columns):
-            numeric = justify_numbers and rows and all(
+            numeric = bool(rows) and all(
                 isinstance(r[i], (int, float)) or r[i] is None for r in rows
             )
-            t.add_column(c, justify="right" if numeric else "left", overflow="fold")
+            t.add_column(c, justify="right" if numeric else "left", overflow="fold",
+                         no_wrap=numeric or i in no_wrap)
         for r in rows:
             t.add_row(*[_cell(v) for v in r])
         self.console.print(t)

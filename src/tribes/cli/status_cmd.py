@@ -43,9 +43,9 @@ def status(
               f"{t['loaded']:,} loaded, {t['duplicates']:,} duplicates, "
               f"{t['quarantined']:,} quarantined")
     if st["batches"]:
-        out.table("Recent batches", ["batch", "kind", "source", "started", "read", "loaded",
-                                     "dupes", "quarantined"],
-                  [(b["batch_id"], b["kind"], b["source"], str(b["started_at"])[:19],
+        out.table("Recent batches (id = start time UTC)",
+                  ["batch", "source", "read", "loaded", "dupes", "quarantined"],
+                  [(b["batch_id"], b["source"] if b["kind"] == "events" else b["kind"],
                     b["rows_read"], b["loaded"], b["duplicates"], b["quarantined"])
                    for b in st["batches"]])
     if st["quarantine"]:

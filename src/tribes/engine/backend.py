@@ -159,4 +159,6 @@ def connect(path: Path | None, cfg: EngineConfig | None = None, *, read_only: bo
         raise EngineError(f"cannot open the workspace database: {text}") from None
     # timestamps are stored and compared in UTC whatever the machine's zone
     con.raw_sql("SET TimeZone = 'UTC'")
+    # stdout belongs to the command's result (--json); tribes shows its own progress
+    con.raw_sql("SET enable_progress_bar = false")
     return Engine(con=con, name="duckdb", path=path)

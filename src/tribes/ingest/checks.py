@@ -11,27 +11,33 @@ import ibis.expr.types as ir
 from tribes.engine import Engine
 from tribes.engine.functions import struct_to_json
 from tribes.errors import ConfigError
+from tribes.ingest.lookups import Lookups
 from tribes.ingest.spec import KindSpec
 from tribes.ingest.stage import PRE_REASON, bad_column
 
 REASON = "_reason"
 
 
-def post_checks(t: ir.Table, spec: KindSpec, whitelist: list[str],
+def post_checks(t: ir.Table, spec: KindSpec, lookups: Lookups, whitelist: list[str],
                 drop_columns: list[str]) -> list[tuple[ir.BooleanValue, str]]:
-    """Checks on standardized values (event type known), in order after the staged ones."""
+    """Checks on standardized values (is it a purchase?), asked of the raw values through
+    the lookups so no join is needed; they come after the staged checks."""
     checks: list[tuple[ir.BooleanValue, str]] = []
     if spec.kind == "events":
-        checks.append((t.event_type.isnull(), "E_NO_EVENT_TYPE"))
+        checks.append((lookups.standard_is(t, "event_type", {None}), "E_NO_EVENT_TYPE"))
         if whitelist:
-            checks.append((~t.event_type.isin(whitelist), "E_EVENT_TYPE"))
-        is_purchase = t.event_type == "purchase"
+            checks.append((~lookups.standard_is(t, "event_type", set(whitelist)),
+                           "E_EVENT_TYPE"))
+        is_purchase = lookups.standard_is(t, "event_type", {"purchase"})
         if "amount" in t.columns:
             checks.append((is_purchase & (t.amount.isnull() | (t.amount < 0)), "E_AMOUNT"))
         else:
             checks.append((is_purchase, "E_AMOUNT"))
     for col in drop_columns:
-        checks.append((t[col].isnull(), "E_MISSING_VALUE"))
+        if col in lookups.categories:
+            checks.append((lookups.standard_is(t, col, {None}), "E_MISSING_VALUE"))
+        elif col in t.columns:
+            checks.append((t[col].isnull(), "E_MISSING_VALUE"))
     return checks
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 import ibis
@@ -16,7 +17,20 @@ from tribes.ingest.stage import RECORD, SEP
 from tribes.privacy.pseudonymize import pseudonymize
 from tribes.store.tables import SCHEMAS
 
-Finalizer = Callable[[Engine, ir.Table, ColumnMapping, bytes, str, datetime], int]
+
+@dataclass(frozen=True)
+class Batch:
+    """What a finalizer needs to know about the batch being loaded."""
+
+    engine: Engine
+    mapping: ColumnMapping
+    key: bytes
+    batch_id: str
+    now: datetime
+    base: ir.Table  # the valid rows before lookups (ids still raw): cheap to scan
+
+
+Finalizer = Callable[[Batch, ir.Table], int]
 
 
 def _lineage(batch_id: str, now: datetime) -> dict[str, ir.Value]:
@@ -42,31 +56,35 @@ def _count_batch(engine: Engine, table: str, batch_id: str) -> int:
     return int(engine.scalar(t.filter(t.batch_id == batch_id).count()))
 
 
-def with_occurrence(engine: Engine, good: ir.Table) -> ir.Table:
+def with_occurrence(b: Batch, good: ir.Table) -> ir.Table:
     """Add ``_occ``: 0 for the first of identical records in a file, 1 for the second, ...
 
     Identical records are rare, so only they are numbered with a window; the rest, found
-    with one aggregation, get 0 without sorting the batch.
+    with one aggregation over a 64-bit hash of (file, record digest), get 0 without
+    sorting the batch. A hash collision only sends a record to the exact numbering.
     """
-    keys = [FILE_COLUMN, RECORD]
-    counts = good.group_by(keys).aggregate(_n=good.count())
-    repeated = engine.create_temp("_tribes_repeated",
-                                  counts.filter(counts._n > 1).select(*keys))
-    single = good.anti_join(repeated, keys).mutate(_occ=ibis.literal(0, type="int64"))
-    multi = good.semi_join(repeated, keys)
-    multi = multi.mutate(_occ=ibis.row_number().over(group_by=[multi[k] for k in keys])
+    base = b.base
+    base = base.mutate(_h=(base[FILE_COLUMN] + SEP + base[RECORD]).hash())
+    counts = base.group_by("_h").aggregate(_n=base.count())
+    repeated = b.engine.create_temp("_tribes_repeated",
+                                    counts.filter(counts._n > 1).select("_h"))
+    good = good.mutate(_h=(good[FILE_COLUMN] + SEP + good[RECORD]).hash())
+    single = good.anti_join(repeated, "_h").mutate(_occ=ibis.literal(0, type="int64"))
+    multi = good.semi_join(repeated, "_h")
+    keys = [multi[FILE_COLUMN], multi[RECORD]]
+    multi = multi.mutate(_occ=ibis.row_number().over(group_by=keys, order_by=keys)
                          .cast("int64"))
-    return single.union(multi)
+    return single.union(multi).drop("_h")
 
 
-def load_events(engine: Engine, good: ir.Table, mapping: ColumnMapping, key: bytes,
-                batch_id: str, now: datetime) -> int:
+def load_events(b: Batch, good: ir.Table) -> int:
     """Events keep their source ``event_id``; others get a hash of source, (salted) record
     digest and occurrence number of identical records in the file. Only new ids are
     inserted."""
-    t = with_occurrence(engine, good)
+    engine, batch_id, now = b.engine, b.batch_id, b.now
+    t = with_occurrence(b, good)
     derived = "h" + md5_hex(t.source + SEP + t[RECORD] + SEP + t._occ.cast("string"))
-    has_ids = "event_id" in mapping.targets
+    has_ids = "event_id" in b.mapping.targets
     t = t.mutate(event_id=t.event_id.coalesce(derived) if has_ids else derived).drop("_occ")
     if has_ids:
         # the same source id twice in a batch: keep the earliest record
@@ -94,10 +112,10 @@ def _age_band(t: ir.Table, now: datetime) -> ir.StringValue:
     return bands
 
 
-def load_customers(engine: Engine, good: ir.Table, mapping: ColumnMapping, key: bytes,
-                   batch_id: str, now: datetime) -> int:
+def load_customers(b: Batch, good: ir.Table) -> int:
     """One profile per customer: a changed profile replaces the stored one, an identical
     one is a duplicate. Within a batch the row with the latest signup wins."""
+    engine, key, batch_id, now = b.engine, b.key, b.batch_id, b.now
     t = good.mutate(record_hash=pseudonymize(good[RECORD], key), age_band=_age_band(good, now))
     order = [t.signup_ts.desc(), t.record_hash] if "signup_ts" in t.columns else [t.record_hash]
     t = t.mutate(_n=ibis.row_number().over(group_by=t.customer_id, order_by=order))
@@ -113,9 +131,9 @@ def load_customers(engine: Engine, good: ir.Table, mapping: ColumnMapping, key: 
     return _count_batch(engine, "customers", batch_id)
 
 
-def load_consents(engine: Engine, good: ir.Table, mapping: ColumnMapping, key: bytes,
-                  batch_id: str, now: datetime) -> int:
+def load_consents(b: Batch, good: ir.Table) -> int:
     """Consent records are an append-only log; the same record twice is a duplicate."""
+    engine, key, batch_id, now = b.engine, b.key, b.batch_id, b.now
     purpose = good.purpose.coalesce("analytics") if "purpose" in good.columns \
         else ibis.literal("analytics")
     t = good.mutate(purpose=purpose)

@@ -33,13 +33,13 @@ from tribes.ingest.checks import (
     raw_json,
     with_reason,
 )
-from tribes.ingest.finalize import FINALIZERS
-from tribes.ingest.mapping import ColumnMapping, resolve_mapping
+from tribes.ingest.finalize import FINALIZERS, Batch
+from tribes.ingest.lookups import build_lookups
+from tribes.ingest.mapping import resolve_mapping
 from tribes.ingest.sources import resolve_inputs
 from tribes.ingest.spec import KINDS, KindSpec
 from tribes.ingest.stage import StageOptions, build_stage
-from tribes.prep.standardize import canonical_event_type, mapping_for
-from tribes.privacy.pseudonymize import pseudonymize
+from tribes.prep.standardize import canonical_event_type
 from tribes.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -179,10 +179,14 @@ def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
             malformed = read.malformed()
             _fault("staged")
             say("standardizing")
-            std = standardize(engine, stage, spec, mapping, opts, source, cfg.standardize,
-                              cfg.ingest.event_type_aliases, key)
-            drop_cols = [c for c, p in policies.items() if p == "drop" and c in std.columns]
-            checked = with_reason(std, post_checks(std, spec, whitelist, drop_cols))
+            lookups = build_lookups(engine, stage, spec, mapping, key,
+                                    user_maps=cfg.standardize,
+                                    aliases=cfg.ingest.event_type_aliases,
+                                    event_type=opts.event_type)
+            if spec.kind == "events":
+                stage = stage.mutate(source=ibis.literal(source))
+            drop_cols = [c for c, p in policies.items() if p == "drop"]
+            checked = with_reason(stage, post_checks(stage, spec, lookups, whitelist, drop_cols))
             counts = _reason_counts(engine, checked)
             n_stage = sum(counts.values())
             quarantined = {k: v for k, v in counts.items() if k is not None}
@@ -191,13 +195,17 @@ def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
             n_good = counts.get(None, 0)
 
             say("quarantining")
-            _quarantine(engine, checked, spec, malformed, batch_id, source, now, opts, whitelist)
-            good = checked.filter(checked[REASON].isnull())
+            bad = lookups.apply(checked.filter(checked[REASON].notnull()))
+            _quarantine(engine, bad, spec, malformed, batch_id, source, now, opts, whitelist)
+            base = checked.filter(checked[REASON].isnull())
+            good = lookups.apply(base)
             replace, missing_report = impute(engine, good, policies)
             if replace:
                 good = good.mutate(**replace)
             say("loading")
-            loaded = FINALIZERS[spec.kind](engine, good, mapping, key, batch_id, now)
+            batch = Batch(engine=engine, mapping=mapping, key=key, batch_id=batch_id, now=now,
+                          base=base)
+            loaded = FINALIZERS[spec.kind](batch, good)
             _fault("loaded")
             summary = IngestSummary(
                 batch_id=batch_id, kind=spec.kind, source=source,
@@ -225,66 +233,15 @@ def _check_tz(tz: str) -> None:
                          code="E_TZ") from None
 
 
-def pseudonymize_ids(engine: Engine, stage: ir.Table, spec: KindSpec, mapping: ColumnMapping,
-                     key: bytes) -> ir.Table:
-    """Replace raw identifiers by their pseudonyms.
-
-    HMAC-SHA256 is computed once per distinct id (there are far fewer ids than events)
-    into a temporary lookup table, which is then joined back.
-    """
-    t = stage
-    for f in spec.fields:
-        if f.kind != "id" or f.name not in mapping.targets:
-            continue
-        rk, pk = f"_raw_{f.name}", f"_pid_{f.name}"
-        ids = stage.select(**{rk: stage[f.name]})
-        ids = ids.filter(ids[rk].notnull()).distinct()
-        lookup = engine.create_temp(f"_tribes_ids_{f.name}",
-                                    ids.mutate(**{pk: pseudonymize(ids[rk], key)}))
-        joined = t.left_join(lookup, t[f.name] == lookup[rk])
-        t = joined.mutate(**{f.name: joined[pk]}).drop(rk, pk)
-    return t
-
-
-def standardize(engine: Engine, stage: ir.Table, spec: KindSpec, mapping: ColumnMapping,
-                opts: IngestOptions, source: str, user_maps: dict[str, dict[str, str]],
-                aliases: dict[str, str], key: bytes) -> ir.Table:
-    """Pseudonymize ids, then replace categorical values by their standard spelling
-    (distinct values mapped in Python, one join each)."""
-    t = pseudonymize_ids(engine, stage, spec, mapping, key)
-    if spec.kind == "events":
-        t = t.mutate(source=ibis.literal(source))
-        if opts.event_type:
-            value = canonical_event_type(opts.event_type, aliases)
-            t = t.mutate(event_type=ibis.literal(value, type="string"))
-    for f in spec.fields:
-        if f.kind not in ("snake", "place") or f.name not in mapping.targets:
-            continue
-        values = engine.execute(stage.select(f.name).distinct())[f.name].tolist()
-        table = mapping_for(f.name, [v for v in values if isinstance(v, str)],
-                            user_map=user_maps.get(f.name), event_aliases=aliases)
-        if all(k == v for k, v in table.items()):
-            continue
-        rk, sk = f"_raw_{f.name}", f"_std_{f.name}"
-        lookup = ibis.memtable({rk: list(table), sk: list(table.values())},
-                               schema={rk: "string", sk: "string"})
-        joined = t.left_join(lookup, t[f.name] == lookup[rk])
-        t = joined.mutate(**{f.name: joined[sk]}).drop(rk, sk)
-    if spec.kind == "events" and "event_type" not in t.columns:
-        t = t.mutate(event_type=ibis.null("string"))
-    return t
-
-
 def _reason_counts(engine: Engine, checked: ir.Table) -> dict[str | None, int]:
     df = engine.execute(checked.group_by(REASON).aggregate(n=checked.count()))
     return {(r if isinstance(r, str) else None): int(n) for r, n in zip(df[REASON], df["n"],
                                                                           strict=True)}
 
 
-def _quarantine(engine: Engine, checked: ir.Table, spec: KindSpec,
+def _quarantine(engine: Engine, bad: ir.Table, spec: KindSpec,
                 malformed: list[dict[str, Any]], batch_id: str, source: str, now: datetime,
                 opts: IngestOptions, whitelist: list[str]) -> None:
-    bad = checked.filter(checked[REASON].notnull())
     rows = bad.select(
         batch_id=ibis.literal(batch_id),
         kind=ibis.literal(spec.kind),
