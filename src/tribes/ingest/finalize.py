@@ -13,7 +13,7 @@ from tribes.engine import Engine
 from tribes.engine.functions import md5_hex
 from tribes.engine.io import FILE_COLUMN
 from tribes.ingest.mapping import ColumnMapping
-from tribes.ingest.stage import RECORD, SEP
+from tribes.ingest.stage import RECORD, REPEAT_KEY, SEP
 from tribes.privacy.pseudonymize import pseudonymize
 from tribes.store.tables import SCHEMAS
 
@@ -27,7 +27,7 @@ class Batch:
     key: bytes
     batch_id: str
     now: datetime
-    base: ir.Table  # the valid rows before lookups (ids still raw): cheap to scan
+    repeated: ir.Table | None  # repeat keys (_h) of records seen more than once in a file
 
 
 Finalizer = Callable[[Batch, ir.Table], int]
@@ -59,22 +59,19 @@ def _count_batch(engine: Engine, table: str, batch_id: str) -> int:
 def with_occurrence(b: Batch, good: ir.Table) -> ir.Table:
     """Add ``_occ``: 0 for the first of identical records in a file, 1 for the second, ...
 
-    Identical records are rare, so only they are numbered with a window; the rest, found
-    with one aggregation over a 64-bit hash of (file, record digest), get 0 without
-    sorting the batch. A hash collision only sends a record to the exact numbering.
+    Identical records are rare: only those whose 64-bit repeat key was seen more than
+    once (``scan_repeats``) are numbered with a window over (file, record digest); the
+    rest get 0 without sorting the batch. A hash collision only sends a record to the
+    exact numbering.
     """
-    base = b.base
-    base = base.mutate(_h=(base[FILE_COLUMN] + SEP + base[RECORD]).hash())
-    counts = base.group_by("_h").aggregate(_n=base.count())
-    repeated = b.engine.create_temp("_tribes_repeated",
-                                    counts.filter(counts._n > 1).select("_h"))
-    good = good.mutate(_h=(good[FILE_COLUMN] + SEP + good[RECORD]).hash())
-    single = good.anti_join(repeated, "_h").mutate(_occ=ibis.literal(0, type="int64"))
-    multi = good.semi_join(repeated, "_h")
+    if b.repeated is None:
+        return good.mutate(_occ=ibis.literal(0, type="int64"))
+    single = good.anti_join(b.repeated, REPEAT_KEY).mutate(_occ=ibis.literal(0, type="int64"))
+    multi = good.semi_join(b.repeated, REPEAT_KEY)
     keys = [multi[FILE_COLUMN], multi[RECORD]]
     multi = multi.mutate(_occ=ibis.row_number().over(group_by=keys, order_by=keys)
                          .cast("int64"))
-    return single.union(multi).drop("_h")
+    return single.union(multi)
 
 
 def load_events(b: Batch, good: ir.Table) -> int:

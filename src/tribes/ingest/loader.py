@@ -38,7 +38,7 @@ from tribes.ingest.lookups import build_lookups
 from tribes.ingest.mapping import resolve_mapping
 from tribes.ingest.sources import resolve_inputs
 from tribes.ingest.spec import KINDS, KindSpec
-from tribes.ingest.stage import StageOptions, build_stage
+from tribes.ingest.stage import REPEAT_KEY, StageOptions, build_stage
 from tribes.prep.standardize import canonical_event_type
 from tribes.workspace import Workspace
 
@@ -173,45 +173,41 @@ def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
         for target, column in mapping.targets.items():
             log.info("mapping %s <- %s%s", target, column,
                      " (auto)" if target in mapping.auto else "")
+        # the source is scanned a few times rather than copied: a scan (even of gzip CSV)
+        # costs far less than writing millions of rows to a temporary table
+        stage = build_stage(read, spec, mapping, stage_opts)
+        if spec.kind == "events":
+            stage = stage.mutate(source=ibis.literal(source))
+        say("scanning")
+        lookups = build_lookups(engine, stage, spec, mapping, key, user_maps=cfg.standardize,
+                                aliases=cfg.ingest.event_type_aliases,
+                                event_type=opts.event_type)
+        n_stage, repeated = scan_repeats(engine, stage)
         with engine.transaction():
-            say("validating")
-            stage = engine.create_temp(STAGE_TABLE, build_stage(read, spec, mapping, stage_opts))
-            malformed = read.malformed()
-            _fault("staged")
-            say("standardizing")
-            lookups = build_lookups(engine, stage, spec, mapping, key,
-                                    user_maps=cfg.standardize,
-                                    aliases=cfg.ingest.event_type_aliases,
-                                    event_type=opts.event_type)
-            if spec.kind == "events":
-                stage = stage.mutate(source=ibis.literal(source))
             drop_cols = [c for c, p in policies.items() if p == "drop"]
             checked = with_reason(stage, post_checks(stage, spec, lookups, whitelist, drop_cols))
-            counts = _reason_counts(engine, checked)
-            n_stage = sum(counts.values())
-            quarantined = {k: v for k, v in counts.items() if k is not None}
-            if malformed:
-                quarantined["E_MALFORMED"] = quarantined.get("E_MALFORMED", 0) + len(malformed)
-            n_good = counts.get(None, 0)
-
+            _fault("staged")
             say("quarantining")
             bad = lookups.apply(checked.filter(checked[REASON].notnull()))
-            _quarantine(engine, bad, spec, malformed, batch_id, source, now, opts, whitelist)
-            base = checked.filter(checked[REASON].isnull())
-            good = lookups.apply(base)
+            _quarantine(engine, bad, batch_id, spec, source, now, opts, whitelist)
+            malformed = read.malformed()
+            _quarantine_malformed(engine, malformed, batch_id, spec, source, now)
+            quarantined = _quarantine_counts(engine, batch_id)
+            n_good = n_stage + len(malformed) - sum(quarantined.values())
+            good = lookups.apply(checked.filter(checked[REASON].isnull()))
             replace, missing_report = impute(engine, good, policies)
             if replace:
                 good = good.mutate(**replace)
             say("loading")
             batch = Batch(engine=engine, mapping=mapping, key=key, batch_id=batch_id, now=now,
-                          base=base)
+                          repeated=repeated)
             loaded = FINALIZERS[spec.kind](batch, good)
             _fault("loaded")
             summary = IngestSummary(
                 batch_id=batch_id, kind=spec.kind, source=source,
                 files=[str(f) for f in files], rows_read=n_stage + len(malformed),
                 loaded=loaded, duplicates=n_good - loaded,
-                quarantined=dict(sorted(quarantined.items())), mapping=mapping.describe(),
+                quarantined=quarantined, mapping=mapping.describe(),
                 missing=missing_report, seconds=0.0,
             )
             _record_batch(engine, summary, now, opts)
@@ -233,15 +229,30 @@ def _check_tz(tz: str) -> None:
                          code="E_TZ") from None
 
 
-def _reason_counts(engine: Engine, checked: ir.Table) -> dict[str | None, int]:
-    df = engine.execute(checked.group_by(REASON).aggregate(n=checked.count()))
-    return {(r if isinstance(r, str) else None): int(n) for r, n in zip(df[REASON], df["n"],
-                                                                          strict=True)}
+def scan_repeats(engine: Engine, stage: ir.Table) -> tuple[int, ir.Table | None]:
+    """Count the records, and find the keys of records that occur more than once in a file.
+
+    One aggregation settles the usual case (no repeats); only when there are repeats
+    does a second one list them, into a small temporary table.
+    """
+    agg = engine.execute(stage.aggregate(n=stage.count(), d=stage[REPEAT_KEY].nunique()))
+    n, distinct = int(agg["n"].iloc[0]), int(agg["d"].iloc[0])
+    if n == distinct:
+        return n, None
+    counts = stage.group_by(REPEAT_KEY).aggregate(_n=stage.count())
+    repeated = counts.filter(counts._n > 1).select(REPEAT_KEY)
+    return n, engine.create_temp("_tribes_repeated", repeated)
 
 
-def _quarantine(engine: Engine, bad: ir.Table, spec: KindSpec,
-                malformed: list[dict[str, Any]], batch_id: str, source: str, now: datetime,
-                opts: IngestOptions, whitelist: list[str]) -> None:
+def _quarantine_counts(engine: Engine, batch_id: str) -> dict[str, int]:
+    q = engine.table("quarantine")
+    q = q.filter(q.batch_id == batch_id)
+    df = engine.execute(q.group_by("reason").aggregate(n=q.count()).order_by("reason"))
+    return {str(r): int(n) for r, n in zip(df["reason"], df["n"], strict=True)}
+
+
+def _quarantine(engine: Engine, bad: ir.Table, batch_id: str, spec: KindSpec, source: str,
+                now: datetime, opts: IngestOptions, whitelist: list[str]) -> None:
     rows = bad.select(
         batch_id=ibis.literal(batch_id),
         kind=ibis.literal(spec.kind),
@@ -253,6 +264,10 @@ def _quarantine(engine: Engine, bad: ir.Table, spec: KindSpec,
         quarantined_at=ibis.literal(now, type="timestamp('UTC')"),
     )
     engine.insert("quarantine", rows)
+
+
+def _quarantine_malformed(engine: Engine, malformed: list[dict[str, Any]], batch_id: str,
+                          spec: KindSpec, source: str, now: datetime) -> None:
     if malformed:
         # the line itself is not kept: it cannot be parsed, so its ids cannot be hashed
         records = [

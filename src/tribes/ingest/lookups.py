@@ -23,9 +23,10 @@ from tribes.privacy.pseudonymize import pseudonymize
 
 @dataclass
 class Lookups:
-    """raw -> pseudonym tables (in the engine) and raw -> canonical maps (in Python)."""
+    """raw -> pseudonym table (in the engine) and raw -> canonical maps (in Python)."""
 
-    ids: dict[str, ir.Table] = field(default_factory=dict)
+    ids: ir.Table | None = None  # columns _raw, _pid; one table serves every id column
+    id_columns: list[str] = field(default_factory=list)
     categories: dict[str, dict[str, str | None]] = field(default_factory=dict)
     constants: dict[str, str | None] = field(default_factory=dict)
 
@@ -45,10 +46,12 @@ class Lookups:
 
     def apply(self, t: ir.Table) -> ir.Table:
         """Replace raw ids by pseudonyms and raw categoricals by their standard spelling."""
-        for col, lookup in self.ids.items():
-            rk, pk = f"_raw_{col}", f"_pid_{col}"
-            joined = t.left_join(lookup, t[col] == lookup[rk])
-            t = joined.mutate(**{col: joined[pk]}).drop(rk, pk)
+        if self.ids is not None:
+            for col in self.id_columns:
+                lookup = self.ids.rename({f"_raw_{col}": "_raw", f"_pid_{col}": "_pid"})
+                rk, pk = f"_raw_{col}", f"_pid_{col}"
+                joined = t.left_join(lookup, t[col] == lookup[rk])
+                t = joined.mutate(**{col: joined[pk]}).drop(rk, pk)
         for col, table in self.categories.items():
             if all(k == v for k, v in table.items()):
                 continue
@@ -65,22 +68,33 @@ class Lookups:
 def build_lookups(engine: Engine, stage: ir.Table, spec: KindSpec, mapping: ColumnMapping,
                   key: bytes, *, user_maps: dict[str, dict[str, str]],
                   aliases: dict[str, str], event_type: str | None) -> Lookups:
-    """Collect the batch's distinct ids and categorical values and map them."""
+    """Collect the batch's distinct ids and categorical values in one scan and map them.
+
+    Every (column, value) pair goes through one DISTINCT; ids of all id columns share
+    one pseudonym table (they share the key), categoricals go to Python.
+    """
     out = Lookups()
-    for f in spec.fields:
-        if f.name not in mapping.targets:
-            continue
-        if f.kind == "id":
-            rk, pk = f"_raw_{f.name}", f"_pid_{f.name}"
-            ids = stage.select(**{rk: stage[f.name]})
-            ids = ids.filter(ids[rk].notnull()).distinct()
-            out.ids[f.name] = engine.create_temp(
-                f"_tribes_ids_{f.name}", ids.mutate(**{pk: pseudonymize(ids[rk], key)}))
-        elif f.kind in ("snake", "place"):
-            values = engine.execute(stage.select(f.name).distinct())[f.name].tolist()
-            out.categories[f.name] = mapping_for(
-                f.name, [v for v in values if isinstance(v, str)],
-                user_map=user_maps.get(f.name), event_aliases=aliases)
+    id_cols = [f.name for f in spec.fields if f.kind == "id" and f.name in mapping.targets]
+    cat_cols = [f.name for f in spec.fields
+                if f.kind in ("snake", "place") and f.name in mapping.targets]
+    if id_cols or cat_cols:
+        pairs = ibis.array([ibis.struct({"c": ibis.literal(c), "v": stage[c].cast("string")})
+                            for c in id_cols + cat_cols])
+        unnested = stage.select(p=pairs.unnest())
+        values = unnested.select(c=unnested.p["c"], v=unnested.p["v"])
+        values = engine.create_temp("_tribes_values",
+                                    values.filter(values.v.notnull()).distinct())
+        if id_cols:
+            raw = values.filter(values.c.isin(id_cols)).select(_raw=values.v).distinct()
+            out.ids = engine.create_temp("_tribes_ids",
+                                         raw.mutate(_pid=pseudonymize(raw._raw, key)))
+            out.id_columns = id_cols
+        if cat_cols:
+            df = engine.execute(values.filter(values.c.isin(cat_cols)))
+            for c in cat_cols:
+                raws = [v for v in df.loc[df["c"] == c, "v"].tolist() if isinstance(v, str)]
+                out.categories[c] = mapping_for(c, raws, user_map=user_maps.get(c),
+                                                event_aliases=aliases)
     if spec.kind == "events" and event_type:
         out.constants["event_type"] = canonical_event_type(event_type, aliases)
     return out

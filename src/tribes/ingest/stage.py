@@ -24,6 +24,7 @@ SEP = "\x1f"
 NULL_MARK = "\x1e"  # NUL cannot travel in SQL text
 PRE_REASON = "_pre_reason"
 RECORD = "_rec"
+REPEAT_KEY = "_h"
 
 
 @dataclass(frozen=True)
@@ -81,11 +82,14 @@ def build_stage(read: ReadResult, spec: KindSpec, mapping: ColumnMapping,
         else:
             l1[_text_col(f.name)] = as_text(raw, trim=f.kind in ("id", "text"))
     l1["properties"] = _properties(src, mapping, opts.key)
-    l1[RECORD] = _record_digest(src, read.columns, opts.key)
+    content = _raw_content(src, read.columns)
+    l1[RECORD] = md5_hex(ibis.literal(record_salt(opts.key) + SEP) + content)
+    l1[REPEAT_KEY] = (src[FILE_COLUMN] + SEP + content).hash()
     t1 = src.select(**l1).view()
 
     # layer 2: parsed values
-    l2: dict[str, ir.Value] = {c: t1[c] for c in (FILE_COLUMN, "properties", RECORD)}
+    l2: dict[str, ir.Value] = {c: t1[c] for c in (FILE_COLUMN, "properties", RECORD,
+                                                   REPEAT_KEY)}
     if read.valid_column is not None:
         l2[read.valid_column] = t1[read.valid_column]
     for f in fields:
@@ -183,13 +187,13 @@ def record_salt(key: bytes) -> str:
     return hmac_sha256_py("record-digest", key)
 
 
-def _record_digest(src: ir.Table, columns: list[str], key: bytes) -> ir.StringValue:
-    """Salted md5 of the raw record (all source columns as text).
+def _raw_content(src: ir.Table, columns: list[str]) -> ir.StringValue:
+    """The raw record as one text (all source columns, nulls marked).
 
-    Identical records share it; without the workspace key it cannot be recomputed from
-    a guessed record. md5 because it runs once per row: this is an identifier for
-    records, not a pseudonym of a person (those use HMAC-SHA256).
+    ``_rec`` is its salted md5: identical records share it, and without the workspace
+    key it cannot be recomputed from a guessed record. md5 because it runs once per row:
+    it identifies records, not people (people get HMAC-SHA256 pseudonyms). ``_h`` is a
+    fast 64-bit hash of file and content, used only to find candidate repeats.
     """
-    parts = [ibis.literal(record_salt(key))]
-    parts += [src[c].cast("string").fill_null(NULL_MARK) for c in columns]
-    return md5_hex(ibis.literal(SEP).join(parts))
+    return ibis.literal(SEP).join([src[c].cast("string").fill_null(NULL_MARK)
+                                   for c in columns])
