@@ -34,11 +34,11 @@ from tribes.ingest.checks import (
     with_reason,
 )
 from tribes.ingest.finalize import FINALIZERS, Batch
-from tribes.ingest.lookups import build_lookups
+from tribes.ingest.lookups import BatchProfile, build_lookups, profile_batch
 from tribes.ingest.mapping import resolve_mapping
 from tribes.ingest.sources import resolve_inputs
 from tribes.ingest.spec import KINDS, KindSpec
-from tribes.ingest.stage import REPEAT_KEY, StageOptions, build_stage
+from tribes.ingest.stage import REPEAT_KEY, StageOptions, build_stage, derive
 from tribes.prep.standardize import canonical_event_type
 from tribes.workspace import Workspace
 
@@ -179,22 +179,25 @@ def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
         if spec.kind == "events":
             stage = stage.mutate(source=ibis.literal(source))
         say("scanning")
-        lookups = build_lookups(engine, stage, spec, mapping, key, user_maps=cfg.standardize,
+        profile = profile_batch(engine, stage, spec, mapping, REPEAT_KEY)
+        lookups = build_lookups(engine, profile, spec, key, user_maps=cfg.standardize,
                                 aliases=cfg.ingest.event_type_aliases,
                                 event_type=opts.event_type)
-        n_stage, repeated = scan_repeats(engine, stage)
+        n_stage, repeated = profile.rows, find_repeats(engine, stage, profile)
         with engine.transaction():
             drop_cols = [c for c, p in policies.items() if p == "drop"]
             checked = with_reason(stage, post_checks(stage, spec, lookups, whitelist, drop_cols))
             _fault("staged")
             say("quarantining")
-            bad = lookups.apply(checked.filter(checked[REASON].notnull()))
+            bad = checked.filter(checked[REASON].notnull())
+            bad = lookups.apply(derive(bad, read, mapping, key))
             _quarantine(engine, bad, batch_id, spec, source, now, opts, whitelist)
             malformed = read.malformed()
             _quarantine_malformed(engine, malformed, batch_id, spec, source, now)
             quarantined = _quarantine_counts(engine, batch_id)
             n_good = n_stage + len(malformed) - sum(quarantined.values())
-            good = lookups.apply(checked.filter(checked[REASON].isnull()))
+            good = checked.filter(checked[REASON].isnull())
+            good = lookups.apply(derive(good, read, mapping, key))
             replace, missing_report = impute(engine, good, policies)
             if replace:
                 good = good.mutate(**replace)
@@ -229,19 +232,17 @@ def _check_tz(tz: str) -> None:
                          code="E_TZ") from None
 
 
-def scan_repeats(engine: Engine, stage: ir.Table) -> tuple[int, ir.Table | None]:
-    """Count the records, and find the keys of records that occur more than once in a file.
+def find_repeats(engine: Engine, stage: ir.Table, profile: BatchProfile) -> ir.Table | None:
+    """The repeat keys of records that occur more than once in a file, or None.
 
-    One aggregation settles the usual case (no repeats); only when there are repeats
-    does a second one list them, into a small temporary table.
+    The profile settles the usual case (as many distinct keys as rows); only when there
+    are repeats does a second scan list them, into a small temporary table.
     """
-    agg = engine.execute(stage.aggregate(n=stage.count(), d=stage[REPEAT_KEY].nunique()))
-    n, distinct = int(agg["n"].iloc[0]), int(agg["d"].iloc[0])
-    if n == distinct:
-        return n, None
+    if profile.rows == profile.distinct_records:
+        return None
     counts = stage.group_by(REPEAT_KEY).aggregate(_n=stage.count())
     repeated = counts.filter(counts._n > 1).select(REPEAT_KEY)
-    return n, engine.create_temp("_tribes_repeated", repeated)
+    return engine.create_temp("_tribes_repeated", repeated)
 
 
 def _quarantine_counts(engine: Engine, batch_id: str) -> dict[str, int]:

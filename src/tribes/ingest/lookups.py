@@ -65,36 +65,47 @@ class Lookups:
         return t
 
 
-def build_lookups(engine: Engine, stage: ir.Table, spec: KindSpec, mapping: ColumnMapping,
-                  key: bytes, *, user_maps: dict[str, dict[str, str]],
-                  aliases: dict[str, str], event_type: str | None) -> Lookups:
-    """Collect the batch's distinct ids and categorical values in one scan and map them.
+@dataclass(frozen=True)
+class BatchProfile:
+    """What one aggregation over the batch tells: row count, distinct repeat keys and the
+    distinct values of every id and categorical column."""
 
-    Every (column, value) pair goes through one DISTINCT; ids of all id columns share
-    one pseudonym table (they share the key), categoricals go to Python.
-    """
+    rows: int
+    distinct_records: int
+    values: dict[str, list[str]]
+
+
+def profile_batch(engine: Engine, stage: ir.Table, spec: KindSpec,
+                  mapping: ColumnMapping, repeat_key: str) -> BatchProfile:
+    """Scan the batch once for its row count, repeats and distinct values."""
+    cols = [f.name for f in spec.fields
+            if f.kind in ("id", "snake", "place") and f.name in mapping.targets]
+    aggs: dict[str, ir.Scalar] = {"_n": stage.count(), "_d": stage[repeat_key].nunique()}
+    for c in cols:
+        aggs[f"v_{c}"] = stage[c].collect(distinct=True)
+    row = engine.to_pyarrow(stage.aggregate(**aggs)).to_pylist()[0]
+    values = {c: [v for v in (row[f"v_{c}"] or []) if v is not None] for c in cols}
+    return BatchProfile(int(row["_n"]), int(row["_d"]), values)
+
+
+def build_lookups(engine: Engine, profile: BatchProfile, spec: KindSpec, key: bytes, *,
+                  user_maps: dict[str, dict[str, str]], aliases: dict[str, str],
+                  event_type: str | None) -> Lookups:
+    """Map the batch's distinct values: ids to pseudonyms (HMAC computed by the engine,
+    one table for every id column since they share the key), categoricals to their
+    standard spelling (in Python)."""
     out = Lookups()
-    id_cols = [f.name for f in spec.fields if f.kind == "id" and f.name in mapping.targets]
-    cat_cols = [f.name for f in spec.fields
-                if f.kind in ("snake", "place") and f.name in mapping.targets]
-    if id_cols or cat_cols:
-        pairs = ibis.array([ibis.struct({"c": ibis.literal(c), "v": stage[c].cast("string")})
-                            for c in id_cols + cat_cols])
-        unnested = stage.select(p=pairs.unnest())
-        values = unnested.select(c=unnested.p["c"], v=unnested.p["v"])
-        values = engine.create_temp("_tribes_values",
-                                    values.filter(values.v.notnull()).distinct())
-        if id_cols:
-            raw = values.filter(values.c.isin(id_cols)).select(_raw=values.v).distinct()
-            out.ids = engine.create_temp("_tribes_ids",
-                                         raw.mutate(_pid=pseudonymize(raw._raw, key)))
-            out.id_columns = id_cols
-        if cat_cols:
-            df = engine.execute(values.filter(values.c.isin(cat_cols)))
-            for c in cat_cols:
-                raws = [v for v in df.loc[df["c"] == c, "v"].tolist() if isinstance(v, str)]
-                out.categories[c] = mapping_for(c, raws, user_map=user_maps.get(c),
-                                                event_aliases=aliases)
+    kinds = {f.name: f.kind for f in spec.fields}
+    id_cols = [c for c in profile.values if kinds[c] == "id"]
+    if id_cols:
+        raws = sorted({v for c in id_cols for v in profile.values[c]})
+        raw = ibis.memtable({"_raw": raws}, schema={"_raw": "string"})
+        out.ids = engine.create_temp("_tribes_ids", raw.mutate(_pid=pseudonymize(raw._raw, key)))
+        out.id_columns = id_cols
+    for c, vals in profile.values.items():
+        if kinds[c] in ("snake", "place"):
+            out.categories[c] = mapping_for(c, vals, user_map=user_maps.get(c),
+                                            event_aliases=aliases)
     if spec.kind == "events" and event_type:
         out.constants["event_type"] = canonical_event_type(event_type, aliases)
     return out

@@ -81,15 +81,17 @@ def build_stage(read: ReadResult, spec: KindSpec, mapping: ColumnMapping,
             l1[_text_col(f.name)] = raw.cast("string")
         else:
             l1[_text_col(f.name)] = as_text(raw, trim=f.kind in ("id", "text"))
-    l1["properties"] = _properties(src, mapping, opts.key)
-    content = _raw_content(src, read.columns)
-    l1[RECORD] = md5_hex(ibis.literal(record_salt(opts.key) + SEP) + content)
-    l1[REPEAT_KEY] = (src[FILE_COLUMN] + SEP + content).hash()
+    # raw columns ride along so that properties and the record digest, costly per row,
+    # are computed by derive() after the rows a pass needs have been filtered
+    for i, c in enumerate(read.columns):
+        l1[_raw_col(i)] = src[c]
+    l1[REPEAT_KEY] = (src[FILE_COLUMN] + SEP + _raw_content(
+        {c: src[c] for c in read.columns})).hash()
     t1 = src.select(**l1).view()
 
     # layer 2: parsed values
-    l2: dict[str, ir.Value] = {c: t1[c] for c in (FILE_COLUMN, "properties", RECORD,
-                                                   REPEAT_KEY)}
+    carried = [FILE_COLUMN, REPEAT_KEY] + [_raw_col(i) for i in range(len(read.columns))]
+    l2: dict[str, ir.Value] = {c: t1[c] for c in carried}
     if read.valid_column is not None:
         l2[read.valid_column] = t1[read.valid_column]
     for f in fields:
@@ -171,7 +173,24 @@ def _typed_checks(spec: KindSpec, t: ir.Table,
     return checks
 
 
-def _properties(src: ir.Table, mapping: ColumnMapping, key: bytes) -> ir.StringValue:
+def _raw_col(i: int) -> str:
+    return f"_x_{i}"
+
+
+def derive(t: ir.Table, read: ReadResult, mapping: ColumnMapping, key: bytes) -> ir.Table:
+    """Add ``properties`` and the record digest ``_rec`` from the carried raw columns,
+    and drop those."""
+    raw = {c: t[_raw_col(i)] for i, c in enumerate(read.columns)}
+    content = _raw_content(raw)
+    t = t.mutate(**{
+        "properties": _properties(raw, mapping, key),
+        RECORD: md5_hex(ibis.literal(record_salt(key) + SEP) + content),
+    })
+    return t.drop(*[_raw_col(i) for i in range(len(read.columns))])
+
+
+def _properties(src: dict[str, ir.Value], mapping: ColumnMapping,
+                key: bytes) -> ir.StringValue:
     """JSON object of the source columns no target uses; personal data hashed or dropped."""
     fields: dict[str, ir.Value] = {c: src[c] for c in mapping.extra}
     for column, action in mapping.pii.items():
@@ -187,7 +206,7 @@ def record_salt(key: bytes) -> str:
     return hmac_sha256_py("record-digest", key)
 
 
-def _raw_content(src: ir.Table, columns: list[str]) -> ir.StringValue:
+def _raw_content(src: dict[str, ir.Value]) -> ir.StringValue:
     """The raw record as one text (all source columns, nulls marked).
 
     ``_rec`` is its salted md5: identical records share it, and without the workspace
@@ -195,5 +214,5 @@ def _raw_content(src: ir.Table, columns: list[str]) -> ir.StringValue:
     it identifies records, not people (people get HMAC-SHA256 pseudonyms). ``_h`` is a
     fast 64-bit hash of file and content, used only to find candidate repeats.
     """
-    return ibis.literal(SEP).join([src[c].cast("string").fill_null(NULL_MARK)
-                                   for c in columns])
+    return ibis.literal(SEP).join([v.cast("string").fill_null(NULL_MARK)
+                                   for v in src.values()])
