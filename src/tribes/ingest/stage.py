@@ -1,8 +1,9 @@
-"""The staging expression: one scan of the source that parses and checks every record.
+"""The staging expression: every source record parsed and checked, as an Ibis expression.
 
-The stage is a temporary table (memory, spilled to the temp directory when large). Its
-identifier columns are still raw: the loader replaces them with pseudonyms before any
-row is written to a workspace table. Personal-data columns are hashed or dropped here.
+It is never written anywhere: ingest scans it a few times (profile, quarantine, load),
+which costs less than copying millions of rows. Its identifier columns are still raw;
+the loader replaces them with pseudonyms (``lookups.py``) before any row is written to a
+workspace table. Personal-data columns are hashed or dropped in ``derive``.
 """
 
 from __future__ import annotations
