@@ -49,3 +49,18 @@ def test_transaction_rolls_back_on_error() -> None:
     except RuntimeError:
         pass
     assert int(engine.scalar(engine.table("x").count())) == 0
+
+
+def test_engine_never_downloads_extensions_and_bounds_memory(tmp_path) -> None:
+    from tribes.config import EngineConfig
+
+    engine = connect(tmp_path, EngineConfig(memory_limit="1GB", threads=1))
+    row = engine.con.raw_sql(
+        "SELECT current_setting('autoinstall_known_extensions'), "
+        "current_setting('memory_limit'), current_setting('threads'), "
+        "current_setting('TimeZone')"
+    ).fetchone()
+    assert row[0] is False
+    assert row[1].replace(" ", "") in ("1GB", "953.6MiB")
+    assert row[2] == 1 and row[3] == "UTC"
+    engine.close()
