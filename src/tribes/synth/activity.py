@@ -9,7 +9,7 @@ from numpy.typing import NDArray
 
 from tribes.synth.model import EventType
 from tribes.synth.population import Catalog, Customers, draw_products
-from tribes.synth.sessions import Events, Sessions
+from tribes.synth.sessions import Events, Sessions, expand_counts
 
 __all__ = [
     "CHANNEL_APP", "CHANNEL_STORE", "CHANNEL_WEB", "Consents", "Lines", "Tickets",
@@ -41,12 +41,6 @@ class Lines:
     def n(self) -> int:
         """Number of lines."""
         return int(self.cust.size)
-
-
-def _within(counts: I64) -> tuple[I64, I64]:
-    owner = np.repeat(np.arange(counts.size, dtype=np.int64), counts)
-    starts = np.cumsum(counts) - counts
-    return owner, np.arange(owner.size, dtype=np.int64) - starts[owner]
 
 
 def draw_lines(
@@ -82,7 +76,7 @@ def draw_lines(
     on_channel = np.where(s.is_app[co_sess], CHANNEL_APP, CHANNEL_WEB)
     on_first = s.cart_product[co_sess]
 
-    st_cust, _ = _within(c.n_store)
+    st_cust, _ = expand_counts(c.n_store)
     lo, hi = c.a[st_cust], c.b[st_cust]
     day = np.floor((lo + (hi - lo) * rng.random(st_cust.size)) / 86400.0)
     st_t = np.clip(day * 86400.0 + rng.uniform(9.0, 20.0, st_cust.size) * 3600.0, lo, hi)
@@ -94,7 +88,7 @@ def draw_lines(
     order = np.lexsort((o_t, o_cust))
     o_cust, o_t, o_channel, o_first = o_cust[order], o_t[order], o_channel[order], o_first[order]
     counts = np.bincount(o_cust, minlength=c.n)
-    _, k = _within(counts)
+    _, k = expand_counts(counts)
     order_no = c.gidx[o_cust] * 1000 + np.minimum(k, 999)
 
     home = (c.gidx * 7919 + 13) % N_STORES
@@ -105,7 +99,7 @@ def draw_lines(
     u = rng.random(o_cust.size)
     cum = c.lines_cum[o_cust]
     n_lines = 1 + (u >= cum[:, 0]) + (u >= cum[:, 1])
-    owner, pos = _within(n_lines.astype(np.int64))
+    owner, pos = expand_counts(n_lines.astype(np.int64))
     l_cust = o_cust[owner]
     product = draw_products(l_cust, c, catalog, rng)
     product = np.where((pos == 0) & (o_first[owner] >= 0), o_first[owner], product)
@@ -157,7 +151,7 @@ def draw_tickets(c: Customers, rng: np.random.Generator) -> Tickets:
     Tickets
         Support contacts of the chunk.
     """
-    cust, k = _within(c.n_support)
+    cust, k = expand_counts(c.n_support)
     lo, hi = c.a[cust], c.b[cust]
     t = np.floor(lo + (hi - lo) * rng.random(cust.size)).astype(np.int64)
     heavy = c.n_support[cust] >= 4

@@ -146,6 +146,16 @@ def customer_ids(gidx: I64) -> pa.Array:
     return fixed_strings(gidx.size, ["C", digits(gidx + 1, 7)])
 
 
+def _slot_keys(gidx: I64, stride: int, slots: int) -> I64:
+    """Hash keys ``gidx * stride + slot`` for every (customer, slot), customer-major."""
+    return (gidx[:, None] * stride + np.arange(slots)).ravel()
+
+
+def _hex_ids(ctx: Context, prefix: str, key: I64, salt: int) -> pa.Array:
+    """Ids ``prefix`` + 16 hex of the salted hash of each key."""
+    return fixed_strings(key.size, [prefix, hex64(mix64(key, ctx.salt(salt)))])
+
+
 def cookie_ids(ctx: Context, gidx: I64) -> pa.Array:
     """Cookie ids ``ck_`` + 16 hex for every (customer, slot) of a chunk.
 
@@ -161,8 +171,7 @@ def cookie_ids(ctx: Context, gidx: I64) -> pa.Array:
     pyarrow.Array
         ``len(gidx) * COOKIE_SLOTS`` ids, customer-major.
     """
-    key = (gidx[:, None] * 8 + np.arange(COOKIE_SLOTS)).ravel()
-    return fixed_strings(key.size, ["ck_", hex64(mix64(key, ctx.salt(_SALT_COOKIE)))])
+    return _hex_ids(ctx, "ck_", _slot_keys(gidx, 8, COOKIE_SLOTS), _SALT_COOKIE)
 
 
 def install_ids(ctx: Context, gidx: I64) -> pa.Array:
@@ -180,8 +189,7 @@ def install_ids(ctx: Context, gidx: I64) -> pa.Array:
     pyarrow.Array
         ``len(gidx) * 2`` ids, customer-major.
     """
-    key = (gidx[:, None] * 4 + np.arange(2)).ravel()
-    return fixed_strings(key.size, ["in_", hex64(mix64(key, ctx.salt(_SALT_INSTALL)))])
+    return _hex_ids(ctx, "in_", _slot_keys(gidx, 4, 2), _SALT_INSTALL)
 
 
 def ips(ctx: Context, gidx: I64) -> pa.Array:
@@ -199,8 +207,7 @@ def ips(ctx: Context, gidx: I64) -> pa.Array:
     pyarrow.Array
         Dotted-quad strings, customer-major like :func:`cookie_ids`.
     """
-    key = (gidx[:, None] * 8 + np.arange(COOKIE_SLOTS)).ravel()
-    h = mix64(key, ctx.salt(_SALT_IP))
+    h = mix64(_slot_keys(gidx, 8, COOKIE_SLOTS), ctx.salt(_SALT_IP))
     o1 = (h & np.uint64(0xFF)).astype(np.int64) % 212 + 11
     o1 = np.where(o1 == 127, 128, o1)
     parts = [

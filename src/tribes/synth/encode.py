@@ -156,6 +156,13 @@ def _parts(epoch_s: I64) -> tuple[I64, I64, I64, I64, I64, I64]:
     return y, mo, d, sod // 3600, (sod // 60) % 60, sod % 60
 
 
+def _iso_datetime(epoch_s: I64) -> list[U8 | str]:
+    """Character parts of ``YYYY-MM-DDTHH:MM:SS`` (no zone) for :func:`fixed_strings`."""
+    y, mo, d, h, mi, s = _parts(epoch_s)
+    return [digits(y, 4), "-", digits(mo, 2), "-", digits(d, 2), "T",
+            digits(h, 2), ":", digits(mi, 2), ":", digits(s, 2)]
+
+
 def text_iso_z(epoch_s: I64) -> pa.StringArray:
     """Format epoch seconds as ``YYYY-MM-DDTHH:MM:SSZ``.
 
@@ -169,13 +176,7 @@ def text_iso_z(epoch_s: I64) -> pa.StringArray:
     pyarrow.StringArray
         ISO-8601 UTC text.
     """
-    y, mo, d, h, mi, s = _parts(epoch_s)
-    n = len(epoch_s)
-    return fixed_strings(
-        n,
-        [digits(y, 4), "-", digits(mo, 2), "-", digits(d, 2), "T",
-         digits(h, 2), ":", digits(mi, 2), ":", digits(s, 2), "Z"],
-    )
+    return fixed_strings(len(epoch_s), [*_iso_datetime(epoch_s), "Z"])
 
 
 def text_iso_offset(epoch_s: I64, offset_min: I64) -> pa.StringArray:
@@ -193,14 +194,11 @@ def text_iso_offset(epoch_s: I64, offset_min: I64) -> pa.StringArray:
     pyarrow.StringArray
         Text like ``2026-03-04T12:15:02+02:00``.
     """
-    y, mo, d, h, mi, s = _parts(epoch_s + offset_min * 60)
-    n = len(epoch_s)
     sign = np.where(offset_min < 0, ord("-"), ord("+")).astype(np.uint8)[:, None]
     mag = np.abs(offset_min)
     return fixed_strings(
-        n,
-        [digits(y, 4), "-", digits(mo, 2), "-", digits(d, 2), "T",
-         digits(h, 2), ":", digits(mi, 2), ":", digits(s, 2),
+        len(epoch_s),
+        [*_iso_datetime(epoch_s + offset_min * 60),
          sign, digits(mag // 60, 2), ":", digits(mag % 60, 2)],
     )
 

@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 from tribes.synth.model import EventType
 from tribes.synth.population import SESSION_SPACING, Catalog, Customers, draw_products
 
-__all__ = ["Events", "Sessions", "draw_events", "draw_sessions"]
+__all__ = ["Events", "Sessions", "draw_events", "draw_sessions", "expand_counts"]
 
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
@@ -82,8 +82,21 @@ class Events:
         return int(self.sess.size)
 
 
-def _within(counts: I64) -> tuple[I64, I64]:
-    """Return (owner index, position within owner) for ``np.repeat`` layouts."""
+def expand_counts(counts: I64) -> tuple[I64, I64]:
+    """Lay out ``counts[i]`` rows per owner ``i`` (the ``np.repeat`` layout).
+
+    Parameters
+    ----------
+    counts : ndarray of int64
+        Number of rows per owner.
+
+    Returns
+    -------
+    ndarray of int64
+        Owner index of each row (ascending).
+    ndarray of int64
+        Position of each row within its owner (0, 1, ...).
+    """
     owner = np.repeat(np.arange(counts.size, dtype=np.int64), counts)
     starts = np.cumsum(counts) - counts
     return owner, np.arange(owner.size, dtype=np.int64) - starts[owner]
@@ -135,7 +148,7 @@ def draw_sessions(c: Customers, catalog: Catalog, rng: np.random.Generator) -> S
     Sessions
         Session table of the chunk.
     """
-    cust, k = _within(c.n_sess)
+    cust, k = expand_counts(c.n_sess)
     s = cust.size
     start = _session_starts(c, cust, k, rng)
     tf = start.astype(np.float64)
@@ -198,7 +211,7 @@ def draw_events(
         Events ordered by session, then time.
     """
     # Browsing events: landing page first, then views / searches.
-    b_sess, j = _within(s.n_browse)
+    b_sess, j = expand_counts(s.n_browse)
     b_cust = s.cust[b_sess]
     u = rng.random(b_sess.size)
     p_prod = c.p_product[b_cust]

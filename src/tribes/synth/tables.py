@@ -35,6 +35,7 @@ from tribes.synth.defects import (
     plan_web_defects,
 )
 from tribes.synth.encode import (
+    Vocab,
     digits,
     fixed_strings,
     pick,
@@ -62,6 +63,7 @@ __all__ = [
 ]
 
 I64 = NDArray[np.int64]
+B = NDArray[np.bool_]
 
 WEB_COLUMNS: tuple[str, ...] = (
     "timestamp", "event_name", "cookie_id", "user_id", "page_url", "product_id", "category",
@@ -99,17 +101,26 @@ def _assemble(kind: I64, parts: list[pa.Array]) -> pa.Array:
     return merged.take(pa.array(inv))
 
 
-def _geo(ctx: Context, loc: I64, rng: np.random.Generator) -> tuple[pa.Array, pa.Array, pa.Array]:
-    """Messy country/state/city columns for location codes (-1 = missing)."""
-    ok = loc >= 0
+def _spell(vocab: Vocab, codes: I64, rng: np.random.Generator) -> pa.Array:
+    """Random spelling of each code as text (negative codes become nulls)."""
+    return take_strings(vocab.values, pick(vocab, codes, rng))
+
+
+def _geo(
+    ctx: Context, loc: I64, missing: tuple[B, B, B], rng: np.random.Generator
+) -> tuple[pa.Array, pa.Array, pa.Array]:
+    """Messy country/state/city columns for location codes.
+
+    ``missing`` blanks the country, state and city column respectively.
+    """
     safe = np.maximum(loc, 0)
-    country = np.where(ok, ctx.loc_country[safe], -1)
-    state = np.where(ok, ctx.loc_state[safe], -1)
-    city = np.where(ok, ctx.loc_city[safe], -1)
+    country = np.where(missing[0], -1, ctx.loc_country[safe])
+    state = np.where(missing[1], -1, ctx.loc_state[safe])
+    city = np.where(missing[2], -1, ctx.loc_city[safe])
     return (
-        take_strings(ctx.countries.values, pick(ctx.countries, country, rng)),
-        take_strings(ctx.states.values, pick(ctx.states, state, rng)),
-        take_strings(ctx.cities.values, pick(ctx.cities, city, rng)),
+        _spell(ctx.countries, country, rng),
+        _spell(ctx.states, state, rng),
+        _spell(ctx.cities, city, rng),
     )
 
 
@@ -189,19 +200,18 @@ def web_table(
     u = rng.random(n)
     travel = rng.integers(0, ctx.loc_city.size, n)
     loc = np.where(u < 0.95, c.loc[cust], np.where(u < 0.97, travel, -1))
-    country, state, city = _geo(ctx, loc, rng)
+    gone = loc < 0
+    country, state, city = _geo(ctx, loc, (gone, gone, gone), rng)
     cols = {
         "timestamp": timestamp,
-        "event_name": take_strings(ctx.web_events.values, pick(ctx.web_events, etype, rng)),
+        "event_name": _spell(ctx.web_events, etype, rng),
         "cookie_id": take_strings(cookie_ids(ctx, c.gidx), cookie),
         "user_id": take_strings(customer_ids(c.gidx), user),
         "page_url": ctx.urls.take(pa.array(_page_index(ctx, etype, ev.page[w], product, category))),
         "product_id": take_strings(ctx.product_ids, product),
         "category": take_strings(ctx.categories, category),
-        "utm_medium": take_strings(ctx.mediums.values, pick(ctx.mediums, s.medium[sess], rng)),
-        "device_type": take_strings(
-            ctx.devices.values, pick(ctx.devices, c.dev_type[cust, slot % 3], rng)
-        ),
+        "utm_medium": _spell(ctx.mediums, s.medium[sess], rng),
+        "device_type": _spell(ctx.devices, c.dev_type[cust, slot % 3], rng),
         "country": country,
         "state": state,
         "city": city,
@@ -379,28 +389,26 @@ def customers_table(ctx: Context, c: Customers, rng: np.random.Generator) -> pa.
         Columns ``customer_id, email, first_name, last_name, phone,
         signup_date, country, state, city, age, gender``.
     """
-    n = c.n
-    miss = rng.random((n, 3)) < 0.06
-    loc = np.maximum(c.loc, 0)
-    country_code = np.where(miss[:, 0], -1, ctx.loc_country[loc])
-    state_code = np.where(miss[:, 1], -1, ctx.loc_state[loc])
-    city_code = np.where(miss[:, 2], -1, ctx.loc_city[loc])
+    miss = rng.random((c.n, 3)) < 0.06
     first = pc.utf8_capitalize(pa.array(model.FIRST_NAMES)).take(pa.array(c.first_name))
     last = pc.utf8_capitalize(pa.array(model.LAST_NAMES)).take(pa.array(c.last_name))
     signup = ctx.start_epoch + np.floor(c.signup).astype(np.int64)
     age = pa.array(c.age, mask=c.age < 0, type=pa.int64())
+    # Random draws in column order: phone, geo, gender.
+    phone = phones(ctx, c, rng)
+    country, state, city = _geo(ctx, c.loc, (miss[:, 0], miss[:, 1], miss[:, 2]), rng)
     return pa.table({
         "customer_id": customer_ids(c.gidx),
         "email": emails(c),
         "first_name": first,
         "last_name": last,
-        "phone": phones(ctx, c, rng),
+        "phone": phone,
         "signup_date": text_date(signup),
-        "country": take_strings(ctx.countries.values, pick(ctx.countries, country_code, rng)),
-        "state": take_strings(ctx.states.values, pick(ctx.states, state_code, rng)),
-        "city": take_strings(ctx.cities.values, pick(ctx.cities, city_code, rng)),
+        "country": country,
+        "state": state,
+        "city": city,
         "age": age,
-        "gender": take_strings(ctx.genders.values, pick(ctx.genders, c.gender, rng)),
+        "gender": _spell(ctx.genders, c.gender, rng),
     })
 
 
@@ -429,7 +437,7 @@ def consents_table(
     return pa.table({
         "customer_id": customer_ids(c.gidx).take(pa.array(cons.cust)),
         "purpose": pa.array(PURPOSES).take(pa.array(cons.purpose)),
-        "granted": take_strings(ctx.consent.values, pick(ctx.consent, code, rng)),
+        "granted": _spell(ctx.consent, code, rng),
         "ts": text_iso_z(ctx.start_epoch + cons.t),
     })
 
