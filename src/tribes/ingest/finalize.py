@@ -13,7 +13,7 @@ from tribes.engine import Engine
 from tribes.engine.functions import md5_hex
 from tribes.engine.io import FILE_COLUMN
 from tribes.ingest.mapping import ColumnMapping
-from tribes.ingest.stage import RECORD, REPEAT_KEY, SEP
+from tribes.ingest.stage import RECORD, REPEAT_KEY, SEP, record_salt
 from tribes.privacy.pseudonymize import pseudonymize
 from tribes.store.tables import SCHEMAS
 
@@ -80,7 +80,10 @@ def load_events(b: Batch, good: ir.Table) -> int:
     inserted."""
     engine, batch_id, now = b.engine, b.batch_id, b.now
     t = with_occurrence(b, good)
-    derived = "h" + md5_hex(t.source + SEP + t[RECORD] + SEP + t._occ.cast("string"))
+    # salted with a secret so an id cannot be recomputed from a guessed record; md5 as it
+    # runs once per row and identifies records, not people (people get HMAC pseudonyms)
+    salt = ibis.literal(record_salt(b.key) + SEP)
+    derived = "h" + md5_hex(salt + t.source + SEP + t[RECORD] + SEP + t._occ.cast("string"))
     has_ids = "event_id" in b.mapping.targets
     t = t.mutate(event_id=t.event_id.coalesce(derived) if has_ids else derived).drop("_occ")
     if has_ids:

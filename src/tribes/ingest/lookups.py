@@ -20,6 +20,8 @@ from tribes.ingest.spec import KindSpec
 from tribes.prep.standardize import canonical_event_type, mapping_for
 from tribes.privacy.pseudonymize import pseudonymize
 
+SMALL_MAP = 32
+
 
 @dataclass
 class Lookups:
@@ -54,6 +56,10 @@ class Lookups:
                 t = joined.mutate(**{col: joined[pk]}).drop(rk, pk)
         for col, table in self.categories.items():
             if all(k == v for k, v in table.items()):
+                continue
+            if len(table) <= SMALL_MAP:
+                # a short CASE is cheaper per row than a join
+                t = t.mutate(**{col: t[col].substitute(table, else_=ibis.null("string"))})
                 continue
             rk, sk = f"_raw_{col}", f"_std_{col}"
             lookup = ibis.memtable({rk: list(table), sk: list(table.values())},

@@ -14,7 +14,7 @@ from datetime import datetime
 import ibis
 import ibis.expr.types as ir
 
-from tribes.engine.functions import hmac_sha256_py, md5_hex, struct_to_json
+from tribes.engine.functions import hmac_sha256_py, struct_to_json
 from tribes.engine.io import FILE_COLUMN, ReadResult
 from tribes.ingest.mapping import ColumnMapping
 from tribes.ingest.parse import UTC, as_text, finite, parse_bool, parse_float, parse_ts, whole
@@ -179,13 +179,13 @@ def _raw_col(i: int) -> str:
 
 
 def derive(t: ir.Table, read: ReadResult, mapping: ColumnMapping, key: bytes) -> ir.Table:
-    """Add ``properties`` and the record digest ``_rec`` from the carried raw columns,
-    and drop those."""
+    """Add ``properties`` and the raw record text ``_rec`` (never stored) from the carried
+    raw columns, and drop those."""
     raw = {c: t[_raw_col(i)] for i, c in enumerate(read.columns)}
     content = _raw_content(raw)
     t = t.mutate(**{
         "properties": _properties(raw, mapping, key),
-        RECORD: md5_hex(ibis.literal(record_salt(key) + SEP) + content),
+        RECORD: content,
     })
     return t.drop(*[_raw_col(i) for i in range(len(read.columns))])
 
@@ -210,10 +210,9 @@ def record_salt(key: bytes) -> str:
 def _raw_content(src: dict[str, ir.Value]) -> ir.StringValue:
     """The raw record as one text (all source columns, nulls marked).
 
-    ``_rec`` is its salted md5: identical records share it, and without the workspace
-    key it cannot be recomputed from a guessed record. md5 because it runs once per row:
-    it identifies records, not people (people get HMAC-SHA256 pseudonyms). ``_h`` is a
-    fast 64-bit hash of file and content, used only to find candidate repeats.
+    Identical records have the same text. Derived event ids are its salted md5 (see
+    ``finalize.load_events``); ``_h`` is a fast 64-bit hash of file and text, used only
+    to find candidate repeats.
     """
     return ibis.literal(SEP).join([v.cast("string").fill_null(NULL_MARK)
                                    for v in src.values()])
