@@ -51,6 +51,11 @@ class Workspace:
         eng = connect(self.path, self.config.engine, read_only=read_only)
         try:
             if not read_only:
+                from tribes.ingest.loader import clear_spool
+
+                # holding the write lock, so no other batch is running: left-overs of a
+                # crashed one (raw values) go
+                clear_spool(self.path)
                 ensure_tables(eng)
             yield eng
         finally:

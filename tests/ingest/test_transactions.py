@@ -49,8 +49,11 @@ def test_killed_process_leaves_no_partial_batch(ws, write, step) -> None:
         env=env, capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 137, proc.stderr
+    spooled = list((ws.path / ".tmp" / "spool").glob("spool-*.parquet"))
+    assert spooled  # the dead batch left its raw-value spool behind ...
     # reopening replays the write-ahead log: only committed batches survive
     assert _snapshot(ws) == before
+    assert not any(p.exists() for p in spooled)  # ... and reopening removed it
     s = ingest(ws, [str(path)], IngestOptions(source="e", now=NOW))
     assert s.loaded == 50
 

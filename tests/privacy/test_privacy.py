@@ -45,6 +45,8 @@ def test_raw_pii_and_ids_appear_nowhere_in_the_database_file(uncompressed_ws, wr
         assert int(engine.scalar(engine.table("events").count())) == 1
         assert int(engine.scalar(engine.table("quarantine").count())) == 3
         engine.checkpoint()
+    # the parse spool (raw values) is gone once the batch is done
+    assert not list((ws.path / ".tmp").rglob("spool-*"))
     blobs = b"".join(p.read_bytes() for p in ws.path.glob("tribes.duckdb*"))
     assert len(blobs) > 100_000
     # the pseudonym is there (so the check can see strings at all), the raw values are not

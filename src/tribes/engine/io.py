@@ -12,7 +12,7 @@ import itertools
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +139,6 @@ def read_csv(
                 store_rejects=True,
                 rejects_table=rej,
                 rejects_scan=scans,
-                max_line_size=16 * 1024 * 1024,
             )
         except Exception as exc:
             raise InputError(f"cannot read CSV {files[0].name}: {_first_line(exc)}",
@@ -245,7 +244,6 @@ def read_jsonl(engine: Engine, paths: list[Path], *, name: str = "src") -> ReadR
             quote="",
             escape="",
             filename=FILE_COLUMN,
-            max_line_size=16 * 1024 * 1024,
         )
     except Exception as exc:
         raise InputError(f"cannot read {paths[0].name}: {_first_line(exc)}",
@@ -281,6 +279,21 @@ def _max_scan(engine: Engine, scans: str) -> int:
 
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def spool(engine: Engine, read: ReadResult, path: Path) -> ReadResult:
+    """Parse a text source once into a Parquet file and read on from that.
+
+    Later passes then scan compact columns instead of decompressing and parsing the text
+    again. Rejected records stay reported, as they were found while writing the file.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = read.table
+    if "line" in table.columns and read.valid_column is not None:
+        table = table.drop("line")  # JSON Lines: the text, once its values are extracted
+    engine.con.to_parquet(table, str(path), compression="snappy")
+    spooled = engine.con.read_parquet(str(path), table_name="_tribes_spooled")
+    return replace(read, table=spooled)
 
 
 def write_table(engine: Engine, expr: ir.Table, path: Path, fmt: str) -> int:

@@ -22,7 +22,7 @@ import ibis.expr.types as ir
 
 from tribes.config import parse_duration
 from tribes.engine import Engine
-from tribes.engine.io import FILE_COLUMN, ReadResult, read_csv, read_jsonl, read_parquet
+from tribes.engine.io import FILE_COLUMN, ReadResult, read_csv, read_jsonl, read_parquet, spool
 from tribes.errors import ConfigError, InputError
 from tribes.ingest.checks import (
     REASON,
@@ -172,9 +172,13 @@ def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
         for target, column in mapping.targets.items():
             log.info("mapping %s <- %s%s", target, column,
                      " (auto)" if target in mapping.auto else "")
-        # the stage is scanned a few times (profile, quarantine, load) rather than copied:
-        # measured at 10M rows, even re-parsing gzip CSV beats writing a temporary copy,
-        # which spills to disk under the memory limit
+        # the stage is scanned a few times (profile, quarantine, load) rather than copied
+        # into a table; text formats are first parsed once into a Parquet spool file,
+        # which later passes scan cheaply (it holds raw values: deleted after the batch,
+        # and at the next open of the workspace if the process died)
+        if fmt != "parquet":
+            say("parsing")
+            read = spool(engine, read, spool_dir(ws.path) / f"spool-{batch_id}.parquet")
         stage = build_stage(read, spec, mapping, stage_opts)
         if spec.kind == "events":
             stage = stage.mutate(source=ibis.literal(source))
@@ -218,8 +222,19 @@ def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
         for name in engine.con.list_tables():
             if name.startswith("_tribes_"):
                 engine.drop_temp(name)
+        clear_spool(ws.path)
     seconds = round(time.perf_counter() - started, 3)
     return IngestSummary(**{**summary.to_dict(), "seconds": seconds})
+
+
+def spool_dir(workspace: Path) -> Path:
+    return workspace / ".tmp" / "spool"
+
+
+def clear_spool(workspace: Path) -> None:
+    """Delete spool files (raw values) of finished or crashed batches."""
+    for f in spool_dir(workspace).glob("spool-*.parquet"):
+        f.unlink(missing_ok=True)
 
 
 def _check_tz(tz: str) -> None:
