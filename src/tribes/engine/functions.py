@@ -16,7 +16,6 @@ import ibis.expr.types as ir
 # data types usable as annotations of the built-in declarations below
 TS = dt.Timestamp()
 TS_UTC = dt.Timestamp(timezone="UTC")
-JSON = dt.JSON()
 
 # --- DuckDB built-ins declared for Ibis (names as DuckDB spells them) -------------------
 
@@ -73,11 +72,6 @@ def _try_strptime(x: str, fmt: str) -> TS:  # type: ignore[valid-type]
 
 @ibis.udf.scalar.builtin(name="timezone")
 def _timezone(zone: str, ts: TS) -> TS_UTC:  # type: ignore[valid-type]
-    ...
-
-
-@ibis.udf.scalar.builtin(name="to_json")
-def _to_json(x: JSON) -> str:  # type: ignore[valid-type, empty-body]
     ...
 
 
@@ -140,4 +134,4 @@ def local_to_utc(naive: ir.TimestampValue, zone: str) -> ir.TimestampValue:
 
 def struct_to_json(value: ir.StructValue) -> ir.StringValue:
     """A struct as a JSON object text (null fields kept as JSON null)."""
-    return _to_json(value.cast("json"))
+    return value.cast("json").cast("string")
