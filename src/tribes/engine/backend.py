@@ -44,12 +44,6 @@ class Engine:
     def table(self, name: str) -> ir.Table:
         return self.con.table(name)
 
-    def ensure_table(self, name: str, schema: ibis.Schema) -> ir.Table:
-        """Create ``name`` with ``schema`` when it does not exist yet, and return it."""
-        if not self.has_table(name):
-            self.con.create_table(name, schema=schema)
-        return self.con.table(name)
-
     def create_temp(self, name: str, expr: ir.Table) -> ir.Table:
         """Materialize ``expr`` as a temporary table (memory, spilled to disk when large)."""
         self.con.create_table(name, expr, temp=True, overwrite=True)

@@ -184,7 +184,8 @@ def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
             stage = stage.mutate(source=ibis.literal(source))
         say("scanning")
         profile = profile_batch(engine, stage, spec, mapping, REPEAT_KEY)
-        lookups = build_lookups(engine, profile, spec, key, user_maps=cfg.standardize,
+        lookups = build_lookups(engine, stage, profile, spec, mapping, key,
+                                user_maps=cfg.standardize,
                                 aliases=cfg.ingest.event_type_aliases,
                                 event_type=opts.event_type)
         n_stage, repeated = profile.rows, find_repeats(engine, stage, profile)

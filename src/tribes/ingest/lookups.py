@@ -74,7 +74,7 @@ class Lookups:
 @dataclass(frozen=True)
 class BatchProfile:
     """What one aggregation over the batch tells: row count, distinct repeat keys and the
-    distinct values of every id and categorical column."""
+    distinct values of every categorical column (few, so they come to Python)."""
 
     rows: int
     distinct_records: int
@@ -83,9 +83,9 @@ class BatchProfile:
 
 def profile_batch(engine: Engine, stage: ir.Table, spec: KindSpec,
                   mapping: ColumnMapping, repeat_key: str) -> BatchProfile:
-    """Scan the batch once for its row count, repeats and distinct values."""
+    """Scan the batch once for its row count, repeats and distinct categorical values."""
     cols = [f.name for f in spec.fields
-            if f.kind in ("id", "snake", "place") and f.name in mapping.targets]
+            if f.kind in ("snake", "place") and f.name in mapping.targets]
     aggs: dict[str, ir.Scalar] = {"_n": stage.count(), "_d": stage[repeat_key].nunique()}
     for c in cols:
         aggs[f"v_{c}"] = stage[c].collect(distinct=True)
@@ -94,24 +94,26 @@ def profile_batch(engine: Engine, stage: ir.Table, spec: KindSpec,
     return BatchProfile(int(row["_n"]), int(row["_d"]), values)
 
 
-def build_lookups(engine: Engine, profile: BatchProfile, spec: KindSpec, key: bytes, *,
-                  user_maps: dict[str, dict[str, str]], aliases: dict[str, str],
-                  event_type: str | None) -> Lookups:
-    """Map the batch's distinct values: ids to pseudonyms (HMAC computed by the engine,
-    one table for every id column since they share the key), categoricals to their
-    standard spelling (in Python)."""
+def build_lookups(engine: Engine, stage: ir.Table, profile: BatchProfile, spec: KindSpec,
+                  mapping: ColumnMapping, key: bytes, *, user_maps: dict[str, dict[str, str]],
+                  aliases: dict[str, str], event_type: str | None) -> Lookups:
+    """Map the batch's distinct values: ids to pseudonyms, categoricals to their standard
+    spelling (in Python, from the profile).
+
+    Ids can be many, so they stay in the engine: their distinct values (over every id
+    column, which share the key) and HMAC go to one temporary table.
+    """
     out = Lookups()
-    kinds = {f.name: f.kind for f in spec.fields}
-    id_cols = [c for c in profile.values if kinds[c] == "id"]
+    id_cols = [f.name for f in spec.fields if f.kind == "id" and f.name in mapping.targets]
     if id_cols:
-        raws = sorted({v for c in id_cols for v in profile.values[c]})
-        raw = ibis.memtable({"_raw": raws}, schema={"_raw": "string"})
-        out.ids = engine.create_temp("_tribes_ids", raw.mutate(_pid=pseudonymize(raw._raw, key)))
+        raws = ibis.union(*[stage.select(_raw=stage[c]) for c in id_cols])
+        raws = raws.filter(raws._raw.notnull()).distinct()
+        out.ids = engine.create_temp("_tribes_ids",
+                                     raws.mutate(_pid=pseudonymize(raws._raw, key)))
         out.id_columns = id_cols
     for c, vals in profile.values.items():
-        if kinds[c] in ("snake", "place"):
-            out.categories[c] = mapping_for(c, vals, user_map=user_maps.get(c),
-                                            event_aliases=aliases)
+        out.categories[c] = mapping_for(c, vals, user_map=user_maps.get(c),
+                                        event_aliases=aliases)
     if spec.kind == "events" and event_type:
         out.constants["event_type"] = canonical_event_type(event_type, aliases)
     return out
