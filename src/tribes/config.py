@@ -82,6 +82,52 @@ class PrivacyConfig(_Section):
     pii_columns: dict[str, PiiAction] = Field(default_factory=_default_pii)
 
 
+class PrepConfig(_Section):
+    session_timeout: str = Field("30m", description="a gap strictly longer starts a new session")
+    max_ids_per_component: int = Field(
+        50, ge=1, description="anonymous/device ids linked to more ids are shared devices"
+    )
+
+    @field_validator("session_timeout")
+    @classmethod
+    def _check_timeout(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+
+ENGAGEMENT_INPUTS = ("sessions_per_week", "events_per_session", "distinct_categories",
+                     "recency_days")
+COMPOSITE_DEFAULT = ["recency_days", "tenure_days", "frequency", "monetary", "n_events",
+                     "n_sessions", "sessions_per_week", "events_per_session",
+                     "avg_session_duration_s", "distinct_categories"]
+
+
+class FeaturesConfig(_Section):
+    engagement_weights: dict[str, float] = Field(
+        default_factory=lambda: dict.fromkeys(ENGAGEMENT_INPUTS, 0.25)
+    )
+    composite: list[str] = Field(default_factory=lambda: list(COMPOSITE_DEFAULT))
+    sample_size: int = Field(200_000, ge=100, description="customers the PCA is fitted on")
+    mix_values: int = Field(8, ge=1, description="channel/device values with a share column")
+
+    @field_validator("engagement_weights")
+    @classmethod
+    def _check_weights(cls, v: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(v) - set(ENGAGEMENT_INPUTS))
+        if unknown:
+            raise ValueError(f"unknown inputs {unknown}; use {list(ENGAGEMENT_INPUTS)}")
+        if any(w < 0 for w in v.values()) or sum(v.values()) <= 0:
+            raise ValueError("weights must be non-negative with a positive sum")
+        return v
+
+    @field_validator("composite")
+    @classmethod
+    def _check_composite(cls, v: list[str]) -> list[str]:
+        if len(v) < 2:
+            raise ValueError("the composite index needs at least two features")
+        return v
+
+
 _POLICY = re.compile(r"^(drop|flag|median|mode|constant:.*)$")
 
 
@@ -89,6 +135,8 @@ class Config(_Section):
     engine: EngineConfig = EngineConfig()
     ingest: IngestConfig = IngestConfig()
     privacy: PrivacyConfig = PrivacyConfig()
+    prep: PrepConfig = PrepConfig()
+    features: FeaturesConfig = FeaturesConfig()
     # user mapping tables per categorical column: raw spelling -> canonical value
     standardize: dict[str, dict[str, str]] = Field(default_factory=dict)
     # missing-value policy per table and column: drop | flag | median | mode | constant:<v>
@@ -144,6 +192,24 @@ event_types = []          # whitelist of event types; empty accepts any (else E_
 # raw type (after snake_case normalization) = canonical type, on top of the built-in ones
 # (order_completed, checkout_completed, transaction -> purchase; pageview -> page_view; ...)
 # refund_issued = "refund"
+
+[prep]
+session_timeout = "30m"      # a gap strictly longer than this starts a new session
+max_ids_per_component = 50   # anonymous/device ids linked to more ids are shared devices
+
+[features]
+sample_size = 200000      # customers the composite-index PCA is fitted on (a sample beyond)
+mix_values = 8            # most frequent channel/device values that get a share column
+# inputs of the composite index (first principal component of these, standardized)
+composite = ["recency_days", "tenure_days", "frequency", "monetary", "n_events", "n_sessions",
+             "sessions_per_week", "events_per_session", "avg_session_duration_s",
+             "distinct_categories"]
+
+[features.engagement_weights]   # engagement_score = 100 x weighted sum of min-max scaled inputs
+sessions_per_week = 0.25
+events_per_session = 0.25
+distinct_categories = 0.25
+recency_days = 0.25       # enters as 1 - scaled recency
 
 [privacy]
 consent_mode = "opt-out"  # "opt-in": only customers with an analytics grant are analyzed

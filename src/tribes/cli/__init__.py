@@ -9,7 +9,19 @@ from typing import Annotated
 import typer
 
 from tribes import __version__
-from tribes.cli import consents_cmd, ingest_cmd, init_cmd, quarantine_cmd, status_cmd, synth_cmd
+from tribes.cli import (
+    consents_cmd,
+    customer_cmd,
+    export_cmd,
+    features_cmd,
+    ingest_cmd,
+    init_cmd,
+    prep_cmd,
+    quarantine_cmd,
+    run_cmd,
+    status_cmd,
+    synth_cmd,
+)
 from tribes.cli.common import State, setup_logging, to_json
 from tribes.errors import TribesError
 
@@ -70,6 +82,11 @@ ingest_cmd.register(app)
 status_cmd.register(app)
 app.add_typer(quarantine_cmd.app, name="quarantine")
 app.add_typer(consents_cmd.app, name="consents")
+prep_cmd.register(app)
+app.add_typer(features_cmd.app, name="features")
+export_cmd.register(app)
+customer_cmd.register(app)
+run_cmd.register(app)
 synth_cmd.register(app)
 
 

@@ -55,6 +55,11 @@ class Engine:
         with contextlib.suppress(Exception):
             self.con.drop_view(name, force=True)
 
+    def replace_table(self, name: str, expr: ir.Table) -> ir.Table:
+        """Store ``expr`` as table ``name``, replacing what was there (transaction-safe)."""
+        self.con.create_table(name, expr, overwrite=True)
+        return self.con.table(name)
+
     def insert(self, name: str, expr: ir.Table) -> None:
         self.con.insert(name, expr)
 

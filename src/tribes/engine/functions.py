@@ -135,3 +135,8 @@ def local_to_utc(naive: ir.TimestampValue, zone: str) -> ir.TimestampValue:
 def struct_to_json(value: ir.StructValue) -> ir.StringValue:
     """A struct as a JSON object text (null fields kept as JSON null)."""
     return value.cast("json").cast("string")
+
+
+def micros_between(later: ir.TimestampValue, earlier: ir.TimestampValue) -> ir.IntegerValue:
+    """Whole microseconds from ``earlier`` to ``later`` (exact integer, unlike epoch doubles)."""
+    return later.delta(earlier, unit="microsecond")

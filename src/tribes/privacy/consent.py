@@ -52,3 +52,22 @@ def consent_summary(consents: ir.Table) -> ir.Table:
         )
         .order_by("purpose")
     )
+
+
+def consent_filter(
+    table: ir.Table,
+    key: str,
+    consents: ir.Table,
+    mode: Literal["opt-out", "opt-in"],
+    purpose: str = ANALYTICS,
+) -> ir.Table:
+    """Rows of ``table`` whose customer (column ``key``) may be analyzed for ``purpose``.
+
+    ``opt-out``: all but customers whose latest choice is a refusal. ``opt-in``: only
+    customers whose latest choice is a grant (anonymous customers have none).
+    """
+    latest = latest_consents(consents.filter(consents.purpose == purpose))
+    choice = latest.filter(latest.granted if mode == "opt-in" else ~latest.granted)
+    ids = choice.select(_consent_id=choice.customer_id).distinct()
+    cond = table[key] == ids._consent_id
+    return table.semi_join(ids, cond) if mode == "opt-in" else table.anti_join(ids, cond)

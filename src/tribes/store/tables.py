@@ -94,12 +94,50 @@ CONSENTS = ibis.schema(
     }
 )
 
+IDENTITIES = ibis.schema(
+    {"id": "string", "id_type": "string", "customer_key": "string", "status": "string"}
+)
+
+SESSIONS = ibis.schema(
+    {
+        "customer_key": "string",
+        "session_id": "string",
+        "session_seq": "int64",
+        "start": TS,
+        "end": TS,
+        "duration_s": "float64",
+        "n_events": "int64",
+        "event_types": "array<string>",
+        "has_add_to_cart": "boolean",
+        "has_purchase": "boolean",
+        "source": "string",
+        "device": "string",
+    }
+)
+
+# one row per stage run (prep, features): parameters, input fingerprint, report
+STAGE_RUNS = ibis.schema(
+    {
+        "run_id": "string",
+        "stage": "string",
+        "started_at": TS,
+        "finished_at": TS,
+        "events_rows": "int64",
+        "events_loaded_at": TS,
+        "params": "string",
+        "report": "string",
+    }
+)
+
 SCHEMAS: dict[str, ibis.Schema] = {
     "events": EVENTS,
     "quarantine": QUARANTINE,
     "batches": BATCHES,
     "customers": CUSTOMERS,
     "consents": CONSENTS,
+    "identities": IDENTITIES,
+    "sessions": SESSIONS,
+    "stage_runs": STAGE_RUNS,
 }
 
 

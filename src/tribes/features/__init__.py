@@ -1,0 +1,1 @@
+"""Customer features (DESIGN §5): one row per customer, computed in the engine."""

@@ -1,0 +1,196 @@
+"""Customer features as engine expressions (DESIGN §5; definitions in ``definitions.py``).
+
+The events of each customer are ordered once (the session-start window); every other
+figure is a grouped aggregate over that result, a smaller second window over session
+starts and cart/purchase events only, or a whole-table window over the per-customer rows.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import ibis
+import ibis.expr.types as ir
+
+from tribes.engine.functions import micros_between
+from tribes.features.definitions import OTHER, RFM_GRID
+from tribes.prep.sessions import mark_session_starts, number_sessions
+from tribes.prep.stitch import ANON_PREFIX
+
+DAY_US = 86_400_000_000.0
+ADD_TO_CART = "add_to_cart"
+PURCHASE = "purchase"
+SUPPORT = "support"
+
+
+@dataclass(frozen=True)
+class MixColumns:
+    """Share columns for the most frequent values of a categorical events column."""
+
+    column: str
+    prefix: str
+    values: tuple[str, ...]
+    has_other: bool
+
+    def names(self) -> dict[str, str]:
+        """value -> column name; distinct names even when values differ only in punctuation."""
+        out: dict[str, str] = {}
+        used: set[str] = set()
+        for v in self.values:
+            base = self.prefix + (re.sub(r"[^0-9a-z]+", "_", v.lower()).strip("_") or "blank")
+            name, i = base, 2
+            while name in used or name == self.prefix + OTHER:
+                name, i = f"{base}_{i}", i + 1
+            used.add(name)
+            out[v] = name
+        return out
+
+
+def mix_columns(events: ir.Table, column: str, prefix: str, top: int) -> ir.Table:
+    """Counts per value of ``column``, most frequent first (to pick the share columns)."""
+    t = events.filter(events[column].notnull())
+    return t.group_by(value=t[column]).aggregate(n=t.count()).order_by(
+        [ibis.desc("n"), "value"])
+
+
+def _days(later: ir.TimestampValue, earlier: ir.TimestampValue) -> ir.FloatingValue:
+    return micros_between(later, earlier).cast("float64") / DAY_US
+
+
+def base_features(
+    keyed: ir.Table,
+    *,
+    as_of: datetime,
+    timeout: timedelta,
+    mixes: Sequence[MixColumns] = (),
+) -> ir.Table:
+    """Per customer_key: every feature that depends on that customer's events alone."""
+    as_of_lit = ibis.literal(as_of, type="timestamp('UTC')")
+    ev = keyed.filter(keyed.ts <= as_of_lit)
+    marked = mark_session_starts(ev, timeout).view()
+
+    counts: dict[str, ir.Value] = {}
+    for mix in mixes:
+        col = marked[mix.column]
+        counts[f"_{mix.prefix}n"] = col.notnull().sum()
+        for value, name in mix.names().items():
+            counts[name] = (col == value).sum()
+        if mix.has_other:
+            counts[mix.prefix + OTHER] = (col.notnull() & ~col.isin(list(mix.values))).sum()
+    per = marked.group_by("customer_key").aggregate(
+        first_ts=marked.ts.min(),
+        last_ts=marked.ts.max(),
+        n_events=marked.count(),
+        n_sessions=marked.session_start.cast("int64").sum(),
+        _session_us=marked.gap_us.sum(where=~marked.session_start),
+        distinct_categories=marked.category.nunique(),
+        support_contacts=(marked.source == SUPPORT).cast("int64").sum(),
+        **counts,
+    )
+
+    # orders: order_id, else each purchase event on its own; time = earliest purchase event
+    p = ev.filter(ev.event_type == PURCHASE)
+    p = p.mutate(_order=ibis.ifelse(p.order_id.notnull(), "o" + p.order_id, "e" + p.event_id))
+    orders = p.group_by(["customer_key", "_order"]).aggregate(o_ts=p.ts.min(),
+                                                             o_amount=p.amount.sum())
+    per_orders = orders.group_by(o_key=orders.customer_key).aggregate(
+        frequency=orders.count(),
+        monetary=orders.o_amount.sum(),
+        first_order=orders.o_ts.min(),
+        last_order=orders.o_ts.max(),
+    )
+
+    # sessions with a cart: only session starts and cart/purchase events need numbering
+    cs = number_sessions(
+        marked.filter(marked.session_start | marked.event_type.isin([ADD_TO_CART, PURCHASE]))
+        .select("customer_key", "ts", "event_id", "event_type", "session_start")
+    )
+    per_session = cs.group_by(["customer_key", "session_seq"]).aggregate(
+        atc=(cs.event_type == ADD_TO_CART).any(), bought=(cs.event_type == PURCHASE).any()
+    )
+    per_cart = per_session.group_by(c_key=per_session.customer_key).aggregate(
+        atc_sessions=per_session.atc.cast("int64").sum(),
+        abandoned=(per_session.atc & ~per_session.bought).cast("int64").sum(),
+    )
+
+    j = per.left_join(per_orders, per.customer_key == per_orders.o_key).left_join(
+        per_cart, per.customer_key == per_cart.c_key)
+    j = j.view()
+    freq = j.frequency.fill_null(0)
+    tenure = _days(as_of_lit, j.first_ts)
+    cols: dict[str, ir.Value] = {
+        "customer_key": j.customer_key,
+        "known": ~j.customer_key.startswith(ANON_PREFIX),
+        "recency_days": _days(as_of_lit, j.last_ts),
+        "tenure_days": tenure,
+        "frequency": freq,
+        "monetary": j.monetary.fill_null(0.0),
+        "aov": ibis.ifelse(freq > 0, j.monetary / freq, ibis.null("float64")),
+        "purchase_recency_days": _days(as_of_lit, j.last_order),
+        "purchase_velocity_days": ibis.ifelse(
+            freq >= 2, _days(j.last_order, j.first_order) / (freq - 1), ibis.null("float64")),
+        "days_to_first_purchase": _days(j.first_order, j.first_ts),
+        "n_events": j.n_events,
+        "n_sessions": j.n_sessions,
+        "sessions_per_week": j.n_sessions / ibis.greatest(tenure / 7.0, 1.0),
+        "avg_session_duration_s": j._session_us.fill_null(0).cast("float64") / 1e6
+        / j.n_sessions,
+        "events_per_session": j.n_events.cast("float64") / j.n_sessions,
+        "distinct_categories": j.distinct_categories,
+        "cart_abandonment_rate": ibis.ifelse(
+            j.atc_sessions > 0, j.abandoned.cast("float64") / j.atc_sessions,
+            ibis.null("float64")),
+        "support_contacts": j.support_contacts,
+    }
+    for mix in mixes:
+        known = j[f"_{mix.prefix}n"]
+        names = list(mix.names().values()) + ([mix.prefix + OTHER] if mix.has_other else [])
+        for name in names:
+            cols[name] = ibis.ifelse(known > 0, j[name].cast("float64") / known,
+                                     ibis.null("float64"))
+    return j.select(**cols)
+
+
+def _scaled(col: ir.NumericValue) -> ir.FloatingValue:
+    lo, hi = col.min().over(), col.max().over()
+    return ibis.ifelse(hi > lo, (col - lo).cast("float64") / (hi - lo), 0.0)
+
+
+def _score(rank: ir.IntegerValue, n: ir.IntegerValue) -> ir.IntegerValue:
+    # 1 + floor(5 x share of purchasers strictly worse); ties share a score
+    return ibis.least(5, 1 + (rank.cast("float64") * 5 / n).floor()).cast("int64")
+
+
+def rfm_label_expr(r: ir.IntegerValue, f: ir.IntegerValue) -> ir.StringValue:
+    return ibis.cases(
+        *[((r >= r_lo) & (r <= r_hi) & (f >= f_lo) & (f <= f_hi), name)
+          for name, (r_lo, r_hi), (f_lo, f_hi) in RFM_GRID],
+        else_=ibis.null("string"),
+    )
+
+
+def scored_features(base: ir.Table, weights: Mapping[str, float]) -> ir.Table:
+    """Add engagement_score and the RFM scores and label (whole-table windows over ``base``)."""
+    total = sum(weights.values())
+    w = {k: v / total for k, v in weights.items()}
+    engagement = (
+        w.get("sessions_per_week", 0) * _scaled(base.sessions_per_week)
+        + w.get("events_per_session", 0) * _scaled(base.events_per_session)
+        + w.get("distinct_categories", 0) * _scaled(base.distinct_categories)
+        + w.get("recency_days", 0) * (1 - _scaled(base.recency_days))
+    ) * 100
+    with_eng = base.mutate(engagement_score=engagement).view()
+
+    buyers = with_eng.filter(with_eng.frequency > 0)
+    n = buyers.count().as_scalar()
+    rfm = buyers.select(
+        r_key="customer_key",
+        r_score=_score(ibis.rank().over(order_by=ibis.desc(buyers.purchase_recency_days)), n),
+        f_score=_score(ibis.rank().over(order_by=buyers.frequency), n),
+        m_score=_score(ibis.rank().over(order_by=buyers.monetary), n),
+    ).view()
+    out = with_eng.left_join(rfm, with_eng.customer_key == rfm.r_key).drop("r_key")
+    return out.mutate(rfm_label=rfm_label_expr(out.r_score, out.f_score))

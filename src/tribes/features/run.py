@@ -1,0 +1,182 @@
+"""The features stage: the ``customer_features`` table as of a point in time."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from datetime import time as dtime
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+
+from tribes.config import parse_duration
+from tribes.engine import Engine
+from tribes.engine.functions import md5_hex
+from tribes.errors import InputError
+from tribes.features.build import MixColumns, base_features, mix_columns, scored_features
+from tribes.features.composite import Composite, fit_composite
+from tribes.features.definitions import CHANNEL_PREFIX, DEVICE_PREFIX, FEATURES
+from tribes.prep.run import last_prep, run_prep
+from tribes.prep.sessions import keyed_events
+from tribes.privacy.consent import consent_filter
+from tribes.store.runs import events_fingerprint, is_current, last_run, new_run_id, record_run
+from tribes.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+STAGE = "features"
+TABLE = "customer_features"
+_TMP = ("_ft_base", "_ft_scored")
+
+
+@dataclass(frozen=True)
+class FeaturesReport:
+    """What a features run computed."""
+
+    run_id: str
+    as_of: datetime
+    session_timeout: str
+    customers: int
+    known_customers: int
+    excluded_by_consent: int
+    columns: list[str]
+    composite: dict[str, Any]
+    prep_rerun: bool
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "as_of": self.as_of.isoformat()}
+
+
+def parse_as_of(text: str) -> datetime:
+    """An ISO date (its last microsecond, UTC) or date-time (naive = UTC)."""
+    try:
+        if len(text.strip()) == 10:
+            d = date.fromisoformat(text.strip())
+            return datetime.combine(d, dtime.max, tzinfo=UTC)
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise InputError(f"--as-of '{text}' is not an ISO date or date-time "
+                         "(e.g. 2026-06-30 or 2026-06-30T12:00:00Z)", code="E_AS_OF") from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def run_features(
+    ws: Workspace,
+    engine: Engine,
+    *,
+    as_of: datetime | None = None,
+    session_timeout: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> FeaturesReport:
+    """Compute and store ``customer_features`` (replacing the previous table).
+
+    Runs prep first when the events changed since the last prep. ``as_of`` defaults to
+    the newest event; only events up to it count, so past snapshots can be rebuilt.
+    """
+    say = progress or (lambda step: None)
+    started_perf, started = time.perf_counter(), datetime.now(UTC)
+    cfg = ws.config.features
+    timeout_text = session_timeout or ws.config.prep.session_timeout
+    timeout = parse_duration(timeout_text)
+
+    fingerprint = events_fingerprint(engine)
+    if fingerprint.rows == 0:
+        raise InputError("no events in the workspace; ingest some first: "
+                         "tribes ingest <files> --source web", code="E_NO_EVENTS")
+    prep_rerun = not is_current(last_prep(engine), fingerprint)
+    if prep_rerun:
+        log.info("events changed since the last prep; running prep first")
+        say("prep (events changed since the last prep)")
+        run_prep(ws, engine, progress=lambda s: say(f"prep: {s}"))
+
+    events = engine.table("events")
+    if as_of is None:
+        as_of = engine.scalar(events.ts.max()).to_pydatetime()
+    as_of_lit = ibis.literal(as_of, type="timestamp('UTC')")
+    say("choosing channel and device columns")
+    upto = events.filter(events.ts <= as_of_lit)
+    mixes = [_mix(engine, upto, col, prefix, cfg.mix_values)
+             for col, prefix in (("channel", CHANNEL_PREFIX), ("device", DEVICE_PREFIX))]
+
+    try:
+        say("aggregating events per customer")
+        keyed = keyed_events(events, engine.table("identities"))
+        base = base_features(keyed, as_of=as_of, timeout=timeout, mixes=mixes)
+        all_base = engine.create_temp("_ft_base", base)
+        n_all = int(engine.scalar(all_base.count()))
+        if n_all == 0:
+            raise InputError(f"no events up to {as_of.isoformat()}; choose a later --as-of",
+                             code="E_NO_EVENTS")
+        allowed = consent_filter(all_base, "customer_key", engine.table("consents"),
+                                 ws.config.privacy.consent_mode)
+        say("scoring (engagement, RFM)")
+        scored = engine.create_temp("_ft_scored",
+                                    scored_features(allowed, cfg.engagement_weights))
+        n = int(engine.scalar(scored.count()))
+        if n == 0:
+            raise InputError(
+                f"all {n_all:,} customers are excluded by consent (privacy.consent_mode = "
+                f"'{ws.config.privacy.consent_mode}'); nothing to compute",
+                code="E_NO_CONSENT")
+        say("fitting the composite index")
+        composite = _fit(engine, scored, cfg.composite, cfg.sample_size)
+        final = scored.mutate(composite_index=composite.expr(scored), as_of=as_of_lit)
+        final = final.select(*_column_order(final.columns))
+        run_id = new_run_id(STAGE, started)
+        with engine.transaction():
+            say("storing")
+            stored = engine.replace_table(TABLE, final)
+            known = int(engine.scalar(stored.known.cast("int64").sum()))
+            report = FeaturesReport(
+                run_id=run_id, as_of=as_of, session_timeout=timeout_text, customers=n,
+                known_customers=known, excluded_by_consent=n_all - n,
+                columns=[c for c in stored.columns if c not in ("customer_key", "as_of")],
+                composite=composite.as_dict(), prep_rerun=prep_rerun,
+                seconds=round(time.perf_counter() - started_perf, 3),
+            )
+            record_run(engine, run_id=run_id, stage=STAGE, started_at=started,
+                       fingerprint=fingerprint,
+                       params={"as_of": as_of.isoformat(), "session_timeout": timeout_text,
+                               "consent_mode": ws.config.privacy.consent_mode,
+                               **cfg.model_dump()},
+                       report=report.as_dict())
+    finally:
+        for name in _TMP:
+            engine.drop_temp(name)
+    log.info("features: %d customers as of %s", n, as_of)
+    return report
+
+
+def _mix(engine: Engine, events: ir.Table, column: str, prefix: str, top: int) -> MixColumns:
+    counts = engine.execute(mix_columns(events, column, prefix, top))
+    values = tuple(str(v) for v in counts["value"].head(top))
+    return MixColumns(column=column, prefix=prefix, values=values,
+                      has_other=len(counts) > top)
+
+
+def _fit(engine: Engine, scored: ir.Table, features: list[str], sample_size: int) -> Composite:
+    unknown = [f for f in features if f not in scored.columns]
+    if unknown:
+        raise InputError(f"[features] composite names unknown features {unknown}; "
+                         f"choose among {', '.join(f.name for f in FEATURES[:16])}",
+                         code="E_CONFIG")
+    # a deterministic sample: the same customers every run
+    sample = scored.order_by(md5_hex(scored.customer_key)).limit(sample_size)
+    df = engine.execute(sample.select(*features))
+    return fit_composite(df, features)
+
+
+def _column_order(columns: list[str]) -> list[str]:
+    fixed = ["customer_key", "known"] + [f.name for f in FEATURES]
+    mix = [c for c in columns if c.startswith((CHANNEL_PREFIX, DEVICE_PREFIX))]
+    rest = [c for c in columns if c not in fixed and c not in mix]
+    return [c for c in fixed if c in columns] + mix + rest
+
+
+def last_features(engine: Engine) -> dict[str, Any] | None:
+    return last_run(engine, STAGE)

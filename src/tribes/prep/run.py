@@ -1,0 +1,95 @@
+"""The prep stage: stitch identities and sessionize, stored as ``identities`` and ``sessions``."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tribes.config import parse_duration
+from tribes.engine import Engine
+from tribes.prep.sessions import sessionize
+from tribes.prep.stitch import StitchReport, drop_temporaries, stitch
+from tribes.store.runs import events_fingerprint, last_run, new_run_id, record_run
+from tribes.store.tables import IDENTITIES, SESSIONS
+from tribes.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+STAGE = "prep"
+
+
+@dataclass(frozen=True)
+class PrepReport:
+    """What a prep run did."""
+
+    run_id: str
+    events: int
+    session_timeout: str
+    stitching: StitchReport
+    sessions: int
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "events": self.events,
+                "session_timeout": self.session_timeout,
+                "stitching": self.stitching.as_dict(), "sessions": self.sessions,
+                "seconds": self.seconds}
+
+
+def run_prep(
+    ws: Workspace,
+    engine: Engine,
+    *,
+    session_timeout: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> PrepReport:
+    """Stitch identities and sessionize all stored events; replaces both tables at once.
+
+    Idempotent: the same events give the same ``identities`` and ``sessions``.
+    """
+    say = progress or (lambda step: None)
+    started_perf, started = time.perf_counter(), datetime.now(UTC)
+    timeout_text = session_timeout or ws.config.prep.session_timeout
+    timeout = parse_duration(timeout_text)
+    fingerprint = events_fingerprint(engine)
+    events = engine.table("events")
+
+    say("stitching identities")
+    try:
+        identities, stitched = stitch(
+            engine, events, max_ids=ws.config.prep.max_ids_per_component,
+            on_pass=lambda n, changed: say(f"stitching identities (pass {n}, {changed:,} "
+                                           "labels changed)"),
+        )
+        run_id = new_run_id(STAGE, started)
+        with engine.transaction():
+            engine.replace_table("identities", identities.cast(IDENTITIES))
+            say("sessionizing")
+            sessions = sessionize(events, engine.table("identities"), timeout)
+            engine.replace_table("sessions", sessions.cast(SESSIONS))
+            n_sessions = int(engine.scalar(engine.table("sessions").count()))
+            report = PrepReport(
+                run_id=run_id, events=fingerprint.rows, session_timeout=timeout_text,
+                stitching=stitched, sessions=n_sessions,
+                seconds=round(time.perf_counter() - started_perf, 3),
+            )
+            record_run(engine, run_id=run_id, stage=STAGE, started_at=started,
+                       fingerprint=fingerprint, params=prep_params(ws, timeout),
+                       report=report.as_dict())
+    finally:
+        drop_temporaries(engine)
+    log.info("prep: %s", report.as_dict())
+    return report
+
+
+def prep_params(ws: Workspace, timeout: timedelta) -> dict[str, Any]:
+    return {"session_timeout_s": timeout.total_seconds(),
+            "max_ids_per_component": ws.config.prep.max_ids_per_component}
+
+
+def last_prep(engine: Engine) -> dict[str, Any] | None:
+    return last_run(engine, STAGE)

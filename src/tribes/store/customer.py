@@ -1,0 +1,83 @@
+"""One customer across the workspace: ids, sessions, timeline, features, consent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ibis
+
+from tribes.engine import Engine
+from tribes.errors import InputError
+from tribes.prep.sessions import keyed_events
+from tribes.privacy.consent import consent_filter, latest_consents
+from tribes.privacy.pseudonymize import pseudonym
+from tribes.workspace import Workspace
+
+
+def _records(engine: Engine, expr: Any) -> list[dict[str, Any]]:
+    df = engine.execute(expr)
+    return [{k: (None if v is None or (isinstance(v, float) and v != v) else
+                 (list(v) if hasattr(v, "tolist") and not isinstance(v, str) else v))
+             for k, v in r.items()} for r in df.to_dict("records")]
+
+
+def resolve_customer(ws: Workspace, engine: Engine, ident: str) -> str:
+    """The customer_key of a raw id (any id type), a stored pseudonym or a customer_key."""
+    ident = ident.strip()
+    candidates = [ident, pseudonym(ident, ws.secret())]
+    ids = engine.table("identities")
+    hits = engine.execute(
+        ids.filter(ids.id.isin(candidates) | ids.customer_key.isin(candidates))
+        .select("customer_key").distinct()
+    )["customer_key"].tolist()
+    if not hits:
+        if not int(engine.scalar(ids.count())):
+            raise InputError("no identities yet; run: tribes prep", code="E_NO_PREP")
+        raise InputError(
+            f"no customer with id '{ident}': give a raw customer, anonymous or device id "
+            "as it appears in the source files, a stored pseudonym, or a customer_key",
+            code="E_NOT_FOUND",
+        )
+    if len(hits) > 1:
+        raise InputError(f"'{ident}' matches {len(hits)} customers ({', '.join(hits[:5])}); "
+                         "give one of their customer_keys", code="E_AMBIGUOUS")
+    return str(hits[0])
+
+
+def customer_view(ws: Workspace, engine: Engine, key: str, *, limit: int = 20) -> dict[str, Any]:
+    """Everything stored about one customer_key (newest sessions and events first)."""
+    ids = engine.table("identities")
+    sessions = engine.table("sessions")
+    events = keyed_events(engine.table("events"), ids)
+    mine = events.filter(events.customer_key == key)
+    n_sessions = int(engine.scalar(sessions.filter(sessions.customer_key == key).count()))
+    n_events = int(engine.scalar(mine.count()))
+    view: dict[str, Any] = {
+        "customer_key": key,
+        "ids": _records(engine, ids.filter(ids.customer_key == key)
+                        .select("id_type", "id", "status").order_by(["id_type", "id"])),
+        "n_sessions": n_sessions,
+        "n_events": n_events,
+        "sessions": _records(engine, sessions.filter(sessions.customer_key == key)
+                             .order_by(ibis.desc("start")).limit(limit)
+                             .select("session_id", "start", "duration_s", "n_events",
+                                     "event_types", "has_add_to_cart", "has_purchase",
+                                     "source", "device")),
+        "timeline": _records(engine, mine.order_by([ibis.desc("ts"), ibis.desc("event_id")])
+                             .limit(limit).select("ts", "event_type", "source", "channel",
+                                                  "device", "category", "order_id",
+                                                  "amount")),
+    }
+    feats: dict[str, Any] | None = None
+    if engine.has_table("customer_features"):
+        f = engine.table("customer_features")
+        rows = _records(engine, f.filter(f.customer_key == key))
+        feats = rows[0] if rows else None
+    view["features"] = feats
+    c = engine.table("consents")
+    view["consents"] = _records(engine, latest_consents(c.filter(c.customer_id == key))
+                                .select("purpose", "granted", "ts").order_by("purpose"))
+    one = ibis.memtable({"customer_key": [key]})
+    view["analyzed"] = bool(int(engine.scalar(consent_filter(
+        one, "customer_key", c, ws.config.privacy.consent_mode).count())))
+    return view

@@ -1,0 +1,29 @@
+"""Exports of workspace tables, with consent applied (DESIGN §6)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import ibis.expr.types as ir
+
+from tribes.engine import Engine
+from tribes.engine.io import write_table
+from tribes.errors import InputError
+from tribes.privacy.consent import consent_filter
+from tribes.workspace import Workspace
+
+# what -> (table, the stage that builds it)
+EXPORTS = {"features": ("customer_features", "tribes features"),
+           "sessions": ("sessions", "tribes prep")}
+
+
+def export_table(ws: Workspace, engine: Engine, what: str, path: Path, fmt: str) -> int:
+    """Write ``what`` to ``path``; returns the number of rows written."""
+    table, stage = EXPORTS[what]
+    if not engine.has_table(table) or not int(engine.scalar(engine.table(table).count())):
+        raise InputError(f"nothing to export: '{table}' is empty; build it with: {stage}",
+                         code="E_EMPTY")
+    t: ir.Table = engine.table(table)
+    t = consent_filter(t, "customer_key", engine.table("consents"),
+                       ws.config.privacy.consent_mode)
+    return write_table(engine, t, path, fmt)
