@@ -24,6 +24,7 @@ test: install
 
 bench: install
 	$(PY) benchmarks/bench_ingest.py
+	$(PY) benchmarks/bench_features.py
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -26,4 +26,10 @@ echo "== re-ingesting the web files loads nothing new"
 echo "== workspace"
 "$TRIBES" -w "$WS" status
 "$TRIBES" -w "$WS" quarantine show --reason E_TS_PARSE --limit 5
+echo "== prep (identity stitching, sessions) and customer features"
+"$TRIBES" -w "$WS" run
+"$TRIBES" -w "$WS" features describe
+"$TRIBES" -w "$WS" export features --out "$DEMO/features.parquet"
+echo "== one customer"
+"$TRIBES" -w "$WS" customer C0000001 --limit 5
 echo "== demo finished in $(( $(date +%s) - start ))s; workspace: $WS"

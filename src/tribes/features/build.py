@@ -1,8 +1,8 @@
 """Customer features as engine expressions (DESIGN §5; definitions in ``definitions.py``).
 
-The events of each customer are ordered once (the session-start window); every other
-figure is a grouped aggregate over that result, a smaller second window over session
-starts and cart/purchase events only, or a whole-table window over the per-customer rows.
+The events of each customer are ordered once (session starts and numbers); figures that
+need sessions are aggregated per session, then per customer. Orders and categories are
+plain aggregates; engagement and RFM scores are whole-table windows over customer rows.
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ from tribes.prep.sessions import mark_session_starts, number_sessions
 from tribes.prep.stitch import ANON_PREFIX
 
 DAY_US = 86_400_000_000.0
+# the events columns features are computed from (besides the ids)
+FEATURE_COLUMNS = ("ts", "event_id", "event_type", "source", "category", "order_id", "amount",
+                   "channel", "device")
 ADD_TO_CART = "add_to_cart"
 PURCHASE = "purchase"
 SUPPORT = "support"
@@ -69,28 +72,47 @@ def base_features(
 ) -> ir.Table:
     """Per customer_key: every feature that depends on that customer's events alone."""
     as_of_lit = ibis.literal(as_of, type="timestamp('UTC')")
-    ev = keyed.filter(keyed.ts <= as_of_lit)
-    marked = mark_session_starts(ev, timeout).view()
+    mix_cols = [m.column for m in mixes]
+    ev = keyed.filter(keyed.ts <= as_of_lit).select(
+        "customer_key", "ts", "event_id", "event_type", "source", "category", "order_id",
+        "amount", *mix_cols)
 
+    # one ordering of the events: session starts, then session numbers; everything that
+    # needs sessions is aggregated per session first, then per customer
+    numbered = number_sessions(mark_session_starts(ev, timeout))
     counts: dict[str, ir.Value] = {}
     for mix in mixes:
-        col = marked[mix.column]
-        counts[f"_{mix.prefix}n"] = col.notnull().sum()
+        col = numbered[mix.column]
+        counts[f"_{mix.prefix}n"] = col.notnull().cast("int64").sum()
         for value, name in mix.names().items():
-            counts[name] = (col == value).sum()
+            counts[name] = (col == value).cast("int64").sum()
         if mix.has_other:
-            counts[mix.prefix + OTHER] = (col.notnull() & ~col.isin(list(mix.values))).sum()
-    per = marked.group_by("customer_key").aggregate(
-        first_ts=marked.ts.min(),
-        last_ts=marked.ts.max(),
-        n_events=marked.count(),
-        n_sessions=marked.session_start.cast("int64").sum(),
-        _session_us=marked.gap_us.sum(where=~marked.session_start),
-        distinct_categories=marked.category.nunique(),
-        support_contacts=(marked.source == SUPPORT).cast("int64").sum(),
+            counts[mix.prefix + OTHER] = (
+                col.notnull() & ~col.isin(list(mix.values))).cast("int64").sum()
+    sess = numbered.group_by(["customer_key", "session_seq"]).aggregate(
+        s_start=numbered.ts.min(),
+        s_end=numbered.ts.max(),
+        s_events=numbered.count(),
+        s_support=(numbered.source == SUPPORT).cast("int64").sum(),
+        atc=(numbered.event_type == ADD_TO_CART).any(),
+        bought=(numbered.event_type == PURCHASE).any(),
         **counts,
     )
+    per = sess.group_by("customer_key").aggregate(
+        first_ts=sess.s_start.min(),
+        last_ts=sess.s_end.max(),
+        n_events=sess.s_events.sum(),
+        n_sessions=sess.count(),
+        _session_us=micros_between(sess.s_end, sess.s_start).sum(),
+        support_contacts=sess.s_support.sum(),
+        atc_sessions=sess.atc.cast("int64").sum(),
+        abandoned=(sess.atc & ~sess.bought).cast("int64").sum(),
+        **{k: sess[k].sum() for k in counts},
+    )
 
+    # categories and orders need no ordering: plain aggregates of the events
+    cats = ev.group_by(k_key=ev.customer_key).aggregate(
+        distinct_categories=ev.category.nunique())
     # orders: order_id, else each purchase event on its own; time = earliest purchase event
     p = ev.filter(ev.event_type == PURCHASE)
     p = p.mutate(_order=ibis.ifelse(p.order_id.notnull(), "o" + p.order_id, "e" + p.event_id))
@@ -103,21 +125,8 @@ def base_features(
         last_order=orders.o_ts.max(),
     )
 
-    # sessions with a cart: only session starts and cart/purchase events need numbering
-    cs = number_sessions(
-        marked.filter(marked.session_start | marked.event_type.isin([ADD_TO_CART, PURCHASE]))
-        .select("customer_key", "ts", "event_id", "event_type", "session_start")
-    )
-    per_session = cs.group_by(["customer_key", "session_seq"]).aggregate(
-        atc=(cs.event_type == ADD_TO_CART).any(), bought=(cs.event_type == PURCHASE).any()
-    )
-    per_cart = per_session.group_by(c_key=per_session.customer_key).aggregate(
-        atc_sessions=per_session.atc.cast("int64").sum(),
-        abandoned=(per_session.atc & ~per_session.bought).cast("int64").sum(),
-    )
-
     j = per.left_join(per_orders, per.customer_key == per_orders.o_key).left_join(
-        per_cart, per.customer_key == per_cart.c_key)
+        cats, per.customer_key == cats.k_key)
     j = j.view()
     freq = j.frequency.fill_null(0)
     tenure = _days(as_of_lit, j.first_ts)
@@ -136,10 +145,9 @@ def base_features(
         "n_events": j.n_events,
         "n_sessions": j.n_sessions,
         "sessions_per_week": j.n_sessions / ibis.greatest(tenure / 7.0, 1.0),
-        "avg_session_duration_s": j._session_us.fill_null(0).cast("float64") / 1e6
-        / j.n_sessions,
+        "avg_session_duration_s": j._session_us.cast("float64") / 1e6 / j.n_sessions,
         "events_per_session": j.n_events.cast("float64") / j.n_sessions,
-        "distinct_categories": j.distinct_categories,
+        "distinct_categories": j.distinct_categories.fill_null(0),
         "cart_abandonment_rate": ibis.ifelse(
             j.atc_sessions > 0, j.abandoned.cast("float64") / j.atc_sessions,
             ibis.null("float64")),

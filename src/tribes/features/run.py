@@ -17,7 +17,13 @@ from tribes.config import parse_duration
 from tribes.engine import Engine
 from tribes.engine.functions import md5_hex
 from tribes.errors import InputError
-from tribes.features.build import MixColumns, base_features, mix_columns, scored_features
+from tribes.features.build import (
+    FEATURE_COLUMNS,
+    MixColumns,
+    base_features,
+    mix_columns,
+    scored_features,
+)
 from tribes.features.composite import Composite, fit_composite
 from tribes.features.definitions import CHANNEL_PREFIX, DEVICE_PREFIX, FEATURES
 from tribes.prep.run import last_prep, run_prep
@@ -105,7 +111,7 @@ def run_features(
 
     try:
         say("aggregating events per customer")
-        keyed = keyed_events(events, engine.table("identities"))
+        keyed = keyed_events(events, engine.table("identities"), FEATURE_COLUMNS)
         base = base_features(keyed, as_of=as_of, timeout=timeout, mixes=mixes)
         all_base = engine.create_temp("_ft_base", base)
         n_all = int(engine.scalar(all_base.count()))

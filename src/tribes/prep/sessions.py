@@ -8,6 +8,7 @@ and the rest (session numbers, per-session and per-customer figures) builds on i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -15,17 +16,24 @@ import ibis
 import ibis.expr.types as ir
 
 from tribes.engine.functions import md5_hex, micros_between
-from tribes.prep.stitch import KNOWN
+from tribes.prep.stitch import ID_COLUMNS, KNOWN
 
+# the events columns sessions are built from
+SESSION_COLUMNS = ("ts", "event_id", "event_type", "source", "device")
 EPOCH = ibis.timestamp("1970-01-01 00:00:00+00:00")
 
 
-def keyed_events(events: ir.Table, identities: ir.Table) -> ir.Table:
-    """``events`` with the ``customer_key`` of their customer (DESIGN §5).
+def keyed_events(events: ir.Table, identities: ir.Table,
+                 columns: Sequence[str] | None = None) -> ir.Table:
+    """``events`` (only ``columns`` of them, if given) with the ``customer_key`` of their
+    customer (DESIGN §5).
 
     An event belongs to the key of its customer_id when present, else of its anonymous_id,
     else of its device_id. Only events without a customer_id need the identities look-up.
     """
+    if columns is not None:
+        keep = list(dict.fromkeys([*ID_COLUMNS, *columns]))
+        events = events.select(*keep)
     known = events.filter(events.customer_id.notnull())
     known = known.mutate(customer_key=known.customer_id)
     rest = events.filter(events.customer_id.isnull())
@@ -98,5 +106,5 @@ def sessions_table(numbered: ir.Table) -> ir.Table:
 
 def sessionize(events: ir.Table, identities: ir.Table, timeout: timedelta) -> ir.Table:
     """The sessions of ``events`` (DESIGN §5): :func:`sessions_table` of keyed, numbered events."""
-    return sessions_table(number_sessions(mark_session_starts(
-        keyed_events(events, identities), timeout)))
+    keyed = keyed_events(events, identities, SESSION_COLUMNS)
+    return sessions_table(number_sessions(mark_session_starts(keyed, timeout)))
