@@ -8,7 +8,7 @@ plain aggregates; engagement and RFM scores are whole-table windows over custome
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -17,13 +17,10 @@ import ibis.expr.types as ir
 
 from tribes.engine.functions import micros_between
 from tribes.features.definitions import OTHER, RFM_GRID
-from tribes.prep.sessions import mark_session_starts, number_sessions
+from tribes.prep.sessions import keyed_events, mark_session_starts, number_sessions
 from tribes.prep.stitch import ANON_PREFIX
 
 DAY_US = 86_400_000_000.0
-# the events columns features are computed from (besides the ids)
-FEATURE_COLUMNS = ("ts", "event_id", "event_type", "source", "category", "order_id", "amount",
-                   "channel", "device")
 ADD_TO_CART = "add_to_cart"
 PURCHASE = "purchase"
 SUPPORT = "support"
@@ -64,7 +61,8 @@ def _days(later: ir.TimestampValue, earlier: ir.TimestampValue) -> ir.FloatingVa
 
 
 def base_features(
-    keyed: ir.Table,
+    events: ir.Table,
+    identities: ir.Table,
     *,
     as_of: datetime,
     timeout: timedelta,
@@ -73,22 +71,20 @@ def base_features(
     """Per customer_key: every feature that depends on that customer's events alone."""
     as_of_lit = ibis.literal(as_of, type="timestamp('UTC')")
     mix_cols = [m.column for m in mixes]
-    ev = keyed.filter(keyed.ts <= as_of_lit).select(
-        "customer_key", "ts", "event_id", "event_type", "source", "category", "order_id",
-        "amount", *mix_cols)
+
+    def keyed(*columns: str, where: Callable[[ir.Table], ir.BooleanValue] | None = None
+              ) -> ir.Table:
+        # each consumer keys only the columns (and rows) it needs: the engine then scans
+        # the events table again instead of holding one wide keyed copy in memory
+        e = events.filter(events.ts <= as_of_lit)
+        if where is not None:
+            e = e.filter(where(e))
+        return keyed_events(e, identities, ["ts", *columns])
 
     # one ordering of the events: session starts, then session numbers; everything that
     # needs sessions is aggregated per session first, then per customer
-    numbered = number_sessions(mark_session_starts(ev, timeout))
-    counts: dict[str, ir.Value] = {}
-    for mix in mixes:
-        col = numbered[mix.column]
-        counts[f"_{mix.prefix}n"] = col.notnull().cast("int64").sum()
-        for value, name in mix.names().items():
-            counts[name] = (col == value).cast("int64").sum()
-        if mix.has_other:
-            counts[mix.prefix + OTHER] = (
-                col.notnull() & ~col.isin(list(mix.values))).cast("int64").sum()
+    ordered = keyed("event_id", "event_type", "source")
+    numbered = number_sessions(mark_session_starts(ordered, timeout))
     sess = numbered.group_by(["customer_key", "session_seq"]).aggregate(
         s_start=numbered.ts.min(),
         s_end=numbered.ts.max(),
@@ -96,7 +92,6 @@ def base_features(
         s_support=(numbered.source == SUPPORT).cast("int64").sum(),
         atc=(numbered.event_type == ADD_TO_CART).any(),
         bought=(numbered.event_type == PURCHASE).any(),
-        **counts,
     )
     per = sess.group_by("customer_key").aggregate(
         first_ts=sess.s_start.min(),
@@ -107,14 +102,27 @@ def base_features(
         support_contacts=sess.s_support.sum(),
         atc_sessions=sess.atc.cast("int64").sum(),
         abandoned=(sess.atc & ~sess.bought).cast("int64").sum(),
-        **{k: sess[k].sum() for k in counts},
     )
 
-    # categories and orders need no ordering: plain aggregates of the events
+    # categories, channel/device mix and orders need no ordering: plain aggregates
+    ev = keyed("category", where=lambda e: e.category.notnull())
     cats = ev.group_by(k_key=ev.customer_key).aggregate(
         distinct_categories=ev.category.nunique())
+    if mixes:
+        ev = keyed(*mix_cols, where=lambda e: ibis.or_(*[e[c].notnull() for c in mix_cols]))
+        combos = ev.group_by(["customer_key", *mix_cols]).aggregate(_n=ev.count())
+        counts: dict[str, ir.Value] = {}
+        for mix in mixes:
+            col = combos[mix.column]
+            counts[f"_{mix.prefix}n"] = combos._n.sum(where=col.notnull())
+            for value, name in mix.names().items():
+                counts[name] = combos._n.sum(where=col == value)
+            if mix.has_other:
+                counts[mix.prefix + OTHER] = combos._n.sum(
+                    where=col.notnull() & ~col.isin(list(mix.values)))
+        per_mix = combos.group_by(m_key=combos.customer_key).aggregate(**counts)
     # orders: order_id, else each purchase event on its own; time = earliest purchase event
-    p = ev.filter(ev.event_type == PURCHASE)
+    p = keyed("event_id", "order_id", "amount", where=lambda e: e.event_type == PURCHASE)
     p = p.mutate(_order=ibis.ifelse(p.order_id.notnull(), "o" + p.order_id, "e" + p.event_id))
     orders = p.group_by(["customer_key", "_order"]).aggregate(o_ts=p.ts.min(),
                                                              o_amount=p.amount.sum())
@@ -127,6 +135,8 @@ def base_features(
 
     j = per.left_join(per_orders, per.customer_key == per_orders.o_key).left_join(
         cats, per.customer_key == cats.k_key)
+    if mixes:
+        j = j.left_join(per_mix, per.customer_key == per_mix.m_key)
     j = j.view()
     freq = j.frequency.fill_null(0)
     tenure = _days(as_of_lit, j.first_ts)
@@ -154,7 +164,7 @@ def base_features(
         "support_contacts": j.support_contacts,
     }
     for mix in mixes:
-        known = j[f"_{mix.prefix}n"]
+        known = j[f"_{mix.prefix}n"].fill_null(0)
         names = list(mix.names().values()) + ([mix.prefix + OTHER] if mix.has_other else [])
         for name in names:
             cols[name] = ibis.ifelse(known > 0, j[name].cast("float64") / known,

@@ -18,7 +18,6 @@ from tribes.engine import Engine
 from tribes.engine.functions import md5_hex
 from tribes.errors import InputError
 from tribes.features.build import (
-    FEATURE_COLUMNS,
     MixColumns,
     base_features,
     mix_columns,
@@ -27,7 +26,6 @@ from tribes.features.build import (
 from tribes.features.composite import Composite, fit_composite
 from tribes.features.definitions import CHANNEL_PREFIX, DEVICE_PREFIX, FEATURES
 from tribes.prep.run import last_prep, run_prep
-from tribes.prep.sessions import keyed_events
 from tribes.privacy.consent import consent_filter
 from tribes.store.runs import events_fingerprint, is_current, last_run, new_run_id, record_run
 from tribes.workspace import Workspace
@@ -111,8 +109,8 @@ def run_features(
 
     try:
         say("aggregating events per customer")
-        keyed = keyed_events(events, engine.table("identities"), FEATURE_COLUMNS)
-        base = base_features(keyed, as_of=as_of, timeout=timeout, mixes=mixes)
+        base = base_features(events, engine.table("identities"), as_of=as_of,
+                             timeout=timeout, mixes=mixes)
         all_base = engine.create_temp("_ft_base", base)
         n_all = int(engine.scalar(all_base.count()))
         if n_all == 0:

@@ -82,7 +82,8 @@ def sessions_table(numbered: ir.Table) -> ir.Table:
         start=t.ts.min(),
         end=t.ts.max(),
         n_events=t.count(),
-        event_types=t.event_type.collect(distinct=True, order_by=t.event_type),
+        # sorting the small per-session lists is cheaper than an ordered aggregate
+        event_types=t.event_type.collect(distinct=True),
         has_add_to_cart=(t.event_type == "add_to_cart").any(),
         has_purchase=(t.event_type == "purchase").any(),
         source=t.source.arbitrary(where=t.session_start),
@@ -96,7 +97,7 @@ def sessions_table(numbered: ir.Table) -> ir.Table:
         end=s.end,
         duration_s=micros_between(s.end, s.start).cast("float64") / 1e6,
         n_events=s.n_events,
-        event_types=s.event_types,
+        event_types=s.event_types.sort(),
         has_add_to_cart=s.has_add_to_cart,
         has_purchase=s.has_purchase,
         source=s.source,
