@@ -167,7 +167,7 @@ def base_features(
         known = j[f"_{mix.prefix}n"].fill_null(0)
         names = list(mix.names().values()) + ([mix.prefix + OTHER] if mix.has_other else [])
         for name in names:
-            cols[name] = ibis.ifelse(known > 0, j[name].cast("float64") / known,
+            cols[name] = ibis.ifelse(known > 0, j[name].fill_null(0).cast("float64") / known,
                                      ibis.null("float64"))
     return j.select(**cols)
 
