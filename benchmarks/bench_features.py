@@ -115,6 +115,7 @@ ws_db, as_of = sys.argv[1], sys.argv[2]
 t0 = time.perf_counter()
 con = duckdb.connect(ws_db, read_only=True)
 con.execute("SET TimeZone = 'UTC'")
+con.execute("SET enable_progress_bar = false")
 ev = con.execute('''SELECT event_id, ts, event_type, customer_id, anonymous_id, device_id,
   source, channel, device, category, order_id, amount FROM events''').df()
 ids = con.execute("SELECT id, id_type, customer_key FROM identities").df()
