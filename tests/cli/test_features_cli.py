@@ -119,3 +119,12 @@ def test_features_on_an_empty_workspace(cli, tmp_path: Path) -> None:
     assert r.code != 0 and "E_NO_EVENTS" in r.err and "ingest" in r.err
     r = cli("-w", ws, "features", "describe")
     assert r.code != 0 and "E_NO_FEATURES" in r.err
+
+
+def test_status_shows_stages(cli, shop: Path) -> None:
+    assert cli("-w", shop, "run").code == 0
+    st = cli("-w", shop, "status", "--json").json()
+    assert st["stages"]["prep"]["current"] and st["stages"]["features"]["current"]
+    assert st["tables"]["customer_features"] == st["stages"]["features"]["report"]["customers"]
+    assert st["tables"]["identities"] > 0 and st["tables"]["sessions"] > 0
+    assert "Stages" in cli("-w", shop, "status").out

@@ -21,7 +21,8 @@ def status(
 
     Lists row counts per table, the events' date range and sources, recent ingest
     batches, quarantined rows by reason code, missing values per column with their
-    declared policy, and consent counts per purpose.
+    declared policy, consent counts per purpose, and the last prep and features runs
+    (current = computed from the events stored now).
     """
     out = Output(ctx, json_out)
     ws = state(ctx).open()
@@ -61,6 +62,21 @@ def status(
                   ["purpose", "customers", "granted", "refused"],
                   [(c["purpose"], c["customers"], c["granted"], c["refused"])
                    for c in st["consents"]])
+    stages = st["stages"]
+    if stages:
+        stage_rows: list[tuple[str, str, str, str]] = []
+        if "prep" in stages:
+            r = stages["prep"]["report"]
+            stage_rows.append(("prep", str(stages["prep"]["finished_at"])[:19],
+                         "yes" if stages["prep"]["current"] else "no (run tribes prep)",
+                         f"{r['stitching']['customers']:,} customers, {r['sessions']:,} "
+                         f"sessions"))
+        if "features" in stages:
+            r = stages["features"]["report"]
+            stage_rows.append(("features", str(stages["features"]["finished_at"])[:19],
+                         "yes" if stages["features"]["current"] else "no (run tribes features)",
+                         f"{r['customers']:,} customers as of {r['as_of'][:19]}"))
+        out.table("Stages", ["stage", "last run (UTC)", "current", "result"], stage_rows)
     if not st["tables"].get("events"):
         out.print("No events yet: tribes ingest <files> --source web")
 

@@ -9,6 +9,7 @@ import ibis
 
 from tribes.engine import Engine
 from tribes.privacy.consent import consent_summary
+from tribes.store.runs import events_fingerprint, is_current, last_run
 from tribes.store.tables import SCHEMAS
 
 
@@ -20,8 +21,9 @@ def _records(engine: Engine, expr: Any) -> list[dict[str, Any]]:
 
 def workspace_status(engine: Engine, *, batches: int = 10) -> dict[str, Any]:
     """A summary of the workspace as plain data (the ``status`` command and the API)."""
+    names = [*SCHEMAS, "customer_features"]
     tables = {name: int(engine.scalar(engine.table(name).count()))
-              for name in SCHEMAS if engine.has_table(name)}
+              for name in names if engine.has_table(name)}
     ev = engine.table("events")
     span: dict[str, Any] = {}
     if tables.get("events"):
@@ -55,6 +57,13 @@ def workspace_status(engine: Engine, *, batches: int = 10) -> dict[str, Any]:
         rows_read=b.rows_read.sum(), loaded=b.loaded.sum(), duplicates=b.duplicates.sum(),
         quarantined=b.quarantined.sum(), batches=b.count()))[0]
     consents = _records(engine, consent_summary(engine.table("consents")))
+    stages = {}
+    fingerprint = events_fingerprint(engine)
+    for stage in ("prep", "features"):
+        run = last_run(engine, stage)
+        if run is not None:
+            stages[stage] = {"run_id": run["run_id"], "finished_at": run["finished_at"],
+                             "current": is_current(run, fingerprint), "report": run["report"]}
     return {
         "tables": tables,
         "events": span,
@@ -63,4 +72,5 @@ def workspace_status(engine: Engine, *, batches: int = 10) -> dict[str, Any]:
         "quarantine": quarantine,
         "missing": missing,
         "consents": consents,
+        "stages": stages,
     }
