@@ -136,6 +136,8 @@ class _Task:
 def _cell(v: Any) -> str:
     if v is None:
         return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
     if isinstance(v, float):
         return f"{v:,.2f}"
     if isinstance(v, int):

@@ -85,10 +85,10 @@ def describe(ctx: typer.Context, json_out: JsonOpt = False) -> None:
             stats.append((r["feature"], f"{r['null_share']:.1%}", _fmt(r["min"]),
                           _fmt(r["median"]), _fmt(r["max"]), r["sparkline"]))
         else:
-            top = ", ".join(f"{k} {v:,}" for k, v in r.get("top_values", {}).items())
+            top = ", ".join(f"{k} {v:,}" for k, v in list(r.get("top_values", {}).items())[:3])
             stats.append((r["feature"], f"{r.get('null_share', 0):.1%}", "", "", "", top))
     out.table("Customer features", ["feature", "null", "min", "median", "max", "histogram"],
-              stats, no_wrap=(0, 5))
+              stats, no_wrap=(0,))
     out.table("Definitions", ["feature", "definition", "null means"],
               [(r["feature"], r["definition"], "" if r["null_meaning"] == "never null"
                 else r["null_meaning"]) for r in rows])
