@@ -78,3 +78,43 @@ def test_ingest_all_sources_matches_the_manifest(cli, tmp_path: Path, synth_data
     status = cli("--workspace", ws, "status", "--json").json()
     assert status["ingest_totals"]["batches"] == 7
     assert json.dumps(status)  # serializable
+
+    # prep and features: equal to the pandas reference, and the planted behaviors show
+    run = cli("--workspace", ws, "run", "--json")
+    assert run.code == 0, run.err
+    assert run.json()["prep"]["stitching"]["known_ids"] == len(truth)
+    check_features(w, data)
+
+
+def check_features(w, data: Path) -> None:
+    import pandas as pd
+
+    from tests.features.test_features import compare
+    from tribes.features.reference import (
+        features_reference,
+        key_events_reference,
+        stitch_reference,
+    )
+
+    events = table(w, "events")
+    feats = table(w, "customer_features")
+    keyed = key_events_reference(events, stitch_reference(events))
+    excluded = set(keyed.customer_key) - set(feats.customer_key)
+    ref = features_reference(keyed, as_of=events.ts.max(), excluded=excluded)
+    assert compare(feats.drop(columns=["composite_index", "as_of"]), ref, ["customer_key"]) == {}
+
+    truth = pd.read_csv(data / "ground_truth.csv")
+    truth["customer_key"] = [pseudonym(c, w.secret()) for c in truth.customer_id]
+    f = feats.merge(truth, on="customer_key")
+    med = f.groupby("segment")[["monetary", "frequency", "cart_abandonment_rate", "tenure_days",
+                                "distinct_categories", "recency_days", "support_contacts",
+                                "aov", "composite_index"]].median()
+    assert med.monetary.idxmax() == "loyal_high_spenders"
+    assert med.frequency.idxmin() == "window_shoppers"
+    assert med.cart_abandonment_rate.idxmax() == "window_shoppers"
+    assert med.tenure_days.idxmin() == "new_explorers"
+    assert med.distinct_categories.idxmax() == "new_explorers"
+    assert med.recency_days.idxmax() == "lapsing_buyers"
+    assert med.support_contacts.idxmax() == "support_heavy"
+    assert med.aov.idxmin() == "bargain_hunters"
+    assert med.composite_index.idxmax() == "loyal_high_spenders"
