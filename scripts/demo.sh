@@ -30,6 +30,10 @@ echo "== prep (identity stitching, sessions) and customer features"
 "$TRIBES" -w "$WS" run
 "$TRIBES" -w "$WS" features describe
 "$TRIBES" -w "$WS" export features --out "$DEMO/features.parquet"
+echo "== segments (kmeans, k chosen automatically)"
+"$TRIBES" -w "$WS" segment
+"$TRIBES" -w "$WS" versions list
+"$TRIBES" -w "$WS" export segments --out "$DEMO/segments.csv"
 echo "== one customer"
 "$TRIBES" -w "$WS" customer C0000001 --limit 5
 echo "== demo finished in $(( $(date +%s) - start ))s; workspace: $WS"

@@ -85,6 +85,26 @@ def test_ingest_all_sources_matches_the_manifest(cli, tmp_path: Path, synth_data
     assert run.json()["prep"]["stitching"]["known_ids"] == len(truth)
     check_features(w, data)
 
+    # segmentation with default settings recovers the planted segments
+    seg = cli("--workspace", ws, "segment", "--json")
+    assert seg.code == 0, seg.err
+    out = seg.json()
+    assert out["k"] == 6
+    check_segments(w, data, out["version"])
+
+
+def check_segments(w, data: Path, version: int) -> None:
+    import pandas as pd
+    from sklearn.metrics import adjusted_rand_score
+
+    a = table(w, "segment_assignments")
+    a = a[a.version == version]
+    truth = pd.read_csv(data / "ground_truth.csv")
+    truth["customer_key"] = [pseudonym(c, w.secret()) for c in truth.customer_id]
+    m = a.merge(truth, on="customer_key")
+    assert len(m) >= 0.95 * len(truth)  # all but customers without consent
+    assert adjusted_rand_score(m.segment, m.segment_id) >= 0.8
+
 
 def check_features(w, data: Path) -> None:
     import pandas as pd

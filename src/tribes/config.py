@@ -128,6 +128,41 @@ class FeaturesConfig(_Section):
         return v
 
 
+SEGMENT_FEATURES = ["recency_days", "tenure_days", "frequency", "monetary", "aov",
+                    "sessions_per_week", "events_per_session", "avg_session_duration_s",
+                    "distinct_categories", "cart_abandonment_rate", "support_contacts"]
+
+
+class SegmentConfig(_Section):
+    features: list[str] = Field(default_factory=lambda: list(SEGMENT_FEATURES))
+    scaler: Literal["standard", "minmax", "robust"] = "standard"
+    impute: Literal["median", "mean", "zero"] = "median"
+    # None = the built-in list of skewed money/count features
+    log1p: list[str] | None = None
+    pca: float | None = Field(None, description="keep components explaining this share")
+    k_range: str = "2-10"
+    sample_size: int = Field(200_000, ge=100, description="customers the model is fitted on")
+    selection_sample: int = Field(20_000, ge=100, description="customers k selection uses")
+    resamples: int = Field(20, ge=0, description="bootstrap resamples for stability")
+    random_state: int = 0
+    minibatch_above: int = Field(50_000, ge=1, description="MiniBatchKMeans above this many")
+
+    @field_validator("k_range")
+    @classmethod
+    def _check_range(cls, v: str) -> str:
+        parse_k_range(v)
+        return v
+
+
+def parse_k_range(text: str) -> list[int]:
+    """``2-10`` -> [2, ..., 10]."""
+    m = re.match(r"^\s*(\d+)\s*-\s*(\d+)\s*$", text)
+    if not m or not 2 <= int(m.group(1)) <= int(m.group(2)):
+        raise ConfigError(f"k range '{text}' is not valid; use e.g. 2-10 (lowest 2)",
+                          code="E_K_RANGE")
+    return list(range(int(m.group(1)), int(m.group(2)) + 1))
+
+
 _POLICY = re.compile(r"^(drop|flag|median|mode|constant:.*)$")
 
 
@@ -137,6 +172,7 @@ class Config(_Section):
     privacy: PrivacyConfig = PrivacyConfig()
     prep: PrepConfig = PrepConfig()
     features: FeaturesConfig = FeaturesConfig()
+    segment: SegmentConfig = SegmentConfig()
     # user mapping tables per categorical column: raw spelling -> canonical value
     standardize: dict[str, dict[str, str]] = Field(default_factory=dict)
     # missing-value policy per table and column: drop | flag | median | mode | constant:<v>
@@ -210,6 +246,15 @@ sessions_per_week = 0.25
 events_per_session = 0.25
 distinct_categories = 0.25
 recency_days = 0.25       # enters as 1 - scaled recency
+
+[segment]
+# features = ["recency_days", "frequency", "monetary", ...]   # default: 11 behavioral features
+scaler = "standard"       # standard | minmax | robust
+impute = "median"         # nulls: median | mean | zero (aov, cart_abandonment_rate: always 0)
+k_range = "2-10"          # candidates for --k auto
+sample_size = 200000      # customers the model is fitted on; all are assigned in the engine
+resamples = 20            # bootstrap resamples for the stability (ARI) estimate
+random_state = 0
 
 [privacy]
 consent_mode = "opt-out"  # "opt-in": only customers with an analytics grant are analyzed

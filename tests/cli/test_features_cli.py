@@ -72,7 +72,7 @@ def test_export_features_and_sessions(cli, shop: Path, tmp_path: Path, fmt: str)
 
 
 def test_export_unknown_table_is_a_clear_error(cli, shop: Path, tmp_path: Path) -> None:
-    r = cli("-w", shop, "export", "segments", "--out", tmp_path / "x.parquet")
+    r = cli("-w", shop, "export", "personas", "--out", tmp_path / "x.parquet")
     assert r.code != 0 and "E_EXPORT" in r.err and "features" in r.err
 
 
@@ -128,3 +128,8 @@ def test_status_shows_stages(cli, shop: Path) -> None:
     assert st["tables"]["customer_features"] == st["stages"]["features"]["report"]["customers"]
     assert st["tables"]["identities"] > 0 and st["tables"]["sessions"] > 0
     assert "Stages" in cli("-w", shop, "status").out
+
+
+def test_export_segments_before_any_version(cli, shop: Path, tmp_path: Path) -> None:
+    r = cli("-w", shop, "export", "segments", "--out", tmp_path / "s.parquet")
+    assert r.code != 0 and "E_EMPTY" in r.err and "tribes segment" in r.err

@@ -19,8 +19,10 @@ from tribes.cli import (
     prep_cmd,
     quarantine_cmd,
     run_cmd,
+    segment_cmd,
     status_cmd,
     synth_cmd,
+    versions_cmd,
 )
 from tribes.cli.common import State, setup_logging, to_json
 from tribes.errors import TribesError
@@ -86,6 +88,8 @@ prep_cmd.register(app)
 app.add_typer(features_cmd.app, name="features")
 export_cmd.register(app)
 customer_cmd.register(app)
+app.add_typer(segment_cmd.app, name="segment")
+app.add_typer(versions_cmd.app, name="versions")
 run_cmd.register(app)
 synth_cmd.register(app)
 

@@ -10,11 +10,13 @@ from tribes.engine import Engine
 from tribes.engine.io import write_table
 from tribes.errors import InputError
 from tribes.privacy.consent import consent_filter
+from tribes.store.segments import active_segments
 from tribes.workspace import Workspace
 
 # what -> (table, the stage that builds it)
 EXPORTS = {"features": ("customer_features", "tribes features"),
-           "sessions": ("sessions", "tribes prep")}
+           "sessions": ("sessions", "tribes prep"),
+           "segments": ("segment_assignments", "tribes segment")}
 
 
 def export_table(ws: Workspace, engine: Engine, what: str, path: Path, fmt: str) -> int:
@@ -24,6 +26,8 @@ def export_table(ws: Workspace, engine: Engine, what: str, path: Path, fmt: str)
         raise InputError(f"nothing to export: '{table}' is empty; build it with: {stage}",
                          code="E_EMPTY")
     t: ir.Table = engine.table(table)
+    if what == "segments":
+        t = active_segments(engine)
     t = consent_filter(t, "customer_key", engine.table("consents"),
                        ws.config.privacy.consent_mode)
     return write_table(engine, t, path, fmt)

@@ -129,6 +129,27 @@ STAGE_RUNS = ibis.schema(
     }
 )
 
+SEGMENT_RUNS = ibis.schema({
+    "version": "int64",
+    "created_at": TS,
+    "method": "string",
+    "k": "int64",
+    "params": "string",
+    "features": "string",
+    "transform": "string",
+    "model": "string",
+    "metrics": "string",
+    "snapshot": "string",
+    "segments": "string",
+    "parent_version": "int64",
+})
+SEGMENT_ASSIGNMENTS = ibis.schema({
+    "version": "int64", "customer_key": "string", "segment_id": "int64",
+    "probability": "float64",
+})
+SEGMENT_ACTIVATIONS = ibis.schema({
+    "version": "int64", "activated_at": TS, "action": "string", "previous": "int64",
+})
 SCHEMAS: dict[str, ibis.Schema] = {
     "events": EVENTS,
     "quarantine": QUARANTINE,
@@ -138,6 +159,9 @@ SCHEMAS: dict[str, ibis.Schema] = {
     "identities": IDENTITIES,
     "sessions": SESSIONS,
     "stage_runs": STAGE_RUNS,
+    "segment_runs": SEGMENT_RUNS,
+    "segment_assignments": SEGMENT_ASSIGNMENTS,
+    "segment_activations": SEGMENT_ACTIVATIONS,
 }
 
 

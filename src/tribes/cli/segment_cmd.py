@@ -1,0 +1,89 @@
+"""``tribes segment``: cluster customers into segments, stored as a new version."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from tribes.cli.common import JsonOpt, Output, state
+from tribes.models.run import METHODS, SegmentReport, run_segmentation
+
+app = typer.Typer(no_args_is_help=False, rich_markup_mode="rich")
+
+
+def show_segments(out: Output, r: SegmentReport) -> None:
+    m = r.metrics
+    stab = m.get("stability") or {}
+    out.print(f"segment version [bold]{r.version}[/bold]: {r.method}, k = {r.k}, "
+              f"{r.n_customers:,} customers, {len(r.features)} features, {r.seconds:.1f}s"
+              + (f" (ids matched to version {r.parent_version})" if r.parent_version else ""))
+    out.table("Segments", ["segment", "name", "customers", "share", "stability (Jaccard)"],
+              [(s["segment_id"], s["name"], s["size"], f"{s['share']:.1%}",
+                (stab.get("jaccard") or {}).get(str(s["segment_id"]))) for s in r.segments])
+    out.print(f"silhouette {_f(m.get('silhouette'))}, Calinski-Harabasz "
+              f"{_f(m.get('calinski_harabasz'))}, Davies-Bouldin {_f(m.get('davies_bouldin'))}"
+              + (f"; bootstrap ARI {stab['ari_mean']:.3f} ± {stab['ari_std']:.3f} "
+                 f"({stab['resamples']} resamples)" if stab else ""))
+    sel = m.get("k_selection")
+    if sel:
+        out.table("k selection", ["k", "silhouette", "inertia", "Calinski-Harabasz",
+                                  "Davies-Bouldin", "gap"],
+                  [(s["k"], round(s["silhouette"], 3), round(s["inertia"], 1),
+                    round(s["calinski_harabasz"], 1), round(s["davies_bouldin"], 3),
+                    None if s["gap"] is None else round(s["gap"], 3)) for s in sel["scores"]])
+        votes = ", ".join(f"{c} → {k}" for c, k in sel["votes"].items())
+        out.print(f"votes: {votes}; chosen k = {sel['chosen']}")
+
+
+def _f(v: float | None) -> str:
+    return "-" if v is None else f"{v:,.3f}"
+
+
+@app.callback(invoke_without_command=True)
+def segment(
+    ctx: typer.Context,
+    method: Annotated[str, typer.Option(
+        "--method", "-m", help=f"Clustering method: {', '.join(METHODS)}.")] = "kmeans",
+    k: Annotated[str, typer.Option(
+        "--k", help="Number of segments, or 'auto' to choose it from silhouette, elbow, "
+        "Calinski-Harabasz, Davies-Bouldin and the gap statistic.")] = "auto",
+    k_range: Annotated[str | None, typer.Option(
+        "--k-range", help="Candidates for --k auto, e.g. 2-12 (default: segment.k_range).",
+        show_default=False)] = None,
+    features: Annotated[str | None, typer.Option(
+        "--features", "-f", help="Comma-separated feature columns (default: "
+        "segment.features in tribes.toml).", show_default=False)] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Segment the customers of [bold]customer_features[/bold] into a new active version.
+
+    Fits on a sample (segment.sample_size), assigns every customer in the engine,
+    reports quality and bootstrap stability, and keeps segment ids of groups that match
+    the previously active version. Undo with: tribes versions rollback.
+
+    [bold]Examples[/bold]
+
+      tribes -w shop segment
+
+      tribes -w shop segment --k 6 --features recency_days,frequency,monetary
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    out = Output(ctx, json_out)
+    kk: int | None = None
+    if k != "auto":
+        try:
+            kk = int(k)
+        except ValueError:
+            raise typer.BadParameter("use a whole number or auto", param_hint="--k") from None
+        if kk < 2:
+            raise typer.BadParameter("k must be at least 2", param_hint="--k")
+    feats = [f.strip() for f in features.split(",") if f.strip()] if features else None
+    ws = state(ctx).open()
+    with ws.engine() as engine, out.progress("segmenting") as task:
+        report = run_segmentation(ws, engine, method=method, k=kk, features=feats,
+                                  k_range=k_range, progress=task.step)
+    out.result({k: v for k, v in report.as_dict().items() if k != "seconds"}
+               | {"seconds": report.seconds})
+    show_segments(out, report)

@@ -1,0 +1,98 @@
+"""``tribes versions``: list, show, compare, activate and roll back segment versions."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from tribes.cli.common import JsonOpt, Output, state
+from tribes.store import segments as store
+
+app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich",
+                  help="Segment versions: list, show, diff, activate, rollback.")
+
+
+@app.command("list")
+def list_(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """Every segment version, the active one marked."""
+    out = Output(ctx, json_out)
+    ws = state(ctx).open()
+    with ws.engine(read_only=True) as engine:
+        rows = store.list_versions(engine)
+    out.result({"versions": rows})
+    if not rows:
+        out.print("No segment versions yet: tribes segment")
+        return
+    out.table("Segment versions (* = active)",
+              ["", "version", "created (UTC)", "method", "k", "customers", "silhouette",
+               "stability"],
+              [("*" if r["active"] else "", r["version"], str(r["created_at"])[:16],
+                r["method"], r["k"], r["customers"], r["silhouette"], r["stability_ari"])
+               for r in rows], no_wrap=(0, 1, 2, 3))
+
+
+@app.command()
+def show(ctx: typer.Context,
+         version: Annotated[int, typer.Argument(help="Version number.")],
+         json_out: JsonOpt = False) -> None:
+    """One version: method, parameters, features, metrics and segment sizes."""
+    out = Output(ctx, json_out)
+    ws = state(ctx).open()
+    with ws.engine(read_only=True) as engine:
+        run = store.get_run(engine, version)
+        active = store.active_version(engine) == version
+    run["active"] = active
+    out.result(run)
+    out.print(f"version [bold]{version}[/bold]{' (active)' if active else ''}: "
+              f"{run['method']}, k = {run['k']}, created {str(run['created_at'])[:19]} UTC, "
+              f"parent {run['parent_version']}")
+    out.print("features: " + ", ".join(run["features"]))
+    out.table("Segments", ["segment", "name", "customers", "share"],
+              [(s["segment_id"], s["name"], s["size"], f"{s['share']:.1%}")
+               for s in run["segments"]])
+
+
+@app.command()
+def diff(ctx: typer.Context,
+         a: Annotated[int, typer.Argument(help="Older version.")],
+         b: Annotated[int, typer.Argument(help="Newer version.")],
+         json_out: JsonOpt = False) -> None:
+    """Migration matrix (customers moving between segments), ARI and size changes."""
+    out = Output(ctx, json_out)
+    ws = state(ctx).open()
+    with ws.engine(read_only=True) as engine:
+        d = store.diff(engine, a, b)
+    out.result(d)
+    out.print(f"versions {a} → {b}: adjusted Rand index {d['ari']:.3f} over "
+              f"{d['customers_in_both']:,} customers in both")
+    cols = sorted({c for row in d["matrix"].values() for c in row}, key=int)
+    out.table(f"Customers from segment (rows, v{a}) to segment (columns, v{b})",
+              ["from \\ to", *cols],
+              [(i, *[row.get(c, 0) for c in cols]) for i, row in d["matrix"].items()])
+    out.table("Sizes", ["segment", f"v{a}", f"v{b}", "change"],
+              [(s["segment_id"], s["size_a"], s["size_b"], s["change"]) for s in d["sizes"]])
+
+
+@app.command("activate")
+def activate_(ctx: typer.Context,
+              version: Annotated[int, typer.Argument(help="Version to make active.")],
+              json_out: JsonOpt = False) -> None:
+    """Make an earlier (or later) version the active one."""
+    out = Output(ctx, json_out)
+    ws = state(ctx).open()
+    with ws.engine() as engine:
+        previous = store.activate(engine, version)
+    out.result({"active": version, "previous": previous})
+    out.print(f"version {version} is active (was {previous})")
+
+
+@app.command()
+def rollback(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """Re-activate the version that was active before the current one."""
+    out = Output(ctx, json_out)
+    ws = state(ctx).open()
+    with ws.engine() as engine:
+        current, back = store.rollback(engine)
+    out.result({"active": back, "previous": current})
+    out.print(f"rolled back: version {back} is active again (was {current})")

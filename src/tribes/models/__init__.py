@@ -1,0 +1,1 @@
+"""Segmentation models: preprocessing, clustering, k selection, stability, assignment."""

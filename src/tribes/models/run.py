@@ -1,0 +1,219 @@
+"""The segment stage: fit on a sample, assign everyone in the engine, store a version."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+import numpy as np
+import pandas as pd
+from sklearn.cluster import KMeans, MiniBatchKMeans
+from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
+
+from tribes.config import SegmentConfig, parse_k_range
+from tribes.engine import Engine
+from tribes.engine.functions import md5_hex
+from tribes.errors import InputError
+from tribes.features.run import TABLE as FEATURES_TABLE
+from tribes.features.run import last_features
+from tribes.models.assign import nearest_centroid, relabel
+from tribes.models.preprocess import fit_transform
+from tribes.models.selection import KSelection, select_k, stratified_sample
+from tribes.models.stability import bootstrap_stability
+from tribes.store.segments import (
+    activate,
+    active_version,
+    match_segment_ids,
+    next_version,
+)
+from tribes.store.tables import SEGMENT_ASSIGNMENTS, SEGMENT_RUNS
+from tribes.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+METHODS = ("kmeans",)
+_TMP = ("_sg_labels",)
+
+
+@dataclass(frozen=True)
+class SegmentReport:
+    version: int
+    method: str
+    k: int
+    n_customers: int
+    features: list[str]
+    metrics: dict[str, Any]
+    segments: list[dict[str, Any]]
+    parent_version: int | None
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def kmeans(x: np.ndarray, k: int, seed: int, minibatch_above: int = 50_000) -> Any:
+    """KMeans, or MiniBatchKMeans on large samples (both seeded)."""
+    if len(x) > minibatch_above:
+        return MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=3,
+                               batch_size=4096).fit(x)
+    return KMeans(n_clusters=k, random_state=seed, n_init=4).fit(x)
+
+
+def _sample(engine: Engine, t: ir.Table, features: list[str], size: int) -> pd.DataFrame:
+    # deterministic: the same customers for the same table
+    s = t.order_by(md5_hex(t.customer_key)).limit(size)
+    return engine.execute(s.select("customer_key", *features))
+
+
+def run_segmentation(
+    ws: Workspace,
+    engine: Engine,
+    *,
+    method: str = "kmeans",
+    k: int | None = None,
+    features: list[str] | None = None,
+    k_range: str | None = None,
+    cfg: SegmentConfig | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> SegmentReport:
+    """Segment the customers of ``customer_features`` and store the result as the new
+    active version. ``k=None`` chooses k (see :mod:`tribes.models.selection`)."""
+    say = progress or (lambda s: None)
+    started = time.perf_counter()
+    cfg = cfg or ws.config.segment
+    if method not in METHODS:
+        raise InputError(f"unknown method '{method}'; use one of {', '.join(METHODS)}",
+                         code="E_METHOD")
+    if not engine.has_table(FEATURES_TABLE):
+        raise InputError("no customer features yet; build them with: tribes features",
+                         code="E_NO_FEATURES")
+    t = engine.table(FEATURES_TABLE)
+    feats = list(features or cfg.features)
+    unknown = [f for f in feats if f not in t.columns]
+    if unknown:
+        raise InputError(f"unknown features {unknown}; available: "
+                         f"{', '.join(c for c in t.columns if c not in ('customer_key', 'as_of'))}",
+                         code="E_FEATURE")
+    n = int(engine.scalar(t.count()))
+    ks = parse_k_range(k_range or cfg.k_range)
+    if n < 3 or (k is not None and k >= n):
+        raise InputError(f"{n} customers are too few to segment"
+                         + (f" into {k}" if k else ""), code="E_TOO_FEW")
+
+    say("sampling customers")
+    sample = _sample(engine, t, feats, cfg.sample_size)
+    transform = fit_transform(sample, feats, log1p=cfg.log1p, scaler=cfg.scaler,
+                              impute=cfg.impute, pca=cfg.pca)
+    x = transform.apply(sample)
+    seed = cfg.random_state
+
+    def fit(data: np.ndarray, kk: int, s: int) -> Any:
+        return kmeans(data, kk, s, cfg.minibatch_above)
+
+    selection: KSelection | None = None
+    if k is None:
+        rng = np.random.default_rng(seed)
+        sub = x if len(x) <= cfg.selection_sample else x[
+            np.sort(rng.choice(len(x), cfg.selection_sample, replace=False))]
+        say("choosing k")
+        selection = select_k(sub, ks, fit, random_state=seed,
+                             progress=lambda s: say(f"choosing k: {s}"))
+        k = selection.chosen
+    say(f"fitting {method} with k = {k}")
+    model = fit(x, k, seed)
+    centroids = model.cluster_centers_
+    labels = model.predict(x)
+    metrics = _quality(x, labels, seed)
+    metrics["inertia"] = float(model.inertia_)
+    if cfg.resamples:
+        say(f"stability ({cfg.resamples} bootstrap resamples)")
+        rng = np.random.default_rng(seed)
+        idx = np.arange(len(x)) if len(x) <= cfg.selection_sample else np.sort(
+            rng.choice(len(x), cfg.selection_sample, replace=False))
+        stab = bootstrap_stability(
+            x[idx], labels[idx],
+            lambda xb, s: fit(xb, k, s).predict,
+            resamples=cfg.resamples, random_state=seed)
+        metrics["stability"] = stab.as_dict()
+    if selection is not None:
+        metrics["k_selection"] = selection.as_dict()
+
+    say("assigning every customer")
+    try:
+        assigned = engine.create_temp("_sg_labels", nearest_centroid(t, transform, centroids))
+        report = _store(engine, assigned, method=method, k=k, feats=feats,
+                        transform=transform.as_dict(),
+                        model={"centroids": [[float(v) for v in c] for c in centroids]},
+                        metrics=metrics, cfg=cfg, n=n, started=started)
+    finally:
+        for name in _TMP:
+            engine.drop_temp(name)
+    return report
+
+
+def _quality(x: np.ndarray, labels: np.ndarray, seed: int) -> dict[str, Any]:
+    if len(np.unique(labels)) < 2:
+        return {"silhouette": None, "calinski_harabasz": None, "davies_bouldin": None}
+    idx = stratified_sample(labels, 4000, np.random.default_rng(seed))
+    return {
+        "silhouette": float(silhouette_score(x[idx], labels[idx])),
+        "calinski_harabasz": float(calinski_harabasz_score(x, labels)),
+        "davies_bouldin": float(davies_bouldin_score(x, labels)),
+    }
+
+
+def _store(engine: Engine, assigned: ir.Table, *, method: str, k: int, feats: list[str],
+           transform: dict[str, Any], model: dict[str, Any], metrics: dict[str, Any],
+           cfg: SegmentConfig, n: int, started: float) -> SegmentReport:
+    sizes_df = engine.execute(assigned.group_by("label").aggregate(n=assigned.count()))
+    new_sizes = {int(r.label): int(r.n) for r in sizes_df.itertuples()}
+    parent = active_version(engine)
+    overlap = pd.DataFrame()
+    old_sizes: dict[int, int] = {}
+    sa = engine.table("segment_assignments")
+    if parent is not None:
+        old = sa.filter(sa.version == parent)
+        j = assigned.join(old, assigned.customer_key == old.customer_key)
+        df = engine.execute(j.group_by(["label", "segment_id"]).aggregate(n=j.count()))
+        if not df.empty:
+            overlap = df.pivot(index="label", columns="segment_id", values="n").fillna(0)
+        od = engine.execute(old.group_by("segment_id").aggregate(n=old.count()))
+        old_sizes = {int(r.segment_id): int(r.n) for r in od.itertuples()}
+    top = engine.scalar(sa.segment_id.max())
+    next_id = 0 if top is None or pd.isna(top) else int(top) + 1
+    mapping = match_segment_ids(overlap, new_sizes, old_sizes, next_id)
+    segments: list[dict[str, Any]] = [
+        {"segment_id": mapping[lab], "size": size, "share": size / n,
+         "name": "Unusual" if mapping[lab] == -1 else f"Segment {mapping[lab]}"}
+        for lab, size in sorted(new_sizes.items(), key=lambda kv: -kv[1])]
+    version = next_version(engine)
+    features_run = last_features(engine)
+    snapshot = {"n_customers": n,
+                "features_run": features_run["run_id"] if features_run else None,
+                "as_of": (features_run or {}).get("report", {}).get("as_of")}
+    with engine.transaction():
+        rows = assigned.select(
+            version=ibis.literal(version, type="int64"), customer_key=assigned.customer_key,
+            segment_id=relabel(assigned.label, mapping), probability=ibis.literal(1.0))
+        engine.insert("segment_assignments", rows.cast(SEGMENT_ASSIGNMENTS))
+        run = {
+            "version": version, "created_at": datetime.now(UTC), "method": method, "k": k,
+            "params": json.dumps(cfg.model_dump()), "features": json.dumps(feats),
+            "transform": json.dumps(transform), "model": json.dumps(
+                {**model, "labels_to_segments": {str(a): b for a, b in mapping.items()}}),
+            "metrics": json.dumps(metrics), "snapshot": json.dumps(snapshot),
+            "segments": json.dumps(segments), "parent_version": parent,
+        }
+        engine.insert("segment_runs", ibis.memtable(pd.DataFrame([run])).cast(SEGMENT_RUNS))
+        activate(engine, version, action="create")
+    log.info("segment version %d: %s k=%d", version, method, k)
+    return SegmentReport(version=version, method=method, k=k, n_customers=n, features=feats,
+                         metrics=metrics, segments=segments, parent_version=parent,
+                         seconds=round(time.perf_counter() - started, 3))

@@ -1,0 +1,144 @@
+"""Segmentation: blobs recovered, k chosen, ids stable, versions, transforms in the engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import ibis
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import make_blobs
+from sklearn.metrics import adjusted_rand_score
+
+from tribes.config import SegmentConfig
+from tribes.engine import connect
+from tribes.models.preprocess import fit_transform
+from tribes.models.run import run_segmentation
+from tribes.models.selection import gap_choice, kneedle
+from tribes.store.segments import ari_from_table, match_segment_ids
+from tribes.workspace import Workspace, init_workspace
+
+FEATS = ["f1", "f2", "f3"]
+CFG = SegmentConfig(features=FEATS, log1p=[], resamples=5, k_range="2-8")
+
+
+@pytest.fixture(scope="module")
+def blobs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, pd.DataFrame]:
+    ws = init_workspace(tmp_path_factory.mktemp("seg") / "ws")
+    x, y = make_blobs(n_samples=1200, centers=4, n_features=3, cluster_std=0.6,
+                      random_state=3)
+    df = pd.DataFrame(x, columns=FEATS).assign(
+        customer_key=[f"c{i:05d}" for i in range(len(x))], truth=y)
+    with ws.engine() as engine:
+        engine.replace_table("customer_features", ibis.memtable(df.drop(columns="truth")))
+    return ws, df
+
+
+def assignments(ws: Workspace, version: int) -> pd.DataFrame:
+    with ws.engine() as engine:
+        t = engine.table("segment_assignments")
+        return engine.execute(t.filter(t.version == version)).sort_values("customer_key")
+
+
+def test_kmeans_recovers_blobs_and_chooses_k(blobs) -> None:
+    ws, df = blobs
+    with ws.engine() as engine:
+        r = run_segmentation(ws, engine, cfg=CFG)
+    assert r.k == 4 and r.metrics["k_selection"]["chosen"] == 4
+    a = assignments(ws, r.version).merge(df, on="customer_key")
+    assert adjusted_rand_score(a.truth, a.segment_id) >= 0.95
+    assert r.metrics["stability"]["ari_mean"] >= 0.95
+    assert sum(s["size"] for s in r.segments) == len(df)
+    # ids 0..k-1, largest segment first
+    assert [s["segment_id"] for s in r.segments] == sorted(s["segment_id"] for s in r.segments)
+
+
+def test_rerun_keeps_segment_ids(blobs) -> None:
+    ws, _ = blobs
+    with ws.engine() as engine:
+        first = run_segmentation(ws, engine, cfg=CFG, k=4)
+        second = run_segmentation(ws, engine, cfg=CFG, k=4)
+    assert second.parent_version == first.version
+    a, b = assignments(ws, first.version), assignments(ws, second.version)
+    assert (a.segment_id.to_numpy() == b.segment_id.to_numpy()).all()
+
+
+def test_a_new_group_gets_a_new_id(blobs) -> None:
+    ws, _ = blobs
+    with ws.engine() as engine:
+        base = run_segmentation(ws, engine, cfg=CFG, k=4)
+        split = run_segmentation(ws, engine, cfg=CFG, k=5)
+    old_ids = {s["segment_id"] for s in base.segments}
+    new_ids = {s["segment_id"] for s in split.segments}
+    assert len(new_ids - old_ids) >= 1 and len(new_ids & old_ids) >= 3
+
+
+def test_versions_cli(cli, blobs, tmp_path: Path) -> None:
+    ws, _ = blobs
+    r = cli("-w", ws.path, "segment", "--k", "3", "--features", "f1,f2,f3", "--json")
+    assert r.code == 0, r.err
+    out = r.json()
+    assert out["k"] == 3 and out["method"] == "kmeans" and len(out["segments"]) == 3
+    assert {"silhouette", "stability"} <= set(out["metrics"])
+    v = out["version"]
+    listed = cli("-w", ws.path, "versions", "list", "--json").json()["versions"]
+    assert [x["version"] for x in listed if x["active"]] == [v]
+    d = cli("-w", ws.path, "versions", "diff", str(v - 1), str(v), "--json").json()
+    assert d["customers_in_both"] == 1200 and -1 <= d["ari"] <= 1
+    back = cli("-w", ws.path, "versions", "rollback", "--json").json()
+    assert back == {"active": v - 1, "previous": v}
+    assert cli("-w", ws.path, "versions", "activate", str(v)).code == 0
+    shown = cli("-w", ws.path, "versions", "show", str(v), "--json").json()
+    assert shown["active"] and shown["features"] == FEATS
+    path = tmp_path / "segments.csv"
+    e = cli("-w", ws.path, "export", "segments", "--out", path, "--json")
+    assert e.code == 0, e.err
+    seg = pd.read_csv(path)
+    assert list(seg.columns) == ["customer_key", "segment_id", "segment_name", "probability",
+                                 "version"]
+    assert (seg.version == v).all() and len(seg) == 1200 and (seg.probability == 1.0).all()
+    bad = cli("-w", ws.path, "versions", "show", "99")
+    assert bad.code != 0 and "E_VERSION" in bad.err
+    bad = cli("-w", ws.path, "segment", "--features", "nope")
+    assert bad.code != 0 and "E_FEATURE" in bad.err
+
+
+def test_transform_in_engine_equals_numpy() -> None:
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame({"a": rng.exponential(100, 300), "b": rng.normal(5, 2, 300),
+                       "c": rng.integers(0, 9, 300).astype(float)})
+    df.loc[::7, "b"] = np.nan
+    engine = connect(None)
+    t = ibis.memtable(df)
+    for scaler in ("standard", "minmax", "robust"):
+        for pca in (None, 2, 0.9):
+            tr = fit_transform(df, ["a", "b", "c"], log1p=["a"], scaler=scaler, pca=pca)
+            want = tr.apply(df)
+            got = engine.execute(t.select(*[e.name(f"z{i}") for i, e in
+                                            enumerate(tr.exprs(t))])).to_numpy()
+            assert np.allclose(got, want, atol=1e-9)
+    assert fit_transform(df, ["a", "b"], scaler="robust").fill[1] == pytest.approx(
+        df.b.median())
+
+
+def test_ari_from_contingency_equals_sklearn() -> None:
+    rng = np.random.default_rng(2)
+    a, b = rng.integers(0, 4, 500), rng.integers(0, 3, 500)
+    b[:250] = a[:250] % 3
+    table = pd.crosstab(a, b)
+    assert ari_from_table(table) == pytest.approx(adjusted_rand_score(a, b))
+
+
+def test_matching_keeps_ids_of_the_same_groups() -> None:
+    overlap = pd.DataFrame([[0, 90, 0], [100, 0, 0], [0, 5, 3]], index=[0, 1, 2],
+                           columns=[7, 8, 9])
+    mapping = match_segment_ids(overlap, {0: 95, 1: 100, 2: 8}, {7: 100, 8: 95, 9: 50},
+                                next_id=10)
+    assert mapping[1] == 7 and mapping[0] == 8 and mapping[2] == 10
+
+
+def test_kneedle_and_gap_rule() -> None:
+    ks = [1, 2, 3, 4, 5, 6]
+    assert kneedle(ks, [100, 40, 12, 10, 9, 8]) == 3
+    assert gap_choice([2, 3, 4], [0.5, 0.9, 0.85], [0.05, 0.05, 0.1]) == 3
