@@ -87,6 +87,9 @@ class PrepConfig(_Section):
     max_ids_per_component: int = Field(
         50, ge=1, description="anonymous/device ids linked to more ids are shared devices"
     )
+    part_events: int = Field(
+        10_000_000, ge=1, description="order at most about this many events at once; "
+        "larger data is processed in parts of customers (bounded memory)")
 
     @field_validator("session_timeout")
     @classmethod
@@ -142,10 +145,12 @@ class SegmentConfig(_Section):
     pca: float | None = Field(None, description="keep components explaining this share")
     k_range: str = "2-10"
     sample_size: int = Field(200_000, ge=100, description="customers the model is fitted on")
-    selection_sample: int = Field(20_000, ge=100, description="customers k selection uses")
+    selection_sample: int = Field(5_000, ge=100, description="customers k selection and "
+                                  "stability use")
     resamples: int = Field(20, ge=0, description="bootstrap resamples for stability")
     random_state: int = 0
     minibatch_above: int = Field(50_000, ge=1, description="MiniBatchKMeans above this many")
+    covariance: Literal["full", "diag"] = "full"  # Gaussian mixtures
 
     @field_validator("k_range")
     @classmethod
@@ -232,6 +237,7 @@ event_types = []          # whitelist of event types; empty accepts any (else E_
 [prep]
 session_timeout = "30m"      # a gap strictly longer than this starts a new session
 max_ids_per_component = 50   # anonymous/device ids linked to more ids are shared devices
+part_events = 10000000       # order at most ~this many events at once (bounded memory)
 
 [features]
 sample_size = 200000      # customers the composite-index PCA is fitted on (a sample beyond)

@@ -233,3 +233,21 @@ def test_prep_is_idempotent_and_reruns_when_events_change(
     assert report.prep_rerun
     assert report.as_of == datetime(2026, 5, 30, 10, tzinfo=UTC)
     assert pid(feature_data, "C777") in set(stored(ws).customer_key)
+
+
+def test_processing_in_parts_gives_the_same_tables(feature_data: FeatureData) -> None:
+    base = feature_data.ws
+    prep = base.config.prep.model_copy(update={"part_events": 97})
+    ws = Workspace(base.path, base.config.model_copy(update={"prep": prep}))
+    with base.engine() as engine:
+        run_prep(base, engine)
+        whole = engine.execute(engine.table("sessions"))
+    with ws.engine() as engine:
+        run_prep(ws, engine)
+        parted = engine.execute(engine.table("sessions"))
+        run_features(ws, engine)
+    key = ["customer_key", "start"]
+    pd.testing.assert_frame_equal(
+        whole.sort_values(key).reset_index(drop=True).astype(str),
+        parted.sort_values(key).reset_index(drop=True).astype(str))
+    assert compare(stored(ws), reference(feature_data), ["customer_key"]) == {}

@@ -140,3 +140,9 @@ def struct_to_json(value: ir.StructValue) -> ir.StringValue:
 def micros_between(later: ir.TimestampValue, earlier: ir.TimestampValue) -> ir.IntegerValue:
     """Whole microseconds from ``earlier`` to ``later`` (exact integer, unlike epoch doubles)."""
     return later.delta(earlier, unit="microsecond")
+
+
+def bucket(value: ir.StringValue, parts: int) -> ir.IntegerValue:
+    """A bucket 0..parts-1 of each value, to process data in parts (same value, same part;
+    the split differs between backends, which only matters for how work is cut)."""
+    return (value.hash() % parts).abs()

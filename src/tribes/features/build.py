@@ -67,8 +67,10 @@ def base_features(
     as_of: datetime,
     timeout: timedelta,
     mixes: Sequence[MixColumns] = (),
+    part: tuple[int, int] | None = None,
 ) -> ir.Table:
-    """Per customer_key: every feature that depends on that customer's events alone."""
+    """Per customer_key: every feature that depends on that customer's events alone
+    (``part=(i, n)``: only the customers of part i of n)."""
     as_of_lit = ibis.literal(as_of, type="timestamp('UTC')")
     mix_cols = [m.column for m in mixes]
 
@@ -79,7 +81,7 @@ def base_features(
         e = events.filter(events.ts <= as_of_lit)
         if where is not None:
             e = e.filter(where(e))
-        return keyed_events(e, identities, ["ts", *columns])
+        return keyed_events(e, identities, ["ts", *columns], part)
 
     # one ordering of the events: session starts, then session numbers; everything that
     # needs sessions is aggregated per session first, then per customer

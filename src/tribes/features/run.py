@@ -26,6 +26,7 @@ from tribes.features.build import (
 from tribes.features.composite import Composite, fit_composite
 from tribes.features.definitions import CHANNEL_PREFIX, DEVICE_PREFIX, FEATURES
 from tribes.prep.run import last_prep, run_prep
+from tribes.prep.sessions import parts
 from tribes.privacy.consent import consent_filter
 from tribes.store.runs import events_fingerprint, is_current, last_run, new_run_id, record_run
 from tribes.workspace import Workspace
@@ -109,9 +110,17 @@ def run_features(
 
     try:
         say("aggregating events per customer")
-        base = base_features(events, engine.table("identities"), as_of=as_of,
-                             timeout=timeout, mixes=mixes)
-        all_base = engine.create_temp("_ft_base", base)
+        n_parts = parts(fingerprint.rows, ws.config.prep.part_events)
+        ids = engine.table("identities")
+        for i in range(n_parts):
+            if n_parts > 1:
+                say(f"aggregating events per customer (part {i + 1} of {n_parts})")
+            base = base_features(events, ids, as_of=as_of, timeout=timeout, mixes=mixes,
+                                 part=(i, n_parts) if n_parts > 1 else None)
+            if i == 0:
+                all_base = engine.create_temp("_ft_base", base)
+            else:
+                engine.insert("_ft_base", base)
         n_all = int(engine.scalar(all_base.count()))
         if n_all == 0:
             raise InputError(f"no events up to {as_of.isoformat()}; choose a later --as-of",

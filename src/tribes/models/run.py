@@ -14,16 +14,17 @@ import ibis
 import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
-from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
 
 from tribes.config import SegmentConfig, parse_k_range
 from tribes.engine import Engine
 from tribes.engine.functions import md5_hex
 from tribes.errors import InputError
+from tribes.features.definitions import RFM_GRID
 from tribes.features.run import TABLE as FEATURES_TABLE
 from tribes.features.run import last_features
-from tribes.models.assign import nearest_centroid, relabel
+from tribes.models.assign import relabel
+from tribes.models.methods import fitter, for_selection
 from tribes.models.preprocess import fit_transform
 from tribes.models.selection import KSelection, select_k, stratified_sample
 from tribes.models.stability import bootstrap_stability
@@ -38,7 +39,9 @@ from tribes.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
-METHODS = ("kmeans",)
+METHODS = ("kmeans", "gmm", "agglomerative", "rfm")
+RFM_FEATURES = ["r_score", "f_score", "m_score"]
+NO_PURCHASE = "No Purchase Yet"
 _TMP = ("_sg_labels",)
 
 
@@ -56,14 +59,6 @@ class SegmentReport:
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
-
-
-def kmeans(x: np.ndarray, k: int, seed: int, minibatch_above: int = 50_000) -> Any:
-    """KMeans, or MiniBatchKMeans on large samples (both seeded)."""
-    if len(x) > minibatch_above:
-        return MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=3,
-                               batch_size=4096).fit(x)
-    return KMeans(n_clusters=k, random_state=seed, n_init=4).fit(x)
 
 
 def _sample(engine: Engine, t: ir.Table, features: list[str], size: int) -> pd.DataFrame:
@@ -95,7 +90,7 @@ def run_segmentation(
         raise InputError("no customer features yet; build them with: tribes features",
                          code="E_NO_FEATURES")
     t = engine.table(FEATURES_TABLE)
-    feats = list(features or cfg.features)
+    feats = list(features or cfg.features) if method != "rfm" else RFM_FEATURES
     unknown = [f for f in feats if f not in t.columns]
     if unknown:
         raise InputError(f"unknown features {unknown}; available: "
@@ -107,39 +102,36 @@ def run_segmentation(
         raise InputError(f"{n} customers are too few to segment"
                          + (f" into {k}" if k else ""), code="E_TOO_FEW")
 
+    if method == "rfm":
+        return _run_rfm(engine, t, cfg=cfg, n=n, started=started, say=say)
+
     say("sampling customers")
     sample = _sample(engine, t, feats, cfg.sample_size)
     transform = fit_transform(sample, feats, log1p=cfg.log1p, scaler=cfg.scaler,
                               impute=cfg.impute, pca=cfg.pca)
     x = transform.apply(sample)
     seed = cfg.random_state
-
-    def fit(data: np.ndarray, kk: int, s: int) -> Any:
-        return kmeans(data, kk, s, cfg.minibatch_above)
+    fit = fitter(method, cfg)
+    rng = np.random.default_rng(seed)
+    sub_idx = np.arange(len(x)) if len(x) <= cfg.selection_sample else np.sort(
+        rng.choice(len(x), cfg.selection_sample, replace=False))
 
     selection: KSelection | None = None
     if k is None:
-        rng = np.random.default_rng(seed)
-        sub = x if len(x) <= cfg.selection_sample else x[
-            np.sort(rng.choice(len(x), cfg.selection_sample, replace=False))]
         say("choosing k")
-        selection = select_k(sub, ks, fit, random_state=seed,
+        selection = select_k(x[sub_idx], ks, for_selection(fit), random_state=seed,
+                             with_bic=method == "gmm",
                              progress=lambda s: say(f"choosing k: {s}"))
         k = selection.chosen
+    chosen_k = k
     say(f"fitting {method} with k = {k}")
-    model = fit(x, k, seed)
-    centroids = model.cluster_centers_
-    labels = model.predict(x)
-    metrics = _quality(x, labels, seed)
-    metrics["inertia"] = float(model.inertia_)
+    fitted = fit(x, k, seed)
+    metrics = {**_quality(x, fitted.labels, seed), **fitted.extra_metrics}
     if cfg.resamples:
         say(f"stability ({cfg.resamples} bootstrap resamples)")
-        rng = np.random.default_rng(seed)
-        idx = np.arange(len(x)) if len(x) <= cfg.selection_sample else np.sort(
-            rng.choice(len(x), cfg.selection_sample, replace=False))
         stab = bootstrap_stability(
-            x[idx], labels[idx],
-            lambda xb, s: fit(xb, k, s).predict,
+            x[sub_idx], fitted.labels[sub_idx],
+            lambda xb, s: fit(xb, chosen_k, s).predict,
             resamples=cfg.resamples, random_state=seed)
         metrics["stability"] = stab.as_dict()
     if selection is not None:
@@ -147,15 +139,35 @@ def run_segmentation(
 
     say("assigning every customer")
     try:
-        assigned = engine.create_temp("_sg_labels", nearest_centroid(t, transform, centroids))
+        assigned = engine.create_temp("_sg_labels", fitted.assign(t, transform))
         report = _store(engine, assigned, method=method, k=k, feats=feats,
-                        transform=transform.as_dict(),
-                        model={"centroids": [[float(v) for v in c] for c in centroids]},
+                        transform=transform.as_dict(), model=fitted.params,
                         metrics=metrics, cfg=cfg, n=n, started=started)
     finally:
         for name in _TMP:
             engine.drop_temp(name)
     return report
+
+
+def _run_rfm(engine: Engine, t: ir.Table, *, cfg: SegmentConfig, n: int, started: float,
+             say: Callable[[str], None]) -> SegmentReport:
+    """Rule-based segments: the classic RFM label of every customer (no clustering)."""
+    names = [name for name, _, _ in RFM_GRID] + [NO_PURCHASE]
+    label = ibis.cases(*[(t.rfm_label == name, i) for i, name in enumerate(names[:-1])],
+                       else_=len(names) - 1)
+    say("assigning RFM segments")
+    try:
+        assigned = engine.create_temp("_sg_labels", t.select(
+            "customer_key", label=label.cast("int64"), probability=ibis.literal(1.0)))
+        k = int(engine.scalar(assigned.label.nunique()))
+        return _store(engine, assigned, method="rfm", k=k, feats=RFM_FEATURES,
+                      transform={}, model={"rules": "rfm_label from (r_score, f_score)",
+                                           "labels": names},
+                      metrics={}, cfg=cfg, n=n, started=started,
+                      names=dict(enumerate(names)))
+    finally:
+        for name in _TMP:
+            engine.drop_temp(name)
 
 
 def _quality(x: np.ndarray, labels: np.ndarray, seed: int) -> dict[str, Any]:
@@ -171,7 +183,8 @@ def _quality(x: np.ndarray, labels: np.ndarray, seed: int) -> dict[str, Any]:
 
 def _store(engine: Engine, assigned: ir.Table, *, method: str, k: int, feats: list[str],
            transform: dict[str, Any], model: dict[str, Any], metrics: dict[str, Any],
-           cfg: SegmentConfig, n: int, started: float) -> SegmentReport:
+           cfg: SegmentConfig, n: int, started: float,
+           names: dict[int, str] | None = None) -> SegmentReport:
     sizes_df = engine.execute(assigned.group_by("label").aggregate(n=assigned.count()))
     new_sizes = {int(r.label): int(r.n) for r in sizes_df.itertuples()}
     parent = active_version(engine)
@@ -189,9 +202,13 @@ def _store(engine: Engine, assigned: ir.Table, *, method: str, k: int, feats: li
     top = engine.scalar(sa.segment_id.max())
     next_id = 0 if top is None or pd.isna(top) else int(top) + 1
     mapping = match_segment_ids(overlap, new_sizes, old_sizes, next_id)
+    def name_of(lab: int) -> str:
+        if names and lab in names:
+            return names[lab]
+        return "Unusual" if mapping[lab] == -1 else f"Segment {mapping[lab]}"
+
     segments: list[dict[str, Any]] = [
-        {"segment_id": mapping[lab], "size": size, "share": size / n,
-         "name": "Unusual" if mapping[lab] == -1 else f"Segment {mapping[lab]}"}
+        {"segment_id": mapping[lab], "size": size, "share": size / n, "name": name_of(lab)}
         for lab, size in sorted(new_sizes.items(), key=lambda kv: -kv[1])]
     version = next_version(engine)
     features_run = last_features(engine)
@@ -201,7 +218,8 @@ def _store(engine: Engine, assigned: ir.Table, *, method: str, k: int, feats: li
     with engine.transaction():
         rows = assigned.select(
             version=ibis.literal(version, type="int64"), customer_key=assigned.customer_key,
-            segment_id=relabel(assigned.label, mapping), probability=ibis.literal(1.0))
+            segment_id=relabel(assigned.label, mapping),
+            probability=assigned.probability.cast("float64"))
         engine.insert("segment_assignments", rows.cast(SEGMENT_ASSIGNMENTS))
         run = {
             "version": version, "created_at": datetime.now(UTC), "method": method, "k": k,

@@ -11,7 +11,7 @@ from typing import Any
 
 from tribes.config import parse_duration
 from tribes.engine import Engine
-from tribes.prep.sessions import sessionize
+from tribes.prep.sessions import parts, sessionize
 from tribes.prep.stitch import StitchReport, drop_temporaries, stitch
 from tribes.store.runs import events_fingerprint, last_run, new_run_id, record_run
 from tribes.store.tables import IDENTITIES, SESSIONS
@@ -68,9 +68,16 @@ def run_prep(
         run_id = new_run_id(STAGE, started)
         with engine.transaction():
             engine.replace_table("identities", identities.cast(IDENTITIES))
-            say("sessionizing")
-            sessions = sessionize(events, engine.table("identities"), timeout)
-            engine.replace_table("sessions", sessions.cast(SESSIONS))
+            n_parts = parts(fingerprint.rows, ws.config.prep.part_events)
+            ids = engine.table("identities")
+            for i in range(n_parts):
+                say("sessionizing" + (f" (part {i + 1} of {n_parts})" if n_parts > 1 else ""))
+                sessions = sessionize(events, ids, timeout,
+                                      (i, n_parts) if n_parts > 1 else None).cast(SESSIONS)
+                if i == 0:
+                    engine.replace_table("sessions", sessions)
+                else:
+                    engine.insert("sessions", sessions)
             n_sessions = int(engine.scalar(engine.table("sessions").count()))
             report = PrepReport(
                 run_id=run_id, events=fingerprint.rows, session_timeout=timeout_text,

@@ -15,7 +15,7 @@ from typing import Any
 import ibis
 import ibis.expr.types as ir
 
-from tribes.engine.functions import md5_hex, micros_between
+from tribes.engine.functions import bucket, md5_hex, micros_between
 from tribes.prep.stitch import ID_COLUMNS, KNOWN
 
 # the events columns sessions are built from
@@ -24,17 +24,22 @@ EPOCH = ibis.timestamp("1970-01-01 00:00:00+00:00")
 
 
 def keyed_events(events: ir.Table, identities: ir.Table,
-                 columns: Sequence[str] | None = None) -> ir.Table:
+                 columns: Sequence[str] | None = None,
+                 part: tuple[int, int] | None = None) -> ir.Table:
     """``events`` (only ``columns`` of them, if given) with the ``customer_key`` of their
     customer (DESIGN §5).
 
     An event belongs to the key of its customer_id when present, else of its anonymous_id,
     else of its device_id. Only events without a customer_id need the identities look-up.
+    ``part=(i, n)`` keeps the customers of part i of n (see :func:`parts`).
     """
     if columns is not None:
         keep = list(dict.fromkeys([*ID_COLUMNS, *columns]))
         events = events.select(*keep)
     known = events.filter(events.customer_id.notnull())
+    if part is not None:
+        known = known.filter(bucket(known.customer_id, part[1]) == part[0])
+        identities = identities.filter(bucket(identities.customer_key, part[1]) == part[0])
     known = known.mutate(customer_key=known.customer_id)
     rest = events.filter(events.customer_id.isnull())
     rest = rest.mutate(
@@ -105,7 +110,14 @@ def sessions_table(numbered: ir.Table) -> ir.Table:
     )
 
 
-def sessionize(events: ir.Table, identities: ir.Table, timeout: timedelta) -> ir.Table:
+def parts(n_events: int, rows_per_part: int) -> int:
+    """How many customer parts to order separately so each holds about ``rows_per_part``
+    events (ordering all events at once can exceed the memory limit)."""
+    return max(1, -(-n_events // max(rows_per_part, 1)))
+
+
+def sessionize(events: ir.Table, identities: ir.Table, timeout: timedelta,
+               part: tuple[int, int] | None = None) -> ir.Table:
     """The sessions of ``events`` (DESIGN §5): :func:`sessions_table` of keyed, numbered events."""
-    keyed = keyed_events(events, identities, SESSION_COLUMNS)
+    keyed = keyed_events(events, identities, SESSION_COLUMNS, part)
     return sessions_table(number_sessions(mark_session_starts(keyed, timeout)))
