@@ -151,6 +151,9 @@ class SegmentConfig(_Section):
     random_state: int = 0
     minibatch_above: int = Field(50_000, ge=1, description="MiniBatchKMeans above this many")
     covariance: Literal["full", "diag"] = "full"  # Gaussian mixtures
+    min_samples: int = Field(10, ge=2, description="density methods: neighbours of a core")
+    min_cluster_share: float = Field(0.02, gt=0, lt=1, description="hdbscan: smallest "
+                                     "cluster as a share of the customers")
 
     @field_validator("k_range")
     @classmethod

@@ -188,3 +188,17 @@ def test_rfm_rule_segments(cli, tmp_path: Path) -> None:
     names = {s["name"]: s["size"] for s in out["segments"]}
     assert names == {"Champions": 2, "At Risk": 1, "No Purchase Yet": 1}
     assert out["k"] == 3
+
+
+@pytest.mark.parametrize("method", ["dbscan", "hdbscan"])
+def test_density_methods_find_the_blobs_and_noise(blobs, method: str) -> None:
+    ws, df = blobs
+    with ws.engine() as engine:
+        r = run_segmentation(ws, engine, method=method, cfg=CFG)
+    assert r.k == 4
+    a = assignments(ws, r.version).merge(df, on="customer_key")
+    clean = a[a.segment_id != -1]
+    assert len(clean) >= 0.9 * len(a)
+    assert adjusted_rand_score(clean.truth, clean.segment_id) >= 0.95
+    if (a.segment_id == -1).any():
+        assert [s["name"] for s in r.segments if s["segment_id"] == -1] == ["Unusual"]

@@ -13,8 +13,8 @@ from tribes.models.preprocess import Transform
 def nearest_centroid(t: ir.Table, transform: Transform,
                      centroids: Sequence[Sequence[float]], key: str = "customer_key"
                      ) -> ir.Table:
-    """``key`` and ``label``: the index of the nearest centroid (squared Euclidean in model
-    space, ties to the lowest index), for every row of ``t``."""
+    """``key``, ``label`` (the index of the nearest centroid; squared Euclidean in model
+    space, ties to the lowest index) and ``distance2`` (its squared distance)."""
     z = transform.exprs(t)
     coords = t.select(key, **{f"_z{i}": e for i, e in enumerate(z)}).view()
     dists: dict[str, ir.FloatingValue] = {}
@@ -28,7 +28,7 @@ def nearest_centroid(t: ir.Table, transform: Transform,
     cols = [dt[name] for name in dists]
     best = ibis.least(*cols) if len(cols) > 1 else cols[0]
     label = ibis.cases(*[(c == best, j) for j, c in enumerate(cols)], else_=0)
-    return dt.select(key, label=label.cast("int64"))
+    return dt.select(key, label=label.cast("int64"), distance2=best)
 
 
 def relabel(label: ir.IntegerValue, mapping: dict[int, int]) -> ir.IntegerValue:

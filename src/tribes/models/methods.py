@@ -15,12 +15,15 @@ import ibis
 import ibis.expr.types as ir
 import numpy as np
 from scipy.cluster.hierarchy import linkage
-from sklearn.cluster import AgglomerativeClustering, KMeans, MiniBatchKMeans
+from sklearn.cluster import DBSCAN, HDBSCAN, AgglomerativeClustering, KMeans, MiniBatchKMeans
 from sklearn.mixture import GaussianMixture
+from sklearn.neighbors import NearestNeighbors
 
 from tribes.models.assign import nearest_centroid
 from tribes.models.preprocess import Transform
 
+NOISE = -1
+DENSITY_MAX = 20_000  # density methods run on at most this many customers
 AGGLOMERATIVE_MAX = 10_000  # ward needs O(n^2) memory: fit on at most this many customers
 DENDROGRAM_MERGES = 40  # the last merges kept for the report's dendrogram
 
@@ -47,8 +50,87 @@ def _centroid_predict(centroids: np.ndarray) -> Callable[[np.ndarray], np.ndarra
 def _centroid_assign(centroids: np.ndarray) -> Callable[[ir.Table, Transform], ir.Table]:
     def assign(t: ir.Table, transform: Transform) -> ir.Table:
         a = nearest_centroid(t, transform, centroids.tolist())
-        return a.mutate(probability=ibis.literal(1.0))
+        return a.select("customer_key", "label", probability=ibis.literal(1.0))
     return assign
+
+
+def _radius_predict(centroids: np.ndarray, radius2: np.ndarray, ids: list[int]
+                    ) -> Callable[[np.ndarray], np.ndarray]:
+    def predict(x: np.ndarray) -> np.ndarray:
+        d = ((x[:, None, :] - centroids[None, :, :]) ** 2).sum(axis=2)
+        j = np.argmin(d, axis=1)
+        near = d[np.arange(len(x)), j] <= radius2[j]
+        return np.where(near, np.array(ids)[j], NOISE)
+    return predict
+
+
+def _radius_assign(centroids: np.ndarray, radius2: np.ndarray, ids: list[int]
+                   ) -> Callable[[ir.Table, Transform], ir.Table]:
+    def assign(t: ir.Table, transform: Transform) -> ir.Table:
+        a = nearest_centroid(t, transform, centroids.tolist())
+        limit = ibis.cases(*[(a.label == j, float(r)) for j, r in enumerate(radius2)],
+                           else_=0.0)
+        label = ibis.cases(*[(a.label == j, i) for j, i in enumerate(ids)], else_=NOISE)
+        return a.select("customer_key",
+                        label=ibis.ifelse(a.distance2 <= limit, label, NOISE).cast("int64"),
+                        probability=ibis.literal(1.0))
+    return assign
+
+
+def knee_eps(x: np.ndarray, min_samples: int) -> float:
+    """DBSCAN eps: the knee of the sorted distances to the min_samples-th neighbour."""
+    nn = NearestNeighbors(n_neighbors=min_samples).fit(x)
+    dist = np.sort(nn.kneighbors(x)[0][:, -1])
+    xn = np.linspace(0.0, 1.0, len(dist))
+    span = dist[-1] - dist[0]
+    if span <= 0:
+        return float(dist[-1]) or 1.0
+    yn = (dist - dist[0]) / span
+    return float(dist[int(np.argmax(xn - yn))])
+
+
+def fit_density(x: np.ndarray, method: str, seed: int, min_samples: int = 10,
+                min_cluster_share: float = 0.02) -> Fitted:
+    """DBSCAN (eps from the k-distance knee) or HDBSCAN on a sample.
+
+    Every customer then goes to the nearest cluster centre when within that cluster's
+    radius (95th percentile of its members' distances to the centre), else to noise (-1).
+    """
+    rng = np.random.default_rng(seed)
+    idx = np.arange(len(x)) if len(x) <= DENSITY_MAX else np.sort(
+        rng.choice(len(x), DENSITY_MAX, replace=False))
+    sub = x[idx]
+    params: dict[str, Any] = {"fitted_on": len(sub), "min_samples": min_samples}
+    if method == "dbscan":
+        eps = knee_eps(sub, min_samples)
+        found = DBSCAN(eps=eps, min_samples=min_samples).fit(sub).labels_
+        params["eps"] = eps
+    else:
+        size = max(min_samples, int(min_cluster_share * len(sub)))
+        found = HDBSCAN(min_cluster_size=size, min_samples=min_samples,
+                        copy=True).fit(sub).labels_
+        params["min_cluster_size"] = size
+    ids = sorted(int(c) for c in set(found) - {NOISE})
+    if not ids:
+        centroids, radius2 = np.zeros((0, x.shape[1])), np.zeros(0)
+    else:
+        centroids = np.stack([sub[found == c].mean(axis=0) for c in ids])
+        radius2 = np.array([np.percentile(((sub[found == c] - centroids[j]) ** 2).sum(axis=1),
+                                          95) for j, c in enumerate(ids)])
+    params.update(centroids=centroids.tolist(), radius2=radius2.tolist(),
+                  noise_share_in_fit=float(np.mean(found == NOISE)))
+    if not ids:
+        def none(xx: np.ndarray) -> np.ndarray:
+            return np.full(len(xx), NOISE)
+
+        def assign_none(t: ir.Table, transform: Transform) -> ir.Table:
+            return t.select("customer_key", label=ibis.literal(NOISE, type="int64"),
+                            probability=ibis.literal(1.0))
+        return Fitted(labels=none(x), params=params, assign=assign_none, predict=none)
+    predict = _radius_predict(centroids, radius2, list(range(len(ids))))
+    return Fitted(labels=predict(x), params=params,
+                  assign=_radius_assign(centroids, radius2, list(range(len(ids)))),
+                  predict=predict)
 
 
 def fit_kmeans(x: np.ndarray, k: int, seed: int, minibatch_above: int = 50_000) -> Fitted:
@@ -139,7 +221,13 @@ def fitter(method: str, cfg: Any) -> Callable[[np.ndarray, int, int], Fitted]:
         return lambda x, k, s: fit_gmm(x, k, s, cfg.covariance)
     if method == "agglomerative":
         return fit_agglomerative
+    if method in DENSITY:
+        return lambda x, k, s: fit_density(x, method, s, cfg.min_samples,
+                                           cfg.min_cluster_share)
     raise ValueError(method)
+
+
+DENSITY = ("dbscan", "hdbscan")
 
 
 class _Labelled:

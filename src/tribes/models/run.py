@@ -24,7 +24,7 @@ from tribes.features.definitions import RFM_GRID
 from tribes.features.run import TABLE as FEATURES_TABLE
 from tribes.features.run import last_features
 from tribes.models.assign import relabel
-from tribes.models.methods import fitter, for_selection
+from tribes.models.methods import DENSITY, fitter, for_selection
 from tribes.models.preprocess import fit_transform
 from tribes.models.selection import KSelection, select_k, stratified_sample
 from tribes.models.stability import bootstrap_stability
@@ -39,7 +39,7 @@ from tribes.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
-METHODS = ("kmeans", "gmm", "agglomerative", "rfm")
+METHODS = ("kmeans", "gmm", "agglomerative", "dbscan", "hdbscan", "rfm")
 RFM_FEATURES = ["r_score", "f_score", "m_score"]
 NO_PURCHASE = "No Purchase Yet"
 _TMP = ("_sg_labels",)
@@ -117,15 +117,21 @@ def run_segmentation(
         rng.choice(len(x), cfg.selection_sample, replace=False))
 
     selection: KSelection | None = None
-    if k is None:
+    density = method in DENSITY
+    if density:
+        k = 0  # the method finds the number of clusters itself
+    elif k is None:
         say("choosing k")
         selection = select_k(x[sub_idx], ks, for_selection(fit), random_state=seed,
                              with_bic=method == "gmm",
                              progress=lambda s: say(f"choosing k: {s}"))
         k = selection.chosen
     chosen_k = k
-    say(f"fitting {method} with k = {k}")
+    say(f"fitting {method}" + ("" if density else f" with k = {k}"))
     fitted = fit(x, k, seed)
+    if density:
+        k = len(set(fitted.labels.tolist()) - {-1})
+        chosen_k = k
     metrics = {**_quality(x, fitted.labels, seed), **fitted.extra_metrics}
     if cfg.resamples:
         say(f"stability ({cfg.resamples} bootstrap resamples)")
