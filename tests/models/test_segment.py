@@ -202,3 +202,25 @@ def test_density_methods_find_the_blobs_and_noise(blobs, method: str) -> None:
     assert adjusted_rand_score(clean.truth, clean.segment_id) >= 0.95
     if (a.segment_id == -1).any():
         assert [s["name"] for s in r.segments if s["segment_id"] == -1] == ["Unusual"]
+
+
+def test_select_k_and_compare_store_nothing(cli, blobs) -> None:
+    ws, _ = blobs
+    before = cli("-w", ws.path, "versions", "list", "--json").json()["versions"]
+    r = cli("-w", ws.path, "segment", "select-k", "--k-range", "2-6", "--features",
+            "f1,f2,f3", "--json")
+    assert r.code == 0, r.err
+    sel = r.json()
+    assert sel["chosen"] == 4 and [s["k"] for s in sel["scores"]] == [2, 3, 4, 5, 6]
+    assert set(sel["votes"]) == {"silhouette", "elbow", "calinski_harabasz",
+                                 "davies_bouldin", "gap"}
+    r = cli("-w", ws.path, "segment", "compare", "kmeans", "hdbscan", "--features",
+            "f1,f2,f3", "--json")
+    assert r.code == 0, r.err
+    rows = {m["method"]: m for m in r.json()["methods"]}
+    assert rows["kmeans"]["k"] == 4 and rows["hdbscan"]["k"] == 4
+    assert rows["kmeans"]["silhouette"] > 0.5
+    after = cli("-w", ws.path, "versions", "list", "--json").json()["versions"]
+    assert after == before
+    bad = cli("-w", ws.path, "segment", "select-k", "--method", "hdbscan")
+    assert bad.code != 0 and "E_METHOD" in bad.err

@@ -7,7 +7,13 @@ from typing import Annotated
 import typer
 
 from tribes.cli.common import JsonOpt, Output, state
-from tribes.models.run import METHODS, SegmentReport, run_segmentation
+from tribes.models.run import (
+    METHODS,
+    SegmentReport,
+    choose_k,
+    compare_methods,
+    run_segmentation,
+)
 
 app = typer.Typer(no_args_is_help=False, rich_markup_mode="rich")
 
@@ -87,3 +93,75 @@ def segment(
     out.result({k: v for k, v in report.as_dict().items() if k != "seconds"}
                | {"seconds": report.seconds})
     show_segments(out, report)
+
+
+@app.command("select-k")
+def select_k_command(
+    ctx: typer.Context,
+    method: Annotated[str, typer.Option("--method", "-m",
+                                        help="kmeans, gmm or agglomerative.")] = "kmeans",
+    k_range: Annotated[str | None, typer.Option(
+        "--k-range", help="Candidates, e.g. 2-12 (default: segment.k_range).",
+        show_default=False)] = None,
+    features: Annotated[str | None, typer.Option(
+        "--features", "-f", help="Comma-separated feature columns.", show_default=False)
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Score every k by each criterion (nothing is stored); --json gives the chart data.
+
+    [bold]Example[/bold]
+
+      tribes -w shop segment select-k --method kmeans --k-range 2-12
+    """
+    out = Output(ctx, json_out)
+    feats = [f.strip() for f in features.split(",") if f.strip()] if features else None
+    ws = state(ctx).open()
+    with ws.engine(read_only=True) as engine, out.progress("scoring k") as task:
+        res = choose_k(ws, engine, method=method, features=feats, k_range=k_range,
+                       progress=task.step)
+    out.result(res)
+    bic = method == "gmm"
+    out.table(f"k selection ({method}, {res['n_scored']:,} customers scored)",
+              ["k", "silhouette", "inertia", "Calinski-Harabasz", "Davies-Bouldin", "gap",
+               "gap s.e.", *(["BIC"] if bic else [])],
+              [(s["k"], round(s["silhouette"], 3), round(s["inertia"], 1),
+                round(s["calinski_harabasz"], 1), round(s["davies_bouldin"], 3),
+                round(s["gap"], 3), round(s["gap_se"], 3),
+                *([round(s["bic"], 1)] if bic else [])) for s in res["scores"]])
+    out.print("votes: " + ", ".join(f"{c} → {k}" for c, k in res["votes"].items())
+              + f"; chosen k = [bold]{res['chosen']}[/bold]")
+    out.print(f"rule: {res['rule']}")
+
+
+@app.command()
+def compare(
+    ctx: typer.Context,
+    methods: Annotated[list[str], typer.Argument(
+        help="Methods to compare, e.g. kmeans gmm hdbscan.")],
+    k: Annotated[int | None, typer.Option("--k", help="Fixed k (default: auto per method).",
+                                          show_default=False)] = None,
+    features: Annotated[str | None, typer.Option(
+        "--features", "-f", help="Comma-separated feature columns.", show_default=False)
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Fit several methods on the same sample and compare quality (nothing is stored).
+
+    [bold]Example[/bold]
+
+      tribes -w shop segment compare kmeans gmm hdbscan
+    """
+    out = Output(ctx, json_out)
+    feats = [f.strip() for f in features.split(",") if f.strip()] if features else None
+    ws = state(ctx).open()
+    with ws.engine(read_only=True) as engine, out.progress("comparing") as task:
+        rows = compare_methods(ws, engine, methods, k=k, features=feats, progress=task.step)
+    out.result({"methods": rows})
+    out.table("Methods on the same sample (silhouette, Calinski-Harabasz: higher is "
+              "better; Davies-Bouldin: lower)",
+              ["method", "k", "silh.", "CH", "DB", "stability", "noise", "s"],
+              [(r["method"], r["k"], r["silhouette"], round(r["calinski_harabasz"] or 0),
+                r["davies_bouldin"], r["stability_ari"],
+                None if r["noise_share"] is None else f"{r['noise_share']:.1%}", r["seconds"])
+               for r in rows], no_wrap=(0, 1, 2, 3, 4, 5, 6, 7))

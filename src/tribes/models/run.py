@@ -24,8 +24,8 @@ from tribes.features.definitions import RFM_GRID
 from tribes.features.run import TABLE as FEATURES_TABLE
 from tribes.features.run import last_features
 from tribes.models.assign import relabel
-from tribes.models.methods import DENSITY, fitter, for_selection
-from tribes.models.preprocess import fit_transform
+from tribes.models.methods import DENSITY, Fitted, fitter, for_selection
+from tribes.models.preprocess import Transform, fit_transform
 from tribes.models.selection import KSelection, select_k, stratified_sample
 from tribes.models.stability import bootstrap_stability
 from tribes.store.segments import (
@@ -67,6 +67,91 @@ def _sample(engine: Engine, t: ir.Table, features: list[str], size: int) -> pd.D
     return engine.execute(s.select("customer_key", *features))
 
 
+@dataclass
+class Prepared:
+    """The customer table, the chosen features, and the transformed fit sample."""
+
+    table: ir.Table
+    features: list[str]
+    n: int
+    transform: Transform
+    x: np.ndarray
+    sub_idx: np.ndarray  # rows of x used for k selection and stability
+
+
+def prepare(ws: Workspace, engine: Engine, cfg: SegmentConfig, method: str,
+            features: list[str] | None, say: Callable[[str], None]) -> Prepared:
+    """Check the inputs, sample the customers and fit the transform."""
+    if method not in METHODS:
+        raise InputError(f"unknown method '{method}'; use one of {', '.join(METHODS)}",
+                         code="E_METHOD")
+    if not engine.has_table(FEATURES_TABLE):
+        raise InputError("no customer features yet; build them with: tribes features",
+                         code="E_NO_FEATURES")
+    t = engine.table(FEATURES_TABLE)
+    feats = list(features or cfg.features) if method != "rfm" else RFM_FEATURES
+    unknown = [f for f in feats if f not in t.columns]
+    if unknown:
+        available = ", ".join(c for c in t.columns if c not in ("customer_key", "as_of"))
+        raise InputError(f"unknown features {unknown}; available: {available}",
+                         code="E_FEATURE")
+    n = int(engine.scalar(t.count()))
+    if n < 3:
+        raise InputError(f"{n} customers are too few to segment", code="E_TOO_FEW")
+    if method == "rfm":
+        empty = np.zeros((0, 0))
+        return Prepared(t, feats, n, Transform((), (), (), "none", (), ()), empty,
+                        np.arange(0))
+    say("sampling customers")
+    sample = _sample(engine, t, feats, cfg.sample_size)
+    transform = fit_transform(sample, feats, log1p=cfg.log1p, scaler=cfg.scaler,
+                              impute=cfg.impute, pca=cfg.pca)
+    x = transform.apply(sample)
+    rng = np.random.default_rng(cfg.random_state)
+    sub_idx = np.arange(len(x)) if len(x) <= cfg.selection_sample else np.sort(
+        rng.choice(len(x), cfg.selection_sample, replace=False))
+    return Prepared(t, feats, n, transform, x, sub_idx)
+
+
+def fit_method(p: Prepared, method: str, k: int | None, ks: list[int], cfg: SegmentConfig,
+               say: Callable[[str], None]) -> tuple[Fitted, int, dict[str, Any]]:
+    """Choose k (when None), fit, and measure quality and stability on the sample."""
+    seed = cfg.random_state
+    fit = fitter(method, cfg)
+    x, sub_idx = p.x, p.sub_idx
+    if k is not None and k >= len(x):
+        raise InputError(f"{len(x)} customers are too few to segment into {k}",
+                         code="E_TOO_FEW")
+    selection: KSelection | None = None
+    density = method in DENSITY
+    if density:
+        k = 0  # the method finds the number of clusters itself
+    elif k is None:
+        say("choosing k")
+        selection = select_k(x[sub_idx], ks, for_selection(fit), random_state=seed,
+                             with_bic=method == "gmm",
+                             progress=lambda s: say(f"choosing k: {s}"))
+        k = selection.chosen
+    say(f"fitting {method}" + ("" if density else f" with k = {k}"))
+    fitted = fit(x, k, seed)
+    if density:
+        k = len(set(fitted.labels.tolist()) - {-1})
+    chosen_k = k
+    metrics = {**_quality(x, fitted.labels, seed), **fitted.extra_metrics}
+    if density:
+        metrics["noise_share"] = float(np.mean(fitted.labels == -1))
+    if cfg.resamples:
+        say(f"stability ({cfg.resamples} bootstrap resamples)")
+        stab = bootstrap_stability(
+            x[sub_idx], fitted.labels[sub_idx],
+            lambda xb, s: fit(xb, chosen_k, s).predict,
+            resamples=cfg.resamples, random_state=seed)
+        metrics["stability"] = stab.as_dict()
+    if selection is not None:
+        metrics["k_selection"] = selection.as_dict()
+    return fitted, k, metrics
+
+
 def run_segmentation(
     ws: Workspace,
     engine: Engine,
@@ -83,76 +168,64 @@ def run_segmentation(
     say = progress or (lambda s: None)
     started = time.perf_counter()
     cfg = cfg or ws.config.segment
-    if method not in METHODS:
-        raise InputError(f"unknown method '{method}'; use one of {', '.join(METHODS)}",
-                         code="E_METHOD")
-    if not engine.has_table(FEATURES_TABLE):
-        raise InputError("no customer features yet; build them with: tribes features",
-                         code="E_NO_FEATURES")
-    t = engine.table(FEATURES_TABLE)
-    feats = list(features or cfg.features) if method != "rfm" else RFM_FEATURES
-    unknown = [f for f in feats if f not in t.columns]
-    if unknown:
-        raise InputError(f"unknown features {unknown}; available: "
-                         f"{', '.join(c for c in t.columns if c not in ('customer_key', 'as_of'))}",
-                         code="E_FEATURE")
-    n = int(engine.scalar(t.count()))
     ks = parse_k_range(k_range or cfg.k_range)
-    if n < 3 or (k is not None and k >= n):
-        raise InputError(f"{n} customers are too few to segment"
-                         + (f" into {k}" if k else ""), code="E_TOO_FEW")
-
+    p = prepare(ws, engine, cfg, method, features, say)
     if method == "rfm":
-        return _run_rfm(engine, t, cfg=cfg, n=n, started=started, say=say)
-
-    say("sampling customers")
-    sample = _sample(engine, t, feats, cfg.sample_size)
-    transform = fit_transform(sample, feats, log1p=cfg.log1p, scaler=cfg.scaler,
-                              impute=cfg.impute, pca=cfg.pca)
-    x = transform.apply(sample)
-    seed = cfg.random_state
-    fit = fitter(method, cfg)
-    rng = np.random.default_rng(seed)
-    sub_idx = np.arange(len(x)) if len(x) <= cfg.selection_sample else np.sort(
-        rng.choice(len(x), cfg.selection_sample, replace=False))
-
-    selection: KSelection | None = None
-    density = method in DENSITY
-    if density:
-        k = 0  # the method finds the number of clusters itself
-    elif k is None:
-        say("choosing k")
-        selection = select_k(x[sub_idx], ks, for_selection(fit), random_state=seed,
-                             with_bic=method == "gmm",
-                             progress=lambda s: say(f"choosing k: {s}"))
-        k = selection.chosen
-    chosen_k = k
-    say(f"fitting {method}" + ("" if density else f" with k = {k}"))
-    fitted = fit(x, k, seed)
-    if density:
-        k = len(set(fitted.labels.tolist()) - {-1})
-        chosen_k = k
-    metrics = {**_quality(x, fitted.labels, seed), **fitted.extra_metrics}
-    if cfg.resamples:
-        say(f"stability ({cfg.resamples} bootstrap resamples)")
-        stab = bootstrap_stability(
-            x[sub_idx], fitted.labels[sub_idx],
-            lambda xb, s: fit(xb, chosen_k, s).predict,
-            resamples=cfg.resamples, random_state=seed)
-        metrics["stability"] = stab.as_dict()
-    if selection is not None:
-        metrics["k_selection"] = selection.as_dict()
-
+        return _run_rfm(engine, p.table, cfg=cfg, n=p.n, started=started, say=say)
+    fitted, k, metrics = fit_method(p, method, k, ks, cfg, say)
     say("assigning every customer")
     try:
-        assigned = engine.create_temp("_sg_labels", fitted.assign(t, transform))
-        report = _store(engine, assigned, method=method, k=k, feats=feats,
-                        transform=transform.as_dict(), model=fitted.params,
-                        metrics=metrics, cfg=cfg, n=n, started=started)
+        assigned = engine.create_temp("_sg_labels", fitted.assign(p.table, p.transform))
+        report = _store(engine, assigned, method=method, k=k, feats=p.features,
+                        transform=p.transform.as_dict(), model=fitted.params,
+                        metrics=metrics, cfg=cfg, n=p.n, started=started)
     finally:
         for name in _TMP:
             engine.drop_temp(name)
     return report
+
+
+def choose_k(ws: Workspace, engine: Engine, *, method: str = "kmeans",
+             features: list[str] | None = None, k_range: str | None = None,
+             progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Every k-selection criterion per k, without storing anything."""
+    say = progress or (lambda s: None)
+    cfg = ws.config.segment
+    if method in (*DENSITY, "rfm"):
+        raise InputError(f"{method} finds the number of segments itself; select-k applies "
+                         "to kmeans, gmm and agglomerative", code="E_METHOD")
+    p = prepare(ws, engine, cfg, method, features, say)
+    sel = select_k(p.x[p.sub_idx], parse_k_range(k_range or cfg.k_range),
+                   for_selection(fitter(method, cfg)), random_state=cfg.random_state,
+                   with_bic=method == "gmm", progress=say)
+    return {"method": method, "features": p.features, "n_customers": p.n,
+            "n_scored": len(p.sub_idx), **sel.as_dict()}
+
+
+def compare_methods(ws: Workspace, engine: Engine, methods: list[str], *,
+                    k: int | None = None, features: list[str] | None = None,
+                    progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """Fit each method on the same sample and features; quality side by side (not stored)."""
+    say = progress or (lambda s: None)
+    cfg = ws.config.segment
+    bad = [m for m in methods if m not in METHODS or m == "rfm"]
+    if bad:
+        raise InputError(f"cannot compare {bad}; use {', '.join(METHODS[:-1])}",
+                         code="E_METHOD")
+    p = prepare(ws, engine, cfg, methods[0], features, say)
+    rows = []
+    for m in methods:
+        t0 = time.perf_counter()
+        _, kk, metrics = fit_method(p, m, k, parse_k_range(cfg.k_range), cfg,
+                                    lambda s, m=m: say(f"{m}: {s}"))  # type: ignore[misc]
+        stab = metrics.get("stability") or {}
+        rows.append({"method": m, "k": kk, "silhouette": metrics.get("silhouette"),
+                     "calinski_harabasz": metrics.get("calinski_harabasz"),
+                     "davies_bouldin": metrics.get("davies_bouldin"),
+                     "stability_ari": stab.get("ari_mean"),
+                     "noise_share": metrics.get("noise_share"),
+                     "seconds": round(time.perf_counter() - t0, 2)})
+    return rows
 
 
 def _run_rfm(engine: Engine, t: ir.Table, *, cfg: SegmentConfig, n: int, started: float,
