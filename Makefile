@@ -25,6 +25,7 @@ test: install
 bench: install
 	$(PY) benchmarks/bench_ingest.py
 	$(PY) benchmarks/bench_features.py
+	$(PY) benchmarks/bench_segment.py
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks
