@@ -77,6 +77,7 @@ class Prepared:
     transform: Transform
     x: np.ndarray
     sub_idx: np.ndarray  # rows of x used for k selection and stability
+    stats: dict[str, dict[str, float | None]]  # per feature on the sample: the data snapshot
 
 
 def prepare(ws: Workspace, engine: Engine, cfg: SegmentConfig, method: str,
@@ -101,7 +102,7 @@ def prepare(ws: Workspace, engine: Engine, cfg: SegmentConfig, method: str,
     if method == "rfm":
         empty = np.zeros((0, 0))
         return Prepared(t, feats, n, Transform((), (), (), "none", (), ()), empty,
-                        np.arange(0))
+                        np.arange(0), {})
     say("sampling customers")
     sample = _sample(engine, t, feats, cfg.sample_size)
     transform = fit_transform(sample, feats, log1p=cfg.log1p, scaler=cfg.scaler,
@@ -110,7 +111,19 @@ def prepare(ws: Workspace, engine: Engine, cfg: SegmentConfig, method: str,
     rng = np.random.default_rng(cfg.random_state)
     sub_idx = np.arange(len(x)) if len(x) <= cfg.selection_sample else np.sort(
         rng.choice(len(x), cfg.selection_sample, replace=False))
-    return Prepared(t, feats, n, transform, x, sub_idx)
+    return Prepared(t, feats, n, transform, x, sub_idx, _stats(sample, feats))
+
+
+def _stats(sample: pd.DataFrame, feats: list[str]) -> dict[str, dict[str, float | None]]:
+    out: dict[str, dict[str, float | None]] = {}
+    for f in feats:
+        col = pd.to_numeric(sample[f], errors="coerce").astype(float)
+        ok = col.dropna()
+        out[f] = {"mean": float(ok.mean()) if len(ok) else None,
+                  "std": float(ok.std(ddof=0)) if len(ok) else None,
+                  "median": float(ok.median()) if len(ok) else None,
+                  "null_share": float(col.isna().mean()) if len(col) else None}
+    return out
 
 
 def fit_method(p: Prepared, method: str, k: int | None, ks: list[int], cfg: SegmentConfig,
@@ -178,7 +191,8 @@ def run_segmentation(
         assigned = engine.create_temp("_sg_labels", fitted.assign(p.table, p.transform))
         report = _store(engine, assigned, method=method, k=k, feats=p.features,
                         transform=p.transform.as_dict(), model=fitted.params,
-                        metrics=metrics, cfg=cfg, n=p.n, started=started)
+                        metrics=metrics, cfg=cfg, n=p.n, started=started,
+                        stats=p.stats, fitted_on=len(p.x))
     finally:
         for name in _TMP:
             engine.drop_temp(name)
@@ -263,7 +277,9 @@ def _quality(x: np.ndarray, labels: np.ndarray, seed: int) -> dict[str, Any]:
 def _store(engine: Engine, assigned: ir.Table, *, method: str, k: int, feats: list[str],
            transform: dict[str, Any], model: dict[str, Any], metrics: dict[str, Any],
            cfg: SegmentConfig, n: int, started: float,
-           names: dict[int, str] | None = None) -> SegmentReport:
+           names: dict[int, str] | None = None,
+           stats: dict[str, Any] | None = None, fitted_on: int | None = None
+           ) -> SegmentReport:
     sizes_df = engine.execute(assigned.group_by("label").aggregate(n=assigned.count()))
     new_sizes = {int(r.label): int(r.n) for r in sizes_df.itertuples()}
     parent = active_version(engine)
@@ -291,7 +307,7 @@ def _store(engine: Engine, assigned: ir.Table, *, method: str, k: int, feats: li
         for lab, size in sorted(new_sizes.items(), key=lambda kv: -kv[1])]
     version = next_version(engine)
     features_run = last_features(engine)
-    snapshot = {"n_customers": n,
+    snapshot = {"n_customers": n, "fitted_on": fitted_on, "feature_stats": stats or {},
                 "features_run": features_run["run_id"] if features_run else None,
                 "as_of": (features_run or {}).get("report", {}).get("as_of")}
     with engine.transaction():
