@@ -33,6 +33,10 @@ echo "== prep (identity stitching, sessions) and customer features"
 echo "== segments (kmeans, k chosen automatically)"
 "$TRIBES" -w "$WS" segment
 "$TRIBES" -w "$WS" versions list
+echo "== personas and KPI validation"
+"$TRIBES" -w "$WS" personas
+"$TRIBES" -w "$WS" personas export --out "$DEMO/personas"
+"$TRIBES" -w "$WS" validate
 "$TRIBES" -w "$WS" export segments --out "$DEMO/segments.csv"
 echo "== one customer"
 "$TRIBES" -w "$WS" customer C0000001 --limit 5

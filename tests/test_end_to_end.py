@@ -91,6 +91,34 @@ def test_ingest_all_sources_matches_the_manifest(cli, tmp_path: Path, synth_data
     out = seg.json()
     assert out["k"] == 6
     check_segments(w, data, out["version"])
+    check_personas(cli, ws, w, data, out["version"])
+
+
+PLANTED_NAMES = {"loyal_high_spenders": "High-value loyalists",
+                 "bargain_hunters": "Bargain hunters", "window_shoppers": "Window shoppers",
+                 "new_explorers": "New explorers", "lapsing_buyers": "Lapsing former buyers",
+                 "support_heavy": "Support-heavy customers"}
+
+
+def check_personas(cli, ws: Path, w, data: Path, version: int) -> None:
+    import pandas as pd
+
+    r = cli("--workspace", ws, "personas", "--json")
+    assert r.code == 0, r.err
+    names = {p["segment_id"]: p["name"] for p in r.json()["personas"]}
+    a = table(w, "segment_assignments")
+    a = a[a.version == version]
+    truth = pd.read_csv(data / "ground_truth.csv")
+    truth["customer_key"] = [pseudonym(c, w.secret()) for c in truth.customer_id]
+    m = a.merge(truth, on="customer_key")
+    majority = m.groupby("segment_id").segment.agg(lambda s: s.value_counts().index[0])
+    # each segment is named after the behavior planted in most of its customers
+    assert {s: names[s] for s in majority.index} == {
+        s: PLANTED_NAMES[p] for s, p in majority.items()}
+    v = cli("--workspace", ws, "validate", "--json")
+    assert v.code == 0, v.err
+    res = v.json()
+    assert res["warning"] is None and res["kpis_differing"] == len(res["tests"])
 
 
 def check_segments(w, data: Path, version: int) -> None:

@@ -16,12 +16,14 @@ from tribes.cli import (
     features_cmd,
     ingest_cmd,
     init_cmd,
+    personas_cmd,
     prep_cmd,
     quarantine_cmd,
     run_cmd,
     segment_cmd,
     status_cmd,
     synth_cmd,
+    validate_cmd,
     versions_cmd,
 )
 from tribes.cli.common import State, setup_logging, to_json
@@ -90,6 +92,8 @@ export_cmd.register(app)
 customer_cmd.register(app)
 app.add_typer(segment_cmd.app, name="segment")
 app.add_typer(versions_cmd.app, name="versions")
+app.add_typer(personas_cmd.app, name="personas")
+validate_cmd.register(app)
 run_cmd.register(app)
 synth_cmd.register(app)
 

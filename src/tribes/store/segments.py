@@ -186,6 +186,9 @@ def active_segments(engine: Engine, version: int | None = None) -> ir.Table:
         raise InputError("no segment version yet; create one with: tribes segment",
                          code="E_EMPTY")
     names = {int(s["segment_id"]): s["name"] for s in get_run(engine, v)["segments"]}
+    p = engine.table("personas")
+    named = engine.execute(p.filter(p.version == v).select("segment_id", "name"))
+    names.update({int(r.segment_id): str(r.name) for r in named.itertuples()})
     t = engine.table("segment_assignments")
     t = t.filter(t.version == v)
     name = ibis.cases(*[(t.segment_id == i, n) for i, n in names.items()],

@@ -150,6 +150,16 @@ SEGMENT_ASSIGNMENTS = ibis.schema({
 SEGMENT_ACTIVATIONS = ibis.schema({
     "version": "int64", "activated_at": TS, "action": "string", "previous": "int64",
 })
+PERSONAS = ibis.schema({
+    "version": "int64", "segment_id": "int64", "name": "string", "archetype": "string",
+    "description": "string", "campaign": "string", "action": "string", "size": "int64",
+    "share": "float64", "profile": "string", "created_at": TS,
+})
+# user overrides of persona texts by segment id (ids are stable across versions)
+PERSONA_OVERRIDES = ibis.schema({
+    "segment_id": "int64", "name": "string", "description": "string", "action": "string",
+    "campaign": "string", "updated_at": TS,
+})
 SCHEMAS: dict[str, ibis.Schema] = {
     "events": EVENTS,
     "quarantine": QUARANTINE,
@@ -162,6 +172,8 @@ SCHEMAS: dict[str, ibis.Schema] = {
     "segment_runs": SEGMENT_RUNS,
     "segment_assignments": SEGMENT_ASSIGNMENTS,
     "segment_activations": SEGMENT_ACTIVATIONS,
+    "personas": PERSONAS,
+    "persona_overrides": PERSONA_OVERRIDES,
 }
 
 

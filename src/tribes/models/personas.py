@@ -1,0 +1,271 @@
+"""Personas: what each segment of the active version looks like, named and with an action.
+
+Statistics are computed in the engine; only per-segment rows (and a sample of sessions for
+journeys) reach Python.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+import pandas as pd
+
+from tribes.engine import Engine
+from tribes.engine.functions import md5_hex
+from tribes.errors import InputError
+from tribes.features.definitions import definition
+from tribes.models.naming import name_segments
+from tribes.prep.sessions import keyed_events, mark_session_starts, number_sessions
+from tribes.store.segments import active_version, get_run
+from tribes.store.tables import PERSONA_OVERRIDES, PERSONAS
+
+SKIP = {"customer_key", "known", "as_of", "r_score", "f_score", "m_score"}
+JOURNEY_CUSTOMERS = 300  # customers per segment whose sessions give the top journeys
+JOURNEY_STEPS = 4
+OVERRIDE_FIELDS = ("name", "description", "action", "campaign")
+
+
+def _num(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(f) else f
+
+
+def segment_stats(engine: Engine, version: int) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Per segment and numeric feature: mean, median; and the population mean and std."""
+    f = engine.table("customer_features")
+    a = engine.table("segment_assignments")
+    a = a.filter(a.version == version).select(a_key="customer_key", segment_id="segment_id")
+    j = f.join(a, f.customer_key == a.a_key)
+    numeric = [c for c, t in f.schema().items()
+               if c not in SKIP and (t.is_numeric()) and not t.is_boolean()]
+    aggs: dict[str, ir.Scalar] = {"size": j.count()}
+    for c in numeric:
+        aggs[f"{c}__mean"] = j[c].mean()
+        aggs[f"{c}__median"] = j[c].median()
+    per = engine.execute(j.group_by("segment_id").aggregate(**aggs)).set_index("segment_id")
+    pop_aggs: dict[str, ir.Scalar] = {"n": j.count()}
+    for c in numeric:
+        pop_aggs[f"{c}__mean"] = j[c].mean()
+        pop_aggs[f"{c}__std"] = j[c].std(how="pop")
+    pop = engine.execute(j.aggregate(**pop_aggs)).iloc[0].to_dict()
+    pop["features"] = numeric
+    return per, pop
+
+
+def _top_categories(engine: Engine, version: int, top: int = 3) -> dict[int, list[Any]]:
+    a = engine.table("segment_assignments")
+    a = a.filter(a.version == version).select(a_key="customer_key", segment_id="segment_id")
+    ev = engine.table("events")
+    k = keyed_events(ev.filter(ev.category.notnull()), engine.table("identities"),
+                     ["category"])
+    j = k.join(a, k.customer_key == a.a_key)
+    df = engine.execute(j.group_by(["segment_id", "category"]).aggregate(n=j.count()))
+    out: dict[int, list[Any]] = {}
+    for seg, part in df.groupby("segment_id"):
+        part = part.sort_values(["n", "category"], ascending=[False, True])
+        total = part.n.sum()
+        out[int(seg)] = [{"value": c, "share": float(n / total)}
+                         for c, n in zip(part.category[:top], part.n[:top], strict=True)]
+    return out
+
+
+def _journeys(engine: Engine, version: int, timeout_s: float, top: int = 3
+              ) -> dict[int, list[Any]]:
+    """Most common session paths (event types in order, repeats collapsed, 4 steps)."""
+    from datetime import timedelta
+
+    a = engine.table("segment_assignments")
+    a = a.filter(a.version == version)
+    ranked = a.mutate(_r=ibis.row_number().over(group_by=a.segment_id,
+                                                order_by=md5_hex(a.customer_key)))
+    pick = ranked.filter(ranked._r < JOURNEY_CUSTOMERS).select(
+        a_key="customer_key", segment_id="segment_id")
+    k = keyed_events(engine.table("events"), engine.table("identities"),
+                     ["ts", "event_id", "event_type"])
+    k = k.join(pick, k.customer_key == pick.a_key).select(
+        "customer_key", "ts", "event_id", "event_type", "segment_id")
+    n = number_sessions(mark_session_starts(k, timedelta(seconds=timeout_s)))
+    paths = n.group_by(["segment_id", "customer_key", "session_seq"]).aggregate(
+        path=n.event_type.collect(order_by=[n.ts, n.event_id]))
+    df = engine.execute(paths.select("segment_id", "path"))
+    out: dict[int, list[Any]] = {}
+    for seg, part in df.groupby("segment_id"):
+        counts: Counter[str] = Counter()
+        for p in part.path:
+            steps: list[str] = []
+            for e in p:
+                if not steps or steps[-1] != e:
+                    steps.append(e)
+            counts[" → ".join(steps[:JOURNEY_STEPS]) + (" → …" if len(steps) >
+                                                        JOURNEY_STEPS else "")] += 1
+        total = sum(counts.values())
+        out[int(seg)] = [{"path": p, "share": c / total} for p, c in counts.most_common(top)]
+    return out
+
+
+def _attributes(engine: Engine, version: int, top: int = 3) -> dict[int, dict[str, Any]]:
+    c = engine.table("customers")
+    a = engine.table("segment_assignments")
+    a = a.filter(a.version == version).select(a_key="customer_key", segment_id="segment_id")
+    j = c.join(a, c.customer_id == a.a_key)
+    out: dict[int, dict[str, Any]] = {}
+    for col in ("country", "age_band", "gender"):
+        jj = j.filter(j[col].notnull())
+        df = engine.execute(jj.group_by(["segment_id", col]).aggregate(n=jj.count()))
+        for seg, part in df.groupby("segment_id"):
+            part = part.sort_values(["n", col], ascending=[False, True])
+            total = part.n.sum()
+            out.setdefault(int(seg), {})[col] = [
+                {"value": v, "share": float(n / total)}
+                for v, n in zip(part[col][:top], part.n[:top], strict=True)]
+    return out
+
+
+def describe(name: str, size: int, share: float, stats: dict[str, Any],
+             lifts: dict[str, float]) -> str:
+    """One paragraph that cites the segment's numbers."""
+    def med(f: str) -> float | None:
+        return stats.get(f, {}).get("median")
+
+    parts = [f"{name}: {size:,} customers ({share:.0%} of those analyzed)."]
+    if med("monetary") is not None:
+        orders = med("frequency") or 0
+        parts.append(f"Median spend {med('monetary'):,.0f} over {orders:.0f} "
+                     f"order{'' if orders == 1 else 's'} (spend "
+                     f"{lifts.get('monetary', 0):+.1f} sd vs everyone).")
+    if med("recency_days") is not None:
+        parts.append(f"Last seen a median {med('recency_days'):.0f} days ago, "
+                     f"{med('sessions_per_week') or 0:.2f} sessions a week, "
+                     f"{med('events_per_session') or 0:.1f} events per session.")
+    ranked = sorted(((abs(v), f, v) for f, v in lifts.items() if math.isfinite(v)),
+                    reverse=True)[:3]
+    if ranked:
+        parts.append("Most distinctive: " + ", ".join(
+            f"{f} {v:+.1f} sd" for _, f, v in ranked) + ".")
+    return " ".join(parts)
+
+
+def build_personas(engine: Engine, version: int | None = None, *,
+                   session_timeout_s: float = 1800.0) -> list[dict[str, Any]]:
+    """Compute the personas of ``version`` (default: the active one) and store them."""
+    v = active_version(engine) if version is None else version
+    if v is None:
+        raise InputError("no segment version yet; create one with: tribes segment",
+                         code="E_NO_SEGMENTS")
+    if not engine.has_table("customer_features"):
+        raise InputError("no customer features; run: tribes features", code="E_NO_FEATURES")
+    run = get_run(engine, v)
+    per, pop = segment_stats(engine, v)
+    n = float(pop["n"])
+    lifts: dict[int, dict[str, float]] = {}
+    stats: dict[int, dict[str, Any]] = {}
+    for seg, row in per.iterrows():
+        s = int(seg)  # type: ignore[call-overload]
+        lifts[s], stats[s] = {}, {}
+        for f in pop["features"]:
+            mean, median = _num(row[f"{f}__mean"]), _num(row[f"{f}__median"])
+            pm, sd = _num(pop[f"{f}__mean"]), _num(pop[f"{f}__std"])
+            lift = (mean - pm) / sd if mean is not None and pm is not None and sd else 0.0
+            stats[s][f] = {"mean": mean, "median": median, "population_mean": pm,
+                           "lift": lift}
+            lifts[s][f] = lift
+    names = name_segments({s: lifts[s] for s in lifts if s != -1})
+    categories = _top_categories(engine, v)
+    journeys = _journeys(engine, v, session_timeout_s)
+    attrs = _attributes(engine, v)
+    overrides = _overrides(engine)
+    rows: list[dict[str, Any]] = []
+    for seg, row in per.iterrows():
+        s = int(seg)  # type: ignore[call-overload]
+        size = int(row["size"])
+        nm = names.get(s)
+        name = nm.name if nm else "Unusual"
+        persona = {
+            "version": v, "segment_id": s, "name": name,
+            "archetype": nm.archetype if nm else None,
+            "archetype_score": nm.score if nm else None,
+            "campaign": nm.campaign if nm else "review",
+            "action": nm.action if nm else "Review individually: these customers fit no "
+            "segment (noise of a density method).",
+            "size": size, "share": size / n if n else 0.0,
+            "features": stats[s],
+            "top_categories": categories.get(s, []),
+            "top_channels": _top_shares(stats[s], "channel_share_"),
+            "top_devices": _top_shares(stats[s], "device_share_"),
+            "top_journeys": journeys.get(s, []),
+            "attributes": attrs.get(s, {}),
+            "overridden": [],
+        }
+        persona["description"] = describe(name, size, persona["share"], stats[s], lifts[s])
+        for key in OVERRIDE_FIELDS:
+            if s in overrides and overrides[s].get(key):
+                persona[key] = overrides[s][key]
+                persona["overridden"].append(key)
+        rows.append(persona)
+    rows.sort(key=lambda p: -p["size"])
+    _store(engine, v, rows)
+    return rows
+
+
+def _top_shares(stats: dict[str, Any], prefix: str, top: int = 3) -> list[dict[str, Any]]:
+    vals = [(f[len(prefix):], s["mean"]) for f, s in stats.items()
+            if f.startswith(prefix) and s["mean"] is not None]
+    vals.sort(key=lambda kv: -kv[1])
+    return [{"value": k, "share": v} for k, v in vals[:top]]
+
+
+def _store(engine: Engine, version: int, rows: list[dict[str, Any]]) -> None:
+    t = engine.table("personas")
+    with engine.transaction():
+        engine.delete_where("personas", t.version == version)
+        df = pd.DataFrame([{
+            "version": version, "segment_id": p["segment_id"], "name": p["name"],
+            "archetype": p["archetype"], "description": p["description"],
+            "campaign": p["campaign"], "action": p["action"], "size": p["size"],
+            "share": p["share"], "profile": json.dumps(p, default=str),
+            "created_at": datetime.now(UTC)} for p in rows])
+        engine.insert("personas", ibis.memtable(df).cast(PERSONAS))
+
+
+def stored_personas(engine: Engine, version: int | None = None) -> list[dict[str, Any]]:
+    v = active_version(engine) if version is None else version
+    if v is None:
+        return []
+    t = engine.table("personas")
+    df = engine.execute(t.filter(t.version == v).order_by(ibis.desc("size")))
+    return [json.loads(p) for p in df["profile"]]
+
+
+def _overrides(engine: Engine) -> dict[int, dict[str, str]]:
+    t = engine.table("persona_overrides")
+    df = engine.execute(t)
+    return {int(r.segment_id): {k: getattr(r, k) for k in OVERRIDE_FIELDS
+                                if isinstance(getattr(r, k), str) and getattr(r, k)}
+            for r in df.itertuples()}
+
+
+def set_overrides(engine: Engine, overrides: dict[int, dict[str, str]]) -> None:
+    """Replace the overrides of the given segment ids (kept across versions: ids are
+    stable)."""
+    t = engine.table("persona_overrides")
+    with engine.transaction():
+        if overrides:
+            engine.delete_where("persona_overrides", t.segment_id.isin(list(overrides)))
+        df = pd.DataFrame([{"segment_id": s, **{k: o.get(k) for k in OVERRIDE_FIELDS},
+                            "updated_at": datetime.now(UTC)} for s, o in overrides.items()])
+        if not df.empty:
+            engine.insert("persona_overrides", ibis.memtable(df).cast(PERSONA_OVERRIDES))
+
+
+def feature_label(f: str) -> str:
+    d = definition(f)
+    return d.definition if d else f
