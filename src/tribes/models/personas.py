@@ -163,7 +163,7 @@ def build_personas(engine: Engine, version: int | None = None, *,
                          code="E_NO_SEGMENTS")
     if not engine.has_table("customer_features"):
         raise InputError("no customer features; run: tribes features", code="E_NO_FEATURES")
-    run = get_run(engine, v)
+    get_run(engine, v)  # a clear error for an unknown version
     per, pop = segment_stats(engine, v)
     n = float(pop["n"])
     lifts: dict[int, dict[str, float]] = {}
