@@ -20,6 +20,7 @@ demo: install
 	TRIBES=$(TRIBES) DEMO=$(DEMO) DEMO_CUSTOMERS=$(DEMO_CUSTOMERS) bash scripts/demo.sh
 
 test: install
+	bash scripts/system-deps.sh
 	$(PY) -m pytest -q
 
 bench: install

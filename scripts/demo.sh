@@ -38,6 +38,10 @@ echo "== personas and KPI validation"
 "$TRIBES" -w "$WS" personas export --out "$DEMO/personas"
 "$TRIBES" -w "$WS" validate
 "$TRIBES" -w "$WS" export segments --out "$DEMO/segments.csv"
+echo "== the report"
+"$TRIBES" -w "$WS" report --out "$DEMO/report.html"
 echo "== one customer"
 "$TRIBES" -w "$WS" customer C0000001 --limit 5
+"$TRIBES" -w "$WS" personas
 echo "== demo finished in $(( $(date +%s) - start ))s; workspace: $WS"
+echo "== open the report: $DEMO/report.html"

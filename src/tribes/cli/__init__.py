@@ -19,6 +19,7 @@ from tribes.cli import (
     personas_cmd,
     prep_cmd,
     quarantine_cmd,
+    report_cmd,
     run_cmd,
     segment_cmd,
     status_cmd,
@@ -94,6 +95,7 @@ app.add_typer(segment_cmd.app, name="segment")
 app.add_typer(versions_cmd.app, name="versions")
 app.add_typer(personas_cmd.app, name="personas")
 validate_cmd.register(app)
+report_cmd.register(app)
 run_cmd.register(app)
 synth_cmd.register(app)
 

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Debian packages the test suite needs (browser tests drive Debian's chromium).
+set -euo pipefail
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+[ ${#missing[@]} -eq 0 ] && exit 0
+if ! command -v apt-get >/dev/null 2>&1; then
+    echo "warning: install ${missing[*]} for the browser tests (no apt-get here)" >&2
+    exit 0
+fi
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+echo "installing ${missing[*]} (Debian packages) ..."
+$SUDO apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 || {
+    $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q "${missing[@]}" >/dev/null; }

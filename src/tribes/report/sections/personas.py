@@ -1,0 +1,41 @@
+"""Persona cards."""
+
+from __future__ import annotations
+
+from tribes.report.context import ReportContext, empty, esc
+from tribes.report.sections import section
+
+
+@section(50, "personas", "Personas")
+def personas(ctx: ReportContext) -> str:
+    from tribes.models.personas import build_personas
+    from tribes.store.segments import active_version
+
+    v = active_version(ctx.engine)
+    if v is None:
+        return empty("no segmentation yet; run tribes segment")
+    ps = ctx.once("personas_built", lambda: build_personas(ctx.engine, v))
+    cards = []
+    for p in ps:
+        top = sorted(p["features"].items(), key=lambda kv: -abs(kv[1]["lift"]))[:4]
+        traits = "".join(f"<li>{esc(f)}: median {esc(_n(s['median']))} "
+                         f"({s['lift']:+.1f} sd)</li>" for f, s in top)
+        lists = ""
+        for title, key, field in (("Categories", "top_categories", "value"),
+                                  ("Channels", "top_channels", "value"),
+                                  ("Journeys", "top_journeys", "path")):
+            if p[key]:
+                lists += f"<p><b>{title}:</b> " + "; ".join(
+                    f"{esc(x[field])} ({x['share']:.0%})" for x in p[key]) + "</p>"
+        cards.append(
+            f"<div class='card'><h3>{esc(p['name'])}</h3>"
+            f"<div class='meta'>segment {p['segment_id']} · {p['size']:,} customers · "
+            f"{p['share']:.1%}</div><p>{esc(p['description'])}</p><ul>{traits}</ul>{lists}"
+            f"<p class='action'><b>{esc(p['campaign'])}:</b> {esc(p['action'])}</p></div>")
+    return "<div class='cards'>" + "".join(cards) + "</div>"
+
+
+def _n(v: float | None) -> str:
+    if v is None:
+        return "–"
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.2f}"

@@ -1,0 +1,112 @@
+"""Segmentation: how k was chosen, segment sizes, a 2-D map of customers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from tribes.engine.functions import md5_hex
+from tribes.models.preprocess import Transform
+from tribes.report.context import PALETTE, ReportContext, empty, esc
+from tribes.report.sections import section
+from tribes.store.segments import active_version, get_run
+
+MAP_POINTS = 3000  # SVG points: renders everywhere, no WebGL needed
+
+
+def active_run(ctx: ReportContext) -> dict[str, Any] | None:
+    def load() -> dict[str, Any] | None:
+        v = active_version(ctx.engine)
+        return None if v is None else get_run(ctx.engine, v)
+    return ctx.once("active_run", load)
+
+
+def names(ctx: ReportContext, run: dict[str, Any]) -> dict[int, str]:
+    from tribes.models.personas import stored_personas
+
+    out = {int(s["segment_id"]): s["name"] for s in run["segments"]}
+    out.update({p["segment_id"]: p["name"] for p in ctx.once(
+        "personas", lambda: stored_personas(ctx.engine, run["version"]))})
+    return out
+
+
+@section(30, "k-selection", "Choosing the number of segments")
+def k_selection(ctx: ReportContext) -> str:
+    run = active_run(ctx)
+    if run is None:
+        return empty("no segmentation yet; run tribes segment")
+    sel = run["metrics"].get("k_selection")
+    if not sel:
+        return (f"<p>Version {run['version']} used a fixed k = {run['k']} "
+                f"({esc(run['method'])}); no selection to show.</p>")
+    ks = [s["k"] for s in sel["scores"]]
+    crit = [("silhouette", "higher is better"), ("inertia", "elbow"),
+            ("calinski_harabasz", "higher is better"), ("davies_bouldin", "lower is better"),
+            ("gap", "gap statistic")]
+    fig = make_subplots(rows=1, cols=len(crit), subplot_titles=[c for c, _ in crit])
+    for i, (c, _) in enumerate(crit):
+        fig.add_trace(go.Scatter(x=ks, y=[s[c] for s in sel["scores"]], mode="lines+markers",
+                                 marker_color=PALETTE[i], showlegend=False), row=1, col=i + 1)
+        fig.add_vline(x=sel["chosen"], line_dash="dot", line_color="#888", row=1, col=i + 1)
+    votes = ", ".join(f"{esc(c)} → {k}" for c, k in sel["votes"].items())
+    return (ctx.figure(fig, 300) + f"<p>Votes: {votes}. Chosen k = <b>{sel['chosen']}</b>. "
+            f"Rule: {esc(sel['rule'])}.</p>")
+
+
+@section(40, "segments", "Segments")
+def segments(ctx: ReportContext) -> str:
+    run = active_run(ctx)
+    if run is None:
+        return empty("no segmentation yet; run tribes segment")
+    nm = names(ctx, run)
+    segs = run["segments"]
+    fig = go.Figure(go.Bar(
+        y=[f"{s['segment_id']} {nm.get(s['segment_id'], '')}" for s in segs][::-1],
+        x=[s["size"] for s in segs][::-1], orientation="h",
+        marker_color=[PALETTE[i % len(PALETTE)] for i in range(len(segs))][::-1]))
+    fig.update_layout(title="Customers per segment")
+    m = run["metrics"]
+    stab = m.get("stability") or {}
+    quality = (f"<p>Version {run['version']}: {esc(run['method'])}, k = {run['k']}, "
+               f"{run['snapshot'].get('n_customers', 0):,} customers; silhouette "
+               f"{_f(m.get('silhouette'))}, Davies-Bouldin {_f(m.get('davies_bouldin'))}, "
+               f"bootstrap ARI {_f(stab.get('ari_mean'))}.</p>")
+    return quality + "<div class='grid2'><div>" + ctx.figure(fig, 340) + "</div><div>" + \
+        _map(ctx, run, nm) + "</div></div>"
+
+
+def _f(v: float | None) -> str:
+    return "–" if v is None else f"{v:.3f}"
+
+
+def _map(ctx: ReportContext, run: dict[str, Any], nm: dict[int, str]) -> str:
+    if not run["transform"] or not run["transform"].get("features"):
+        return "<p>No feature space to map (rule-based segments).</p>"
+    e = ctx.engine
+    f = e.table("customer_features")
+    a = e.table("segment_assignments")
+    a = a.filter(a.version == run["version"]).select(a_key="customer_key",
+                                                     segment_id="segment_id")
+    j = f.join(a, f.customer_key == a.a_key)
+    tr = Transform.from_dict(run["transform"])
+    df = e.execute(j.order_by(md5_hex(j.customer_key)).limit(MAP_POINTS)
+                   .select("segment_id", *tr.features))
+    if len(df) < 3:
+        return "<p>Too few customers for a map.</p>"
+    z = tr.apply(df)
+    z = z - z.mean(axis=0)
+    _, _, vt = np.linalg.svd(z, full_matrices=False)
+    xy = z @ vt[:2].T if z.shape[1] >= 2 else np.column_stack([z[:, 0], np.zeros(len(z))])
+    fig = go.Figure()
+    for i, seg in enumerate(sorted(df.segment_id.unique())):
+        mask = (df.segment_id == seg).to_numpy()
+        fig.add_trace(go.Scatter(x=xy[mask, 0], y=xy[mask, 1], mode="markers",
+                                   name=f"{seg} {nm.get(int(seg), '')}",
+                                   marker={"size": 4, "opacity": 0.6,
+                                           "color": PALETTE[i % len(PALETTE)]}))
+    fig.update_layout(title=f"Customers on the first two principal components "
+                      f"({len(df):,} shown)", legend={"font": {"size": 10}})
+    return ctx.figure(fig, 340)
