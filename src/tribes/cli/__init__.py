@@ -16,6 +16,7 @@ from tribes.cli import (
     features_cmd,
     ingest_cmd,
     init_cmd,
+    journeys_cmd,
     personas_cmd,
     prep_cmd,
     quarantine_cmd,
@@ -96,6 +97,7 @@ app.add_typer(versions_cmd.app, name="versions")
 app.add_typer(personas_cmd.app, name="personas")
 validate_cmd.register(app)
 report_cmd.register(app)
+app.add_typer(journeys_cmd.app, name="journeys")
 run_cmd.register(app)
 synth_cmd.register(app)
 

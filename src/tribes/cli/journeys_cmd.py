@@ -1,0 +1,105 @@
+"""``tribes journeys``: how customers move between events."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from tribes.analysis.journeys import funnel as funnel_fn
+from tribes.analysis.journeys import transitions as transitions_fn
+from tribes.cli.common import JsonOpt, Output, state
+from tribes.config import parse_duration
+
+app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich",
+                  help="Journeys: Markov transitions between events, conversion funnels.")
+
+
+@app.command()
+def transitions(
+    ctx: typer.Context,
+    scope: Annotated[str, typer.Option(
+        "--scope", help="session: paths within sessions (states session_start/end); "
+        "customer: each customer's whole path (path_start/end).")] = "session",
+    level: Annotated[str, typer.Option("--level",
+                                       help="event_type or category.")] = "event_type",
+    segment: Annotated[int | None, typer.Option(
+        "--segment", help="Only customers of this segment (active version).",
+        show_default=False)] = None,
+    collapse: Annotated[bool, typer.Option(
+        "--collapse-repeats", help="Merge consecutive repeats of a state.")] = False,
+    target: Annotated[str, typer.Option(
+        "--target", help="State whose reach probability is reported.")] = "purchase",
+    json_out: JsonOpt = False,
+) -> None:
+    """First-order Markov transitions: counts, probabilities, and per state the chance
+    of reaching the target (purchase) and the expected steps (absorbing chain).
+
+    [bold]Examples[/bold]
+
+      tribes -w shop journeys transitions
+
+      tribes -w shop journeys transitions --scope customer --segment 2 --json
+    """
+    out = Output(ctx, json_out)
+    ws = state(ctx).open()
+    timeout = parse_duration(ws.config.prep.session_timeout)
+    with ws.engine(read_only=True) as engine, out.progress("transitions"):
+        tr = transitions_fn(engine, scope=scope, level=level, segment=segment,
+                            collapse=collapse, timeout=timeout,
+                            consent_mode=ws.config.privacy.consent_mode)
+    res = tr.as_dict(target)
+    out.result(res)
+    probs = res["probabilities"]
+    rows = []
+    for src in tr.states:
+        row = probs.get(src, {})
+        top = sorted(row.items(), key=lambda kv: -kv[1])[:3]
+        total = sum(tr.counts.get(src, {}).values())
+        absorbing = res["absorbing"]["states"].get(src, {})
+        rows.append((src, total, ", ".join(f"{d} {p:.0%}" for d, p in top),
+                     None if not absorbing else f"{absorbing['p_reach']:.1%}",
+                     None if not absorbing else round(absorbing["expected_steps"], 1)))
+    out.table(f"Transitions ({scope} scope, {level})",
+              ["from", "events", "most likely next", f"reaches {target}", "exp. steps"],
+              rows, no_wrap=(0,))
+
+
+@app.command()
+def funnel(
+    ctx: typer.Context,
+    steps: Annotated[str, typer.Option(
+        "--steps", help="Comma-separated event types in order, e.g. "
+        "product_view,add_to_cart,begin_checkout,purchase.")],
+    window: Annotated[str, typer.Option(
+        "--window", help="Conversion window from the first step, e.g. 1d, 2h.")] = "1d",
+    by: Annotated[str | None, typer.Option(
+        "--by", help="Break down by: segment.", show_default=False)] = None,
+    segment: Annotated[int | None, typer.Option(
+        "--segment", help="Only customers of this segment.", show_default=False)] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Customers reaching each step in order within the window of their first step
+    (other events may come between); step and overall conversion, drop-off and the
+    median time between steps.
+
+    [bold]Example[/bold]
+
+      tribes -w shop journeys funnel --steps product_view,add_to_cart,purchase --window 1d
+    """
+    out = Output(ctx, json_out)
+    ws = state(ctx).open()
+    names = [s.strip() for s in steps.split(",") if s.strip()]
+    with ws.engine(read_only=True) as engine, out.progress("funnel"):
+        res = funnel_fn(engine, names, window=parse_duration(window), by=by, segment=segment,
+                        consent_mode=ws.config.privacy.consent_mode)
+    out.result(res)
+    for g in res["groups"]:
+        out.table(f"Funnel ({g['group']})", ["step", "customers", "step conv.", "overall",
+                                             "drop-off", "median s from previous"],
+                  [(s["step"], s["customers"],
+                    None if s["step_conversion"] is None else f"{s['step_conversion']:.1%}",
+                    None if s["overall_conversion"] is None
+                    else f"{s['overall_conversion']:.1%}",
+                    s["drop_off"], s["median_seconds_from_previous"]) for s in g["steps"]],
+                  no_wrap=(0,))

@@ -1,0 +1,83 @@
+"""Transitions and funnels against plain-Python counts on small data."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import timedelta
+from itertools import pairwise
+
+import pandas as pd
+import pytest
+
+from tests.features.conftest import FeatureData, events_frame, table_frame
+from tribes.analysis.journeys import funnel, transitions
+from tribes.features.reference import key_events_reference, sessionize_reference
+
+
+def python_transitions(keyed: pd.DataFrame, scope: str, collapse: bool) -> Counter:
+    start, end = ("session_start", "session_end") if scope == "session" else (
+        "path_start", "path_end")
+    e = sessionize_reference(keyed, timedelta(minutes=30))
+    group = ["customer_key", "session_seq"] if scope == "session" else ["customer_key"]
+    counts: Counter = Counter()
+    for _, g in e.groupby(group):
+        states = list(g.event_type)
+        if collapse:
+            states = [s for i, s in enumerate(states) if i == 0 or states[i - 1] != s]
+        path = [start, *states, end]
+        counts.update(pairwise(path))
+    return counts
+
+
+@pytest.fixture(autouse=True)
+def _features(feature_data: FeatureData) -> None:
+    from tribes.features.run import run_features
+
+    with feature_data.ws.engine() as engine:
+        run_features(feature_data.ws, engine)
+
+
+def keyed(data: FeatureData) -> pd.DataFrame:
+    ev = key_events_reference(events_frame(data.ws), table_frame(data.ws, "identities"))
+    consented = set(table_frame(data.ws, "customer_features").customer_key)
+    return ev[ev.customer_key.isin(consented)]
+
+
+@pytest.mark.parametrize(("scope", "collapse"), [("session", False), ("customer", False),
+                                                 ("session", True)])
+def test_transitions_match_python_counts(feature_data: FeatureData, scope: str,
+                                         collapse: bool) -> None:
+    with feature_data.ws.engine() as engine:
+        tr = transitions(engine, scope=scope, collapse=collapse)
+    got = Counter({(s, d): n for s, row in tr.counts.items() for d, n in row.items()})
+    assert got == python_transitions(keyed(feature_data), scope, collapse)
+    probs = tr.probabilities
+    assert all(abs(sum(row.values()) - 1) < 1e-12 for row in probs.values())
+    reach = tr.absorbing("purchase")
+    assert all(0 <= v["p_reach"] <= 1 + 1e-12 for v in reach.values())
+
+
+def test_funnel_matches_python(feature_data: FeatureData) -> None:
+    steps = ["page_view", "add_to_cart", "purchase"]
+    window = timedelta(days=20)
+    with feature_data.ws.engine() as engine:
+        res = funnel(engine, steps, window=window)
+    e = keyed(feature_data).sort_values(["customer_key", "ts"])
+    want = [0, 0, 0]
+    for _, g in e.groupby("customer_key"):
+        t = g[g.event_type == steps[0]].ts
+        if t.empty:
+            continue
+        t1 = prev = t.min()
+        want[0] += 1
+        for k, step in enumerate(steps[1:], start=1):
+            nxt = g[(g.event_type == step) & (g.ts >= prev) & (g.ts <= t1 + window)].ts
+            if nxt.empty:
+                break
+            prev = nxt.min()
+            want[k] += 1
+    got = [s["customers"] for s in res["groups"][0]["steps"]]
+    assert got == want and got[0] > got[-1] > 0
+    s = res["groups"][0]["steps"]
+    assert s[1]["step_conversion"] == pytest.approx(want[1] / want[0])
+    assert s[2]["overall_conversion"] == pytest.approx(want[2] / want[0])
