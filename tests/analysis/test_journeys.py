@@ -81,3 +81,32 @@ def test_funnel_matches_python(feature_data: FeatureData) -> None:
     s = res["groups"][0]["steps"]
     assert s[1]["step_conversion"] == pytest.approx(want[1] / want[0])
     assert s[2]["overall_conversion"] == pytest.approx(want[2] / want[0])
+
+
+@pytest.mark.parametrize("period", ["month", "week"])
+def test_first_seen_retention_matches_pandas(feature_data: FeatureData, period: str) -> None:
+    from tribes.analysis.cohorts import retention
+
+    with feature_data.ws.engine() as engine:
+        res = retention(engine, by="first_seen", period=period)
+    e = keyed(feature_data)
+    ts = e.ts.dt.tz_convert(None)
+    if period == "month":
+        p = ts.dt.to_period("M")
+        idx = lambda a, b: (a.dt.year - b.dt.year) * 12 + (a.dt.month - b.dt.month)  # noqa: E731
+    else:
+        p = ts.dt.to_period("W-SUN")
+        idx = lambda a, b: (a.dt.start_time - b.dt.start_time).dt.days // 7  # noqa: E731
+    e = e.assign(p=p)
+    first = e.groupby("customer_key").p.min().rename("c")
+    e = e.join(first, on="customer_key")
+    e["k"] = idx(e.p, e.c)
+    cells = e.groupby(["c", "k"]).customer_key.nunique()
+    sizes = first.value_counts()
+    assert len(res["cohorts"]) == len(sizes)
+    for c in res["cohorts"]:
+        key = next(s for s in sizes.index if str(s.start_time.date()).startswith(c["cohort"]))
+        assert c["size"] == sizes[key]
+        for k, n in enumerate(c["counts"]):
+            assert n == cells.get((key, k), 0)
+        assert c["retention"][0] == 1.0

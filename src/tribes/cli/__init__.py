@@ -10,6 +10,7 @@ import typer
 
 from tribes import __version__
 from tribes.cli import (
+    cohorts_cmd,
     consents_cmd,
     customer_cmd,
     export_cmd,
@@ -98,6 +99,7 @@ app.add_typer(personas_cmd.app, name="personas")
 validate_cmd.register(app)
 report_cmd.register(app)
 app.add_typer(journeys_cmd.app, name="journeys")
+app.add_typer(cohorts_cmd.app, name="cohorts")
 run_cmd.register(app)
 synth_cmd.register(app)
 
