@@ -79,7 +79,7 @@ class Transitions:
             out[src] = {dst: n / total for dst, n in row.items()} if total else {}
         return out
 
-    def absorbing(self, target: str) -> dict[str, dict[str, float | None]]:
+    def absorbing(self, target: str) -> dict[str, dict[str, float]]:
         """Per state: probability of reaching ``target`` before the end, and the expected
         number of steps until the path ends or reaches it (absorbing Markov chain)."""
         end = SCOPES[self.scope][1]
