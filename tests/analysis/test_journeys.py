@@ -110,3 +110,37 @@ def test_first_seen_retention_matches_pandas(feature_data: FeatureData, period: 
         for k, n in enumerate(c["counts"]):
             assert n == cells.get((key, k), 0)
         assert c["retention"][0] == 1.0
+
+
+def test_paths_and_sankey(feature_data: FeatureData, cli, tmp_path) -> None:
+    from tribes.analysis.paths import (
+        following,
+        leading_to,
+        sankey_links,
+        session_paths,
+        top_paths,
+    )
+
+    with feature_data.ws.engine() as engine:
+        ps = session_paths(engine)
+    e = sessionize_reference(keyed(feature_data), timedelta(minutes=30))
+    want = []
+    for _, g in e.groupby(["customer_key", "session_seq"]):
+        s = list(g.event_type)
+        want.append([x for i, x in enumerate(s) if i == 0 or s[i - 1] != x])
+    assert sorted(map(tuple, ps)) == sorted(map(tuple, want))
+    best = top_paths(ps, top=5, max_length=3)
+    assert best[0]["sessions"] >= best[-1]["sessions"] and sum(
+        p["share"] for p in top_paths(ps, top=10_000)) == pytest.approx(1.0)
+    assert all(p["path"].endswith("purchase") for p in leading_to(ps, "purchase"))
+    assert all("purchase" not in p["path"] for p in following(ps, "add_to_cart"))
+    links = sankey_links(ps, min_share=0.0)
+    first = sum(x["value"] for x in links["links"] if links["nodes"][x["source"]]
+                .startswith("1."))
+    assert first == len(ps)  # every session leaves its first step exactly once
+    out = tmp_path / "flows.html"
+    r = cli("-w", feature_data.ws.path, "journeys", "sankey", "--out", out, "--json")
+    assert r.code == 0, r.err
+    assert out.exists() and r.json()["sessions"] == len(ps)
+    r = cli("-w", feature_data.ws.path, "journeys", "paths", "--top", "3", "--json")
+    assert r.code == 0 and len(r.json()["top"]) == 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -103,3 +104,72 @@ def funnel(
                     else f"{s['overall_conversion']:.1%}",
                     s["drop_off"], s["median_seconds_from_previous"]) for s in g["steps"]],
                   no_wrap=(0,))
+
+
+@app.command()
+def paths(
+    ctx: typer.Context,
+    top: Annotated[int, typer.Option("--top", min=1, help="How many paths.")] = 20,
+    max_length: Annotated[int, typer.Option("--max-length", min=1,
+                                            help="Steps shown per path.")] = 6,
+    before: Annotated[str, typer.Option(
+        "--before", help="Also list the steps leading to this event.")] = "purchase",
+    after: Annotated[str, typer.Option(
+        "--after", help="Also list what follows this event in sessions without a "
+        "purchase (friction).")] = "add_to_cart",
+    segment: Annotated[int | None, typer.Option(
+        "--segment", help="Only customers of this segment.", show_default=False)] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Most common session paths (repeats merged), their purchase rate and last step;
+    what leads to --before; what follows --after when nobody buys.
+
+    [bold]Example[/bold]
+
+      tribes -w shop journeys paths --top 10 --max-length 5
+    """
+    from tribes.analysis.paths import following, leading_to, session_paths, top_paths
+
+    out = Output(ctx, json_out)
+    ws = state(ctx).open()
+    with ws.engine(read_only=True) as engine, out.progress("paths"):
+        ps = session_paths(engine, segment=segment,
+                           timeout=parse_duration(ws.config.prep.session_timeout),
+                           consent_mode=ws.config.privacy.consent_mode)
+    best = top_paths(ps, top=top, max_length=max_length)
+    lead, follow = leading_to(ps, before), following(ps, after)
+    out.result({"sessions": len(ps), "top": best,
+                "before": {"event": before, "paths": lead},
+                "after": {"event": after, "without": "purchase", "paths": follow}})
+    out.table(f"Top session paths ({len(ps):,} sessions)",
+              ["path", "sessions", "share", "bought", "ends on"],
+              [(p["path"], p["sessions"], f"{p['share']:.1%}", f"{p['purchase_rate']:.0%}",
+                p["ends_on"]) for p in best], no_wrap=())
+    out.table(f"Leading to {before}", ["path", "sessions", "share"],
+              [(p["path"], p["sessions"], f"{p['share']:.1%}") for p in lead], no_wrap=())
+    out.table(f"After {after}, in sessions without a purchase", ["path", "sessions", "share"],
+              [(p["path"], p["sessions"], f"{p['share']:.1%}") for p in follow], no_wrap=())
+
+
+@app.command()
+def sankey(
+    ctx: typer.Context,
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.")],
+    max_length: Annotated[int, typer.Option("--max-length", min=1,
+                                            help="Steps drawn.")] = 5,
+    json_out: JsonOpt = False,
+) -> None:
+    """Write a Sankey chart of session flows (self-contained HTML, no network)."""
+    from tribes.analysis.paths import sankey_figure, sankey_links, session_paths
+
+    out = Output(ctx, json_out)
+    ws = state(ctx).open()
+    with ws.engine(read_only=True) as engine, out.progress("sankey"):
+        ps = session_paths(engine, timeout=parse_duration(ws.config.prep.session_timeout),
+                           consent_mode=ws.config.privacy.consent_mode)
+    links = sankey_links(ps, max_length=max_length)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    sankey_figure(links).write_html(str(out_path), include_plotlyjs=True, full_html=True)
+    out.result({"path": str(out_path), "sessions": len(ps), "nodes": len(links["nodes"]),
+                "links": len(links["links"])})
+    out.print(f"wrote {out_path}: {len(links['links'])} flows over {len(ps):,} sessions")

@@ -46,4 +46,9 @@ def journeys(ctx: ReportContext) -> str:
                                   textinfo="value+percent initial"))
         fig.update_layout(title="Funnel within 1 day of the first step (customers)")
         html += ctx.figure(fig, 320)
+    from tribes.analysis.paths import sankey_figure, sankey_links, session_paths
+
+    ps = session_paths(e, consent_mode=mode)
+    if ps:
+        html += ctx.figure(sankey_figure(sankey_links(ps)), 480)
     return html

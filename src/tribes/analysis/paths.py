@@ -1,0 +1,122 @@
+"""Session paths: the most common ones, what leads to an event, what follows it.
+
+A session's path is its event types in order (ts, then event_id) with consecutive repeats
+merged. Paths are read for the sessions of a deterministic sample of customers
+(:data:`SAMPLE_CUSTOMERS`), so the work stays bounded on large data.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import timedelta
+from typing import Any
+
+from tribes.analysis.journeys import journey_events
+from tribes.engine import Engine
+from tribes.engine.functions import md5_hex
+from tribes.prep.sessions import mark_session_starts, number_sessions
+
+SAMPLE_CUSTOMERS = 50_000
+PURCHASE = "purchase"
+
+
+def session_paths(engine: Engine, *, segment: int | None = None,
+                  timeout: timedelta = timedelta(minutes=30),
+                  consent_mode: str = "opt-out") -> list[list[str]]:
+    """Every sampled session's path (repeats merged)."""
+    ev = journey_events(engine, ["event_type"], segment, consent_mode)
+    keys = ev.select("customer_key").distinct()
+    keys = keys.order_by(md5_hex(keys.customer_key)).limit(SAMPLE_CUSTOMERS)
+    ev = ev.semi_join(keys, "customer_key")
+    n = number_sessions(mark_session_starts(
+        ev.select("customer_key", "ts", "event_id", "event_type"), timeout))
+    df = engine.execute(n.group_by(["customer_key", "session_seq"]).aggregate(
+        path=n.event_type.collect(order_by=[n.ts, n.event_id])).select("path"))
+    out = []
+    for p in df["path"]:
+        steps: list[str] = []
+        for e in p:
+            if not steps or steps[-1] != e:
+                steps.append(str(e))
+        out.append(steps)
+    return out
+
+
+def _label(steps: list[str], max_length: int) -> str:
+    return " → ".join(steps[:max_length]) + (" → …" if len(steps) > max_length else "")
+
+
+def top_paths(paths: list[list[str]], *, top: int = 20, max_length: int = 6
+              ) -> list[dict[str, Any]]:
+    """Most common paths with their share, and how often such sessions end in a purchase
+    and on which step they end (the drop-off point)."""
+    counts: Counter[str] = Counter()
+    bought: Counter[str] = Counter()
+    last: dict[str, Counter[str]] = {}
+    for p in paths:
+        label = _label(p, max_length)
+        counts[label] += 1
+        bought[label] += PURCHASE in p
+        last.setdefault(label, Counter())[p[-1]] += 1
+    total = sum(counts.values()) or 1
+    return [{"path": lab, "sessions": n, "share": n / total,
+             "purchase_rate": bought[lab] / n,
+             "ends_on": last[lab].most_common(1)[0][0]}
+            for lab, n in counts.most_common(top)]
+
+
+def leading_to(paths: list[list[str]], event: str, *, steps: int = 3, top: int = 10
+               ) -> list[dict[str, Any]]:
+    """The ``steps`` events before the first ``event`` of a session, most common first."""
+    counts: Counter[str] = Counter()
+    for p in paths:
+        if event in p:
+            i = p.index(event)
+            counts[" → ".join(p[max(0, i - steps):i + 1])] += 1
+    total = sum(counts.values()) or 1
+    return [{"path": k, "sessions": n, "share": n / total} for k, n in counts.most_common(top)]
+
+
+def following(paths: list[list[str]], event: str, *, without: str | None = PURCHASE,
+              steps: int = 3, top: int = 10) -> list[dict[str, Any]]:
+    """What happens after the first ``event`` in sessions without ``without`` (friction)."""
+    counts: Counter[str] = Counter()
+    for p in paths:
+        if event in p and (without is None or without not in p):
+            i = p.index(event)
+            rest = p[i:i + steps + 1]
+            counts[" → ".join(rest) + (" (end)" if i + steps + 1 >= len(p) else "")] += 1
+    total = sum(counts.values()) or 1
+    return [{"path": k, "sessions": n, "share": n / total} for k, n in counts.most_common(top)]
+
+
+def sankey_links(paths: list[list[str]], *, max_length: int = 5, min_share: float = 0.005
+                 ) -> dict[str, Any]:
+    """Nodes ``step i: event`` and the session flows between consecutive steps."""
+    flows: Counter[tuple[str, str]] = Counter()
+    for p in paths:
+        steps = [*p[:max_length], "(end)" if len(p) <= max_length else "(continues)"]
+        for i in range(len(steps) - 1):
+            flows[(f"{i + 1}. {steps[i]}", f"{i + 2}. {steps[i + 1]}")] += 1
+    total = len(paths) or 1
+    kept = {k: v for k, v in flows.items() if v / total >= min_share}
+    nodes = sorted({n for k in kept for n in k}, key=lambda s: (int(s.split(".")[0]), s))
+    idx = {n: i for i, n in enumerate(nodes)}
+    return {"nodes": nodes, "links": [{"source": idx[a], "target": idx[b], "value": v}
+                                      for (a, b), v in kept.items()]}
+
+
+def sankey_figure(links: dict[str, Any]) -> Any:
+    import plotly.graph_objects as go
+
+    fig = go.Figure(go.Sankey(
+        node={"label": links["nodes"], "pad": 12, "thickness": 14},
+        link={"source": [x["source"] for x in links["links"]],
+              "target": [x["target"] for x in links["links"]],
+              "value": [x["value"] for x in links["links"]]}))
+    fig.update_layout(title="Session flows (first steps; flows under 0.5% of sessions hidden)")
+    return fig
+
+
+__all__ = ["following", "leading_to", "sankey_figure", "sankey_links",
+           "session_paths", "top_paths"]
