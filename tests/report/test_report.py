@@ -79,7 +79,8 @@ def test_report_renders_in_chromium(reports: dict[str, Path], which: str) -> Non
         sizes = page.evaluate(
             "[...document.querySelectorAll('.js-plotly-plot')].map(d => {"
             "const s = d.querySelector('svg.main-svg'); const r = s.getBoundingClientRect();"
-            "return [r.width, r.height, d.querySelectorAll('g.trace, image, .sankey-link').length]; })")
+            "return [r.width, r.height,"
+            " d.querySelectorAll('g.trace, image, .sankey-link').length]; })")
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / f"report-{which}.png"), full_page=True)
         browser.close()
