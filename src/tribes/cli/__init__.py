@@ -10,6 +10,7 @@ import typer
 
 from tribes import __version__
 from tribes.cli import (
+    anomalies_cmd,
     cohorts_cmd,
     consents_cmd,
     customer_cmd,
@@ -100,6 +101,7 @@ validate_cmd.register(app)
 report_cmd.register(app)
 app.add_typer(journeys_cmd.app, name="journeys")
 app.add_typer(cohorts_cmd.app, name="cohorts")
+app.add_typer(anomalies_cmd.app, name="anomalies")
 run_cmd.register(app)
 synth_cmd.register(app)
 

@@ -1,0 +1,63 @@
+"""Customer outliers: planted extreme customers are found."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import ibis
+import numpy as np
+import pandas as pd
+import pytest
+
+from tribes.analysis.outliers import find_outliers
+from tribes.errors import TribesError
+from tribes.workspace import init_workspace
+
+FEATS = ["a", "b", "c", "d"]
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    ws = init_workspace(tmp_path_factory.mktemp("outliers") / "ws")
+    rng = np.random.default_rng(8)
+    x = rng.normal(0, 1, (2000, 4))
+    odd = rng.choice(2000, 40, replace=False)
+    for i in odd:  # each planted outlier is extreme on one or two features
+        cols = rng.choice(4, rng.integers(1, 3), replace=False)
+        x[i, cols] += rng.choice([-1, 1], len(cols)) * rng.uniform(6, 9, len(cols))
+    df = pd.DataFrame(x, columns=FEATS).assign(customer_key=[f"c{i:04d}" for i in range(2000)])
+    with ws.engine() as engine:
+        engine.replace_table("customer_features", ibis.memtable(df))
+    return ws, {f"c{i:04d}" for i in odd}, x
+
+
+@pytest.mark.parametrize("method", ["isolation_forest", "lof", "dbscan"])
+def test_planted_outliers_are_found(planted, method: str) -> None:
+    ws, odd, x = planted
+    with ws.engine() as engine:
+        res = find_outliers(engine, FEATS, method=method, contamination=0.02)
+    found = {o["customer_key"] for o in res["outliers"]}
+    assert len(found & odd) / len(odd) >= 0.9
+    # the reasons point at the planted features
+    first = next(o for o in res["outliers"] if o["customer_key"] in odd)
+    i = int(first["customer_key"][1:])
+    assert abs(first["reasons"][0]["z"]) > 3
+    assert np.argmax(np.abs(x[i] - x.mean(axis=0))) == FEATS.index(
+        first["reasons"][0]["feature"])
+
+
+def test_bad_inputs(planted) -> None:
+    ws, _, _ = planted
+    with ws.engine() as engine:
+        for kwargs, code in (({"method": "magic"}, "E_METHOD"),
+                             ({"contamination": 0.9}, "E_CONTAMINATION")):
+            with pytest.raises(TribesError) as err:
+                find_outliers(engine, FEATS, **kwargs)  # type: ignore[arg-type]
+            assert err.value.code == code
+
+
+def test_cli(cli, planted, tmp_path: Path) -> None:
+    ws, odd, _ = planted
+    r = cli("-w", ws.path, "anomalies", "customers", "--features", ",".join(FEATS), "--json")
+    assert r.code == 0, r.err
+    assert r.json()["flagged"] >= 36
