@@ -57,7 +57,7 @@ def test_bad_inputs(planted) -> None:
 
 
 def test_cli(cli, planted, tmp_path: Path) -> None:
-    ws, odd, _ = planted
+    ws, _, _ = planted
     r = cli("-w", ws.path, "anomalies", "customers", "--features", ",".join(FEATS), "--json")
     assert r.code == 0, r.err
     assert r.json()["flagged"] >= 36
