@@ -27,6 +27,7 @@ from tribes.cli import (
     segment_cmd,
     status_cmd,
     synth_cmd,
+    trends_cmd,
     validate_cmd,
     versions_cmd,
 )
@@ -102,6 +103,7 @@ report_cmd.register(app)
 app.add_typer(journeys_cmd.app, name="journeys")
 app.add_typer(cohorts_cmd.app, name="cohorts")
 app.add_typer(anomalies_cmd.app, name="anomalies")
+trends_cmd.register(app)
 run_cmd.register(app)
 synth_cmd.register(app)
 
