@@ -80,7 +80,8 @@ def _fill(s: pd.Series, metric: str) -> pd.Series:
         limit_direction="both")
 
 
-def analyze(series: pd.Series, *, horizon: int = 14) -> dict[str, Any]:
+def analyze(series: pd.Series, *, horizon: int = 14, non_negative: bool = True
+            ) -> dict[str, Any]:
     """STL, forecast with 95% intervals and backtest MAPE, anomalies of one daily series."""
     from statsmodels.tsa.holtwinters import ExponentialSmoothing
     from statsmodels.tsa.seasonal import STL
@@ -123,6 +124,8 @@ def analyze(series: pd.Series, *, horizon: int = 14) -> dict[str, Any]:
     name, model = fit(y)
     index = pd.date_range(y.index[-1] + pd.Timedelta(days=1), periods=horizon, freq="D")
     mean, lo, hi = _forecast(name, model, horizon)
+    if non_negative:  # revenue, counts and rates cannot go below zero
+        mean, lo, hi = np.maximum(mean, 0.0), np.maximum(lo, 0.0), np.maximum(hi, 0.0)
     out["forecast"] = {"model": name, "aic": float(model.aic),
                        "days": [d.date().isoformat() for d in index],
                        "mean": mean.tolist(), "lower": lo.tolist(), "upper": hi.tolist()}
@@ -130,6 +133,8 @@ def analyze(series: pd.Series, *, horizon: int = 14) -> dict[str, Any]:
         train, test = y.iloc[:-horizon], y.iloc[-horizon:]
         bname, bmodel = fit(train)
         pred, _, _ = _forecast(bname, bmodel, horizon)
+        if non_negative:
+            pred = np.maximum(pred, 0.0)
         ok = test.to_numpy() != 0
         mape = float(np.mean(np.abs((test.to_numpy()[ok] - pred[ok]) / test.to_numpy()[ok])))
         out["forecast"]["backtest"] = {"model": bname, "holdout_days": horizon,
@@ -153,9 +158,19 @@ def trends(engine: Engine, metric: str = "revenue", *, by: str | None = None,
            horizon: int = 14, consent_mode: str = "opt-out") -> dict[str, Any]:
     """Per group: the daily series, its decomposition, forecast and anomalies."""
     df = daily_series(engine, metric, by=by, consent_mode=consent_mode)
+    # the newest day is usually cut off mid-day: leave it out rather than call it a drop
+    last = engine.scalar(engine.table("events").ts.max())
+    partial = None
+    if last is not None and not pd.isna(last):
+        last_ts = pd.Timestamp(last).tz_convert(None) if pd.Timestamp(last).tzinfo else \
+            pd.Timestamp(last)
+        if last_ts - last_ts.normalize() < pd.Timedelta(hours=23):
+            partial = last_ts.normalize()
+            df = df[df.day < partial]
     groups = []
     for g, part in df.groupby("group"):
         s = _fill(part.set_index("day")["value"].astype(float), metric)
         groups.append({"group": str(g), **analyze(s, horizon=horizon)})
     return {"metric": metric, "by": by, "horizon": horizon, "groups": groups,
+            "partial_day_left_out": None if partial is None else partial.date().isoformat(),
             "generated": date.today().isoformat()}
