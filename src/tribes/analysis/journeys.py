@@ -144,19 +144,33 @@ def funnel(engine: Engine, steps: list[str], *, window: timedelta,
         raise InputError("a funnel needs at least two steps, e.g. --steps "
                          "product_view,add_to_cart,purchase", code="E_STEPS")
     ev = journey_events(engine, ["event_type"], segment, consent_mode)
-    ev = ev.filter(ev.event_type.isin(steps))
+    # the step events once, keyed; every step below reads this small table
+    ev = engine.create_temp("_fn_events", ev.filter(ev.event_type.isin(steps)).select(
+        "customer_key", "ts", "event_type"))
+    try:
+        return _funnel(engine, ev, steps, window, by)
+    finally:
+        for name in ["_fn_events", *[f"_fn_reached{k}" for k in range(1, len(steps) + 1)]]:
+            engine.drop_temp(name)
+
+
+def _funnel(engine: Engine, ev: ir.Table, steps: list[str], window: timedelta,
+            by: str | None) -> dict[str, Any]:
     limit_us = int(window.total_seconds() * 1_000_000)
     first = ev.filter(ev.event_type == steps[0])
-    reached = first.group_by("customer_key").aggregate(t1=first.ts.min())
-    cols = ["t1"]
+    reached = engine.create_temp("_fn_reached1", first.group_by("customer_key").aggregate(
+        t1=first.ts.min()))
+    span = ibis.interval(microseconds=limit_us)
     for k, step in enumerate(steps[1:], start=2):
-        prev_t = f"t{k - 1}"
+        prev_t = reached[f"t{k - 1}"]
         e = ev.filter(ev.event_type == step).select(e_key="customer_key", e_ts="ts")
-        j = reached.left_join(e, (reached.customer_key == e.e_key) & (e.e_ts >= reached[prev_t])
-                              & (micros_between(e.e_ts, reached.t1) <= limit_us))
-        reached = j.group_by([reached.customer_key, *[reached[c] for c in cols]]).aggregate(
-            **{f"t{k}": j.e_ts.min()}).view()
-        cols.append(f"t{k}")
+        # candidates: inner join on the customer, then the earliest in range
+        cand = reached.join(e, [reached.customer_key == e.e_key, e.e_ts >= prev_t,
+                                e.e_ts <= reached.t1 + span])
+        best = cand.group_by(b_key=cand.customer_key).aggregate(tk=cand.e_ts.min())
+        nxt = reached.left_join(best, reached.customer_key == best.b_key)
+        nxt = nxt.select(*[reached[c] for c in reached.columns], **{f"t{k}": nxt.tk})
+        reached = engine.create_temp(f"_fn_reached{k}", nxt)
     if by == "segment":
         v = active_version(engine)
         if v is None:
