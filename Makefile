@@ -27,6 +27,7 @@ bench: install
 	$(PY) benchmarks/bench_ingest.py
 	$(PY) benchmarks/bench_features.py
 	$(PY) benchmarks/bench_segment.py
+	$(PY) benchmarks/bench_analysis.py
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks
