@@ -13,7 +13,7 @@ import numpy as np
 from tribes.engine import Engine
 from tribes.engine.functions import micros_between
 from tribes.errors import InputError
-from tribes.prep.sessions import keyed_events, mark_session_starts, number_sessions
+from tribes.prep.sessions import keyed_events
 from tribes.privacy.consent import consent_filter
 from tribes.store.segments import active_version
 
@@ -43,23 +43,28 @@ def journey_events(engine: Engine, columns: list[str], segment: int | None = Non
 def transition_counts(ev: ir.Table, *, state: str, scope: str = "session",
                       timeout: timedelta = timedelta(minutes=30),
                       collapse: bool = False) -> ir.Table:
-    """``src, dst, n``: first-order transitions, with synthetic start and end states."""
+    """``src, dst, n``: first-order transitions, with synthetic start and end states.
+
+    One ordering of each customer's events gives the previous and next state and the gaps
+    to them; a session starts (ends) where the gap before (after) exceeds the timeout.
+    """
     start, end = SCOPES[scope]
     t = ev.filter(ev[state].notnull()).select("customer_key", "ts", "event_id",
                                               s=ev[state].cast("string"))
+    w = ibis.window(group_by=t.customer_key, order_by=[t.ts, t.event_id])
+    limit = round(timeout.total_seconds() * 1_000_000)
+    prev_ts, next_ts = t.ts.lag().over(w), t.ts.lead().over(w)
+    m = t.mutate(prev=t.s.lag().over(w), gap_in=micros_between(t.ts, prev_ts),
+                 gap_out=micros_between(next_ts, t.ts)).view()
     if scope == "session":
-        t = number_sessions(mark_session_starts(t, timeout)).select(
-            "customer_key", "ts", "event_id", "s", g="session_seq")
+        first = m.gap_in.isnull() | (m.gap_in > limit)
+        last = m.gap_out.isnull() | (m.gap_out > limit)
     else:
-        t = t.mutate(g=ibis.literal(0, type="int64"))
-    w = ibis.window(group_by=[t.customer_key, t.g], order_by=[t.ts, t.event_id])
-    if collapse:
-        t = t.mutate(_prev=t.s.lag().over(w)).view()
-        t = t.filter(t._prev.isnull() | (t._prev != t.s)).drop("_prev")
-        w = ibis.window(group_by=[t.customer_key, t.g], order_by=[t.ts, t.event_id])
-    marked = t.mutate(prev=t.s.lag().over(w), nxt=t.s.lead().over(w)).view()
-    into = marked.select(src=marked.prev.fill_null(start), dst=marked.s)
-    ends = marked.filter(marked.nxt.isnull()).select(src=marked.s, dst=ibis.literal(end))
+        first, last = m.gap_in.isnull(), m.gap_out.isnull()
+    m = m.mutate(first=first, last=last).view()
+    into = m.filter(m.first | (m.prev != m.s)) if collapse else m
+    into = into.select(src=ibis.ifelse(into.first, start, into.prev), dst=into.s)
+    ends = m.filter(m.last).select(src=m.s, dst=ibis.literal(end))
     both = ibis.union(into, ends)
     return both.group_by(["src", "dst"]).aggregate(n=both.count())
 
