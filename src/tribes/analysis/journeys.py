@@ -15,7 +15,7 @@ from tribes.engine.functions import micros_between
 from tribes.errors import InputError
 from tribes.prep.sessions import keyed_events
 from tribes.privacy.consent import consent_filter
-from tribes.store.segments import active_version
+from tribes.store.segments import members
 
 SCOPES = {"session": ("session_start", "session_end"), "customer": ("path_start", "path_end")}
 LEVELS = ("event_type", "category")
@@ -30,12 +30,8 @@ def journey_events(engine: Engine, columns: list[str], segment: int | None = Non
     ev = consent_filter(ev, "customer_key", engine.table("consents"),
                         "opt-in" if consent_mode == "opt-in" else "opt-out")
     if segment is not None:
-        v = active_version(engine)
-        if v is None:
-            raise InputError("no segment version yet; create one with: tribes segment",
-                             code="E_NO_SEGMENTS")
-        a = engine.table("segment_assignments")
-        a = a.filter((a.version == v) & (a.segment_id == segment)).select(a_key="customer_key")
+        a = members(engine)
+        a = a.filter(a.segment_id == segment)
         ev = ev.semi_join(a, ev.customer_key == a.a_key)
     return ev
 
@@ -177,12 +173,7 @@ def _funnel(engine: Engine, ev: ir.Table, steps: list[str], window: timedelta,
         nxt = nxt.select(*[reached[c] for c in reached.columns], **{f"t{k}": nxt.tk})
         reached = engine.create_temp(f"_fn_reached{k}", nxt)
     if by == "segment":
-        v = active_version(engine)
-        if v is None:
-            raise InputError("no segment version to break the funnel down by",
-                             code="E_NO_SEGMENTS")
-        a = engine.table("segment_assignments")
-        a = a.filter(a.version == v).select(a_key="customer_key", group="segment_id")
+        a = members(engine).select("a_key", group="segment_id")
         reached = reached.left_join(a, reached.customer_key == a.a_key).mutate(
             group=ibis._.group.cast("string"))
     elif by is not None:

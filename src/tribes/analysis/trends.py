@@ -23,7 +23,7 @@ import pandas as pd
 from tribes.analysis.journeys import journey_events
 from tribes.engine import Engine
 from tribes.errors import InputError
-from tribes.store.segments import active_version
+from tribes.store.segments import members
 
 METRICS = ("revenue", "active_customers", "sessions", "conversion")
 SEASON = 7
@@ -48,12 +48,7 @@ def daily_series(engine: Engine, metric: str, *, by: str | None = None,
         t = ev.select("customer_key", day=ev.ts.truncate("D"),
                       rev=ibis.ifelse(ev.event_type == "purchase", ev.amount, 0.0))
     if by == "segment":
-        v = active_version(engine)
-        if v is None:
-            raise InputError("no segment version to break trends down by",
-                             code="E_NO_SEGMENTS")
-        a = engine.table("segment_assignments")
-        a = a.filter(a.version == v).select(a_key="customer_key", group="segment_id")
+        a = members(engine).select("a_key", group="segment_id")
         t = t.join(a, t.customer_key == a.a_key).mutate(group=ibis._.group.cast("string"))
     elif by is None:
         t = t.mutate(group=ibis.literal("all"))

@@ -42,6 +42,11 @@ def show_segments(out: Output, r: SegmentReport) -> None:
         out.print(f"votes: {votes}; chosen k = {sel['chosen']}")
 
 
+def _feature_list(text: str | None) -> list[str] | None:
+    """``--features a,b,c`` as a list (None when not given)."""
+    return [f.strip() for f in text.split(",") if f.strip()] if text else None
+
+
 def _f(v: float | None) -> str:
     return "-" if v is None else f"{v:,.3f}"
 
@@ -85,7 +90,7 @@ def segment(
             raise typer.BadParameter("use a whole number or auto", param_hint="--k") from None
         if kk < 2:
             raise typer.BadParameter("k must be at least 2", param_hint="--k")
-    feats = [f.strip() for f in features.split(",") if f.strip()] if features else None
+    feats = _feature_list(features)
     ws = state(ctx).open()
     with ws.engine() as engine, out.progress("segmenting") as task:
         report = run_segmentation(ws, engine, method=method, k=kk, features=feats,
@@ -115,7 +120,7 @@ def select_k_command(
       tribes -w shop segment select-k --method kmeans --k-range 2-12
     """
     out = Output(ctx, json_out)
-    feats = [f.strip() for f in features.split(",") if f.strip()] if features else None
+    feats = _feature_list(features)
     ws = state(ctx).open()
     with ws.engine(read_only=True) as engine, out.progress("scoring k") as task:
         res = choose_k(ws, engine, method=method, features=feats, k_range=k_range,
@@ -153,7 +158,7 @@ def compare(
       tribes -w shop segment compare kmeans gmm hdbscan
     """
     out = Output(ctx, json_out)
-    feats = [f.strip() for f in features.split(",") if f.strip()] if features else None
+    feats = _feature_list(features)
     ws = state(ctx).open()
     with ws.engine(read_only=True) as engine, out.progress("comparing") as task:
         rows = compare_methods(ws, engine, methods, k=k, features=feats, progress=task.step)

@@ -22,7 +22,7 @@ from tribes.errors import InputError
 from tribes.features.definitions import definition
 from tribes.models.naming import name_segments
 from tribes.prep.sessions import keyed_events, mark_session_starts, number_sessions
-from tribes.store.segments import active_version, get_run
+from tribes.store.segments import active_version, get_run, members
 from tribes.store.tables import PERSONA_OVERRIDES, PERSONAS
 
 SKIP = {"customer_key", "known", "as_of", "r_score", "f_score", "m_score"}
@@ -42,8 +42,7 @@ def _num(v: Any) -> float | None:
 def segment_stats(engine: Engine, version: int) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Per segment and numeric feature: mean, median; and the population mean and std."""
     f = engine.table("customer_features")
-    a = engine.table("segment_assignments")
-    a = a.filter(a.version == version).select(a_key="customer_key", segment_id="segment_id")
+    a = members(engine, version)
     j = f.join(a, f.customer_key == a.a_key)
     numeric = [c for c, t in f.schema().items()
                if c not in SKIP and (t.is_numeric()) and not t.is_boolean()]
@@ -62,8 +61,7 @@ def segment_stats(engine: Engine, version: int) -> tuple[pd.DataFrame, dict[str,
 
 
 def _top_categories(engine: Engine, version: int, top: int = 3) -> dict[int, list[Any]]:
-    a = engine.table("segment_assignments")
-    a = a.filter(a.version == version).select(a_key="customer_key", segment_id="segment_id")
+    a = members(engine, version)
     ev = engine.table("events")
     k = keyed_events(ev.filter(ev.category.notnull()), engine.table("identities"),
                      ["category"])
@@ -83,12 +81,10 @@ def _journeys(engine: Engine, version: int, timeout_s: float, top: int = 3
     """Most common session paths (event types in order, repeats collapsed, 4 steps)."""
     from datetime import timedelta
 
-    a = engine.table("segment_assignments")
-    a = a.filter(a.version == version)
+    a = members(engine, version)
     ranked = a.mutate(_r=ibis.row_number().over(group_by=a.segment_id,
-                                                order_by=md5_hex(a.customer_key)))
-    pick = ranked.filter(ranked._r < JOURNEY_CUSTOMERS).select(
-        a_key="customer_key", segment_id="segment_id")
+                                                order_by=md5_hex(a.a_key)))
+    pick = ranked.filter(ranked._r < JOURNEY_CUSTOMERS).select("a_key", "segment_id")
     k = keyed_events(engine.table("events"), engine.table("identities"),
                      ["ts", "event_id", "event_type"])
     k = k.join(pick, k.customer_key == pick.a_key).select(
@@ -114,8 +110,7 @@ def _journeys(engine: Engine, version: int, timeout_s: float, top: int = 3
 
 def _attributes(engine: Engine, version: int, top: int = 3) -> dict[int, dict[str, Any]]:
     c = engine.table("customers")
-    a = engine.table("segment_assignments")
-    a = a.filter(a.version == version).select(a_key="customer_key", segment_id="segment_id")
+    a = members(engine, version)
     j = c.join(a, c.customer_id == a.a_key)
     out: dict[int, dict[str, Any]] = {}
     for col in ("country", "age_band", "gender"):

@@ -20,7 +20,7 @@ from scipy.stats import chi2_contingency, kruskal
 from tribes.engine import Engine
 from tribes.engine.functions import md5_hex
 from tribes.errors import InputError
-from tribes.store.segments import active_version
+from tribes.store.segments import active_version, members
 
 PER_SEGMENT = 5000
 ALPHA = 0.05
@@ -74,8 +74,7 @@ def validate_segments(engine: Engine, *, churn_days: int = 60,
         raise InputError("no segment version yet; create one with: tribes segment",
                          code="E_NO_SEGMENTS")
     f = engine.table("customer_features")
-    a = engine.table("segment_assignments")
-    a = a.filter(a.version == v).select(a_key="customer_key", segment_id="segment_id")
+    a = members(engine, v)
     j = f.join(a, f.customer_key == a.a_key)
     buyer = (j.frequency > 0).cast("int64")
     aggs: dict[str, ir.Scalar] = {

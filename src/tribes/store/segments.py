@@ -195,3 +195,13 @@ def active_segments(engine: Engine, version: int | None = None) -> ir.Table:
                       else_=t.segment_id.cast("string"))
     return t.select("customer_key", "segment_id", segment_name=name,
                     probability="probability", version="version")
+
+
+def members(engine: Engine, version: int | None = None) -> ir.Table:
+    """``a_key, segment_id`` of every customer in a segment version (default: active)."""
+    v = active_version(engine) if version is None else version
+    if v is None:
+        raise InputError("no segment version yet; create one with: tribes segment",
+                         code="E_NO_SEGMENTS")
+    a = engine.table("segment_assignments")
+    return a.filter(a.version == v).select(a_key="customer_key", segment_id="segment_id")
