@@ -13,7 +13,7 @@ import numpy as np
 from tribes.engine import Engine
 from tribes.engine.functions import micros_between
 from tribes.errors import InputError
-from tribes.prep.sessions import keyed_events
+from tribes.prep.sessions import keyed_events, mark_session_starts, number_sessions
 from tribes.privacy.consent import consent_filter
 from tribes.store.segments import members
 
@@ -135,49 +135,124 @@ def transitions(engine: Engine, *, scope: str = "session", level: str = "event_t
     return Transitions(scope, level, states, counts)
 
 
+UNITS = ("customer", "session")
+ORDERINGS = ("loose", "strict")
+# event attributes a funnel can be broken down by (the value on the unit's first step)
+BY_COLUMNS = ("source", "channel", "device", "country", "region", "city", "category")
+
+
 def funnel(engine: Engine, steps: list[str], *, window: timedelta,
-           by: str | None = None, segment: int | None = None,
+           by: str | None = None, segment: int | None = None, unit: str = "customer",
+           ordering: str = "loose", timeout: timedelta = timedelta(minutes=30),
            consent_mode: str = "opt-out") -> dict[str, Any]:
-    """Customers reaching each step in order (loose: other events may come between) within
-    ``window`` of their first step-1 event; step and overall conversion, median time
-    between steps; optionally per segment (``by="segment"``)."""
+    """Units (customers or sessions) reaching each step in order within ``window`` of their
+    first step; step and overall conversion, drop-off and median time between steps.
+
+    ``ordering="loose"``: other events may come between the steps; a unit's funnel starts
+    at its first step-1 event and each later step is the earliest one after the previous
+    step. ``ordering="strict"``: each step must be the very next event of the unit; of the
+    unit's step-1 events the one going deepest (the earliest among equals) counts.
+    ``by``: ``segment`` (active version) or an event attribute (:data:`BY_COLUMNS`), taken
+    from the unit's first step event.
+    """
     if len(steps) < 2:
         raise InputError("a funnel needs at least two steps, e.g. --steps "
                          "product_view,add_to_cart,purchase", code="E_STEPS")
-    ev = journey_events(engine, ["event_type"], segment, consent_mode)
-    # the step events once, keyed; every step below reads this small table
-    ev = engine.create_temp("_fn_events", ev.filter(ev.event_type.isin(steps)).select(
-        "customer_key", "ts", "event_type"))
+    if unit not in UNITS:
+        raise InputError(f"unknown unit '{unit}'; use customer or session", code="E_UNIT")
+    if ordering not in ORDERINGS:
+        raise InputError(f"unknown ordering '{ordering}'; use loose or strict",
+                         code="E_ORDERING")
+    if by is not None and by != "segment" and by not in BY_COLUMNS:
+        raise InputError(f"unknown breakdown '{by}'; use segment or one of "
+                         f"{', '.join(BY_COLUMNS)}", code="E_BY")
+    attr = [by] if by in BY_COLUMNS else []
+    ev = journey_events(engine, ["event_type", *attr], segment, consent_mode)
+    if unit == "session":
+        ev = number_sessions(mark_session_starts(ev, timeout))
+        ev = ev.mutate(unit=ev.customer_key + "#" + ev.session_seq.cast("string"))
+    else:
+        ev = ev.mutate(unit=ev.customer_key)
+    temps = ["_fn_events", *[f"_fn_reached{k}" for k in range(1, len(steps) + 1)]]
     try:
-        return _funnel(engine, ev, steps, window, by)
+        if ordering == "strict":
+            reached = engine.create_temp("_fn_reached1", _strict_reached(ev, steps, window,
+                                                                          attr))
+        else:
+            reached = _loose_reached(engine, ev, steps, window, attr)
+        res = _summarize(engine, reached, steps, by)
     finally:
-        for name in ["_fn_events", *[f"_fn_reached{k}" for k in range(1, len(steps) + 1)]]:
+        for name in temps:
             engine.drop_temp(name)
+    return {"steps": steps, "window_seconds": window.total_seconds(), "by": by,
+            "ordering": ordering, "unit": unit, **res}
 
 
-def _funnel(engine: Engine, ev: ir.Table, steps: list[str], window: timedelta,
-            by: str | None) -> dict[str, Any]:
-    limit_us = int(window.total_seconds() * 1_000_000)
+def _loose_reached(engine: Engine, ev: ir.Table, steps: list[str], window: timedelta,
+                   attr: list[str]) -> ir.Table:
+    # the step events once; every step below reads this small table
+    ev = engine.create_temp("_fn_events", ev.filter(ev.event_type.isin(steps)).select(
+        "unit", "customer_key", "ts", "event_type", *attr))
     first = ev.filter(ev.event_type == steps[0])
-    reached = engine.create_temp("_fn_reached1", first.group_by("customer_key").aggregate(
-        t1=first.ts.min()))
-    span = ibis.interval(microseconds=limit_us)
+    aggs: dict[str, Any] = {"t1": first.ts.min()}
+    if attr:
+        aggs["group"] = first[attr[0]].argmin(first.ts)
+    reached = engine.create_temp("_fn_reached1", first.group_by(["unit", "customer_key"])
+                                 .aggregate(**aggs))
+    span = ibis.interval(microseconds=round(window.total_seconds() * 1_000_000))
     for k, step in enumerate(steps[1:], start=2):
         prev_t = reached[f"t{k - 1}"]
-        e = ev.filter(ev.event_type == step).select(e_key="customer_key", e_ts="ts")
-        # candidates: inner join on the customer, then the earliest in range
-        cand = reached.join(e, [reached.customer_key == e.e_key, e.e_ts >= prev_t,
+        e = ev.filter(ev.event_type == step).select(e_unit="unit", e_ts="ts")
+        # candidates: inner join on the unit, then the earliest in range
+        cand = reached.join(e, [reached.unit == e.e_unit, e.e_ts >= prev_t,
                                 e.e_ts <= reached.t1 + span])
-        best = cand.group_by(b_key=cand.customer_key).aggregate(tk=cand.e_ts.min())
-        nxt = reached.left_join(best, reached.customer_key == best.b_key)
+        best = cand.group_by(b_unit=cand.unit).aggregate(tk=cand.e_ts.min())
+        nxt = reached.left_join(best, reached.unit == best.b_unit)
         nxt = nxt.select(*[reached[c] for c in reached.columns], **{f"t{k}": nxt.tk})
         reached = engine.create_temp(f"_fn_reached{k}", nxt)
+    return reached
+
+
+def _strict_reached(ev: ir.Table, steps: list[str], window: timedelta,
+                    attr: list[str]) -> ir.Table:
+    """Per unit: the timestamps of the steps reached by its deepest run of consecutive
+    events matching the steps (all events count, so nothing may come between)."""
+    w = ibis.window(group_by=ev.unit, order_by=[ev.ts, ev.event_id])
+    span = ibis.interval(microseconds=round(window.total_seconds() * 1_000_000))
+    leads = {}
+    for j in range(1, len(steps)):
+        leads[f"e{j}"] = ev.event_type.lead(j).over(w)
+        leads[f"l{j}"] = ev.ts.lead(j).over(w)
+    m = ev.mutate(**leads).view()
+    m = m.filter(m.event_type == steps[0])
+    depth: Any = ibis.literal(1)
+    ok: Any = ibis.literal(True)
+    for j in range(1, len(steps)):
+        ok = ok & (m[f"e{j}"] == steps[j]).fill_null(False) & (
+            m[f"l{j}"] <= m.ts + span).fill_null(False)
+        depth = depth + ok.cast("int64")
+    m = m.mutate(depth=depth).view()
+    rank = ibis.row_number().over(ibis.window(group_by=m.unit,
+                                              order_by=[ibis.desc(m.depth), m.ts]))
+    m = m.mutate(rank=rank).view()
+    best = m.filter(m.rank == 0)
+    cols: dict[str, Any] = {"t1": best.ts}
+    for k in range(2, len(steps) + 1):
+        cols[f"t{k}"] = ibis.ifelse(best.depth >= k, best[f"l{k - 1}"], ibis.null())
+    if attr:
+        cols["group"] = best[attr[0]]
+    return best.select("unit", "customer_key", **cols)
+
+
+def _summarize(engine: Engine, reached: ir.Table, steps: list[str],
+               by: str | None) -> dict[str, Any]:
     if by == "segment":
-        a = members(engine).select("a_key", group="segment_id")
+        a = members(engine).select("a_key", seg="segment_id")
         reached = reached.left_join(a, reached.customer_key == a.a_key).mutate(
-            group=ibis._.group.cast("string"))
-    elif by is not None:
-        raise InputError(f"unknown breakdown '{by}'; use segment", code="E_BY")
+            group=ibis._.seg.cast("string"))
+    if by is not None:
+        reached = reached.mutate(group=reached.group.fill_null("(none)")
+                                 if "group" in reached.columns else ibis.literal("(none)"))
     else:
         reached = reached.mutate(group=ibis.literal("all"))
     aggs: dict[str, Any] = {}
@@ -194,7 +269,7 @@ def _funnel(engine: Engine, ev: ir.Table, steps: list[str], window: timedelta,
             n = int(row[f"n{k}"] or 0)
             prev = int(row[f"n{k - 1}"] or 0) if k > 1 else n
             out_steps.append({
-                "step": step, "customers": n,
+                "step": step, "count": n,
                 "step_conversion": (n / prev if prev else None) if k > 1 else 1.0,
                 "overall_conversion": n / int(row["n1"]) if row["n1"] else None,
                 "drop_off": prev - n if k > 1 else 0,
@@ -202,5 +277,4 @@ def _funnel(engine: Engine, ev: ir.Table, steps: list[str], window: timedelta,
                                                  or row[f"m{k}"] != row[f"m{k}"]
                                                  else float(row[f"m{k}"]))})
         groups.append({"group": str(row["group"]), "steps": out_steps})
-    return {"steps": steps, "window_seconds": window.total_seconds(), "by": by,
-            "ordering": "loose", "unit": "customer", "groups": groups}
+    return {"groups": groups}

@@ -75,30 +75,42 @@ def funnel(
     window: Annotated[str, typer.Option(
         "--window", help="Conversion window from the first step, e.g. 1d, 2h.")] = "1d",
     by: Annotated[str | None, typer.Option(
-        "--by", help="Break down by: segment.", show_default=False)] = None,
+        "--by", help="Break down by: segment (active version) or an event attribute "
+        "(source, channel, device, country, region, city, category; the value on the "
+        "first step).", show_default=False)] = None,
     segment: Annotated[int | None, typer.Option(
         "--segment", help="Only customers of this segment.", show_default=False)] = None,
+    unit: Annotated[str, typer.Option(
+        "--per", help="Count customers (a funnel over their whole history) or sessions "
+        "(each session its own attempt).")] = "customer",
+    ordering: Annotated[str, typer.Option(
+        "--ordering", help="loose: other events may come between the steps; strict: each "
+        "step must be the very next event.")] = "loose",
     json_out: JsonOpt = False,
 ) -> None:
-    """Customers reaching each step in order within the window of their first step
-    (other events may come between); step and overall conversion, drop-off and the
-    median time between steps.
+    """Customers (or sessions) reaching each step in order within the window of their first
+    step; step and overall conversion, drop-off and the median time between steps.
 
-    [bold]Example[/bold]
+    [bold]Examples[/bold]
 
       tribes -w shop journeys funnel --steps product_view,add_to_cart,purchase --window 1d
+      tribes -w shop journeys funnel --steps add_to_cart,purchase --per session --ordering strict
+      tribes -w shop journeys funnel --steps add_to_cart,purchase --by device
     """
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     names = [s.strip() for s in steps.split(",") if s.strip()]
     with ws.engine(read_only=True) as engine, out.progress("funnel"):
         res = funnel_fn(engine, names, window=parse_duration(window), by=by, segment=segment,
+                        unit=unit, ordering=ordering,
+                        timeout=parse_duration(ws.config.prep.session_timeout),
                         consent_mode=ws.config.privacy.consent_mode)
     out.result(res)
     for g in res["groups"]:
-        out.table(f"Funnel ({g['group']})", ["step", "customers", "step conv.", "overall",
+        out.table(f"Funnel ({g['group']}, {res['ordering']} order)",
+                  ["step", f"{unit}s", "step conv.", "overall",
                                              "drop-off", "median s from previous"],
-                  [(s["step"], s["customers"],
+                  [(s["step"], s["count"],
                     None if s["step_conversion"] is None else f"{s['step_conversion']:.1%}",
                     None if s["overall_conversion"] is None
                     else f"{s['overall_conversion']:.1%}",

@@ -42,7 +42,7 @@ def journeys(ctx: ReportContext) -> str:
     if len(steps) >= 2:
         f = funnel(e, steps, window=timedelta(days=1), consent_mode=mode)
         g = f["groups"][0]["steps"]
-        fig = go.Figure(go.Funnel(y=[s["step"] for s in g], x=[s["customers"] for s in g],
+        fig = go.Figure(go.Funnel(y=[s["step"] for s in g], x=[s["count"] for s in g],
                                   textinfo="value+percent initial"))
         fig.update_layout(title="Funnel within 1 day of the first step (customers)")
         html += ctx.figure(fig, 320)
