@@ -32,6 +32,37 @@ def test_daily_revenue_equals_pandas(feature_data: FeatureData) -> None:
     assert np.allclose(got.to_numpy(), want.to_numpy())
 
 
+def test_weekly_revenue_equals_pandas(feature_data: FeatureData) -> None:
+    from tests.analysis.test_journeys import keyed
+
+    with feature_data.ws.engine() as engine:
+        got = daily_series(engine, "revenue", freq="week")
+    ev = keyed(feature_data)
+    buys = ev[ev.event_type == "purchase"]
+    day = buys.ts.dt.tz_convert(None).dt.normalize()
+    monday = day - pd.to_timedelta(day.dt.day_of_week, unit="D")
+    want = buys.groupby(monday).amount.sum()
+    got = got.set_index("day")["value"]
+    got = got[got > 0]
+    assert list(got.index) == list(want.index) and all(d.weekday() == 0 for d in got.index)
+    assert np.allclose(got.to_numpy(), want.to_numpy())
+
+
+def test_weekly_series_without_a_full_year_has_no_season() -> None:
+    rng = np.random.default_rng(4)
+    weeks = pd.date_range("2026-01-05", periods=40, freq="7D")
+    y = pd.Series(1000 + 15 * np.arange(40) + rng.normal(0, 20, 40), index=weeks)
+    y.iloc[25] += 600
+    res = analyze(y, horizon=8, freq="week")
+    assert res["season"] is None and set(res["seasonal"]) == {0.0}
+    assert [a["day"] for a in res["anomalies"]] == [weeks[25].date().isoformat()]
+    f = res["forecast"]
+    assert len(f["mean"]) == 8 and f["days"][0] == (weeks[-1] + pd.Timedelta(days=7)).date(
+    ).isoformat()
+    assert f["mean"][-1] > y.iloc[-5:].mean()  # the upward trend goes on
+    assert f["backtest"]["mape"] < 0.1
+
+
 def test_analyze_finds_season_spike_and_forecasts() -> None:
     rng = np.random.default_rng(3)
     days = pd.date_range("2026-01-01", periods=120, freq="D")
@@ -59,5 +90,10 @@ def test_trends_cli(cli, feature_data: FeatureData) -> None:
     assert r.code == 0, r.err
     g = r.json()["groups"][0]
     assert len(g["days"]) >= 21 and "forecast" in g
+    r = cli("-w", feature_data.ws.path, "trends", "--period", "week", "--json")
+    assert r.code == 0, r.err
+    res = r.json()
+    assert res["freq"] == "week" and res["horizon"] == 8
+    assert all(pd.Timestamp(d).weekday() == 0 for d in res["groups"][0]["days"])
     bad = cli("-w", feature_data.ws.path, "trends", "--metric", "mood")
     assert bad.code != 0 and "E_METRIC" in bad.err

@@ -1,4 +1,5 @@
-"""Acquisition cohorts and their retention, in the engine.
+"""Cohorts, in the engine: acquisition cohorts with their retention, and behavioral
+cohorts defined by a rule (:mod:`tribes.analysis.rules`) and stored in the workspace.
 
 A customer's cohort is the period (month or week, UTC) of their first event
 (``first_seen``), first purchase (``first_purchase``) or profile signup date (``signup``).
@@ -14,10 +15,12 @@ import ibis
 import ibis.expr.types as ir
 
 from tribes.analysis.journeys import journey_events
+from tribes.analysis.rules import Count, compile_rule, conditions, parse, render
 from tribes.engine import Engine
 from tribes.engine.functions import micros_between
 from tribes.errors import InputError
 from tribes.privacy.consent import consent_filter
+from tribes.store import cohorts as store
 
 BYS = ("first_seen", "first_purchase", "signup")
 PERIODS = {"month": "M", "week": "W"}
@@ -45,11 +48,12 @@ def parse_by(by: str, period: str | None) -> tuple[str, str]:
 
 
 def retention(engine: Engine, *, by: str = "first_seen", period: str | None = None,
-              consent_mode: str = "opt-out") -> dict[str, Any]:
-    """Retention matrix (counts and shares) and revenue per cohort and period."""
+              cohort: str | None = None, consent_mode: str = "opt-out") -> dict[str, Any]:
+    """Retention matrix (counts and shares) and revenue per cohort and period, of all
+    customers or of the members of a behavioral ``cohort``."""
     by, period = parse_by(by, period)
     unit = PERIODS[period]
-    ev = journey_events(engine, ["event_type", "amount"], None, consent_mode)
+    ev = journey_events(engine, ["event_type", "amount"], None, consent_mode, cohort=cohort)
     if by == "first_seen":
         start = ev.group_by(c_key=ev.customer_key).aggregate(c_ts=ev.ts.min())
     elif by == "first_purchase":
@@ -61,6 +65,9 @@ def retention(engine: Engine, *, by: str = "first_seen", period: str | None = No
         start = consent_filter(c.select(c_key=c.customer_id, c_ts=c.signup_ts), "c_key",
                                engine.table("consents"),
                                "opt-in" if consent_mode == "opt-in" else "opt-out")
+    if cohort is not None:
+        m = store.cohort_members(engine, cohort)
+        start = start.semi_join(m, start.c_key == m.c_key)
     start = start.mutate(cohort=start.c_ts.truncate(unit)).view()
     act = ev.mutate(p=ev.ts.truncate(unit),
                     rev=ibis.ifelse(ev.event_type == "purchase", ev.amount, 0.0))
@@ -72,18 +79,116 @@ def retention(engine: Engine, *, by: str = "first_seen", period: str | None = No
     sizes = engine.execute(start.group_by("cohort").aggregate(size=start.count()))
     size_of = {r.cohort: int(r.size) for r in sizes.itertuples()}
     cohorts = []
-    for cohort, part in cells.groupby("cohort"):
+    for start_p, part in cells.groupby("cohort"):
         n_periods = int(part.k.max()) + 1
         counts = [0] * n_periods
         revenue = [0.0] * n_periods
         for r in part.itertuples():
             counts[int(r.k)] = int(r.customers)
             revenue[int(r.k)] = float(r.revenue or 0.0)
-        size = size_of.get(cohort, 0)
+        size = size_of.get(start_p, 0)
         cohorts.append({
-            "cohort": cohort.strftime("%Y-%m" if period == "month" else "%Y-%m-%d"),
+            "cohort": start_p.strftime("%Y-%m" if period == "month" else "%Y-%m-%d"),
             "size": size, "counts": counts,
             "retention": [n / size if size else None for n in counts],
             "revenue": revenue})
     cohorts.sort(key=lambda c: c["cohort"])
     return {"by": by, "period": period, "cohorts": cohorts}
+
+
+# --- behavioral cohorts ----------------------------------------------------------------
+
+
+def _parse(engine: Engine, rule: str) -> Any:
+    ev = engine.table("events")
+    events = [str(e) for e in engine.execute(ev.select("event_type").distinct())[
+        "event_type"].dropna()]
+    schema = engine.table("customer_features").schema()
+    numeric = [n for n, t in schema.items() if t.is_numeric() or t.is_boolean()]
+    return parse(rule, events=events, features=numeric)
+
+
+def evaluate(engine: Engine, rule: str, *,
+             consent_mode: str = "opt-out") -> tuple[Any, ir.Table, Any]:
+    """Parse ``rule`` and build the query of its members: ``(node, members, as_of)``."""
+    node = _parse(engine, rule)
+    attrs = sorted({c.attr[0] for c in conditions(node) if isinstance(c, Count) and c.attr})
+    ev = journey_events(engine, ["event_type", *attrs], None, consent_mode)
+    as_of = engine.scalar(engine.table("events").ts.max())
+    if as_of is None:
+        raise InputError("no events yet; ingest some before defining cohorts",
+                         code="E_NO_EVENTS")
+    members = compile_rule(node, ev, as_of=as_of, features=engine.table("customer_features"),
+                           customers=engine.table("customers"))
+    return node, members, as_of
+
+
+def define_cohort(engine: Engine, name: str, rule: str, *, description: str = "",
+                  replace: bool = False, dry_run: bool = False,
+                  consent_mode: str = "opt-out") -> dict[str, Any]:
+    """Evaluate ``rule`` and store it with its members as cohort ``name``.
+
+    ``dry_run`` counts the members without storing anything."""
+    store.check_name(name)
+    existing = {c["name"]: c for c in store.list_cohorts(engine)}
+    if name in existing and not replace and not dry_run:
+        raise InputError(f"cohort '{name}' exists (rule: {existing[name]['rule']}); add "
+                         "--replace to redefine it", code="E_COHORT_EXISTS")
+    node, members, as_of = evaluate(engine, rule, consent_mode=consent_mode)
+    total = _customers(engine, consent_mode)
+    if dry_run:
+        n = int(engine.scalar(members.count()))
+        return {"name": name, "rule": render(node), "description": description,
+                "as_of": str(as_of), "n_customers": n, "share": n / total if total else None,
+                "stored": False}
+    created = existing.get(name, {}).get("created_at")
+    out = store.save_cohort(engine, name=name, rule=render(node), description=description,
+                            as_of=as_of, members=members, created_at=created)
+    return {**out, "share": out["n_customers"] / total if total else None, "stored": True}
+
+
+def refresh_cohorts(engine: Engine, names: list[str] | None = None, *,
+                    consent_mode: str = "opt-out") -> list[dict[str, Any]]:
+    """Evaluate stored cohorts again on the current data (all when ``names`` is None)."""
+    known = store.list_cohorts(engine)
+    chosen = [store.get_cohort(engine, n) for n in names] if names else known
+    out = []
+    for c in chosen:
+        _, members, as_of = evaluate(engine, c["rule"], consent_mode=consent_mode)
+        out.append(store.save_cohort(engine, name=c["name"], rule=c["rule"],
+                                     description=c["description"] or "", as_of=as_of,
+                                     members=members, created_at=c["created_at"]))
+    return out
+
+
+def _customers(engine: Engine, consent_mode: str) -> int:
+    ev = journey_events(engine, [], None, consent_mode)
+    return int(engine.scalar(ev.customer_key.nunique()))
+
+
+def profile(engine: Engine, name: str) -> dict[str, Any]:
+    """A stored cohort with the median of every feature, members against all customers."""
+    from tribes.features.definitions import FEATURES
+
+    c = store.get_cohort(engine, name)
+    f = engine.table("customer_features")
+    names = [d.name for d in FEATURES if d.name in f.columns
+             and (f.schema()[d.name].is_numeric())]
+    m = store.cohort_members(engine, name)
+    mine = f.semi_join(m, f.customer_key == m.c_key)
+
+    def medians(t: ir.Table) -> dict[str, Any]:
+        if not names:
+            return {}
+        df = engine.execute(t.aggregate(**{n: t[n].cast("float64").median() for n in names}))
+        return {n: (None if df[n].isna().iloc[0] else float(df[n].iloc[0])) for n in names}
+
+    mine_med, all_med = medians(mine), medians(f)
+    total = int(engine.scalar(f.count()))
+    rows = []
+    for n in names:
+        a, b = mine_med.get(n), all_med.get(n)
+        rows.append({"feature": n, "members": None if a is None else round(a, 4),
+                     "all": None if b is None else round(b, 4),
+                     "lift": (a / b) if a is not None and b not in (None, 0) else None})
+    return {**c, "share": c["n_customers"] / total if total else None, "features": rows}

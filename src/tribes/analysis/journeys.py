@@ -15,6 +15,7 @@ from tribes.engine.functions import micros_between
 from tribes.errors import InputError
 from tribes.prep.sessions import keyed_events, mark_session_starts, number_sessions
 from tribes.privacy.consent import consent_filter
+from tribes.store.cohorts import cohort_members
 from tribes.store.segments import members
 
 SCOPES = {"session": ("session_start", "session_end"), "customer": ("path_start", "path_end")}
@@ -22,9 +23,9 @@ LEVELS = ("event_type", "category")
 
 
 def journey_events(engine: Engine, columns: list[str], segment: int | None = None,
-                   consent_mode: str = "opt-out") -> ir.Table:
-    """Keyed events with ``columns`` of customers that may be analyzed, optionally of one
-    segment of the active version."""
+                   consent_mode: str = "opt-out", *, cohort: str | None = None) -> ir.Table:
+    """Keyed events with ``columns`` of customers that may be analyzed, optionally only
+    of one segment of the active version and/or the members of a stored cohort."""
     ev = keyed_events(engine.table("events"), engine.table("identities"),
                       ["ts", "event_id", *columns])
     ev = consent_filter(ev, "customer_key", engine.table("consents"),
@@ -33,6 +34,9 @@ def journey_events(engine: Engine, columns: list[str], segment: int | None = Non
         a = members(engine)
         a = a.filter(a.segment_id == segment)
         ev = ev.semi_join(a, ev.customer_key == a.a_key)
+    if cohort is not None:
+        m = cohort_members(engine, cohort)
+        ev = ev.semi_join(m, ev.customer_key == m.c_key)
     return ev
 
 
@@ -113,16 +117,16 @@ class Transitions:
 
 
 def transitions(engine: Engine, *, scope: str = "session", level: str = "event_type",
-                segment: int | None = None, collapse: bool = False,
-                timeout: timedelta = timedelta(minutes=30),
+                segment: int | None = None, cohort: str | None = None,
+                collapse: bool = False, timeout: timedelta = timedelta(minutes=30),
                 consent_mode: str = "opt-out") -> Transitions:
-    """The transition counts of all (or one segment's) customers."""
+    """The transition counts of all customers (or of one segment's, or a cohort's)."""
     if scope not in SCOPES:
         raise InputError(f"unknown scope '{scope}'; use session or customer", code="E_SCOPE")
     if level not in LEVELS:
         raise InputError(f"unknown level '{level}'; use {' or '.join(LEVELS)}",
                          code="E_LEVEL")
-    ev = journey_events(engine, [level], segment, consent_mode)
+    ev = journey_events(engine, [level], segment, consent_mode, cohort=cohort)
     df = engine.execute(transition_counts(ev, state=level, scope=scope, timeout=timeout,
                                           collapse=collapse))
     counts: dict[str, dict[str, int]] = {}
@@ -144,7 +148,7 @@ BY_COLUMNS = ("source", "channel", "device", "country", "region", "city", "categ
 def funnel(engine: Engine, steps: list[str], *, window: timedelta,
            by: str | None = None, segment: int | None = None, unit: str = "customer",
            ordering: str = "loose", timeout: timedelta = timedelta(minutes=30),
-           consent_mode: str = "opt-out") -> dict[str, Any]:
+           cohort: str | None = None, consent_mode: str = "opt-out") -> dict[str, Any]:
     """Units (customers or sessions) reaching each step in order within ``window`` of their
     first step; step and overall conversion, drop-off and median time between steps.
 
@@ -167,7 +171,7 @@ def funnel(engine: Engine, steps: list[str], *, window: timedelta,
         raise InputError(f"unknown breakdown '{by}'; use segment or one of "
                          f"{', '.join(BY_COLUMNS)}", code="E_BY")
     attr = [by] if by in BY_COLUMNS else []
-    ev = journey_events(engine, ["event_type", *attr], segment, consent_mode)
+    ev = journey_events(engine, ["event_type", *attr], segment, consent_mode, cohort=cohort)
     if unit == "session":
         ev = number_sessions(mark_session_starts(ev, timeout))
         ev = ev.mutate(unit=ev.customer_key + "#" + ev.session_seq.cast("string"))

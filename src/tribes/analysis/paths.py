@@ -20,11 +20,11 @@ SAMPLE_CUSTOMERS = 50_000
 PURCHASE = "purchase"
 
 
-def session_paths(engine: Engine, *, segment: int | None = None,
+def session_paths(engine: Engine, *, segment: int | None = None, cohort: str | None = None,
                   timeout: timedelta = timedelta(minutes=30),
                   consent_mode: str = "opt-out") -> list[list[str]]:
     """Every sampled session's path (repeats merged)."""
-    ev = journey_events(engine, ["event_type"], segment, consent_mode)
+    ev = journey_events(engine, ["event_type"], segment, consent_mode, cohort=cohort)
     keys = ev.select("customer_key").distinct()
     keys = keys.order_by(md5_hex(keys.customer_key)).limit(SAMPLE_CUSTOMERS)
     ev = ev.semi_join(keys, "customer_key")

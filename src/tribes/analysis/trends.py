@@ -1,11 +1,15 @@
-"""Trends: daily series per metric (and segment), STL decomposition with weekly
-seasonality, a forecast with prediction intervals, and anomalous days.
+"""Trends: daily or weekly series per metric (and segment), STL decomposition with a
+seasonal period, a forecast with prediction intervals, and anomalous periods.
 
-The series are aggregated in the engine (one row per day); only those rows reach Python.
-Forecast: exponential smoothing (additive trend and weekly season) and SARIMA
-(1,1,1)(1,0,1,7) are fitted; the lower AIC wins, and its error is measured by refitting
-without the last ``horizon`` days (MAPE on that holdout). Anomalies: days whose STL
-residual lies more than 5 robust standard deviations (1.4826 x MAD) from the median.
+The series are aggregated in the engine (one row per day or week); only those rows reach
+Python. Daily series have a weekly season (period 7); weekly series a yearly one (period
+52) once they span two years, and no season before that (the trend is then a LOWESS
+smooth). Forecast: exponential smoothing (additive trend, additive season when there is
+one) and SARIMA (1,1,1) (with a (1,0,1) seasonal part when there is a season) are fitted;
+the lower AIC wins, and its error is measured by refitting without the last ``horizon``
+periods (MAPE on that holdout). Anomalies: periods whose residual lies more than 5 robust
+standard deviations (1.4826 x MAD) from the median. Incomplete periods at the ends (the
+last day, cut off mid-day; a first or last week with days missing) are left out.
 """
 
 from __future__ import annotations
@@ -23,9 +27,11 @@ import pandas as pd
 from tribes.analysis.journeys import journey_events
 from tribes.engine import Engine
 from tribes.errors import InputError
+from tribes.store.cohorts import cohort_members
 from tribes.store.segments import members
 
 METRICS = ("revenue", "active_customers", "sessions", "conversion")
+FREQS = {"day": ("D", 7, 21), "week": ("W", 52, 8)}  # unit, season, fewest periods
 SEASON = 7
 ANOMALY_Z = 5.0
 # smoothers: a season stable over ~2 weeks, a trend over ~4 weeks (shorter ones absorb
@@ -34,18 +40,27 @@ SEASONAL_SMOOTHER, TREND_SMOOTHER = 13, 29
 
 
 def daily_series(engine: Engine, metric: str, *, by: str | None = None,
+                 freq: str = "day", cohort: str | None = None,
                  consent_mode: str = "opt-out") -> pd.DataFrame:
-    """``group, day, value``: one row per group and day with data (engine aggregate)."""
+    """``group, day, value``: one row per group and day (or week, dated by its Monday)
+    with data (engine aggregate); all customers or a behavioral ``cohort``'s."""
     if metric not in METRICS:
         raise InputError(f"unknown metric '{metric}'; use {', '.join(METRICS)}",
                          code="E_METRIC")
+    if freq not in FREQS:
+        raise InputError(f"unknown frequency '{freq}'; use day or week", code="E_FREQ")
+    unit = FREQS[freq][0]
     if metric in ("sessions", "conversion"):
         s = engine.table("sessions")
-        t = s.select("customer_key", day=s.start.truncate("D"),
+        t = s.select("customer_key", day=s.start.truncate(unit),
                      bought=s.has_purchase.cast("int64"))
+        if cohort is not None:
+            m = cohort_members(engine, cohort)
+            t = t.semi_join(m, t.customer_key == m.c_key)
     else:
-        ev = journey_events(engine, ["event_type", "amount"], None, consent_mode)
-        t = ev.select("customer_key", day=ev.ts.truncate("D"),
+        ev = journey_events(engine, ["event_type", "amount"], None, consent_mode,
+                            cohort=cohort)
+        t = ev.select("customer_key", day=ev.ts.truncate(unit),
                       rev=ibis.ifelse(ev.event_type == "purchase", ev.amount, 0.0))
     if by == "segment":
         a = members(engine).select("a_key", group="segment_id")
@@ -68,31 +83,36 @@ def daily_series(engine: Engine, metric: str, *, by: str | None = None,
     return df.sort_values(["group", "day"]).reset_index(drop=True)
 
 
-def _fill(s: pd.Series, metric: str) -> pd.Series:
-    full = pd.date_range(s.index.min(), s.index.max(), freq="D")
+def _fill(s: pd.Series, metric: str, freq: str = "day") -> pd.Series:
+    full = pd.date_range(s.index.min(), s.index.max(), freq="D" if freq == "day" else "7D")
     # a day without activity is a real zero for counts and revenue; conversion is unknown
     return s.reindex(full, fill_value=0.0 if metric != "conversion" else np.nan).interpolate(
         limit_direction="both")
 
 
-def analyze(series: pd.Series, *, horizon: int = 14, non_negative: bool = True
-            ) -> dict[str, Any]:
-    """STL, forecast with 95% intervals and backtest MAPE, anomalies of one daily series."""
+def analyze(series: pd.Series, *, horizon: int = 14, non_negative: bool = True,
+            freq: str = "day") -> dict[str, Any]:
+    """Decomposition, forecast with 95% intervals and backtest MAPE, anomalies of one
+    daily (or weekly) series."""
     from statsmodels.tsa.holtwinters import ExponentialSmoothing
-    from statsmodels.tsa.seasonal import STL
     from statsmodels.tsa.statespace.sarimax import SARIMAX
 
     y = series.astype(float)
+    _, period, fewest = FREQS[freq]
+    step = pd.Timedelta(days=1 if freq == "day" else 7)
     out: dict[str, Any] = {"days": [d.date().isoformat() for d in y.index],
                            "values": y.round(6).tolist()}
-    if len(y) < 3 * SEASON:
-        out["note"] = f"{len(y)} days: at least {3 * SEASON} are needed for STL and forecasts"
+    if len(y) < fewest:
+        out["note"] = (f"{len(y)} {freq}s: at least {fewest} are needed for a decomposition "
+                       "and forecasts")
         return out
-    stl = STL(y, period=SEASON, seasonal=SEASONAL_SMOOTHER, trend=TREND_SMOOTHER,
-              robust=True).fit()
+    # a season needs two full cycles (and, for days, the tested smoother lengths)
+    season = period if len(y) >= max(2 * period + 1, fewest) else None
+    trend, seasonal, resid = _decompose(y, season)
+    out["season"] = season
     out["trend"], out["seasonal"], out["resid"] = (
-        stl.trend.round(6).tolist(), stl.seasonal.round(6).tolist(), stl.resid.round(6).tolist())
-    r = stl.resid.to_numpy()
+        trend.round(6).tolist(), seasonal.round(6).tolist(), resid.round(6).tolist())
+    r = resid.to_numpy()
     mad = 1.4826 * float(np.median(np.abs(r - np.median(r)))) or float(np.std(r)) or 1.0
     z = (r - np.median(r)) / mad
     days = list(y.index)
@@ -106,25 +126,26 @@ def analyze(series: pd.Series, *, horizon: int = 14, non_negative: bool = True
             models = []
             with contextlib.suppress(ValueError, np.linalg.LinAlgError):
                 models.append(("ets", ExponentialSmoothing(
-                    data, trend="add", seasonal="add", seasonal_periods=SEASON,
-                    initialization_method="estimated").fit()))
+                    data, trend="add", seasonal="add" if season else None,
+                    seasonal_periods=season, initialization_method="estimated").fit()))
             with contextlib.suppress(ValueError, np.linalg.LinAlgError):
-                models.append(("sarima", SARIMAX(data, order=(1, 1, 1),
-                                                 seasonal_order=(1, 0, 1, SEASON)).fit(
+                models.append(("sarima", SARIMAX(
+                    data, order=(1, 1, 1),
+                    seasonal_order=(1, 0, 1, season) if season else (0, 0, 0, 0)).fit(
                     disp=False)))
         if not models:
             raise InputError("no forecast model could be fitted", code="E_FORECAST")
         return min(models, key=lambda m: m[1].aic)
 
     name, model = fit(y)
-    index = pd.date_range(y.index[-1] + pd.Timedelta(days=1), periods=horizon, freq="D")
+    index = pd.date_range(y.index[-1] + step, periods=horizon, freq=step)
     mean, lo, hi = _forecast(name, model, horizon)
     if non_negative:  # revenue, counts and rates cannot go below zero
         mean, lo, hi = np.maximum(mean, 0.0), np.maximum(lo, 0.0), np.maximum(hi, 0.0)
     out["forecast"] = {"model": name, "aic": float(model.aic),
                        "days": [d.date().isoformat() for d in index],
                        "mean": mean.tolist(), "lower": lo.tolist(), "upper": hi.tolist()}
-    if len(y) >= 3 * SEASON + horizon:
+    if len(y) >= fewest + horizon:
         train, test = y.iloc[:-horizon], y.iloc[-horizon:]
         bname, bmodel = fit(train)
         pred, _, _ = _forecast(bname, bmodel, horizon)
@@ -135,6 +156,24 @@ def analyze(series: pd.Series, *, horizon: int = 14, non_negative: bool = True
         out["forecast"]["backtest"] = {"model": bname, "holdout_days": horizon,
                                        "mape": mape if ok.any() else None}
     return out
+
+
+def _decompose(y: pd.Series, season: int | None) -> tuple[pd.Series, ...]:
+    """Trend, seasonal and residual parts: robust STL with a season, else a LOWESS trend."""
+    if season is not None:
+        from statsmodels.tsa.seasonal import STL
+
+        # smoother lengths must be odd and larger than the period
+        seasonal = SEASONAL_SMOOTHER if season == SEASON else 7
+        trend_len = TREND_SMOOTHER if season == SEASON else (int(1.5 * season) | 1)
+        stl = STL(y, period=season, seasonal=seasonal, trend=trend_len, robust=True).fit()
+        return stl.trend, stl.seasonal, stl.resid
+    from statsmodels.nonparametric.smoothers_lowess import lowess
+
+    x = np.arange(len(y), dtype=float)
+    trend = pd.Series(lowess(y.to_numpy(), x, frac=min(1.0, 9 / len(y)), it=2,
+                             return_sorted=False), index=y.index)
+    return trend, pd.Series(0.0, index=y.index), y - trend
 
 
 def _forecast(name: str, model: Any, horizon: int) -> tuple[np.ndarray, ...]:
@@ -150,22 +189,40 @@ def _forecast(name: str, model: Any, horizon: int) -> tuple[np.ndarray, ...]:
 
 
 def trends(engine: Engine, metric: str = "revenue", *, by: str | None = None,
-           horizon: int = 14, consent_mode: str = "opt-out") -> dict[str, Any]:
-    """Per group: the daily series, its decomposition, forecast and anomalies."""
-    df = daily_series(engine, metric, by=by, consent_mode=consent_mode)
-    # the newest day is usually cut off mid-day: leave it out rather than call it a drop
-    last = engine.scalar(engine.table("events").ts.max())
-    partial = None
-    if last is not None and not pd.isna(last):
-        last_ts = pd.Timestamp(last).tz_convert(None) if pd.Timestamp(last).tzinfo else \
-            pd.Timestamp(last)
-        if last_ts - last_ts.normalize() < pd.Timedelta(hours=23):
-            partial = last_ts.normalize()
-            df = df[df.day < partial]
+           horizon: int | None = None, freq: str = "day", cohort: str | None = None,
+           consent_mode: str = "opt-out") -> dict[str, Any]:
+    """Per group: the daily (or weekly) series, its decomposition, forecast and anomalies.
+    ``horizon`` defaults to 14 days or 8 weeks."""
+    df = daily_series(engine, metric, by=by, freq=freq, cohort=cohort,
+                      consent_mode=consent_mode)
+    horizon = horizon or (14 if freq == "day" else 8)
+    ev = engine.table("events")
+    span = engine.execute(ev.aggregate(first=ev.ts.min(), last=ev.ts.max()))
+    left_out = []
+    if not df.empty and not span.empty and not pd.isna(span["last"].iloc[0]):
+        first, last = (_naive(span[c].iloc[0]) for c in ("first", "last"))
+        if freq == "day":
+            # the newest day is usually cut off mid-day: leave it out, not call it a drop
+            if last - last.normalize() < pd.Timedelta(hours=23):
+                left_out.append(last.normalize())
+        else:
+            monday = first.normalize() - pd.Timedelta(days=first.weekday())
+            if first - monday > pd.Timedelta(days=1):
+                left_out.append(monday)
+            end = last.normalize() - pd.Timedelta(days=last.weekday())
+            if last - end < pd.Timedelta(days=6, hours=23):
+                left_out.append(end)
+        df = df[~df.day.isin(left_out)]
     groups = []
     for g, part in df.groupby("group"):
-        s = _fill(part.set_index("day")["value"].astype(float), metric)
-        groups.append({"group": str(g), **analyze(s, horizon=horizon)})
-    return {"metric": metric, "by": by, "horizon": horizon, "groups": groups,
-            "partial_day_left_out": None if partial is None else partial.date().isoformat(),
+        s = _fill(part.set_index("day")["value"].astype(float), metric, freq)
+        groups.append({"group": str(g), **analyze(s, horizon=horizon, freq=freq)})
+    return {"metric": metric, "by": by, "freq": freq, "cohort": cohort, "horizon": horizon,
+            "groups": groups,
+            "incomplete_left_out": [d.date().isoformat() for d in left_out],
             "generated": date.today().isoformat()}
+
+
+def _naive(v: Any) -> pd.Timestamp:
+    ts = pd.Timestamp(v)
+    return ts.tz_convert(None) if ts.tzinfo else ts

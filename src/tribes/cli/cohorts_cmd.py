@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from tribes.analysis.cohorts import retention as retention_fn
-from tribes.cli.common import JsonOpt, Output, state
+from tribes.cli.common import CohortOpt, JsonOpt, Output, state
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich",
                   help="Cohorts: retention of customers grouped by when they arrived.")
@@ -22,6 +23,7 @@ def retention(
     period: Annotated[str | None, typer.Option(
         "--period", help="month or week (default: from --by, else month).",
         show_default=False)] = None,
+    cohort: CohortOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Retention matrix: share of each cohort active k periods after it started, and the
@@ -36,7 +38,7 @@ def retention(
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     with ws.engine(read_only=True) as engine, out.progress("cohorts"):
-        res = retention_fn(engine, by=by, period=period,
+        res = retention_fn(engine, by=by, period=period, cohort=cohort,
                            consent_mode=ws.config.privacy.consent_mode)
     out.result(res)
     if not res["cohorts"]:
@@ -49,3 +51,144 @@ def retention(
                   "" if k >= len(c["retention"]) or c["retention"][k] is None
                   else f"{c['retention'][k]:.0%}" for k in range(width)])
                for c in res["cohorts"]], no_wrap=(0,))
+
+
+RULE_HELP = ("A rule over events and features, e.g. 'first purchase within 7 days of first "
+             "event', 'at least 3 purchases in the last 30 days and not any "
+             "support_contact', 'no purchase in the last 60 days and monetary > 200'. "
+             "See: tribes cohorts rules.")
+
+
+@app.command()
+def define(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Cohort name (letters, digits, _ and -).")],
+    rule: Annotated[str, typer.Option("--rule", "-r", help=RULE_HELP)],
+    description: Annotated[str, typer.Option("--description", "-d",
+                                             help="What the cohort is for.")] = "",
+    replace: Annotated[bool, typer.Option("--replace",
+                                          help="Redefine an existing cohort.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run",
+                                          help="Count the members; store nothing.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Define a behavioral cohort by a rule and store it with its members.
+
+    Use it anywhere --cohort is accepted (journeys, trends, cohorts retention). Members are
+    evaluated now; `tribes cohorts refresh` evaluates again after new data.
+
+    [bold]Examples[/bold]
+
+      tribes -w shop cohorts define fast_buyers --rule "first purchase within 7 days of first event"
+
+      tribes -w shop cohorts define at_risk -r "no purchase in the last 60 days and monetary > 200"
+
+      tribes -w shop journeys funnel --steps product_view,add_to_cart,purchase --cohort fast_buyers
+    """
+    from tribes.analysis.cohorts import define_cohort
+
+    out = Output(ctx, json_out)
+    ws = state(ctx).open()
+    with ws.engine(read_only=dry_run) as engine, out.progress(f"cohort {name}"):
+        res = define_cohort(engine, name, rule, description=description, replace=replace,
+                            dry_run=dry_run, consent_mode=ws.config.privacy.consent_mode)
+    out.result(res)
+    share = "" if res["share"] is None else f" ({res['share']:.1%} of customers)"
+    verb = "would have" if dry_run else "has"
+    out.print(f"Cohort [bold]{name}[/bold] {verb} {res['n_customers']:,} members{share}.\n"
+              f"Rule: {escape(res['rule'])}\nEvents up to: {res['as_of']}")
+
+
+@app.command("list")
+def list_(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """Stored behavioral cohorts: rule, members, when they were evaluated."""
+    from tribes.store.cohorts import list_cohorts
+
+    out = Output(ctx, json_out)
+    ws = state(ctx).open()
+    with ws.engine(read_only=True) as engine:
+        rows = list_cohorts(engine)
+    out.result({"cohorts": rows})
+    if not rows:
+        out.print("No cohorts yet; define one with: tribes cohorts define NAME --rule '...'")
+        return
+    out.table("Cohorts", ["name", "members", "rule", "refreshed", "events up to"],
+              [(c["name"], c["n_customers"], c["rule"], _when(c["refreshed_at"]),
+                _when(c["as_of"])) for c in rows], no_wrap=(0,))
+
+
+@app.command()
+def show(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Cohort name.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """One cohort: its rule, size, and how its members differ from everyone (median of
+    each feature, members vs all)."""
+    from tribes.analysis.cohorts import profile
+
+    out = Output(ctx, json_out)
+    ws = state(ctx).open()
+    with ws.engine(read_only=True) as engine:
+        res = profile(engine, name)
+    out.result(res)
+    out.print(f"[bold]{res['name']}[/bold]: {res['n_customers']:,} members"
+              + ("" if res["share"] is None else f" ({res['share']:.1%} of customers)")
+              + f"\nRule: {escape(res['rule'])}"
+              + (f"\n{escape(res['description'])}" if res["description"] else ""))
+    if res["features"]:
+        out.table("Members vs all customers (medians)", ["feature", "members", "all", "lift"],
+                  [(f["feature"], f["members"], f["all"],
+                    None if f["lift"] is None else f"{f['lift']:.2f}x")
+                   for f in res["features"]], no_wrap=(0,))
+
+
+@app.command()
+def refresh(
+    ctx: typer.Context,
+    names: Annotated[list[str] | None, typer.Argument(
+        help="Cohorts to evaluate again (default: all).", show_default=False)] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Evaluate stored cohorts again on the current data (after new ingests)."""
+    from tribes.analysis.cohorts import refresh_cohorts
+
+    out = Output(ctx, json_out)
+    ws = state(ctx).open()
+    with ws.engine() as engine, out.progress("refreshing cohorts"):
+        rows = refresh_cohorts(engine, names or None,
+                               consent_mode=ws.config.privacy.consent_mode)
+    out.result({"cohorts": rows})
+    out.table("Cohorts refreshed", ["name", "members", "events up to"],
+              [(c["name"], c["n_customers"], _when(c["as_of"])) for c in rows])
+
+
+@app.command()
+def drop(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Cohort name.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Delete a stored cohort and its member list."""
+    from tribes.store.cohorts import drop_cohort
+
+    out = Output(ctx, json_out)
+    ws = state(ctx).open()
+    with ws.engine() as engine:
+        drop_cohort(engine, name)
+    out.result({"dropped": name})
+    out.print(f"Cohort {name} dropped.")
+
+
+@app.command()
+def rules(ctx: typer.Context) -> None:
+    """The cohort rule language, with examples."""
+    from rich.text import Text
+
+    from tribes.analysis import rules as r
+
+    Output(ctx, False).print(Text(r.__doc__ or ""))
+
+
+def _when(iso: str | None) -> str:
+    return (iso or "")[:16].replace("T", " ")

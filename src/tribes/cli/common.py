@@ -22,6 +22,9 @@ from tribes.workspace import Workspace, open_workspace
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print one JSON object with the result to stdout.")
 ]
+CohortOpt = Annotated[str | None, typer.Option(
+    "--cohort", help="Only members of this behavioral cohort (see: tribes cohorts define).",
+    show_default=False)]
 
 
 @dataclass

@@ -9,7 +9,7 @@ import typer
 
 from tribes.analysis.journeys import funnel as funnel_fn
 from tribes.analysis.journeys import transitions as transitions_fn
-from tribes.cli.common import JsonOpt, Output, state
+from tribes.cli.common import CohortOpt, JsonOpt, Output, state
 from tribes.config import parse_duration
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich",
@@ -31,6 +31,7 @@ def transitions(
         "--collapse-repeats", help="Merge consecutive repeats of a state.")] = False,
     target: Annotated[str, typer.Option(
         "--target", help="State whose reach probability is reported.")] = "purchase",
+    cohort: CohortOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """First-order Markov transitions: counts, probabilities, and per state the chance
@@ -46,7 +47,7 @@ def transitions(
     ws = state(ctx).open()
     timeout = parse_duration(ws.config.prep.session_timeout)
     with ws.engine(read_only=True) as engine, out.progress("transitions"):
-        tr = transitions_fn(engine, scope=scope, level=level, segment=segment,
+        tr = transitions_fn(engine, scope=scope, level=level, segment=segment, cohort=cohort,
                             collapse=collapse, timeout=timeout,
                             consent_mode=ws.config.privacy.consent_mode)
     res = tr.as_dict(target)
@@ -86,6 +87,7 @@ def funnel(
     ordering: Annotated[str, typer.Option(
         "--ordering", help="loose: other events may come between the steps; strict: each "
         "step must be the very next event.")] = "loose",
+    cohort: CohortOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Customers (or sessions) reaching each step in order within the window of their first
@@ -102,7 +104,7 @@ def funnel(
     names = [s.strip() for s in steps.split(",") if s.strip()]
     with ws.engine(read_only=True) as engine, out.progress("funnel"):
         res = funnel_fn(engine, names, window=parse_duration(window), by=by, segment=segment,
-                        unit=unit, ordering=ordering,
+                        unit=unit, ordering=ordering, cohort=cohort,
                         timeout=parse_duration(ws.config.prep.session_timeout),
                         consent_mode=ws.config.privacy.consent_mode)
     out.result(res)
@@ -131,6 +133,7 @@ def paths(
         "purchase (friction).")] = "add_to_cart",
     segment: Annotated[int | None, typer.Option(
         "--segment", help="Only customers of this segment.", show_default=False)] = None,
+    cohort: CohortOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Most common session paths (repeats merged), their purchase rate and last step;
@@ -145,7 +148,7 @@ def paths(
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     with ws.engine(read_only=True) as engine, out.progress("paths"):
-        ps = session_paths(engine, segment=segment,
+        ps = session_paths(engine, segment=segment, cohort=cohort,
                            timeout=parse_duration(ws.config.prep.session_timeout),
                            consent_mode=ws.config.privacy.consent_mode)
     best = top_paths(ps, top=top, max_length=max_length)
@@ -169,6 +172,7 @@ def sankey(
     out_path: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.")],
     max_length: Annotated[int, typer.Option("--max-length", min=1,
                                             help="Steps drawn.")] = 5,
+    cohort: CohortOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Write a Sankey chart of session flows (self-contained HTML, no network)."""
@@ -177,7 +181,8 @@ def sankey(
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     with ws.engine(read_only=True) as engine, out.progress("sankey"):
-        ps = session_paths(engine, timeout=parse_duration(ws.config.prep.session_timeout),
+        ps = session_paths(engine, cohort=cohort,
+                           timeout=parse_duration(ws.config.prep.session_timeout),
                            consent_mode=ws.config.privacy.consent_mode)
     links = sankey_links(ps, max_length=max_length)
     out_path.parent.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ import typer
 
 from tribes.analysis.trends import METRICS
 from tribes.analysis.trends import trends as trends_fn
-from tribes.cli.common import JsonOpt, Output, state
+from tribes.cli.common import CohortOpt, JsonOpt, Output, state
 
 
 def trends(
@@ -17,25 +17,33 @@ def trends(
                                         help=f"{', '.join(METRICS)}.")] = "revenue",
     by: Annotated[str | None, typer.Option("--by", help="Break down by: segment.",
                                            show_default=False)] = None,
-    horizon: Annotated[int, typer.Option("--horizon", min=1, max=180,
-                                         help="Days to forecast.")] = 14,
+    period: Annotated[str, typer.Option(
+        "--period", help="day (weekly season) or week (Monday to Sunday; a yearly season "
+        "once the data spans two years).")] = "day",
+    horizon: Annotated[int | None, typer.Option(
+        "--horizon", min=1, max=180, help="Periods to forecast [default: 14 days or 8 weeks].",
+        show_default=False)] = None,
+    cohort: CohortOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Daily series with STL decomposition (weekly season), a forecast with 95%
-    intervals (exponential smoothing or SARIMA, lower AIC; backtest MAPE on the last
-    --horizon days) and anomalous days (robust residual z-score > 5).
+    """Daily (or weekly) series with STL decomposition, a forecast with 95% intervals
+    (exponential smoothing or SARIMA, lower AIC; backtest MAPE on the last --horizon
+    periods) and anomalous periods (robust residual z-score > 5).
 
     [bold]Examples[/bold]
 
       tribes -w shop trends --metric revenue
 
       tribes -w shop trends --metric conversion --by segment --json
+
+      tribes -w shop trends --metric active_customers --period week --cohort fast_buyers
     """
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     with ws.engine(read_only=True) as engine, out.progress("trends"):
-        res = trends_fn(engine, metric, by=by, horizon=horizon,
+        res = trends_fn(engine, metric, by=by, horizon=horizon, freq=period, cohort=cohort,
                         consent_mode=ws.config.privacy.consent_mode)
+    horizon = res["horizon"]
     out.result(res)
     rows = []
     for g in res["groups"]:
@@ -46,12 +54,13 @@ def trends(
                      g["days"][-1] if g["days"] else None, f.get("model"),
                      None if not f else round(sum(f["mean"]) / len(f["mean"]), 3),
                      None if mape is None else f"{mape:.1%}", len(g.get("anomalies", []))))
-    out.table(f"{metric} per day", ["group", "days", "from", "to", "model",
-                                   f"forecast mean ({horizon}d)", "backtest MAPE",
-                                   "anomalous days"], rows)
+    unit = res["freq"]
+    out.table(f"{metric} per {unit}", ["group", f"{unit}s", "from", "to", "model",
+                                      f"forecast mean ({horizon} {unit}s)", "backtest MAPE",
+                                      f"anomalous {unit}s"], rows, no_wrap=(0, 2, 3))
     for g in res["groups"]:
         if g.get("anomalies"):
-            out.table(f"Anomalous days ({g['group']})", ["day", "value", "expected", "z"],
+            out.table(f"Anomalous {unit}s ({g['group']})", [unit, "value", "expected", "z"],
                       [(a["day"], round(a["value"], 3), round(a["expected"], 3),
                         round(a["z"], 1)) for a in g["anomalies"][:10]])
         if g.get("note"):

@@ -160,6 +160,12 @@ PERSONA_OVERRIDES = ibis.schema({
     "segment_id": "int64", "name": "string", "description": "string", "action": "string",
     "campaign": "string", "updated_at": TS,
 })
+# behavioral cohorts: the rule as written, and the members when it was last evaluated
+COHORTS = ibis.schema({
+    "name": "string", "rule": "string", "description": "string", "created_at": TS,
+    "refreshed_at": TS, "as_of": TS, "n_customers": "int64",
+})
+COHORT_MEMBERS = ibis.schema({"cohort": "string", "customer_key": "string"})
 SCHEMAS: dict[str, ibis.Schema] = {
     "events": EVENTS,
     "quarantine": QUARANTINE,
@@ -174,6 +180,8 @@ SCHEMAS: dict[str, ibis.Schema] = {
     "segment_activations": SEGMENT_ACTIVATIONS,
     "personas": PERSONAS,
     "persona_overrides": PERSONA_OVERRIDES,
+    "cohorts": COHORTS,
+    "cohort_members": COHORT_MEMBERS,
 }
 
 

@@ -1,0 +1,151 @@
+"""Behavioral cohorts: the rule language, and members equal to a plain pandas evaluation."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pandas as pd
+import pytest
+
+from tests.analysis.test_journeys import keyed
+from tests.features.conftest import FeatureData, table_frame
+from tribes.analysis.cohorts import define_cohort, refresh_cohorts
+from tribes.analysis.rules import And, Count, FirstWithin, Not, Or, RuleError, parse, render
+from tribes.errors import InputError
+from tribes.store.cohorts import cohort_members, drop_cohort, list_cohorts
+
+EVENTS = ["page_view", "add_to_cart", "purchase", "support_contact"]
+
+
+@pytest.fixture(autouse=True)
+def _features(feature_data: FeatureData) -> None:
+    from tribes.features.run import run_features
+
+    with feature_data.ws.engine() as engine:
+        run_features(feature_data.ws, engine)
+
+
+def test_grammar_precedence_plurals_and_round_trip() -> None:
+    node = parse("at least 2 purchases and not (any support_contact or monetary > 10) "
+                 "or first purchase within 7 days of first event",
+                 events=EVENTS, features=["monetary"])
+    assert isinstance(node, Or) and isinstance(node.args[0], And)
+    assert isinstance(node.args[0].args[1], Not) and isinstance(node.args[1], FirstWithin)
+    count = node.args[0].args[0]
+    assert isinstance(count, Count) and (count.event, count.low, count.high) == (
+        "purchase", 2, None)
+    text = render(node)
+    assert text == ("at least 2 purchases and not (any support_contact or monetary > 10) "
+                    "or first purchase within 7 days of first event")
+    assert render(parse(text, events=EVENTS, features=["monetary"])) == text
+    c = parse("any add_to_cart with device is 'mobile' in the first 36 hours", events=EVENTS)
+    assert isinstance(c, Count) and c.attr == ("device", "mobile")
+    assert c.period is not None and (c.period.kind, c.period.micros) == ("first", 36 * 3600e6)
+    assert parse("exactly 0 events", events=EVENTS).high == 0  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("rule", "message"), [
+    ("", "empty"),
+    ("at least 2 purchse", "did you mean 'purchase'"),
+    ("at lest 2 purchase", "at least"),
+    ("first purchase within 7 days", "ends too early"),
+    ("first purchase within 7 fortnights of first event", "hours, days or weeks"),
+    ("monetry > 5", "did you mean 'monetary'"),
+    ("at least 2 purchase purchase", "unexpected 'purchase'"),
+    ("any purchase with colour = red", "unknown event attribute"),
+    ("(any purchase", "ends too early"),
+    ("at least 1.5 purchase", "whole number"),
+])
+def test_rule_errors_say_what_is_wrong(rule: str, message: str) -> None:
+    with pytest.raises(RuleError, match=message):
+        parse(rule, events=EVENTS, features=["monetary"])
+
+
+def _pandas_members(data: FeatureData) -> dict[str, set[str]]:
+    """Each test rule evaluated with plain pandas on the keyed events."""
+    e = keyed(data)
+    as_of = e.ts.max()
+    g = e.groupby("customer_key")
+    first_ts = g.ts.min()
+    first_purchase = e[e.event_type == "purchase"].groupby("customer_key").ts.min()
+    everyone = set(e.customer_key)
+
+    def count(mask: pd.Series) -> pd.Series:
+        return mask.groupby(e.customer_key).sum().reindex(list(everyone), fill_value=0)
+
+    recent_purchases = count((e.event_type == "purchase") & (e.ts > as_of - timedelta(days=10)))
+    support = count(e.event_type == "support_contact")
+    first_day = e.customer_key.map(first_ts)
+    early_mobile_cart = count((e.event_type == "add_to_cart") & (e.device == "mobile")
+                              & (e.ts < first_day + timedelta(days=3)))
+    fast = first_purchase - first_ts.reindex(first_purchase.index)
+    f = table_frame(data.ws, "customer_features").set_index("customer_key")
+    return {
+        "fast": set(fast[(fast >= timedelta(0)) & (fast <= timedelta(days=2))].index),
+        "recent_no_support": set(recent_purchases[(recent_purchases >= 1)
+                                                  & (support == 0)].index),
+        "mobile_or_rich": set(early_mobile_cart[early_mobile_cart >= 1].index)
+        | (set(f.index[f.monetary > 100]) & everyone),
+        "quiet": set(recent_purchases[recent_purchases == 0].index),
+    }
+
+
+RULES = {
+    "fast": "first purchase within 2 days of first event",
+    "recent_no_support": "at least 1 purchase in the last 10 days and no support_contact",
+    "mobile_or_rich": "any add_to_cart with device = mobile in the first 3 days "
+                      "or monetary > 100",
+    "quiet": "not any purchase in the last 10 days",
+}
+
+
+def test_stored_cohorts_match_pandas(feature_data: FeatureData) -> None:
+    want = _pandas_members(feature_data)
+    assert all(want.values()) and len({frozenset(v) for v in want.values()}) == len(want)
+    with feature_data.ws.engine() as engine:
+        for name, rule in RULES.items():
+            res = define_cohort(engine, name, rule)
+            assert res["stored"] and res["n_customers"] == len(want[name]), name
+            got = set(engine.execute(cohort_members(engine, name)).c_key)
+            assert got == want[name], name
+        assert [c["name"] for c in list_cohorts(engine)] == sorted(RULES)
+        with pytest.raises(InputError, match="--replace"):
+            define_cohort(engine, "fast", "any purchase")
+        dry = define_cohort(engine, "fast", "any purchase", dry_run=True)
+        assert not dry["stored"] and dry["n_customers"] > len(want["fast"])
+        # refreshing on unchanged data gives the same members
+        again = {c["name"]: c["n_customers"] for c in refresh_cohorts(engine)}
+        assert again == {n: len(m) for n, m in want.items()}
+        drop_cohort(engine, "quiet")
+        with pytest.raises(InputError, match="no cohort named 'quiet'"):
+            cohort_members(engine, "quiet")
+
+
+def test_cohort_filters_analyses(feature_data: FeatureData, cli) -> None:
+    from tribes.analysis.journeys import funnel, transitions
+
+    ws = feature_data.ws.path
+    r = cli("--workspace", ws, "cohorts", "define", "buyers", "--rule", "any purchase",
+            "--json")
+    assert r.code == 0, r.err
+    buyers = r.json()["n_customers"]
+    with feature_data.ws.engine() as engine:
+        f = funnel(engine, ["page_view", "purchase"], window=timedelta(days=30),
+                   cohort="buyers")
+        tr = transitions(engine, cohort="buyers")
+    assert f["groups"][0]["steps"][0]["count"] <= buyers
+    e = keyed(feature_data)
+    members = set(e[e.event_type == "purchase"].customer_key)
+    assert sum(n for row in tr.counts.values() for n in row.values()) == len(
+        e[e.customer_key.isin(members)]) + sum(tr.counts["session_start"].values())
+    for args in (["journeys", "funnel", "--steps", "page_view,purchase"],
+                 ["journeys", "paths"], ["trends", "--period", "week"],
+                 ["cohorts", "retention"]):
+        r = cli("--workspace", ws, *args, "--cohort", "buyers", "--json")
+        assert r.code == 0, (args, r.err)
+    r = cli("--workspace", ws, "cohorts", "show", "buyers", "--json")
+    assert r.code == 0 and r.json()["features"], r.err
+    bad = cli("--workspace", ws, "journeys", "transitions", "--cohort", "buyerz")
+    assert bad.code != 0 and "did you mean 'buyers'" in bad.err
+    r = cli("--workspace", ws, "cohorts", "rules")
+    assert r.code == 0 and "first purchase within 7 days of first event" in r.out
