@@ -147,5 +147,7 @@ def test_cohort_filters_analyses(feature_data: FeatureData, cli) -> None:
     assert r.code == 0 and r.json()["features"], r.err
     bad = cli("--workspace", ws, "journeys", "transitions", "--cohort", "buyerz")
     assert bad.code != 0 and "did you mean 'buyers'" in bad.err
+    r = cli("--workspace", ws, "run", "--json")  # the pipeline evaluates cohorts again
+    assert r.code == 0 and {"name": "buyers", "n_customers": buyers} in r.json()["cohorts"]
     r = cli("--workspace", ws, "cohorts", "rules")
     assert r.code == 0 and "first purchase within 7 days of first event" in r.out

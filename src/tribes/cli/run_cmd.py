@@ -6,11 +6,13 @@ from typing import Annotated
 
 import typer
 
+from tribes.analysis.cohorts import refresh_cohorts
 from tribes.cli.common import JsonOpt, Output, state
 from tribes.cli.features_cmd import show_features
 from tribes.cli.prep_cmd import TimeoutOpt, show_prep
 from tribes.features.run import parse_as_of, run_features
 from tribes.prep.run import run_prep
+from tribes.store.cohorts import list_cohorts
 
 
 def run(
@@ -21,7 +23,8 @@ def run(
     session_timeout: TimeoutOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Run every stage after ingest: prep (stitch, sessionize), then features.
+    """Run every stage after ingest: prep (stitch, sessionize), then features, then
+    evaluate the stored behavioral cohorts again on the new data.
 
     Ingest your sources first (tribes ingest ...); later versions add segmentation,
     personas and the report to this pipeline.
@@ -41,7 +44,15 @@ def run(
             feats = run_features(ws, engine, as_of=when, session_timeout=session_timeout,
                                  progress=task.step)
         show_features(out, feats)
-    out.result({"prep": prep.as_dict(), "features": feats.as_dict()})
+        cohorts = []
+        if list_cohorts(engine):
+            with out.progress("cohorts"):
+                cohorts = refresh_cohorts(engine, consent_mode=ws.config.privacy.consent_mode)
+            out.print("Cohorts refreshed: " + ", ".join(
+                f"{c['name']} {c['n_customers']:,}" for c in cohorts))
+    out.result({"prep": prep.as_dict(), "features": feats.as_dict(),
+                "cohorts": [{"name": c["name"], "n_customers": c["n_customers"]}
+                            for c in cohorts]})
 
 
 def register(app: typer.Typer) -> None:
