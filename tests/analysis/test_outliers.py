@@ -61,3 +61,23 @@ def test_cli(cli, planted, tmp_path: Path) -> None:
     r = cli("-w", ws.path, "anomalies", "customers", "--features", ",".join(FEATS), "--json")
     assert r.code == 0, r.err
     assert r.json()["flagged"] >= 36
+
+
+def test_embed_2d_keeps_planted_groups_apart() -> None:
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from tribes.analysis.outliers import embed_2d
+
+    rng = np.random.default_rng(0)
+    centers = rng.normal(0, 6, size=(4, 8))
+    labels = np.repeat(np.arange(4), 150)
+    x = centers[labels] + rng.normal(0, 1, size=(600, 8))
+    xy, how = embed_2d(x)
+    assert how == "t-SNE" and xy.shape == (600, 2)
+    # neighbours in the map belong to the same planted group
+    knn = KNeighborsClassifier(5).fit(xy[::2], labels[::2])
+    assert knn.score(xy[1::2], labels[1::2]) > 0.95
+    small, how = embed_2d(x[:40])
+    assert how == "PCA" and small.shape == (40, 2)
+    # PCA: the first axis carries the most variance
+    assert small[:, 0].var() >= small[:, 1].var()

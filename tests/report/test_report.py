@@ -44,6 +44,11 @@ def test_report_is_self_contained(reports: dict[str, Path]) -> None:
                    "versions"):
         assert f"id='{anchor}'" in html
     assert "Do the segments differ?" in html and "class='card'" in html
+    for anchor in ("journeys", "cohorts", "trends", "anomalies"):
+        assert f"id='{anchor}'" in html
+    # the transition network, segments over time and the 2-D map of unusual customers
+    assert "Transition network" in html and "Segments over time" in html
+    assert re.search(r"Customers in 2-D \((t-SNE|PCA) of the scaled features\)", html)
     empty = reports["empty"].read_text(encoding="utf-8")
     assert empty.count("Not enough data") >= 5 and "This section failed" not in empty
 

@@ -90,3 +90,23 @@ def _dbscan(z: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
     else:
         d = np.zeros(len(z))
     return labels == -1, d
+
+
+def embed_2d(x: np.ndarray, *, random_state: int = 0,
+             method: str = "tsne") -> tuple[np.ndarray, str]:
+    """A 2-D view of scaled features: t-SNE (perplexity 30, PCA start) for a sample of at
+    most a few thousand rows, PCA when t-SNE is not asked for, the rows are too few for
+    it, or it fails. Returns the coordinates and the method used."""
+    x = np.asarray(x, dtype=float)
+    if method == "tsne" and len(x) > 3 * 30 + 1:
+        from sklearn.manifold import TSNE
+
+        try:
+            xy = TSNE(n_components=2, perplexity=30, init="pca", learning_rate="auto",
+                      random_state=random_state, max_iter=500).fit_transform(x)
+            return np.asarray(xy), "t-SNE"
+        except (ValueError, MemoryError):
+            pass
+    z = x - x.mean(axis=0)
+    _, _, vt = np.linalg.svd(z, full_matrices=False)
+    return z @ vt[:2].T, "PCA"

@@ -196,23 +196,8 @@ def trends(engine: Engine, metric: str = "revenue", *, by: str | None = None,
     df = daily_series(engine, metric, by=by, freq=freq, cohort=cohort,
                       consent_mode=consent_mode)
     horizon = horizon or (14 if freq == "day" else 8)
-    ev = engine.table("events")
-    span = engine.execute(ev.aggregate(first=ev.ts.min(), last=ev.ts.max()))
-    left_out = []
-    if not df.empty and not span.empty and not pd.isna(span["last"].iloc[0]):
-        first, last = (_naive(span[c].iloc[0]) for c in ("first", "last"))
-        if freq == "day":
-            # the newest day is usually cut off mid-day: leave it out, not call it a drop
-            if last - last.normalize() < pd.Timedelta(hours=23):
-                left_out.append(last.normalize())
-        else:
-            monday = first.normalize() - pd.Timedelta(days=first.weekday())
-            if first - monday > pd.Timedelta(days=1):
-                left_out.append(monday)
-            end = last.normalize() - pd.Timedelta(days=last.weekday())
-            if last - end < pd.Timedelta(days=6, hours=23):
-                left_out.append(end)
-        df = df[~df.day.isin(left_out)]
+    left_out = incomplete_periods(engine, freq)
+    df = df[~df.day.isin(left_out)]
     groups = []
     for g, part in df.groupby("group"):
         s = _fill(part.set_index("day")["value"].astype(float), metric, freq)
@@ -221,6 +206,28 @@ def trends(engine: Engine, metric: str = "revenue", *, by: str | None = None,
             "groups": groups,
             "incomplete_left_out": [d.date().isoformat() for d in left_out],
             "generated": date.today().isoformat()}
+
+
+def incomplete_periods(engine: Engine, freq: str) -> list[pd.Timestamp]:
+    """The periods at the ends of the data that are only partly covered: the newest day
+    (usually cut off mid-day), or a first or last week with days missing."""
+    ev = engine.table("events")
+    span = engine.execute(ev.aggregate(first=ev.ts.min(), last=ev.ts.max()))
+    if span.empty or pd.isna(span["last"].iloc[0]):
+        return []
+    first, last = (_naive(span[c].iloc[0]) for c in ("first", "last"))
+    out = []
+    if freq == "day":
+        if last - last.normalize() < pd.Timedelta(hours=23):
+            out.append(last.normalize())
+        return out
+    monday = first.normalize() - pd.Timedelta(days=first.weekday())
+    if first - monday > pd.Timedelta(days=1):
+        out.append(monday)
+    end = last.normalize() - pd.Timedelta(days=last.weekday())
+    if last - end < pd.Timedelta(days=6, hours=23):
+        out.append(end)
+    return out
 
 
 def _naive(v: Any) -> pd.Timestamp:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ibis
 import numpy as np
 import plotly.graph_objects as go
 
@@ -9,12 +10,12 @@ from tribes.engine.functions import md5_hex
 from tribes.report.context import ReportContext, empty, esc, table
 from tribes.report.sections import section
 
-MAP_POINTS = 3000
+MAP_POINTS = 2000  # t-SNE on this many takes a few seconds
 
 
 @section(80, "anomalies", "Unusual customers")
 def anomalies(ctx: ReportContext) -> str:
-    from tribes.analysis.outliers import find_outliers
+    from tribes.analysis.outliers import embed_2d, find_outliers
     from tribes.models.preprocess import fit_transform
 
     e = ctx.engine
@@ -26,20 +27,25 @@ def anomalies(ctx: ReportContext) -> str:
         return empty("fewer than 10 customers")
     res = find_outliers(e, feats, sample_size=ctx.ws.config.segment.sample_size)
     flagged = {o["customer_key"] for o in res["outliers"]}
-    df = e.execute(t.order_by(md5_hex(t.customer_key)).limit(MAP_POINTS)
-                   .select("customer_key", *feats))
+    sample = t.order_by(md5_hex(t.customer_key)).limit(MAP_POINTS)
+    # every flagged customer is drawn, with a sample of the others
+    odd_rows = t.filter(t.customer_key.isin(sorted(flagged)[:MAP_POINTS // 4]))
+    df = e.execute(ibis.union(sample.select("customer_key", *feats),
+                              odd_rows.select("customer_key", *feats), distinct=True))
+    df = df.sort_values("customer_key").reset_index(drop=True)
     z = fit_transform(df, feats, scaler="robust").apply(df)
-    z = z - z.mean(axis=0)
-    _, _, vt = np.linalg.svd(z, full_matrices=False)
-    xy = z @ vt[:2].T
+    # extreme values would squeeze everyone else into one dot: clip for the picture only
+    xy, how = embed_2d(np.clip(z, -10, 10))
     odd = df.customer_key.isin(flagged).to_numpy()
     fig = go.Figure([
         go.Scatter(x=xy[~odd, 0], y=xy[~odd, 1], mode="markers", name="typical",
                    marker={"size": 4, "color": "#BAB0AC", "opacity": 0.5}),
         go.Scatter(x=xy[odd, 0], y=xy[odd, 1], mode="markers", name="unusual",
                    marker={"size": 7, "color": "#E45756", "symbol": "x"})])
-    fig.update_layout(title=f"Customers on the first two principal components "
-                      f"({len(df):,} shown; unusual = Isolation Forest, 2%)")
+    axis = {"showticklabels": False, "title": None, "zeroline": False}
+    fig.update_layout(title=f"Customers in 2-D ({how} of the scaled features): "
+                      f"{int(odd.sum()):,} unusual (Isolation Forest, 2%) and a sample of "
+                      f"{int((~odd).sum()):,} others", xaxis=axis, yaxis=axis)
     rows = [(o["customer_key"], round(o["score"], 3), ", ".join(
         f"{r['feature']} {r['z']:+.1f}" for r in o["reasons"])) for o in res["outliers"][:10]]
     return (f"<p>{res['flagged']:,} of {res['customers']:,} customers flagged. See all with "

@@ -1,9 +1,10 @@
-"""Journeys: the transition heatmap and a standard conversion funnel."""
+"""Journeys: the transition heatmap and network, a standard funnel, and session flows."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
+import numpy as np
 import plotly.graph_objects as go
 
 from tribes.report.context import ReportContext, empty, esc
@@ -32,6 +33,7 @@ def journeys(ctx: ReportContext) -> str:
     heat.update_layout(title="Next-event probabilities within sessions",
                        yaxis={"autorange": "reversed"})
     html = ctx.figure(heat, 460)
+    html += ctx.figure(network_figure(tr.states, tr.counts), 520)
     reach = tr.absorbing("purchase")
     if reach:
         best = sorted(reach.items(), key=lambda kv: -kv[1]["p_reach"])[:5]
@@ -52,3 +54,59 @@ def journeys(ctx: ReportContext) -> str:
     if ps:
         html += ctx.figure(sankey_figure(sankey_links(ps)), 480)
     return html
+
+
+def network_figure(states: list[str], counts: dict[str, dict[str, int]],
+                   min_p: float = 0.08) -> go.Figure:
+    """The transition graph: one node per state (area ~ how often it is entered), an arrow
+    for each transition with probability >= ``min_p`` (width ~ probability); start on the
+    left, end on the right, the other states around a circle."""
+    start, end = states[0], states[-1]
+    middle = states[1:-1]
+    pos = {start: (-1.35, 0.0), end: (1.35, 0.0)}
+    for i, st in enumerate(middle):
+        a = np.pi / 2 - 2 * np.pi * i / max(len(middle), 1)
+        pos[st] = (float(np.cos(a)), float(np.sin(a)))
+    entered = {st: 0 for st in states}
+    for row in counts.values():
+        for dst, n in row.items():
+            entered[dst] = entered.get(dst, 0) + n
+    entered[start] = sum(counts.get(start, {}).values())
+    fig = go.Figure()
+    top = max(entered.values()) or 1
+    for src, row in counts.items():
+        total = sum(row.values())
+        for dst, n in row.items():
+            p = n / total if total else 0.0
+            if p < min_p or src == dst:
+                continue
+            (x0, y0), (x1, y1) = pos[src], pos[dst]
+            # stop short of the target node, and bend apart the two directions of a pair
+            dx, dy = x1 - x0, y1 - y0
+            length = float(np.hypot(dx, dy)) or 1.0
+            off = 0.04 * np.array([-dy, dx]) / length
+            fig.add_annotation(x=x1 - 0.09 * dx / length + off[0],
+                               y=y1 - 0.09 * dy / length + off[1],
+                               ax=x0 + off[0], ay=y0 + off[1], xref="x", yref="y",
+                               axref="x", ayref="y", showarrow=True, arrowhead=2,
+                               arrowsize=0.8, arrowwidth=0.5 + 6 * p,
+                               arrowcolor=f"rgba(76,120,168,{0.25 + 0.6 * p:.2f})",
+                               hovertext=f"{src} → {dst}: {p:.0%}", text="")
+    stay = {st: counts.get(st, {}).get(st, 0) / max(sum(counts.get(st, {}).values()), 1)
+            for st in states}
+    fig.add_trace(go.Scatter(
+        x=[pos[st][0] for st in states], y=[pos[st][1] for st in states],
+        mode="markers+text", text=states, textposition="top center",
+        marker={"size": [12 + 38 * np.sqrt(entered[st] / top) for st in states],
+                "color": ["#54A24B" if st == "purchase" else "#F58518"
+                          if st in (start, end) else "#4C78A8" for st in states],
+                "line": {"color": "white", "width": 1}},
+        customdata=[[entered[st], stay[st]] for st in states],
+        hovertemplate="%{text}<br>entered %{customdata[0]:,} times<br>"
+                      "repeats itself %{customdata[1]:.0%}<extra></extra>",
+        showlegend=False))
+    fig.update_layout(title=f"Transition network (arrows: probability ≥ {min_p:.0%}; "
+                      "width ~ probability; node area ~ visits)",
+                      xaxis={"visible": False, "range": [-1.6, 1.6]},
+                      yaxis={"visible": False, "range": [-1.3, 1.3], "scaleanchor": "x"})
+    return fig

@@ -1,10 +1,14 @@
-"""Trends: daily revenue with its trend, forecast and anomalous days."""
+"""Trends: daily revenue with its trend, forecast and anomalous days; weekly revenue and
+active customers per segment."""
 
 from __future__ import annotations
 
-import plotly.graph_objects as go
+from typing import Any
 
-from tribes.report.context import ReportContext, empty, esc, table
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from tribes.report.context import PALETTE, ReportContext, empty, esc, table
 from tribes.report.sections import section
 
 
@@ -18,7 +22,11 @@ def trends(ctx: ReportContext) -> str:
     res = compute(e, "revenue", consent_mode=ctx.ws.config.privacy.consent_mode)
     if not res["groups"]:
         return empty("no purchases yet")
-    g = res["groups"][0]
+    return daily(ctx, res["groups"][0]) + per_segment(ctx)
+
+
+def daily(ctx: ReportContext, g: dict[str, Any]) -> str:
+    """The daily revenue series with its trend, forecast and anomalous days."""
     if "trend" not in g:
         return empty(g.get("note", "too few days"))
     fig = go.Figure()
@@ -47,3 +55,31 @@ def trends(ctx: ReportContext) -> str:
             for a in g["anomalies"][:10]]
     return (ctx.figure(fig, 380) + text
             + (table(["day", "revenue", "expected", "z"], rows) if rows else ""))
+
+
+def per_segment(ctx: ReportContext) -> str:
+    """Weekly revenue and active customers of each segment of the active version."""
+    from tribes.analysis.trends import daily_series, incomplete_periods
+    from tribes.report.sections.segments import active_run, names
+
+    run = active_run(ctx)
+    if run is None:
+        return ""
+    e, mode = ctx.engine, ctx.ws.config.privacy.consent_mode
+    label = names(ctx, run)
+    skip = incomplete_periods(e, "week")
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["revenue per week",
+                                                        "active customers per week"])
+    for col, metric in enumerate(("revenue", "active_customers"), start=1):
+        df = daily_series(e, metric, by="segment", freq="week", consent_mode=mode)
+        df = df[~df.day.isin(skip)]
+        for i, (g, part) in enumerate(df.groupby("group", sort=True)):
+            sid = int(str(g))
+            fig.add_trace(go.Scatter(
+                x=part.day, y=part.value, mode="lines", name=label.get(sid, f"Segment {sid}"),
+                legendgroup=str(sid), showlegend=col == 1,
+                line={"color": PALETTE[i % len(PALETTE)], "width": 2}), row=1, col=col)
+    fig.update_layout(title=f"Segments over time (version {run['version']}; full weeks, "
+                      "Monday to Sunday)")
+    return (ctx.figure(fig, 380) + "<p>Per segment, with forecasts: <code>"
+            + esc("tribes trends --metric revenue --by segment") + "</code>.</p>")
