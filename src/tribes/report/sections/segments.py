@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from tribes.engine.functions import md5_hex
+from tribes.errors import TribesError
 from tribes.models.preprocess import Transform
 from tribes.report.context import PALETTE, ReportContext, empty, esc
 from tribes.report.sections import section
@@ -25,11 +26,16 @@ def active_run(ctx: ReportContext) -> dict[str, Any] | None:
 
 
 def names(ctx: ReportContext, run: dict[str, Any]) -> dict[int, str]:
-    from tribes.models.personas import stored_personas
+    """Segment names: the personas of the active version (built once per report, shared
+    with the personas section), else the names stored with the run."""
+    from tribes.models.personas import build_personas
 
     out = {int(s["segment_id"]): s["name"] for s in run["segments"]}
-    out.update({p["segment_id"]: p["name"] for p in ctx.once(
-        "personas", lambda: stored_personas(ctx.engine, run["version"]))})
+    try:
+        ps = ctx.once("personas_built", lambda: build_personas(ctx.engine, run["version"]))
+    except TribesError:
+        ps = []
+    out.update({p["segment_id"]: p["name"] for p in ps})
     return out
 
 
