@@ -29,6 +29,7 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     make_events(seed=21).drop(columns=["t"]).to_csv(path, index=False)
     for args in (["init", str(shop)], ["-w", str(shop), "ingest", str(path)],
                  ["-w", str(shop), "run"], ["-w", str(shop), "segment", "--k-range", "2-4"],
+                 ["-w", str(shop), "cohorts", "define", "buyers", "--rule", "any purchase"],
                  ["-w", str(shop), "report", "--out", str(root / "full.html")],
                  ["init", str(root / "empty")],
                  ["-w", str(root / "empty"), "report", "--out", str(root / "empty.html")]):
@@ -48,6 +49,7 @@ def test_report_is_self_contained(reports: dict[str, Path]) -> None:
         assert f"id='{anchor}'" in html
     # the transition network, segments over time and the 2-D map of unusual customers
     assert "Transition network" in html and "Segments over time" in html
+    assert "Behavioral cohorts" in html and "<td>any purchase</td>" in html
     assert re.search(r"Customers in 2-D \((t-SNE|PCA) of the scaled features\)", html)
     empty = reports["empty"].read_text(encoding="utf-8")
     assert empty.count("Not enough data") >= 5 and "This section failed" not in empty

@@ -29,6 +29,8 @@ def check_name(name: str) -> str:
 
 
 def list_cohorts(engine: Engine) -> list[dict[str, Any]]:
+    if not engine.has_table("cohorts"):  # a workspace from before cohorts, opened read-only
+        return []
     df = engine.execute(engine.table("cohorts").order_by("name"))
     return [_row(r) for r in df.to_dict("records")]
 

@@ -1,10 +1,10 @@
-"""Cohorts: the retention heatmap."""
+"""Cohorts: the retention heatmap, and the stored behavioral cohorts."""
 
 from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from tribes.report.context import ReportContext, empty
+from tribes.report.context import ReportContext, empty, esc, table
 from tribes.report.sections import section
 
 
@@ -29,4 +29,34 @@ def cohorts(ctx: ReportContext) -> str:
         "<extra></extra>"))
     fig.update_layout(title="Share of each first-seen cohort active n months later",
                       yaxis={"autorange": "reversed"})
-    return ctx.figure(fig, 120 + 40 * len(labels))
+    return ctx.figure(fig, 120 + 40 * len(labels)) + behavioral(ctx)
+
+
+def behavioral(ctx: ReportContext) -> str:
+    """The stored behavioral cohorts: rule, size and what sets their members apart."""
+    from tribes.analysis.cohorts import profile
+    from tribes.store.cohorts import list_cohorts
+
+    stored = list_cohorts(ctx.engine)
+    if not stored:
+        return ("<p>No behavioral cohorts yet. Define one with <code>"
+                + esc('tribes cohorts define fast_buyers --rule "first purchase within 7 '
+                      'days of first event"') + "</code>.</p>")
+    rows = []
+    for c in stored:
+        p = profile(ctx.engine, c["name"])
+        lifted = [f for f in p["features"] if f["lift"] not in (None, 0)]
+        top = sorted(lifted, key=lambda f: -abs(_log(f["lift"])))[:3]
+        rows.append((c["name"], c["rule"], c["n_customers"],
+                     None if p["share"] is None else f"{p['share']:.1%}",
+                     "; ".join(f"{f['feature']} {f['lift']:.2f}x" for f in top)))
+    return ("<h3>Behavioral cohorts</h3>" + table(
+        ["cohort", "rule", "members", "share", "medians vs all customers"], rows)
+        + "<p>Use a cohort as a filter: <code>" + esc("--cohort NAME") + "</code> in "
+        "journeys, trends and cohorts retention.</p>")
+
+
+def _log(v: float) -> float:
+    import math
+
+    return math.log(v) if v > 0 else 0.0
