@@ -1,4 +1,5 @@
-"""Journeys and cohorts at scale: transitions, a 4-step funnel and monthly retention.
+"""Journeys and cohorts at scale: transitions, a 4-step funnel (per customer, loose; per
+session, strict), monthly retention and a behavioral cohort rule.
 
 Uses the workspace ``benchmarks/bench_features.py`` builds (synthetic events, ingested,
 prep run). Each tribes computation runs in a fresh process; a pandas baseline of the same
@@ -21,6 +22,7 @@ from _measure import measure_isolated
 from bench_features import prepare
 
 STEPS = "product_view,add_to_cart,begin_checkout,purchase"
+RULE = "first purchase within 7 days of first event"
 
 PANDAS = """
 import sys, time, json, duckdb, numpy as np, pandas as pd
@@ -61,6 +63,12 @@ first = m.groupby(ev.customer_key).transform("min")
 ret = pd.DataFrame({"c": first, "k": m - first, "key": ev.customer_key}).drop_duplicates()
 matrix = ret.groupby(["c", "k"]).size()
 out["retention_s"] = time.perf_counter() - t
+t = time.perf_counter()
+first = ev.groupby("customer_key").ts.min()
+fp = ev[ev.event_type == "purchase"].groupby("customer_key").ts.min()
+gap = fp - first.reindex(fp.index)
+fast = gap[(gap >= pd.Timedelta(0)) & (gap <= pd.Timedelta(days=7))]
+out["cohort_s"] = time.perf_counter() - t
 print(json.dumps(out))
 """
 
@@ -77,16 +85,22 @@ def main() -> None:
         "transitions": measure_isolated([*tribes, "journeys", "transitions"]),
         "funnel (4 steps, 1d)": measure_isolated([*tribes, "journeys", "funnel", "--steps",
                                                   STEPS, "--window", "1d"]),
+        "funnel (session, strict)": measure_isolated([
+            *tribes, "journeys", "funnel", "--steps", STEPS, "--window", "1d", "--per",
+            "session", "--ordering", "strict"]),
         "monthly retention": measure_isolated([*tribes, "cohorts", "retention"]),
+        "cohort rule": measure_isolated([*tribes, "cohorts", "define", "fast_buyers", "--rule",
+                                         RULE, "--replace"]),
     }
     pd_run = measure_isolated([sys.executable, "-c", PANDAS, str(ws / "tribes.duckdb"), STEPS])
     p = json.loads(pd_run.stdout.splitlines()[-1])
     base = {"transitions": p["transitions_s"], "funnel (4 steps, 1d)": p["funnel_s"],
-            "monthly retention": p["retention_s"]}
-    print(f"\n{'computation':<22}{'tribes s':>10}{'RSS MiB':>9}{'pandas s':>10}{'ratio':>8}")
+            "monthly retention": p["retention_s"], "cohort rule": p["cohort_s"]}
+    print(f"\n{'computation':<26}{'tribes s':>10}{'RSS MiB':>9}{'pandas s':>10}{'ratio':>8}")
     for name, r in runs.items():
-        print(f"{name:<22}{r.seconds:>10.1f}{r.peak_rss_mib:>9.0f}{base[name]:>10.1f}"
-              f"{base[name] / r.seconds:>7.1f}x")
+        b = base.get(name)
+        print(f"{name:<26}{r.seconds:>10.1f}{r.peak_rss_mib:>9.0f}"
+              + (f"{b:>10.1f}{b / r.seconds:>7.1f}x" if b is not None else f"{'-':>10}"))
     print(f"pandas: loading and keying the events took {p['load_s']:.1f} s more "
           f"(peak RSS {pd_run.peak_rss_mib:.0f} MiB); tribes times include process start")
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# End-to-end demo on embedded DuckDB: synthetic data -> workspace -> ingest -> status.
+# End-to-end demo on embedded DuckDB: synthetic data -> ingest -> prep, features ->
+# segments, personas -> cohorts -> the HTML report.
 set -euo pipefail
 TRIBES=${TRIBES:-tribes}
 DEMO=${DEMO:-demo}
@@ -38,6 +39,12 @@ echo "== personas and KPI validation"
 "$TRIBES" -w "$WS" personas export --out "$DEMO/personas"
 "$TRIBES" -w "$WS" validate
 "$TRIBES" -w "$WS" export segments --out "$DEMO/segments.csv"
+echo "== behavioral cohorts, used as a filter"
+"$TRIBES" -w "$WS" cohorts define fast_buyers --rule "first purchase within 7 days of first event"
+"$TRIBES" -w "$WS" cohorts define at_risk_spenders \
+    --rule "no purchase in the last 45 days and monetary > 200"
+"$TRIBES" -w "$WS" journeys funnel --steps product_view,add_to_cart,begin_checkout,purchase \
+    --cohort fast_buyers
 echo "== the report"
 "$TRIBES" -w "$WS" report --out "$DEMO/report.html"
 echo "== one customer"
