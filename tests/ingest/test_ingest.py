@@ -147,6 +147,31 @@ def test_latin1_semicolon_csv_and_ts_format_and_tz(ws, write) -> None:
     assert ev.ts == pd.Timestamp("2026-03-04 09:15", tz="UTC")
 
 
+def test_whitespace_separated_text_with_and_without_header(ws, write) -> None:
+    from tribes.engine.io import WHITESPACE, sniff_delimiter
+
+    body = (" 00004 0001 19970101  2   29.33\n"
+            " 00004 0001 19970118  2   29.73\n"
+            "00021\t0002   19970101 3 63.34   \n"
+            " 00021 0002 19970102  1\n"          # a field short: malformed
+            "\n")
+    assert sniff_delimiter(body) == WHITESPACE
+    path = write("log.txt", body)
+    s = ingest(ws, [str(path)], opts(source="pos", event_type="purchase", header=False,
+                                     ts_format="%Y%m%d",
+                                     mapping={"customer_id": "column0", "ts": "column2",
+                                              "quantity": "column3", "amount": "column4"}))
+    assert (s.rows_read, s.loaded, s.quarantined) == (4, 3, {"E_MALFORMED": 1})
+    ev = table(ws, "events").sort_values(["ts", "amount"])
+    assert list(ev.amount) == [29.33, 63.34, 29.73] and list(ev.quantity) == [2, 3, 2]
+    assert ev.ts.iloc[0] == pd.Timestamp("1997-01-01", tz="UTC")
+    headed = write("headed.txt", "when   who  what\n2026-01-01T00:00:00Z  u1  page_view\n")
+    s = ingest(ws, [str(headed)], opts(source="web", mapping={"ts": "when",
+                                                              "customer_id": "who",
+                                                              "event_type": "what"}))
+    assert s.loaded == 1
+
+
 def test_glob_and_directory_inputs_are_one_batch(ws, tmp_path: Path) -> None:
     d = tmp_path / "in"
     d.mkdir()

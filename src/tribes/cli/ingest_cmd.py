@@ -37,7 +37,8 @@ def ingest_command(
         "--format", help="csv, parquet or jsonl when the file name does not tell.",
         show_default=False)] = None,
     delimiter: Annotated[str | None, typer.Option(
-        "--delimiter", help="CSV delimiter (default: sniffed).", show_default=False)] = None,
+        "--delimiter", help="CSV delimiter, or 'whitespace' for fields separated by runs of "
+        "blanks (default: sniffed).", show_default=False)] = None,
     encoding: Annotated[str | None, typer.Option(
         "--encoding", help="utf-8, utf-16 or latin-1 (default: sniffed).",
         show_default=False)] = None,

@@ -26,6 +26,7 @@ from tribes.errors import InputError
 log = logging.getLogger(__name__)
 
 SNIFF_BYTES = 256 * 1024
+WHITESPACE = "whitespace"  # fields separated by runs of spaces or tabs (text exports)
 FILE_COLUMN = "_file"
 LINE_COLUMN = "_line"
 
@@ -72,17 +73,32 @@ def sniff_encoding(head: bytes) -> str:
 
 
 def sniff_delimiter(text: str) -> str:
-    """Pick the delimiter among , ; tab | that splits the sample's lines most consistently."""
+    """Pick the delimiter among , ; tab | that splits the sample's lines most consistently;
+    ``whitespace`` when none occurs but runs of blanks split every line alike."""
     lines = [ln for ln in text.splitlines()[:200] if ln.strip()]
     if len(lines) > 1:
         lines = lines[:-1]  # the last sampled line may be cut
     sample = "\n".join(lines)
+    counts = {d: sample.count(d) for d in ",;\t|"}
+    if not (counts[","] or counts[";"] or counts["|"]):
+        if counts["\t"] and _consistent([ln.split("\t") for ln in lines]):
+            return "\t"
+        if _consistent([ln.split() for ln in lines]):
+            return WHITESPACE
     try:
         return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
     except csv.Error:
-        counts = {d: sample.count(d) for d in ",;\t|"}
         best = max(counts, key=lambda d: counts[d])
         return best if counts[best] else ","
+
+
+def _consistent(rows: list[list[str]]) -> bool:
+    """Nine in ten sample lines split into the same number (> 1) of fields."""
+    if not rows:
+        return False
+    widths = [len(r) for r in rows]
+    top = max(set(widths), key=widths.count)
+    return top > 1 and widths.count(top) >= 0.9 * len(widths)
 
 
 def _header_line(path: Path, encoding: str) -> str:
@@ -107,7 +123,8 @@ def read_csv(
     Parameters
     ----------
     delimiter, encoding
-        Sniffed from the first file when not given.
+        Sniffed from the first file when not given. ``"whitespace"``: fields separated
+        by runs of blanks, as in fixed-width text exports (see :func:`read_whitespace`).
     header
         Whether the first line holds column names (else ``column0``, ``column1``...).
     """
@@ -116,6 +133,8 @@ def read_csv(
         encoding = sniff_encoding(head)
     if delimiter is None:
         delimiter = sniff_delimiter(head.decode(encoding, errors="replace"))
+    if delimiter == WHITESPACE:
+        return read_whitespace(engine, paths, encoding=encoding, header=header, name=name)
     groups: dict[str, list[Path]] = {}
     for p in paths:
         groups.setdefault(_header_line(p, encoding) if header else "", []).append(p)
@@ -167,6 +186,43 @@ def read_csv(
         return found
 
     return ReadResult(table, columns, malformed, encoding, delimiter)
+
+
+def read_whitespace(engine: Engine, paths: list[Path], *, encoding: str = "utf-8",
+                    header: bool = True, name: str = "src") -> ReadResult:
+    """Read text files whose fields are separated by runs of spaces or tabs.
+
+    Leading and trailing blanks are ignored. The number of fields comes from the first
+    line (the header, or the first record); a line with another number of fields is
+    reported as malformed. Without a header the columns are ``column0``, ``column1``...
+    """
+    first = ""
+    for line in _open_head(paths[0]).decode(encoding, errors="replace").splitlines():
+        if line.strip():
+            first = line
+            break
+    if not first:
+        raise InputError(f"{paths[0].name} is empty", code="E_READ")
+    columns = first.split() if header else [f"column{i}" for i in range(len(first.split()))]
+    _check_columns(columns, paths[0])
+    engine.drop_temp(name)
+    try:
+        lines = engine.con.read_csv(
+            [str(p) for p in paths], table_name=name, columns={"line": "VARCHAR"},
+            header=header, delim="\x1e", quote="", escape="", encoding=encoding,
+            filename=FILE_COLUMN,
+        )
+    except Exception as exc:
+        raise InputError(f"cannot read {paths[0].name}: {_first_line(exc)}",
+                         code="E_READ") from None
+    lines = lines.filter(lines.line.notnull() & (lines.line.strip() != ""))
+    lines = lines.mutate(_fields=lines.line.strip().re_split(r"\s+")).view()
+    lines = lines.mutate(_valid=lines._fields.length() == len(columns)).view()
+    cols = {c: ibis.cases((lines._valid, lines._fields[i]), else_=ibis.null("string"))
+            for i, c in enumerate(columns)}
+    table = lines.select(FILE_COLUMN, "_valid", **cols)
+    return ReadResult(table, columns, encoding=encoding, delimiter=WHITESPACE,
+                      valid_column="_valid")
 
 
 def _union_by_name(tables: list[ir.Table]) -> ir.Table:
