@@ -71,6 +71,13 @@ class DependencyError(TribesError):
     exit_code = 5
 
 
+class ModelError(TribesError):
+    """A model cannot be fitted to the data at hand (too little data, no convergence)."""
+
+    code = "E_MODEL"
+    exit_code = 6
+
+
 def closest(name: str, candidates: Iterable[str]) -> str | None:
     """Return the candidate closest to ``name`` (case-insensitive), or None if none is close."""
     lowered = {c.lower(): c for c in candidates}
