@@ -70,3 +70,34 @@ def table(ws: Workspace, name: str) -> Any:
     """A whole workspace table as a pandas DataFrame."""
     with ws.engine() as engine:
         return engine.execute(engine.table(name))
+
+
+def shared_data(relative: str) -> Path:
+    """A reference data file of the project's shared folder (``shared/data/...``).
+
+    Looked up in ``$TRIBES_SHARED_DATA``, then in ``shared/data`` next to this checkout
+    and next to the checkout it was cloned from. Missing, the test fails under CI=true
+    (the data is part of the test) and is skipped elsewhere.
+    """
+    import os
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    bases = [Path(os.environ["TRIBES_SHARED_DATA"])] if os.environ.get(
+        "TRIBES_SHARED_DATA") else []
+    bases.append(root.parent / "shared" / "data")
+    try:
+        origin = subprocess.run(["git", "-C", str(root), "remote", "get-url", "origin"],
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        origin = ""
+    if origin and Path(origin).exists():
+        bases.append(Path(origin).resolve().parent / "shared" / "data")
+    for base in bases:
+        if (base / relative).exists():
+            return base / relative
+    message = (f"reference data {relative} not found in {', '.join(map(str, bases))}; "
+               "set TRIBES_SHARED_DATA to the shared/data folder")
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)

@@ -162,6 +162,28 @@ class SegmentConfig(_Section):
         return v
 
 
+class ClvConfig(_Section):
+    model: Literal["bgnbd", "pareto_nbd", "mbgnbd"] = "bgnbd"
+    period: Literal["day", "week"] = Field("day", description="purchases in one period "
+                                           "count as one transaction")
+    time_unit: Literal["day", "week", "month"] = "week"
+    horizon: str = Field("52w", description="expected purchases and CLV over this long")
+    discount_rate: float = Field(0.01, ge=0, lt=1, description="per month")
+    churn_threshold: float = Field(0.5, gt=0, lt=1, description="P(alive) below this = "
+                                   "churn risk")
+    holdout_share: float = Field(1 / 3, gt=0, lt=1, description="share of the history held "
+                                 "out when no --calibration-end is given")
+    churn_days: int = Field(60, ge=1, description="supervised churn: no activity in this "
+                            "many days")
+
+    @field_validator("horizon")
+    @classmethod
+    def _check_horizon(cls, v: str) -> str:
+        if parse_duration(v).total_seconds() <= 0:
+            raise ValueError("horizon must be positive")
+        return v
+
+
 def parse_k_range(text: str) -> list[int]:
     """``2-10`` -> [2, ..., 10]."""
     m = re.match(r"^\s*(\d+)\s*-\s*(\d+)\s*$", text)
@@ -181,6 +203,7 @@ class Config(_Section):
     prep: PrepConfig = PrepConfig()
     features: FeaturesConfig = FeaturesConfig()
     segment: SegmentConfig = SegmentConfig()
+    clv: ClvConfig = ClvConfig()
     # user mapping tables per categorical column: raw spelling -> canonical value
     standardize: dict[str, dict[str, str]] = Field(default_factory=dict)
     # missing-value policy per table and column: drop | flag | median | mode | constant:<v>
@@ -264,6 +287,16 @@ k_range = "2-10"          # candidates for --k auto
 sample_size = 200000      # customers the model is fitted on; all are assigned in the engine
 resamples = 20            # bootstrap resamples for the stability (ARI) estimate
 random_state = 0
+
+[clv]
+model = "bgnbd"           # bgnbd | pareto_nbd | mbgnbd (purchases); spend: Gamma-Gamma
+period = "day"            # purchases on one day (or in one week) count as one transaction
+time_unit = "week"        # unit of recency, T and the model's rates
+horizon = "52w"           # expected purchases and CLV over this long
+discount_rate = 0.01      # per month, for the discounted CLV
+churn_threshold = 0.5     # P(alive) below this flags a churn risk
+holdout_share = 0.333     # held out for validation when no --calibration-end is given
+churn_days = 60           # supervised churn label: no activity in this many days
 
 [privacy]
 consent_mode = "opt-out"  # "opt-in": only customers with an analytics grant are analyzed

@@ -11,6 +11,7 @@ import typer
 from tribes import __version__
 from tribes.cli import (
     anomalies_cmd,
+    clv_cmd,
     cohorts_cmd,
     consents_cmd,
     customer_cmd,
@@ -104,6 +105,7 @@ app.add_typer(journeys_cmd.app, name="journeys")
 app.add_typer(cohorts_cmd.app, name="cohorts")
 app.add_typer(anomalies_cmd.app, name="anomalies")
 trends_cmd.register(app)
+app.add_typer(clv_cmd.app, name="clv")
 run_cmd.register(app)
 synth_cmd.register(app)
 

@@ -21,13 +21,16 @@ def export(
         "parquet).", show_default=False)] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Export customer features or sessions (customers without consent are left out).
+    """Export customer features, sessions, segments or CLV scores (customers without
+    consent are left out).
 
     [bold]Examples[/bold]
 
       tribes -w shop export features --format parquet --out features.parquet
 
       tribes -w shop export sessions --out sessions.csv
+
+      tribes -w shop export clv --out clv.parquet
     """
     out = Output(ctx, json_out)
     if what not in EXPORTS:

@@ -16,7 +16,8 @@ from tribes.workspace import Workspace
 # what -> (table, the stage that builds it)
 EXPORTS = {"features": ("customer_features", "tribes features"),
            "sessions": ("sessions", "tribes prep"),
-           "segments": ("segment_assignments", "tribes segment")}
+           "segments": ("segment_assignments", "tribes segment"),
+           "clv": ("clv", "tribes clv fit, then tribes clv score")}
 
 
 def export_table(ws: Workspace, engine: Engine, what: str, path: Path, fmt: str) -> int:

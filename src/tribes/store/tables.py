@@ -166,6 +166,13 @@ COHORTS = ibis.schema({
     "refreshed_at": TS, "as_of": TS, "n_customers": "int64",
 })
 COHORT_MEMBERS = ibis.schema({"cohort": "string", "customer_key": "string"})
+# CLV scores of the newest `tribes clv score` (one row per purchaser)
+CLV = ibis.schema({
+    "customer_key": "string", "frequency": "int64", "recency": "float64", "T": "float64",
+    "monetary": "float64", "p_alive": "float64", "churn_risk": "boolean",
+    "expected_purchases": "float64", "expected_value": "float64", "clv": "float64",
+    "model": "string", "horizon": "string", "as_of": TS, "fit_id": "string",
+})
 SCHEMAS: dict[str, ibis.Schema] = {
     "events": EVENTS,
     "quarantine": QUARANTINE,
@@ -182,6 +189,7 @@ SCHEMAS: dict[str, ibis.Schema] = {
     "persona_overrides": PERSONA_OVERRIDES,
     "cohorts": COHORTS,
     "cohort_members": COHORT_MEMBERS,
+    "clv": CLV,
 }
 
 

@@ -1,0 +1,266 @@
+"""``tribes clv``: customer lifetime value and churn risk from purchase histories."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from tribes.cli.common import JsonOpt, Output, state
+from tribes.features.run import parse_as_of
+
+app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich", help=(
+    "Customer lifetime value: how likely each customer is still active, how much they "
+    "will buy and what it is worth (BG/NBD, Pareto/NBD, MBG/NBD with Gamma-Gamma spend).\n\n"
+    "Start with [bold]tribes clv fit[/bold], then [bold]tribes clv score[/bold]."))
+
+CalOpt = Annotated[str | None, typer.Option(
+    "--calibration-end", help="Fit on purchases up to this ISO date (its end, UTC) and check "
+    "the fit on the rest [default: all purchases; the check holds out the last third].",
+    show_default=False)]
+
+
+def _params(p: dict[str, float] | None, se: dict[str, float | None] | None = None) -> str:
+    if not p:
+        return "-"
+    se = se or {}
+    return ", ".join(f"{k}={v:.4g}" + (f" (±{se[k]:.2g})" if se.get(k) else "")
+                     for k, v in p.items())
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v:+.1%}"
+
+
+def _show_holdout(out: Output, h: dict[str, Any], title: str) -> None:
+    cum = h["cumulative"]
+    out.print(f"{title}: fitted up to {h['calibration_end'][:10]}, checked on the "
+              f"{h['length']:.1f} {h['unit']}s to {h['holdout_end'][:10]} "
+              f"({h['customers']:,} customers)")
+    out.table("Repeat purchases in the holdout, by purchases before it",
+              ["repeat purchases", "customers", "actual (mean)", "predicted (mean)"],
+              [(b["frequency"], b["customers"], round(b["actual"], 3), round(b["predicted"], 3))
+               for b in h["by_frequency"]])
+    out.print(f"holdout total: actual {h['actual']:,.0f}, predicted {h['predicted']:,.0f} "
+              f"({_pct(h['error_pct'])}); mean absolute error per customer {h['mae']:.3f}")
+    out.print(f"cumulative repeat purchases to {cum['date'][-1]}: actual "
+              f"{cum['actual_at_end']:,.0f}, predicted {cum['predicted_at_end']:,.0f} "
+              f"({_pct(cum['error_pct_at_end'])})")
+
+
+@app.command()
+def fit(
+    ctx: typer.Context,
+    model: Annotated[str | None, typer.Option(
+        "--model", "-m", help="bgnbd, pareto_nbd or mbgnbd [default: clv.model, bgnbd].",
+        show_default=False)] = None,
+    calibration_end: CalOpt = None,
+    period: Annotated[str | None, typer.Option(
+        "--period", help="day or week: purchases in one period count as one transaction "
+        "[default: clv.period, day].", show_default=False)] = None,
+    time_unit: Annotated[str | None, typer.Option(
+        "--time-unit", help="day, week or month for recency, T and rates "
+        "[default: clv.time_unit, week].", show_default=False)] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Fit the purchase model and the Gamma-Gamma spend model by maximum likelihood.
+
+    The purchase model learns, from each purchaser's number of repeat transactions, the
+    time of the last one and the length of their history, how often customers buy and
+    how fast they drop out. Standard errors come from the Hessian. The fit is checked
+    on a holdout: predicted against actual repeat purchases.
+
+    [bold]Examples[/bold]
+
+      tribes -w shop clv fit
+
+      tribes -w shop clv fit --model pareto_nbd --calibration-end 1997-09-30 --json
+    """
+    from tribes.models.clv.run import fit_clv
+
+    out = Output(ctx, json_out)
+    ws = state(ctx).open()
+    cal = parse_as_of(calibration_end) if calibration_end else None
+    with ws.engine() as engine, out.progress("clv fit") as task:
+        res = fit_clv(ws, engine, model=model, calibration_end=cal, period=period,
+                      time_unit=time_unit, progress=task.step)
+    out.result(res)
+    out.print(f"[bold]{res['model']}[/bold] on {res['n_customers']:,} purchasers "
+              f"({res['repeat_buyers']:,} with repeat purchases) up to "
+              f"{res['calibration_end'][:10]}, time in {res['time_unit']}s, one transaction "
+              f"per {res['period']}")
+    out.print(f"  parameters: {_params(res['params'], res['se'])}")
+    out.print(f"  log-likelihood {res['loglik']:,.1f}")
+    if res["spend_params"]:
+        ind = res["independence"]
+        out.print(f"  spend (Gamma-Gamma): {_params(res['spend_params'], res['spend_se'])}; "
+                  f"mean transaction value {res['mean_value'] or float('nan'):,.2f}; "
+                  f"frequency-value correlation "
+                  f"{'-' if ind['pearson'] is None else format(ind['pearson'], '.2f')}")
+    _show_holdout(out, res["holdout"], "Holdout check" + (
+        " (a second fit leaving out the last part)" if res["auto_holdout"] else ""))
+    for w in res["warnings"]:
+        out.print(f"[yellow]warning:[/yellow] {w}")
+    out.print("Next: tribes clv score --horizon 52w")
+
+
+@app.command()
+def score(
+    ctx: typer.Context,
+    horizon: Annotated[str | None, typer.Option(
+        "--horizon", help="Predict this far ahead, e.g. 52w, 90d [default: clv.horizon, 52w].",
+        show_default=False)] = None,
+    discount_rate: Annotated[float | None, typer.Option(
+        "--discount-rate", help="Monthly discount rate of the CLV [default: clv.discount_rate,"
+        " 0.01].", show_default=False)] = None,
+    threshold: Annotated[float | None, typer.Option(
+        "--churn-threshold", help="P(alive) below this flags a churn risk "
+        "[default: clv.churn_threshold, 0.5].", show_default=False)] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Score every purchaser with the newest fit and store the `clv` table.
+
+    Columns: p_alive, churn_risk, expected_purchases (over the horizon), expected_value
+    (average transaction value), clv (discounted, month by month), and the
+    frequency/recency/T summary they come from. Export with `tribes export clv`.
+
+    [bold]Examples[/bold]
+
+      tribes -w shop clv score --horizon 52w
+
+      tribes -w shop clv score --horizon 26w --discount-rate 0.008 --churn-threshold 0.3
+    """
+    from tribes.models.clv.run import score_clv
+
+    out = Output(ctx, json_out)
+    ws = state(ctx).open()
+    with ws.engine() as engine, out.progress("clv score") as task:
+        res = score_clv(ws, engine, horizon=horizon, discount_rate=discount_rate,
+                        threshold=threshold, progress=task.step)
+    out.result(res)
+    out.print(f"scored {res['customers']:,} purchasers with {res['model']} as of "
+              f"{res['as_of'][:10]} over {res['horizon']}:")
+    out.print(f"  mean P(alive) {res['mean_p_alive']:.2f}; churn risk (P(alive) < "
+              f"{res['churn_threshold']}) {res['churn_risk_share']:.1%}")
+    out.print(f"  expected purchases {res['expected_purchases']:,.0f}; total CLV "
+              f"{res['total_clv']:,.0f} (median {res['median_clv']:,.2f}"
+              + ("" if res["top_decile_share"] is None else
+                 f"; the top 10% hold {res['top_decile_share']:.0%}") + ")")
+    out.print("Stored in table clv; export with: tribes export clv --out clv.parquet")
+
+
+@app.command()
+def validate(
+    ctx: typer.Context,
+    calibration_end: CalOpt = None,
+    models: Annotated[str | None, typer.Option(
+        "--models", help="Comma-separated models to compare [default: all three].",
+        show_default=False)] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Compare the models on a calibration/holdout split: predicted against actual repeat
+    purchases in the holdout, by number of purchases before it, and cumulative.
+
+    The split is --calibration-end, else the one of the newest fit.
+
+    [bold]Examples[/bold]
+
+      tribes -w shop clv validate
+
+      tribes -w shop clv validate --calibration-end 1997-09-30 --models bgnbd,pareto_nbd
+    """
+    from tribes.models.clv.run import validate_clv
+
+    out = Output(ctx, json_out)
+    ws = state(ctx).open()
+    cal = parse_as_of(calibration_end) if calibration_end else None
+    names = [m.strip() for m in models.split(",") if m.strip()] if models else None
+    with ws.engine(read_only=True) as engine, out.progress("clv validate") as task:
+        res = validate_clv(ws, engine, calibration_end=cal, models=names, progress=task.step)
+    out.result(res)
+    out.table(f"Models fitted up to {res['calibration_end'][:10]}, checked to "
+              f"{res['holdout_end'][:10]}",
+              ["model", "log-lik", "AIC", "actual", "predicted", "error", "MAE",
+               "cum. error"],
+              [(r["model"], round(r["loglik"], 1), round(r["aic"], 1),
+                round(r["holdout"]["actual"]), round(r["holdout"]["predicted"]),
+                _pct(r["holdout"]["error_pct"]), round(r["holdout"]["mae"], 3),
+                _pct(r["holdout"]["cumulative"]["error_pct_at_end"]))
+               for r in res["models"]], no_wrap=range(8))
+    for r in res["models"]:
+        if r["model"] == res["best"]:
+            _show_holdout(out, r["holdout"], f"{r['model']} (lowest MAE)")
+    out.print(f"Lowest holdout error per customer: [bold]{res['best']}[/bold]"
+              + ("" if res["stored_model"] in (None, res["best"]) else
+                 f" (stored fit: {res['stored_model']}; tribes clv fit --model "
+                 f"{res['best']})"))
+
+
+@app.command()
+def churn(
+    ctx: typer.Context,
+    days: Annotated[int | None, typer.Option(
+        "--days", min=1, help="Churned = no event at all in this many days "
+        "[default: clv.churn_days, 60].", show_default=False)] = None,
+    model: Annotated[str | None, typer.Option(
+        "--model", "-m", help="Purchase model for P(alive) [default: clv.model].",
+        show_default=False)] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Which predicts churn better here: P(alive), or gradient boosting on the features?
+
+    Trains gradient boosting on features as of (end - 2 x days), labelled by activity in
+    the following days, and tests both it and P(alive) (fitted up to end - days) on the
+    customers as of (end - days): ROC-AUC, Brier score and calibration.
+
+    [bold]Examples[/bold]
+
+      tribes -w shop clv churn
+
+      tribes -w shop clv churn --days 30 --json
+    """
+    from tribes.models.clv.churn import compare_churn
+
+    out = Output(ctx, json_out)
+    ws = state(ctx).open()
+    with ws.engine() as engine, out.progress("clv churn") as task:
+        res = compare_churn(ws, engine, days=days, model=model, progress=task.step)
+    out.result(res)
+    gb, pa = res["gradient_boosting"], res["p_alive"]["purchasers"]
+
+    def f(v: float | None) -> str:
+        return "-" if v is None else f"{v:.3f}"
+
+    out.print(f"churned = no event in {res['days']} days; trained as of "
+              f"{res['train_as_of'][:10]}, tested as of {res['test_as_of'][:10]} "
+              f"({res['n_test']:,} customers, {res['purchasers_in_test']:,} purchasers)")
+    out.table(None, ["model", "customers", "churn rate", "ROC-AUC", "Brier"], [
+        ("gradient boosting (all)", gb["all"]["n"], gb["all"].get("churn_rate"),
+         f(gb["all"]["auc"]), f(gb["all"]["brier"])),
+        ("gradient boosting (purchasers)", gb["purchasers"]["n"],
+         gb["purchasers"].get("churn_rate"), f(gb["purchasers"]["auc"]),
+         f(gb["purchasers"]["brier"])),
+        (f"1 - P(alive), {res['model']} (purchasers)", pa["n"], pa.get("churn_rate"),
+         f(pa["auc"]), f(pa["brier"])),
+    ])
+    if res["better_on_purchasers"]:
+        out.print(f"Better on purchasers here: [bold]{res['better_on_purchasers']}[/bold]")
+
+
+@app.command()
+def show(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """The stored fit: parameters with standard errors, holdout check and warnings."""
+    from tribes.models.clv.run import last_fit
+
+    out = Output(ctx, json_out)
+    ws = state(ctx).open()
+    with ws.engine(read_only=True) as engine:
+        res = last_fit(engine)
+    out.result(res)
+    out.print(f"[bold]{res['model']}[/bold] fitted up to {res['calibration_end'][:10]} "
+              f"({res['fit_id']}): {_params(res['params'], res['se'])}")
+    if res["spend_params"]:
+        out.print(f"spend (Gamma-Gamma): {_params(res['spend_params'], res['spend_se'])}")
+    _show_holdout(out, res["holdout"], "Holdout check")
+    for w in res["warnings"]:
+        out.print(f"[yellow]warning:[/yellow] {w}")

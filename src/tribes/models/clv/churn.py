@@ -1,0 +1,143 @@
+"""Churn risk two ways, compared on a time-based holdout.
+
+* **P(alive)** of the purchase model: fitted on purchases up to a cut-off date, churn
+  score ``1 - P(alive)``; defined for customers who purchased.
+* **Supervised**: gradient boosting on the customer features as of a past date, the
+  label being *no event at all in the next N days*. It is trained at ``end - 2N``
+  (label from the following N days) and tested at ``end - N`` (label from the last N
+  days), so nothing of the test period is seen in training.
+
+Both are scored on the test customers: ROC-AUC (over all test customers for the
+supervised model, and over purchasers for both), Brier score and a calibration curve.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+import numpy as np
+import pandas as pd
+
+from tribes.config import parse_duration
+from tribes.engine import Engine
+from tribes.engine.functions import md5_hex
+from tribes.errors import ModelError
+from tribes.features.build import base_features, scored_features
+from tribes.models.clv.run import data_end, fit_models
+from tribes.models.clv.summary import SummarySpec, rfm_summary
+from tribes.prep.run import last_prep, run_prep
+from tribes.prep.sessions import keyed_events
+from tribes.privacy.consent import consent_filter
+from tribes.store.runs import events_fingerprint, is_current
+from tribes.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+EXCLUDED = {"customer_key", "rfm_label"}
+CALIBRATION_BINS = 10
+
+
+def _frame(ws: Workspace, engine: Engine, cut: datetime, days: int, sample: int
+           ) -> pd.DataFrame:
+    """Features as of ``cut`` and the label (no event in the following ``days``) of the
+    customers seen up to ``cut`` (a deterministic sample when there are more)."""
+    events, ids = engine.table("events"), engine.table("identities")
+    timeout = parse_duration(ws.config.prep.session_timeout)
+    base = base_features(events, ids, as_of=cut, timeout=timeout)
+    base = consent_filter(base, "customer_key", engine.table("consents"),
+                          ws.config.privacy.consent_mode)
+    feats = scored_features(base, ws.config.features.engagement_weights)
+    cut_lit = ibis.literal(cut, type="timestamp('UTC')")
+    later = ibis.literal(cut + timedelta(days=days), type="timestamp('UTC')")
+    nxt = events.filter((events.ts > cut_lit) & (events.ts <= later))
+    active = keyed_events(nxt, ids, ["ts"]).select(a_key="customer_key").distinct()
+    j = feats.left_join(active, feats.customer_key == active.a_key)
+    t: ir.Table = j.mutate(churned=j.a_key.isnull()).drop("a_key")
+    t = t.order_by(md5_hex(t.customer_key)).limit(sample)
+    return engine.execute(t)
+
+
+def _matrix(df: pd.DataFrame) -> pd.DataFrame:
+    cols = [c for c in df.columns if c not in EXCLUDED | {"churned"}]
+    return df[cols].astype(float)
+
+
+def _scores(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
+    from sklearn.calibration import calibration_curve
+    from sklearn.metrics import brier_score_loss, roc_auc_score
+
+    if len(np.unique(y)) < 2:
+        return {"auc": None, "brier": None, "calibration": [], "n": len(y)}
+    frac, mean = calibration_curve(y, p, n_bins=CALIBRATION_BINS, strategy="quantile")
+    return {"auc": float(roc_auc_score(y, p)), "brier": float(brier_score_loss(y, p)),
+            "calibration": [{"predicted": float(m), "observed": float(f)}
+                            for m, f in zip(mean, frac, strict=True)],
+            "n": len(y), "churn_rate": float(y.mean())}
+
+
+def compare_churn(ws: Workspace, engine: Engine, *, days: int | None = None,
+                  model: str | None = None, progress: Callable[[str], None] | None = None
+                  ) -> dict[str, Any]:
+    """Supervised churn model against the purchase model's P(alive); see the module doc."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    say = progress or (lambda step: None)
+    cfg = ws.config.clv
+    days = days or cfg.churn_days
+    name = model or cfg.model
+    if not is_current(last_prep(engine), events_fingerprint(engine)):
+        say("prep (events changed since the last prep)")
+        run_prep(ws, engine, progress=lambda s: say(f"prep: {s}"))
+    end = data_end(engine)
+    test_cut = end - timedelta(days=days)
+    train_cut = test_cut - timedelta(days=days)
+    ev = engine.table("events")
+    first = pd.Timestamp(engine.scalar(ev.ts.min())).to_pydatetime()
+    if first >= train_cut - timedelta(days=days):
+        raise ModelError(
+            f"the history ({(end - first).days} days) is too short for a {days}-day churn "
+            f"label: it needs at least {3 * days} days (train, test and a history before "
+            "them); use --days with a smaller number", code="E_MODEL_DATA")
+    sample = ws.config.segment.sample_size
+    say(f"features as of {train_cut.date()} (training)")
+    train = _frame(ws, engine, train_cut, days, sample)
+    say(f"features as of {test_cut.date()} (test)")
+    test = _frame(ws, engine, test_cut, days, sample)
+    y_train, y_test = train.churned.to_numpy(int), test.churned.to_numpy(int)
+    if len(np.unique(y_train)) < 2:
+        raise ModelError(f"every training customer has the same label (churned = "
+                         f"{bool(y_train[0])}); try another --days", code="E_MODEL_DATA")
+    say("training gradient boosting")
+    gb = HistGradientBoostingClassifier(random_state=ws.config.segment.random_state,
+                                        max_iter=200, early_stopping=True)
+    gb.fit(_matrix(train), y_train)
+    p_gb = gb.predict_proba(_matrix(test))[:, 1]
+
+    say(f"fitting {name} on purchases up to {test_cut.date()}")
+    spec = SummarySpec(test_cut, None, cfg.period, cfg.time_unit)
+    summ = engine.execute(rfm_summary(engine, spec, ws.config.privacy.consent_mode))
+    purchase, _, notes = fit_models(summ, name, ws.config.segment.random_state)
+    alive = purchase.p_alive(summ.frequency, summ.recency, summ["T"])
+    p_alive = pd.Series(1 - alive, index=summ.customer_key.astype(str))
+    keys = test.customer_key.astype(str)
+    buyers = keys.isin(p_alive.index).to_numpy()
+    gb_all = _scores(y_test, p_gb)
+    gb_buyers = _scores(y_test[buyers], p_gb[buyers])
+    pa = _scores(y_test[buyers], p_alive.reindex(keys[buyers]).to_numpy(float))
+    candidates = {"gradient_boosting": gb_buyers["auc"], "p_alive": pa["auc"]}
+    scored = {k: v for k, v in candidates.items() if v is not None}
+    better = max(scored, key=lambda k: scored[k]) if scored else None
+    return {
+        "days": days, "train_as_of": train_cut.isoformat(), "test_as_of": test_cut.isoformat(),
+        "end": end.isoformat(), "n_train": len(train), "n_test": len(test),
+        "purchasers_in_test": int(buyers.sum()), "model": name,
+        "gradient_boosting": {"all": gb_all, "purchasers": gb_buyers,
+                              "features": list(_matrix(train).columns)},
+        "p_alive": {"purchasers": pa, "warnings": notes},
+        "better_on_purchasers": better,
+    }
