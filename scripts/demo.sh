@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End-to-end demo on embedded DuckDB: synthetic data -> ingest -> prep, features ->
-# segments, personas -> cohorts -> the HTML report.
+# segments, CLV, personas -> cohorts -> the HTML report.
 set -euo pipefail
 TRIBES=${TRIBES:-tribes}
 DEMO=${DEMO:-demo}
@@ -34,6 +34,11 @@ echo "== prep (identity stitching, sessions) and customer features"
 echo "== segments (kmeans, k chosen automatically)"
 "$TRIBES" -w "$WS" segment
 "$TRIBES" -w "$WS" versions list
+echo "== lifetime value and churn risk (BG/NBD + Gamma-Gamma), checked on a holdout"
+"$TRIBES" -w "$WS" clv fit
+"$TRIBES" -w "$WS" clv score --horizon 52w
+"$TRIBES" -w "$WS" clv validate
+"$TRIBES" -w "$WS" export clv --out "$DEMO/clv.parquet"
 echo "== personas and KPI validation"
 "$TRIBES" -w "$WS" personas
 "$TRIBES" -w "$WS" personas export --out "$DEMO/personas"

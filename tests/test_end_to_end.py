@@ -92,6 +92,39 @@ def test_ingest_all_sources_matches_the_manifest(cli, tmp_path: Path, synth_data
     assert out["k"] == 6
     check_segments(w, data, out["version"])
     check_personas(cli, ws, w, data, out["version"])
+    check_clv(cli, ws, w, data)
+
+
+def check_clv(cli, ws: Path, w, data: Path) -> None:
+    """CLV and churn risk line up with the planted behaviors, and reach the personas."""
+    import pandas as pd
+
+    fit = cli("--workspace", ws, "clv", "fit", "--json")
+    assert fit.code == 0, fit.err
+    assert fit.json()["holdout"]["customers"] > 0 and fit.json()["auto_holdout"]
+    score = cli("--workspace", ws, "clv", "score", "--json")
+    assert score.code == 0, score.err
+    clv = table(w, "clv")
+    truth = pd.read_csv(data / "ground_truth.csv")
+    truth["customer_key"] = [pseudonym(c, w.secret()) for c in truth.customer_id]
+    per = clv.merge(truth, on="customer_key").groupby("segment")[
+        ["p_alive", "churn_risk", "clv"]].mean()
+    assert per.churn_risk.idxmax() == "lapsing_buyers" and per.p_alive.idxmin() == (
+        "lapsing_buyers")
+    assert per.clv.idxmax() == "loyal_high_spenders"
+    personas = cli("--workspace", ws, "personas", "--json").json()["personas"]
+    by_name = {p["name"]: p for p in personas}
+    lapsing = by_name[PLANTED_NAMES["lapsing_buyers"]]["clv"]
+    loyal = by_name[PLANTED_NAMES["loyal_high_spenders"]]["clv"]
+    assert lapsing["churn_risk_share"] > 0.5 > loyal["churn_risk_share"]
+    assert loyal["clv_mean"] == max(p["clv"]["clv_mean"] for p in personas if p["clv"])
+    churn = cli("--workspace", ws, "clv", "churn", "--days", "30", "--json")
+    assert churn.code == 0, churn.err
+    c = churn.json()
+    assert c["better_on_purchasers"] in ("gradient_boosting", "p_alive")
+    # both find churners far better than chance on the planted lapsing customers
+    assert c["gradient_boosting"]["purchasers"]["auc"] > 0.6
+    assert c["p_alive"]["purchasers"]["auc"] > 0.6
 
 
 PLANTED_NAMES = {"loyal_high_spenders": "High-value loyalists",

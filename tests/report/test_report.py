@@ -27,14 +27,31 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     shop = root / "shop"
     path = root / "events.csv"
     make_events(seed=21).drop(columns=["t"]).to_csv(path, index=False)
+    events = make_events(seed=21).drop(columns=["t"])
+    events.to_csv(path, index=False)
+    # a tiny shop: the events of three customers
+    tiny, tiny_path = root / "tiny", root / "tiny.csv"
+    ids = events.customer_id.dropna().unique()[:3]
+    events[events.customer_id.isin(ids)].to_csv(tiny_path, index=False)
     for args in (["init", str(shop)], ["-w", str(shop), "ingest", str(path)],
                  ["-w", str(shop), "run"], ["-w", str(shop), "segment", "--k-range", "2-4"],
                  ["-w", str(shop), "cohorts", "define", "buyers", "--rule", "any purchase"],
+                 ["-w", str(shop), "clv", "fit"], ["-w", str(shop), "clv", "score"],
                  ["-w", str(shop), "report", "--out", str(root / "full.html")],
+                 ["init", str(tiny)], ["-w", str(tiny), "ingest", str(tiny_path)],
+                 ["-w", str(tiny), "run"],
+                 ["-w", str(tiny), "report", "--out", str(root / "tiny.html")],
                  ["init", str(root / "empty")],
                  ["-w", str(root / "empty"), "report", "--out", str(root / "empty.html")]):
         assert main(["-q", *args]) == 0, args
-    return {"full": root / "full.html", "empty": root / "empty.html"}
+    return {"full": root / "full.html", "tiny": root / "tiny.html",
+            "empty": root / "empty.html"}
+
+
+def sections(html: str) -> dict[str, str]:
+    """The HTML of each section by its anchor."""
+    parts = re.split(r"<section id='([a-z0-9-]+)'", html)
+    return {parts[i]: parts[i + 1] for i in range(1, len(parts) - 1, 2)}
 
 
 def test_report_is_self_contained(reports: dict[str, Path]) -> None:
@@ -51,8 +68,17 @@ def test_report_is_self_contained(reports: dict[str, Path]) -> None:
     assert "Transition network" in html and "Segments over time" in html
     assert "Behavioral cohorts" in html and "<td>any purchase</td>" in html
     assert re.search(r"Customers in 2-D \((t-SNE|PCA) of the scaled features\)", html)
-    empty = reports["empty"].read_text(encoding="utf-8")
-    assert empty.count("Not enough data") >= 5 and "This section failed" not in empty
+    assert "This section failed" not in html
+    # charts each section must draw on this data (counted in the HTML, not by the page)
+    charts = {k: v.count("class=\"plotly-graph-div\"") for k, v in sections(html).items()}
+    want = {"overview": 1, "features": 1, "k-selection": 1, "segments": 2, "journeys": 3,
+            "cohorts": 1, "trends": 1, "anomalies": 1, "clv": 4}
+    assert {k: charts.get(k, 0) >= n for k, n in want.items()} == dict.fromkeys(want, True), (
+        charts)
+    assert "Lifetime value and churn risk" in html and "P(alive) of a customer" in html
+    for which in ("tiny", "empty"):
+        small = reports[which].read_text(encoding="utf-8")
+        assert small.count("Not enough data") >= 3 and "This section failed" not in small
 
 
 def _browser():  # type: ignore[no-untyped-def]
@@ -65,7 +91,7 @@ def _browser():  # type: ignore[no-untyped-def]
     return sync_playwright()
 
 
-@pytest.mark.parametrize("which", ["full", "empty"])
+@pytest.mark.parametrize("which", ["full", "tiny", "empty"])
 def test_report_renders_in_chromium(reports: dict[str, Path], which: str) -> None:
     path = reports[which]
     with _browser() as p:
@@ -93,10 +119,11 @@ def test_report_renders_in_chromium(reports: dict[str, Path], which: str) -> Non
         browser.close()
     assert errors == []
     assert [u for u in requests if not u.startswith(("file:", "data:", "blob:"))] == []
+    html = path.read_text(encoding="utf-8")
+    assert n_plots == expected == html.count("class=\"plotly-graph-div\"")
     if which == "full":
-        assert expected >= 5
-    else:
+        assert expected >= 17
+    elif which == "empty":
         assert expected <= 1
-    assert n_plots == expected
     for w, h, marks in sizes:
         assert w > 100 and h > 100 and marks > 0

@@ -25,11 +25,29 @@ def _build(ctx: typer.Context) -> list[dict[str, Any]]:
         return build_personas(engine, session_timeout_s=timeout)
 
 
+def clv_line(c: dict[str, Any] | None) -> str | None:
+    """The persona's value and churn risk in one line (None before `tribes clv score`)."""
+    if not c:
+        return None
+    return (f"{c['scored']:,} purchasers scored: expected value over {c['horizon']} "
+            f"{c['clv_mean']:,.2f} each ({c['clv_share'] or 0:.0%} of all CLV), mean "
+            f"P(alive) {c['p_alive']:.2f}, {c['churn_risk_share']:.0%} at churn risk")
+
+
 def show_table(out: Output, personas: list[dict[str, Any]]) -> None:
+    with_clv = any(p.get("clv") for p in personas)
+    extra = ["CLV / purchaser", "churn risk"] if with_clv else []
+
+    def clv_cells(p: dict[str, Any]) -> list[Any]:
+        c = p.get("clv")
+        if not with_clv:
+            return []
+        return [round(c["clv_mean"], 2), f"{c['churn_risk_share']:.0%}"] if c else [None, None]
+
     out.table("Personas (active segment version)",
-              ["segment", "persona", "customers", "share", "campaign"],
-              [(p["segment_id"], p["name"], p["size"], f"{p['share']:.1%}", p["campaign"])
-               for p in personas], no_wrap=(0, 1))
+              ["segment", "persona", "customers", "share", "campaign", *extra],
+              [(p["segment_id"], p["name"], p["size"], f"{p['share']:.1%}", p["campaign"],
+                *clv_cells(p)) for p in personas], no_wrap=(0, 1))
 
 
 @app.callback(invoke_without_command=True)
@@ -73,6 +91,9 @@ def show(ctx: typer.Context,
               f"{p['share']:.1%})")
     out.print(p["description"])
     out.print(f"[bold]Recommended action[/bold] ({p['campaign']}): {p['action']}")
+    line = clv_line(p.get("clv"))
+    if line:
+        out.print(f"[bold]Value[/bold]: {line}")
     feats = sorted(p["features"].items(), key=lambda kv: -abs(kv[1]["lift"]))[:10]
     out.table("Most distinguishing features", ["feature", "median", "mean", "everyone",
                                                "lift (sd)"],
@@ -94,6 +115,7 @@ def markdown(p: dict[str, Any]) -> str:
              f"Segment {p['segment_id']} of version {p['version']}: {p['size']:,} customers "
              f"({p['share']:.1%}).", "", p["description"], "",
              f"**Recommended action** ({p['campaign']}): {p['action']}", "",
+             *([f"**Value**: {clv_line(p.get('clv'))}", ""] if p.get("clv") else []),
              "| feature | median | mean | everyone | lift (sd) |", "|---|---|---|---|---|"]
     for f, s in sorted(p["features"].items(), key=lambda kv: -abs(kv[1]["lift"]))[:12]:
         lines.append(f"| {f} | {_fmt(s['median'])} | {_fmt(s['mean'])} | "

@@ -125,8 +125,30 @@ def _attributes(engine: Engine, version: int, top: int = 3) -> dict[int, dict[st
     return out
 
 
+def _clv(engine: Engine, version: int) -> dict[int, dict[str, Any]]:
+    """Per segment, from the newest ``tribes clv score``: purchasers scored, mean P(alive),
+    churn-risk share, mean and total CLV (empty when CLV was never scored)."""
+    if not engine.has_table("clv"):
+        return {}
+    c = engine.table("clv")
+    a = members(engine, version)
+    j = c.join(a, c.customer_key == a.a_key)
+    df = engine.execute(j.group_by("segment_id").aggregate(
+        scored=j.count(), p_alive=j.p_alive.mean(),
+        churn_risk_share=j.churn_risk.cast("float64").mean(),
+        clv_mean=j.clv.mean(), clv_total=j.clv.sum(),
+        expected_purchases=j.expected_purchases.mean(), horizon=j.horizon.max()))
+    total = float(df.clv_total.sum()) if not df.empty else 0.0
+    return {int(r.segment_id): {
+        "scored": int(r.scored), "p_alive": float(r.p_alive),
+        "churn_risk_share": float(r.churn_risk_share), "clv_mean": float(r.clv_mean),
+        "clv_total": float(r.clv_total), "clv_share": float(r.clv_total) / total if total
+        else None, "expected_purchases": float(r.expected_purchases), "horizon": r.horizon}
+        for r in df.itertuples()}
+
+
 def describe(name: str, size: int, share: float, stats: dict[str, Any],
-             lifts: dict[str, float]) -> str:
+             lifts: dict[str, float], clv: dict[str, Any] | None = None) -> str:
     """One paragraph that cites the segment's numbers."""
     def med(f: str) -> float | None:
         return stats.get(f, {}).get("median")
@@ -146,6 +168,10 @@ def describe(name: str, size: int, share: float, stats: dict[str, Any],
     if ranked:
         parts.append("Most distinctive: " + ", ".join(
             f"{f} {v:+.1f} sd" for _, f, v in ranked) + ".")
+    if clv:
+        parts.append(f"Expected value over {clv['horizon']} {clv['clv_mean']:,.0f} per "
+                     f"purchaser ({clv['clv_share'] or 0:.0%} of all CLV); "
+                     f"{clv['churn_risk_share']:.0%} at churn risk.")
     return " ".join(parts)
 
 
@@ -177,6 +203,7 @@ def build_personas(engine: Engine, version: int | None = None, *,
     categories = _top_categories(engine, v)
     journeys = _journeys(engine, v, session_timeout_s)
     attrs = _attributes(engine, v)
+    clv = _clv(engine, v)
     overrides = _overrides(engine)
     rows: list[dict[str, Any]] = []
     for seg, row in per.iterrows():
@@ -198,9 +225,11 @@ def build_personas(engine: Engine, version: int | None = None, *,
             "top_devices": _top_shares(stats[s], "device_share_"),
             "top_journeys": journeys.get(s, []),
             "attributes": attrs.get(s, {}),
+            "clv": clv.get(s),
             "overridden": [],
         }
-        persona["description"] = describe(name, size, persona["share"], stats[s], lifts[s])
+        persona["description"] = describe(name, size, persona["share"], stats[s], lifts[s],
+                                          clv.get(s))
         for key in OVERRIDE_FIELDS:
             if s in overrides and overrides[s].get(key):
                 persona[key] = overrides[s][key]

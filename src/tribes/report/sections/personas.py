@@ -27,6 +27,11 @@ def personas(ctx: ReportContext) -> str:
             if p[key]:
                 lists += f"<p><b>{title}:</b> " + "; ".join(
                     f"{esc(x[field])} ({x['share']:.0%})" for x in p[key]) + "</p>"
+        c = p.get("clv")
+        if c:
+            lists += (f"<p><b>Value:</b> CLV {c['clv_mean']:,.0f} per purchaser over "
+                      f"{esc(c['horizon'])} ({c['clv_share'] or 0:.0%} of all); "
+                      f"{c['churn_risk_share']:.0%} at churn risk</p>")
         cards.append(
             f"<div class='card'><h3>{esc(p['name'])}</h3>"
             f"<div class='meta'>segment {p['segment_id']} · {p['size']:,} customers · "
