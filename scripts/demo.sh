@@ -37,7 +37,6 @@ echo "== segments (kmeans, k chosen automatically)"
 echo "== lifetime value and churn risk (BG/NBD + Gamma-Gamma), checked on a holdout"
 "$TRIBES" -w "$WS" clv fit
 "$TRIBES" -w "$WS" clv score --horizon 52w
-"$TRIBES" -w "$WS" clv validate
 "$TRIBES" -w "$WS" export clv --out "$DEMO/clv.parquet"
 echo "== personas and KPI validation"
 "$TRIBES" -w "$WS" personas

@@ -16,7 +16,7 @@ app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich", help=(
 
 CalOpt = Annotated[str | None, typer.Option(
     "--calibration-end", help="Fit on purchases up to this ISO date (its end, UTC) and check "
-    "the fit on the rest [default: all purchases; the check holds out the last third].",
+    "the fit on the rest (default: all purchases; the check holds out the last third).",
     show_default=False)]
 
 
@@ -52,15 +52,15 @@ def _show_holdout(out: Output, h: dict[str, Any], title: str) -> None:
 def fit(
     ctx: typer.Context,
     model: Annotated[str | None, typer.Option(
-        "--model", "-m", help="bgnbd, pareto_nbd or mbgnbd [default: clv.model, bgnbd].",
+        "--model", "-m", help="bgnbd, pareto_nbd or mbgnbd (default: clv.model, bgnbd).",
         show_default=False)] = None,
     calibration_end: CalOpt = None,
     period: Annotated[str | None, typer.Option(
         "--period", help="day or week: purchases in one period count as one transaction "
-        "[default: clv.period, day].", show_default=False)] = None,
+        "(default: clv.period, day).", show_default=False)] = None,
     time_unit: Annotated[str | None, typer.Option(
         "--time-unit", help="day, week or month for recency, T and rates "
-        "[default: clv.time_unit, week].", show_default=False)] = None,
+        "(default: clv.time_unit, week).", show_default=False)] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Fit the purchase model and the Gamma-Gamma spend model by maximum likelihood.
@@ -108,14 +108,14 @@ def fit(
 def score(
     ctx: typer.Context,
     horizon: Annotated[str | None, typer.Option(
-        "--horizon", help="Predict this far ahead, e.g. 52w, 90d [default: clv.horizon, 52w].",
+        "--horizon", help="Predict this far ahead, e.g. 52w, 90d (default: clv.horizon, 52w).",
         show_default=False)] = None,
     discount_rate: Annotated[float | None, typer.Option(
-        "--discount-rate", help="Monthly discount rate of the CLV [default: clv.discount_rate,"
-        " 0.01].", show_default=False)] = None,
+        "--discount-rate", help="Monthly discount rate of the CLV (default: clv.discount_rate,"
+        " 0.01).", show_default=False)] = None,
     threshold: Annotated[float | None, typer.Option(
         "--churn-threshold", help="P(alive) below this flags a churn risk "
-        "[default: clv.churn_threshold, 0.5].", show_default=False)] = None,
+        "(default: clv.churn_threshold, 0.5).", show_default=False)] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Score every purchaser with the newest fit and store the `clv` table.
@@ -154,7 +154,7 @@ def validate(
     ctx: typer.Context,
     calibration_end: CalOpt = None,
     models: Annotated[str | None, typer.Option(
-        "--models", help="Comma-separated models to compare [default: all three].",
+        "--models", help="Comma-separated models to compare (default: all three).",
         show_default=False)] = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -178,15 +178,14 @@ def validate(
     with ws.engine(read_only=True) as engine, out.progress("clv validate") as task:
         res = validate_clv(ws, engine, calibration_end=cal, models=names, progress=task.step)
     out.result(res)
-    out.table(f"Models fitted up to {res['calibration_end'][:10]}, checked to "
+    out.table(f"Fitted up to {res['calibration_end'][:10]}, checked to "
               f"{res['holdout_end'][:10]}",
-              ["model", "log-lik", "AIC", "actual", "predicted", "error", "MAE",
-               "cum. error"],
-              [(r["model"], round(r["loglik"], 1), round(r["aic"], 1),
-                round(r["holdout"]["actual"]), round(r["holdout"]["predicted"]),
-                _pct(r["holdout"]["error_pct"]), round(r["holdout"]["mae"], 3),
+              ["model", "log-lik", "holdout", "predicted", "MAE", "cumulative"],
+              [(r["model"], f"{r['loglik']:,.0f}", f"{r['holdout']['actual']:,.0f}",
+                f"{r['holdout']['predicted']:,.0f} ({_pct(r['holdout']['error_pct'])})",
+                f"{r['holdout']['mae']:.3f}",
                 _pct(r["holdout"]["cumulative"]["error_pct_at_end"]))
-               for r in res["models"]], no_wrap=range(8))
+               for r in res["models"]], no_wrap=range(6))
     for r in res["models"]:
         if r["model"] == res["best"]:
             _show_holdout(out, r["holdout"], f"{r['model']} (lowest MAE)")
@@ -201,9 +200,9 @@ def churn(
     ctx: typer.Context,
     days: Annotated[int | None, typer.Option(
         "--days", min=1, help="Churned = no event at all in this many days "
-        "[default: clv.churn_days, 60].", show_default=False)] = None,
+        "(default: clv.churn_days, 60).", show_default=False)] = None,
     model: Annotated[str | None, typer.Option(
-        "--model", "-m", help="Purchase model for P(alive) [default: clv.model].",
+        "--model", "-m", help="Purchase model for P(alive) (default: clv.model).",
         show_default=False)] = None,
     json_out: JsonOpt = False,
 ) -> None:

@@ -56,7 +56,7 @@ class MLEstimator(BaseEstimator):
 
         rng = np.random.default_rng(self.random_state)
         starts = list(starts)
-        starts += [s + rng.normal(0, 0.5, s.size) for s in starts[:1] * 2]
+        starts.append(starts[0] + rng.normal(0, 0.5, starts[0].size))
         bounds = [(-LOG_BOUND, LOG_BOUND)] * len(self.param_names)
         best: Any = None
         for s in starts:
@@ -68,7 +68,7 @@ class MLEstimator(BaseEstimator):
         # a derivative-free polish settles the last digits the numerical gradient blurs
         polish = minimize(nll, best.x, method="Nelder-Mead", bounds=bounds,
                           options={"xatol": 1e-8, "fatol": 1e-12,
-                                   "maxiter": 2 * self.max_iter})
+                                   "maxiter": 100 * len(self.param_names)})
         if polish.fun <= best.fun:
             best.x, best.fun = polish.x, polish.fun
         if best.fun >= 1e299 or not np.all(np.isfinite(best.x)):

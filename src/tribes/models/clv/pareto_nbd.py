@@ -47,34 +47,44 @@ class ParetoNBD(BTYDModel):
         r, alpha, s, beta = theta
         x, tx, T = np.broadcast_arrays(x, tx, T)
         rsx = r + s + x
-        if alpha >= beta:
-            # 2F1(r+s+x, s+1; r+s+x+1; (alpha-beta)/(alpha+t)) / (alpha+t)^(r+s+x)
-            def log_f(t: np.ndarray) -> np.ndarray:
-                z = (alpha - beta) / (alpha + t)
-                with np.errstate(all="ignore"):
-                    return np.log(special.hyp2f1(rsx, s + 1, rsx + 1, z)) - rsx * np.log(
-                        alpha + t)
-        else:
-            def log_f(t: np.ndarray) -> np.ndarray:
-                z = (beta - alpha) / (beta + t)
-                with np.errstate(all="ignore"):
-                    return np.log(special.hyp2f1(rsx, r + x, rsx + 1, z)) - rsx * np.log(
-                        beta + t)
-        at_tx, at_t = log_f(tx), log_f(T)
-        with np.errstate(all="ignore"):
-            out = at_tx + log1mexp(np.minimum(at_t - at_tx, 0.0))
-        bad = ~(np.isfinite(at_tx) & np.isfinite(at_t)) | (at_t > at_tx + 1e-12)
-        bad &= tx < T
-        out = np.where(tx < T, out, -np.inf)  # no time to die between t_x and T
+        lo, hi = min(alpha, beta), max(alpha, beta)
+        # near z = 1 SciPy is slow and may fail; the integral is quick there
+        z_max = (hi - lo) / (hi + tx)
+        closed = (z_max < 0.95) & (tx < T)
+        out = np.full(x.shape, -np.inf)  # T = t_x: no time to die in between
+        if closed.any():
+            out[closed] = ParetoNBD._log_a0_closed(theta, rsx[closed], (r + x)[closed],
+                                                   tx[closed], T[closed])
+        bad = (tx < T) & ~(closed & np.isfinite(out))
         if bad.any():
             rx = (r + x)[bad]
 
             def integrand(t: np.ndarray, rows: np.ndarray) -> np.ndarray:
                 return -rx[rows][:, None] * np.log(alpha + t) - (s + 1) * np.log(beta + t)
 
-            out[bad] = np.log(rsx[bad]) + log_quad_exp(
-                integrand, tx[bad], T[bad], np.full(int(bad.sum()), min(alpha, beta)))
+            out[bad] = np.log(rsx[bad]) + log_quad_exp(integrand, tx[bad], T[bad],
+                                                       np.full(int(bad.sum()), lo))
         return out
+
+    @staticmethod
+    def _log_a0_closed(theta: np.ndarray, rsx: np.ndarray, rx: np.ndarray, tx: np.ndarray,
+                       T: np.ndarray) -> np.ndarray:
+        _, alpha, s, beta = theta
+        if alpha >= beta:
+            # 2F1(r+s+x, s+1; r+s+x+1; (alpha-beta)/(alpha+t)) / (alpha+t)^(r+s+x)
+            def log_f(t: np.ndarray) -> np.ndarray:
+                z = (alpha - beta) / (alpha + t)
+                return np.log(special.hyp2f1(rsx, s + 1, rsx + 1, z)) - rsx * np.log(alpha + t)
+        else:
+            def log_f(t: np.ndarray) -> np.ndarray:
+                z = (beta - alpha) / (beta + t)
+                return np.log(special.hyp2f1(rsx, rx, rsx + 1, z)) - rsx * np.log(beta + t)
+        with np.errstate(all="ignore"):
+            at_tx, at_t = log_f(tx), log_f(T)
+            out = at_tx + log1mexp(np.minimum(at_t - at_tx, 0.0))
+        # a failed or inconsistent value is left to the integral
+        return np.where(np.isfinite(at_tx) & np.isfinite(at_t) & (at_t <= at_tx + 1e-12), out,
+                        np.nan)
 
     def _parts(self, theta: np.ndarray, x: np.ndarray, tx: np.ndarray, T: np.ndarray
                ) -> tuple[np.ndarray, np.ndarray]:

@@ -144,7 +144,7 @@ def _by_segment(ctx: ReportContext) -> str:
     fig = go.Figure()
     for i, r in enumerate(df.itertuples()):
         name = label.get(int(r.segment_id), f"Segment {r.segment_id}")
-        fig.add_trace(go.Box(name=name, q1=[r.q1], median=[r.med], q3=[r.q3],
+        fig.add_trace(go.Box(name=name, x=[name], q1=[r.q1], median=[r.med], q3=[r.q3],
                              lowerfence=[r.lo], upperfence=[r.hi], mean=[r.mean],
                              marker_color=PALETTE[i % len(PALETTE)], showlegend=False))
     fig.update_layout(title="CLV per purchaser by segment (box: quartiles; whiskers: 5th "
