@@ -54,6 +54,35 @@ def test_methods_recover_blobs_and_choose_k(blobs, method: str) -> None:
     assert sum(s["size"] for s in r.segments) == len(df)
     # the same four groups every time: ids carry over from the earlier versions
     assert {s["segment_id"] for s in r.segments} == {0, 1, 2, 3}
+    # per-segment stability is keyed by segment id (not by the model's own labels)
+    jaccard = r.metrics["stability"]["jaccard"]
+    assert set(jaccard) == {"0", "1", "2", "3"} and min(jaccard.values()) >= 0.9
+
+
+def test_estimators_are_scikit_learn_compatible() -> None:
+    from sklearn.base import clone
+
+    from tribes.models.methods import (
+        AgglomerativeSegmenter,
+        DensitySegmenter,
+        GaussianMixtureSegmenter,
+        KMeansSegmenter,
+    )
+
+    x, y = make_blobs(n_samples=600, centers=3, n_features=2, cluster_std=0.5,
+                      random_state=1)
+    for est in (KMeansSegmenter(3, random_state=4), GaussianMixtureSegmenter(3, "diag", 4),
+                AgglomerativeSegmenter(3, random_state=4, max_fit=300),
+                DensitySegmenter("hdbscan", random_state=4),
+                KMeansSegmenter(3, random_state=4, minibatch_above=100)):
+        twin = clone(est)
+        assert twin.get_params() == est.get_params() and "random_state" in twin.get_params()
+        assert twin.fit(x) is twin and len(twin.labels_) == len(x)
+        assert (twin.predict(x) == twin.labels_).all()
+        good = twin.labels_ != -1
+        assert adjusted_rand_score(y[good], twin.labels_[good]) >= 0.95 and good.mean() > 0.8
+    with pytest.raises(ValueError, match="not fitted"):
+        KMeansSegmenter(3).predict(x)
 
 
 def test_rerun_keeps_segment_ids(blobs) -> None:
@@ -90,9 +119,14 @@ def test_versions_cli(cli, blobs, tmp_path: Path) -> None:
     assert d["customers_in_both"] == 1200 and -1 <= d["ari"] <= 1
     back = cli("-w", ws.path, "versions", "rollback", "--json").json()
     assert back == {"active": v - 1, "previous": v}
+    # a second rollback goes one step further back, not back to v
+    again = cli("-w", ws.path, "versions", "rollback", "--json").json()
+    assert again["previous"] == v - 1 and again["active"] < v - 1
+    hist = cli("-w", ws.path, "versions", "history", "--json").json()["activations"]
+    assert [h["action"] for h in hist[-2:]] == ["rollback", "rollback"]
     assert cli("-w", ws.path, "versions", "activate", str(v)).code == 0
     shown = cli("-w", ws.path, "versions", "show", str(v), "--json").json()
-    assert shown["active"] and shown["features"] == FEATS
+    assert shown["active"] and shown["status"] == "active" and shown["features"] == FEATS
     path = tmp_path / "segments.csv"
     e = cli("-w", ws.path, "export", "segments", "--out", path, "--json")
     assert e.code == 0, e.err

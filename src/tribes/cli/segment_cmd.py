@@ -58,7 +58,8 @@ def segment(
         "--method", "-m", help=f"Clustering method: {', '.join(METHODS)}.")] = "kmeans",
     k: Annotated[str, typer.Option(
         "--k", help="Number of segments, or 'auto' to choose it from silhouette, elbow, "
-        "Calinski-Harabasz, Davies-Bouldin and the gap statistic.")] = "auto",
+        "Calinski-Harabasz, Davies-Bouldin and the gap statistic (gmm: from BIC). "
+        "dbscan and hdbscan find it themselves.")] = "auto",
     k_range: Annotated[str | None, typer.Option(
         "--k-range", help="Candidates for --k auto, e.g. 2-12 (default: segment.k_range).",
         show_default=False)] = None,

@@ -10,7 +10,7 @@ from tribes.cli.common import JsonOpt, Output, state
 from tribes.store import segments as store
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich",
-                  help="Segment versions: list, show, diff, activate, rollback.")
+                  help="Segment versions: list, show, diff, activate, rollback, history.")
 
 
 @app.command("list")
@@ -89,10 +89,25 @@ def activate_(ctx: typer.Context,
 
 @app.command()
 def rollback(ctx: typer.Context, json_out: JsonOpt = False) -> None:
-    """Re-activate the version that was active before the current one."""
+    """Re-activate the version that was active before the current one; again, the one
+    before that (activations are a stack)."""
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     with ws.engine() as engine:
         current, back = store.rollback(engine)
     out.result({"active": back, "previous": current})
     out.print(f"rolled back: version {back} is active again (was {current})")
+
+
+@app.command("history")
+def history_(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """Every activation, oldest first: which version, when, how (create, activate,
+    rollback) and which was active before."""
+    out = Output(ctx, json_out)
+    ws = state(ctx).open()
+    with ws.engine(read_only=True) as engine:
+        rows = store.history(engine)
+    out.result({"activations": rows})
+    out.table("Activations", ["when (UTC)", "action", "version", "was active"],
+              [(str(r["activated_at"])[:19], r["action"], r["version"], r["previous"])
+               for r in rows], no_wrap=(0, 1))

@@ -15,6 +15,7 @@ import ibis
 import ibis.expr.types as ir
 import numpy as np
 from scipy.cluster.hierarchy import linkage
+from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.cluster import DBSCAN, HDBSCAN, AgglomerativeClustering, KMeans, MiniBatchKMeans
 from sklearn.mixture import GaussianMixture
 from sklearn.neighbors import NearestNeighbors
@@ -89,85 +90,6 @@ def knee_eps(x: np.ndarray, min_samples: int) -> float:
     return float(dist[int(np.argmax(xn - yn))])
 
 
-def fit_density(x: np.ndarray, method: str, seed: int, min_samples: int = 10,
-                min_cluster_share: float = 0.02) -> Fitted:
-    """DBSCAN (eps from the k-distance knee) or HDBSCAN on a sample.
-
-    Every customer then goes to the nearest cluster centre when within that cluster's
-    radius (95th percentile of its members' distances to the centre), else to noise (-1).
-    """
-    rng = np.random.default_rng(seed)
-    idx = np.arange(len(x)) if len(x) <= DENSITY_MAX else np.sort(
-        rng.choice(len(x), DENSITY_MAX, replace=False))
-    sub = x[idx]
-    params: dict[str, Any] = {"fitted_on": len(sub), "min_samples": min_samples}
-    if method == "dbscan":
-        eps = knee_eps(sub, min_samples)
-        found = DBSCAN(eps=eps, min_samples=min_samples).fit(sub).labels_
-        params["eps"] = eps
-    else:
-        size = max(min_samples, int(min_cluster_share * len(sub)))
-        found = HDBSCAN(min_cluster_size=size, min_samples=min_samples,
-                        copy=True).fit(sub).labels_
-        params["min_cluster_size"] = size
-    ids = sorted(int(c) for c in set(found) - {NOISE})
-    if not ids:
-        centroids, radius2 = np.zeros((0, x.shape[1])), np.zeros(0)
-    else:
-        centroids = np.stack([sub[found == c].mean(axis=0) for c in ids])
-        radius2 = np.array([np.percentile(((sub[found == c] - centroids[j]) ** 2).sum(axis=1),
-                                          95) for j, c in enumerate(ids)])
-    params.update(centroids=centroids.tolist(), radius2=radius2.tolist(),
-                  noise_share_in_fit=float(np.mean(found == NOISE)))
-    if not ids:
-        def none(xx: np.ndarray) -> np.ndarray:
-            return np.full(len(xx), NOISE)
-
-        def assign_none(t: ir.Table, transform: Transform) -> ir.Table:
-            return t.select("customer_key", label=ibis.literal(NOISE, type="int64"),
-                            probability=ibis.literal(1.0))
-        return Fitted(labels=none(x), params=params, assign=assign_none, predict=none)
-    predict = _radius_predict(centroids, radius2, list(range(len(ids))))
-    return Fitted(labels=predict(x), params=params,
-                  assign=_radius_assign(centroids, radius2, list(range(len(ids)))),
-                  predict=predict)
-
-
-def fit_kmeans(x: np.ndarray, k: int, seed: int, minibatch_above: int = 50_000) -> Fitted:
-    if len(x) > minibatch_above:
-        model: Any = MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=3,
-                                     batch_size=4096).fit(x)
-    else:
-        model = KMeans(n_clusters=k, random_state=seed, n_init=4).fit(x)
-    c = model.cluster_centers_
-    return Fitted(labels=model.predict(x), params={"centroids": c.tolist()},
-                  assign=_centroid_assign(c), predict=model.predict,
-                  extra_metrics={"inertia": float(model.inertia_)})
-
-
-def fit_gmm(x: np.ndarray, k: int, seed: int, covariance: str = "full") -> Fitted:
-    model = GaussianMixture(n_components=k, covariance_type=covariance, random_state=seed,
-                            n_init=2, reg_covar=1e-5).fit(x)
-    p = x.shape[1]
-    if covariance == "full":
-        chol = model.precisions_cholesky_
-    elif covariance == "diag":
-        chol = np.stack([np.diag(v) for v in model.precisions_cholesky_])
-    else:
-        raise ValueError(f"covariance '{covariance}' is not supported; use full or diag")
-    means, weights = model.means_, model.weights_
-
-    def assign(t: ir.Table, transform: Transform) -> ir.Table:
-        return _gmm_assign(t, transform, means, chol, weights)
-
-    return Fitted(
-        labels=model.predict(x),
-        params={"means": means.tolist(), "precisions_cholesky": chol.tolist(),
-                "weights": weights.tolist(), "covariance": covariance, "dims": p},
-        assign=assign, predict=model.predict, probabilities=True,
-        extra_metrics={"bic": float(model.bic(x)), "converged": bool(model.converged_)})
-
-
 def _gmm_assign(t: ir.Table, transform: Transform, means: np.ndarray, chol: np.ndarray,
                 weights: np.ndarray, key: str = "customer_key") -> ir.Table:
     """Responsibilities of each component as engine expressions; label = the most likely."""
@@ -197,20 +119,227 @@ def _gmm_assign(t: ir.Table, transform: Transform, means: np.ndarray, chol: np.n
     return lt.select(key, label=label.cast("int64"), probability=1.0 / total)
 
 
+class Segmenter(BaseEstimator, ClusterMixin):
+    """Base of the clustering estimators (scikit-learn style: ``__init__`` stores
+    parameters, ``fit`` returns self, fitted attributes end in ``_``).
+
+    Besides ``labels_`` and ``predict`` each knows how to assign customers in the engine
+    (``assign``) and what to store with a segment version (``params_``).
+    """
+
+    probabilities = False
+
+    def predict(self, X: Any) -> np.ndarray:
+        if not hasattr(self, "labels_"):
+            raise ValueError(f"{type(self).__name__} is not fitted yet")
+        return self._predict(np.asarray(X, dtype=float))
+
+    def _predict(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def assign(self, t: ir.Table, transform: Transform) -> ir.Table:
+        raise NotImplementedError
+
+    def to_fitted(self) -> Fitted:
+        return Fitted(labels=self.labels_, params=self.params_, assign=self.assign,
+                      predict=self.predict, probabilities=self.probabilities,
+                      extra_metrics=dict(getattr(self, "extra_metrics_", {})))
+
+
+class CentroidSegmenter(Segmenter):
+    """Shared by methods whose customers go to the nearest centre."""
+
+    def _predict(self, x: np.ndarray) -> np.ndarray:
+        return _centroid_predict(self.cluster_centers_)(x)
+
+    def assign(self, t: ir.Table, transform: Transform) -> ir.Table:
+        return _centroid_assign(self.cluster_centers_)(t, transform)
+
+
+class KMeansSegmenter(CentroidSegmenter):
+    """KMeans (MiniBatchKMeans above ``minibatch_above`` rows)."""
+
+    def __init__(self, n_clusters: int = 8, random_state: int = 0,
+                 minibatch_above: int = 50_000) -> None:
+        self.n_clusters = n_clusters
+        self.random_state = random_state
+        self.minibatch_above = minibatch_above
+
+    def fit(self, X: Any, y: Any = None) -> KMeansSegmenter:
+        x = np.asarray(X, dtype=float)
+        if len(x) > self.minibatch_above:
+            model: Any = MiniBatchKMeans(n_clusters=self.n_clusters,
+                                         random_state=self.random_state, n_init=3,
+                                         batch_size=4096).fit(x)
+        else:
+            model = KMeans(n_clusters=self.n_clusters, random_state=self.random_state,
+                           n_init=4).fit(x)
+        self.cluster_centers_ = model.cluster_centers_
+        self.labels_ = model.predict(x)
+        self.inertia_ = float(model.inertia_)
+        self.params_ = {"centroids": self.cluster_centers_.tolist()}
+        self.extra_metrics_ = {"inertia": self.inertia_}
+        return self
+
+
+class AgglomerativeSegmenter(CentroidSegmenter):
+    """Ward agglomerative clustering on at most ``max_fit`` customers (it needs O(n^2)
+    memory); everyone goes to the nearest cluster mean. Keeps the last merges of the
+    dendrogram for the report."""
+
+    def __init__(self, n_clusters: int = 8, random_state: int = 0,
+                 max_fit: int = AGGLOMERATIVE_MAX) -> None:
+        self.n_clusters = n_clusters
+        self.random_state = random_state
+        self.max_fit = max_fit
+
+    def fit(self, X: Any, y: Any = None) -> AgglomerativeSegmenter:
+        x = np.asarray(X, dtype=float)
+        rng = np.random.default_rng(self.random_state)
+        idx = np.arange(len(x)) if len(x) <= self.max_fit else np.sort(
+            rng.choice(len(x), self.max_fit, replace=False))
+        sub = x[idx]
+        k = self.n_clusters
+        model = AgglomerativeClustering(n_clusters=k, linkage="ward").fit(sub)
+        self.cluster_centers_ = np.stack([sub[model.labels_ == c].mean(axis=0)
+                                          for c in range(k)])
+        self.labels_ = self._predict(x)
+        tree = linkage(sub[: min(len(sub), 2000)], method="ward")
+        self.params_ = {
+            "centroids": self.cluster_centers_.tolist(), "fitted_on": len(sub),
+            "dendrogram": {"linkage_tail": tree[-DENDROGRAM_MERGES:].tolist(),
+                           "n_leaves": int(min(len(sub), 2000))}}
+        return self
+
+
+class GaussianMixtureSegmenter(Segmenter):
+    """Gaussian mixture (full or diagonal covariance); assignment by responsibilities,
+    with the membership probability kept."""
+
+    probabilities = True
+
+    def __init__(self, n_components: int = 8, covariance: str = "full",
+                 random_state: int = 0) -> None:
+        self.n_components = n_components
+        self.covariance = covariance
+        self.random_state = random_state
+
+    def fit(self, X: Any, y: Any = None) -> GaussianMixtureSegmenter:
+        x = np.asarray(X, dtype=float)
+        if self.covariance not in ("full", "diag"):
+            raise ValueError(f"covariance '{self.covariance}' is not supported; use full or "
+                             "diag")
+        model = GaussianMixture(n_components=self.n_components,
+                                covariance_type=self.covariance,
+                                random_state=self.random_state, n_init=2,
+                                reg_covar=1e-5).fit(x)
+        self.model_ = model
+        if self.covariance == "full":
+            self.precisions_cholesky_ = model.precisions_cholesky_
+        else:
+            self.precisions_cholesky_ = np.stack([np.diag(v)
+                                                  for v in model.precisions_cholesky_])
+        self.means_, self.weights_ = model.means_, model.weights_
+        self.labels_ = model.predict(x)
+        self.bic_ = float(model.bic(x))
+        self.params_ = {"means": self.means_.tolist(),
+                        "precisions_cholesky": self.precisions_cholesky_.tolist(),
+                        "weights": self.weights_.tolist(), "covariance": self.covariance,
+                        "dims": x.shape[1]}
+        self.extra_metrics_ = {"bic": self.bic_, "converged": bool(model.converged_)}
+        return self
+
+    def _predict(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model_.predict(x))
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        return np.asarray(self.model_.predict_proba(np.asarray(X, dtype=float)))
+
+    def bic(self, X: Any) -> float:
+        return float(self.model_.bic(np.asarray(X, dtype=float)))
+
+    def assign(self, t: ir.Table, transform: Transform) -> ir.Table:
+        return _gmm_assign(t, transform, self.means_, self.precisions_cholesky_,
+                           self.weights_)
+
+
+class DensitySegmenter(Segmenter):
+    """DBSCAN (eps from the k-distance knee) or HDBSCAN on at most ``max_fit`` customers.
+
+    Every customer then goes to the nearest cluster centre when within that cluster's
+    radius (95th percentile of its members' distances to the centre), else to noise (-1).
+    """
+
+    def __init__(self, method: str = "hdbscan", min_samples: int = 10,
+                 min_cluster_share: float = 0.02, random_state: int = 0,
+                 max_fit: int = DENSITY_MAX) -> None:
+        self.method = method
+        self.min_samples = min_samples
+        self.min_cluster_share = min_cluster_share
+        self.random_state = random_state
+        self.max_fit = max_fit
+
+    def fit(self, X: Any, y: Any = None) -> DensitySegmenter:
+        x = np.asarray(X, dtype=float)
+        rng = np.random.default_rng(self.random_state)
+        idx = np.arange(len(x)) if len(x) <= self.max_fit else np.sort(
+            rng.choice(len(x), self.max_fit, replace=False))
+        sub = x[idx]
+        params: dict[str, Any] = {"fitted_on": len(sub), "min_samples": self.min_samples}
+        if self.method == "dbscan":
+            eps = knee_eps(sub, self.min_samples)
+            found = DBSCAN(eps=eps, min_samples=self.min_samples).fit(sub).labels_
+            params["eps"] = eps
+        elif self.method == "hdbscan":
+            size = max(self.min_samples, int(self.min_cluster_share * len(sub)))
+            found = HDBSCAN(min_cluster_size=size, min_samples=self.min_samples,
+                            copy=True).fit(sub).labels_
+            params["min_cluster_size"] = size
+        else:
+            raise ValueError(f"unknown density method '{self.method}'")
+        ids = sorted(int(c) for c in set(found) - {NOISE})
+        if ids:
+            self.cluster_centers_ = np.stack([sub[found == c].mean(axis=0) for c in ids])
+            self.radius2_ = np.array([
+                np.percentile(((sub[found == c] - self.cluster_centers_[j]) ** 2).sum(axis=1),
+                              95) for j, c in enumerate(ids)])
+        else:
+            self.cluster_centers_, self.radius2_ = np.zeros((0, x.shape[1])), np.zeros(0)
+        params.update(centroids=self.cluster_centers_.tolist(), radius2=self.radius2_.tolist(),
+                      noise_share_in_fit=float(np.mean(found == NOISE)))
+        self.params_ = params
+        self.labels_ = self._predict(x)
+        return self
+
+    def _predict(self, x: np.ndarray) -> np.ndarray:
+        if not len(self.cluster_centers_):
+            return np.full(len(x), NOISE)
+        ids = list(range(len(self.cluster_centers_)))
+        return _radius_predict(self.cluster_centers_, self.radius2_, ids)(x)
+
+    def assign(self, t: ir.Table, transform: Transform) -> ir.Table:
+        if not len(self.cluster_centers_):
+            return t.select("customer_key", label=ibis.literal(NOISE, type="int64"),
+                            probability=ibis.literal(1.0))
+        ids = list(range(len(self.cluster_centers_)))
+        return _radius_assign(self.cluster_centers_, self.radius2_, ids)(t, transform)
+
+
+def fit_density(x: np.ndarray, method: str, seed: int, min_samples: int = 10,
+                min_cluster_share: float = 0.02) -> Fitted:
+    return DensitySegmenter(method, min_samples, min_cluster_share, seed).fit(x).to_fitted()
+
+
+def fit_kmeans(x: np.ndarray, k: int, seed: int, minibatch_above: int = 50_000) -> Fitted:
+    return KMeansSegmenter(k, seed, minibatch_above).fit(x).to_fitted()
+
+
+def fit_gmm(x: np.ndarray, k: int, seed: int, covariance: str = "full") -> Fitted:
+    return GaussianMixtureSegmenter(k, covariance, seed).fit(x).to_fitted()
+
+
 def fit_agglomerative(x: np.ndarray, k: int, seed: int) -> Fitted:
-    rng = np.random.default_rng(seed)
-    idx = np.arange(len(x)) if len(x) <= AGGLOMERATIVE_MAX else np.sort(
-        rng.choice(len(x), AGGLOMERATIVE_MAX, replace=False))
-    sub = x[idx]
-    model = AgglomerativeClustering(n_clusters=k, linkage="ward").fit(sub)
-    centroids = np.stack([sub[model.labels_ == c].mean(axis=0) for c in range(k)])
-    predict = _centroid_predict(centroids)
-    tree = linkage(sub[: min(len(sub), 2000)], method="ward")
-    return Fitted(labels=predict(x), params={
-        "centroids": centroids.tolist(), "fitted_on": len(sub),
-        "dendrogram": {"linkage_tail": tree[-DENDROGRAM_MERGES:].tolist(),
-                       "n_leaves": int(min(len(sub), 2000))}},
-        assign=_centroid_assign(centroids), predict=predict)
+    return AgglomerativeSegmenter(k, seed).fit(x).to_fitted()
 
 
 def fitter(method: str, cfg: Any) -> Callable[[np.ndarray, int, int], Fitted]:

@@ -132,11 +132,15 @@ def fit_method(p: Prepared, method: str, k: int | None, ks: list[int], cfg: Segm
     seed = cfg.random_state
     fit = fitter(method, cfg)
     x, sub_idx = p.x, p.sub_idx
+    density = method in DENSITY
+    if density and k is not None:
+        raise InputError(f"{method} finds the number of segments itself; leave out --k "
+                         "(or use kmeans, gmm or agglomerative)", code="E_METHOD")
     if k is not None and k >= len(x):
-        raise InputError(f"{len(x)} customers are too few to segment into {k}",
+        raise InputError(f"{len(x):,} customers in the fitting sample are too few to segment "
+                         f"into {k} (segment.sample_size = {cfg.sample_size:,})",
                          code="E_TOO_FEW")
     selection: KSelection | None = None
-    density = method in DENSITY
     if density:
         k = 0  # the method finds the number of clusters itself
     elif k is None:
@@ -274,6 +278,16 @@ def _quality(x: np.ndarray, labels: np.ndarray, seed: int) -> dict[str, Any]:
     }
 
 
+def _relabel_metrics(metrics: dict[str, Any], mapping: dict[int, int]) -> dict[str, Any]:
+    """Per-segment metrics keyed by the model's labels, re-keyed by segment id."""
+    stab = metrics.get("stability")
+    if not isinstance(stab, dict) or not stab.get("jaccard"):
+        return metrics
+    jaccard = {str(mapping[int(lab)]): v for lab, v in stab["jaccard"].items()
+               if int(lab) in mapping}
+    return {**metrics, "stability": {**stab, "jaccard": jaccard}}
+
+
 def _store(engine: Engine, assigned: ir.Table, *, method: str, k: int, feats: list[str],
            transform: dict[str, Any], model: dict[str, Any], metrics: dict[str, Any],
            cfg: SegmentConfig, n: int, started: float,
@@ -297,6 +311,8 @@ def _store(engine: Engine, assigned: ir.Table, *, method: str, k: int, feats: li
     top = engine.scalar(sa.segment_id.max())
     next_id = 0 if top is None or pd.isna(top) else int(top) + 1
     mapping = match_segment_ids(overlap, new_sizes, old_sizes, next_id)
+    metrics = _relabel_metrics(metrics, mapping)
+
     def name_of(lab: int) -> str:
         if names and lab in names:
             return names[lab]

@@ -10,11 +10,17 @@ Criteria (each votes for one k):
   against uniform reference data in the bounding box of the data;
 * BIC (lower is better), for Gaussian mixtures only.
 
-Rule: the k with most votes; a tie goes to the smallest tied k. Parsimony: when as many
-criteria back a finer split as back a coarser one, the extra segments are not supported by
-the data more than the coarser ones, and fewer segments are easier to act on. (Silhouette
-as the tie-break was tried and chose 8 for 6 planted segments in a quarter of samples: it
-tends to favour splitting one broad group into two tight ones.)
+Rule for Gaussian mixtures: BIC decides, being the likelihood criterion of the model
+itself: its minimum, or, when BIC still falls at the largest k tried (common when the
+groups are not exactly Gaussian, so ever more components fit better), the knee of the BIC
+curve. The other criteria are reported alongside.
+
+Rule for the other methods: the k with most votes; a tie goes to the smallest tied k.
+Parsimony: when as many criteria back a finer split as back a coarser one, the extra
+segments are not supported by the data more than the coarser ones, and fewer segments are
+easier to act on. (Silhouette as the tie-break was tried and chose 8 for 6 planted
+segments in a quarter of samples: it tends to favour splitting one broad group into two
+tight ones.)
 """
 
 from __future__ import annotations
@@ -28,8 +34,10 @@ import numpy as np
 from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
 
 RULE = ("each criterion votes for its best k (silhouette max, elbow knee, Calinski-Harabasz "
-        "max, Davies-Bouldin min, gap-statistic rule, BIC min for mixtures); the k with most "
-        "votes wins, a tie goes to the smallest k")
+        "max, Davies-Bouldin min, gap-statistic rule); the k with most votes wins, a tie goes "
+        "to the smallest k")
+BIC_RULE = ("Gaussian mixture: BIC decides (its minimum; the knee of the BIC curve when it "
+            "still falls at the largest k); the other criteria are shown for comparison")
 
 
 @dataclass(frozen=True)
@@ -140,13 +148,22 @@ def select_k(
         "davies_bouldin": min(scores, key=lambda s: s.davies_bouldin).k,
         "gap": gap_choice(ks, [s.gap or 0.0 for s in scores], [s.gap_se or 0.0 for s in scores]),
     }
-    if with_bic:
-        votes["bic"] = min(scores, key=lambda s: s.bic if s.bic is not None else np.inf).k
+    if with_bic and all(s.bic is not None for s in scores):
+        votes["bic"] = bic_choice(ks, [float(s.bic) for s in scores])  # type: ignore[arg-type]
+        return KSelection(scores=scores, votes=votes, chosen=votes["bic"], rule=BIC_RULE)
     count = Counter(votes.values())
     top = max(count.values())
     tied = [k for k, c in count.items() if c == top]
     chosen = min(tied)
     return KSelection(scores=scores, votes=votes, chosen=chosen)
+
+
+def bic_choice(ks: Sequence[int], bics: Sequence[float]) -> int:
+    """The k of the lowest BIC, or the knee of the curve when it is lowest at the end."""
+    best = int(np.argmin(bics))
+    if best < len(ks) - 1 or len(ks) < 3:
+        return ks[best]
+    return kneedle(ks, bics)
 
 
 def _gap_references(x: np.ndarray, n: int, rng: np.random.Generator) -> list[np.ndarray]:

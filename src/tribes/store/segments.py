@@ -52,6 +52,7 @@ def get_run(engine: Engine, version: int) -> dict[str, Any]:
     row["k"] = int(row["k"])
     row["parent_version"] = None if pd.isna(row["parent_version"]) else int(
         row["parent_version"])
+    row["status"] = "active" if active_version(engine) == version else "inactive"
     return row
 
 
@@ -71,7 +72,8 @@ def list_versions(engine: Engine) -> list[dict[str, Any]]:
                     "stability_ari": (m.get("stability") or {}).get("ari_mean"),
                     "parent_version": None if pd.isna(r["parent_version"])
                     else int(r["parent_version"]),
-                    "active": int(r["version"]) == active})
+                    "active": int(r["version"]) == active,
+                    "status": "active" if int(r["version"]) == active else "inactive"})
     return out
 
 
@@ -85,20 +87,41 @@ def activate(engine: Engine, version: int, action: str = "activate") -> int | No
     return previous
 
 
-def rollback(engine: Engine) -> tuple[int, int]:
-    """Re-activate the version that was active before the current one."""
+def history(engine: Engine) -> list[dict[str, Any]]:
+    """Every activation, oldest first: version, time, action (create, activate, rollback)
+    and the version active before."""
     t = engine.table("segment_activations")
-    hist = engine.execute(t.order_by([ibis.desc("activated_at"), ibis.desc("version")]))
-    if hist.empty:
+    df = engine.execute(t.order_by(["activated_at", "version"]))
+    return [{"version": int(r["version"]), "activated_at": r["activated_at"],
+             "action": r["action"],
+             "previous": None if pd.isna(r["previous"]) else int(r["previous"])}
+            for r in df.to_dict("records")]
+
+
+def rollback(engine: Engine) -> tuple[int, int]:
+    """Re-activate the version that was active before the current one.
+
+    Activations form a stack: creating or activating a version pushes it, a rollback
+    pops the current one, so rolling back twice goes back two steps (3 -> 2 -> 1), not
+    back and forth.
+    """
+    stack: list[int] = []
+    for h in history(engine):
+        if h["action"] == "rollback" and len(stack) > 1:
+            stack.pop()
+        elif not stack or stack[-1] != h["version"]:
+            stack.append(h["version"])
+    if not stack:
         raise InputError("no segment version is active; nothing to roll back",
                          code="E_VERSION")
-    current = int(hist["version"].iloc[0])
-    earlier = [int(v) for v in hist["version"].iloc[1:] if int(v) != current]
+    current = stack[-1]
+    earlier = [v for v in stack[:-1] if v != current]
     if not earlier:
-        raise InputError(f"version {current} is the only version ever active; nothing to "
-                         "roll back to", code="E_VERSION")
-    activate(engine, earlier[0], action="rollback")
-    return current, earlier[0]
+        raise InputError(f"version {current} is the first version activated; nothing to "
+                         "roll back to (activate another with: tribes versions activate N)",
+                         code="E_VERSION")
+    activate(engine, earlier[-1], action="rollback")
+    return current, earlier[-1]
 
 
 def crosstab(engine: Engine, a: int, b: int) -> pd.DataFrame:
