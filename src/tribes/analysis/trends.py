@@ -83,9 +83,17 @@ def daily_series(engine: Engine, metric: str, *, by: str | None = None,
     return df.sort_values(["group", "day"]).reset_index(drop=True)
 
 
-def _fill(s: pd.Series, metric: str, freq: str = "day") -> pd.Series:
-    full = pd.date_range(s.index.min(), s.index.max(), freq="D" if freq == "day" else "7D")
-    # a day without activity is a real zero for counts and revenue; conversion is unknown
+def _fill(s: pd.Series, metric: str, freq: str = "day",
+          span: tuple[pd.Timestamp, pd.Timestamp] | None = None) -> pd.Series:
+    """Every day (week) of ``span`` (default: the series' own): a day without activity is
+    a real zero for counts and revenue, so those cover the whole span of the data; a
+    conversion rate is unknown without sessions, so it keeps its own span and is
+    interpolated inside it."""
+    step = "D" if freq == "day" else "7D"
+    if metric == "conversion" or span is None:
+        full = pd.date_range(s.index.min(), s.index.max(), freq=step)
+    else:
+        full = pd.date_range(span[0], span[1], freq=step)
     return s.reindex(full, fill_value=0.0 if metric != "conversion" else np.nan).interpolate(
         limit_direction="both")
 
@@ -113,12 +121,19 @@ def analyze(series: pd.Series, *, horizon: int = 14, non_negative: bool = True,
     out["trend"], out["seasonal"], out["resid"] = (
         trend.round(6).tolist(), seasonal.round(6).tolist(), resid.round(6).tolist())
     r = resid.to_numpy()
-    mad = 1.4826 * float(np.median(np.abs(r - np.median(r)))) or float(np.std(r)) or 1.0
-    z = (r - np.median(r)) / mad
+    # robust spread, floored: a series that is mostly flat (or zero) has a MAD near 0,
+    # which would make every small wiggle a "z of 1e18"
+    mad = 1.4826 * float(np.median(np.abs(r - np.median(r))))
+    scale = max(mad, 0.5 * float(np.std(r)), 1e-9 * max(float(np.abs(y).max()), 1.0))
+    z = (r - np.median(r)) / scale
     days = list(y.index)
-    out["anomalies"] = [{"day": days[i].date().isoformat(), "value": float(y.iloc[i]),
-                         "expected": float(y.iloc[i] - r[i]), "z": float(z[i])}
-                        for i in np.flatnonzero(np.abs(z) > ANOMALY_Z)]
+    if float(np.mean(y.to_numpy() == 0)) > 0.5:
+        out["anomalies"] = []
+        out["anomaly_note"] = "more than half the periods are zero: no anomaly detection"
+    else:
+        out["anomalies"] = [{"day": days[i].date().isoformat(), "value": float(y.iloc[i]),
+                             "expected": float(y.iloc[i] - r[i]), "z": float(z[i])}
+                            for i in np.flatnonzero(np.abs(z) > ANOMALY_Z)]
 
     def fit(data: pd.Series) -> tuple[str, Any]:
         with warnings.catch_warnings():
@@ -152,7 +167,8 @@ def analyze(series: pd.Series, *, horizon: int = 14, non_negative: bool = True,
         if non_negative:
             pred = np.maximum(pred, 0.0)
         ok = test.to_numpy() != 0
-        mape = float(np.mean(np.abs((test.to_numpy()[ok] - pred[ok]) / test.to_numpy()[ok])))
+        mape = float(np.mean(np.abs((test.to_numpy()[ok] - pred[ok]) / test.to_numpy()[ok]))
+                     ) if ok.any() else 0.0
         out["forecast"]["backtest"] = {"model": bname, "holdout_days": horizon,
                                        "mape": mape if ok.any() else None}
     return out
@@ -199,9 +215,14 @@ def trends(engine: Engine, metric: str = "revenue", *, by: str | None = None,
     left_out = incomplete_periods(engine, freq)
     df = df[~df.day.isin(left_out)]
     groups = []
+    span = (df.day.min(), df.day.max()) if not df.empty else None
     for g, part in df.groupby("group"):
-        s = _fill(part.set_index("day")["value"].astype(float), metric, freq)
-        groups.append({"group": str(g), **analyze(s, horizon=horizon, freq=freq)})
+        s = _fill(part.set_index("day")["value"].astype(float), metric, freq, span)
+        res = analyze(s, horizon=horizon, freq=freq)
+        if span is not None and s.index.max() < span[1] and "note" not in res:
+            res["note"] = (f"no sessions after {s.index.max().date()}: the forecast starts "
+                           "there")
+        groups.append({"group": str(g), **res})
     return {"metric": metric, "by": by, "freq": freq, "cohort": cohort, "horizon": horizon,
             "groups": groups,
             "incomplete_left_out": [d.date().isoformat() for d in left_out],

@@ -53,8 +53,31 @@ def daily(ctx: ReportContext, g: dict[str, Any]) -> str:
             + ". Anomalous days: robust residual z-score above 5.</p>")
     rows = [(a["day"], round(a["value"], 2), round(a["expected"], 2), round(a["z"], 1))
             for a in g["anomalies"][:10]]
-    return (ctx.figure(fig, 380) + text
+    return (ctx.figure(fig, 380) + text + decomposition(ctx, g)
             + (table(["day", "revenue", "expected", "z"], rows) if rows else ""))
+
+
+def decomposition(ctx: ReportContext, g: dict[str, Any]) -> str:
+    """The seasonal and residual parts of the STL decomposition (the trend is drawn with
+    the series above)."""
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.12,
+                        subplot_titles=[
+                            "weekly pattern (seasonal part)" if g.get("season") else
+                            "no weekly pattern (fewer than two full seasons)",
+                            "residual (what trend and season leave)"])
+    fig.add_trace(go.Scatter(x=g["days"], y=g["seasonal"], name="seasonal",
+                             line={"color": "#72B7B2", "width": 1}), row=1, col=1)
+    fig.add_trace(go.Bar(x=g["days"], y=g["resid"], name="residual",
+                         marker_color="#BAB0AC"), row=2, col=1)
+    if g["anomalies"]:
+        idx = {d: i for i, d in enumerate(g["days"])}
+        fig.add_trace(go.Scatter(
+            x=[a["day"] for a in g["anomalies"]],
+            y=[g["resid"][idx[a["day"]]] for a in g["anomalies"]], mode="markers",
+            name="anomalous day", marker={"color": "#E45756", "size": 8, "symbol": "x"}),
+            row=2, col=1)
+    fig.update_layout(title="Revenue decomposition (STL)", showlegend=False)
+    return ctx.figure(fig, 420)
 
 
 def per_segment(ctx: ReportContext) -> str:
@@ -80,6 +103,6 @@ def per_segment(ctx: ReportContext) -> str:
                 legendgroup=str(sid), showlegend=col == 1,
                 line={"color": PALETTE[i % len(PALETTE)], "width": 2}), row=1, col=col)
     fig.update_layout(title=f"Segments over time (version {run['version']}; full weeks, "
-                      "Monday to Sunday)")
-    return (ctx.figure(fig, 380) + "<p>Per segment, with forecasts: <code>"
+                      "Monday to Sunday)", margin={"t": 90})
+    return (ctx.figure(fig, 400) + "<p>Per segment, with forecasts: <code>"
             + esc("tribes trends --metric revenue --by segment") + "</code>.</p>")
