@@ -126,6 +126,9 @@ def test_funnel_strict_is_within_loose(feature_data: FeatureData) -> None:
             for u in ("customer", "session") for o in ("loose", "strict")}
         with pytest.raises(InputError, match="unknown breakdown"):
             funnel(engine, steps, window=timedelta(days=1), by="colour")
+        # a step that is not an event type of the data is refused with the closest one
+        with pytest.raises(InputError, match="did you mean 'add_to_cart'"):
+            funnel(engine, ["page_view", "add_to_kart"], window=timedelta(days=1))
     for u in ("customer", "session"):
         assert all(a <= b for a, b in zip(res[u, "strict"], res[u, "loose"], strict=True))
     # a customer converts if any of their sessions does

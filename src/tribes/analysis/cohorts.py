@@ -13,6 +13,7 @@ from typing import Any
 
 import ibis
 import ibis.expr.types as ir
+import pandas as pd
 
 from tribes.analysis.journeys import journey_events
 from tribes.analysis.rules import Count, compile_rule, conditions, parse, render
@@ -31,6 +32,18 @@ def _index(p: ir.TimestampValue, c: ir.TimestampValue, period: str) -> ir.Intege
         return (p.year() - c.year()) * 12 + (p.month() - c.month())
     days = micros_between(p, c).cast("float64") / 86_400_000_000.0
     return (days / 7.0).round().cast("int64")
+
+
+def _periods_between(start: Any, later: Any, period: str) -> int:
+    """Whole periods from ``start`` to ``later`` (both period starts)."""
+    a, b = pd.Timestamp(start), pd.Timestamp(later)
+    if a.tzinfo is None and b.tzinfo is not None:
+        b = b.tz_convert(None)
+    elif a.tzinfo is not None and b.tzinfo is None:
+        a = a.tz_convert(None)
+    if period == "month":
+        return (b.year - a.year) * 12 + (b.month - a.month)
+    return round((b - a) / pd.Timedelta(days=7))
 
 
 def parse_by(by: str, period: str | None) -> tuple[str, str]:
@@ -78,19 +91,22 @@ def retention(engine: Engine, *, by: str = "first_seen", period: str | None = No
         customers=j.count(), revenue=j.rev.sum()))
     sizes = engine.execute(start.group_by("cohort").aggregate(size=start.count()))
     size_of = {r.cohort: int(r.size) for r in sizes.itertuples()}
+    # periods before the first event cannot be observed (signup cohorts may be older)
+    first = engine.execute(ev.aggregate(first=ev.ts.min().truncate(unit)))["first"].iloc[0]
     cohorts = []
     for start_p, part in cells.groupby("cohort"):
         n_periods = int(part.k.max()) + 1
-        counts = [0] * n_periods
-        revenue = [0.0] * n_periods
+        blind = 0 if pd.isna(first) else max(0, _periods_between(start_p, first, period))
+        counts: list[int | None] = [None if k < blind else 0 for k in range(n_periods)]
+        revenue: list[float | None] = [None if k < blind else 0.0 for k in range(n_periods)]
         for r in part.itertuples():
             counts[int(r.k)] = int(r.customers)
             revenue[int(r.k)] = float(r.revenue or 0.0)
         size = size_of.get(start_p, 0)
         cohorts.append({
             "cohort": start_p.strftime("%Y-%m" if period == "month" else "%Y-%m-%d"),
-            "size": size, "counts": counts,
-            "retention": [n / size if size else None for n in counts],
+            "size": size, "counts": counts, "observed_from": blind,
+            "retention": [None if n is None or not size else n / size for n in counts],
             "revenue": revenue})
     cohorts.sort(key=lambda c: c["cohort"])
     return {"by": by, "period": period, "cohorts": cohorts}

@@ -145,6 +145,21 @@ ORDERINGS = ("loose", "strict")
 BY_COLUMNS = ("source", "channel", "device", "country", "region", "city", "category")
 
 
+def check_event_types(engine: Engine, steps: list[str]) -> None:
+    """Every step must be an event type of the data (a typo would silently give zeros)."""
+    from tribes.errors import closest
+
+    ev = engine.table("events")
+    known = {str(v) for v in engine.execute(ev.select("event_type").distinct())["event_type"]
+             if v is not None}
+    for step in steps:
+        if step not in known:
+            near = closest(step, known)
+            hint = f"; did you mean '{near}'?" if near else ""
+            raise InputError(f"no '{step}' events in the workspace{hint} event types: "
+                             f"{', '.join(sorted(known)[:20])}", code="E_STEPS")
+
+
 def funnel(engine: Engine, steps: list[str], *, window: timedelta,
            by: str | None = None, segment: int | None = None, unit: str = "customer",
            ordering: str = "loose", timeout: timedelta = timedelta(minutes=30),
@@ -170,6 +185,7 @@ def funnel(engine: Engine, steps: list[str], *, window: timedelta,
     if by is not None and by != "segment" and by not in BY_COLUMNS:
         raise InputError(f"unknown breakdown '{by}'; use segment or one of "
                          f"{', '.join(BY_COLUMNS)}", code="E_BY")
+    check_event_types(engine, steps)
     attr = [by] if by in BY_COLUMNS else []
     ev = journey_events(engine, ["event_type", *attr], segment, consent_mode, cohort=cohort)
     if unit == "session":

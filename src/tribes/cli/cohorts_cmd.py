@@ -24,18 +24,25 @@ def retention(
         "--period", help="month or week (default: from --by, else month).",
         show_default=False)] = None,
     cohort: CohortOpt = None,
+    show: Annotated[str, typer.Option(
+        "--show", help="What the table shows: share (of the cohort active), customers "
+        "(active) or revenue.")] = "share",
     json_out: JsonOpt = False,
 ) -> None:
     """Retention matrix: share of each cohort active k periods after it started, and the
-    revenue of each cohort per period.
+    revenue of each cohort per period. Periods before the first event are blank.
 
     [bold]Examples[/bold]
 
       tribes -w shop cohorts retention --by signup_month
 
-      tribes -w shop cohorts retention --by first_purchase --period week --json
+      tribes -w shop cohorts retention --by first_purchase --period week --show revenue
+
+      tribes -w shop cohorts retention --json
     """
     out = Output(ctx, json_out)
+    if show not in ("share", "customers", "revenue"):
+        raise typer.BadParameter("use share, customers or revenue", param_hint="--show")
     ws = state(ctx).open()
     with ws.engine(read_only=True) as engine, out.progress("cohorts"):
         res = retention_fn(engine, by=by, period=period, cohort=cohort,
@@ -45,12 +52,25 @@ def retention(
         out.print("No cohorts: no events (or no purchases / signup dates) yet.")
         return
     width = min(12, max(len(c["retention"]) for c in res["cohorts"]))
-    out.table(f"Retention by {res['by']} {res['period']} (share of the cohort active)",
+    key = {"share": "retention", "customers": "counts", "revenue": "revenue"}[show]
+
+    def cell(v: float | None) -> str:
+        if v is None:
+            return ""
+        return f"{v:.0%}" if show == "share" else f"{v:,.0f}"
+
+    # cohorts that began long before the events have nothing observable in the first
+    # columns (their later periods are in --json)
+    visible = [c for c in res["cohorts"] if c["observed_from"] < width]
+    out.table(f"Retention by {res['by']} {res['period']} ({show}; k periods after the start)",
               ["cohort", "size", *[str(k) for k in range(width)]],
               [(c["cohort"], c["size"], *[
-                  "" if k >= len(c["retention"]) or c["retention"][k] is None
-                  else f"{c['retention'][k]:.0%}" for k in range(width)])
-               for c in res["cohorts"]], no_wrap=(0,))
+                  cell(c[key][k] if k < len(c[key]) else None) for k in range(width)])
+               for c in visible], no_wrap=(0,))
+    hidden = len(res["cohorts"]) - len(visible)
+    if hidden:
+        out.print(f"{hidden} cohorts started more than {width} {res['period']}s before the "
+                  "first event; see them with --json")
 
 
 RULE_HELP = ("A rule over events and features, e.g. 'first purchase within 7 days of first "

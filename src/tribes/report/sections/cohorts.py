@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import plotly.graph_objects as go
 
 from tribes.report.context import ReportContext, empty, esc, table
@@ -23,10 +25,17 @@ def cohorts(ctx: ReportContext) -> str:
     z = [[(c["retention"][k] if k < len(c["retention"]) else None) for k in range(width)]
          for c in res["cohorts"]]
     labels = [f"{c['cohort']} (n={c['size']:,})" for c in res["cohorts"]]
+
+    def at(values: list[Any], k: int) -> Any:
+        return values[k] if k < len(values) and values[k] is not None else 0
+
+    extra = [[[at(c["counts"], k), at(c["revenue"], k)] for k in range(width)]
+             for c in res["cohorts"]]
     fig = go.Figure(go.Heatmap(
         z=z, x=[f"+{k}" for k in range(width)], y=labels, colorscale="Greens", zmin=0,
-        zmax=1, texttemplate="%{z:.0%}", hovertemplate="%{y}, month %{x}: %{z:.1%}"
-        "<extra></extra>"))
+        zmax=1, texttemplate="%{z:.0%}", customdata=extra,
+        hovertemplate="%{y}, month %{x}: %{z:.1%} active (%{customdata[0]:,} customers), "
+        "revenue %{customdata[1]:,.0f}<extra></extra>"))
     fig.update_layout(title="Share of each first-seen cohort active n months later",
                       yaxis={"autorange": "reversed"})
     return ctx.figure(fig, 120 + 40 * len(labels)) + behavioral(ctx)
