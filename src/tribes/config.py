@@ -173,8 +173,8 @@ class ClvConfig(_Section):
                                    "churn risk")
     holdout_share: float = Field(1 / 3, gt=0, lt=1, description="share of the history held "
                                  "out when no --calibration-end is given")
-    churn_days: int = Field(60, ge=1, description="supervised churn: no activity in this "
-                            "many days")
+    churn_days: int = Field(60, ge=1, description="churned = no activity in this many days "
+                            "(validate KPIs, clv churn)")
 
     @field_validator("horizon")
     @classmethod
@@ -296,7 +296,7 @@ horizon = "52w"           # expected purchases and CLV over this long
 discount_rate = 0.01      # per month, for the discounted CLV
 churn_threshold = 0.5     # P(alive) below this flags a churn risk
 holdout_share = 0.333     # held out for validation when no --calibration-end is given
-churn_days = 60           # supervised churn label: no activity in this many days
+churn_days = 60           # churned = no event in this many days (validate, clv churn)
 
 [privacy]
 consent_mode = "opt-out"  # "opt-in": only customers with an analytics grant are analyzed

@@ -124,6 +124,11 @@ def test_personas_commands(cli, tmp_path: Path) -> None:
     seg_csv = tmp_path / "s.csv"
     assert cli("-w", ws.path, "export", "segments", "--out", seg_csv).code == 0
     assert "VIPs" in set(pd.read_csv(seg_csv).segment_name)
+    other = next(s for s in again if s != sid)
+    clash = tmp_path / "clash.toml"
+    clash.write_text(f'[segment.{other}]\nname = "vips"\n')
+    c = cli("-w", ws.path, "personas", "edit", "--file", clash)
+    assert c.code != 0 and "E_PERSONA_NAME" in c.err
     bad = tmp_path / "bad.toml"
     bad.write_text('[segment.x]\nname = "?"\n')
     b = cli("-w", ws.path, "personas", "edit", "--file", bad)

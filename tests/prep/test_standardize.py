@@ -42,3 +42,11 @@ def test_cities_and_other_categoricals() -> None:
 
 def test_mapping_for_skips_nulls() -> None:
     assert mapping_for("region", ["NY", None, "tx"]) == {"NY": "New York", "tx": "Texas"}
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("f", "female"), ("Female", "female"),
+                                               ("M", "male"), ("male", "male"),
+                                               ("Non-Binary", "non_binary"), ("d", "diverse"),
+                                               ("prefer not to say", "prefer_not_to_say")])
+def test_gender_spellings(raw: str, expected: str) -> None:
+    assert canonical("gender", raw) == expected

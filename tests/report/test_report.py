@@ -69,6 +69,7 @@ def test_report_is_self_contained(reports: dict[str, Path]) -> None:
     assert "Behavioral cohorts" in html and "<td>any purchase</td>" in html
     assert re.search(r"Customers in 2-D \((t-SNE|PCA) of the scaled features\)", html)
     assert "This section failed" not in html
+    assert re.search(r"Customers in 2-D \((UMAP|first two principal components);", html)
     # charts each section must draw on this data (counted in the HTML, not by the page)
     charts = {k: v.count("class=\"plotly-graph-div\"") for k, v in sections(html).items()}
     want = {"overview": 1, "features": 1, "k-selection": 1, "segments": 2, "journeys": 3,

@@ -145,4 +145,6 @@ def _cell(v: Any) -> str:
         return f"{v:,.2f}"
     if isinstance(v, int):
         return f"{v:,}"
-    return str(v)
+    from rich.markup import escape
+
+    return escape(str(v))  # data, not markup: "[features] composite" stays as written

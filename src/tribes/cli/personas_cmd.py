@@ -36,18 +36,19 @@ def clv_line(c: dict[str, Any] | None) -> str | None:
 
 def show_table(out: Output, personas: list[dict[str, Any]]) -> None:
     with_clv = any(p.get("clv") for p in personas)
-    extra = ["CLV / purchaser", "churn risk"] if with_clv else []
+    extra = ["CLV/buyer", "churn risk"] if with_clv else []
 
     def clv_cells(p: dict[str, Any]) -> list[Any]:
         c = p.get("clv")
         if not with_clv:
             return []
-        return [round(c["clv_mean"], 2), f"{c['churn_risk_share']:.0%}"] if c else [None, None]
+        return [f"{c['clv_mean']:,.0f}", f"{c['churn_risk_share']:.0%}"] if c else ["-", "-"]
 
     out.table("Personas (active segment version)",
-              ["segment", "persona", "customers", "share", "campaign", *extra],
-              [(p["segment_id"], p["name"], p["size"], f"{p['share']:.1%}", p["campaign"],
-                *clv_cells(p)) for p in personas], no_wrap=(0, 1))
+              ["segment", "persona", "customers", "campaign", *extra],
+              [(p["segment_id"], p["name"], f"{p['size']:,} ({p['share']:.0%})",
+                p["campaign"], *clv_cells(p)) for p in personas],
+              no_wrap=(0, 2, 4, 5))
 
 
 @app.callback(invoke_without_command=True)
@@ -160,14 +161,14 @@ def export_(ctx: typer.Context,
 
 @app.command()
 def edit(ctx: typer.Context,
-         file: Annotated[Path, typer.Option("--file", help="TOML with [segment.<id>] tables "
+         file: Annotated[Path, typer.Option("--file", help="TOML with \\[segment.<id>] tables "
                                             "of name, description, action, campaign.")],
          json_out: JsonOpt = False) -> None:
     """Override persona names and texts by segment id (kept across versions).
 
     personas.toml:
 
-      [segment.2]
+      \\[segment.2]
       name = "Weekend bargain fans"
       action = "Friday flash sales"
     """

@@ -21,7 +21,7 @@ def trends(
         "--period", help="day (weekly season) or week (Monday to Sunday; a yearly season "
         "once the data spans two years).")] = "day",
     horizon: Annotated[int | None, typer.Option(
-        "--horizon", min=1, max=180, help="Periods to forecast [default: 14 days or 8 weeks].",
+        "--horizon", min=1, max=180, help="Periods to forecast (default: 14 days or 8 weeks).",
         show_default=False)] = None,
     cohort: CohortOpt = None,
     json_out: JsonOpt = False,

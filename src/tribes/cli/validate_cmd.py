@@ -12,9 +12,9 @@ from tribes.models.validate import RETENTION_DAYS, validate_segments
 
 def validate(
     ctx: typer.Context,
-    churn_days: Annotated[int, typer.Option(
+    churn_days: Annotated[int | None, typer.Option(
         "--churn-days", min=1, help="A customer with no event for more than this many days "
-        "counts as churned.")] = 60,
+        "counts as churned (default: clv.churn_days, 60).", show_default=False)] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Check that segments differ on business KPIs.
@@ -31,7 +31,7 @@ def validate(
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     with ws.engine(read_only=True) as engine:
-        res = validate_segments(engine, churn_days=churn_days)
+        res = validate_segments(engine, churn_days=churn_days or ws.config.clv.churn_days)
         from tribes.models.personas import stored_personas
 
         names = {p["segment_id"]: p["name"] for p in stored_personas(engine)}

@@ -115,3 +115,20 @@ def definition(column: str) -> FeatureDef | None:
         if column.startswith(prefix):
             return _mix_def(column, prefix)
     return None
+
+
+_WORDS = {"aov": "average order value", "rfm": "RFM", "s": "(s)", "days": "(days)",
+          "n": "number of"}
+
+
+def short_label(column: str) -> str:
+    """A readable name for cards and charts: ``channel_share_paid_search`` -> "share of
+    channel paid_search", ``recency_days`` -> "recency (days)"."""
+    for prefix, (what, _) in MIX_DEF.items():
+        if column.startswith(prefix):
+            return f"share of {what} {column[len(prefix):]}"
+    if column == "composite_index":
+        return "composite value index"
+    words = [_WORDS.get(w, w) for w in column.split("_")]
+    return " ".join(words).replace("number of events", "events").replace(
+        "number of sessions", "sessions")

@@ -280,6 +280,7 @@ def _overrides(engine: Engine) -> dict[int, dict[str, str]]:
 def set_overrides(engine: Engine, overrides: dict[int, dict[str, str]]) -> None:
     """Replace the overrides of the given segment ids (kept across versions: ids are
     stable)."""
+    _check_unique_names(engine, overrides)
     t = engine.table("persona_overrides")
     with engine.transaction():
         if overrides:
@@ -288,6 +289,21 @@ def set_overrides(engine: Engine, overrides: dict[int, dict[str, str]]) -> None:
                             "updated_at": datetime.now(UTC)} for s, o in overrides.items()])
         if not df.empty:
             engine.insert("persona_overrides", ibis.memtable(df).cast(PERSONA_OVERRIDES))
+
+
+def _check_unique_names(engine: Engine, overrides: dict[int, dict[str, str]]) -> None:
+    """No two personas of the active version may end up with the same name."""
+    final = {p["segment_id"]: p["name"] for p in stored_personas(engine)}
+    final.update({s: o["name"] for s, o in overrides.items() if o.get("name")})
+    seen: dict[str, int] = {}
+    for seg, name in sorted(final.items()):
+        key = name.strip().lower()
+        if key in seen or (key == "unusual" and seg != -1):
+            other = seen.get(key, -1)
+            raise InputError(f"segments {other} and {seg} would both be named '{name}'; "
+                             "persona names must be unique ('Unusual' is the noise "
+                             "segment's)", code="E_PERSONA_NAME")
+        seen[key] = seg
 
 
 def feature_label(f: str) -> str:

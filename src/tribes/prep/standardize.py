@@ -81,7 +81,17 @@ def canonical(
         return us_state_name(value) or _tidy(value)
     if column == "city":
         return _tidy(value)
+    if column == "gender":
+        name = snake_case(value)
+        return GENDERS.get(name or "", name)
     return snake_case(value)
+
+
+# common spellings of gender values (anything else is kept, in snake_case)
+GENDERS = {"f": "female", "w": "female", "woman": "female", "women": "female",
+           "m": "male", "man": "male", "men": "male", "d": "diverse", "x": "diverse",
+           "nb": "non_binary", "non_binary": "non_binary", "nonbinary": "non_binary",
+           "u": "unknown", "unknown": "unknown"}
 
 
 def canonical_event_type(value: str | None, aliases: Mapping[str, str]) -> str | None:

@@ -26,7 +26,7 @@ nav{background:#fff;border-bottom:1px solid #ddd;padding:8px 32px;position:stick
 z-index:10}nav a{margin-right:16px;color:#1f2d3d;text-decoration:none;font-size:14px}
 main{max-width:1280px;margin:0 auto;padding:8px 32px 48px}
 section{background:#fff;border:1px solid #e3e5e8;border-radius:8px;padding:16px 20px;
-margin:18px 0}section h2{margin-top:0;font-size:18px}h3{font-size:15px}
+margin:18px 0;scroll-margin-top:64px}section h2{margin-top:0;font-size:18px}h3{font-size:15px}
 table{border-collapse:collapse;font-size:13px;margin:8px 0;width:100%}
 th,td{border-bottom:1px solid #eee;padding:4px 8px;text-align:left}td.num{text-align:right}
 th{background:#fafbfc}

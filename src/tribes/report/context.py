@@ -30,7 +30,9 @@ class ReportContext:
     def figure(self, fig: Any, height: int = 360) -> str:
         """A Plotly figure as an inline div (the library itself is embedded once)."""
         self.figures += 1
-        fig.update_layout(height=height, margin={"l": 50, "r": 20, "t": 40, "b": 40},
+        margin = {"l": 50, "r": 20, "t": 40, "b": 40}
+        margin.update({k: v for k in margin if (v := getattr(fig.layout.margin, k)) is not None})
+        fig.update_layout(height=height, margin=margin,
                           template="plotly_white", font={"size": 12})
         return str(fig.to_html(full_html=False, include_plotlyjs=False,
                                config={"displaylogo": False, "responsive": True}))

@@ -8,6 +8,7 @@ from tribes.report.sections import section
 
 @section(50, "personas", "Personas")
 def personas(ctx: ReportContext) -> str:
+    from tribes.features.definitions import short_label
     from tribes.models.personas import build_personas
     from tribes.store.segments import active_version
 
@@ -18,15 +19,19 @@ def personas(ctx: ReportContext) -> str:
     cards = []
     for p in ps:
         top = sorted(p["features"].items(), key=lambda kv: -abs(kv[1]["lift"]))[:4]
-        traits = "".join(f"<li>{esc(f)}: median {esc(_n(s['median']))} "
+        traits = "".join(f"<li>{esc(short_label(f))}: median {esc(_n(s['median']))} "
                          f"({s['lift']:+.1f} sd)</li>" for f, s in top)
         lists = ""
         for title, key, field in (("Categories", "top_categories", "value"),
                                   ("Channels", "top_channels", "value"),
+                                  ("Devices", "top_devices", "value"),
                                   ("Journeys", "top_journeys", "path")):
             if p[key]:
                 lists += f"<p><b>{title}:</b> " + "; ".join(
                     f"{esc(x[field])} ({x['share']:.0%})" for x in p[key]) + "</p>"
+        for attr, vals in (p.get("attributes") or {}).items():
+            lists += f"<p><b>{esc(attr.replace('_', ' '))}:</b> " + "; ".join(
+                f"{esc(x['value'])} ({x['share']:.0%})" for x in vals) + "</p>"
         c = p.get("clv")
         if c:
             lists += (f"<p><b>Value:</b> CLV {c['clv_mean']:,.0f} per purchaser over "

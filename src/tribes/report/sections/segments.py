@@ -102,10 +102,7 @@ def _map(ctx: ReportContext, run: dict[str, Any], nm: dict[int, str]) -> str:
                    .select("segment_id", *tr.features))
     if len(df) < 3:
         return "<p>Too few customers for a map.</p>"
-    z = tr.apply(df)
-    z = z - z.mean(axis=0)
-    _, _, vt = np.linalg.svd(z, full_matrices=False)
-    xy = z @ vt[:2].T if z.shape[1] >= 2 else np.column_stack([z[:, 0], np.zeros(len(z))])
+    xy, how = embed_2d(tr.apply(df), ctx.ws.config.segment.random_state)
     fig = go.Figure()
     for i, seg in enumerate(sorted(df.segment_id.unique())):
         mask = (df.segment_id == seg).to_numpy()
@@ -113,6 +110,22 @@ def _map(ctx: ReportContext, run: dict[str, Any], nm: dict[int, str]) -> str:
                                    name=f"{seg} {nm.get(int(seg), '')}",
                                    marker={"size": 4, "opacity": 0.6,
                                            "color": PALETTE[i % len(PALETTE)]}))
-    fig.update_layout(title=f"Customers on the first two principal components "
-                      f"({len(df):,} shown)", legend={"font": {"size": 10}})
+    fig.update_layout(title=f"Customers in 2-D ({how}; {len(df):,} shown)",
+                      legend={"font": {"size": 10}})
     return ctx.figure(fig, 340)
+
+
+def embed_2d(z: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
+    """Two coordinates per customer: UMAP when it is installed (``tribes[umap]``), else
+    the first two principal components."""
+    try:
+        import umap
+    except ImportError:
+        umap = None
+    if umap is not None and len(z) >= 20:
+        xy = umap.UMAP(n_components=2, random_state=seed).fit_transform(z)
+        return np.asarray(xy), "UMAP"
+    z = z - z.mean(axis=0)
+    _, _, vt = np.linalg.svd(z, full_matrices=False)
+    xy = z @ vt[:2].T if z.shape[1] >= 2 else np.column_stack([z[:, 0], np.zeros(len(z))])
+    return xy, "first two principal components"
