@@ -28,6 +28,7 @@ bench: install
 	$(PY) benchmarks/bench_features.py
 	$(PY) benchmarks/bench_segment.py
 	$(PY) benchmarks/bench_analysis.py
+	$(PY) benchmarks/bench_clv.py
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -258,3 +258,13 @@ def test_select_k_and_compare_store_nothing(cli, blobs) -> None:
     assert after == before
     bad = cli("-w", ws.path, "segment", "select-k", "--method", "hdbscan")
     assert bad.code != 0 and "E_METHOD" in bad.err
+
+
+def test_tiny_segments_are_reported() -> None:
+    from tribes.models.run import size_warnings
+
+    segs = [{"segment_id": 0, "size": 3}, {"segment_id": -1, "size": 2},
+            {"segment_id": 1, "size": 50}]
+    (w,) = size_warnings(segs, 55)
+    assert "0 (3)" in w and "-1" not in w
+    assert size_warnings([{"segment_id": 0, "size": 40}], 40) == []

@@ -40,6 +40,8 @@ def show_segments(out: Output, r: SegmentReport) -> None:
                     None if s["gap"] is None else round(s["gap"], 3)) for s in sel["scores"]])
         votes = ", ".join(f"{c} → {k}" for c, k in sel["votes"].items())
         out.print(f"votes: {votes}; chosen k = {sel['chosen']}")
+    for w in r.warnings:
+        out.print(f"[yellow]warning:[/yellow] {w}")
 
 
 def _feature_list(text: str | None) -> list[str] | None:

@@ -6,7 +6,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -56,9 +56,23 @@ class SegmentReport:
     segments: list[dict[str, Any]]
     parent_version: int | None
     seconds: float
+    warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+SMALL_SEGMENT = 10  # fewer customers than this: too few to describe or target
+
+
+def size_warnings(segments: list[dict[str, Any]], n: int) -> list[str]:
+    """Segments too small to act on (a k too large for the data)."""
+    small = [s for s in segments if s["size"] < SMALL_SEGMENT and s["segment_id"] != -1]
+    if not small:
+        return []
+    ids = ", ".join(f"{s['segment_id']} ({s['size']})" for s in small)
+    return [f"segments {ids} have fewer than {SMALL_SEGMENT} customers of {n:,}: too few "
+            "to describe or target; try a smaller --k or wait for more data"]
 
 
 def _sample(engine: Engine, t: ir.Table, features: list[str], size: int) -> pd.DataFrame:
@@ -345,4 +359,5 @@ def _store(engine: Engine, assigned: ir.Table, *, method: str, k: int, feats: li
     log.info("segment version %d: %s k=%d", version, method, k)
     return SegmentReport(version=version, method=method, k=k, n_customers=n, features=feats,
                          metrics=metrics, segments=segments, parent_version=parent,
-                         seconds=round(time.perf_counter() - started, 3))
+                         seconds=round(time.perf_counter() - started, 3),
+                         warnings=size_warnings(segments, n))
