@@ -128,3 +128,15 @@ def test_report_renders_in_chromium(reports: dict[str, Path], which: str) -> Non
         assert expected <= 1
     for w, h, marks in sizes:
         assert w > 100 and h > 100 and marks > 0
+
+
+def test_agglomerative_runs_show_the_top_of_the_dendrogram() -> None:
+    from tribes.report.context import ReportContext
+    from tribes.report.sections.segments import _merges
+
+    ctx = ReportContext(ws=None, engine=None)  # type: ignore[arg-type]
+    tail = [[0, 1, d, 2] for d in (0.5, 0.7, 1.0, 4.0, 9.0)]
+    run = {"k": 2, "model": {"dendrogram": {"linkage_tail": tail, "n_leaves": 300}}}
+    html = _merges(ctx, run)
+    assert "Top of the dendrogram" in html and ctx.figures == 1
+    assert _merges(ctx, {"k": 3, "model": {"centroids": []}}) == ""

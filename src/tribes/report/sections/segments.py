@@ -47,11 +47,13 @@ def k_selection(ctx: ReportContext) -> str:
     sel = run["metrics"].get("k_selection")
     if not sel:
         return (f"<p>Version {run['version']} used a fixed k = {run['k']} "
-                f"({esc(run['method'])}); no selection to show.</p>")
+                f"({esc(run['method'])}); no selection to show.</p>" + _merges(ctx, run))
     ks = [s["k"] for s in sel["scores"]]
     crit = [("silhouette", "higher is better"), ("inertia", "elbow"),
             ("calinski_harabasz", "higher is better"), ("davies_bouldin", "lower is better"),
             ("gap", "gap statistic")]
+    if all(s.get("bic") is not None for s in sel["scores"]):
+        crit.append(("bic", "lower is better"))
     fig = make_subplots(rows=1, cols=len(crit), subplot_titles=[c for c, _ in crit])
     for i, (c, _) in enumerate(crit):
         fig.add_trace(go.Scatter(x=ks, y=[s[c] for s in sel["scores"]], mode="lines+markers",
@@ -59,7 +61,27 @@ def k_selection(ctx: ReportContext) -> str:
         fig.add_vline(x=sel["chosen"], line_dash="dot", line_color="#888", row=1, col=i + 1)
     votes = ", ".join(f"{esc(c)} → {k}" for c, k in sel["votes"].items())
     return (ctx.figure(fig, 300) + f"<p>Votes: {votes}. Chosen k = <b>{sel['chosen']}</b>. "
-            f"Rule: {esc(sel['rule'])}.</p>")
+            f"Rule: {esc(sel['rule'])}.</p>" + _merges(ctx, run))
+
+
+def _merges(ctx: ReportContext, run: dict[str, Any]) -> str:
+    """Agglomerative runs: the Ward distance of the last merges (the top of the
+    dendrogram); a long jump before a merge means the clusters it joins are distinct."""
+    tree = (run.get("model") or {}).get("dendrogram")
+    if not tree or not tree.get("linkage_tail"):
+        return ""
+    tail = tree["linkage_tail"]
+    after = [len(tail) - i for i in range(len(tail))]  # clusters left after each merge
+    fig = go.Figure(go.Bar(x=[a + 1 for a in after], y=[row[2] for row in tail],
+                           marker_color=PALETTE[0],
+                           hovertemplate="from %{x} to %{customdata} clusters: "
+                           "distance %{y:.2f}<extra></extra>", customdata=after))
+    fig.add_vline(x=run["k"], line_dash="dot", line_color="#888")
+    fig.update_layout(title=f"Top of the dendrogram: Ward distance of the last merges "
+                      f"({tree['n_leaves']:,} customers; dotted: k = {run['k']})",
+                      xaxis_title="clusters before the merge", yaxis_title="merge distance",
+                      xaxis={"autorange": "reversed"})
+    return ctx.figure(fig, 300)
 
 
 @section(40, "segments", "Segments")
