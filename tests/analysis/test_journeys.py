@@ -190,6 +190,15 @@ def test_paths_and_sankey(feature_data: FeatureData, cli, tmp_path) -> None:
     first = sum(x["value"] for x in links["links"] if links["nodes"][x["source"]]
                 .startswith("1."))
     assert first == len(ps)  # every session leaves its first step exactly once
+    # with a cut-off no kept flow starts at a node no kept flow reaches, and every node
+    # sits in the column of its step
+    cut = sankey_links(ps, min_share=0.05)
+    targets = {x["target"] for x in cut["links"]}
+    assert all(cut["nodes"][x["source"]].startswith("1.") or x["source"] in targets
+               for x in cut["links"])
+    steps = [int(n.split(".")[0]) for n in cut["nodes"]]
+    assert all((a < b) == (xa < xb) for a, xa in zip(steps, cut["x"], strict=True)
+               for b, xb in zip(steps, cut["x"], strict=True) if a != b)
     out = tmp_path / "flows.html"
     r = cli("-w", feature_data.ws.path, "journeys", "sankey", "--out", out, "--json")
     assert r.code == 0, r.err

@@ -99,18 +99,46 @@ def sankey_links(paths: list[list[str]], *, max_length: int = 5, min_share: floa
         for i in range(len(steps) - 1):
             flows[(f"{i + 1}. {steps[i]}", f"{i + 2}. {steps[i + 1]}")] += 1
     total = len(paths) or 1
-    kept = {k: v for k, v in flows.items() if v / total >= min_share}
-    nodes = sorted({n for k in kept for n in k}, key=lambda s: (int(s.split(".")[0]), s))
+    big = {k: v for k, v in flows.items() if v / total >= min_share}
+    # keep a flow only when its source is reached by a kept flow (or is a first step), so
+    # no node floats without the flows that lead to it
+    kept: dict[tuple[str, str], int] = {}
+    reached: set[str] = set()
+    for (a, b), v in sorted(big.items(), key=lambda kv: _step(kv[0][0])):
+        if _step(a) == 1 or a in reached:
+            kept[(a, b)] = v
+            reached.add(b)
+    nodes = sorted({n for k in kept for n in k}, key=lambda s: (_step(s), s))
     idx = {n: i for i, n in enumerate(nodes)}
-    return {"nodes": nodes, "links": [{"source": idx[a], "target": idx[b], "value": v}
-                                      for (a, b), v in kept.items()]}
+    # nodes placed in the column of their step, the busiest on top
+    volume: Counter[str] = Counter()
+    for (a, b), v in kept.items():
+        volume[a] += v
+        volume[b] += v
+    last = max((_step(n) for n in nodes), default=1)
+    x, y = [0.0] * len(nodes), [0.0] * len(nodes)
+    for step in {_step(n) for n in nodes}:
+        col = sorted((n for n in nodes if _step(n) == step), key=lambda n: -volume[n])
+        for r, n in enumerate(col):
+            x[idx[n]] = 0.001 + 0.998 * (step - 1) / max(last - 1, 1)
+            y[idx[n]] = 0.001 + 0.998 * (r + 0.5) / len(col)
+    return {"nodes": nodes, "x": x, "y": y,
+            "links": [{"source": idx[a], "target": idx[b], "value": v}
+                      for (a, b), v in kept.items()]}
+
+
+def _step(node: str) -> int:
+    return int(node.split(".")[0])
 
 
 def sankey_figure(links: dict[str, Any]) -> Any:
     import plotly.graph_objects as go
 
+    node: dict[str, Any] = {"label": links["nodes"], "pad": 12, "thickness": 14}
+    if links.get("x"):
+        node.update(x=links["x"], y=links["y"])
     fig = go.Figure(go.Sankey(
-        node={"label": links["nodes"], "pad": 12, "thickness": 14},
+        arrangement="snap", node=node,
         link={"source": [x["source"] for x in links["links"]],
               "target": [x["target"] for x in links["links"]],
               "value": [x["value"] for x in links["links"]]}))
