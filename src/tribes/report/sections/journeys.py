@@ -60,18 +60,15 @@ def network_figure(states: list[str], counts: dict[str, dict[str, int]],
                    min_p: float = 0.08) -> go.Figure:
     """The transition graph: one node per state (area ~ how often it is entered), an arrow
     for each transition with probability >= ``min_p`` (width ~ probability); start on the
-    left, end on the right, the other states around a circle."""
+    left, end on the right, the other states in columns by how many steps they are from
+    the start."""
     start, end = states[0], states[-1]
-    middle = states[1:-1]
-    pos = {start: (-1.35, 0.0), end: (1.35, 0.0)}
-    for i, st in enumerate(middle):
-        a = np.pi / 2 - 2 * np.pi * i / max(len(middle), 1)
-        pos[st] = (float(np.cos(a)), float(np.sin(a)))
     entered = {st: 0 for st in states}
     for row in counts.values():
         for dst, n in row.items():
             entered[dst] = entered.get(dst, 0) + n
     entered[start] = sum(counts.get(start, {}).values())
+    pos = _layers(states, counts, entered, min_p)
     fig = go.Figure()
     top = max(entered.values()) or 1
     for src, row in counts.items():
@@ -108,5 +105,42 @@ def network_figure(states: list[str], counts: dict[str, dict[str, int]],
     fig.update_layout(title=f"Transition network (arrows: probability ≥ {min_p:.0%}; "
                       "width ~ probability; node area ~ visits)",
                       xaxis={"visible": False, "range": [-1.6, 1.6]},
-                      yaxis={"visible": False, "range": [-1.3, 1.3], "scaleanchor": "x"})
+                      yaxis={"visible": False, "range": [-1.3, 1.3]})
     return fig
+
+
+def _layers(states: list[str], counts: dict[str, dict[str, int]], entered: dict[str, int],
+            min_p: float) -> dict[str, tuple[float, float]]:
+    """Node positions: start at the far left, end at the far right, every other state in
+    the column of its fewest steps from the start (over the drawn arrows), the most
+    visited in the middle of its column."""
+    start, end = states[0], states[-1]
+    edges: dict[str, list[str]] = {}
+    for src, row in counts.items():
+        total = sum(row.values()) or 1
+        edges[src] = [d for d, n in row.items() if n / total >= min_p and d != src]
+    depth = {start: 0}
+    frontier = [start]
+    while frontier:
+        nxt = []
+        for st in frontier:
+            for d in edges.get(st, []):
+                if d not in depth and d != end:
+                    depth[d] = depth[st] + 1
+                    nxt.append(d)
+        frontier = nxt
+    middle = [st for st in states[1:-1]]
+    deepest = max([depth.get(st, 1) for st in middle] or [1])
+    for st in middle:
+        depth.setdefault(st, deepest)  # reached only through faint arrows
+    pos = {start: (-1.35, 0.0), end: (1.35, 0.0)}
+    cols = sorted({depth[st] for st in middle})
+    for c_i, c in enumerate(cols):
+        col = sorted((st for st in middle if depth[st] == c), key=lambda st: -entered[st])
+        # the busiest in the middle, then alternating above and below
+        order = sorted(range(len(col)), key=lambda i: (i + 1) // 2 * (1 if i % 2 else -1))
+        x = -0.9 + 1.8 * c_i / max(len(cols) - 1, 1)
+        for slot, i in enumerate(order):
+            y = 0.0 if len(col) == 1 else 1.0 - 2.0 * slot / (len(col) - 1)
+            pos[col[i]] = (x, y)
+    return pos
