@@ -119,6 +119,14 @@ def _gmm_assign(t: ir.Table, transform: Transform, means: np.ndarray, chol: np.n
     return lt.select(key, label=label.cast("int64"), probability=1.0 / total)
 
 
+def _subsample(x: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """At most ``size`` rows of ``x`` (a seeded random subset, in their original order)."""
+    if len(x) <= size:
+        return x
+    rng = np.random.default_rng(seed)
+    return x[np.sort(rng.choice(len(x), size, replace=False))]
+
+
 class Segmenter(BaseEstimator, ClusterMixin):
     """Base of the clustering estimators (scikit-learn style: ``__init__`` stores
     parameters, ``fit`` returns self, fitted attributes end in ``_``).
@@ -195,10 +203,7 @@ class AgglomerativeSegmenter(CentroidSegmenter):
 
     def fit(self, X: Any, y: Any = None) -> AgglomerativeSegmenter:
         x = np.asarray(X, dtype=float)
-        rng = np.random.default_rng(self.random_state)
-        idx = np.arange(len(x)) if len(x) <= self.max_fit else np.sort(
-            rng.choice(len(x), self.max_fit, replace=False))
-        sub = x[idx]
+        sub = _subsample(x, self.max_fit, self.random_state)
         k = self.n_clusters
         model = AgglomerativeClustering(n_clusters=k, linkage="ward").fit(sub)
         self.cluster_centers_ = np.stack([sub[model.labels_ == c].mean(axis=0)
@@ -281,10 +286,7 @@ class DensitySegmenter(Segmenter):
 
     def fit(self, X: Any, y: Any = None) -> DensitySegmenter:
         x = np.asarray(X, dtype=float)
-        rng = np.random.default_rng(self.random_state)
-        idx = np.arange(len(x)) if len(x) <= self.max_fit else np.sort(
-            rng.choice(len(x), self.max_fit, replace=False))
-        sub = x[idx]
+        sub = _subsample(x, self.max_fit, self.random_state)
         params: dict[str, Any] = {"fitted_on": len(sub), "min_samples": self.min_samples}
         if self.method == "dbscan":
             eps = knee_eps(sub, self.min_samples)
