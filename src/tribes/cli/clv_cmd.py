@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 import typer
 
 from tribes.cli.common import JsonOpt, Output, state
+from tribes.errors import InputError
 from tribes.features.run import parse_as_of
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich", help=(
@@ -18,6 +20,17 @@ CalOpt = Annotated[str | None, typer.Option(
     "--calibration-end", help="Fit on purchases up to this ISO date (its end, UTC) and check "
     "the fit on the rest (default: all purchases; the check holds out the last third).",
     show_default=False)]
+
+
+def _date(text: str | None) -> datetime | None:
+    """--calibration-end: an ISO date (its end, UTC) or date-time."""
+    if text is None:
+        return None
+    try:
+        return parse_as_of(text)
+    except InputError:
+        raise InputError(f"--calibration-end '{text}' is not an ISO date or date-time "
+                         "(e.g. 1997-09-30)", code="E_CLV_PERIOD") from None
 
 
 def _params(p: dict[str, float] | None, se: dict[str, float | None] | None = None) -> str:
@@ -80,7 +93,7 @@ def fit(
 
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    cal = parse_as_of(calibration_end) if calibration_end else None
+    cal = _date(calibration_end)
     with ws.engine() as engine, out.progress("clv fit") as task:
         res = fit_clv(ws, engine, model=model, calibration_end=cal, period=period,
                       time_unit=time_unit, progress=task.step)
@@ -173,7 +186,7 @@ def validate(
 
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    cal = parse_as_of(calibration_end) if calibration_end else None
+    cal = _date(calibration_end)
     names = [m.strip() for m in models.split(",") if m.strip()] if models else None
     with ws.engine(read_only=True) as engine, out.progress("clv validate") as task:
         res = validate_clv(ws, engine, calibration_end=cal, models=names, progress=task.step)
