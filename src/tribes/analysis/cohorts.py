@@ -92,7 +92,9 @@ def retention(engine: Engine, *, by: str = "first_seen", period: str | None = No
     sizes = engine.execute(start.group_by("cohort").aggregate(size=start.count()))
     size_of = {r.cohort: int(r.size) for r in sizes.itertuples()}
     # periods before the first event cannot be observed (signup cohorts may be older)
-    first = engine.execute(ev.aggregate(first=ev.ts.min().truncate(unit)))["first"].iloc[0]
+    events = engine.table("events")
+    first = engine.execute(events.aggregate(first=events.ts.min().truncate(unit)))[
+        "first"].iloc[0]
     cohorts = []
     for start_p, part in cells.groupby("cohort"):
         n_periods = int(part.k.max()) + 1

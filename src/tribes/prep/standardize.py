@@ -90,8 +90,7 @@ def canonical(
 # common spellings of gender values (anything else is kept, in snake_case)
 GENDERS = {"f": "female", "w": "female", "woman": "female", "women": "female",
            "m": "male", "man": "male", "men": "male", "d": "diverse", "x": "diverse",
-           "nb": "non_binary", "non_binary": "non_binary", "nonbinary": "non_binary",
-           "u": "unknown", "unknown": "unknown"}
+           "nb": "non_binary", "nonbinary": "non_binary", "u": "unknown"}
 
 
 def canonical_event_type(value: str | None, aliases: Mapping[str, str]) -> str | None:

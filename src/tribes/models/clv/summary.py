@@ -101,14 +101,12 @@ def rfm_summary(engine: Engine, spec: SummarySpec, consent_mode: str = "opt-out"
     purchase up to the calibration end."""
     tx = transactions(engine, spec, consent_mode)
     cal = tx.filter(~tx.holdout)
-    w = ibis.window(group_by=cal.customer_key, order_by=cal.period)
-    cal = cal.mutate(_first=ibis.row_number().over(w) == 0).view()
     per = cal.group_by("customer_key").aggregate(
         first_period=cal.period.min(),
         last_period=cal.period.max(),
         n=cal.count(),
         total=cal.value.sum(),
-        first_value=cal.value.max(where=cal._first),
+        first_value=cal.value.argmin(cal.period),  # one row per period: no ties
     )
     cal_end = spec.truncate(_lit(spec.calibration_end))
     out = per.mutate(
