@@ -43,6 +43,14 @@ class EngineConfig(_Section):
     threads: int = Field(0, ge=0, description="worker threads; 0 = all cores")
     # further DuckDB settings by name, e.g. {temp_directory = "/fast/disk"}
     duckdb: dict[str, str | int | bool] = Field(default_factory=dict)
+    spark_master: str = Field("local[*]", description="Spark master URL (env "
+                              "TRIBES_SPARK_MASTER overrides): local[*], spark://host:7077, "
+                              "yarn, k8s://...")
+    spark_warehouse: str = Field("", description="directory of the tables (Parquet); "
+                                 "empty = <workspace>/warehouse; on a cluster, a path "
+                                 "the driver and every executor see (a shared mount)")
+    # further Spark settings by name, e.g. {"spark.driver.memory" = "4g"}
+    spark: dict[str, str | int | bool] = Field(default_factory=dict)
 
 
 class IngestConfig(_Section):
@@ -248,6 +256,11 @@ memory_limit = "2GB"      # DuckDB memory limit; larger work spills to disk ("" 
 threads = 0               # 0 = all cores
 # [engine.duckdb]         # any other DuckDB setting, passed as is
 # temp_directory = "/fast/disk/tribes-tmp"
+# spark_master = "local[*]" # pyspark backend: Spark master (env TRIBES_SPARK_MASTER wins)
+# spark_warehouse = ""      # pyspark backend: table directory ("" = <workspace>/warehouse)
+# [engine.spark]            # any Spark setting, passed to the session as is
+# "spark.driver.memory" = "4g"
+# "spark.sql.shuffle.partitions" = 64
 
 [ingest]
 future_tolerance = "1d"   # events later than now + this are quarantined (E_TS_FUTURE)

@@ -13,7 +13,7 @@ import ibis
 import ibis.expr.types as ir
 
 from tribes.config import EngineConfig
-from tribes.errors import DependencyError, EngineError
+from tribes.errors import EngineError
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,15 @@ class Engine:
     _in_tx: bool = False
 
     # ----------------------------------------------------------------- tables
+    def list_tables(self) -> list[str]:
+        return list(self.con.list_tables())
+
     def has_table(self, name: str) -> bool:
         return name in self.con.list_tables()
+
+    def create_empty(self, name: str, schema: Any) -> None:
+        """Create table ``name`` with ``schema`` and no rows."""
+        self.con.create_table(name, schema=schema)
 
     def table(self, name: str) -> ir.Table:
         return self.con.table(name)
@@ -54,6 +61,12 @@ class Engine:
             self.con.drop_table(name, force=True)
         with contextlib.suppress(Exception):
             self.con.drop_view(name, force=True)
+
+    def drop_temps(self, prefix: str) -> None:
+        """Drop every temporary table whose name starts with ``prefix``."""
+        for name in self.list_tables():
+            if name.startswith(prefix):
+                self.drop_temp(name)
 
     def replace_table(self, name: str, expr: ir.Table) -> ir.Table:
         """Store ``expr`` as table ``name``, replacing what was there (transaction-safe)."""
@@ -124,10 +137,9 @@ def connect(path: Path | None, cfg: EngineConfig | None = None, *, read_only: bo
     """
     cfg = cfg or EngineConfig()
     if cfg.backend == "pyspark":
-        raise DependencyError(
-            "the pyspark backend is not available in this version; use --backend duckdb",
-            code="E_BACKEND",
-        )
+        from tribes.engine.spark import connect_spark
+
+        return connect_spark(path, cfg)
     config: dict[str, Any] = {
         # never reach the network for extensions: parquet, json and icu are built in
         "autoinstall_known_extensions": False,

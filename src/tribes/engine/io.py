@@ -144,6 +144,19 @@ def read_csv(
         rej, scans = f"{part}_rejects", f"{part}_scans"
         for t in (part, rej, scans):
             engine.drop_temp(t)
+        if engine.name == "pyspark":
+            from tribes.engine import spark_io
+
+            first = _header_line(files[0], encoding)
+            cols = spark_io.header_columns(first, delimiter)
+            if not header:
+                cols = [f"column{j}" for j in range(len(cols))]
+            _check_columns(cols, files[0])
+            table = spark_io.read_csv(engine, files, columns=cols,  # type: ignore[arg-type]
+                                      delimiter=delimiter, encoding=encoding, header=header,
+                                      name=part)
+            parts.append((table, rej, scans, -1))
+            continue
         try:
             table = engine.con.read_csv(
                 [str(p) for p in files],
@@ -166,6 +179,10 @@ def read_csv(
         # rejects are appended at every scan; only count scans after this point
         parts.append((table, rej, scans, _max_scan(engine, scans)))
     table = _union_by_name([p[0] for p in parts])
+    if engine.name == "pyspark":
+        columns = [c for c in table.columns if c not in (FILE_COLUMN, "_valid")]
+        return ReadResult(table, columns, encoding=encoding, delimiter=delimiter,
+                          valid_column="_valid")
     columns = [c for c in table.columns if c != FILE_COLUMN]
 
     def malformed() -> list[dict[str, Any]]:
@@ -206,15 +223,8 @@ def read_whitespace(engine: Engine, paths: list[Path], *, encoding: str = "utf-8
     columns = first.split() if header else [f"column{i}" for i in range(len(first.split()))]
     _check_columns(columns, paths[0])
     engine.drop_temp(name)
-    try:
-        lines = engine.con.read_csv(
-            [str(p) for p in paths], table_name=name, columns={"line": "VARCHAR"},
-            header=header, delim="\x1e", quote="", escape="", encoding=encoding,
-            filename=FILE_COLUMN,
-        )
-    except Exception as exc:
-        raise InputError(f"cannot read {paths[0].name}: {_first_line(exc)}",
-                         code="E_READ") from None
+    lines = _read_lines(engine, paths, encoding=encoding, header_line=first if header else None,
+                        name=name)
     lines = lines.filter(lines.line.notnull() & (lines.line.strip() != ""))
     lines = lines.mutate(_fields=lines.line.strip().re_split(r"\s+")).view()
     lines = lines.mutate(_valid=lines._fields.length() == len(columns)).view()
@@ -241,6 +251,13 @@ def _union_by_name(tables: list[ir.Table]) -> ir.Table:
 def read_parquet(engine: Engine, paths: list[Path], *, name: str = "src") -> ReadResult:
     """Read Parquet files, keeping their column types."""
     engine.drop_temp(name)
+    if engine.name == "pyspark":
+        from tribes.engine import spark_io
+
+        table = spark_io.read_parquet(engine, paths, name=name)  # type: ignore[arg-type]
+        columns = [c for c in table.columns if c != FILE_COLUMN]
+        _check_columns(columns, paths[0])
+        return ReadResult(table, columns)
     try:
         table = engine.con.read_parquet(
             [str(p) for p in paths],
@@ -290,20 +307,7 @@ def read_jsonl(engine: Engine, paths: list[Path], *, name: str = "src") -> ReadR
             code="E_READ",
         )
     engine.drop_temp(name)
-    try:
-        lines = engine.con.read_csv(
-            [str(p) for p in paths],
-            table_name=name,
-            columns={"line": "VARCHAR"},
-            header=False,
-            delim="\x1e",
-            quote="",
-            escape="",
-            filename=FILE_COLUMN,
-        )
-    except Exception as exc:
-        raise InputError(f"cannot read {paths[0].name}: {_first_line(exc)}",
-                         code="E_READ") from None
+    lines = _read_lines(engine, paths, encoding="utf-8", header_line=None, name=name)
     lines = lines.filter(lines.line.notnull() & (lines.line.strip() != ""))
     valid = json_valid(lines.line) & lines.line.lstrip().startswith("{")
     lines = lines.mutate(_valid=valid).view()
@@ -312,6 +316,26 @@ def read_jsonl(engine: Engine, paths: list[Path], *, name: str = "src") -> ReadR
             for k in keys}
     table = lines.mutate(**cols)
     return ReadResult(table, keys, valid_column="_valid")
+
+
+def _read_lines(engine: Engine, paths: list[Path], *, encoding: str, header_line: str | None,
+                name: str) -> ir.Table:
+    """Text files as one ``line`` column (and ``_file``); the first line of each file is
+    skipped when ``header_line`` is given."""
+    if engine.name == "pyspark":
+        from tribes.engine import spark_io
+
+        return spark_io.read_lines(engine, paths, encoding=encoding,  # type: ignore[arg-type]
+                                   skip_first=header_line, name=name)
+    try:
+        return engine.con.read_csv(
+            [str(p) for p in paths], table_name=name, columns={"line": "VARCHAR"},
+            header=header_line is not None, delim="\x1e", quote="", escape="",
+            encoding=encoding, filename=FILE_COLUMN,
+        )
+    except Exception as exc:
+        raise InputError(f"cannot read {paths[0].name}: {_first_line(exc)}",
+                         code="E_READ") from None
 
 
 def _json_path(key: str) -> str:
@@ -347,6 +371,11 @@ def spool(engine: Engine, read: ReadResult, path: Path) -> ReadResult:
     table = read.table
     if "line" in table.columns and read.valid_column is not None:
         table = table.drop("line")  # JSON Lines: the text, once its values are extracted
+    if engine.name == "pyspark":
+        from tribes.engine import spark_io
+
+        spooled = spark_io.spool(engine, table, path)  # type: ignore[arg-type]
+        return replace(read, table=spooled)
     engine.con.to_parquet(table, str(path), compression="snappy")
     spooled = engine.con.read_parquet(str(path), table_name="_tribes_spooled")
     return replace(read, table=spooled)
@@ -355,11 +384,15 @@ def spool(engine: Engine, read: ReadResult, path: Path) -> ReadResult:
 def write_table(engine: Engine, expr: ir.Table, path: Path, fmt: str) -> int:
     """Write ``expr`` to ``path`` as ``csv`` or ``parquet``; return the row count."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "parquet":
-        engine.con.to_parquet(expr, str(path))
-    elif fmt == "csv":
-        engine.con.to_csv(expr, str(path))
-    else:
+    if fmt not in ("csv", "parquet"):
         raise InputError(f"unknown format '{fmt}'; use csv or parquet", code="E_FORMAT")
+    if engine.name == "pyspark":
+        from tribes.engine import spark_io
+
+        spark_io.write_table(engine, expr, path, fmt)  # type: ignore[arg-type]
+    elif fmt == "parquet":
+        engine.con.to_parquet(expr, str(path))
+    else:
+        engine.con.to_csv(expr, str(path))
     return int(engine.scalar(expr.count()))
 

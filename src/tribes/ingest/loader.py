@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -220,9 +221,7 @@ def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
             )
             _record_batch(engine, summary, now, opts)
             _fault("recorded")
-        for name in engine.con.list_tables():
-            if name.startswith("_tribes_"):
-                engine.drop_temp(name)
+        engine.drop_temps("_tribes_")
         clear_spool(ws.path)
     seconds = round(time.perf_counter() - started, 3)
     return IngestSummary(**{**summary.to_dict(), "seconds": seconds})
@@ -235,7 +234,10 @@ def spool_dir(workspace: Path) -> Path:
 def clear_spool(workspace: Path) -> None:
     """Delete spool files (raw values) of finished or crashed batches."""
     for f in spool_dir(workspace).glob("spool-*.parquet"):
-        f.unlink(missing_ok=True)
+        if f.is_dir():  # Spark writes a directory of parts
+            shutil.rmtree(f, ignore_errors=True)
+        else:
+            f.unlink(missing_ok=True)
 
 
 def _check_tz(tz: str) -> None:

@@ -195,7 +195,7 @@ SCHEMAS: dict[str, ibis.Schema] = {
 
 def ensure_tables(engine: Engine) -> None:
     """Create every workspace table that does not exist yet."""
-    existing = set(engine.con.list_tables())
+    existing = set(engine.list_tables())
     for name, schema in SCHEMAS.items():
         if name not in existing:
-            engine.con.create_table(name, schema=schema)
+            engine.create_empty(name, schema)

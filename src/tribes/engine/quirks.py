@@ -1,0 +1,158 @@
+"""The table of per-backend quirks: where the same Ibis expression needs other SQL.
+
+Expressions are written once (``tribes.engine.functions`` declares the few built-in
+functions Ibis has no portable name for, under their DuckDB names). On PySpark, the
+compiler below rewrites them when SQL is generated:
+
+=====================  ==========================  ==================================
+expression             DuckDB                      PySpark
+=====================  ==========================  ==================================
+``sha256(b)``          ``sha256(b)``               ``sha2(b, 256)``
+``encode(s)``          ``encode(s)`` (UTF-8)       ``encode(s, 'UTF-8')``
+``json_valid(s)``      ``json_valid(s)``           ``try_parse_json(s) IS NOT NULL``
+``json_extract_        ``json_extract_string(s,    ``get_json_object(s, '$['k']')``
+string(s, '$."k"')``   '$."k"')``
+``try_strptime(s, f)`` strftime format ``f``       ``try_to_timestamp(s, f')``, ``f``
+                                                   turned into a Java pattern
+``timezone(z, ts)``    wall clock in ``z`` → UTC   ``to_utc_timestamp(ts, z)``
+struct → JSON text     nulls kept as ``null``      ``to_json(..., ignoreNullFields
+                                                   = false)`` (Spark drops them)
+JSON text → JSON       kept as an object           ``try_parse_json`` (else quoted)
+UTC timestamp → text   ``2026-01-01 10:00:00+00``  ``cast(...) || '+00'``
+double → text          ``1e+20``                   ``1.0E20`` (not rewritten: values
+                                                   between 1e-3 and 1e7 read alike)
+``hash(x)``            64-bit                      ``xxhash64`` (Ibis' ``hash`` is the
+                                                   32-bit Murmur3 on Spark)
+epoch ms/us → ts       ``make_timestamp``, ...     ``timestamp_millis``,
+                                                   ``timestamp_micros``
+=====================  ==========================  ==================================
+
+Spark's ``TimestampType`` is read as ``timestamp('UTC')`` (Ibis reads it zone-less; it is
+an instant, like DuckDB's TIMESTAMPTZ): see :func:`install_spark_types`.
+
+Other differences are handled where the engine stores and reads data
+(``tribes.engine.spark``): Parquet directories instead of a database file, a journal
+instead of transactions, a rewrite instead of ``DELETE``, and no line numbers for
+malformed CSV records (Spark does not report them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ibis.expr.datatypes as dt
+import sqlglot as sg
+import sqlglot.expressions as sge
+from ibis.backends.sql.compilers.pyspark import PySparkCompiler
+
+# strftime directive -> Java DateTimeFormatter pattern (Spark's datetime patterns)
+_STRFTIME_TO_JAVA = {
+    "%Y": "yyyy", "%y": "yy", "%m": "MM", "%d": "dd", "%H": "HH", "%I": "hh", "%M": "mm",
+    "%S": "ss", "%f": "SSSSSS", "%p": "a", "%b": "MMM", "%B": "MMMM", "%a": "EEE",
+    "%A": "EEEE", "%j": "DDD", "%z": "xx", "%Z": "z", "%e": "d", "%%": "%",
+}
+
+
+def strftime_to_java(fmt: str) -> str:
+    """Translate a strftime format into a Spark datetime pattern (literal text quoted)."""
+    out: list[str] = []
+    literal: list[str] = []
+    i = 0
+
+    def flush() -> None:
+        if literal:
+            text = "".join(literal).replace("'", "''")
+            out.append(f"'{text}'" if any(c.isalpha() for c in text) else text)
+            literal.clear()
+
+    while i < len(fmt):
+        code = fmt[i:i + 2]
+        if fmt[i] == "%" and code in _STRFTIME_TO_JAVA:
+            flush()
+            out.append(_STRFTIME_TO_JAVA[code])
+            i += 2
+        else:
+            literal.append(fmt[i])
+            i += 1
+    flush()
+    return "".join(out)
+
+
+def _literal_text(node: sge.Expression) -> str | None:
+    return node.this if isinstance(node, sge.Literal) and node.is_string else None
+
+
+def _json_path(node: sge.Expression) -> sge.Expression:
+    """``$."key"`` (DuckDB) as ``$['key']`` (Spark's JSONPath)."""
+    text = _literal_text(node)
+    if text and text.startswith('$."') and text.endswith('"'):
+        key = text[3:-1].replace('\\"', '"').replace("'", "\\'")
+        return sge.Literal.string("$['" + key + "']")
+    return node
+
+
+def _utc_timestamp(nullable: bool = True) -> dt.Timestamp:
+    return dt.Timestamp(timezone="UTC", nullable=nullable)
+
+
+def install_spark_types() -> None:
+    """Read Spark's ``TimestampType`` as ``timestamp('UTC')``.
+
+    It is an instant (shown in the session zone, UTC here), as DuckDB's TIMESTAMPTZ is;
+    Ibis reads it as a zone-less timestamp, which would make expressions treat stored
+    instants as wall-clock times. ``TimestampNTZType`` stays zone-less.
+    """
+    from ibis.backends.pyspark import datatypes as spark_types
+    from pyspark.sql import types as pt
+
+    spark_types._from_pyspark_dtypes[pt.TimestampType] = _utc_timestamp
+
+
+class SparkCompiler(PySparkCompiler):
+    """Ibis' PySpark compiler with the tribes quirk table applied."""
+
+    __slots__ = ()
+
+    def visit_ScalarUDF(self, op: Any, **kw: Any) -> sge.Expression:
+        name = self.__sql_name__(op)
+        args = list(kw.values())
+        if name == "sha256":
+            return self.f.sha2(args[0], 256)
+        if name == "encode":
+            return self.f.encode(args[0], sge.convert("UTF-8"))
+        if name == "json_valid":
+            return self.f.try_parse_json(args[0]).is_(sg.not_(sge.Null()))
+        if name == "json_extract_string":
+            return self.f.get_json_object(args[0], _json_path(args[1]))
+        if name == "try_strptime":
+            fmt = _literal_text(args[1])
+            pattern = sge.convert(strftime_to_java(fmt)) if fmt is not None else args[1]
+            return self.f.try_to_timestamp(args[0], pattern)
+        if name == "timezone":
+            return self.f.to_utc_timestamp(args[1], args[0])
+        return super().visit_ScalarUDF(op, **kw)
+
+    def visit_Cast(self, op: Any, *, arg: Any, to: Any) -> sge.Expression:
+        source = op.arg.dtype
+        if to.is_json() and source.is_string():
+            # JSON text inside a struct must stay an object, not become a quoted string
+            return self.f.try_parse_json(arg)
+        if to.is_json():
+            options = sge.Anonymous(this="map", expressions=[sge.convert("ignoreNullFields"),
+                                                             sge.convert("false")])
+            return self.f.to_json(arg, options)
+        if to.is_string() and source.is_timestamp() and source.timezone is not None:
+            # DuckDB writes the offset of a UTC timestamp ("... 10:00:00+00"); so do we
+            return self.f.concat(self.cast(arg, to), sge.convert("+00"))
+        return super().visit_Cast(op, arg=arg, to=to)
+
+    def visit_Hash(self, op: Any, *, arg: Any) -> sge.Expression:
+        return self.f.xxhash64(arg)
+
+    def visit_TimestampFromUNIX(self, op: Any, *, arg: Any, unit: Any) -> sge.Expression:
+        short = op.unit.short if op.unit else "s"
+        func = {"s": "timestamp_seconds", "ms": "timestamp_millis",
+                "us": "timestamp_micros"}.get(short)
+        if func is None:
+            return super().visit_TimestampFromUNIX(op, arg=arg, unit=unit)
+        return self.f[func](arg)
