@@ -14,12 +14,17 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $@
 
+# the parity suite runs every stage on PySpark too (local mode, on Java 17)
+$(VENV)/.spark: $(VENV)/.installed
+	$(PY) -m pip install -q -e ".[dev,spark]"
+	touch $@
+
 install: $(VENV)/.installed
 
 demo: install
 	TRIBES=$(TRIBES) DEMO=$(DEMO) DEMO_CUSTOMERS=$(DEMO_CUSTOMERS) bash scripts/demo.sh
 
-test: install
+test: install $(VENV)/.spark
 	bash scripts/system-deps.sh
 	$(PY) -m pytest -q
 

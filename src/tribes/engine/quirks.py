@@ -23,6 +23,8 @@ double → text          ``1e+20``                   ``1.0E20`` (not rewritten: 
                                                    between 1e-3 and 1e7 read alike)
 ``hash(x)``            64-bit                      ``xxhash64`` (Ibis' ``hash`` is the
                                                    32-bit Murmur3 on Spark)
+``collect(order_by)``   ``array_agg(... ORDER BY)`` ``collect_list`` of (keys, value),
+                                                   ``array_sort``, ``transform``
 epoch ms/us → ts       ``make_timestamp``, ...     ``timestamp_millis``,
                                                    ``timestamp_micros``
 =====================  ==========================  ==================================
@@ -145,6 +147,30 @@ class SparkCompiler(PySparkCompiler):
             # DuckDB writes the offset of a UTC timestamp ("... 10:00:00+00"); so do we
             return self.f.concat(self.cast(arg, to), sge.convert("+00"))
         return super().visit_Cast(op, arg=arg, to=to)
+
+    def visit_ArrayCollect(self, op: Any, *, arg: Any, where: Any, order_by: Any,
+                           include_null: Any, distinct: Any) -> sge.Expression:
+        """``collect(order_by=...)``: Spark's ``collect_list`` keeps no order, so the
+        values are collected with their sort keys, sorted, and taken out again."""
+        if not order_by or distinct or include_null:
+            return super().visit_ArrayCollect(op, arg=arg, where=where, order_by=order_by,
+                                              include_null=include_null, distinct=distinct)
+        if any(o.args.get("desc") for o in order_by):
+            return super().visit_ArrayCollect(op, arg=arg, where=where, order_by=order_by,
+                                              include_null=include_null, distinct=distinct)
+        fields: list[sge.Expression] = []
+        for i, o in enumerate(order_by):
+            fields += [sge.convert(f"k{i}"), o.this]
+        fields += [sge.convert("v"), arg]
+        item = self.f.named_struct(*fields)
+        keep = arg.is_(sg.not_(sge.Null()))
+        if where is not None:
+            keep = sg.and_(keep, where)
+        collected = self.f.collect_list(self.if_(keep, item, sge.Null()))
+        var = sg.to_identifier("_e")
+        take = sge.Lambda(this=sge.Dot(this=sge.column(var), expression=sg.to_identifier("v")),
+                          expressions=[var])
+        return self.f.transform(self.f.array_sort(collected), take)
 
     def visit_Hash(self, op: Any, *, arg: Any) -> sge.Expression:
         return self.f.xxhash64(arg)

@@ -69,7 +69,9 @@ def _first_purchase(engine: Engine) -> datetime:
 
 
 def _summary(engine: Engine, spec: SummarySpec, consent_mode: str) -> pd.DataFrame:
-    df = engine.execute(rfm_summary(engine, spec, consent_mode))
+    # in a fixed order: the likelihood sums, and so the fit, must not depend on the
+    # order an engine happens to return rows in
+    df = engine.execute(rfm_summary(engine, spec, consent_mode).order_by("customer_key"))
     if df.empty:
         raise ModelError(f"no customer has a purchase up to {spec.calibration_end.date()}; "
                          "choose a later --calibration-end", code="E_MODEL_DATA")
