@@ -160,8 +160,8 @@ class SparkCompiler(PySparkCompiler):
                                               include_null=include_null, distinct=distinct)
         fields: list[sge.Expression] = []
         for i, o in enumerate(order_by):
-            fields += [sge.convert(f"k{i}"), o.this]
-        fields += [sge.convert("v"), arg]
+            fields += [sge.Literal.string(f"k{i}"), o.this]
+        fields += [sge.Literal.string("v"), arg]
         item = self.f.named_struct(*fields)
         keep = arg.is_(sg.not_(sge.Null()))
         if where is not None:
