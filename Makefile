@@ -28,12 +28,13 @@ test: install $(VENV)/.spark
 	bash scripts/system-deps.sh
 	$(PY) -m pytest -q
 
-bench: install
+bench: install $(VENV)/.spark
 	$(PY) benchmarks/bench_ingest.py
 	$(PY) benchmarks/bench_features.py
 	$(PY) benchmarks/bench_segment.py
 	$(PY) benchmarks/bench_analysis.py
 	$(PY) benchmarks/bench_clv.py
+	$(PY) benchmarks/bench_backends.py
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks
