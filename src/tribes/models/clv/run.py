@@ -68,6 +68,9 @@ def _first_purchase(engine: Engine) -> datetime:
     return pd.Timestamp(value).to_pydatetime().astimezone(UTC)
 
 
+MONEY_DIGITS = 6
+
+
 def _summary(engine: Engine, spec: SummarySpec, consent_mode: str) -> pd.DataFrame:
     # in a fixed order: the likelihood sums, and so the fit, must not depend on the
     # order an engine happens to return rows in
@@ -75,7 +78,11 @@ def _summary(engine: Engine, spec: SummarySpec, consent_mode: str) -> pd.DataFra
     if df.empty:
         raise ModelError(f"no customer has a purchase up to {spec.calibration_end.date()}; "
                          "choose a later --calibration-end", code="E_MODEL_DATA")
-    return df
+    # money to a millionth: sums of the same amounts in another order (another engine,
+    # another partitioning) differ in the last bits, which the optimizer carries into
+    # the fit
+    money = [c for c in ("monetary", "first_value", "holdout_value") if c in df.columns]
+    return df.assign(**{c: df[c].round(MONEY_DIGITS) for c in money})
 
 
 def fit_models(df: pd.DataFrame, model: str, random_state: int = 0

@@ -95,9 +95,6 @@ def transactions(engine: Engine, spec: SummarySpec, consent_mode: str = "opt-out
         value=orders.o_value.sum())
 
 
-MONEY_DIGITS = 6
-
-
 def rfm_summary(engine: Engine, spec: SummarySpec, consent_mode: str = "opt-out"
                 ) -> ir.Table:
     """The per-customer summary (see the module docstring), one row per customer with a
@@ -116,12 +113,8 @@ def rfm_summary(engine: Engine, spec: SummarySpec, consent_mode: str = "opt-out"
         frequency=per.n - 1,
         recency=spec.units(per.last_period, per.first_period),
         T=spec.units(cal_end, per.first_period),
-        # money to a millionth: sums of the same amounts in another order (another
-        # engine, another partitioning) differ in the last bits, which the likelihood
-        # optimizer would carry into the fit
         monetary=ibis.ifelse(per.n > 1, (per.total - per.first_value) / (per.n - 1),
-                             ibis.null("float64")).round(MONEY_DIGITS),
-        first_value=per.first_value.round(MONEY_DIGITS),
+                             ibis.null("float64")),
     )
     cols = ["customer_key", "frequency", "recency", "T", "monetary", "first_value",
             "first_period"]
@@ -132,7 +125,7 @@ def rfm_summary(engine: Engine, spec: SummarySpec, consent_mode: str = "opt-out"
         holdout_purchases=hold.count(), holdout_value=hold.value.sum())
     j = out.left_join(h, out.customer_key == h.h_key)
     return j.select(*cols, holdout_purchases=j.holdout_purchases.fill_null(0),
-                    holdout_value=j.holdout_value.fill_null(0.0).round(MONEY_DIGITS))
+                    holdout_value=j.holdout_value.fill_null(0.0))
 
 
 def repeat_by_period(engine: Engine, spec: SummarySpec, consent_mode: str = "opt-out"
