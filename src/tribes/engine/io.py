@@ -139,7 +139,7 @@ def read_csv(
     for p in paths:
         groups.setdefault(_header_line(p, encoding) if header else "", []).append(p)
     parts: list[tuple[ir.Table, str, str, int]] = []
-    for i, files in enumerate(groups.values()):
+    for i, (head_line, files) in enumerate(groups.items()):
         part = f"{name}_{i}"
         rej, scans = f"{part}_rejects", f"{part}_scans"
         for t in (part, rej, scans):
@@ -147,7 +147,8 @@ def read_csv(
         if engine.name == "pyspark":
             from tribes.engine import spark_io
 
-            first = _header_line(files[0], encoding)
+            # the group's header line, or (no header) the first record, for the width
+            first = head_line if header else _header_line(files[0], encoding)
             cols = spark_io.header_columns(first, delimiter)
             if not header:
                 cols = [f"column{j}" for j in range(len(cols))]

@@ -152,10 +152,8 @@ class SparkCompiler(PySparkCompiler):
                            include_null: Any, distinct: Any) -> sge.Expression:
         """``collect(order_by=...)``: Spark's ``collect_list`` keeps no order, so the
         values are collected with their sort keys, sorted, and taken out again."""
-        if not order_by or distinct or include_null:
-            return super().visit_ArrayCollect(op, arg=arg, where=where, order_by=order_by,
-                                              include_null=include_null, distinct=distinct)
-        if any(o.args.get("desc") for o in order_by):
+        if (not order_by or distinct or include_null
+                or any(o.args.get("desc") for o in order_by)):
             return super().visit_ArrayCollect(op, arg=arg, where=where, order_by=order_by,
                                               include_null=include_null, distinct=distinct)
         fields: list[sge.Expression] = []

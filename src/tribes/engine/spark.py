@@ -48,7 +48,6 @@ FIXED_SETTINGS = {
     # Parquet timestamps as plain microseconds (INT96 is deprecated and not portable)
     "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
-    "spark.sql.sources.partitionOverwriteMode": "static",
 }
 DEFAULT_SETTINGS = {
     "spark.ui.enabled": "false",
@@ -56,7 +55,6 @@ DEFAULT_SETTINGS = {
     "spark.sql.shuffle.partitions": "8",
     "spark.sql.adaptive.enabled": "true",
     "spark.driver.memory": "2g",
-    "spark.sql.warehouse.dir": "",  # filled in per workspace (never ./spark-warehouse)
 }
 
 _sessions: dict[str, Any] = {}
@@ -88,7 +86,9 @@ def spark_session(cfg: EngineConfig, scratch: Path) -> Any:
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     settings = {**DEFAULT_SETTINGS, **{k: str(v) for k, v in cfg.spark.items()},
                 **FIXED_SETTINGS}
-    settings["spark.sql.warehouse.dir"] = settings["spark.sql.warehouse.dir"] or str(scratch)
+    # tables are Parquet directories tribes manages; Spark's own warehouse would only
+    # leave a ./spark-warehouse behind
+    settings.setdefault("spark.sql.warehouse.dir", str(scratch))
     settings.setdefault("spark.local.dir", str(scratch / "local"))
     log4j = Path(__file__).with_name("log4j2.properties")
     settings.setdefault("spark.driver.extraJavaOptions", f"-Dlog4j.configurationFile={log4j}")
@@ -161,11 +161,6 @@ class SparkEngine(Engine):
             self.session.catalog.dropTempView(name)
         shutil.rmtree(self.scratch / "temp" / name, ignore_errors=True)
         self._temps.discard(name)
-
-    def drop_temps(self, prefix: str) -> None:
-        for name in list(self._temps):
-            if name.startswith(prefix):
-                self.drop_temp(name)
 
     def replace_table(self, name: str, expr: ir.Table) -> ir.Table:
         path = self._dir(name)
