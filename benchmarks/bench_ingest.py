@@ -87,6 +87,8 @@ def main() -> None:
                          run.seconds / base.seconds))
         print(f"  {fmt}: loaded {summary['loaded']:,}, quarantined "
               f"{summary['quarantined']}", flush=True)
+        steps = ", ".join(f"{k} {v:.1f}s" for k, v in summary.get("steps", {}).items())
+        print(f"  {fmt}: tribes steps: {steps}", flush=True)
         shutil.rmtree(work, ignore_errors=True)
     print()
     print(f"{'input':8} {'run':9} {'rows':>12} {'seconds':>8} {'rows/s':>11} "

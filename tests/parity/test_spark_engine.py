@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import NOW
 from tribes.engine.quirks import strftime_to_java
+from tribes.engine.spark import fit_broadcasts, size_bytes
 from tribes.ingest import IngestOptions, ingest
 from tribes.ingest.loader import FAULT_ENV
 from tribes.workspace import Workspace, init_workspace, open_workspace
@@ -50,6 +51,17 @@ def test_strftime_formats_become_java_patterns() -> None:
     assert strftime_to_java("%Y-%m-%dT%H:%M:%S.%f%z") == "yyyy-MM-dd'T'HH:mm:ss.SSSSSSxx"
     assert strftime_to_java("%b %d, %Y at %I:%M %p") == "MMM dd, yyyy' at 'hh:mm a"
     assert strftime_to_java("%%Y") == "%'Y'"  # a literal %Y
+
+
+def test_broadcasts_stay_under_the_driver_result_limit() -> None:
+    assert size_bytes("1m") == 1 << 20 and size_bytes("512K") == 512 << 10
+    assert size_bytes("2048") == 2048 and size_bytes("lots") is None
+    limit = "spark.driver.maxResultSize"
+    key = "spark.sql.autoBroadcastJoinThreshold"
+    assert fit_broadcasts({limit: "1m"})[key] == str((1 << 20) // 8)
+    assert fit_broadcasts({limit: "1m", key: "-1"})[key] == "-1"  # the user's choice wins
+    assert key not in fit_broadcasts({limit: "0"})  # 0: no limit
+    assert key not in fit_broadcasts({})
 
 
 def test_stored_as_parquet_directories(sws: Workspace, tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Iterator
@@ -59,6 +60,33 @@ DEFAULT_SETTINGS = {
 
 _sessions: dict[str, Any] = {}
 
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "m": 1 << 20, "mb": 1 << 20,
+               "g": 1 << 30, "gb": 1 << 30, "t": 1 << 40, "tb": 1 << 40}
+
+
+def size_bytes(text: str) -> int | None:
+    """Bytes of a Spark size setting (``"512k"``, ``"1g"``, ``"1048576"``); None if unreadable."""
+    m = re.fullmatch(r"\s*(\d+)\s*([a-zA-Z]*)\s*", text)
+    if not m or m.group(2).lower() not in _SIZE_UNITS:
+        return None
+    return int(m.group(1)) * _SIZE_UNITS[m.group(2).lower()]
+
+
+def fit_broadcasts(settings: dict[str, str]) -> dict[str, str]:
+    """Keep broadcast joins under the driver's result limit.
+
+    A broadcast join first collects its small side to the driver, so with a low
+    ``spark.driver.maxResultSize`` the default 10 MB broadcast threshold would abort the
+    join (and with it the stage). Unless set explicitly, the threshold becomes an eighth of
+    the limit: Spark judges a side's size from its compressed files, and the collected rows
+    are larger.
+    """
+    key = "spark.sql.autoBroadcastJoinThreshold"
+    limit = size_bytes(settings.get("spark.driver.maxResultSize", ""))
+    if key in settings or not limit:  # unset, unreadable or 0 (no limit)
+        return settings
+    return {**settings, key: str(max(limit // 8, 1))}
+
 
 def _java_home() -> None:
     if os.environ.get("JAVA_HOME"):
@@ -84,8 +112,8 @@ def spark_session(cfg: EngineConfig, scratch: Path) -> Any:
     if master.startswith("local"):
         # no network here: bind the driver to loopback
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    settings = {**DEFAULT_SETTINGS, **{k: str(v) for k, v in cfg.spark.items()},
-                **FIXED_SETTINGS}
+    settings = fit_broadcasts({**DEFAULT_SETTINGS, **{k: str(v) for k, v in cfg.spark.items()},
+                               **FIXED_SETTINGS})
     # tables are Parquet directories tribes manages; Spark's own warehouse would only
     # leave a ./spark-warehouse behind
     settings.setdefault("spark.sql.warehouse.dir", str(scratch))

@@ -79,6 +79,7 @@ class IngestSummary:
     mapping: dict[str, str]
     missing: dict[str, dict[str, Any]]
     seconds: float
+    steps: dict[str, float] = field(default_factory=dict)  # seconds spent in each step
 
     @property
     def n_quarantined(self) -> int:
@@ -139,8 +140,18 @@ def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
     IngestSummary
         Counts per outcome; ``rows_read == loaded + duplicates + sum(quarantined)``.
     """
-    say = progress or (lambda step: None)
     started = time.perf_counter()
+    steps: dict[str, float] = {}
+    current: list[Any] = [None, started]
+
+    def say(step: str | None) -> None:
+        t = time.perf_counter()
+        if current[0] is not None:
+            steps[current[0]] = round(steps.get(current[0], 0.0) + t - current[1], 3)
+        current[:] = [step, t]
+        if step is not None and progress is not None:
+            progress(step)
+
     if opts.kind not in KINDS:
         raise InputError(f"unknown kind '{opts.kind}'; use one of {', '.join(KINDS)}",
                          code="E_KIND")
@@ -221,10 +232,12 @@ def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
             )
             _record_batch(engine, summary, now, opts)
             _fault("recorded")
+        say("cleaning up")
         engine.drop_temps("_tribes_")
         clear_spool(ws.path)
+    say(None)
     seconds = round(time.perf_counter() - started, 3)
-    return IngestSummary(**{**summary.to_dict(), "seconds": seconds})
+    return IngestSummary(**{**summary.to_dict(), "seconds": seconds, "steps": steps})
 
 
 def spool_dir(workspace: Path) -> Path:
