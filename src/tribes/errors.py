@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from typing import Any
 
 
 class TribesError(Exception):
@@ -26,7 +27,7 @@ class TribesError(Exception):
     def __str__(self) -> str:
         return self.message
 
-    def to_dict(self) -> dict[str, str]:
+    def to_dict(self) -> dict[str, Any]:
         return {"error": self.code, "message": self.message}
 
 

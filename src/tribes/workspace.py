@@ -8,6 +8,7 @@ import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tribes.config import CONFIG_FILE, DEFAULT_TOML, Config, load_config
 from tribes.engine import Engine, connect
@@ -43,12 +44,19 @@ class Workspace:
             )
         return key_file.read_text(encoding="utf-8").strip().encode("utf-8")
 
+    def audit(self, action: str, **what: Any) -> dict[str, Any]:
+        """Append a record to the workspace's audit log (see :mod:`tribes.privacy.audit`)."""
+        from tribes.privacy.audit import record
+
+        return record(self.path, self.secret(), action, **what)
+
     @contextlib.contextmanager
     def engine(self, *, read_only: bool = False) -> Iterator[Engine]:
         """Open the workspace database for the duration of the block."""
         from tribes.store.tables import ensure_tables
 
         eng = connect(self.path, self.config.engine, read_only=read_only)
+        eng.auditor = self.audit
         try:
             if not read_only:
                 from tribes.ingest.loader import clear_spool
@@ -84,6 +92,7 @@ def init_workspace(path: Path, *, force: bool = False) -> Workspace:
     ws = open_workspace(path)
     with ws.engine():
         pass
+    ws.audit("init", target=str(path.name))
     return ws
 
 

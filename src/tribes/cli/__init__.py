@@ -11,6 +11,7 @@ import typer
 from tribes import __version__
 from tribes.cli import (
     anomalies_cmd,
+    audit_cmd,
     clv_cmd,
     cohorts_cmd,
     consents_cmd,
@@ -108,6 +109,7 @@ trends_cmd.register(app)
 app.add_typer(clv_cmd.app, name="clv")
 run_cmd.register(app)
 synth_cmd.register(app)
+app.add_typer(audit_cmd.app, name="audit")
 
 
 def main(argv: list[str] | None = None) -> int:

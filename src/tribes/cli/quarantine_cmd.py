@@ -76,6 +76,9 @@ def export(
     with ws.engine() as engine:
         n = write_table(engine, quarantined(engine, reason=reason, batch=batch, source=source),
                         out_path, fmt)
+        engine.audit("export", target=str(out_path), rows=n,
+                     detail={"what": "quarantine", "format": fmt, "reason": reason,
+                             "batch": batch, "source": source})
     out.result({"out": str(out_path), "rows": n})
     out.print(f"Wrote {n:,} quarantined rows to {out_path}")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,19 @@ class Engine:
     name: str
     path: Path | None = None
     _in_tx: bool = False
+    # set by the workspace: appends to its audit log (see tribes.privacy.audit.record)
+    auditor: Callable[..., Any] | None = None
+    _pending_audit: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def audit(self, action: str, **what: Any) -> None:
+        """Record a change or data access in the workspace's audit log (no workspace, no
+        log: an in-memory engine records nothing)."""
+        if self.auditor is None:
+            return
+        if self._in_tx:
+            self._pending_audit.append((action, what))
+        else:
+            self.auditor(action, **what)
 
     # ----------------------------------------------------------------- tables
     def list_tables(self) -> list[str]:
@@ -96,20 +109,38 @@ class Engine:
     # ------------------------------------------------------------ transactions
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
-        """Run the block as one transaction: all of it is stored, or none of it."""
+        """Run the block as one transaction: all of it is stored, or none of it.
+
+        Audit records written inside the block are appended once it has committed, so
+        the log never tells of a change that was rolled back.
+        """
         if self._in_tx:
             yield
             return
-        self.con.raw_sql("BEGIN TRANSACTION")
+        self._begin()
         self._in_tx = True
+        self._pending_audit = []
         try:
             yield
         except BaseException:
             self._in_tx = False
-            with contextlib.suppress(Exception):
-                self.con.raw_sql("ROLLBACK")
+            self._pending_audit = []
+            self._abort()
             raise
         self._in_tx = False
+        self._end()
+        pending, self._pending_audit = self._pending_audit, []
+        for action, what in pending:
+            self.audit(action, **what)
+
+    def _begin(self) -> None:
+        self.con.raw_sql("BEGIN TRANSACTION")
+
+    def _abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self.con.raw_sql("ROLLBACK")
+
+    def _end(self) -> None:
         self.con.raw_sql("COMMIT")
 
     def checkpoint(self) -> None:

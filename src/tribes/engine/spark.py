@@ -23,7 +23,6 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -275,22 +274,14 @@ class SparkEngine(Engine):
         tmp.write_text(json.dumps(self._journal), encoding="utf-8")
         tmp.replace(self.warehouse / JOURNAL)
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
-        """Run the block as one unit: every table it wrote is kept, or rolled back."""
-        if self._in_tx:
-            yield
-            return
-        self._in_tx = True
+    def _begin(self) -> None:
         self._journal = {"tables": {}}
         self._save_journal()
-        try:
-            yield
-        except BaseException:
-            self._in_tx = False
-            self.rollback()
-            raise
-        self._in_tx = False
+
+    def _abort(self) -> None:
+        self.rollback()
+
+    def _end(self) -> None:
         self._commit()
 
     def _commit(self) -> None:

@@ -231,6 +231,10 @@ def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
                 missing=missing_report, seconds=0.0,
             )
             _record_batch(engine, summary, now, opts)
+            engine.audit("ingest", target=batch_id, rows=loaded, detail={
+                "kind": spec.kind, "source": source, "files": len(files),
+                "rows_read": summary.rows_read, "duplicates": summary.duplicates,
+                "quarantined": quarantined})
             _fault("recorded")
         say("cleaning up")
         engine.drop_temps("_tribes_")

@@ -258,6 +258,7 @@ def _store(engine: Engine, version: int, rows: list[dict[str, Any]]) -> None:
             "share": p["share"], "profile": json.dumps(p, default=str),
             "created_at": datetime.now(UTC)} for p in rows])
         engine.insert("personas", ibis.memtable(df).cast(PERSONAS))
+        engine.audit("personas", target=f"version {version}", rows=len(rows))
 
 
 def stored_personas(engine: Engine, version: int | None = None) -> list[dict[str, Any]]:
@@ -289,6 +290,8 @@ def set_overrides(engine: Engine, overrides: dict[int, dict[str, str]]) -> None:
                             "updated_at": datetime.now(UTC)} for s, o in overrides.items()])
         if not df.empty:
             engine.insert("persona_overrides", ibis.memtable(df).cast(PERSONA_OVERRIDES))
+        engine.audit("personas.edit", target="segments " + ",".join(map(str, overrides)),
+                     detail={"overrides": {str(k): v for k, v in overrides.items()}})
 
 
 def _check_unique_names(engine: Engine, overrides: dict[int, dict[str, str]]) -> None:

@@ -356,6 +356,8 @@ def _store(engine: Engine, assigned: ir.Table, *, method: str, k: int, feats: li
         }
         engine.insert("segment_runs", ibis.memtable(pd.DataFrame([run])).cast(SEGMENT_RUNS))
         activate(engine, version, action="create")
+        engine.audit("segment", target=f"version {version}", rows=n,
+                     detail={"method": method, "k": k, "parent_version": parent})
     log.info("segment version %d: %s k=%d", version, method, k)
     return SegmentReport(version=version, method=method, k=k, n_customers=n, features=feats,
                          metrics=metrics, segments=segments, parent_version=parent,

@@ -64,6 +64,7 @@ def save_cohort(engine: Engine, *, name: str, rule: str, description: str, as_of
                              "as_of": pd.Timestamp(as_of) if as_of is not None else None,
                              "n_customers": n}])
         engine.insert("cohorts", ibis.memtable(row).cast(COHORTS))
+        engine.audit("cohorts.define", target=name, rows=n, detail={"rule": rule})
     return get_cohort(engine, name)
 
 
@@ -72,6 +73,7 @@ def drop_cohort(engine: Engine, name: str) -> None:
     with engine.transaction():
         engine.delete_where("cohort_members", engine.table("cohort_members").cohort == name)
         engine.delete_where("cohorts", engine.table("cohorts").name == name)
+        engine.audit("cohorts.drop", target=name)
 
 
 def cohort_members(engine: Engine, name: str) -> ir.Table:

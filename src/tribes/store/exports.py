@@ -31,4 +31,6 @@ def export_table(ws: Workspace, engine: Engine, what: str, path: Path, fmt: str)
         t = active_segments(engine)
     t = consent_filter(t, "customer_key", engine.table("consents"),
                        ws.config.privacy.consent_mode)
-    return write_table(engine, t, path, fmt)
+    n = write_table(engine, t, path, fmt)
+    engine.audit("export", target=str(path), rows=n, detail={"what": what, "format": fmt})
+    return n

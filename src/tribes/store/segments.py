@@ -84,6 +84,9 @@ def activate(engine: Engine, version: int, action: str = "activate") -> int | No
     row = pd.DataFrame([{"version": version, "activated_at": datetime.now(UTC),
                          "action": action, "previous": previous}])
     engine.insert("segment_activations", ibis.memtable(row).cast(SEGMENT_ACTIVATIONS))
+    if action != "create":  # a new version is recorded by its segmentation
+        engine.audit(f"versions.{action}", target=f"version {version}",
+                     detail={"previous": previous})
     return previous
 
 

@@ -351,6 +351,8 @@ def score_clv(ws: Workspace, engine: Engine, *, horizon: str | None = None,
             as_of=ibis.literal(end, type="timestamp('UTC')"),
             fit_id=ibis.literal(fit["fit_id"]))
         engine.replace_table(TABLE, table.select(*CLV.names).cast(CLV))
+        engine.audit("clv.score", target=TABLE, rows=len(out),
+                     detail={"fit_id": fit["fit_id"], "horizon": horizon})
     return {
         "fit_id": fit["fit_id"], "model": fit["model"], "as_of": end.isoformat(),
         "horizon": horizon, "discount_rate": rate, "churn_threshold": cut,

@@ -1,0 +1,98 @@
+"""``tribes audit``: read and verify the hash-chained audit log."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+
+from tribes.cli.common import JsonOpt, Output, state
+from tribes.errors import InputError, TribesError
+from tribes.privacy import audit
+
+app = typer.Typer(help="The audit log: who changed or read what, when. List or verify it.",
+                  no_args_is_help=True)
+
+
+class TamperedError(TribesError):
+    code = "E_AUDIT_TAMPERED"
+    exit_code = 4
+
+    def __init__(self, message: str, problems: list[str]) -> None:
+        super().__init__(message)
+        self.problems = problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "problems": self.problems}
+
+
+def _since(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise InputError(f"--since '{text}' is not an ISO date or time (2026-01-31 or "
+                         "2026-01-31T12:00)", code="E_DATE") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    since: Annotated[str | None, typer.Option(
+        "--since", help="Only records at or after this date/time (UTC unless an offset is "
+        "given).", show_default=False)] = None,
+    action: Annotated[str | None, typer.Option(
+        "--action", help="Only actions starting with this (ingest, segment, versions, "
+        "forget, read, keys, ...).", show_default=False)] = None,
+    actor: Annotated[str | None, typer.Option(
+        "--actor", help="Only this actor (cli:<user> or key:<name>).",
+        show_default=False)] = None,
+    key: Annotated[str | None, typer.Option(
+        "--key", help="Only records concerning this pseudonymized customer key.",
+        show_default=False)] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=0,
+                                       help="Show the newest N (0 = all).")] = 50,
+    json_out: JsonOpt = False,
+) -> None:
+    """Records of the audit log, oldest first.
+
+    [bold]Examples[/bold]: tribes -w shop audit list --since 2026-01-01;
+    tribes -w shop audit list --action forget --json
+    """
+    out = Output(ctx, json_out)
+    ws = state(ctx).open()
+    recs = audit.select(audit.read(ws.path), since=_since(since), action=action,
+                        actor=actor, key=key)
+    shown = recs[-limit:] if limit else recs
+    out.result({"records": shown, "matched": len(recs)})
+    out.table(f"Audit log ({len(shown)} of {len(recs)} matching records)",
+              ["#", "at", "actor", "action", "target", "rows"],
+              [(r["seq"], r["at"][:19].replace("T", " "), r["actor"], r["action"],
+                r["target"], r["rows"]) for r in shown])
+
+
+@app.command()
+def verify(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """Check that no record was edited, inserted, reordered or deleted.
+
+    Exits 0 when the chain is intact, 4 (E_AUDIT_TAMPERED) when it is not, listing every
+    problem found.
+
+    [bold]Example[/bold]: tribes -w shop audit verify
+    """
+    out = Output(ctx, json_out)
+    ws = state(ctx).open()
+    result = audit.verify(ws.path, ws.secret())
+    if result.ok:
+        out.result(result.to_dict())
+        out.print(f"The audit log is intact: {result.records:,} records, chain and head "
+                  "verified.")
+        return
+    for problem in result.problems:
+        out.print(f"  - {problem}")
+    raise TamperedError(f"the audit log was tampered with: {len(result.problems)} "
+                        f"problem(s) in {result.records:,} records; first: "
+                        f"{result.problems[0]}", result.problems)

@@ -1,0 +1,252 @@
+"""The audit log: append-only, hash-chained records of every change and every data access.
+
+One JSON object per line in ``<workspace>/audit.log``. Each record holds who (``actor``),
+what (``action``, ``target``), when (``at``), which rows (``rows``: a count and, for
+customer-level work, pseudonymized keys only) and ``prev``, the ``hash`` of the record
+before it. ``hash`` is an HMAC-SHA256 of the record under a key derived from the
+workspace secret, so an edited, inserted or deleted record breaks the chain, and nobody
+without the key can forge a consistent one. ``audit.head`` holds the number and hash of
+the last record (also keyed), which catches records cut from the end.
+
+The actor is taken from a context variable: the CLI sets ``cli:<user>``, the service
+``key:<name>`` per request, so the functions that change data record themselves once,
+whoever calls them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import fcntl
+import getpass
+import hashlib
+import hmac
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tribes.errors import TribesError
+
+LOG_FILE = "audit.log"
+HEAD_FILE = "audit.head"
+GENESIS = "0" * 64
+MAX_ROWS_LISTED = 1000  # beyond this a record keeps the count of rows only
+
+_actor: contextvars.ContextVar[str] = contextvars.ContextVar("tribes_audit_actor",
+                                                            default="")
+
+
+class AuditError(TribesError):
+    """The audit log cannot be written or read."""
+
+    code = "E_AUDIT"
+
+
+def default_actor() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"cli:{user}"
+
+
+def current_actor() -> str:
+    return _actor.get() or default_actor()
+
+
+@contextlib.contextmanager
+def acting_as(actor: str) -> Iterator[None]:
+    """Attribute every record written inside the block to ``actor``."""
+    token = _actor.set(actor)
+    try:
+        yield
+    finally:
+        _actor.reset(token)
+
+
+def _audit_key(secret: bytes) -> bytes:
+    return hmac.new(secret, b"tribes-audit-log", hashlib.sha256).digest()
+
+
+def _canonical(record: dict[str, Any]) -> bytes:
+    body = {k: v for k, v in record.items() if k != "hash"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      default=str).encode("utf-8")
+
+
+def _mac(key: bytes, data: bytes) -> str:
+    return hmac.new(key, data, hashlib.sha256).hexdigest()
+
+
+def _head_mac(key: bytes, seq: int, last: str) -> str:
+    return _mac(key, f"head:{seq}:{last}".encode())
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock shared by every process writing this workspace's log."""
+    with open(path.with_suffix(".lock"), "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _read_head(workspace: Path) -> tuple[int, str]:
+    head = workspace / HEAD_FILE
+    if not head.exists():
+        return 0, GENESIS
+    data = json.loads(head.read_text(encoding="utf-8"))
+    return int(data["seq"]), str(data["hash"])
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def record(workspace: Path, secret: bytes, action: str, *, target: str = "",
+           rows: int | None = None, keys: list[str] | None = None,
+           detail: dict[str, Any] | None = None, actor: str | None = None) -> dict[str, Any]:
+    """Append one record; returns it.
+
+    Parameters
+    ----------
+    workspace, secret
+        The workspace directory and its secret (which keys the chain).
+    action
+        What happened, dotted (``ingest``, ``segment``, ``versions.activate``, ``forget``,
+        ``read.customer``, ...).
+    target
+        What it happened to (a table, version, batch or file).
+    rows
+        How many rows were read or changed.
+    keys
+        The pseudonymized customer keys concerned (kept when at most
+        :data:`MAX_ROWS_LISTED`); never a raw identifier.
+    detail
+        Anything else worth keeping (options, counts).
+    """
+    key = _audit_key(secret)
+    log_path = workspace / LOG_FILE
+    with _locked(log_path):
+        seq, prev = _read_head(workspace)
+        rec: dict[str, Any] = {
+            "seq": seq + 1,
+            "at": datetime.now(UTC).isoformat(timespec="microseconds"),
+            "actor": actor or current_actor(),
+            "action": action,
+            "target": target,
+            "rows": rows,
+            "keys": keys if keys is not None and len(keys) <= MAX_ROWS_LISTED else None,
+            "detail": detail or {},
+            "prev": prev,
+        }
+        rec["hash"] = _mac(key, _canonical(rec))
+        line = json.dumps(rec, sort_keys=True, ensure_ascii=False, default=str) + "\n"
+        try:
+            with open(log_path, "a", encoding="utf-8") as fh:
+                fh.write(line)
+                fh.flush()
+                os.fsync(fh.fileno())
+            _write_atomic(workspace / HEAD_FILE, json.dumps(
+                {"seq": rec["seq"], "hash": rec["hash"],
+                 "mac": _head_mac(key, rec["seq"], rec["hash"])}) + "\n")
+        except OSError as exc:
+            raise AuditError(f"cannot append to the audit log {LOG_FILE}: {exc}") from None
+    return rec
+
+
+def read(workspace: Path) -> list[dict[str, Any]]:
+    """Every record, oldest first (unchecked; see :func:`verify`)."""
+    path = workspace / LOG_FILE
+    if not path.exists():
+        return []
+    out = []
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                out.append({"seq": None, "_line": n, "_unreadable": line[:200]})
+    return out
+
+
+@dataclass(frozen=True)
+class Verification:
+    ok: bool
+    records: int
+    problems: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "records": self.records, "problems": self.problems}
+
+
+def verify(workspace: Path, secret: bytes) -> Verification:
+    """Check the chain: every record's HMAC, its link to the one before, numbering, and
+    the head. Returns every problem found (an empty list means intact)."""
+    key = _audit_key(secret)
+    records = read(workspace)
+    problems: list[str] = []
+    prev, expected = GENESIS, 1
+    for i, rec in enumerate(records, start=1):
+        if "_unreadable" in rec:
+            problems.append(f"line {rec['_line']}: not a JSON record")
+            continue
+        seq = rec.get("seq")
+        if seq != expected:
+            problems.append(f"line {i}: record {seq} where {expected} was expected "
+                            "(records deleted, inserted or reordered)")
+        if not hmac.compare_digest(str(rec.get("hash", "")), _mac(key, _canonical(rec))):
+            problems.append(f"line {i}: record {seq} was altered (its hash does not match)")
+        if rec.get("prev") != prev:
+            problems.append(f"line {i}: record {seq} does not follow the record before it")
+        prev = str(rec.get("hash", ""))
+        expected = (seq if isinstance(seq, int) else expected) + 1
+    head_path = workspace / HEAD_FILE
+    if head_path.exists():
+        try:
+            head = json.loads(head_path.read_text(encoding="utf-8"))
+            seq, last = int(head["seq"]), str(head["hash"])
+            if not hmac.compare_digest(str(head.get("mac", "")), _head_mac(key, seq, last)):
+                problems.append(f"{HEAD_FILE} was altered")
+            elif seq != len(records) or last != prev:
+                problems.append(f"the log ends at record {len(records)} but {HEAD_FILE} "
+                                f"says {seq}: records were cut from the end")
+        except (ValueError, KeyError):
+            problems.append(f"{HEAD_FILE} is unreadable")
+    elif records:
+        problems.append(f"{HEAD_FILE} is missing")
+    return Verification(ok=not problems, records=len(records), problems=problems)
+
+
+def select(records: list[dict[str, Any]], *, since: datetime | None = None,
+           action: str | None = None, actor: str | None = None,
+           key: str | None = None) -> list[dict[str, Any]]:
+    """Records at or after ``since`` whose action starts with ``action``, by ``actor``,
+    concerning customer ``key``."""
+    out = []
+    for rec in records:
+        if "_unreadable" in rec:
+            continue
+        if since is not None and datetime.fromisoformat(rec["at"]) < since:
+            continue
+        if action and not str(rec.get("action", "")).startswith(action):
+            continue
+        if actor and rec.get("actor") != actor:
+            continue
+        if key and key not in (rec.get("keys") or []) and rec.get("target") != key:
+            continue
+        out.append(rec)
+    return out
