@@ -18,9 +18,11 @@ from tribes.cli import (
     customer_cmd,
     export_cmd,
     features_cmd,
+    forget_cmd,
     ingest_cmd,
     init_cmd,
     journeys_cmd,
+    keys_cmd,
     personas_cmd,
     prep_cmd,
     quarantine_cmd,
@@ -110,6 +112,8 @@ app.add_typer(clv_cmd.app, name="clv")
 run_cmd.register(app)
 synth_cmd.register(app)
 app.add_typer(audit_cmd.app, name="audit")
+app.add_typer(keys_cmd.app, name="keys")
+forget_cmd.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,7 +41,7 @@ def export(
     if fmt not in ("csv", "parquet"):
         raise typer.BadParameter("use csv or parquet", param_hint="--format")
     ws = state(ctx).open()
-    with ws.engine(read_only=True) as engine, out.progress(f"exporting {what}"):
+    with ws.engine() as engine, out.progress(f"exporting {what}"):
         rows = export_table(ws, engine, what, out_path, fmt)
     out.result({"what": what, "path": str(out_path), "format": fmt, "rows": rows})
     out.print(f"wrote {rows:,} {what} rows to {out_path} ({fmt})")

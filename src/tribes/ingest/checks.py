@@ -41,9 +41,15 @@ def post_checks(t: ir.Table, spec: KindSpec, lookups: Lookups, whitelist: list[s
     return checks
 
 
-def with_reason(t: ir.Table, checks: list[tuple[ir.BooleanValue, str]]) -> ir.Table:
+def with_reason(t: ir.Table, checks: list[tuple[ir.BooleanValue, str]],
+                erased: ir.BooleanValue | None = None) -> ir.Table:
+    """The first failing check names the row's reason; an erased person's row is
+    ``E_ERASED`` whatever else is wrong with it (so nothing of it is kept)."""
     post = ibis.cases(*checks, else_=ibis.null("string")) if checks else ibis.null("string")
-    return t.mutate(**{REASON: t[PRE_REASON].coalesce(post)})
+    reason = t[PRE_REASON].coalesce(post)
+    if erased is not None:
+        reason = ibis.cases((erased, ibis.literal("E_ERASED")), else_=reason)
+    return t.mutate(**{REASON: reason})
 
 
 def _text(v: ir.Value) -> ir.StringValue:
@@ -91,6 +97,7 @@ def message(t: ir.Table, ts_format: str | None, whitelist: list[str]) -> ir.Stri
         "E_NO_EVENT_TYPE": "event type is empty; map a column or pass --event-type",
         "E_AMOUNT": "purchase without an amount",
         "E_MISSING_VALUE": "a column declared 'drop' in [missing] is empty",
+        "E_ERASED": "a row of an erased person (tribes forget); not kept",
     }
     cases.extend((r == code, ibis.literal(text)) for code, text in fixed.items())
     return ibis.cases(*cases, else_=r)

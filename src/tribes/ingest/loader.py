@@ -203,7 +203,8 @@ def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
         n_stage, repeated = profile.rows, find_repeats(engine, stage, profile)
         with engine.transaction():
             drop_cols = [c for c, p in policies.items() if p == "drop"]
-            checked = with_reason(stage, post_checks(stage, spec, lookups, whitelist, drop_cols))
+            checked = with_reason(stage, post_checks(stage, spec, lookups, whitelist, drop_cols),
+                                  erased=lookups.is_erased(stage))
             _fault("staged")
             say("quarantining")
             bad = checked.filter(checked[REASON].notnull())
@@ -296,7 +297,8 @@ def _quarantine(engine: Engine, bad: ir.Table, batch_id: str, spec: KindSpec, so
         file=bad[FILE_COLUMN],
         reason=bad[REASON],
         message=message(bad, opts.ts_format, whitelist),
-        raw=raw_json(bad, spec),
+        # nothing of an erased person's row is kept, not even pseudonymized
+        raw=ibis.ifelse(bad[REASON] == "E_ERASED", ibis.null("string"), raw_json(bad, spec)),
         quarantined_at=ibis.literal(now, type="timestamp('UTC')"),
     )
     engine.insert("quarantine", rows)

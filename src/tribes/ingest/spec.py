@@ -146,4 +146,5 @@ REASONS: dict[str, str] = {
     "E_VALUE": "a value could not be parsed as its column's type",
     "E_CONSENT_VALUE": "consent value is not a recognizable yes/no",
     "E_MISSING_VALUE": "a column whose missing-value policy is 'drop' is empty",
+    "E_ERASED": "a row of a person erased with tribes forget (the row is not kept)",
 }

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import secrets
+from datetime import UTC, datetime
 from pathlib import Path
 
+import ibis
 import ibis.expr.types as ir
 
 from tribes.engine import Engine
@@ -11,6 +14,7 @@ from tribes.engine.io import write_table
 from tribes.errors import InputError
 from tribes.privacy.consent import consent_filter
 from tribes.store.segments import active_segments
+from tribes.store.tables import EXPORTS as EXPORTS_SCHEMA
 from tribes.workspace import Workspace
 
 # what -> (table, the stage that builds it)
@@ -32,5 +36,14 @@ def export_table(ws: Workspace, engine: Engine, what: str, path: Path, fmt: str)
     t = consent_filter(t, "customer_key", engine.table("consents"),
                        ws.config.privacy.consent_mode)
     n = write_table(engine, t, path, fmt)
-    engine.audit("export", target=str(path), rows=n, detail={"what": what, "format": fmt})
+    export_id = "x" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
+    with engine.transaction():
+        row = {"export_id": export_id, "what": what, "path": str(path.resolve()),
+               "format": fmt, "rows": n, "created_at": datetime.now(UTC)}
+        engine.insert("exports", ibis.memtable([row], schema=EXPORTS_SCHEMA))
+        # which customers the file holds: an erasure can then tell whom to notify
+        engine.insert("export_members", t.select(
+            export_id=ibis.literal(export_id), customer_key=t.customer_key).distinct())
+        engine.audit("export", target=str(path), rows=n,
+                     detail={"what": what, "format": fmt, "export_id": export_id})
     return n

@@ -173,6 +173,14 @@ CLV = ibis.schema({
     "expected_purchases": "float64", "expected_value": "float64", "clv": "float64",
     "model": "string", "horizon": "string", "as_of": TS, "fit_id": "string",
 })
+# erased people (tribes forget): their pseudonymized ids, so re-ingests cannot bring them back
+TOMBSTONES = ibis.schema({"id": "string", "erased_at": TS})
+# the exports index: every export written, and which customers each one contained
+EXPORTS = ibis.schema({
+    "export_id": "string", "what": "string", "path": "string", "format": "string",
+    "rows": "int64", "created_at": TS,
+})
+EXPORT_MEMBERS = ibis.schema({"export_id": "string", "customer_key": "string"})
 SCHEMAS: dict[str, ibis.Schema] = {
     "events": EVENTS,
     "quarantine": QUARANTINE,
@@ -190,6 +198,9 @@ SCHEMAS: dict[str, ibis.Schema] = {
     "cohorts": COHORTS,
     "cohort_members": COHORT_MEMBERS,
     "clv": CLV,
+    "tombstones": TOMBSTONES,
+    "exports": EXPORTS,
+    "export_members": EXPORT_MEMBERS,
 }
 
 

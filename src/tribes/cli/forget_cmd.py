@@ -1,0 +1,54 @@
+"""``tribes forget``: erase a person (right to erasure)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from tribes.cli.common import JsonOpt, Output, state
+from tribes.privacy.erasure import forget as erase
+
+
+def forget(
+    ctx: typer.Context,
+    ident: Annotated[str, typer.Argument(
+        metavar="ID", help="Any id of the person as in the source files (customer, "
+        "anonymous or device id), a stored pseudonym, or a customer_key.")],
+    reason: Annotated[str, typer.Option(
+        "--reason", help="Why (a request reference); kept in the audit log.")] = "",
+    json_out: JsonOpt = False,
+) -> None:
+    """Erase a person from every table and every segment version, for good.
+
+    Every id linked to the person goes: events, profile, consents, identities, sessions,
+    features, segment assignments of all versions, cohorts, CLV, quarantine and the
+    exports index. Their pseudonymized ids get tombstones, so re-ingesting old files
+    loads none of their rows (they are counted as E_ERASED and not kept). The audit log
+    records the erasure under the pseudonymized key only. Exports written earlier are
+    listed, so their recipients can be told.
+
+    [bold]Example[/bold]: tribes -w shop forget C0000042 --reason "GDPR art.17 request 123"
+    """
+    out = Output(ctx, json_out)
+    ws = state(ctx).open()
+    with ws.engine() as engine:
+        result = erase(ws, engine, ident, reason=reason)
+    out.result(result.to_dict())
+    if not result.rows:
+        out.print(f"Nothing stored for '{ident}'; its ids are tombstoned all the same, so "
+                  "future ingests will not load them.")
+        return
+    out.print(f"Erased customer_key [bold]{result.customer_key}[/bold]: {result.rows:,} rows "
+              f"in {len(result.deleted)} tables; {result.ids} id(s) tombstoned.")
+    out.table(None, ["table", "rows deleted"], sorted(result.deleted.items()))
+    if result.exports:
+        out.print("[yellow]Exports written earlier held this person; tell their "
+                  "recipients:[/yellow]")
+        out.table(None, ["export", "what", "file", "written"],
+                  [(e["export_id"], e["what"], e["path"], str(e["created_at"])[:19])
+                   for e in result.exports])
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(forget)

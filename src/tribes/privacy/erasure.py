@@ -1,0 +1,139 @@
+"""Erasure (``tribes forget``): a person leaves every table, and cannot come back.
+
+The person is found by any of their ids (raw, as in the source files, or pseudonymized)
+or their ``customer_key``; every id linked to them in ``identities`` goes with them. In
+one transaction their rows are deleted from the event, profile and consent tables, the
+identity graph, sessions, features, every segment version, cohorts, CLV scores, the
+exports index and quarantine, and each of their pseudonymized ids gets a tombstone.
+Ingest quarantines rows carrying a tombstoned id as ``E_ERASED`` without keeping them,
+so re-ingesting old files does not bring the person back.
+
+Exports already written are files outside the workspace: the result lists those that
+held the person, so their recipients can be told.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+
+from tribes.engine import Engine
+from tribes.errors import InputError
+from tribes.privacy.pseudonymize import PSEUDONYM_LENGTH, pseudonym
+from tribes.store.tables import TOMBSTONES
+from tribes.workspace import Workspace
+
+# tables whose rows name a person by pseudonymized id rather than by customer_key
+ID_COLUMNS: dict[str, tuple[str, ...]] = {
+    "events": ("customer_id", "anonymous_id", "device_id"),
+    "customers": ("customer_id",),
+    "consents": ("customer_id",),
+}
+_PSEUDONYM = re.compile(rf"^(anon:)?[0-9a-f]{{{PSEUDONYM_LENGTH}}}$")
+
+
+@dataclass(frozen=True)
+class Erasure:
+    customer_key: str | None
+    ids: int
+    deleted: dict[str, int]
+    exports: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return sum(self.deleted.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "rows": self.rows}
+
+
+def person_ids(ws: Workspace, engine: Engine, ident: str) -> tuple[str | None, list[str]]:
+    """The customer_key and every pseudonymized id of the person ``ident`` names.
+
+    ``ident`` may be a raw id, a pseudonym or a customer_key. A person not in the
+    identity graph (not prepped yet, or never seen) is their id's pseudonym alone.
+    """
+    ident = ident.strip()
+    if not ident:
+        raise InputError("give the id of the person to erase", code="E_ID")
+    candidates = [ident, pseudonym(ident, ws.secret())]
+    ids = engine.table("identities")
+    keys = engine.execute(ids.filter(ids.id.isin(candidates) | ids.customer_key.isin(candidates))
+                          .select("customer_key").distinct())["customer_key"].tolist()
+    if len(keys) > 1:
+        raise InputError(f"'{ident}' matches {len(keys)} customers; give one of their "
+                         f"customer_keys ({', '.join(map(str, keys[:5]))})", code="E_AMBIGUOUS")
+    if keys:
+        key = str(keys[0])
+        linked = engine.execute(ids.filter(ids.customer_key == key).select("id"))["id"]
+        pids = sorted({str(v) for v in linked} | ({key} if not key.startswith("anon:")
+                                                   else set()))
+        return key, pids
+    # not in the graph: the pseudonym of the raw id (or the pseudonym given)
+    pid = ident if _PSEUDONYM.match(ident) and not ident.startswith("anon:") else candidates[1]
+    return (pid, [pid])
+
+
+def _person_filter(t: ir.Table, table: str, key: str | None,
+                   pids: list[str]) -> ir.BooleanValue | None:
+    preds: list[ir.BooleanValue] = []
+    for col in ID_COLUMNS.get(table, ()):
+        if col in t.columns:
+            preds.append(t[col].isin(pids))
+    if table == "identities":
+        preds.append(t.id.isin(pids))
+    if "customer_key" in t.columns and key is not None:
+        preds.append(t.customer_key == key)
+    if table == "quarantine":
+        # the quarantined row is kept as JSON text with pseudonymized ids
+        preds.extend(t.raw.contains(p) for p in pids)
+    if not preds:
+        return None
+    return ibis.or_(*preds)
+
+
+def forget(ws: Workspace, engine: Engine, ident: str, *, reason: str = "") -> Erasure:
+    """Erase the person ``ident`` names from every table and tombstone their ids."""
+    key, pids = person_ids(ws, engine, ident)
+    deleted: dict[str, int] = {}
+    exports: list[dict[str, Any]] = []
+    with engine.transaction():
+        if key is not None and engine.has_table("export_members"):
+            m, x = engine.table("export_members"), engine.table("exports")
+            held = x.semi_join(m.filter(m.customer_key == key), "export_id")
+            exports = engine.execute(held.select("export_id", "what", "path", "created_at")
+                                     .order_by("created_at")).to_dict("records")
+        for table in sorted(engine.list_tables()):
+            if table.startswith("_tribes_") or table == "tombstones":
+                continue
+            t = engine.table(table)
+            pred = _person_filter(t, table, key, pids)
+            if pred is None:
+                continue
+            n = int(engine.scalar(t.filter(pred).count()))
+            if n:
+                engine.delete_where(table, pred)
+                deleted[table] = n
+        stones = engine.table("tombstones")
+        known = set(engine.execute(stones.filter(stones.id.isin(pids)).select("id"))["id"])
+        new = [{"id": p, "erased_at": datetime.now(UTC)} for p in pids if p not in known]
+        if new:
+            engine.insert("tombstones", ibis.memtable(new, schema=TOMBSTONES))
+        result = Erasure(customer_key=key, ids=len(pids), deleted=deleted, exports=exports)
+        # the log keeps the pseudonymized key only, never the id as given
+        engine.audit("forget", target=key or "", keys=[key] if key else [], rows=result.rows,
+                     detail={"reason": reason, "ids": len(pids), "deleted": deleted,
+                             "exports": [e["export_id"] for e in exports]})
+    return result
+
+
+def erased_raw_ids(engine: Engine, lookup: ir.Table) -> list[str]:
+    """The raw ids of a batch (``lookup``: columns ``_raw``, ``_pid``) that are tombstoned."""
+    stones = engine.table("tombstones")
+    hit = lookup.semi_join(stones, lookup._pid == stones.id).select("_raw")
+    return [str(v) for v in engine.execute(hit)["_raw"]]
