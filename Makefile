@@ -14,9 +14,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $@
 
-# the parity suite runs every stage on PySpark too (local mode, on Java 17)
-$(VENV)/.spark: $(VENV)/.installed
-	$(PY) -m pip install -q -e ".[dev,spark]"
+# the parity suite runs every stage on PySpark too (local mode, on Java 17); the service
+# tests need the service extra
+$(VENV)/.extras: $(VENV)/.installed
+	$(PY) -m pip install -q -e ".[dev,spark,service]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -24,11 +25,11 @@ install: $(VENV)/.installed
 demo: install
 	TRIBES=$(TRIBES) DEMO=$(DEMO) DEMO_CUSTOMERS=$(DEMO_CUSTOMERS) bash scripts/demo.sh
 
-test: install $(VENV)/.spark
+test: install $(VENV)/.extras
 	bash scripts/system-deps.sh
 	$(PY) -m pytest -q
 
-bench: install $(VENV)/.spark
+bench: install $(VENV)/.extras
 	$(PY) benchmarks/bench_ingest.py
 	$(PY) benchmarks/bench_features.py
 	$(PY) benchmarks/bench_segment.py

@@ -41,6 +41,8 @@ class EngineConfig(_Section):
     memory_limit: str = Field("2GB", description="DuckDB memory limit; beyond it work spills "
                               "to disk; empty = DuckDB's default (80% of RAM)")
     threads: int = Field(0, ge=0, description="worker threads; 0 = all cores")
+    encrypted: bool = Field(False, description="the DuckDB file is encrypted (tribes init "
+                            "--encrypt); its key comes from TRIBES_DB_KEY or db.key")
     # further DuckDB settings by name, e.g. {temp_directory = "/fast/disk"}
     duckdb: dict[str, str | int | bool] = Field(default_factory=dict)
     spark_master: str = Field("local[*]", description="Spark master URL (env "
@@ -192,6 +194,15 @@ class ClvConfig(_Section):
         return v
 
 
+class ServiceConfig(_Section):
+    host: str = Field("127.0.0.1", description="address tribes serve listens on")
+    port: int = Field(8000, ge=1, le=65535)
+    max_body_kb: int = Field(1024, ge=1, description="larger request bodies get 413")
+    max_batch_events: int = Field(10_000, ge=1, description="events per POST /v1/events")
+    rate_limit: float = Field(100.0, gt=0, description="requests per second per API key")
+    rate_burst: int = Field(200, ge=1, description="requests a key may send at once")
+
+
 def parse_k_range(text: str) -> list[int]:
     """``2-10`` -> [2, ..., 10]."""
     m = re.match(r"^\s*(\d+)\s*-\s*(\d+)\s*$", text)
@@ -212,6 +223,7 @@ class Config(_Section):
     features: FeaturesConfig = FeaturesConfig()
     segment: SegmentConfig = SegmentConfig()
     clv: ClvConfig = ClvConfig()
+    service: ServiceConfig = ServiceConfig()
     # user mapping tables per categorical column: raw spelling -> canonical value
     standardize: dict[str, dict[str, str]] = Field(default_factory=dict)
     # missing-value policy per table and column: drop | flag | median | mode | constant:<v>
@@ -254,6 +266,7 @@ DEFAULT_TOML = """\
 backend = "duckdb"        # or "pyspark"
 memory_limit = "2GB"      # DuckDB memory limit; larger work spills to disk ("" = 80% of RAM)
 threads = 0               # 0 = all cores
+encrypted = false         # encrypted at rest (init --encrypt; key: TRIBES_DB_KEY or db.key)
 # [engine.duckdb]         # any other DuckDB setting, passed as is
 # temp_directory = "/fast/disk/tribes-tmp"
 # spark_master = "local[*]" # pyspark backend: Spark master (env TRIBES_SPARK_MASTER wins)
@@ -310,6 +323,14 @@ discount_rate = 0.01      # per month, for the discounted CLV
 churn_threshold = 0.5     # P(alive) below this flags a churn risk
 holdout_share = 0.333     # held out for validation when no --calibration-end is given
 churn_days = 60           # churned = no event in this many days (validate, clv churn)
+
+[service]
+host = "127.0.0.1"        # tribes serve listens here (--host overrides)
+port = 8000
+max_body_kb = 1024        # larger request bodies are refused (413)
+max_batch_events = 10000  # events per POST /v1/events
+rate_limit = 100.0        # requests per second per API key (429 beyond, with Retry-After)
+rate_burst = 200
 
 [privacy]
 consent_mode = "opt-out"  # "opt-in": only customers with an analytics grant are analyzed

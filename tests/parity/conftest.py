@@ -101,6 +101,8 @@ def _pipeline(ws: Path, data: Path, out: Path) -> dict[str, Any]:
         ("retention", ["cohorts", "retention"]),
         ("export_segments", ["export", "segments", "--out", out / "segments.csv"]),
         ("export_features", ["export", "features", "--out", out / "features.parquet"]),
+        # erasure last: every table it touches is then compared too
+        ("forget", ["forget", "C0000007", "--reason", "parity"]),
     ]
     for name, args in steps:
         results[name] = _tribes(*w, *args, "--json")

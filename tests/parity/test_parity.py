@@ -21,7 +21,7 @@ from .conftest import Built
 LINEAGE = {"batch_id", "ingested_at", "quarantined_at", "started_at", "finished_at",
            "refreshed_at", "activated_at", "created_at", "computed_at", "events_loaded_at",
            "run_id", "fit_id", "version_id", "features_run", "prep_run", "seconds", "options",
-           "files"}
+           "files", "erased_at", "export_id", "path"}
 # JSON documents compared field by field (their run ids and timings aside)
 JSON_COLUMNS = {"report", "metrics", "snapshot", "segments", "profile", "params", "reasons",
                 "mapping", "missing", "definition", "model"}
@@ -111,7 +111,7 @@ def test_pipeline_touches_every_table(stored: dict[str, dict[str, pd.DataFrame]]
                                   "ingest_customers", "ingest_consents", "reingest_web",
                                   "segment", "clv_fit", "clv_score", "cohort", "funnel",
                                   "transitions", "retention", "export_segments",
-                                  "export_features"])
+                                  "export_features", "forget"])
 def test_printed_result_is_equal(built: Built, step: str) -> None:
     a, b = built.outputs["duckdb"][step], built.outputs["pyspark"][step]
     for doc in (a, b):
@@ -132,3 +132,15 @@ def test_exported_file_is_equal(built: Built, name: str) -> None:
              for i, (x, y) in enumerate(zip(a[col], b[col], strict=True))
              for d in same(x, y, f"{name}.{col}[{i}]")]
     assert not diffs, "\n".join(diffs[:20])
+
+
+def test_audit_logs_tell_the_same_story(built: Built) -> None:
+    from tribes.privacy import audit
+
+    logs = {}
+    for backend in ("duckdb", "pyspark"):
+        ws = open_workspace(built.ws(backend))
+        assert audit.verify(ws.path, ws.secret()).ok
+        logs[backend] = [(r["action"], r["rows"]) for r in audit.read(ws.path)]
+    assert logs["duckdb"] == logs["pyspark"]
+    assert ("forget", logs["duckdb"][-1][1]) == logs["duckdb"][-1]

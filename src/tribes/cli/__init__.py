@@ -29,6 +29,7 @@ from tribes.cli import (
     report_cmd,
     run_cmd,
     segment_cmd,
+    serve_cmd,
     status_cmd,
     synth_cmd,
     trends_cmd,
@@ -114,6 +115,7 @@ synth_cmd.register(app)
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(keys_cmd.app, name="keys")
 forget_cmd.register(app)
+serve_cmd.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,11 +13,14 @@ import ibis
 import ibis.expr.types as ir
 
 from tribes.config import EngineConfig
-from tribes.errors import EngineError
+from tribes.errors import DependencyError, EngineError
 
 log = logging.getLogger(__name__)
 
 DB_FILE = "tribes.duckdb"
+DB_KEY_ENV = "TRIBES_DB_KEY"
+DB_KEY_FILE = "db.key"
+CATALOG = "tribes"  # the database's name in DuckDB's catalog, whether attached or opened
 
 
 @dataclass
@@ -36,6 +39,7 @@ class Engine:
     name: str
     path: Path | None = None
     _in_tx: bool = False
+    encrypted: bool = False  # the database is encrypted at rest: so must be anything spilled
     # set by the workspace: appends to its audit log (see tribes.privacy.audit.record)
     auditor: Callable[..., Any] | None = None
     _pending_audit: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
@@ -188,8 +192,15 @@ def connect(path: Path | None, cfg: EngineConfig | None = None, *, read_only: bo
     else:
         database = str(path / DB_FILE)
         config.setdefault("temp_directory", str(path / ".tmp"))
+    key = None
+    if cfg.encrypted and path is not None:
+        key = database_key(path)
+        config["temp_file_encryption"] = True  # spilled data is encrypted too
     try:
-        con = ibis.duckdb.connect(database, read_only=read_only, **config)
+        if key is None:
+            con = ibis.duckdb.connect(database, read_only=read_only, **config)
+        else:
+            con = _connect_encrypted(database, key, read_only, config)
     except Exception as exc:  # duckdb raises its own IOException on a locked file
         text = str(exc)
         if "lock" in text.lower():
@@ -198,9 +209,58 @@ def connect(path: Path | None, cfg: EngineConfig | None = None, *, read_only: bo
                 "wait for it to finish or stop it",
                 code="E_LOCKED",
             ) from None
+        if key is not None and ("key" in text.lower() or "decrypt" in text.lower()):
+            raise EngineError(f"cannot open the encrypted workspace database: the key is "
+                              f"wrong ({text.splitlines()[0]}); set {DB_KEY_ENV} to the key "
+                              "given at tribes init --encrypt", code="E_DB_KEY") from None
         raise EngineError(f"cannot open the workspace database: {text}") from None
     # timestamps are stored and compared in UTC whatever the machine's zone
     con.raw_sql("SET TimeZone = 'UTC'")
     # stdout belongs to the command's result (--json); tribes shows its own progress
     con.raw_sql("SET enable_progress_bar = false")
-    return Engine(con=con, name="duckdb", path=path)
+    return Engine(con=con, name="duckdb", path=path, encrypted=key is not None)
+
+
+def database_key(workspace: Path) -> str:
+    """The encryption key of the workspace database: ``TRIBES_DB_KEY``, else ``db.key``."""
+    import os
+
+    env = os.environ.get(DB_KEY_ENV)
+    if env:
+        return env.strip()
+    key_file = workspace / DB_KEY_FILE
+    if key_file.exists():
+        return key_file.read_text(encoding="utf-8").strip()
+    raise EngineError(
+        f"the workspace database is encrypted and no key was found: set {DB_KEY_ENV} (from "
+        f"your secret store) or restore {DB_KEY_FILE}", code="E_DB_KEY")
+
+
+def _crypto_extension() -> Path:
+    """DuckDB's httpfs extension (OpenSSL), which writing encrypted databases needs."""
+    import importlib.util
+
+    import duckdb
+
+    spec = importlib.util.find_spec("duckdb_extension_httpfs")
+    version = duckdb.__version__
+    if spec is not None and spec.origin is not None:
+        ext = Path(spec.origin).parent / "extensions" / f"v{version}" / "httpfs.duckdb_extension"
+        if ext.exists():
+            return ext
+    raise DependencyError(
+        f"encrypted workspaces need DuckDB's httpfs extension built for DuckDB {version}: "
+        f"pip install duckdb-extension-httpfs=={version}", code="E_DEPENDENCY")
+
+
+def _connect_encrypted(database: str, key: str, read_only: bool,
+                       config: dict[str, Any]) -> Any:
+    """An in-memory DuckDB with the encrypted workspace file attached and in use."""
+    from tribes.engine.sql import attach_statement, use_statement
+
+    con = ibis.duckdb.connect(":memory:", **config)
+    # loaded from the installed wheel's file: nothing is downloaded
+    con.con.load_extension(str(_crypto_extension()))
+    con.raw_sql(attach_statement(database, CATALOG, key=key, read_only=read_only))
+    con.raw_sql(use_statement(CATALOG))
+    return con

@@ -377,6 +377,9 @@ def spool(engine: Engine, read: ReadResult, path: Path) -> ReadResult:
 
         spooled = spark_io.spool(engine, table, path)  # type: ignore[arg-type]
         return replace(read, table=spooled)
+    if engine.encrypted:
+        # raw values never go to a plain file: a temporary table spills encrypted
+        return replace(read, table=engine.create_temp("_tribes_spooled", table))
     engine.con.to_parquet(table, str(path), compression="snappy")
     spooled = engine.con.read_parquet(str(path), table_name="_tribes_spooled")
     return replace(read, table=spooled)

@@ -11,6 +11,26 @@ if TYPE_CHECKING:
     from tribes.engine.backend import Engine
 
 
+def attach_statement(path: str, name: str, *, key: str | None = None,
+                     read_only: bool = False) -> str:
+    """``ATTACH 'path' AS name (ENCRYPTION_KEY '…', READ_ONLY)`` for DuckDB, quoted by
+    sqlglot."""
+    options: list[sge.Expression] = []
+    if key is not None:
+        options.append(sge.AttachOption(this=sge.Var(this="ENCRYPTION_KEY"),
+                                        expression=sge.Literal.string(key)))
+    if read_only:
+        options.append(sge.AttachOption(this=sge.Var(this="READ_ONLY")))
+    stmt = sge.Attach(this=sge.Alias(this=sge.Literal.string(path), alias=sge.to_identifier(name)),
+                      exists=False, expressions=options)
+    return stmt.sql(dialect="duckdb")
+
+
+def use_statement(name: str) -> str:
+    """``USE name`` for DuckDB."""
+    return sge.Use(this=sge.to_identifier(name)).sql(dialect="duckdb")
+
+
 def delete_statement(engine: Engine, name: str, predicate: ir.BooleanValue) -> str:
     """``DELETE FROM name WHERE predicate`` in the backend's dialect.
 

@@ -24,7 +24,7 @@ import hmac
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,11 @@ def default_actor() -> str:
 
 def current_actor() -> str:
     return _actor.get() or default_actor()
+
+
+def set_actor(actor: str) -> None:
+    """Attribute what the current context records from now on to ``actor``."""
+    _actor.set(actor)
 
 
 @contextlib.contextmanager
@@ -136,34 +141,72 @@ def record(workspace: Path, secret: bytes, action: str, *, target: str = "",
     detail
         Anything else worth keeping (options, counts).
     """
+    entry = Entry(action=action, target=target, rows=rows, keys=keys, detail=detail or {},
+                  actor=actor or current_actor())
+    return record_many(workspace, secret, [entry])[0]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One record to append (see :func:`record`); ``at`` defaults to when it is written."""
+
+    action: str
+    actor: str
+    target: str = ""
+    rows: int | None = None
+    keys: list[str] | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+    at: datetime | None = None
+
+
+def record_many(workspace: Path, secret: bytes, entries: list[Entry]) -> list[dict[str, Any]]:
+    """Append several records under one lock and one sync to disk (the service batches
+    its data-access records this way)."""
+    if not entries:
+        return []
     key = _audit_key(secret)
     log_path = workspace / LOG_FILE
+    out: list[dict[str, Any]] = []
     with _locked(log_path):
         seq, prev = _read_head(workspace)
-        rec: dict[str, Any] = {
-            "seq": seq + 1,
-            "at": datetime.now(UTC).isoformat(timespec="microseconds"),
-            "actor": actor or current_actor(),
-            "action": action,
-            "target": target,
-            "rows": rows,
-            "keys": keys if keys is not None and len(keys) <= MAX_ROWS_LISTED else None,
-            "detail": detail or {},
-            "prev": prev,
-        }
-        rec["hash"] = _mac(key, _canonical(rec))
-        line = json.dumps(rec, sort_keys=True, ensure_ascii=False, default=str) + "\n"
+        lines = []
+        for e in entries:
+            seq += 1
+            at = e.at or datetime.now(UTC)
+            rec: dict[str, Any] = {
+                "seq": seq,
+                "at": at.isoformat(timespec="microseconds"),
+                "actor": e.actor,
+                "action": e.action,
+                "target": e.target,
+                "rows": e.rows,
+                "keys": e.keys if e.keys is not None and len(e.keys) <= MAX_ROWS_LISTED
+                else None,
+                "detail": e.detail,
+                "prev": prev,
+            }
+            rec["hash"] = _mac(key, _canonical(rec))
+            prev = rec["hash"]
+            lines.append(json.dumps(rec, sort_keys=True, ensure_ascii=False, default=str))
+            out.append(rec)
         try:
             with open(log_path, "a", encoding="utf-8") as fh:
-                fh.write(line)
+                fh.write("\n".join(lines) + "\n")
                 fh.flush()
                 os.fsync(fh.fileno())
             _write_atomic(workspace / HEAD_FILE, json.dumps(
-                {"seq": rec["seq"], "hash": rec["hash"],
-                 "mac": _head_mac(key, rec["seq"], rec["hash"])}) + "\n")
+                {"seq": seq, "hash": prev, "mac": _head_mac(key, seq, prev)}) + "\n")
         except OSError as exc:
             raise AuditError(f"cannot append to the audit log {LOG_FILE}: {exc}") from None
-    return rec
+    return out
+
+
+def head_seq(workspace: Path) -> int:
+    """The number of the last record (0 for none): changes whenever anything is recorded."""
+    try:
+        return _read_head(workspace)[0]
+    except (OSError, ValueError, KeyError):
+        return -1
 
 
 def read(workspace: Path) -> list[dict[str, Any]]:

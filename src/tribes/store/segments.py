@@ -44,7 +44,7 @@ def get_run(engine: Engine, version: int) -> dict[str, Any]:
         known = list_versions(engine)
         raise InputError(f"no segment version {version}; versions: "
                          f"{', '.join(str(v['version']) for v in known) or 'none yet'}",
-                         code="E_VERSION")
+                         code="E_VERSION_NOT_FOUND")
     row = df.iloc[0].to_dict()
     for c in JSON_COLUMNS:
         row[c] = json.loads(row[c] or "null")

@@ -1,0 +1,138 @@
+"""The FastAPI application: middleware (body limit, metrics), error bodies, routers."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tribes import __version__
+from tribes.service import errors
+from tribes.service.index import SegmentIndex
+from tribes.service.metrics import Metrics
+from tribes.service.ops import AccessLog, Jobs, Service
+from tribes.service.security import KeyRing, RateLimiter
+from tribes.workspace import Workspace, shared_engine
+
+
+class BodyLimit:
+    """413 for a request body over ``limit`` bytes, by header or as it streams in."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await _reply(send, 413, "E_TOO_LARGE",
+                         f"request body over {self.limit // 1024} KiB; send smaller batches")
+            return
+        seen = 0
+
+        async def counting() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge()
+            return message
+
+        try:
+            await self.app(scope, counting, send)
+        except _TooLarge:
+            await _reply(send, 413, "E_TOO_LARGE",
+                         f"request body over {self.limit // 1024} KiB; send smaller batches")
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _reply(send: Send, status: int, code: str, message: str) -> None:
+    payload = json.dumps({"code": code, "message": message}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(payload)).encode())]})
+    await send({"type": "http.response.body", "body": payload})
+
+
+class Timing:
+    """Request counts and latency per route template (``/v1/customers/{ident}``)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = [500]
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", None) or "unmatched"
+            self.metrics.observe(scope.get("method", "?"), path, status[0],
+                                 time.perf_counter() - started)
+
+
+def create_app(ws: Workspace, *, keep_open: bool = True) -> FastAPI:
+    """The app for workspace ``ws``.
+
+    ``keep_open`` holds one engine open for the app's life (the DuckDB file is then
+    this process's: CLI commands wait until the service stops).
+    """
+    from tribes.service.routes import register
+
+    cfg = ws.config.service
+    metrics = Metrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        with contextlib.ExitStack() as stack:
+            if keep_open:
+                stack.enter_context(shared_engine(ws))
+            access = AccessLog(ws)
+            stack.callback(access.close)
+            app.state.service = Service(ws=ws, index=SegmentIndex(ws), access=access,
+                                        jobs=Jobs())
+            yield
+
+    app = FastAPI(
+        title="tribes",
+        version=__version__,
+        summary="Behavioral customer segmentation: segments, personas and customers of a "
+                "tribes workspace.",
+        description="Every route but /v1/health needs `Authorization: Bearer <key>` "
+                    "(create keys with `tribes keys create`). Roles: viewer (aggregates), "
+                    "analyst (customer level, runs), admin (ingest, erasure, activation, "
+                    "exports). Errors are `{\"code\", \"message\"}`.",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.ws = ws
+    app.state.metrics = metrics
+    app.state.keyring = KeyRing(ws.path)
+    app.state.limiter = RateLimiter(rate=cfg.rate_limit, burst=cfg.rate_burst)
+    app.state.max_batch = cfg.max_batch_events
+    errors.install(app)
+    register(app)
+    app.add_middleware(Timing, metrics=metrics)
+    app.add_middleware(BodyLimit, limit=cfg.max_body_kb * 1024)
+    return app

@@ -1,0 +1,104 @@
+"""The segment lookup index: every id's customer and every customer's active segment, in
+memory, so ``GET /v1/customers/{id}/segment`` answers without a query.
+
+It is rebuilt after any change to the workspace: every change writes an audit record,
+so the audit log's head number tells when (checked at most once a second).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from tribes.errors import InputError
+from tribes.privacy import audit
+from tribes.privacy.pseudonymize import pseudonym
+from tribes.store.segments import active_segments, active_version
+from tribes.workspace import Workspace
+
+log = logging.getLogger(__name__)
+CHECK_EVERY_S = 1.0
+
+
+@dataclass(frozen=True)
+class Assignment:
+    customer_key: str
+    segment_id: int
+    segment_name: str
+    probability: float | None
+    version: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"customer_key": self.customer_key, "segment_id": self.segment_id,
+                "segment_name": self.segment_name, "probability": self.probability,
+                "version": self.version}
+
+
+class SegmentIndex:
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+        self._secret = ws.secret()
+        self._ids: dict[str, str] = {}
+        self._segments: dict[str, Assignment] = {}
+        self._version: int | None = None
+        self._seq = -2
+        self._checked = 0.0
+        self._lock = threading.Lock()
+
+    def refresh(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._checked < CHECK_EVERY_S:
+            return
+        with self._lock:
+            self._checked = now
+            seq = audit.head_seq(self.ws.path)
+            if seq == self._seq and not force:
+                return
+            started = time.perf_counter()
+            with self.ws.engine() as engine:
+                ids = engine.execute(engine.table("identities").select("id", "customer_key"))
+                version = active_version(engine)
+                segs: dict[str, Assignment] = {}
+                if version is not None:
+                    df = engine.execute(active_segments(engine, version))
+                    for r in df.itertuples(index=False):
+                        p = None if r.probability != r.probability else float(r.probability)
+                        segs[str(r.customer_key)] = Assignment(
+                            str(r.customer_key), int(r.segment_id), str(r.segment_name), p,
+                            int(r.version))
+            self._ids = dict(zip(ids["id"].astype(str), ids["customer_key"].astype(str),
+                                 strict=True))
+            self._segments, self._version, self._seq = segs, version, seq
+            log.info("segment index: %d ids, %d customers (version %s) in %.2fs",
+                     len(self._ids), len(segs), version, time.perf_counter() - started)
+
+    @property
+    def version(self) -> int | None:
+        return self._version
+
+    def customer_key(self, ident: str) -> str:
+        """The customer_key of a raw id, a pseudonym or a customer_key."""
+        self.refresh()
+        ident = ident.strip()
+        if ident in self._segments:
+            return ident
+        for candidate in (ident, pseudonym(ident, self._secret)):
+            key = self._ids.get(candidate)
+            if key is not None:
+                return key
+        raise InputError(f"no customer with id '{ident}'", code="E_NOT_FOUND")
+
+    def lookup(self, ident: str) -> Assignment:
+        key = self.customer_key(ident)
+        a = self._segments.get(key)
+        if a is None:
+            if self._version is None:
+                raise InputError("no segment version yet; create one with: tribes segment",
+                                 code="E_NO_SEGMENTS")
+            raise InputError(f"customer '{ident}' is in no segment of version "
+                             f"{self._version} (not analyzed: consent, or new since)",
+                             code="E_NOT_FOUND")
+        return a

@@ -1,0 +1,333 @@
+"""The service layer: what each route does, over the same functions the CLI uses.
+
+Routes only parse, authorize and shape; everything else is here. Data reads are
+recorded in the audit log through :class:`AccessLog` (batched, so a lookup does not
+wait for the disk); changes record themselves where they happen, as from the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tribes.errors import InputError, TribesError
+from tribes.privacy import audit
+from tribes.privacy.erasure import forget
+from tribes.service.index import SegmentIndex
+from tribes.store import segments as store
+from tribes.store.customer import customer_view
+from tribes.store.exports import EXPORTS, export_table
+from tribes.workspace import Workspace
+
+log = logging.getLogger(__name__)
+PROFILE_FEATURES = ("recency_days", "tenure_days", "frequency", "monetary", "aov",
+                    "sessions_per_week", "engagement_score", "purchase_velocity_days",
+                    "cart_abandonment_rate", "rfm_label", "composite_index")
+
+
+class AccessLog:
+    """Data-access records queued by request threads and appended by one writer thread
+    every ``interval`` seconds under one lock and one sync (at most that much is lost if
+    the process dies)."""
+
+    def __init__(self, ws: Workspace, interval: float = 0.2) -> None:
+        self.ws, self.interval = ws, interval
+        self._q: queue.Queue[audit.Entry] = queue.Queue()
+        self._stop = threading.Event()
+        self._secret = ws.secret()
+        self._thread = threading.Thread(target=self._run, name="tribes-audit", daemon=True)
+        self._thread.start()
+
+    def read(self, action: str, *, target: str = "", rows: int | None = None,
+             keys: list[str] | None = None, detail: dict[str, Any] | None = None) -> None:
+        self._q.put(audit.Entry(action=action, actor=audit.current_actor(), target=target,
+                                rows=rows, keys=keys, detail=detail or {},
+                                at=datetime.now(UTC)))
+
+    def flush(self) -> None:
+        batch: list[audit.Entry] = []
+        while True:
+            try:
+                batch.append(self._q.get_nowait())
+            except queue.Empty:
+                break
+        if batch:
+            audit.record_many(self.ws.path, self._secret, batch)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.flush()
+            except TribesError:
+                log.exception("cannot write data-access records to the audit log")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.flush()
+
+
+@dataclass
+class Job:
+    job_id: str
+    kind: str
+    params: dict[str, Any]
+    status: str = "queued"  # queued, running, done, failed
+    created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    finished_at: str | None = None
+    result: dict[str, Any] | None = None
+    error: dict[str, str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"job_id": self.job_id, "kind": self.kind, "params": self.params,
+                "status": self.status, "created_at": self.created_at,
+                "finished_at": self.finished_at, "result": self.result, "error": self.error}
+
+
+class Jobs:
+    """Long work (segmentation) on one background thread, one job at a time."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, Job] = {}
+        self._q: queue.Queue[tuple[Job, Any]] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="tribes-jobs", daemon=True)
+        self._thread.start()
+
+    def submit(self, kind: str, params: dict[str, Any], work: Any) -> Job:
+        job = Job(job_id="j" + secrets.token_hex(6), kind=kind, params=params)
+        self._jobs[job.job_id] = job
+        actor = audit.current_actor()
+        self._q.put((job, lambda: _as(actor, work)))
+        return job
+
+    def get(self, job_id: str) -> Job:
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise InputError(f"no job '{job_id}'", code="E_JOB")
+        return job
+
+    def _run(self) -> None:
+        while True:
+            job, work = self._q.get()
+            job.status = "running"
+            try:
+                job.result = work()
+                job.status = "done"
+            except TribesError as exc:
+                job.status, job.error = "failed", {"code": exc.code, "message": exc.message}
+            except Exception:
+                log.exception("job %s failed", job.job_id)
+                job.status = "failed"
+                job.error = {"code": "E_INTERNAL", "message": "internal error; see the log"}
+            job.finished_at = datetime.now(UTC).isoformat()
+
+
+def _as(actor: str, work: Any) -> Any:
+    with audit.acting_as(actor):
+        return work()
+
+
+@dataclass
+class Service:
+    """Everything the routes need, made once per app."""
+
+    ws: Workspace
+    index: SegmentIndex
+    access: AccessLog
+    jobs: Jobs
+    started: float = field(default_factory=time.time)
+
+    # ---------------------------------------------------------------- aggregates
+    def health(self) -> dict[str, Any]:
+        with self.ws.engine() as engine:
+            version = store.active_version(engine)
+        return {"status": "ok", "workspace": self.ws.path.name, "active_version": version,
+                "uptime_s": round(time.time() - self.started, 1)}
+
+    def segments(self) -> dict[str, Any]:
+        from tribes.models.personas import stored_personas
+
+        with self.ws.engine() as engine:
+            version = store.active_version(engine)
+            if version is None:
+                raise InputError("no segment version yet; create one with: tribes segment",
+                                 code="E_NO_SEGMENTS")
+            run = store.get_run(engine, version)
+            personas = {p["segment_id"]: p for p in stored_personas(engine, version)}
+        segs = [{"segment_id": s["segment_id"], "name": personas.get(s["segment_id"], s)
+                 .get("name", s["name"]), "size": s["size"], "share": s["share"],
+                 "action": personas.get(s["segment_id"], {}).get("action")}
+                for s in run["segments"]]
+        self.access.read("read.segments", target=f"version {version}", rows=len(segs))
+        return {"version": version, "method": run["method"], "k": run["k"],
+                "created_at": run["created_at"], "segments": segs}
+
+    def personas(self) -> dict[str, Any]:
+        from tribes.models.personas import stored_personas
+
+        with self.ws.engine() as engine:
+            version = store.active_version(engine)
+            rows = stored_personas(engine, version) if version is not None else []
+        self.access.read("read.personas", target=f"version {version}", rows=len(rows))
+        return {"version": version, "personas": rows}
+
+    def versions(self) -> dict[str, Any]:
+        with self.ws.engine() as engine:
+            rows = store.list_versions(engine)
+        self.access.read("read.versions", rows=len(rows))
+        return {"versions": rows}
+
+    def diff(self, a: int, b: int) -> dict[str, Any]:
+        with self.ws.engine() as engine:
+            d = store.diff(engine, a, b)
+        self.access.read("read.versions.diff", target=f"versions {a},{b}")
+        return d
+
+    # ------------------------------------------------------------ customer level
+    def segment_of(self, ident: str) -> dict[str, Any]:
+        a = self.index.lookup(ident)
+        self.access.read("read.segment", target=a.customer_key, rows=1,
+                         keys=[a.customer_key])
+        return a.to_dict()
+
+    def profile(self, ident: str) -> dict[str, Any]:
+        key = self.index.customer_key(ident)
+        with self.ws.engine() as engine:
+            view = customer_view(self.ws, engine, key, limit=5)
+            clv = None
+            t = engine.table("clv")
+            rows = engine.execute(t.filter(t.customer_key == key)).to_dict("records")
+            if rows:
+                r = rows[0]
+                clv = {k: _plain(r[k]) for k in ("clv", "p_alive", "churn_risk",
+                                                   "expected_purchases", "expected_value",
+                                                   "horizon", "as_of", "model")}
+        try:
+            segment: dict[str, Any] | None = self.index.lookup(key).to_dict()
+        except InputError:
+            segment = None
+        persona = None
+        if segment is not None:
+            persona = self._persona(segment["segment_id"])
+        feats = view.get("features") or {}
+        self.access.read("read.customer", target=key, rows=1, keys=[key])
+        return {
+            "customer_key": key,
+            "ids": len(view["ids"]),
+            "segment": segment,
+            "persona": persona,
+            "features": {k: _plain(feats[k]) for k in PROFILE_FEATURES if k in feats},
+            "clv": clv,
+            "n_events": view["n_events"], "n_sessions": view["n_sessions"],
+            "analyzed": view["analyzed"],
+            "consents": view["consents"],
+        }
+
+    def _persona(self, segment_id: int) -> dict[str, Any] | None:
+        from tribes.models.personas import stored_personas
+
+        with self.ws.engine() as engine:
+            for p in stored_personas(engine):
+                if p["segment_id"] == segment_id:
+                    return {k: p.get(k) for k in ("name", "archetype", "description",
+                                                  "action", "campaign")}
+        return None
+
+    # ---------------------------------------------------------------- changes
+    def activate(self, version: int) -> dict[str, Any]:
+        with self.ws.engine() as engine:
+            previous = store.activate(engine, version)
+        self.index.refresh(force=True)
+        return {"active": version, "previous": previous}
+
+    def rollback(self) -> dict[str, Any]:
+        with self.ws.engine() as engine:
+            current, to = store.rollback(engine)
+        self.index.refresh(force=True)
+        return {"rolled_back": current, "active": to}
+
+    def ingest_events(self, events: list[dict[str, Any]], source: str,
+                      metrics: Any) -> dict[str, Any]:
+        """Ingest a JSON batch with the file contract (validation, quarantine, dedupe)."""
+        from tribes.ingest import IngestOptions, ingest
+
+        spool = self.ws.path / ".tmp" / "api"
+        spool.mkdir(parents=True, exist_ok=True)
+        path = spool / f"events-{secrets.token_hex(6)}.jsonl"
+        try:
+            with open(path, "w", encoding="utf-8") as fh:
+                for e in events:
+                    fh.write(json.dumps(e, default=str) + "\n")
+            s = ingest(self.ws, [str(path)], IngestOptions(source=source, fmt="jsonl"))
+        finally:
+            path.unlink(missing_ok=True)
+        metrics.ingest(s.loaded, s.duplicates, s.quarantined)
+        out = s.to_dict()
+        out["files"] = []
+        return out
+
+    def segmentation(self, params: dict[str, Any]) -> Job:
+        from tribes.models.run import run_segmentation
+
+        def work() -> dict[str, Any]:
+            with self.ws.engine() as engine:
+                report = run_segmentation(self.ws, engine, method=params["method"],
+                                          k=params.get("k"),
+                                          features=params.get("features"))
+            self.index.refresh(force=True)
+            return {"version": report.version, "method": report.method, "k": report.k,
+                    "n_customers": report.n_customers, "segments": report.segments,
+                    "warnings": report.warnings}
+
+        return self.jobs.submit("segmentation", params, work)
+
+    def export(self, what: str, fmt: str) -> dict[str, Any]:
+        if what not in EXPORTS:
+            raise InputError(f"cannot export '{what}'; choose one of {', '.join(EXPORTS)}",
+                             code="E_EXPORT_WHAT")
+        out_dir = self.ws.path / "exports"
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        path = out_dir / f"{what}-{stamp}-{secrets.token_hex(2)}.{fmt}"
+        with self.ws.engine() as engine:
+            n = export_table(self.ws, engine, what, path, fmt)
+            x = engine.table("exports")
+            row = engine.execute(x.filter(x.path == str(path.resolve()))).to_dict("records")
+        export_id = row[0]["export_id"] if row else None
+        return {"export_id": export_id, "what": what, "format": fmt, "rows": n,
+                "file": path.name}
+
+    def export_file(self, export_id: str) -> Path:
+        with self.ws.engine() as engine:
+            x = engine.table("exports")
+            rows = engine.execute(x.filter(x.export_id == export_id)).to_dict("records")
+        if not rows or not Path(rows[0]["path"]).exists():
+            raise InputError(f"no export '{export_id}' (or its file is gone)",
+                             code="E_EXPORT")
+        self.access.read("read.export", target=export_id, rows=int(rows[0]["rows"]))
+        return Path(rows[0]["path"])
+
+    def erase(self, ident: str, reason: str) -> dict[str, Any]:
+        with self.ws.engine() as engine:
+            result = forget(self.ws, engine, ident, reason=reason)
+        self.index.refresh(force=True)
+        return result.to_dict()
+
+
+def _plain(v: Any) -> Any:
+    if v is None or (isinstance(v, float) and v != v):
+        return None
+    if hasattr(v, "item"):
+        return v.item()
+    if isinstance(v, (datetime,)):
+        return v.isoformat()
+    return v
+
+

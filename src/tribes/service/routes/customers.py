@@ -1,0 +1,46 @@
+"""Customer-level reads and runs (analyst): profiles, segment lookups, segmentation jobs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Request
+
+from tribes.privacy.keys import ApiKey
+from tribes.service.routes.common import responses, service
+from tribes.service.schemas import JobOut, Profile, SegmentationIn, SegmentOf
+from tribes.service.security import require
+
+router = APIRouter()
+Analyst = Annotated[ApiKey, Depends(require("analyst"))]
+Ident = Annotated[str, Path(min_length=1, max_length=256,
+                            description="Any id of the customer (raw, pseudonym or key).")]
+
+
+@router.get("/v1/customers/{ident}/segment", response_model=SegmentOf, tags=["customers"],
+            responses=responses(404))
+def segment_of(request: Request, key: Analyst, ident: Ident) -> dict:
+    """The active segment of a customer, by any of their ids (answered from memory)."""
+    return service(request).segment_of(ident)
+
+
+@router.get("/v1/customers/{ident}", response_model=Profile, tags=["customers"],
+            responses=responses(404, 409))
+def profile(request: Request, key: Analyst, ident: Ident) -> dict:
+    """A customer's profile: segment, persona, key features, CLV and P(alive), consent."""
+    return service(request).profile(ident)
+
+
+@router.post("/v1/segmentations", response_model=JobOut, status_code=202, tags=["jobs"],
+             responses=responses(400))
+def segmentation(request: Request, key: Analyst, body: SegmentationIn) -> dict:
+    """Start a segmentation (a new active version) as a job; poll /v1/jobs/{job_id}."""
+    return service(request).segmentation(body.model_dump()).to_dict()
+
+
+@router.get("/v1/jobs/{job_id}", response_model=JobOut, tags=["jobs"],
+            responses=responses(404))
+def job(request: Request, key: Analyst,
+        job_id: Annotated[str, Path(min_length=1, max_length=64)]) -> dict:
+    """A job's status and, once done, its result or error."""
+    return service(request).jobs.get(job_id).to_dict()

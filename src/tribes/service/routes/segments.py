@@ -1,0 +1,40 @@
+"""Aggregates (viewer): segments and personas of the active version, versions."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from tribes.privacy.keys import ApiKey
+from tribes.service.routes.common import responses, service
+from tribes.service.schemas import Personas, Segments, Versions
+from tribes.service.security import require
+
+router = APIRouter(tags=["segments"])
+Viewer = Annotated[ApiKey, Depends(require("viewer"))]
+
+
+@router.get("/v1/segments", response_model=Segments, responses=responses(404))
+def segments(request: Request, key: Viewer) -> dict:
+    """Segments of the active version: id, name, size, share and recommended action."""
+    return service(request).segments()
+
+
+@router.get("/v1/personas", response_model=Personas, responses=responses())
+def personas(request: Request, key: Viewer) -> dict:
+    """Persona cards of the active version."""
+    return service(request).personas()
+
+
+@router.get("/v1/versions", response_model=Versions, responses=responses())
+def versions(request: Request, key: Viewer) -> dict:
+    """Every segment version with its method, k, quality and status."""
+    return service(request).versions()
+
+
+@router.get("/v1/versions/diff", responses=responses(400, 404))
+def diff(request: Request, key: Viewer, a: Annotated[int, Query(ge=1)],
+         b: Annotated[int, Query(ge=1)]) -> dict:
+    """Migration matrix between versions a and b, their ARI and size changes."""
+    return service(request).diff(a, b)

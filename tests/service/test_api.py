@@ -1,0 +1,273 @@
+"""Every route with every role through FastAPI's TestClient, on a real workspace."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tribes.privacy import audit
+from tribes.privacy.keys import create_key, revoke_key
+from tribes.privacy.pseudonymize import pseudonym
+from tribes.service import create_app
+from tribes.workspace import open_workspace
+
+from .conftest import Built
+
+PERSON = "C0000003"
+
+VIEWER_ROUTES = [("get", "/v1/segments"), ("get", "/v1/personas"), ("get", "/v1/versions"),
+                 ("get", "/v1/versions/diff?a=1&b=2"), ("get", "/metrics")]
+ANALYST_ROUTES = [("get", f"/v1/customers/{PERSON}"), ("get", f"/v1/customers/{PERSON}/segment")]
+ADMIN_ROUTES = [("post", "/v1/versions/rollback"), ("post", "/v1/versions/1/activate"),
+                ("post", "/v1/erasures"), ("post", "/v1/exports"), ("post", "/v1/events")]
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture
+def client(service_ws: Built) -> Iterator[TestClient]:
+    app = create_app(open_workspace(service_ws.path))
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+def _error(r, status: int, code: str) -> None:
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert set(body) == {"code", "message"} and body["code"] == code, body
+    assert "Traceback" not in r.text
+
+
+def test_health_needs_no_key(client: TestClient) -> None:
+    r = client.get("/v1/health")
+    assert r.status_code == 200 and r.json()["active_version"] == 2
+
+
+@pytest.mark.parametrize("method, url", VIEWER_ROUTES + ANALYST_ROUTES + ADMIN_ROUTES)
+def test_every_route_needs_a_key(client: TestClient, method: str, url: str) -> None:
+    _error(getattr(client, method)(url), 401, "E_AUTH")
+    _error(getattr(client, method)(url, headers=auth("trb_000000000000_" + "x" * 43)), 401,
+           "E_AUTH")
+    _error(getattr(client, method)(url, headers={"Authorization": "Basic abc"}), 401, "E_AUTH")
+
+
+@pytest.mark.parametrize("method, url", ANALYST_ROUTES + ADMIN_ROUTES)
+def test_viewer_sees_aggregates_only(client: TestClient, service_ws: Built, method: str,
+                                     url: str) -> None:
+    _error(getattr(client, method)(url, headers=auth(service_ws.keys["viewer"])), 403,
+           "E_FORBIDDEN")
+
+
+@pytest.mark.parametrize("method, url", ADMIN_ROUTES)
+def test_analyst_cannot_change_data(client: TestClient, service_ws: Built, method: str,
+                                    url: str) -> None:
+    _error(getattr(client, method)(url, headers=auth(service_ws.keys["analyst"])), 403,
+           "E_FORBIDDEN")
+
+
+def test_viewer_routes(client: TestClient, service_ws: Built) -> None:
+    h = auth(service_ws.keys["viewer"])
+    seg = client.get("/v1/segments", headers=h).json()
+    assert seg["version"] == 2 and len(seg["segments"]) == 4
+    assert abs(sum(s["share"] for s in seg["segments"]) - 1) < 1e-9
+    assert all(s["name"] for s in seg["segments"])
+    personas = client.get("/v1/personas", headers=h).json()
+    assert personas["version"] == 2
+    versions = client.get("/v1/versions", headers=h).json()["versions"]
+    assert [v["version"] for v in versions] == [1, 2] and versions[1]["active"]
+    diff = client.get("/v1/versions/diff", params={"a": 1, "b": 2}, headers=h).json()
+    assert diff["customers_in_both"] == sum(s["size"] for s in seg["segments"])
+    _error(client.get("/v1/versions/diff", params={"a": 1, "b": 9}, headers=h), 404,
+           "E_VERSION_NOT_FOUND")
+    _error(client.get("/v1/versions/diff", params={"a": 1}, headers=h), 422, "E_REQUEST")
+    text = client.get("/metrics", headers=h).text
+    assert 'tribes_http_requests_total{method="GET",route="/v1/segments",status="200"} 1' in text
+    assert 'tribes_http_request_seconds_bucket{route="/v1/segments",le="+Inf"} 1' in text
+
+
+def test_segment_lookup_by_any_id(client: TestClient, service_ws: Built) -> None:
+    h = auth(service_ws.keys["analyst"])
+    by_raw = client.get(f"/v1/customers/{PERSON}/segment", headers=h)
+    assert by_raw.status_code == 200, by_raw.text
+    key = by_raw.json()["customer_key"]
+    assert key == pseudonym(PERSON, open_workspace(service_ws.path).secret())
+    assert client.get(f"/v1/customers/{key}/segment", headers=h).json() == by_raw.json()
+    with open_workspace(service_ws.path).engine(read_only=True) as engine:
+        ids = engine.table("identities")
+        cookie = engine.execute(ids.filter((ids.customer_key == key)
+                                           & (ids.id_type == "anonymous_id")).limit(1)).id[0]
+        a = engine.table("segment_assignments")
+        truth = engine.execute(a.filter((a.version == 2) & (a.customer_key == key)))
+    assert client.get(f"/v1/customers/{cookie}/segment", headers=h).json()["customer_key"] == key
+    assert by_raw.json()["segment_id"] == int(truth.segment_id[0])
+    _error(client.get("/v1/customers/nobody-here/segment", headers=h), 404, "E_NOT_FOUND")
+
+
+def test_profile(client: TestClient, service_ws: Built) -> None:
+    r = client.get(f"/v1/customers/{PERSON}", headers=auth(service_ws.keys["analyst"]))
+    assert r.status_code == 200, r.text
+    p = r.json()
+    assert p["segment"]["version"] == 2 and p["persona"]["name"]
+    assert {"recency_days", "frequency", "monetary", "engagement_score"} <= set(p["features"])
+    assert p["n_events"] > 0 and p["ids"] >= 1
+    if p["clv"] is not None:
+        assert 0 <= p["clv"]["p_alive"] <= 1
+
+
+def test_reads_are_audited_with_the_key_name(client: TestClient, service_ws: Built) -> None:
+    client.get(f"/v1/customers/{PERSON}/segment", headers=auth(service_ws.keys["analyst"]))
+    client.get("/v1/segments", headers=auth(service_ws.keys["viewer"]))
+    client.app.state.service.access.flush()
+    recs = audit.read(service_ws.path)
+    read = [r for r in recs if r["action"] == "read.segment"][-1]
+    key = pseudonym(PERSON, open_workspace(service_ws.path).secret())
+    assert read["actor"] == "key:test-analyst" and read["keys"] == [key]
+    assert any(r["action"] == "read.segments" and r["actor"] == "key:test-viewer"
+               for r in recs)
+    assert PERSON not in (service_ws.path / audit.LOG_FILE).read_text(encoding="utf-8")
+    assert audit.verify(service_ws.path, open_workspace(service_ws.path).secret()).ok
+
+
+def test_ingest_events_with_the_file_contract(client: TestClient, service_ws: Built) -> None:
+    h = auth(service_ws.keys["admin"])
+    events = [
+        {"event_id": "api-1", "ts": "2026-02-20T10:00:00Z", "event_type": "page_view",
+         "customer_id": PERSON},
+        {"event_id": "api-2", "ts": "not a time", "event_type": "page_view",
+         "customer_id": PERSON},
+        {"event_id": "api-3", "ts": "2026-02-20T10:05:00Z", "event_type": "purchase",
+         "customer_id": PERSON, "amount": -3},
+        {"event_id": "api-4", "ts": "2026-02-20T10:06:00Z", "event_type": "page_view"},
+    ]
+    r = client.post("/v1/events", json={"source": "api", "events": events}, headers=h)
+    assert r.status_code == 200, r.text
+    s = r.json()
+    assert s["rows_read"] == 4 and s["loaded"] == 1
+    assert s["quarantined"] == {"E_AMOUNT": 1, "E_NO_ID": 1, "E_TS_PARSE": 1}
+    again = client.post("/v1/events", json={"source": "api", "events": events}, headers=h)
+    assert again.json()["loaded"] == 0 and again.json()["duplicates"] == 1
+    text = client.get("/metrics", headers=h).text
+    assert 'tribes_ingest_rows_total{outcome="loaded"} 1' in text
+    assert 'tribes_quarantine_rows_total{reason="E_TS_PARSE"} 2' in text
+    _error(client.post("/v1/events", json={"events": []}, headers=h), 422, "E_REQUEST")
+    _error(client.post("/v1/events", content=b"{not json", headers={
+        **h, "content-type": "application/json"}), 422, "E_REQUEST")
+
+
+def test_oversized_batches_and_bodies_get_413(service_ws: Built) -> None:
+    ws_path = service_ws.path
+    (ws_path / "tribes.toml").write_text(
+        (ws_path / "tribes.toml").read_text(encoding="utf-8").replace(
+            "max_batch_events = 10000", "max_batch_events = 3").replace(
+            "max_body_kb = 1024", "max_body_kb = 2"), encoding="utf-8")
+    app = create_app(open_workspace(ws_path))
+    h = auth(service_ws.keys["admin"])
+    with TestClient(app) as c:
+        four = [{"ts": "2026-02-01T00:00:00Z", "event_type": "login", "customer_id": "x"}] * 4
+        _error(c.post("/v1/events", json={"events": four}, headers=h), 413, "E_TOO_LARGE")
+        big = [{"ts": "2026-02-01T00:00:00Z", "event_type": "x" * 3000, "customer_id": "x"}]
+        _error(c.post("/v1/events", json={"events": big}, headers=h), 413, "E_TOO_LARGE")
+
+
+def test_activate_rollback_export_and_download(client: TestClient, service_ws: Built) -> None:
+    h = auth(service_ws.keys["admin"])
+    assert client.post("/v1/versions/1/activate", headers=h).json() == {"active": 1,
+                                                                        "previous": 2}
+    seg = client.get(f"/v1/customers/{PERSON}/segment", headers=h).json()
+    assert seg["version"] == 1  # the lookup index follows the active version
+    assert client.post("/v1/versions/rollback", headers=h).json() == {"rolled_back": 1,
+                                                                      "active": 2}
+    _error(client.post("/v1/versions/7/activate", headers=h), 404, "E_VERSION_NOT_FOUND")
+    x = client.post("/v1/exports", json={"what": "segments", "format": "csv"}, headers=h)
+    assert x.status_code == 200, x.text
+    meta = x.json()
+    assert meta["rows"] > 100 and meta["export_id"]
+    f = client.get(f"/v1/exports/{meta['export_id']}/file", headers=h)
+    assert f.status_code == 200 and f.text.startswith("customer_key")
+    assert len(f.text.strip().splitlines()) == meta["rows"] + 1
+    _error(client.get("/v1/exports/nope/file", headers=h), 404, "E_EXPORT")
+    _error(client.post("/v1/exports", json={"what": "everything"}, headers=h), 422,
+           "E_REQUEST")
+
+
+def test_erasure_through_the_api(client: TestClient, service_ws: Built) -> None:
+    h = auth(service_ws.keys["admin"])
+    r = client.post("/v1/erasures", json={"id": PERSON, "reason": "ticket 9"}, headers=h)
+    assert r.status_code == 200, r.text
+    assert r.json()["deleted"]["segment_assignments"] == 2
+    _error(client.get(f"/v1/customers/{PERSON}/segment", headers=h), 404, "E_NOT_FOUND")
+    rec = [x for x in audit.read(service_ws.path) if x["action"] == "forget"][-1]
+    assert rec["actor"] == "key:test-admin"
+
+
+def test_segmentation_job(client: TestClient, service_ws: Built) -> None:
+    h = auth(service_ws.keys["analyst"])
+    r = client.post("/v1/segmentations", json={"method": "kmeans", "k": 3}, headers=h)
+    assert r.status_code == 202, r.text
+    job_id = r.json()["job_id"]
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        job = client.get(f"/v1/jobs/{job_id}", headers=h).json()
+        if job["status"] in ("done", "failed"):
+            break
+        time.sleep(0.2)
+    assert job["status"] == "done", job
+    assert job["result"]["version"] == 3 and job["result"]["k"] == 3
+    assert client.get(f"/v1/customers/{PERSON}/segment", headers=h).json()["version"] == 3
+    _error(client.get("/v1/jobs/j000", headers=h), 404, "E_JOB")
+    _error(client.post("/v1/segmentations", json={"method": "magic"}, headers=h), 422,
+           "E_REQUEST")
+
+
+def test_revoked_and_expired_keys_stop_working(client: TestClient, service_ws: Built) -> None:
+    text, rec = create_key(service_ws.path, name="temp", role="viewer")
+    assert client.get("/v1/segments", headers=auth(text)).status_code == 200
+    revoke_key(service_ws.path, "temp")
+    _error(client.get("/v1/segments", headers=auth(text)), 401, "E_AUTH")
+    soon = datetime.now(UTC) + timedelta(seconds=1)
+    text2, _ = create_key(service_ws.path, name="brief", role="viewer", expires_at=soon)
+    assert client.get("/v1/segments", headers=auth(text2)).status_code == 200
+    time.sleep(1.2)
+    _error(client.get("/v1/segments", headers=auth(text2)), 401, "E_AUTH")
+
+
+def test_rate_limit_per_key(service_ws: Built) -> None:
+    path = service_ws.path
+    (path / "tribes.toml").write_text((path / "tribes.toml").read_text(encoding="utf-8")
+                                      .replace("rate_burst = 200", "rate_burst = 3")
+                                      .replace("rate_limit = 100.0", "rate_limit = 0.5"),
+                                      encoding="utf-8")
+    with TestClient(create_app(open_workspace(path))) as c:
+        h = auth(service_ws.keys["viewer"])
+        codes = [c.get("/v1/versions", headers=h).status_code for _ in range(5)]
+        assert codes[:3] == [200, 200, 200] and codes[3:] == [429, 429]
+        r = c.get("/v1/versions", headers=h)
+        _error(r, 429, "E_RATE_LIMIT")
+        assert int(r.headers["retry-after"]) >= 1
+        # another key has its own bucket
+        assert c.get("/v1/versions", headers=auth(service_ws.keys["admin"])).status_code == 200
+
+
+def test_unexpected_errors_leak_nothing(client: TestClient, service_ws: Built,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom() -> None:
+        raise RuntimeError("secret internals at /srv/db")
+
+    monkeypatch.setattr(client.app.state.service, "versions", boom)
+    r = client.get("/v1/versions", headers=auth(service_ws.keys["viewer"]))
+    _error(r, 500, "E_INTERNAL")
+    assert "secret internals" not in r.text
+
+
+def test_openapi_document(client: TestClient) -> None:
+    doc = client.get("/openapi.json").json()
+    paths = set(doc["paths"])
+    assert {"/v1/health", "/v1/segments", "/v1/customers/{ident}/segment", "/v1/events",
+            "/v1/erasures", "/v1/versions/{version}/activate", "/metrics"} <= paths
+    assert client.get("/docs").status_code == 200
