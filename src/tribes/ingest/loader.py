@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
 FAULT_ENV = "TRIBES_FAULT_AT"  # test hook: "<step>:raise" or "<step>:kill"
+SOURCE_VIEW = "src"  # the name the readers register the input files under
 
 
 @dataclass(frozen=True)
@@ -239,6 +240,7 @@ def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
             _fault("recorded")
         say("cleaning up")
         engine.drop_temps("_tribes_")
+        engine.drop_temp(SOURCE_VIEW)  # a long-lived engine (the service) must not keep it
         clear_spool(ws.path)
     say(None)
     seconds = round(time.perf_counter() - started, 3)

@@ -24,8 +24,9 @@ import ibis.expr.types as ir
 
 from tribes.engine import Engine
 from tribes.errors import InputError
+from tribes.features.run import TABLE as FEATURES_TABLE
 from tribes.privacy.pseudonymize import PSEUDONYM_LENGTH, pseudonym
-from tribes.store.tables import TOMBSTONES
+from tribes.store.tables import SCHEMAS, TOMBSTONES
 from tribes.workspace import Workspace
 
 # tables whose rows name a person by pseudonymized id rather than by customer_key
@@ -108,9 +109,8 @@ def forget(ws: Workspace, engine: Engine, ident: str, *, reason: str = "") -> Er
             held = x.semi_join(m.filter(m.customer_key == key), "export_id")
             exports = engine.execute(held.select("export_id", "what", "path", "created_at")
                                      .order_by("created_at")).to_dict("records")
-        for table in sorted(engine.list_tables()):
-            if table.startswith("_tribes_") or table == "tombstones":
-                continue
+        stored = set(engine.list_tables())
+        for table in sorted((set(SCHEMAS) | {FEATURES_TABLE}) & stored - {"tombstones"}):
             t = engine.table(table)
             pred = _person_filter(t, table, key, pids)
             if pred is None:
