@@ -35,9 +35,10 @@ SCRIPT = r"""
 import contextlib, io, json, sys
 from pathlib import Path
 from tribes.cli import main
-from tribes.workspace import open_workspace
+from tribes.workspace import init_workspace, open_workspace
 
 ws, data, out = (Path(a) for a in sys.argv[1:4])
+init_workspace(ws)
 steps = [
     ["ingest", data / "web", "--source", "web"],
     ["ingest", data / "app", "--source", "app"],
@@ -75,14 +76,14 @@ print(json.dumps({"done": done, "control": control}))
 def test_pipeline_runs_with_a_driver_limit_far_below_the_event_data(tmp_path: Path) -> None:
     require_spark()
     from tribes.synth import SynthConfig, generate
-    from tribes.workspace import init_workspace
 
     data, ws, out = tmp_path / "data", tmp_path / "ws", tmp_path / "out"
     generate(SynthConfig(out=data, customers=1500, days=120, seed=3))
     ws.mkdir()
     out.mkdir()
+    # the workspace is opened in the child only: a Spark session started here would keep
+    # the 1 MiB limit for every later Spark test of this process
     (ws / "tribes.toml").write_text(LIMIT_TOML, encoding="utf-8")
-    init_workspace(ws)
     proc = subprocess.run([sys.executable, "-c", SCRIPT, str(ws), str(data), str(out)],
                           capture_output=True, text=True, timeout=1500)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]

@@ -21,7 +21,7 @@ from .conftest import Built
 LINEAGE = {"batch_id", "ingested_at", "quarantined_at", "started_at", "finished_at",
            "refreshed_at", "activated_at", "created_at", "computed_at", "events_loaded_at",
            "run_id", "fit_id", "version_id", "features_run", "prep_run", "seconds", "options",
-           "files", "erased_at", "export_id", "path"}
+           "files", "erased_at", "export_id", "path", "steps"}
 # JSON documents compared field by field (their run ids and timings aside)
 JSON_COLUMNS = {"report", "metrics", "snapshot", "segments", "profile", "params", "reasons",
                 "mapping", "missing", "definition", "model"}

@@ -89,15 +89,13 @@ def test_a_recomputed_chain_without_the_key_does_not_verify(ws: Workspace) -> No
 
 def test_rolled_back_changes_are_not_recorded(ws: Workspace) -> None:
     before = len(audit.read(ws.path))
-    with ws.engine() as engine, pytest.raises(RuntimeError):
-        with engine.transaction():
-            engine.audit("segment", target="version 9")
-            raise RuntimeError("boom")
+    with ws.engine() as engine, pytest.raises(RuntimeError), engine.transaction():
+        engine.audit("segment", target="version 9")
+        raise RuntimeError("boom")
     assert len(audit.read(ws.path)) == before
-    with ws.engine() as engine:
-        with engine.transaction():
-            engine.audit("segment", target="version 9")
-            assert len(audit.read(ws.path)) == before  # not before the commit
+    with ws.engine() as engine, engine.transaction():
+        engine.audit("segment", target="version 9")
+        assert len(audit.read(ws.path)) == before  # not before the commit
     assert audit.read(ws.path)[-1]["target"] == "version 9"
 
 

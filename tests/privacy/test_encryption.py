@@ -63,17 +63,15 @@ def test_key_file_env_override_and_wrong_key(tmp_path: Path, monkeypatch) -> Non
     key = key_file.read_text(encoding="utf-8").strip()
     # the key can live in the secret store only
     key_file.unlink()
-    with pytest.raises(EngineError) as missing:
-        with open_workspace(path).engine():
-            pass
+    with pytest.raises(EngineError) as missing, open_workspace(path).engine():
+        pass
     assert missing.value.code == "E_DB_KEY"
     monkeypatch.setenv(DB_KEY_ENV, key)
     with open_workspace(path).engine() as engine:
         assert engine.encrypted and engine.has_table("events")
     monkeypatch.setenv(DB_KEY_ENV, "0" * 64)
-    with pytest.raises(EngineError) as wrong:
-        with open_workspace(path).engine():
-            pass
+    with pytest.raises(EngineError) as wrong, open_workspace(path).engine():
+        pass
     assert wrong.value.code == "E_DB_KEY"
 
 

@@ -98,7 +98,7 @@ def test_forget_erases_everywhere_and_reingest_loads_nothing(cli, tmp_path: Path
     # the audit log names the erasure by pseudonymized key, never by the id given
     log = (ws / audit.LOG_FILE).read_text(encoding="utf-8")
     assert PERSON not in log
-    rec = [x for x in audit.read(ws) if x["action"] == "forget"][0]
+    rec = next(x for x in audit.read(ws) if x["action"] == "forget")
     assert rec["keys"] == [key] and rec["detail"]["reason"] == "request 123"
     assert audit.verify(ws, open_workspace(ws).secret()).ok
 

@@ -226,7 +226,7 @@ def test_segmentation_job(client: TestClient, service_ws: Built) -> None:
 
 
 def test_revoked_and_expired_keys_stop_working(client: TestClient, service_ws: Built) -> None:
-    text, rec = create_key(service_ws.path, name="temp", role="viewer")
+    text, _ = create_key(service_ws.path, name="temp", role="viewer")
     assert client.get("/v1/segments", headers=auth(text)).status_code == 200
     revoke_key(service_ws.path, "temp")
     _error(client.get("/v1/segments", headers=auth(text)), 401, "E_AUTH")
@@ -271,3 +271,15 @@ def test_openapi_document(client: TestClient) -> None:
     assert {"/v1/health", "/v1/segments", "/v1/customers/{ident}/segment", "/v1/events",
             "/v1/erasures", "/v1/versions/{version}/activate", "/metrics"} <= paths
     assert client.get("/docs").status_code == 200
+
+
+def test_hostile_text_is_refused_or_quarantined_never_a_500(client: TestClient,
+                                                            service_ws: Built) -> None:
+    h = auth(service_ws.keys["admin"])
+    _error(client.get("/v1/customers/a%00b/segment", headers=h), 400, "E_ID")
+    _error(client.post("/v1/erasures", json={"id": "\u0000"}, headers=h), 400, "E_ID")
+    events = [{"event_id": "nul-1", "ts": "2026-02-20T10:00:00Z", "event_type": "page\u0000view",
+               "customer_id": "C\u0000001", "page": "'; DROP TABLE events; --"}]
+    r = client.post("/v1/events", json={"events": events}, headers=h)
+    assert r.status_code < 500, r.text
+    assert client.get("/v1/segments", headers=h).status_code == 200

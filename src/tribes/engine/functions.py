@@ -50,6 +50,11 @@ def _trim(x: str) -> str:  # type: ignore[empty-body]
     ...
 
 
+@ibis.udf.scalar.builtin(name="chr")
+def _chr(code: int) -> str:  # type: ignore[empty-body]
+    """The character with this code point (DuckDB and Spark alike)."""
+
+
 @ibis.udf.scalar.builtin(name="md5")
 def _md5(x: str) -> str:  # type: ignore[empty-body]
     ...
@@ -108,6 +113,12 @@ def hmac_sha256_py(value: str, key: bytes, length: int = 32) -> str:
 def trim_spaces(value: ir.StringValue) -> ir.StringValue:
     """Remove leading and trailing spaces (cheaper than Ibis' strip, which also takes tabs)."""
     return _trim(value)
+
+
+def strip_nul(value: ir.StringValue) -> ir.StringValue:
+    """The text without NUL characters, which could not travel in the SQL of later steps
+    (a NUL byte cannot be written in SQL text, so the character comes from ``chr(0)``)."""
+    return value.replace(_chr(ibis.literal(0)), "")
 
 
 def md5_hex(value: ir.StringValue) -> ir.StringValue:

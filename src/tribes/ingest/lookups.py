@@ -31,13 +31,14 @@ class Lookups:
     id_columns: list[str] = field(default_factory=list)
     categories: dict[str, dict[str, str | None]] = field(default_factory=dict)
     constants: dict[str, str | None] = field(default_factory=dict)
-    erased: list[str] = field(default_factory=list)  # raw ids of erased people (tombstones)
+    erased: ir.Table | None = None  # raw ids (_raw) of erased people seen in this batch
 
     def is_erased(self, t: ir.Table) -> ir.BooleanValue | None:
         """Whether a row carries an id of an erased person; None when the batch has none."""
-        if not self.erased:
+        if self.erased is None:
             return None
-        return ibis.or_(*(t[c].isin(self.erased).fill_null(False) for c in self.id_columns))
+        raws = self.erased._raw
+        return ibis.or_(*(t[c].isin(raws).fill_null(False) for c in self.id_columns))
 
     def raw_values_for(self, column: str, wanted: set[str | None]) -> list[str]:
         """Raw values of ``column`` whose standard spelling is in ``wanted``."""
@@ -121,7 +122,7 @@ def build_lookups(engine: Engine, stage: ir.Table, profile: BatchProfile, spec: 
         if int(engine.scalar(engine.table("tombstones").count())):
             from tribes.privacy.erasure import erased_raw_ids
 
-            out.erased = erased_raw_ids(engine, out.ids)
+            out.erased = erased_raw_ids(engine, out.ids)  # a table: no id goes into SQL text
     for c, vals in profile.values.items():
         out.categories[c] = mapping_for(c, vals, user_map=user_maps.get(c),
                                         event_aliases=aliases)

@@ -14,7 +14,7 @@ from datetime import datetime
 import ibis
 import ibis.expr.types as ir
 
-from tribes.engine.functions import hmac_sha256_py, struct_to_json
+from tribes.engine.functions import hmac_sha256_py, strip_nul, struct_to_json
 from tribes.engine.io import FILE_COLUMN, ReadResult
 from tribes.ingest.mapping import ColumnMapping
 from tribes.ingest.parse import UTC, as_text, finite, parse_bool, parse_float, parse_ts, whole
@@ -78,8 +78,9 @@ def build_stage(read: ReadResult, spec: KindSpec, mapping: ColumnMapping,
         if f.kind in typed and not raw.type().is_string():
             l1[f.name] = raw
         elif f.kind in ("snake", "place"):
-            # few distinct values: cleaned and standardized in Python by the loader
-            l1[_text_col(f.name)] = raw.cast("string")
+            # few distinct values: cleaned and standardized in Python by the loader, and
+            # written back into SQL as literals, which cannot hold a NUL
+            l1[_text_col(f.name)] = strip_nul(raw.cast("string"))
         else:
             l1[_text_col(f.name)] = as_text(raw, trim=f.kind in ("id", "text"))
     # raw columns ride along so that properties and the record digest, costly per row,

@@ -26,6 +26,7 @@ from tribes.engine import Engine
 from tribes.errors import InputError
 from tribes.features.run import TABLE as FEATURES_TABLE
 from tribes.privacy.pseudonymize import PSEUDONYM_LENGTH, pseudonym
+from tribes.store.customer import clean_ident
 from tribes.store.tables import SCHEMAS, TOMBSTONES
 from tribes.workspace import Workspace
 
@@ -59,9 +60,7 @@ def person_ids(ws: Workspace, engine: Engine, ident: str) -> tuple[str | None, l
     ``ident`` may be a raw id, a pseudonym or a customer_key. A person not in the
     identity graph (not prepped yet, or never seen) is their id's pseudonym alone.
     """
-    ident = ident.strip()
-    if not ident:
-        raise InputError("give the id of the person to erase", code="E_ID")
+    ident = clean_ident(ident)
     candidates = [ident, pseudonym(ident, ws.secret())]
     ids = engine.table("identities")
     keys = engine.execute(ids.filter(ids.id.isin(candidates) | ids.customer_key.isin(candidates))
@@ -132,8 +131,10 @@ def forget(ws: Workspace, engine: Engine, ident: str, *, reason: str = "") -> Er
     return result
 
 
-def erased_raw_ids(engine: Engine, lookup: ir.Table) -> list[str]:
-    """The raw ids of a batch (``lookup``: columns ``_raw``, ``_pid``) that are tombstoned."""
+def erased_raw_ids(engine: Engine, lookup: ir.Table) -> ir.Table | None:
+    """The raw ids of a batch (``lookup``: columns ``_raw``, ``_pid``) that are tombstoned,
+    as a temporary table (None when there are none)."""
     stones = engine.table("tombstones")
-    hit = lookup.semi_join(stones, lookup._pid == stones.id).select("_raw")
-    return [str(v) for v in engine.execute(hit)["_raw"]]
+    hit = engine.create_temp("_tribes_erased",
+                             lookup.semi_join(stones, lookup._pid == stones.id).select("_raw"))
+    return hit if int(engine.scalar(hit.count())) else None

@@ -16,6 +16,7 @@ from typing import Any
 from tribes.errors import InputError
 from tribes.privacy import audit
 from tribes.privacy.pseudonymize import pseudonym
+from tribes.store.customer import clean_ident
 from tribes.store.segments import active_segments, active_version
 from tribes.workspace import Workspace
 
@@ -82,7 +83,7 @@ class SegmentIndex:
     def customer_key(self, ident: str) -> str:
         """The customer_key of a raw id, a pseudonym or a customer_key."""
         self.refresh()
-        ident = ident.strip()
+        ident = clean_ident(ident)
         if ident in self._segments:
             return ident
         for candidate in (ident, pseudonym(ident, self._secret)):

@@ -21,9 +21,17 @@ def _records(engine: Engine, expr: Any) -> list[dict[str, Any]]:
              for k, v in r.items()} for r in df.to_dict("records")]
 
 
+def clean_ident(ident: str) -> str:
+    """An id as given, stripped; refused when empty or holding control characters."""
+    ident = ident.strip()
+    if not ident or any(ord(c) < 32 or ord(c) == 127 for c in ident):
+        raise InputError("give a customer id: non-empty, printable text", code="E_ID")
+    return ident
+
+
 def resolve_customer(ws: Workspace, engine: Engine, ident: str) -> str:
     """The customer_key of a raw id (any id type), a stored pseudonym or a customer_key."""
-    ident = ident.strip()
+    ident = clean_ident(ident)
     candidates = [ident, pseudonym(ident, ws.secret())]
     ids = engine.table("identities")
     hits = engine.execute(

@@ -18,14 +18,14 @@ Ident = Annotated[str, Path(min_length=1, max_length=256,
 
 
 @router.get("/v1/customers/{ident}/segment", response_model=SegmentOf, tags=["customers"],
-            responses=responses(404))
+            responses=responses(400, 404))
 def segment_of(request: Request, key: Analyst, ident: Ident) -> dict:
     """The active segment of a customer, by any of their ids (answered from memory)."""
     return service(request).segment_of(ident)
 
 
 @router.get("/v1/customers/{ident}", response_model=Profile, tags=["customers"],
-            responses=responses(404, 409))
+            responses=responses(400, 404, 409))
 def profile(request: Request, key: Analyst, ident: Ident) -> dict:
     """A customer's profile: segment, persona, key features, CLV and P(alive), consent."""
     return service(request).profile(ident)
