@@ -36,6 +36,7 @@ bench: install $(VENV)/.extras
 	$(PY) benchmarks/bench_analysis.py
 	$(PY) benchmarks/bench_clv.py
 	$(PY) benchmarks/bench_backends.py
+	$(PY) benchmarks/bench_service.py
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks

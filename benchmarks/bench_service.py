@@ -64,34 +64,75 @@ def build(data_root: Path, customers: int) -> Path:
     return ws
 
 
-async def drive(url: str, key: str, ids: list[str], rate: float, seconds: float,
+def segmented_ids(ws: Path) -> list[str]:
+    """Raw customer ids (from the generator's ground truth) that have a segment."""
+    from tribes.privacy.pseudonymize import pseudonym
+    from tribes.store.segments import active_segments
+    from tribes.workspace import open_workspace
+
+    w = open_workspace(ws)
+    with w.engine(read_only=True) as engine:
+        keys = set(engine.execute(active_segments(engine).select("customer_key"))
+                   ["customer_key"])
+    secret = w.secret()
+    with open(ws / "bench_ids.csv", encoding="utf-8") as fh:
+        raw = [r["customer_id"] for r in csv.DictReader(fh)]
+    return [r for r in raw if pseudonym(r, secret) in keys]
+
+
+class Connection:
+    """A minimal HTTP/1.1 keep-alive client: the load generator shares the machine with the
+    server, so it must cost as little CPU per request as possible."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 host: str, key: str) -> None:
+        self.reader, self.writer = reader, writer
+        self.head = f"Host: {host}\r\nAuthorization: Bearer {key}\r\n\r\n"
+
+    async def get(self, path: str) -> int:
+        self.writer.write(f"GET {path} HTTP/1.1\r\n{self.head}".encode())
+        header = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(header[9:12])
+        length = 0
+        for line in header.split(b"\r\n"):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        await self.reader.readexactly(length)
+        return status
+
+
+async def drive(port: int, key: str, ids: list[str], rate: float, seconds: float,
                 connections: int) -> tuple[list[float], int, float]:
     n = int(rate * seconds)
     latencies: list[float] = []
     errors = 0
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    headers = {"Authorization": f"Bearer {key}"}
-    async with httpx.AsyncClient(base_url=url, limits=limits, headers=headers,
-                                 timeout=10) as client:
-        # warm the connections and the server's index
-        await asyncio.gather(*(client.get(f"/v1/customers/{ids[i]}/segment")
-                               for i in range(connections)))
-        start = time.perf_counter()
+    conns = []
+    for _ in range(connections):
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        conns.append(Connection(r, w, f"127.0.0.1:{port}", key))
+    for c in conns:  # warm the connections and the server's index
+        await c.get(f"/v1/customers/{ids[0]}/segment")
+    start = time.perf_counter()
+    due_times = iter(range(n))
 
-        async def one(i: int) -> None:
-            nonlocal errors
+    async def worker(conn: Connection) -> None:
+        # one worker per connection takes the next due request; a request that waits for
+        # a free connection counts that wait in its latency (no coordinated omission)
+        nonlocal errors
+        for i in due_times:
             due = start + i / rate
             await asyncio.sleep(max(0.0, due - time.perf_counter()))
             try:
-                r = await client.get(f"/v1/customers/{random.choice(ids)}/segment")
-                ok = r.status_code == 200
-            except httpx.HTTPError:
+                ok = await conn.get(f"/v1/customers/{random.choice(ids)}/segment") == 200
+            except (OSError, asyncio.IncompleteReadError, ValueError):
                 ok = False
             latencies.append(time.perf_counter() - due)
             errors += not ok
 
-        await asyncio.gather(*(one(i) for i in range(n)))
-        elapsed = time.perf_counter() - start
+    await asyncio.gather(*(worker(c) for c in conns))
+    elapsed = time.perf_counter() - start
+    for c in conns:
+        c.writer.close()
     return latencies, errors, elapsed
 
 
@@ -113,8 +154,7 @@ def main() -> None:
         "rate_burst = 200", "rate_burst = 1000000")
     toml.write_text(text, encoding="utf-8")
     key, _ = create_key(ws, name=f"bench-{os.getpid()}", role="analyst")
-    with open(ws / "bench_ids.csv", encoding="utf-8") as fh:
-        ids = [r["customer_id"] for r in csv.DictReader(fh)]
+    ids = segmented_ids(ws)
     port = _free_port()
     server = subprocess.Popen([TRIBES, "-q", "--workspace", str(ws), "serve", "--port",
                                str(port)])
@@ -130,7 +170,7 @@ def main() -> None:
             time.sleep(0.2)
         proc = psutil.Process(server.pid)
         latencies, errors, elapsed = asyncio.run(
-            drive(url, key, ids, args.rate, args.seconds, args.connections))
+            drive(port, key, ids, args.rate, args.seconds, args.connections))
         rss = proc.memory_info().rss / 2**20
     finally:
         server.terminate()
@@ -147,7 +187,8 @@ def main() -> None:
     print(f"  latency ms: p50 {pct(0.50):.2f}  p90 {pct(0.90):.2f}  p99 {pct(0.99):.2f}  "
           f"max {lat[-1] * 1000:.2f}")
     print(f"  server RSS {rss:,.0f} MiB")
-    print(f"  target p99 < 20 ms at 500 req/s: {'met' if pct(0.99) < 20 else 'not met'}")
+    verdict = "met" if pct(0.99) < 20 and len(lat) / elapsed >= 0.98 * args.rate else "not met"
+    print(f"  p99 under 20 ms at {args.rate:,.0f} req/s (target: at 500): {verdict}")
 
 
 if __name__ == "__main__":

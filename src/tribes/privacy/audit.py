@@ -34,6 +34,7 @@ from tribes.errors import TribesError
 LOG_FILE = "audit.log"
 HEAD_FILE = "audit.head"
 GENESIS = "0" * 64
+READ_PREFIX = "read."  # data-access records; every other action is a change
 MAX_ROWS_LISTED = 1000  # beyond this a record keeps the count of rows only
 
 _actor: contextvars.ContextVar[str] = contextvars.ContextVar("tribes_audit_actor",
@@ -103,11 +104,18 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _read_head(workspace: Path) -> tuple[int, str]:
+    seq, last, _ = _read_head_full(workspace)
+    return seq, last
+
+
+def _read_head_full(workspace: Path) -> tuple[int, str, int]:
+    """Number and hash of the last record, and the number of the last change (a record
+    that is not a read)."""
     head = workspace / HEAD_FILE
     if not head.exists():
-        return 0, GENESIS
+        return 0, GENESIS, 0
     data = json.loads(head.read_text(encoding="utf-8"))
-    return int(data["seq"]), str(data["hash"])
+    return int(data["seq"]), str(data["hash"]), int(data.get("change", data["seq"]))
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -168,10 +176,12 @@ def record_many(workspace: Path, secret: bytes, entries: list[Entry]) -> list[di
     log_path = workspace / LOG_FILE
     out: list[dict[str, Any]] = []
     with _locked(log_path):
-        seq, prev = _read_head(workspace)
+        seq, prev, change = _read_head_full(workspace)
         lines = []
         for e in entries:
             seq += 1
+            if not e.action.startswith(READ_PREFIX):
+                change = seq
             at = e.at or datetime.now(UTC)
             rec: dict[str, Any] = {
                 "seq": seq,
@@ -195,16 +205,18 @@ def record_many(workspace: Path, secret: bytes, entries: list[Entry]) -> list[di
                 fh.flush()
                 os.fsync(fh.fileno())
             _write_atomic(workspace / HEAD_FILE, json.dumps(
-                {"seq": seq, "hash": prev, "mac": _head_mac(key, seq, prev)}) + "\n")
+                {"seq": seq, "hash": prev, "mac": _head_mac(key, seq, prev),
+                 "change": change}) + "\n")
         except OSError as exc:
             raise AuditError(f"cannot append to the audit log {LOG_FILE}: {exc}") from None
     return out
 
 
-def head_seq(workspace: Path) -> int:
-    """The number of the last record (0 for none): changes whenever anything is recorded."""
+def last_change(workspace: Path) -> int:
+    """The number of the last record of a change (reads aside): it moves whenever data
+    changes, so caches of workspace data can watch it."""
     try:
-        return _read_head(workspace)[0]
+        return _read_head_full(workspace)[2]
     except (OSError, ValueError, KeyError):
         return -1
 

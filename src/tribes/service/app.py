@@ -109,8 +109,9 @@ def create_app(ws: Workspace, *, keep_open: bool = True) -> FastAPI:
                 stack.enter_context(shared_engine(ws))
             access = AccessLog(ws)
             stack.callback(access.close)
-            app.state.service = Service(ws=ws, index=SegmentIndex(ws), access=access,
-                                        jobs=Jobs())
+            index = SegmentIndex(ws)
+            index.refresh(force=True)  # before the first request, not during it
+            app.state.service = Service(ws=ws, index=index, access=access, jobs=Jobs())
             yield
 
     app = FastAPI(

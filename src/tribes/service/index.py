@@ -2,7 +2,8 @@
 memory, so ``GET /v1/customers/{id}/segment`` answers without a query.
 
 It is rebuilt after any change to the workspace: every change writes an audit record,
-so the audit log's head number tells when (checked at most once a second).
+so the number of the last change in the audit log's head tells when (checked at most
+once a second; reads are recorded too, but do not count).
 """
 
 from __future__ import annotations
@@ -48,14 +49,35 @@ class SegmentIndex:
         self._seq = -2
         self._checked = 0.0
         self._lock = threading.Lock()
+        self._rebuilding = threading.Event()
+
+    def watch(self) -> None:
+        """Called on every lookup: at most once a second, see whether the workspace changed
+        and if so rebuild in the background (lookups meanwhile get the previous index)."""
+        now = time.monotonic()
+        if self._seq == -2:
+            self.refresh(force=True)  # the first lookup builds it
+            return
+        if now - self._checked < CHECK_EVERY_S or self._rebuilding.is_set():
+            return
+        self._checked = now
+        if audit.last_change(self.ws.path) != self._seq:
+            self._rebuilding.set()
+            threading.Thread(target=self._rebuild, name="tribes-index", daemon=True).start()
+
+    def _rebuild(self) -> None:
+        try:
+            self.refresh(force=True)
+        except Exception:
+            log.exception("cannot rebuild the segment index; keeping the previous one")
+        finally:
+            self._rebuilding.clear()
 
     def refresh(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._checked < CHECK_EVERY_S:
-            return
+        """Rebuild now if the workspace changed (or always, with ``force``)."""
         with self._lock:
-            self._checked = now
-            seq = audit.head_seq(self.ws.path)
+            self._checked = time.monotonic()
+            seq = audit.last_change(self.ws.path)
             if seq == self._seq and not force:
                 return
             started = time.perf_counter()
@@ -82,7 +104,7 @@ class SegmentIndex:
 
     def customer_key(self, ident: str) -> str:
         """The customer_key of a raw id, a pseudonym or a customer_key."""
-        self.refresh()
+        self.watch()
         ident = clean_ident(ident)
         if ident in self._segments:
             return ident

@@ -19,8 +19,9 @@ Ident = Annotated[str, Path(min_length=1, max_length=256,
 
 @router.get("/v1/customers/{ident}/segment", response_model=SegmentOf, tags=["customers"],
             responses=responses(400, 404))
-def segment_of(request: Request, key: Analyst, ident: Ident) -> dict:
+async def segment_of(request: Request, key: Analyst, ident: Ident) -> dict:
     """The active segment of a customer, by any of their ids (answered from memory)."""
+    # in-memory and non-blocking, so it runs on the event loop without a thread hop
     return service(request).segment_of(ident)
 
 
