@@ -20,7 +20,8 @@ from .conftest import Built
 PERSON = "C0000003"
 
 VIEWER_ROUTES = [("get", "/v1/segments"), ("get", "/v1/personas"), ("get", "/v1/versions"),
-                 ("get", "/v1/versions/diff?a=1&b=2"), ("get", "/metrics")]
+                 ("get", "/v1/versions/diff?a=1&b=2"), ("get", "/metrics"),
+                 ("get", "/v1/kpis"), ("get", "/v1/segments/history"), ("get", "/v1/me")]
 ANALYST_ROUTES = [("get", f"/v1/customers/{PERSON}"), ("get", f"/v1/customers/{PERSON}/segment")]
 ADMIN_ROUTES = [("post", "/v1/versions/rollback"), ("post", "/v1/versions/1/activate"),
                 ("post", "/v1/erasures"), ("post", "/v1/exports"), ("post", "/v1/events")]
@@ -86,6 +87,15 @@ def test_viewer_routes(client: TestClient, service_ws: Built) -> None:
     _error(client.get("/v1/versions/diff", params={"a": 1, "b": 9}, headers=h), 404,
            "E_VERSION_NOT_FOUND")
     _error(client.get("/v1/versions/diff", params={"a": 1}, headers=h), 422, "E_REQUEST")
+    kpis = client.get("/v1/kpis", headers=h).json()
+    assert kpis["version"] == 2 and len(kpis["segments"]) == 4 and kpis["tests"]
+    hist = client.get("/v1/segments/history", headers=h).json()["versions"]
+    assert [len(v["segments"]) for v in hist] == [3, 4]
+    assert client.get("/v1/me", headers=h).json()["role"] == "viewer"
+    page = client.get("/")
+    assert page.status_code == 200 and "<title>tribes dashboard</title>" in page.text
+    assert client.get("/assets/plotly.min.js").status_code == 200
+    _error(client.get("/assets/../../secret.key"), 404, "E_NOT_FOUND")
     text = client.get("/metrics", headers=h).text
     assert 'tribes_http_requests_total{method="GET",route="/v1/segments",status="200"} 1' in text
     assert 'tribes_http_request_seconds_bucket{route="/v1/segments",le="+Inf"} 1' in text

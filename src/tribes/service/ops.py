@@ -179,6 +179,30 @@ class Service:
         self.access.read("read.personas", target=f"version {version}", rows=len(rows))
         return {"version": version, "personas": rows}
 
+    def kpis(self) -> dict[str, Any]:
+        from tribes.models.validate import validate_segments
+
+        with self.ws.engine() as engine:
+            result = validate_segments(engine, churn_days=self.ws.config.clv.churn_days)
+        self.access.read("read.kpis", target=f"version {result['version']}",
+                         rows=len(result["segments"]))
+        return result
+
+    def history(self) -> dict[str, Any]:
+        """Segment sizes in every version, oldest first (segment ids are stable across
+        versions, so a line per id is a trend)."""
+        with self.ws.engine() as engine:
+            rows = []
+            for v in store.list_versions(engine):
+                run = store.get_run(engine, v["version"])
+                rows.append({"version": v["version"], "created_at": v["created_at"],
+                             "active": v["active"],
+                             "segments": [{"segment_id": s["segment_id"], "name": s["name"],
+                                           "size": s["size"], "share": s["share"]}
+                                          for s in run["segments"]]})
+        self.access.read("read.versions", rows=len(rows))
+        return {"versions": rows}
+
     def versions(self) -> dict[str, Any]:
         with self.ws.engine() as engine:
             rows = store.list_versions(engine)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from tribes.service.routes import admin, customers, segments, system
+from tribes.service.routes import admin, customers, dashboard, segments, system
 
 
 def register(app: FastAPI) -> None:
-    for module in (system, segments, customers, admin):
+    for module in (system, segments, customers, admin, dashboard):
         app.include_router(module.router)

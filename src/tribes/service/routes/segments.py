@@ -38,3 +38,23 @@ def diff(request: Request, key: Viewer, a: Annotated[int, Query(ge=1)],
          b: Annotated[int, Query(ge=1)]) -> dict:
     """Migration matrix between versions a and b, their ARI and size changes."""
     return service(request).diff(a, b)
+
+
+@router.get("/v1/segments/history", responses=responses())
+def history(request: Request, key: Viewer) -> dict:
+    """Segment sizes and shares in every version, oldest first (the trend of each segment)."""
+    return service(request).history()
+
+
+@router.get("/v1/kpis", responses=responses(404))
+def kpis(request: Request, key: Viewer) -> dict:
+    """Business KPIs per segment of the active version, with a significance test per KPI
+    (the same as tribes validate)."""
+    return service(request).kpis()
+
+
+@router.get("/v1/me", responses=responses())
+def me(request: Request, key: Viewer) -> dict:
+    """The calling key: name, role, expiry (the dashboard shows what it may open)."""
+    return {"key_id": key.key_id, "name": key.name, "role": key.role,
+            "expires_at": key.expires_at}
