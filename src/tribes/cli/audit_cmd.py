@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
 
-from tribes.cli.common import JsonOpt, Output, state
-from tribes.errors import InputError, TribesError
+from tribes.cli.common import JsonOpt, Output, parse_when, state
+from tribes.errors import TribesError
 from tribes.privacy import audit
 
 app = typer.Typer(help="The audit log: who changed or read what, when. List or verify it.",
@@ -25,17 +24,6 @@ class TamperedError(TribesError):
 
     def to_dict(self) -> dict[str, Any]:
         return {**super().to_dict(), "problems": self.problems}
-
-
-def _since(text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        raise InputError(f"--since '{text}' is not an ISO date or time (2026-01-31 or "
-                         "2026-01-31T12:00)", code="E_DATE") from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 @app.command("list")
@@ -64,7 +52,8 @@ def list_(
     """
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    recs = audit.select(audit.read(ws.path), since=_since(since), action=action,
+    when = parse_when(since, "--since") if since is not None else None
+    recs = audit.select(audit.read(ws.path), since=when, action=action,
                         actor=actor, key=key)
     shown = recs[-limit:] if limit else recs
     out.result({"records": shown, "matched": len(recs)})

@@ -62,6 +62,28 @@ def setup_logging(verbosity: int) -> None:
     root.setLevel(level)
 
 
+def parse_when(text: str, option: str, *, durations: bool = False) -> datetime:
+    """An ISO date or time given to ``option`` (UTC unless it has an offset); with
+    ``durations``, also a duration from now (``90d``)."""
+    from datetime import UTC
+
+    from tribes.config import parse_duration
+    from tribes.errors import ConfigError, InputError
+
+    if durations:
+        try:
+            return datetime.now(UTC) + parse_duration(text)
+        except ConfigError:
+            pass
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        hint = "a duration (90d, 12w) or " if durations else ""
+        raise InputError(f"{option} '{text}' is not {hint}an ISO date or time (2026-01-31 "
+                         "or 2026-01-31T12:00)", code="E_DATE") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
 def _default(o: Any) -> Any:
     if isinstance(o, (datetime, date)):
         return o.isoformat()

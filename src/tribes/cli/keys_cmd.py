@@ -2,33 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 
-from tribes.cli.common import JsonOpt, Output, state
-from tribes.config import parse_duration
-from tribes.errors import ConfigError, InputError
+from tribes.cli.common import JsonOpt, Output, parse_when, state
 from tribes.privacy import keys as api_keys
 
 app = typer.Typer(help="API keys for tribes serve: create (shown once), list, revoke.",
                   no_args_is_help=True)
-
-
-def _expiry(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.now(UTC) + parse_duration(text)
-    except ConfigError:
-        pass
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        raise InputError(f"--expires '{text}' is neither a duration (90d, 12w) nor an ISO "
-                         "date (2027-06-30)", code="E_DATE") from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 @app.command()
@@ -50,7 +32,8 @@ def create(
     """
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    text, rec = api_keys.create_key(ws.path, name=name, role=role, expires_at=_expiry(expires))
+    expiry = parse_when(expires, "--expires", durations=True) if expires else None
+    text, rec = api_keys.create_key(ws.path, name=name, role=role, expires_at=expiry)
     ws.audit("keys.create", target=rec.key_id, detail={"name": rec.name, "role": rec.role,
                                                         "expires_at": rec.expires_at})
     out.result({"key": text, **rec.public()})
