@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import fcntl
 import getpass
 import hashlib
 import hmac
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from tribes.errors import TribesError
+from tribes.privacy.locking import locked
 
 LOG_FILE = "audit.log"
 HEAD_FILE = "audit.head"
@@ -90,17 +90,6 @@ def _mac(key: bytes, data: bytes) -> str:
 
 def _head_mac(key: bytes, seq: int, last: str) -> str:
     return _mac(key, f"head:{seq}:{last}".encode())
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive lock shared by every process writing this workspace's log."""
-    with open(path.with_suffix(".lock"), "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _read_head(workspace: Path) -> tuple[int, str]:
@@ -175,7 +164,7 @@ def record_many(workspace: Path, secret: bytes, entries: list[Entry]) -> list[di
     key = _audit_key(secret)
     log_path = workspace / LOG_FILE
     out: list[dict[str, Any]] = []
-    with _locked(log_path):
+    with locked(log_path.with_suffix(".lock")):
         seq, prev, change = _read_head_full(workspace)
         lines = []
         for e in entries:

@@ -26,7 +26,7 @@ from tribes.engine import Engine
 from tribes.errors import InputError
 from tribes.features.run import TABLE as FEATURES_TABLE
 from tribes.privacy.pseudonymize import PSEUDONYM_LENGTH, pseudonym
-from tribes.store.customer import clean_ident
+from tribes.store.customer import clean_ident, resolve_customer
 from tribes.store.tables import SCHEMAS, TOMBSTONES
 from tribes.workspace import Workspace
 
@@ -61,22 +61,19 @@ def person_ids(ws: Workspace, engine: Engine, ident: str) -> tuple[str | None, l
     identity graph (not prepped yet, or never seen) is their id's pseudonym alone.
     """
     ident = clean_ident(ident)
-    candidates = [ident, pseudonym(ident, ws.secret())]
+    try:
+        key = resolve_customer(ws, engine, ident)
+    except InputError as exc:
+        if exc.code not in ("E_NOT_FOUND", "E_NO_PREP"):
+            raise
+        # not in the graph: the pseudonym of the raw id (or the pseudonym given)
+        given = _PSEUDONYM.match(ident) and not ident.startswith("anon:")
+        pid = ident if given else pseudonym(ident, ws.secret())
+        return pid, [pid]
     ids = engine.table("identities")
-    keys = engine.execute(ids.filter(ids.id.isin(candidates) | ids.customer_key.isin(candidates))
-                          .select("customer_key").distinct())["customer_key"].tolist()
-    if len(keys) > 1:
-        raise InputError(f"'{ident}' matches {len(keys)} customers; give one of their "
-                         f"customer_keys ({', '.join(map(str, keys[:5]))})", code="E_AMBIGUOUS")
-    if keys:
-        key = str(keys[0])
-        linked = engine.execute(ids.filter(ids.customer_key == key).select("id"))["id"]
-        pids = sorted({str(v) for v in linked} | ({key} if not key.startswith("anon:")
-                                                   else set()))
-        return key, pids
-    # not in the graph: the pseudonym of the raw id (or the pseudonym given)
-    pid = ident if _PSEUDONYM.match(ident) and not ident.startswith("anon:") else candidates[1]
-    return (pid, [pid])
+    linked = engine.execute(ids.filter(ids.customer_key == key).select("id"))["id"]
+    pids = sorted({str(v) for v in linked} | ({key} if not key.startswith("anon:") else set()))
+    return key, pids
 
 
 def _person_filter(t: ir.Table, table: str, key: str | None,

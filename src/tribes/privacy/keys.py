@@ -13,21 +13,19 @@ Roles (DESIGN §6), each including the ones before it:
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import hmac
 import json
 import os
 import re
 import secrets
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from tribes.errors import InputError, TribesError
+from tribes.privacy.locking import locked
 
 KEYS_FILE = "keys.json"
 ROLES = ("viewer", "analyst", "admin")
@@ -75,16 +73,6 @@ def _path(workspace: Path) -> Path:
     return workspace / KEYS_FILE
 
 
-@contextlib.contextmanager
-def _locked(workspace: Path) -> Iterator[None]:
-    with open(workspace / (KEYS_FILE + ".lock"), "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def load_keys(workspace: Path) -> list[ApiKey]:
     path = _path(workspace)
     if not path.exists():
@@ -126,7 +114,7 @@ def create_key(workspace: Path, *, name: str, role: str,
                  created_at=datetime.now(UTC).isoformat(timespec="seconds"),
                  expires_at=expires_at.isoformat(timespec="seconds") if expires_at else None,
                  revoked_at=None, secret_sha256=_digest(secret))
-    with _locked(workspace):
+    with locked(workspace / (KEYS_FILE + ".lock")):
         keys = load_keys(workspace)
         if any(k.name == name and k.status() == "active" for k in keys):
             raise InputError(f"an active key named '{name}' exists; revoke it first or "
@@ -137,7 +125,7 @@ def create_key(workspace: Path, *, name: str, role: str,
 
 def revoke_key(workspace: Path, ident: str) -> ApiKey:
     """Revoke the key with id (or name) ``ident``; a revoked key never works again."""
-    with _locked(workspace):
+    with locked(workspace / (KEYS_FILE + ".lock")):
         keys = load_keys(workspace)
         hits = [k for k in keys if (k.key_id == ident or k.name == ident) and not k.revoked_at]
         if not hits:

@@ -51,7 +51,7 @@ def record_run(engine: Engine, *, run_id: str, stage: str, started_at: datetime,
     }
     engine.insert("stage_runs", ibis.memtable(pd.DataFrame([row])).cast(STAGE_RUNS))
     engine.audit(stage, target=run_id, rows=fingerprint.rows,
-                 detail={"params": json.loads(json.dumps(params, default=str))})
+                 detail={"params": params})
 
 
 def last_run(engine: Engine, stage: str) -> dict[str, Any] | None:
