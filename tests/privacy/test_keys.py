@@ -24,7 +24,8 @@ def test_keys_cli_create_list_revoke(ws: Workspace, cli) -> None:
     expires = datetime.fromisoformat(body["expires_at"])
     assert timedelta(days=89) < expires - datetime.now(UTC) <= timedelta(days=90)
     stored = (ws.path / KEYS_FILE).read_text(encoding="utf-8")
-    assert key.split("_")[2] not in stored and key not in stored  # only a hash is kept
+    secret = key[len("trb_") + 12 + 1:]  # trb_<12-hex id>_<secret>; the secret may hold "_"
+    assert secret not in stored and key not in stored  # only a hash is kept
     assert stat.S_IMODE(os.stat(ws.path / KEYS_FILE).st_mode) == 0o600
     listed = cli(*w, "keys", "list", "--json").json()["keys"]
     assert [k["name"] for k in listed] == ["crm-sync"] and "secret_sha256" not in listed[0]
