@@ -203,6 +203,106 @@ class ServiceConfig(_Section):
     rate_burst: int = Field(200, ge=1, description="requests a key may send at once")
 
 
+class CartRule(_Section):
+    enabled: bool = True
+    after: str = Field("30m", description="fire when no checkout or purchase follows an "
+                       "add to cart within this long (event time)")
+    add_types: list[str] = Field(default_factory=lambda: ["add_to_cart"])
+    cancel_types: list[str] = Field(default_factory=lambda: [
+        "begin_checkout", "checkout", "purchase", "remove_from_cart"])
+
+    @field_validator("after")
+    @classmethod
+    def _check_after(cls, v: str) -> str:
+        if parse_duration(v).total_seconds() <= 0:
+            raise ValueError("must be positive")
+        return v
+
+
+class ViewsRule(_Section):
+    enabled: bool = True
+    min_views: int = Field(3, ge=1, description="views of high-value products in one "
+                           "session that fire the trigger (once per session)")
+    min_price: float = Field(100.0, ge=0, description="a product at this price or above is "
+                             "high-value")
+    view_types: list[str] = Field(default_factory=lambda: ["product_view", "view_item"])
+    price_field: str = Field("price", description="event field with the product's price "
+                             "(the event's amount when absent)")
+
+
+class OfferRule(_Section):
+    enabled: bool = True
+    # segment id or name -> offer (any text, e.g. a campaign code); fired at session start
+    offers: dict[str, str] = Field(default_factory=dict)
+
+
+class ChurnRule(_Section):
+    enabled: bool = True
+    threshold: float | None = Field(None, gt=0, lt=1, description="P(alive) below this "
+                                    "fires a re-engagement trigger; default "
+                                    "clv.churn_threshold")
+
+
+class SegmentChangeRule(_Section):
+    enabled: bool = True
+
+
+class RulesConfig(_Section):
+    abandoned_cart: CartRule = CartRule()
+    high_value_views: ViewsRule = ViewsRule()
+    session_offer: OfferRule = OfferRule()
+    churn_risk: ChurnRule = ChurnRule()
+    segment_change: SegmentChangeRule = SegmentChangeRule()
+
+
+class WebhookDelivery(_Section):
+    timeout: str = Field("5s", description="a receiver slower than this counts as failed")
+    max_attempts: int = Field(6, ge=1, description="attempts before the dead-letter table")
+    backoff: str = Field("1s", description="wait before the first retry; doubles each time")
+    max_backoff: str = Field("10m")
+
+    @field_validator("timeout", "backoff", "max_backoff")
+    @classmethod
+    def _check_durations(cls, v: str) -> str:
+        if parse_duration(v).total_seconds() <= 0:
+            raise ValueError("must be positive")
+        return v
+
+
+class RealtimeConfig(_Section):
+    redis: str = Field("redis://127.0.0.1:6379/0", description="Redis URL (env "
+                       "TRIBES_REDIS_URL and --redis override)")
+    input_stream: str = "events"
+    output_stream: str = "triggers"
+    group: str = "tribes"
+    prefix: str = Field("tribes", description="prefix of every key tribes writes")
+    source: str = Field("stream", description="the events' source column")
+    batch: int = Field(1000, ge=1, le=10_000, description="messages read at once")
+    block_ms: int = Field(100, ge=1, description="wait for new messages this long")
+    claim_idle: str = Field("60s", description="messages pending this long with another "
+                            "consumer (a dead one) are claimed")
+    state_ttl: str = Field("30d", description="per-customer state expires after this long "
+                           "without events")
+    seen_ttl: str = Field("7d", description="event ids are remembered (redelivery and "
+                          "resends are ignored) this long")
+    flush_every: str = Field("5s", description="streamed events land in the events table "
+                             "at least this often")
+    flush_events: int = Field(50_000, ge=1, description="... or every this many events")
+    output_maxlen: int = Field(1_000_000, ge=1000, description="approximate length cap of "
+                               "the output stream")
+    recent_triggers: int = Field(20, ge=0, description="triggers kept per customer for "
+                                 "the API")
+    rules: RulesConfig = RulesConfig()
+    webhooks: WebhookDelivery = WebhookDelivery()
+
+    @field_validator("claim_idle", "state_ttl", "seen_ttl", "flush_every")
+    @classmethod
+    def _check_durations(cls, v: str) -> str:
+        if parse_duration(v).total_seconds() <= 0:
+            raise ValueError("must be positive")
+        return v
+
+
 def parse_k_range(text: str) -> list[int]:
     """``2-10`` -> [2, ..., 10]."""
     m = re.match(r"^\s*(\d+)\s*-\s*(\d+)\s*$", text)
@@ -224,6 +324,7 @@ class Config(_Section):
     segment: SegmentConfig = SegmentConfig()
     clv: ClvConfig = ClvConfig()
     service: ServiceConfig = ServiceConfig()
+    realtime: RealtimeConfig = RealtimeConfig()
     # user mapping tables per categorical column: raw spelling -> canonical value
     standardize: dict[str, dict[str, str]] = Field(default_factory=dict)
     # missing-value policy per table and column: drop | flag | median | mode | constant:<v>
@@ -331,6 +432,42 @@ max_body_kb = 1024        # larger request bodies are refused (413)
 max_batch_events = 10000  # events per POST /v1/events
 rate_limit = 100.0        # requests per second per API key (429 beyond, with Retry-After)
 rate_burst = 200
+
+[realtime]                # tribes stream: Redis Streams in, triggers out (DESIGN §7)
+redis = "redis://127.0.0.1:6379/0"   # env TRIBES_REDIS_URL or --redis override
+input_stream = "events"
+output_stream = "triggers"
+group = "tribes"          # consumer group; run several consumers to share the load
+batch = 1000              # messages read at once
+claim_idle = "60s"        # messages pending this long at a dead consumer are taken over
+state_ttl = "30d"         # per-customer state expires after this long without events
+flush_every = "5s"        # streamed events land in the events table at least this often
+
+[realtime.rules.abandoned_cart]      # add to cart, then no checkout/purchase for this long
+after = "30m"
+add_types = ["add_to_cart"]
+cancel_types = ["begin_checkout", "checkout", "purchase", "remove_from_cart"]
+
+[realtime.rules.high_value_views]    # repeated views of expensive products in one session
+min_views = 3
+min_price = 100.0
+view_types = ["product_view", "view_item"]
+price_field = "price"     # the event's amount when the field is absent
+
+[realtime.rules.session_offer]       # an offer at the start of a session, per segment
+# offers = {"Loyal big spenders" = "VIP-EARLY-ACCESS", "3" = "WELCOME-BACK-10"}
+
+[realtime.rules.churn_risk]          # P(alive) (tribes clv fit) falls below the threshold
+# threshold = 0.5         # default: clv.churn_threshold
+
+[realtime.rules.segment_change]      # segment.entered / segment.exited on online assignment
+enabled = true
+
+[realtime.webhooks]       # delivery to tribes webhooks add ... (signed, retried)
+timeout = "5s"
+max_attempts = 6          # then the dead-letter table (tribes webhooks replay)
+backoff = "1s"            # doubles after every failure, at most max_backoff
+max_backoff = "10m"
 
 [privacy]
 consent_mode = "opt-out"  # "opt-in": only customers with an analytics grant are analyzed

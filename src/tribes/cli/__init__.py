@@ -31,10 +31,13 @@ from tribes.cli import (
     segment_cmd,
     serve_cmd,
     status_cmd,
+    stream_cmd,
     synth_cmd,
     trends_cmd,
+    triggers_cmd,
     validate_cmd,
     versions_cmd,
+    webhooks_cmd,
 )
 from tribes.cli.common import State, setup_logging, to_json
 from tribes.errors import TribesError
@@ -116,6 +119,9 @@ app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(keys_cmd.app, name="keys")
 forget_cmd.register(app)
 serve_cmd.register(app)
+stream_cmd.register(app)
+app.add_typer(triggers_cmd.app, name="triggers")
+app.add_typer(webhooks_cmd.app, name="webhooks")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -53,6 +53,7 @@ def resolve_mapping(
     pii_config: dict[str, PiiAction],
     *,
     constant_targets: set[str] | None = None,
+    strict: bool = True,
 ) -> ColumnMapping:
     """Decide the source column of every target column of ``spec``.
 
@@ -66,6 +67,9 @@ def resolve_mapping(
         Source column names (compared loosely) that hold personal data -> action.
     constant_targets
         Targets given as a constant on the command line (e.g. ``--event-type``).
+    strict
+        Raise when a required target or every identifier is missing (a file); without it
+        the rows are checked one by one instead (a streamed message).
 
     Raises
     ------
@@ -105,10 +109,12 @@ def resolve_mapping(
                 auto.add(f.name)
                 break
     for f in spec.fields:
+        if not strict:
+            break
         if f.required and f.name not in targets and f.name not in constant_targets:
             raise missing_column(f.name, [c for c in columns if c not in used],
                                  spellings=f.aliases)
-    if spec.id_fields and not any(t in targets for t in spec.id_fields):
+    if strict and spec.id_fields and not any(t in targets for t in spec.id_fields):
         raise InputError(
             f"no identifier column found (looked for {', '.join(spec.id_fields)} and their "
             f"usual spellings among: {', '.join(columns)}); map one with e.g. "

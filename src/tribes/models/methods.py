@@ -380,3 +380,27 @@ def for_selection(fit: Callable[[np.ndarray, int, int], Fitted]
 def sizes(labels: Sequence[int]) -> dict[int, int]:
     values, counts = np.unique(np.asarray(labels), return_counts=True)
     return {int(v): int(c) for v, c in zip(values, counts, strict=True)}
+
+
+def predict_stored(method: str, params: dict[str, Any], x: np.ndarray) -> np.ndarray:
+    """Model labels of rows ``x`` (model coordinates) from a version's stored parameters,
+    as the engine assignment gives them; used for online assignment. RFM rules have no
+    coordinates: ValueError."""
+    if method in ("kmeans", "agglomerative"):
+        return _centroid_predict(np.asarray(params["centroids"], dtype=float))(x)
+    if method in DENSITY:
+        centroids = np.asarray(params["centroids"], dtype=float)
+        if not len(centroids):
+            return np.full(len(x), NOISE)
+        return _radius_predict(centroids, np.asarray(params["radius2"], dtype=float),
+                               list(range(len(centroids))))(x)
+    if method == "gmm":
+        means = np.asarray(params["means"], dtype=float)
+        chol = np.asarray(params["precisions_cholesky"], dtype=float)
+        logw = np.log(np.asarray(params["weights"], dtype=float))
+        # log N(x | mu_c, Sigma_c) up to the shared constant, plus log pi_c
+        scores = np.stack([
+            -0.5 * (((x - means[c]) @ chol[c]) ** 2).sum(axis=1)
+            + np.log(np.diag(chol[c])).sum() + logw[c] for c in range(len(means))], axis=1)
+        return np.argmax(scores, axis=1)
+    raise ValueError(f"segments of method '{method}' cannot be assigned online")

@@ -181,6 +181,12 @@ EXPORTS = ibis.schema({
     "rows": "int64", "created_at": TS,
 })
 EXPORT_MEMBERS = ibis.schema({"export_id": "string", "customer_key": "string"})
+# webhook deliveries that failed every attempt (tribes webhooks replay sends them again)
+WEBHOOK_DEADLETTERS = ibis.schema({
+    "deadletter_id": "string", "webhook_id": "string", "url": "string",
+    "trigger_id": "string", "type": "string", "customer_key": "string", "trigger": "string",
+    "attempts": "int64", "last_error": "string", "failed_at": TS, "replayed_at": TS,
+})
 SCHEMAS: dict[str, ibis.Schema] = {
     "events": EVENTS,
     "quarantine": QUARANTINE,
@@ -201,6 +207,7 @@ SCHEMAS: dict[str, ibis.Schema] = {
     "tombstones": TOMBSTONES,
     "exports": EXPORTS,
     "export_members": EXPORT_MEMBERS,
+    "webhook_deadletters": WEBHOOK_DEADLETTERS,
 }
 
 

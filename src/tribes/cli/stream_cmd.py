@@ -1,0 +1,114 @@
+"""``tribes stream``: consume events from Redis Streams, fire triggers (DESIGN §7)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from typing import Annotated
+
+import typer
+
+from tribes.cli.common import JsonOpt, Output, state
+from tribes.errors import InputError
+
+REDIS_ENV = "TRIBES_REDIS_URL"
+
+
+def redis_url(option: str | None, configured: str) -> str:
+    """--redis, else TRIBES_REDIS_URL, else [realtime] redis."""
+    return option or os.environ.get(REDIS_ENV) or configured
+
+
+def stream(
+    ctx: typer.Context,
+    redis: Annotated[str | None, typer.Option(
+        "--redis", help="Redis URL, e.g. redis://127.0.0.1:6379/0 (default: env "
+        "TRIBES_REDIS_URL, else [realtime] redis).", show_default=False)] = None,
+    input_stream: Annotated[str | None, typer.Option(
+        "--input-stream", help="Stream of events (default: [realtime] input_stream, "
+        "'events').", show_default=False)] = None,
+    output_stream: Annotated[str | None, typer.Option(
+        "--output-stream", help="Stream the triggers go to (default: 'triggers').",
+        show_default=False)] = None,
+    group: Annotated[str | None, typer.Option(
+        "--group", help="Consumer group; consumers of one group share the messages "
+        "(default: 'tribes').", show_default=False)] = None,
+    consumer: Annotated[str | None, typer.Option(
+        "--consumer", help="This consumer's name in the group; restart with the same name "
+        "to resume its unacknowledged messages at once (default: host and process).",
+        show_default=False)] = None,
+    start: Annotated[str, typer.Option(
+        "--start", help="Where a new group starts: earliest (every message in the "
+        "stream) or latest (only new ones).")] = "earliest",
+    no_sink: Annotated[bool, typer.Option(
+        "--no-sink", help="Do not write the streamed events to the events table.")] = False,
+    no_webhooks: Annotated[bool, typer.Option(
+        "--no-webhooks", help="Do not deliver triggers to webhooks from this process.")
+    ] = False,
+    max_messages: Annotated[int | None, typer.Option(
+        "--max-messages", min=1, help="Stop after this many messages.",
+        show_default=False)] = None,
+    idle_exit: Annotated[float | None, typer.Option(
+        "--idle-exit", min=0.1, help="Stop after this many seconds without a message "
+        "(to drain a stream and exit).", show_default=False)] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Consume events from a Redis stream: online state and segments, rules, triggers.
+
+    Each message is one event: a field [bold]data[/bold] holding a JSON object, or the
+    event's fields themselves (same column spellings as files: user_id, timestamp,
+    event_name, ...). Events are checked as ingest checks files (bad ones end in the
+    quarantine), land in the events table every few seconds, update the customer's state
+    in Redis, and fire the rules of [realtime.rules] in tribes.toml (see tribes triggers
+    list). Triggers go to the output stream and to webhooks (tribes webhooks add).
+    At-least-once with idempotency: kill it any time and start it again; nothing is lost
+    and no trigger fires twice. Stop with Ctrl-C (it finishes the batch and the landing).
+
+    [bold]Examples[/bold]
+
+      tribes -w shop stream --redis redis://127.0.0.1:6379/0 --input-stream events
+
+      redis-cli XADD events '*' data '{"user_id":"C1","event":"add_to_cart",
+      "ts":"2026-12-01T10:00:00Z"}'
+
+      tribes -w shop stream --idle-exit 5 --json      # drain what is there, then exit
+    """
+    from tribes.realtime.consumer import Consumer
+
+    out = Output(ctx, json_out)
+    if start not in ("earliest", "latest"):
+        raise InputError("--start is earliest or latest", code="E_OPTION")
+    ws = state(ctx).open()
+    url = redis_url(redis, ws.config.realtime.redis)
+    c = Consumer(ws, redis_url=url, input_stream=input_stream, output_stream=output_stream,
+                 group=group, consumer=consumer, start=start, sink=not no_sink,
+                 webhooks=not no_webhooks)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    out.print(f"Consuming [bold]{c.input}[/bold] as {c.group}/{c.name}; triggers to "
+              f"[bold]{c.output}[/bold]. Ctrl-C stops.")
+    try:
+        stats = c.run(stop, max_messages=max_messages, idle_exit=idle_exit)
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    result = stats.to_dict()
+    if c.sink is not None:
+        result["landed"] = {"loaded": c.sink.loaded, "duplicates": c.sink.duplicates,
+                            "quarantined": c.sink.quarantined,
+                            "pending_files": c.sink.pending()}
+    out.result(result)
+    out.print(f"{stats.messages:,} messages: {stats.events:,} events, "
+              f"{sum(stats.rejected.values()):,} rejected, {stats.duplicates:,} repeats; "
+              f"{sum(stats.triggers.values()):,} triggers.")
+    if stats.triggers:
+        out.table("Triggers", ["type", "fired"], sorted(stats.triggers.items()))
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(stream)

@@ -1,0 +1,307 @@
+"""``tribes stream``: the Redis Streams consumer.
+
+One loop per consumer: read a batch (first this consumer's own unacknowledged messages,
+then messages other consumers left pending longer than ``claim_idle``, then new ones),
+check each message (events.py), skip event ids already applied, run the rules (rules.py)
+on the customers' state, spool the messages for the events table (sink.py) and commit
+state, timers, triggers and the acknowledgement atomically (store.py). A consumer killed
+at any point loses nothing (unacknowledged messages are read again) and repeats nothing
+(applied event ids are skipped, trigger ids are deterministic).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import socket
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from tribes.config import parse_duration
+from tribes.errors import TribesError
+from tribes.privacy import audit
+from tribes.realtime import reference
+from tribes.realtime.events import EventChecker, Rejected, StreamEvent
+from tribes.realtime.rules import Processor, decode, encode
+from tribes.realtime.sink import Sink
+from tribes.realtime.store import Store, connect
+from tribes.workspace import Workspace
+
+log = logging.getLogger(__name__)
+RELOAD_CHECK_S = 2.0
+MAX_RETRIES = 20
+
+
+@dataclass
+class StreamStats:
+    messages: int = 0
+    events: int = 0
+    duplicates: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    triggers: Counter[str] = field(default_factory=Counter)
+    batches: int = 0
+    conflicts: int = 0
+    claimed: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def to_dict(self) -> dict[str, Any]:
+        secs = max(time.monotonic() - self.started, 1e-9)
+        return {"messages": self.messages, "events": self.events,
+                "duplicates": self.duplicates, "rejected": dict(self.rejected),
+                "triggers": dict(self.triggers), "batches": self.batches,
+                "conflicts": self.conflicts, "claimed": self.claimed,
+                "seconds": round(secs, 3), "messages_per_s": round(self.messages / secs, 1)}
+
+
+def parse_message(fields: dict[str, str]) -> Any:
+    """A stream entry as an event: its ``data`` field (JSON), else the entry's fields."""
+    data = fields.get("data")
+    if data is not None and len(fields) == 1:
+        try:
+            return json.loads(data)
+        except ValueError:
+            return data
+    return dict(fields)
+
+
+class Consumer:
+    """A consumer in the group; ``run`` until ``stop`` is set (or a test limit)."""
+
+    def __init__(self, ws: Workspace, *, redis_url: str | None = None,
+                 input_stream: str | None = None, output_stream: str | None = None,
+                 group: str | None = None, consumer: str | None = None,
+                 start: str = "earliest", sink: bool = True, webhooks: bool = True,
+                 client: Any = None) -> None:
+        cfg = ws.config.realtime
+        self.ws, self.cfg = ws, cfg
+        self.input = input_stream or cfg.input_stream
+        self.output = output_stream or cfg.output_stream
+        self.group = group or cfg.group
+        self.name = consumer or f"{socket.gethostname()}-{threading.get_native_id()}"
+        self.r = client if client is not None else connect(redis_url or cfg.redis)
+        self.store = Store(self.r, cfg.prefix)
+        self.secret = ws.secret()
+        self.claim_idle_ms = int(parse_duration(cfg.claim_idle).total_seconds() * 1000)
+        self.state_ttl_ms = int(parse_duration(cfg.state_ttl).total_seconds() * 1000)
+        self.seen_ttl_ms = int(parse_duration(cfg.seen_ttl).total_seconds() * 1000)
+        self.stats = StreamStats()
+        self._ensure_group("0" if start == "earliest" else "$")
+        self.ref = reference.load(ws)
+        self._build()
+        self._reload_thread: threading.Thread | None = None
+        self._next_ref: reference.Reference | None = None
+        self._checked = time.monotonic()
+        self.sink = Sink(ws, source=cfg.source, consumer=self.name) if sink else None
+        self.delivery: Any = None
+        if webhooks:
+            from tribes.realtime.webhooks import Delivery, registry
+
+            if registry(ws).hooks():
+                self.delivery = Delivery(ws, self.r, stream=self.output)
+                self.delivery.start()
+
+    def _ensure_group(self, start_id: str) -> None:
+        import redis
+
+        try:
+            self.r.xgroup_create(self.input, self.group, id=start_id, mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def _build(self) -> None:
+        cfg = self.ws.config
+        self.checker = EventChecker(cfg, self.secret, erased=self.ref.erased)
+        self.processor = Processor(
+            cfg.realtime, self.ref,
+            session_timeout=parse_duration(cfg.prep.session_timeout).total_seconds(),
+            churn_threshold=cfg.clv.churn_threshold, clv_period=cfg.clv.period)
+
+    # ------------------------------------------------------------------ reload
+    def _maybe_reload(self) -> None:
+        now = time.monotonic()
+        if now - self._checked < RELOAD_CHECK_S:
+            return
+        self._checked = now
+        if self._reload_thread is not None and self._reload_thread.is_alive():
+            return
+        if audit.last_change(self.ws.path) == self.ref.change:
+            return
+
+        def work() -> None:
+            try:
+                ref = reference.load(self.ws)
+            except Exception:
+                log.exception("cannot reload the workspace reference; keeping the old one")
+                return
+            self._next_ref = ref
+
+        self._next_ref = None
+        self._reload_thread = threading.Thread(target=work, name="tribes-reload", daemon=True)
+        self._reload_thread.start()
+
+    def _swap_reference(self) -> None:
+        ref = self._next_ref
+        if ref is not None:
+            self.ref, self._next_ref = ref, None
+            self._build()
+            log.info("stream: workspace changed; now segment version %s", ref.version)
+
+    # ------------------------------------------------------------------ reading
+    def _read(self, block_ms: int) -> list[tuple[str, dict[str, str]]]:
+        n = self.cfg.batch
+        own = self.r.xreadgroup(self.group, self.name, {self.input: "0"}, count=n)
+        msgs = [(i, f) for i, f in own[0][1] if f] if own else []
+        if msgs:
+            return msgs
+        if time.monotonic() - getattr(self, "_claimed_at", 0.0) > self.claim_idle_ms / 2000:
+            self._claimed_at = time.monotonic()
+            res = self.r.xautoclaim(self.input, self.group, self.name, self.claim_idle_ms,
+                                    "0-0", count=n)
+            claimed = [(i, f) for i, f in res[1] if f]
+            if claimed:
+                self.stats.claimed += len(claimed)
+                log.info("stream: took over %d messages of a stopped consumer", len(claimed))
+                return claimed
+        got = self.r.xreadgroup(self.group, self.name, {self.input: ">"}, count=n,
+                                block=block_ms)
+        return list(got[0][1]) if got else []
+
+    # ------------------------------------------------------------------ one batch
+    def process(self, msgs: list[tuple[str, dict[str, str]]]) -> int:
+        """Apply one batch of messages; returns the number of triggers."""
+        wall = time.time()
+        checked = []
+        ids_seen_in_batch: set[str] = set()
+        for msg_id, fields in msgs:
+            c = self.checker.check(parse_message(fields), now=wall, msg_id=msg_id)
+            checked.append(c)
+        for _ in range(MAX_RETRIES):
+            done = self.store.seen([c.result.event_id for c in checked])
+            fresh = []
+            ids_seen_in_batch.clear()
+            for c in checked:
+                eid = c.result.event_id
+                if eid in done or eid in ids_seen_in_batch:
+                    continue
+                ids_seen_in_batch.add(eid)
+                fresh.append(c)
+            events = [c.result for c in fresh if isinstance(c.result, StreamEvent)]
+            clock_ts, clock_wall = self.store.clock()
+            max_ts = max((e.ts for e in events), default=0.0)
+            if events:
+                watermark = max(clock_ts, max_ts)
+            else:  # a quiet stream: event time goes on with the clock
+                watermark = clock_ts + max(wall - clock_wall, 0.0) if clock_ts else 0.0
+            due = self.store.due(watermark, self.cfg.batch) if watermark else []
+            keys = list(dict.fromkeys(
+                [self.ref.customer_key(e.ids) for e in events]
+                + [m.split("|", 1)[1] for m, _ in due]))
+            raw = self.store.read_states(keys)
+            states = {k: decode(v) for k, v in raw.items() if v}
+            versions = {k: float(v.get("v", 0) or 0) for k, v in raw.items()}
+            out = self.processor.process(events, states, due, watermark)
+            if self.sink is not None:
+                self.sink.append([c.record for c in fresh])
+            k = self.store.keys
+            payload: dict[str, Any] = {
+                "check": [[k.state(key), versions.get(key, 0.0)] for key in keys],
+                "fired": [[m] for m in out.fired],
+                "seen": [k.seen(c.result.event_id) for c in fresh],
+                "states": [],
+                "cancel": sorted(out.cancel),
+                "schedule": [[m, due_at] for m, due_at in out.schedule.items()],
+                "out": [],
+                "ack": [i for i, _ in msgs],
+                "timers": k.timers, "clock": k.clock, "output": self.output,
+                "input": self.input, "group": self.group,
+                "state_ttl": self.state_ttl_ms, "seen_ttl": self.seen_ttl_ms,
+                "maxlen": self.cfg.output_maxlen, "recent": self.cfg.recent_triggers,
+                "clock_ts": max_ts, "clock_ts_s": repr(max_ts), "wall": repr(wall),
+            }
+            for key, st in out.states.items():
+                st["v"] = versions.get(key, 0.0) + 1
+                flat: list[str] = []
+                for f, v in encode(st).items():
+                    flat += [f, v]
+                payload["states"].append([k.state(key), flat])
+            for t in out.triggers:
+                flat = []
+                for f, v in t.to_message().items():
+                    flat += [f, v]
+                payload["out"].append([k.recent(t.customer_key), flat,
+                                       json.dumps(t.to_dict(), separators=(",", ":"))])
+            if self.store.commit(payload):
+                self._count(msgs, checked, fresh, out.triggers)
+                return len(out.triggers)
+            self.stats.conflicts += 1
+            time.sleep(0.001)
+        raise TribesError("another consumer keeps changing the same customers; batch not "
+                          "applied (it stays pending and is read again)", code="E_STREAM")
+
+    def _count(self, msgs: list[Any], checked: list[Any], fresh: list[Any],
+               triggers: list[Any]) -> None:
+        s = self.stats
+        s.batches += 1
+        s.messages += len(msgs)
+        s.duplicates += len(checked) - len(fresh)
+        for c in fresh:
+            if isinstance(c.result, Rejected):
+                s.rejected[c.result.reason] += 1
+            else:
+                s.events += 1
+        for t in triggers:
+            s.triggers[t.kind] += 1
+
+    # ------------------------------------------------------------------ the loop
+    def run(self, stop: threading.Event | None = None, *, max_messages: int | None = None,
+            idle_exit: float | None = None) -> StreamStats:
+        """Consume until ``stop`` is set, ``max_messages`` were read, or (``idle_exit``)
+        nothing arrived for that many seconds."""
+        stop = stop or threading.Event()
+        last_msg = time.monotonic()
+        last_log = time.monotonic()
+        try:
+            while not stop.is_set():
+                self._swap_reference()
+                msgs = self._read(self.cfg.block_ms)
+                if msgs or self._timers_pending():
+                    self.process(msgs)
+                if msgs:
+                    last_msg = time.monotonic()
+                if self.sink is not None:
+                    self.sink.tick()
+                self._maybe_reload()
+                if time.monotonic() - last_log > 10:
+                    last_log = time.monotonic()
+                    log.info("stream: %s", self.stats.to_dict())
+                if max_messages is not None and self.stats.messages >= max_messages:
+                    break
+                if idle_exit is not None and time.monotonic() - last_msg > idle_exit:
+                    break
+        finally:
+            self.close()
+        return self.stats
+
+    def _timers_pending(self) -> bool:
+        """Whether a timer is due by the idle watermark (checked at most every 0.5 s)."""
+        now = time.monotonic()
+        if now - getattr(self, "_timer_check", 0.0) < 0.5:
+            return False
+        self._timer_check = now
+        ts, wall = self.store.clock()
+        if not ts:
+            return False
+        return bool(self.store.due(ts + max(time.time() - wall, 0.0), 1))
+
+    def close(self) -> None:
+        if self.sink is not None:
+            self.sink.close()
+        if self.delivery is not None:
+            self.delivery.stop()
+        with contextlib.suppress(Exception):
+            self.r.close()

@@ -1,0 +1,379 @@
+"""The rules engine: events and due timers in, new customer state and triggers out.
+
+Pure Python over plain dicts, so the same code runs on Redis state (``tribes stream``)
+and in memory (``tribes triggers test``). Time is event time: timers fire when the
+watermark (the newest event time seen, advancing with the clock while the stream is
+quiet) passes them, and events and timers are interleaved in event-time order, so a
+replay of old events gives the triggers they would have given live.
+
+Rules (configured in ``[realtime.rules]``, see tribes.toml):
+
+* ``abandoned_cart``: an add to cart with no cancel event (checkout, purchase, ...) within
+  ``after``: a timer per customer, reset by every add, removed by a cancel.
+* ``high_value_views``: ``min_views`` views of products priced ``min_price`` or more in one
+  session; once per session.
+* ``session_offer``: at the first event of a session, the offer configured for the
+  customer's segment.
+* ``churn_risk``: when P(alive) of the CLV fit falls below the threshold: a timer at the
+  time it will, rescheduled by every purchase.
+* ``segment_change``: ``segment.exited`` and ``segment.entered`` when online assignment
+  moves a customer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tribes.config import RealtimeConfig, parse_duration
+from tribes.realtime import online
+from tribes.realtime.events import StreamEvent
+from tribes.realtime.reference import Reference
+
+# numeric state fields (Redis hash fields; 0 when absent)
+NUMERIC = ("v", "first", "last", "ss", "sl", "sn", "sv", "so", "sh", "sc", "sp", "ne", "ns",
+           "no", "nm", "nd", "nsup", "ncs", "nas", "cart", "ci", "cv", "cx", "cfirst",
+           "clast", "churn", "cf", "seg", "hasseg", "sb")
+TEXT = ("cats", "cp", "lo")  # JSON lists / last order id
+CART, CHURN = "cart", "churn"
+RULES = ("abandoned_cart", "high_value_views", "session_offer", "churn_risk",
+         "segment_change")
+MAX_CATEGORIES = 50
+MAX_CART_PRODUCTS = 20
+UNIT_SECONDS = {"day": 86_400.0, "week": 7 * 86_400.0, "month": 365.25 / 12 * 86_400.0}
+TEN_YEARS = 3653 * 86_400.0
+
+
+@dataclass(frozen=True)
+class Trigger:
+    kind: str
+    customer_key: str
+    at: float  # event time, epoch seconds
+    trigger_id: str
+    data: dict[str, Any]
+    segment_id: int | None = None
+    source_msg: str = ""  # stream id of the message that caused it (none for a timer)
+
+    def to_message(self) -> dict[str, str]:
+        return {"id": self.trigger_id, "type": self.kind, "customer_key": self.customer_key,
+                "at": f"{self.at:.3f}", "segment_id": "" if self.segment_id is None
+                else str(self.segment_id), "source_msg": self.source_msg,
+                "data": json.dumps(self.data, sort_keys=True, separators=(",", ":"))}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.trigger_id, "type": self.kind, "customer_key": self.customer_key,
+                "at": self.at, "segment_id": self.segment_id, "data": self.data}
+
+    @classmethod
+    def from_message(cls, m: dict[str, str]) -> Trigger:
+        seg = m.get("segment_id") or ""
+        return cls(kind=m["type"], customer_key=m["customer_key"], at=float(m["at"]),
+                   trigger_id=m["id"], data=json.loads(m.get("data") or "{}"),
+                   segment_id=int(seg) if seg else None, source_msg=m.get("source_msg", ""))
+
+
+def trigger_id(kind: str, key: str, anchor: str) -> str:
+    """Deterministic, so a redelivered event gives the same id (the idempotency key)."""
+    return "t" + hashlib.sha256(f"{kind}|{key}|{anchor}".encode()).hexdigest()[:23]
+
+
+def new_state() -> dict[str, Any]:
+    st: dict[str, Any] = dict.fromkeys(NUMERIC, 0.0)
+    st.update(cats=[], cp=[], lo="")
+    return st
+
+
+def decode(raw: dict[str, str]) -> dict[str, Any]:
+    """A Redis hash as state (missing fields get their zero)."""
+    st = new_state()
+    for k, v in raw.items():
+        if k in TEXT:
+            st[k] = v if k == "lo" else json.loads(v or "[]")
+        elif k in st:
+            st[k] = float(v)
+    return st
+
+
+def encode(st: dict[str, Any]) -> dict[str, str]:
+    out = {k: repr(float(st[k])) for k in NUMERIC}
+    out.update(cats=json.dumps(st["cats"]), cp=json.dumps(st["cp"]), lo=st["lo"])
+    return out
+
+
+@dataclass
+class Outcome:
+    states: dict[str, dict[str, Any]] = field(default_factory=dict)  # changed customers
+    triggers: list[Trigger] = field(default_factory=list)
+    schedule: dict[str, float] = field(default_factory=dict)  # timer member -> due
+    cancel: set[str] = field(default_factory=set)
+    fired: list[str] = field(default_factory=list)  # Redis timers consumed
+
+
+def member(rule: str, key: str) -> str:
+    return f"{rule}|{key}"
+
+
+class Processor:
+    """Applies the rules; holds nothing between batches but the configuration and the
+    workspace reference."""
+
+    def __init__(self, cfg: RealtimeConfig, ref: Reference, *, session_timeout: float,
+                 churn_threshold: float, clv_period: str = "day") -> None:
+        self.cfg, self.ref = cfg, ref
+        r = cfg.rules
+        self.timeout = session_timeout
+        self.cart_after = parse_duration(r.abandoned_cart.after).total_seconds()
+        self.add_types = set(r.abandoned_cart.add_types)
+        self.cancel_types = set(r.abandoned_cart.cancel_types)
+        self.view_types = set(r.high_value_views.view_types)
+        self.churn_threshold = r.churn_risk.threshold or churn_threshold
+        self.period = 7 * 86_400.0 if clv_period == "week" else 86_400.0
+        self.churn_model: Any = None
+        self.unit = 7 * 86_400.0
+        if r.churn_risk.enabled and ref.clv:
+            from tribes.models.clv.run import models_of
+
+            self.churn_model = models_of(ref.clv)[0]
+            self.unit = UNIT_SECONDS.get(str(ref.clv.get("time_unit", "week")), self.unit)
+            self._clv_index = ({} if ref.clv_rows is None else
+                               {k: i for i, k in enumerate(ref.clv_rows["customer_key"])})
+        self.assign_online = r.segment_change.enabled and online.can_assign(ref)
+
+    # ------------------------------------------------------------------ batch
+    def process(self, events: list[StreamEvent], states: dict[str, dict[str, Any]],
+                due: list[tuple[str, float]], watermark: float) -> Outcome:
+        """Apply ``events`` (of customers in ``states``, which is updated in place) and the
+        timers ``due`` (from the store, due at or before ``watermark``)."""
+        out = Outcome()
+        heap = [(score, m, True) for m, score in due]
+        heapq.heapify(heap)
+        live: dict[str, float] = {m: s for m, s in due}  # member -> due of pending timers
+        touched: dict[str, float] = {}
+        ref = self.ref
+        for ev in sorted(events, key=lambda e: (e.ts, e.event_id)):
+            self._fire_until(ev.ts, heap, live, states, out, strict=True)
+            key = ref.customer_key(ev.ids)
+            if not ref.allowed(key):
+                continue
+            st = states.setdefault(key, new_state())
+            self._apply(ev, key, st, out, live, heap)
+            touched[key] = ev.ts
+        self._fire_until(watermark, heap, live, states, out, strict=False)
+        if self.assign_online and touched:
+            self._reassign(touched, states, out)
+        for key in touched:
+            out.states[key] = states[key]
+        return out
+
+    def _fire_until(self, t: float, heap: list[tuple[float, str, bool]],
+                    live: dict[str, float], states: dict[str, dict[str, Any]], out: Outcome,
+                    *, strict: bool) -> None:
+        while heap and (heap[0][0] < t or (not strict and heap[0][0] <= t)):
+            due, m, stored = heapq.heappop(heap)
+            if live.get(m) != due:
+                continue  # rescheduled or cancelled since
+            del live[m]
+            if stored:
+                out.fired.append(m)
+            out.schedule.pop(m, None)
+            rule, key = m.split("|", 1)
+            st = states.get(key)
+            if st is None or not self.ref.allowed(key):
+                continue
+            if rule == CART and st["cart"] and st["cart"] + self.cart_after == due:
+                self._emit(out, "trigger.abandoned_cart", key, due, st,
+                           f"{m}@{due:.3f}",
+                           {"cart_at": st["cart"], "items": int(st["ci"]),
+                            "value": round(st["cv"], 2), "products": st["cp"],
+                            "minutes": self.cart_after / 60})
+                st["cart"], st["ci"], st["cv"], st["cp"] = 0.0, 0.0, 0.0, []
+            elif rule == CHURN and st["churn"] == due and not st["cf"]:
+                p = self._p_alive(st, due)
+                self._emit(out, "trigger.churn_risk", key, due, st, f"{m}@{due:.3f}",
+                           {"p_alive": round(p, 4), "threshold": self.churn_threshold,
+                            "last_purchase_at": st["clast"]})
+                st["cf"], st["churn"] = 1.0, 0.0
+            out.states[key] = st
+
+    def _schedule(self, m: str, due: float, live: dict[str, float], out: Outcome,
+                  heap: list[tuple[float, str, bool]]) -> None:
+        live[m] = due
+        out.schedule[m] = due
+        out.cancel.discard(m)
+        heapq.heappush(heap, (due, m, False))
+
+    def _cancel(self, m: str, live: dict[str, float], out: Outcome) -> None:
+        live.pop(m, None)
+        out.schedule.pop(m, None)
+        out.cancel.add(m)
+
+    # ------------------------------------------------------------------ one event
+    def _init(self, key: str, st: dict[str, Any], ts: float) -> None:
+        ref = self.ref
+        b = ref.base_row(key)
+        if b is not None and ref.as_of is not None:
+            st["first"] = ref.as_of - (b.get("tenure_days") or 0.0) * 86_400.0
+            st["last"] = ref.as_of - (b.get("recency_days") or 0.0) * 86_400.0
+            # the batch's last session, counted in the batch features, is open
+            st["sl"] = st["ss"] = st["last"]
+            st["sn"], st["sb"] = 1.0, 1.0
+        else:
+            st["first"] = st["last"] = ts
+        seg = ref.batch_segment.get(key)
+        if seg is not None:
+            st["seg"], st["hasseg"] = float(seg), 1.0
+        if self.churn_model is not None:
+            i = self._clv_index.get(key)
+            if i is not None and ref.clv_rows is not None:
+                row = ref.clv_rows.iloc[i]
+                as_of = float(row["as_of"].timestamp())
+                st["cfirst"] = as_of - float(row["T"]) * self.unit
+                st["clast"] = st["cfirst"] + float(row["recency"]) * self.unit
+                st["cx"] = float(row["frequency"])
+
+    def _apply(self, ev: StreamEvent, key: str, st: dict[str, Any], out: Outcome,
+               live: dict[str, float], heap: list[tuple[float, str, bool]]) -> None:
+        r = self.cfg.rules
+        if not st["first"]:
+            self._init(key, st, ev.ts)
+        counted = self.ref.as_of is None or key not in self.ref.base_index or \
+            ev.ts > self.ref.as_of
+        new_session = st["sn"] == 0 or ev.ts > st["sl"] + self.timeout
+        if new_session and st["sn"] and not st["sb"]:
+            # close the previous (streamed) session
+            st["nd"] += max(st["sl"] - st["ss"], 0.0)
+            if st["sc"]:
+                st["ncs"] += 1
+                st["nas"] += 0 if st["sp"] else 1
+        if new_session:
+            st["ss"] = st["sl"] = ev.ts
+            for f in ("sn", "sv", "so", "sh", "sc", "sp", "sb"):
+                st[f] = 0.0
+            if counted:
+                st["ns"] += 1
+        st["sn"] += 1
+        st["sl"] = max(st["sl"], ev.ts)
+        st["last"] = max(st["last"], ev.ts)
+        etype = ev.event_type
+        if counted:
+            st["ne"] += 1
+            if ev.category and ev.category not in st["cats"] and \
+                    len(st["cats"]) < MAX_CATEGORIES:
+                st["cats"].append(ev.category)
+        seg = int(st["seg"]) if st["hasseg"] else None
+        if new_session and r.session_offer.enabled:
+            offer = self.ref.offer_for(seg, r.session_offer.offers)
+            if offer is not None and not st["so"]:
+                st["so"] = 1
+                self._emit(out, "trigger.session_offer", key, ev.ts, st, ev.event_id,
+                           {"offer": offer, "segment": self.ref.segment_name(seg)},
+                           source_msg=ev.msg_id)
+        if etype in self.add_types:
+            st["sc"] = 1
+            if r.abandoned_cart.enabled:
+                st["cart"] = ev.ts
+                st["ci"] += 1
+                st["cv"] += (ev.price or 0.0)
+                if ev.product_id and len(st["cp"]) < MAX_CART_PRODUCTS:
+                    st["cp"].append(ev.product_id)
+                self._schedule(member(CART, key), ev.ts + self.cart_after, live, out, heap)
+        elif etype in self.cancel_types and st["cart"] and ev.ts >= st["cart"]:
+            st["cart"], st["ci"], st["cv"], st["cp"] = 0.0, 0.0, 0.0, []
+            self._cancel(member(CART, key), live, out)
+        if etype == "purchase":
+            st["sp"] = 1
+            if counted and (not ev.order_id or ev.order_id != st["lo"]):
+                st["no"] += 1
+                st["lo"] = ev.order_id or ""
+            if counted:
+                st["nm"] += ev.amount or 0.0
+            self._purchase_churn(key, st, ev.ts, live, out, heap)
+        if ev.source == "support" and counted:
+            st["nsup"] += 1
+        if (etype in self.view_types and r.high_value_views.enabled and not st["sh"]
+                and (ev.price or 0.0) >= r.high_value_views.min_price):
+            st["sv"] += 1
+            if st["sv"] >= r.high_value_views.min_views:
+                st["sh"] = 1
+                self._emit(out, "trigger.high_value_views", key, ev.ts, st, ev.event_id,
+                           {"views": int(st["sv"]), "min_price": r.high_value_views.min_price,
+                            "product_id": ev.product_id}, source_msg=ev.msg_id)
+
+    # ------------------------------------------------------------------ churn
+    def _p_alive(self, st: dict[str, Any], at: float) -> float:
+        big_t = max(at - st["cfirst"], 0.0) / self.unit
+        tx = max(st["clast"] - st["cfirst"], 0.0) / self.unit
+        return float(self.churn_model.p_alive(np.array([st["cx"]]), np.array([tx]),
+                                              np.array([big_t]))[0])
+
+    def _purchase_churn(self, key: str, st: dict[str, Any], ts: float,
+                        live: dict[str, float], out: Outcome,
+                        heap: list[tuple[float, str, bool]]) -> None:
+        if self.churn_model is None:
+            return
+        period = math.floor(ts / self.period) * self.period
+        if not st["cfirst"]:
+            st["cfirst"] = st["clast"] = period
+        elif period > st["clast"]:
+            st["cx"] += 1
+            st["clast"] = period
+        st["cf"] = 0.0
+        due = self.churn_due(st, ts)
+        m = member(CHURN, key)
+        if due is None:
+            st["churn"] = 0.0
+            self._cancel(m, live, out)
+        else:
+            st["churn"] = due
+            self._schedule(m, due, live, out, heap)
+
+    def churn_due(self, st: dict[str, Any], now: float) -> float | None:
+        """When P(alive) will fall below the threshold without another purchase (None: not
+        within ten years, or never, as with no repeat purchase under BG/NBD)."""
+        lo, hi = now, now + TEN_YEARS
+        if self._p_alive(st, hi) >= self.churn_threshold:
+            return None
+        if self._p_alive(st, lo) < self.churn_threshold:
+            return lo
+        for _ in range(40):
+            mid = (lo + hi) / 2
+            if self._p_alive(st, mid) < self.churn_threshold:
+                hi = mid
+            else:
+                lo = mid
+        return round(hi, 3)
+
+    # ------------------------------------------------------------------ segments
+    def _reassign(self, touched: dict[str, float], states: dict[str, dict[str, Any]],
+                  out: Outcome) -> None:
+        keys = list(touched)
+        rows = [online.features(self.ref, k, states[k], touched[k]) for k in keys]
+        for key, seg in zip(keys, online.assign(self.ref, rows), strict=True):
+            st = states[key]
+            old = int(st["seg"]) if st["hasseg"] else None
+            if old == seg:
+                continue
+            at = touched[key]
+            anchor = f"{old}>{seg}@{at:.3f}"
+            if old is not None:
+                self._emit(out, "segment.exited", key, at, st, anchor,
+                           {"segment_id": old, "segment": self.ref.segment_name(old),
+                            "to": seg}, segment=old)
+            st["seg"], st["hasseg"] = float(seg), 1.0
+            self._emit(out, "segment.entered", key, at, st, anchor,
+                       {"segment_id": seg, "segment": self.ref.segment_name(seg),
+                        "from": old, "version": self.ref.version}, segment=seg)
+
+    def _emit(self, out: Outcome, kind: str, key: str, at: float, st: dict[str, Any],
+              anchor: str, data: dict[str, Any], *, source_msg: str = "",
+              segment: int | None = None) -> None:
+        seg = segment if segment is not None else (int(st["seg"]) if st["hasseg"] else None)
+        out.triggers.append(Trigger(kind=kind, customer_key=key, at=at,
+                                    trigger_id=trigger_id(kind, key, anchor), data=data,
+                                    segment_id=seg, source_msg=source_msg))

@@ -1,0 +1,159 @@
+"""Streamed events into the events table: spooled to disk, ingested in micro-batches.
+
+Every message the consumer reads is appended (with its event columns' names) to a spool
+file and synced before the batch is acknowledged, so nothing acknowledged can be lost.
+Spool files are closed every ``flush_every`` or ``flush_events`` and ingested by the
+normal ingest (same checks, quarantine, dedupe on event_id: a message spooled twice loads
+once), on a background thread; a file is deleted only after its ingest committed. Files
+left by a stopped consumer are ingested when the next one starts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from tribes.config import parse_duration
+from tribes.errors import TribesError
+from tribes.workspace import Workspace
+
+log = logging.getLogger(__name__)
+DB_LOCK = threading.Lock()  # one thread of the stream process in the database at a time
+
+
+def stream_spool(ws: Workspace) -> Path:
+    d = ws.path / ".tmp" / "stream"
+    d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return d
+
+
+class Sink:
+    def __init__(self, ws: Workspace, *, source: str, consumer: str) -> None:
+        cfg = ws.config.realtime
+        self.ws, self.source = ws, source
+        self.every = parse_duration(cfg.flush_every).total_seconds()
+        self.max_events = cfg.flush_events
+        self.dir = stream_spool(ws)
+        self.consumer = consumer
+        self._fh: Any = None
+        self._path: Path | None = None
+        self._n = 0
+        self._opened = 0.0
+        self._seq = 0
+        self._ready: list[Path] = sorted(self.dir.glob("closed-*.jsonl"))
+        # a spool left open by a stopped consumer of this name: ingest it too
+        for f in sorted(self.dir.glob(f"open-{consumer}-*.jsonl")):
+            self._ready.append(self._close_name(f))
+        self._lock = threading.Condition()
+        self._stop = False
+        self.loaded = self.quarantined = self.duplicates = 0
+        self.errors: list[str] = []
+        self._thread = threading.Thread(target=self._run, name="tribes-sink", daemon=True)
+        self._thread.start()
+
+    def _close_name(self, f: Path) -> Path:
+        target = self.dir / ("closed-" + f.name.removeprefix("open-"))
+        f.rename(target)
+        return target
+
+    def append(self, records: list[dict[str, Any] | str]) -> None:
+        """Write and sync one batch's records (before the batch is acknowledged)."""
+        if not records:
+            return
+        if self._fh is None:
+            self._seq += 1
+            self._path = self.dir / f"open-{self.consumer}-{time.time_ns()}-{self._seq}.jsonl"
+            fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            self._fh = os.fdopen(fd, "a", encoding="utf-8")
+            self._opened = time.monotonic()
+        self._fh.write("".join(_line(r) for r in records))
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._n += len(records)
+        if self._n >= self.max_events:
+            self.rotate()
+
+    def tick(self) -> None:
+        if self._fh is not None and time.monotonic() - self._opened >= self.every:
+            self.rotate()
+
+    def rotate(self) -> None:
+        if self._fh is None or self._path is None:
+            return
+        self._fh.close()
+        closed = self._close_name(self._path)
+        self._fh, self._path, self._n = None, None, 0
+        with self._lock:
+            self._ready.append(closed)
+            self._lock.notify()
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._ready)
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while not self._ready and not self._stop:
+                    self._lock.wait(1.0)
+                if not self._ready and self._stop:
+                    return
+                files = list(self._ready)
+            try:
+                self._ingest(files)
+            except TribesError as exc:
+                self.errors.append(exc.message)
+                log.error("streamed events not yet in the events table (kept in the spool, "
+                          "retried): %s", exc.message)
+                time.sleep(min(self.every, 5.0))
+                if self._stop:
+                    return
+                continue
+            except Exception as exc:  # keep the files; say why
+                self.errors.append(str(exc))
+                log.exception("ingest of streamed events failed; kept in the spool")
+                time.sleep(min(self.every, 5.0))
+                if self._stop:
+                    return
+                continue
+            with self._lock:
+                self._ready = [f for f in self._ready if f not in files]
+
+    def _ingest(self, files: list[Path]) -> None:
+        from tribes.ingest import IngestOptions, ingest
+
+        started = time.perf_counter()
+        with DB_LOCK:
+            s = ingest(self.ws, [str(f) for f in files],
+                       IngestOptions(source=self.source, fmt="jsonl"))
+        for f in files:
+            f.unlink(missing_ok=True)
+        self.loaded += s.loaded
+        self.duplicates += s.duplicates
+        self.quarantined += s.n_quarantined
+        log.info("stream sink: %d events loaded, %d duplicates, %d quarantined (%.2fs)",
+                 s.loaded, s.duplicates, s.n_quarantined, time.perf_counter() - started)
+
+    def close(self, timeout: float = 120.0) -> None:
+        """Close the open spool and wait until everything is ingested (or ``timeout``)."""
+        self.rotate()
+        deadline = time.monotonic() + timeout
+        while self.pending() and time.monotonic() < deadline and self._thread.is_alive():
+            time.sleep(0.05)
+        with self._lock:
+            self._stop = True
+            self._lock.notify()
+        self._thread.join(timeout=max(deadline - time.monotonic(), 1.0))
+
+
+def _line(record: dict[str, Any] | str) -> str:
+    """A record as a JSON line; a message that was not a JSON object stays the text it
+    was (on one line), so that ingest quarantines it as malformed too."""
+    if isinstance(record, str):
+        return record.replace("\r", " ").replace("\n", " ") + "\n"
+    return json.dumps(record, default=str, separators=(",", ":")) + "\n"
