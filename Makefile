@@ -15,9 +15,9 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # the parity suite runs every stage on PySpark too (local mode, on Java 17); the service
-# tests need the service extra
-$(VENV)/.extras: $(VENV)/.installed
-	$(PY) -m pip install -q -e ".[dev,spark,service]"
+# tests need the service extra, the real-time tests the stream extra (and redis-server)
+$(VENV)/.extras: $(VENV)/.installed pyproject.toml
+	$(PY) -m pip install -q -e ".[dev,spark,service,stream]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -10,6 +10,7 @@ left by a stopped consumer are ingested when the next one starts.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -46,9 +47,10 @@ class Sink:
         self._opened = 0.0
         self._seq = 0
         self._ready: list[Path] = sorted(self.dir.glob("closed-*.jsonl"))
-        # a spool left open by a stopped consumer of this name: ingest it too
-        for f in sorted(self.dir.glob(f"open-{consumer}-*.jsonl")):
-            self._ready.append(self._close_name(f))
+        # spools left open by stopped consumers (a live one holds a lock on its own)
+        for f in sorted(self.dir.glob("open-*.jsonl")):
+            if _unlocked(f):
+                self._ready.append(self._close_name(f))
         self._lock = threading.Condition()
         self._stop = False
         self.loaded = self.quarantined = self.duplicates = 0
@@ -69,6 +71,7 @@ class Sink:
             self._seq += 1
             self._path = self.dir / f"open-{self.consumer}-{time.time_ns()}-{self._seq}.jsonl"
             fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held while it is written
             self._fh = os.fdopen(fd, "a", encoding="utf-8")
             self._opened = time.monotonic()
         self._fh.write("".join(_line(r) for r in records))
@@ -85,8 +88,8 @@ class Sink:
     def rotate(self) -> None:
         if self._fh is None or self._path is None:
             return
-        self._fh.close()
         closed = self._close_name(self._path)
+        self._fh.close()
         self._fh, self._path, self._n = None, None, 0
         with self._lock:
             self._ready.append(closed)
@@ -157,3 +160,18 @@ def _line(record: dict[str, Any] | str) -> str:
     if isinstance(record, str):
         return record.replace("\r", " ").replace("\n", " ") + "\n"
     return json.dumps(record, default=str, separators=(",", ":")) + "\n"
+
+
+def _unlocked(f: Path) -> bool:
+    """Whether no process holds the spool file (its consumer has stopped)."""
+    try:
+        fd = os.open(f, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+    return True

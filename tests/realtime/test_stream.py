@@ -1,0 +1,211 @@
+"""tribes stream on a real redis-server: triggers fire once, a killed consumer loses and
+repeats nothing, streamed events land in the events table."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.realtime.conftest import RedisServer, tribes
+from tribes.realtime.consumer import Consumer
+from tribes.realtime.rules import Trigger
+from tribes.realtime.simulate import simulate
+from tribes.workspace import open_workspace
+
+NOW = time.time()
+T = NOW - 6 * 3600  # events of the last hours
+
+
+def configure(path: Path, old: str, new: str) -> None:
+    cfg = path / "tribes.toml"
+    text = cfg.read_text(encoding="utf-8")
+    assert old in text, old
+    cfg.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+def push(r: Any, events: list[Any], stream: str = "events") -> None:
+    pipe = r.pipeline(transaction=False)
+    for e in events:
+        pipe.xadd(stream, {"data": json.dumps(e) if not isinstance(e, str) else e})
+    pipe.execute()
+
+
+def triggers(r: Any, stream: str = "triggers") -> list[Trigger]:
+    return [Trigger.from_message(f) for _, f in r.xrange(stream)]
+
+
+def ev(user: str, kind: str, minutes: float, **kw: Any) -> dict[str, Any]:
+    return {"user_id": user, "event": kind, "ts": T + minutes * 60,
+            "event_id": f"{user}-{kind}-{minutes}", **kw}
+
+
+def consume(path: Path, url: str, **kw: Any) -> Consumer:
+    idle = kw.pop("idle", 0.5)
+    c = Consumer(open_workspace(path), redis_url=url, consumer=kw.pop("consumer", "c1"), **kw)
+    c.run(idle_exit=idle)
+    return c
+
+
+def stream_events(path: Path) -> int:
+    ws = open_workspace(path)
+    with ws.engine(read_only=True) as engine:
+        t = engine.table("events")
+        return int(engine.scalar(t.filter(t.source == "stream").count()))
+
+
+def test_abandoned_cart_fires_once_after_the_timeout(rt_ws: Path, redis_url: str,
+                                                     redis_server: RedisServer) -> None:
+    configure(rt_ws, 'after = "30m"', 'after = "10m"')
+    r = redis_server.client()
+    push(r, [ev("A", "add_to_cart", 0, product_id="p1", price=30),
+             ev("B", "add_to_cart", 0), ev("B", "purchase", 5, amount=30, order_id="o1"),
+             ev("Z", "page_view", 9)])
+    consume(rt_ws, redis_url)
+    assert [t for t in triggers(r) if t.kind.startswith("trigger.")] == []  # 9 < 10 minutes
+    push(r, [ev("Z", "page_view", 11)])
+    consume(rt_ws, redis_url)
+    carts = [t for t in triggers(r) if t.kind == "trigger.abandoned_cart"]
+    assert len(carts) == 1 and carts[0].data["products"] == ["p1"]
+    assert carts[0].at == pytest.approx(T + 600, abs=0.01)
+    # later events, a restart, the same messages again: it does not fire again
+    push(r, [ev("Z", "page_view", 60), ev("A", "page_view", 61)])
+    push(r, [ev("A", "add_to_cart", 0, product_id="p1", price=30)])  # a resend
+    consume(rt_ws, redis_url, consumer="c2")
+    assert len([t for t in triggers(r) if t.kind == "trigger.abandoned_cart"]) == 1
+    assert stream_events(rt_ws) == 7  # every event once, the resend not
+    # each trigger is kept per customer for the API
+    c = Consumer(open_workspace(rt_ws), redis_url=redis_url, consumer="c3", sink=False)
+    recent = c.store.recent_triggers(carts[0].customer_key)
+    assert any(x["type"] == "trigger.abandoned_cart" for x in recent)
+    c.close()
+
+
+def test_bad_messages_are_quarantined_and_never_fire(rt_ws: Path, redis_url: str,
+                                                     redis_server: RedisServer) -> None:
+    r = redis_server.client()
+    push(r, ["not json {", {"user_id": "A", "event": "add_to_cart", "ts": "soon"},
+             {"event": "add_to_cart", "ts": T}, ev("Z", "page_view", 100)])
+    c = consume(rt_ws, redis_url)
+    assert dict(c.stats.rejected) == {"E_MALFORMED": 1, "E_TS_PARSE": 1, "E_NO_ID": 1}
+    assert [t.kind for t in triggers(r) if t.kind.startswith("trigger.")] == []
+    ws = open_workspace(rt_ws)
+    with ws.engine(read_only=True) as engine:
+        q = engine.table("quarantine")
+        reasons = engine.execute(q.filter(q.source == "stream").select("reason"))
+    assert sorted(reasons["reason"]) == ["E_MALFORMED", "E_NO_ID", "E_TS_PARSE"]
+
+
+def test_pending_messages_of_a_dead_consumer_are_claimed(rt_ws: Path, redis_url: str,
+                                                         redis_server: RedisServer) -> None:
+    configure(rt_ws, 'claim_idle = "60s"', 'claim_idle = "1s"')
+    r = redis_server.client()
+    push(r, [ev("A", "add_to_cart", 0), ev("Z", "page_view", 45)])
+    Consumer(open_workspace(rt_ws), redis_url=redis_url, consumer="x", sink=False).close()
+    r.xreadgroup("tribes", "dead", {"events": ">"}, count=10)  # read, never acknowledged
+    assert r.xpending("events", "tribes")["pending"] == 2
+    time.sleep(1.2)
+    c = consume(rt_ws, redis_url, consumer="alive", idle=2.0)
+    assert c.stats.claimed == 2
+    assert r.xpending("events", "tribes")["pending"] == 0
+    assert [t.kind for t in triggers(r)].count("trigger.abandoned_cart") == 1
+
+
+def _workload(n_customers: int = 300, per_customer: int = 40) -> list[dict[str, Any]]:
+    """Sessions with views, carts and purchases, in time order, and a last event a day
+    later (so every cart timer is settled)."""
+    import random
+
+    rng = random.Random(3)
+    out = []
+    for i in range(n_customers * per_customer):
+        u = f"U{rng.randrange(n_customers)}"
+        minute = i * 0.05
+        kind = rng.choices(["page_view", "product_view", "add_to_cart", "purchase"],
+                           [5, 4, 2, 1])[0]
+        e: dict[str, Any] = {"user_id": u, "event": kind, "ts": T + minute * 60,
+                             "event_id": f"w{i}", "product_id": f"p{rng.randrange(50)}",
+                             "price": rng.choice([10, 40, 150, 400])}
+        if kind == "purchase":
+            e["amount"] = rng.choice([20.0, 80.0])
+            e["order_id"] = f"o{i}"
+        out.append(e)
+    out.append({"user_id": "END", "event": "page_view", "ts": T + 5 * 3600,
+                "event_id": "end"})
+    return out
+
+
+def test_killing_the_consumer_loses_and_repeats_nothing(rt_ws: Path, redis_url: str,
+                                                        redis_server: RedisServer) -> None:
+    configure(rt_ws, 'batch = 1000', 'batch = 200')
+    configure(rt_ws, 'flush_every = "5s"', 'flush_every = "1s"')
+    r = redis_server.client()
+    events = _workload()
+    push(r, events)
+    cmd = [sys.executable, "-m", "tribes", "-q", "-w", str(rt_ws), "stream", "--redis",
+           redis_url, "--consumer", "c1", "--idle-exit", "2"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    kills = 0
+    for _ in range(3):  # killed twice mid-stream, then left to finish
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        if kills < 2:
+            target = len(events) * (kills + 1) // 3
+            deadline = time.monotonic() + 120
+            read = 0
+            while time.monotonic() < deadline and proc.poll() is None:
+                info = {g["name"]: g for g in r.xinfo_groups("events")}
+                read = info.get("tribes", {}).get("entries-read") or 0
+                if read >= target:
+                    break
+                time.sleep(0.01)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+            assert 0 < read < len(events), "not killed mid-stream"
+            kills += 1
+        else:
+            _, err = proc.communicate(timeout=300)
+            assert proc.returncode == 0, err.decode()[-3000:]
+    got = triggers(r)
+    ids = [t.trigger_id for t in got]
+    assert len(ids) == len(set(ids)), "a trigger was delivered twice"
+    expected = simulate(open_workspace(rt_ws), events)
+    want = sorted(t.trigger_id for t in expected.triggers if t.kind.startswith("trigger."))
+    assert sorted(t.trigger_id for t in got if t.kind.startswith("trigger.")) == want
+    assert len(want) > 50
+    assert r.xpending("events", "tribes")["pending"] == 0
+    assert stream_events(rt_ws) == len(events)  # every event landed once
+
+
+@pytest.mark.parametrize("fmt", ["data", "fields"])
+def test_message_formats(rt_ws: Path, redis_url: str, redis_server: RedisServer,
+                         fmt: str) -> None:
+    r = redis_server.client()
+    e = ev("A", "add_to_cart", 0)
+    if fmt == "data":
+        r.xadd("events", {"data": json.dumps(e)})
+    else:
+        r.xadd("events", {k: str(v) for k, v in e.items()})
+    r.xadd("events", {"data": json.dumps(ev("Z", "page_view", 40))})
+    c = consume(rt_ws, redis_url)
+    assert c.stats.events == 2
+    assert [t.kind for t in triggers(r)].count("trigger.abandoned_cart") == 1
+
+
+def test_stream_cli(rt_ws: Path, redis_url: str, redis_server: RedisServer) -> None:
+    r = redis_server.client()
+    push(r, [ev("A", "add_to_cart", 0), ev("Z", "page_view", 45)])
+    out = tribes("-w", rt_ws, "stream", "--redis", redis_url, "--idle-exit", "0.5", "--json")
+    res = json.loads(out)
+    assert res["messages"] == 2 and res["triggers"]["trigger.abandoned_cart"] == 1
+    assert res["landed"]["loaded"] == 2
+    recent = json.loads(tribes("-w", rt_ws, "triggers", "recent", "--redis", redis_url,
+                               "--json"))
+    assert "trigger.abandoned_cart" in [t["type"] for t in recent["triggers"]]
