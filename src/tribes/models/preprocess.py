@@ -46,7 +46,11 @@ class Transform:
 
     def apply(self, df: pd.DataFrame) -> np.ndarray:
         """Transform a frame with the feature columns into model coordinates."""
-        x = df[list(self.features)].to_numpy(dtype=float, na_value=np.nan)
+        return self.apply_array(df[list(self.features)].to_numpy(dtype=float,
+                                                                 na_value=np.nan))
+
+    def apply_array(self, x: np.ndarray) -> np.ndarray:
+        """The same for a float array whose columns are ``features`` in order."""
         x = np.where(np.isnan(x), np.array(self.fill), x)
         logs = np.array(self.log1p)
         x[:, logs] = np.log1p(np.maximum(x[:, logs], 0.0))

@@ -25,8 +25,8 @@ from tribes.config import parse_duration
 from tribes.errors import TribesError
 from tribes.privacy import audit
 from tribes.realtime import reference
-from tribes.realtime.events import EventChecker, Rejected, StreamEvent
-from tribes.realtime.rules import Processor, decode, encode
+from tribes.realtime.events import Checked, EventChecker, Rejected, StreamEvent
+from tribes.realtime.rules import Processor, Trigger, decode, encode
 from tribes.realtime.sink import Sink
 from tribes.realtime.store import Store, connect
 from tribes.workspace import Workspace
@@ -57,15 +57,27 @@ class StreamStats:
                 "seconds": round(secs, 3), "messages_per_s": round(self.messages / secs, 1)}
 
 
-def parse_message(fields: dict[str, str]) -> Any:
-    """A stream entry as an event: its ``data`` field (JSON), else the entry's fields."""
-    data = fields.get("data")
-    if data is not None and len(fields) == 1:
+def parse_message(fields: list[str] | dict[str, str]) -> Any:
+    """A stream entry (its field/value list) as an event: its ``data`` field (JSON), else
+    the entry's fields."""
+    if isinstance(fields, dict):
+        fields = [x for kv in fields.items() for x in kv]
+    if len(fields) == 2 and fields[0] == "data":
         try:
-            return json.loads(data)
+            return json.loads(fields[1])
         except ValueError:
-            return data
-    return dict(fields)
+            return fields[1]
+    return dict(zip(fields[0::2], fields[1::2], strict=False))
+
+
+@dataclass
+class _Batch:
+    msgs: list[tuple[str, list[str]]]
+    checked: list[Checked]
+    wall: float
+    spooled: bool = False
+    fresh: list[Checked] = field(default_factory=list)
+    triggers: list[Trigger] = field(default_factory=list)
 
 
 class Consumer:
@@ -83,11 +95,11 @@ class Consumer:
         self.group = group or cfg.group
         self.name = consumer or f"{socket.gethostname()}-{threading.get_native_id()}"
         self.r = client if client is not None else connect(redis_url or cfg.redis)
-        self.store = Store(self.r, cfg.prefix)
+        self.store = Store(self.r, cfg.prefix,
+                           seen_ttl_s=parse_duration(cfg.seen_ttl).total_seconds())
         self.secret = ws.secret()
         self.claim_idle_ms = int(parse_duration(cfg.claim_idle).total_seconds() * 1000)
         self.state_ttl_ms = int(parse_duration(cfg.state_ttl).total_seconds() * 1000)
-        self.seen_ttl_ms = int(parse_duration(cfg.seen_ttl).total_seconds() * 1000)
         self.stats = StreamStats()
         self._ensure_group("0" if start == "earliest" else "$")
         self.ref = reference.load(ws)
@@ -95,6 +107,10 @@ class Consumer:
         self._reload_thread: threading.Thread | None = None
         self._next_ref: reference.Reference | None = None
         self._checked = time.monotonic()
+        self._own_done = False
+        self._claimed_at = 0.0
+        self._inflight: _Batch | None = None
+        self._prefetched: list[tuple[str, list[str]]] = []
         self.sink = Sink(ws, source=cfg.source, consumer=self.name) if sink else None
         self.delivery: Any = None
         if webhooks:
@@ -152,94 +168,124 @@ class Consumer:
             log.info("stream: workspace changed; now segment version %s", ref.version)
 
     # ------------------------------------------------------------------ reading
-    def _read(self, block_ms: int) -> list[tuple[str, dict[str, str]]]:
-        n = self.cfg.batch
-        own = self.r.xreadgroup(self.group, self.name, {self.input: "0"}, count=n)
-        msgs = [(i, f) for i, f in own[0][1] if f] if own else []
-        if msgs:
+    def _read(self, block_ms: int | None) -> list[tuple[str, list[str]]]:
+        """The next messages (waiting up to ``block_ms``; None: not at all)."""
+        if self._prefetched:
+            msgs, self._prefetched = self._prefetched, []
             return msgs
-        if time.monotonic() - getattr(self, "_claimed_at", 0.0) > self.claim_idle_ms / 2000:
+        n = self.cfg.batch
+        if not self._own_done:
+            # messages this consumer read before it stopped, not yet acknowledged
+            msgs = self.store.read_group(self.group, self.name, self.input, "0", n, None)
+            if msgs:
+                return msgs
+            self._own_done = True
+        if time.monotonic() - self._claimed_at > self.claim_idle_ms / 2000:
             self._claimed_at = time.monotonic()
+            self._finish()  # what is in flight is not pending any more
             res = self.r.xautoclaim(self.input, self.group, self.name, self.claim_idle_ms,
                                     "0-0", count=n)
-            claimed = [(i, f) for i, f in res[1] if f]
+            claimed = [(i, [x for kv in f.items() for x in kv]) for i, f in res[1] if f]
             if claimed:
                 self.stats.claimed += len(claimed)
                 log.info("stream: took over %d messages of a stopped consumer", len(claimed))
                 return claimed
-        got = self.r.xreadgroup(self.group, self.name, {self.input: ">"}, count=n,
-                                block=block_ms)
-        return list(got[0][1]) if got else []
+        return self.store.read_group(self.group, self.name, self.input, ">", n, block_ms)
 
     # ------------------------------------------------------------------ one batch
-    def process(self, msgs: list[tuple[str, dict[str, str]]]) -> int:
-        """Apply one batch of messages; returns the number of triggers."""
+    def process(self, msgs: list[tuple[str, list[str]]]) -> None:
+        """Apply one batch of messages and wait until it is committed."""
+        self._apply(self._check(msgs))
+        self._finish()
+
+    def _check(self, msgs: list[tuple[str, list[str]]]) -> _Batch:
         wall = time.time()
-        checked = []
-        ids_seen_in_batch: set[str] = set()
-        for msg_id, fields in msgs:
-            c = self.checker.check(parse_message(fields), now=wall, msg_id=msg_id)
-            checked.append(c)
+        checked = [self.checker.check(parse_message(fields), now=wall, msg_id=msg_id)
+                   for msg_id, fields in msgs]
+        return _Batch(msgs, checked, wall)
+
+    def _apply(self, b: _Batch) -> None:
+        """Read what the batch needs, run the rules, spool the events, and send the
+        commit (its answer is read by ``_finish``, so that the next batch can be read
+        and checked while Redis applies this one)."""
+        checked, wall = b.checked, b.wall
+        valid = [c.result for c in checked if isinstance(c.result, StreamEvent)]
+        event_keys = list(dict.fromkeys(self.ref.customer_key(e.ids) for e in valid))
+        max_ts = max((e.ts for e in valid), default=0.0)
+        done, watermark, due, raw = self.store.read_batch(
+            [c.result.event_id for c in checked], event_keys, max_ts=max_ts, wall=wall,
+            limit=10 * self.cfg.batch)
+        fresh = []
+        ids: set[str] = set()
+        for c in checked:
+            eid = c.result.event_id
+            if eid in done or eid in ids:
+                continue
+            ids.add(eid)
+            fresh.append(c)
+        events = [c.result for c in fresh if isinstance(c.result, StreamEvent)]
+        keys = list(raw)
+        states = {k: decode(v) for k, v in raw.items() if v["s"]}
+        versions = {k: float(v["v"] or 0) for k, v in raw.items()}
+        if not self._prefetched and self._own_done and b.msgs:
+            # the next batch, read now: it is checked while Redis applies this one
+            self._prefetched = self._read(None)
+        out = self.processor.process(events, states, due, watermark)
+        if self.sink is not None and not b.spooled:
+            self.sink.append([c.record for c in fresh])
+            b.spooled = True
+        k = self.store.keys
+        payload: dict[str, Any] = {
+            "check": [[k.state(key), versions.get(key, 0.0)] for key in keys],
+            "fired": [[m] for m in out.fired],
+            "seen": [c.result.event_id for c in fresh],
+            "seen_key": k.seen(int(wall // 86400)),
+            "seen_expire": int((wall // 86400 + 1) * 86400 + self.store.seen_ttl_s),
+            "states": [],
+            "cancel": sorted(out.cancel),
+            # scores as text: Lua would print a number with 14 digits only
+            "schedule": [[m, repr(due_at)] for m, due_at in out.schedule.items()],
+            "out": [],
+            "ack": [i for i, _ in b.msgs],
+            "timers": k.timers, "clock": k.clock, "output": self.output,
+            "input": self.input, "group": self.group,
+            "state_ttl": self.state_ttl_ms,
+            "maxlen": self.cfg.output_maxlen, "recent": self.cfg.recent_triggers,
+            "clock_ts": max_ts, "clock_ts_s": repr(max_ts), "wall": repr(wall),
+        }
+        for key, st in out.states.items():
+            st["v"] = versions.get(key, 0.0) + 1
+            flat: list[str] = []
+            for f, v in encode(st).items():
+                flat += [f, v]
+            payload["states"].append([k.state(key), flat])
+        for t in out.triggers:
+            data = t.data_json()
+            flat = []
+            for f, v in t.to_message(data).items():
+                flat += [f, v]
+            brief = {"id": t.trigger_id, "type": t.kind, "at": t.at, "segment_id": t.segment_id}
+            recent = json.dumps(brief, separators=(",", ":"))[:-1] + f',"data":{data}}}'
+            payload["out"].append([k.recent(t.customer_key), flat, recent])
+        b.fresh, b.triggers = fresh, out.triggers
+        self.store.send_commit(payload)
+        self._inflight = b
+
+    def _finish(self) -> None:
+        """Wait for the batch in flight; applied again (fresh reads) if another consumer
+        changed one of its customers meanwhile."""
+        b = self._inflight
+        if b is None:
+            return
+        self._inflight = None
         for _ in range(MAX_RETRIES):
-            done = self.store.seen([c.result.event_id for c in checked])
-            fresh = []
-            ids_seen_in_batch.clear()
-            for c in checked:
-                eid = c.result.event_id
-                if eid in done or eid in ids_seen_in_batch:
-                    continue
-                ids_seen_in_batch.add(eid)
-                fresh.append(c)
-            events = [c.result for c in fresh if isinstance(c.result, StreamEvent)]
-            clock_ts, clock_wall = self.store.clock()
-            max_ts = max((e.ts for e in events), default=0.0)
-            if events:
-                watermark = max(clock_ts, max_ts)
-            else:  # a quiet stream: event time goes on with the clock
-                watermark = clock_ts + max(wall - clock_wall, 0.0) if clock_ts else 0.0
-            due = self.store.due(watermark, self.cfg.batch) if watermark else []
-            keys = list(dict.fromkeys(
-                [self.ref.customer_key(e.ids) for e in events]
-                + [m.split("|", 1)[1] for m, _ in due]))
-            raw = self.store.read_states(keys)
-            states = {k: decode(v) for k, v in raw.items() if v}
-            versions = {k: float(v.get("v", 0) or 0) for k, v in raw.items()}
-            out = self.processor.process(events, states, due, watermark)
-            if self.sink is not None:
-                self.sink.append([c.record for c in fresh])
-            k = self.store.keys
-            payload: dict[str, Any] = {
-                "check": [[k.state(key), versions.get(key, 0.0)] for key in keys],
-                "fired": [[m] for m in out.fired],
-                "seen": [k.seen(c.result.event_id) for c in fresh],
-                "states": [],
-                "cancel": sorted(out.cancel),
-                "schedule": [[m, due_at] for m, due_at in out.schedule.items()],
-                "out": [],
-                "ack": [i for i, _ in msgs],
-                "timers": k.timers, "clock": k.clock, "output": self.output,
-                "input": self.input, "group": self.group,
-                "state_ttl": self.state_ttl_ms, "seen_ttl": self.seen_ttl_ms,
-                "maxlen": self.cfg.output_maxlen, "recent": self.cfg.recent_triggers,
-                "clock_ts": max_ts, "clock_ts_s": repr(max_ts), "wall": repr(wall),
-            }
-            for key, st in out.states.items():
-                st["v"] = versions.get(key, 0.0) + 1
-                flat: list[str] = []
-                for f, v in encode(st).items():
-                    flat += [f, v]
-                payload["states"].append([k.state(key), flat])
-            for t in out.triggers:
-                flat = []
-                for f, v in t.to_message().items():
-                    flat += [f, v]
-                payload["out"].append([k.recent(t.customer_key), flat,
-                                       json.dumps(t.to_dict(), separators=(",", ":"))])
-            if self.store.commit(payload):
-                self._count(msgs, checked, fresh, out.triggers)
-                return len(out.triggers)
+            if self.store.commit_result():
+                self._count(b.msgs, b.checked, b.fresh, b.triggers)
+                return
             self.stats.conflicts += 1
             time.sleep(0.001)
+            self._apply(b)
+            self._inflight = None
         raise TribesError("another consumer keeps changing the same customers; batch not "
                           "applied (it stays pending and is read again)", code="E_STREAM")
 
@@ -266,11 +312,15 @@ class Consumer:
         last_msg = time.monotonic()
         last_log = time.monotonic()
         try:
-            while not stop.is_set():
+            while not stop.is_set() or self._prefetched:
                 self._swap_reference()
-                msgs = self._read(self.cfg.block_ms)
+                msgs = self._read(None if stop.is_set() else self.cfg.block_ms)
                 if msgs or self._timers_pending():
-                    self.process(msgs)
+                    batch = self._check(msgs)  # while Redis commits the batch before
+                    self._finish()
+                    self._apply(batch)
+                else:
+                    self._finish()
                 if msgs:
                     last_msg = time.monotonic()
                 if self.sink is not None:
@@ -280,9 +330,9 @@ class Consumer:
                     last_log = time.monotonic()
                     log.info("stream: %s", self.stats.to_dict())
                 if max_messages is not None and self.stats.messages >= max_messages:
-                    break
+                    stop.set()
                 if idle_exit is not None and time.monotonic() - last_msg > idle_exit:
-                    break
+                    stop.set()
         finally:
             self.close()
         return self.stats
@@ -299,6 +349,9 @@ class Consumer:
         return bool(self.store.due(ts + max(time.time() - wall, 0.0), 1))
 
     def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._finish()
+        self.store.close()
         if self.sink is not None:
             self.sink.close()
         if self.delivery is not None:

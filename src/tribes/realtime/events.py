@@ -67,12 +67,19 @@ class Checked:
     result: StreamEvent | Rejected
 
 
+_MARKER_MAX = max(len(m) for m in NULL_MARKERS)
+
+
 def _text(v: Any) -> str | None:
+    """Trimmed text; empty and null markers ("null", "n/a", ...) are None (as_text)."""
     if v is None:
         return None
-    s = v if isinstance(v, str) else str(v) if not isinstance(v, (dict, list)) else json.dumps(v)
-    s = s.strip()
-    return None if s.lower() in NULL_MARKERS or len(s) == 0 else s
+    if type(v) is not str:
+        v = json.dumps(v) if isinstance(v, (dict, list)) else str(v)
+    s = v.strip()
+    if not s or (len(s) <= _MARKER_MAX and s.lower() in NULL_MARKERS):
+        return None
+    return s
 
 
 def _number(v: Any) -> tuple[float | None, bool]:
@@ -186,7 +193,12 @@ class EventChecker:
 
     def _verdict(self, r: dict[str, Any], eid: str, now: float, msg_id: str
                  ) -> StreamEvent | Rejected:
-        ids = tuple((c, self._pid(v)) for c in ID_FIELDS if (v := _text(r.get(c))) is not None)
+        found = []
+        for c in ID_FIELDS:
+            v = r.get(c)
+            if v is not None and (v := _text(v)) is not None:
+                found.append((c, self._pid(v)))
+        ids = tuple(found)
         if not ids:
             return Rejected(eid, "E_NO_ID", msg_id)
         if self.erased and any(p in self.erased for _, p in ids):

@@ -12,11 +12,9 @@ The row then goes through the active version's stored transform and model
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from tribes.models.methods import predict_stored
 from tribes.realtime.reference import Reference
@@ -25,57 +23,88 @@ DAY = 86_400.0
 ONLINE_METHODS = ("kmeans", "agglomerative", "gmm", "dbscan", "hdbscan")
 
 
-def _get(b: dict[str, float] | None, name: str) -> float:
-    if not b:
-        return 0.0
-    v = b.get(name, 0.0)
-    return 0.0 if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+_STATE = ("ne", "ns", "first", "last", "no", "nm", "nd", "sb", "sl", "ss", "ncs", "sc",
+          "nas", "sp", "nsup")
+
+
+def _base(ref: Reference, keys: list[str], name: str, rows: np.ndarray) -> np.ndarray:
+    """Batch values of ``name`` for the rows (NaN where a customer has no batch row)."""
+    out = np.full(len(keys), np.nan)
+    if name in ref.base_columns:
+        have = rows >= 0
+        out[have] = ref.base[rows[have], ref.base_columns.index(name)]
+    return out
+
+
+def feature_matrix(ref: Reference, keys: list[str], states: list[dict[str, Any]],
+                   now: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
+    """Feature values (columns ``names``) of customers at event times ``now``, from batch
+    features and state (fields as in rules.py), for all customers at once."""
+    rows = np.fromiter((ref.base_index.get(k, -1) for k in keys), dtype=np.int64,
+                       count=len(keys))
+    s = {f: np.fromiter((st[f] for st in states), dtype=float, count=len(states))
+         for f in _STATE}
+    cats = np.fromiter((len(st["cats"]) for st in states), dtype=float, count=len(states))
+
+    def base0(name: str) -> np.ndarray:
+        return np.nan_to_num(_base(ref, keys, name, rows), nan=0.0)
+
+    ns_b = base0("n_sessions")
+    ne = base0("n_events") + s["ne"]
+    ns = np.maximum(ns_b + s["ns"], 1.0)
+    tenure = np.maximum(now - s["first"], 0.0) / DAY
+    frequency = base0("frequency") + s["no"]
+    monetary = base0("monetary") + s["nm"]
+    current = np.where(s["sb"] > 0, 0.0, np.maximum(s["sl"] - s["ss"], 0.0))
+    duration = (base0("avg_session_duration_s") * ns_b + s["nd"] + current) / ns
+    rate_b = _base(ref, keys, "cart_abandonment_rate", rows)
+    w = np.where(np.isnan(rate_b), 0.0, ns_b)
+    carts = w + s["ncs"] + s["sc"]
+    abandoned = np.nan_to_num(rate_b) * w + s["nas"] + ((s["sc"] > 0) & (s["sp"] == 0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        online = {
+            "recency_days": np.maximum(now - s["last"], 0.0) / DAY,
+            "tenure_days": tenure,
+            "frequency": frequency,
+            "monetary": monetary,
+            "aov": np.where(frequency > 0, monetary / frequency, np.nan),
+            "n_events": ne,
+            "n_sessions": ns,
+            "sessions_per_week": ns / np.maximum(tenure / 7.0, 1.0),
+            "events_per_session": ne / ns,
+            "avg_session_duration_s": duration,
+            "distinct_categories": np.maximum(base0("distinct_categories"), cats),
+            "cart_abandonment_rate": np.where(carts > 0, abandoned / carts, np.nan),
+            "support_contacts": base0("support_contacts") + s["nsup"],
+        }
+    return np.column_stack([online[n] if n in online else _base(ref, keys, n, rows)
+                            for n in names]) if names else np.zeros((len(keys), 0))
+
+
+ONLINE_FEATURES = ("recency_days", "tenure_days", "frequency", "monetary", "aov",
+                   "n_events", "n_sessions", "sessions_per_week", "events_per_session",
+                   "avg_session_duration_s", "distinct_categories", "cart_abandonment_rate",
+                   "support_contacts")
 
 
 def features(ref: Reference, key: str, st: dict[str, Any], now: float) -> dict[str, float]:
-    """The customer's feature values at event time ``now`` (state ``st`` as in rules.py)."""
-    b = ref.base_row(key)
-    ns_b = _get(b, "n_sessions")
-    ne = _get(b, "n_events") + st["ne"]
-    ns = max(ns_b + st["ns"], 1.0)
-    tenure = max(now - st["first"], 0.0) / DAY
-    frequency = _get(b, "frequency") + st["no"]
-    monetary = _get(b, "monetary") + st["nm"]
-    duration = (_get(b, "avg_session_duration_s") * ns_b + st["nd"]
-                + (0.0 if st["sb"] else max(st["sl"] - st["ss"], 0.0))) / ns
-    rate_b = b.get("cart_abandonment_rate") if b else None
-    w = ns_b if rate_b is not None and not math.isnan(rate_b) else 0.0
-    carts = w + st["ncs"] + st["sc"]
-    abandoned = (rate_b or 0.0) * w + st["nas"] + (st["sc"] and not st["sp"])
-    out = dict(b or {})
-    out.update(
-        recency_days=max(now - st["last"], 0.0) / DAY,
-        tenure_days=tenure,
-        frequency=frequency,
-        monetary=monetary,
-        aov=monetary / frequency if frequency > 0 else float("nan"),
-        n_events=ne,
-        n_sessions=ns,
-        sessions_per_week=ns / max(tenure / 7.0, 1.0),
-        events_per_session=ne / ns,
-        avg_session_duration_s=duration,
-        distinct_categories=max(_get(b, "distinct_categories"), float(len(st["cats"]))),
-        cart_abandonment_rate=abandoned / carts if carts > 0 else float("nan"),
-        support_contacts=_get(b, "support_contacts") + st["nsup"],
-    )
-    return out
+    """One customer's online feature values at event time ``now``."""
+    names = tuple(dict.fromkeys([*ONLINE_FEATURES, *ref.base_columns]))
+    row = feature_matrix(ref, [key], [st], np.array([now]), names)[0]
+    return {n: float(v) for n, v in zip(names, row, strict=True)}
 
 
 def can_assign(ref: Reference) -> bool:
     return ref.transform is not None and ref.method in ONLINE_METHODS
 
 
-def assign(ref: Reference, rows: list[dict[str, float]]) -> list[int]:
-    """Segment ids of feature rows with the active version (vectorized)."""
-    if not rows or ref.transform is None or ref.method is None:
+def assign(ref: Reference, keys: list[str], states: list[dict[str, Any]],
+           now: np.ndarray) -> list[int]:
+    """Segment ids of customers with the active version (vectorized)."""
+    if not keys or ref.transform is None or ref.method is None:
         return []
-    df = pd.DataFrame(rows, columns=list(ref.transform.features))
-    x = ref.transform.apply(df)
+    x = ref.transform.apply_array(feature_matrix(ref, keys, states, now,
+                                                 ref.transform.features))
     labels = predict_stored(ref.method, ref.model, x)
     mapping: dict[str, Any] = ref.model.get("labels_to_segments") or {}
     return [int(mapping.get(str(int(lab)), int(lab))) for lab in np.asarray(labels)]

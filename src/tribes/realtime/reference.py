@@ -110,15 +110,30 @@ def _epoch(v: Any) -> float | None:
     return float(pd.Timestamp(v).timestamp())
 
 
-def load(ws: Workspace) -> Reference:
-    """Read everything the stream needs from the workspace (a few queries)."""
+def load(ws: Workspace, *, wait_s: float = 60.0) -> Reference:
+    """Read everything the stream needs from the workspace (a few queries); while another
+    process writes the database (the landing of another consumer), wait up to
+    ``wait_s``."""
+    from tribes.errors import TribesError
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return _load(ws)
+        except TribesError as exc:
+            if exc.code != "E_LOCKED" or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def _load(ws: Workspace) -> Reference:
     from tribes.models.clv.run import last_fit
     from tribes.store.segments import active_version, get_run
 
     started = time.perf_counter()
     ref = Reference(consent_mode=ws.config.privacy.consent_mode,
                     change=audit.last_change(ws.path))
-    with ws.engine() as engine:
+    with ws.engine(read_only=True) as engine:
         ids = engine.execute(engine.table("identities").select("id", "customer_key"))
         ref.ids = dict(zip(ids["id"].astype(str), ids["customer_key"].astype(str),
                            strict=True))

@@ -4,7 +4,8 @@ Keys (``<p>`` = ``[realtime] prefix``):
 
 * ``<p>:c:<customer_key>``: hash, the customer's running state (rules.py), with a TTL;
 * ``<p>:rt:<customer_key>``: list, the customer's newest triggers (for the API);
-* ``<p>:seen:<event_id>``: an event already applied (redelivery never applies it twice);
+* ``<p>:seen:<day>``: set, ids of the events applied that day (UTC, processing time); the
+  sets of the last ``seen_ttl`` are checked, so an event sent again is never applied twice;
 * ``<p>:timers``: sorted set, timer -> due time (event time, epoch seconds);
 * ``<p>:clock``: hash, the watermark (newest event time) and the wall time it was seen.
 
@@ -18,6 +19,7 @@ overwrite each other's updates.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,9 +34,6 @@ end
 for i, m in ipairs(p.fired) do
   if not redis.call('ZSCORE', p.timers, m[1]) then return 0 end
 end
-for i, e in ipairs(p.seen) do
-  if redis.call('EXISTS', e) == 1 then return 0 end
-end
 for i, m in ipairs(p.fired) do redis.call('ZREM', p.timers, m[1]) end
 for i, s in ipairs(p.states) do
   redis.call('HSET', s[1], unpack(s[2]))
@@ -42,7 +41,12 @@ for i, s in ipairs(p.states) do
 end
 for i, m in ipairs(p.cancel) do redis.call('ZREM', p.timers, m) end
 for i, z in ipairs(p.schedule) do redis.call('ZADD', p.timers, z[2], z[1]) end
-for i, e in ipairs(p.seen) do redis.call('SET', e, '1', 'PX', p.seen_ttl) end
+for i = 1, #p.seen, 1000 do
+  redis.call('SADD', p.seen_key, unpack(p.seen, i, math.min(i + 999, #p.seen)))
+end
+if #p.seen > 0 and redis.call('EXPIRETIME', p.seen_key) < p.seen_expire then
+  redis.call('EXPIREAT', p.seen_key, p.seen_expire)
+end
 for i, t in ipairs(p.out) do
   redis.call('XADD', p.output, 'MAXLEN', '~', p.maxlen, '*', unpack(t[2]))
   if p.recent > 0 then
@@ -61,6 +65,50 @@ for i = 1, #p.ack, 1000 do
   redis.call('XACK', p.input, p.group, unpack(p.ack, i, math.min(i + 999, #p.ack)))
 end
 return 1
+"""
+
+
+# everything a batch needs, in one round trip: which events were applied before, the
+# watermark, the timers due by it, and the state of every customer involved
+READ = """
+local p = cjson.decode(ARGV[1])
+local seen_flags = {}
+for i = 1, #p.seen do seen_flags[i] = 0 end
+for j, b in ipairs(p.buckets) do
+  for i = 1, #p.seen, 1000 do
+    local hit = redis.call('SMISMEMBER', b, unpack(p.seen, i, math.min(i + 999, #p.seen)))
+    for h = 1, #hit do
+      if hit[h] == 1 then seen_flags[i + h - 1] = 1 end
+    end
+  end
+end
+local clock = redis.call('HMGET', p.clock, 'ts', 'wall')
+local cts, cwall = tonumber(clock[1]) or 0, tonumber(clock[2]) or 0
+local wm = 0
+if p.max_ts > 0 then
+  wm = math.max(cts, p.max_ts)
+elseif cts > 0 then
+  wm = cts + math.max(p.wall - cwall, 0)
+end
+local due = {}
+if wm > 0 then
+  due = redis.call('ZRANGEBYSCORE', p.timers, '-inf', string.format('%.6f', wm),
+                   'WITHSCORES', 'LIMIT', 0, p.limit)
+end
+local keys, index = {}, {}
+for i, k in ipairs(p.keys) do
+  if not index[k] then index[k] = true; keys[#keys + 1] = k end
+end
+for i = 1, #due, 2 do
+  local k = string.sub(due[i], string.find(due[i], '|', 1, true) + 1)
+  if not index[k] then index[k] = true; keys[#keys + 1] = k end
+end
+local states = {}
+for i, k in ipairs(keys) do
+  local s = redis.call('HMGET', p.prefix .. k, 'v', 's', 't')
+  states[i] = {s[1] or '', s[2] or '', s[3] or ''}
+end
+return {seen_flags, string.format('%.6f', wm), due, keys, states}
 """
 
 
@@ -100,8 +148,9 @@ class Keys:
     def recent(self, key: str) -> str:
         return f"{self.prefix}:rt:{key}"
 
-    def seen(self, event_id: str) -> str:
-        return f"{self.prefix}:seen:{event_id}"
+    def seen(self, day: int) -> str:
+        """The set of event ids applied on ``day`` (days since 1970-01-01, UTC)."""
+        return f"{self.prefix}:seen:{day}"
 
     @property
     def timers(self) -> str:
@@ -119,24 +168,37 @@ class Keys:
 class Store:
     """Reads and the atomic commit over one Redis client."""
 
-    def __init__(self, client: Any, prefix: str) -> None:
+    def __init__(self, client: Any, prefix: str, *, seen_ttl_s: float = 7 * 86400) -> None:
         self.r = client
         self.keys = Keys(prefix)
+        self.seen_ttl_s = seen_ttl_s
+        self.seen_days = max(1, math.ceil(seen_ttl_s / 86400))
         self._commit = client.register_script(COMMIT)
+        self._read = client.register_script(READ)
+        self._conn: Any = None
+        self._reader: Any = None
+        self._commit_sha = ""
+        self._payload = ""
 
-    def seen(self, event_ids: list[str]) -> set[str]:
-        if not event_ids:
-            return set()
-        vals = self.r.mget([self.keys.seen(e) for e in event_ids])
-        return {e for e, v in zip(event_ids, vals, strict=True) if v is not None}
-
-    def read_states(self, keys: list[str]) -> dict[str, dict[str, str]]:
-        if not keys:
-            return {}
-        pipe = self.r.pipeline(transaction=False)
-        for k in keys:
-            pipe.hgetall(self.keys.state(k))
-        return dict(zip(keys, pipe.execute(), strict=True))
+    def read_batch(self, event_ids: list[str], customer_keys: list[str], *, max_ts: float,
+                   wall: float, limit: int) -> tuple[set[str], float,
+                                                     list[tuple[str, float]],
+                                                     dict[str, dict[str, str | None]]]:
+        """(event ids applied before, watermark, due timers, states of the customers of
+        the events and of the due timers) in one round trip. The watermark is the newest
+        event time; with no events it goes on with the clock since the last one."""
+        today = int(wall // 86400)
+        buckets = [self.keys.seen(today - d) for d in range(self.seen_days + 1)]
+        payload = {"seen": event_ids, "buckets": buckets, "keys": customer_keys,
+                   "max_ts": max_ts, "wall": wall, "limit": limit, "clock": self.keys.clock,
+                   "timers": self.keys.timers, "prefix": f"{self.keys.prefix}:c:"}
+        flags, wm, due, keys, states = self._read(
+            args=[json.dumps(payload, separators=(",", ":"))])
+        seen = {e for e, f in zip(event_ids, flags, strict=True) if f}
+        pairs = [(due[i], float(due[i + 1])) for i in range(0, len(due), 2)]
+        raw = {k: {"v": s[0] or None, "s": s[1] or None, "t": s[2] or None}
+               for k, s in zip(keys, states, strict=True)}
+        return seen, float(wm), pairs, raw
 
     def due(self, until: float, limit: int) -> list[tuple[str, float]]:
         got = self.r.zrangebyscore(self.keys.timers, "-inf", until, start=0, num=limit,
@@ -149,6 +211,58 @@ class Store:
 
     def commit(self, payload: dict[str, Any]) -> bool:
         return bool(self._commit(args=[json.dumps(payload, separators=(",", ":"))]))
+
+    def read_group(self, group: str, consumer: str, stream: str, start: str, count: int,
+                   block_ms: int | None) -> list[tuple[str, list[str]]]:
+        """XREADGROUP, its reply left as it comes (id, [field, value, ...]): parsing it
+        into dicts costs more than the rest of reading."""
+        args: list[Any] = ["XREADGROUP", "GROUP", group, consumer, "COUNT", count]
+        if block_ms is not None:
+            args += ["BLOCK", block_ms]
+        args += ["STREAMS", stream, start]
+        if self._reader is None:
+            self._reader = self.r.connection_pool.get_connection()
+        try:
+            self._reader.send_command(*args)
+            reply = self._reader.read_response()
+        except Exception:
+            self._reader.disconnect()
+            raise
+        if not reply:
+            return []
+        # RESP3 answers a map {stream: entries}, RESP2 a list [[stream, entries]]
+        entries = next(iter(reply.values())) if isinstance(reply, dict) else reply[0][1]
+        return [(i, f) for i, f in entries if f]
+
+    def send_commit(self, payload: dict[str, Any]) -> None:
+        """Send the commit on a connection of its own and return at once; its answer is
+        read by :meth:`commit_result` (one commit in flight at a time)."""
+        if self._conn is None:
+            self._conn = self.r.connection_pool.get_connection()
+            self._commit_sha = self.r.script_load(COMMIT)
+        self._payload = json.dumps(payload, separators=(",", ":"))
+        self._conn.send_command("EVALSHA", self._commit_sha, 0, self._payload)
+
+    def commit_result(self) -> bool:
+        """Whether the commit sent last was applied (False: a state changed meanwhile)."""
+        import redis
+
+        assert self._conn is not None
+        try:
+            return bool(self._conn.read_response())
+        except redis.exceptions.NoScriptError:  # Redis restarted: scripts are gone
+            self._commit_sha = self.r.script_load(COMMIT)
+            return bool(self._commit(args=[self._payload]))
+        except Exception:
+            self._conn.disconnect()
+            raise
+
+    def close(self) -> None:
+        for name in ("_conn", "_reader"):
+            conn = getattr(self, name)
+            if conn is not None:
+                self.r.connection_pool.release(conn)
+                setattr(self, name, None)
 
     def forget(self, customer_keys: list[str]) -> int:
         """Erasure: delete the customers' state, recent triggers and timers."""
@@ -163,5 +277,9 @@ class Store:
         return [json.loads(x) for x in self.r.lrange(self.keys.recent(customer_key), 0,
                                                      limit - 1)]
 
-    def state(self, customer_key: str) -> dict[str, str]:
-        return dict(self.r.hgetall(self.keys.state(customer_key)))
+    def state(self, customer_key: str) -> dict[str, Any] | None:
+        """The customer's online state (rules.py fields), None without one."""
+        from tribes.realtime.rules import decode
+
+        raw = self.r.hmget(self.keys.state(customer_key), "v", "s", "t")
+        return decode({"v": raw[0], "s": raw[1], "t": raw[2]}) if raw[1] else None
