@@ -103,6 +103,11 @@ def shared_engine(ws: Workspace) -> Iterator[Engine]:
 _shared: dict[Path, tuple[Engine, threading.RLock]] = {}
 
 
+def shared_engine_of(ws: Workspace) -> bool:
+    """Whether this process holds the workspace's database open (``tribes serve``)."""
+    return ws.path.resolve() in _shared
+
+
 def init_workspace(path: Path, *, force: bool = False, encrypt: bool = False) -> Workspace:
     """Create a workspace: ``tribes.toml`` with commented defaults and a 0600 secret key.
 

@@ -209,3 +209,35 @@ def test_stream_cli(rt_ws: Path, redis_url: str, redis_server: RedisServer) -> N
     recent = json.loads(tribes("-w", rt_ws, "triggers", "recent", "--redis", redis_url,
                                "--json"))
     assert "trigger.abandoned_cart" in [t["type"] for t in recent["triggers"]]
+
+
+def test_forget_erases_the_real_time_state(rt_ws: Path, redis_url: str,
+                                           redis_server: RedisServer,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from tribes.privacy.pseudonymize import pseudonym
+
+    r = redis_server.client()
+    push(r, [ev("GONE", "page_view", 0), ev("GONE", "add_to_cart", 1),
+             ev("KEEP", "add_to_cart", 1)])
+    consume(rt_ws, redis_url)
+    ws = open_workspace(rt_ws)
+    key = pseudonym("GONE", ws.secret())
+    store = Consumer(ws, redis_url=redis_url, consumer="probe", sink=False).store
+    assert store.state(key) is not None
+    assert any(f["customer_key"] == key for _, f in r.xrange("triggers"))
+    monkeypatch.setenv("TRIBES_REDIS_URL", redis_url)
+    out = json.loads(tribes("-w", rt_ws, "forget", "GONE", "--reason", "test", "--json"))
+    assert out["realtime"]["status"] == "erased" and out["realtime"]["keys"] >= 1
+    assert out["realtime"]["timers"] == 1
+    assert store.state(key) is None and not r.zscore("tribes:timers", f"cart|{key}")
+    assert not any(f["customer_key"] == key for _, f in r.xrange("triggers"))
+    assert not r.exists(f"tribes:rt:{key}")
+    other = pseudonym("KEEP", ws.secret())
+    assert store.state(other) is not None  # nobody else
+    # what the stream sends of them afterwards is refused and leaves nothing
+    push(r, [ev("GONE", "add_to_cart", 5), ev("Z", "page_view", 120)])
+    c = consume(rt_ws, redis_url, consumer="c2")
+    assert c.stats.rejected["E_ERASED"] == 1
+    assert store.state(key) is None
+    assert not [f for _, f in r.xrange("triggers") if f["customer_key"] == key]
+    assert stream_events(rt_ws) == 2  # GONE's are gone; KEEP's and Z's remain

@@ -22,11 +22,12 @@ def forget(
     """Erase a person from every table and every segment version, for good.
 
     Every id linked to the person goes: events, profile, consents, identities, sessions,
-    features, segment assignments of all versions, cohorts, CLV, quarantine and the
-    exports index. Their pseudonymized ids get tombstones, so re-ingesting old files
-    loads none of their rows (they are counted as E_ERASED and not kept). The audit log
-    records the erasure under the pseudonymized key only. Exports written earlier are
-    listed, so their recipients can be told.
+    features, segment assignments of all versions, cohorts, CLV, quarantine, the
+    exports index, and the real-time state in Redis (tribes stream: state, timers, their
+    triggers on the output stream). Their pseudonymized ids get tombstones, so
+    re-ingesting old files loads none of their rows (they are counted as E_ERASED and not
+    kept). The audit log records the erasure under the pseudonymized key only. Exports
+    written earlier are listed, so their recipients can be told.
 
     [bold]Example[/bold]: tribes -w shop forget C0000042 --reason "GDPR art.17 request 123"
     """
@@ -42,6 +43,12 @@ def forget(
     out.print(f"Erased customer_key [bold]{result.customer_key}[/bold]: {result.rows:,} rows "
               f"in {len(result.deleted)} tables; {result.ids} id(s) tombstoned.")
     out.table(None, ["table", "rows deleted"], sorted(result.deleted.items()))
+    live = result.realtime
+    if live.get("status") == "erased":
+        out.print(f"Real-time state: {live['keys']} key(s), {live['timers']} timer(s), "
+                  f"{live['triggers']} trigger(s) on the output stream erased.")
+    elif live:
+        out.print(f"Real-time state (Redis): {live['status']}.")
     if result.exports:
         out.print("[yellow]Exports written earlier held this person; tell their "
                   "recipients:[/yellow]")

@@ -45,6 +45,7 @@ class Erasure:
     ids: int
     deleted: dict[str, int]
     exports: list[dict[str, Any]] = field(default_factory=list)
+    realtime: dict[str, Any] = field(default_factory=dict)
 
     @property
     def rows(self) -> int:
@@ -120,12 +121,46 @@ def forget(ws: Workspace, engine: Engine, ident: str, *, reason: str = "") -> Er
         new = [{"id": p, "erased_at": datetime.now(UTC)} for p in pids if p not in known]
         if new:
             engine.insert("tombstones", ibis.memtable(new, schema=TOMBSTONES))
-        result = Erasure(customer_key=key, ids=len(pids), deleted=deleted, exports=exports)
+        live = _forget_realtime(ws, key, pids)
+        result = Erasure(customer_key=key, ids=len(pids), deleted=deleted, exports=exports,
+                         realtime=live)
         # the log keeps the pseudonymized key only, never the id as given
         engine.audit("forget", target=key or "", keys=[key] if key else [], rows=result.rows,
                      detail={"reason": reason, "ids": len(pids), "deleted": deleted,
-                             "exports": [e["export_id"] for e in exports]})
+                             "exports": [e["export_id"] for e in exports],
+                             "realtime": live})
     return result
+
+
+def _forget_realtime(ws: Workspace, key: str | None, pids: list[str]) -> dict[str, Any]:
+    """Erase the person's real-time state in Redis (tribes stream), when it is reachable.
+
+    When it is not, the stream still ignores them (it reads the tombstones) and their state
+    expires after ``realtime.state_ttl``; the result says so.
+    """
+    import os
+
+    cfg = ws.config.realtime
+    url = os.environ.get("TRIBES_REDIS_URL") or cfg.redis
+    try:
+        import redis
+    except ImportError:
+        return {"status": "no redis client installed"}
+    keys = sorted({*(k for k in [key] if k), *pids, *(f"anon:{p}" for p in pids)})
+    try:
+        client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=5,
+                                      socket_connect_timeout=1)
+        client.ping()
+    except redis.RedisError as exc:
+        return {"status": f"not reachable ({type(exc).__name__}); the stream ignores the "
+                f"person and their state expires after {cfg.state_ttl}"}
+    from tribes.realtime.store import Store
+
+    try:
+        done = Store(client, cfg.prefix).forget(keys, output_stream=cfg.output_stream)
+    finally:
+        client.close()
+    return {"status": "erased", **done}
 
 
 def erased_raw_ids(engine: Engine, lookup: ir.Table) -> ir.Table | None:

@@ -29,7 +29,7 @@ from tribes.realtime.events import Checked, EventChecker, Rejected, StreamEvent
 from tribes.realtime.rules import Processor, Trigger, decode, encode
 from tribes.realtime.sink import Sink
 from tribes.realtime.store import Store, connect
-from tribes.workspace import Workspace
+from tribes.workspace import Workspace, shared_engine_of
 
 log = logging.getLogger(__name__)
 RELOAD_CHECK_S = 2.0
@@ -111,7 +111,8 @@ class Consumer:
         self._claimed_at = 0.0
         self._inflight: _Batch | None = None
         self._prefetched: list[tuple[str, list[str]]] = []
-        self.sink = Sink(ws, source=cfg.source, consumer=self.name) if sink else None
+        self.sink = Sink(ws, source=cfg.source, consumer=self.name,
+                         in_process=shared_engine_of(ws)) if sink else None
         self.delivery: Any = None
         if webhooks:
             from tribes.realtime.webhooks import Delivery, registry

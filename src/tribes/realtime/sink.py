@@ -4,12 +4,14 @@ Every message the consumer reads is appended (with its event columns' names) to 
 file and synced before the batch is acknowledged, so nothing acknowledged can be lost.
 Spool files are closed every ``flush_every`` or ``flush_events`` and ingested by the
 normal ingest (same checks, quarantine, dedupe on event_id: a message spooled twice loads
-once), on a background thread; a file is deleted only after its ingest committed. Files
-left by a stopped consumer are ingested when the next one starts.
+once), in a child process (so that the consumer keeps its core; inside ``tribes serve``,
+which holds the database, on a thread instead); a file is deleted only after its ingest
+committed. Files left by a stopped consumer are ingested when the next one starts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -34,13 +36,17 @@ def stream_spool(ws: Workspace) -> Path:
 
 
 class Sink:
-    def __init__(self, ws: Workspace, *, source: str, consumer: str) -> None:
+    def __init__(self, ws: Workspace, *, source: str, consumer: str,
+                 in_process: bool = False) -> None:
         cfg = ws.config.realtime
         self.ws, self.source = ws, source
         self.every = parse_duration(cfg.flush_every).total_seconds()
         self.max_events = cfg.flush_events
         self.dir = stream_spool(ws)
         self.consumer = consumer
+        self.in_process = in_process
+        self._child: Any = None
+        self._pipe: Any = None
         self._fh: Any = None
         self._path: Path | None = None
         self._n = 0
@@ -128,19 +134,40 @@ class Sink:
                 self._ready = [f for f in self._ready if f not in files]
 
     def _ingest(self, files: list[Path]) -> None:
-        from tribes.ingest import IngestOptions, ingest
-
         started = time.perf_counter()
+        names = [str(f) for f in files]
         with DB_LOCK:
-            s = ingest(self.ws, [str(f) for f in files],
-                       IngestOptions(source=self.source, fmt="jsonl"))
+            s = land(self.ws, names, self.source) if self.in_process else \
+                self._in_child(names)
         for f in files:
             f.unlink(missing_ok=True)
-        self.loaded += s.loaded
-        self.duplicates += s.duplicates
-        self.quarantined += s.n_quarantined
+        self.loaded += s["loaded"]
+        self.duplicates += s["duplicates"]
+        self.quarantined += s["quarantined"]
         log.info("stream sink: %d events loaded, %d duplicates, %d quarantined (%.2fs)",
-                 s.loaded, s.duplicates, s.n_quarantined, time.perf_counter() - started)
+                 s["loaded"], s["duplicates"], s["quarantined"],
+                 time.perf_counter() - started)
+
+    def _in_child(self, files: list[str]) -> dict[str, int]:
+        import multiprocessing as mp
+
+        if self._child is None or not self._child.is_alive():
+            ctx = mp.get_context("spawn")
+            self._pipe, child_end = ctx.Pipe()
+            self._child = ctx.Process(target=_lander, args=(str(self.ws.path),
+                                                            self.source, child_end),
+                                      name="tribes-lander", daemon=True)
+            self._child.start()
+        self._pipe.send(files)
+        try:
+            answer = self._pipe.recv()
+        except EOFError:
+            self._child = None
+            raise TribesError("the landing process died; the files stay in the spool",
+                              code="E_STREAM_SINK") from None
+        if "error" in answer:
+            raise TribesError(answer["error"], code=answer.get("code", "E_STREAM_SINK"))
+        return dict(answer)
 
     def close(self, timeout: float = 120.0) -> None:
         """Close the open spool and wait until everything is ingested (or ``timeout``)."""
@@ -152,6 +179,12 @@ class Sink:
             self._stop = True
             self._lock.notify()
         self._thread.join(timeout=max(deadline - time.monotonic(), 1.0))
+        if self._child is not None:
+            with contextlib.suppress(Exception):
+                self._pipe.send(None)
+            self._child.join(timeout=10)
+            if self._child.is_alive():
+                self._child.kill()
 
 
 def _line(record: dict[str, Any] | str) -> str:
@@ -175,3 +208,31 @@ def _unlocked(f: Path) -> bool:
     finally:
         os.close(fd)
     return True
+
+
+def land(ws: Workspace, files: list[str], source: str) -> dict[str, int]:
+    """Ingest spool files into the events table."""
+    from tribes.ingest import IngestOptions, ingest
+
+    s = ingest(ws, files, IngestOptions(source=source, fmt="jsonl"))
+    return {"loaded": s.loaded, "duplicates": s.duplicates, "quarantined": s.n_quarantined}
+
+
+def _lander(path: str, source: str, conn: Any) -> None:
+    """The landing process: ingests the files it is sent until it is sent None."""
+    from tribes.workspace import open_workspace
+
+    ws = open_workspace(Path(path))
+    while True:
+        try:
+            files = conn.recv()
+        except EOFError:
+            return
+        if files is None:
+            return
+        try:
+            conn.send(land(ws, files, source))
+        except TribesError as exc:
+            conn.send({"error": exc.message, "code": exc.code})
+        except Exception as exc:
+            conn.send({"error": f"{type(exc).__name__}: {exc}"})

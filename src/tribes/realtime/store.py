@@ -264,14 +264,31 @@ class Store:
                 self.r.connection_pool.release(conn)
                 setattr(self, name, None)
 
-    def forget(self, customer_keys: list[str]) -> int:
-        """Erasure: delete the customers' state, recent triggers and timers."""
+    def forget(self, customer_keys: list[str], *, output_stream: str) -> dict[str, int]:
+        """Erasure: the customers' state, recent triggers, timers, their triggers on the
+        output stream and pending webhook retries."""
+        wanted = set(customer_keys)
         pipe = self.r.pipeline(transaction=True)
         for k in customer_keys:
             pipe.delete(self.keys.state(k), self.keys.recent(k))
             pipe.zrem(self.keys.timers, f"cart|{k}", f"churn|{k}")
         res = pipe.execute()
-        return sum(int(x) for x in res[0::2])
+        out = {"keys": sum(int(x) for x in res[0::2]), "timers": sum(int(x) for x in res[1::2]),
+               "triggers": 0, "retries": 0}
+        start = "-"
+        while True:  # the output stream, in chunks (erasure is rare; streams are capped)
+            chunk = self.r.xrange(output_stream, min=start, count=5000)
+            hit = [i for i, f in chunk if f.get("customer_key") in wanted]
+            if hit:
+                out["triggers"] += int(self.r.xdel(output_stream, *hit))
+            if len(chunk) < 5000:
+                break
+            start = "(" + chunk[-1][0]
+        retry = f"{self.keys.prefix}:wh:retry"
+        for entry in self.r.zrange(retry, 0, -1):
+            if json.loads(entry).get("trigger", {}).get("customer_key") in wanted:
+                out["retries"] += int(self.r.zrem(retry, entry))
+        return out
 
     def recent_triggers(self, customer_key: str, limit: int = 20) -> list[dict[str, Any]]:
         return [json.loads(x) for x in self.r.lrange(self.keys.recent(customer_key), 0,
