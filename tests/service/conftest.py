@@ -58,3 +58,10 @@ def service_ws(built_service_ws: Built, tmp_path: Path) -> Built:
     path = tmp_path / "shop"
     shutil.copytree(built_service_ws.path, path)
     return Built(path=path, data=built_service_ws.data, keys=built_service_ws.keys)
+
+
+@pytest.fixture(autouse=True)
+def _no_redis(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No real-time state here (port 1 refuses at once): a Redis the machine happens to
+    run must not change what these tests see (tests/realtime covers it)."""
+    monkeypatch.setenv("TRIBES_REDIS_URL", "redis://127.0.0.1:1/0")

@@ -22,7 +22,8 @@ PERSON = "C0000003"
 VIEWER_ROUTES = [("get", "/v1/segments"), ("get", "/v1/personas"), ("get", "/v1/versions"),
                  ("get", "/v1/versions/diff?a=1&b=2"), ("get", "/metrics"),
                  ("get", "/v1/kpis"), ("get", "/v1/segments/history"), ("get", "/v1/me")]
-ANALYST_ROUTES = [("get", f"/v1/customers/{PERSON}"), ("get", f"/v1/customers/{PERSON}/segment")]
+ANALYST_ROUTES = [("get", f"/v1/customers/{PERSON}"), ("get", f"/v1/customers/{PERSON}/segment"),
+                  ("get", f"/v1/customers/{PERSON}/next-best-content")]
 ADMIN_ROUTES = [("post", "/v1/versions/rollback"), ("post", "/v1/versions/1/activate"),
                 ("post", "/v1/erasures"), ("post", "/v1/exports"), ("post", "/v1/events")]
 
@@ -128,6 +129,20 @@ def test_profile(client: TestClient, service_ws: Built) -> None:
     assert p["n_events"] > 0 and p["ids"] >= 1
     if p["clv"] is not None:
         assert 0 <= p["clv"]["p_alive"] <= 1
+
+
+def test_next_best_content_from_the_batch_segment(client: TestClient,
+                                                  service_ws: Built) -> None:
+    h = auth(service_ws.keys["analyst"])
+    r = client.get(f"/v1/customers/{PERSON}/next-best-content", headers=h)
+    assert r.status_code == 200, r.text
+    c = r.json()
+    seg = client.get(f"/v1/customers/{PERSON}/segment", headers=h).json()
+    persona = client.get(f"/v1/customers/{PERSON}", headers=h).json()["persona"]
+    assert c["source"] == "batch" and c["segment_id"] == seg["segment_id"]
+    assert c["content"] == persona["action"] and c["segment_name"] == persona["name"]
+    _error(client.get("/v1/customers/NOBODY/next-best-content", headers=h), 404,
+           "E_NOT_FOUND")
 
 
 def test_reads_are_audited_with_the_key_name(client: TestClient, service_ws: Built) -> None:

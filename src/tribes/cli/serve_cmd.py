@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -26,6 +27,13 @@ def serve(
         "--tls-cert", help="PEM certificate: serve HTTPS.", show_default=False)] = None,
     tls_key: Annotated[Path | None, typer.Option(
         "--tls-key", help="PEM private key of --tls-cert.", show_default=False)] = None,
+    stream: Annotated[bool, typer.Option(
+        "--stream", help="Also run the tribes stream consumer in this process (it needs "
+        "the database the service holds; settings from [realtime]).")] = False,
+    redis: Annotated[str | None, typer.Option(
+        "--redis", help="Redis URL for --stream and the online state shown by the API "
+        "(default: env TRIBES_REDIS_URL, else [realtime] redis).", show_default=False)
+    ] = None,
 ) -> None:
     """Serve the REST API: segments, personas, customer lookups, ingest, erasure, metrics.
 
@@ -38,6 +46,8 @@ def serve(
       tribes -w shop serve
 
       tribes -w shop serve --host 0.0.0.0 --port 8443 --tls-cert cert.pem --tls-key key.pem
+
+      tribes -w shop serve --stream --redis redis://127.0.0.1:6379/0
     """
     out = Output(ctx, False)
     try:
@@ -62,7 +72,10 @@ def serve(
     scheme = "https" if tls_cert else "http"
     out.print(f"tribes serving [bold]{ws.path}[/bold] on {scheme}://{host}:{port} "
               f"(docs: {scheme}://{host}:{port}/docs); Ctrl-C stops")
-    uvicorn.run(create_app(ws), host=host, port=port, log_level="warning",
+    if redis:
+        os.environ["TRIBES_REDIS_URL"] = redis  # the API's view of the online state too
+    uvicorn.run(create_app(ws, stream=stream, redis_url=redis), host=host, port=port,
+                log_level="warning",
                 ssl_certfile=str(tls_cert) if tls_cert else None,
                 ssl_keyfile=str(tls_key) if tls_key else None)
 

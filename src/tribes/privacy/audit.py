@@ -100,11 +100,24 @@ def _read_head(workspace: Path) -> tuple[int, str]:
 def _read_head_full(workspace: Path) -> tuple[int, str, int]:
     """Number and hash of the last record, and the number of the last change (a record
     that is not a read)."""
+    seq, last, change, _ = _read_head_all(workspace)
+    return seq, last, change
+
+
+def _read_head_all(workspace: Path) -> tuple[int, str, int, int]:
+    """... and the number of the last change that is not a load of events."""
     head = workspace / HEAD_FILE
     if not head.exists():
-        return 0, GENESIS, 0
+        return 0, GENESIS, 0, 0
     data = json.loads(head.read_text(encoding="utf-8"))
-    return int(data["seq"]), str(data["hash"]), int(data.get("change", data["seq"]))
+    change = int(data.get("change", data["seq"]))
+    return int(data["seq"]), str(data["hash"]), change, int(data.get("derived", change))
+
+
+def _changes_derived(e: Entry) -> bool:
+    """Whether a change may alter data derived from events (identities, segments,
+    consents, ...): anything but a load of events, which only adds raw events."""
+    return not (e.action == "ingest" and e.detail.get("kind") == "events")
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -165,12 +178,14 @@ def record_many(workspace: Path, secret: bytes, entries: list[Entry]) -> list[di
     log_path = workspace / LOG_FILE
     out: list[dict[str, Any]] = []
     with locked(log_path.with_suffix(".lock")):
-        seq, prev, change = _read_head_full(workspace)
+        seq, prev, change, derived = _read_head_all(workspace)
         lines = []
         for e in entries:
             seq += 1
             if not e.action.startswith(READ_PREFIX):
                 change = seq
+                if _changes_derived(e):
+                    derived = seq
             at = e.at or datetime.now(UTC)
             rec: dict[str, Any] = {
                 "seq": seq,
@@ -195,7 +210,7 @@ def record_many(workspace: Path, secret: bytes, entries: list[Entry]) -> list[di
                 os.fsync(fh.fileno())
             _write_atomic(workspace / HEAD_FILE, json.dumps(
                 {"seq": seq, "hash": prev, "mac": _head_mac(key, seq, prev),
-                 "change": change}) + "\n")
+                 "change": change, "derived": derived}) + "\n")
         except OSError as exc:
             raise AuditError(f"cannot append to the audit log {LOG_FILE}: {exc}") from None
     return out
@@ -206,6 +221,16 @@ def last_change(workspace: Path) -> int:
     changes, so caches of workspace data can watch it."""
     try:
         return _read_head_full(workspace)[2]
+    except (OSError, ValueError, KeyError):
+        return -1
+
+
+def last_derived_change(workspace: Path) -> int:
+    """The number of the last change other than a load of events: caches of identities,
+    segments, personas, consents or erasures watch this one (new events alone change
+    none of them until prep and segment run)."""
+    try:
+        return _read_head_all(workspace)[3]
     except (OSError, ValueError, KeyError):
         return -1
 

@@ -146,7 +146,7 @@ class Consumer:
         self._checked = now
         if self._reload_thread is not None and self._reload_thread.is_alive():
             return
-        if audit.last_change(self.ws.path) == self.ref.change:
+        if audit.last_derived_change(self.ws.path) == self.ref.change:
             return
 
         def work() -> None:

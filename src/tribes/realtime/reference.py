@@ -132,7 +132,7 @@ def _load(ws: Workspace) -> Reference:
 
     started = time.perf_counter()
     ref = Reference(consent_mode=ws.config.privacy.consent_mode,
-                    change=audit.last_change(ws.path))
+                    change=audit.last_derived_change(ws.path))
     with ws.engine(read_only=True) as engine:
         ids = engine.execute(engine.table("identities").select("id", "customer_key"))
         ref.ids = dict(zip(ids["id"].astype(str), ids["customer_key"].astype(str),

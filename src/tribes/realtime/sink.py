@@ -18,6 +18,7 @@ import logging
 import os
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -222,7 +223,12 @@ def _lander(path: str, source: str, conn: Any) -> None:
     """The landing process: ingests the files it is sent until it is sent None."""
     from tribes.workspace import open_workspace
 
+    # the consumer's latency comes first: landing may take a while, on one core, niced
+    with contextlib.suppress(OSError):
+        os.nice(10)
     ws = open_workspace(Path(path))
+    engine = ws.config.engine.model_copy(update={"threads": 1})
+    ws = replace(ws, config=ws.config.model_copy(update={"engine": engine}))
     while True:
         try:
             files = conn.recv()

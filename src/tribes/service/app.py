@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -17,6 +19,8 @@ from tribes.service.metrics import Metrics
 from tribes.service.ops import AccessLog, Jobs, Service
 from tribes.service.security import KeyRing, RateLimiter
 from tribes.workspace import Workspace, shared_engine
+
+log = logging.getLogger(__name__)
 
 
 class BodyLimit:
@@ -91,11 +95,13 @@ class Timing:
                                  time.perf_counter() - started)
 
 
-def create_app(ws: Workspace, *, keep_open: bool = True) -> FastAPI:
+def create_app(ws: Workspace, *, keep_open: bool = True, stream: bool = False,
+               redis_url: str | None = None) -> FastAPI:
     """The app for workspace ``ws``.
 
     ``keep_open`` holds one engine open for the app's life (the DuckDB file is then
-    this process's: CLI commands wait until the service stops).
+    this process's: CLI commands wait until the service stops). ``stream`` also runs the
+    ``tribes stream`` consumer in the process (it shares the open database).
     """
     from tribes.service.routes import register
 
@@ -111,7 +117,14 @@ def create_app(ws: Workspace, *, keep_open: bool = True) -> FastAPI:
             stack.callback(access.close)
             index = SegmentIndex(ws)
             index.refresh(force=True)  # before the first request, not during it
-            app.state.service = Service(ws=ws, index=index, access=access, jobs=Jobs())
+            from tribes.realtime.live import Live
+
+            live = Live(ws)
+            stack.callback(live.close)
+            if stream:
+                stack.enter_context(_consumer(ws, redis_url))
+            app.state.service = Service(ws=ws, index=index, access=access, jobs=Jobs(),
+                                        live=live)
             yield
 
     app = FastAPI(
@@ -137,3 +150,20 @@ def create_app(ws: Workspace, *, keep_open: bool = True) -> FastAPI:
     app.add_middleware(Timing, metrics=metrics)
     app.add_middleware(BodyLimit, limit=cfg.max_body_kb * 1024)
     return app
+
+
+@contextlib.contextmanager
+def _consumer(ws: Workspace, redis_url: str | None) -> Iterator[None]:
+    """``tribes stream`` on a thread of the service, stopped with it."""
+    from tribes.realtime.consumer import Consumer
+
+    c = Consumer(ws, redis_url=redis_url)
+    stop = threading.Event()
+    t = threading.Thread(target=c.run, args=(stop,), name="tribes-stream", daemon=True)
+    t.start()
+    log.info("stream consumer %s/%s runs in the service", c.group, c.name)
+    try:
+        yield
+    finally:
+        stop.set()
+        t.join(timeout=60)

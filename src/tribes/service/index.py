@@ -1,9 +1,10 @@
 """The segment lookup index: every id's customer and every customer's active segment, in
 memory, so ``GET /v1/customers/{id}/segment`` answers without a query.
 
-It is rebuilt after any change to the workspace: every change writes an audit record,
-so the number of the last change in the audit log's head tells when (checked at most
-once a second; reads are recorded too, but do not count).
+It is rebuilt after a change to the workspace: every change writes an audit record, so
+the number of the last change in the audit log's head tells when (checked at most once a
+second; reads are recorded too, but do not count, nor do loads of events, which change
+no identity or segment until prep and segment run).
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class SegmentIndex:
         if now - self._checked < CHECK_EVERY_S or self._rebuilding.is_set():
             return
         self._checked = now
-        if audit.last_change(self.ws.path) != self._seq:
+        if audit.last_derived_change(self.ws.path) != self._seq:
             self._rebuilding.set()
             threading.Thread(target=self._rebuild, name="tribes-index", daemon=True).start()
 
@@ -77,7 +78,7 @@ class SegmentIndex:
         """Rebuild now if the workspace changed (or always, with ``force``)."""
         with self._lock:
             self._checked = time.monotonic()
-            seq = audit.last_change(self.ws.path)
+            seq = audit.last_derived_change(self.ws.path)
             if seq == self._seq and not force:
                 return
             started = time.perf_counter()

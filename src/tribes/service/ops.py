@@ -7,6 +7,7 @@ wait for the disk); changes record themselves where they happen, as from the CLI
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
@@ -143,6 +144,7 @@ class Service:
     index: SegmentIndex
     access: AccessLog
     jobs: Jobs
+    live: Any = None  # tribes.realtime.live.Live: online state, when Redis is reachable
     started: float = field(default_factory=time.time)
 
     # ---------------------------------------------------------------- aggregates
@@ -242,6 +244,10 @@ class Service:
         if segment is not None:
             persona = self._persona(segment["segment_id"])
         feats = view.get("features") or {}
+        online = self.live.online(key) if self.live is not None else None
+        if online is not None and online["segment_id"] is not None:
+            online["segment_name"] = self._segment_name(online["segment_id"])
+        recent = self.live.recent(key) if self.live is not None else []
         self.access.read("read.customer", target=key, rows=1, keys=[key])
         return {
             "customer_key": key,
@@ -253,7 +259,50 @@ class Service:
             "n_events": view["n_events"], "n_sessions": view["n_sessions"],
             "analyzed": view["analyzed"],
             "consents": view["consents"],
+            "online": online,
+            "recent_triggers": recent,
         }
+
+    def _segment_name(self, segment_id: int) -> str:
+        p = self._persona(segment_id)
+        return str(p["name"]) if p else f"Segment {segment_id}"
+
+    def next_best_content(self, ident: str) -> dict[str, Any]:
+        """The content hint for a customer: the recommended action of the persona of their
+        online segment (tribes stream), else of their active batch segment."""
+        from tribes.privacy.pseudonymize import pseudonym
+        from tribes.store.customer import clean_ident
+
+        try:
+            key: str | None = self.index.customer_key(ident)
+        except InputError:
+            key = None
+        online = None
+        if self.live is not None:
+            # a customer new since the last prep is known to the stream by their id alone
+            for k in [key] if key else [pseudonym(clean_ident(ident), self.ws.secret())]:
+                online = self.live.online(k)
+                if online is not None:
+                    key = k
+                    break
+        segment_id, source = None, None
+        if online is not None and online["segment_id"] is not None:
+            segment_id, source = online["segment_id"], "online"
+        elif key is not None:
+            with contextlib.suppress(InputError):
+                segment_id, source = self.index.lookup(key).segment_id, "batch"
+        if key is None or segment_id is None:
+            raise InputError(f"no segment for customer '{ident}' (unknown, not analyzed for "
+                             "consent, or no segment version yet)", code="E_NOT_FOUND")
+        persona = self._persona(segment_id) or {}
+        offers = self.ws.config.realtime.rules.session_offer.offers
+        name = persona.get("name") or f"Segment {segment_id}"
+        self.access.read("read.content", target=key, rows=1, keys=[key])
+        return {"customer_key": key, "segment_id": segment_id, "segment_name": name,
+                "source": source, "content": persona.get("action"),
+                "campaign": persona.get("campaign"),
+                "offer": offers.get(str(segment_id)) or offers.get(name),
+                "version": self.index.version}
 
     def _persona(self, segment_id: int) -> dict[str, Any] | None:
         from tribes.models.personas import stored_personas

@@ -90,6 +90,22 @@ class Profile(_Model):
     n_sessions: int
     analyzed: bool
     consents: list[dict[str, Any]]
+    online: dict[str, Any] | None = Field(None, description="Online segment and newest "
+                                          "event from tribes stream (when Redis is "
+                                          "reachable).")
+    recent_triggers: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class Content(_Model):
+    customer_key: str
+    segment_id: int
+    segment_name: str
+    source: Literal["online", "batch"]
+    content: str | None = Field(None, description="The persona's recommended action.")
+    campaign: str | None = None
+    offer: str | None = Field(None, description="The session offer configured for the "
+                              "segment ([realtime.rules.session_offer]).")
+    version: int | None = None
 
 
 class EventsIn(_Model):

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Path, Request
 
 from tribes.privacy.keys import ApiKey
 from tribes.service.routes.common import responses, service
-from tribes.service.schemas import JobOut, Profile, SegmentationIn, SegmentOf
+from tribes.service.schemas import Content, JobOut, Profile, SegmentationIn, SegmentOf
 from tribes.service.security import require
 
 router = APIRouter()
@@ -30,6 +30,14 @@ async def segment_of(request: Request, key: Analyst, ident: Ident) -> dict:
 def profile(request: Request, key: Analyst, ident: Ident) -> dict:
     """A customer's profile: segment, persona, key features, CLV and P(alive), consent."""
     return service(request).profile(ident)
+
+
+@router.get("/v1/customers/{ident}/next-best-content", response_model=Content,
+            tags=["customers"], responses=responses(400, 404))
+def next_best_content(request: Request, key: Analyst, ident: Ident) -> dict:
+    """The content to show a customer now: their persona's recommended action and the
+    segment's offer, from their online segment (tribes stream) or their batch segment."""
+    return service(request).next_best_content(ident)
 
 
 @router.post("/v1/segmentations", response_model=JobOut, status_code=202, tags=["jobs"],
