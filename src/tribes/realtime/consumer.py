@@ -12,6 +12,7 @@ at any point loses nothing (unacknowledged messages are read again) and repeats 
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import socket
@@ -131,6 +132,10 @@ class Consumer:
                 raise
 
     def _build(self) -> None:
+        # the reference is large and lives long: keep it out of the collector's full
+        # passes, which otherwise stall the loop for a tenth of a second or more
+        gc.collect()
+        gc.freeze()
         cfg = self.ws.config
         self.checker = EventChecker(cfg, self.secret, erased=self.ref.erased)
         self.processor = Processor(

@@ -62,6 +62,8 @@ class Sink:
         self._stop = False
         self.loaded = self.quarantined = self.duplicates = 0
         self.errors: list[str] = []
+        if not in_process:
+            self._start_child()  # now: starting it costs a core for a second or two
         self._thread = threading.Thread(target=self._run, name="tribes-sink", daemon=True)
         self._thread.start()
 
@@ -149,16 +151,19 @@ class Sink:
                  s["loaded"], s["duplicates"], s["quarantined"],
                  time.perf_counter() - started)
 
-    def _in_child(self, files: list[str]) -> dict[str, int]:
+    def _start_child(self) -> None:
         import multiprocessing as mp
 
+        ctx = mp.get_context("spawn")
+        self._pipe, child_end = ctx.Pipe()
+        self._child = ctx.Process(target=_lander, args=(str(self.ws.path), self.source,
+                                                        child_end),
+                                  name="tribes-lander", daemon=True)
+        self._child.start()
+
+    def _in_child(self, files: list[str]) -> dict[str, int]:
         if self._child is None or not self._child.is_alive():
-            ctx = mp.get_context("spawn")
-            self._pipe, child_end = ctx.Pipe()
-            self._child = ctx.Process(target=_lander, args=(str(self.ws.path),
-                                                            self.source, child_end),
-                                      name="tribes-lander", daemon=True)
-            self._child.start()
+            self._start_child()
         self._pipe.send(files)
         try:
             answer = self._pipe.recv()
