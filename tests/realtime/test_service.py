@@ -46,3 +46,13 @@ def test_serve_with_the_stream(rt_ws: Path, redis_url: str, redis_server: RedisS
         content = client.get(f"/v1/customers/{KNOWN}/next-best-content", headers=h).json()
         assert content["source"] == "online"
         assert content["segment_id"] == p["online"]["segment_id"]
+        latest = client.get("/v1/triggers", headers=h).json()
+        assert latest["available"] and latest["triggers"]
+        assert latest["counts"]["trigger.abandoned_cart"] == 1
+        assert sum(latest["counts"].values()) == len(latest["triggers"])
+        viewer = create_key(rt_ws, name="v", role="viewer")[0]
+        summary = client.get("/v1/triggers/summary",
+                             headers={"Authorization": f"Bearer {viewer}"}).json()
+        assert summary["counts"] == latest["counts"] and summary["triggers"] == []
+        assert client.get("/v1/triggers", headers={"Authorization": f"Bearer {viewer}"}
+                          ).status_code == 403

@@ -21,9 +21,10 @@ PERSON = "C0000003"
 
 VIEWER_ROUTES = [("get", "/v1/segments"), ("get", "/v1/personas"), ("get", "/v1/versions"),
                  ("get", "/v1/versions/diff?a=1&b=2"), ("get", "/metrics"),
+                 ("get", "/v1/triggers/summary"),
                  ("get", "/v1/kpis"), ("get", "/v1/segments/history"), ("get", "/v1/me")]
 ANALYST_ROUTES = [("get", f"/v1/customers/{PERSON}"), ("get", f"/v1/customers/{PERSON}/segment"),
-                  ("get", f"/v1/customers/{PERSON}/next-best-content")]
+                  ("get", f"/v1/customers/{PERSON}/next-best-content"), ("get", "/v1/triggers")]
 ADMIN_ROUTES = [("post", "/v1/versions/rollback"), ("post", "/v1/versions/1/activate"),
                 ("post", "/v1/erasures"), ("post", "/v1/exports"), ("post", "/v1/events")]
 

@@ -73,6 +73,16 @@ class Live:
     def recent(self, customer_key: str, limit: int = 20) -> list[dict[str, Any]]:
         return list(self._call(lambda s: s.recent_triggers(customer_key, limit), []))
 
+    def latest(self, limit: int = 100) -> list[dict[str, Any]] | None:
+        """The newest triggers on the output stream, newest first (None: no Redis)."""
+        from tribes.realtime.rules import Trigger
+
+        def read(s: Store) -> list[dict[str, Any]]:
+            got = s.r.xrevrange(self.cfg.output_stream, count=limit)
+            return [Trigger.from_message(f).to_dict() for _, f in got]
+
+        return self._call(read, None)
+
     def close(self) -> None:
         if self._store is not None:
             self._store.close()

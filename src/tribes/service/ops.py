@@ -263,6 +263,24 @@ class Service:
             "recent_triggers": recent,
         }
 
+    def triggers(self, limit: int, *, customers: bool) -> dict[str, Any]:
+        """The newest triggers of tribes stream: counts by type, and (``customers``) the
+        triggers themselves."""
+        rows = self.live.latest(limit) if self.live is not None else None
+        if rows is None:
+            return {"available": False, "counts": {}, "triggers": [],
+                    "message": "no real-time state: tribes stream is not running here or "
+                    "Redis is not reachable"}
+        counts: dict[str, int] = {}
+        for t in rows:
+            counts[t["type"]] = counts.get(t["type"], 0) + 1
+        if customers:
+            self.access.read("read.triggers", rows=len(rows),
+                             keys=sorted({t["customer_key"] for t in rows}))
+        return {"available": True, "counts": counts,
+                "triggers": rows if customers else [],
+                "since": min((t["at"] for t in rows), default=None)}
+
     def _segment_name(self, segment_id: int) -> str:
         p = self._persona(segment_id)
         return str(p["name"]) if p else f"Segment {segment_id}"

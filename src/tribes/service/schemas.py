@@ -96,6 +96,16 @@ class Profile(_Model):
     recent_triggers: list[dict[str, Any]] = Field(default_factory=list)
 
 
+class Triggers(_Model):
+    available: bool = Field(description="Whether the real-time state (tribes stream's "
+                            "Redis) is reachable.")
+    counts: dict[str, int]
+    triggers: list[dict[str, Any]]
+    since: float | None = Field(None, description="Event time (epoch s) of the oldest "
+                                "trigger counted.")
+    message: str | None = None
+
+
 class Content(_Model):
     customer_key: str
     segment_id: int

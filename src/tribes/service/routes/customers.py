@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 
 from tribes.privacy.keys import ApiKey
 from tribes.service.routes.common import responses, service
-from tribes.service.schemas import Content, JobOut, Profile, SegmentationIn, SegmentOf
+from tribes.service.schemas import (
+    Content,
+    JobOut,
+    Profile,
+    SegmentationIn,
+    SegmentOf,
+    Triggers,
+)
 from tribes.service.security import require
 
 router = APIRouter()
@@ -38,6 +45,14 @@ def next_best_content(request: Request, key: Analyst, ident: Ident) -> dict:
     """The content to show a customer now: their persona's recommended action and the
     segment's offer, from their online segment (tribes stream) or their batch segment."""
     return service(request).next_best_content(ident)
+
+
+@router.get("/v1/triggers", response_model=Triggers, tags=["realtime"],
+            responses=responses())
+def triggers(request: Request, key: Analyst,
+             limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
+    """The newest triggers of tribes stream (customer-level), newest first."""
+    return service(request).triggers(limit, customers=True)
 
 
 @router.post("/v1/segmentations", response_model=JobOut, status_code=202, tags=["jobs"],

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from tribes.privacy.keys import ApiKey
 from tribes.service.routes.common import responses, service
-from tribes.service.schemas import Personas, Segments, Versions
+from tribes.service.schemas import Personas, Segments, Triggers, Versions
 from tribes.service.security import require
 
 router = APIRouter(tags=["segments"])
@@ -58,3 +58,13 @@ def me(request: Request, key: Viewer) -> dict:
     """The calling key: name, role, expiry (the dashboard shows what it may open)."""
     return {"key_id": key.key_id, "name": key.name, "role": key.role,
             "expires_at": key.expires_at}
+
+
+Limit = Annotated[int, Query(ge=1, le=1000, description="How many of the newest triggers.")]
+
+
+@router.get("/v1/triggers/summary", response_model=Triggers, tags=["realtime"],
+            responses=responses())
+def trigger_counts(request: Request, key: Viewer, limit: Limit = 200) -> dict:
+    """Counts by type of the newest triggers of tribes stream (no customers)."""
+    return service(request).triggers(limit, customers=False)

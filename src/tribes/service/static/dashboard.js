@@ -80,6 +80,7 @@ async function overview() {
     ["method", v => v.method], ["k", v => v.k, true], ["customers", v => v.customers, true],
     ["silhouette", v => v.silhouette, true], ["stability ARI", v => v.stability_ari, true], ["status", v => v.status]],
     versions.versions);
+  await recentTriggers(names);
   try {
     const k = await api("/v1/kpis");
     const cols = [["segment", r => names[r.segment_id] || r.segment_id]];
@@ -89,6 +90,27 @@ async function overview() {
     document.getElementById("kpi-note").textContent = k.warning || `${k.kpis_differing} KPI(s) differ significantly across segments (α = ${k.alpha}).`;
   } catch (e) {
     document.getElementById("kpi-note").textContent = e.message;
+  }
+}
+
+async function recentTriggers(names) {
+  const note = document.getElementById("triggers-note");
+  const chart = document.getElementById("triggers-chart");
+  try {
+    const t = await api(me.role === "viewer" ? "/v1/triggers/summary" : "/v1/triggers?limit=200");
+    if (!t.available) { note.textContent = t.message; chart.hidden = true; return; }
+    const types = Object.keys(t.counts).sort();
+    note.textContent = types.length ? `The newest ${fmt(types.reduce((a, k) => a + t.counts[k], 0))} triggers.` : "No trigger yet.";
+    chart.hidden = !types.length;
+    if (types.length) Plotly.newPlot("triggers-chart", [{ type: "bar", orientation: "h", y: types, x: types.map(k => t.counts[k]),
+      marker: { color: "#d9822b" } }], { margin: { t: 10, r: 10, b: 40, l: 180 }, xaxis: { title: "triggers" } },
+      { displayModeBar: false, responsive: true });
+    if (t.triggers.length) table("triggers", [["at (UTC)", r => new Date(r.at * 1000).toISOString().slice(0, 19).replace("T", " ")],
+      ["type", r => r.type], ["customer", r => r.customer_key.slice(0, 12)],
+      ["segment", r => r.segment_id === null ? null : (names[r.segment_id] || r.segment_id)],
+      ["details", r => JSON.stringify(r.data).slice(0, 80)]], t.triggers.slice(0, 20));
+  } catch (e) {
+    note.textContent = e.message;
   }
 }
 
@@ -109,8 +131,14 @@ async function customer(ident) {
     add("persona action", p.persona ? p.persona.action : null);
     add("events / sessions", `${p.n_events} / ${p.n_sessions}`);
     if (p.clv) { add("CLV", p.clv.clv); add("P(alive)", p.clv.p_alive); add("churn risk", p.clv.churn_risk ? "yes" : "no"); }
+    if (p.online) add("online segment (tribes stream)", p.online.segment_name || p.online.segment_id);
     for (const [k, v] of Object.entries(p.features)) add(k.replaceAll("_", " "), v);
     out.append(el("h3", {}, "Profile"), dl);
+    if (p.recent_triggers && p.recent_triggers.length) {
+      out.append(el("h3", {}, "Recent triggers"), el("table", { id: "customer-triggers" }));
+      table("customer-triggers", [["at (UTC)", r => new Date(r.at * 1000).toISOString().slice(0, 19).replace("T", " ")],
+        ["type", r => r.type], ["details", r => JSON.stringify(r.data).slice(0, 80)]], p.recent_triggers);
+    }
   } catch (e) {
     err.textContent = e.status === 403 ? "Customer pages need the analyst role." : e.message;
   }
