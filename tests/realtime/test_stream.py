@@ -241,3 +241,32 @@ def test_forget_erases_the_real_time_state(rt_ws: Path, redis_url: str,
     assert store.state(key) is None
     assert not [f for _, f in r.xrange("triggers") if f["customer_key"] == key]
     assert stream_events(rt_ws) == 2  # GONE's are gone; KEEP's and Z's remain
+
+
+def test_churn_risk_of_customers_the_stream_never_hears_from(
+        rt_ws: Path, redis_url: str, redis_server: RedisServer) -> None:
+    from tribes.realtime import reference
+    from tribes.realtime.rules import Processor
+
+    ws = open_workspace(rt_ws)
+    ref = reference.load(ws)
+    proc = Processor(ws.config.realtime, ref, session_timeout=1800, churn_threshold=0.5)
+    schedule = proc.churn_schedule(after=0)
+    assert len(schedule) >= 3  # repeat buyers of the CLV fit still above 0.5
+    dues = sorted(schedule.values())
+    start, end = dues[len(dues) // 2] - 60, dues[len(dues) // 2] + 3 * 86400
+    want = {m.split("|", 1)[1] for m, d in schedule.items() if start < d <= end}
+    assert want
+    r = redis_server.client()
+    events = [{"user_id": "Z", "event": "page_view", "ts": start, "event_id": "z1"},
+              {"user_id": "Z", "event": "page_view", "ts": end, "event_id": "z2"}]
+    push(r, events)
+    consume(rt_ws, redis_url)
+    fired = [t for t in triggers(r) if t.kind == "trigger.churn_risk"]
+    assert {t.customer_key for t in fired} == want  # the ones crossing in the window
+    assert len(fired) == len(want)
+    for t in fired:
+        assert t.data["p_alive"] == pytest.approx(0.5, abs=2e-3)
+    sim = simulate(open_workspace(rt_ws), events)
+    assert sorted(t.trigger_id for t in sim.triggers if t.kind == "trigger.churn_risk") == \
+        sorted(t.trigger_id for t in fired)

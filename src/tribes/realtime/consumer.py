@@ -112,6 +112,7 @@ class Consumer:
         self._claimed_at = 0.0
         self._inflight: _Batch | None = None
         self._prefetched: list[tuple[str, list[str]]] = []
+        self._seeded: str | None = None
         self.sink = Sink(ws, source=cfg.source, consumer=self.name,
                          in_process=shared_engine_of(ws)) if sink else None
         self.delivery: Any = None
@@ -143,6 +144,32 @@ class Consumer:
             session_timeout=parse_duration(cfg.prep.session_timeout).total_seconds(),
             churn_threshold=cfg.clv.churn_threshold, clv_period=cfg.clv.period)
 
+    def _seed_churn(self, first_ts: float) -> None:
+        """Churn timers for every customer of the CLV fit, once per fit: the customers
+        who stop buying are the ones the stream does not hear from. Crossings after the
+        stream's clock (or, on a new stream, its first event) are scheduled."""
+        p = self.processor
+        fit = (self.ref.clv or {}).get("fit_id")
+        if not fit or p.churn_model is None:
+            return
+        tag = f"{fit}:{p.churn_threshold}"
+        meta = self.store.keys.meta
+        if self._seeded == tag or self.r.hget(meta, "churn_seeded") == tag:
+            self._seeded = tag
+            return
+        started = time.perf_counter()
+        clock_ts, _ = self.store.clock()
+        timers = p.churn_schedule(after=clock_ts or first_ts)
+        items = list(timers.items())
+        for i in range(0, len(items), 10_000):
+            pipe = self.r.pipeline(transaction=False)
+            pipe.zadd(self.store.keys.timers, dict(items[i:i + 10_000]), nx=True)
+            pipe.execute()
+        self.r.hset(meta, "churn_seeded", tag)
+        self._seeded = tag
+        log.info("stream: churn timers for %d customers of CLV fit %s (%.1fs)", len(items),
+                 fit, time.perf_counter() - started)
+
     # ------------------------------------------------------------------ reload
     def _maybe_reload(self) -> None:
         now = time.monotonic()
@@ -171,6 +198,7 @@ class Consumer:
         if ref is not None:
             self.ref, self._next_ref = ref, None
             self._build()
+            self._seeded = None  # a new CLV fit gets its timers
             log.info("stream: workspace changed; now segment version %s", ref.version)
 
     # ------------------------------------------------------------------ reading
@@ -218,6 +246,8 @@ class Consumer:
         valid = [c.result for c in checked if isinstance(c.result, StreamEvent)]
         event_keys = list(dict.fromkeys(self.ref.customer_key(e.ids) for e in valid))
         max_ts = max((e.ts for e in valid), default=0.0)
+        if valid and self._seeded is None:
+            self._seed_churn(min(e.ts for e in valid))
         done, watermark, due, raw = self.store.read_batch(
             [c.result.event_id for c in checked], event_keys, max_ts=max_ts, wall=wall,
             limit=10 * self.cfg.batch)

@@ -169,8 +169,18 @@ class Processor:
 
             self.churn_model = models_of(ref.clv)[0]
             self.unit = UNIT_SECONDS.get(str(ref.clv.get("time_unit", "week")), self.unit)
-            self._clv_index = ({} if ref.clv_rows is None else
-                               {k: i for i, k in enumerate(ref.clv_rows["customer_key"])})
+            rows = ref.clv_rows
+            self._clv_index: dict[str, int] = ({} if rows is None else
+                                               {k: i for i, k in
+                                                enumerate(rows["customer_key"])})
+            if rows is not None and len(rows):
+                # per customer, as epoch seconds: first and last transaction, and as_of
+                as_of = np.array([t.timestamp() for t in rows["as_of"]], dtype=float)
+                self._clv_x = rows["frequency"].to_numpy(dtype=float)
+                self._clv_first = as_of - rows["T"].to_numpy(dtype=float) * self.unit
+                self._clv_last = self._clv_first + rows["recency"].to_numpy(
+                    dtype=float) * self.unit
+                self._clv_as_of = as_of
         self.assign_online = r.segment_change.enabled and online.can_assign(ref)
 
     # ------------------------------------------------------------------ batch
@@ -211,8 +221,13 @@ class Processor:
                 out.fired.append(m)
             out.schedule.pop(m, None)
             rule, key = m.split("|", 1)
+            if not self.ref.allowed(key):
+                continue
             st = states.get(key)
-            if st is None or not self.ref.allowed(key):
+            if st is None and rule == CHURN and key in getattr(self, "_clv_index", {}):
+                st = states[key] = new_state()  # seeded, never seen by the stream
+                self._init(key, st, due)
+            if st is None:
                 continue
             if rule == CART and st["cart"] and abs(st["cart"] + self.cart_after - due) < 1e-3:
                 self._emit(out, "trigger.abandoned_cart", key, due, st,
@@ -258,12 +273,14 @@ class Processor:
             st["seg"], st["hasseg"] = float(seg), 1.0
         if self.churn_model is not None:
             i = self._clv_index.get(key)
-            if i is not None and ref.clv_rows is not None:
-                row = ref.clv_rows.iloc[i]
-                as_of = float(row["as_of"].timestamp())
-                st["cfirst"] = as_of - float(row["T"]) * self.unit
-                st["clast"] = st["cfirst"] + float(row["recency"]) * self.unit
-                st["cx"] = float(row["frequency"])
+            if i is not None:
+                st["cfirst"] = float(self._clv_first[i])
+                st["clast"] = float(self._clv_last[i])
+                st["cx"] = float(self._clv_x[i])
+                # the crossing the seeded timer (churn_schedule) was set for
+                as_of = float(self._clv_as_of[i])
+                due = self.churn_due(st, as_of)
+                st["churn"] = due if due is not None and due > round(as_of, 3) else 0.0
 
     def _apply(self, ev: StreamEvent, key: str, st: dict[str, Any], out: Outcome,
                live: dict[str, float], heap: list[tuple[float, str, bool]]) -> None:
@@ -366,20 +383,51 @@ class Processor:
     def churn_due(self, st: dict[str, Any], now: float) -> float | None:
         """When P(alive) will fall below the threshold without another purchase (None: not
         within ten years, or never, as with no repeat purchase under BG/NBD)."""
-        # P(alive) falls with time: find the first grid point below, then refine between
-        # it and the one before (a few vectorized evaluations instead of a bisection)
-        grid = now + TEN_YEARS * (np.geomspace(1.0, 2.0 ** 20, 64) - 1.0) / (2.0 ** 20 - 1.0)
+        due = self.churn_due_many(np.array([st["cx"]]), np.array([st["cfirst"]]),
+                                  np.array([st["clast"]]), np.array([now]))[0]
+        return None if np.isnan(due) else float(due)
+
+    def churn_due_many(self, x: np.ndarray, first: np.ndarray, last: np.ndarray,
+                       now: np.ndarray) -> np.ndarray:
+        """:meth:`churn_due` of many customers at once (NaN: never)."""
+        # P(alive) falls with time: find the first point of a grid below the threshold,
+        # then refine between it and the one before, four times
+        m = len(x)
+        steps = TEN_YEARS * (np.geomspace(1.0, 2.0 ** 20, 64) - 1.0) / (2.0 ** 20 - 1.0)
+        grid = now[:, None] + steps[None, :]
+        tx = np.maximum(last - first, 0.0) / self.unit
+        rows = np.arange(m)
+        found = np.ones(m, dtype=bool)
         for _ in range(4):
-            below = np.flatnonzero(self._p_alive(st, grid) < self.churn_threshold)
-            if not len(below):
-                return None
-            j = int(below[0])
-            if j == 0:
-                return round(float(grid[0]), 3)
-            if grid[j] - grid[j - 1] < 1.0:
-                break
-            grid = np.linspace(grid[j - 1], grid[j], 65)
-        return round(float(grid[j]), 3)
+            k = grid.shape[1]
+            big_t = np.maximum(grid - first[:, None], 0.0) / self.unit
+            p = self.churn_model.p_alive(np.repeat(x, k), np.repeat(tx, k),
+                                         big_t.ravel()).reshape(m, k)
+            below = p < self.churn_threshold
+            found &= below.any(axis=1)
+            j = np.argmax(below, axis=1)
+            at_start = j == 0
+            lo = grid[rows, np.maximum(j - 1, 0)]
+            hi = grid[rows, j]
+            lo = np.where(at_start, hi, lo)
+            grid = lo[:, None] + (hi - lo)[:, None] * np.linspace(0.0, 1.0, 65)[None, :]
+        due = np.round(grid[:, -1], 3)
+        return np.where(found, due, np.nan)
+
+    def churn_schedule(self, after: float) -> dict[str, float]:
+        """Churn timers of every customer of the CLV fit whose P(alive) will cross the
+        threshold after ``after`` (those already below are not scheduled: the batch
+        scores flag them)."""
+        if self.churn_model is None or not self._clv_index:
+            return {}
+        keys = list(self._clv_index)
+        due = self.churn_due_many(self._clv_x, self._clv_first, self._clv_last,
+                                  self._clv_as_of)
+        # below the threshold already at the fit's end: flagged by the batch scores
+        later = due > np.round(self._clv_as_of, 3)
+        return {member(CHURN, k): float(d)
+                for k, d, ok in zip(keys, due, later, strict=True)
+                if ok and d > after and self.ref.allowed(k)}
 
     # ------------------------------------------------------------------ segments
     def _reassign(self, touched: dict[str, tuple[float, str]],

@@ -89,6 +89,7 @@ def simulate(ws: Workspace, messages: Iterable[Any], *, advance: str | None = No
         timers.update(out.schedule)
         sim.triggers.extend(out.triggers)
 
+    first_ts = None
     for i in range(0, len(msgs), size):
         events: list[StreamEvent] = []
         for m in msgs[i:i + size]:
@@ -103,6 +104,11 @@ def simulate(ws: Workspace, messages: Iterable[Any], *, advance: str | None = No
             else:
                 events.append(c.result)
         sim.events += len(events)
+        if first_ts is None and events:
+            # churn timers of the CLV fit's customers, as the stream seeds them
+            first_ts = min(e.ts for e in events)
+            for m, due in proc.churn_schedule(after=first_ts).items():
+                timers.setdefault(m, due)
         watermark = max([watermark, *(e.ts for e in events)])
         run(events, watermark)
     if advance:
