@@ -285,9 +285,11 @@ class RealtimeConfig(_Section):
                            "without events")
     seen_ttl: str = Field("7d", description="event ids are remembered (redelivery and "
                           "resends are ignored) this long")
-    flush_every: str = Field("5s", description="streamed events land in the events table "
+    # one ingest costs about two seconds whatever its size (the dedupe against the events
+    # table dominates): land in large micro-batches
+    flush_every: str = Field("30s", description="streamed events land in the events table "
                              "at least this often")
-    flush_events: int = Field(50_000, ge=1, description="... or every this many events")
+    flush_events: int = Field(500_000, ge=1, description="... or every this many events")
     output_maxlen: int = Field(1_000_000, ge=1000, description="approximate length cap of "
                                "the output stream")
     recent_triggers: int = Field(20, ge=0, description="triggers kept per customer for "
@@ -441,7 +443,7 @@ group = "tribes"          # consumer group; run several consumers to share the l
 batch = 1000              # messages read at once
 claim_idle = "60s"        # messages pending this long at a dead consumer are taken over
 state_ttl = "30d"         # per-customer state expires after this long without events
-flush_every = "5s"        # streamed events land in the events table at least this often
+flush_every = "30s"       # streamed events land in the events table at least this often
 
 [realtime.rules.abandoned_cart]      # add to cart, then no checkout/purchase for this long
 after = "30m"

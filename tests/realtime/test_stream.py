@@ -145,7 +145,7 @@ def _workload(n_customers: int = 300, per_customer: int = 40) -> list[dict[str, 
 def test_killing_the_consumer_loses_and_repeats_nothing(rt_ws: Path, redis_url: str,
                                                         redis_server: RedisServer) -> None:
     configure(rt_ws, 'batch = 1000', 'batch = 200')
-    configure(rt_ws, 'flush_every = "5s"', 'flush_every = "1s"')
+    configure(rt_ws, 'flush_every = "30s"', 'flush_every = "1s"')
     r = redis_server.client()
     events = _workload()
     push(r, events)

@@ -59,7 +59,7 @@ def stream(
     Each message is one event: a field [bold]data[/bold] holding a JSON object, or the
     event's fields themselves (same column spellings as files: user_id, timestamp,
     event_name, ...). Events are checked as ingest checks files (bad ones end in the
-    quarantine), land in the events table every few seconds, update the customer's state
+    quarantine), land in the events table within half a minute, update the customer's state
     in Redis, and fire the rules of [realtime.rules] in tribes.toml (see tribes triggers
     list). Triggers go to the output stream and to webhooks (tribes webhooks add).
     At-least-once with idempotency: kill it any time and start it again; nothing is lost
