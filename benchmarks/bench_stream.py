@@ -241,6 +241,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--data", type=Path, default=Path("bench-data"))
     ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--repeat", type=int, default=3, help="throughput runs of each kind "
+                    "(the median is compared with the target: shared machines are noisy)")
     a = ap.parse_args()
     if shutil.which("redis-server") is None:
         raise SystemExit("redis-server is not installed (apt-get install redis-server)")
@@ -253,14 +255,19 @@ def main() -> None:
     print(f"\nthroughput, {a.events:,} events queued first, then drained:")
     rates = {False: float("nan"), True: float("nan")}
     for sink in () if a.skip_throughput else (False, True):
-        shutil.rmtree(ws / ".tmp" / "stream", ignore_errors=True)
-        t = throughput(ws, ids, a.events, sink)
-        rates[sink] = t["events_per_s"]
         label = "with landing in the events table" if sink else "hot path (--no-sink)"
-        print(f"  {label:34s} {t['events_per_s']:>9,.0f} events/s  ({t['seconds']:.2f} s, "
-              f"{t['triggers']:,} triggers, peak RSS {t['peak_rss_mib']:.0f} MiB"
-              + (f", last landing {t['final_landing_s']:.1f} s" if sink else "") + ")")
-        print(f"  {'':34s} (producer XADD: {t['xadd_per_s']:,.0f} msg/s, pipelined)")
+        runs = []
+        for _ in range(a.repeat):
+            shutil.rmtree(ws / ".tmp" / "stream", ignore_errors=True)
+            t = throughput(ws, ids, a.events, sink)
+            runs.append(t["events_per_s"])
+            print(f"  {label:34s} {t['events_per_s']:>9,.0f} events/s  ({t['seconds']:.2f} s, "
+                  f"{t['triggers']:,} triggers, peak RSS {t['peak_rss_mib']:.0f} MiB"
+                  + (f", last landing {t['final_landing_s']:.1f} s" if sink else "")
+                  + f"; producer XADD {t['xadd_per_s']:,.0f} msg/s)", flush=True)
+        rates[sink] = sorted(runs)[len(runs) // 2]
+        print(f"  {label:34s} median {rates[sink]:,.0f} events/s of {len(runs)} runs "
+              f"(range {min(runs):,.0f} to {max(runs):,.0f})")
     print(f"\nevent-to-trigger latency, {a.seconds:g} s at each rate (with landing):")
     lats = {}
     for rate in (float(x) for x in a.rates.split(",")):
@@ -270,10 +277,12 @@ def main() -> None:
               f"{lt['triggers']:,} triggers, p50 {lt['p50_ms']:.0f} ms, p90 "
               f"{lt['p90_ms']:.0f} ms, p99 {lt['p99_ms']:.0f} ms, max {lt['max_ms']:.0f} ms "
               f"(RSS {lt['peak_rss_mib']:.0f} MiB)", flush=True)
-    lt = lats[max(lats)]
-    print(f"\ntargets: >= 20,000 events/s: {'met' if rates[True] >= 20_000 else 'NOT met'} "
-          f"with landing, {'met' if rates[False] >= 20_000 else 'NOT met'} without; "
-          f"p99 < 100 ms: {'met' if lt['p99_ms'] < 100 else 'NOT met'}")
+    ok = [f"{r:,.0f}/s: {'met' if v['p99_ms'] < 100 else 'NOT met'}"
+          for r, v in sorted(lats.items())]
+    print(f"\ntargets: >= 20,000 events/s (median): "
+          f"{'met' if rates[True] >= 20_000 else 'NOT met'} with landing, "
+          f"{'met' if rates[False] >= 20_000 else 'NOT met'} without; p99 < 100 ms at "
+          + ", ".join(ok))
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from tribes.errors import TribesError
 from tribes.privacy import audit
 from tribes.realtime import reference
 from tribes.realtime.events import Checked, EventChecker, Rejected, StreamEvent
-from tribes.realtime.rules import Processor, Trigger, decode, encode
+from tribes.realtime.rules import Processor, Trigger, decode, encode_flat
 from tribes.realtime.sink import Sink
 from tribes.realtime.store import Store, connect
 from tribes.workspace import Workspace, shared_engine_of
@@ -58,17 +58,18 @@ class StreamStats:
                 "seconds": round(secs, 3), "messages_per_s": round(self.messages / secs, 1)}
 
 
-def parse_message(fields: list[str] | dict[str, str]) -> Any:
+def parse_message(fields: list[str] | dict[str, str]) -> tuple[Any, str]:
     """A stream entry (its field/value list) as an event: its ``data`` field (JSON), else
-    the entry's fields."""
+    the entry's fields; and the message as one line of text, as it is spooled."""
     if isinstance(fields, dict):
         fields = [x for kv in fields.items() for x in kv]
     if len(fields) == 2 and fields[0] == "data":
         try:
-            return json.loads(fields[1])
+            return json.loads(fields[1]), fields[1]
         except ValueError:
-            return fields[1]
-    return dict(zip(fields[0::2], fields[1::2], strict=False))
+            return fields[1], fields[1]
+    message = dict(zip(fields[0::2], fields[1::2], strict=False))
+    return message, json.dumps(message, separators=(",", ":"))
 
 
 @dataclass
@@ -77,6 +78,7 @@ class _Batch:
     checked: list[Checked]
     wall: float
     spooled: bool = False
+    raw: list[str] = field(default_factory=list)
     fresh: list[Checked] = field(default_factory=list)
     triggers: list[Trigger] = field(default_factory=list)
 
@@ -234,9 +236,12 @@ class Consumer:
 
     def _check(self, msgs: list[tuple[str, list[str]]]) -> _Batch:
         wall = time.time()
-        checked = [self.checker.check(parse_message(fields), now=wall, msg_id=msg_id)
-                   for msg_id, fields in msgs]
-        return _Batch(msgs, checked, wall)
+        checked, raw = [], []
+        for msg_id, fields in msgs:
+            message, text = parse_message(fields)
+            checked.append(self.checker.check(message, now=wall, msg_id=msg_id))
+            raw.append(text)
+        return _Batch(msgs, checked, wall, raw=raw)
 
     def _apply(self, b: _Batch) -> None:
         """Read what the batch needs, run the rules, spool the events, and send the
@@ -251,14 +256,15 @@ class Consumer:
         done, watermark, due, raw = self.store.read_batch(
             [c.result.event_id for c in checked], event_keys, max_ts=max_ts, wall=wall,
             limit=10 * self.cfg.batch)
-        fresh = []
+        fresh, fresh_raw = [], []
         ids: set[str] = set()
-        for c in checked:
+        for c, text in zip(checked, b.raw, strict=True):
             eid = c.result.event_id
             if eid in done or eid in ids:
                 continue
             ids.add(eid)
             fresh.append(c)
+            fresh_raw.append(text)
         events = [c.result for c in fresh if isinstance(c.result, StreamEvent)]
         keys = list(raw)
         states = {k: decode(v) for k, v in raw.items() if v["s"]}
@@ -268,11 +274,12 @@ class Consumer:
             self._prefetched = self._read(None)
         out = self.processor.process(events, states, due, watermark)
         if self.sink is not None and not b.spooled:
-            self.sink.append([c.record for c in fresh])
+            self.sink.write(fresh_raw)  # as received: the landing maps them
             b.spooled = True
         k = self.store.keys
+        prefix = k.state("")
         payload: dict[str, Any] = {
-            "check": [[k.state(key), versions.get(key, 0.0)] for key in keys],
+            "check": [[prefix + key, versions.get(key, 0.0)] for key in keys],
             "fired": [[m] for m in out.fired],
             "seen": [c.result.event_id for c in fresh],
             "seen_key": k.seen(int(wall // 86400)),
@@ -291,10 +298,7 @@ class Consumer:
         }
         for key, st in out.states.items():
             st["v"] = versions.get(key, 0.0) + 1
-            flat: list[str] = []
-            for f, v in encode(st).items():
-                flat += [f, v]
-            payload["states"].append([k.state(key), flat])
+            payload["states"].append([prefix + key, encode_flat(st)])
         for t in out.triggers:
             data = t.data_json()
             flat = []
@@ -304,6 +308,8 @@ class Consumer:
             recent = json.dumps(brief, separators=(",", ":"))[:-1] + f',"data":{data}}}'
             payload["out"].append([k.recent(t.customer_key), flat, recent])
         b.fresh, b.triggers = fresh, out.triggers
+        if self.sink is not None:
+            self.sink.wait_synced()  # on disk before the messages are acknowledged
         self.store.send_commit(payload)
         self._inflight = b
 

@@ -31,7 +31,7 @@ _MONEY = re.compile(r"[\s$€£¥,]")
 ID_FIELDS = EVENTS.id_fields
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class StreamEvent:
     """A valid event, its ids already pseudonymized."""
 
@@ -52,7 +52,7 @@ class StreamEvent:
         return dict(self.ids).get("customer_id")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Rejected:
     """A message ingest will quarantine (reason code as in the quarantine table)."""
 
@@ -61,7 +61,7 @@ class Rejected:
     msg_id: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Checked:
     record: dict[str, Any] | str  # the message with event column names, as it is spooled
     result: StreamEvent | Rejected
@@ -185,11 +185,16 @@ class EventChecker:
             text = message if isinstance(message, str) else json.dumps(message, default=str)
             eid = self.event_id({"_raw": text})
             return Checked(text, Rejected(eid, "E_MALFORMED", msg_id))
+        record = self.record_for(message)
+        eid = record["event_id"]
+        return Checked(record, self._verdict(record, eid, now, msg_id))
+
+    def record_for(self, message: dict[str, Any]) -> dict[str, Any]:
+        """The message with event column names and its event_id (as it is ingested)."""
         mapping = self._mapping(list(message))
         record: dict[str, Any] = {mapping.get(str(k), str(k)): v for k, v in message.items()}
-        eid = self.event_id(record)
-        record["event_id"] = eid
-        return Checked(record, self._verdict(record, eid, now, msg_id))
+        record["event_id"] = self.event_id(record)
+        return record
 
     def _verdict(self, r: dict[str, Any], eid: str, now: float, msg_id: str
                  ) -> StreamEvent | Rejected:

@@ -51,6 +51,9 @@ MAX_CATEGORIES = 50
 MAX_CART_PRODUCTS = 20
 UNIT_SECONDS = {"day": 86_400.0, "week": 7 * 86_400.0, "month": 365.25 / 12 * 86_400.0}
 TEN_YEARS = 3653 * 86_400.0
+# the churn crossing search: a grid from now to ten years on, dense near now, refined
+_STEPS = TEN_YEARS * (np.geomspace(1.0, 2.0 ** 20, 64) - 1.0) / (2.0 ** 20 - 1.0)
+_FRACTIONS = np.linspace(0.0, 1.0, 65)
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,11 @@ def decode(raw: dict[str, str | None]) -> dict[str, Any]:
     return st
 
 
+def encode_flat(st: dict[str, Any]) -> list[str]:
+    """:func:`encode` as the field, value, field, value ... list HSET takes."""
+    return [x for kv in encode(st).items() for x in kv]
+
+
 def encode(st: dict[str, Any]) -> dict[str, str]:
     """The hash fields: ``v``, ``s``, ``t`` and, readable for people and the API, ``seg``
     (online segment id, empty when none) and ``last`` (newest event time)."""
@@ -181,6 +189,7 @@ class Processor:
                 self._clv_last = self._clv_first + rows["recency"].to_numpy(
                     dtype=float) * self.unit
                 self._clv_as_of = as_of
+        self._clv_due: np.ndarray | None = None
         self.assign_online = r.segment_change.enabled and online.can_assign(ref)
 
     # ------------------------------------------------------------------ batch
@@ -278,9 +287,8 @@ class Processor:
                 st["clast"] = float(self._clv_last[i])
                 st["cx"] = float(self._clv_x[i])
                 # the crossing the seeded timer (churn_schedule) was set for
-                as_of = float(self._clv_as_of[i])
-                due = self.churn_due(st, as_of)
-                st["churn"] = due if due is not None and due > round(as_of, 3) else 0.0
+                due = float(self._seeded_dues()[i])
+                st["churn"] = due if due == due else 0.0
 
     def _apply(self, ev: StreamEvent, key: str, st: dict[str, Any], out: Outcome,
                live: dict[str, float], heap: list[tuple[float, str, bool]]) -> None:
@@ -393,8 +401,7 @@ class Processor:
         # P(alive) falls with time: find the first point of a grid below the threshold,
         # then refine between it and the one before, four times
         m = len(x)
-        steps = TEN_YEARS * (np.geomspace(1.0, 2.0 ** 20, 64) - 1.0) / (2.0 ** 20 - 1.0)
-        grid = now[:, None] + steps[None, :]
+        grid = now[:, None] + _STEPS[None, :]
         tx = np.maximum(last - first, 0.0) / self.unit
         rows = np.arange(m)
         found = np.ones(m, dtype=bool)
@@ -410,7 +417,7 @@ class Processor:
             lo = grid[rows, np.maximum(j - 1, 0)]
             hi = grid[rows, j]
             lo = np.where(at_start, hi, lo)
-            grid = lo[:, None] + (hi - lo)[:, None] * np.linspace(0.0, 1.0, 65)[None, :]
+            grid = lo[:, None] + (hi - lo)[:, None] * _FRACTIONS[None, :]
         due = np.round(grid[:, -1], 3)
         return np.where(found, due, np.nan)
 
@@ -420,14 +427,19 @@ class Processor:
         scores flag them)."""
         if self.churn_model is None or not self._clv_index:
             return {}
-        keys = list(self._clv_index)
-        due = self.churn_due_many(self._clv_x, self._clv_first, self._clv_last,
-                                  self._clv_as_of)
-        # below the threshold already at the fit's end: flagged by the batch scores
-        later = due > np.round(self._clv_as_of, 3)
+        due = self._seeded_dues()
         return {member(CHURN, k): float(d)
-                for k, d, ok in zip(keys, due, later, strict=True)
-                if ok and d > after and self.ref.allowed(k)}
+                for k, d in zip(self._clv_index, due, strict=True)
+                if d == d and d > after and self.ref.allowed(k)}
+
+    def _seeded_dues(self) -> np.ndarray:
+        """Crossing times of every customer of the CLV fit from its end on (NaN: never, or
+        below the threshold already at the fit's end: the batch scores flag those)."""
+        if self._clv_due is None:
+            due = self.churn_due_many(self._clv_x, self._clv_first, self._clv_last,
+                                      self._clv_as_of)
+            self._clv_due = np.where(due > np.round(self._clv_as_of, 3), due, np.nan)
+        return self._clv_due
 
     # ------------------------------------------------------------------ segments
     def _reassign(self, touched: dict[str, tuple[float, str]],

@@ -1,6 +1,6 @@
 """Streamed events into the events table: spooled to disk, ingested in micro-batches.
 
-Every message the consumer reads is appended (with its event columns' names) to a spool
+Every message the consumer reads is appended (as received: one line of text) to a spool
 file and synced before the batch is acknowledged, so nothing acknowledged can be lost.
 Spool files are closed every ``flush_every`` or ``flush_events`` and ingested by the
 normal ingest (same checks, quarantine, dedupe on event_id: a message spooled twice loads
@@ -11,6 +11,7 @@ committed. Files left by a stopped consumer are ingested when the next one start
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import fcntl
 import json
@@ -18,6 +19,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,8 @@ class Sink:
         self.dir = stream_spool(ws)
         self.consumer = consumer
         self.in_process = in_process
+        self._syncer = concurrent.futures.ThreadPoolExecutor(1, "tribes-fsync")
+        self._sync: concurrent.futures.Future[None] | None = None
         self._child: Any = None
         self._pipe: Any = None
         self._fh: Any = None
@@ -53,6 +57,8 @@ class Sink:
         self._n = 0
         self._opened = 0.0
         self._seq = 0
+        for f in self.dir.glob("*.mapped.jsonl"):  # of a landing that did not finish
+            f.unlink(missing_ok=True)
         self._ready: list[Path] = sorted(self.dir.glob("closed-*.jsonl"))
         # spools left open by stopped consumers (a live one holds a lock on its own)
         for f in sorted(self.dir.glob("open-*.jsonl")):
@@ -72,8 +78,15 @@ class Sink:
         f.rename(target)
         return target
 
-    def append(self, records: list[dict[str, Any] | str]) -> None:
+    def append(self, records: Sequence[dict[str, Any] | str]) -> None:
         """Write and sync one batch's records (before the batch is acknowledged)."""
+        self.write(records)
+        self.wait_synced()
+
+    def write(self, records: Sequence[dict[str, Any] | str]) -> None:
+        """Write one batch's records and start syncing them to disk; the batch may be
+        acknowledged once :meth:`wait_synced` returned (the sync overlaps the work
+        between the two)."""
         if not records:
             return
         if self._fh is None:
@@ -85,8 +98,13 @@ class Sink:
             self._opened = time.monotonic()
         self._fh.write("".join(_line(r) for r in records))
         self._fh.flush()
-        os.fsync(self._fh.fileno())
+        self._sync = self._syncer.submit(os.fdatasync, self._fh.fileno())
         self._n += len(records)
+
+    def wait_synced(self) -> None:
+        if self._sync is not None:
+            self._sync.result()
+            self._sync = None
         if self._n >= self.max_events:
             self.rotate()
 
@@ -97,6 +115,9 @@ class Sink:
     def rotate(self) -> None:
         if self._fh is None or self._path is None:
             return
+        if self._sync is not None:
+            self._sync.result()
+            self._sync = None
         closed = self._close_name(self._path)
         self._fh.close()
         self._fh, self._path, self._n = None, None, 0
@@ -178,6 +199,7 @@ class Sink:
     def close(self, timeout: float = 120.0) -> None:
         """Close the open spool and wait until everything is ingested (or ``timeout``)."""
         self.rotate()
+        self._syncer.shutdown(wait=True)
         deadline = time.monotonic() + timeout
         while self.pending() and time.monotonic() < deadline and self._thread.is_alive():
             time.sleep(0.05)
@@ -217,10 +239,34 @@ def _unlocked(f: Path) -> bool:
 
 
 def land(ws: Workspace, files: list[str], source: str) -> dict[str, int]:
-    """Ingest spool files into the events table."""
+    """Ingest spool files into the events table: each message with event column names
+    and its event_id, as the consumer checked it (events.py), then the file ingest."""
     from tribes.ingest import IngestOptions, ingest
+    from tribes.realtime.events import EventChecker
 
-    s = ingest(ws, files, IngestOptions(source=source, fmt="jsonl"))
+    checker = EventChecker(ws.config, ws.secret())
+    mapped = []
+    for f in files:
+        out = Path(f).with_suffix(".mapped.jsonl")
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(f, encoding="utf-8") as src, os.fdopen(fd, "w", encoding="utf-8") as dst:
+            for line in src:
+                if not line.strip():
+                    continue
+                try:
+                    message = json.loads(line)
+                except ValueError:
+                    message = None
+                if isinstance(message, dict):
+                    dst.write(_line(checker.record_for(message)))
+                else:  # not a JSON object: quarantined as malformed, as from a file
+                    dst.write(line if line.endswith("\n") else line + "\n")
+        mapped.append(str(out))
+    try:
+        s = ingest(ws, mapped, IngestOptions(source=source, fmt="jsonl"))
+    finally:
+        for m in mapped:
+            Path(m).unlink(missing_ok=True)
     return {"loaded": s.loaded, "duplicates": s.duplicates, "quarantined": s.n_quarantined}
 
 
