@@ -37,6 +37,7 @@ bench: install $(VENV)/.extras
 	$(PY) benchmarks/bench_clv.py
 	$(PY) benchmarks/bench_backends.py
 	$(PY) benchmarks/bench_service.py
+	$(PY) benchmarks/bench_stream.py
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -58,6 +58,12 @@ class StreamStats:
                 "seconds": round(secs, 3), "messages_per_s": round(self.messages / secs, 1)}
 
 
+def redis_errors() -> tuple[type[BaseException], ...]:
+    import redis
+
+    return (redis.ConnectionError, redis.TimeoutError)
+
+
 def parse_message(fields: list[str] | dict[str, str]) -> tuple[Any, str]:
     """A stream entry (its field/value list) as an event: its ``data`` field (JSON), else
     the entry's fields; and the message as one line of text, as it is spooled."""
@@ -375,8 +381,13 @@ class Consumer:
                     stop.set()
                 if idle_exit is not None and time.monotonic() - last_msg > idle_exit:
                     stop.set()
+        except redis_errors() as exc:
+            raise TribesError(f"lost the connection to Redis ({exc}); start tribes stream "
+                              "again when it is back: unacknowledged messages are read "
+                              "again, nothing is lost", code="E_REDIS") from None
         finally:
-            self.close()
+            with contextlib.suppress(Exception):
+                self.close()
         return self.stats
 
     def _timers_pending(self) -> bool:
