@@ -270,3 +270,34 @@ def test_churn_risk_of_customers_the_stream_never_hears_from(
     sim = simulate(open_workspace(rt_ws), events)
     assert sorted(t.trigger_id for t in sim.triggers if t.kind == "trigger.churn_risk") == \
         sorted(t.trigger_id for t in fired)
+
+
+def test_an_event_from_the_future_fires_nobody_early(rt_ws: Path, redis_url: str,
+                                                     redis_server: RedisServer) -> None:
+    r = redis_server.client()
+    now = time.time()
+    # a device whose clock is 20 hours ahead (ingest admits up to a day)
+    push(r, [{"user_id": "B", "event": "page_view", "ts": now + 20 * 3600,
+              "event_id": "ahead"}])
+    consume(rt_ws, redis_url)
+    push(r, [{"user_id": "A", "event": "add_to_cart", "ts": now, "event_id": "a1"}])
+    consume(rt_ws, redis_url)
+    push(r, [{"user_id": "A", "event": "purchase", "ts": now + 5, "amount": 9,
+              "event_id": "a2"}])
+    consume(rt_ws, redis_url)
+    assert [t.kind for t in triggers(r)].count("trigger.abandoned_cart") == 0
+
+
+def test_overdue_timers_beyond_the_read_limit_still_fire(rt_ws: Path, redis_url: str,
+                                                         redis_server: RedisServer) -> None:
+    configure(rt_ws, 'batch = 1000', 'batch = 2')
+    r = redis_server.client()
+    carts = [ev(f"U{i}", "add_to_cart", i * 0.01) for i in range(40)]
+    push(r, carts)
+    consume(rt_ws, redis_url)
+    # 40 carts overdue at once (more than 10 x batch): each one fires, also for a
+    # customer whose next event comes first
+    push(r, [ev("U39", "page_view", 120), ev("Z", "page_view", 121)])
+    consume(rt_ws, redis_url, idle=2.0)
+    fired = {t.customer_key for t in triggers(r) if t.kind == "trigger.abandoned_cart"}
+    assert len(fired) == 40

@@ -27,7 +27,7 @@ from tribes.errors import TribesError
 from tribes.privacy import audit
 from tribes.realtime import reference
 from tribes.realtime.events import Checked, EventChecker, Rejected, StreamEvent
-from tribes.realtime.rules import Processor, Trigger, decode, encode_flat
+from tribes.realtime.rules import CLOCK_SKEW, Processor, Trigger, decode, encode_flat
 from tribes.realtime.sink import Sink
 from tribes.realtime.store import Store, connect
 from tribes.workspace import Workspace, shared_engine_of
@@ -256,10 +256,11 @@ class Consumer:
         checked, wall = b.checked, b.wall
         valid = [c.result for c in checked if isinstance(c.result, StreamEvent)]
         event_keys = list(dict.fromkeys(self.ref.customer_key(e.ids) for e in valid))
-        max_ts = max((e.ts for e in valid), default=0.0)
+        # an event stamped in the future moves the rules' clock to now + skew at most
+        max_ts = max((min(e.ts, wall + CLOCK_SKEW) for e in valid), default=0.0)
         if valid and self._seeded is None:
             self._seed_churn(min(e.ts for e in valid))
-        done, watermark, due, raw = self.store.read_batch(
+        done, watermark, due, raw, erased = self.store.read_batch(
             [c.result.event_id for c in checked], event_keys, max_ts=max_ts, wall=wall,
             limit=10 * self.cfg.batch)
         fresh, fresh_raw = [], []
@@ -275,6 +276,7 @@ class Consumer:
         keys = list(raw)
         states = {k: decode(v) for k, v in raw.items() if v["s"]}
         versions = {k: float(v["v"] or 0) for k, v in raw.items()}
+        self.processor.blocked = erased
         if not self._prefetched and self._own_done and b.msgs:
             # the next batch, read now: it is checked while Redis applies this one
             self._prefetched = self._read(None)
@@ -297,14 +299,18 @@ class Consumer:
             "out": [],
             "ack": [i for i, _ in b.msgs],
             "timers": k.timers, "clock": k.clock, "output": self.output,
-            "input": self.input, "group": self.group,
-            "state_ttl": self.state_ttl_ms,
+            "input": self.input, "group": self.group, "state_ttl": self.state_ttl_ms,
             "maxlen": self.cfg.output_maxlen, "recent": self.cfg.recent_triggers,
             "clock_ts": max_ts, "clock_ts_s": repr(max_ts), "wall": repr(wall),
         }
         for key, st in out.states.items():
             st["v"] = versions.get(key, 0.0) + 1
-            payload["states"].append([prefix + key, encode_flat(st)])
+            # the state lives at least as long as its churn timer (else the timer fires
+            # on nothing)
+            ttl = self.state_ttl_ms
+            if st["churn"]:
+                ttl = max(ttl, int((st["churn"] - wall + 86_400) * 1000))
+            payload["states"].append([prefix + key, encode_flat(st), ttl])
         for t in out.triggers:
             data = t.data_json()
             flat = []

@@ -74,7 +74,7 @@ class Reference:
 
     def allowed(self, key: str) -> bool:
         """Consent: may triggers and segments be computed for this customer?"""
-        if key in self.erased:
+        if key in self.erased or key.removeprefix("anon:") in self.erased:
             return False
         if self.consent_mode == "opt-in":
             return key in self.consent_ids

@@ -51,6 +51,8 @@ MAX_CATEGORIES = 50
 MAX_CART_PRODUCTS = 20
 UNIT_SECONDS = {"day": 86_400.0, "week": 7 * 86_400.0, "month": 365.25 / 12 * 86_400.0}
 TEN_YEARS = 3653 * 86_400.0
+# the rules' clock follows event time, but never runs ahead of the wall clock by more
+CLOCK_SKEW = 60.0
 # the churn crossing search: a grid from now to ten years on, dense near now, refined
 _STEPS = TEN_YEARS * (np.geomspace(1.0, 2.0 ** 20, 64) - 1.0) / (2.0 ** 20 - 1.0)
 _FRACTIONS = np.linspace(0.0, 1.0, 65)
@@ -191,12 +193,19 @@ class Processor:
                 self._clv_as_of = as_of
         self._clv_due: np.ndarray | None = None
         self.assign_online = r.segment_change.enabled and online.can_assign(ref)
+        # customers erased since the reference was read (the stream's Redis set)
+        self.blocked: set[str] = set()
+
+    def allowed(self, key: str) -> bool:
+        return key not in self.blocked and self.ref.allowed(key)
 
     # ------------------------------------------------------------------ batch
     def process(self, events: list[StreamEvent], states: dict[str, dict[str, Any]],
                 due: list[tuple[str, float]], watermark: float) -> Outcome:
         """Apply ``events`` (of customers in ``states``, which is updated in place) and the
-        timers ``due`` (from the store, due at or before ``watermark``)."""
+        timers ``due`` (from the store, due at or before ``watermark``). Timers fire up
+        to the watermark only, so an event stamped ahead of the others (a device's clock
+        is off; ingest admits up to ``future_tolerance``) fires nobody's timer early."""
         out = Outcome()
         heap = [(score, m, True) for m, score in due]
         heapq.heapify(heap)
@@ -204,9 +213,9 @@ class Processor:
         touched: dict[str, tuple[float, str]] = {}  # customer -> newest event, message
         ref = self.ref
         for ev in sorted(events, key=lambda e: (e.ts, e.event_id)):
-            self._fire_until(ev.ts, heap, live, states, out, strict=True)
+            self._fire_until(min(ev.ts, watermark), heap, live, states, out, strict=True)
             key = ref.customer_key(ev.ids)
-            if not ref.allowed(key):
+            if not self.allowed(key):
                 continue
             st = states.setdefault(key, new_state())
             self._apply(ev, key, st, out, live, heap)
@@ -228,9 +237,11 @@ class Processor:
             del live[m]
             if stored:
                 out.fired.append(m)
+            else:  # scheduled in this batch: an older entry may still be stored
+                out.cancel.add(m)
             out.schedule.pop(m, None)
             rule, key = m.split("|", 1)
-            if not self.ref.allowed(key):
+            if not self.allowed(key):
                 continue
             st = states.get(key)
             if st is None and rule == CHURN and key in getattr(self, "_clv_index", {}):
@@ -430,7 +441,7 @@ class Processor:
         due = self._seeded_dues()
         return {member(CHURN, k): float(d)
                 for k, d in zip(self._clv_index, due, strict=True)
-                if d == d and d > after and self.ref.allowed(k)}
+                if d == d and d > after and self.allowed(k)}
 
     def _seeded_dues(self) -> np.ndarray:
         """Crossing times of every customer of the CLV fit from its end on (NaN: never, or

@@ -21,7 +21,7 @@ from tribes.config import parse_duration
 from tribes.errors import InputError
 from tribes.realtime import reference
 from tribes.realtime.events import EventChecker, Rejected, StreamEvent
-from tribes.realtime.rules import Processor, Trigger
+from tribes.realtime.rules import CLOCK_SKEW, Processor, Trigger
 from tribes.workspace import Workspace
 
 
@@ -109,7 +109,7 @@ def simulate(ws: Workspace, messages: Iterable[Any], *, advance: str | None = No
             first_ts = min(e.ts for e in events)
             for m, due in proc.churn_schedule(after=first_ts).items():
                 timers.setdefault(m, due)
-        watermark = max([watermark, *(e.ts for e in events)])
+        watermark = max([watermark, *(min(e.ts, wall + CLOCK_SKEW) for e in events)])
         run(events, watermark)
     if advance:
         run([], watermark + parse_duration(advance).total_seconds())

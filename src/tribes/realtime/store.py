@@ -37,7 +37,7 @@ end
 for i, m in ipairs(p.fired) do redis.call('ZREM', p.timers, m[1]) end
 for i, s in ipairs(p.states) do
   redis.call('HSET', s[1], unpack(s[2]))
-  redis.call('PEXPIRE', s[1], p.state_ttl)
+  redis.call('PEXPIRE', s[1], s[3])
 end
 for i, m in ipairs(p.cancel) do redis.call('ZREM', p.timers, m) end
 for i, z in ipairs(p.schedule) do redis.call('ZADD', p.timers, z[2], z[1]) end
@@ -95,9 +95,20 @@ if wm > 0 then
   due = redis.call('ZRANGEBYSCORE', p.timers, '-inf', string.format('%.6f', wm),
                    'WITHSCORES', 'LIMIT', 0, p.limit)
 end
-local keys, index = {}, {}
+local keys, index, listed = {}, {}, {}
+for i = 1, #due, 2 do listed[due[i]] = true end
 for i, k in ipairs(p.keys) do
-  if not index[k] then index[k] = true; keys[#keys + 1] = k end
+  if not index[k] then
+    index[k] = true; keys[#keys + 1] = k
+    -- an overdue timer of a customer of the batch is applied, whatever the LIMIT
+    for j, rule in ipairs({'cart|', 'churn|'}) do
+      local m = rule .. k
+      local s = redis.call('ZSCORE', p.timers, m)
+      if s and wm > 0 and tonumber(s) <= wm and not listed[m] then
+        due[#due + 1] = m; due[#due + 1] = s; listed[m] = true
+      end
+    end
+  end
 end
 for i = 1, #due, 2 do
   local k = string.sub(due[i], string.find(due[i], '|', 1, true) + 1)
@@ -108,7 +119,16 @@ for i, k in ipairs(keys) do
   local s = redis.call('HMGET', p.prefix .. k, 'v', 's', 't')
   states[i] = {s[1] or '', s[2] or '', s[3] or ''}
 end
-return {seen_flags, string.format('%.6f', wm), due, keys, states}
+local erased = {}
+if #keys > 0 and redis.call('EXISTS', p.erased) == 1 then
+  for i = 1, #keys, 1000 do
+    local hit = redis.call('SMISMEMBER', p.erased, unpack(keys, i, math.min(i + 999, #keys)))
+    for h = 1, #hit do
+      if hit[h] == 1 then erased[#erased + 1] = keys[i + h - 1] end
+    end
+  end
+end
+return {seen_flags, string.format('%.6f', wm), due, keys, states, erased}
 """
 
 
@@ -161,6 +181,11 @@ class Keys:
         return f"{self.prefix}:clock"
 
     @property
+    def erased(self) -> str:
+        """Set of erased customer keys (tribes forget): the stream ignores them at once."""
+        return f"{self.prefix}:erased"
+
+    @property
     def meta(self) -> str:
         return f"{self.prefix}:meta"
 
@@ -183,7 +208,8 @@ class Store:
     def read_batch(self, event_ids: list[str], customer_keys: list[str], *, max_ts: float,
                    wall: float, limit: int) -> tuple[set[str], float,
                                                      list[tuple[str, float]],
-                                                     dict[str, dict[str, str | None]]]:
+                                                     dict[str, dict[str, str | None]],
+                                                     set[str]]:
         """(event ids applied before, watermark, due timers, states of the customers of
         the events and of the due timers) in one round trip. The watermark is the newest
         event time; with no events it goes on with the clock since the last one."""
@@ -191,14 +217,15 @@ class Store:
         buckets = [self.keys.seen(today - d) for d in range(self.seen_days + 1)]
         payload = {"seen": event_ids, "buckets": buckets, "keys": customer_keys,
                    "max_ts": max_ts, "wall": wall, "limit": limit, "clock": self.keys.clock,
-                   "timers": self.keys.timers, "prefix": f"{self.keys.prefix}:c:"}
-        flags, wm, due, keys, states = self._read(
+                   "timers": self.keys.timers, "prefix": f"{self.keys.prefix}:c:",
+                   "erased": self.keys.erased}
+        flags, wm, due, keys, states, erased = self._read(
             args=[json.dumps(payload, separators=(",", ":"))])
         seen = {e for e, f in zip(event_ids, flags, strict=True) if f}
         pairs = [(due[i], float(due[i + 1])) for i in range(0, len(due), 2)]
         raw = {k: {"v": s[0] or None, "s": s[1] or None, "t": s[2] or None}
                for k, s in zip(keys, states, strict=True)}
-        return seen, float(wm), pairs, raw
+        return seen, float(wm), pairs, raw, set(erased)
 
     def due(self, until: float, limit: int) -> list[tuple[str, float]]:
         got = self.r.zrangebyscore(self.keys.timers, "-inf", until, start=0, num=limit,
@@ -269,10 +296,11 @@ class Store:
         output stream and pending webhook retries."""
         wanted = set(customer_keys)
         pipe = self.r.pipeline(transaction=True)
+        pipe.sadd(self.keys.erased, *customer_keys)
         for k in customer_keys:
             pipe.delete(self.keys.state(k), self.keys.recent(k))
             pipe.zrem(self.keys.timers, f"cart|{k}", f"churn|{k}")
-        res = pipe.execute()
+        res = pipe.execute()[1:]
         out = {"keys": sum(int(x) for x in res[0::2]), "timers": sum(int(x) for x in res[1::2]),
                "triggers": 0, "retries": 0}
         start = "-"
