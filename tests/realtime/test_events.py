@@ -41,6 +41,16 @@ MESSAGES: list[Any] = [
     {"event_id": "badqty", "user_id": "C3", "event": "add_to_cart", "ts": NOW - 1,
      "quantity": 1.5},
     "this is not json",
+    # timestamps as DuckDB reads them, and not otherwise
+    {"event_id": "ts1", "user_id": "C4", "event": "page_view", "ts": "2026-11-30 10:00:00 UTC"},
+    {"event_id": "ts2", "user_id": "C4", "event": "page_view", "ts": "2026-11-30T24:00:00"},
+    {"event_id": "ts3", "user_id": "C4", "event": "page_view", "ts": "2026-11-3 10:00:00"},
+    {"event_id": "ts4", "user_id": "C4", "event": "page_view", "ts": "2026-11-30T10:00"},
+    {"event_id": "ts5", "user_id": "C4", "event": "page_view", "ts": "2026-11-30T10:00Z"},
+    {"event_id": "ts6", "user_id": "C4", "event": "page_view", "ts": "20261130T100000Z"},
+    {"event_id": "ts7", "user_id": "C4", "event": "page_view", "ts": "2026-W48-2"},
+    {"event_id": "ts8", "user_id": "C4", "event": "page_view", "ts": "2026-11-30t10:00:00z"},
+    {"event_id": "ts9", "user_id": "C4", "event": "page_view", "ts": "2026-11-30T10"},
 ]
 
 
@@ -65,7 +75,8 @@ def test_checker_and_ingest_agree(rt_ws: Path, tmp_path: Path) -> None:
     want_loaded = {c.result.event_id for c in checked if isinstance(c.result, StreamEvent)}
     want_q = {(c.result.event_id if c.result.reason != "E_MALFORMED" else "<malformed>"):
               c.result.reason for c in checked if isinstance(c.result, Rejected)}
-    assert loaded == want_loaded == {"ok1", "ok2", "ok3", "ok4", "ok5"}
+    assert loaded == want_loaded == {"ok1", "ok2", "ok3", "ok4", "ok5", "ts1", "ts2", "ts3",
+                                     "ts4"}
     assert quarantined == want_q
     assert set(want_q.values()) >= {"E_NO_ID", "E_TS_MISSING", "E_TS_PARSE", "E_TS_FUTURE",
                                     "E_TS_RANGE", "E_NO_EVENT_TYPE", "E_AMOUNT",
@@ -96,3 +107,19 @@ def test_event_ids_without_one_are_derived_from_the_content() -> None:
     a, b = c.check(dict(m), now=NOW), c.check(dict(m), now=NOW)
     other = c.check({**m, "ts": NOW - 2}, now=NOW)
     assert a.result.event_id == b.result.event_id != other.result.event_id
+
+
+def test_default_time_zone_and_missing_value_policy() -> None:
+    from tribes.config import Config
+
+    cfg = Config.model_validate({"ingest": {"default_tz": "Europe/Berlin"},
+                                 "missing": {"events": {"channel": "drop"}}})
+    c = EventChecker(cfg, b"s" * 32)
+    base = {"user_id": "C1", "event": "page_view", "channel": "web"}
+    r = c.check({**base, "ts": "2026-07-01 12:00:00"}, now=NOW).result
+    assert isinstance(r, StreamEvent)
+    assert r.ts == parse_ts("2026-07-01T10:00:00Z")[0]  # CEST is UTC+2
+    r = c.check({**base, "ts": "2026-07-01T12:00:00Z"}, now=NOW).result
+    assert isinstance(r, StreamEvent) and r.ts == parse_ts("2026-07-01T12:00:00Z")[0]
+    r = c.check({**base, "ts": "2026-07-01T12:00:00Z", "channel": " "}, now=NOW).result
+    assert isinstance(r, Rejected) and r.reason == "E_MISSING_VALUE"

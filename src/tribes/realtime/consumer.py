@@ -102,7 +102,9 @@ class Consumer:
         self.input = input_stream or cfg.input_stream
         self.output = output_stream or cfg.output_stream
         self.group = group or cfg.group
-        self.name = consumer or f"{socket.gethostname()}-{threading.get_native_id()}"
+        # the same name after a restart: the consumer resumes its own pending messages
+        # first (run several on one host with --consumer names of their own)
+        self.name = consumer or socket.gethostname()
         self.r = client if client is not None else connect(redis_url or cfg.redis)
         self.store = Store(self.r, cfg.prefix,
                            seen_ttl_s=parse_duration(cfg.seen_ttl).total_seconds())
@@ -128,7 +130,7 @@ class Consumer:
             from tribes.realtime.webhooks import Delivery, registry
 
             if registry(ws).hooks():
-                self.delivery = Delivery(ws, self.r, stream=self.output)
+                self.delivery = Delivery(ws, self.r, stream=self.output, consumer=self.name)
                 self.delivery.start()
 
     def _ensure_group(self, start_id: str) -> None:

@@ -16,8 +16,9 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from tribes.config import Config, parse_duration
 from tribes.ingest.mapping import resolve_mapping
@@ -101,8 +102,40 @@ def _number(v: Any) -> tuple[float | None, bool]:
     return None, True
 
 
-def parse_ts(v: Any) -> tuple[float | None, bool]:
-    """(epoch seconds, bad): ISO-8601 (no offset = UTC) or epoch s/ms/us, as ingest."""
+# the ISO-8601 forms DuckDB reads as a timestamp (ingest's parser), no more: a date,
+# optionally a time to the minute or second, an offset only after seconds, or " UTC"
+_ISO = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})"
+                  r"(?:\.(\d+))?(Z|[+-]\d{2}(?::?\d{2})?| UTC)?)?)?$")
+
+
+def _iso(s: str, tz: Any) -> float | None:
+    m = _ISO.match(s)
+    if m is None:
+        return None
+    y, mo, d, hh, mi, ss, frac, off = m.groups()
+    try:
+        hour = int(hh or 0)
+        day = datetime(int(y), int(mo), int(d))
+        if hour == 24 and int(mi or 0) == 0 and int(ss or 0) == 0 and not frac:
+            hour, day = 0, day + timedelta(days=1)  # 24:00:00 is the next midnight
+        micro = int((frac or "0")[:6].ljust(6, "0"))
+        naive = day.replace(hour=hour, minute=int(mi or 0), second=int(ss or 0),
+                            microsecond=micro)
+    except ValueError:
+        return None
+    if off in ("Z", " UTC"):
+        return naive.replace(tzinfo=UTC).timestamp()
+    if off:
+        sign = -1 if off[0] == "-" else 1
+        digits = off[1:].replace(":", "")
+        delta = timedelta(hours=int(digits[:2]), minutes=int(digits[2:4] or 0))
+        return (naive.replace(tzinfo=UTC) - sign * delta).timestamp()
+    return naive.replace(tzinfo=tz).timestamp()
+
+
+def parse_ts(v: Any, tz: Any = UTC) -> tuple[float | None, bool]:
+    """(epoch seconds, bad): ISO-8601 as ingest reads it (no offset: wall-clock time in
+    ``tz``, ``ingest.default_tz``) or epoch s/ms/us."""
     if v is None:
         return None, False
     number: float | None = None
@@ -112,13 +145,9 @@ def parse_ts(v: Any) -> tuple[float | None, bool]:
         s = _text(v)
         if s is None:
             return None, False
-        try:
-            d = datetime.fromisoformat(s.replace("z", "Z"))
-            if d.tzinfo is None:
-                d = d.replace(tzinfo=UTC)
-            return d.timestamp(), False
-        except ValueError:
-            pass
+        ts = _iso(s, tz)
+        if ts is not None:
+            return ts, False
         try:
             number = float(s)
         except ValueError:
@@ -142,6 +171,10 @@ class EventChecker:
         self.whitelist = set(ing.event_types)
         self.tolerance = parse_duration(ing.future_tolerance).total_seconds()
         self.min_ts = datetime.fromisoformat(ing.min_ts).replace(tzinfo=UTC).timestamp()
+        self.tz = UTC if ing.default_tz == "UTC" else ZoneInfo(ing.default_tz)
+        # [missing.events] columns whose policy is "drop": an empty one quarantines
+        self.drop_if_missing = [c for c, pol in config.missing.get("events", {}).items()
+                                if pol == "drop"]
         self.pii = dict(config.privacy.pii_columns)
         self.price_field = config.realtime.rules.high_value_views.price_field
         self.secret = secret
@@ -208,7 +241,7 @@ class EventChecker:
             return Rejected(eid, "E_NO_ID", msg_id)
         if self.erased and any(p in self.erased for _, p in ids):
             return Rejected(eid, "E_ERASED", msg_id)
-        ts, bad = parse_ts(r.get("ts"))
+        ts, bad = parse_ts(r.get("ts"), self.tz)
         if ts is None:
             return Rejected(eid, "E_TS_PARSE" if bad else "E_TS_MISSING", msg_id)
         if ts > now + self.tolerance:
@@ -233,6 +266,9 @@ class EventChecker:
             return Rejected(eid, "E_EVENT_TYPE", msg_id)
         if etype == "purchase" and (amount is None or amount < 0):
             return Rejected(eid, "E_AMOUNT", msg_id)
+        for col in self.drop_if_missing:
+            if _text(r.get(col)) is None:
+                return Rejected(eid, "E_MISSING_VALUE", msg_id)
         price, _ = _number(r.get(self.price_field))
         return StreamEvent(
             event_id=eid, ts=ts, event_type=etype, ids=ids,

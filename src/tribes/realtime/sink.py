@@ -57,13 +57,21 @@ class Sink:
         self._n = 0
         self._opened = 0.0
         self._seq = 0
+        # every spool file is locked by the process that owns it, until it has landed:
+        # what nobody holds belongs to a stopped consumer, and is taken over (locked)
+        self._held: dict[Path, Any] = {}
         for f in self.dir.glob("*.mapped.jsonl"):  # of a landing that did not finish
-            f.unlink(missing_ok=True)
-        self._ready: list[Path] = sorted(self.dir.glob("closed-*.jsonl"))
-        # spools left open by stopped consumers (a live one holds a lock on its own)
-        for f in sorted(self.dir.glob("open-*.jsonl")):
             if _unlocked(f):
-                self._ready.append(self._close_name(f))
+                f.unlink(missing_ok=True)
+        self._ready: list[Path] = []
+        for f in sorted(self.dir.glob("closed-*.jsonl")) + sorted(self.dir.glob("open-*.jsonl")):
+            fh = _take(f)
+            if fh is None:
+                continue  # a live consumer's
+            if f.name.startswith("open-"):
+                f = self._close_name(f)
+            self._held[f] = fh
+            self._ready.append(f)
         self._lock = threading.Condition()
         self._stop = False
         self.loaded = self.quarantined = self.duplicates = 0
@@ -91,9 +99,13 @@ class Sink:
             return
         if self._fh is None:
             self._seq += 1
-            self._path = self.dir / f"open-{self.consumer}-{time.time_ns()}-{self._seq}.jsonl"
-            fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held while it is written
+            name = f"{self.consumer}-{os.getpid()}-{time.time_ns()}-{self._seq}.jsonl"
+            self._path = self.dir / f"open-{name}"
+            # locked before it has the name others look for
+            tmp = self.dir / f"new-{name}"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.rename(tmp, self._path)
             self._fh = os.fdopen(fd, "a", encoding="utf-8")
             self._opened = time.monotonic()
         self._fh.write("".join(_line(r) for r in records))
@@ -119,7 +131,7 @@ class Sink:
             self._sync.result()
             self._sync = None
         closed = self._close_name(self._path)
-        self._fh.close()
+        self._held[closed] = self._fh  # the lock stays until the file has landed
         self._fh, self._path, self._n = None, None, 0
         with self._lock:
             self._ready.append(closed)
@@ -136,7 +148,10 @@ class Sink:
                     self._lock.wait(1.0)
                 if not self._ready and self._stop:
                     return
+                self._ready = [f for f in self._ready if f.exists()]
                 files = list(self._ready)
+            if not files:
+                continue
             try:
                 self._ingest(files)
             except TribesError as exc:
@@ -165,6 +180,9 @@ class Sink:
                 self._in_child(names)
         for f in files:
             f.unlink(missing_ok=True)
+            fh = self._held.pop(f, None)
+            if fh is not None:
+                fh.close()
         self.loaded += s["loaded"]
         self.duplicates += s["duplicates"]
         self.quarantined += s["quarantined"]
@@ -223,18 +241,26 @@ def _line(record: dict[str, Any] | str) -> str:
     return json.dumps(record, default=str, separators=(",", ":")) + "\n"
 
 
-def _unlocked(f: Path) -> bool:
-    """Whether no process holds the spool file (its consumer has stopped)."""
+def _take(f: Path) -> Any:
+    """The file, opened and locked, when no other process holds it; else None."""
     try:
-        fd = os.open(f, os.O_RDONLY)
+        fh = open(f, "a", encoding="utf-8")  # noqa: SIM115 (held until landed)
     except FileNotFoundError:
-        return False
+        return None
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
+        fh.close()
+        return None
+    return fh
+
+
+def _unlocked(f: Path) -> bool:
+    """Whether no process holds the file."""
+    fh = _take(f)
+    if fh is None:
         return False
-    finally:
-        os.close(fd)
+    fh.close()
     return True
 
 
@@ -242,15 +268,22 @@ def land(ws: Workspace, files: list[str], source: str) -> dict[str, int]:
     """Ingest spool files into the events table: each message with event column names
     and its event_id, as the consumer checked it (events.py), then the file ingest."""
     from tribes.ingest import IngestOptions, ingest
+    from tribes.ingest.spec import EVENTS
     from tribes.realtime.events import EventChecker
 
     checker = EventChecker(ws.config, ws.secret())
-    mapped = []
+    columns = dict.fromkeys(EVENTS.names)
+    mapped, locks = [], []
     for f in files:
         out = Path(f).with_suffix(".mapped.jsonl")
         fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with open(f, encoding="utf-8") as src, os.fdopen(fd, "w", encoding="utf-8") as dst:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # ours while it is ingested
+        dst = os.fdopen(fd, "w", encoding="utf-8")
+        locks.append(dst)
+        with open(f, encoding="utf-8") as src:
             for line in src:
+                if not line.endswith("\n"):
+                    break  # cut off by a crash while it was written: never acknowledged
                 if not line.strip():
                     continue
                 try:
@@ -258,15 +291,19 @@ def land(ws: Workspace, files: list[str], source: str) -> dict[str, int]:
                 except ValueError:
                     message = None
                 if isinstance(message, dict):
-                    dst.write(_line(checker.record_for(message)))
+                    # every event column on every line: ingest learns the columns from
+                    # the first lines
+                    dst.write(_line({**columns, **checker.record_for(message)}))
                 else:  # not a JSON object: quarantined as malformed, as from a file
-                    dst.write(line if line.endswith("\n") else line + "\n")
+                    dst.write(line)
+        dst.flush()
         mapped.append(str(out))
     try:
         s = ingest(ws, mapped, IngestOptions(source=source, fmt="jsonl"))
     finally:
-        for m in mapped:
+        for m, fh in zip(mapped, locks, strict=True):
             Path(m).unlink(missing_ok=True)
+            fh.close()
     return {"loaded": s.loaded, "duplicates": s.duplicates, "quarantined": s.n_quarantined}
 
 

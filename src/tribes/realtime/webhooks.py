@@ -167,7 +167,7 @@ def post(hook: Hook, trigger: Trigger, attempt: int, timeout: float) -> tuple[bo
             return 200 <= resp.status < 300, f"HTTP {resp.status}"
     except urllib.error.HTTPError as exc:
         return False, f"HTTP {exc.code}"
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+    except Exception as exc:  # refused, timed out, not HTTP, a bad URL: all failures
         reason = getattr(exc, "reason", exc)
         return False, f"{type(exc).__name__}: {reason}"
 
@@ -187,6 +187,11 @@ def dead_letter(ws: Workspace, hook: Hook, trigger: Trigger, attempts: int, erro
         "trigger": json.dumps(trigger.to_message(), sort_keys=True), "attempts": attempts,
         "last_error": error, "failed_at": datetime.now(UTC), "replayed_at": None}])
     with DB_LOCK, ws.engine() as engine:
+        t = engine.table(DEADLETTERS)
+        already = t.filter((t.webhook_id == hook.hook_id) & (t.trigger_id == trigger.trigger_id)
+                           & t.replayed_at.isnull())
+        if int(engine.scalar(already.count())):
+            return  # written before a restart
         engine.insert(DEADLETTERS, ibis.memtable(row).cast(WEBHOOK_DEADLETTERS))
         engine.audit("webhooks.deadletter", target=hook.hook_id, rows=1,
                      keys=[trigger.customer_key], detail={"trigger": trigger.trigger_id,
@@ -261,6 +266,8 @@ class Delivery:
         self.retry_key = f"{cfg.prefix}:wh:retry"
         self.done_prefix = f"{cfg.prefix}:wh:done"
         self.done_ttl = int(parse_duration(cfg.seen_ttl).total_seconds())
+        self.claim_idle_ms = int(parse_duration(cfg.claim_idle).total_seconds() * 1000)
+        self._claimed_at = 0.0
         self.hooks = registry(ws).hooks()
         self.delivered = 0
         self.failed_attempts = 0
@@ -288,12 +295,23 @@ class Delivery:
     def _done_key(self, hook: Hook, trigger_id: str) -> str:
         return f"{self.done_prefix}:{hook.hook_id}:{trigger_id}"
 
-    def _attempt(self, hook: Hook, trigger: Trigger, attempt: int) -> bool:
-        if self.r.exists(self._done_key(hook, trigger.trigger_id)):
+    def _attempt(self, hook: Hook, trigger: Trigger, attempt: int) -> bool | None:
+        """Deliver once: True (delivered, now or before), False (failed), None (another
+        process is delivering it right now)."""
+        done = self._done_key(hook, trigger.trigger_id)
+        if self.r.exists(done):
             return True  # delivered before a restart
-        ok, what = post(hook, trigger, attempt, self.timeout)
+        claim = done.replace(":done:", ":busy:", 1)
+        if not self.r.set(claim, self.consumer, nx=True,
+                          px=int((self.timeout * 2 + 5) * 1000)):
+            return None
+        try:
+            ok, what = post(hook, trigger, attempt, self.timeout)
+            if ok:
+                self.r.set(done, "1", ex=self.done_ttl)
+        finally:
+            self.r.delete(claim)
         if ok:
-            self.r.set(self._done_key(hook, trigger.trigger_id), "1", ex=self.done_ttl)
             self.delivered += 1
             return True
         self.failed_attempts += 1
@@ -303,8 +321,9 @@ class Delivery:
         return False
 
     def _schedule_retry(self, hook: Hook, trigger: Trigger, attempt: int,
-                        old: str | None = None) -> None:
-        wait = min(self.backoff * 2 ** (attempt - 1), self.max_backoff)
+                        old: str | None = None, wait: float | None = None) -> None:
+        if wait is None:
+            wait = min(self.backoff * 2 ** (attempt - 1), self.max_backoff)
         entry = json.dumps({"hook": hook.hook_id, "attempt": attempt + 1,
                             "trigger": trigger.to_message()}, sort_keys=True)
         pipe = self.r.pipeline(transaction=True)
@@ -316,18 +335,13 @@ class Delivery:
     def step(self) -> int:
         """One round: new triggers, then due retries. Returns deliveries attempted."""
         n = 0
-        got = self.r.xreadgroup(self.group, self.consumer, {self.stream: "0"}, count=100)
-        msgs = [(i, f) for i, f in got[0][1] if f] if got else []
-        if not msgs:
-            got = self.r.xreadgroup(self.group, self.consumer, {self.stream: ">"},
-                                    count=100, block=200)
-            msgs = list(got[0][1]) if got else []
+        msgs = self._messages()
         for msg_id, fields in msgs:
             trigger = Trigger.from_message(fields)
             for hook in self.hooks:
                 if hook.wants(trigger.kind):
                     n += 1
-                    if not self._attempt(hook, trigger, 1):
+                    if self._attempt(hook, trigger, 1) is False:
                         self._retry_or_dead(hook, trigger, 1, None)
             self.r.xack(self.stream, self.group, msg_id)
         for entry in self.r.zrangebyscore(self.retry_key, "-inf", time.time(), start=0,
@@ -339,16 +353,42 @@ class Delivery:
                 continue
             trigger = Trigger.from_message(item["trigger"])
             n += 1
-            if self._attempt(target, trigger, int(item["attempt"])):
+            result = self._attempt(target, trigger, int(item["attempt"]))
+            if result:
                 self.r.zrem(self.retry_key, entry)
-            else:
+            elif result is False:
                 self._retry_or_dead(target, trigger, int(item["attempt"]), entry)
         return n
+
+    def _messages(self) -> list[tuple[str, dict[str, str]]]:
+        """This worker's unacknowledged triggers (after a restart), those a stopped
+        worker left (idle longer than claim_idle), else new ones."""
+        got = self.r.xreadgroup(self.group, self.consumer, {self.stream: "0"}, count=100)
+        msgs = [(i, f) for i, f in got[0][1] if f] if got else []
+        if msgs:
+            return msgs
+        if time.monotonic() - self._claimed_at > self.claim_idle_ms / 2000:
+            self._claimed_at = time.monotonic()
+            res = self.r.xautoclaim(self.stream, self.group, self.consumer,
+                                    self.claim_idle_ms, "0-0", count=100)
+            claimed = [(i, f) for i, f in res[1] if f]
+            if claimed:
+                return claimed
+        got = self.r.xreadgroup(self.group, self.consumer, {self.stream: ">"}, count=100,
+                                block=200)
+        return list(got[0][1]) if got else []
 
     def _retry_or_dead(self, hook: Hook, trigger: Trigger, attempt: int, old: str | None
                        ) -> None:
         if attempt >= self.max_attempts:
-            dead_letter(self.ws, hook, trigger, attempt, getattr(self, "_last_error", ""))
+            try:
+                dead_letter(self.ws, hook, trigger, attempt, getattr(self, "_last_error", ""))
+            except Exception:
+                # the database is busy (or worse): keep it in the retries, try again later
+                log.exception("cannot write the dead letter of %s; kept for later",
+                              trigger.trigger_id)
+                self._schedule_retry(hook, trigger, attempt - 1, old, wait=self.max_backoff)
+                return
             self.dead += 1
             if old is not None:
                 self.r.zrem(self.retry_key, old)
