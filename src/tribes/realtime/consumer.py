@@ -120,6 +120,7 @@ class Consumer:
         self._checked = time.monotonic()
         self._own_done = False
         self._claimed_at = 0.0
+        self._claim_cursor = "0-0"
         self._inflight: _Batch | None = None
         self._prefetched: list[tuple[str, list[str]]] = []
         self._seeded: str | None = None
@@ -224,11 +225,14 @@ class Consumer:
             if msgs:
                 return msgs
             self._own_done = True
-        if time.monotonic() - self._claimed_at > self.claim_idle_ms / 2000:
+        if (self._claim_cursor != "0-0"
+                or time.monotonic() - self._claimed_at > self.claim_idle_ms / 2000):
             self._claimed_at = time.monotonic()
             self._finish()  # what is in flight is not pending any more
             res = self.r.xautoclaim(self.input, self.group, self.name, self.claim_idle_ms,
-                                    "0-0", count=n)
+                                    self._claim_cursor, count=n)
+            # a long backlog of a stopped consumer: go on from here on the next read
+            self._claim_cursor = str(res[0])
             claimed = [(i, [x for kv in f.items() for x in kv]) for i, f in res[1] if f]
             if claimed:
                 self.stats.claimed += len(claimed)
