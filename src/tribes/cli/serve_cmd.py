@@ -29,10 +29,10 @@ def serve(
         "--tls-key", help="PEM private key of --tls-cert.", show_default=False)] = None,
     stream: Annotated[bool, typer.Option(
         "--stream", help="Also run the tribes stream consumer in this process (it needs "
-        "the database the service holds; settings from [realtime]).")] = False,
+        "the database the service holds; settings from \\[realtime]).")] = False,
     redis: Annotated[str | None, typer.Option(
         "--redis", help="Redis URL for --stream and the online state shown by the API "
-        "(default: env TRIBES_REDIS_URL, else [realtime] redis).", show_default=False)
+        "(default: env TRIBES_REDIS_URL, else \\[realtime] redis).", show_default=False)
     ] = None,
 ) -> None:
     """Serve the REST API: segments, personas, customer lookups, ingest, erasure, metrics.

@@ -24,9 +24,9 @@ def stream(
     ctx: typer.Context,
     redis: Annotated[str | None, typer.Option(
         "--redis", help="Redis URL, e.g. redis://127.0.0.1:6379/0 (default: env "
-        "TRIBES_REDIS_URL, else [realtime] redis).", show_default=False)] = None,
+        "TRIBES_REDIS_URL, else \\[realtime] redis).", show_default=False)] = None,
     input_stream: Annotated[str | None, typer.Option(
-        "--input-stream", help="Stream of events (default: [realtime] input_stream, "
+        "--input-stream", help="Stream of events (default: \\[realtime] input_stream, "
         "'events').", show_default=False)] = None,
     output_stream: Annotated[str | None, typer.Option(
         "--output-stream", help="Stream the triggers go to (default: 'triggers').",
@@ -36,7 +36,7 @@ def stream(
         "(default: 'tribes').", show_default=False)] = None,
     consumer: Annotated[str | None, typer.Option(
         "--consumer", help="This consumer's name in the group; restart with the same name "
-        "to resume its unacknowledged messages at once (default: host and process).",
+        "to resume its unacknowledged messages at once (default: the host name).",
         show_default=False)] = None,
     start: Annotated[str, typer.Option(
         "--start", help="Where a new group starts: earliest (every message in the "
@@ -60,7 +60,7 @@ def stream(
     event's fields themselves (same column spellings as files: user_id, timestamp,
     event_name, ...). Events are checked as ingest checks files (bad ones end in the
     quarantine), land in the events table within half a minute, update the customer's state
-    in Redis, and fire the rules of [realtime.rules] in tribes.toml (see tribes triggers
+    in Redis, and fire the rules of \\[realtime.rules] in tribes.toml (see tribes triggers
     list). Triggers go to the output stream and to webhooks (tribes webhooks add).
     At-least-once with idempotency: kill it any time and start it again; nothing is lost
     and no trigger fires twice. Stop with Ctrl-C (it finishes the batch and the landing).

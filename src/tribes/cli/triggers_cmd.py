@@ -40,7 +40,7 @@ def _rule_rows(cfg: Any) -> list[tuple[str, str, str]]:
 
 @app.command("list")
 def list_(ctx: typer.Context, json_out: JsonOpt = False) -> None:
-    """The rules, whether they are on, and their settings (tribes.toml [realtime.rules]).
+    """The rules, whether they are on, and their settings (tribes.toml \\[realtime.rules]).
 
     [bold]Example[/bold]: tribes -w shop triggers list
     """
@@ -108,7 +108,7 @@ def recent(
     ctx: typer.Context,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many.")] = 20,
     redis: Annotated[str | None, typer.Option(
-        "--redis", help="Redis URL (default: env TRIBES_REDIS_URL, else [realtime] redis).",
+        "--redis", help="Redis URL (default: env TRIBES_REDIS_URL, else \\[realtime] redis).",
         show_default=False)] = None,
     json_out: JsonOpt = False,
 ) -> None:
