@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 from typing import Annotated
@@ -11,13 +10,6 @@ import typer
 
 from tribes.cli.common import JsonOpt, Output, state
 from tribes.errors import InputError
-
-REDIS_ENV = "TRIBES_REDIS_URL"
-
-
-def redis_url(option: str | None, configured: str) -> str:
-    """--redis, else TRIBES_REDIS_URL, else [realtime] redis."""
-    return option or os.environ.get(REDIS_ENV) or configured
 
 
 def stream(
@@ -80,8 +72,7 @@ def stream(
     if start not in ("earliest", "latest"):
         raise InputError("--start is earliest or latest", code="E_OPTION")
     ws = state(ctx).open()
-    url = redis_url(redis, ws.config.realtime.redis)
-    c = Consumer(ws, redis_url=url, input_stream=input_stream, output_stream=output_stream,
+    c = Consumer(ws, redis_url=redis, input_stream=input_stream, output_stream=output_stream,
                  group=group, consumer=consumer, start=start, sink=not no_sink,
                  webhooks=not no_webhooks)
     stop = threading.Event()

@@ -116,13 +116,12 @@ def recent(
 
     [bold]Example[/bold]: tribes -w shop triggers recent -n 50
     """
-    from tribes.cli.stream_cmd import redis_url
     from tribes.realtime.rules import Trigger
-    from tribes.realtime.store import connect
+    from tribes.realtime.store import connect, redis_url
 
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    r = connect(redis_url(redis, ws.config.realtime.redis))
+    r = connect(redis_url(ws.config.realtime, redis))
     rows = [Trigger.from_message(f) for _, f in
             r.xrevrange(ws.config.realtime.output_stream, count=limit)]
     out.result({"triggers": [t.to_dict() for t in rows]})

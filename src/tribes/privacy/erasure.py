@@ -23,7 +23,7 @@ import ibis
 import ibis.expr.types as ir
 
 from tribes.engine import Engine
-from tribes.errors import InputError
+from tribes.errors import InputError, TribesError
 from tribes.features.run import TABLE as FEATURES_TABLE
 from tribes.privacy.pseudonymize import PSEUDONYM_LENGTH, pseudonym
 from tribes.store.customer import clean_ident, resolve_customer
@@ -138,23 +138,18 @@ def _forget_realtime(ws: Workspace, key: str | None, pids: list[str]) -> dict[st
     When it is not, the stream still ignores them (it reads the tombstones) and their state
     expires after ``realtime.state_ttl``; the result says so.
     """
-    import os
+    from tribes.errors import DependencyError
+    from tribes.realtime.store import Store, connect, redis_url
 
     cfg = ws.config.realtime
-    url = os.environ.get("TRIBES_REDIS_URL") or cfg.redis
-    try:
-        import redis
-    except ImportError:
-        return {"status": "no redis client installed"}
     keys = sorted({*(k for k in [key] if k), *pids, *(f"anon:{p}" for p in pids)})
     try:
-        client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=5,
-                                      socket_connect_timeout=1)
-        client.ping()
-    except redis.RedisError as exc:
-        return {"status": f"not reachable ({type(exc).__name__}); the stream ignores the "
-                f"person and their state expires after {cfg.state_ttl}"}
-    from tribes.realtime.store import Store
+        client = connect(redis_url(cfg), timeout=5, connect_timeout=1)
+    except DependencyError:
+        return {"status": "no redis client installed"}
+    except TribesError as exc:
+        return {"status": f"not reachable ({exc.code}); the stream ignores the person and "
+                f"their state expires after {cfg.state_ttl}"}
 
     try:
         done = Store(client, cfg.prefix).forget(keys, output_stream=cfg.output_stream)

@@ -30,6 +30,7 @@ from tribes.realtime.events import Checked, EventChecker, Rejected, StreamEvent
 from tribes.realtime.rules import CLOCK_SKEW, Processor, Trigger, decode, encode_flat
 from tribes.realtime.sink import Sink
 from tribes.realtime.store import Store, connect
+from tribes.realtime.store import redis_url as store_redis_url
 from tribes.workspace import Workspace, shared_engine_of
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ class Consumer:
         # the same name after a restart: the consumer resumes its own pending messages
         # first (run several on one host with --consumer names of their own)
         self.name = consumer or socket.gethostname()
-        self.r = client if client is not None else connect(redis_url or cfg.redis)
+        self.r = client if client is not None else connect(store_redis_url(cfg, redis_url))
         self.store = Store(self.r, cfg.prefix,
                            seen_ttl_s=parse_duration(cfg.seen_ttl).total_seconds())
         self.secret = ws.secret()

@@ -10,13 +10,13 @@ nothing per request.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
 
-from tribes.realtime.store import Store
+from tribes.errors import TribesError
+from tribes.realtime.store import Store, connect, redis_url
 from tribes.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ RETRY_S = 10.0
 class Live:
     def __init__(self, ws: Workspace) -> None:
         self.cfg = ws.config.realtime
-        self.url = os.environ.get("TRIBES_REDIS_URL") or self.cfg.redis
+        self.url = redis_url(self.cfg)
         self._store: Store | None = None
         self._next_try = 0.0
         self._lock = threading.Lock()
@@ -39,13 +39,9 @@ class Live:
             if self._store is not None or time.monotonic() < self._next_try:
                 return self._store
             try:
-                import redis
-
-                client = redis.Redis.from_url(self.url, decode_responses=True,
-                                              socket_timeout=2, socket_connect_timeout=0.5)
-                client.ping()
-                self._store = Store(client, self.cfg.prefix)
-            except Exception as exc:  # no client installed, nothing listening, ...
+                self._store = Store(connect(self.url, timeout=2, connect_timeout=0.5),
+                                    self.cfg.prefix)
+            except TribesError as exc:  # no client installed, nothing listening, ...
                 self._next_try = time.monotonic() + RETRY_S
                 log.debug("real-time state not available: %s", exc)
             return self._store

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass
 from typing import Any
 
+from tribes.config import RealtimeConfig
 from tribes.errors import DependencyError, TribesError
 
 COMMIT = """
@@ -132,18 +134,29 @@ return {seen_flags, string.format('%.6f', wm), due, keys, states, erased}
 """
 
 
-def connect(url: str) -> Any:
+REDIS_ENV = "TRIBES_REDIS_URL"
+
+
+def redis_url(cfg: RealtimeConfig, option: str | None = None) -> str:
+    """The Redis to use: ``option`` (--redis), else ``TRIBES_REDIS_URL``, else
+    ``[realtime] redis``."""
+    return option or os.environ.get(REDIS_ENV) or cfg.redis
+
+
+def connect(url: str, *, timeout: float = 30.0, connect_timeout: float | None = None) -> Any:
     """A Redis client (``tribes[stream]``), checked with a PING."""
     try:
         import redis
     except ImportError:
         raise DependencyError("tribes stream needs the Redis client: "
                               "pip install 'tribes[stream]'", code="E_DEPENDENCY") from None
-    client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=30,
+    client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=timeout,
+                                  socket_connect_timeout=connect_timeout,
                                   health_check_interval=30)
     try:
         client.ping()
     except redis.RedisError as exc:
+        client.close()
         raise TribesError(f"cannot reach Redis at {redacted(url)}: {exc}; start it (e.g. "
                           "redis-server --port 6379) or pass --redis URL",
                           code="E_REDIS") from None
