@@ -81,19 +81,6 @@ def feature_matrix(ref: Reference, keys: list[str], states: list[dict[str, Any]]
                             for n in names]) if names else np.zeros((len(keys), 0))
 
 
-ONLINE_FEATURES = ("recency_days", "tenure_days", "frequency", "monetary", "aov",
-                   "n_events", "n_sessions", "sessions_per_week", "events_per_session",
-                   "avg_session_duration_s", "distinct_categories", "cart_abandonment_rate",
-                   "support_contacts")
-
-
-def features(ref: Reference, key: str, st: dict[str, Any], now: float) -> dict[str, float]:
-    """One customer's online feature values at event time ``now``."""
-    names = tuple(dict.fromkeys([*ONLINE_FEATURES, *ref.base_columns]))
-    row = feature_matrix(ref, [key], [st], np.array([now]), names)[0]
-    return {n: float(v) for n, v in zip(names, row, strict=True)}
-
-
 def can_assign(ref: Reference) -> bool:
     return ref.transform is not None and ref.method in ONLINE_METHODS
 

@@ -86,11 +86,6 @@ class Sink:
         f.rename(target)
         return target
 
-    def append(self, records: Sequence[dict[str, Any] | str]) -> None:
-        """Write and sync one batch's records (before the batch is acknowledged)."""
-        self.write(records)
-        self.wait_synced()
-
     def write(self, records: Sequence[dict[str, Any] | str]) -> None:
         """Write one batch's records and start syncing them to disk; the batch may be
         acknowledged once :meth:`wait_synced` returned (the sync overlaps the work

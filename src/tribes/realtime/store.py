@@ -249,9 +249,6 @@ class Store:
         c = self.r.hgetall(self.keys.clock)
         return float(c.get("ts", 0.0)), float(c.get("wall", 0.0))
 
-    def commit(self, payload: dict[str, Any]) -> bool:
-        return bool(self._commit(args=[json.dumps(payload, separators=(",", ":"))]))
-
     def read_group(self, group: str, consumer: str, stream: str, start: str, count: int,
                    block_ms: int | None) -> list[tuple[str, list[str]]]:
         """XREADGROUP, its reply left as it comes (id, [field, value, ...]): parsing it
