@@ -9,9 +9,9 @@ import re
 import tomllib
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tribes.errors import ConfigError
 
@@ -203,20 +203,24 @@ class ServiceConfig(_Section):
     rate_burst: int = Field(200, ge=1, description="requests a key may send at once")
 
 
+def _positive_duration(v: str) -> str:
+    if parse_duration(v).total_seconds() <= 0:
+        raise ValueError("must be positive")
+    return v
+
+
+# a duration setting (30m, 2h, 1d) that must be longer than zero
+PositiveDuration = Annotated[str, AfterValidator(_positive_duration)]
+
+
 class CartRule(_Section):
     enabled: bool = True
-    after: str = Field("30m", description="fire when no checkout or purchase follows an "
-                       "add to cart within this long (event time)")
+    after: PositiveDuration = Field(
+        "30m", description="fire when no checkout or purchase follows an add to cart "
+        "within this long (event time)")
     add_types: list[str] = Field(default_factory=lambda: ["add_to_cart"])
     cancel_types: list[str] = Field(default_factory=lambda: [
         "begin_checkout", "checkout", "purchase", "remove_from_cart"])
-
-    @field_validator("after")
-    @classmethod
-    def _check_after(cls, v: str) -> str:
-        if parse_duration(v).total_seconds() <= 0:
-            raise ValueError("must be positive")
-        return v
 
 
 class ViewsRule(_Section):
@@ -256,17 +260,12 @@ class RulesConfig(_Section):
 
 
 class WebhookDelivery(_Section):
-    timeout: str = Field("5s", description="a receiver slower than this counts as failed")
+    timeout: PositiveDuration = Field("5s", description="a receiver slower than this "
+                                      "counts as failed")
     max_attempts: int = Field(6, ge=1, description="attempts before the dead-letter table")
-    backoff: str = Field("1s", description="wait before the first retry; doubles each time")
-    max_backoff: str = Field("10m")
-
-    @field_validator("timeout", "backoff", "max_backoff")
-    @classmethod
-    def _check_durations(cls, v: str) -> str:
-        if parse_duration(v).total_seconds() <= 0:
-            raise ValueError("must be positive")
-        return v
+    backoff: PositiveDuration = Field("1s", description="wait before the first retry; "
+                                      "doubles each time")
+    max_backoff: PositiveDuration = Field("10m")
 
 
 class RealtimeConfig(_Section):
@@ -279,16 +278,16 @@ class RealtimeConfig(_Section):
     source: str = Field("stream", description="the events' source column")
     batch: int = Field(1000, ge=1, le=10_000, description="messages read at once")
     block_ms: int = Field(100, ge=1, description="wait for new messages this long")
-    claim_idle: str = Field("60s", description="messages pending this long with another "
-                            "consumer (a dead one) are claimed")
-    state_ttl: str = Field("30d", description="per-customer state expires after this long "
-                           "without events")
-    seen_ttl: str = Field("7d", description="event ids are remembered (redelivery and "
-                          "resends are ignored) this long")
+    claim_idle: PositiveDuration = Field("60s", description="messages pending this long "
+                                         "with another consumer (a dead one) are claimed")
+    state_ttl: PositiveDuration = Field("30d", description="per-customer state expires "
+                                        "after this long without events")
+    seen_ttl: PositiveDuration = Field("7d", description="event ids are remembered "
+                                       "(redelivery and resends are ignored) this long")
     # one ingest costs about two seconds whatever its size (the dedupe against the events
     # table dominates): land in large micro-batches
-    flush_every: str = Field("30s", description="streamed events land in the events table "
-                             "at least this often")
+    flush_every: PositiveDuration = Field("30s", description="streamed events land in the "
+                                          "events table at least this often")
     flush_events: int = Field(500_000, ge=1, description="... or every this many events")
     output_maxlen: int = Field(1_000_000, ge=1000, description="approximate length cap of "
                                "the output stream")
@@ -297,12 +296,6 @@ class RealtimeConfig(_Section):
     rules: RulesConfig = RulesConfig()
     webhooks: WebhookDelivery = WebhookDelivery()
 
-    @field_validator("claim_idle", "state_ttl", "seen_ttl", "flush_every")
-    @classmethod
-    def _check_durations(cls, v: str) -> str:
-        if parse_duration(v).total_seconds() <= 0:
-            raise ValueError("must be positive")
-        return v
 
 
 def parse_k_range(text: str) -> list[int]:
