@@ -29,7 +29,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -40,15 +39,10 @@ import psutil
 import redis
 
 sys.path.insert(0, str(Path(__file__).parent))
+from bench_service import _free_port
 from bench_service import build as build_segmented
 
 TRIBES = str(Path(sys.executable).parent / "tribes")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def build(data_root: Path, customers: int) -> Path:
