@@ -172,6 +172,34 @@ def test_churn_timer_at_the_crossing_of_the_threshold() -> None:
     assert not [x for x in t2 if x.kind == "trigger.churn_risk"]
 
 
+def test_cached_churn_crossing_agrees_with_the_search_from_now() -> None:
+    """churn_due keeps the crossing age per (purchases, last purchase age); it must give
+    what a search from the purchase time gives, for customers of any history."""
+    params = {"r": 0.24, "alpha": 4.41, "a": 0.79, "b": 2.43}
+    ref = Reference(clv={"model": "bgnbd", "params": params, "time_unit": "week"})
+    proc = Processor(config().realtime, ref, session_timeout=1800, churn_threshold=0.5)
+    rng = np.random.default_rng(3)
+    day = 86400.0
+    for _ in range(200):
+        first = T0 + float(rng.integers(0, 400)) * day
+        last = first + float(rng.integers(0, 300)) * day
+        now = last + float(rng.uniform(0, day))
+        st = {"cx": float(rng.integers(0, 12)), "cfirst": first, "clast": last}
+        want = proc.churn_due_many(np.array([st["cx"]]), np.array([first]),
+                                   np.array([last]), np.array([now]))[0]
+        got = proc.churn_due(st, now)
+        if np.isnan(want):
+            assert got is None
+        else:
+            # both searches end on a grid some seconds wide for a crossing months ahead
+            assert got == pytest.approx(want, abs=300.0)
+            tx = (last - first) / (7 * day)
+            p = proc.churn_model.p_alive(np.array([st["cx"]]), np.array([tx]),
+                                         np.array([(got - first) / (7 * day)]))[0]
+            assert got == now or p == pytest.approx(0.5, abs=1e-3)
+    assert len(proc._crossings) < 200  # histories repeat: the cache is used
+
+
 def test_online_assignment_moves_a_customer_between_segments() -> None:
     from tribes.privacy.pseudonymize import pseudonym
 

@@ -118,6 +118,21 @@ def test_pending_messages_of_a_dead_consumer_are_claimed(rt_ws: Path, redis_url:
     assert [t.kind for t in triggers(r)].count("trigger.abandoned_cart") == 1
 
 
+def test_a_stopped_consumer_stops_with_a_backlog(rt_ws: Path, redis_url: str,
+                                                 redis_server: RedisServer) -> None:
+    """Asked to stop, the consumer finishes the batch it has read ahead and no more (it
+    once read ahead batch after batch and drained the whole backlog first)."""
+    configure(rt_ws, "batch = 1000", "batch = 100")
+    r = redis_server.client()
+    push(r, [ev(f"U{i % 50}", "page_view", i / 10) for i in range(2000)])
+    c = Consumer(open_workspace(rt_ws), redis_url=redis_url, consumer="s", sink=False)
+    stats = c.run(max_messages=100)
+    assert 100 <= stats.messages <= 300  # a batch, the one read with it, one read ahead
+    assert r.xpending("events", "tribes")["pending"] == 0  # what was read is applied
+    info = {g["name"]: g for g in r.xinfo_groups("events")}
+    assert int(info["tribes"]["entries-read"]) == stats.messages
+
+
 def _workload(n_customers: int = 300, per_customer: int = 40) -> list[dict[str, Any]]:
     """Sessions with views, carts and purchases over 10 hours, in time order, and a last
     event an hour later (so every cart timer is settled), all in the past."""

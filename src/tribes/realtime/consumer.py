@@ -124,6 +124,7 @@ class Consumer:
         self._claim_cursor = "0-0"
         self._inflight: _Batch | None = None
         self._prefetched: list[tuple[str, list[str]]] = []
+        self._stopping = False  # no more reads ahead: the loop ends after this batch
         self._seeded: str | None = None
         self.sink = Sink(ws, source=cfg.source, consumer=self.name,
                          in_process=shared_engine_of(ws)) if sink else None
@@ -284,7 +285,7 @@ class Consumer:
         states = {k: decode(v) for k, v in raw.items() if v["s"]}
         versions = {k: float(v["v"] or 0) for k, v in raw.items()}
         self.processor.blocked = erased
-        if not self._prefetched and self._own_done and b.msgs:
+        if not self._prefetched and self._own_done and b.msgs and not self._stopping:
             # the next batch, read now: it is checked while Redis applies this one
             self._prefetched = self._read(None)
         out = self.processor.process(events, states, due, watermark)
@@ -374,6 +375,7 @@ class Consumer:
         last_log = time.monotonic()
         try:
             while not stop.is_set() or self._prefetched:
+                self._stopping = stop.is_set()
                 self._swap_reference()
                 msgs = self._read(None if stop.is_set() else self.cfg.block_ms)
                 if msgs or self._timers_pending():

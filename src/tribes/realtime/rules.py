@@ -192,6 +192,7 @@ class Processor:
                     dtype=float) * self.unit
                 self._clv_as_of = as_of
         self._clv_due: np.ndarray | None = None
+        self._crossings: dict[tuple[float, float], float] = {}  # see churn_due
         self.assign_online = r.segment_change.enabled and online.can_assign(ref)
         # customers erased since the reference was read (the stream's Redis set)
         self.blocked: set[str] = set()
@@ -401,10 +402,24 @@ class Processor:
 
     def churn_due(self, st: dict[str, Any], now: float) -> float | None:
         """When P(alive) will fall below the threshold without another purchase (None: not
-        within ten years, or never, as with no repeat purchase under BG/NBD)."""
-        due = self.churn_due_many(np.array([st["cx"]]), np.array([st["cfirst"]]),
-                                  np.array([st["clast"]]), np.array([now]))[0]
-        return None if np.isnan(due) else float(due)
+        within ten years, or never, as with no repeat purchase under BG/NBD).
+
+        P(alive) depends on the purchase count and the times of the last purchase and of
+        now since the first only, and purchase times are whole periods: the age at which
+        it crosses is kept per (count, last purchase age), so a purchase costs a lookup,
+        not a search."""
+        x = st["cx"]
+        tx = max(st["clast"] - st["cfirst"], 0.0)
+        crossing = self._crossings.get((x, tx))
+        if crossing is None:
+            crossing = float(self.churn_due_many(np.array([x]), np.array([0.0]),
+                                                 np.array([tx]), np.array([tx]))[0])
+            if len(self._crossings) < 100_000:
+                self._crossings[(x, tx)] = crossing
+        if crossing != crossing:  # NaN: not within ten years of the last purchase
+            return None
+        due = round(max(st["cfirst"] + crossing, now), 3)
+        return None if due > now + TEN_YEARS else due
 
     def churn_due_many(self, x: np.ndarray, first: np.ndarray, last: np.ndarray,
                        now: np.ndarray) -> np.ndarray:
