@@ -11,7 +11,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from tribes.errors import ConfigError
 
@@ -298,6 +306,31 @@ class RealtimeConfig(_Section):
 
 
 
+class MonitorConfig(_Section):
+    """Thresholds of ``tribes monitor``: each breach is an alert."""
+
+    psi_warning: float = Field(0.1, gt=0, description="population stability index of a "
+                               "feature at or above this: a warning")
+    psi_critical: float = Field(0.25, gt=0, description="... at or above this: critical")
+    ks_statistic: float = Field(0.1, gt=0, le=1, description="Kolmogorov-Smirnov distance "
+                                "at or above this (and significant) is drift")
+    p_value: float = Field(0.01, gt=0, lt=1, description="significance of the KS and "
+                           "chi-square tests (with many customers tiny shifts are "
+                           "significant, so the size thresholds decide too)")
+    share_shift: float = Field(0.05, gt=0, lt=1, description="a segment's share moving by "
+                               "this much (absolute) and significantly is a shift")
+    sample_size: int = Field(200_000, ge=100, description="customers compared with the "
+                             "version's reference")
+    bins: int = Field(10, ge=2, le=100, description="quantile bins of the PSI")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> MonitorConfig:
+        if self.psi_critical < self.psi_warning:
+            raise ValueError(f"monitor.psi_critical ({self.psi_critical}) is below "
+                             f"monitor.psi_warning ({self.psi_warning})")
+        return self
+
+
 def parse_k_range(text: str) -> list[int]:
     """``2-10`` -> [2, ..., 10]."""
     m = re.match(r"^\s*(\d+)\s*-\s*(\d+)\s*$", text)
@@ -320,6 +353,7 @@ class Config(_Section):
     clv: ClvConfig = ClvConfig()
     service: ServiceConfig = ServiceConfig()
     realtime: RealtimeConfig = RealtimeConfig()
+    monitor: MonitorConfig = MonitorConfig()
     # user mapping tables per categorical column: raw spelling -> canonical value
     standardize: dict[str, dict[str, str]] = Field(default_factory=dict)
     # missing-value policy per table and column: drop | flag | median | mode | constant:<v>
@@ -463,6 +497,13 @@ timeout = "5s"
 max_attempts = 6          # then the dead-letter table (tribes webhooks replay)
 backoff = "1s"            # doubles after every failure, at most max_backoff
 max_backoff = "10m"
+
+[monitor]                 # tribes monitor: drift against the active version; breaches alert
+psi_warning = 0.1         # population stability index per feature (quantile bins)
+psi_critical = 0.25
+ks_statistic = 0.1        # Kolmogorov-Smirnov distance (and p below p_value)
+p_value = 0.01
+share_shift = 0.05        # a segment's share moving by 5 points (chi-square significant)
 
 [privacy]
 consent_mode = "opt-out"  # "opt-in": only customers with an analytics grant are analyzed

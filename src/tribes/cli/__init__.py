@@ -23,6 +23,7 @@ from tribes.cli import (
     init_cmd,
     journeys_cmd,
     keys_cmd,
+    monitor_cmd,
     personas_cmd,
     prep_cmd,
     quarantine_cmd,
@@ -114,6 +115,7 @@ app.add_typer(anomalies_cmd.app, name="anomalies")
 trends_cmd.register(app)
 app.add_typer(clv_cmd.app, name="clv")
 run_cmd.register(app)
+monitor_cmd.register(app)
 synth_cmd.register(app)
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(keys_cmd.app, name="keys")

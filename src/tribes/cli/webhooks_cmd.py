@@ -19,7 +19,8 @@ def add(
                                      "per trigger.")],
     events: Annotated[str, typer.Option(
         "--events", help="Comma-separated event types or patterns: trigger.*, segment.*, "
-        "trigger.abandoned_cart, segment.entered, ...")] = "trigger.*,segment.*",
+        "trigger.abandoned_cart, segment.entered, alert.* (tribes monitor), ...")
+    ] = "trigger.*,segment.*",
     secret: Annotated[str | None, typer.Option(
         "--secret", help="Signing secret (16+ characters); default: a new random one, "
         "printed once.", show_default=False)] = None,

@@ -404,3 +404,15 @@ def predict_stored(method: str, params: dict[str, Any], x: np.ndarray) -> np.nda
             + np.log(np.diag(chol[c])).sum() + logw[c] for c in range(len(means))], axis=1)
         return np.argmax(scores, axis=1)
     raise ValueError(f"segments of method '{method}' cannot be assigned online")
+
+
+def stored_segments(method: str, model: dict[str, Any], x: np.ndarray) -> np.ndarray:
+    """Segment ids of rows ``x`` (model coordinates) under a stored version: its model's
+    labels mapped to the version's stable segment ids."""
+    labels = np.asarray(predict_stored(method, model, x), dtype=int)
+    mapping: dict[str, Any] = model.get("labels_to_segments") or {}
+    if not mapping:
+        return labels
+    lookup = {int(a): int(b) for a, b in mapping.items()}
+    return np.fromiter((lookup.get(int(v), int(v)) for v in labels), dtype=int,
+                       count=len(labels))

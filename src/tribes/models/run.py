@@ -28,6 +28,7 @@ from tribes.models.methods import DENSITY, Fitted, fitter, for_selection
 from tribes.models.preprocess import Transform, fit_transform
 from tribes.models.selection import KSelection, select_k, stratified_sample
 from tribes.models.stability import bootstrap_stability
+from tribes.monitor.drift import profile
 from tribes.store.segments import (
     activate,
     active_version,
@@ -75,8 +76,9 @@ def size_warnings(segments: list[dict[str, Any]], n: int) -> list[str]:
             "to describe or target; try a smaller --k or wait for more data"]
 
 
-def _sample(engine: Engine, t: ir.Table, features: list[str], size: int) -> pd.DataFrame:
-    # deterministic: the same customers for the same table
+def sample_customers(engine: Engine, t: ir.Table, features: list[str], size: int
+                     ) -> pd.DataFrame:
+    """Up to ``size`` customers with ``features``, always the same ones for a table."""
     s = t.order_by(md5_hex(t.customer_key)).limit(size)
     return engine.execute(s.select("customer_key", *features))
 
@@ -118,25 +120,29 @@ def prepare(ws: Workspace, engine: Engine, cfg: SegmentConfig, method: str,
         return Prepared(t, feats, n, Transform((), (), (), "none", (), ()), empty,
                         np.arange(0), {})
     say("sampling customers")
-    sample = _sample(engine, t, feats, cfg.sample_size)
+    sample = sample_customers(engine, t, feats, cfg.sample_size)
     transform = fit_transform(sample, feats, log1p=cfg.log1p, scaler=cfg.scaler,
                               impute=cfg.impute, pca=cfg.pca)
     x = transform.apply(sample)
     rng = np.random.default_rng(cfg.random_state)
     sub_idx = np.arange(len(x)) if len(x) <= cfg.selection_sample else np.sort(
         rng.choice(len(x), cfg.selection_sample, replace=False))
-    return Prepared(t, feats, n, transform, x, sub_idx, _stats(sample, feats))
+    return Prepared(t, feats, n, transform, x, sub_idx,
+                    _stats(sample, feats, bins=ws.config.monitor.bins))
 
 
-def _stats(sample: pd.DataFrame, feats: list[str]) -> dict[str, dict[str, float | None]]:
-    out: dict[str, dict[str, float | None]] = {}
+def _stats(sample: pd.DataFrame, feats: list[str], bins: int = 10) -> dict[str, Any]:
+    """Per feature on the fit sample: mean, spread, null share and the drift reference
+    (:func:`tribes.monitor.drift.profile`) that tribes monitor compares later data with."""
+    out: dict[str, Any] = {}
     for f in feats:
         col = pd.to_numeric(sample[f], errors="coerce").astype(float)
         ok = col.dropna()
         out[f] = {"mean": float(ok.mean()) if len(ok) else None,
                   "std": float(ok.std(ddof=0)) if len(ok) else None,
                   "median": float(ok.median()) if len(ok) else None,
-                  "null_share": float(col.isna().mean()) if len(col) else None}
+                  "null_share": float(col.isna().mean()) if len(col) else None,
+                  "profile": profile(col.to_numpy(dtype=float, na_value=np.nan), bins)}
     return out
 
 
@@ -202,7 +208,8 @@ def run_segmentation(
     ks = parse_k_range(k_range or cfg.k_range)
     p = prepare(ws, engine, cfg, method, features, say)
     if method == "rfm":
-        return _run_rfm(engine, p.table, cfg=cfg, n=p.n, started=started, say=say)
+        return _run_rfm(engine, p.table, cfg=cfg, n=p.n, started=started, say=say,
+                        bins=ws.config.monitor.bins)
     fitted, k, metrics = fit_method(p, method, k, ks, cfg, say)
     say("assigning every customer")
     try:
@@ -261,7 +268,7 @@ def compare_methods(ws: Workspace, engine: Engine, methods: list[str], *,
 
 
 def _run_rfm(engine: Engine, t: ir.Table, *, cfg: SegmentConfig, n: int, started: float,
-             say: Callable[[str], None]) -> SegmentReport:
+             say: Callable[[str], None], bins: int = 10) -> SegmentReport:
     """Rule-based segments: the classic RFM label of every customer (no clustering)."""
     names = [name for name, _, _ in RFM_GRID] + [NO_PURCHASE]
     label = ibis.cases(*[(t.rfm_label == name, i) for i, name in enumerate(names[:-1])],
@@ -275,7 +282,9 @@ def _run_rfm(engine: Engine, t: ir.Table, *, cfg: SegmentConfig, n: int, started
                       transform={}, model={"rules": "rfm_label from (r_score, f_score)",
                                            "labels": names},
                       metrics={}, cfg=cfg, n=n, started=started,
-                      names=dict(enumerate(names)))
+                      names=dict(enumerate(names)),
+                      stats=_stats(sample_customers(engine, t, RFM_FEATURES,
+                                                    cfg.sample_size), RFM_FEATURES, bins=bins))
     finally:
         for name in _TMP:
             engine.drop_temp(name)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from tribes.models.methods import predict_stored
+from tribes.models.methods import stored_segments
 from tribes.realtime.reference import Reference
 
 DAY = 86_400.0
@@ -92,6 +92,4 @@ def assign(ref: Reference, keys: list[str], states: list[dict[str, Any]],
         return []
     x = ref.transform.apply_array(feature_matrix(ref, keys, states, now,
                                                  ref.transform.features))
-    labels = predict_stored(ref.method, ref.model, x)
-    mapping: dict[str, Any] = ref.model.get("labels_to_segments") or {}
-    return [int(mapping.get(str(int(lab)), int(lab))) for lab in np.asarray(labels)]
+    return stored_segments(ref.method, ref.model, x).tolist()

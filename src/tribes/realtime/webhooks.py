@@ -41,6 +41,7 @@ import pandas as pd
 from tribes import __version__
 from tribes.config import parse_duration
 from tribes.errors import InputError
+from tribes.monitor.alerts import KINDS as ALERT_KINDS
 from tribes.privacy.locking import locked
 from tribes.realtime.rules import Trigger
 from tribes.realtime.sink import DB_LOCK
@@ -50,7 +51,8 @@ log = logging.getLogger(__name__)
 HOOKS_FILE = "webhooks.json"
 SIGNATURE_HEADER = "X-Tribes-Signature"
 EVENT_TYPES = ("trigger.abandoned_cart", "trigger.high_value_views", "trigger.session_offer",
-               "trigger.churn_risk", "segment.entered", "segment.exited")
+               "trigger.churn_risk", "segment.entered", "segment.exited",
+               *(f"alert.{kind}" for kind in ALERT_KINDS))
 _PATTERN = re.compile(r"^[a-z_.*]+$")
 
 
@@ -194,8 +196,8 @@ def dead_letter(ws: Workspace, hook: Hook, trigger: Trigger, attempts: int, erro
             return  # written before a restart
         engine.insert(DEADLETTERS, ibis.memtable(row).cast(WEBHOOK_DEADLETTERS))
         engine.audit("webhooks.deadletter", target=hook.hook_id, rows=1,
-                     keys=[trigger.customer_key], detail={"trigger": trigger.trigger_id,
-                                                          "error": error})
+                     keys=[trigger.customer_key] if trigger.customer_key else [],
+                     detail={"trigger": trigger.trigger_id, "error": error})
 
 
 def deadletters(ws: Workspace, *, pending_only: bool = True) -> pd.DataFrame:

@@ -187,6 +187,13 @@ WEBHOOK_DEADLETTERS = ibis.schema({
     "trigger_id": "string", "type": "string", "customer_key": "string", "trigger": "string",
     "attempts": "int64", "last_error": "string", "failed_at": TS, "replayed_at": TS,
 })
+# breaches found by tribes monitor (and the checks on every ingest); acked closes one
+ALERTS = ibis.schema({
+    "alert_id": "int64", "created_at": TS, "kind": "string", "severity": "string",
+    "subject": "string", "metric": "string", "value": "float64", "threshold": "float64",
+    "message": "string", "detail": "string", "version": "int64", "acked_at": TS,
+    "acked_by": "string", "note": "string",
+})
 SCHEMAS: dict[str, ibis.Schema] = {
     "events": EVENTS,
     "quarantine": QUARANTINE,
@@ -208,6 +215,7 @@ SCHEMAS: dict[str, ibis.Schema] = {
     "exports": EXPORTS,
     "export_members": EXPORT_MEMBERS,
     "webhook_deadletters": WEBHOOK_DEADLETTERS,
+    "alerts": ALERTS,
 }
 
 

@@ -1,0 +1,172 @@
+"""``tribes monitor`` (drift against the active version) and ``tribes alerts``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from tribes.cli.common import JsonOpt, Output, state
+
+FAIL_ON = ("never", "warning", "critical")
+
+
+def monitor(
+    ctx: typer.Context,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Compute and show; raise no alert and record nothing.")] = False,
+    fail_on: Annotated[str, typer.Option(
+        "--fail-on", help="Exit with status 3 when an open alert is at least this severe "
+        "(never, warning, critical): for cron and CI.")] = "never",
+    json_out: JsonOpt = False,
+) -> None:
+    """Compare today's customers with the active segment version: PSI and
+    Kolmogorov-Smirnov per feature, and the segment shares its model gives today
+    (chi-square). Breaches of the [monitor] thresholds in tribes.toml become alerts: in
+    the alerts table (tribes alerts list), the log, and webhooks subscribed to alert.*.
+
+    Build today's features first (tribes run, or tribes features); an alert stays open,
+    and is not raised again, until it is acknowledged (tribes alerts ack ID).
+
+    [bold]Examples[/bold]
+
+      tribes -w shop monitor
+
+      tribes -w shop monitor --json --fail-on critical
+    """
+    from tribes.monitor.alerts import notify
+    from tribes.monitor.run import run_monitor
+
+    if fail_on not in FAIL_ON:
+        raise typer.BadParameter(f"use one of {', '.join(FAIL_ON)}", param_hint="--fail-on")
+    out = Output(ctx, json_out)
+    ws = state(ctx).open()
+    with ws.engine(read_only=dry_run) as engine, out.progress("monitoring") as task:
+        report = run_monitor(ws, engine, record=not dry_run, progress=task.step)
+    delivered = notify(ws, report.new_alerts) if not dry_run else {"sent": 0, "failed": 0}
+    out.result(report.as_dict() | {"webhooks": delivered})
+    cfg = ws.config.monitor
+    out.table(f"Drift of version {report.version} (reference as of "
+              f"{report.reference_as_of or '?'}, now as of {report.as_of or '?'})",
+              ["feature", "PSI", "KS", "KS p", "mean then", "mean now", "nulls then",
+               "nulls now"],
+              [(f.feature, _flag(f.psi, cfg.psi_warning, cfg.psi_critical),
+                _flag(f.ks, cfg.ks_statistic, None, f.ks_p < cfg.p_value),
+                f"{f.ks_p:.2g}", _n(f.mean_ref), _n(f.mean_now), f"{f.null_ref:.1%}",
+                f"{f.null_now:.1%}") for f in report.features])
+    if report.shares is not None:
+        s = report.shares
+        out.table(f"Segment shares (chi-square {s.chi2:,.1f}, {s.dof} dof, "
+                  f"p = {s.p_value:.2g}, {s.n_now:,} customers)",
+                  ["segment", "name", "then", "now", "shift"],
+                  [(r["segment_id"], r["name"], f"{r['share_ref']:.1%}",
+                    f"{r['share_now']:.1%}", f"{r['shift']:+.1%}") for r in s.segments])
+    for note in report.notes:
+        out.print(f"[yellow]note:[/yellow] {note}")
+    if report.new_alerts:
+        verb = "would raise" if dry_run else "New"
+        out.print(f"\n[bold]{verb} {len(report.new_alerts)} alert(s):[/bold]")
+        for a in report.new_alerts:
+            out.print(f"  {'' if a['alert_id'] is None else '#' + str(a['alert_id'])} "
+                      f"[{_color(a['severity'])}]{a['severity']}[/] {a['message']}")
+    if report.open_alerts:
+        out.print(f"Still open: {len(report.open_alerts)} "
+                  f"({', '.join('#' + str(a['alert_id']) for a in report.open_alerts)}); "
+                  "tribes alerts ack ID closes one.")
+    if not report.breached:
+        out.print("No threshold breached.")
+    if delivered["failed"]:
+        out.print(f"[yellow]{delivered['failed']} webhook deliveries failed[/yellow] (in "
+                  "the dead-letter table: tribes webhooks deadletters)")
+    if fail_on != "never":
+        worst = {a["severity"] for a in [*report.new_alerts, *report.open_alerts]}
+        if "critical" in worst or (fail_on == "warning" and "warning" in worst):
+            raise typer.Exit(3)
+
+
+def _n(v: float | None) -> str:
+    return "" if v is None else f"{v:,.3g}"
+
+
+def _color(severity: str) -> str:
+    return "red" if severity == "critical" else "yellow"
+
+
+def _flag(v: float, warn: float, crit: float | None, significant: bool = True) -> str:
+    if v != v:
+        return ""
+    text = f"{v:.3f}"
+    if crit is not None and v >= crit:
+        return f"[red]{text}[/red]"
+    return f"[yellow]{text}[/yellow]" if v >= warn and significant else text
+
+
+alerts_app = typer.Typer(help="Alerts raised by tribes monitor: list and acknowledge.",
+                         no_args_is_help=True)
+
+
+@alerts_app.command("list")
+def list_(
+    ctx: typer.Context,
+    status: Annotated[str, typer.Option("--status", help="open, acked or all.")] = "open",
+    kind: Annotated[str | None, typer.Option(
+        "--kind", help="Only kinds starting so: drift, drift.psi, segment.share, ...",
+        show_default=False)] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many.")] = 100,
+    json_out: JsonOpt = False,
+) -> None:
+    """Alerts, newest first: what, how much, since when.
+
+    [bold]Examples[/bold]
+
+      tribes -w shop alerts list
+
+      tribes -w shop alerts list --status all --kind drift --json
+    """
+    from tribes.monitor.alerts import list_alerts
+
+    out = Output(ctx, json_out)
+    ws = state(ctx).open()
+    with ws.engine(read_only=True) as engine:
+        rows = list_alerts(engine, status=status, kind=kind, limit=limit)
+    out.result({"alerts": rows})
+    out.table(f"Alerts ({status})", ["#", "since", "severity", "kind", "subject", "value",
+                                     "threshold", "message", "acked"],
+              [(a["alert_id"], str(a["created_at"])[:16].replace("T", " "),
+                f"[{_color(a['severity'])}]{a['severity']}[/]", a["kind"], a["subject"],
+                f"{a['value']:.3g}", f"{a['threshold']:g}", a["message"],
+                "" if not a["acked_at"] else f"{a['acked_by']} {str(a['acked_at'])[:10]}")
+               for a in rows])
+    if not rows:
+        out.print(f"No {'' if status == 'all' else status + ' '}alerts.")
+
+
+@alerts_app.command()
+def ack(
+    ctx: typer.Context,
+    ids: Annotated[list[int], typer.Argument(help="Alert numbers (see: tribes alerts list).")],
+    note: Annotated[str | None, typer.Option("--note", help="Why, for the record.",
+                                             show_default=False)] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Acknowledge alerts: they close, and a breach that persists is raised anew by the
+    next check.
+
+    [bold]Example[/bold]
+
+      tribes -w shop alerts ack 12 13 --note "campaign week, expected"
+    """
+    from tribes.monitor.alerts import ack as ack_alerts
+    from tribes.privacy import audit
+
+    out = Output(ctx, json_out)
+    ws = state(ctx).open()
+    with ws.engine() as engine:
+        done = ack_alerts(engine, ids, actor=audit.current_actor(), note=note)
+    out.result({"acked": done})
+    out.print(f"Acknowledged {', '.join('#' + str(i) for i in done)}.")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(monitor)
+    app.add_typer(alerts_app, name="alerts")
