@@ -21,7 +21,7 @@ PERSON = "C0000003"
 
 VIEWER_ROUTES = [("get", "/v1/segments"), ("get", "/v1/personas"), ("get", "/v1/versions"),
                  ("get", "/v1/versions/diff?a=1&b=2"), ("get", "/metrics"),
-                 ("get", "/v1/triggers/summary"),
+                 ("get", "/v1/triggers/summary"), ("get", "/v1/alerts"),
                  ("get", "/v1/kpis"), ("get", "/v1/segments/history"), ("get", "/v1/me")]
 ANALYST_ROUTES = [("get", f"/v1/customers/{PERSON}"), ("get", f"/v1/customers/{PERSON}/segment"),
                   ("get", f"/v1/customers/{PERSON}/next-best-content"), ("get", "/v1/triggers")]
@@ -309,3 +309,20 @@ def test_hostile_text_is_refused_or_quarantined_never_a_500(client: TestClient,
     r = client.post("/v1/events", json={"events": events}, headers=h)
     assert r.status_code < 500, r.text
     assert client.get("/v1/segments", headers=h).status_code == 200
+
+
+def test_alerts_for_viewers(client: TestClient, service_ws: Built) -> None:
+    from tribes.monitor.alerts import Alert, record
+
+    ws = open_workspace(service_ws.path)
+    with ws.engine() as engine, engine.transaction():
+        record(engine, [Alert(kind="drift.psi", severity="critical", subject="monetary",
+                              metric="psi", value=0.4, threshold=0.25,
+                              message="monetary drifted", version=2)])
+    h = auth(service_ws.keys["viewer"])
+    got = client.get("/v1/alerts", headers=h).json()
+    assert [(a["alert_id"], a["kind"], a["status"]) for a in got["alerts"]] == [
+        (1, "drift.psi", "open")]
+    assert client.get("/v1/alerts", params={"status": "acked"}, headers=h).json()[
+        "alerts"] == []
+    _error(client.get("/v1/alerts", params={"status": "nope"}, headers=h), 422, "E_REQUEST")

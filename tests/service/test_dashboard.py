@@ -90,6 +90,7 @@ def test_dashboard_login_charts_and_roles(server: str, service_ws: Built) -> Non
         assert "test-viewer (viewer)" in page.inner_text("#who")
         # no stream here: the triggers card says so
         page.wait_for_selector("#triggers-note:has-text('no real-time state')")
+        page.wait_for_selector("#alerts-note:has-text('No open alert')")
         assert not page.is_visible("#nav-customers")
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "dashboard-overview.png"), full_page=True)

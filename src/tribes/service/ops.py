@@ -281,6 +281,15 @@ class Service:
                 "triggers": rows if customers else [],
                 "since": min((t["at"] for t in rows), default=None)}
 
+    def alerts(self, status: str, limit: int) -> dict[str, Any]:
+        """Alerts of tribes monitor (aggregates: features and segments, no customers)."""
+        from tribes.monitor.alerts import list_alerts
+
+        with self.ws.engine() as engine:
+            rows = list_alerts(engine, status=status, limit=limit)
+        self.access.read("read.alerts", rows=len(rows))
+        return {"status": status, "alerts": rows}
+
     def _segment_name(self, segment_id: int) -> str:
         p = self._persona(segment_id)
         return str(p["name"]) if p else f"Segment {segment_id}"

@@ -68,3 +68,13 @@ Limit = Annotated[int, Query(ge=1, le=1000, description="How many of the newest 
 def trigger_counts(request: Request, key: Viewer, limit: Limit = 200) -> dict:
     """Counts by type of the newest triggers of tribes stream (no customers)."""
     return service(request).triggers(limit, customers=False)
+
+
+@router.get("/v1/alerts", tags=["monitor"], responses=responses(400))
+def alerts(request: Request, key: Viewer,
+           status: Annotated[str, Query(pattern="^(open|acked|all)$",
+                                        description="open, acked or all")] = "open",
+           limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
+    """Alerts raised by tribes monitor, newest first: kind (drift.psi, drift.ks,
+    segment.share), severity, subject, value, threshold, message and when."""
+    return service(request).alerts(status, limit)

@@ -80,6 +80,7 @@ async function overview() {
     ["method", v => v.method], ["k", v => v.k, true], ["customers", v => v.customers, true],
     ["silhouette", v => v.silhouette, true], ["stability ARI", v => v.stability_ari, true], ["status", v => v.status]],
     versions.versions);
+  await openAlerts();
   await recentTriggers(names);
   try {
     const k = await api("/v1/kpis");
@@ -109,6 +110,20 @@ async function recentTriggers(names) {
       ["type", r => r.type], ["customer", r => r.customer_key.slice(0, 12)],
       ["segment", r => r.segment_id === null ? null : (names[r.segment_id] || r.segment_id)],
       ["details", r => JSON.stringify(r.data).slice(0, 80)]], t.triggers.slice(0, 20));
+  } catch (e) {
+    note.textContent = e.message;
+  }
+}
+
+async function openAlerts() {
+  const note = document.getElementById("alerts-note");
+  try {
+    const a = await api("/v1/alerts?status=open&limit=50");
+    note.textContent = a.alerts.length ? `${a.alerts.length} open; tribes alerts ack ID closes one.`
+      : "No open alert: the last check of tribes monitor found no drift.";
+    table("alerts", [["#", r => r.alert_id, true], ["since (UTC)", r => String(r.created_at).slice(0, 16).replace("T", " ")],
+      ["severity", r => r.severity], ["kind", r => r.kind], ["subject", r => r.subject],
+      ["what", r => r.message]], a.alerts);
   } catch (e) {
     note.textContent = e.message;
   }
