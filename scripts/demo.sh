@@ -49,6 +49,9 @@ echo "== behavioral cohorts, used as a filter"
     --rule "no purchase in the last 45 days and monetary > 200"
 "$TRIBES" -w "$WS" journeys funnel --steps product_view,add_to_cart,begin_checkout,purchase \
     --cohort fast_buyers
+echo "== monitoring: today's customers against the active version (drift, shares)"
+"$TRIBES" -w "$WS" monitor
+"$TRIBES" -w "$WS" alerts list
 echo "== the report"
 "$TRIBES" -w "$WS" report --out "$DEMO/report.html"
 echo "== one customer"
