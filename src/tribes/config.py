@@ -306,6 +306,18 @@ class RealtimeConfig(_Section):
 
 
 
+class OpsConfig(_Section):
+    """``tribes run`` (and its schedule): what a new segment version does."""
+
+    activate: Literal["auto", "if-stable", "review"] = Field(
+        "if-stable", description="a re-segmentation's new version: auto = always active; "
+        "if-stable = active when it agrees with the active one (ARI >= min_ari), else held "
+        "for review; review = always held (tribes versions activate N)")
+    min_ari: float = Field(0.7, ge=-1, le=1, description="agreement (adjusted Rand index) "
+                           "with the active version that if-stable requires")
+    resegment: bool = Field(True, description="tribes run builds a new segment version "
+                            "when the features changed")
+
 class MonitorConfig(_Section):
     """Thresholds of ``tribes monitor``: each breach is an alert."""
 
@@ -354,6 +366,7 @@ class Config(_Section):
     service: ServiceConfig = ServiceConfig()
     realtime: RealtimeConfig = RealtimeConfig()
     monitor: MonitorConfig = MonitorConfig()
+    ops: OpsConfig = OpsConfig()
     # user mapping tables per categorical column: raw spelling -> canonical value
     standardize: dict[str, dict[str, str]] = Field(default_factory=dict)
     # missing-value policy per table and column: drop | flag | median | mode | constant:<v>
@@ -504,6 +517,11 @@ psi_critical = 0.25
 ks_statistic = 0.1        # Kolmogorov-Smirnov distance (and p below p_value)
 p_value = 0.01
 share_shift = 0.05        # a segment's share moving by 5 points (chi-square significant)
+
+[ops]                     # tribes run: the whole pipeline, for cron or Airflow
+activate = "if-stable"    # a new version: auto | if-stable (ARI >= min_ari) | review
+min_ari = 0.7
+resegment = true          # build a new segment version when the features changed
 
 [privacy]
 consent_mode = "opt-out"  # "opt-in": only customers with an analytics grant are analyzed

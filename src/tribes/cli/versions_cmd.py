@@ -24,12 +24,13 @@ def list_(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     if not rows:
         out.print("No segment versions yet: tribes segment")
         return
-    out.table("Segment versions (* = active)",
-              ["", "version", "created (UTC)", "method", "k", "customers", "silhouette",
-               "stability"],
-              [("*" if r["active"] else "", r["version"], str(r["created_at"])[:16],
-                r["method"], r["k"], r["customers"], r["silhouette"], r["stability_ari"])
-               for r in rows], no_wrap=(0, 1, 2, 3))
+    out.table("Segment versions (* = active; held = waiting for review: tribes versions "
+              "activate N)",
+              ["", "version", "status", "created (UTC)", "method", "k", "customers",
+               "silhouette", "stability"],
+              [("*" if r["active"] else "", r["version"], r["status"],
+                str(r["created_at"])[:16], r["method"], r["k"], r["customers"],
+                r["silhouette"], r["stability_ari"]) for r in rows], no_wrap=(0, 1, 2, 3, 4))
 
 
 @app.command()

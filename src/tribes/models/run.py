@@ -29,8 +29,8 @@ from tribes.models.preprocess import Transform, fit_transform
 from tribes.models.selection import KSelection, select_k, stratified_sample
 from tribes.models.stability import bootstrap_stability
 from tribes.monitor.drift import profile
+from tribes.store.segments import activate as activate_version
 from tribes.store.segments import (
-    activate,
     active_version,
     match_segment_ids,
     next_version,
@@ -58,6 +58,7 @@ class SegmentReport:
     parent_version: int | None
     seconds: float
     warnings: list[str] = field(default_factory=list)
+    held: bool = False  # stored, not active: held for review
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -199,9 +200,12 @@ def run_segmentation(
     k_range: str | None = None,
     cfg: SegmentConfig | None = None,
     progress: Callable[[str], None] | None = None,
+    activate: bool = True,
 ) -> SegmentReport:
     """Segment the customers of ``customer_features`` and store the result as the new
-    active version. ``k=None`` chooses k (see :mod:`tribes.models.selection`)."""
+    active version (``activate=False``: stored, held for review; tribes versions
+    activate makes it active). ``k=None`` chooses k (see
+    :mod:`tribes.models.selection`)."""
     say = progress or (lambda s: None)
     started = time.perf_counter()
     cfg = cfg or ws.config.segment
@@ -209,7 +213,7 @@ def run_segmentation(
     p = prepare(ws, engine, cfg, method, features, say)
     if method == "rfm":
         return _run_rfm(engine, p.table, cfg=cfg, n=p.n, started=started, say=say,
-                        bins=ws.config.monitor.bins)
+                        bins=ws.config.monitor.bins, activate=activate)
     fitted, k, metrics = fit_method(p, method, k, ks, cfg, say)
     say("assigning every customer")
     try:
@@ -217,7 +221,7 @@ def run_segmentation(
         report = _store(engine, assigned, method=method, k=k, feats=p.features,
                         transform=p.transform.as_dict(), model=fitted.params,
                         metrics=metrics, cfg=cfg, n=p.n, started=started,
-                        stats=p.stats, fitted_on=len(p.x))
+                        stats=p.stats, fitted_on=len(p.x), activate=activate)
     finally:
         for name in _TMP:
             engine.drop_temp(name)
@@ -268,7 +272,8 @@ def compare_methods(ws: Workspace, engine: Engine, methods: list[str], *,
 
 
 def _run_rfm(engine: Engine, t: ir.Table, *, cfg: SegmentConfig, n: int, started: float,
-             say: Callable[[str], None], bins: int = 10) -> SegmentReport:
+             say: Callable[[str], None], bins: int = 10, activate: bool = True
+             ) -> SegmentReport:
     """Rule-based segments: the classic RFM label of every customer (no clustering)."""
     names = [name for name, _, _ in RFM_GRID] + [NO_PURCHASE]
     label = ibis.cases(*[(t.rfm_label == name, i) for i, name in enumerate(names[:-1])],
@@ -284,7 +289,8 @@ def _run_rfm(engine: Engine, t: ir.Table, *, cfg: SegmentConfig, n: int, started
                       metrics={}, cfg=cfg, n=n, started=started,
                       names=dict(enumerate(names)),
                       stats=_stats(sample_customers(engine, t, RFM_FEATURES,
-                                                    cfg.sample_size), RFM_FEATURES, bins=bins))
+                                                    cfg.sample_size), RFM_FEATURES, bins=bins),
+                      activate=activate)
     finally:
         for name in _TMP:
             engine.drop_temp(name)
@@ -315,8 +321,8 @@ def _store(engine: Engine, assigned: ir.Table, *, method: str, k: int, feats: li
            transform: dict[str, Any], model: dict[str, Any], metrics: dict[str, Any],
            cfg: SegmentConfig, n: int, started: float,
            names: dict[int, str] | None = None,
-           stats: dict[str, Any] | None = None, fitted_on: int | None = None
-           ) -> SegmentReport:
+           stats: dict[str, Any] | None = None, fitted_on: int | None = None,
+           activate: bool = True) -> SegmentReport:
     sizes_df = engine.execute(assigned.group_by("label").aggregate(n=assigned.count()))
     new_sizes = {int(r.label): int(r.n) for r in sizes_df.itertuples()}
     parent = active_version(engine)
@@ -348,7 +354,8 @@ def _store(engine: Engine, assigned: ir.Table, *, method: str, k: int, feats: li
     features_run = last_features(engine)
     snapshot = {"n_customers": n, "fitted_on": fitted_on, "feature_stats": stats or {},
                 "features_run": features_run["run_id"] if features_run else None,
-                "as_of": (features_run or {}).get("report", {}).get("as_of")}
+                "as_of": (features_run or {}).get("report", {}).get("as_of"),
+                "held": not activate}
     with engine.transaction():
         rows = assigned.select(
             version=ibis.literal(version, type="int64"), customer_key=assigned.customer_key,
@@ -364,11 +371,13 @@ def _store(engine: Engine, assigned: ir.Table, *, method: str, k: int, feats: li
             "segments": json.dumps(segments), "parent_version": parent,
         }
         engine.insert("segment_runs", ibis.memtable(pd.DataFrame([run])).cast(SEGMENT_RUNS))
-        activate(engine, version, action="create")
+        if activate:
+            activate_version(engine, version, action="create")
         engine.audit("segment", target=f"version {version}", rows=n,
-                     detail={"method": method, "k": k, "parent_version": parent})
+                     detail={"method": method, "k": k, "parent_version": parent,
+                             "held": not activate})
     log.info("segment version %d: %s k=%d", version, method, k)
     return SegmentReport(version=version, method=method, k=k, n_customers=n, features=feats,
                          metrics=metrics, segments=segments, parent_version=parent,
                          seconds=round(time.perf_counter() - started, 3),
-                         warnings=size_warnings(segments, n))
+                         warnings=size_warnings(segments, n), held=not activate)

@@ -61,10 +61,15 @@ def list_versions(engine: Engine) -> list[dict[str, Any]]:
     df = engine.execute(t.select("version", "created_at", "method", "k", "metrics",
                                  "snapshot", "parent_version").order_by("version"))
     active = active_version(engine)
+    acts = engine.table("segment_activations")
+    ever = set(engine.execute(acts.select("version").distinct())["version"].astype(int))
     out = []
     for r in df.to_dict("records"):
         m = json.loads(r["metrics"] or "{}")
         snap = json.loads(r["snapshot"] or "{}")
+        v = int(r["version"])
+        status = "active" if v == active else (
+            "held" if snap.get("held") and v not in ever else "inactive")
         out.append({"version": int(r["version"]), "created_at": r["created_at"],
                     "method": r["method"], "k": int(r["k"]),
                     "customers": snap.get("n_customers"),
@@ -72,8 +77,7 @@ def list_versions(engine: Engine) -> list[dict[str, Any]]:
                     "stability_ari": (m.get("stability") or {}).get("ari_mean"),
                     "parent_version": None if pd.isna(r["parent_version"])
                     else int(r["parent_version"]),
-                    "active": int(r["version"]) == active,
-                    "status": "active" if int(r["version"]) == active else "inactive"})
+                    "active": v == active, "status": status})
     return out
 
 

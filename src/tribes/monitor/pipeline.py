@@ -1,0 +1,245 @@
+"""``tribes run``: the whole pipeline after ingest, idempotent, for cron or Airflow.
+
+prep (when the events changed) → features (when the events changed or another as_of
+is asked for) → cohorts → monitor (today's customers against the active version) →
+re-segmentation (a new version with the active one's method, features and k, ids kept
+stable) → comparison with the active version (migration matrix, ARI, KPI deltas) → the
+``[ops] activate`` policy decides: active now, or held for review → personas of the new
+active version. Run twice on the same events, the second run changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import ibis
+import pandas as pd
+
+from tribes.analysis.cohorts import refresh_cohorts
+from tribes.config import SegmentConfig, parse_duration
+from tribes.engine import Engine
+from tribes.errors import InputError
+from tribes.features.run import last_features, run_features
+from tribes.models.run import run_segmentation
+from tribes.models.validate import validate_segments
+from tribes.monitor.run import run_monitor
+from tribes.prep.run import last_prep, prep_params, run_prep
+from tribes.store.cohorts import list_cohorts
+from tribes.store.runs import events_fingerprint, is_current, new_run_id, record_run
+from tribes.store.segments import activate, active_version, diff, get_run, list_versions
+from tribes.workspace import Workspace
+
+STAGE = "pipeline"
+KPIS = ("conversion_rate", "aov", "repeat_purchase_rate", "churn_rate", "revenue_share")
+
+
+@dataclass
+class PipelineReport:
+    run_id: str
+    steps: dict[str, str] = field(default_factory=dict)  # step -> done | skipped: why
+    prep: Any = None
+    features: Any = None
+    cohorts: list[dict[str, Any]] = field(default_factory=list)
+    monitor: Any = None
+    segment: Any = None
+    comparison: dict[str, Any] | None = None
+    decision: str | None = None  # activated | held | None (no new version)
+    reason: str = ""
+    personas: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "steps": self.steps,
+                "prep": self.prep.as_dict() if self.prep else None,
+                "features": self.features.as_dict() if self.features else None,
+                "cohorts": [{"name": c["name"], "n_customers": c["n_customers"]}
+                            for c in self.cohorts],
+                "monitor": self.monitor.as_dict() if self.monitor else None,
+                "segment": ({k: v for k, v in self.segment.as_dict().items()
+                             if k != "metrics"} if self.segment else None),
+                "comparison": self.comparison, "decision": self.decision,
+                "reason": self.reason, "personas": self.personas, "seconds": self.seconds}
+
+
+def compare_versions(engine: Engine, old: int, new: int, *, churn_days: int = 60
+                     ) -> dict[str, Any]:
+    """The new version against the old: migration matrix, ARI, size changes and, per
+    segment id (ids are stable), the KPI deltas."""
+    d = diff(engine, old, new)
+    a = {r["segment_id"]: r for r in validate_segments(engine, churn_days=churn_days,
+                                                       version=old)["segments"]}
+    b = {r["segment_id"]: r for r in validate_segments(engine, churn_days=churn_days,
+                                                       version=new)["segments"]}
+    deltas = []
+    for sid in sorted(set(a) | set(b)):
+        row: dict[str, Any] = {"segment_id": sid}
+        for kpi in KPIS:
+            va, vb = (a.get(sid) or {}).get(kpi), (b.get(sid) or {}).get(kpi)
+            row[kpi] = {"old": va, "new": vb,
+                        "delta": None if va is None or vb is None else vb - va}
+        deltas.append(row)
+    return {**d, "kpi_deltas": deltas}
+
+
+def _features_current(ws: Workspace, run: dict[str, Any] | None, fp: Any,
+                      as_of: datetime | None, timeout: str) -> bool:
+    """The stored features were computed from these events with these settings."""
+    if not is_current(run, fp):
+        return False
+    params = (run or {}).get("params", {})
+    wanted = {"session_timeout": timeout, "consent_mode": ws.config.privacy.consent_mode,
+              **ws.config.features.model_dump()}
+    if any(params.get(k) != v for k, v in wanted.items()):
+        return False
+    return as_of is None or params.get("as_of") == as_of.isoformat()
+
+
+def _segment_cfg(ws: Workspace, run: dict[str, Any]) -> SegmentConfig:
+    """The active version's settings (features, scaler, ...), as it was built."""
+    params = dict(run.get("params") or {})
+    try:
+        return SegmentConfig.model_validate({**ws.config.segment.model_dump(), **params})
+    except ValueError:
+        return ws.config.segment
+
+
+def run_pipeline(ws: Workspace, engine: Engine, *, as_of: datetime | None = None,
+                 session_timeout: str | None = None, resegment: bool | None = None,
+                 monitor: bool = True, force: bool = False,
+                 progress: Callable[[str], None] | None = None) -> PipelineReport:
+    """Every stage after ingest, each only when its input changed (``force``: all)."""
+    say = progress or (lambda s: None)
+    started, started_at = time.perf_counter(), datetime.now(UTC)
+    ops = ws.config.ops
+    rep = PipelineReport(run_id=new_run_id(STAGE, started_at))
+    fp = events_fingerprint(engine)
+    if fp.rows == 0:
+        raise InputError("no events in the workspace; ingest some first: "
+                         "tribes ingest <files> --source web", code="E_NO_EVENTS")
+    timeout = session_timeout or ws.config.prep.session_timeout
+    prep_run = last_prep(engine)
+    if not force and is_current(prep_run, fp) and (prep_run or {}).get(
+            "params") == prep_params(ws, parse_duration(timeout)):
+        rep.steps["prep"] = "skipped: the events did not change"
+    else:
+        say("prep")
+        rep.prep = run_prep(ws, engine, session_timeout=session_timeout,
+                            progress=lambda s: say(f"prep: {s}"))
+        rep.steps["prep"] = "done"
+    if not force and rep.prep is None and _features_current(ws, last_features(engine), fp,
+                                                            as_of, timeout):
+        rep.steps["features"] = "skipped: the events did not change"
+    else:
+        say("features")
+        rep.features = run_features(ws, engine, as_of=as_of, session_timeout=session_timeout,
+                                    progress=lambda s: say(f"features: {s}"))
+        rep.steps["features"] = "done"
+    if list_cohorts(engine):
+        say("cohorts")
+        rep.cohorts = refresh_cohorts(engine, consent_mode=ws.config.privacy.consent_mode)
+        rep.steps["cohorts"] = "done"
+    active = active_version(engine)
+    if monitor and active is not None:
+        say("monitor")
+        rep.monitor = run_monitor(ws, engine, progress=lambda s: say(f"monitor: {s}"))
+        rep.steps["monitor"] = "done"
+    _resegment(ws, engine, rep, active, ops.resegment if resegment is None else resegment,
+               say)
+    rep.seconds = round(time.perf_counter() - started, 3)
+    with engine.transaction():
+        record_run(engine, run_id=rep.run_id, stage=STAGE, started_at=started_at,
+                   fingerprint=events_fingerprint(engine),
+                   params={"as_of": as_of.isoformat() if as_of else None,
+                           "activate": ops.activate, "min_ari": ops.min_ari},
+                   report=_summary(rep))
+    return rep
+
+
+def _resegment(ws: Workspace, engine: Engine, rep: PipelineReport, active: int | None,
+               enabled: bool, say: Callable[[str], None]) -> None:
+    ops = ws.config.ops
+    if not enabled:
+        rep.steps["segment"] = "skipped: [ops] resegment = false"
+        return
+    feats_run = last_features(engine)
+    feats_id = (feats_run or {}).get("run_id")
+    # the newest version built from these features (held or not): nothing new to learn
+    built = [v for v in list_versions(engine)
+             if (get_run(engine, v["version"])["snapshot"] or {}).get("features_run")
+             == feats_id]
+    if built:
+        rep.steps["segment"] = (f"skipped: version {built[-1]['version']} was built from "
+                                "these features")
+        return
+    if active is None:
+        # the first segmentation is a choice of method and k: tribes segment
+        rep.steps["segment"] = ("skipped: no segment version yet; build the first with "
+                                "tribes segment")
+        return
+    else:
+        run = get_run(engine, active)
+        say(f"segment (like version {active}: {run['method']}, k = {run['k']})")
+        k = None if run["method"] in ("dbscan", "hdbscan") else run["k"]
+        rep.segment = run_segmentation(
+            ws, engine, method=run["method"], k=k, features=list(run["features"] or []),
+            cfg=_segment_cfg(ws, run), activate=False,
+            progress=lambda s: say(f"segment: {s}"))
+        new = rep.segment.version
+        say("comparing with the active version")
+        rep.comparison = compare_versions(engine, active, new,
+                                          churn_days=ws.config.clv.churn_days)
+        ari = rep.comparison["ari"]
+        if ops.activate == "auto":
+            rep.decision, rep.reason = "activated", "[ops] activate = auto"
+        elif ops.activate == "if-stable" and ari == ari and ari >= ops.min_ari:
+            rep.decision = "activated"
+            rep.reason = f"ARI {ari:.3f} with version {active} ≥ min_ari {ops.min_ari:g}"
+        else:
+            rep.decision = "held"
+            rep.reason = ("[ops] activate = review" if ops.activate == "review" else
+                          f"ARI {ari:.3f} with version {active} < min_ari {ops.min_ari:g}: "
+                          "the segments changed too much to switch unreviewed")
+        if rep.decision == "activated":
+            with engine.transaction():
+                activate(engine, new, action="activate")
+    rep.steps["segment"] = "done"
+    if rep.decision == "activated":
+        from tribes.models.personas import build_personas
+
+        say("personas")
+        rep.personas = len(build_personas(engine, rep.segment.version,
+                                          session_timeout_s=parse_duration(
+                                              ws.config.prep.session_timeout)
+                                          .total_seconds()))
+        rep.steps["personas"] = "done"
+
+
+def _summary(rep: PipelineReport) -> dict[str, Any]:
+    """What the run history keeps: steps, the decision and the comparison's figures."""
+    comp = rep.comparison or {}
+    mon = rep.monitor
+    return {"steps": rep.steps, "decision": rep.decision, "reason": rep.reason,
+            "version": rep.segment.version if rep.segment else None,
+            "k": rep.segment.k if rep.segment else None,
+            "compared_with": comp.get("a"), "ari": comp.get("ari"),
+            "matrix": comp.get("matrix"), "sizes": comp.get("sizes"),
+            "kpi_deltas": comp.get("kpi_deltas"),
+            "alerts": len(mon.new_alerts) if mon else 0, "seconds": rep.seconds}
+
+
+def history(engine: Engine, limit: int = 50) -> list[dict[str, Any]]:
+    """Pipeline runs, newest first: when, steps, new version and the decision."""
+    t = engine.table("stage_runs")
+    df = engine.execute(t.filter(t.stage == STAGE).order_by(ibis.desc("finished_at"))
+                        .limit(limit))
+    out = []
+    for r in df.to_dict("records"):
+        rep = json.loads(r["report"] or "{}")
+        out.append({"run_id": r["run_id"], "started_at": pd.Timestamp(r["started_at"]),
+                    "finished_at": pd.Timestamp(r["finished_at"]), **rep})
+    return out
