@@ -9,6 +9,7 @@ import typer
 from tribes.cli.common import JsonOpt, Output, state
 from tribes.cli.features_cmd import show_features
 from tribes.cli.prep_cmd import TimeoutOpt, show_prep
+from tribes.errors import WorkspaceError
 from tribes.features.run import parse_as_of
 
 
@@ -104,6 +105,90 @@ def history(
         out.print("No run yet: tribes run")
 
 
+def schedule(
+    ctx: typer.Context,
+    every: Annotated[str | None, typer.Option(
+        "--every", help="hourly, daily, weekly, or a duration after the previous run (6h, "
+        "2d).", show_default=False)] = None,
+    at: Annotated[str | None, typer.Option(
+        "--at", help="When in the period: ':15' (hourly), '03:00' (daily), 'mon 03:00' "
+        "(weekly).", show_default=False)] = None,
+    tz: Annotated[str, typer.Option("--tz", help="Time zone of --at, e.g. Europe/Paris.")
+                  ] = "UTC",
+    off: Annotated[bool, typer.Option("--off", help="Remove the schedule.")] = False,
+    foreground: Annotated[bool, typer.Option(
+        "--foreground", help="Run the schedule in this terminal until Ctrl-C (where no "
+        "tribes serve runs).")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Run tribes run by itself: set, show or remove the schedule. tribes serve runs it
+    (re-reading it, so a change applies to a running service); so does --foreground. A
+    run missed while neither ran is made up once at the next start.
+
+    [bold]Examples[/bold]
+
+      tribes -w shop schedule --every weekly --at "mon 03:00"
+
+      tribes -w shop schedule                 # show it, the last and the next run
+
+      tribes -w shop schedule --off
+    """
+    from datetime import UTC, datetime
+
+    from tribes.monitor import schedule as sched
+
+    out = Output(ctx, json_out)
+    ws = state(ctx).open()
+    if off:
+        sched.save(ws, None)
+        ws.audit("schedule.off")
+        out.result({"schedule": None})
+        out.print("Schedule removed.")
+        return
+    current = sched.load(ws)
+    if every is not None:
+        current = sched.Schedule(every=every, at=at or "", tz=tz,
+                                 since=datetime.now(UTC).isoformat())
+        sched.save(ws, current)
+        ws.audit("schedule.set", detail={"every": every, "at": at, "tz": tz})
+    elif at is not None:
+        raise typer.BadParameter("give --every with --at", param_hint="--at")
+    if current is None:
+        out.result({"schedule": None})
+        out.print("No schedule. Set one: tribes schedule --every weekly --at \"mon 03:00\"")
+        return
+    busy = False
+    try:
+        last = sched.last_run_at(ws)
+    except WorkspaceError as exc:
+        if exc.code != "E_LOCKED":
+            raise
+        last, busy = None, True  # tribes serve holds the database (and runs the schedule)
+    ref = last or (datetime.fromisoformat(current.since) if current.since else None)
+    nxt = max(current.next_after(ref) if ref else datetime.now(UTC), datetime.now(UTC))
+    out.result({"schedule": current.__dict__, "description": current.describe(),
+                "last_run": last.isoformat() if last else None, "next_run": nxt.isoformat()})
+    last_text = "unknown (tribes serve holds the database)" if busy else (
+        last.isoformat(timespec="minutes") if last else "never")
+    out.print(f"Schedule: [bold]{current.describe()}[/bold]; last run {last_text}; next "
+              f"{nxt.isoformat(timespec='minutes')}.")
+    if not foreground:
+        out.print("tribes serve runs it (or: tribes schedule --foreground).")
+        return
+    import time
+
+    runner = sched.Scheduler(ws, lambda: sched.scheduled_run(ws))
+    out.print("Running the schedule here; Ctrl-C stops it.")
+    runner.start()
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        runner.stop()
+        out.print(f"Stopped after {runner.runs} run(s).")
+
+
 def register(app: typer.Typer) -> None:
     app.command()(run)
     app.command("run-history")(history)
+    app.command()(schedule)

@@ -34,12 +34,16 @@ def serve(
         "--redis", help="Redis URL for --stream and the online state shown by the API "
         "(default: env TRIBES_REDIS_URL, else \\[realtime] redis).", show_default=False)
     ] = None,
+    no_schedule: Annotated[bool, typer.Option(
+        "--no-schedule", help="Do not run the workspace's schedule (tribes schedule) in "
+        "this process.")] = False,
 ) -> None:
     """Serve the REST API: segments, personas, customer lookups, ingest, erasure, metrics.
 
     Every route but /v1/health needs an API key (tribes keys create). OpenAPI docs are at
     /docs. While the service runs it holds the workspace database; other tribes commands
-    on the same workspace wait until it stops (use the API meanwhile).
+    on the same workspace wait until it stops (use the API meanwhile). It runs the
+    workspace's schedule of tribes run (see tribes schedule) unless --no-schedule.
 
     [bold]Examples[/bold]
 
@@ -74,7 +78,8 @@ def serve(
               f"(docs: {scheme}://{host}:{port}/docs); Ctrl-C stops")
     if redis:
         os.environ["TRIBES_REDIS_URL"] = redis  # the API's view of the online state too
-    uvicorn.run(create_app(ws, stream=stream, redis_url=redis), host=host, port=port,
+    uvicorn.run(create_app(ws, stream=stream, redis_url=redis,
+                           schedule=not no_schedule), host=host, port=port,
                 log_level="warning",
                 ssl_certfile=str(tls_cert) if tls_cert else None,
                 ssl_keyfile=str(tls_key) if tls_key else None)

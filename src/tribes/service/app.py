@@ -96,12 +96,13 @@ class Timing:
 
 
 def create_app(ws: Workspace, *, keep_open: bool = True, stream: bool = False,
-               redis_url: str | None = None) -> FastAPI:
+               redis_url: str | None = None, schedule: bool = True) -> FastAPI:
     """The app for workspace ``ws``.
 
     ``keep_open`` holds one engine open for the app's life (the DuckDB file is then
     this process's: CLI commands wait until the service stops). ``stream`` also runs the
     ``tribes stream`` consumer in the process (it shares the open database).
+    ``schedule`` runs the workspace's schedule (tribes schedule) on a thread.
     """
     from tribes.service.routes import register
 
@@ -123,6 +124,12 @@ def create_app(ws: Workspace, *, keep_open: bool = True, stream: bool = False,
             stack.callback(live.close)
             if stream:
                 stack.enter_context(_consumer(ws, redis_url))
+            if schedule:
+                from tribes.monitor.schedule import Scheduler, scheduled_run
+
+                runner = Scheduler(ws, lambda: scheduled_run(ws))
+                runner.start()
+                stack.callback(runner.stop)
             app.state.service = Service(ws=ws, index=index, access=access, jobs=Jobs(),
                                         live=live)
             yield
