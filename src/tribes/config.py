@@ -334,6 +334,15 @@ class MonitorConfig(_Section):
     sample_size: int = Field(200_000, ge=100, description="customers compared with the "
                              "version's reference")
     bins: int = Field(10, ge=2, le=100, description="quantile bins of the PSI")
+    # data quality, checked on every ingest against the source's recent batches
+    min_history: int = Field(3, ge=1, description="earlier batches of a source needed "
+                             "before its volume is judged")
+    volume_ratio: float = Field(3.0, gt=1, description="a batch this many times larger or "
+                                "smaller than the source's median batch")
+    max_quarantine_rate: float = Field(0.05, gt=0, le=1, description="share of a batch "
+                                       "quarantined (critical from four times it)")
+    null_rate_jump: float = Field(0.2, gt=0, le=1, description="rise of a column's null "
+                                  "share against the source's recent batches")
 
     @model_validator(mode="after")
     def _ordered(self) -> MonitorConfig:
@@ -517,6 +526,9 @@ psi_critical = 0.25
 ks_statistic = 0.1        # Kolmogorov-Smirnov distance (and p below p_value)
 p_value = 0.01
 share_shift = 0.05        # a segment's share moving by 5 points (chi-square significant)
+volume_ratio = 3.0        # ingest checks: a batch 3x larger or smaller than the source's median
+max_quarantine_rate = 0.05  # ... 5% of a batch quarantined
+null_rate_jump = 0.2      # ... a column's null share up 20 points
 
 [ops]                     # tribes run: the whole pipeline, for cron or Airflow
 activate = "if-stable"    # a new version: auto | if-stable (ARI >= min_ari) | review

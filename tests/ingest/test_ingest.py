@@ -59,7 +59,7 @@ def test_every_row_is_loaded_duplicate_or_quarantined(ws, write) -> None:
     assert batches.loc[0, "rows_read"] == 12 and batches.loc[0, "quarantined"] == 8
     # the time of each step is reported, and the steps account for the whole run
     assert list(s.steps) == ["reading", "parsing", "scanning", "quarantining", "loading",
-                             "cleaning up"]
+                             "checking data quality", "cleaning up"]
     assert all(v >= 0 for v in s.steps.values())
     assert sum(s.steps.values()) <= s.seconds + 1e-3
 

@@ -74,7 +74,12 @@ def ingest_command(
     )
     with out.progress(f"ingesting {kind}") as task:
         summary = ingest(ws, inputs, opts, progress=task.step)
-    result = summary.to_dict()
+    delivered = {"sent": 0, "failed": 0}
+    if summary.alerts:
+        from tribes.monitor.alerts import notify
+
+        delivered = notify(ws, summary.alerts)
+    result = summary.to_dict() | {"webhooks": delivered}
     result["quarantined_total"] = summary.n_quarantined
     out.result(result)
     out.table("Column mapping", ["target", "source column"], list(summary.mapping.items()))
@@ -92,6 +97,11 @@ def ingest_command(
     if missing:
         out.table("Missing values", ["column", "policy", "missing", "imputed with"],
                   [(c, m["policy"], m["missing"], m.get("value")) for c, m in missing.items()])
+    for a in summary.alerts:
+        color = "red" if a["severity"] == "critical" else "yellow"
+        out.print(f"[{color}]alert #{a['alert_id']} ({a['kind']}):[/{color}] {a['message']}")
+    if summary.alerts:
+        out.print("Data-quality alerts: tribes alerts list; close one with tribes alerts ack ID")
 
 
 def register(app: typer.Typer) -> None:

@@ -65,6 +65,8 @@ class IngestOptions:
     encoding: str | None = None
     header: bool = True
     now: datetime | None = None
+    # judge the batch's size against the source's history (not for micro-batches)
+    check_volume: bool = True
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ class IngestSummary:
     missing: dict[str, dict[str, Any]]
     seconds: float
     steps: dict[str, float] = field(default_factory=dict)  # seconds spent in each step
+    alerts: list[dict[str, Any]] = field(default_factory=list)  # data-quality breaches
 
     @property
     def n_quarantined(self) -> int:
@@ -238,13 +241,35 @@ def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
                 "rows_read": summary.rows_read, "duplicates": summary.duplicates,
                 "quarantined": quarantined})
             _fault("recorded")
+        say("checking data quality")
+        alerts = _quality(ws, engine, summary, opts)
         say("cleaning up")
         engine.drop_temps("_tribes_")
         engine.drop_temp(SOURCE_VIEW)  # a long-lived engine (the service) must not keep it
         clear_spool(ws.path)
     say(None)
     seconds = round(time.perf_counter() - started, 3)
-    return IngestSummary(**{**summary.to_dict(), "seconds": seconds, "steps": steps})
+    return IngestSummary(**{**summary.to_dict(), "seconds": seconds, "steps": steps,
+                            "alerts": alerts})
+
+
+def _quality(ws: Workspace, engine: Engine, summary: IngestSummary,
+             opts: IngestOptions) -> list[dict[str, Any]]:
+    """The data-quality checks of the batch (tribes.monitor.quality): the new alerts. A
+    failing check never fails the ingest, which is committed already."""
+    from tribes.monitor.alerts import record
+    from tribes.monitor.quality import check_batch
+
+    try:
+        found = check_batch(engine, summary, ws.config.monitor, volume=opts.check_volume)
+        if not found:
+            return []
+        with engine.transaction():
+            new, _ = record(engine, found)
+        return new
+    except Exception:
+        log.exception("data-quality checks of batch %s failed", summary.batch_id)
+        return []
 
 
 def spool_dir(workspace: Path) -> Path:

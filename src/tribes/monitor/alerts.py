@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 TABLE = "alerts"
 SEVERITIES = ("warning", "critical")
 # what a check can raise (webhooks subscribe to alert.<kind>, or alert.*)
-KINDS = ("drift.psi", "drift.ks", "segment.share")
+KINDS = ("drift.psi", "drift.ks", "segment.share", "dq.volume", "dq.quarantine",
+         "dq.nulls", "dq.schema")
 NOTIFY_ATTEMPTS = 3  # a check waits for at most this many tries; then a dead letter
 
 

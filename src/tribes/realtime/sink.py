@@ -294,7 +294,7 @@ def land(ws: Workspace, files: list[str], source: str) -> dict[str, int]:
         dst.flush()
         mapped.append(str(out))
     try:
-        s = ingest(ws, mapped, IngestOptions(source=source, fmt="jsonl"))
+        s = ingest(ws, mapped, IngestOptions(source=source, fmt="jsonl", check_volume=False))
     finally:
         for m, fh in zip(mapped, locks, strict=True):
             Path(m).unlink(missing_ok=True)
