@@ -334,6 +334,9 @@ class MonitorConfig(_Section):
     sample_size: int = Field(200_000, ge=100, description="customers compared with the "
                              "version's reference")
     bins: int = Field(10, ge=2, le=100, description="quantile bins of the PSI")
+    spc_recent_weeks: int = Field(4, ge=1, description="weekly KPI points watched for "
+                                  "signals; the weeks before are the charts' baseline")
+    spc_baseline_weeks: int = Field(8, ge=3, description="baseline weeks a chart needs")
     # data quality, checked on every ingest against the source's recent batches
     min_history: int = Field(3, ge=1, description="earlier batches of a source needed "
                              "before its volume is judged")

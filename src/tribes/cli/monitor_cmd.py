@@ -61,6 +61,17 @@ def monitor(
                   ["segment", "name", "then", "now", "shift"],
                   [(r["segment_id"], r["name"], f"{r['share_ref']:.1%}",
                     f"{r['share_now']:.1%}", f"{r['shift']:+.1%}") for r in s.segments])
+    if report.charts:
+        flagged = [c for c in report.charts if c.signals]
+        short = {c.note for c in report.charts if c.note}
+        out.print(f"Control charts of weekly KPIs: {len(report.charts)} series "
+                  f"({', '.join(sorted({c.kpi for c in report.charts}))} per segment), "
+                  f"{len(flagged)} with a signal in the last {cfg.spc_recent_weeks} weeks"
+                  + (f"; {'; '.join(sorted(short))}" if short else ""))
+        if flagged:
+            out.table("Signals", ["segment", "KPI", "week", "value", "centre", "rule"],
+                      [(c.segment_id, c.kpi, s["week"], _n(s["value"]), _n(c.center),
+                        s["rule"]) for c in flagged for s in c.signals[:3]])
     for note in report.notes:
         out.print(f"[yellow]note:[/yellow] {note}")
     if report.new_alerts:

@@ -29,6 +29,7 @@ from tribes.models.methods import stored_segments
 from tribes.models.preprocess import Transform
 from tribes.models.run import sample_customers
 from tribes.monitor import alerts as alert_store
+from tribes.monitor import spc
 from tribes.monitor.drift import FeatureDrift, ShareShift, feature_drift, share_shift
 from tribes.store.runs import events_fingerprint, new_run_id, record_run
 from tribes.store.segments import active_version, get_run
@@ -44,6 +45,7 @@ class MonitorReport:
     as_of: str | None
     features: list[FeatureDrift]
     shares: ShareShift | None
+    charts: list[Any] = field(default_factory=list)  # spc.Chart per segment and KPI
     new_alerts: list[dict[str, Any]] = field(default_factory=list)
     open_alerts: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -59,6 +61,7 @@ class MonitorReport:
         return {"version": self.version, "reference_as_of": self.reference_as_of,
                 "as_of": self.as_of, "features": [f.as_dict() for f in self.features],
                 "shares": self.shares.as_dict() if self.shares else None,
+                "charts": [c.as_dict() for c in self.charts],
                 "new_alerts": self.new_alerts, "open_alerts": self.open_alerts,
                 "notes": self.notes, "thresholds": self.thresholds, "run_id": self.run_id,
                 "seconds": self.seconds}
@@ -173,12 +176,16 @@ def run_monitor(ws: Workspace, engine: Engine, *, record: bool = True,
         segs = run["segments"] or []
         shares = share_shift({int(s["segment_id"]): float(s["share"]) for s in segs},
                              {int(s["segment_id"]): str(s["name"]) for s in segs}, labels)
-    breaches = check(found, shares, cfg, version)
+    say("control charts of weekly segment KPIs")
+    charts = spc.charts(spc.weekly_kpis(engine, version), recent=cfg.spc_recent_weeks,
+                        baseline_min=cfg.spc_baseline_weeks)
+    names = {int(s["segment_id"]): str(s["name"]) for s in run["segments"] or []}
+    breaches = check(found, shares, cfg, version) + spc.chart_alerts(charts, names, version)
     feats_run = last_features(engine)
     report = MonitorReport(
         version=version, reference_as_of=snapshot.get("as_of"),
         as_of=(feats_run or {}).get("report", {}).get("as_of"), features=found,
-        shares=shares, notes=notes, thresholds=cfg.model_dump())
+        shares=shares, charts=charts, notes=notes, thresholds=cfg.model_dump())
     if not record:
         report.new_alerts = [{**b.row(0, started_at), "alert_id": None, "status": "found"}
                              for b in breaches]
