@@ -62,8 +62,9 @@ def test_report_is_self_contained(reports: dict[str, Path]) -> None:
                    "versions"):
         assert f"id='{anchor}'" in html
     assert "Do the segments differ?" in html and "class='card'" in html
-    for anchor in ("journeys", "cohorts", "trends", "anomalies"):
+    for anchor in ("journeys", "cohorts", "trends", "anomalies", "monitoring"):
         assert f"id='{anchor}'" in html
+    assert "Drift against version 1" in html and "Pipeline runs" in html
     # the transition network, segments over time and the 2-D map of unusual customers
     assert "Transition network" in html and "Segments over time" in html
     assert "Behavioral cohorts" in html and "<td>any purchase</td>" in html
@@ -73,7 +74,7 @@ def test_report_is_self_contained(reports: dict[str, Path]) -> None:
     # charts each section must draw on this data (counted in the HTML, not by the page)
     charts = {k: v.count("class=\"plotly-graph-div\"") for k, v in sections(html).items()}
     want = {"overview": 1, "features": 1, "k-selection": 1, "segments": 2, "journeys": 3,
-            "cohorts": 1, "trends": 1, "anomalies": 1, "clv": 4}
+            "cohorts": 1, "trends": 1, "anomalies": 1, "clv": 4, "monitoring": 2}
     assert {k: charts.get(k, 0) >= n for k, n in want.items()} == dict.fromkeys(want, True), (
         charts)
     assert "Lifetime value and churn risk" in html and "P(alive) of a customer" in html

@@ -13,7 +13,7 @@ def versions(ctx: ReportContext) -> str:
     if not rows:
         return empty("no segment versions yet; run tribes segment")
     return table(["version", "created (UTC)", "method", "k", "customers", "silhouette",
-                  "stability ARI", "parent", "active"],
+                  "stability ARI", "parent", "status"],
                  [(r["version"], str(r["created_at"])[:16], r["method"], r["k"],
                    r["customers"], r["silhouette"], r["stability_ari"], r["parent_version"],
-                   "active" if r["active"] else "") for r in rows])
+                   r["status"]) for r in rows])
