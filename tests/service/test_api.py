@@ -22,6 +22,7 @@ PERSON = "C0000003"
 VIEWER_ROUTES = [("get", "/v1/segments"), ("get", "/v1/personas"), ("get", "/v1/versions"),
                  ("get", "/v1/versions/diff?a=1&b=2"), ("get", "/metrics"),
                  ("get", "/v1/triggers/summary"), ("get", "/v1/alerts"),
+                 ("get", "/v1/monitor"),
                  ("get", "/v1/kpis"), ("get", "/v1/segments/history"), ("get", "/v1/me")]
 ANALYST_ROUTES = [("get", f"/v1/customers/{PERSON}"), ("get", f"/v1/customers/{PERSON}/segment"),
                   ("get", f"/v1/customers/{PERSON}/next-best-content"), ("get", "/v1/triggers")]
@@ -326,3 +327,17 @@ def test_alerts_for_viewers(client: TestClient, service_ws: Built) -> None:
     assert client.get("/v1/alerts", params={"status": "acked"}, headers=h).json()[
         "alerts"] == []
     _error(client.get("/v1/alerts", params={"status": "nope"}, headers=h), 422, "E_REQUEST")
+
+
+def test_last_drift_check_for_viewers(client: TestClient, service_ws: Built) -> None:
+    h = auth(service_ws.keys["viewer"])
+    assert client.get("/v1/monitor", headers=h).json()["available"] is False
+    from tribes.monitor.run import run_monitor
+
+    ws = open_workspace(service_ws.path)
+    with ws.engine() as engine:
+        run_monitor(ws, engine)
+    got = client.get("/v1/monitor", headers=h).json()
+    assert got["available"] and got["version"] == 2
+    assert {f["feature"] for f in got["features"]} == set(ws.config.segment.features)
+    assert all(f["psi"] == pytest.approx(0.0, abs=1e-9) for f in got["features"])

@@ -290,6 +290,24 @@ class Service:
         self.access.read("read.alerts", rows=len(rows))
         return {"status": status, "alerts": rows}
 
+    def monitor(self) -> dict[str, Any]:
+        """The last check of tribes monitor (aggregates): PSI and KS per feature, segment
+        shares then and now, the control charts' series."""
+        from tribes.monitor.run import STAGE
+        from tribes.store.runs import last_run
+
+        with self.ws.engine() as engine:
+            run = last_run(engine, STAGE)
+        self.access.read("read.monitor")
+        if run is None:
+            return {"available": False, "message": "no check yet: tribes monitor (or tribes "
+                    "run, or a schedule) makes one"}
+        rep = run["report"]
+        return {"available": True, "at": run["finished_at"], "version": rep.get("version"),
+                "as_of": rep.get("as_of"), "features": rep.get("features", []),
+                "shares": rep.get("shares"), "charts": rep.get("charts", []),
+                "thresholds": rep.get("thresholds", {})}
+
     def _segment_name(self, segment_id: int) -> str:
         p = self._persona(segment_id)
         return str(p["name"]) if p else f"Segment {segment_id}"

@@ -78,3 +78,10 @@ def alerts(request: Request, key: Viewer,
     """Alerts raised by tribes monitor, newest first: kind (drift.psi, drift.ks,
     segment.share), severity, subject, value, threshold, message and when."""
     return service(request).alerts(status, limit)
+
+
+@router.get("/v1/monitor", tags=["monitor"], responses=responses())
+def monitor(request: Request, key: Viewer) -> dict:
+    """The last drift check: PSI and Kolmogorov-Smirnov per feature against the active
+    version, segment shares then and now, and the weekly KPI control charts."""
+    return service(request).monitor()

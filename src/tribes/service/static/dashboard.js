@@ -80,6 +80,7 @@ async function overview() {
     ["method", v => v.method], ["k", v => v.k, true], ["customers", v => v.customers, true],
     ["silhouette", v => v.silhouette, true], ["stability ARI", v => v.stability_ari, true], ["status", v => v.status]],
     versions.versions);
+  await drift();
   await openAlerts();
   await recentTriggers(names);
   try {
@@ -110,6 +111,27 @@ async function recentTriggers(names) {
       ["type", r => r.type], ["customer", r => r.customer_key.slice(0, 12)],
       ["segment", r => r.segment_id === null ? null : (names[r.segment_id] || r.segment_id)],
       ["details", r => JSON.stringify(r.data).slice(0, 80)]], t.triggers.slice(0, 20));
+  } catch (e) {
+    note.textContent = e.message;
+  }
+}
+
+async function drift() {
+  const note = document.getElementById("drift-note");
+  const chart = document.getElementById("drift-chart");
+  try {
+    const m = await api("/v1/monitor");
+    if (!m.available) { note.textContent = m.message; chart.hidden = true; return; }
+    document.getElementById("drift-label").textContent = `version ${m.version}, checked ${String(m.at).slice(0, 16).replace("T", " ")} UTC`;
+    const t = m.thresholds || {};
+    note.textContent = `Population stability index per feature against the customers version ${m.version} was fitted on (≥ ${t.psi_warning} moderate, ≥ ${t.psi_critical} major).`;
+    const f = m.features || [];
+    chart.hidden = !f.length;
+    if (f.length) Plotly.newPlot("drift-chart", [{ type: "bar", x: f.map(r => r.feature), y: f.map(r => r.psi),
+      marker: { color: f.map(r => r.psi >= t.psi_critical ? "#d64545" : r.psi >= t.psi_warning ? "#d9822b" : "#2f6fde") } }],
+      { margin: { t: 10, r: 10, b: 90, l: 50 }, yaxis: { title: "PSI" },
+        shapes: [t.psi_warning, t.psi_critical].map(y => ({ type: "line", xref: "paper", x0: 0, x1: 1, y0: y, y1: y, line: { dash: "dot", color: "#888" } })) },
+      { displayModeBar: false, responsive: true });
   } catch (e) {
     note.textContent = e.message;
   }
