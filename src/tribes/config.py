@@ -306,6 +306,33 @@ class RealtimeConfig(_Section):
 
 
 
+class ActivationTarget(_Section):
+    """One place segment memberships go: an HTTP endpoint (the sync contract) or files."""
+
+    kind: Literal["http", "file"] = "http"
+    url: str = Field("", description="http: the endpoint that receives the batches")
+    secret_env: str = Field("TRIBES_ACTIVATION_SECRET", description="http: environment "
+                            "variable holding the signing secret")
+    batch_size: int = Field(500, ge=1, le=100_000, description="changes per request")
+    timeout: PositiveDuration = Field("10s")
+    max_attempts: int = Field(5, ge=1, description="tries per batch in one run")
+    backoff: PositiveDuration = Field("1s", description="wait before the first retry; "
+                                      "doubles after each failure")
+    path: str = Field("", description="file: directory of the exports (relative paths: "
+                      "to the workspace)")
+    format: Literal["csv", "parquet"] = "csv"
+    purposes: list[str] = Field(default_factory=lambda: ["analytics", "marketing"],
+                                description="consent purposes a customer must not have "
+                                "refused (opt-in mode: must have granted)")
+
+    @model_validator(mode="after")
+    def _complete(self) -> ActivationTarget:
+        if self.kind == "http" and not self.url.startswith(("http://", "https://")):
+            raise ValueError("an http activation target needs url = \"https://...\"")
+        if self.kind == "file" and not self.path:
+            raise ValueError("a file activation target needs path = \"exports/crm\"")
+        return self
+
 class OpsConfig(_Section):
     """``tribes run`` (and its schedule): what a new segment version does."""
 
@@ -379,6 +406,8 @@ class Config(_Section):
     realtime: RealtimeConfig = RealtimeConfig()
     monitor: MonitorConfig = MonitorConfig()
     ops: OpsConfig = OpsConfig()
+    # tribes activate --target NAME: [activation.NAME]
+    activation: dict[str, ActivationTarget] = Field(default_factory=dict)
     # user mapping tables per categorical column: raw spelling -> canonical value
     standardize: dict[str, dict[str, str]] = Field(default_factory=dict)
     # missing-value policy per table and column: drop | flag | median | mode | constant:<v>
@@ -537,6 +566,14 @@ null_rate_jump = 0.2      # ... a column's null share up 20 points
 activate = "if-stable"    # a new version: auto | if-stable (ARI >= min_ari) | review
 min_ari = 0.7
 resegment = true          # build a new segment version when the features changed
+
+# [activation.crm]        # tribes activate --target crm: memberships to a CRM/CDP (signed)
+# url = "https://crm.example.com/tribes/sync"
+# secret_env = "TRIBES_ACTIVATION_SECRET"   # the signing secret comes from the environment
+# [activation.lake]       # ... or files with a manifest: tribes activate --target lake
+# kind = "file"
+# path = "exports/segments"
+# format = "parquet"
 
 [privacy]
 consent_mode = "opt-out"  # "opt-in": only customers with an analytics grant are analyzed

@@ -106,6 +106,9 @@ def forget(ws: Workspace, engine: Engine, ident: str, *, reason: str = "") -> Er
             held = x.semi_join(m.filter(m.customer_key == key), "export_id")
             exports = engine.execute(held.select("export_id", "what", "path", "created_at")
                                      .order_by("created_at")).to_dict("records")
+        from tribes.activate.sync import owed_removals
+
+        owed = owed_removals(engine, key)  # targets holding them remove them next sync
         stored = set(engine.list_tables())
         for table in sorted((set(SCHEMAS) | {FEATURES_TABLE}) & stored - {"tombstones"}):
             t = engine.table(table)
@@ -127,6 +130,7 @@ def forget(ws: Workspace, engine: Engine, ident: str, *, reason: str = "") -> Er
         # the log keeps the pseudonymized key only, never the id as given
         engine.audit("forget", target=key or "", keys=[key] if key else [], rows=result.rows,
                      detail={"reason": reason, "ids": len(pids), "deleted": deleted,
+                             "activation_removals_owed": owed,
                              "exports": [e["export_id"] for e in exports],
                              "realtime": live})
     return result

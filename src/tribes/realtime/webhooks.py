@@ -160,10 +160,18 @@ def registry(ws: Workspace) -> Registry:
 def post(hook: Hook, trigger: Trigger, attempt: int, timeout: float) -> tuple[bool, str]:
     """Deliver once: (success, what happened)."""
     body = json.dumps(trigger.to_dict(), sort_keys=True, separators=(",", ":")).encode()
-    req = urllib.request.Request(hook.url, data=body, method="POST", headers={
+    return post_signed(hook.url, hook.secret, body, idempotency_key=trigger.trigger_id,
+                       event=trigger.kind, attempt=attempt, timeout=timeout)
+
+
+def post_signed(url: str, secret: str, body: bytes, *, idempotency_key: str, event: str,
+                attempt: int, timeout: float) -> tuple[bool, str]:
+    """POST ``body`` (JSON) signed with ``secret`` once: (success, what happened). Every
+    failure (refused, timed out, not 2xx, a bad URL) is a failure, never an exception."""
+    req = urllib.request.Request(url, data=body, method="POST", headers={
         "Content-Type": "application/json", "User-Agent": f"tribes/{__version__}",
-        SIGNATURE_HEADER: sign(hook.secret, body), "Idempotency-Key": trigger.trigger_id,
-        "X-Tribes-Event": trigger.kind, "X-Tribes-Attempt": str(attempt)})
+        SIGNATURE_HEADER: sign(secret, body), "Idempotency-Key": idempotency_key,
+        "X-Tribes-Event": event, "X-Tribes-Attempt": str(attempt)})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return 200 <= resp.status < 300, f"HTTP {resp.status}"

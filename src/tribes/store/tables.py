@@ -194,6 +194,20 @@ ALERTS = ibis.schema({
     "message": "string", "detail": "string", "version": "int64", "acked_at": TS,
     "acked_by": "string", "note": "string",
 })
+# tribes activate: what each target holds now (as last delivered), every sync, and the
+# removals an erasure owes a target (by pseudonymized id, as tombstones keep it)
+ACTIVATION_STATE = ibis.schema({
+    "target": "string", "customer_key": "string", "segment_id": "int64", "synced_at": TS,
+})
+ACTIVATION_SYNCS = ibis.schema({
+    "sync_id": "string", "target": "string", "kind": "string", "started_at": TS,
+    "finished_at": TS, "version": "int64", "segments": "string", "upserts": "int64",
+    "removals": "int64", "batches": "int64", "delivered": "int64", "status": "string",
+    "error": "string", "location": "string",
+})
+ACTIVATION_REMOVALS = ibis.schema({
+    "target": "string", "id": "string", "segment_id": "int64", "erased_at": TS,
+})
 SCHEMAS: dict[str, ibis.Schema] = {
     "events": EVENTS,
     "quarantine": QUARANTINE,
@@ -216,6 +230,9 @@ SCHEMAS: dict[str, ibis.Schema] = {
     "export_members": EXPORT_MEMBERS,
     "webhook_deadletters": WEBHOOK_DEADLETTERS,
     "alerts": ALERTS,
+    "activation_state": ACTIVATION_STATE,
+    "activation_syncs": ACTIVATION_SYNCS,
+    "activation_removals": ACTIVATION_REMOVALS,
 }
 
 

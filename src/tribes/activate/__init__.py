@@ -1,0 +1,1 @@
+"""Activation: segment memberships into CRM/CDP tools and files (DESIGN §7)."""
