@@ -10,6 +10,7 @@ import typer
 
 from tribes import __version__
 from tribes.cli import (
+    ab_cmd,
     activate_cmd,
     anomalies_cmd,
     audit_cmd,
@@ -118,6 +119,7 @@ app.add_typer(clv_cmd.app, name="clv")
 run_cmd.register(app)
 monitor_cmd.register(app)
 activate_cmd.register(app)
+ab_cmd.register(app)
 synth_cmd.register(app)
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(keys_cmd.app, name="keys")

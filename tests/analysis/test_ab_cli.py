@@ -1,0 +1,56 @@
+"""tribes ab analyze on a workspace: assignments by raw customer id, outcomes from the
+events after each exposure, per segment of the active version."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import CliResult
+from tests.monitor.conftest import built, shop  # noqa: F401
+from tribes.privacy.pseudonymize import pseudonym
+from tribes.workspace import open_workspace
+
+
+def test_ab_analyze_cli(shop, cli: Callable[..., CliResult], tmp_path) -> None:  # noqa: F811
+    ws, data = shop
+    truth = pd.read_csv(data / "ground_truth.csv")
+    w = open_workspace(ws)
+    with w.engine(read_only=True) as engine:
+        ev = engine.execute(engine.table("events").select("customer_id", "event_type", "ts",
+                                                          "amount"))
+        known_ids = set(engine.execute(engine.table("identities"))["id"])
+    start = pd.to_datetime(ev.ts, utc=True).min() + pd.Timedelta(days=20)
+    ids = truth.customer_id.tolist() + ["NOBODY-1"]
+    exp = pd.DataFrame({"user_id": ids,
+                        "group": ["A" if i % 2 else "B" for i in range(len(ids))],
+                        "exposed_at": [start.isoformat()] * len(ids)})
+    path = tmp_path / "exp.csv"
+    exp.to_csv(path, index=False)
+    r = cli("-w", ws, "ab", "analyze", "--assignments", path, "--metric", "conversion",
+            "--window", "14d", "--json")
+    assert r.code == 0, r.err
+    res = r.json()
+    assert res["control"] == "A" and res["treatment"] == "B"
+    secret = w.secret()
+    never_seen = sum(pseudonym(c, secret) not in known_ids for c in ids)
+    assert res["customers"] == len(ids) and res["unknown_ids"] == never_seen >= 1
+    assert {s["segment_id"] for s in res["segments"]} == {0, 1, 2}
+    n = res["overall"]["n_control"] + res["overall"]["n_treatment"]
+    assert n == len(ids) - res["excluded_by_consent"]
+    # the control's conversion, by hand from the events: a purchase in the 14 days after
+    key = {pseudonym(c, secret): c for c in truth.customer_id}
+    ts = pd.to_datetime(ev.ts, utc=True)
+    bought = ev[(ev.event_type == "purchase") & (ts > start)
+                & (ts <= start + pd.Timedelta(days=14))].customer_id.map(key).dropna()
+    control = exp[exp.group == "A"].user_id
+    want = np.mean([c in set(bought) for c in control])
+    assert res["overall"]["control"] == pytest.approx(want)
+    assert res["statement"]
+    text = cli("-w", ws, "ab", "analyze", "-a", path, "--metric", "revenue", "--by", "none")
+    assert text.code == 0 and "Uplift" in text.out
+    bad = cli("-w", ws, "ab", "analyze", "-a", path, "--metric", "clicks")
+    assert bad.code != 0
