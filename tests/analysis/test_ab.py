@@ -24,6 +24,7 @@ def test_intervals_and_tests_agree_with_statsmodels_and_scipy() -> None:
     rng = np.random.default_rng(0)
     a, b = rng.gamma(2, 10, 400), rng.gamma(2.2, 11, 300)
     d, lo, hi, p = st.welch(a, b)
+    assert d == pytest.approx(b.mean() - a.mean())
     ref = stats.ttest_ind(b, a, equal_var=False)
     assert p == pytest.approx(ref.pvalue)
     ci = ref.confidence_interval(0.95)

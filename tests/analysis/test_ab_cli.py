@@ -24,7 +24,7 @@ def test_ab_analyze_cli(shop, cli: Callable[..., CliResult], tmp_path) -> None: 
                                                           "amount"))
         known_ids = set(engine.execute(engine.table("identities"))["id"])
     start = pd.to_datetime(ev.ts, utc=True).min() + pd.Timedelta(days=20)
-    ids = truth.customer_id.tolist() + ["NOBODY-1"]
+    ids = [*truth.customer_id.tolist(), "NOBODY-1"]
     exp = pd.DataFrame({"user_id": ids,
                         "group": ["A" if i % 2 else "B" for i in range(len(ids))],
                         "exposed_at": [start.isoformat()] * len(ids)})
