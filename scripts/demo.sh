@@ -52,6 +52,30 @@ echo "== behavioral cohorts, used as a filter"
 echo "== monitoring: today's customers against the active version (drift, shares)"
 "$TRIBES" -w "$WS" monitor
 "$TRIBES" -w "$WS" alerts list
+echo "== the whole pipeline again: nothing changed, so nothing is rebuilt"
+"$TRIBES" -w "$WS" run
+echo "== activation: memberships as files with a manifest (an http target gets signed batches)"
+cat >> "$WS/tribes.toml" <<'TOML'
+
+[activation.lake]
+kind = "file"
+path = "exports/lake"
+format = "parquet"
+TOML
+"$TRIBES" -w "$WS" activate --target lake --dry-run
+"$TRIBES" -w "$WS" activate --target lake
+echo "== an A/B test by segment (random assignment, no real campaign: nothing should respond)"
+PY="$(dirname "$(command -v "$TRIBES")")/python"
+"$PY" - "$DEMO" <<'PY'
+import sys, pandas as pd
+demo = sys.argv[1]
+ids = pd.read_csv(f"{demo}/data/ground_truth.csv").customer_id
+pd.DataFrame({"customer_id": ids, "variant": ["control", "treatment"] * (len(ids) // 2)
+              + ["control"] * (len(ids) % 2),
+              "exposed_at": "2026-05-01T00:00:00Z"}).sample(frac=1, random_state=1).to_csv(
+    f"{demo}/experiment.csv", index=False)
+PY
+"$TRIBES" -w "$WS" ab analyze --assignments "$DEMO/experiment.csv" --metric conversion --window 14d
 echo "== the report"
 "$TRIBES" -w "$WS" report --out "$DEMO/report.html"
 echo "== one customer"
