@@ -120,3 +120,16 @@ def srm(counts: list[int], split: list[float]) -> float:
     n = sum(counts)
     expected = np.asarray(split, dtype=float) / sum(split) * n
     return float(stats.chisquare(counts, expected).pvalue) if n else float("nan")
+
+
+def heterogeneity(effects: list[float], ses: list[float]) -> tuple[float, float]:
+    """Cochran's Q of effects with standard errors ``ses`` and its p-value: do the
+    segments' uplifts differ more than their noise allows?"""
+    d, se = np.asarray(effects, dtype=float), np.asarray(ses, dtype=float)
+    ok = se > 0
+    d, w = d[ok], 1.0 / se[ok] ** 2
+    if len(d) < 2:
+        return float("nan"), float("nan")
+    mean = float((w * d).sum() / w.sum())
+    q = float((w * (d - mean) ** 2).sum())
+    return q, float(stats.chi2.sf(q, len(d) - 1))

@@ -95,6 +95,7 @@ class Prepared:
     x: np.ndarray
     sub_idx: np.ndarray  # rows of x used for k selection and stability
     stats: dict[str, dict[str, float | None]]  # per feature on the sample: the data snapshot
+    keys: np.ndarray | None = None  # customer_key of each row of x
 
 
 def prepare(ws: Workspace, engine: Engine, cfg: SegmentConfig, method: str,
@@ -129,7 +130,8 @@ def prepare(ws: Workspace, engine: Engine, cfg: SegmentConfig, method: str,
     sub_idx = np.arange(len(x)) if len(x) <= cfg.selection_sample else np.sort(
         rng.choice(len(x), cfg.selection_sample, replace=False))
     return Prepared(t, feats, n, transform, x, sub_idx,
-                    _stats(sample, feats, bins=ws.config.monitor.bins))
+                    _stats(sample, feats, bins=ws.config.monitor.bins),
+                    keys=sample["customer_key"].to_numpy())
 
 
 def _stats(sample: pd.DataFrame, feats: list[str], bins: int = 10) -> dict[str, Any]:
@@ -247,8 +249,13 @@ def choose_k(ws: Workspace, engine: Engine, *, method: str = "kmeans",
 
 def compare_methods(ws: Workspace, engine: Engine, methods: list[str], *,
                     k: int | None = None, features: list[str] | None = None,
-                    progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
-    """Fit each method on the same sample and features; quality side by side (not stored)."""
+                    progress: Callable[[str], None] | None = None,
+                    campaign: Any = None) -> list[dict[str, Any]]:
+    """Fit each method on the same sample and features; quality side by side (not stored),
+    with how well each separates business KPIs and, given a ``campaign``
+    (:class:`tribes.models.refine.Campaign`), how differently its segments respond."""
+    from tribes.models.refine import campaign_uplift, kpi_separation, sample_kpis
+
     say = progress or (lambda s: None)
     cfg = ws.config.segment
     bad = [m for m in methods if m not in METHODS or m == "rfm"]
@@ -256,18 +263,23 @@ def compare_methods(ws: Workspace, engine: Engine, methods: list[str], *,
         raise InputError(f"cannot compare {bad}; use {', '.join(METHODS[:-1])}",
                          code="E_METHOD")
     p = prepare(ws, engine, cfg, methods[0], features, say)
+    kpis = sample_kpis(engine, p.keys, churn_days=ws.config.clv.churn_days)
     rows = []
     for m in methods:
         t0 = time.perf_counter()
-        _, kk, metrics = fit_method(p, m, k, parse_k_range(cfg.k_range), cfg,
-                                    lambda s, m=m: say(f"{m}: {s}"))  # type: ignore[misc]
+        fitted, kk, metrics = fit_method(p, m, k, parse_k_range(cfg.k_range), cfg,
+                                         lambda s, m=m: say(f"{m}: {s}"))  # type: ignore[misc]
         stab = metrics.get("stability") or {}
+        extra = {"kpi_separation": kpi_separation(kpis, fitted.labels)}
+        if campaign is not None:
+            say(f"{m}: campaign uplift per segment")
+            extra["campaign"] = campaign_uplift(campaign, fitted, p)
         rows.append({"method": m, "k": kk, "silhouette": metrics.get("silhouette"),
                      "calinski_harabasz": metrics.get("calinski_harabasz"),
                      "davies_bouldin": metrics.get("davies_bouldin"),
                      "stability_ari": stab.get("ari_mean"),
                      "noise_share": metrics.get("noise_share"),
-                     "seconds": round(time.perf_counter() - t0, 2)})
+                     **extra, "seconds": round(time.perf_counter() - t0, 2)})
     return rows
 
 

@@ -1,0 +1,107 @@
+"""Choosing a segmentation by what it does for the business (``segment compare``).
+
+For each candidate on the same sample: how well its segments separate business KPIs
+(eta squared: the share of a KPI's variance between segments, with a Kruskal-Wallis
+test), and, given a past campaign, how differently its segments responded (the uplift
+per segment, how many respond after correction, and Cochran's Q test of whether the
+uplifts differ more than their noise allows).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import ibis
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from tribes.analysis import abstats
+from tribes.analysis.ab import Design, analyze
+from tribes.engine import Engine
+
+KPIS = ("buyer", "monetary", "frequency", "churned", "engagement_score")
+
+
+def sample_kpis(engine: Engine, keys: np.ndarray | None, *, churn_days: int = 60
+                ) -> pd.DataFrame:
+    """Per customer of the sample (in its order): the KPIs from customer_features."""
+    if keys is None or not len(keys):
+        return pd.DataFrame(columns=list(KPIS))
+    f = engine.table("customer_features")
+    cols = [c for c in ("monetary", "frequency", "recency_days", "engagement_score")
+            if c in f.columns]
+    wanted = ibis.memtable(pd.DataFrame({"k": keys}))
+    df = engine.execute(f.join(wanted, f.customer_key == wanted.k).select(
+        "customer_key", *cols)).set_index("customer_key").reindex(keys)
+    out = pd.DataFrame(index=df.index)
+    if "frequency" in df:
+        out["buyer"] = (df["frequency"] > 0).astype(float)
+        out["frequency"] = df["frequency"].astype(float)
+    if "monetary" in df:
+        out["monetary"] = df["monetary"].astype(float)
+    if "recency_days" in df:
+        out["churned"] = (df["recency_days"] > churn_days).astype(float)
+    if "engagement_score" in df:
+        out["engagement_score"] = df["engagement_score"].astype(float)
+    return out.reset_index(drop=True)
+
+
+def eta_squared(values: np.ndarray, labels: np.ndarray) -> float:
+    """Between-segment share of the variance of ``values``."""
+    ok = ~np.isnan(values)
+    v, g = values[ok], labels[ok]
+    if len(v) < 2 or v.var() == 0:
+        return float("nan")
+    mean = v.mean()
+    between = sum(len(v[g == k]) * (v[g == k].mean() - mean) ** 2 for k in np.unique(g))
+    return float(between / ((v - mean) ** 2).sum())
+
+
+def kpi_separation(kpis: pd.DataFrame, labels: np.ndarray) -> dict[str, Any]:
+    """eta squared and the Kruskal-Wallis p-value per KPI, and their mean."""
+    labels = np.asarray(labels)
+    per: dict[str, dict[str, float]] = {}
+    for c in kpis.columns:
+        v = kpis[c].to_numpy(dtype=float)
+        groups = [v[(labels == k) & ~np.isnan(v)] for k in np.unique(labels)]
+        groups = [g for g in groups if len(g)]
+        distinct = np.unique(v[~np.isnan(v)]).size
+        p = float(stats.kruskal(*groups).pvalue) if len(groups) > 1 and distinct > 1 \
+            else float("nan")
+        per[c] = {"eta2": eta_squared(v, labels), "kruskal_p": p}
+    etas = [x["eta2"] for x in per.values() if x["eta2"] == x["eta2"]]
+    return {"mean_eta2": float(np.mean(etas)) if etas else None, "kpis": per}
+
+
+@dataclass
+class Campaign:
+    """A past experiment: per exposed customer the outcome (ab.outcomes) and features."""
+
+    outcomes: pd.DataFrame  # customer_key, variant, y, x[, n]
+    features: pd.DataFrame  # customer_key and the features of the candidates
+    design: Design
+
+
+def campaign_uplift(c: Campaign, fitted: Any, p: Any) -> dict[str, Any]:
+    """The campaign measured with a candidate's segments."""
+    feats = c.features.set_index("customer_key")
+    have = c.outcomes[c.outcomes.customer_key.isin(feats.index)].copy()
+    if have.empty:
+        return {"note": "no exposed customer has features"}
+    x = p.transform.apply(feats.loc[have.customer_key].reset_index())
+    have["segment_id"] = np.asarray(fitted.predict(x), dtype=float)
+    res = analyze(have, c.design)
+    key = "cuped" if res["cuped"] else None
+    tested = [s for s in res["segments"] if "p_adjusted" in s]
+    z = stats.norm.ppf(1 - c.design.alpha / 2)
+    effects = [(s[key] if key else s)["uplift"] for s in tested]
+    ses = [((s[key] if key else s)["ci"][1] - (s[key] if key else s)["ci"][0]) / (2 * z)
+           for s in tested]
+    q, q_p = abstats.heterogeneity(effects, ses)
+    return {"responding": sum(bool(s["responds"]) for s in tested),
+            "segments_tested": len(tested),
+            "uplift": {str(s["segment_id"]): e for s, e in zip(tested, effects, strict=True)},
+            "best_uplift": max(effects) if effects else None,
+            "heterogeneity_q": q, "heterogeneity_p": q_p, "customers": len(have)}

@@ -1,0 +1,80 @@
+"""segment compare for the business: KPI separation per candidate, and a past campaign
+measured with each candidate's segments (a planted effect in one group is found by the
+segmentation that isolates it)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import ibis
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import make_blobs
+
+from tests.conftest import CliResult
+from tests.monitor.conftest import built, shop  # noqa: F401
+from tribes.analysis.ab import Design
+from tribes.models.refine import Campaign, eta_squared
+from tribes.models.run import compare_methods
+from tribes.workspace import init_workspace
+
+FEATS = ["f1", "f2", "f3"]
+
+
+def test_eta_squared_by_hand() -> None:
+    v = np.array([1.0, 2.0, 3.0, 10.0, 11.0, 12.0])
+    g = np.array([0, 0, 0, 1, 1, 1])
+    # between: 3 * (2 - 6.5)^2 * 2 = 121.5; total: 121.5 + 4 = 125.5
+    assert eta_squared(v, g) == pytest.approx(121.5 / 125.5)
+
+
+def test_the_segmentation_that_isolates_the_responders_shows_them(tmp_path: Path) -> None:
+    ws = init_workspace(tmp_path / "ws")
+    x, y = make_blobs(n_samples=4000, centers=4, n_features=3, cluster_std=0.7,
+                      random_state=2)
+    rng = np.random.default_rng(0)
+    keys = [f"c{i:05d}" for i in range(len(x))]
+    df = pd.DataFrame(x, columns=FEATS).assign(
+        customer_key=keys, monetary=np.where(y == 0, 500.0, 50.0) + rng.normal(0, 10, len(y)),
+        frequency=rng.poisson(2, len(y)).astype(float), recency_days=rng.uniform(0, 90, len(y)))
+    with ws.engine() as engine:
+        engine.replace_table("customer_features", ibis.memtable(df))
+    variant = np.where(rng.random(len(y)) < 0.5, "control", "treatment")
+    base = 0.10 + 0.2 * (variant == "treatment") * (y == 0)  # only group 0 responds
+    outcome = pd.DataFrame({"customer_key": keys, "variant": variant,
+                            "y": (rng.random(len(y)) < base).astype(float),
+                            "x": np.zeros(len(y))})
+    camp = Campaign(outcomes=outcome, features=df[["customer_key", *FEATS]],
+                    design=Design(metric="conversion", control="control",
+                                  treatment="treatment", cuped=False))
+    with ws.engine(read_only=True) as engine:
+        four = compare_methods(ws, engine, ["kmeans"], k=4, features=FEATS,
+                               campaign=camp)[0]
+        two = compare_methods(ws, engine, ["kmeans"], k=2, features=FEATS,
+                              campaign=camp)[0]
+    assert four["kpi_separation"]["kpis"]["monetary"]["eta2"] > 0.9
+    assert four["campaign"]["responding"] == 1
+    assert four["campaign"]["heterogeneity_p"] < 1e-6
+    assert four["campaign"]["best_uplift"] == pytest.approx(0.2, abs=0.05)
+    # two segments mix the responders with others: a diluted best uplift
+    assert two["campaign"]["best_uplift"] < four["campaign"]["best_uplift"]
+
+
+def test_compare_cli_with_a_campaign(shop, cli: Callable[..., CliResult],  # noqa: F811
+                                     tmp_path: Path) -> None:
+    ws, data = shop
+    ids = pd.read_csv(data / "ground_truth.csv").customer_id
+    exp = pd.DataFrame({"customer_id": ids, "variant": ["control", "treatment"] * (
+        len(ids) // 2) + ["control"] * (len(ids) % 2), "exposed_at": "2026-02-01T00:00:00Z"})
+    path = tmp_path / "exp.csv"
+    exp.to_csv(path, index=False)
+    r = cli("-w", ws, "segment", "compare", "kmeans", "gmm", "--k", "3", "--assignments",
+            path, "--window", "30d", "--json")
+    assert r.code == 0, r.err
+    rows = r.json()["methods"]
+    assert [x["method"] for x in rows] == ["kmeans", "gmm"]
+    for x in rows:
+        assert x["kpi_separation"]["mean_eta2"] is not None
+        assert x["campaign"]["segments_tested"] >= 2
