@@ -47,6 +47,7 @@ def built_service_ws(tmp_path_factory: pytest.TempPathFactory) -> Built:
     tribes(*w, "personas")
     tribes(*w, "clv", "fit")
     tribes(*w, "clv", "score")
+    tribes(*w, "monitor")
     keys = {role: create_key(path, name=f"test-{role}", role=role)[0]
             for role in ("viewer", "analyst", "admin")}
     return Built(path=path, data=data, keys=keys)

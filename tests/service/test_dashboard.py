@@ -91,7 +91,8 @@ def test_dashboard_login_charts_and_roles(server: str, service_ws: Built) -> Non
         # no stream here: the triggers card says so
         page.wait_for_selector("#triggers-note:has-text('no real-time state')")
         page.wait_for_selector("#alerts-note:has-text('No open alert')")
-        page.wait_for_selector("#drift-note:has-text('no check yet')")
+        page.wait_for_selector("#drift-chart .main-svg")  # PSI per feature
+        page.wait_for_selector("#drift-note:has-text('Population stability index')")
         assert not page.is_visible("#nav-customers")
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "dashboard-overview.png"), full_page=True)

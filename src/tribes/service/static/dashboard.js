@@ -132,9 +132,32 @@ async function drift() {
       { margin: { t: 10, r: 10, b: 90, l: 50 }, yaxis: { title: "PSI" },
         shapes: [t.psi_warning, t.psi_critical].map(y => ({ type: "line", xref: "paper", x0: 0, x1: 1, y0: y, y1: y, line: { dash: "dot", color: "#888" } })) },
       { displayModeBar: false, responsive: true });
+    controlChart(m.charts || []);
   } catch (e) {
     note.textContent = e.message;
   }
+}
+
+function controlChart(charts) {
+  // the weekly KPI series with a signal (else the first segment's size): values, centre, ±3 sigma
+  const drawn = charts.filter(c => c.center !== null);
+  const spcNote = document.getElementById("spc-note");
+  if (!drawn.length) { spcNote.textContent = charts.length ? `Control charts: ${charts[0].note}` : ""; return; }
+  const flagged = drawn.filter(c => c.signals.length);
+  const c = flagged[0] || drawn[0];
+  const el = document.getElementById("spc-chart");
+  el.hidden = false;
+  const line = (y, dash) => ({ type: "scatter", mode: "lines", x: [c.weeks[0], c.weeks[c.weeks.length - 1]], y: [y, y],
+    line: { color: "#888", dash, width: 1 }, hoverinfo: "skip", showlegend: false });
+  Plotly.newPlot("spc-chart", [
+    { type: "scatter", mode: "lines+markers", x: c.weeks, y: c.values, name: c.kpi, line: { color: "#2f6fde" }, showlegend: false },
+    line(c.center, "solid"), line(c.center + 3 * c.sigma, "dash"), line(c.center - 3 * c.sigma, "dash"),
+    { type: "scatter", mode: "markers", x: c.signals.map(s => s.week), y: c.signals.map(s => s.value), text: c.signals.map(s => s.rule),
+      marker: { color: "#d64545", size: 11, symbol: "x" }, showlegend: false }],
+    { margin: { t: 30, r: 10, b: 40, l: 50 }, title: { text: `segment ${c.segment_id}: weekly ${c.kpi}`, font: { size: 13 } } },
+    { displayModeBar: false, responsive: true });
+  spcNote.textContent = flagged.length ? `${flagged.length} weekly KPI series with a control-chart signal; the first is shown.`
+    : `No control-chart signal in ${drawn.length} weekly KPI series.`;
 }
 
 async function openAlerts() {
@@ -143,7 +166,7 @@ async function openAlerts() {
     const a = await api("/v1/alerts?status=open&limit=50");
     note.textContent = a.alerts.length ? `${a.alerts.length} open; tribes alerts ack ID closes one.`
       : "No open alert: the last check of tribes monitor found no drift.";
-    table("alerts", [["#", r => r.alert_id, true], ["since (UTC)", r => String(r.created_at).slice(0, 16).replace("T", " ")],
+    if (a.alerts.length) table("alerts", [["#", r => r.alert_id, true], ["since (UTC)", r => String(r.created_at).slice(0, 16).replace("T", " ")],
       ["severity", r => r.severity], ["kind", r => r.kind], ["subject", r => r.subject],
       ["what", r => r.message]], a.alerts);
   } catch (e) {
