@@ -22,7 +22,7 @@ def monitor(
 ) -> None:
     """Compare today's customers with the active segment version: PSI and
     Kolmogorov-Smirnov per feature, and the segment shares its model gives today
-    (chi-square). Breaches of the [monitor] thresholds in tribes.toml become alerts: in
+    (chi-square). Breaches of the \\[monitor] thresholds in tribes.toml become alerts: in
     the alerts table (tribes alerts list), the log, and webhooks subscribed to alert.*.
 
     Build today's features first (tribes run, or tribes features); an alert stays open,

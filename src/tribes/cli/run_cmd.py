@@ -31,7 +31,7 @@ def run(
     sessions), features, cohorts, the drift check against the active version (tribes
     monitor), a new segment version built like the active one (same method, features and
     k; segment ids kept), compared with it (migration matrix, ARI, KPI deltas), made
-    active or held for review by [ops] activate in tribes.toml, and its personas.
+    active or held for review by \\[ops] activate in tribes.toml, and its personas.
 
     Idempotent: a second run on the same events changes nothing. The first segment
     version is yours to choose: tribes segment. Every run is kept: tribes run-history.
