@@ -93,6 +93,9 @@ def history(
     with ws.engine(read_only=True) as engine:
         rows = syncs(engine, target)
     out.result({"syncs": rows})
+    if not rows:
+        out.print("No sync yet: tribes activate --target NAME")
+        return
     out.table("Syncs", ["finished (UTC)", "target", "version", "upserts", "removals",
                         "batches", "status", "where"],
               [(str(r["finished_at"])[:16], r["target"], r["version"], r["upserts"],

@@ -141,6 +141,9 @@ def list_(
     with ws.engine(read_only=True) as engine:
         rows = list_alerts(engine, status=status, kind=kind, limit=limit)
     out.result({"alerts": rows})
+    if not rows:
+        out.print(f"No {'' if status == 'all' else status + ' '}alerts.")
+        return
     out.table(f"Alerts ({status})", ["#", "since", "severity", "kind", "subject", "value",
                                      "threshold", "message", "acked"],
               [(a["alert_id"], str(a["created_at"])[:16].replace("T", " "),
@@ -148,8 +151,6 @@ def list_(
                 f"{a['value']:.3g}", f"{a['threshold']:g}", a["message"],
                 "" if not a["acked_at"] else f"{a['acked_by']} {str(a['acked_at'])[:10]}")
                for a in rows])
-    if not rows:
-        out.print(f"No {'' if status == 'all' else status + ' '}alerts.")
 
 
 @alerts_app.command()

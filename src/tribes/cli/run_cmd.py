@@ -94,6 +94,9 @@ def history(
     with ws.engine(read_only=True) as engine:
         rows = runs(engine, limit)
     out.result({"runs": rows})
+    if not rows:
+        out.print("No run yet: tribes run")
+        return
     out.table("Pipeline runs", ["started (UTC)", "new version", "decision", "ARI", "alerts",
                                 "s", "steps done"],
               [(str(r["started_at"])[:16], r.get("version"), r.get("decision") or "",
@@ -101,8 +104,6 @@ def history(
                 r.get("seconds"),
                 ", ".join(k for k, v in (r.get("steps") or {}).items() if v == "done"))
                for r in rows])
-    if not rows:
-        out.print("No run yet: tribes run")
 
 
 def schedule(
