@@ -65,7 +65,25 @@ def test_a_shift_in_the_recent_weeks_is_signalled_and_noise_is_not() -> None:
     assert "rule 1" in kinds and "ewma" in kinds
     assert all(sig["index"] >= 20 for sig in s.signals)  # only the recent weeks
     short = chart(1, "size", weeks[:6], calm[:6], recent=4, baseline_min=8)
-    assert short.signals == [] and "need 12" in short.note
+    assert short.signals == [] and "the charts need 8" in short.note
+
+
+def test_only_weeks_after_the_version_are_watched() -> None:
+    """A segment's history up to the version trends by construction (it is how the
+    segment was chosen): it is the baseline, and only the weeks since are judged."""
+    rng = np.random.default_rng(9)
+    weeks = [f"w{i}" for i in range(20)]
+    growing = np.linspace(50, 150, 20) + rng.normal(0, 3, 20)  # a new-customers segment
+    at_build = chart(1, "size", weeks[:16], growing[:16], recent=4, baseline_min=8,
+                     first_new=16)
+    assert at_build.signals == [] and "no complete week since" in at_build.note
+    calm = np.r_[rng.normal(100, 5, 16), rng.normal(100, 5, 4)]
+    assert chart(1, "size", weeks, calm, recent=4, baseline_min=8, first_new=16).signals == []
+    dropped = calm.copy()
+    dropped[16:] -= 30
+    s = chart(1, "size", weeks, dropped, recent=4, baseline_min=8, first_new=16)
+    assert s.signals and min(sig["index"] for sig in s.signals) >= 16
+    assert s.center == pytest.approx(calm[:16].mean())
 
 
 def test_weekly_kpis_agree_with_pandas(shop) -> None:

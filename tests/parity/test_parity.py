@@ -104,10 +104,11 @@ def test_table_is_equal(stored: dict[str, dict[str, pd.DataFrame]], name: str) -
 def test_pipeline_touches_every_table(stored: dict[str, dict[str, pd.DataFrame]]) -> None:
     empty = {n for n, df in stored["duckdb"].items() if df.empty}
     # overrides are typed in by people, dead letters written by tribes stream's webhook
-    # delivery, alerts only when a check finds a breach; everything else the pipeline
-    # wrote
+    # delivery, alerts only when a check finds a breach, activation tables by tribes
+    # activate; everything else the pipeline wrote
     assert empty <= {"persona_overrides", "personas", "webhook_deadletters",
-                     "alerts"}, empty
+                     "alerts", "activation_state", "activation_syncs",
+                     "activation_removals"}, empty
 
 
 @pytest.mark.parametrize("step", ["ingest_web", "ingest_app", "ingest_pos", "ingest_support",

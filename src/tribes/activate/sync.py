@@ -44,7 +44,7 @@ from tribes.config import ActivationTarget, parse_duration
 from tribes.engine import Engine
 from tribes.errors import InputError
 from tribes.privacy.consent import consent_filter
-from tribes.store.segments import active_segments, active_version, get_run
+from tribes.store.segments import active_segments, active_version, get_run, segment_names
 from tribes.store.tables import ACTIVATION_STATE, ACTIVATION_SYNCS, EXPORTS
 from tribes.workspace import Workspace
 
@@ -128,7 +128,7 @@ def plan(ws: Workspace, engine: Engine, target: str, *, segments: list[int] | No
         raise InputError(f"version {version} has no segment {unknown}; its segments: "
                          f"{', '.join(f'{i} {n}' for i, n in sorted(known.items()))}",
                          code="E_SEGMENT")
-    names = _segment_names(engine, version, known)
+    names = segment_names(engine, version)
     members = _members(ws, engine, cfg, segments)
     st = engine.table(STATE)
     held = st.filter(st.target == target).select(h_key="customer_key", h_seg="segment_id")
@@ -149,13 +149,6 @@ def plan(ws: Workspace, engine: Engine, target: str, *, segments: list[int] | No
     upserts["segment"] = [names.get(int(s), f"Segment {s}") for s in upserts["segment_id"]]
     return Plan(target=target, version=version, segments=segments, upserts=upserts,
                 removals=removals.reset_index(drop=True), full=full)
-
-
-def _segment_names(engine: Engine, version: int, fallback: dict[int, str]) -> dict[int, str]:
-    """Persona names where there are personas, else the version's segment names."""
-    p = engine.table("personas")
-    df = engine.execute(p.filter(p.version == version).select("segment_id", "name"))
-    return {**fallback, **{int(r.segment_id): str(r.name) for r in df.itertuples()}}
 
 
 def batches(p: Plan, size: int) -> list[dict[str, Any]]:

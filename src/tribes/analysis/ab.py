@@ -29,7 +29,8 @@ from tribes.errors import InputError
 from tribes.prep.sessions import keyed_events
 from tribes.privacy.consent import consent_filter
 from tribes.privacy.pseudonymize import pseudonym
-from tribes.store.segments import active_version, get_run, members
+from tribes.store.segments import active_version, members
+from tribes.store.segments import segment_names as names_of
 from tribes.workspace import Workspace
 
 METRICS = ("conversion", "revenue", "ctr")
@@ -235,11 +236,6 @@ def statement(responding: list[dict[str, Any]], tested: list[dict[str, Any]], d:
 
 
 def segment_names(engine: Engine) -> dict[int, str]:
+    """Names of the active version's segments (none without a version)."""
     v = active_version(engine)
-    if v is None:
-        return {}
-    run = get_run(engine, v)
-    names = {int(s["segment_id"]): str(s["name"]) for s in run["segments"] or []}
-    p = engine.table("personas")
-    df = engine.execute(p.filter(p.version == v).select("segment_id", "name"))
-    return {**names, **{int(r.segment_id): str(r.name) for r in df.itertuples()}}
+    return {} if v is None else names_of(engine, v)

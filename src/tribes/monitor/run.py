@@ -32,7 +32,7 @@ from tribes.monitor import alerts as alert_store
 from tribes.monitor import spc
 from tribes.monitor.drift import FeatureDrift, ShareShift, feature_drift, share_shift
 from tribes.store.runs import events_fingerprint, new_run_id, record_run
-from tribes.store.segments import active_version, get_run
+from tribes.store.segments import active_version, get_run, segment_names
 from tribes.workspace import Workspace
 
 STAGE = "monitor"
@@ -175,11 +175,11 @@ def run_monitor(ws: Workspace, engine: Engine, *, record: bool = True,
     else:
         segs = run["segments"] or []
         shares = share_shift({int(s["segment_id"]): float(s["share"]) for s in segs},
-                             {int(s["segment_id"]): str(s["name"]) for s in segs}, labels)
+                             segment_names(engine, version), labels)
     say("control charts of weekly segment KPIs")
     charts = spc.charts(spc.weekly_kpis(engine, version), recent=cfg.spc_recent_weeks,
-                        baseline_min=cfg.spc_baseline_weeks)
-    names = {int(s["segment_id"]): str(s["name"]) for s in run["segments"] or []}
+                        baseline_min=cfg.spc_baseline_weeks, since=snapshot.get("as_of"))
+    names = segment_names(engine, version)
     breaches = check(found, shares, cfg, version) + spc.chart_alerts(charts, names, version)
     feats_run = last_features(engine)
     report = MonitorReport(

@@ -12,8 +12,12 @@ previous week's active members active again), the weekly series gets three chart
 
 The centre line and sigma come from the baseline weeks (all but the last
 ``spc_recent_weeks``, at least ``spc_baseline_weeks`` of them): the mean, and the mean
-moving range / 1.128. Signals in the recent weeks become alerts. The week still under
-way is left out (it would look like a drop).
+moving range / 1.128. Only weeks after the version was built are watched: a segment's
+history up to then is how it was chosen (a "new customers" segment grows towards that
+day by construction), so it is the baseline, and the last ``spc_recent_weeks`` of the
+weeks since are watched. A series with signals there is one alert (``spc.signal``)
+naming every chart and rule that signalled. The week still under way is left out (it
+would look like a drop).
 """
 
 from __future__ import annotations
@@ -146,16 +150,25 @@ def cusum(x: np.ndarray, center: float, sigma: float, k: float = CUSUM_K
 
 
 def chart(segment_id: int, kpi: str, weeks: list[str], values: np.ndarray, *,
-          recent: int, baseline_min: int) -> Chart:
-    """The three charts of one series; signals only in its last ``recent`` points."""
+          recent: int, baseline_min: int, first_new: int | None = None) -> Chart:
+    """The three charts of one series. Without ``first_new``: the baseline is every point
+    but the last ``recent``, which are watched. With it (the index of the first week after
+    the version was built): the baseline is the weeks before, and the last ``recent`` of
+    the weeks since are watched (none yet: no signal)."""
     c = Chart(segment_id=segment_id, kpi=kpi, weeks=weeks,
               values=[None if v != v else float(v) for v in values])
     ok = ~np.isnan(values)
     x = values[ok]
     idx = np.flatnonzero(ok)
-    n_base = len(x) - recent
+    if first_new is None:
+        n_base, watch_from = len(x) - recent, len(x) - recent
+    else:
+        n_base = int((idx < first_new).sum())
+        watch_from = max(n_base, len(x) - recent)
+        if n_base == len(x):
+            c.note = "no complete week since the version was built"
     if n_base < baseline_min:
-        c.note = f"{len(x)} weeks; the charts need {baseline_min + recent}"
+        c.note = f"{n_base} baseline weeks; the charts need {baseline_min}"
         return c
     base = x[:n_base]
     center = float(base.mean())
@@ -174,44 +187,50 @@ def chart(segment_id: int, kpi: str, weeks: list[str], values: np.ndarray, *,
     found += [(i, f"cusum: {'up' if up[i] > CUSUM_H * sigma else 'down'} shift")
               for i in range(len(x)) if max(up[i], down[i]) > CUSUM_H * sigma]
     for i, rule in sorted(found):
-        if i >= n_base:
+        if i >= watch_from:
             c.signals.append({"rule": rule, "index": int(idx[i]), "week": weeks[idx[i]],
                               "value": float(x[i])})
     return c
 
 
-def charts(df: pd.DataFrame, *, recent: int = 4, baseline_min: int = 8) -> list[Chart]:
-    """Every (segment, KPI) chart of a :func:`weekly_kpis` frame."""
+def charts(df: pd.DataFrame, *, recent: int = 4, baseline_min: int = 8,
+           since: Any = None) -> list[Chart]:
+    """Every (segment, KPI) chart of a :func:`weekly_kpis` frame. ``since``: when the
+    version's data ends; only weeks wholly after it are watched (a segment's own history
+    up to then is how it was chosen, so it trends by construction)."""
     out = []
+    cut = None if since is None else pd.Timestamp(since)
+    if cut is not None and cut.tzinfo is None:
+        cut = cut.tz_localize("UTC")
     for sid, g in df.groupby("segment_id", sort=True):
         weeks = [w.date().isoformat() for w in g["week"]]
+        first_new = None if cut is None else int((g["week"] < cut).sum())
         for kpi in KPIS:
             out.append(chart(int(str(sid)), kpi, weeks, g[kpi].to_numpy(dtype=float),
-                             recent=recent, baseline_min=baseline_min))
+                             recent=recent, baseline_min=baseline_min, first_new=first_new))
     return out
 
 
 def chart_alerts(found: list[Chart], names: dict[int, str], version: int) -> list[Any]:
-    """One alert per (segment, KPI, chart) with a signal in the recent weeks: the first."""
+    """One alert per (segment, KPI) with a signal in the watched weeks, naming every chart
+    and rule that signalled and the week it began."""
     from tribes.monitor.alerts import Alert
 
     out = []
     for c in found:
-        seen: set[str] = set()
-        for sig in c.signals:
-            family = sig["rule"].split(":")[0]
-            kind = {"ewma": "spc.ewma", "cusum": "spc.cusum"}.get(family, "spc.shewhart")
-            if kind in seen:
-                continue
-            seen.add(kind)
-            name = names.get(c.segment_id, f"Segment {c.segment_id}")
-            out.append(Alert(
-                kind=kind, severity="warning", subject=f"segment {c.segment_id} {c.kpi}",
-                metric=c.kpi, value=sig["value"], threshold=float(c.center or 0.0),
-                message=f"{name}: weekly {c.kpi} {sig['value']:,.3g} in the week of "
-                        f"{sig['week']} ({sig['rule']}; centre {c.center:,.3g}, sigma "
-                        f"{c.sigma:,.3g})",
-                detail={"segment_id": c.segment_id, "kpi": c.kpi, "since": sig["week"],
-                        "rule": sig["rule"], "center": c.center, "sigma": c.sigma,
-                        "signals": c.signals}, version=version))
+        if not c.signals:
+            continue
+        first = c.signals[0]
+        last = c.signals[-1]
+        rules = sorted({s["rule"] for s in c.signals})
+        name = names.get(c.segment_id, f"Segment {c.segment_id}")
+        out.append(Alert(
+            kind="spc.signal", severity="warning", subject=f"segment {c.segment_id} {c.kpi}",
+            metric=c.kpi, value=last["value"], threshold=float(c.center or 0.0),
+            message=f"{name}: weekly {c.kpi} {last['value']:,.3g} in the week of "
+                    f"{last['week']}, out of control since the week of {first['week']} "
+                    f"({'; '.join(rules)}; centre {c.center:,.3g}, sigma {c.sigma:,.3g})",
+            detail={"segment_id": c.segment_id, "kpi": c.kpi, "since": first["week"],
+                    "rules": rules, "center": c.center, "sigma": c.sigma,
+                    "signals": c.signals}, version=version))
     return out

@@ -235,3 +235,13 @@ def members(engine: Engine, version: int | None = None) -> ir.Table:
                          code="E_NO_SEGMENTS")
     a = engine.table("segment_assignments")
     return a.filter(a.version == v).select(a_key="customer_key", segment_id="segment_id")
+
+
+def segment_names(engine: Engine, version: int) -> dict[int, str]:
+    """Segment id -> name in ``version``: the persona's name where there are personas,
+    else the version's own ("Segment 3")."""
+    run = get_run(engine, version)
+    names = {int(s["segment_id"]): str(s["name"]) for s in run["segments"] or []}
+    p = engine.table("personas")
+    df = engine.execute(p.filter(p.version == version).select("segment_id", "name"))
+    return {**names, **{int(r.segment_id): str(r.name) for r in df.itertuples()}}
