@@ -29,7 +29,6 @@ import hashlib
 import json
 import logging
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,6 +43,7 @@ from tribes.config import ActivationTarget, parse_duration
 from tribes.engine import Engine
 from tribes.errors import InputError
 from tribes.privacy.consent import consent_filter
+from tribes.realtime.webhooks import post_with_retries
 from tribes.store.segments import active_segments, active_version, get_run, segment_names
 from tribes.store.tables import ACTIVATION_STATE, ACTIVATION_SYNCS, EXPORTS
 from tribes.workspace import Workspace
@@ -235,8 +235,10 @@ def sync(ws: Workspace, engine: Engine, target: str, *, segments: list[int] | No
     for body in bodies:
         say(f"batch {body['batch']} of {len(bodies)}")
         data = json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
-        ok, what = _deliver(cfg.url, secret, data, f"{p.sync_id}-{body['batch']}",
-                            cfg.max_attempts, timeout, backoff)
+        ok, what = post_with_retries(cfg.url, secret, data,
+                                     idempotency_key=f"{p.sync_id}-{body['batch']}",
+                                     event="activation.sync", attempts=cfg.max_attempts,
+                                     timeout=timeout, backoff=backoff)
         if not ok:
             r.status, r.error = "partial", f"batch {body['batch']}: {what}"
             log.warning("activation %s to %s stopped at batch %d: %s", p.sync_id, cfg.url,
@@ -250,21 +252,6 @@ def sync(ws: Workspace, engine: Engine, target: str, *, segments: list[int] | No
     with engine.transaction():
         _record(engine, r, started, segments)
     return r
-
-
-def _deliver(url: str, secret: str, data: bytes, key: str, attempts: int, timeout: float,
-             backoff: float) -> tuple[bool, str]:
-    from tribes.realtime.webhooks import post_signed
-
-    what = ""
-    for attempt in range(1, attempts + 1):
-        ok, what = post_signed(url, secret, data, idempotency_key=key,
-                               event="activation.sync", attempt=attempt, timeout=timeout)
-        if ok:
-            return True, what
-        if attempt < attempts:
-            time.sleep(min(backoff * 2 ** (attempt - 1), 60.0))
-    return False, f"{what} after {attempts} attempts"
 
 
 def _to_files(ws: Workspace, engine: Engine, cfg: ActivationTarget, p: Plan, r: SyncResult,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -164,7 +163,7 @@ def notify(ws: Workspace, alerts: list[dict[str, Any]]) -> dict[str, int]:
     triggers); a delivery that fails every attempt goes to the dead-letter table
     (tribes webhooks replay sends it again)."""
     from tribes.realtime.rules import Trigger
-    from tribes.realtime.webhooks import dead_letter, post, registry
+    from tribes.realtime.webhooks import dead_letter, post_with_retries, registry, trigger_body
 
     sent = failed = 0
     hooks = registry(ws).hooks()
@@ -183,14 +182,12 @@ def notify(ws: Workspace, alerts: list[dict[str, Any]]) -> dict[str, int]:
         for hook in hooks:
             if not hook.wants(kind):
                 continue
-            what = ""
-            for attempt in range(1, NOTIFY_ATTEMPTS + 1):
-                ok, what = post(hook, trigger, attempt, timeout)
-                if ok:
-                    sent += 1
-                    break
-                if attempt < NOTIFY_ATTEMPTS:
-                    time.sleep(min(backoff * 2 ** (attempt - 1), 10.0))
+            ok, what = post_with_retries(hook.url, hook.secret, trigger_body(trigger),
+                                         idempotency_key=trigger.trigger_id, event=kind,
+                                         attempts=NOTIFY_ATTEMPTS, timeout=timeout,
+                                         backoff=min(backoff, 10.0))
+            if ok:
+                sent += 1
             else:
                 failed += 1
                 log.warning("alert %s to %s failed: %s", a["alert_id"], hook.url, what)

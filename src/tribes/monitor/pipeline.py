@@ -31,7 +31,7 @@ from tribes.monitor.run import run_monitor
 from tribes.prep.run import last_prep, prep_params, run_prep
 from tribes.store.cohorts import list_cohorts
 from tribes.store.runs import events_fingerprint, is_current, new_run_id, record_run
-from tribes.store.segments import activate, active_version, diff, get_run, list_versions
+from tribes.store.segments import activate, active_version, diff, get_run
 from tribes.workspace import Workspace
 
 STAGE = "pipeline"
@@ -169,11 +169,12 @@ def _resegment(ws: Workspace, engine: Engine, rep: PipelineReport, active: int |
     feats_run = last_features(engine)
     feats_id = (feats_run or {}).get("run_id")
     # the newest version built from these features (held or not): nothing new to learn
-    built = [v for v in list_versions(engine)
-             if (get_run(engine, v["version"])["snapshot"] or {}).get("features_run")
-             == feats_id]
+    runs = engine.execute(engine.table("segment_runs").select("version", "snapshot")
+                          .order_by("version"))
+    built = [int(v) for v, snap in zip(runs["version"], runs["snapshot"], strict=True)
+             if json.loads(snap or "{}").get("features_run") == feats_id]
     if built:
-        rep.steps["segment"] = (f"skipped: version {built[-1]['version']} was built from "
+        rep.steps["segment"] = (f"skipped: version {built[-1]} was built from "
                                 "these features")
         return
     if active is None:

@@ -159,9 +159,14 @@ def registry(ws: Workspace) -> Registry:
 # ---------------------------------------------------------------------- one POST
 def post(hook: Hook, trigger: Trigger, attempt: int, timeout: float) -> tuple[bool, str]:
     """Deliver once: (success, what happened)."""
-    body = json.dumps(trigger.to_dict(), sort_keys=True, separators=(",", ":")).encode()
-    return post_signed(hook.url, hook.secret, body, idempotency_key=trigger.trigger_id,
-                       event=trigger.kind, attempt=attempt, timeout=timeout)
+    return post_signed(hook.url, hook.secret, trigger_body(trigger),
+                       idempotency_key=trigger.trigger_id, event=trigger.kind,
+                       attempt=attempt, timeout=timeout)
+
+
+def trigger_body(trigger: Trigger) -> bytes:
+    """The JSON a webhook receives for ``trigger``."""
+    return json.dumps(trigger.to_dict(), sort_keys=True, separators=(",", ":")).encode()
 
 
 def post_signed(url: str, secret: str, body: bytes, *, idempotency_key: str, event: str,
@@ -180,6 +185,22 @@ def post_signed(url: str, secret: str, body: bytes, *, idempotency_key: str, eve
     except Exception as exc:  # refused, timed out, not HTTP, a bad URL: all failures
         reason = getattr(exc, "reason", exc)
         return False, f"{type(exc).__name__}: {reason}"
+
+
+def post_with_retries(url: str, secret: str, body: bytes, *, idempotency_key: str,
+                      event: str, attempts: int, timeout: float, backoff: float
+                      ) -> tuple[bool, str]:
+    """:func:`post_signed` up to ``attempts`` times, waiting ``backoff`` (doubling, at
+    most a minute) between them: (success, what happened last)."""
+    what = ""
+    for attempt in range(1, attempts + 1):
+        ok, what = post_signed(url, secret, body, idempotency_key=idempotency_key,
+                               event=event, attempt=attempt, timeout=timeout)
+        if ok:
+            return True, what
+        if attempt < attempts:
+            time.sleep(min(backoff * 2 ** (attempt - 1), 60.0))
+    return False, f"{what} after {attempts} attempts"
 
 
 # ---------------------------------------------------------------------- dead letters
