@@ -25,6 +25,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).parent))
 from _measure import measure_isolated
 
+from tribes.store.db import open_engine
+
 PLANTED = {"r": 0.8, "alpha": 6.0, "a": 0.9, "b": 3.5}
 SPEND = {"p": 6.0, "q": 4.0, "gamma": 15.0}
 START = pd.Timestamp("2025-01-01", tz="UTC")
@@ -82,7 +84,7 @@ def main() -> None:
     from tribes.workspace import open_workspace
 
     w = open_workspace(ws)
-    with w.engine(read_only=True) as engine:
+    with open_engine(w, read_only=True) as engine:
         summary = engine.execute(rfm_summary(engine, SummarySpec(data_end(engine))))
     t = time.perf_counter()
     base = BGNBD().fit(summary.frequency, summary.recency, summary["T"])

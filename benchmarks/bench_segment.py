@@ -23,6 +23,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).parent))
 from _measure import measure_isolated
 
+from tribes.store.db import open_engine
+
 FEATURES = ["recency_days", "tenure_days", "frequency", "monetary", "aov", "sessions_per_week",
             "events_per_session", "avg_session_duration_s", "distinct_categories",
             "cart_abandonment_rate", "support_contacts", "engagement_score"]
@@ -33,7 +35,7 @@ def build(data: Path, customers: int, seed: int = 5) -> Path:
     """A workspace with ``customers`` rows of planted groups in customer_features."""
     import ibis
 
-    from tribes.workspace import init_workspace
+    from tribes.store.db import init_workspace
 
     ws_path = data / f"seg-{customers}"
     marker = ws_path / ".bench-built"
@@ -57,7 +59,7 @@ def build(data: Path, customers: int, seed: int = 5) -> Path:
     df = pd.DataFrame(cols)
     df.insert(0, "customer_key", [f"c{i:08d}" for i in range(customers)])
     ws = init_workspace(ws_path)
-    with ws.engine() as engine:
+    with open_engine(ws) as engine:
         engine.replace_table("customer_features", ibis.memtable(df))
     pd.DataFrame({"customer_key": df.customer_key, "group": group}).to_parquet(
         ws_path / "truth.parquet")

@@ -30,6 +30,8 @@ from pathlib import Path
 import httpx
 import psutil
 
+from tribes.store.db import open_engine
+
 TRIBES = str(Path(sys.executable).parent / "tribes")
 
 
@@ -71,7 +73,7 @@ def segmented_ids(ws: Path) -> list[str]:
     from tribes.workspace import open_workspace
 
     w = open_workspace(ws)
-    with w.engine(read_only=True) as engine:
+    with open_engine(w, read_only=True) as engine:
         keys = set(engine.execute(active_segments(engine).select("customer_key"))
                    ["customer_key"])
     secret = w.secret()

@@ -42,6 +42,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_service import _free_port
 from bench_service import build as build_segmented
 
+from tribes.store.db import open_engine
+
 TRIBES = str(Path(sys.executable).parent / "tribes")
 
 
@@ -60,7 +62,7 @@ def build(data_root: Path, customers: int) -> Path:
     from tribes.store.segments import active_version, get_run
     from tribes.workspace import open_workspace
 
-    with open_workspace(ws).engine(read_only=True) as engine:
+    with open_engine(open_workspace(ws), read_only=True) as engine:
         segments = get_run(engine, active_version(engine) or 0)["segments"]
     offers = ", ".join(f'"{s["segment_id"]}" = "OFFER-{s["segment_id"]}"' for s in segments)
     cfg = ws / "tribes.toml"

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from tribes.cli import main
-from tribes.workspace import Workspace, init_workspace
+from tribes.store.db import init_workspace, open_engine
+from tribes.workspace import Workspace
 
 # a fixed "now" so future/range checks do not depend on the day the tests run
 NOW = datetime(2026, 6, 30, 12, 0, tzinfo=UTC)
@@ -68,7 +69,7 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
 
 def table(ws: Workspace, name: str) -> Any:
     """A whole workspace table as a pandas DataFrame."""
-    with ws.engine() as engine:
+    with open_engine(ws) as engine:
         return engine.execute(engine.table(name))
 
 

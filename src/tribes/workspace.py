@@ -1,18 +1,17 @@
-"""A workspace: a directory holding tribes.toml, the secret key, the database and reports."""
+"""A workspace: a directory holding tribes.toml, the secret key, the database and reports.
+
+:class:`Workspace` is a plain value (path, configuration, secret). Opening its database
+is :func:`tribes.store.db.open_engine`; creating one is :func:`tribes.store.db.init_workspace`.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
-import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from tribes.config import CONFIG_FILE, DEFAULT_TOML, Config, load_config
-from tribes.engine import Engine, connect
 from tribes.engine.backend import DB_FILE, DB_KEY_ENV, DB_KEY_FILE
 from tribes.errors import WorkspaceError
 
@@ -46,70 +45,10 @@ class Workspace:
             )
         return key_file.read_text(encoding="utf-8").strip().encode("utf-8")
 
-    def audit(self, action: str, **what: Any) -> dict[str, Any]:
-        """Append a record to the workspace's audit log (see :mod:`tribes.privacy.audit`)."""
-        from tribes.privacy.audit import record
 
-        return record(self.path, self.secret(), action, **what)
-
-    @contextlib.contextmanager
-    def engine(self, *, read_only: bool = False) -> Iterator[Engine]:
-        """Open the workspace database for the duration of the block.
-
-        Inside :meth:`shared_engine` (``tribes serve``) every caller in the process gets
-        the one open engine instead, one block at a time.
-        """
-        from tribes.store.tables import ensure_tables
-
-        shared = _shared.get(self.path.resolve())
-        if shared is not None:
-            eng, lock = shared
-            with lock:
-                yield eng
-            return
-        eng = connect(self.path, self.config.engine, read_only=read_only)
-        eng.auditor = self.audit
-        try:
-            if not read_only:
-                from tribes.ingest.loader import clear_spool
-
-                # holding the write lock, so no other batch is running: left-overs of a
-                # crashed one (raw values) go
-                clear_spool(self.path)
-                ensure_tables(eng)
-            yield eng
-        finally:
-            eng.close()
-
-
-@contextlib.contextmanager
-def shared_engine(ws: Workspace) -> Iterator[Engine]:
-    """Keep one engine open for the whole process (a long-running service) and hand it to
-    every ``ws.engine()`` block, serialized by a lock."""
-    from tribes.store.tables import ensure_tables
-
-    eng = connect(ws.path, ws.config.engine)
-    eng.auditor = ws.audit
-    ensure_tables(eng)
-    key = ws.path.resolve()
-    _shared[key] = (eng, threading.RLock())
-    try:
-        yield eng
-    finally:
-        _shared.pop(key, None)
-        eng.close()
-
-
-_shared: dict[Path, tuple[Engine, threading.RLock]] = {}
-
-
-def shared_engine_of(ws: Workspace) -> bool:
-    """Whether this process holds the workspace's database open (``tribes serve``)."""
-    return ws.path.resolve() in _shared
-
-
-def init_workspace(path: Path, *, force: bool = False, encrypt: bool = False) -> Workspace:
-    """Create a workspace: ``tribes.toml`` with commented defaults and a 0600 secret key.
+def create_files(path: Path, *, force: bool = False, encrypt: bool = False) -> Workspace:
+    """Lay out a workspace directory: ``tribes.toml`` with commented defaults and a 0600
+    secret key (its database and audit log come with :func:`tribes.store.db.init_workspace`).
 
     An existing workspace is left as it is (its key is never replaced) unless ``force``
     rewrites the configuration file. ``encrypt`` creates the database encrypted at rest:
@@ -142,11 +81,7 @@ def init_workspace(path: Path, *, force: bool = False, encrypt: bool = False) ->
     if not gitignore.exists():
         gitignore.write_text(f"{SECRET_FILE}\n{DB_KEY_FILE}\nkeys.json\n*.duckdb*\n.tmp/\n",
                              encoding="utf-8")
-    ws = open_workspace(path)
-    with ws.engine():
-        pass
-    ws.audit("init", target=str(path.name))
-    return ws
+    return open_workspace(path)
 
 
 def _is_encrypted(cfg_file: Path) -> bool:

@@ -14,6 +14,7 @@ import pytest
 
 from tests.activate.conftest import SECRET
 from tests.conftest import CliResult
+from tribes.store.db import open_engine
 from tribes.workspace import open_workspace
 
 
@@ -36,7 +37,7 @@ format = "csv"
 def members(ws: Path, segments: list[int] | None = None) -> dict[str, int]:
     """The active version's members: what the CRM must end up holding."""
     w = open_workspace(ws)
-    with w.engine(read_only=True) as engine:
+    with open_engine(w, read_only=True) as engine:
         from tribes.store.segments import active_segments
 
         df = engine.execute(active_segments(engine))
@@ -67,7 +68,7 @@ def test_sync_sends_changes_only_and_exactly(shop, crm, env,
     # one customer refuses marketing: removed, and never sent again
     who = sorted(state.members)[0]  # consents name customers by pseudonymized id
     w = open_workspace(ws)
-    with w.engine() as engine:
+    with open_engine(w) as engine:
         import ibis
 
         from tribes.store.tables import CONSENTS
@@ -125,12 +126,12 @@ def test_an_erased_customer_is_removed_at_the_next_sync(shop, crm, env,
     who = next(k for k in sorted(state.members) if not k.startswith("anon:"))
     assert cli("-w", ws, "forget", who, "--reason", "request").code == 0
     w = open_workspace(ws)
-    with w.engine(read_only=True) as engine:
+    with open_engine(w, read_only=True) as engine:
         owed = engine.execute(engine.table("activation_removals"))
         assert list(owed["id"]) == [who]
     out = cli("-w", ws, "activate", "--target", "crm", "--json").json()
     assert out["removals"] == 1 and who not in state.members
-    with w.engine(read_only=True) as engine:
+    with open_engine(w, read_only=True) as engine:
         assert engine.execute(engine.table("activation_removals")).empty
 
 
@@ -157,7 +158,7 @@ def test_file_target_writes_changes_with_a_manifest(shop, env,
     assert (Path(full["location"]) / "members.csv").exists()
     # the files are known exports: an erasure lists the ones holding the person
     w = open_workspace(ws)
-    with w.engine(read_only=True) as engine:
+    with open_engine(w, read_only=True) as engine:
         x = engine.execute(engine.table("exports"))
     assert (x["what"] == "activation:lake").sum() == 3
     who = next(k for k in ups.customer_key if not k.startswith("anon:"))

@@ -12,6 +12,7 @@ import pytest
 from tests.conftest import CliResult
 from tests.monitor.conftest import built, shop  # noqa: F401
 from tribes.privacy.pseudonymize import pseudonym
+from tribes.store.db import open_engine
 from tribes.workspace import open_workspace
 
 
@@ -19,7 +20,7 @@ def test_ab_analyze_cli(shop, cli: Callable[..., CliResult], tmp_path) -> None: 
     ws, data = shop
     truth = pd.read_csv(data / "ground_truth.csv")
     w = open_workspace(ws)
-    with w.engine(read_only=True) as engine:
+    with open_engine(w, read_only=True) as engine:
         ev = engine.execute(engine.table("events").select("customer_id", "event_type", "ts",
                                                           "amount"))
         known_ids = set(engine.execute(engine.table("identities"))["id"])

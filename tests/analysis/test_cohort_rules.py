@@ -13,6 +13,7 @@ from tribes.analysis.cohorts import define_cohort, refresh_cohorts
 from tribes.analysis.rules import And, Count, FirstWithin, Not, Or, RuleError, parse, render
 from tribes.errors import InputError
 from tribes.store.cohorts import cohort_members, drop_cohort, list_cohorts
+from tribes.store.db import open_engine
 
 EVENTS = ["page_view", "add_to_cart", "purchase", "support_contact"]
 
@@ -21,7 +22,7 @@ EVENTS = ["page_view", "add_to_cart", "purchase", "support_contact"]
 def _features(feature_data: FeatureData) -> None:
     from tribes.features.run import run_features
 
-    with feature_data.ws.engine() as engine:
+    with open_engine(feature_data.ws) as engine:
         run_features(feature_data.ws, engine)
 
 
@@ -102,7 +103,7 @@ RULES = {
 def test_stored_cohorts_match_pandas(feature_data: FeatureData) -> None:
     want = _pandas_members(feature_data)
     assert all(want.values()) and len({frozenset(v) for v in want.values()}) == len(want)
-    with feature_data.ws.engine() as engine:
+    with open_engine(feature_data.ws) as engine:
         for name, rule in RULES.items():
             res = define_cohort(engine, name, rule)
             assert res["stored"] and res["n_customers"] == len(want[name]), name
@@ -129,7 +130,7 @@ def test_cohort_filters_analyses(feature_data: FeatureData, cli) -> None:
             "--json")
     assert r.code == 0, r.err
     buyers = r.json()["n_customers"]
-    with feature_data.ws.engine() as engine:
+    with open_engine(feature_data.ws) as engine:
         f = funnel(engine, ["page_view", "purchase"], window=timedelta(days=30),
                    cohort="buyers")
         tr = transitions(engine, cohort="buyers")

@@ -13,6 +13,7 @@ from tests.features.conftest import FeatureData, events_frame, table_frame
 from tribes.analysis.journeys import funnel, transitions
 from tribes.errors import InputError
 from tribes.features.reference import key_events_reference, sessionize_reference
+from tribes.store.db import open_engine
 
 
 def python_transitions(keyed: pd.DataFrame, scope: str, collapse: bool) -> Counter:
@@ -34,7 +35,7 @@ def python_transitions(keyed: pd.DataFrame, scope: str, collapse: bool) -> Count
 def _features(feature_data: FeatureData) -> None:
     from tribes.features.run import run_features
 
-    with feature_data.ws.engine() as engine:
+    with open_engine(feature_data.ws) as engine:
         run_features(feature_data.ws, engine)
 
 
@@ -48,7 +49,7 @@ def keyed(data: FeatureData) -> pd.DataFrame:
                                                  ("session", True)])
 def test_transitions_match_python_counts(feature_data: FeatureData, scope: str,
                                          collapse: bool) -> None:
-    with feature_data.ws.engine() as engine:
+    with open_engine(feature_data.ws) as engine:
         tr = transitions(engine, scope=scope, collapse=collapse)
     got = Counter({(s, d): n for s, row in tr.counts.items() for d, n in row.items()})
     assert got == python_transitions(keyed(feature_data), scope, collapse)
@@ -102,7 +103,7 @@ def python_funnel(e: pd.DataFrame, steps: list[str], window: timedelta, unit: st
 def test_funnel_matches_python(feature_data: FeatureData, unit: str, ordering: str) -> None:
     steps = ["page_view", "add_to_cart", "purchase"]
     window = timedelta(days=20)
-    with feature_data.ws.engine() as engine:
+    with open_engine(feature_data.ws) as engine:
         res = funnel(engine, steps, window=window, unit=unit, ordering=ordering)
         by_device = funnel(engine, steps, window=window, unit=unit, ordering=ordering,
                            by="device")
@@ -120,7 +121,7 @@ def test_funnel_matches_python(feature_data: FeatureData, unit: str, ordering: s
 
 def test_funnel_strict_is_within_loose(feature_data: FeatureData) -> None:
     steps = ["page_view", "add_to_cart", "purchase"]
-    with feature_data.ws.engine() as engine:
+    with open_engine(feature_data.ws) as engine:
         res = {(u, o): [s["count"] for s in funnel(
             engine, steps, window=timedelta(days=3), unit=u, ordering=o)["groups"][0]["steps"]]
             for u in ("customer", "session") for o in ("loose", "strict")}
@@ -139,7 +140,7 @@ def test_funnel_strict_is_within_loose(feature_data: FeatureData) -> None:
 def test_first_seen_retention_matches_pandas(feature_data: FeatureData, period: str) -> None:
     from tribes.analysis.cohorts import retention
 
-    with feature_data.ws.engine() as engine:
+    with open_engine(feature_data.ws) as engine:
         res = retention(engine, by="first_seen", period=period)
     e = keyed(feature_data)
     ts = e.ts.dt.tz_convert(None)
@@ -173,7 +174,7 @@ def test_paths_and_sankey(feature_data: FeatureData, cli, tmp_path) -> None:
         top_paths,
     )
 
-    with feature_data.ws.engine() as engine:
+    with open_engine(feature_data.ws) as engine:
         ps = session_paths(engine)
     e = sessionize_reference(keyed(feature_data), timedelta(minutes=30))
     want = []

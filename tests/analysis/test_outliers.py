@@ -11,7 +11,7 @@ import pytest
 
 from tribes.analysis.outliers import find_outliers
 from tribes.errors import TribesError
-from tribes.workspace import init_workspace
+from tribes.store.db import init_workspace, open_engine
 
 FEATS = ["a", "b", "c", "d"]
 
@@ -26,7 +26,7 @@ def planted(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untype
         cols = rng.choice(4, rng.integers(1, 3), replace=False)
         x[i, cols] += rng.choice([-1, 1], len(cols)) * rng.uniform(6, 9, len(cols))
     df = pd.DataFrame(x, columns=FEATS).assign(customer_key=[f"c{i:04d}" for i in range(2000)])
-    with ws.engine() as engine:
+    with open_engine(ws) as engine:
         engine.replace_table("customer_features", ibis.memtable(df))
     return ws, {f"c{i:04d}" for i in odd}, x
 
@@ -34,7 +34,7 @@ def planted(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untype
 @pytest.mark.parametrize("method", ["isolation_forest", "lof", "dbscan"])
 def test_planted_outliers_are_found(planted, method: str) -> None:
     ws, odd, x = planted
-    with ws.engine() as engine:
+    with open_engine(ws) as engine:
         res = find_outliers(engine, FEATS, method=method, contamination=0.02)
     found = {o["customer_key"] for o in res["outliers"]}
     assert len(found & odd) / len(odd) >= 0.9
@@ -48,7 +48,7 @@ def test_planted_outliers_are_found(planted, method: str) -> None:
 
 def test_bad_inputs(planted) -> None:
     ws, _, _ = planted
-    with ws.engine() as engine:
+    with open_engine(ws) as engine:
         for kwargs, code in (({"method": "magic"}, "E_METHOD"),
                              ({"contamination": 0.9}, "E_CONTAMINATION")):
             with pytest.raises(TribesError) as err:

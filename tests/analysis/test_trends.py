@@ -8,20 +8,21 @@ import pytest
 
 from tests.features.conftest import FeatureData
 from tribes.analysis.trends import analyze, daily_series
+from tribes.store.db import open_engine
 
 
 @pytest.fixture(autouse=True)
 def _prepared(feature_data: FeatureData) -> None:
     from tribes.features.run import run_features
 
-    with feature_data.ws.engine() as engine:
+    with open_engine(feature_data.ws) as engine:
         run_features(feature_data.ws, engine)
 
 
 def test_daily_revenue_equals_pandas(feature_data: FeatureData) -> None:
     from tests.analysis.test_journeys import keyed
 
-    with feature_data.ws.engine() as engine:
+    with open_engine(feature_data.ws) as engine:
         got = daily_series(engine, "revenue")
     ev = keyed(feature_data)  # consented customers only
     buys = ev[ev.event_type == "purchase"]
@@ -35,7 +36,7 @@ def test_daily_revenue_equals_pandas(feature_data: FeatureData) -> None:
 def test_weekly_revenue_equals_pandas(feature_data: FeatureData) -> None:
     from tests.analysis.test_journeys import keyed
 
-    with feature_data.ws.engine() as engine:
+    with open_engine(feature_data.ws) as engine:
         got = daily_series(engine, "revenue", freq="week")
     ev = keyed(feature_data)
     buys = ev[ev.event_type == "purchase"]

@@ -13,7 +13,8 @@ import pytest
 from tests.conftest import NOW
 from tribes.ingest import IngestOptions, ingest
 from tribes.privacy.pseudonymize import pseudonym
-from tribes.workspace import Workspace, init_workspace
+from tribes.store.db import init_workspace, open_engine
+from tribes.workspace import Workspace
 
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
 OFFSETS = ["Z", "+02:00", "-05:00", "+05:30"]
@@ -121,12 +122,12 @@ def pid(data: FeatureData, raw_id: str) -> str:
 
 
 def events_frame(ws: Workspace) -> pd.DataFrame:
-    with ws.engine() as engine:
+    with open_engine(ws) as engine:
         return engine.execute(engine.table("events"))
 
 
 def table_frame(ws: Workspace, name: str) -> pd.DataFrame:
-    with ws.engine() as engine:
+    with open_engine(ws) as engine:
         return engine.execute(engine.table(name))
 
 

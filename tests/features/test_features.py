@@ -18,6 +18,7 @@ from tribes.features.reference import (
 )
 from tribes.features.run import parse_as_of, run_features
 from tribes.prep.run import run_prep
+from tribes.store.db import open_engine
 from tribes.workspace import Workspace
 
 
@@ -65,7 +66,7 @@ def test_every_row_loads_and_timestamps_become_utc(feature_data: FeatureData) ->
 
 def test_identities_and_sessions_match_reference(feature_data: FeatureData) -> None:
     ws = feature_data.ws
-    with ws.engine() as engine:
+    with open_engine(ws) as engine:
         run_prep(ws, engine)
     ev = events_frame(ws)
     ids = table_frame(ws, "identities")
@@ -100,7 +101,7 @@ def test_identities_and_sessions_match_reference(feature_data: FeatureData) -> N
 
 def test_features_match_reference(feature_data: FeatureData) -> None:
     ws = feature_data.ws
-    with ws.engine() as engine:
+    with open_engine(ws) as engine:
         report = run_features(ws, engine)
     got = stored(ws)
     ref = reference(feature_data)
@@ -134,7 +135,7 @@ def test_past_snapshot_uses_only_events_up_to_as_of(feature_data: FeatureData,
                                                     as_of: str) -> None:
     ws = feature_data.ws
     when = parse_as_of(as_of)
-    with ws.engine() as engine:
+    with open_engine(ws) as engine:
         report = run_features(ws, engine, as_of=when)
     got = stored(ws)
     assert report.as_of == when
@@ -144,7 +145,7 @@ def test_past_snapshot_uses_only_events_up_to_as_of(feature_data: FeatureData,
 
 def test_session_timeout_option(feature_data: FeatureData) -> None:
     ws = feature_data.ws
-    with ws.engine() as engine:
+    with open_engine(ws) as engine:
         run_features(ws, engine, session_timeout="2h")
     got = stored(ws)
     ref = reference(feature_data, timeout=timedelta(hours=2))
@@ -155,7 +156,7 @@ def test_opt_in_keeps_only_granted_customers(feature_data: FeatureData) -> None:
     base = feature_data.ws
     privacy = base.config.privacy.model_copy(update={"consent_mode": "opt-in"})
     ws = Workspace(base.path, base.config.model_copy(update={"privacy": privacy}))
-    with ws.engine() as engine:
+    with open_engine(ws) as engine:
         report = run_features(ws, engine)
     got = stored(ws)
     # C001 refused, then granted: the latest choice counts
@@ -163,7 +164,7 @@ def test_opt_in_keeps_only_granted_customers(feature_data: FeatureData) -> None:
     assert report.customers == 1
     # a single customer: min = max, so every scaled input is 0 (recency enters as 1 - 0)
     assert got.engagement_score.iloc[0] == pytest.approx(25.0)
-    with base.engine() as engine:
+    with open_engine(base) as engine:
         run_features(base, engine)
 
 
@@ -189,7 +190,7 @@ def test_rfm_grid_labels_every_score_pair() -> None:
 
 def test_composite_is_the_first_principal_component(feature_data: FeatureData) -> None:
     ws = feature_data.ws
-    with ws.engine() as engine:
+    with open_engine(ws) as engine:
         report = run_features(ws, engine)
     t = table_frame(ws, "customer_features")
     inputs = report.composite["features"]
@@ -211,7 +212,7 @@ def test_prep_is_idempotent_and_reruns_when_events_change(
     feature_data: FeatureData, tmp_path
 ) -> None:
     ws = feature_data.ws
-    with ws.engine() as engine:
+    with open_engine(ws) as engine:
         run_prep(ws, engine)
         first = [engine.execute(engine.table(n)) for n in ("identities", "sessions")]
         run_prep(ws, engine)
@@ -228,7 +229,7 @@ def test_prep_is_idempotent_and_reruns_when_events_change(
     extra = tmp_path / "late.csv"
     extra.write_text("ts,event_type,customer_id\n2026-05-30T10:00:00Z,page_view,C777\n")
     ingest(ws, [str(extra)], IngestOptions(source="web", now=NOW))
-    with ws.engine() as engine:
+    with open_engine(ws) as engine:
         report = run_features(ws, engine)
     assert report.prep_rerun
     assert report.as_of == datetime(2026, 5, 30, 10, tzinfo=UTC)
@@ -239,10 +240,10 @@ def test_processing_in_parts_gives_the_same_tables(feature_data: FeatureData) ->
     base = feature_data.ws
     prep = base.config.prep.model_copy(update={"part_events": 97})
     ws = Workspace(base.path, base.config.model_copy(update={"prep": prep}))
-    with base.engine() as engine:
+    with open_engine(base) as engine:
         run_prep(base, engine)
         whole = engine.execute(engine.table("sessions"))
-    with ws.engine() as engine:
+    with open_engine(ws) as engine:
         run_prep(ws, engine)
         parted = engine.execute(engine.table("sessions"))
         run_features(ws, engine)

@@ -15,6 +15,7 @@ from tests.conftest import NOW, table
 from tribes.errors import InputError
 from tribes.ingest import IngestOptions, ingest
 from tribes.privacy.pseudonymize import pseudonym
+from tribes.store.db import open_engine
 
 WEB = """timestamp,event_name,user_id,cookie_id,amount,state,email,page
 2026-03-04T10:15:02Z,Page View,u1,c1,,NY,alice@example.com,/home
@@ -190,7 +191,8 @@ def test_glob_and_directory_inputs_are_one_batch(ws, tmp_path: Path) -> None:
 
 
 def test_whitelist_quarantines_unknown_types(tmp_path: Path, write) -> None:
-    from tribes.workspace import init_workspace, open_workspace
+    from tribes.store.db import init_workspace
+    from tribes.workspace import open_workspace
 
     path = tmp_path / "w"
     init_workspace(path)
@@ -205,7 +207,8 @@ def test_whitelist_quarantines_unknown_types(tmp_path: Path, write) -> None:
 
 
 def test_missing_value_policies(tmp_path: Path, write) -> None:
-    from tribes.workspace import init_workspace, open_workspace
+    from tribes.store.db import init_workspace
+    from tribes.workspace import open_workspace
 
     path = tmp_path / "w"
     init_workspace(path)
@@ -228,7 +231,7 @@ def test_missing_value_policies(tmp_path: Path, write) -> None:
                                     "value": "unknown"}
     from tribes.store.status import workspace_status
 
-    with ws.engine() as engine:
+    with open_engine(ws) as engine:
         reported = workspace_status(engine)["missing"]["events"]
     assert reported["channel"] == {"policy": "constant:unknown", "missing": 1, "imputed": 1}
     assert reported["category"]["policy"] == "drop"

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import NOW, table
 from tribes.ingest import IngestOptions, ingest
-from tribes.workspace import init_workspace
+from tribes.store.db import init_workspace
 
 timestamps = st.sampled_from(["2026-01-01T00:00:00Z", "2026-01-02 10:00:00", "1767225600",
                               "garbage", "", "2999-01-01T00:00:00Z", "1960-01-01"])

@@ -12,6 +12,7 @@ import pytest
 from tests.conftest import NOW, table
 from tribes.ingest import IngestOptions, ingest
 from tribes.ingest.loader import FAULT_ENV
+from tribes.store.db import open_engine
 
 TEXT = "ts,user_id,event,amount\n" + "".join(
     f"2026-01-0{1 + i % 9}T00:00:0{i % 10}Z,u{i},page_view,\n" for i in range(50)
@@ -69,7 +70,7 @@ def test_lock_held_by_another_process_is_a_clear_error(ws, tmp_path: Path) -> No
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "ok"
-        with pytest.raises(EngineError) as err, ws.engine():
+        with pytest.raises(EngineError) as err, open_engine(ws):
             pass
         assert err.value.code == "E_LOCKED"
     finally:

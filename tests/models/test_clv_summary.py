@@ -12,6 +12,7 @@ import pytest
 from tribes.features.run import parse_as_of
 from tribes.models.clv.summary import UNIT_DAYS, SummarySpec, repeat_by_period, rfm_summary
 from tribes.privacy.pseudonymize import pseudonym
+from tribes.store.db import open_engine
 from tribes.workspace import open_workspace
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -91,7 +92,7 @@ def test_summary_matches_pandas(shop: tuple[Path, pd.DataFrame], period: str, un
     ws = open_workspace(ws_path)
     cal_end, hold_end = parse_as_of("2026-03-10"), parse_as_of("2026-04-30")
     spec = SummarySpec(cal_end, hold_end, period, unit)
-    with ws.engine(read_only=True) as e:
+    with open_engine(ws, read_only=True) as e:
         got = e.execute(rfm_summary(e, spec, "opt-out"))
         reps = e.execute(repeat_by_period(e, spec, "opt-out"))
     ref = reference(events, cal_end, hold_end, period, unit, excluded={"C000", "C001"})

@@ -14,7 +14,7 @@ from tribes.config import SegmentConfig
 from tribes.models.naming import MIN_SCORE, name_segments
 from tribes.models.run import run_segmentation
 from tribes.models.validate import continuous_test, rate_test, validate_segments
-from tribes.workspace import init_workspace
+from tribes.store.db import init_workspace, open_engine
 
 
 def test_names_follow_the_lifts_and_are_unique() -> None:
@@ -71,7 +71,7 @@ def test_segments_unrelated_to_kpis_get_a_warning(tmp_path: Path) -> None:
                        "recency_days": rng.uniform(0, 120, n),
                        "tenure_days": rng.uniform(120, 200, n),
                        "engagement_score": rng.uniform(0, 100, n)})
-    with ws.engine() as engine:
+    with open_engine(ws) as engine:
         engine.replace_table("customer_features", ibis.memtable(df))
         run_segmentation(ws, engine, k=3, cfg=SegmentConfig(features=["x1", "x2"],
                                                              log1p=[], resamples=0))
@@ -90,7 +90,7 @@ def test_personas_commands(cli, tmp_path: Path) -> None:
                        "monetary": np.exp(x[:, 0]), "support_contacts": np.exp(x[:, 1]),
                        "recency_days": 20 * np.exp(x[:, 2]), "frequency": 1 + x[:, 0] ** 2,
                        "tenure_days": 100.0, "aov": 50.0, "engagement_score": 10.0})
-    with ws.engine() as engine:
+    with open_engine(ws) as engine:
         engine.replace_table("customer_features", ibis.memtable(df))
     seg = cli("-w", ws.path, "segment", "--k", "3", "--features",
               "monetary,support_contacts,recency_days", "--json")

@@ -18,7 +18,7 @@ from tests.monitor.conftest import built, shop  # noqa: F401
 from tribes.analysis.ab import Design
 from tribes.models.refine import Campaign, eta_squared
 from tribes.models.run import compare_methods
-from tribes.workspace import init_workspace
+from tribes.store.db import init_workspace, open_engine
 
 FEATS = ["f1", "f2", "f3"]
 
@@ -39,7 +39,7 @@ def test_the_segmentation_that_isolates_the_responders_shows_them(tmp_path: Path
     df = pd.DataFrame(x, columns=FEATS).assign(
         customer_key=keys, monetary=np.where(y == 0, 500.0, 50.0) + rng.normal(0, 10, len(y)),
         frequency=rng.poisson(2, len(y)).astype(float), recency_days=rng.uniform(0, 90, len(y)))
-    with ws.engine() as engine:
+    with open_engine(ws) as engine:
         engine.replace_table("customer_features", ibis.memtable(df))
     variant = np.where(rng.random(len(y)) < 0.5, "control", "treatment")
     base = 0.10 + 0.2 * (variant == "treatment") * (y == 0)  # only group 0 responds
@@ -49,7 +49,7 @@ def test_the_segmentation_that_isolates_the_responders_shows_them(tmp_path: Path
     camp = Campaign(outcomes=outcome, features=df[["customer_key", *FEATS]],
                     design=Design(metric="conversion", control="control",
                                   treatment="treatment", cuped=False))
-    with ws.engine(read_only=True) as engine:
+    with open_engine(ws, read_only=True) as engine:
         four = compare_methods(ws, engine, ["kmeans"], k=4, features=FEATS,
                                campaign=camp)[0]
         two = compare_methods(ws, engine, ["kmeans"], k=2, features=FEATS,

@@ -16,8 +16,9 @@ from tribes.engine import connect
 from tribes.models.preprocess import fit_transform
 from tribes.models.run import run_segmentation
 from tribes.models.selection import gap_choice, kneedle
+from tribes.store.db import init_workspace, open_engine
 from tribes.store.segments import ari_from_table, match_segment_ids
-from tribes.workspace import Workspace, init_workspace
+from tribes.workspace import Workspace
 
 FEATS = ["f1", "f2", "f3"]
 CFG = SegmentConfig(features=FEATS, log1p=[], resamples=5, k_range="2-8")
@@ -30,13 +31,13 @@ def blobs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, pd.DataF
                       random_state=3)
     df = pd.DataFrame(x, columns=FEATS).assign(
         customer_key=[f"c{i:05d}" for i in range(len(x))], truth=y)
-    with ws.engine() as engine:
+    with open_engine(ws) as engine:
         engine.replace_table("customer_features", ibis.memtable(df.drop(columns="truth")))
     return ws, df
 
 
 def assignments(ws: Workspace, version: int) -> pd.DataFrame:
-    with ws.engine() as engine:
+    with open_engine(ws) as engine:
         t = engine.table("segment_assignments")
         return engine.execute(t.filter(t.version == version)).sort_values("customer_key")
 
@@ -44,7 +45,7 @@ def assignments(ws: Workspace, version: int) -> pd.DataFrame:
 @pytest.mark.parametrize("method", ["kmeans", "gmm", "agglomerative"])
 def test_methods_recover_blobs_and_choose_k(blobs, method: str) -> None:
     ws, df = blobs
-    with ws.engine() as engine:
+    with open_engine(ws) as engine:
         r = run_segmentation(ws, engine, method=method, cfg=CFG)
     assert r.method == method
     assert r.k == 4 and r.metrics["k_selection"]["chosen"] == 4
@@ -87,7 +88,7 @@ def test_estimators_are_scikit_learn_compatible() -> None:
 
 def test_rerun_keeps_segment_ids(blobs) -> None:
     ws, _ = blobs
-    with ws.engine() as engine:
+    with open_engine(ws) as engine:
         first = run_segmentation(ws, engine, cfg=CFG, k=4)
         second = run_segmentation(ws, engine, cfg=CFG, k=4)
     assert second.parent_version == first.version
@@ -97,7 +98,7 @@ def test_rerun_keeps_segment_ids(blobs) -> None:
 
 def test_a_new_group_gets_a_new_id(blobs) -> None:
     ws, _ = blobs
-    with ws.engine() as engine:
+    with open_engine(ws) as engine:
         base = run_segmentation(ws, engine, cfg=CFG, k=4)
         split = run_segmentation(ws, engine, cfg=CFG, k=5)
     old_ids = {s["segment_id"] for s in base.segments}
@@ -190,7 +191,7 @@ def test_gmm_probabilities_are_responsibilities(tmp_path: Path) -> None:
     x, _ = make_blobs(n_samples=600, centers=3, n_features=3, cluster_std=2.5,
                       random_state=5)
     df = pd.DataFrame(x, columns=FEATS).assign(customer_key=[f"c{i:04d}" for i in range(600)])
-    with ws.engine() as engine:
+    with open_engine(ws) as engine:
         engine.replace_table("customer_features", ibis.memtable(df))
         r = run_segmentation(ws, engine, method="gmm", cfg=CFG, k=3)
         run = get_run(engine, r.version)
@@ -214,7 +215,7 @@ def test_rfm_rule_segments(cli, tmp_path: Path) -> None:
                        "rfm_label": ["Champions", "At Risk", None, "Champions"],
                        "r_score": [5, 1, None, 5], "f_score": [5, 3, None, 4],
                        "m_score": [5, 2, None, 4]})
-    with ws.engine() as engine:
+    with open_engine(ws) as engine:
         engine.replace_table("customer_features", ibis.memtable(df))
     r = cli("-w", ws.path, "segment", "--method", "rfm", "--json")
     assert r.code == 0, r.err
@@ -227,7 +228,7 @@ def test_rfm_rule_segments(cli, tmp_path: Path) -> None:
 @pytest.mark.parametrize("method", ["dbscan", "hdbscan"])
 def test_density_methods_find_the_blobs_and_noise(blobs, method: str) -> None:
     ws, df = blobs
-    with ws.engine() as engine:
+    with open_engine(ws) as engine:
         r = run_segmentation(ws, engine, method=method, cfg=CFG)
     assert r.k == 4
     a = assignments(ws, r.version).merge(df, on="customer_key")

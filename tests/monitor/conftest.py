@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tribes.store.db import init_workspace
 from tribes.synth import SynthConfig, generate
-from tribes.workspace import init_workspace
 
 
 @pytest.fixture(scope="session")

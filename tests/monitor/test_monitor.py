@@ -21,7 +21,8 @@ from tribes.config import SegmentConfig
 from tribes.models.run import run_segmentation
 from tribes.monitor.alerts import ack, list_alerts
 from tribes.monitor.run import history, run_monitor
-from tribes.workspace import Workspace, init_workspace, open_workspace
+from tribes.store.db import init_workspace, open_engine
+from tribes.workspace import Workspace, open_workspace
 
 FEATS = ["f1", "f2", "f3"]
 CFG = SegmentConfig(features=FEATS, log1p=[], resamples=2, k_range="2-6")
@@ -35,7 +36,7 @@ def blobs(n: int = 1600, seed: int = 3) -> pd.DataFrame:
 
 
 def put_features(ws: Workspace, df: pd.DataFrame) -> None:
-    with ws.engine() as engine:
+    with open_engine(ws) as engine:
         engine.replace_table("customer_features",
                              ibis.memtable(df.drop(columns="truth", errors="ignore")))
 
@@ -45,14 +46,14 @@ def segmented(tmp_path: Path) -> tuple[Workspace, pd.DataFrame]:
     ws = init_workspace(tmp_path / "ws")
     df = blobs()
     put_features(ws, df)
-    with ws.engine() as engine:
+    with open_engine(ws) as engine:
         run_segmentation(ws, engine, method="kmeans", k=4, cfg=CFG)
     return ws, df
 
 
 def test_quiet_on_the_data_the_version_was_built_on(segmented) -> None:
     ws, _ = segmented
-    with ws.engine() as engine:
+    with open_engine(ws) as engine:
         r = run_monitor(ws, engine)
     assert [f.feature for f in r.features] == FEATS
     for f in r.features:
@@ -69,7 +70,7 @@ def test_planted_drift_raises_alerts_once_until_acknowledged(segmented) -> None:
     half = shifted.index < len(df) // 2
     shifted.loc[half, "f2"] += 2 * df["f2"].std()
     put_features(ws, shifted)
-    with ws.engine() as engine:
+    with open_engine(ws) as engine:
         r = run_monitor(ws, engine)
     kinds = {(a["kind"], a["subject"]): a for a in r.new_alerts}
     assert ("drift.psi", "f2") in kinds and kinds[("drift.psi", "f2")]["severity"] == \
@@ -79,7 +80,7 @@ def test_planted_drift_raises_alerts_once_until_acknowledged(segmented) -> None:
     psi_f2 = next(f for f in r.features if f.feature == "f2")
     assert psi_f2.psi >= 0.25 and psi_f2.mean_now > psi_f2.mean_ref
     # still open: the next check raises nothing new, and says so
-    with ws.engine() as engine:
+    with open_engine(ws) as engine:
         again = run_monitor(ws, engine)
         assert not again.new_alerts
         assert {a["alert_id"] for a in again.open_alerts} == \
@@ -110,7 +111,7 @@ def test_segment_share_shift_is_an_alert(segmented) -> None:
     rng = np.random.default_rng(0)
     moved.loc[first, FEATS] = centre + rng.normal(0, 0.3, (int(first.sum()), 3))
     put_features(ws, moved)
-    with ws.engine() as engine:
+    with open_engine(ws) as engine:
         r = run_monitor(ws, engine)
     assert r.shares is not None and r.shares.p_value < 1e-6
     shifts = [a for a in r.new_alerts if a["kind"] == "segment.share"]

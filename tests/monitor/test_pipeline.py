@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CliResult
+from tribes.store.db import init_workspace
 from tribes.synth import SynthConfig, generate
-from tribes.workspace import init_workspace
 
 
 def configure(ws: Path, activate: str, min_ari: float = 0.7) -> None:

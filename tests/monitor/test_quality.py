@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.conftest import CliResult
-from tribes.workspace import init_workspace
+from tribes.store.db import init_workspace
 
 HEADER = "event_id,user_id,event,timestamp,product_id,amount"
 

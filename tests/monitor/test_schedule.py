@@ -14,6 +14,7 @@ from tests.conftest import CliResult
 from tribes.errors import ConfigError
 from tribes.monitor import schedule as sched
 from tribes.monitor.pipeline import history
+from tribes.store.db import open_engine
 from tribes.workspace import open_workspace
 
 WED = datetime(2026, 12, 2, 10, 30, tzinfo=UTC)  # a Wednesday
@@ -68,7 +69,7 @@ def test_a_missed_run_is_made_up_once() -> None:
 def test_the_scheduler_runs_the_pipeline_when_due(shop) -> None:
     ws_path, _ = shop
     ws = open_workspace(ws_path)
-    with ws.engine() as engine:  # the copy's own tribes run would count as the last run
+    with open_engine(ws) as engine:  # the copy's own tribes run would count as the last run
         t = engine.table("stage_runs")
         engine.delete_where("stage_runs", t.stage == "pipeline")
     since = datetime.now(UTC) - timedelta(days=2)
@@ -81,7 +82,7 @@ def test_the_scheduler_runs_the_pipeline_when_due(shop) -> None:
     time.sleep(0.5)  # more polls: the run is recorded, so none follows
     runner.stop()
     assert runner.runs == 1 and runner.failures == 0
-    with ws.engine(read_only=True) as engine:
+    with open_engine(ws, read_only=True) as engine:
         runs = history(engine)
     assert len(runs) == 1 and runs[0]["steps"]["monitor"] == "done"
     assert sched.last_run_at(ws) is not None

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from tribes.monitor.spc import chart, cusum, ewma, weekly_kpis, western_electric
+from tribes.store.db import open_engine
 from tribes.store.segments import active_version
 from tribes.workspace import open_workspace
 
@@ -88,7 +89,7 @@ def test_only_weeks_after_the_version_are_watched() -> None:
 
 def test_weekly_kpis_agree_with_pandas(shop) -> None:
     ws = open_workspace(shop[0])
-    with ws.engine(read_only=True) as engine:
+    with open_engine(ws, read_only=True) as engine:
         version = active_version(engine)
         assert version is not None
         got = weekly_kpis(engine, version)

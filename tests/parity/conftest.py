@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tribes.cli import main
-from tribes.workspace import init_workspace
+from tribes.store.db import init_workspace
 
 CUSTOMERS, DAYS, SEED = 200, 60, 5
 BACKENDS = ("duckdb", "pyspark")

@@ -35,7 +35,9 @@ SCRIPT = r"""
 import contextlib, io, json, sys
 from pathlib import Path
 from tribes.cli import main
-from tribes.workspace import init_workspace, open_workspace
+from tribes.workspace import open_workspace
+from tribes.store.db import init_workspace
+from tribes.store.db import open_engine
 
 ws, data, out = (Path(a) for a in sys.argv[1:4])
 init_workspace(ws)
@@ -63,7 +65,7 @@ for args in steps:
     done.append(" ".join(map(str, args[:2])))
 # the control: an action that does collect every event must hit the limit
 control = "collected"
-with open_workspace(ws).engine() as engine:
+with open_engine(open_workspace(ws)) as engine:
     try:
         engine.to_pyarrow(engine.table("events"))
     except Exception as exc:

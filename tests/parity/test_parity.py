@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tribes.store.db import open_engine
 from tribes.store.tables import SCHEMAS
 from tribes.workspace import open_workspace
 
@@ -29,7 +30,7 @@ REL = 1e-9
 
 
 def _tables(ws: Path, backend: str) -> dict[str, pd.DataFrame]:
-    with open_workspace(ws, backend=backend).engine() as engine:
+    with open_engine(open_workspace(ws, backend=backend)) as engine:
         return {name: engine.execute(engine.table(name)) for name in SCHEMAS}
 
 

@@ -15,7 +15,8 @@ from tribes.engine.quirks import strftime_to_java
 from tribes.engine.spark import fit_broadcasts, size_bytes
 from tribes.ingest import IngestOptions, ingest
 from tribes.ingest.loader import FAULT_ENV
-from tribes.workspace import Workspace, init_workspace, open_workspace
+from tribes.store.db import init_workspace, open_engine
+from tribes.workspace import Workspace, open_workspace
 
 from .conftest import SPARK_TOML, require_spark
 
@@ -36,7 +37,7 @@ def sws(tmp_path: Path) -> Workspace:
 
 def _counts(ws: Workspace) -> dict[str, int]:
     ws = open_workspace(ws.path)
-    with ws.engine() as engine:
+    with open_engine(ws) as engine:
         return {n: int(engine.scalar(engine.table(n).count()))
                 for n in ("events", "quarantine", "batches")}
 

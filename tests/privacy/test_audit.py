@@ -11,6 +11,7 @@ import pytest
 from tests.conftest import NOW
 from tribes.ingest import IngestOptions, ingest
 from tribes.privacy import audit
+from tribes.store.db import open_engine
 from tribes.workspace import Workspace, open_workspace
 
 CSV = "ts,user_id,event\n2026-03-01T10:00:00Z,u1,page_view\n2026-03-01T10:05:00Z,u2,login\n"
@@ -27,7 +28,7 @@ def _write_lines(ws: Workspace, lines: list[str]) -> None:
 def _append_many(path: str, n: int) -> None:
     ws = open_workspace(Path(path))
     for i in range(n):
-        ws.audit("test.concurrent", target=str(i))
+        audit.audit(ws, "test.concurrent", target=str(i))
 
 
 def test_records_chain_and_verify(ws: Workspace, write) -> None:
@@ -40,7 +41,7 @@ def test_records_chain_and_verify(ws: Workspace, write) -> None:
     assert recs[1]["actor"].startswith("cli:")
     assert audit.verify(ws.path, ws.secret()).ok
     with audit.acting_as("key:crm-sync"):
-        rec = ws.audit("read.customer", keys=["k1"], rows=1)
+        rec = audit.audit(ws, "read.customer", keys=["k1"], rows=1)
     assert rec["actor"] == "key:crm-sync"
     assert audit.select(audit.read(ws.path), key="k1") == [rec]
     assert audit.select(audit.read(ws.path), action="ingest")[0]["seq"] == 2
@@ -56,7 +57,7 @@ def test_records_chain_and_verify(ws: Workspace, write) -> None:
 ])
 def test_verify_detects_tampering(ws: Workspace, tamper: str, expect: str) -> None:
     for i in range(4):
-        ws.audit("segment", target=f"version {i}", rows=10 * i)
+        audit.audit(ws, "segment", target=f"version {i}", rows=10 * i)
     lines = _lines(ws)
     if tamper == "edit":
         rec = json.loads(lines[2])
@@ -82,18 +83,18 @@ def test_verify_detects_tampering(ws: Workspace, tamper: str, expect: str) -> No
 
 
 def test_a_recomputed_chain_without_the_key_does_not_verify(ws: Workspace) -> None:
-    ws.audit("export", target="a.csv", rows=5)
+    audit.audit(ws, "export", target="a.csv", rows=5)
     other = b"not-the-workspace-key"
     assert not audit.verify(ws.path, other).ok
 
 
 def test_rolled_back_changes_are_not_recorded(ws: Workspace) -> None:
     before = len(audit.read(ws.path))
-    with ws.engine() as engine, pytest.raises(RuntimeError), engine.transaction():
+    with open_engine(ws) as engine, pytest.raises(RuntimeError), engine.transaction():
         engine.audit("segment", target="version 9")
         raise RuntimeError("boom")
     assert len(audit.read(ws.path)) == before
-    with ws.engine() as engine, engine.transaction():
+    with open_engine(ws) as engine, engine.transaction():
         engine.audit("segment", target="version 9")
         assert len(audit.read(ws.path)) == before  # not before the commit
     assert audit.read(ws.path)[-1]["target"] == "version 9"

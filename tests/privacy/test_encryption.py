@@ -13,7 +13,8 @@ from tribes.engine.backend import DB_KEY_ENV, DB_KEY_FILE
 from tribes.errors import EngineError, WorkspaceError
 from tribes.ingest import IngestOptions, ingest
 from tribes.privacy.pseudonymize import pseudonym
-from tribes.workspace import init_workspace, open_workspace
+from tribes.store.db import init_workspace, open_engine
+from tribes.workspace import open_workspace
 
 MARKER = "plaintext-marker-7f3a9c"
 CSV = "ts,user_id,event,page\n" + "".join(
@@ -39,7 +40,7 @@ def test_database_file_holds_no_plaintext_when_encrypted(tmp_path: Path, write,
     ws = open_workspace(path)
     s = ingest(ws, [str(write("web.csv", CSV))], IngestOptions(source="web", now=NOW))
     assert s.loaded == 3000
-    with ws.engine() as engine:
+    with open_engine(ws) as engine:
         engine.checkpoint()
         n = engine.scalar(engine.table("events").properties.contains(MARKER).sum())
         assert int(n) == 3000  # readable through tribes either way
@@ -63,14 +64,14 @@ def test_key_file_env_override_and_wrong_key(tmp_path: Path, monkeypatch) -> Non
     key = key_file.read_text(encoding="utf-8").strip()
     # the key can live in the secret store only
     key_file.unlink()
-    with pytest.raises(EngineError) as missing, open_workspace(path).engine():
+    with pytest.raises(EngineError) as missing, open_engine(open_workspace(path)):
         pass
     assert missing.value.code == "E_DB_KEY"
     monkeypatch.setenv(DB_KEY_ENV, key)
-    with open_workspace(path).engine() as engine:
+    with open_engine(open_workspace(path)) as engine:
         assert engine.encrypted and engine.has_table("events")
     monkeypatch.setenv(DB_KEY_ENV, "0" * 64)
-    with pytest.raises(EngineError) as wrong, open_workspace(path).engine():
+    with pytest.raises(EngineError) as wrong, open_engine(open_workspace(path)):
         pass
     assert wrong.value.code == "E_DB_KEY"
 

@@ -9,6 +9,7 @@ import pytest
 
 from tribes.privacy import audit
 from tribes.privacy.pseudonymize import pseudonym
+from tribes.store.db import open_engine
 from tribes.synth import SynthConfig, generate
 from tribes.workspace import open_workspace
 
@@ -43,7 +44,7 @@ def _ingest_all(cli, ws: Path, data: Path) -> dict[str, dict]:
 def _holding(ws: Path, needles: list[str]) -> dict[str, int]:
     """Rows per table and column whose text contains any of ``needles``."""
     found: dict[str, int] = {}
-    with open_workspace(ws).engine(read_only=True) as engine:
+    with open_engine(open_workspace(ws), read_only=True) as engine:
         for name in engine.list_tables():
             t = engine.table(name)
             for col, typ in t.schema().items():

@@ -11,7 +11,8 @@ import pytest
 from tests.conftest import NOW
 from tribes.ingest import IngestOptions, ingest
 from tribes.privacy.pseudonymize import pseudonym
-from tribes.workspace import init_workspace, open_workspace
+from tribes.store.db import init_workspace, open_engine
+from tribes.workspace import open_workspace
 
 SECRETS = ["alice.secret@example.com", "+1-555-0199-777", "Alicia Zzyzx", "203.0.113.77",
            "CUST-RAW-0042", "cookie-raw-9f8e7d"]
@@ -41,7 +42,7 @@ def test_raw_pii_and_ids_appear_nowhere_in_the_database_file(uncompressed_ws, wr
     ws = uncompressed_ws
     ingest(ws, [str(write("e.csv", EVENTS))], IngestOptions(source="web", now=NOW))
     ingest(ws, [str(write("c.csv", CUSTOMERS))], IngestOptions(kind="customers", now=NOW))
-    with ws.engine() as engine:
+    with open_engine(ws) as engine:
         assert int(engine.scalar(engine.table("events").count())) == 1
         assert int(engine.scalar(engine.table("quarantine").count())) == 3
         engine.checkpoint()
@@ -88,7 +89,7 @@ def test_latest_consent_decides(ws, write) -> None:
             "c,marketing,no,2026-01-01\n")
     ingest(ws, [str(write("k.csv", text))], IngestOptions(kind="consents", now=NOW))
     key = ws.secret()
-    with ws.engine() as engine:
+    with open_engine(ws) as engine:
         consents = engine.table("consents")
         known = consents.select("customer_id")
         out = set(engine.execute(excluded_customers(consents, known, "opt-out")).customer_id)

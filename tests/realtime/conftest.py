@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from tribes.cli import main
+from tribes.store.db import init_workspace
 from tribes.synth import SynthConfig, generate
-from tribes.workspace import init_workspace
 
 
 def _missing(why: str) -> None:

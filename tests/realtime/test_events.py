@@ -10,6 +10,7 @@ from typing import Any
 from tribes.ingest import IngestOptions, ingest
 from tribes.realtime.events import EventChecker, Rejected, StreamEvent, parse_ts
 from tribes.realtime.sink import _line
+from tribes.store.db import open_engine
 from tribes.workspace import open_workspace
 
 NOW = time.time()
@@ -62,7 +63,7 @@ def test_checker_and_ingest_agree(rt_ws: Path, tmp_path: Path) -> None:
     spool.write_text("".join(_line(c.record) for c in checked), encoding="utf-8")
     s = ingest(ws, [str(spool)], IngestOptions(source="stream", fmt="jsonl"))
     assert s.rows_read == len(MESSAGES)
-    with ws.engine(read_only=True) as engine:
+    with open_engine(ws, read_only=True) as engine:
         ev = engine.table("events")
         loaded = set(engine.execute(ev.filter(ev.batch_id == s.batch_id)
                                     .select("event_id"))["event_id"])

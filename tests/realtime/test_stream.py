@@ -18,6 +18,7 @@ from tests.realtime.conftest import RedisServer, tribes
 from tribes.realtime.consumer import Consumer
 from tribes.realtime.rules import Trigger
 from tribes.realtime.simulate import simulate
+from tribes.store.db import open_engine
 from tribes.workspace import open_workspace
 
 NOW = time.time()
@@ -56,7 +57,7 @@ def consume(path: Path, url: str, **kw: Any) -> Consumer:
 
 def stream_events(path: Path) -> int:
     ws = open_workspace(path)
-    with ws.engine(read_only=True) as engine:
+    with open_engine(ws, read_only=True) as engine:
         t = engine.table("events")
         return int(engine.scalar(t.filter(t.source == "stream").count()))
 
@@ -97,7 +98,7 @@ def test_bad_messages_are_quarantined_and_never_fire(rt_ws: Path, redis_url: str
     assert dict(c.stats.rejected) == {"E_MALFORMED": 1, "E_TS_PARSE": 1, "E_NO_ID": 1}
     assert [t.kind for t in triggers(r) if t.kind.startswith("trigger.")] == []
     ws = open_workspace(rt_ws)
-    with ws.engine(read_only=True) as engine:
+    with open_engine(ws, read_only=True) as engine:
         q = engine.table("quarantine")
         reasons = engine.execute(q.filter(q.source == "stream").select("reason"))
     assert sorted(reasons["reason"]) == ["E_MALFORMED", "E_NO_ID", "E_TS_PARSE"]

@@ -12,8 +12,8 @@ import pytest
 
 from tribes.cli import main
 from tribes.privacy.keys import create_key
+from tribes.store.db import init_workspace
 from tribes.synth import SynthConfig, generate
-from tribes.workspace import init_workspace
 
 
 @dataclass

@@ -13,6 +13,7 @@ from tribes.privacy import audit
 from tribes.privacy.keys import create_key, revoke_key
 from tribes.privacy.pseudonymize import pseudonym
 from tribes.service import create_app
+from tribes.store.db import open_engine
 from tribes.workspace import open_workspace
 
 from .conftest import Built
@@ -111,7 +112,7 @@ def test_segment_lookup_by_any_id(client: TestClient, service_ws: Built) -> None
     key = by_raw.json()["customer_key"]
     assert key == pseudonym(PERSON, open_workspace(service_ws.path).secret())
     assert client.get(f"/v1/customers/{key}/segment", headers=h).json() == by_raw.json()
-    with open_workspace(service_ws.path).engine(read_only=True) as engine:
+    with open_engine(open_workspace(service_ws.path), read_only=True) as engine:
         ids = engine.table("identities")
         cookie = engine.execute(ids.filter((ids.customer_key == key)
                                            & (ids.id_type == "anonymous_id")).limit(1)).id[0]
@@ -316,7 +317,7 @@ def test_alerts_for_viewers(client: TestClient, service_ws: Built) -> None:
     from tribes.monitor.alerts import Alert, record
 
     ws = open_workspace(service_ws.path)
-    with ws.engine() as engine, engine.transaction():
+    with open_engine(ws) as engine, engine.transaction():
         record(engine, [Alert(kind="drift.psi", severity="critical", subject="monetary",
                               metric="psi", value=0.4, threshold=0.25,
                               message="monetary drifted", version=2)])

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from tribes.cli.common import JsonOpt, Output, state
+from tribes.store.db import open_engine
 
 app = typer.Typer(help="A/B tests by segment: uplift with intervals, corrected p-values, "
                   "sample-ratio check, CUPED.", no_args_is_help=True)
@@ -91,7 +92,7 @@ def analyze(
     ws = state(ctx).open()
     raw = pd.read_parquet(assignments) if assignments.suffix == ".parquet" else \
         pd.read_csv(assignments)
-    with ws.engine(read_only=True) as engine, out.progress("measuring") as task:
+    with open_engine(ws, read_only=True) as engine, out.progress("measuring") as task:
         task.step("reading assignments")
         assigned = read_assignments(ws, engine, raw)
         variants = sorted(assigned["variant"].unique())

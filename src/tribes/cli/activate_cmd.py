@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from tribes.cli.common import JsonOpt, Output, state
+from tribes.store.db import open_engine
 
 
 def _segment_list(text: str | None) -> list[int] | None:
@@ -53,7 +54,7 @@ def activate(
     out = Output(ctx, json_out)
     wanted = _segment_list(segments)
     ws = state(ctx).open()
-    with ws.engine(read_only=dry_run) as engine, out.progress("activating") as task:
+    with open_engine(ws, read_only=dry_run) as engine, out.progress("activating") as task:
         r = sync(ws, engine, target, segments=wanted, full=full, dry_run=dry_run,
                  progress=task.step)
     out.result(r.as_dict())
@@ -90,7 +91,7 @@ def history(
 
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    with ws.engine(read_only=True) as engine:
+    with open_engine(ws, read_only=True) as engine:
         rows = syncs(engine, target)
     out.result({"syncs": rows})
     if not rows:

@@ -8,6 +8,7 @@ import typer
 
 from tribes.analysis.outliers import METHODS, find_outliers
 from tribes.cli.common import JsonOpt, Output, state
+from tribes.store.db import open_engine
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich",
                   help="Anomalies: customers who behave unlike the others.")
@@ -38,7 +39,7 @@ def customers(
     ws = state(ctx).open()
     feats = ([f.strip() for f in features.split(",") if f.strip()] if features
              else list(ws.config.segment.features))
-    with ws.engine(read_only=True) as engine, out.progress("looking for outliers"):
+    with open_engine(ws, read_only=True) as engine, out.progress("looking for outliers"):
         res = find_outliers(engine, feats, method=method, contamination=contamination,
                             sample_size=ws.config.segment.sample_size,
                             random_state=ws.config.segment.random_state)

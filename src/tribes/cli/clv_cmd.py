@@ -10,6 +10,7 @@ import typer
 from tribes.cli.common import JsonOpt, Output, state
 from tribes.errors import InputError
 from tribes.features.run import parse_as_of
+from tribes.store.db import open_engine
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich", help=(
     "Customer lifetime value: how likely each customer is still active, how much they "
@@ -94,7 +95,7 @@ def fit(
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     cal = _date(calibration_end)
-    with ws.engine() as engine, out.progress("clv fit") as task:
+    with open_engine(ws) as engine, out.progress("clv fit") as task:
         res = fit_clv(ws, engine, model=model, calibration_end=cal, period=period,
                       time_unit=time_unit, progress=task.step)
     out.result(res)
@@ -147,7 +148,7 @@ def score(
 
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    with ws.engine() as engine, out.progress("clv score") as task:
+    with open_engine(ws) as engine, out.progress("clv score") as task:
         res = score_clv(ws, engine, horizon=horizon, discount_rate=discount_rate,
                         threshold=threshold, progress=task.step)
     out.result(res)
@@ -188,7 +189,7 @@ def validate(
     ws = state(ctx).open()
     cal = _date(calibration_end)
     names = [m.strip() for m in models.split(",") if m.strip()] if models else None
-    with ws.engine(read_only=True) as engine, out.progress("clv validate") as task:
+    with open_engine(ws, read_only=True) as engine, out.progress("clv validate") as task:
         res = validate_clv(ws, engine, calibration_end=cal, models=names, progress=task.step)
     out.result(res)
     out.table(f"Fitted up to {res['calibration_end'][:10]}, checked to "
@@ -235,7 +236,7 @@ def churn(
 
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    with ws.engine() as engine, out.progress("clv churn") as task:
+    with open_engine(ws) as engine, out.progress("clv churn") as task:
         res = compare_churn(ws, engine, days=days, model=model, progress=task.step)
     out.result(res)
     gb, pa = res["gradient_boosting"], res["p_alive"]["purchasers"]
@@ -266,7 +267,7 @@ def show(ctx: typer.Context, json_out: JsonOpt = False) -> None:
 
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    with ws.engine(read_only=True) as engine:
+    with open_engine(ws, read_only=True) as engine:
         res = last_fit(engine)
     out.result(res)
     out.print(f"[bold]{res['model']}[/bold] fitted up to {res['calibration_end'][:10]} "

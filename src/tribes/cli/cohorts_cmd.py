@@ -9,6 +9,7 @@ from rich.markup import escape
 
 from tribes.analysis.cohorts import retention as retention_fn
 from tribes.cli.common import CohortOpt, JsonOpt, Output, state
+from tribes.store.db import open_engine
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich",
                   help="Cohorts: retention of customers grouped by when they arrived.")
@@ -44,7 +45,7 @@ def retention(
     if show not in ("share", "customers", "revenue"):
         raise typer.BadParameter("use share, customers or revenue", param_hint="--show")
     ws = state(ctx).open()
-    with ws.engine(read_only=True) as engine, out.progress("cohorts"):
+    with open_engine(ws, read_only=True) as engine, out.progress("cohorts"):
         res = retention_fn(engine, by=by, period=period, cohort=cohort,
                            consent_mode=ws.config.privacy.consent_mode)
     out.result(res)
@@ -109,7 +110,7 @@ def define(
 
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    with ws.engine(read_only=dry_run) as engine, out.progress(f"cohort {name}"):
+    with open_engine(ws, read_only=dry_run) as engine, out.progress(f"cohort {name}"):
         res = define_cohort(engine, name, rule, description=description, replace=replace,
                             dry_run=dry_run, consent_mode=ws.config.privacy.consent_mode)
     out.result(res)
@@ -126,7 +127,7 @@ def list_(ctx: typer.Context, json_out: JsonOpt = False) -> None:
 
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    with ws.engine(read_only=True) as engine:
+    with open_engine(ws, read_only=True) as engine:
         rows = list_cohorts(engine)
     out.result({"cohorts": rows})
     if not rows:
@@ -149,7 +150,7 @@ def show(
 
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    with ws.engine(read_only=True) as engine:
+    with open_engine(ws, read_only=True) as engine:
         res = profile(engine, name)
     out.result(res)
     out.print(f"[bold]{res['name']}[/bold]: {res['n_customers']:,} members"
@@ -175,7 +176,7 @@ def refresh(
 
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    with ws.engine() as engine, out.progress("refreshing cohorts"):
+    with open_engine(ws) as engine, out.progress("refreshing cohorts"):
         rows = refresh_cohorts(engine, names or None,
                                consent_mode=ws.config.privacy.consent_mode)
     out.result({"cohorts": rows})
@@ -194,7 +195,7 @@ def drop(
 
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    with ws.engine() as engine:
+    with open_engine(ws) as engine:
         drop_cohort(engine, name)
     out.result({"dropped": name})
     out.print(f"Cohort {name} dropped.")

@@ -10,6 +10,7 @@ import typer
 from tribes.cli.common import JsonOpt, Output, state
 from tribes.privacy.consent import consent_summary
 from tribes.privacy.pseudonymize import pseudonym
+from tribes.store.db import open_engine
 
 app = typer.Typer(help="Consent records: summary per purpose, or one customer's history.",
                   no_args_is_help=True)
@@ -29,7 +30,7 @@ def show(
     """
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    with ws.engine() as engine:
+    with open_engine(ws) as engine:
         c = engine.table("consents")
         mode = ws.config.privacy.consent_mode
         if customer is None:

@@ -8,6 +8,7 @@ import typer
 
 from tribes.cli.common import JsonOpt, Output, state
 from tribes.store.customer import customer_view, resolve_customer
+from tribes.store.db import open_engine
 
 
 def customer(
@@ -29,7 +30,7 @@ def customer(
     """
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    with ws.engine(read_only=True) as engine:
+    with open_engine(ws, read_only=True) as engine:
         key = resolve_customer(ws, engine, ident)
         view = customer_view(ws, engine, key, limit=limit)
     out.result(view)

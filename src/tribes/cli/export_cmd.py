@@ -9,6 +9,7 @@ import typer
 
 from tribes.cli.common import JsonOpt, Output, state
 from tribes.errors import InputError
+from tribes.store.db import open_engine
 from tribes.store.exports import EXPORTS, export_table
 
 
@@ -41,7 +42,7 @@ def export(
     if fmt not in ("csv", "parquet"):
         raise typer.BadParameter("use csv or parquet", param_hint="--format")
     ws = state(ctx).open()
-    with ws.engine() as engine, out.progress(f"exporting {what}"):
+    with open_engine(ws) as engine, out.progress(f"exporting {what}"):
         rows = export_table(ws, engine, what, out_path, fmt)
     out.result({"what": what, "path": str(out_path), "format": fmt, "rows": rows})
     out.print(f"wrote {rows:,} {what} rows to {out_path} ({fmt})")

@@ -11,6 +11,7 @@ from tribes.cli.prep_cmd import TimeoutOpt
 from tribes.errors import InputError
 from tribes.features.describe import describe_features
 from tribes.features.run import TABLE, FeaturesReport, parse_as_of, run_features
+from tribes.store.db import open_engine
 
 app = typer.Typer(no_args_is_help=False, rich_markup_mode="rich")
 
@@ -61,7 +62,7 @@ def features(
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     when = parse_as_of(as_of) if as_of else None
-    with ws.engine() as engine, out.progress("features") as task:
+    with open_engine(ws) as engine, out.progress("features") as task:
         report = run_features(ws, engine, as_of=when, session_timeout=session_timeout,
                               progress=task.step)
     out.result(report.as_dict())
@@ -73,7 +74,7 @@ def describe(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Per feature: definition, what a null means, null share, min/median/max, histogram."""
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    with ws.engine(read_only=True) as engine:
+    with open_engine(ws, read_only=True) as engine:
         if not engine.has_table(TABLE):
             raise InputError("no customer features yet; build them with: tribes features",
                              code="E_NO_FEATURES")

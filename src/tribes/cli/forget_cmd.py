@@ -8,6 +8,7 @@ import typer
 
 from tribes.cli.common import JsonOpt, Output, state
 from tribes.privacy.erasure import forget as erase
+from tribes.store.db import open_engine
 
 
 def forget(
@@ -33,7 +34,7 @@ def forget(
     """
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    with ws.engine() as engine:
+    with open_engine(ws) as engine:
         result = erase(ws, engine, ident, reason=reason)
     out.result(result.to_dict())
     if not result.rows:

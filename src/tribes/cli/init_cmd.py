@@ -9,7 +9,8 @@ import typer
 
 from tribes.cli.common import JsonOpt, Output, state
 from tribes.engine.backend import DB_KEY_ENV, DB_KEY_FILE
-from tribes.workspace import DEFAULT_WORKSPACE, SECRET_FILE, init_workspace
+from tribes.store.db import init_workspace
+from tribes.workspace import DEFAULT_WORKSPACE, SECRET_FILE
 
 
 def init(

@@ -11,6 +11,7 @@ from tribes.analysis.journeys import funnel as funnel_fn
 from tribes.analysis.journeys import transitions as transitions_fn
 from tribes.cli.common import CohortOpt, JsonOpt, Output, state
 from tribes.config import parse_duration
+from tribes.store.db import open_engine
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich",
                   help="Journeys: Markov transitions between events, conversion funnels.")
@@ -46,7 +47,7 @@ def transitions(
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     timeout = parse_duration(ws.config.prep.session_timeout)
-    with ws.engine(read_only=True) as engine, out.progress("transitions"):
+    with open_engine(ws, read_only=True) as engine, out.progress("transitions"):
         tr = transitions_fn(engine, scope=scope, level=level, segment=segment, cohort=cohort,
                             collapse=collapse, timeout=timeout,
                             consent_mode=ws.config.privacy.consent_mode)
@@ -102,7 +103,7 @@ def funnel(
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     names = [s.strip() for s in steps.split(",") if s.strip()]
-    with ws.engine(read_only=True) as engine, out.progress("funnel"):
+    with open_engine(ws, read_only=True) as engine, out.progress("funnel"):
         res = funnel_fn(engine, names, window=parse_duration(window), by=by, segment=segment,
                         unit=unit, ordering=ordering, cohort=cohort,
                         timeout=parse_duration(ws.config.prep.session_timeout),
@@ -147,7 +148,7 @@ def paths(
 
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    with ws.engine(read_only=True) as engine, out.progress("paths"):
+    with open_engine(ws, read_only=True) as engine, out.progress("paths"):
         ps = session_paths(engine, segment=segment, cohort=cohort,
                            timeout=parse_duration(ws.config.prep.session_timeout),
                            consent_mode=ws.config.privacy.consent_mode)
@@ -180,7 +181,7 @@ def sankey(
 
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    with ws.engine(read_only=True) as engine, out.progress("sankey"):
+    with open_engine(ws, read_only=True) as engine, out.progress("sankey"):
         ps = session_paths(engine, cohort=cohort,
                            timeout=parse_duration(ws.config.prep.session_timeout),
                            consent_mode=ws.config.privacy.consent_mode)

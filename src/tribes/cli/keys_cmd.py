@@ -8,6 +8,7 @@ import typer
 
 from tribes.cli.common import JsonOpt, Output, parse_when, state
 from tribes.privacy import keys as api_keys
+from tribes.privacy.audit import audit
 
 app = typer.Typer(help="API keys for tribes serve: create (shown once), list, revoke.",
                   no_args_is_help=True)
@@ -34,7 +35,7 @@ def create(
     ws = state(ctx).open()
     expiry = parse_when(expires, "--expires", durations=True) if expires else None
     text, rec = api_keys.create_key(ws.path, name=name, role=role, expires_at=expiry)
-    ws.audit("keys.create", target=rec.key_id, detail={"name": rec.name, "role": rec.role,
+    audit(ws, "keys.create", target=rec.key_id, detail={"name": rec.name, "role": rec.role,
                                                         "expires_at": rec.expires_at})
     out.result({"key": text, **rec.public()})
     out.print(f"API key for [bold]{rec.name}[/bold] ({rec.role}), id {rec.key_id}:")
@@ -71,7 +72,7 @@ def revoke(
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     rec = api_keys.revoke_key(ws.path, key)
-    ws.audit("keys.revoke", target=rec.key_id, detail={"name": rec.name})
+    audit(ws, "keys.revoke", target=rec.key_id, detail={"name": rec.name})
     out.result(rec.public())
     out.print(f"Revoked key {rec.key_id} ({rec.name}, {rec.role}).")
 

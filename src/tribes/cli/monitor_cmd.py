@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from tribes.cli.common import JsonOpt, Output, state
+from tribes.store.db import open_engine
 
 FAIL_ON = ("never", "warning", "critical")
 
@@ -41,7 +42,7 @@ def monitor(
         raise typer.BadParameter(f"use one of {', '.join(FAIL_ON)}", param_hint="--fail-on")
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    with ws.engine(read_only=dry_run) as engine, out.progress("monitoring") as task:
+    with open_engine(ws, read_only=dry_run) as engine, out.progress("monitoring") as task:
         report = run_monitor(ws, engine, record=not dry_run, progress=task.step)
     delivered = notify(ws, report.new_alerts) if not dry_run else {"sent": 0, "failed": 0}
     out.result(report.as_dict() | {"webhooks": delivered})
@@ -138,7 +139,7 @@ def list_(
 
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    with ws.engine(read_only=True) as engine:
+    with open_engine(ws, read_only=True) as engine:
         rows = list_alerts(engine, status=status, kind=kind, limit=limit)
     out.result({"alerts": rows})
     if not rows:
@@ -173,7 +174,7 @@ def ack(
 
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    with ws.engine() as engine:
+    with open_engine(ws) as engine:
         done = ack_alerts(engine, ids, actor=audit.current_actor(), note=note)
     out.result({"acked": done})
     out.print(f"Acknowledged {', '.join('#' + str(i) for i in done)}.")

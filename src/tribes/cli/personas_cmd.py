@@ -12,6 +12,7 @@ import typer
 from tribes.cli.common import JsonOpt, Output, state
 from tribes.errors import InputError
 from tribes.models.personas import OVERRIDE_FIELDS, build_personas, set_overrides
+from tribes.store.db import open_engine
 
 app = typer.Typer(no_args_is_help=False, rich_markup_mode="rich")
 
@@ -21,7 +22,7 @@ def _build(ctx: typer.Context) -> list[dict[str, Any]]:
     from tribes.config import parse_duration
 
     timeout = parse_duration(ws.config.prep.session_timeout).total_seconds()
-    with ws.engine() as engine:
+    with open_engine(ws) as engine:
         return build_personas(engine, session_timeout_s=timeout)
 
 
@@ -190,7 +191,7 @@ def edit(ctx: typer.Context,
                              f"{', '.join(OVERRIDE_FIELDS)}", code="E_INPUT")
         overrides[int(key)] = {k: str(v) for k, v in vals.items()}
     ws = state(ctx).open()
-    with ws.engine() as engine:
+    with open_engine(ws) as engine:
         set_overrides(engine, overrides)
     ps = _build(ctx)
     out.result({"overridden": sorted(overrides), "personas": ps})

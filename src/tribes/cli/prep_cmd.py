@@ -8,6 +8,7 @@ import typer
 
 from tribes.cli.common import JsonOpt, Output, state
 from tribes.prep.run import PrepReport, run_prep
+from tribes.store.db import open_engine
 
 TimeoutOpt = Annotated[str | None, typer.Option(
     "--session-timeout", help="A gap strictly longer than this starts a new session, e.g. "
@@ -47,7 +48,7 @@ def prep(
     """
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    with ws.engine() as engine, out.progress("prep") as task:
+    with open_engine(ws) as engine, out.progress("prep") as task:
         report = run_prep(ws, engine, session_timeout=session_timeout, progress=task.step)
     out.result(report.as_dict())
     show_prep(out, report)

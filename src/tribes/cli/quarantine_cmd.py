@@ -11,6 +11,7 @@ from tribes.cli.common import JsonOpt, Output, state
 from tribes.engine.io import write_table
 from tribes.errors import InputError
 from tribes.ingest.quarantine import quarantined
+from tribes.store.db import open_engine
 
 app = typer.Typer(help="Inspect and export quarantined rows (rows that did not load).",
                   no_args_is_help=True)
@@ -40,7 +41,7 @@ def show(
     """
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    with ws.engine(read_only=False) as engine:
+    with open_engine(ws, read_only=False) as engine:
         q = quarantined(engine, reason=reason, batch=batch, source=source)
         total = int(engine.scalar(q.count()))
         rows = engine.execute(q.limit(limit)).to_dict("records")
@@ -73,7 +74,7 @@ def export(
         raise InputError(f"cannot export to '{out_path.name}'; use a .csv or .parquet name",
                          code="E_FORMAT")
     ws = state(ctx).open()
-    with ws.engine() as engine:
+    with open_engine(ws) as engine:
         n = write_table(engine, quarantined(engine, reason=reason, batch=batch, source=source),
                         out_path, fmt)
         engine.audit("export", target=str(out_path), rows=n,

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from tribes.cli.common import JsonOpt, Output, state
+from tribes.store.db import open_engine
 
 
 def report(
@@ -31,7 +32,7 @@ def report(
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     path = out_path or ws.path / "reports" / "report.html"
-    with ws.engine() as engine, out.progress("report") as task:
+    with open_engine(ws) as engine, out.progress("report") as task:
         res = build_report(ws, engine, path, progress=task.step)
     out.result(res)
     out.print(f"report written to [bold]{path}[/bold] ({res['bytes'] / 1e6:.1f} MB, "

@@ -11,6 +11,8 @@ from tribes.cli.features_cmd import show_features
 from tribes.cli.prep_cmd import TimeoutOpt, show_prep
 from tribes.errors import WorkspaceError
 from tribes.features.run import parse_as_of
+from tribes.privacy.audit import audit
+from tribes.store.db import open_engine
 
 
 def run(
@@ -48,7 +50,7 @@ def run(
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     when = parse_as_of(as_of) if as_of else None
-    with ws.engine() as engine, out.progress("pipeline") as task:
+    with open_engine(ws) as engine, out.progress("pipeline") as task:
         rep = run_pipeline(ws, engine, as_of=when, session_timeout=session_timeout,
                            resegment=False if no_segment else None,
                            monitor=not no_monitor, force=force, progress=task.step)
@@ -91,7 +93,7 @@ def history(
 
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    with ws.engine(read_only=True) as engine:
+    with open_engine(ws, read_only=True) as engine:
         rows = runs(engine, limit)
     out.result({"runs": rows})
     if not rows:
@@ -142,7 +144,7 @@ def schedule(
     ws = state(ctx).open()
     if off:
         sched.save(ws, None)
-        ws.audit("schedule.off")
+        audit(ws, "schedule.off")
         out.result({"schedule": None})
         out.print("Schedule removed.")
         return
@@ -151,7 +153,7 @@ def schedule(
         current = sched.Schedule(every=every, at=at or "", tz=tz,
                                  since=datetime.now(UTC).isoformat())
         sched.save(ws, current)
-        ws.audit("schedule.set", detail={"every": every, "at": at, "tz": tz})
+        audit(ws, "schedule.set", detail={"every": every, "at": at, "tz": tz})
     elif at is not None:
         raise typer.BadParameter("give --every with --at", param_hint="--at")
     if current is None:

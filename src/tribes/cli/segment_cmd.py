@@ -15,6 +15,7 @@ from tribes.models.run import (
     compare_methods,
     run_segmentation,
 )
+from tribes.store.db import open_engine
 
 app = typer.Typer(no_args_is_help=False, rich_markup_mode="rich")
 
@@ -96,7 +97,7 @@ def segment(
             raise typer.BadParameter("k must be at least 2", param_hint="--k")
     feats = _feature_list(features)
     ws = state(ctx).open()
-    with ws.engine() as engine, out.progress("segmenting") as task:
+    with open_engine(ws) as engine, out.progress("segmenting") as task:
         report = run_segmentation(ws, engine, method=method, k=kk, features=feats,
                                   k_range=k_range, progress=task.step)
     out.result({k: v for k, v in report.as_dict().items() if k != "seconds"}
@@ -126,7 +127,7 @@ def select_k_command(
     out = Output(ctx, json_out)
     feats = _feature_list(features)
     ws = state(ctx).open()
-    with ws.engine(read_only=True) as engine, out.progress("scoring k") as task:
+    with open_engine(ws, read_only=True) as engine, out.progress("scoring k") as task:
         res = choose_k(ws, engine, method=method, features=feats, k_range=k_range,
                        progress=task.step)
     out.result(res)
@@ -179,7 +180,7 @@ def compare(
     out = Output(ctx, json_out)
     feats = _feature_list(features)
     ws = state(ctx).open()
-    with ws.engine(read_only=True) as engine, out.progress("comparing") as task:
+    with open_engine(ws, read_only=True) as engine, out.progress("comparing") as task:
         campaign = None
         if assignments is not None:
             campaign = _campaign(ws, engine, assignments, metric, window,

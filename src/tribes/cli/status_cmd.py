@@ -8,6 +8,7 @@ import typer
 
 from tribes.cli.common import JsonOpt, Output, state
 from tribes.ingest.spec import REASONS
+from tribes.store.db import open_engine
 from tribes.store.status import workspace_status
 
 
@@ -26,7 +27,7 @@ def status(
     """
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    with ws.engine() as engine:
+    with open_engine(ws) as engine:
         st = workspace_status(engine, batches=batches)
     st = {"workspace": str(ws.path), "backend": ws.config.engine.backend, **st}
     out.result(st)

@@ -8,6 +8,7 @@ import typer
 
 from tribes.cli.common import JsonOpt, Output, state
 from tribes.models.validate import RETENTION_DAYS, validate_segments
+from tribes.store.db import open_engine
 
 
 def validate(
@@ -30,7 +31,7 @@ def validate(
     """
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    with ws.engine(read_only=True) as engine:
+    with open_engine(ws, read_only=True) as engine:
         res = validate_segments(engine, churn_days=churn_days or ws.config.clv.churn_days)
         from tribes.models.personas import stored_personas
 

@@ -8,6 +8,7 @@ import typer
 
 from tribes.cli.common import JsonOpt, Output, state
 from tribes.store import segments as store
+from tribes.store.db import open_engine
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich",
                   help="Segment versions: list, show, diff, activate, rollback, history.")
@@ -18,7 +19,7 @@ def list_(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Every segment version, the active one marked."""
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    with ws.engine(read_only=True) as engine:
+    with open_engine(ws, read_only=True) as engine:
         rows = store.list_versions(engine)
     out.result({"versions": rows})
     if not rows:
@@ -40,7 +41,7 @@ def show(ctx: typer.Context,
     """One version: method, parameters, features, metrics and segment sizes."""
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    with ws.engine(read_only=True) as engine:
+    with open_engine(ws, read_only=True) as engine:
         run = store.get_run(engine, version)
         active = store.active_version(engine) == version
     run["active"] = active
@@ -62,7 +63,7 @@ def diff(ctx: typer.Context,
     """Migration matrix (customers moving between segments), ARI and size changes."""
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    with ws.engine(read_only=True) as engine:
+    with open_engine(ws, read_only=True) as engine:
         d = store.diff(engine, a, b)
     out.result(d)
     out.print(f"versions {a} → {b}: adjusted Rand index {d['ari']:.3f} over "
@@ -82,7 +83,7 @@ def activate_(ctx: typer.Context,
     """Make an earlier (or later) version the active one."""
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    with ws.engine() as engine:
+    with open_engine(ws) as engine:
         previous = store.activate(engine, version)
     out.result({"active": version, "previous": previous})
     out.print(f"version {version} is active (was {previous})")
@@ -94,7 +95,7 @@ def rollback(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     before that (activations are a stack)."""
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    with ws.engine() as engine:
+    with open_engine(ws) as engine:
         current, back = store.rollback(engine)
     out.result({"active": back, "previous": current})
     out.print(f"rolled back: version {back} is active again (was {current})")
@@ -106,7 +107,7 @@ def history_(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     rollback) and which was active before."""
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    with ws.engine(read_only=True) as engine:
+    with open_engine(ws, read_only=True) as engine:
         rows = store.history(engine)
     out.result({"activations": rows})
     out.table("Activations", ["when (UTC)", "action", "version", "was active"],

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from tribes.cli.common import JsonOpt, Output, state
+from tribes.privacy.audit import audit
 
 app = typer.Typer(help="Webhook endpoints for triggers: add, list, remove, dead letters, "
                   "replay.", no_args_is_help=True)
@@ -38,7 +39,7 @@ def add(
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     hook = registry(ws).add(url, events.split(","), secret)
-    ws.audit("webhooks.add", target=hook.hook_id, detail={"url": hook.url,
+    audit(ws, "webhooks.add", target=hook.hook_id, detail={"url": hook.url,
                                                           "events": list(hook.events)})
     out.result({**hook.public(), "secret": hook.secret})
     out.print(f"Webhook [bold]{hook.hook_id}[/bold] -> {hook.url} for "
@@ -79,7 +80,7 @@ def remove(
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     registry(ws).remove(hook_id)
-    ws.audit("webhooks.remove", target=hook_id)
+    audit(ws, "webhooks.remove", target=hook_id)
     out.result({"removed": hook_id})
     out.print(f"Removed webhook {hook_id}.")
 

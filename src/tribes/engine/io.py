@@ -11,6 +11,7 @@ import gzip
 import itertools
 import json
 import logging
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -400,3 +401,15 @@ def write_table(engine: Engine, expr: ir.Table, path: Path, fmt: str) -> int:
         engine.con.to_csv(expr, str(path))
     return int(engine.scalar(expr.count()))
 
+
+def spool_dir(workspace: Path) -> Path:
+    return workspace / ".tmp" / "spool"
+
+
+def clear_spool(workspace: Path) -> None:
+    """Delete spool files (raw values) of finished or crashed batches."""
+    for f in spool_dir(workspace).glob("spool-*.parquet"):
+        if f.is_dir():  # Spark writes a directory of parts
+            shutil.rmtree(f, ignore_errors=True)
+        else:
+            f.unlink(missing_ok=True)

@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import secrets
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -23,7 +22,16 @@ import ibis.expr.types as ir
 
 from tribes.config import parse_duration
 from tribes.engine import Engine
-from tribes.engine.io import FILE_COLUMN, ReadResult, read_csv, read_jsonl, read_parquet, spool
+from tribes.engine.io import (
+    FILE_COLUMN,
+    ReadResult,
+    clear_spool,
+    read_csv,
+    read_jsonl,
+    read_parquet,
+    spool,
+    spool_dir,
+)
 from tribes.errors import ConfigError, InputError
 from tribes.ingest.checks import (
     REASON,
@@ -41,6 +49,7 @@ from tribes.ingest.sources import resolve_inputs
 from tribes.ingest.spec import KINDS, KindSpec
 from tribes.ingest.stage import REPEAT_KEY, StageOptions, build_stage, derive
 from tribes.prep.standardize import canonical_event_type
+from tribes.store.db import open_engine
 from tribes.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -179,7 +188,7 @@ def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
     _check_tz(stage_opts.tz)
     batch_id = new_batch_id(now)
 
-    with ws.engine() as engine:
+    with open_engine(ws) as engine:
         say("reading")
         read = open_source(engine, files, fmt, opts)
         constants = {"event_type"} if opts.event_type and spec.kind == "events" else set()
@@ -270,19 +279,6 @@ def _quality(ws: Workspace, engine: Engine, summary: IngestSummary,
     except Exception:
         log.exception("data-quality checks of batch %s failed", summary.batch_id)
         return []
-
-
-def spool_dir(workspace: Path) -> Path:
-    return workspace / ".tmp" / "spool"
-
-
-def clear_spool(workspace: Path) -> None:
-    """Delete spool files (raw values) of finished or crashed batches."""
-    for f in spool_dir(workspace).glob("spool-*.parquet"):
-        if f.is_dir():  # Spark writes a directory of parts
-            shutil.rmtree(f, ignore_errors=True)
-        else:
-            f.unlink(missing_ok=True)
 
 
 def _check_tz(tz: str) -> None:

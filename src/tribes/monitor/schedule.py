@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from tribes.config import parse_duration
 from tribes.errors import ConfigError
+from tribes.store.db import open_engine
 from tribes.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -154,7 +155,7 @@ def last_run_at(ws: Workspace) -> datetime | None:
     """When the last pipeline run started (any: by hand, cron or the schedule)."""
     from tribes.monitor.pipeline import history
 
-    with ws.engine(read_only=True) as engine:
+    with open_engine(ws, read_only=True) as engine:
         runs = history(engine, limit=1)
     return runs[0]["started_at"].to_pydatetime() if runs else None
 
@@ -218,7 +219,7 @@ def scheduled_run(ws: Workspace) -> dict[str, Any]:
     from tribes.monitor.pipeline import run_pipeline
     from tribes.privacy import audit
 
-    with audit.acting_as("schedule"), ws.engine() as engine:
+    with audit.acting_as("schedule"), open_engine(ws) as engine:
         rep = run_pipeline(ws, engine)
     if rep.monitor is not None:
         notify(ws, rep.monitor.new_alerts)

@@ -30,6 +30,7 @@ from typing import Any
 
 from tribes.errors import TribesError
 from tribes.privacy.locking import locked
+from tribes.workspace import Workspace
 
 LOG_FILE = "audit.log"
 HEAD_FILE = "audit.head"
@@ -167,6 +168,11 @@ class Entry:
     keys: list[str] | None = None
     detail: dict[str, Any] = field(default_factory=dict)
     at: datetime | None = None
+
+
+def audit(ws: Workspace, action: str, **what: Any) -> dict[str, Any]:
+    """Append a record to the workspace's audit log (:func:`record` with its secret)."""
+    return record(ws.path, ws.secret(), action, **what)
 
 
 def record_many(workspace: Path, secret: bytes, entries: list[Entry]) -> list[dict[str, Any]]:

@@ -31,7 +31,8 @@ from tribes.realtime.rules import CLOCK_SKEW, Processor, Trigger, decode, encode
 from tribes.realtime.sink import Sink
 from tribes.realtime.store import Store, connect
 from tribes.realtime.store import redis_url as store_redis_url
-from tribes.workspace import Workspace, shared_engine_of
+from tribes.store.db import holds_shared_engine
+from tribes.workspace import Workspace
 
 log = logging.getLogger(__name__)
 RELOAD_CHECK_S = 2.0
@@ -127,7 +128,7 @@ class Consumer:
         self._stopping = False  # no more reads ahead: the loop ends after this batch
         self._seeded: str | None = None
         self.sink = Sink(ws, source=cfg.source, consumer=self.name,
-                         in_process=shared_engine_of(ws)) if sink else None
+                         in_process=holds_shared_engine(ws)) if sink else None
         self.delivery: Any = None
         if webhooks:
             from tribes.realtime.webhooks import Delivery, registry

@@ -20,6 +20,7 @@ import pandas as pd
 from tribes.models.preprocess import Transform
 from tribes.privacy import audit
 from tribes.privacy.consent import ANALYTICS, latest_consents
+from tribes.store.db import open_engine
 from tribes.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -133,7 +134,7 @@ def _load(ws: Workspace) -> Reference:
     started = time.perf_counter()
     ref = Reference(consent_mode=ws.config.privacy.consent_mode,
                     change=audit.last_derived_change(ws.path))
-    with ws.engine(read_only=True) as engine:
+    with open_engine(ws, read_only=True) as engine:
         ids = engine.execute(engine.table("identities").select("id", "customer_key"))
         ref.ids = dict(zip(ids["id"].astype(str), ids["customer_key"].astype(str),
                            strict=True))

@@ -45,6 +45,7 @@ from tribes.monitor.alerts import KINDS as ALERT_KINDS
 from tribes.privacy.locking import locked
 from tribes.realtime.rules import Trigger
 from tribes.realtime.sink import DB_LOCK
+from tribes.store.db import open_engine
 from tribes.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -217,7 +218,7 @@ def dead_letter(ws: Workspace, hook: Hook, trigger: Trigger, attempts: int, erro
         "customer_key": trigger.customer_key,
         "trigger": json.dumps(trigger.to_message(), sort_keys=True), "attempts": attempts,
         "last_error": error, "failed_at": datetime.now(UTC), "replayed_at": None}])
-    with DB_LOCK, ws.engine() as engine:
+    with DB_LOCK, open_engine(ws) as engine:
         t = engine.table(DEADLETTERS)
         already = t.filter((t.webhook_id == hook.hook_id) & (t.trigger_id == trigger.trigger_id)
                            & t.replayed_at.isnull())
@@ -230,7 +231,7 @@ def dead_letter(ws: Workspace, hook: Hook, trigger: Trigger, attempts: int, erro
 
 
 def deadletters(ws: Workspace, *, pending_only: bool = True) -> pd.DataFrame:
-    with ws.engine(read_only=True) as engine:
+    with open_engine(ws, read_only=True) as engine:
         t = engine.table(DEADLETTERS)
         if pending_only:
             t = t.filter(t.replayed_at.isnull())
@@ -267,7 +268,7 @@ def replay(ws: Workspace, *, deadletter_id: str | None = None, hook_id: str | No
             failed += 1
             log.warning("replay of %s to %s failed: %s", r["deadletter_id"], hook.url, what)
     if done:
-        with DB_LOCK, ws.engine() as engine:
+        with DB_LOCK, open_engine(ws) as engine:
             t = engine.table(DEADLETTERS)
             kept = t.mutate(replayed_at=ibis.ifelse(
                 t.deadletter_id.isin(done), ibis.literal(datetime.now(UTC),

@@ -18,7 +18,8 @@ from tribes.service.index import SegmentIndex
 from tribes.service.metrics import Metrics
 from tribes.service.ops import AccessLog, Jobs, Service
 from tribes.service.security import KeyRing, RateLimiter
-from tribes.workspace import Workspace, shared_engine
+from tribes.store.db import shared_engine
+from tribes.workspace import Workspace
 
 log = logging.getLogger(__name__)
 

@@ -19,6 +19,7 @@ from tribes.errors import InputError
 from tribes.privacy import audit
 from tribes.privacy.pseudonymize import pseudonym
 from tribes.store.customer import clean_ident
+from tribes.store.db import open_engine
 from tribes.store.segments import active_segments, active_version
 from tribes.workspace import Workspace
 
@@ -82,7 +83,7 @@ class SegmentIndex:
             if seq == self._seq and not force:
                 return
             started = time.perf_counter()
-            with self.ws.engine() as engine:
+            with open_engine(self.ws) as engine:
                 ids = engine.execute(engine.table("identities").select("id", "customer_key"))
                 version = active_version(engine)
                 segs: dict[str, Assignment] = {}

@@ -25,6 +25,7 @@ from tribes.privacy.erasure import forget
 from tribes.service.index import SegmentIndex
 from tribes.store import segments as store
 from tribes.store.customer import customer_view
+from tribes.store.db import open_engine
 from tribes.store.exports import EXPORTS, export_table
 from tribes.workspace import Workspace
 
@@ -149,7 +150,7 @@ class Service:
 
     # ---------------------------------------------------------------- aggregates
     def health(self) -> dict[str, Any]:
-        with self.ws.engine() as engine:
+        with open_engine(self.ws) as engine:
             version = store.active_version(engine)
         return {"status": "ok", "workspace": self.ws.path.name, "active_version": version,
                 "uptime_s": round(time.time() - self.started, 1)}
@@ -157,7 +158,7 @@ class Service:
     def segments(self) -> dict[str, Any]:
         from tribes.models.personas import stored_personas
 
-        with self.ws.engine() as engine:
+        with open_engine(self.ws) as engine:
             version = store.active_version(engine)
             if version is None:
                 raise InputError("no segment version yet; create one with: tribes segment",
@@ -175,7 +176,7 @@ class Service:
     def personas(self) -> dict[str, Any]:
         from tribes.models.personas import stored_personas
 
-        with self.ws.engine() as engine:
+        with open_engine(self.ws) as engine:
             version = store.active_version(engine)
             rows = stored_personas(engine, version) if version is not None else []
         self.access.read("read.personas", target=f"version {version}", rows=len(rows))
@@ -184,7 +185,7 @@ class Service:
     def kpis(self) -> dict[str, Any]:
         from tribes.models.validate import validate_segments
 
-        with self.ws.engine() as engine:
+        with open_engine(self.ws) as engine:
             result = validate_segments(engine, churn_days=self.ws.config.clv.churn_days)
         self.access.read("read.kpis", target=f"version {result['version']}",
                          rows=len(result["segments"]))
@@ -193,7 +194,7 @@ class Service:
     def history(self) -> dict[str, Any]:
         """Segment sizes in every version, oldest first (segment ids are stable across
         versions, so a line per id is a trend)."""
-        with self.ws.engine() as engine:
+        with open_engine(self.ws) as engine:
             rows = []
             for v in store.list_versions(engine):
                 run = store.get_run(engine, v["version"])
@@ -206,13 +207,13 @@ class Service:
         return {"versions": rows}
 
     def versions(self) -> dict[str, Any]:
-        with self.ws.engine() as engine:
+        with open_engine(self.ws) as engine:
             rows = store.list_versions(engine)
         self.access.read("read.versions", rows=len(rows))
         return {"versions": rows}
 
     def diff(self, a: int, b: int) -> dict[str, Any]:
-        with self.ws.engine() as engine:
+        with open_engine(self.ws) as engine:
             d = store.diff(engine, a, b)
         self.access.read("read.versions.diff", target=f"versions {a},{b}")
         return d
@@ -226,7 +227,7 @@ class Service:
 
     def profile(self, ident: str) -> dict[str, Any]:
         key = self.index.customer_key(ident)
-        with self.ws.engine() as engine:
+        with open_engine(self.ws) as engine:
             view = customer_view(self.ws, engine, key, limit=5)
             clv = None
             t = engine.table("clv")
@@ -285,7 +286,7 @@ class Service:
         """Alerts of tribes monitor (aggregates: features and segments, no customers)."""
         from tribes.monitor.alerts import list_alerts
 
-        with self.ws.engine() as engine:
+        with open_engine(self.ws) as engine:
             rows = list_alerts(engine, status=status, limit=limit)
         self.access.read("read.alerts", rows=len(rows))
         return {"status": status, "alerts": rows}
@@ -296,7 +297,7 @@ class Service:
         from tribes.monitor.run import STAGE
         from tribes.store.runs import last_run
 
-        with self.ws.engine() as engine:
+        with open_engine(self.ws) as engine:
             run = last_run(engine, STAGE)
         self.access.read("read.monitor")
         if run is None:
@@ -352,7 +353,7 @@ class Service:
     def _persona(self, segment_id: int) -> dict[str, Any] | None:
         from tribes.models.personas import stored_personas
 
-        with self.ws.engine() as engine:
+        with open_engine(self.ws) as engine:
             for p in stored_personas(engine):
                 if p["segment_id"] == segment_id:
                     return {k: p.get(k) for k in ("name", "archetype", "description",
@@ -361,13 +362,13 @@ class Service:
 
     # ---------------------------------------------------------------- changes
     def activate(self, version: int) -> dict[str, Any]:
-        with self.ws.engine() as engine:
+        with open_engine(self.ws) as engine:
             previous = store.activate(engine, version)
         self.index.refresh(force=True)
         return {"active": version, "previous": previous}
 
     def rollback(self) -> dict[str, Any]:
-        with self.ws.engine() as engine:
+        with open_engine(self.ws) as engine:
             current, to = store.rollback(engine)
         self.index.refresh(force=True)
         return {"rolled_back": current, "active": to}
@@ -397,7 +398,7 @@ class Service:
         from tribes.models.run import run_segmentation
 
         def work() -> dict[str, Any]:
-            with self.ws.engine() as engine:
+            with open_engine(self.ws) as engine:
                 report = run_segmentation(self.ws, engine, method=params["method"],
                                           k=params.get("k"),
                                           features=params.get("features"))
@@ -415,7 +416,7 @@ class Service:
         out_dir = self.ws.path / "exports"
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         path = out_dir / f"{what}-{stamp}-{secrets.token_hex(2)}.{fmt}"
-        with self.ws.engine() as engine:
+        with open_engine(self.ws) as engine:
             n = export_table(self.ws, engine, what, path, fmt)
             x = engine.table("exports")
             row = engine.execute(x.filter(x.path == str(path.resolve()))).to_dict("records")
@@ -424,7 +425,7 @@ class Service:
                 "file": path.name}
 
     def export_file(self, export_id: str) -> Path:
-        with self.ws.engine() as engine:
+        with open_engine(self.ws) as engine:
             x = engine.table("exports")
             rows = engine.execute(x.filter(x.export_id == export_id)).to_dict("records")
         if not rows or not Path(rows[0]["path"]).exists():
@@ -434,7 +435,7 @@ class Service:
         return Path(rows[0]["path"])
 
     def erase(self, ident: str, reason: str) -> dict[str, Any]:
-        with self.ws.engine() as engine:
+        with open_engine(self.ws) as engine:
             result = forget(self.ws, engine, ident, reason=reason)
         self.index.refresh(force=True)
         return result.to_dict()
