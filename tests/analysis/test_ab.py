@@ -10,8 +10,8 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
 
-from tribes.analysis import abstats as st
 from tribes.analysis.ab import Design, analyze
+from tribes.stats import ab as st
 
 
 def test_intervals_and_tests_agree_with_statsmodels_and_scipy() -> None:

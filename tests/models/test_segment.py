@@ -13,9 +13,9 @@ from sklearn.metrics import adjusted_rand_score
 
 from tribes.config import SegmentConfig
 from tribes.engine import connect
-from tribes.models.preprocess import fit_transform
 from tribes.models.run import run_segmentation
 from tribes.models.selection import gap_choice, kneedle
+from tribes.stats.scaling import fit_transform
 from tribes.store.db import init_workspace, open_engine
 from tribes.store.segments import ari_from_table, match_segment_ids
 from tribes.workspace import Workspace
@@ -184,7 +184,7 @@ def test_kneedle_and_gap_rule() -> None:
 def test_gmm_probabilities_are_responsibilities(tmp_path: Path) -> None:
     from scipy.stats import multivariate_normal
 
-    from tribes.models.preprocess import Transform
+    from tribes.stats.scaling import Transform
     from tribes.store.segments import get_run
 
     ws = init_workspace(tmp_path / "gmm")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from tribes.monitor.drift import feature_drift, ks, profile, psi, share_shift
+from tribes.stats.drift import feature_drift, ks, profile, psi, share_shift
 
 
 def plain_psi(ref: np.ndarray, now: np.ndarray, bins: int = 10) -> float:

@@ -9,10 +9,10 @@ import pytest
 
 from tribes.config import Config
 from tribes.models.clv.bgnbd import BGNBD
-from tribes.models.preprocess import Transform
 from tribes.realtime.events import EventChecker, StreamEvent
 from tribes.realtime.reference import Reference
 from tribes.realtime.rules import Processor, Trigger
+from tribes.stats.scaling import Transform
 
 SECRET = b"k" * 32
 T0 = 1_790_000_000.0  # 2026-09-21

@@ -10,7 +10,7 @@ customer's outcome is measured in the ``window`` after their exposure:
 
 With ``cuped``, the same metric in the ``pre`` period before exposure removes the part of
 the outcome that pre-existing behavior predicts (conversion, revenue). See
-:mod:`tribes.analysis.abstats` for the statistics.
+:mod:`tribes.stats.ab` for the statistics.
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ import ibis
 import numpy as np
 import pandas as pd
 
-from tribes.analysis import abstats as st
 from tribes.engine import Engine
 from tribes.errors import InputError
 from tribes.prep.sessions import keyed_events
 from tribes.privacy.consent import consent_filter
 from tribes.privacy.pseudonymize import pseudonym
+from tribes.stats import ab as st
 from tribes.store.segments import active_version, members
 from tribes.store.segments import segment_names as names_of
 from tribes.workspace import Workspace

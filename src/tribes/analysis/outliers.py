@@ -17,8 +17,8 @@ from sklearn.neighbors import LocalOutlierFactor
 from tribes.engine import Engine
 from tribes.engine.functions import md5_hex
 from tribes.errors import InputError
-from tribes.models.methods import knee_eps
-from tribes.models.preprocess import fit_transform
+from tribes.stats.knee import knee_eps
+from tribes.stats.scaling import fit_transform
 
 METHODS = ("isolation_forest", "lof", "dbscan")
 BATCH = 100_000

@@ -12,9 +12,9 @@ from tribes.models.run import (
     METHODS,
     SegmentReport,
     choose_k,
-    compare_methods,
     run_segmentation,
 )
+from tribes.ops.compare import compare_methods
 from tribes.store.db import open_engine
 
 app = typer.Typer(no_args_is_help=False, rich_markup_mode="rich")
@@ -214,7 +214,7 @@ def _campaign(ws: Any, engine: Any, path: Path, metric: str, window: str,
     from tribes.analysis.ab import METRICS, Design, outcomes, read_assignments
     from tribes.config import parse_duration
     from tribes.errors import InputError
-    from tribes.models.refine import Campaign
+    from tribes.ops.compare import Campaign
 
     if metric not in METRICS:
         raise typer.BadParameter(f"use one of {', '.join(METRICS)}", param_hint="--metric")

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import ibis
 import ibis.expr.types as ir
 
-from tribes.models.preprocess import Transform
+from tribes.stats.scaling import Transform
 
 
 def nearest_centroid(t: ir.Table, transform: Transform,

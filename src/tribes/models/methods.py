@@ -18,10 +18,10 @@ from scipy.cluster.hierarchy import linkage
 from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.cluster import DBSCAN, HDBSCAN, AgglomerativeClustering, KMeans, MiniBatchKMeans
 from sklearn.mixture import GaussianMixture
-from sklearn.neighbors import NearestNeighbors
 
 from tribes.models.assign import nearest_centroid
-from tribes.models.preprocess import Transform
+from tribes.stats.knee import knee_eps
+from tribes.stats.scaling import Transform
 
 NOISE = -1
 DENSITY_MAX = 20_000  # density methods run on at most this many customers
@@ -76,18 +76,6 @@ def _radius_assign(centroids: np.ndarray, radius2: np.ndarray, ids: list[int]
                         label=ibis.ifelse(a.distance2 <= limit, label, NOISE).cast("int64"),
                         probability=ibis.literal(1.0))
     return assign
-
-
-def knee_eps(x: np.ndarray, min_samples: int) -> float:
-    """DBSCAN eps: the knee of the sorted distances to the min_samples-th neighbour."""
-    nn = NearestNeighbors(n_neighbors=min_samples).fit(x)
-    dist = np.sort(nn.kneighbors(x)[0][:, -1])
-    xn = np.linspace(0.0, 1.0, len(dist))
-    span = dist[-1] - dist[0]
-    if span <= 0:
-        return float(dist[-1]) or 1.0
-    yn = (dist - dist[0]) / span
-    return float(dist[int(np.argmax(xn - yn))])
 
 
 def _gmm_assign(t: ir.Table, transform: Transform, means: np.ndarray, chol: np.ndarray,

@@ -25,10 +25,10 @@ from tribes.features.run import TABLE as FEATURES_TABLE
 from tribes.features.run import last_features
 from tribes.models.assign import relabel
 from tribes.models.methods import DENSITY, Fitted, fitter, for_selection
-from tribes.models.preprocess import Transform, fit_transform
 from tribes.models.selection import KSelection, select_k, stratified_sample
 from tribes.models.stability import bootstrap_stability
-from tribes.monitor.drift import profile
+from tribes.stats.drift import profile
+from tribes.stats.scaling import Transform, fit_transform
 from tribes.store.segments import activate as activate_version
 from tribes.store.segments import (
     active_version,
@@ -136,7 +136,7 @@ def prepare(ws: Workspace, engine: Engine, cfg: SegmentConfig, method: str,
 
 def _stats(sample: pd.DataFrame, feats: list[str], bins: int = 10) -> dict[str, Any]:
     """Per feature on the fit sample: mean, spread, null share and the drift reference
-    (:func:`tribes.monitor.drift.profile`) that tribes monitor compares later data with."""
+    (:func:`tribes.stats.drift.profile`) that tribes monitor compares later data with."""
     out: dict[str, Any] = {}
     for f in feats:
         col = pd.to_numeric(sample[f], errors="coerce").astype(float)
@@ -245,42 +245,6 @@ def choose_k(ws: Workspace, engine: Engine, *, method: str = "kmeans",
                    with_bic=method == "gmm", progress=say)
     return {"method": method, "features": p.features, "n_customers": p.n,
             "n_scored": len(p.sub_idx), **sel.as_dict()}
-
-
-def compare_methods(ws: Workspace, engine: Engine, methods: list[str], *,
-                    k: int | None = None, features: list[str] | None = None,
-                    progress: Callable[[str], None] | None = None,
-                    campaign: Any = None) -> list[dict[str, Any]]:
-    """Fit each method on the same sample and features; quality side by side (not stored),
-    with how well each separates business KPIs and, given a ``campaign``
-    (:class:`tribes.models.refine.Campaign`), how differently its segments respond."""
-    from tribes.models.refine import campaign_uplift, kpi_separation, sample_kpis
-
-    say = progress or (lambda s: None)
-    cfg = ws.config.segment
-    bad = [m for m in methods if m not in METHODS or m == "rfm"]
-    if bad:
-        raise InputError(f"cannot compare {bad}; use {', '.join(METHODS[:-1])}",
-                         code="E_METHOD")
-    p = prepare(ws, engine, cfg, methods[0], features, say)
-    kpis = sample_kpis(engine, p.keys, churn_days=ws.config.clv.churn_days)
-    rows = []
-    for m in methods:
-        t0 = time.perf_counter()
-        fitted, kk, metrics = fit_method(p, m, k, parse_k_range(cfg.k_range), cfg,
-                                         lambda s, m=m: say(f"{m}: {s}"))  # type: ignore[misc]
-        stab = metrics.get("stability") or {}
-        extra = {"kpi_separation": kpi_separation(kpis, fitted.labels)}
-        if campaign is not None:
-            say(f"{m}: campaign uplift per segment")
-            extra["campaign"] = campaign_uplift(campaign, fitted, p)
-        rows.append({"method": m, "k": kk, "silhouette": metrics.get("silhouette"),
-                     "calinski_harabasz": metrics.get("calinski_harabasz"),
-                     "davies_bouldin": metrics.get("davies_bouldin"),
-                     "stability_ari": stab.get("ari_mean"),
-                     "noise_share": metrics.get("noise_share"),
-                     **extra, "seconds": round(time.perf_counter() - t0, 2)})
-    return rows
 
 
 def _run_rfm(engine: Engine, t: ir.Table, *, cfg: SegmentConfig, n: int, started: float,

@@ -1,7 +1,7 @@
 """``tribes monitor``: today's customers against the active version's reference.
 
 For every feature of the version: PSI and Kolmogorov-Smirnov against the profile kept
-when the version was fitted (:mod:`tribes.monitor.drift`). For the segments: the version's
+when the version was fitted (:mod:`tribes.stats.drift`). For the segments: the version's
 model applied to today's features, and a chi-square test of the shares it gives against
 the shares the version was created with. Breaches of the ``[monitor]`` thresholds become
 alerts (:mod:`tribes.monitor.alerts`); each check is kept as a stage run, so the report
@@ -26,11 +26,11 @@ from tribes.errors import InputError
 from tribes.features.run import TABLE as FEATURES_TABLE
 from tribes.features.run import last_features
 from tribes.models.methods import stored_segments
-from tribes.models.preprocess import Transform
 from tribes.models.run import sample_customers
 from tribes.monitor import alerts as alert_store
 from tribes.monitor import spc
-from tribes.monitor.drift import FeatureDrift, ShareShift, feature_drift, share_shift
+from tribes.stats.drift import FeatureDrift, ShareShift, feature_drift, share_shift
+from tribes.stats.scaling import Transform
 from tribes.store.runs import events_fingerprint, new_run_id, record_run
 from tribes.store.segments import active_version, get_run, segment_names
 from tribes.workspace import Workspace

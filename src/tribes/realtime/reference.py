@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tribes.models.preprocess import Transform
 from tribes.privacy import audit
 from tribes.privacy.consent import ANALYTICS, latest_consents
+from tribes.stats.scaling import Transform
 from tribes.store.db import open_engine
 from tribes.workspace import Workspace
 

@@ -16,7 +16,7 @@ MAP_POINTS = 2000  # t-SNE on this many takes a few seconds
 @section(80, "anomalies", "Unusual customers")
 def anomalies(ctx: ReportContext) -> str:
     from tribes.analysis.outliers import embed_2d, find_outliers
-    from tribes.models.preprocess import fit_transform
+    from tribes.stats.scaling import fit_transform
 
     e = ctx.engine
     if not e.has_table("customer_features"):

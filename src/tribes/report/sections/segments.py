@@ -10,9 +10,9 @@ from plotly.subplots import make_subplots
 
 from tribes.engine.functions import md5_hex
 from tribes.errors import TribesError
-from tribes.models.preprocess import Transform
 from tribes.report.context import PALETTE, ReportContext, empty, esc
 from tribes.report.sections import section
+from tribes.stats.scaling import Transform
 from tribes.store.segments import active_version, get_run
 
 MAP_POINTS = 3000  # SVG points: renders everywhere, no WebGL needed

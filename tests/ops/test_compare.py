@@ -16,8 +16,7 @@ from sklearn.datasets import make_blobs
 from tests.conftest import CliResult
 from tests.monitor.conftest import built, shop  # noqa: F401
 from tribes.analysis.ab import Design
-from tribes.models.refine import Campaign, eta_squared
-from tribes.models.run import compare_methods
+from tribes.ops.compare import Campaign, compare_methods, eta_squared
 from tribes.store.db import init_workspace, open_engine
 
 FEATS = ["f1", "f2", "f3"]

@@ -9,6 +9,8 @@ uplifts differ more than their noise allows).
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,9 +19,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from tribes.analysis import abstats
 from tribes.analysis.ab import Design, analyze
+from tribes.config import parse_k_range
 from tribes.engine import Engine
+from tribes.errors import InputError
+from tribes.models.run import METHODS, fit_method, prepare
+from tribes.stats import ab as abstats
+from tribes.workspace import Workspace
 
 KPIS = ("buyer", "monetary", "frequency", "churned", "engagement_score")
 
@@ -105,3 +111,37 @@ def campaign_uplift(c: Campaign, fitted: Any, p: Any) -> dict[str, Any]:
             "uplift": {str(s["segment_id"]): e for s, e in zip(tested, effects, strict=True)},
             "best_uplift": max(effects) if effects else None,
             "heterogeneity_q": q, "heterogeneity_p": q_p, "customers": len(have)}
+
+
+def compare_methods(ws: Workspace, engine: Engine, methods: list[str], *,
+                    k: int | None = None, features: list[str] | None = None,
+                    progress: Callable[[str], None] | None = None,
+                    campaign: Any = None) -> list[dict[str, Any]]:
+    """Fit each method on the same sample and features; quality side by side (not stored),
+    with how well each separates business KPIs and, given a ``campaign``
+    (:class:`Campaign`), how differently its segments respond."""
+    say = progress or (lambda s: None)
+    cfg = ws.config.segment
+    bad = [m for m in methods if m not in METHODS or m == "rfm"]
+    if bad:
+        raise InputError(f"cannot compare {bad}; use {', '.join(METHODS[:-1])}",
+                         code="E_METHOD")
+    p = prepare(ws, engine, cfg, methods[0], features, say)
+    kpis = sample_kpis(engine, p.keys, churn_days=ws.config.clv.churn_days)
+    rows = []
+    for m in methods:
+        t0 = time.perf_counter()
+        fitted, kk, metrics = fit_method(p, m, k, parse_k_range(cfg.k_range), cfg,
+                                         lambda s, m=m: say(f"{m}: {s}"))  # type: ignore[misc]
+        stab = metrics.get("stability") or {}
+        extra = {"kpi_separation": kpi_separation(kpis, fitted.labels)}
+        if campaign is not None:
+            say(f"{m}: campaign uplift per segment")
+            extra["campaign"] = campaign_uplift(campaign, fitted, p)
+        rows.append({"method": m, "k": kk, "silhouette": metrics.get("silhouette"),
+                     "calinski_harabasz": metrics.get("calinski_harabasz"),
+                     "davies_bouldin": metrics.get("davies_bouldin"),
+                     "stability_ari": stab.get("ari_mean"),
+                     "noise_share": metrics.get("noise_share"),
+                     **extra, "seconds": round(time.perf_counter() - t0, 2)})
+    return rows
