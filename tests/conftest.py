@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 
 from tribes.cli import main
 from tribes.store.db import init_workspace, open_engine
+from tribes.synth import SynthConfig, generate
 from tribes.workspace import Workspace
 
 # a fixed "now" so future/range checks do not depend on the day the tests run
@@ -102,3 +104,33 @@ def shared_data(relative: str) -> Path:
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)
+
+
+# a small synthetic workspace with a first segment version, copied per test (monitor,
+# ops, activate, A/B)
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A workspace with web and POS events and a first version (k = 3); the app events
+    are kept back, to arrive later."""
+    root = tmp_path_factory.mktemp("pipeline")
+    data = root / "data"
+    generate(SynthConfig(out=data, customers=150, days=60, seed=8))
+    ws = root / "shop"
+    init_workspace(ws)
+    w = ["-q", "--workspace", str(ws)]
+    for args in (["ingest", str(data / "web"), "--source", "web"],
+                 ["ingest", str(data / "purchases.parquet"), "--source", "pos",
+                  "--event-type", "purchase", "--map", "ts=sold_at,customer_id=member_no"],
+                 ["run"], ["segment", "--k", "3"]):
+        assert main([*w, *args]) == 0, args
+    return ws, data
+
+
+@pytest.fixture
+def shop(built: tuple[Path, Path], tmp_path: Path) -> tuple[Path, Path]:
+    ws, data = built
+    copy = tmp_path / "shop"
+    shutil.copytree(ws, copy)
+    return copy, data
+
+

@@ -171,7 +171,7 @@ def check_features(w, data: Path) -> None:
     import pandas as pd
 
     from tests.features.test_features import compare
-    from tribes.features.reference import (
+    from tests.features.reference import (
         features_reference,
         key_events_reference,
         stitch_reference,

@@ -17,7 +17,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "tribes"
 # bottom to top; a tuple is an ordered group (each may import the ones before it), a
 # frozenset a group of peers that never import each other
 LAYERS: list[tuple[str, ...] | frozenset[str]] = [
-    ("errors", "config", "settings"),
+    ("tribes", "errors", "config", "settings"),  # "tribes": the package's __init__
     ("engine", "workspace"),
     frozenset({"stats", "http", "synth"}),
     ("privacy",),
@@ -26,8 +26,8 @@ LAYERS: list[tuple[str, ...] | frozenset[str]] = [
     frozenset({"models", "analysis"}),
     ("monitor", "activate", "realtime"),
     ("ops",),
-    frozenset({"cli", "service", "report"}),
-    ("__main__",),
+    frozenset({"service", "report"}),
+    ("cli", "__main__"),
 ]
 
 
@@ -54,6 +54,10 @@ def _module_name(path: Path, root: Path = SRC) -> str:
     return ".".join(parts)
 
 
+def _is_module(root: Path, name: str) -> bool:
+    return (root / name).is_dir() or (root / f"{name}.py").exists()
+
+
 def imports(root: Path = SRC) -> list[tuple[str, str, int]]:
     """Every (module, imported tribes module, line) under ``root``, nested imports too."""
     found = []
@@ -69,8 +73,9 @@ def imports(root: Path = SRC) -> list[tuple[str, str, int]]:
                     targets = [".".join(base + ([node.module] if node.module else []))]
                 else:
                     targets = [node.module or ""]
-                if targets == ["tribes"]:  # from tribes import x: x is a package or a name
-                    targets = [f"tribes.{a.name}" for a in node.names]
+                if targets == ["tribes"]:  # from tribes import x: x is a module or a name
+                    targets = [f"tribes.{a.name}" if _is_module(root, a.name) else "tribes"
+                               for a in node.names]
             else:
                 continue
             found += [(module, t, node.lineno) for t in targets

@@ -10,8 +10,6 @@ from typing import Any
 
 import pytest
 
-from tests.monitor.conftest import built, shop  # noqa: F401  (the same small workspace)
-
 SECRET = "test-activation-secret-0123456789"
 
 
@@ -27,7 +25,7 @@ class Crm:
         self.bad_signatures = 0
 
     def handle(self, headers: dict[str, str], body: bytes) -> int:
-        from tribes.realtime.webhooks import verify_signature
+        from tribes.http import verify_signature
 
         self.requests += 1
         if not verify_signature(SECRET, headers.get("X-Tribes-Signature", ""), body):

@@ -10,13 +10,12 @@ import pandas as pd
 import pytest
 
 from tests.conftest import CliResult
-from tests.monitor.conftest import built, shop  # noqa: F401
 from tribes.privacy.pseudonymize import pseudonym
 from tribes.store.db import open_engine
 from tribes.workspace import open_workspace
 
 
-def test_ab_analyze_cli(shop, cli: Callable[..., CliResult], tmp_path) -> None:  # noqa: F811
+def test_ab_analyze_cli(shop, cli: Callable[..., CliResult], tmp_path) -> None:
     ws, data = shop
     truth = pd.read_csv(data / "ground_truth.csv")
     w = open_workspace(ws)

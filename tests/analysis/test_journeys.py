@@ -12,7 +12,7 @@ import pytest
 from tests.features.conftest import FeatureData, events_frame, table_frame
 from tribes.analysis.journeys import funnel, transitions
 from tribes.errors import InputError
-from tribes.features.reference import key_events_reference, sessionize_reference
+from tests.features.reference import key_events_reference, sessionize_reference
 from tribes.store.db import open_engine
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from tribes.prep.standardize import canonical, canonical_event_type, mapping_for, snake_case
+from tribes.ingest.standardize import canonical, canonical_event_type, mapping_for, snake_case
 
 
 @pytest.mark.parametrize("raw", ["NY", "ny", "N.Y.", "new york", "New York", " New  York "])

@@ -144,7 +144,7 @@ def receiver() -> Iterator[tuple[str, list[tuple[dict[str, str], bytes]]]]:
 
 def test_cli_monitor_alerts_and_webhook(segmented, cli: Callable[..., CliResult],
                                         receiver) -> None:
-    from tribes.realtime.webhooks import verify_signature
+    from tribes.http import verify_signature
 
     ws, df = segmented
     url, got = receiver

@@ -74,7 +74,7 @@ def test_batches_are_checked_against_the_source_history(
 def test_an_open_alert_is_not_raised_again_and_micro_batches_keep_no_volume(
         tmp_path: Path, write: Callable[..., Path], cli: Callable[..., CliResult]) -> None:
     from tribes.ingest.loader import IngestOptions
-    from tribes.ingest.loader import ingest as ingest_files
+    from tribes.ops.ingest import ingest_checked
     from tribes.workspace import open_workspace
 
     ws = init_workspace(tmp_path / "ws").path
@@ -85,6 +85,6 @@ def test_an_open_alert_is_not_raised_again_and_micro_batches_keep_no_volume(
     assert "dq.quarantine" in kinds(first) and "dq.quarantine" not in kinds(second)
     # the stream's and the API's micro-batches: their size is not judged
     tiny = batch(write, "tiny.jsonl.csv", 5, 2000)
-    s = ingest_files(open_workspace(ws), [str(tiny)],
-                     IngestOptions(source="web", check_volume=False))
+    s = ingest_checked(open_workspace(ws), [str(tiny)],
+                       IngestOptions(source="web", check_volume=False)).summary
     assert "dq.volume" not in [a["kind"] for a in s.alerts]

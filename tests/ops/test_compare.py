@@ -14,7 +14,6 @@ import pytest
 from sklearn.datasets import make_blobs
 
 from tests.conftest import CliResult
-from tests.monitor.conftest import built, shop  # noqa: F401
 from tribes.analysis.ab import Design
 from tribes.ops.compare import Campaign, compare_methods, eta_squared
 from tribes.store.db import init_workspace, open_engine
@@ -61,7 +60,7 @@ def test_the_segmentation_that_isolates_the_responders_shows_them(tmp_path: Path
     assert two["campaign"]["best_uplift"] < four["campaign"]["best_uplift"]
 
 
-def test_compare_cli_with_a_campaign(shop, cli: Callable[..., CliResult],  # noqa: F811
+def test_compare_cli_with_a_campaign(shop, cli: Callable[..., CliResult],
                                      tmp_path: Path) -> None:
     ws, data = shop
     ids = pd.read_csv(data / "ground_truth.csv").customer_id

@@ -12,8 +12,8 @@ import pytest
 
 from tests.conftest import CliResult
 from tribes.errors import ConfigError
-from tribes.monitor import schedule as sched
-from tribes.monitor.pipeline import history
+from tribes.ops import schedule as sched
+from tribes.ops.pipeline import history
 from tribes.store.db import open_engine
 from tribes.workspace import open_workspace
 

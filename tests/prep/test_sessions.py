@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tribes.engine import Engine, connect
-from tribes.features.reference import sessionize_reference, sessions_reference
+from tests.features.reference import sessionize_reference, sessions_reference
 from tribes.prep.sessions import mark_session_starts, number_sessions, sessions_table
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tribes.engine import Engine, connect
-from tribes.features.reference import stitch_reference
+from tests.features.reference import stitch_reference
 from tribes.prep.stitch import drop_temporaries, stitch
 
 COLS = ["customer_id", "anonymous_id", "device_id"]

@@ -17,7 +17,8 @@ import pytest
 
 from tests.realtime.conftest import RedisServer, tribes
 from tests.realtime.test_stream import configure, consume, ev, push
-from tribes.realtime.webhooks import registry, sign, verify_signature
+from tribes.http import sign, verify_signature
+from tribes.realtime.webhooks import registry
 from tribes.workspace import open_workspace
 
 

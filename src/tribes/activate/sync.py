@@ -42,8 +42,8 @@ import pandas as pd
 from tribes.config import ActivationTarget, parse_duration
 from tribes.engine import Engine
 from tribes.errors import InputError
+from tribes.http import post_with_retries
 from tribes.privacy.consent import consent_filter
-from tribes.realtime.webhooks import post_with_retries
 from tribes.store.segments import active_segments, active_version, get_run, segment_names
 from tribes.store.tables import ACTIVATION_STATE, ACTIVATION_SYNCS, EXPORTS
 from tribes.workspace import Workspace

@@ -25,10 +25,10 @@ import pandas as pd
 
 from tribes.engine import Engine
 from tribes.errors import InputError
-from tribes.prep.sessions import keyed_events
 from tribes.privacy.consent import consent_filter
 from tribes.privacy.pseudonymize import pseudonym
 from tribes.stats import ab as st
+from tribes.store.keyed import keyed_events
 from tribes.store.segments import active_version, members
 from tribes.store.segments import segment_names as names_of
 from tribes.workspace import Workspace

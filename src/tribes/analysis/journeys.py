@@ -13,9 +13,10 @@ import numpy as np
 from tribes.engine import Engine
 from tribes.engine.functions import micros_between
 from tribes.errors import InputError
-from tribes.prep.sessions import keyed_events, mark_session_starts, number_sessions
+from tribes.prep.sessions import mark_session_starts, number_sessions
 from tribes.privacy.consent import consent_filter
 from tribes.store.cohorts import cohort_members
+from tribes.store.keyed import keyed_events
 from tribes.store.segments import members
 
 SCOPES = {"session": ("session_start", "session_end"), "customer": ("path_start", "path_end")}

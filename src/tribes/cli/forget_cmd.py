@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from tribes.cli.common import JsonOpt, Output, state
-from tribes.privacy.erasure import forget as erase
+from tribes.ops.erasure import forget as erase
 from tribes.store.db import open_engine
 
 

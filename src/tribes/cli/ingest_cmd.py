@@ -7,9 +7,10 @@ from typing import Annotated
 import typer
 
 from tribes.cli.common import JsonOpt, Output, state
-from tribes.ingest import IngestOptions, ingest
+from tribes.ingest import IngestOptions
 from tribes.ingest.mapping import parse_map_option
 from tribes.ingest.spec import KINDS, REASONS
+from tribes.ops.ingest import ingest_checked
 
 
 def ingest_command(
@@ -73,13 +74,9 @@ def ingest_command(
         header=not no_header,
     )
     with out.progress(f"ingesting {kind}") as task:
-        summary = ingest(ws, inputs, opts, progress=task.step)
-    delivered = {"sent": 0, "failed": 0}
-    if summary.alerts:
-        from tribes.monitor.alerts import notify
-
-        delivered = notify(ws, summary.alerts)
-    result = summary.to_dict() | {"webhooks": delivered}
+        checked = ingest_checked(ws, inputs, opts, progress=task.step)
+    summary = checked.summary
+    result = summary.to_dict() | {"webhooks": checked.webhooks}
     result["quarantined_total"] = summary.n_quarantined
     out.result(result)
     out.table("Column mapping", ["target", "source column"], list(summary.mapping.items()))

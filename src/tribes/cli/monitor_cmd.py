@@ -35,8 +35,8 @@ def monitor(
 
       tribes -w shop monitor --json --fail-on critical
     """
-    from tribes.monitor.alerts import notify
     from tribes.monitor.run import run_monitor
+    from tribes.realtime.webhooks import notify_alerts
 
     if fail_on not in FAIL_ON:
         raise typer.BadParameter(f"use one of {', '.join(FAIL_ON)}", param_hint="--fail-on")
@@ -44,7 +44,7 @@ def monitor(
     ws = state(ctx).open()
     with open_engine(ws, read_only=dry_run) as engine, out.progress("monitoring") as task:
         report = run_monitor(ws, engine, record=not dry_run, progress=task.step)
-    delivered = notify(ws, report.new_alerts) if not dry_run else {"sent": 0, "failed": 0}
+    delivered = notify_alerts(ws, report.new_alerts) if not dry_run else {"sent": 0, "failed": 0}
     out.result(report.as_dict() | {"webhooks": delivered})
     cfg = ws.config.monitor
     out.table(f"Drift of version {report.version} (reference as of "

@@ -44,8 +44,8 @@ def run(
 
       tribes -w shop run --json          # for cron, Airflow: one JSON object
     """
-    from tribes.monitor.alerts import notify
-    from tribes.monitor.pipeline import run_pipeline
+    from tribes.ops.pipeline import run_pipeline
+    from tribes.realtime.webhooks import notify_alerts
 
     out = Output(ctx, json_out)
     ws = state(ctx).open()
@@ -54,7 +54,7 @@ def run(
         rep = run_pipeline(ws, engine, as_of=when, session_timeout=session_timeout,
                            resegment=False if no_segment else None,
                            monitor=not no_monitor, force=force, progress=task.step)
-    sent = notify(ws, rep.monitor.new_alerts) if rep.monitor else {"sent": 0, "failed": 0}
+    sent = notify_alerts(ws, rep.monitor.new_alerts) if rep.monitor else {"sent": 0, "failed": 0}
     out.result(rep.as_dict() | {"webhooks": sent})
     if rep.prep is not None:
         show_prep(out, rep.prep)
@@ -89,7 +89,7 @@ def history(
 
     [bold]Example[/bold]: tribes -w shop run-history
     """
-    from tribes.monitor.pipeline import history as runs
+    from tribes.ops.pipeline import history as runs
 
     out = Output(ctx, json_out)
     ws = state(ctx).open()
@@ -138,7 +138,7 @@ def schedule(
     """
     from datetime import UTC, datetime
 
-    from tribes.monitor import schedule as sched
+    from tribes.ops import schedule as sched
 
     out = Output(ctx, json_out)
     ws = state(ctx).open()

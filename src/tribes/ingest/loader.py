@@ -48,7 +48,7 @@ from tribes.ingest.mapping import resolve_mapping
 from tribes.ingest.sources import resolve_inputs
 from tribes.ingest.spec import KINDS, KindSpec
 from tribes.ingest.stage import REPEAT_KEY, StageOptions, build_stage, derive
-from tribes.prep.standardize import canonical_event_type
+from tribes.ingest.standardize import canonical_event_type
 from tribes.store.db import open_engine
 from tribes.workspace import Workspace
 
@@ -74,7 +74,8 @@ class IngestOptions:
     encoding: str | None = None
     header: bool = True
     now: datetime | None = None
-    # judge the batch's size against the source's history (not for micro-batches)
+    # data-quality checks judge the batch's size against the source's history (not for
+    # micro-batches); see tribes.monitor.quality.check_ingest
     check_volume: bool = True
 
 
@@ -92,7 +93,8 @@ class IngestSummary:
     missing: dict[str, dict[str, Any]]
     seconds: float
     steps: dict[str, float] = field(default_factory=dict)  # seconds spent in each step
-    alerts: list[dict[str, Any]] = field(default_factory=list)  # data-quality breaches
+    # data-quality breaches, filled in by the caller's checks (tribes.monitor.quality)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def n_quarantined(self) -> int:
@@ -250,35 +252,13 @@ def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
                 "rows_read": summary.rows_read, "duplicates": summary.duplicates,
                 "quarantined": quarantined})
             _fault("recorded")
-        say("checking data quality")
-        alerts = _quality(ws, engine, summary, opts)
         say("cleaning up")
         engine.drop_temps("_tribes_")
         engine.drop_temp(SOURCE_VIEW)  # a long-lived engine (the service) must not keep it
         clear_spool(ws.path)
     say(None)
     seconds = round(time.perf_counter() - started, 3)
-    return IngestSummary(**{**summary.to_dict(), "seconds": seconds, "steps": steps,
-                            "alerts": alerts})
-
-
-def _quality(ws: Workspace, engine: Engine, summary: IngestSummary,
-             opts: IngestOptions) -> list[dict[str, Any]]:
-    """The data-quality checks of the batch (tribes.monitor.quality): the new alerts. A
-    failing check never fails the ingest, which is committed already."""
-    from tribes.monitor.alerts import record
-    from tribes.monitor.quality import check_batch
-
-    try:
-        found = check_batch(engine, summary, ws.config.monitor, volume=opts.check_volume)
-        if not found:
-            return []
-        with engine.transaction():
-            new, _ = record(engine, found)
-        return new
-    except Exception:
-        log.exception("data-quality checks of batch %s failed", summary.batch_id)
-        return []
+    return IngestSummary(**{**summary.to_dict(), "seconds": seconds, "steps": steps})
 
 
 def _check_tz(tz: str) -> None:

@@ -17,7 +17,7 @@ import ibis.expr.types as ir
 from tribes.engine import Engine
 from tribes.ingest.mapping import ColumnMapping
 from tribes.ingest.spec import KindSpec
-from tribes.prep.standardize import canonical_event_type, mapping_for
+from tribes.ingest.standardize import canonical_event_type, mapping_for
 from tribes.privacy.pseudonymize import pseudonymize
 
 SMALL_MAP = 32
@@ -120,7 +120,6 @@ def build_lookups(engine: Engine, stage: ir.Table, profile: BatchProfile, spec: 
                                      raws.mutate(_pid=pseudonymize(raws._raw, key)))
         out.id_columns = id_cols
         if int(engine.scalar(engine.table("tombstones").count())):
-            from tribes.privacy.erasure import erased_raw_ids
 
             out.erased = erased_raw_ids(engine, out.ids)  # a table: no id goes into SQL text
     for c, vals in profile.values.items():
@@ -129,3 +128,12 @@ def build_lookups(engine: Engine, stage: ir.Table, profile: BatchProfile, spec: 
     if spec.kind == "events" and event_type:
         out.constants["event_type"] = canonical_event_type(event_type, aliases)
     return out
+
+
+def erased_raw_ids(engine: Engine, lookup: ir.Table) -> ir.Table | None:
+    """The raw ids of a batch (``lookup``: columns ``_raw``, ``_pid``) that are tombstoned,
+    as a temporary table (None when there are none)."""
+    stones = engine.table("tombstones")
+    hit = engine.create_temp("_tribes_erased",
+                             lookup.semi_join(stones, lookup._pid == stones.id).select("_raw"))
+    return hit if int(engine.scalar(hit.count())) else None

@@ -13,7 +13,7 @@ import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 
 from tribes.engine.functions import local_to_utc, trim_spaces, try_strptime
-from tribes.prep.standardize import NULL_MARKERS
+from tribes.ingest.standardize import NULL_MARKERS
 
 UTC = dt.Timestamp(timezone="UTC")
 _EPOCH_MS_MIN = 1e11  # above this a number is milliseconds (1e11 s is the year 5138)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-from tribes.prep.refdata import clean_key, country_name, us_state_name
+from tribes.ingest.refdata import clean_key, country_name, us_state_name
 
 BUILTIN_EVENT_ALIASES: dict[str, str] = {
     "pageview": "page_view",

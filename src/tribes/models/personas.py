@@ -21,7 +21,8 @@ from tribes.engine.functions import md5_hex
 from tribes.errors import InputError
 from tribes.features.definitions import definition
 from tribes.models.naming import name_segments
-from tribes.prep.sessions import keyed_events, mark_session_starts, number_sessions
+from tribes.prep.sessions import mark_session_starts, number_sessions
+from tribes.store.keyed import keyed_events
 from tribes.store.segments import active_version, get_run, members
 from tribes.store.tables import PERSONA_OVERRIDES, PERSONAS
 

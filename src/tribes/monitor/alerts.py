@@ -18,11 +18,9 @@ from typing import Any
 import ibis
 import pandas as pd
 
-from tribes.config import parse_duration
 from tribes.engine import Engine
 from tribes.errors import InputError
 from tribes.store.tables import ALERTS
-from tribes.workspace import Workspace
 
 log = logging.getLogger(__name__)
 TABLE = "alerts"
@@ -156,40 +154,3 @@ def ack(engine: Engine, ids: list[int], *, actor: str, note: str | None = None
         engine.audit("alerts.ack", target=",".join(map(str, ids)), rows=len(ids),
                      detail={"note": note})
     return ids
-
-
-def notify(ws: Workspace, alerts: list[dict[str, Any]]) -> dict[str, int]:
-    """POST new alerts to the webhooks subscribed to ``alert.<kind>`` (signed like the
-    triggers); a delivery that fails every attempt goes to the dead-letter table
-    (tribes webhooks replay sends it again)."""
-    from tribes.realtime.rules import Trigger
-    from tribes.realtime.webhooks import dead_letter, post_with_retries, registry, trigger_body
-
-    sent = failed = 0
-    hooks = registry(ws).hooks()
-    if not alerts or not hooks:
-        return {"sent": 0, "failed": 0}
-    cfg = ws.config.realtime.webhooks
-    timeout = parse_duration(cfg.timeout).total_seconds()
-    backoff = parse_duration(cfg.backoff).total_seconds()
-    for a in alerts:
-        kind = f"alert.{a['kind']}"
-        trigger = Trigger(kind=kind, customer_key="", at=pd.Timestamp(a["created_at"])
-                          .timestamp(), trigger_id=f"alert-{a['alert_id']}",
-                          data={k: a[k] for k in ("alert_id", "severity", "subject",
-                                                  "metric", "value", "threshold", "message",
-                                                  "detail", "version")})
-        for hook in hooks:
-            if not hook.wants(kind):
-                continue
-            ok, what = post_with_retries(hook.url, hook.secret, trigger_body(trigger),
-                                         idempotency_key=trigger.trigger_id, event=kind,
-                                         attempts=NOTIFY_ATTEMPTS, timeout=timeout,
-                                         backoff=min(backoff, 10.0))
-            if ok:
-                sent += 1
-            else:
-                failed += 1
-                log.warning("alert %s to %s failed: %s", a["alert_id"], hook.url, what)
-                dead_letter(ws, hook, trigger, NOTIFY_ATTEMPTS, what)
-    return {"sent": sent, "failed": failed}

@@ -13,7 +13,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
+import time
 from typing import Any
 
 import ibis
@@ -22,7 +25,11 @@ import numpy as np
 from tribes.config import MonitorConfig
 from tribes.engine import Engine
 from tribes.ingest.loader import IngestSummary
-from tribes.monitor.alerts import Alert
+from tribes.monitor.alerts import Alert, record
+from tribes.store.db import open_engine
+from tribes.workspace import Workspace
+
+log = logging.getLogger(__name__)
 
 HISTORY = 10
 NULL_COLUMNS = ("customer_id", "anonymous_id", "device_id", "session_id", "channel",
@@ -108,3 +115,26 @@ def check_batch(engine: Engine, s: IngestSummary, cfg: MonitorConfig, *,
                 detail={"batch_id": s.batch_id, "lost": lost, "moved": moved,
                         "before": before_map, "now": s.mapping}))
     return out
+
+
+def check_ingest(ws: Workspace, summary: IngestSummary, *, volume: bool = True
+                 ) -> IngestSummary:
+    """Run the data-quality checks of an ingested batch and record its new alerts.
+
+    Returns the summary with ``alerts`` (the new ones) and the step's seconds added. A
+    failing check never fails the ingest, which is committed already: it is logged.
+    """
+    started = time.perf_counter()
+    new: list[dict[str, Any]] = []
+    try:
+        with open_engine(ws) as engine:
+            found = check_batch(engine, summary, ws.config.monitor, volume=volume)
+            if found:
+                with engine.transaction():
+                    new, _ = record(engine, found)
+    except Exception:
+        log.exception("data-quality checks of batch %s failed", summary.batch_id)
+    spent = time.perf_counter() - started
+    steps = {**summary.steps, "checking data quality": round(spent, 3)}
+    return dataclasses.replace(summary, alerts=new, steps=steps,
+                               seconds=round(summary.seconds + spent, 3))

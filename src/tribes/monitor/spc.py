@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from tribes.engine import Engine
-from tribes.prep.sessions import keyed_events
+from tribes.store.keyed import keyed_events
 from tribes.store.segments import members
 
 KPIS = ("size", "conversion", "aov", "retention")

@@ -160,12 +160,3 @@ def _forget_realtime(ws: Workspace, key: str | None, pids: list[str]) -> dict[st
     finally:
         client.close()
     return {"status": "erased", **done}
-
-
-def erased_raw_ids(engine: Engine, lookup: ir.Table) -> ir.Table | None:
-    """The raw ids of a batch (``lookup``: columns ``_raw``, ``_pid``) that are tombstoned,
-    as a temporary table (None when there are none)."""
-    stones = engine.table("tombstones")
-    hit = engine.create_temp("_tribes_erased",
-                             lookup.semi_join(stones, lookup._pid == stones.id).select("_raw"))
-    return hit if int(engine.scalar(hit.count())) else None

@@ -153,7 +153,7 @@ def save(ws: Workspace, schedule: Schedule | None) -> None:
 
 def last_run_at(ws: Workspace) -> datetime | None:
     """When the last pipeline run started (any: by hand, cron or the schedule)."""
-    from tribes.monitor.pipeline import history
+    from tribes.ops.pipeline import history
 
     with open_engine(ws, read_only=True) as engine:
         runs = history(engine, limit=1)
@@ -215,13 +215,13 @@ class Scheduler:
 
 def scheduled_run(ws: Workspace) -> dict[str, Any]:
     """One pipeline run as the schedule makes it (audited as ``schedule``), alerts sent."""
-    from tribes.monitor.alerts import notify
-    from tribes.monitor.pipeline import run_pipeline
+    from tribes.ops.pipeline import run_pipeline
     from tribes.privacy import audit
+    from tribes.realtime.webhooks import notify_alerts
 
     with audit.acting_as("schedule"), open_engine(ws) as engine:
         rep = run_pipeline(ws, engine)
     if rep.monitor is not None:
-        notify(ws, rep.monitor.new_alerts)
+        notify_alerts(ws, rep.monitor.new_alerts)
     log.info("scheduled run %s: %s", rep.run_id, rep.steps)
     return rep.as_dict()

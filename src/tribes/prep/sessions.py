@@ -8,49 +8,18 @@ and the rest (session numbers, per-session and per-customer figures) builds on i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
 import ibis
 import ibis.expr.types as ir
 
-from tribes.engine.functions import bucket, md5_hex, micros_between
-from tribes.prep.stitch import ID_COLUMNS, KNOWN
+from tribes.engine.functions import md5_hex, micros_between
+from tribes.store.keyed import keyed_events
 
 # the events columns sessions are built from
 SESSION_COLUMNS = ("ts", "event_id", "event_type", "source", "device")
 EPOCH = ibis.timestamp("1970-01-01 00:00:00+00:00")
-
-
-def keyed_events(events: ir.Table, identities: ir.Table,
-                 columns: Sequence[str] | None = None,
-                 part: tuple[int, int] | None = None) -> ir.Table:
-    """``events`` (only ``columns`` of them, if given) with the ``customer_key`` of their
-    customer (DESIGN §5).
-
-    An event belongs to the key of its customer_id when present, else of its anonymous_id,
-    else of its device_id. Only events without a customer_id need the identities look-up.
-    ``part=(i, n)`` keeps the customers of part i of n (see :func:`parts`).
-    """
-    if columns is not None:
-        keep = list(dict.fromkeys([*ID_COLUMNS, *columns]))
-        events = events.select(*keep)
-    known = events.filter(events.customer_id.notnull())
-    if part is not None:
-        known = known.filter(bucket(known.customer_id, part[1]) == part[0])
-        identities = identities.filter(bucket(identities.customer_key, part[1]) == part[0])
-    known = known.mutate(customer_key=known.customer_id)
-    rest = events.filter(events.customer_id.isnull())
-    rest = rest.mutate(
-        _ptype=ibis.ifelse(rest.anonymous_id.notnull(), "anonymous_id", "device_id"),
-        _pid=rest.anonymous_id.fill_null(rest.device_id),
-    )
-    ids = identities.filter(identities.id_type != KNOWN).select(
-        _ptype="id_type", _pid="id", customer_key="customer_key"
-    )
-    looked_up = rest.join(ids, ["_ptype", "_pid"]).drop("_ptype", "_pid")
-    return ibis.union(known, looked_up.select(*known.columns))
 
 
 def _order(t: ir.Table) -> Any:

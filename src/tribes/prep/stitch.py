@@ -22,11 +22,10 @@ import ibis
 import ibis.expr.types as ir
 
 from tribes.engine import Engine
+from tribes.store.keyed import ID_COLUMNS, KNOWN
 
 log = logging.getLogger(__name__)
 
-ID_COLUMNS = ("customer_id", "anonymous_id", "device_id")
-KNOWN = "customer_id"
 ANON_PREFIX = "anon:"
 # id status in the identities table
 STATUSES = {

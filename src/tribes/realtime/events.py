@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 from tribes.config import Config, parse_duration
 from tribes.ingest.mapping import resolve_mapping
 from tribes.ingest.spec import EVENTS
-from tribes.prep.standardize import NULL_MARKERS, canonical_event_type
+from tribes.ingest.standardize import NULL_MARKERS, canonical_event_type
 from tribes.privacy.pseudonymize import pseudonym
 
 _EPOCH_MS_MIN = 1e11  # as in ingest/parse.py: above this a number is milliseconds

@@ -264,6 +264,7 @@ def land(ws: Workspace, files: list[str], source: str) -> dict[str, int]:
     and its event_id, as the consumer checked it (events.py), then the file ingest."""
     from tribes.ingest import IngestOptions, ingest
     from tribes.ingest.spec import EVENTS
+    from tribes.monitor.quality import check_ingest
     from tribes.realtime.events import EventChecker
 
     checker = EventChecker(ws.config, ws.secret())
@@ -294,7 +295,9 @@ def land(ws: Workspace, files: list[str], source: str) -> dict[str, int]:
         dst.flush()
         mapped.append(str(out))
     try:
-        s = ingest(ws, mapped, IngestOptions(source=source, fmt="jsonl", check_volume=False))
+        s = check_ingest(ws, ingest(ws, mapped, IngestOptions(source=source, fmt="jsonl",
+                                                               check_volume=False)),
+                         volume=False)
     finally:
         for m, fh in zip(mapped, locks, strict=True):
             Path(m).unlink(missing_ok=True)

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
-import hashlib
-import hmac
 import json
 import logging
 import os
@@ -29,8 +27,6 @@ import re
 import secrets
 import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -38,10 +34,11 @@ from typing import Any
 import ibis
 import pandas as pd
 
-from tribes import __version__
 from tribes.config import parse_duration
 from tribes.errors import InputError
+from tribes.http import post_signed, post_with_retries
 from tribes.monitor.alerts import KINDS as ALERT_KINDS
+from tribes.monitor.alerts import NOTIFY_ATTEMPTS
 from tribes.privacy.locking import locked
 from tribes.realtime.rules import Trigger
 from tribes.realtime.sink import DB_LOCK
@@ -50,33 +47,10 @@ from tribes.workspace import Workspace
 
 log = logging.getLogger(__name__)
 HOOKS_FILE = "webhooks.json"
-SIGNATURE_HEADER = "X-Tribes-Signature"
 EVENT_TYPES = ("trigger.abandoned_cart", "trigger.high_value_views", "trigger.session_offer",
                "trigger.churn_risk", "segment.entered", "segment.exited",
                *(f"alert.{kind}" for kind in ALERT_KINDS))
 _PATTERN = re.compile(r"^[a-z_.*]+$")
-
-
-# ---------------------------------------------------------------------- signing
-def sign(secret: str, body: bytes, ts: int | None = None) -> str:
-    """The signature header value of ``body``."""
-    t = int(time.time()) if ts is None else ts
-    mac = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={t},v1={mac}"
-
-
-def verify_signature(secret: str, header: str, body: bytes, *, tolerance_s: float = 300,
-                     now: float | None = None) -> bool:
-    """Whether ``header`` is a valid signature of ``body`` made within ``tolerance_s``."""
-    try:
-        parts = dict(p.split("=", 1) for p in header.split(","))
-        t = int(parts["t"])
-    except (ValueError, KeyError):
-        return False
-    if abs((time.time() if now is None else now) - t) > tolerance_s:
-        return False
-    want = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(want, parts.get("v1", ""))
 
 
 # ---------------------------------------------------------------------- registry
@@ -168,40 +142,6 @@ def post(hook: Hook, trigger: Trigger, attempt: int, timeout: float) -> tuple[bo
 def trigger_body(trigger: Trigger) -> bytes:
     """The JSON a webhook receives for ``trigger``."""
     return json.dumps(trigger.to_dict(), sort_keys=True, separators=(",", ":")).encode()
-
-
-def post_signed(url: str, secret: str, body: bytes, *, idempotency_key: str, event: str,
-                attempt: int, timeout: float) -> tuple[bool, str]:
-    """POST ``body`` (JSON) signed with ``secret`` once: (success, what happened). Every
-    failure (refused, timed out, not 2xx, a bad URL) is a failure, never an exception."""
-    req = urllib.request.Request(url, data=body, method="POST", headers={
-        "Content-Type": "application/json", "User-Agent": f"tribes/{__version__}",
-        SIGNATURE_HEADER: sign(secret, body), "Idempotency-Key": idempotency_key,
-        "X-Tribes-Event": event, "X-Tribes-Attempt": str(attempt)})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return 200 <= resp.status < 300, f"HTTP {resp.status}"
-    except urllib.error.HTTPError as exc:
-        return False, f"HTTP {exc.code}"
-    except Exception as exc:  # refused, timed out, not HTTP, a bad URL: all failures
-        reason = getattr(exc, "reason", exc)
-        return False, f"{type(exc).__name__}: {reason}"
-
-
-def post_with_retries(url: str, secret: str, body: bytes, *, idempotency_key: str,
-                      event: str, attempts: int, timeout: float, backoff: float
-                      ) -> tuple[bool, str]:
-    """:func:`post_signed` up to ``attempts`` times, waiting ``backoff`` (doubling, at
-    most a minute) between them: (success, what happened last)."""
-    what = ""
-    for attempt in range(1, attempts + 1):
-        ok, what = post_signed(url, secret, body, idempotency_key=idempotency_key,
-                               event=event, attempt=attempt, timeout=timeout)
-        if ok:
-            return True, what
-        if attempt < attempts:
-            time.sleep(min(backoff * 2 ** (attempt - 1), 60.0))
-    return False, f"{what} after {attempts} attempts"
 
 
 # ---------------------------------------------------------------------- dead letters
@@ -437,3 +377,37 @@ class Delivery:
                 with contextlib.suppress(Exception):
                     self._stop.wait(1.0)
 
+
+# ---------------------------------------------------------------------- alerts
+def notify_alerts(ws: Workspace, alerts: list[dict[str, Any]]) -> dict[str, int]:
+    """POST new alerts to the webhooks subscribed to ``alert.<kind>`` (signed like the
+    triggers); a delivery that fails every attempt goes to the dead-letter table
+    (tribes webhooks replay sends it again)."""
+    sent = failed = 0
+    hooks = registry(ws).hooks()
+    if not alerts or not hooks:
+        return {"sent": 0, "failed": 0}
+    cfg = ws.config.realtime.webhooks
+    timeout = parse_duration(cfg.timeout).total_seconds()
+    backoff = parse_duration(cfg.backoff).total_seconds()
+    for a in alerts:
+        kind = f"alert.{a['kind']}"
+        trigger = Trigger(kind=kind, customer_key="", at=pd.Timestamp(a["created_at"])
+                          .timestamp(), trigger_id=f"alert-{a['alert_id']}",
+                          data={k: a[k] for k in ("alert_id", "severity", "subject",
+                                                  "metric", "value", "threshold", "message",
+                                                  "detail", "version")})
+        for hook in hooks:
+            if not hook.wants(kind):
+                continue
+            ok, what = post_with_retries(hook.url, hook.secret, trigger_body(trigger),
+                                         idempotency_key=trigger.trigger_id, event=kind,
+                                         attempts=NOTIFY_ATTEMPTS, timeout=timeout,
+                                         backoff=min(backoff, 10.0))
+            if ok:
+                sent += 1
+            else:
+                failed += 1
+                log.warning("alert %s to %s failed: %s", a["alert_id"], hook.url, what)
+                dead_letter(ws, hook, trigger, NOTIFY_ATTEMPTS, what)
+    return {"sent": sent, "failed": failed}

@@ -126,7 +126,7 @@ def create_app(ws: Workspace, *, keep_open: bool = True, stream: bool = False,
             if stream:
                 stack.enter_context(_consumer(ws, redis_url))
             if schedule:
-                from tribes.monitor.schedule import Scheduler, scheduled_run
+                from tribes.ops.schedule import Scheduler, scheduled_run
 
                 runner = Scheduler(ws, lambda: scheduled_run(ws))
                 runner.start()

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from tribes.errors import InputError, TribesError
+from tribes.ops.erasure import forget
 from tribes.privacy import audit
-from tribes.privacy.erasure import forget
 from tribes.service.index import SegmentIndex
 from tribes.store import segments as store
 from tribes.store.customer import customer_view
@@ -376,7 +376,8 @@ class Service:
     def ingest_events(self, events: list[dict[str, Any]], source: str,
                       metrics: Any) -> dict[str, Any]:
         """Ingest a JSON batch with the file contract (validation, quarantine, dedupe)."""
-        from tribes.ingest import IngestOptions, ingest
+        from tribes.ingest import IngestOptions
+        from tribes.ops.ingest import ingest_checked
 
         spool = self.ws.path / ".tmp" / "api"
         spool.mkdir(parents=True, exist_ok=True)
@@ -385,8 +386,9 @@ class Service:
             with open(path, "w", encoding="utf-8") as fh:
                 for e in events:
                     fh.write(json.dumps(e, default=str) + "\n")
-            s = ingest(self.ws, [str(path)], IngestOptions(source=source, fmt="jsonl",
-                                                              check_volume=False))
+            # alerts of API micro-batches go to the table and the log, not to webhooks
+            s = ingest_checked(self.ws, [str(path)], IngestOptions(
+                source=source, fmt="jsonl", check_volume=False), notify=False).summary
         finally:
             path.unlink(missing_ok=True)
         metrics.ingest(s.loaded, s.duplicates, s.quarantined)

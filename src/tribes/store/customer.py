@@ -8,9 +8,9 @@ import ibis
 
 from tribes.engine import Engine
 from tribes.errors import InputError
-from tribes.prep.sessions import keyed_events
 from tribes.privacy.consent import consent_filter, latest_consents
 from tribes.privacy.pseudonymize import pseudonym
+from tribes.store.keyed import keyed_events
 from tribes.workspace import Workspace
 
 

@@ -31,8 +31,8 @@ from tribes.features.build import base_features, scored_features
 from tribes.models.clv.run import data_end, fit_models
 from tribes.models.clv.summary import SummarySpec, rfm_summary
 from tribes.prep.run import last_prep, run_prep
-from tribes.prep.sessions import keyed_events
 from tribes.privacy.consent import consent_filter
+from tribes.store.keyed import keyed_events
 from tribes.store.runs import events_fingerprint, is_current
 from tribes.workspace import Workspace
 

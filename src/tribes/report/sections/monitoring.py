@@ -10,8 +10,8 @@ from plotly.subplots import make_subplots
 
 from tribes.errors import TribesError
 from tribes.monitor.alerts import list_alerts
-from tribes.monitor.pipeline import history
 from tribes.monitor.run import run_monitor
+from tribes.ops.pipeline import history
 from tribes.report.context import PALETTE, ReportContext, empty, esc, table
 from tribes.report.sections import section
 

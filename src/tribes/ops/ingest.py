@@ -1,0 +1,40 @@
+"""Ingest a batch, then check its data quality and tell the webhooks.
+
+The ingest stage loads (or quarantines) the rows and returns its summary; the checks of
+:mod:`tribes.monitor.quality` judge the batch against the source's history and record new
+alerts, which are POSTed to the webhooks subscribed to them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from tribes.ingest import IngestOptions, ingest
+from tribes.ingest.loader import IngestSummary, Progress
+from tribes.monitor.quality import check_ingest
+from tribes.realtime.webhooks import notify_alerts
+from tribes.workspace import Workspace
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckedIngest:
+    """An ingested batch with its data-quality alerts and their webhook deliveries."""
+
+    summary: IngestSummary
+    webhooks: dict[str, int]
+
+
+def ingest_checked(ws: Workspace, inputs: list[str], opts: IngestOptions,
+                   progress: Progress | None = None, *, notify: bool = True
+                   ) -> CheckedIngest:
+    """Ingest ``inputs`` as one batch (:func:`tribes.ingest.ingest`), run the batch's
+    data-quality checks, and, when ``notify``, POST its new alerts to the webhooks."""
+    summary = ingest(ws, inputs, opts, progress=progress)
+    if progress is not None:
+        progress("checking data quality")
+    summary = check_ingest(ws, summary, volume=opts.check_volume)
+    delivered: dict[str, Any] = {"sent": 0, "failed": 0}
+    if notify and summary.alerts:
+        delivered = notify_alerts(ws, summary.alerts)
+    return CheckedIngest(summary=summary, webhooks=delivered)

@@ -1,0 +1,47 @@
+"""The events table keyed by customer: every event with its ``customer_key`` (DESIGN §5).
+
+The identities table (written by prep's stitching) maps every id to its customer; this is
+the one join that every stage reading events per customer starts from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import ibis
+import ibis.expr.types as ir
+
+from tribes.engine.functions import bucket
+
+ID_COLUMNS = ("customer_id", "anonymous_id", "device_id")
+KNOWN = "customer_id"
+
+
+def keyed_events(events: ir.Table, identities: ir.Table,
+                 columns: Sequence[str] | None = None,
+                 part: tuple[int, int] | None = None) -> ir.Table:
+    """``events`` (only ``columns`` of them, if given) with the ``customer_key`` of their
+    customer (DESIGN §5).
+
+    An event belongs to the key of its customer_id when present, else of its anonymous_id,
+    else of its device_id. Only events without a customer_id need the identities look-up.
+    ``part=(i, n)`` keeps the customers of part i of n (see :func:`parts`).
+    """
+    if columns is not None:
+        keep = list(dict.fromkeys([*ID_COLUMNS, *columns]))
+        events = events.select(*keep)
+    known = events.filter(events.customer_id.notnull())
+    if part is not None:
+        known = known.filter(bucket(known.customer_id, part[1]) == part[0])
+        identities = identities.filter(bucket(identities.customer_key, part[1]) == part[0])
+    known = known.mutate(customer_key=known.customer_id)
+    rest = events.filter(events.customer_id.isnull())
+    rest = rest.mutate(
+        _ptype=ibis.ifelse(rest.anonymous_id.notnull(), "anonymous_id", "device_id"),
+        _pid=rest.anonymous_id.fill_null(rest.device_id),
+    )
+    ids = identities.filter(identities.id_type != KNOWN).select(
+        _ptype="id_type", _pid="id", customer_key="customer_key"
+    )
+    looked_up = rest.join(ids, ["_ptype", "_pid"]).drop("_ptype", "_pid")
+    return ibis.union(known, looked_up.select(*known.columns))
