@@ -21,12 +21,15 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _measure import measure_isolated
 from bench_features import prepare
 
+ROOT = Path(__file__).resolve().parents[1]
+
 STEPS = "product_view,add_to_cart,begin_checkout,purchase"
 RULE = "first purchase within 7 days of first event"
 
-PANDAS = """
+# the child process imports the pandas reference (tests.features.reference) from the repo
+PANDAS = f"import sys; sys.path.insert(0, {str(ROOT)!r})" + """
 import sys, time, json, duckdb, numpy as np, pandas as pd
-from tribes.features.reference import key_events_reference, sessionize_reference
+from tests.features.reference import key_events_reference, sessionize_reference
 ws_db = sys.argv[1]
 steps = sys.argv[2].split(",")
 t0 = time.perf_counter()

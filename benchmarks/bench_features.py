@@ -9,7 +9,7 @@ side, each in a fresh process:
 * sql: one hand-written DuckDB statement computing sessions and the core features from
   the same events and identities (``CREATE TEMP TABLE AS``, default DuckDB settings);
 * pandas: the plain pandas implementation of the same definitions
-  (``tribes.features.reference``), timing the load into pandas and the computation.
+  (``tests.features.reference``), timing the load into pandas and the computation.
 
 Prints seconds and peak RSS of each and the ratios. Targets at 10M events (~185k
 customers): features within 1.3x of the SQL query, at least 2.5x faster than pandas, peak
@@ -31,6 +31,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _measure import measure_isolated
+
+ROOT = Path(__file__).resolve().parents[1]
 
 EVENTS_PER_CUSTOMER = 54.0  # all sources, measured on the synthetic data
 
@@ -108,9 +110,10 @@ FROM per_ev e JOIN per_sess p USING (ck) LEFT JOIN per_ord o USING (ck)
 print(con.execute("SELECT count(*) FROM f").fetchone()[0])
 """
 
-PANDAS = """
+# the child process imports the pandas reference (tests.features.reference) from the repo
+PANDAS = f"import sys; sys.path.insert(0, {str(ROOT)!r})" + """
 import sys, time, json, duckdb, pandas as pd
-from tribes.features.reference import features_reference, key_events_reference
+from tests.features.reference import features_reference, key_events_reference
 ws_db, as_of = sys.argv[1], sys.argv[2]
 t0 = time.perf_counter()
 con = duckdb.connect(ws_db, read_only=True)

@@ -170,12 +170,12 @@ def check_segments(w, data: Path, version: int) -> None:
 def check_features(w, data: Path) -> None:
     import pandas as pd
 
-    from tests.features.test_features import compare
     from tests.features.reference import (
         features_reference,
         key_events_reference,
         stitch_reference,
     )
+    from tests.features.test_features import compare
 
     events = table(w, "events")
     feats = table(w, "customer_features")

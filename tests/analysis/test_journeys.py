@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from tests.features.conftest import FeatureData, events_frame, table_frame
+from tests.features.reference import key_events_reference, sessionize_reference
 from tribes.analysis.journeys import funnel, transitions
 from tribes.errors import InputError
-from tests.features.reference import key_events_reference, sessionize_reference
 from tribes.store.db import open_engine
 
 

@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 
 from tests.features.conftest import FeatureData, events_frame, pid, table_frame
-from tribes.features.definitions import FEATURES, RFM_GRID, rfm_label
-from tribes.features.reference import (
+from tests.features.reference import (
     features_reference,
     key_events_reference,
     sessions_reference,
     stitch_reference,
 )
+from tribes.features.definitions import FEATURES, RFM_GRID, rfm_label
 from tribes.features.run import parse_as_of, run_features
 from tribes.prep.run import run_prep
 from tribes.store.db import open_engine

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tribes.engine import Engine, connect
 from tests.features.reference import sessionize_reference, sessions_reference
+from tribes.engine import Engine, connect
 from tribes.prep.sessions import mark_session_starts, number_sessions, sessions_table
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tribes.engine import Engine, connect
 from tests.features.reference import stitch_reference
+from tribes.engine import Engine, connect
 from tribes.prep.stitch import drop_temporaries, stitch
 
 COLS = ["customer_id", "anonymous_id", "device_id"]
