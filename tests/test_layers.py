@@ -133,3 +133,19 @@ def test_the_check_sees_nested_and_relative_imports(tmp_path: Path) -> None:
 ])
 def test_rule(module: str, target: str, ok: bool) -> None:
     assert (violations([(module, target, 1)]) == []) is ok
+
+
+def test_run_settings_are_read_from_the_configuration_in_one_place() -> None:
+    """The session timeout and the consent mode come from tribes.settings.RunSettings
+    (built at the CLI or service edge and passed down); no other module reads them from
+    the configuration."""
+    readers = []
+    for path in sorted(SRC.rglob("*.py")):
+        if path.name == "settings.py" and path.parent == SRC:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute)
+                    and (node.value.attr, node.attr) in {("prep", "session_timeout"),
+                                                         ("privacy", "consent_mode")}):
+                readers.append(f"{_module_name(path)}:{node.lineno}")
+    assert readers == []

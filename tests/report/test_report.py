@@ -135,7 +135,7 @@ def test_agglomerative_runs_show_the_top_of_the_dendrogram() -> None:
     from tribes.report.context import ReportContext
     from tribes.report.sections.segments import _merges
 
-    ctx = ReportContext(ws=None, engine=None)  # type: ignore[arg-type]
+    ctx = ReportContext(ws=None, engine=None, settings=None)  # type: ignore[arg-type]
     tail = [[0, 1, d, 2] for d in (0.5, 0.7, 1.0, 4.0, 9.0)]
     run = {"k": 2, "model": {"dendrogram": {"linkage_tail": tail, "n_leaves": 300}}}
     html = _merges(ctx, run)

@@ -44,6 +44,7 @@ from tribes.engine import Engine
 from tribes.errors import InputError
 from tribes.http import post_with_retries
 from tribes.privacy.consent import consent_filter
+from tribes.settings import RunSettings
 from tribes.store.segments import active_segments, active_version, get_run, segment_names
 from tribes.store.tables import ACTIVATION_STATE, ACTIVATION_SYNCS, EXPORTS
 from tribes.workspace import Workspace
@@ -105,7 +106,7 @@ def _members(ws: Workspace, engine: Engine, cfg: ActivationTarget,
     t = active_segments(engine)
     if segments:
         t = t.filter(t.segment_id.isin(segments))
-    mode = ws.config.privacy.consent_mode
+    mode = RunSettings.resolve(ws.config).consent_mode
     for purpose in cfg.purposes:
         t = consent_filter(t, "customer_key", engine.table("consents"), mode, purpose)
     return t.select("customer_key", "segment_id")
@@ -277,7 +278,8 @@ def _to_files(ws: Workspace, engine: Engine, cfg: ActivationTarget, p: Plan, r: 
     manifest = {"sync_id": p.sync_id, "target": p.target, "version": p.version,
                 "segments": p.segments, "created_at": started.isoformat(),
                 "delta": not p.full, "since": previous,
-                "consent_mode": ws.config.privacy.consent_mode, "purposes": cfg.purposes,
+                "consent_mode": RunSettings.resolve(ws.config).consent_mode,
+                "purposes": cfg.purposes,
                 "files": files,
                 "columns": {"customer_key": "pseudonymized customer key",
                             "segment_id": "stable segment id", "segment": "segment name"}}

@@ -27,6 +27,7 @@ from tribes.engine import Engine
 from tribes.errors import InputError
 from tribes.privacy.consent import consent_filter
 from tribes.privacy.pseudonymize import pseudonym
+from tribes.settings import RunSettings
 from tribes.stats import ab as st
 from tribes.store.keyed import keyed_events
 from tribes.store.segments import active_version, members
@@ -127,7 +128,7 @@ def outcomes(ws: Workspace, engine: Engine, assigned: pd.DataFrame, metric: str,
     # analytics consent: who refused is not analyzed
     keys = ibis.memtable(df[["customer_key"]])
     allowed = engine.execute(consent_filter(keys, "customer_key", engine.table("consents"),
-                                            ws.config.privacy.consent_mode))
+                                            RunSettings.resolve(ws.config).consent_mode))
     excluded = len(df) - len(set(allowed["customer_key"]))
     df = df[df["customer_key"].isin(set(allowed["customer_key"]))]
     version = active_version(engine)

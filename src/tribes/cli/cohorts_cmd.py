@@ -9,6 +9,7 @@ from rich.markup import escape
 
 from tribes.analysis.cohorts import retention as retention_fn
 from tribes.cli.common import CohortOpt, JsonOpt, Output, state
+from tribes.settings import RunSettings
 from tribes.store.db import open_engine
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich",
@@ -45,9 +46,10 @@ def retention(
     if show not in ("share", "customers", "revenue"):
         raise typer.BadParameter("use share, customers or revenue", param_hint="--show")
     ws = state(ctx).open()
+    settings = RunSettings.resolve(ws.config)
     with open_engine(ws, read_only=True) as engine, out.progress("cohorts"):
         res = retention_fn(engine, by=by, period=period, cohort=cohort,
-                           consent_mode=ws.config.privacy.consent_mode)
+                           consent_mode=settings.consent_mode)
     out.result(res)
     if not res["cohorts"]:
         out.print("No cohorts: no events (or no purchases / signup dates) yet.")
@@ -110,9 +112,10 @@ def define(
 
     out = Output(ctx, json_out)
     ws = state(ctx).open()
+    settings = RunSettings.resolve(ws.config)
     with open_engine(ws, read_only=dry_run) as engine, out.progress(f"cohort {name}"):
         res = define_cohort(engine, name, rule, description=description, replace=replace,
-                            dry_run=dry_run, consent_mode=ws.config.privacy.consent_mode)
+                            dry_run=dry_run, consent_mode=settings.consent_mode)
     out.result(res)
     share = "" if res["share"] is None else f" ({res['share']:.1%} of customers)"
     verb = "would have" if dry_run else "has"
@@ -176,9 +179,10 @@ def refresh(
 
     out = Output(ctx, json_out)
     ws = state(ctx).open()
+    settings = RunSettings.resolve(ws.config)
     with open_engine(ws) as engine, out.progress("refreshing cohorts"):
         rows = refresh_cohorts(engine, names or None,
-                               consent_mode=ws.config.privacy.consent_mode)
+                               consent_mode=settings.consent_mode)
     out.result({"cohorts": rows})
     out.table("Cohorts refreshed", ["name", "members", "events up to"],
               [(c["name"], c["n_customers"], _when(c["as_of"])) for c in rows])

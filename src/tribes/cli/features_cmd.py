@@ -11,6 +11,7 @@ from tribes.cli.prep_cmd import TimeoutOpt
 from tribes.errors import InputError
 from tribes.features.describe import describe_features
 from tribes.features.run import TABLE, FeaturesReport, parse_as_of, run_features
+from tribes.settings import RunSettings
 from tribes.store.db import open_engine
 
 app = typer.Typer(no_args_is_help=False, rich_markup_mode="rich")
@@ -47,7 +48,8 @@ def features(
     Recency, tenure, frequency, monetary, AOV, purchase velocity, sessions, engagement
     score, RFM scores and labels, cart abandonment, support contacts, channel/device mix
     and the composite index. Customers without analytics consent are left out. Runs prep
-    first when events changed since the last one.
+    first, with the same session timeout, when the events or its settings changed since
+    the last one.
 
     [bold]Examples[/bold]
 
@@ -61,10 +63,10 @@ def features(
         return
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    when = parse_as_of(as_of) if as_of else None
+    settings = RunSettings.resolve(ws.config, session_timeout=session_timeout,
+                                   as_of=parse_as_of(as_of) if as_of else None)
     with open_engine(ws) as engine, out.progress("features") as task:
-        report = run_features(ws, engine, as_of=when, session_timeout=session_timeout,
-                              progress=task.step)
+        report = run_features(ws, engine, settings=settings, progress=task.step)
     out.result(report.as_dict())
     show_features(out, report)
 

@@ -11,6 +11,7 @@ from tribes.analysis.journeys import funnel as funnel_fn
 from tribes.analysis.journeys import transitions as transitions_fn
 from tribes.cli.common import CohortOpt, JsonOpt, Output, state
 from tribes.config import parse_duration
+from tribes.settings import RunSettings
 from tribes.store.db import open_engine
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich",
@@ -46,11 +47,12 @@ def transitions(
     """
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    timeout = parse_duration(ws.config.prep.session_timeout)
+    settings = RunSettings.resolve(ws.config)
+    timeout = settings.session_timeout
     with open_engine(ws, read_only=True) as engine, out.progress("transitions"):
         tr = transitions_fn(engine, scope=scope, level=level, segment=segment, cohort=cohort,
                             collapse=collapse, timeout=timeout,
-                            consent_mode=ws.config.privacy.consent_mode)
+                            consent_mode=settings.consent_mode)
     res = tr.as_dict(target)
     out.result(res)
     probs = res["probabilities"]
@@ -102,12 +104,13 @@ def funnel(
     """
     out = Output(ctx, json_out)
     ws = state(ctx).open()
+    settings = RunSettings.resolve(ws.config)
     names = [s.strip() for s in steps.split(",") if s.strip()]
     with open_engine(ws, read_only=True) as engine, out.progress("funnel"):
         res = funnel_fn(engine, names, window=parse_duration(window), by=by, segment=segment,
                         unit=unit, ordering=ordering, cohort=cohort,
-                        timeout=parse_duration(ws.config.prep.session_timeout),
-                        consent_mode=ws.config.privacy.consent_mode)
+                        timeout=settings.session_timeout,
+                        consent_mode=settings.consent_mode)
     out.result(res)
     for g in res["groups"]:
         out.table(f"Funnel ({g['group']}, {res['ordering']} order)",
@@ -148,10 +151,11 @@ def paths(
 
     out = Output(ctx, json_out)
     ws = state(ctx).open()
+    settings = RunSettings.resolve(ws.config)
     with open_engine(ws, read_only=True) as engine, out.progress("paths"):
         ps = session_paths(engine, segment=segment, cohort=cohort,
-                           timeout=parse_duration(ws.config.prep.session_timeout),
-                           consent_mode=ws.config.privacy.consent_mode)
+                           timeout=settings.session_timeout,
+                           consent_mode=settings.consent_mode)
     best = top_paths(ps, top=top, max_length=max_length)
     lead, follow = leading_to(ps, before), following(ps, after)
     out.result({"sessions": len(ps), "top": best,
@@ -181,10 +185,11 @@ def sankey(
 
     out = Output(ctx, json_out)
     ws = state(ctx).open()
+    settings = RunSettings.resolve(ws.config)
     with open_engine(ws, read_only=True) as engine, out.progress("sankey"):
         ps = session_paths(engine, cohort=cohort,
-                           timeout=parse_duration(ws.config.prep.session_timeout),
-                           consent_mode=ws.config.privacy.consent_mode)
+                           timeout=settings.session_timeout,
+                           consent_mode=settings.consent_mode)
     links = sankey_links(ps, max_length=max_length)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     sankey_figure(links).write_html(str(out_path), include_plotlyjs=True, full_html=True)

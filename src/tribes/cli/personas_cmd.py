@@ -12,6 +12,7 @@ import typer
 from tribes.cli.common import JsonOpt, Output, state
 from tribes.errors import InputError
 from tribes.models.personas import OVERRIDE_FIELDS, build_personas, set_overrides
+from tribes.settings import RunSettings
 from tribes.store.db import open_engine
 
 app = typer.Typer(no_args_is_help=False, rich_markup_mode="rich")
@@ -19,9 +20,8 @@ app = typer.Typer(no_args_is_help=False, rich_markup_mode="rich")
 
 def _build(ctx: typer.Context) -> list[dict[str, Any]]:
     ws = state(ctx).open()
-    from tribes.config import parse_duration
-
-    timeout = parse_duration(ws.config.prep.session_timeout).total_seconds()
+    settings = RunSettings.resolve(ws.config)
+    timeout = settings.timeout_s
     with open_engine(ws) as engine:
         return build_personas(engine, session_timeout_s=timeout)
 

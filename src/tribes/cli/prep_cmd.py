@@ -8,6 +8,7 @@ import typer
 
 from tribes.cli.common import JsonOpt, Output, state
 from tribes.prep.run import PrepReport, run_prep
+from tribes.settings import RunSettings
 from tribes.store.db import open_engine
 
 TimeoutOpt = Annotated[str | None, typer.Option(
@@ -49,7 +50,8 @@ def prep(
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     with open_engine(ws) as engine, out.progress("prep") as task:
-        report = run_prep(ws, engine, session_timeout=session_timeout, progress=task.step)
+        report = run_prep(ws, engine, progress=task.step, settings=RunSettings.resolve(
+            ws.config, session_timeout=session_timeout))
     out.result(report.as_dict())
     show_prep(out, report)
 

@@ -12,6 +12,7 @@ from tribes.cli.prep_cmd import TimeoutOpt, show_prep
 from tribes.errors import WorkspaceError
 from tribes.features.run import parse_as_of
 from tribes.privacy.audit import audit
+from tribes.settings import RunSettings
 from tribes.store.db import open_engine
 
 
@@ -49,9 +50,10 @@ def run(
 
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    when = parse_as_of(as_of) if as_of else None
+    settings = RunSettings.resolve(ws.config, session_timeout=session_timeout,
+                                   as_of=parse_as_of(as_of) if as_of else None)
     with open_engine(ws) as engine, out.progress("pipeline") as task:
-        rep = run_pipeline(ws, engine, as_of=when, session_timeout=session_timeout,
+        rep = run_pipeline(ws, engine, settings=settings,
                            resegment=False if no_segment else None,
                            monitor=not no_monitor, force=force, progress=task.step)
     sent = notify_alerts(ws, rep.monitor.new_alerts) if rep.monitor else {"sent": 0, "failed": 0}

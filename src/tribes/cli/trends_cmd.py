@@ -9,6 +9,7 @@ import typer
 from tribes.analysis.trends import METRICS
 from tribes.analysis.trends import trends as trends_fn
 from tribes.cli.common import CohortOpt, JsonOpt, Output, state
+from tribes.settings import RunSettings
 from tribes.store.db import open_engine
 
 
@@ -41,9 +42,10 @@ def trends(
     """
     out = Output(ctx, json_out)
     ws = state(ctx).open()
+    settings = RunSettings.resolve(ws.config)
     with open_engine(ws, read_only=True) as engine, out.progress("trends"):
         res = trends_fn(engine, metric, by=by, horizon=horizon, freq=period, cohort=cohort,
-                        consent_mode=ws.config.privacy.consent_mode)
+                        consent_mode=settings.consent_mode)
     horizon = res["horizon"]
     out.result(res)
     rows = []

@@ -13,7 +13,6 @@ from typing import Any
 import ibis
 import ibis.expr.types as ir
 
-from tribes.config import parse_duration
 from tribes.engine import Engine
 from tribes.engine.functions import md5_hex
 from tribes.errors import InputError
@@ -25,9 +24,10 @@ from tribes.features.build import (
 )
 from tribes.features.composite import Composite, fit_composite
 from tribes.features.definitions import CHANNEL_PREFIX, DEVICE_PREFIX, FEATURES
-from tribes.prep.run import last_prep, run_prep
+from tribes.prep.run import last_prep, prep_params, run_prep
 from tribes.prep.sessions import parts
 from tribes.privacy.consent import consent_filter
+from tribes.settings import RunSettings
 from tribes.store.runs import events_fingerprint, is_current, last_run, new_run_id, record_run
 from tribes.workspace import Workspace
 
@@ -74,30 +74,33 @@ def run_features(
     ws: Workspace,
     engine: Engine,
     *,
-    as_of: datetime | None = None,
-    session_timeout: str | None = None,
+    settings: RunSettings | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> FeaturesReport:
     """Compute and store ``customer_features`` (replacing the previous table).
 
-    Runs prep first when the events changed since the last prep. ``as_of`` defaults to
-    the newest event; only events up to it count, so past snapshots can be rebuilt.
+    Runs prep first, with the same ``settings``, when the events changed since the last
+    prep or it was run with another session timeout. ``settings.as_of`` defaults to the
+    newest event; only events up to it count, so past snapshots can be rebuilt.
     """
     say = progress or (lambda step: None)
     started_perf, started = time.perf_counter(), datetime.now(UTC)
     cfg = ws.config.features
-    timeout_text = session_timeout or ws.config.prep.session_timeout
-    timeout = parse_duration(timeout_text)
+    settings = settings or RunSettings.resolve(ws.config)
+    timeout = settings.session_timeout
+    as_of = settings.as_of
 
     fingerprint = events_fingerprint(engine)
     if fingerprint.rows == 0:
         raise InputError("no events in the workspace; ingest some first: "
                          "tribes ingest <files> --source web", code="E_NO_EVENTS")
-    prep_rerun = not is_current(last_prep(engine), fingerprint)
+    prep = last_prep(engine)
+    prep_rerun = not is_current(prep, fingerprint) or (
+        (prep or {}).get("params") != prep_params(settings))
     if prep_rerun:
-        log.info("events changed since the last prep; running prep first")
-        say("prep (events changed since the last prep)")
-        run_prep(ws, engine, progress=lambda s: say(f"prep: {s}"))
+        log.info("events or settings changed since the last prep; running prep first")
+        say("prep (events or settings changed since the last prep)")
+        run_prep(ws, engine, settings=settings, progress=lambda s: say(f"prep: {s}"))
 
     events = engine.table("events")
     if as_of is None:
@@ -126,7 +129,7 @@ def run_features(
             raise InputError(f"no events up to {as_of.isoformat()}; choose a later --as-of",
                              code="E_NO_EVENTS")
         allowed = consent_filter(all_base, "customer_key", engine.table("consents"),
-                                 ws.config.privacy.consent_mode)
+                                 settings.consent_mode)
         say("scoring (engagement, RFM)")
         scored = engine.create_temp("_ft_scored",
                                     scored_features(allowed, cfg.engagement_weights))
@@ -134,7 +137,7 @@ def run_features(
         if n == 0:
             raise InputError(
                 f"all {n_all:,} customers are excluded by consent (privacy.consent_mode = "
-                f"'{ws.config.privacy.consent_mode}'); nothing to compute",
+                f"'{settings.consent_mode}'); nothing to compute",
                 code="E_NO_CONSENT")
         say("fitting the composite index")
         composite = _fit(engine, scored, cfg.composite, cfg.sample_size)
@@ -146,7 +149,7 @@ def run_features(
             stored = engine.replace_table(TABLE, final)
             known = int(engine.scalar(stored.known.cast("int64").sum()))
             report = FeaturesReport(
-                run_id=run_id, as_of=as_of, session_timeout=timeout_text, customers=n,
+                run_id=run_id, as_of=as_of, session_timeout=settings.timeout_text, customers=n,
                 known_customers=known, excluded_by_consent=n_all - n,
                 columns=[c for c in stored.columns if c not in ("customer_key", "as_of")],
                 composite=composite.as_dict(), prep_rerun=prep_rerun,
@@ -154,9 +157,7 @@ def run_features(
             )
             record_run(engine, run_id=run_id, stage=STAGE, started_at=started,
                        fingerprint=fingerprint,
-                       params={"as_of": as_of.isoformat(), "session_timeout": timeout_text,
-                               "consent_mode": ws.config.privacy.consent_mode,
-                               **cfg.model_dump()},
+                       params=features_params(settings, as_of, cfg.model_dump()),
                        report=report.as_dict())
     finally:
         for name in _TMP:
@@ -189,6 +190,14 @@ def _column_order(columns: list[str]) -> list[str]:
     mix = [c for c in columns if c.startswith((CHANNEL_PREFIX, DEVICE_PREFIX))]
     rest = [c for c in columns if c not in fixed and c not in mix]
     return [c for c in fixed if c in columns] + mix + rest
+
+
+def features_params(settings: RunSettings, as_of: datetime, config: dict[str, Any]
+                    ) -> dict[str, Any]:
+    """The parameters a features run is stored with (and compared by, in ``tribes run``):
+    the normalized session timeout, so ``30m`` and ``1800s`` are one setting."""
+    return {"as_of": as_of.isoformat(), "session_timeout": settings.timeout_text,
+            "consent_mode": settings.consent_mode, **config}
 
 
 def last_features(engine: Engine) -> dict[str, Any] | None:

@@ -21,14 +21,15 @@ import ibis
 import pandas as pd
 
 from tribes.analysis.cohorts import refresh_cohorts
-from tribes.config import SegmentConfig, parse_duration
+from tribes.config import SegmentConfig
 from tribes.engine import Engine
 from tribes.errors import InputError
-from tribes.features.run import last_features, run_features
+from tribes.features.run import features_params, last_features, run_features
 from tribes.models.run import run_segmentation
 from tribes.models.validate import validate_segments
 from tribes.monitor.run import run_monitor
 from tribes.prep.run import last_prep, prep_params, run_prep
+from tribes.settings import RunSettings
 from tribes.store.cohorts import list_cohorts
 from tribes.store.runs import events_fingerprint, is_current, new_run_id, record_run
 from tribes.store.segments import activate, active_version, diff, get_run
@@ -87,16 +88,16 @@ def compare_versions(engine: Engine, old: int, new: int, *, churn_days: int = 60
 
 
 def _features_current(ws: Workspace, run: dict[str, Any] | None, fp: Any,
-                      as_of: datetime | None, timeout: str) -> bool:
+                      settings: RunSettings) -> bool:
     """The stored features were computed from these events with these settings."""
     if not is_current(run, fp):
         return False
     params = (run or {}).get("params", {})
-    wanted = {"session_timeout": timeout, "consent_mode": ws.config.privacy.consent_mode,
-              **ws.config.features.model_dump()}
-    if any(params.get(k) != v for k, v in wanted.items()):
+    wanted = features_params(settings, settings.as_of or datetime.now(UTC),
+                             ws.config.features.model_dump())
+    if any(params.get(k) != v for k, v in wanted.items() if k != "as_of"):
         return False
-    return as_of is None or params.get("as_of") == as_of.isoformat()
+    return settings.as_of is None or params.get("as_of") == wanted["as_of"]
 
 
 def _segment_cfg(ws: Workspace, run: dict[str, Any]) -> SegmentConfig:
@@ -108,11 +109,11 @@ def _segment_cfg(ws: Workspace, run: dict[str, Any]) -> SegmentConfig:
         return ws.config.segment
 
 
-def run_pipeline(ws: Workspace, engine: Engine, *, as_of: datetime | None = None,
-                 session_timeout: str | None = None, resegment: bool | None = None,
-                 monitor: bool = True, force: bool = False,
+def run_pipeline(ws: Workspace, engine: Engine, *, settings: RunSettings | None = None,
+                 resegment: bool | None = None, monitor: bool = True, force: bool = False,
                  progress: Callable[[str], None] | None = None) -> PipelineReport:
-    """Every stage after ingest, each only when its input changed (``force``: all)."""
+    """Every stage after ingest, each only when its input or ``settings`` changed
+    (``force``: all). ``settings`` default to the workspace's configuration."""
     say = progress or (lambda s: None)
     started, started_at = time.perf_counter(), datetime.now(UTC)
     ops = ws.config.ops
@@ -121,27 +122,28 @@ def run_pipeline(ws: Workspace, engine: Engine, *, as_of: datetime | None = None
     if fp.rows == 0:
         raise InputError("no events in the workspace; ingest some first: "
                          "tribes ingest <files> --source web", code="E_NO_EVENTS")
-    timeout = session_timeout or ws.config.prep.session_timeout
+    settings = settings or RunSettings.resolve(ws.config)
+    as_of = settings.as_of
     prep_run = last_prep(engine)
     if not force and is_current(prep_run, fp) and (prep_run or {}).get(
-            "params") == prep_params(ws, parse_duration(timeout)):
+            "params") == prep_params(settings):
         rep.steps["prep"] = "skipped: the events did not change"
     else:
         say("prep")
-        rep.prep = run_prep(ws, engine, session_timeout=session_timeout,
+        rep.prep = run_prep(ws, engine, settings=settings,
                             progress=lambda s: say(f"prep: {s}"))
         rep.steps["prep"] = "done"
     if not force and rep.prep is None and _features_current(ws, last_features(engine), fp,
-                                                            as_of, timeout):
+                                                            settings):
         rep.steps["features"] = "skipped: the events did not change"
     else:
         say("features")
-        rep.features = run_features(ws, engine, as_of=as_of, session_timeout=session_timeout,
+        rep.features = run_features(ws, engine, settings=settings,
                                     progress=lambda s: say(f"features: {s}"))
         rep.steps["features"] = "done"
     if list_cohorts(engine):
         say("cohorts")
-        rep.cohorts = refresh_cohorts(engine, consent_mode=ws.config.privacy.consent_mode)
+        rep.cohorts = refresh_cohorts(engine, consent_mode=settings.consent_mode)
         rep.steps["cohorts"] = "done"
     active = active_version(engine)
     if monitor and active is not None:
@@ -149,7 +151,7 @@ def run_pipeline(ws: Workspace, engine: Engine, *, as_of: datetime | None = None
         rep.monitor = run_monitor(ws, engine, progress=lambda s: say(f"monitor: {s}"))
         rep.steps["monitor"] = "done"
     _resegment(ws, engine, rep, active, ops.resegment if resegment is None else resegment,
-               say)
+               settings, say)
     rep.seconds = round(time.perf_counter() - started, 3)
     with engine.transaction():
         record_run(engine, run_id=rep.run_id, stage=STAGE, started_at=started_at,
@@ -161,7 +163,7 @@ def run_pipeline(ws: Workspace, engine: Engine, *, as_of: datetime | None = None
 
 
 def _resegment(ws: Workspace, engine: Engine, rep: PipelineReport, active: int | None,
-               enabled: bool, say: Callable[[str], None]) -> None:
+               enabled: bool, settings: RunSettings, say: Callable[[str], None]) -> None:
     ops = ws.config.ops
     if not enabled:
         rep.steps["segment"] = "skipped: [ops] resegment = false"
@@ -214,9 +216,7 @@ def _resegment(ws: Workspace, engine: Engine, rep: PipelineReport, active: int |
 
         say("personas")
         rep.personas = len(build_personas(engine, rep.segment.version,
-                                          session_timeout_s=parse_duration(
-                                              ws.config.prep.session_timeout)
-                                          .total_seconds()))
+                                          session_timeout_s=settings.timeout_s))
         rep.steps["personas"] = "done"
 
 

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from tribes.config import parse_duration
 from tribes.errors import ConfigError
+from tribes.settings import RunSettings
 from tribes.store.db import open_engine
 from tribes.workspace import Workspace
 
@@ -220,7 +221,7 @@ def scheduled_run(ws: Workspace) -> dict[str, Any]:
     from tribes.realtime.webhooks import notify_alerts
 
     with audit.acting_as("schedule"), open_engine(ws) as engine:
-        rep = run_pipeline(ws, engine)
+        rep = run_pipeline(ws, engine, settings=RunSettings.resolve(ws.config))
     if rep.monitor is not None:
         notify_alerts(ws, rep.monitor.new_alerts)
     log.info("scheduled run %s: %s", rep.run_id, rep.steps)

@@ -6,13 +6,13 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from tribes.config import parse_duration
 from tribes.engine import Engine
 from tribes.prep.sessions import parts, sessionize
 from tribes.prep.stitch import StitchReport, drop_temporaries, stitch
+from tribes.settings import RunSettings
 from tribes.store.runs import events_fingerprint, last_run, new_run_id, record_run
 from tribes.store.tables import IDENTITIES, SESSIONS
 from tribes.workspace import Workspace
@@ -44,24 +44,26 @@ def run_prep(
     ws: Workspace,
     engine: Engine,
     *,
-    session_timeout: str | None = None,
+    settings: RunSettings | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> PrepReport:
     """Stitch identities and sessionize all stored events; replaces both tables at once.
 
     Idempotent: the same events give the same ``identities`` and ``sessions``.
+    ``settings`` (session timeout, shared-id limit) default to the workspace's
+    configuration.
     """
     say = progress or (lambda step: None)
     started_perf, started = time.perf_counter(), datetime.now(UTC)
-    timeout_text = session_timeout or ws.config.prep.session_timeout
-    timeout = parse_duration(timeout_text)
+    settings = settings or RunSettings.resolve(ws.config)
+    timeout = settings.session_timeout
     fingerprint = events_fingerprint(engine)
     events = engine.table("events")
 
     say("stitching identities")
     try:
         identities, stitched = stitch(
-            engine, events, max_ids=ws.config.prep.max_ids_per_component,
+            engine, events, max_ids=settings.max_ids_per_component,
             on_pass=lambda n, changed: say(f"stitching identities (pass {n}, {changed:,} "
                                            "labels changed)"),
         )
@@ -80,12 +82,12 @@ def run_prep(
                     engine.insert("sessions", sessions)
             n_sessions = int(engine.scalar(engine.table("sessions").count()))
             report = PrepReport(
-                run_id=run_id, events=fingerprint.rows, session_timeout=timeout_text,
+                run_id=run_id, events=fingerprint.rows, session_timeout=settings.timeout_text,
                 stitching=stitched, sessions=n_sessions,
                 seconds=round(time.perf_counter() - started_perf, 3),
             )
             record_run(engine, run_id=run_id, stage=STAGE, started_at=started,
-                       fingerprint=fingerprint, params=prep_params(ws, timeout),
+                       fingerprint=fingerprint, params=prep_params(settings),
                        report=report.as_dict())
     finally:
         drop_temporaries(engine)
@@ -93,9 +95,10 @@ def run_prep(
     return report
 
 
-def prep_params(ws: Workspace, timeout: timedelta) -> dict[str, Any]:
-    return {"session_timeout_s": timeout.total_seconds(),
-            "max_ids_per_component": ws.config.prep.max_ids_per_component}
+def prep_params(settings: RunSettings) -> dict[str, Any]:
+    """The parameters a prep run is stored with (and compared by, in ``tribes run``)."""
+    return {"session_timeout_s": settings.timeout_s,
+            "max_ids_per_component": settings.max_ids_per_component}
 
 
 def last_prep(engine: Engine) -> dict[str, Any] | None:

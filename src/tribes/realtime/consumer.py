@@ -31,6 +31,7 @@ from tribes.realtime.rules import CLOCK_SKEW, Processor, Trigger, decode, encode
 from tribes.realtime.sink import Sink
 from tribes.realtime.store import Store, connect
 from tribes.realtime.store import redis_url as store_redis_url
+from tribes.settings import RunSettings
 from tribes.store.db import holds_shared_engine
 from tribes.workspace import Workspace
 
@@ -155,7 +156,7 @@ class Consumer:
         self.checker = EventChecker(cfg, self.secret, erased=self.ref.erased)
         self.processor = Processor(
             cfg.realtime, self.ref,
-            session_timeout=parse_duration(cfg.prep.session_timeout).total_seconds(),
+            session_timeout=RunSettings.resolve(cfg).timeout_s,
             churn_threshold=cfg.clv.churn_threshold, clv_period=cfg.clv.period)
 
     def _seed_churn(self, first_ts: float) -> None:

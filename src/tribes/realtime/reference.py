@@ -19,6 +19,7 @@ import pandas as pd
 
 from tribes.privacy import audit
 from tribes.privacy.consent import ANALYTICS, latest_consents
+from tribes.settings import RunSettings
 from tribes.stats.scaling import Transform
 from tribes.store.db import open_engine
 from tribes.workspace import Workspace
@@ -132,7 +133,7 @@ def _load(ws: Workspace) -> Reference:
     from tribes.store.segments import active_version, get_run
 
     started = time.perf_counter()
-    ref = Reference(consent_mode=ws.config.privacy.consent_mode,
+    ref = Reference(consent_mode=RunSettings.resolve(ws.config).consent_mode,
                     change=audit.last_derived_change(ws.path))
     with open_engine(ws, read_only=True) as engine:
         ids = engine.execute(engine.table("identities").select("id", "customer_key"))

@@ -22,6 +22,7 @@ from tribes.errors import InputError
 from tribes.realtime import reference
 from tribes.realtime.events import EventChecker, Rejected, StreamEvent
 from tribes.realtime.rules import CLOCK_SKEW, Processor, Trigger
+from tribes.settings import RunSettings
 from tribes.workspace import Workspace
 
 
@@ -68,7 +69,7 @@ def simulate(ws: Workspace, messages: Iterable[Any], *, advance: str | None = No
     ref = ref or reference.load(ws)
     checker = EventChecker(cfg, ws.secret(), erased=ref.erased)
     proc = Processor(cfg.realtime, ref,
-                     session_timeout=parse_duration(cfg.prep.session_timeout).total_seconds(),
+                     session_timeout=RunSettings.resolve(cfg).timeout_s,
                      churn_threshold=cfg.clv.churn_threshold, clv_period=cfg.clv.period)
     size = batch or cfg.realtime.batch
     wall = time.time() if now is None else now

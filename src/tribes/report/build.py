@@ -13,6 +13,7 @@ from tribes import __version__
 from tribes.engine import Engine
 from tribes.report.context import ReportContext, esc
 from tribes.report.sections import all_sections
+from tribes.settings import RunSettings
 from tribes.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -53,10 +54,13 @@ def _plotly_js() -> str:
 
 
 def build_report(ws: Workspace, engine: Engine, out: Path,
-                 progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Write the report to ``out``; returns sections, figure count and size."""
+                 progress: Callable[[str], None] | None = None,
+                 settings: RunSettings | None = None) -> dict[str, Any]:
+    """Write the report to ``out``; returns sections, figure count and size. ``settings``
+    (the consent mode of the journeys, trends and cohorts) default to the workspace's."""
     say = progress or (lambda s: None)
-    ctx = ReportContext(ws=ws, engine=engine)
+    ctx = ReportContext(ws=ws, engine=engine,
+                        settings=settings or RunSettings.resolve(ws.config))
     parts, nav, done = [], [], []
     for sec in all_sections():
         say(sec.title)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tribes.engine import Engine
+from tribes.settings import RunSettings
 from tribes.workspace import Workspace
 
 PALETTE = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#EECA3B", "#B279A2",
@@ -18,6 +19,7 @@ PALETTE = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#EECA3B", "#B
 class ReportContext:
     ws: Workspace
     engine: Engine
+    settings: RunSettings
     figures: int = 0
     cache: dict[str, Any] = field(default_factory=dict)
 

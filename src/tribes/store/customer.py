@@ -10,6 +10,7 @@ from tribes.engine import Engine
 from tribes.errors import InputError
 from tribes.privacy.consent import consent_filter, latest_consents
 from tribes.privacy.pseudonymize import pseudonym
+from tribes.settings import RunSettings
 from tribes.store.keyed import keyed_events
 from tribes.workspace import Workspace
 
@@ -87,5 +88,5 @@ def customer_view(ws: Workspace, engine: Engine, key: str, *, limit: int = 20) -
                                 .select("purpose", "granted", "ts").order_by("purpose"))
     one = ibis.memtable({"customer_key": [key]})
     view["analyzed"] = bool(int(engine.scalar(consent_filter(
-        one, "customer_key", c, ws.config.privacy.consent_mode).count())))
+        one, "customer_key", c, RunSettings.resolve(ws.config).consent_mode).count())))
     return view

@@ -13,6 +13,7 @@ from tribes.engine import Engine
 from tribes.engine.io import write_table
 from tribes.errors import InputError
 from tribes.privacy.consent import consent_filter
+from tribes.settings import RunSettings
 from tribes.store.segments import active_segments
 from tribes.store.tables import EXPORTS as EXPORTS_SCHEMA
 from tribes.workspace import Workspace
@@ -34,7 +35,7 @@ def export_table(ws: Workspace, engine: Engine, what: str, path: Path, fmt: str)
     if what == "segments":
         t = active_segments(engine)
     t = consent_filter(t, "customer_key", engine.table("consents"),
-                       ws.config.privacy.consent_mode)
+                       RunSettings.resolve(ws.config).consent_mode)
     n = write_table(engine, t, path, fmt)
     export_id = "x" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
     with engine.transaction():

@@ -23,7 +23,6 @@ import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
-from tribes.config import parse_duration
 from tribes.engine import Engine
 from tribes.engine.functions import md5_hex
 from tribes.errors import ModelError
@@ -32,6 +31,7 @@ from tribes.models.clv.run import data_end, fit_models
 from tribes.models.clv.summary import SummarySpec, rfm_summary
 from tribes.prep.run import last_prep, run_prep
 from tribes.privacy.consent import consent_filter
+from tribes.settings import RunSettings
 from tribes.store.keyed import keyed_events
 from tribes.store.runs import events_fingerprint, is_current
 from tribes.workspace import Workspace
@@ -42,15 +42,14 @@ EXCLUDED = {"customer_key", "rfm_label"}
 CALIBRATION_BINS = 10
 
 
-def _frame(ws: Workspace, engine: Engine, cut: datetime, days: int, sample: int
-           ) -> pd.DataFrame:
+def _frame(ws: Workspace, engine: Engine, cut: datetime, days: int, sample: int,
+           settings: RunSettings) -> pd.DataFrame:
     """Features as of ``cut`` and the label (no event in the following ``days``) of the
     customers seen up to ``cut`` (a deterministic sample when there are more)."""
     events, ids = engine.table("events"), engine.table("identities")
-    timeout = parse_duration(ws.config.prep.session_timeout)
-    base = base_features(events, ids, as_of=cut, timeout=timeout)
+    base = base_features(events, ids, as_of=cut, timeout=settings.session_timeout)
     base = consent_filter(base, "customer_key", engine.table("consents"),
-                          ws.config.privacy.consent_mode)
+                          settings.consent_mode)
     feats = scored_features(base, ws.config.features.engagement_weights)
     cut_lit = ibis.literal(cut, type="timestamp('UTC')")
     later = ibis.literal(cut + timedelta(days=days), type="timestamp('UTC')")
@@ -81,18 +80,20 @@ def _scores(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
 
 
 def compare_churn(ws: Workspace, engine: Engine, *, days: int | None = None,
-                  model: str | None = None, progress: Callable[[str], None] | None = None
-                  ) -> dict[str, Any]:
-    """Supervised churn model against the purchase model's P(alive); see the module doc."""
+                  model: str | None = None, settings: RunSettings | None = None,
+                  progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Supervised churn model against the purchase model's P(alive); see the module doc.
+    ``settings`` (session timeout, consent mode) default to the workspace's."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     say = progress or (lambda step: None)
     cfg = ws.config.clv
     days = days or cfg.churn_days
     name = model or cfg.model
+    settings = settings or RunSettings.resolve(ws.config)
     if not is_current(last_prep(engine), events_fingerprint(engine)):
         say("prep (events changed since the last prep)")
-        run_prep(ws, engine, progress=lambda s: say(f"prep: {s}"))
+        run_prep(ws, engine, settings=settings, progress=lambda s: say(f"prep: {s}"))
     end = data_end(engine)
     test_cut = end - timedelta(days=days)
     train_cut = test_cut - timedelta(days=days)
@@ -105,9 +106,9 @@ def compare_churn(ws: Workspace, engine: Engine, *, days: int | None = None,
             "them); use --days with a smaller number", code="E_MODEL_DATA")
     sample = ws.config.segment.sample_size
     say(f"features as of {train_cut.date()} (training)")
-    train = _frame(ws, engine, train_cut, days, sample)
+    train = _frame(ws, engine, train_cut, days, sample, settings)
     say(f"features as of {test_cut.date()} (test)")
-    test = _frame(ws, engine, test_cut, days, sample)
+    test = _frame(ws, engine, test_cut, days, sample, settings)
     y_train, y_test = train.churned.to_numpy(int), test.churned.to_numpy(int)
     if len(np.unique(y_train)) < 2:
         raise ModelError(f"every training customer has the same label (churned = "
@@ -120,7 +121,7 @@ def compare_churn(ws: Workspace, engine: Engine, *, days: int | None = None,
 
     say(f"fitting {name} on purchases up to {test_cut.date()}")
     spec = SummarySpec(test_cut, None, cfg.period, cfg.time_unit)
-    summ = engine.execute(rfm_summary(engine, spec, ws.config.privacy.consent_mode))
+    summ = engine.execute(rfm_summary(engine, spec, settings.consent_mode))
     purchase, _, notes = fit_models(summ, name, ws.config.segment.random_state)
     alive = purchase.p_alive(summ.frequency, summ.recency, summ["T"])
     p_alive = pd.Series(1 - alive, index=summ.customer_key.astype(str))

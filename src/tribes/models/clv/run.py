@@ -27,6 +27,7 @@ from tribes.models.clv.gamma_gamma import GammaGamma, independence_check
 from tribes.models.clv.mbgnbd import MBGNBD
 from tribes.models.clv.pareto_nbd import ParetoNBD
 from tribes.models.clv.summary import UNIT_DAYS, SummarySpec, repeat_by_period, rfm_summary
+from tribes.settings import RunSettings
 from tribes.store.runs import events_fingerprint, last_run, new_run_id, record_run
 from tribes.store.tables import CLV
 from tribes.workspace import Workspace
@@ -191,7 +192,8 @@ def _auto_calibration_end(engine: Engine, end: datetime, share: float) -> dateti
 
 def fit_clv(ws: Workspace, engine: Engine, *, model: str | None = None,
             calibration_end: datetime | None = None, period: str | None = None,
-            time_unit: str | None = None, progress: Progress | None = None) -> dict[str, Any]:
+            time_unit: str | None = None, settings: RunSettings | None = None,
+            progress: Progress | None = None) -> dict[str, Any]:
     """Fit and store the purchase and spend models; check them on a holdout.
 
     With ``calibration_end`` the models are fitted on purchases up to it and checked on
@@ -204,7 +206,7 @@ def fit_clv(ws: Workspace, engine: Engine, *, model: str | None = None,
     name = model or cfg.model
     _model(name)
     period, unit = period or cfg.period, time_unit or cfg.time_unit
-    consent = ws.config.privacy.consent_mode
+    consent = (settings or RunSettings.resolve(ws.config)).consent_mode
     end = data_end(engine)
     if calibration_end is not None and calibration_end >= end:
         calibration_end = None  # nothing after it: a fit on everything, checked as usual
@@ -306,9 +308,11 @@ def discounted_clv(model: BTYDModel, value: np.ndarray, horizon: float, time_uni
 
 def score_clv(ws: Workspace, engine: Engine, *, horizon: str | None = None,
               discount_rate: float | None = None, threshold: float | None = None,
-              progress: Progress | None = None) -> dict[str, Any]:
+              settings: RunSettings | None = None, progress: Progress | None = None
+              ) -> dict[str, Any]:
     """Score every purchaser with the newest fit and store the ``clv`` table."""
     say = progress or (lambda step: None)
+    settings = settings or RunSettings.resolve(ws.config)
     cfg = ws.config.clv
     fit = last_fit(engine)
     horizon = horizon or cfg.horizon
@@ -321,7 +325,7 @@ def score_clv(ws: Workspace, engine: Engine, *, horizon: str | None = None,
     end = data_end(engine)
     spec = SummarySpec(end, None, fit["period"], fit["time_unit"])
     say("summarizing purchases")
-    df = _summary(engine, spec, ws.config.privacy.consent_mode)
+    df = _summary(engine, spec, settings.consent_mode)
     x, tx, big_t = (df[c].to_numpy(float) for c in ("frequency", "recency", "T"))
     h = horizon_units(horizon, spec.time_unit)
     say(f"scoring {len(df):,} customers")
@@ -373,8 +377,8 @@ def _top_share(v: np.ndarray) -> float | None:
 
 
 def validate_clv(ws: Workspace, engine: Engine, *, calibration_end: datetime | None = None,
-                 models: list[str] | None = None, progress: Progress | None = None
-                 ) -> dict[str, Any]:
+                 models: list[str] | None = None, settings: RunSettings | None = None,
+                 progress: Progress | None = None) -> dict[str, Any]:
     """Fit each model on the calibration period and compare them on the holdout.
 
     The split is ``calibration_end``, else the newest fit's, else the automatic one.
@@ -400,7 +404,7 @@ def validate_clv(ws: Workspace, engine: Engine, *, calibration_end: datetime | N
         raise InputError(f"the calibration end must be before the newest event ({end.date()})",
                          code="E_CLV_PERIOD")
     spec = SummarySpec(calibration_end, end, period, unit)
-    consent = ws.config.privacy.consent_mode
+    consent = (settings or RunSettings.resolve(ws.config)).consent_mode
     say("summarizing purchases (calibration and holdout)")
     df = _summary(engine, spec, consent)
     repeats = engine.execute(repeat_by_period(engine, spec, consent))

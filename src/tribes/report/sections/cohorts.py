@@ -18,7 +18,7 @@ def cohorts(ctx: ReportContext) -> str:
     if not e.has_table("identities") or not int(e.scalar(e.table("identities").count())):
         return empty("no identities yet; run tribes prep")
     res = retention(e, by="first_seen", period="month",
-                    consent_mode=ctx.ws.config.privacy.consent_mode)
+                    consent_mode=ctx.settings.consent_mode)
     if not res["cohorts"]:
         return empty("no cohorts yet")
     width = max(len(c["retention"]) for c in res["cohorts"])

@@ -20,7 +20,7 @@ def journeys(ctx: ReportContext) -> str:
     e = ctx.engine
     if not e.has_table("identities") or not int(e.scalar(e.table("identities").count())):
         return empty("no identities yet; run tribes prep")
-    mode = ctx.ws.config.privacy.consent_mode
+    mode = ctx.settings.consent_mode
     tr = transitions(e, consent_mode=mode)
     if not tr.counts:
         return empty("no events to follow")

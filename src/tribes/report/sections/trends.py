@@ -19,7 +19,7 @@ def trends(ctx: ReportContext) -> str:
     e = ctx.engine
     if not int(e.scalar(e.table("events").count())):
         return empty("no events yet")
-    res = compute(e, "revenue", consent_mode=ctx.ws.config.privacy.consent_mode)
+    res = compute(e, "revenue", consent_mode=ctx.settings.consent_mode)
     if not res["groups"]:
         return empty("no purchases yet")
     return daily(ctx, res["groups"][0]) + per_segment(ctx)
@@ -88,7 +88,7 @@ def per_segment(ctx: ReportContext) -> str:
     run = active_run(ctx)
     if run is None:
         return ""
-    e, mode = ctx.engine, ctx.ws.config.privacy.consent_mode
+    e, mode = ctx.engine, ctx.settings.consent_mode
     label = names(ctx, run)
     skip = incomplete_periods(e, "week")
     fig = make_subplots(rows=1, cols=2, subplot_titles=["revenue per week",
