@@ -18,6 +18,7 @@ from tests.features.reference import (
 from tribes.features.definitions import FEATURES, RFM_GRID, rfm_label
 from tribes.features.run import parse_as_of, run_features
 from tribes.prep.run import run_prep
+from tribes.settings import RunSettings
 from tribes.store.db import open_engine
 from tribes.workspace import Workspace
 
@@ -136,7 +137,7 @@ def test_past_snapshot_uses_only_events_up_to_as_of(feature_data: FeatureData,
     ws = feature_data.ws
     when = parse_as_of(as_of)
     with open_engine(ws) as engine:
-        report = run_features(ws, engine, as_of=when)
+        report = run_features(ws, engine, settings=RunSettings.resolve(ws.config, as_of=when))
     got = stored(ws)
     assert report.as_of == when
     assert compare(got, reference(feature_data, as_of=when), ["customer_key"]) == {}
@@ -146,7 +147,7 @@ def test_past_snapshot_uses_only_events_up_to_as_of(feature_data: FeatureData,
 def test_session_timeout_option(feature_data: FeatureData) -> None:
     ws = feature_data.ws
     with open_engine(ws) as engine:
-        run_features(ws, engine, session_timeout="2h")
+        run_features(ws, engine, settings=RunSettings.resolve(ws.config, session_timeout="2h"))
     got = stored(ws)
     ref = reference(feature_data, timeout=timedelta(hours=2))
     assert compare(got, ref, ["customer_key"]) == {}

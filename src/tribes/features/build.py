@@ -17,8 +17,9 @@ import ibis.expr.types as ir
 
 from tribes.engine.functions import micros_between
 from tribes.features.definitions import OTHER, RFM_GRID
-from tribes.prep.sessions import keyed_events, mark_session_starts, number_sessions
+from tribes.prep.sessions import mark_session_starts, number_sessions
 from tribes.prep.stitch import ANON_PREFIX
+from tribes.store.keyed import keyed_events
 
 DAY_US = 86_400_000_000.0
 ADD_TO_CART = "add_to_cart"
