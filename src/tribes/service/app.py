@@ -13,10 +13,10 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tribes import __version__
+from tribes.ops.segment_index import SegmentIndex
+from tribes.ops.service import AccessLog, Jobs, Service
 from tribes.service import errors
-from tribes.service.index import SegmentIndex
 from tribes.service.metrics import Metrics
-from tribes.service.ops import AccessLog, Jobs, Service
 from tribes.service.security import KeyRing, RateLimiter
 from tribes.store.db import shared_engine
 from tribes.workspace import Workspace

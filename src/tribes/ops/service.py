@@ -1,6 +1,7 @@
-"""The service layer: what each route does, over the same functions the CLI uses.
+"""The service façade: what each REST route does, over the same functions the CLI uses.
 
-Routes only parse, authorize and shape; everything else is here. Data reads are
+Plain Python (no HTTP): the routes in ``tribes.service`` only parse, authorize and shape;
+everything else is here. Data reads are
 recorded in the audit log through :class:`AccessLog` (batched, so a lookup does not
 wait for the disk); changes record themselves where they happen, as from the CLI.
 """
@@ -21,8 +22,8 @@ from typing import Any
 
 from tribes.errors import InputError, TribesError
 from tribes.ops.erasure import forget
+from tribes.ops.segment_index import SegmentIndex
 from tribes.privacy import audit
-from tribes.service.index import SegmentIndex
 from tribes.store import segments as store
 from tribes.store.customer import customer_view
 from tribes.store.db import open_engine
