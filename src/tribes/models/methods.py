@@ -1,15 +1,17 @@
-"""Clustering methods behind one small interface.
+"""Clustering methods as scikit-learn-style estimators (one contract, :class:`Segmenter`).
 
-Each method fits a scikit-learn estimator on the (transformed) sample and knows how to
-assign any customer in the engine: nearest centroid (KMeans, agglomerative), Gaussian
-responsibilities (mixtures). RFM rules need no fit at all (see ``run.py``).
+Each estimator fits on the (transformed) sample (``fit(x)`` returns self, with
+``labels_`` and ``params_``) and knows how to assign any customer in the engine
+(``assign``): nearest centroid (KMeans, agglomerative), nearest centroid within a radius
+(density methods), Gaussian responsibilities (mixtures). :func:`make_segmenter` builds the
+unfitted estimator of a method from the segment configuration. RFM rules need no fit at
+all (see ``run.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import ibis
 import ibis.expr.types as ir
@@ -23,59 +25,50 @@ from tribes.models.assign import nearest_centroid
 from tribes.stats.knee import knee_eps
 from tribes.stats.scaling import Transform
 
+if TYPE_CHECKING:
+    from tribes.config import SegmentConfig
+
 NOISE = -1
 DENSITY_MAX = 20_000  # density methods run on at most this many customers
 AGGLOMERATIVE_MAX = 10_000  # ward needs O(n^2) memory: fit on at most this many customers
 DENDROGRAM_MERGES = 40  # the last merges kept for the report's dendrogram
 
 
-@dataclass
-class Fitted:
-    """A fitted method: labels of the sample, parameters to store, engine assignment."""
-
-    labels: np.ndarray
-    params: dict[str, Any]
-    assign: Callable[[ir.Table, Transform], ir.Table]
-    predict: Callable[[np.ndarray], np.ndarray]
-    probabilities: bool = False
-    extra_metrics: dict[str, Any] = field(default_factory=dict)
+def _centroid_labels(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """Index of the nearest centroid of each row of ``x`` (squared Euclidean)."""
+    d = ((x[:, None, :] - centroids[None, :, :]) ** 2).sum(axis=2)
+    return np.argmin(d, axis=1)
 
 
-def _centroid_predict(centroids: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-    def predict(x: np.ndarray) -> np.ndarray:
-        d = ((x[:, None, :] - centroids[None, :, :]) ** 2).sum(axis=2)
-        return np.argmin(d, axis=1)
-    return predict
+def _radius_labels(x: np.ndarray, centroids: np.ndarray, radius2: np.ndarray
+                   ) -> np.ndarray:
+    """Index of the nearest centroid when within its squared radius, else noise."""
+    if not len(centroids):
+        return np.full(len(x), NOISE)
+    d = ((x[:, None, :] - centroids[None, :, :]) ** 2).sum(axis=2)
+    j = np.argmin(d, axis=1)
+    near = d[np.arange(len(x)), j] <= radius2[j]
+    return np.where(near, j, NOISE)
 
 
-def _centroid_assign(centroids: np.ndarray) -> Callable[[ir.Table, Transform], ir.Table]:
-    def assign(t: ir.Table, transform: Transform) -> ir.Table:
-        a = nearest_centroid(t, transform, centroids.tolist())
-        return a.select("customer_key", "label", probability=ibis.literal(1.0))
-    return assign
+def _centroid_assign(t: ir.Table, transform: Transform, centroids: np.ndarray) -> ir.Table:
+    """:func:`_centroid_labels` as engine expressions."""
+    a = nearest_centroid(t, transform, centroids.tolist())
+    return a.select("customer_key", "label", probability=ibis.literal(1.0))
 
 
-def _radius_predict(centroids: np.ndarray, radius2: np.ndarray, ids: list[int]
-                    ) -> Callable[[np.ndarray], np.ndarray]:
-    def predict(x: np.ndarray) -> np.ndarray:
-        d = ((x[:, None, :] - centroids[None, :, :]) ** 2).sum(axis=2)
-        j = np.argmin(d, axis=1)
-        near = d[np.arange(len(x)), j] <= radius2[j]
-        return np.where(near, np.array(ids)[j], NOISE)
-    return predict
-
-
-def _radius_assign(centroids: np.ndarray, radius2: np.ndarray, ids: list[int]
-                   ) -> Callable[[ir.Table, Transform], ir.Table]:
-    def assign(t: ir.Table, transform: Transform) -> ir.Table:
-        a = nearest_centroid(t, transform, centroids.tolist())
-        limit = ibis.cases(*[(a.label == j, float(r)) for j, r in enumerate(radius2)],
-                           else_=0.0)
-        label = ibis.cases(*[(a.label == j, i) for j, i in enumerate(ids)], else_=NOISE)
-        return a.select("customer_key",
-                        label=ibis.ifelse(a.distance2 <= limit, label, NOISE).cast("int64"),
+def _radius_assign(t: ir.Table, transform: Transform, centroids: np.ndarray,
+                   radius2: np.ndarray) -> ir.Table:
+    """:func:`_radius_labels` as engine expressions."""
+    if not len(centroids):
+        return t.select("customer_key", label=ibis.literal(NOISE, type="int64"),
                         probability=ibis.literal(1.0))
-    return assign
+    a = nearest_centroid(t, transform, centroids.tolist())
+    limit = ibis.cases(*[(a.label == j, float(r)) for j, r in enumerate(radius2)],
+                       else_=0.0)
+    return a.select("customer_key",
+                    label=ibis.ifelse(a.distance2 <= limit, a.label, NOISE).cast("int64"),
+                    probability=ibis.literal(1.0))
 
 
 def _gmm_assign(t: ir.Table, transform: Transform, means: np.ndarray, chol: np.ndarray,
@@ -119,13 +112,38 @@ class Segmenter(BaseEstimator, ClusterMixin):
     """Base of the clustering estimators (scikit-learn style: ``__init__`` stores
     parameters, ``fit`` returns self, fitted attributes end in ``_``).
 
-    Besides ``labels_`` and ``predict`` each knows how to assign customers in the engine
-    (``assign``) and what to store with a segment version (``params_``).
+    Attributes
+    ----------
+    labels_ : numpy.ndarray
+        Label of each row of the fitted sample (-1: noise, density methods only).
+    params_ : dict
+        JSON-ready model parameters stored with a segment version (what
+        :func:`predict_stored` needs to assign customers later).
+    extra_metrics_ : dict
+        Method-specific quality figures reported with the version (inertia, BIC, ...).
+    probabilities : bool
+        Class attribute: whether :meth:`assign` gives a membership probability (else 1).
     """
 
     probabilities = False
+    # declared for type checkers only: set by fit (unfitted estimators do not have them)
+    labels_: np.ndarray
+    params_: dict[str, Any]
+    extra_metrics_: dict[str, Any]
 
     def predict(self, X: Any) -> np.ndarray:
+        """Labels of rows ``X`` (model coordinates), as :meth:`assign` gives them.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, p)
+            Rows in the coordinates the estimator was fitted in.
+
+        Returns
+        -------
+        numpy.ndarray
+            One label per row.
+        """
         if not hasattr(self, "labels_"):
             raise ValueError(f"{type(self).__name__} is not fitted yet")
         return self._predict(np.asarray(X, dtype=float))
@@ -134,22 +152,31 @@ class Segmenter(BaseEstimator, ClusterMixin):
         raise NotImplementedError
 
     def assign(self, t: ir.Table, transform: Transform) -> ir.Table:
-        raise NotImplementedError
+        """Every customer of ``t`` labelled in the engine (no collect).
 
-    def to_fitted(self) -> Fitted:
-        return Fitted(labels=self.labels_, params=self.params_, assign=self.assign,
-                      predict=self.predict, probabilities=self.probabilities,
-                      extra_metrics=dict(getattr(self, "extra_metrics_", {})))
+        Parameters
+        ----------
+        t : ibis.expr.types.Table
+            Customer table with ``customer_key`` and the raw features.
+        transform : Transform
+            The transform from raw features to the coordinates of the fit.
+
+        Returns
+        -------
+        ibis.expr.types.Table
+            ``customer_key``, ``label`` (int64) and ``probability``.
+        """
+        raise NotImplementedError
 
 
 class CentroidSegmenter(Segmenter):
     """Shared by methods whose customers go to the nearest centre."""
 
     def _predict(self, x: np.ndarray) -> np.ndarray:
-        return _centroid_predict(self.cluster_centers_)(x)
+        return _centroid_labels(x, self.cluster_centers_)
 
     def assign(self, t: ir.Table, transform: Transform) -> ir.Table:
-        return _centroid_assign(self.cluster_centers_)(t, transform)
+        return _centroid_assign(t, transform, self.cluster_centers_)
 
 
 class KMeansSegmenter(CentroidSegmenter):
@@ -197,6 +224,7 @@ class AgglomerativeSegmenter(CentroidSegmenter):
         self.cluster_centers_ = np.stack([sub[model.labels_ == c].mean(axis=0)
                                           for c in range(k)])
         self.labels_ = self._predict(x)
+        self.extra_metrics_ = {}
         tree = linkage(sub[: min(len(sub), 2000)], method="ward")
         self.params_ = {
             "centroids": self.cluster_centers_.tolist(), "fitted_on": len(sub),
@@ -299,70 +327,58 @@ class DensitySegmenter(Segmenter):
                       noise_share_in_fit=float(np.mean(found == NOISE)))
         self.params_ = params
         self.labels_ = self._predict(x)
+        self.extra_metrics_ = {}
         return self
 
     def _predict(self, x: np.ndarray) -> np.ndarray:
-        if not len(self.cluster_centers_):
-            return np.full(len(x), NOISE)
-        ids = list(range(len(self.cluster_centers_)))
-        return _radius_predict(self.cluster_centers_, self.radius2_, ids)(x)
+        return _radius_labels(x, self.cluster_centers_, self.radius2_)
 
     def assign(self, t: ir.Table, transform: Transform) -> ir.Table:
-        if not len(self.cluster_centers_):
-            return t.select("customer_key", label=ibis.literal(NOISE, type="int64"),
-                            probability=ibis.literal(1.0))
-        ids = list(range(len(self.cluster_centers_)))
-        return _radius_assign(self.cluster_centers_, self.radius2_, ids)(t, transform)
-
-
-def fit_density(x: np.ndarray, method: str, seed: int, min_samples: int = 10,
-                min_cluster_share: float = 0.02) -> Fitted:
-    return DensitySegmenter(method, min_samples, min_cluster_share, seed).fit(x).to_fitted()
-
-
-def fit_kmeans(x: np.ndarray, k: int, seed: int, minibatch_above: int = 50_000) -> Fitted:
-    return KMeansSegmenter(k, seed, minibatch_above).fit(x).to_fitted()
-
-
-def fit_gmm(x: np.ndarray, k: int, seed: int, covariance: str = "full") -> Fitted:
-    return GaussianMixtureSegmenter(k, covariance, seed).fit(x).to_fitted()
-
-
-def fit_agglomerative(x: np.ndarray, k: int, seed: int) -> Fitted:
-    return AgglomerativeSegmenter(k, seed).fit(x).to_fitted()
-
-
-def fitter(method: str, cfg: Any) -> Callable[[np.ndarray, int, int], Fitted]:
-    """``fit(x, k, seed)`` for a clustering method."""
-    if method == "kmeans":
-        return lambda x, k, s: fit_kmeans(x, k, s, cfg.minibatch_above)
-    if method == "gmm":
-        return lambda x, k, s: fit_gmm(x, k, s, cfg.covariance)
-    if method == "agglomerative":
-        return fit_agglomerative
-    if method in DENSITY:
-        return lambda x, k, s: fit_density(x, method, s, cfg.min_samples,
-                                           cfg.min_cluster_share)
-    raise ValueError(method)
+        return _radius_assign(t, transform, self.cluster_centers_, self.radius2_)
 
 
 DENSITY = ("dbscan", "hdbscan")
+CLUSTERING = ("kmeans", "gmm", "agglomerative", *DENSITY)
 
 
-class _Labelled:
-    """Adapter so k selection sees ``labels_`` (and ``bic`` for mixtures)."""
+def make_segmenter(method: str, k: int, cfg: SegmentConfig, random_state: int
+                   ) -> Segmenter:
+    """The unfitted estimator of a clustering method, set up from the configuration.
 
-    def __init__(self, fitted: Fitted, x: np.ndarray) -> None:
-        self.labels_ = fitted.labels
-        self._bic = fitted.extra_metrics.get("bic")
+    Parameters
+    ----------
+    method : str
+        One of ``kmeans``, ``gmm``, ``agglomerative``, ``dbscan``, ``hdbscan``.
+    k : int
+        Number of segments; ignored by the density methods, which find it themselves.
+    cfg : SegmentConfig
+        The segment configuration (``minibatch_above``, ``covariance``, ``min_samples``,
+        ``min_cluster_share``).
+    random_state : int
+        Seed of the fit (and of the subsample the agglomerative and density methods fit
+        on).
 
-    def bic(self, x: np.ndarray) -> float:
-        return float(self._bic) if self._bic is not None else float("nan")
+    Returns
+    -------
+    Segmenter
+        Unfitted; ``make_segmenter(...).fit(x)`` returns the fitted estimator.
 
-
-def for_selection(fit: Callable[[np.ndarray, int, int], Fitted]
-                  ) -> Callable[[np.ndarray, int, int], Any]:
-    return lambda x, k, s: _Labelled(fit(x, k, s), x)
+    Raises
+    ------
+    ValueError
+        For a method that is not a clustering method (such as ``rfm``).
+    """
+    if method == "kmeans":
+        return KMeansSegmenter(k, random_state, cfg.minibatch_above)
+    if method == "gmm":
+        return GaussianMixtureSegmenter(k, cfg.covariance, random_state)
+    if method == "agglomerative":
+        return AgglomerativeSegmenter(k, random_state)
+    if method in DENSITY:
+        return DensitySegmenter(method, cfg.min_samples, cfg.min_cluster_share,
+                                random_state)
+    raise ValueError(f"'{method}' is not a clustering method; use one of "
+                     f"{', '.join(CLUSTERING)}")
 
 
 def sizes(labels: Sequence[int]) -> dict[int, int]:
@@ -375,13 +391,10 @@ def predict_stored(method: str, params: dict[str, Any], x: np.ndarray) -> np.nda
     as the engine assignment gives them; used for online assignment. RFM rules have no
     coordinates: ValueError."""
     if method in ("kmeans", "agglomerative"):
-        return _centroid_predict(np.asarray(params["centroids"], dtype=float))(x)
+        return _centroid_labels(x, np.asarray(params["centroids"], dtype=float))
     if method in DENSITY:
-        centroids = np.asarray(params["centroids"], dtype=float)
-        if not len(centroids):
-            return np.full(len(x), NOISE)
-        return _radius_predict(centroids, np.asarray(params["radius2"], dtype=float),
-                               list(range(len(centroids))))(x)
+        return _radius_labels(x, np.asarray(params["centroids"], dtype=float),
+                              np.asarray(params["radius2"], dtype=float))
     if method == "gmm":
         means = np.asarray(params["means"], dtype=float)
         chol = np.asarray(params["precisions_cholesky"], dtype=float)

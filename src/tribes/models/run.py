@@ -14,6 +14,7 @@ import ibis
 import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
+from sklearn.base import clone
 from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
 
 from tribes.config import SegmentConfig, parse_k_range
@@ -24,7 +25,7 @@ from tribes.features.definitions import RFM_GRID
 from tribes.features.run import TABLE as FEATURES_TABLE
 from tribes.features.run import last_features
 from tribes.models.assign import relabel
-from tribes.models.methods import DENSITY, Fitted, fitter, for_selection
+from tribes.models.methods import DENSITY, Segmenter, make_segmenter
 from tribes.models.selection import KSelection, select_k, stratified_sample
 from tribes.models.stability import bootstrap_stability
 from tribes.stats.drift import profile
@@ -150,10 +151,12 @@ def _stats(sample: pd.DataFrame, feats: list[str], bins: int = 10) -> dict[str, 
 
 
 def fit_method(p: Prepared, method: str, k: int | None, ks: list[int], cfg: SegmentConfig,
-               say: Callable[[str], None]) -> tuple[Fitted, int, dict[str, Any]]:
-    """Choose k (when None), fit, and measure quality and stability on the sample."""
+               say: Callable[[str], None]) -> tuple[Segmenter, int, dict[str, Any]]:
+    """Choose k (when None), fit, and measure quality and stability on the sample.
+
+    Returns the fitted estimator, the number of segments and the metrics to store.
+    """
     seed = cfg.random_state
-    fit = fitter(method, cfg)
     x, sub_idx = p.x, p.sub_idx
     density = method in DENSITY
     if density and k is not None:
@@ -168,23 +171,23 @@ def fit_method(p: Prepared, method: str, k: int | None, ks: list[int], cfg: Segm
         k = 0  # the method finds the number of clusters itself
     elif k is None:
         say("choosing k")
-        selection = select_k(x[sub_idx], ks, for_selection(fit), random_state=seed,
-                             with_bic=method == "gmm",
+        selection = select_k(x[sub_idx], ks,
+                             lambda kk, s: make_segmenter(method, kk, cfg, s),
+                             random_state=seed, with_bic=method == "gmm",
                              progress=lambda s: say(f"choosing k: {s}"))
         k = selection.chosen
     say(f"fitting {method}" + ("" if density else f" with k = {k}"))
-    fitted = fit(x, k, seed)
+    fitted = make_segmenter(method, k, cfg, seed).fit(x)
     if density:
-        k = len(set(fitted.labels.tolist()) - {-1})
-    chosen_k = k
-    metrics = {**_quality(x, fitted.labels, seed), **fitted.extra_metrics}
+        k = len(set(fitted.labels_.tolist()) - {-1})
+    metrics = {**_quality(x, fitted.labels_, seed), **fitted.extra_metrics_}
     if density:
-        metrics["noise_share"] = float(np.mean(fitted.labels == -1))
+        metrics["noise_share"] = float(np.mean(fitted.labels_ == -1))
     if cfg.resamples:
         say(f"stability ({cfg.resamples} bootstrap resamples)")
         stab = bootstrap_stability(
-            x[sub_idx], fitted.labels[sub_idx],
-            lambda xb, s: fit(xb, chosen_k, s).predict,
+            x[sub_idx], fitted.labels_[sub_idx],
+            lambda s: clone(fitted).set_params(random_state=s),
             resamples=cfg.resamples, random_state=seed)
         metrics["stability"] = stab.as_dict()
     if selection is not None:
@@ -221,7 +224,7 @@ def run_segmentation(
     try:
         assigned = engine.create_temp("_sg_labels", fitted.assign(p.table, p.transform))
         report = _store(engine, assigned, method=method, k=k, feats=p.features,
-                        transform=p.transform.as_dict(), model=fitted.params,
+                        transform=p.transform.as_dict(), model=fitted.params_,
                         metrics=metrics, cfg=cfg, n=p.n, started=started,
                         stats=p.stats, fitted_on=len(p.x), activate=activate)
     finally:
@@ -241,7 +244,8 @@ def choose_k(ws: Workspace, engine: Engine, *, method: str = "kmeans",
                          "to kmeans, gmm and agglomerative", code="E_METHOD")
     p = prepare(ws, engine, cfg, method, features, say)
     sel = select_k(p.x[p.sub_idx], parse_k_range(k_range or cfg.k_range),
-                   for_selection(fitter(method, cfg)), random_state=cfg.random_state,
+                   lambda k, s: make_segmenter(method, k, cfg, s),
+                   random_state=cfg.random_state,
                    with_bic=method == "gmm", progress=say)
     return {"method": method, "features": p.features, "n_customers": p.n,
             "n_scored": len(p.sub_idx), **sel.as_dict()}

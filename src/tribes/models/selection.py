@@ -99,7 +99,7 @@ def gap_choice(ks: Sequence[int], gaps: Sequence[float], ses: Sequence[float]) -
 def select_k(
     x: np.ndarray,
     ks: Sequence[int],
-    fit: Callable[[np.ndarray, int, int], Any],
+    make: Callable[[int, int], Any],
     *,
     random_state: int = 0,
     silhouette_size: int = 4000,
@@ -109,8 +109,32 @@ def select_k(
 ) -> KSelection:
     """Score every k in ``ks`` on ``x`` and choose one.
 
-    ``fit(x, k, seed)`` returns a fitted estimator with ``labels_`` (or ``predict``),
-    and ``inertia_`` or ``bic(x)``.
+    Parameters
+    ----------
+    x : numpy.ndarray
+        The rows to cluster (model coordinates).
+    ks : sequence of int
+        The k to try (those outside ``2 <= k < len(x)`` are skipped).
+    make : callable
+        ``make(k, seed)`` returns an unfitted estimator (such as
+        :func:`tribes.models.methods.make_segmenter`) whose ``fit(x)`` returns itself
+        with ``labels_`` (or ``predict``), and ``bic(x)`` for mixtures.
+    random_state : int
+        Seed of the fits, the reference data of the gap statistic and the silhouette
+        sample.
+    silhouette_size : int
+        Rows the silhouette is computed on (stratified by cluster).
+    gap_references : int
+        Reference data sets of the gap statistic.
+    with_bic : bool
+        Score BIC and let it decide (Gaussian mixtures).
+    progress : callable, optional
+        Called with a short message per k.
+
+    Returns
+    -------
+    KSelection
+        Every criterion per k, the votes and the chosen k.
     """
     say = progress or (lambda s: None)
     rng = np.random.default_rng(random_state)
@@ -121,7 +145,7 @@ def select_k(
     scores = []
     for k in ks:
         say(f"k = {k}")
-        model = fit(x, k, random_state)
+        model = make(k, random_state).fit(x)
         labels = np.asarray(model.labels_ if hasattr(model, "labels_") else model.predict(x))
         inertia = _inertia(x, labels)
         if len(np.unique(labels)) < 2:
@@ -134,7 +158,7 @@ def select_k(
             db = float(davies_bouldin_score(x, labels))
         ref_logs = []
         for j, ref in enumerate(refs):
-            m = fit(ref, k, random_state + 1 + j)
+            m = make(k, random_state + 1 + j).fit(ref)
             rl = np.asarray(m.labels_ if hasattr(m, "labels_") else m.predict(ref))
             ref_logs.append(np.log(max(_inertia(ref, rl), 1e-300)))
         gap = float(np.mean(ref_logs) - np.log(max(inertia, 1e-300)))

@@ -28,15 +28,33 @@ class Stability:
 def bootstrap_stability(
     x: np.ndarray,
     labels: np.ndarray,
-    refit: Callable[[np.ndarray, int], Callable[[np.ndarray], np.ndarray]],
+    make: Callable[[int], Any],
     *,
     resamples: int = 20,
     random_state: int = 0,
 ) -> Stability:
     """Refit on ``resamples`` bootstrap samples of ``x`` and compare with ``labels``.
 
-    ``refit(x_boot, seed)`` fits the same method and returns a function labelling rows of
-    ``x``. Noise labels (-1) count as a cluster of their own.
+    Parameters
+    ----------
+    x : numpy.ndarray
+        The rows that were clustered (model coordinates).
+    labels : numpy.ndarray
+        Their labels under the reference fit. Noise labels (-1) count as a cluster of
+        their own.
+    make : callable
+        ``make(seed)`` returns an unfitted estimator of the same method (for instance
+        ``clone(est).set_params(random_state=seed)``); it is fitted on each bootstrap
+        sample and its ``predict`` labels the rows of ``x``.
+    resamples : int
+        Number of bootstrap samples.
+    random_state : int
+        Seed of the resampling (and, offset, of the refits).
+
+    Returns
+    -------
+    Stability
+        Mean and spread of the adjusted Rand index, and per-label Jaccard overlap.
     """
     rng = np.random.default_rng(random_state)
     n = len(x)
@@ -45,8 +63,7 @@ def bootstrap_stability(
     jac: dict[int, list[float]] = {int(c): [] for c in ref_labels}
     for b in range(resamples):
         idx = rng.integers(0, n, n)
-        predict = refit(x[idx], random_state + 1000 + b)
-        new = np.asarray(predict(x))
+        new = np.asarray(make(random_state + 1000 + b).fit(x[idx]).predict(x))
         aris.append(float(adjusted_rand_score(labels, new)))
         for c in ref_labels:
             a = labels == c

@@ -23,7 +23,8 @@ from tribes.analysis.ab import Design, analyze
 from tribes.config import parse_k_range
 from tribes.engine import Engine
 from tribes.errors import InputError
-from tribes.models.run import METHODS, fit_method, prepare
+from tribes.models.methods import Segmenter
+from tribes.models.run import METHODS, Prepared, fit_method, prepare
 from tribes.stats import ab as abstats
 from tribes.workspace import Workspace
 
@@ -90,8 +91,9 @@ class Campaign:
     design: Design
 
 
-def campaign_uplift(c: Campaign, fitted: Any, p: Any) -> dict[str, Any]:
-    """The campaign measured with a candidate's segments."""
+def campaign_uplift(c: Campaign, fitted: Segmenter, p: Prepared) -> dict[str, Any]:
+    """The campaign measured with a candidate's segments (``fitted.predict`` on the
+    exposed customers, in the coordinates of ``p.transform``)."""
     feats = c.features.set_index("customer_key")
     have = c.outcomes[c.outcomes.customer_key.isin(feats.index)].copy()
     if have.empty:
@@ -134,7 +136,7 @@ def compare_methods(ws: Workspace, engine: Engine, methods: list[str], *,
         fitted, kk, metrics = fit_method(p, m, k, parse_k_range(cfg.k_range), cfg,
                                          lambda s, m=m: say(f"{m}: {s}"))  # type: ignore[misc]
         stab = metrics.get("stability") or {}
-        extra = {"kpi_separation": kpi_separation(kpis, fitted.labels)}
+        extra = {"kpi_separation": kpi_separation(kpis, fitted.labels_)}
         if campaign is not None:
             say(f"{m}: campaign uplift per segment")
             extra["campaign"] = campaign_uplift(campaign, fitted, p)
