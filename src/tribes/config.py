@@ -193,6 +193,9 @@ class ClvConfig(_Section):
                                  "out when no --calibration-end is given")
     churn_days: int = Field(60, ge=1, description="churned = no activity in this many days "
                             "(validate KPIs, clv churn)")
+    strict_spend: bool = Field(False, description="refuse the Gamma-Gamma fit when a repeat "
+                               "buyer's average value is <= 0 (default: leave them out, "
+                               "expected value 0)")
 
     @field_validator("horizon")
     @classmethod
@@ -507,6 +510,7 @@ discount_rate = 0.01      # per month, for the discounted CLV
 churn_threshold = 0.5     # P(alive) below this flags a churn risk
 holdout_share = 0.333     # held out for validation when no --calibration-end is given
 churn_days = 60           # churned = no event in this many days (validate, clv churn)
+strict_spend = false      # true: no spend model when a repeat buyer's average value is <= 0
 
 [service]
 host = "127.0.0.1"        # tribes serve listens here (--host overrides)
