@@ -454,10 +454,10 @@ backend = "duckdb"        # or "pyspark"
 memory_limit = "2GB"      # DuckDB memory limit; larger work spills to disk ("" = 80% of RAM)
 threads = 0               # 0 = all cores
 encrypted = false         # encrypted at rest (init --encrypt; key: TRIBES_DB_KEY or db.key)
-# [engine.duckdb]         # any other DuckDB setting, passed as is
-# temp_directory = "/fast/disk/tribes-tmp"
 # spark_master = "local[*]" # pyspark backend: Spark master (env TRIBES_SPARK_MASTER wins)
 # spark_warehouse = ""      # pyspark backend: table directory ("" = <workspace>/warehouse)
+# [engine.duckdb]           # any other DuckDB setting, passed as is
+# temp_directory = "/fast/disk/tribes-tmp"
 # [engine.spark]            # any Spark setting, passed to the session as is
 # "spark.driver.memory" = "4g"
 # "spark.sql.shuffle.partitions" = 64
@@ -493,13 +493,24 @@ distinct_categories = 0.25
 recency_days = 0.25       # enters as 1 - scaled recency
 
 [segment]
-# features = ["recency_days", "frequency", "monetary", ...]   # default: 11 behavioral features
+# the features clustered (--features overrides); default: these 11 behavioral features
+# features = ["recency_days", "tenure_days", "frequency", "monetary", "aov",
+#             "sessions_per_week", "events_per_session", "avg_session_duration_s",
+#             "distinct_categories", "cart_abandonment_rate", "support_contacts"]
 scaler = "standard"       # standard | minmax | robust
 impute = "median"         # nulls: median | mean | zero (aov, cart_abandonment_rate: always 0)
+# log1p = []              # features log-transformed before scaling; default: the skewed
+                          # money/count ones (frequency, monetary, aov, n_events, ...)
+# pca = 0.9               # keep the principal components explaining this share; default: none
 k_range = "2-10"          # candidates for --k auto
 sample_size = 200000      # customers the model is fitted on; all are assigned in the engine
+selection_sample = 5000   # customers k selection and the stability estimate use
 resamples = 20            # bootstrap resamples for the stability (ARI) estimate
 random_state = 0
+minibatch_above = 50000   # kmeans: MiniBatchKMeans above this many customers
+covariance = "full"       # gmm: full | diag
+min_samples = 10          # dbscan, hdbscan: neighbours of a core point
+min_cluster_share = 0.02  # hdbscan: smallest cluster as a share of the customers
 
 [clv]
 model = "bgnbd"           # bgnbd | pareto_nbd | mbgnbd (purchases); spend: Gamma-Gamma
@@ -508,7 +519,8 @@ time_unit = "week"        # unit of recency, T and the model's rates
 horizon = "52w"           # expected purchases and CLV over this long
 discount_rate = 0.01      # per month, for the discounted CLV
 churn_threshold = 0.5     # P(alive) below this flags a churn risk
-holdout_share = 0.333     # held out for validation when no --calibration-end is given
+holdout_share = 0.3333333333333333  # a third of the history, held out for validation
+                                    # when no --calibration-end is given
 churn_days = 60           # churned = no event in this many days (validate, clv churn)
 strict_spend = false      # true: no spend model when a repeat buyer's average value is <= 0
 
@@ -525,26 +537,37 @@ redis = "redis://127.0.0.1:6379/0"   # env TRIBES_REDIS_URL or --redis override
 input_stream = "events"
 output_stream = "triggers"
 group = "tribes"          # consumer group; run several consumers to share the load
+prefix = "tribes"         # prefix of every Redis key tribes writes
+source = "stream"         # the events' source column
 batch = 1000              # messages read at once
+block_ms = 100            # wait for new messages this long
 claim_idle = "60s"        # messages pending this long at a dead consumer are taken over
 state_ttl = "30d"         # per-customer state expires after this long without events
+seen_ttl = "7d"           # event ids are remembered (resends ignored) this long
 flush_every = "30s"       # streamed events land in the events table at least this often
+flush_events = 500000     # ... or every this many events
+output_maxlen = 1000000   # approximate length cap of the output stream
+recent_triggers = 20      # triggers kept per customer for the API
 
 [realtime.rules.abandoned_cart]      # add to cart, then no checkout/purchase for this long
+enabled = true            # every rule can be switched off
 after = "30m"
 add_types = ["add_to_cart"]
 cancel_types = ["begin_checkout", "checkout", "purchase", "remove_from_cart"]
 
 [realtime.rules.high_value_views]    # repeated views of expensive products in one session
+enabled = true
 min_views = 3
 min_price = 100.0
 view_types = ["product_view", "view_item"]
 price_field = "price"     # the event's amount when the field is absent
 
 [realtime.rules.session_offer]       # an offer at the start of a session, per segment
+enabled = true
 # offers = {"Loyal big spenders" = "VIP-EARLY-ACCESS", "3" = "WELCOME-BACK-10"}
 
 [realtime.rules.churn_risk]          # P(alive) (tribes clv fit) falls below the threshold
+enabled = true
 # threshold = 0.5         # default: clv.churn_threshold
 
 [realtime.rules.segment_change]      # segment.entered / segment.exited on online assignment
@@ -562,7 +585,12 @@ psi_critical = 0.25
 ks_statistic = 0.1        # Kolmogorov-Smirnov distance (and p below p_value)
 p_value = 0.01
 share_shift = 0.05        # a segment's share moving by 5 points (chi-square significant)
-volume_ratio = 3.0        # ingest checks: a batch 3x larger or smaller than the source's median
+sample_size = 200000      # customers compared with the version's reference
+bins = 10                 # quantile bins of the PSI
+spc_recent_weeks = 4      # control charts: weekly KPI points watched for signals ...
+spc_baseline_weeks = 8    # ... after at least this many baseline weeks
+min_history = 3           # ingest checks: earlier batches of a source before its volume counts
+volume_ratio = 3.0        # ... a batch 3x larger or smaller than the source's median
 max_quarantine_rate = 0.05  # ... 5% of a batch quarantined
 null_rate_jump = 0.2      # ... a column's null share up 20 points
 
@@ -574,6 +602,11 @@ resegment = true          # build a new segment version when the features change
 # [activation.crm]        # tribes activate --target crm: memberships to a CRM/CDP (signed)
 # url = "https://crm.example.com/tribes/sync"
 # secret_env = "TRIBES_ACTIVATION_SECRET"   # the signing secret comes from the environment
+# batch_size = 500        # changes per request
+# timeout = "10s"
+# max_attempts = 5        # tries per batch in one run
+# backoff = "1s"          # doubles after each failure
+# purposes = ["analytics", "marketing"]     # consent purposes a customer must not have refused
 # [activation.lake]       # ... or files with a manifest: tribes activate --target lake
 # kind = "file"
 # path = "exports/segments"
