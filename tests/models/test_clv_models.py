@@ -190,8 +190,33 @@ def test_clear_errors_on_unusable_summaries() -> None:
     with pytest.raises(ModelError) as e:
         GammaGamma().fit([1, 2, 3], [10.0, 10.0, 10.0])
     assert e.value.code == "E_MODEL_DATA"
-    with pytest.raises(ModelError):
+    with pytest.raises(ModelError) as e:
+        GammaGamma(strict=True).fit([1, 2], [10.0, -3.0])
+    assert e.value.code == "E_MODEL_INPUT"
+    # left out by default, which leaves one repeat buyer: too few
+    with pytest.raises(ModelError) as e:
         GammaGamma().fit([1, 2], [10.0, -3.0])
+    assert e.value.code == "E_MODEL_DATA"
+
+
+def test_gamma_gamma_leaves_out_non_positive_averages() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.integers(1, 8, 300).astype(float)
+    m = rng.gamma(6.0, 4.0, 300)
+    clean = GammaGamma().fit(x, m)
+    assert clean.excluded_ == {"non_positive_average": 0}
+    # free and refunded repeat orders, and one-time buyers (no average at all)
+    xs, ms = np.r_[x, 2, 5, 1, 0], np.r_[m, 0.0, -12.5, 0.0, np.nan]
+    fit = GammaGamma().fit(xs, ms)
+    assert fit.excluded_ == {"non_positive_average": 3}
+    assert fit.n_customers_ == 300 and fit.params_ == clean.params_
+    value = fit.expected_value(xs, ms)
+    assert (value[-4:-1] == 0).all() and value[-1] == pytest.approx(fit.mean_value())
+    assert (value[:300] > 0).all()
+    assert independence_check(xs, ms)["n"] == 300
+    with pytest.raises(ModelError) as e:
+        GammaGamma(strict=True).fit(xs, ms)
+    assert e.value.code == "E_MODEL_INPUT" and "3 repeat buyers" in e.value.message
 
 
 @pytest.mark.parametrize("model", [BGNBD, MBGNBD, ParetoNBD])
