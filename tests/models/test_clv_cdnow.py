@@ -19,12 +19,9 @@ def sig(v: float, digits: int = 3) -> float:
     return float(f"{v:.{digits}g}")
 
 
-@pytest.fixture(scope="module")
-def cdnow(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def _workspace(path: Path, ws: Path) -> Path:
     from tribes.cli import main
 
-    path = shared_data("cdnow/CDNOW_sample.txt")
-    ws = tmp_path_factory.mktemp("cdnow") / "ws"
     assert main(["-q", "init", str(ws)]) == 0
     # whitespace-separated, no header: master id, sample id, date, CDs, dollars
     assert main(["-q", "--workspace", str(ws), "ingest", str(path), "--no-header",
@@ -32,6 +29,33 @@ def cdnow(tmp_path_factory: pytest.TempPathFactory) -> Path:
                  "--map", "customer_id=column0,ts=column2,quantity=column3,amount=column4"]
                 ) == 0
     return ws
+
+
+@pytest.fixture(scope="module")
+def cdnow(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _workspace(shared_data("cdnow/CDNOW_sample.txt"),
+                      tmp_path_factory.mktemp("cdnow") / "ws")
+
+
+# a repeat buyer whose repeat orders were all free (as in the full CDNOW master file): a
+# $0 average repeat value, in the calibration period and over the whole history
+FREE_RIDER = [" 99999 2358 19970115  1   15.00", " 99999 2358 19970301  1    0.00",
+              " 99999 2358 19970301  1    0.00", " 99999 2358 19970420  2    0.00",
+              " 99999 2358 19980105  1    0.00"]
+
+
+@pytest.fixture(scope="module")
+def cdnow_free(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("cdnow_free")
+    data = shared_data("cdnow/CDNOW_sample.txt").read_bytes()
+    planted = root / "CDNOW_free.txt"
+    planted.write_bytes(data.rstrip(b"\r\n") + b"\r\n"
+                        + "".join(f"{line}\r\n" for line in FREE_RIDER).encode())
+    return _workspace(planted, root / "ws")
+
+
+def _spend_sig(fit: dict[str, float]) -> dict[str, float]:
+    return {k: sig(v) for k, v in fit.items()}
 
 
 def test_bgnbd_and_gamma_gamma_reproduce_the_papers(cli, cdnow: Path) -> None:
@@ -46,6 +70,9 @@ def test_bgnbd_and_gamma_gamma_reproduce_the_papers(cli, cdnow: Path) -> None:
     assert fit["spend_model"] == "gamma_gamma" and fit["repeat_buyers"] == 946
     assert {k: round(v, 2) for k, v in fit["spend_params"].items()} == {
         "p": 6.25, "q": 3.74, "gamma": 15.44}
+    assert _spend_sig(fit["spend_params"]) == {"p": 6.25, "q": 3.74, "gamma": 15.4}
+    assert fit["spend_customers"] == 946 and not fit["strict_spend"]
+    assert fit["spend_excluded"] == {"non_positive_average": 0}
     assert fit["independence"]["ok"] and round(fit["independence"]["pearson"], 2) == 0.11
     assert all(v is not None and v > 0 for v in fit["se"].values())
     h = fit["holdout"]
@@ -99,3 +126,88 @@ def test_score_validate_and_export(cli, cdnow: Path, tmp_path: Path) -> None:
     assert all(m["holdout"]["actual"] == 1882 for m in res["models"])
     show = cli("--workspace", cdnow, "clv", "show", "--json")
     assert show.code == 0 and list(show.json()["params"]) == ["r", "alpha", "a", "b"]
+
+
+def test_zero_value_repeat_buyer_is_left_out_of_the_spend_model(cli, cdnow_free: Path,
+                                                               tmp_path: Path) -> None:
+    import pandas as pd
+
+    r = cli("--workspace", cdnow_free, "clv", "fit", "--calibration-end", "1997-09-30",
+            "--period", "day", "--time-unit", "week", "--json")
+    assert r.code == 0, r.err
+    fit = r.json()
+    assert fit["n_customers"] == 2358 and fit["repeat_buyers"] == 947
+    assert fit["spend_model"] == "gamma_gamma" and fit["spend_customers"] == 946
+    assert fit["spend_excluded"] == {"non_positive_average": 1}
+    # left out, not fitted on: the published estimates, unchanged
+    assert _spend_sig(fit["spend_params"]) == {"p": 6.25, "q": 3.74, "gamma": 15.4}
+    assert {k: round(v, 2) for k, v in fit["spend_params"].items()} == {
+        "p": 6.25, "q": 3.74, "gamma": 15.44}
+    assert not any("spend model" in w for w in fit["warnings"])
+    text = cli("--workspace", cdnow_free, "clv", "fit", "--calibration-end", "1997-09-30")
+    assert text.code == 0 and "1 with a zero or negative average" in text.out
+    show = cli("--workspace", cdnow_free, "clv", "show", "--json")
+    assert show.code == 0 and show.json()["spend_excluded"] == {"non_positive_average": 1}
+
+    s = cli("--workspace", cdnow_free, "clv", "score", "--horizon", "39w", "--json")
+    assert s.code == 0, s.err
+    assert s.json()["customers"] == 2358
+    assert s.json()["spend_excluded"] == {"non_positive_average": 1}
+    out = tmp_path / "clv.parquet"
+    assert cli("--workspace", cdnow_free, "export", "clv", "--out", out).code == 0
+    df = pd.read_parquet(out)
+    free = df[(df.frequency > 0) & (df.monetary <= 0)]
+    # the free rider: 3 repeat transactions worth $0, still scored for P(alive) and
+    # purchases, valued at 0
+    assert len(free) == 1 and free.frequency.iloc[0] == 3
+    assert 0 < free.p_alive.iloc[0] <= 1 and free.expected_purchases.iloc[0] > 0
+    assert free.expected_value.iloc[0] == 0 and free.clv.iloc[0] == 0
+    rest = df.drop(free.index)
+    assert (rest.expected_value > 0).all() and (df.clv >= 0).all()
+
+    html = tmp_path / "report.html"
+    rep = cli("--workspace", cdnow_free, "report", "--out", html)
+    assert rep.code == 0, rep.err
+    assert "1 repeat buyers with a zero or negative average transaction value" in (
+        html.read_text(encoding="utf-8"))
+
+
+def test_strict_spend_keeps_refusing(cli, cdnow_free: Path, tmp_path: Path) -> None:
+    import pandas as pd
+
+    from tribes.config import CONFIG_FILE
+
+    r = cli("--workspace", cdnow_free, "clv", "fit", "--calibration-end", "1997-09-30",
+            "--strict-spend", "--json")
+    assert r.code == 0, r.err
+    fit = r.json()
+    assert fit["strict_spend"] and fit["spend_model"] is None and fit["spend_params"] is None
+    assert fit["spend_excluded"] == {"non_positive_average": 0}
+    assert any(w.startswith("no spend model: 1 repeat buyers have a zero or negative")
+               for w in fit["warnings"])
+    # the purchase model is fitted all the same, and scoring falls back to own means
+    assert set(fit["params"]) == {"r", "alpha", "a", "b"} and fit["n_customers"] == 2358
+    s = cli("--workspace", cdnow_free, "clv", "score", "--horizon", "39w", "--json")
+    assert s.code == 0, s.err
+    out = tmp_path / "clv.parquet"
+    assert cli("--workspace", cdnow_free, "export", "clv", "--out", out).code == 0
+    df = pd.read_parquet(out)
+    assert (df.clv >= 0).all()
+    assert (df.loc[(df.frequency > 0) & (df.monetary <= 0), "clv"] == 0).all()
+
+    # the same from the configuration; the command line wins over it
+    toml = cdnow_free / CONFIG_FILE
+    before = toml.read_text(encoding="utf-8")
+    assert "strict_spend = false" in before
+    toml.write_text(before.replace("strict_spend = false", "strict_spend = true"),
+                    encoding="utf-8")
+    try:
+        r = cli("--workspace", cdnow_free, "clv", "fit", "--calibration-end", "1997-09-30",
+                "--json")
+        assert r.code == 0 and r.json()["spend_model"] is None and r.json()["strict_spend"]
+        r = cli("--workspace", cdnow_free, "clv", "fit", "--calibration-end", "1997-09-30",
+                "--no-strict-spend", "--json")
+        assert r.code == 0 and r.json()["spend_model"] == "gamma_gamma"
+        assert r.json()["spend_excluded"] == {"non_positive_average": 1}
+    finally:
+        toml.write_text(before, encoding="utf-8")

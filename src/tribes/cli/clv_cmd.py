@@ -15,6 +15,9 @@ from tribes.store.db import open_engine
 app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich", help=(
     "Customer lifetime value: how likely each customer is still active, how much they "
     "will buy and what it is worth (BG/NBD, Pareto/NBD, MBG/NBD with Gamma-Gamma spend).\n\n"
+    "Repeat buyers whose average transaction value is zero or negative (free or refunded "
+    "orders) are left out of the spend model and valued at 0; clv fit --strict-spend "
+    "refuses the spend model on such data instead.\n\n"
     "Start with [bold]tribes clv fit[/bold], then [bold]tribes clv score[/bold]."))
 
 CalOpt = Annotated[str | None, typer.Option(
@@ -40,6 +43,12 @@ def _params(p: dict[str, float] | None, se: dict[str, float | None] | None = Non
     se = se or {}
     return ", ".join(f"{k}={v:.4g}" + (f" (±{se[k]:.2g})" if se.get(k) else "")
                      for k, v in p.items())
+
+
+def _excluded(counts: dict[str, int] | None) -> str:
+    n = (counts or {}).get("non_positive_average", 0)
+    return (f"; {n:,} with a zero or negative average transaction value left out "
+            "(expected value 0)") if n else ""
 
 
 def _pct(v: float | None) -> str:
@@ -75,6 +84,10 @@ def fit(
     time_unit: Annotated[str | None, typer.Option(
         "--time-unit", help="day, week or month for recency, T and rates "
         "(default: clv.time_unit, week).", show_default=False)] = None,
+    strict_spend: Annotated[bool | None, typer.Option(
+        "--strict-spend/--no-strict-spend", help="Fit no spend model at all when a repeat "
+        "buyer's average transaction value is zero or negative, instead of leaving those "
+        "buyers out (default: clv.strict_spend, off).", show_default=False)] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Fit the purchase model and the Gamma-Gamma spend model by maximum likelihood.
@@ -83,6 +96,11 @@ def fit(
     time of the last one and the length of their history, how often customers buy and
     how fast they drop out. Standard errors come from the Hessian. The fit is checked
     on a holdout: predicted against actual repeat purchases.
+
+    The spend model is fitted on the repeat buyers whose average transaction value is
+    above 0; those with free or fully refunded repeat orders are left out and counted
+    (spend_excluded in --json), and clv score gives them an expected value, and so a
+    CLV, of 0. --strict-spend refuses the spend model on such data instead.
 
     [bold]Examples[/bold]
 
@@ -97,7 +115,7 @@ def fit(
     cal = _date(calibration_end)
     with open_engine(ws) as engine, out.progress("clv fit") as task:
         res = fit_clv(ws, engine, model=model, calibration_end=cal, period=period,
-                      time_unit=time_unit, progress=task.step)
+                      time_unit=time_unit, strict_spend=strict_spend, progress=task.step)
     out.result(res)
     out.print(f"[bold]{res['model']}[/bold] on {res['n_customers']:,} purchasers "
               f"({res['repeat_buyers']:,} with repeat purchases) up to "
@@ -111,6 +129,8 @@ def fit(
                   f"mean transaction value {res['mean_value'] or float('nan'):,.2f}; "
                   f"frequency-value correlation "
                   f"{'-' if ind['pearson'] is None else format(ind['pearson'], '.2f')}")
+        out.print(f"  fitted on {res['spend_customers']:,} repeat buyers"
+                  + _excluded(res["spend_excluded"]))
     _show_holdout(out, res["holdout"], "Holdout check" + (
         " (a second fit leaving out the last part)" if res["auto_holdout"] else ""))
     for w in res["warnings"]:
@@ -138,6 +158,10 @@ def score(
     (average transaction value), clv (discounted, month by month), and the
     frequency/recency/T summary they come from. Export with `tribes export clv`.
 
+    Repeat buyers whose average transaction value is zero or negative (free or refunded
+    repeat orders, left out of the spend model) get expected_value 0 and so clv 0;
+    their p_alive and expected_purchases are scored as usual.
+
     [bold]Examples[/bold]
 
       tribes -w shop clv score --horizon 52w
@@ -160,6 +184,10 @@ def score(
               f"{res['total_clv']:,.0f} (median {res['median_clv']:,.2f}"
               + ("" if res["top_decile_share"] is None else
                  f"; the top 10% hold {res['top_decile_share']:.0%}") + ")")
+    n = res["spend_excluded"]["non_positive_average"]
+    if n:
+        out.print(f"  {n:,} repeat buyers with a zero or negative average transaction value: "
+                  "expected value and CLV 0")
     out.print("Stored in table clv; export with: tribes export clv --out clv.parquet")
 
 
@@ -273,7 +301,8 @@ def show(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     out.print(f"[bold]{res['model']}[/bold] fitted up to {res['calibration_end'][:10]} "
               f"({res['fit_id']}): {_params(res['params'], res['se'])}")
     if res["spend_params"]:
-        out.print(f"spend (Gamma-Gamma): {_params(res['spend_params'], res['spend_se'])}")
+        out.print(f"spend (Gamma-Gamma): {_params(res['spend_params'], res['spend_se'])}"
+                  + _excluded(res.get("spend_excluded")))
     _show_holdout(out, res["holdout"], "Holdout check")
     for w in res["warnings"]:
         out.print(f"[yellow]warning:[/yellow] {w}")

@@ -86,14 +86,21 @@ def _summary(engine: Engine, spec: SummarySpec, consent_mode: str) -> pd.DataFra
     return df.assign(**{c: df[c].round(MONEY_DIGITS) for c in money})
 
 
-def fit_models(df: pd.DataFrame, model: str, random_state: int = 0
+def fit_models(df: pd.DataFrame, model: str, random_state: int = 0,
+               strict_spend: bool = False
                ) -> tuple[BTYDModel, GammaGamma | None, list[str]]:
-    """Fit the purchase model and, when possible, the spend model on a summary frame."""
+    """Fit the purchase model and, when possible, the spend model on a summary frame.
+
+    Repeat buyers whose average value is zero or negative are left out of the spend
+    model (:func:`non_positive_spenders` counts them), or with ``strict_spend`` make it
+    refuse to fit.
+    """
     purchase = _model(model)(random_state=random_state).fit(df.frequency, df.recency, df["T"])
     notes = list(purchase.warnings_)
     spend: GammaGamma | None = None
     try:
-        spend = GammaGamma(random_state=random_state).fit(df.frequency, df.monetary)
+        spend = GammaGamma(random_state=random_state, strict=strict_spend).fit(
+            df.frequency, df.monetary)
         notes += [f"spend model: {w}" for w in spend.warnings_]
         if spend.params_["q"] <= 1:
             notes.append("spend model: q <= 1, so the mean transaction value is infinite; "
@@ -101,6 +108,11 @@ def fit_models(df: pd.DataFrame, model: str, random_state: int = 0
     except ModelError as exc:
         notes.append(f"no spend model: {exc.message}")
     return purchase, spend, notes
+
+
+def non_positive_spenders(df: pd.DataFrame) -> int:
+    """Repeat buyers whose average transaction value is zero or negative."""
+    return int(((df.frequency > 0) & (df.monetary <= 0)).sum())
 
 
 def holdout_check(model: BTYDModel, df: pd.DataFrame, spec: SummarySpec,
@@ -192,13 +204,17 @@ def _auto_calibration_end(engine: Engine, end: datetime, share: float) -> dateti
 
 def fit_clv(ws: Workspace, engine: Engine, *, model: str | None = None,
             calibration_end: datetime | None = None, period: str | None = None,
-            time_unit: str | None = None, settings: RunSettings | None = None,
+            time_unit: str | None = None, strict_spend: bool | None = None,
+            settings: RunSettings | None = None,
             progress: Progress | None = None) -> dict[str, Any]:
     """Fit and store the purchase and spend models; check them on a holdout.
 
     With ``calibration_end`` the models are fitted on purchases up to it and checked on
     the rest. Without it they are fitted on all purchases, and the holdout check comes
     from a second fit that leaves out the last ``clv.holdout_share`` of the history.
+    The spend model leaves out repeat buyers whose average value is not positive
+    (``spend_excluded`` counts them), or with ``strict_spend`` (default
+    ``clv.strict_spend``) is not fitted when there are any.
     """
     say = progress or (lambda step: None)
     started_perf, started = time.perf_counter(), datetime.now(UTC)
@@ -206,6 +222,7 @@ def fit_clv(ws: Workspace, engine: Engine, *, model: str | None = None,
     name = model or cfg.model
     _model(name)
     period, unit = period or cfg.period, time_unit or cfg.time_unit
+    strict = cfg.strict_spend if strict_spend is None else strict_spend
     consent = (settings or RunSettings.resolve(ws.config)).consent_mode
     end = data_end(engine)
     if calibration_end is not None and calibration_end >= end:
@@ -218,14 +235,15 @@ def fit_clv(ws: Workspace, engine: Engine, *, model: str | None = None,
     say("summarizing purchases (calibration and holdout)")
     check_df = _summary(engine, check_spec, consent)
     say(f"fitting {name} on purchases up to {check_end.date()}")
-    check_model, check_spend, notes = fit_models(check_df, name, ws.config.segment.random_state)
+    check_model, check_spend, notes = fit_models(check_df, name, ws.config.segment.random_state,
+                                                 strict)
     repeats = engine.execute(repeat_by_period(engine, check_spec, consent))
     holdout = holdout_check(check_model, check_df, check_spec, repeats)
     if auto:
         say(f"fitting {name} on all purchases")
         spec = SummarySpec(end, None, period, unit)
         df = _summary(engine, spec, consent)
-        purchase, spend, notes = fit_models(df, name, ws.config.segment.random_state)
+        purchase, spend, notes = fit_models(df, name, ws.config.segment.random_state, strict)
         holdout["params"] = check_model.params_
     else:
         spec, df, purchase, spend = SummarySpec(check_end, None, period, unit), check_df, \
@@ -234,6 +252,9 @@ def fit_clv(ws: Workspace, engine: Engine, *, model: str | None = None,
         "model": name, **{k: v for k, v in purchase.summary().items() if k != "model"},
         "repeat_buyers": int((df.frequency > 0).sum()),
         "spend_model": None if spend is None else "gamma_gamma",
+        "spend_customers": None if spend is None else spend.n_customers_,
+        "spend_excluded": {"non_positive_average": 0 if strict else non_positive_spenders(df)},
+        "strict_spend": strict,
         "spend_params": None if spend is None else spend.params_,
         "spend_se": None if spend is None else spend.se_,
         "spend_loglik": None if spend is None else spend.loglik_,
@@ -252,7 +273,8 @@ def fit_clv(ws: Workspace, engine: Engine, *, model: str | None = None,
     with engine.transaction():
         record_run(engine, run_id=fit_id, stage=STAGE, started_at=started,
                    fingerprint=events_fingerprint(engine),
-                   params={"model": name, **spec.as_dict(), "consent_mode": consent},
+                   params={"model": name, **spec.as_dict(), "consent_mode": consent,
+                           "strict_spend": strict},
                    report=report)
     return report
 
@@ -334,9 +356,10 @@ def score_clv(ws: Workspace, engine: Engine, *, horizon: str | None = None,
     if spend is not None and math.isfinite(spend.mean_value()):
         value = spend.expected_value(x, df.monetary.to_numpy(float))
     else:
-        # no spend model: each customer's own mean, else the population's
+        # no spend model: each customer's own mean, else the population's; as with the
+        # spend model, nothing positive brought in means nothing forecast
         own = df.monetary.fillna(df.first_value).to_numpy(float)
-        value = np.where(np.isfinite(own), own, np.nanmean(own))
+        value = np.maximum(np.where(np.isfinite(own), own, np.nanmean(own)), 0.0)
     clv = discounted_clv(purchase, value, h, spec.time_unit, rate, x, tx, big_t)
     if not (np.isfinite(p_alive).all() and np.isfinite(expected).all()):
         raise ModelError("the model gives non-finite predictions for some customers; refit "
@@ -361,6 +384,7 @@ def score_clv(ws: Workspace, engine: Engine, *, horizon: str | None = None,
         "fit_id": fit["fit_id"], "model": fit["model"], "as_of": end.isoformat(),
         "horizon": horizon, "discount_rate": rate, "churn_threshold": cut,
         "customers": len(out), "churn_risk_share": float(out.churn_risk.mean()),
+        "spend_excluded": {"non_positive_average": non_positive_spenders(df)},
         "mean_p_alive": float(out.p_alive.mean()),
         "expected_purchases": float(out.expected_purchases.sum()),
         "total_clv": float(out.clv.sum()), "median_clv": float(out.clv.median()),

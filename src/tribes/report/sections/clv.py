@@ -40,7 +40,8 @@ def _params(fit: dict[str, Any]) -> str:
              fit["n_customers"])]
     if fit.get("spend_params"):
         rows.append(("gamma_gamma (spend)", _p(fit["spend_params"], fit["spend_se"]),
-                     round(fit["spend_loglik"], 1), fit["repeat_buyers"]))
+                     round(fit["spend_loglik"], 1),
+                     fit.get("spend_customers") or fit["repeat_buyers"]))
     note = (f"<p>Fitted on purchases up to {esc(fit['calibration_end'][:10])}; one "
             f"transaction per {esc(fit['period'])}, time in {esc(fit['time_unit'])}s. "
             "Standard errors from the Hessian.")
@@ -48,6 +49,11 @@ def _params(fit: dict[str, Any]) -> str:
     if ind.get("pearson") is not None:
         note += (f" Frequency and average value correlate at {ind['pearson']:.2f} among "
                  "repeat buyers (the spend model assumes none).")
+    left_out = (fit.get("spend_excluded") or {}).get("non_positive_average", 0)
+    if left_out and fit.get("spend_params"):
+        note += (f" {left_out:,} repeat buyers with a zero or negative average transaction "
+                 "value (free or refunded orders) are left out of the spend model; their "
+                 "expected value and CLV are 0.")
     warn = "".join(f"<p class='warn'>{esc(w)}</p>" for w in fit.get("warnings", []))
     return (table(["model", "parameters", "log-likelihood", "customers"], rows)
             + note + "</p>" + warn)
