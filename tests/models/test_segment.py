@@ -17,7 +17,6 @@ from tribes.models.run import run_segmentation
 from tribes.models.selection import gap_choice, kneedle
 from tribes.stats.scaling import fit_transform
 from tribes.store.db import init_workspace, open_engine
-from tribes.store.segments import ari_from_table, match_segment_ids
 from tribes.workspace import Workspace
 
 FEATS = ["f1", "f2", "f3"]
@@ -157,22 +156,6 @@ def test_transform_in_engine_equals_numpy() -> None:
             assert np.allclose(got, want, atol=1e-9)
     assert fit_transform(df, ["a", "b"], scaler="robust").fill[1] == pytest.approx(
         df.b.median())
-
-
-def test_ari_from_contingency_equals_sklearn() -> None:
-    rng = np.random.default_rng(2)
-    a, b = rng.integers(0, 4, 500), rng.integers(0, 3, 500)
-    b[:250] = a[:250] % 3
-    table = pd.crosstab(a, b)
-    assert ari_from_table(table) == pytest.approx(adjusted_rand_score(a, b))
-
-
-def test_matching_keeps_ids_of_the_same_groups() -> None:
-    overlap = pd.DataFrame([[0, 90, 0], [100, 0, 0], [0, 5, 3]], index=[0, 1, 2],
-                           columns=[7, 8, 9])
-    mapping = match_segment_ids(overlap, {0: 95, 1: 100, 2: 8}, {7: 100, 8: 95, 9: 50},
-                                next_id=10)
-    assert mapping[1] == 7 and mapping[0] == 8 and mapping[2] == 10
 
 
 def test_kneedle_and_gap_rule() -> None:

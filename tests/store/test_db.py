@@ -1,0 +1,118 @@
+"""Opening a workspace's database: tables, spool, shared engine, and creating a workspace."""
+
+from __future__ import annotations
+
+import stat
+import threading
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from tribes.config import CONFIG_FILE, DEFAULT_TOML
+from tribes.engine.backend import DB_FILE
+from tribes.engine.io import spool_dir
+from tribes.privacy import audit
+from tribes.store.db import holds_shared_engine, init_workspace, open_engine, shared_engine
+from tribes.store.tables import SCHEMAS
+from tribes.workspace import SECRET_FILE, Workspace
+
+
+def _spool_file(ws: Workspace) -> Path:
+    path = spool_dir(ws.path) / "spool-crashed.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"raw values of a crashed batch")
+    return path
+
+
+def _drop(ws: Workspace, table: str) -> None:
+    with open_engine(ws) as engine:
+        engine.con.drop_table(table)
+
+
+def test_init_workspace_writes_config_secret_database_and_audit(tmp_path: Path) -> None:
+    ws = init_workspace(tmp_path / "shop")
+    assert (ws.path / CONFIG_FILE).read_text(encoding="utf-8") == DEFAULT_TOML
+    key = ws.path / SECRET_FILE
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert len(key.read_text(encoding="utf-8").strip()) == 64
+    assert (ws.path / DB_FILE).exists()
+    with open_engine(ws, read_only=True) as engine:
+        assert set(SCHEMAS) <= set(engine.list_tables())
+    recs = audit.read(ws.path)
+    assert [(r["action"], r["target"]) for r in recs] == [("init", "shop")]
+    assert audit.verify(ws.path, ws.secret()).ok
+
+
+def test_init_workspace_again_keeps_the_key_and_config(tmp_path: Path) -> None:
+    ws = init_workspace(tmp_path / "shop")
+    key = (ws.path / SECRET_FILE).read_text(encoding="utf-8")
+    (ws.path / CONFIG_FILE).write_text('[prep]\nsession_timeout = "1h"\n', encoding="utf-8")
+    again = init_workspace(ws.path)
+    assert (ws.path / SECRET_FILE).read_text(encoding="utf-8") == key
+    assert again.config.prep.session_timeout == "1h"
+    forced = init_workspace(ws.path, force=True)
+    assert forced.config.prep.session_timeout == "30m"
+    assert (ws.path / SECRET_FILE).read_text(encoding="utf-8") == key
+    assert [r["action"] for r in audit.read(ws.path)] == ["init"] * 3
+
+
+def test_writer_creates_missing_tables_and_clears_the_spool(ws: Workspace) -> None:
+    _drop(ws, "alerts")
+    spooled = _spool_file(ws)
+    with open_engine(ws) as engine:
+        assert engine.has_table("alerts")
+        assert engine.auditor is not None
+    assert not spooled.exists()
+
+
+def test_read_only_open_writes_nothing(ws: Workspace) -> None:
+    _drop(ws, "alerts")
+    spooled = _spool_file(ws)
+    log = (ws.path / audit.LOG_FILE).read_bytes()
+    db = (ws.path / DB_FILE).read_bytes()
+    with open_engine(ws, read_only=True) as engine:
+        assert not engine.has_table("alerts")
+        assert engine.execute(engine.table("events").count()) == 0
+        with pytest.raises(duckdb.Error, match="read-only"):
+            engine.create_empty("alerts", SCHEMAS["alerts"])
+    assert spooled.exists()
+    assert (ws.path / audit.LOG_FILE).read_bytes() == log
+    assert (ws.path / DB_FILE).read_bytes() == db
+
+
+def test_shared_engine_is_handed_to_every_open_engine_block(ws: Workspace) -> None:
+    assert not holds_shared_engine(ws)
+    with shared_engine(ws) as shared:
+        assert holds_shared_engine(ws)
+        # the same workspace through another spelling of its path
+        alias = Workspace(path=ws.path / ".." / ws.path.name, config=ws.config)
+        assert holds_shared_engine(alias)
+        with open_engine(ws) as a, open_engine(alias, read_only=True) as b:
+            assert a is shared and b is shared
+        with open_engine(ws):
+            pass
+        assert shared.execute(shared.table("events").count()) == 0  # still open
+    assert not holds_shared_engine(ws)
+    with open_engine(ws) as own:
+        assert own is not shared
+
+
+def test_shared_engine_serializes_the_blocks(ws: Workspace) -> None:
+    inside, order = threading.Event(), []
+
+    def other() -> None:
+        inside.wait()
+        with open_engine(ws):
+            order.append("other")
+
+    with shared_engine(ws):
+        t = threading.Thread(target=other)
+        with open_engine(ws):
+            t.start()
+            inside.set()
+            t.join(timeout=0.3)
+            order.append("first")
+        t.join(timeout=10)
+    assert order == ["first", "other"]
+
