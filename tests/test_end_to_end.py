@@ -12,6 +12,8 @@ from tribes.privacy.pseudonymize import pseudonym
 from tribes.synth import SynthConfig, generate
 from tribes.workspace import open_workspace
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def synth_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:

@@ -15,8 +15,11 @@ import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 from .conftest import require_spark
+
+pytestmark = pytest.mark.slow
 
 LIMIT_BYTES = 1 << 20
 LIMIT_TOML = """

@@ -18,6 +18,8 @@ from tribes.workspace import open_workspace
 
 from .conftest import Built
 
+pytestmark = pytest.mark.slow
+
 # when and under which random id a row was written: never the same twice
 LINEAGE = {"batch_id", "ingested_at", "quarantined_at", "started_at", "finished_at",
            "refreshed_at", "activated_at", "created_at", "computed_at", "events_loaded_at",

@@ -65,6 +65,7 @@ def test_broadcasts_stay_under_the_driver_result_limit() -> None:
     assert key not in fit_broadcasts({})
 
 
+@pytest.mark.slow
 def test_stored_as_parquet_directories(sws: Workspace, tmp_path: Path) -> None:
     (tmp_path / "good.csv").write_text(GOOD, encoding="utf-8")
     s = ingest(sws, [str(tmp_path / "good.csv")], IngestOptions(source="web", now=NOW))
@@ -75,6 +76,7 @@ def test_stored_as_parquet_directories(sws: Workspace, tmp_path: Path) -> None:
 
 
 # after every table of the batch was written: the journal must take all of it back
+@pytest.mark.slow
 @pytest.mark.parametrize("step", ["recorded"])
 def test_error_mid_batch_leaves_warehouse_unchanged(sws: Workspace, tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch,
@@ -93,6 +95,7 @@ def test_error_mid_batch_leaves_warehouse_unchanged(sws: Workspace, tmp_path: Pa
     assert s.loaded == 50 and s.quarantined == {"E_TS_PARSE": 1}
 
 
+@pytest.mark.slow
 def test_killed_batch_is_rolled_back_at_next_open(sws: Workspace, tmp_path: Path) -> None:
     (tmp_path / "good.csv").write_text(GOOD, encoding="utf-8")
     (tmp_path / "e.csv").write_text(TEXT, encoding="utf-8")
