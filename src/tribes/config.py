@@ -116,46 +116,33 @@ class PrepConfig(_Section):
         return v
 
 
-ENGAGEMENT_INPUTS = ("sessions_per_week", "events_per_session", "distinct_categories",
-                     "recency_days")
-COMPOSITE_DEFAULT = ["recency_days", "tenure_days", "frequency", "monetary", "n_events",
-                     "n_sessions", "sessions_per_week", "events_per_session",
-                     "avg_session_duration_s", "distinct_categories"]
-
-
 class FeaturesConfig(_Section):
-    engagement_weights: dict[str, float] = Field(
-        default_factory=lambda: dict.fromkeys(ENGAGEMENT_INPUTS, 0.25)
-    )
-    composite: list[str] = Field(default_factory=lambda: list(COMPOSITE_DEFAULT))
+    # None: the standard inputs and weights (tribes.features.definitions)
+    engagement_weights: dict[str, float] | None = None
+    composite: list[str] | None = None
     sample_size: int = Field(200_000, ge=100, description="customers the PCA is fitted on")
     mix_values: int = Field(8, ge=1, description="channel/device values with a share column")
 
     @field_validator("engagement_weights")
     @classmethod
-    def _check_weights(cls, v: dict[str, float]) -> dict[str, float]:
-        unknown = sorted(set(v) - set(ENGAGEMENT_INPUTS))
-        if unknown:
-            raise ValueError(f"unknown inputs {unknown}; use {list(ENGAGEMENT_INPUTS)}")
+    def _check_weights(cls, v: dict[str, float] | None) -> dict[str, float] | None:
+        if v is None:
+            return v
         if any(w < 0 for w in v.values()) or sum(v.values()) <= 0:
             raise ValueError("weights must be non-negative with a positive sum")
         return v
 
     @field_validator("composite")
     @classmethod
-    def _check_composite(cls, v: list[str]) -> list[str]:
-        if len(v) < 2:
+    def _check_composite(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and len(v) < 2:
             raise ValueError("the composite index needs at least two features")
         return v
 
 
-SEGMENT_FEATURES = ["recency_days", "tenure_days", "frequency", "monetary", "aov",
-                    "sessions_per_week", "events_per_session", "avg_session_duration_s",
-                    "distinct_categories", "cart_abandonment_rate", "support_contacts"]
-
-
 class SegmentConfig(_Section):
-    features: list[str] = Field(default_factory=lambda: list(SEGMENT_FEATURES))
+    # None: the standard feature set (tribes.features.definitions)
+    features: list[str] | None = None
     scaler: Literal["standard", "minmax", "robust"] = "standard"
     impute: Literal["median", "mean", "zero"] = "median"
     # None = the built-in list of skewed money/count features
@@ -482,15 +469,14 @@ part_events = 10000000       # order at most ~this many events at once (bounded 
 sample_size = 200000      # customers the composite-index PCA is fitted on (a sample beyond)
 mix_values = 8            # most frequent channel/device values that get a share column
 # inputs of the composite index (first principal component of these, standardized)
-composite = ["recency_days", "tenure_days", "frequency", "monetary", "n_events", "n_sessions",
-             "sessions_per_week", "events_per_session", "avg_session_duration_s",
-             "distinct_categories"]
-
-[features.engagement_weights]   # engagement_score = 100 x weighted sum of min-max scaled inputs
-sessions_per_week = 0.25
-events_per_session = 0.25
-distinct_categories = 0.25
-recency_days = 0.25       # enters as 1 - scaled recency
+# composite = ["recency_days", "tenure_days", "frequency", "monetary", "n_events",
+#              "n_sessions", "sessions_per_week", "events_per_session",
+#              "avg_session_duration_s", "distinct_categories"]
+# [features.engagement_weights] # engagement_score = 100 x weighted sum of min-max scaled inputs
+# sessions_per_week = 0.25
+# events_per_session = 0.25
+# distinct_categories = 0.25
+# recency_days = 0.25     # enters as 1 - scaled recency
 
 [segment]
 # the features clustered (--features overrides); default: these 11 behavioral features

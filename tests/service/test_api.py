@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fastapi.testclient import TestClient
 
+from tribes.features.definitions import segment_features
 from tribes.privacy import audit
 from tribes.privacy.keys import create_key, revoke_key
 from tribes.privacy.pseudonymize import pseudonym
@@ -335,5 +336,6 @@ def test_last_drift_check_for_viewers(client: TestClient, service_ws: Built) -> 
     ws = open_workspace(service_ws.path)
     got = client.get("/v1/monitor", headers=h).json()  # the workspace's tribes monitor
     assert got["available"] and got["version"] == 2
-    assert {f["feature"] for f in got["features"]} == set(ws.config.segment.features)
+    wanted = segment_features(ws.config.segment.features)
+    assert {f["feature"] for f in got["features"]} == set(wanted)
     assert all(f["psi"] == pytest.approx(0.0, abs=1e-9) for f in got["features"])

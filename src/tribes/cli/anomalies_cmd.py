@@ -8,6 +8,7 @@ import typer
 
 from tribes.analysis.outliers import METHODS, find_outliers
 from tribes.cli.common import JsonOpt, Output, state
+from tribes.features.definitions import segment_features
 from tribes.store.db import open_engine
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich",
@@ -38,7 +39,7 @@ def customers(
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     feats = ([f.strip() for f in features.split(",") if f.strip()] if features
-             else list(ws.config.segment.features))
+             else segment_features(ws.config.segment.features))
     with open_engine(ws, read_only=True) as engine, out.progress("looking for outliers"):
         res = find_outliers(engine, feats, method=method, contamination=contamination,
                             sample_size=ws.config.segment.sample_size,

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from tribes.cli.common import JsonOpt, Output, state
+from tribes.features.definitions import segment_features
 from tribes.models.run import (
     METHODS,
     SegmentReport,
@@ -184,7 +185,7 @@ def compare(
         campaign = None
         if assignments is not None:
             campaign = _campaign(ws, engine, assignments, metric, window,
-                                 feats or list(ws.config.segment.features))
+                                 feats or segment_features(ws.config.segment.features))
         rows = compare_methods(ws, engine, methods, k=k, features=feats, progress=task.step,
                                campaign=campaign)
     out.result({"methods": rows})

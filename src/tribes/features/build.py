@@ -16,7 +16,7 @@ import ibis
 import ibis.expr.types as ir
 
 from tribes.engine.functions import micros_between
-from tribes.features.definitions import OTHER, RFM_GRID
+from tribes.features.definitions import OTHER, RFM_GRID, engagement_weights
 from tribes.prep.sessions import mark_session_starts, number_sessions
 from tribes.prep.stitch import ANON_PREFIX
 from tribes.store.keyed import keyed_events
@@ -193,10 +193,14 @@ def rfm_label_expr(r: ir.IntegerValue, f: ir.IntegerValue) -> ir.StringValue:
     )
 
 
-def scored_features(base: ir.Table, weights: Mapping[str, float]) -> ir.Table:
-    """Add engagement_score and the RFM scores and label (whole-table windows over ``base``)."""
-    total = sum(weights.values())
-    w = {k: v / total for k, v in weights.items()}
+def scored_features(base: ir.Table, weights: Mapping[str, float] | None) -> ir.Table:
+    """Add engagement_score and the RFM scores and label (whole-table windows over ``base``).
+
+    ``weights`` of the engagement inputs: ``[features.engagement_weights]``, None = equal.
+    """
+    chosen = engagement_weights(weights)
+    total = sum(chosen.values())
+    w = {k: v / total for k, v in chosen.items()}
     engagement = (
         w.get("sessions_per_week", 0) * _scaled(base.sessions_per_week)
         + w.get("events_per_session", 0) * _scaled(base.events_per_session)

@@ -1,12 +1,16 @@
 """Every customer feature: its definition and what a null means (DESIGN §5).
 
 This table is the one place the definitions are written down; ``features describe``, the
-report and the docs read it.
+report and the docs read it. So are the standard feature sets: what the engagement score,
+the composite index and segmentation use when ``tribes.toml`` does not choose.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+from tribes.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,41 @@ FEATURES: tuple[FeatureDef, ...] = (
 )
 
 BY_NAME = {f.name: f for f in FEATURES}
+
+# the inputs of engagement_score ([features.engagement_weights] weighs them; recency enters
+# as 1 - scaled recency_days)
+ENGAGEMENT_INPUTS = ("sessions_per_week", "events_per_session", "distinct_categories",
+                     "recency_days")
+# the inputs of composite_index unless [features] composite chooses
+COMPOSITE_DEFAULT = ("recency_days", "tenure_days", "frequency", "monetary", "n_events",
+                     "n_sessions", "sessions_per_week", "events_per_session",
+                     "avg_session_duration_s", "distinct_categories")
+# the features segmented on unless [segment] features (or --features) chooses
+SEGMENT_FEATURES = ("recency_days", "tenure_days", "frequency", "monetary", "aov",
+                    "sessions_per_week", "events_per_session", "avg_session_duration_s",
+                    "distinct_categories", "cart_abandonment_rate", "support_contacts")
+
+
+def engagement_weights(weights: Mapping[str, float] | None) -> dict[str, float]:
+    """The weights of the engagement score's inputs: ``weights`` (checked), or equal ones
+    when ``tribes.toml`` sets none."""
+    if weights is None:
+        return dict.fromkeys(ENGAGEMENT_INPUTS, 0.25)
+    unknown = sorted(set(weights) - set(ENGAGEMENT_INPUTS))
+    if unknown:
+        raise ConfigError(f"[features.engagement_weights] names unknown inputs {unknown}; "
+                          f"use {', '.join(ENGAGEMENT_INPUTS)}")
+    return dict(weights)
+
+
+def composite_features(chosen: Sequence[str] | None) -> list[str]:
+    """The composite index's inputs: ``chosen``, else the standard ones."""
+    return list(COMPOSITE_DEFAULT if chosen is None else chosen)
+
+
+def segment_features(chosen: Sequence[str] | None) -> list[str]:
+    """The features segmented on: ``chosen``, else the standard ones."""
+    return list(SEGMENT_FEATURES if chosen is None else chosen)
 
 CHANNEL_PREFIX = "channel_share_"
 DEVICE_PREFIX = "device_share_"

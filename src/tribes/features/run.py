@@ -23,7 +23,13 @@ from tribes.features.build import (
     scored_features,
 )
 from tribes.features.composite import Composite, fit_composite
-from tribes.features.definitions import CHANNEL_PREFIX, DEVICE_PREFIX, FEATURES
+from tribes.features.definitions import (
+    CHANNEL_PREFIX,
+    DEVICE_PREFIX,
+    FEATURES,
+    composite_features,
+    engagement_weights,
+)
 from tribes.prep.run import last_prep, prep_params, run_prep
 from tribes.prep.sessions import parts
 from tribes.privacy.consent import consent_filter
@@ -140,7 +146,7 @@ def run_features(
                 f"'{settings.consent_mode}'); nothing to compute",
                 code="E_NO_CONSENT")
         say("fitting the composite index")
-        composite = _fit(engine, scored, cfg.composite, cfg.sample_size)
+        composite = _fit(engine, scored, composite_features(cfg.composite), cfg.sample_size)
         final = scored.mutate(composite_index=composite.expr(scored), as_of=as_of_lit)
         final = final.select(*_column_order(final.columns))
         run_id = new_run_id(STAGE, started)
@@ -195,9 +201,12 @@ def _column_order(columns: list[str]) -> list[str]:
 def features_params(settings: RunSettings, as_of: datetime, config: dict[str, Any]
                     ) -> dict[str, Any]:
     """The parameters a features run is stored with (and compared by, in ``tribes run``):
-    the normalized session timeout, so ``30m`` and ``1800s`` are one setting."""
+    the normalized session timeout, so ``30m`` and ``1800s`` are one setting, and the
+    feature sets ``[features]`` leaves to the defaults spelled out, as they were used."""
+    used = {"composite": composite_features(config.get("composite")),
+            "engagement_weights": engagement_weights(config.get("engagement_weights"))}
     return {"as_of": as_of.isoformat(), "session_timeout": settings.timeout_text,
-            "consent_mode": settings.consent_mode, **config}
+            "consent_mode": settings.consent_mode, **config, **used}
 
 
 def last_features(engine: Engine) -> dict[str, Any] | None:

@@ -21,7 +21,7 @@ from tribes.config import SegmentConfig, parse_k_range
 from tribes.engine import Engine
 from tribes.engine.functions import md5_hex
 from tribes.errors import InputError
-from tribes.features.definitions import RFM_GRID
+from tribes.features.definitions import RFM_GRID, segment_features
 from tribes.features.run import TABLE as FEATURES_TABLE
 from tribes.features.run import last_features
 from tribes.models.assign import relabel
@@ -109,7 +109,7 @@ def prepare(ws: Workspace, engine: Engine, cfg: SegmentConfig, method: str,
         raise InputError("no customer features yet; build them with: tribes features",
                          code="E_NO_FEATURES")
     t = engine.table(FEATURES_TABLE)
-    feats = list(features or cfg.features) if method != "rfm" else RFM_FEATURES
+    feats = list(features or segment_features(cfg.features)) if method != "rfm" else RFM_FEATURES
     unknown = [f for f in feats if f not in t.columns]
     if unknown:
         available = ", ".join(c for c in t.columns if c not in ("customer_key", "as_of"))
@@ -344,7 +344,8 @@ def _store(engine: Engine, assigned: ir.Table, *, method: str, k: int, feats: li
         engine.insert("segment_assignments", rows.cast(SEGMENT_ASSIGNMENTS))
         run = {
             "version": version, "created_at": datetime.now(UTC), "method": method, "k": k,
-            "params": json.dumps(cfg.model_dump()), "features": json.dumps(feats),
+            "params": json.dumps({**cfg.model_dump(), "features": segment_features(cfg.features)}),
+            "features": json.dumps(feats),
             "transform": json.dumps(transform), "model": json.dumps(
                 {**model, "labels_to_segments": {str(a): b for a, b in mapping.items()}}),
             "metrics": json.dumps(metrics), "snapshot": json.dumps(snapshot),

@@ -7,6 +7,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from tribes.engine.functions import md5_hex
+from tribes.features.definitions import segment_features
 from tribes.report.context import ReportContext, empty, esc, table
 from tribes.report.sections import section
 
@@ -22,7 +23,7 @@ def anomalies(ctx: ReportContext) -> str:
     if not e.has_table("customer_features"):
         return empty("no customer features yet; run tribes features")
     t = e.table("customer_features")
-    feats = [f for f in ctx.ws.config.segment.features if f in t.columns]
+    feats = [f for f in segment_features(ctx.ws.config.segment.features) if f in t.columns]
     if int(e.scalar(t.count())) < 10 or len(feats) < 2:
         return empty("fewer than 10 customers")
     res = find_outliers(e, feats, sample_size=ctx.ws.config.segment.sample_size)
