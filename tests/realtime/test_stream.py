@@ -324,3 +324,79 @@ def test_overdue_timers_beyond_the_read_limit_still_fire(rt_ws: Path, redis_url:
     consume(rt_ws, redis_url, idle=2.0)
     fired = {t.customer_key for t in triggers(r) if t.kind == "trigger.abandoned_cart"}
     assert len(fired) == 40
+
+
+def _consumers(r: Any) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in r.xinfo_consumers("events", "tribes")}
+
+
+def test_two_consumers_one_killed_the_other_claims_its_messages(
+        rt_ws: Path, redis_url: str, redis_server: RedisServer) -> None:
+    """Two consumers share the group; one is killed (SIGKILL) with messages pending. The
+    other claims them (claim_idle): every event applied and landed exactly once, no
+    trigger twice, nothing left pending."""
+    from tribes.privacy.pseudonymize import pseudonym
+
+    configure(rt_ws, "batch = 1000", "batch = 200")
+    configure(rt_ws, 'claim_idle = "60s"', 'claim_idle = "1s"')
+    configure(rt_ws, 'flush_every = "30s"', 'flush_every = "1s"')
+    r = redis_server.client()
+    r.xgroup_create("events", "tribes", id="0", mkstream=True)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+    def start(name: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "tribes", "-q", "-w", str(rt_ws), "stream", "--redis",
+             redis_url, "--consumer", name, "--idle-exit", "4", "--json"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    victim, survivor = start("victim"), start("survivor")
+    try:
+        deadline = time.monotonic() + 60
+        while len(_consumers(r)) < 2:  # both reading: the backlog is shared from the start
+            assert time.monotonic() < deadline, "the consumers did not start"
+            assert victim.poll() is None and survivor.poll() is None
+            time.sleep(0.02)
+        events = _workload()
+        push(r, events)
+        while True:
+            info = {g["name"]: g for g in r.xinfo_groups("events")}["tribes"]
+            pending = _consumers(r)["victim"]["pending"]
+            if int(info["entries-read"] or 0) >= len(events) // 3 and pending:
+                break
+            assert time.monotonic() < deadline, "the victim never held messages"
+            assert int(info["entries-read"] or 0) < len(events), "killed too late"
+            time.sleep(0.005)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=30)
+        left = _consumers(r)["victim"]["pending"]
+        assert left > 0  # messages read, not acknowledged: the survivor must claim them
+        out, err = survivor.communicate(timeout=120)
+        assert survivor.returncode == 0, err.decode()[-3000:]
+    finally:
+        for p in (victim, survivor):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    stats = json.loads(out)
+    assert stats["claimed"] >= left
+    assert r.xpending("events", "tribes")["pending"] == 0
+    # every event applied exactly once: in the seen set, and counted once in its
+    # customer's state (the workload's customers are new: every event counts)
+    day = r.keys("tribes:seen:*")
+    ids = [e["event_id"] for e in events]
+    assert sum(r.smismember(day[0], ids)) == len(ids) and len(day) == 1
+    ws = open_workspace(rt_ws)
+    c = Consumer(ws, redis_url=redis_url, consumer="probe", sink=False)
+    per_customer: dict[str, int] = {}
+    for e in events:
+        per_customer[e["user_id"]] = per_customer.get(e["user_id"], 0) + 1
+    counted = {u: int(c.store.state(pseudonym(u, ws.secret()))["ne"])  # type: ignore[index]
+               for u in per_customer}
+    c.close()
+    assert counted == per_customer
+    got = triggers(r)
+    ids_out = [t.trigger_id for t in got]
+    assert len(ids_out) == len(set(ids_out)), "a trigger was delivered twice"
+    assert len([t for t in got if t.kind == "trigger.abandoned_cart"]) > 20
+    assert stream_events(rt_ws) == len(events)  # the victim's spool landed too, once

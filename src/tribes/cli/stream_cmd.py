@@ -92,7 +92,8 @@ def stream(
     if c.sink is not None:
         result["landed"] = {"loaded": c.sink.loaded, "duplicates": c.sink.duplicates,
                             "quarantined": c.sink.quarantined,
-                            "pending_files": c.sink.pending()}
+                            "pending_files": c.sink.pending(),
+                            "adopted_files": c.sink.adopted}
     out.result(result)
     out.print(f"{stats.messages:,} messages: {stats.events:,} events, "
               f"{sum(stats.rejected.values()):,} rejected, {stats.duplicates:,} repeats; "

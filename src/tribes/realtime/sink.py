@@ -6,7 +6,8 @@ Spool files are closed every ``flush_every`` or ``flush_events`` and ingested by
 normal ingest (same checks, quarantine, dedupe on event_id: a message spooled twice loads
 once), in a child process (so that the consumer keeps its core; inside ``tribes serve``,
 which holds the database, on a thread instead); a file is deleted only after its ingest
-committed. Files left by a stopped consumer are ingested when the next one starts.
+committed. Files left by a stopped (killed) consumer are taken over by any running
+consumer of the workspace within ``flush_every``, or by the next one that starts.
 """
 
 from __future__ import annotations
@@ -64,15 +65,10 @@ class Sink:
             if _unlocked(f):
                 f.unlink(missing_ok=True)
         self._ready: list[Path] = []
-        for f in sorted(self.dir.glob("closed-*.jsonl")) + sorted(self.dir.glob("open-*.jsonl")):
-            fh = _take(f)
-            if fh is None:
-                continue  # a live consumer's
-            if f.name.startswith("open-"):
-                f = self._close_name(f)
-            self._held[f] = fh
-            self._ready.append(f)
         self._lock = threading.Condition()
+        self._adopted_at = time.monotonic()
+        self.adopted = 0
+        self.adopt()
         self._stop = False
         self.loaded = self.quarantined = self.duplicates = 0
         self.errors: list[str] = []
@@ -116,8 +112,35 @@ class Sink:
             self.rotate()
 
     def tick(self) -> None:
-        if self._fh is not None and time.monotonic() - self._opened >= self.every:
+        now = time.monotonic()
+        if self._fh is not None and now - self._opened >= self.every:
             self.rotate()
+        if now - self._adopted_at >= self.every:
+            self.adopt()
+
+    def adopt(self) -> int:
+        """Take over the spool files no running process holds (those of a consumer that
+        was killed): they land with this consumer's own. Returns how many."""
+        self._adopted_at = time.monotonic()
+        taken = []
+        for f in sorted(self.dir.glob("closed-*.jsonl")) + sorted(self.dir.glob("open-*.jsonl")):
+            if f.name.endswith(".mapped.jsonl") or f in self._held or f == self._path:
+                continue
+            fh = _take(f)
+            if fh is None:
+                continue  # a live consumer's
+            if f.name.startswith("open-"):
+                f = self._close_name(f)
+            self._held[f] = fh
+            taken.append(f)
+        if taken:
+            self.adopted += len(taken)
+            log.info("stream sink: took over %d spool file(s) of a stopped consumer",
+                     len(taken))
+            with self._lock:
+                self._ready.extend(taken)
+                self._lock.notify()
+        return len(taken)
 
     def rotate(self) -> None:
         if self._fh is None or self._path is None:
@@ -210,8 +233,10 @@ class Sink:
         return dict(answer)
 
     def close(self, timeout: float = 120.0) -> None:
-        """Close the open spool and wait until everything is ingested (or ``timeout``)."""
+        """Close the open spool and wait until everything is ingested (or ``timeout``),
+        with the spools of stopped consumers found meanwhile."""
         self.rotate()
+        self.adopt()
         self._syncer.shutdown(wait=True)
         deadline = time.monotonic() + timeout
         while self.pending() and time.monotonic() < deadline and self._thread.is_alive():
@@ -238,13 +263,17 @@ def _line(record: dict[str, Any] | str) -> str:
 
 def _take(f: Path) -> Any:
     """The file, opened and locked, when no other process holds it; else None."""
-    try:
-        fh = open(f, "a", encoding="utf-8")  # noqa: SIM115 (held until landed)
+    try:  # never created here: a file that is gone has landed
+        fd = os.open(f, os.O_WRONLY | os.O_APPEND)
     except FileNotFoundError:
         return None
+    fh = os.fdopen(fd, "a", encoding="utf-8")
     try:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # its owner may have landed, deleted and released it since it was opened
+        if os.fstat(fd).st_ino != os.stat(f).st_ino:
+            raise FileNotFoundError(f)
+    except (BlockingIOError, FileNotFoundError):
         fh.close()
         return None
     return fh
