@@ -74,3 +74,13 @@ def test_parse_bool_spellings() -> None:
 def test_as_text_null_markers_and_spaces() -> None:
     got = _run(["  a  ", "", "NULL", "n/a", "undefined", "-", "nullable"], as_text)
     assert got == ["a", None, None, None, None, None, "nullable"]
+
+
+def test_parse_float_decimal_marks() -> None:
+    values = ["12.5", "1,234.50", "12,50", "1.234,50", "1.234", "12,5 €", "-3,25",
+              "1\u00a0234,5", "1,2,3"]
+    point = _run(values, lambda v: finite(parse_float(as_text(v))))
+    comma = _run(values, lambda v: finite(parse_float(as_text(v), decimal=",")))
+    # with a decimal point a comma only groups thousands: 12,50 is not a number
+    assert point == [12.5, 1234.5, None, None, 1.234, None, None, None, None]
+    assert comma == [12.5, None, 12.5, 1234.5, 1234.0, 12.5, -3.25, 1234.5, None]

@@ -90,13 +90,29 @@ def _from_epoch(number: ir.FloatingValue) -> ir.TimestampValue:
                       else_=ibis.null(UTC))
 
 
-def parse_float(value: ir.Value) -> ir.FloatingValue:
-    """A finite float; text may carry currency symbols, spaces and thousands commas."""
+# spaces (also the no-break ones of French thousands) and currency symbols around numbers
+_NOISE = "[\\s\u00a0\u202f$€£¥]"
+_GROUPS = {".": r"^[+-]?\d{1,3}(,\d{3})+(\.\d*)?$", ",": r"^[+-]?\d{1,3}(\.\d{3})+(,\d*)?$"}
+
+
+def parse_float(value: ir.Value, *, decimal: str = ".") -> ir.FloatingValue:
+    """A float from a number, or from text that may carry currency symbols, spaces and
+    thousands separators.
+
+    ``decimal`` is the decimal mark of the text: with ``"."``, ``1,234.50`` is 1234.5 and
+    ``12,50`` is not a number (a comma only groups thousands); with ``","``, ``12,50`` is
+    12.5, ``1.234,50`` is 1234.5 and ``12.5`` is still 12.5.
+    """
     if value.type().is_numeric():
         return value.cast("float64")
-    return value.try_cast("float64").coalesce(
-        value.re_replace(r"[\s$€£¥,]", "").try_cast("float64")
-    )
+    clean = value.re_replace(_NOISE, "")
+    grouped = clean.re_search(_GROUPS[decimal])
+    if decimal == ",":
+        text = ibis.cases((grouped, clean.replace(".", "")), else_=clean).replace(",", ".")
+        return text.try_cast("float64")
+    text = ibis.cases((grouped, clean.replace(",", "")),
+                      (clean.contains(","), ibis.null("string")), else_=clean)
+    return value.try_cast("float64").coalesce(text.try_cast("float64"))
 
 
 def finite(number: ir.FloatingValue) -> ir.FloatingValue:

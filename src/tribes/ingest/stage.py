@@ -37,6 +37,7 @@ class StageOptions:
     future_limit: datetime
     min_ts: datetime
     key: bytes
+    decimal: str = "."  # decimal mark of numbers written as text
 
 
 def bad_column(name: str) -> str:
@@ -112,7 +113,7 @@ def build_stage(read: ReadResult, spec: KindSpec, mapping: ColumnMapping,
             elif f.kind == "bool":
                 l2[f.name] = parse_bool(value)
             else:
-                l2[_num_col(f.name)] = parse_float(value)
+                l2[_num_col(f.name)] = parse_float(value, decimal=opts.decimal)
     t2 = t1.select(**l2).view()
 
     # layer 3: numbers checked, unparseable values kept as text for the messages
