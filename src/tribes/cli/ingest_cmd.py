@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from tribes.cli.common import JsonOpt, Output, state
 from tribes.ingest import IngestOptions
@@ -16,7 +17,8 @@ from tribes.ops.ingest import ingest_checked
 def ingest_command(
     ctx: typer.Context,
     inputs: Annotated[list[str], typer.Argument(
-        help="Files, globs or directories (csv, parquet, jsonl; .gz allowed).")],
+        help="Files, globs or directories (csv/tsv/txt, parquet, jsonl; .gz or .zst "
+        "compressed allowed).")],
     kind: Annotated[str, typer.Option(
         "--kind", "-k", help="events, customers (profiles) or consents.")] = "events",
     source: Annotated[str | None, typer.Option(
@@ -38,13 +40,23 @@ def ingest_command(
         "--format", help="csv, parquet or jsonl when the file name does not tell.",
         show_default=False)] = None,
     delimiter: Annotated[str | None, typer.Option(
-        "--delimiter", help="CSV delimiter, or 'whitespace' for fields separated by runs of "
-        "blanks (default: sniffed).", show_default=False)] = None,
+        "--delimiter", help="Field delimiter of text files: one character (',' ';' '|'), "
+        "'tab', or 'whitespace' for fields separated by runs of blanks, as in fixed-width "
+        "exports (default: sniffed).", show_default=False)] = None,
     encoding: Annotated[str | None, typer.Option(
-        "--encoding", help="utf-8, utf-16 or latin-1 (default: sniffed).",
+        "--encoding", help="utf-8, utf-16 or latin-1 (read as Windows-1252) (default: "
+        "sniffed; a file that starts in plain ASCII and turns out not to be UTF-8 is read "
+        "as latin-1).", show_default=False)] = None,
+    header: Annotated[bool | None, typer.Option(
+        "--header/--no-header", help="Whether the first line of text files holds column "
+        "names; without one, columns are column0, column1... (default: sniffed: no header "
+        "when the first line holds numbers or dates like the lines below it).",
         show_default=False)] = None,
-    no_header: Annotated[bool, typer.Option(
-        "--no-header", help="CSV has no header line (columns are column0, column1...).")] = False,
+    decimal: Annotated[str | None, typer.Option(
+        "--decimal", help="Decimal mark of numbers written as text: '.' (1,234.50) or ',' "
+        "(1.234,50 as written in much of Europe). Default: sniffed, ',' only for files "
+        "not delimited by commas whose numbers all use a decimal comma.",
+        show_default=False)] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Validate, pseudonymize, deduplicate and load files as one batch.
@@ -61,17 +73,24 @@ def ingest_command(
       --map ts=sold_at,customer_id=member_no
 
       tribes -w shop ingest data/customers.csv --kind customers
+
+      tribes -w shop ingest export.csv --delimiter ';' --decimal , --encoding latin-1
+
+      tribes -w shop ingest CDNOW_master.txt --no-header --event-type purchase
+      --ts-format %Y%m%d --map customer_id=column0,ts=column1,quantity=column2,amount=column3
     """
     out = Output(ctx, json_out)
     if kind not in KINDS:
         raise typer.BadParameter(f"use one of {', '.join(KINDS)}", param_hint="--kind")
     if fmt is not None and fmt not in ("csv", "parquet", "jsonl"):
         raise typer.BadParameter("use csv, parquet or jsonl", param_hint="--format")
+    if decimal is not None and decimal not in (".", ","):
+        raise typer.BadParameter("use '.' or ','", param_hint="--decimal")
     ws = state(ctx).open()
     opts = IngestOptions(
         kind=kind, source=source, mapping=parse_map_option(map_), event_type=event_type,
         ts_format=ts_format, tz=tz, fmt=fmt, delimiter=delimiter, encoding=encoding,
-        header=not no_header,
+        header=header, decimal=decimal,
     )
     with out.progress(f"ingesting {kind}") as task:
         checked = ingest_checked(ws, inputs, opts, progress=task.step)
@@ -80,6 +99,10 @@ def ingest_command(
     result["quarantined_total"] = summary.n_quarantined
     out.result(result)
     out.table("Column mapping", ["target", "source column"], list(summary.mapping.items()))
+    if summary.read:
+        out.print(escape(_read_line(summary.read)))
+    for note in summary.read.get("notes", []):
+        out.print(f"[yellow]note:[/yellow] {escape(note)}")
     out.print(
         f"batch [bold]{summary.batch_id}[/bold]: {summary.rows_read:,} rows read from "
         f"{len(summary.files)} file(s) in {summary.seconds:.1f}s -> "
@@ -99,6 +122,16 @@ def ingest_command(
         out.print(f"[{color}]alert #{a['alert_id']} ({a['kind']}):[/{color}] {a['message']}")
     if summary.alerts:
         out.print("Data-quality alerts: tribes alerts list; close one with tribes alerts ack ID")
+
+
+def _read_line(read: dict[str, Any]) -> str:
+    """How text files were read, e.g. ``read as: delimiter ';', encoding latin-1, header
+    yes, decimal ',' (sniffed: ...)``, so a wrong guess is seen and can be overridden."""
+    parts = [f"delimiter '{read['delimiter']}'", f"encoding {read['encoding']}",
+             f"header {'yes' if read['header'] else 'no'}", f"decimal '{read['decimal']}'"]
+    sniffed = read.get("sniffed") or []
+    tail = f" (sniffed: {', '.join(sniffed)})" if sniffed else ""
+    return "read as: " + ", ".join(parts) + tail
 
 
 def register(app: typer.Typer) -> None:

@@ -1,13 +1,15 @@
 """Reading source files into Ibis tables and writing tables to files.
 
 Readers never fail on a bad row: CSV rows that do not fit the layout and JSON lines that
-do not parse are reported back as *malformed* so ingest can quarantine them.
+do not parse are reported back as *malformed* so ingest can quarantine them. How a text
+file is written (encoding, delimiter, header line, decimal mark) is sniffed by
+``engine.sniff`` unless given. A file whose line endings change part-way (an LF header
+over CRLF rows) is read through a copy with one kind of line ending; the copy lives in
+the caller's scratch directory until the source has been spooled.
 """
 
 from __future__ import annotations
 
-import csv
-import gzip
 import itertools
 import json
 import logging
@@ -22,15 +24,40 @@ import ibis.expr.types as ir
 
 from tribes.engine.backend import Engine
 from tribes.engine.functions import json_extract_string, json_valid
-from tribes.errors import InputError
+from tribes.engine.sniff import (
+    SNIFF_BYTES,
+    WHITESPACE,
+    Dialect,
+    column_names,
+    read_head,
+    sniff_delimiter,
+    sniff_dialect,
+    sniff_encoding,
+)
+from tribes.engine.textfiles import (
+    FILE_COLUMN,
+    TextFile,
+    as_windows_1252_text,
+    check_spark_files,
+    compression,
+    even_copy,
+    even_line_endings,
+    is_encoding_error,
+    label,
+    physical_lines,
+    prepare,
+    scratch_dir,
+    sources,
+    with_sources,
+)
+from tribes.errors import InputError, TribesError
 
 log = logging.getLogger(__name__)
 
-SNIFF_BYTES = 256 * 1024
-WHITESPACE = "whitespace"  # fields separated by runs of spaces or tabs (text exports)
-FILE_COLUMN = "_file"
-LINE_COLUMN = "_line"
+__all__ = ["FILE_COLUMN", "SNIFF_BYTES", "WHITESPACE", "ReadResult", "read_csv", "read_jsonl",
+           "read_parquet", "read_whitespace", "sniff_delimiter", "sniff_encoding", "spool"]
 
+LINE_COLUMN = "_line"
 
 @dataclass
 class ReadResult:
@@ -43,68 +70,20 @@ class ReadResult:
     table: ir.Table
     columns: list[str]
     malformed: Callable[[], list[dict[str, Any]]] = field(default=lambda: [])
-    encoding: str = "utf-8"
-    delimiter: str | None = None
+    dialect: Dialect | None = None  # how a delimited text source was read
     # boolean column that is false on records the reader could not parse (JSON Lines)
     valid_column: str | None = None
-
-
-def _open_head(path: Path) -> bytes:
-    opener = gzip.open if path.name.endswith(".gz") else open
-    try:
-        with opener(path, "rb") as fh:
-            return fh.read(SNIFF_BYTES)
-    except (OSError, EOFError) as exc:
-        raise InputError(f"cannot read {path.name}: {exc}", code="E_READ") from None
-
-
-def sniff_encoding(head: bytes) -> str:
-    """Guess a text encoding from the first bytes: BOMs, then UTF-8, else Latin-1."""
-    if head.startswith(b"\xef\xbb\xbf"):
-        return "utf-8"
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return "utf-16"
-    try:
-        head.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        # a multi-byte character cut at the end of the sample is still UTF-8
-        if exc.start < len(head) - 4:
-            return "latin-1"
-    return "utf-8"
-
-
-def sniff_delimiter(text: str) -> str:
-    """Pick the delimiter among , ; tab | that splits the sample's lines most consistently;
-    ``whitespace`` when none occurs but runs of blanks split every line alike."""
-    lines = [ln for ln in text.splitlines()[:200] if ln.strip()]
-    if len(lines) > 1:
-        lines = lines[:-1]  # the last sampled line may be cut
-    sample = "\n".join(lines)
-    counts = {d: sample.count(d) for d in ",;\t|"}
-    if not (counts[","] or counts[";"] or counts["|"]):
-        if counts["\t"] and _consistent([ln.split("\t") for ln in lines]):
-            return "\t"
-        if _consistent([ln.split() for ln in lines]):
-            return WHITESPACE
-    try:
-        return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
-    except csv.Error:
-        best = max(counts, key=lambda d: counts[d])
-        return best if counts[best] else ","
-
-
-def _consistent(rows: list[list[str]]) -> bool:
-    """Nine in ten sample lines split into the same number (> 1) of fields."""
-    if not rows:
-        return False
-    widths = [len(r) for r in rows]
-    top = max(set(widths), key=widths.count)
-    return top > 1 and widths.count(top) >= 0.9 * len(widths)
-
-
-def _header_line(path: Path, encoding: str) -> str:
-    text = _open_head(path).decode(encoding, errors="replace")
-    return text.splitlines()[0] if text else ""
+    invalid_message: str = "the line is not a JSON object"  # what such a record is
+    # what the reader did that the user should know (a copy with even line endings...)
+    notes: list[str] = field(default_factory=list)
+    # copies of input files the table reads; deleted once the source is spooled
+    copies: list[Path] = field(default_factory=list)
+    # called by spool() with the engine's error when parsing failed, or with None once it
+    # succeeded: returns the source read another way (line endings evened out, Latin-1),
+    # or None to keep this read. The reader also settles here what it needs from the
+    # files (the lines of rejected records), as its copies are deleted right after.
+    after_parse: Callable[[str | None], ReadResult | None] | None = None
+    label: str = ""  # the input, as error messages name it
 
 
 def read_csv(
@@ -113,128 +92,251 @@ def read_csv(
     *,
     delimiter: str | None = None,
     encoding: str | None = None,
-    header: bool = True,
+    header: bool | None = None,
+    decimal: str | None = None,
+    scratch: Path | None = None,
     name: str = "src",
 ) -> ReadResult:
-    """Read CSV files (plain or gzip) with every column as text.
+    """Read delimited text files (plain, gzip or zstd) with every column as text.
 
     Files sharing a header line are read together; groups with different headers are
     aligned by column name (a column missing from a file is null there).
 
     Parameters
     ----------
-    delimiter, encoding
-        Sniffed from the first file when not given. ``"whitespace"``: fields separated
-        by runs of blanks, as in fixed-width text exports (see :func:`read_whitespace`).
-    header
-        Whether the first line holds column names (else ``column0``, ``column1``...).
+    delimiter, encoding, header, decimal
+        Sniffed from the first file when not given (see :func:`engine.sniff.sniff_dialect`).
+        ``"whitespace"``: fields separated by runs of blanks, as in fixed-width text
+        exports. ``header``: whether the first line holds column names (else ``column0``,
+        ``column1``...). ``decimal`` is not applied here: it is reported in the result's
+        dialect for the parsers of numbers.
+    scratch
+        Directory for copies of files whose line endings are mixed (default: the system's
+        temporary directory); :func:`spool` deletes them.
     """
-    head = _open_head(paths[0])
-    if encoding is None:
-        encoding = sniff_encoding(head)
-    if delimiter is None:
-        delimiter = sniff_delimiter(head.decode(encoding, errors="replace"))
-    if delimiter == WHITESPACE:
-        return read_whitespace(engine, paths, encoding=encoding, header=header, name=name)
-    groups: dict[str, list[Path]] = {}
-    for p in paths:
-        groups.setdefault(_header_line(p, encoding) if header else "", []).append(p)
-    parts: list[tuple[ir.Table, str, str, int]] = []
-    for i, (head_line, files) in enumerate(groups.items()):
-        part = f"{name}_{i}"
-        rej, scans = f"{part}_rejects", f"{part}_scans"
-        for t in (part, rej, scans):
-            engine.drop_temp(t)
-        if engine.name == "pyspark":
-            from tribes.engine import spark_io
-
-            # the group's header line, or (no header) the first record, for the width
-            first = head_line if header else _header_line(files[0], encoding)
-            cols = spark_io.header_columns(first, delimiter)
-            if not header:
-                cols = [f"column{j}" for j in range(len(cols))]
-            _check_columns(cols, files[0])
-            table = spark_io.read_csv(engine, files, columns=cols,  # type: ignore[arg-type]
-                                      delimiter=delimiter, encoding=encoding, header=header,
-                                      name=part)
-            parts.append((table, rej, scans, -1))
-            continue
-        try:
-            table = engine.con.read_csv(
-                [str(p) for p in files],
-                table_name=part,
-                all_varchar=True,
-                header=header,
-                delim=delimiter,
-                quote='"',
-                escape='"',
-                encoding=encoding,
-                filename=FILE_COLUMN,
-                store_rejects=True,
-                rejects_table=rej,
-                rejects_scan=scans,
-            )
-        except Exception as exc:
-            raise InputError(f"cannot read CSV {files[0].name}: {_first_line(exc)}",
-                             code="E_READ") from None
-        _check_columns([c for c in table.columns if c != FILE_COLUMN], files[0])
-        # rejects are appended at every scan; only count scans after this point
-        parts.append((table, rej, scans, _max_scan(engine, scans)))
-    table = _union_by_name([p[0] for p in parts])
     if engine.name == "pyspark":
-        columns = [c for c in table.columns if c not in (FILE_COLUMN, "_valid")]
-        return ReadResult(table, columns, encoding=encoding, delimiter=delimiter,
-                          valid_column="_valid")
-    columns = [c for c in table.columns if c != FILE_COLUMN]
-
-    def malformed() -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = []
-        for _, rej, scans, before in parts:
-            if not engine.has_table(rej):
-                continue
-            errors = engine.table(rej)
-            files = engine.table(scans).select("scan_id", "file_id", "file_path")
-            rows = (
-                errors.filter(errors.scan_id.cast("int64") > before)
-                .join(files, ["scan_id", "file_id"])
-                .group_by(file="file_path", line="line")
-                .aggregate(error=errors.error_type.min() + ": " + errors.error_message.min())
-                .order_by(["file", "line"])
-            )
-            found.extend(engine.execute(rows).to_dict("records"))
-        return found
-
-    return ReadResult(table, columns, malformed, encoding, delimiter)
+        check_spark_files(paths)
+    head = read_head(paths[0])
+    dialect = sniff_dialect(head, delimiter=delimiter, encoding=encoding, header=header,
+                            decimal=decimal)
+    files, notes = prepare(paths, dialect, scratch, first_head=head)
+    for note in notes:
+        log.info("%s", note)
+    return _read_text(engine, files, dialect, notes, scratch, name)
 
 
-def read_whitespace(engine: Engine, paths: list[Path], *, encoding: str = "utf-8",
-                    header: bool = True, name: str = "src") -> ReadResult:
+def read_whitespace(engine: Engine, paths: list[Path], *, encoding: str | None = None,
+                    header: bool | None = None, scratch: Path | None = None,
+                    name: str = "src") -> ReadResult:
     """Read text files whose fields are separated by runs of spaces or tabs.
 
     Leading and trailing blanks are ignored. The number of fields comes from the first
     line (the header, or the first record); a line with another number of fields is
     reported as malformed. Without a header the columns are ``column0``, ``column1``...
     """
-    first = ""
-    for line in _open_head(paths[0]).decode(encoding, errors="replace").splitlines():
-        if line.strip():
-            first = line
-            break
+    return read_csv(engine, paths, delimiter=WHITESPACE, encoding=encoding, header=header,
+                    scratch=scratch, name=name)
+
+
+def _read_text(engine: Engine, files: list[TextFile], dialect: Dialect, notes: list[str],
+               scratch: Path | None, name: str, shown: Dialect | None = None) -> ReadResult:
+    """The files read with ``dialect``; ``shown`` is the dialect to report when the files
+    are copies in another encoding."""
+    if dialect.delimiter == WHITESPACE:
+        read, bad_encoding = _read_whitespace(engine, files, dialect, name), None
+    else:
+        read, bad_encoding = _read_delimited(engine, files, dialect, name)
+
+    def after_parse(problem: str | None) -> ReadResult | None:
+        guessed_utf8 = ("encoding" in dialect.sniffed and dialect.encoding == "utf-8"
+                        and all(f.ascii for f in files))
+        if problem is not None:
+            again = even_line_endings(files, dialect, scratch)
+            if again is not None:
+                more, files2 = again
+                return _read_text(engine, files2, dialect, [*notes, *more], scratch, name)
+            if guessed_utf8 and is_encoding_error(problem):
+                return _as_latin1(engine, files, dialect, notes, scratch, name,
+                                  label([f.source for f in files]))
+            if (dialect.encoding == "latin-1" and engine.name == "duckdb"
+                    and "latin-1" in problem.lower()):
+                return _as_windows_1252(engine, files, dialect, notes, scratch, name)
+            return None
+        if guessed_utf8 and bad_encoding is not None:
+            where = bad_encoding()
+            if where is not None:
+                return _as_latin1(engine, files, dialect, notes, scratch, name, where)
+        read.malformed()  # line numbers are counted in the files, before copies go
+        return None
+
+    read.dialect = shown or dialect
+    read.notes = list(notes)
+    read.copies = [f.path for f in files if f.copied]
+    read.after_parse = after_parse
+    read.label = label([f.source for f in files])
+    return read
+
+
+def _as_latin1(engine: Engine, files: list[TextFile], dialect: Dialect, notes: list[str],
+               scratch: Path | None, name: str, where: str) -> ReadResult:
+    note = (f"{where}: not UTF-8 although the first {SNIFF_BYTES // 1024} KiB are plain "
+            "ASCII; read as Latin-1 (Windows-1252). Pass --encoding utf-8 to quarantine "
+            "such lines instead")
+    log.info("%s", note)
+    latin = replace(dialect, encoding="latin-1")
+    return _read_text(engine, files, latin, [*notes, note], scratch, name)
+
+
+def _as_windows_1252(engine: Engine, files: list[TextFile], dialect: Dialect,
+                     notes: list[str], scratch: Path | None, name: str) -> ReadResult:
+    """Latin-1 files with Windows-1252 characters (the euro sign, curly quotes), which
+    DuckDB's Latin-1 refuses, read through UTF-8 copies."""
+    note = (f"{label([f.source for f in files])}: has Windows-1252 characters Latin-1 lacks "
+            "(such as €); read through a copy in UTF-8")
+    log.info("%s", note)
+    copies = [replace(f, path=even_copy(f.source, scratch_dir(scratch), windows_1252=True),
+                      newline="\n") for f in files]
+    utf8 = replace(dialect, encoding="utf-8",
+                   sniffed=tuple(s for s in dialect.sniffed if s != "encoding"))
+    return _read_text(engine, copies, utf8, [*notes, note], scratch, name, shown=dialect)
+
+
+def _read_delimited(engine: Engine, files: list[TextFile], dialect: Dialect,
+                    name: str) -> tuple[ReadResult, Callable[[], str | None]]:
+    """Delimited files as text columns; also returns a function telling the first record
+    (``file:line``) that was not in the dialect's encoding, once the table was scanned."""
+    groups: dict[tuple[tuple[str, ...], str], list[TextFile]] = {}
+    for f in files:
+        key = (f.first if dialect.header else (), compression(f.path))
+        groups.setdefault(key, []).append(f)
+    parts: list[tuple[ir.Table, str, str, int]] = []
+    for i, group in enumerate(groups.values()):
+        part = f"{name}_{i}"
+        rej, scans = f"{part}_rejects", f"{part}_scans"
+        for t in (part, rej, scans):
+            engine.drop_temp(t)
+        cols = column_names(list(group[0].first), dialect.header)
+        _check_columns(cols, group[0].source)
+        if engine.name == "pyspark":
+            from tribes.engine import spark_io
+
+            table = spark_io.read_csv(engine,  # type: ignore[arg-type]
+                                      [f.path for f in group], columns=cols,
+                                      delimiter=dialect.delimiter, encoding=dialect.encoding,
+                                      header=dialect.header, name=part)
+            parts.append((table, rej, scans, -1))
+            continue
+        try:
+            # the layout is known (sniffed or given): DuckDB's own sniffer is not asked,
+            # so a record it could not make sense of is a rejected line, not a failed file
+            table = engine.con.read_csv(
+                [str(f.path) for f in group],
+                table_name=part,
+                columns=dict.fromkeys(cols, "VARCHAR"),
+                header=dialect.header,
+                delim=dialect.delimiter,
+                quote='"',
+                escape='"',
+                encoding=dialect.encoding,
+                compression=compression(group[0].path),
+                filename=FILE_COLUMN,
+                store_rejects=True,
+                rejects_table=rej,
+                rejects_scan=scans,
+            )
+        except Exception as exc:
+            raise InputError(f"cannot read CSV {group[0].source.name}: {_first_line(exc)}",
+                             code="E_READ") from None
+        # rejects are appended at every scan; only count scans after this point
+        parts.append((table, rej, scans, _max_scan(engine, scans)))
+    tables = [with_sources(p[0], files) for p in parts]
+    if dialect.encoding == "latin-1" and engine.name == "pyspark":
+        tables = [as_windows_1252_text(t, [c for c in t.columns
+                                           if c not in (FILE_COLUMN, "_valid")])
+                  for t in tables]
+    table = _union_by_name(tables)
+    if engine.name == "pyspark":
+        columns = [c for c in table.columns if c not in (FILE_COLUMN, "_valid")]
+        return (ReadResult(table, columns, valid_column="_valid",
+                           invalid_message="the record could not be parsed"),
+                lambda: None)
+    columns = [c for c in table.columns if c != FILE_COLUMN]
+    renamed = sources(files)
+    newlines = {str(f.path): f.newline for f in files}
+
+    def rejects(kind: str | None = None) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        for _, rej, scans, before in parts:
+            if not engine.has_table(rej):
+                continue
+            errors = engine.table(rej)
+            errors = errors.filter(errors.scan_id.cast("int64") > before)
+            if kind is not None:
+                errors = errors.filter(errors.error_type == kind)
+            scanned = engine.table(scans).select("scan_id", "file_id", "file_path")
+            rows = (
+                errors.join(scanned, ["scan_id", "file_id"])
+                .group_by(file="file_path", line="line")
+                .aggregate(error=errors.error_type.min() + ": " + errors.error_message.min(),
+                           pos=errors.line_byte_position.min())
+                .order_by(["file", "line"])
+            )
+            if kind is not None:
+                rows = rows.limit(1)
+            found.extend(engine.execute(rows).to_dict("records"))
+        return found
+
+    settled: list[list[dict[str, Any]]] = []
+
+    def malformed() -> list[dict[str, Any]]:
+        if not settled:
+            found = rejects()
+            by_file: dict[str, list[dict[str, Any]]] = {}
+            for r in found:
+                by_file.setdefault(r["file"], []).append(r)
+            for path, rows in by_file.items():
+                physical_lines(Path(path), newlines.get(path, "\n"), rows)
+            for r in found:
+                r.pop("pos", None)
+                r["file"] = renamed.get(r["file"], r["file"])
+                if str(r["error"]).startswith("INVALID ENCODING"):
+                    r["error"] += (" If the file is Latin-1 (Windows-1252), pass "
+                                   "--encoding latin-1.")
+            settled.append(found)
+        return settled[0]
+
+    def bad_encoding() -> str | None:
+        first = rejects("INVALID ENCODING")
+        if not first:
+            return None
+        where = Path(renamed.get(first[0]["file"], first[0]["file"])).name
+        return f"{where} line {first[0]['line']}"
+
+    return ReadResult(table, columns, malformed), bad_encoding
+
+
+def _read_whitespace(engine: Engine, files: list[TextFile], dialect: Dialect,
+                     name: str) -> ReadResult:
+    first = list(files[0].first)
     if not first:
-        raise InputError(f"{paths[0].name} is empty", code="E_READ")
-    columns = first.split() if header else [f"column{i}" for i in range(len(first.split()))]
-    _check_columns(columns, paths[0])
+        raise InputError(f"{files[0].source.name} is empty", code="E_READ")
+    columns = column_names(first, dialect.header)
+    _check_columns(columns, files[0].source)
     engine.drop_temp(name)
-    lines = _read_lines(engine, paths, encoding=encoding, header_line=first if header else None,
-                        name=name)
+    lines = _read_lines(engine, [f.path for f in files], encoding=dialect.encoding,
+                        header_line=files[0].line if dialect.header else None, name=name)
+    lines = with_sources(lines, files)
+    if dialect.encoding == "latin-1" and engine.name == "pyspark":
+        lines = as_windows_1252_text(lines, ["line"])
     lines = lines.filter(lines.line.notnull() & (lines.line.strip() != ""))
     lines = lines.mutate(_fields=lines.line.strip().re_split(r"\s+")).view()
     lines = lines.mutate(_valid=lines._fields.length() == len(columns)).view()
     cols = {c: ibis.cases((lines._valid, lines._fields[i]), else_=ibis.null("string"))
             for i, c in enumerate(columns)}
     table = lines.select(FILE_COLUMN, "_valid", **cols)
-    return ReadResult(table, columns, encoding=encoding, delimiter=WHITESPACE,
-                      valid_column="_valid")
+    return ReadResult(table, columns, valid_column="_valid",
+                      invalid_message=f"the line does not split into {len(columns)} fields "
+                      "separated by blanks")
 
 
 def _union_by_name(tables: list[ir.Table]) -> ir.Table:
@@ -280,7 +382,7 @@ def jsonl_keys(paths: list[Path], sample_lines: int = 5000) -> list[str]:
     """Top-level keys of the first parseable objects of each file, in first-seen order."""
     keys: dict[str, None] = {}
     for path in paths:
-        head = _open_head(path)
+        head = read_head(path)
         text = head.decode(sniff_encoding(head), errors="replace")
         lines = text.splitlines()
         if len(lines) > 1 and not head.endswith(b"\n"):
@@ -295,12 +397,15 @@ def jsonl_keys(paths: list[Path], sample_lines: int = 5000) -> list[str]:
     return list(keys)
 
 
-def read_jsonl(engine: Engine, paths: list[Path], *, name: str = "src") -> ReadResult:
-    """Read JSON Lines files; each top-level key becomes a text column.
+def read_jsonl(engine: Engine, paths: list[Path], *, scratch: Path | None = None,
+               name: str = "src") -> ReadResult:
+    """Read JSON Lines files (plain, gzip or zstd); each top-level key becomes a text column.
 
     Lines are read as text first so that a line that is not a JSON object is reported
-    as malformed instead of failing the whole file.
+    as malformed instead of failing the whole file. ``scratch``: as for :func:`read_csv`.
     """
+    if engine.name == "pyspark":
+        check_spark_files(paths)
     keys = jsonl_keys(paths)
     if not keys:
         raise InputError(
@@ -308,8 +413,22 @@ def read_jsonl(engine: Engine, paths: list[Path], *, name: str = "src") -> ReadR
             "is it JSON Lines (one object per line)?",
             code="E_READ",
         )
+    files, notes = prepare(paths, _LINES, scratch)
+    for note in notes:
+        log.info("%s", note)
+    return _read_jsonl(engine, files, keys, notes, scratch, name)
+
+
+# JSON Lines are read line by line: no quoting across lines, no header
+_LINES = Dialect(WHITESPACE, "utf-8", header=False)
+
+
+def _read_jsonl(engine: Engine, files: list[TextFile], keys: list[str], notes: list[str],
+                scratch: Path | None, name: str) -> ReadResult:
     engine.drop_temp(name)
-    lines = _read_lines(engine, paths, encoding="utf-8", header_line=None, name=name)
+    lines = _read_lines(engine, [f.path for f in files], encoding="utf-8", header_line=None,
+                        name=name)
+    lines = with_sources(lines, files)
     lines = lines.filter(lines.line.notnull() & (lines.line.strip() != ""))
     valid = json_valid(lines.line) & lines.line.lstrip().startswith("{")
     lines = lines.mutate(_valid=valid).view()
@@ -317,7 +436,17 @@ def read_jsonl(engine: Engine, paths: list[Path], *, name: str = "src") -> ReadR
                           else_=ibis.null("string"))
             for k in keys}
     table = lines.mutate(**cols)
-    return ReadResult(table, keys, valid_column="_valid")
+
+    def after_parse(problem: str | None) -> ReadResult | None:
+        again = None if problem is None else even_line_endings(files, _LINES, scratch)
+        if again is None:
+            return None
+        more, files2 = again
+        return _read_jsonl(engine, files2, keys, [*notes, *more], scratch, name)
+
+    return ReadResult(table, keys, valid_column="_valid", notes=list(notes),
+                      copies=[f.path for f in files if f.copied], after_parse=after_parse,
+                      label=label([f.source for f in files]))
 
 
 def _read_lines(engine: Engine, paths: list[Path], *, encoding: str, header_line: str | None,
@@ -329,15 +458,23 @@ def _read_lines(engine: Engine, paths: list[Path], *, encoding: str, header_line
 
         return spark_io.read_lines(engine, paths, encoding=encoding,  # type: ignore[arg-type]
                                    skip_first=header_line, name=name)
-    try:
-        return engine.con.read_csv(
-            [str(p) for p in paths], table_name=name, columns={"line": "VARCHAR"},
-            header=header_line is not None, delim="\x1e", quote="", escape="",
-            encoding=encoding, filename=FILE_COLUMN,
-        )
-    except Exception as exc:
-        raise InputError(f"cannot read {paths[0].name}: {_first_line(exc)}",
-                         code="E_READ") from None
+    by_codec: dict[str, list[Path]] = {}
+    for p in paths:
+        by_codec.setdefault(compression(p), []).append(p)
+    tables = []
+    for i, (codec, group) in enumerate(by_codec.items()):
+        table_name = name if len(by_codec) == 1 else f"{name}_{i}"
+        engine.drop_temp(table_name)
+        try:
+            tables.append(engine.con.read_csv(
+                [str(p) for p in group], table_name=table_name, columns={"line": "VARCHAR"},
+                header=header_line is not None, delim="\x1e", quote="", escape="",
+                encoding=encoding, compression=codec, filename=FILE_COLUMN,
+            ))
+        except Exception as exc:
+            raise InputError(f"cannot read {group[0].name}: {_first_line(exc)}",
+                             code="E_READ") from None
+    return tables[0] if len(tables) == 1 else ibis.union(*tables)
 
 
 def _json_path(key: str) -> str:
@@ -368,8 +505,39 @@ def spool(engine: Engine, read: ReadResult, path: Path) -> ReadResult:
 
     Later passes then scan compact columns instead of decompressing and parsing the text
     again. Rejected records stay reported, as they were found while writing the file.
+
+    When parsing fails, or shows the source is not what its sample suggested (line
+    endings that change further on, a Latin-1 file that starts in plain ASCII), the
+    reader reads it again the right way (``ReadResult.after_parse``); otherwise the error names
+    the problem and the options that were used. Copies the reader made are deleted.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
+    copies: set[Path] = set()
+    try:
+        for _ in range(4):  # as sniffed; line endings evened; as Latin-1; Windows-1252
+            copies.update(read.copies)
+            try:
+                spooled = _spool_once(engine, read, path)
+            except TribesError:
+                raise
+            except Exception as exc:
+                again = read.after_parse(str(exc)) if read.after_parse is not None else None
+                if again is None:
+                    raise InputError(_parse_error(read, exc), code="E_READ") from None
+                read = again
+                continue
+            again = read.after_parse(None) if read.after_parse is not None else None
+            if again is None:
+                return spooled
+            read = again
+        raise InputError(f"cannot parse {read.label}: it was read four ways and none "
+                         "worked", code="E_READ")
+    finally:
+        for copy in copies:
+            copy.unlink(missing_ok=True)
+
+
+def _spool_once(engine: Engine, read: ReadResult, path: Path) -> ReadResult:
     table = read.table
     if "line" in table.columns and read.valid_column is not None:
         table = table.drop("line")  # JSON Lines: the text, once its values are extracted
@@ -384,6 +552,26 @@ def spool(engine: Engine, read: ReadResult, path: Path) -> ReadResult:
     engine.con.to_parquet(table, str(path), compression="snappy")
     spooled = engine.con.read_parquet(str(path), table_name="_tribes_spooled")
     return replace(read, table=spooled)
+
+
+def _parse_error(read: ReadResult, exc: BaseException) -> str:
+    """What went wrong, in the engine's words, and which option may fix it."""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    # DuckDB's "Possible Solution" lines name its own options, not ours
+    lines = [ln for ln in lines if not ln.startswith("Possible Solution")][:3]
+    text = " / ".join(lines) or type(exc).__name__
+    what = read.label or "the input"
+    if is_encoding_error(text):
+        hint = ("the file is not in the encoding it was read with"
+                + (f" ({read.dialect.encoding})" if read.dialect else "")
+                + "; if it is Latin-1 (Windows-1252) pass --encoding latin-1")
+    elif read.dialect is not None:
+        guessed = ", ".join(read.dialect.sniffed) or "none"
+        hint = (f"it was read with {read.dialect.options()} (sniffed: {guessed}); pass the "
+                "right values if these are wrong")
+    else:
+        hint = "is it the format its name says? (--format)"
+    return f"cannot parse {what}: {text}; {hint}"
 
 
 def write_table(engine: Engine, expr: ir.Table, path: Path, fmt: str) -> int:
@@ -407,8 +595,8 @@ def spool_dir(workspace: Path) -> Path:
 
 
 def clear_spool(workspace: Path) -> None:
-    """Delete spool files (raw values) of finished or crashed batches."""
-    for f in spool_dir(workspace).glob("spool-*.parquet"):
+    """Delete spool files and copies of inputs (raw values) of finished or crashed batches."""
+    for f in spool_dir(workspace).glob("spool-*"):
         if f.is_dir():  # Spark writes a directory of parts
             shutil.rmtree(f, ignore_errors=True)
         else:

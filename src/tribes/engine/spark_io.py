@@ -9,8 +9,6 @@ not tell their line numbers.
 
 from __future__ import annotations
 
-import csv
-import io
 import secrets
 import shutil
 from pathlib import Path
@@ -26,6 +24,13 @@ if TYPE_CHECKING:
 FILE_COLUMN = "_file"
 VALID_COLUMN = "_valid"
 CORRUPT = "_corrupt_record"
+BOM = "\ufeff"
+# the names Spark's readers know the engine's encodings by
+_CHARSETS = {"utf-8": "UTF-8", "utf-16": "UTF-16", "latin-1": "ISO-8859-1"}
+
+
+def _charset(encoding: str) -> str:
+    return _CHARSETS.get(encoding, encoding)
 
 
 def _with_file(df: Any, paths: list[Path]) -> Any:
@@ -64,7 +69,7 @@ def read_csv(engine: SparkEngine, files: list[Path], *, columns: list[str], deli
     try:
         df = engine.session.read.csv(
             [str(p) for p in files], schema=schema, header=header, sep=delimiter,
-            encoding=encoding, quote='"', escape='"', mode="PERMISSIVE",
+            encoding=_charset(encoding), quote='"', escape='"', mode="PERMISSIVE",
             columnNameOfCorruptRecord=CORRUPT, multiLine=True, enforceSchema=True,
         )
         df = _with_file(df, files)
@@ -76,20 +81,19 @@ def read_csv(engine: SparkEngine, files: list[Path], *, columns: list[str], deli
     return _view(engine, df, name)
 
 
-def header_columns(first_line: str, delimiter: str) -> list[str]:
-    """The column names of a CSV header line (quotes removed)."""
-    row = next(csv.reader(io.StringIO(first_line), delimiter=delimiter, quotechar='"'), [])
-    return [c.strip() for c in row]
-
-
 def read_lines(engine: SparkEngine, files: list[Path], *, encoding: str, skip_first: str | None,
                name: str) -> ir.Table:
-    """Text files as one ``line`` per row plus ``_file``; ``skip_first`` drops header lines."""
+    """Text files as one ``line`` per row plus ``_file``; ``skip_first`` drops header lines.
+    A byte-order mark at the start of a file is removed (as DuckDB does)."""
     from pyspark.sql import functions as F
 
     try:
-        df = engine.session.read.option("encoding", encoding).text([str(p) for p in files])
-        df = _with_file(df.withColumnRenamed("value", "line"), files)
+        df = engine.session.read.option("encoding", _charset(encoding)).text(
+            [str(p) for p in files])
+        df = _with_file(df, files)
+        line = F.col("value")
+        line = F.when(line.startswith(BOM), F.substring(line, 2, 1 << 30)).otherwise(line)
+        df = df.select(line.alias("line"), FILE_COLUMN)
         if skip_first is not None:
             df = df.filter(F.col("line") != F.lit(skip_first))
     except Exception as exc:

@@ -56,8 +56,10 @@ def _text(v: ir.Value) -> ir.StringValue:
     return v.cast("string").fill_null("")
 
 
-def message(t: ir.Table, ts_format: str | None, whitelist: list[str]) -> ir.StringValue:
-    """A sentence per quarantined row naming the offending value."""
+def message(t: ir.Table, ts_format: str | None, whitelist: list[str], *,
+            malformed: str = "the line is not a JSON object") -> ir.StringValue:
+    """A sentence per quarantined row naming the offending value; ``malformed`` says what
+    a record the reader flagged as unparseable is."""
     r = t[REASON]
     cases: list[tuple[ir.BooleanValue, ir.StringValue]] = []
     ts_bad = bad_column("ts")
@@ -73,8 +75,11 @@ def message(t: ir.Table, ts_format: str | None, whitelist: list[str]) -> ir.Stri
         cases.append((r == "E_EVENT_TYPE", "event type '" + _text(t.event_type)
                       + f"' is not allowed (allowed: {allowed})"))
     if bad_column("amount") in t.columns:
-        cases.append(((r == "E_AMOUNT") & t[bad_column("amount")].notnull(),
-                      "amount '" + _text(t[bad_column("amount")]) + "' is not a number"))
+        bad = t[bad_column("amount")]
+        comma = ibis.cases((bad.re_search(r"^[^.]*\d,\d{1,2}\D*$"),
+                            " (a decimal comma? pass --decimal ,)"), else_="")
+        cases.append(((r == "E_AMOUNT") & bad.notnull(),
+                      "amount '" + _text(bad) + "' is not a number" + comma))
     if "amount" in t.columns:
         cases.append(((r == "E_AMOUNT") & (t.amount < 0),
                       "purchase with negative amount " + _text(t.amount)))
@@ -91,7 +96,7 @@ def message(t: ir.Table, ts_format: str | None, whitelist: list[str]) -> ir.Stri
         cases.append(((r == "E_VALUE") & t[c].notnull(),
                       f"{name} '" + _text(t[c]) + "' could not be parsed"))
     fixed = {
-        "E_MALFORMED": "the line is not a JSON object",
+        "E_MALFORMED": malformed,
         "E_NO_ID": "no identifier (customer_id, anonymous_id or device_id) on the row",
         "E_TS_MISSING": "timestamp is empty",
         "E_NO_EVENT_TYPE": "event type is empty; map a column or pass --event-type",

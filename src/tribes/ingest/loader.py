@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -70,9 +71,11 @@ class IngestOptions:
     ts_format: str | None = None
     tz: str | None = None
     fmt: str | None = None
+    # how text files are written; None: sniffed from the first file (see engine.sniff)
     delimiter: str | None = None
     encoding: str | None = None
-    header: bool = True
+    header: bool | None = None
+    decimal: str | None = None  # decimal mark of numbers in text: "." or ","
     now: datetime | None = None
     # data-quality checks judge the batch's size against the source's history (not for
     # micro-batches); see tribes.monitor.quality.check_ingest
@@ -93,6 +96,9 @@ class IngestSummary:
     missing: dict[str, dict[str, Any]]
     seconds: float
     steps: dict[str, float] = field(default_factory=dict)  # seconds spent in each step
+    # how text files were read (delimiter, encoding, header, decimal; which were sniffed)
+    # and what the reader had to do about them (mixed line endings, Latin-1 found late)
+    read: dict[str, Any] = field(default_factory=dict)
     # data-quality breaches, filled in by the caller's checks (tribes.monitor.quality)
     alerts: list[dict[str, Any]] = field(default_factory=list)
 
@@ -118,13 +124,15 @@ def new_batch_id(now: datetime) -> str:
     return now.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
 
 
-def open_source(engine: Engine, files: list[Path], fmt: str, opts: IngestOptions) -> ReadResult:
+def open_source(engine: Engine, files: list[Path], fmt: str, opts: IngestOptions,
+                scratch: Path | None = None) -> ReadResult:
+    """The input files as a table; ``scratch`` holds copies a text reader may need."""
     if fmt == "csv":
         return read_csv(engine, files, delimiter=opts.delimiter, encoding=opts.encoding,
-                        header=opts.header)
+                        header=opts.header, decimal=opts.decimal, scratch=scratch)
     if fmt == "parquet":
         return read_parquet(engine, files)
-    return read_jsonl(engine, files)
+    return read_jsonl(engine, files, scratch=scratch)
 
 
 def _default_source(files: list[Path], kind: str) -> str:
@@ -170,6 +178,9 @@ def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
     if opts.kind not in KINDS:
         raise InputError(f"unknown kind '{opts.kind}'; use one of {', '.join(KINDS)}",
                          code="E_KIND")
+    if opts.decimal not in (None, ".", ","):
+        raise InputError(f"decimal mark '{opts.decimal}' is not supported; use '.' or ','",
+                         code="E_DECIMAL")
     spec = KINDS[opts.kind]
     cfg = ws.config
     files, fmt = resolve_inputs(inputs, opts.fmt)
@@ -192,10 +203,13 @@ def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
 
     with open_engine(ws) as engine:
         say("reading")
-        read = open_source(engine, files, fmt, opts)
+        read = open_source(engine, files, fmt, opts, scratch=spool_dir(ws.path))
         constants = {"event_type"} if opts.event_type and spec.kind == "events" else set()
-        mapping = resolve_mapping(read.columns, spec, opts.mapping, cfg.privacy.pii_columns,
-                                  constant_targets=constants)
+        try:
+            mapping = resolve_mapping(read.columns, spec, opts.mapping, cfg.privacy.pii_columns,
+                                      constant_targets=constants)
+        except InputError as exc:
+            raise _with_layout_hint(exc, read, opts.mapping) from None
         for target, column in mapping.targets.items():
             log.info("mapping %s <- %s%s", target, column,
                      " (auto)" if target in mapping.auto else "")
@@ -206,7 +220,8 @@ def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
         if fmt != "parquet":
             say("parsing")
             read = spool(engine, read, spool_dir(ws.path) / f"spool-{batch_id}.parquet")
-        stage = build_stage(read, spec, mapping, stage_opts)
+        decimal = opts.decimal or (read.dialect.decimal if read.dialect else ".")
+        stage = build_stage(read, spec, mapping, replace(stage_opts, decimal=decimal))
         if spec.kind == "events":
             stage = stage.mutate(source=ibis.literal(source))
         say("scanning")
@@ -224,7 +239,8 @@ def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
             say("quarantining")
             bad = checked.filter(checked[REASON].notnull())
             bad = lookups.apply(derive(bad, read, mapping, key))
-            _quarantine(engine, bad, batch_id, spec, source, now, opts, whitelist)
+            _quarantine(engine, bad, batch_id, spec, source, now, opts, whitelist,
+                        read.invalid_message)
             malformed = read.malformed()
             _quarantine_malformed(engine, malformed, batch_id, spec, source, now)
             quarantined = _quarantine_counts(engine, batch_id)
@@ -244,7 +260,7 @@ def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
                 files=[str(f) for f in files], rows_read=n_stage + len(malformed),
                 loaded=loaded, duplicates=n_good - loaded,
                 quarantined=quarantined, mapping=mapping.describe(),
-                missing=missing_report, seconds=0.0,
+                missing=missing_report, seconds=0.0, read=_read_report(read),
             )
             _record_batch(engine, summary, now, opts)
             engine.audit("ingest", target=batch_id, rows=loaded, detail={
@@ -259,6 +275,37 @@ def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
     say(None)
     seconds = round(time.perf_counter() - started, 3)
     return IngestSummary(**{**summary.to_dict(), "seconds": seconds, "steps": steps})
+
+
+def _read_report(read: ReadResult) -> dict[str, Any]:
+    report: dict[str, Any] = read.dialect.describe() if read.dialect is not None else {}
+    if read.notes:
+        report["notes"] = list(read.notes)
+    return report
+
+
+def _with_layout_hint(exc: InputError, read: ReadResult, explicit: dict[str, str]) -> InputError:
+    """A column error, plus what may be wrong with how the text file was read."""
+    d = read.dialect
+    if d is None or exc.code not in ("E_MISSING_COLUMN", "E_MAP"):
+        return exc
+    hint = ""
+    other = next((c for c in ",;\t|" if read.columns and c in read.columns[0]), None)
+    if len(read.columns) == 1 and other is not None:
+        shown = {"\t": "tab"}.get(other, other)
+        hint = (f"; the file was split on '{d.describe()['delimiter']}' into one column: "
+                f"is the delimiter '{shown}'? pass --delimiter '{shown}'")
+    elif not d.header and exc.code == "E_MISSING_COLUMN":
+        how = ("its first line holds data, not column names, so" if "header" in d.sniffed
+               else "with --no-header")
+        hint = (f"; {how} the columns are named column0, column1...; pass --header if the "
+                "first line holds names")
+    elif d.header and any(re.fullmatch(r"column\d+", c) for c in explicit.values()):
+        hint = ("; columns are named by the file's header line; pass --no-header to name "
+                "them column0, column1...")
+    if not hint:
+        return exc
+    return type(exc)(exc.message + hint, code=exc.code)
 
 
 def _check_tz(tz: str) -> None:
@@ -292,14 +339,15 @@ def _quarantine_counts(engine: Engine, batch_id: str) -> dict[str, int]:
 
 
 def _quarantine(engine: Engine, bad: ir.Table, batch_id: str, spec: KindSpec, source: str,
-                now: datetime, opts: IngestOptions, whitelist: list[str]) -> None:
+                now: datetime, opts: IngestOptions, whitelist: list[str],
+                invalid_message: str) -> None:
     rows = bad.select(
         batch_id=ibis.literal(batch_id),
         kind=ibis.literal(spec.kind),
         source=ibis.literal(source),
         file=bad[FILE_COLUMN],
         reason=bad[REASON],
-        message=message(bad, opts.ts_format, whitelist),
+        message=message(bad, opts.ts_format, whitelist, malformed=invalid_message),
         # nothing of an erased person's row is kept, not even pseudonymized
         raw=ibis.ifelse(bad[REASON] == "E_ERASED", ibis.null("string"), raw_json(bad, spec)),
         quarantined_at=ibis.literal(now, type="timestamp('UTC')"),

@@ -14,10 +14,14 @@ FORMATS: dict[str, str] = {
 }
 
 
+COMPRESSED = (".gz", ".gzip", ".zst", ".zstd")
+
+
 def file_format(path: Path) -> str | None:
-    """``csv``, ``parquet`` or ``jsonl`` from the file name (``.gz`` looked through)."""
+    """``csv``, ``parquet`` or ``jsonl`` from the file name (``.gz``, ``.zst`` looked
+    through)."""
     suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] in (".gz", ".gzip"):
+    if suffixes and suffixes[-1] in COMPRESSED:
         suffixes = suffixes[:-1]
     return FORMATS.get(suffixes[-1]) if suffixes else None
 
@@ -56,7 +60,7 @@ def resolve_inputs(items: list[str], fmt: str | None = None) -> tuple[list[Path]
         unknown = next(f for f in unique if not (fmt or file_format(f)))
         raise InputError(
             f"cannot tell the format of '{unknown.name}'; name it .csv, .parquet or .jsonl "
-            "(optionally .gz) or pass --format",
+            "(optionally .gz or .zst) or pass --format",
             code="E_FORMAT",
         )
     if len(formats) > 1:

@@ -1,0 +1,358 @@
+"""How a text file is laid out, guessed from its first bytes: compression, encoding,
+delimiter, header line, decimal mark and line endings (plain Python, no engine).
+
+Every guess can be overridden (``tribes ingest --encoding/--delimiter/--header/
+--decimal``); what was guessed is reported back with the batch.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import gzip
+import io
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tribes.errors import InputError
+
+SNIFF_BYTES = 256 * 1024
+CHUNK_BYTES = 4 * 1024 * 1024
+WHITESPACE = "whitespace"  # fields separated by runs of spaces or tabs (text exports)
+BOM = "\ufeff"
+
+# what users write -> the engines' name; Latin-1 is read as its superset Windows-1252,
+# which is what "Latin-1" files from Windows tools really are (see engine.io._cp1252)
+_ENCODINGS = {
+    "utf-8": "utf-8", "utf8": "utf-8", "utf-8-sig": "utf-8",
+    "utf-16": "utf-16", "utf16": "utf-16",
+    "latin-1": "latin-1", "latin1": "latin-1", "iso-8859-1": "latin-1", "iso8859-1": "latin-1",
+    "l1": "latin-1", "cp1252": "latin-1", "windows-1252": "latin-1",
+}
+_DELIMITERS = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|",
+               "space": WHITESPACE, "spaces": WHITESPACE, WHITESPACE: WHITESPACE}
+NEWLINE_NAMES = {"\n": "LF", "\r\n": "CRLF", "\r": "CR"}
+_FALLBACK = "tribes-latin1"  # decoding error handler: undefined Windows-1252 bytes as Latin-1
+
+_NUMBER = re.compile(r"[+-]?[$€£¥]?\d[\d\s.,']*")
+_DATE = re.compile(r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}([T ].*)?")
+_COMMA_DECIMAL = re.compile(r"[+-]?(\d{1,3}(\.\d{3})+|\d+),\d+")
+_POINT_DECIMAL = re.compile(r"[+-]?(\d{1,3}(,\d{3})+|\d+)\.\d+")
+# 1,234 and 1.234: thousands or decimals, depending on the writer's locale
+_GROUPED = re.compile(r"[+-]?\d{1,3}([.,]\d{3})+")
+_CURRENCY = re.compile(r"[\s\u00a0\u202f$€£¥]")
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How the records of a delimited text file are written."""
+
+    delimiter: str  # one character, or WHITESPACE
+    encoding: str  # utf-8, utf-16 or latin-1
+    header: bool  # the first record holds column names
+    decimal: str = "."  # decimal mark of numbers written as text: "." or ","
+    sniffed: tuple[str, ...] = ()  # the settings above that were guessed
+
+    def describe(self) -> dict[str, Any]:
+        """The settings as the user would pass them, and which were guessed."""
+        delim = {"\t": "tab", WHITESPACE: WHITESPACE}.get(self.delimiter, self.delimiter)
+        return {"delimiter": delim, "encoding": self.encoding, "header": self.header,
+                "decimal": self.decimal, "sniffed": list(self.sniffed)}
+
+    def options(self) -> str:
+        """The settings as command-line flags (for error messages)."""
+        d = self.describe()
+        return (f"--delimiter '{d['delimiter']}' --encoding {self.encoding} "
+                f"{'--header' if self.header else '--no-header'} --decimal '{self.decimal}'")
+
+
+def open_binary(path: Path) -> Any:
+    """The file's bytes, decompressed when its name ends in .gz or .zst (a binary file
+    object: ``read(n)``, a context manager)."""
+    name = path.name.lower()
+    if name.endswith((".gz", ".gzip")):
+        return gzip.open(path, "rb")
+    if name.endswith((".zst", ".zstd")):
+        import pyarrow as pa
+
+        return pa.input_stream(str(path), compression="zstd")
+    return open(path, "rb")
+
+
+def read_head(path: Path, size: int = SNIFF_BYTES) -> bytes:
+    """The first ``size`` bytes of the (decompressed) file."""
+    try:
+        with open_binary(path) as fh:
+            return fh.read(size)
+    except (OSError, EOFError, ValueError) as exc:
+        raise InputError(f"cannot read {path.name}: {exc}", code="E_READ") from None
+
+
+def chunks(path: Path) -> Iterator[bytes]:
+    """The whole (decompressed) file in pieces of a few MB."""
+    try:
+        with open_binary(path) as fh:
+            while block := fh.read(CHUNK_BYTES):
+                yield block
+    except (OSError, EOFError, ValueError) as exc:
+        raise InputError(f"cannot read {path.name}: {exc}", code="E_READ") from None
+
+
+def normalize_encoding(name: str) -> str:
+    """The engine's name of a user-given encoding; raises on one the engines cannot read."""
+    found = _ENCODINGS.get(name.strip().lower().replace("_", "-"))
+    if found is None:
+        raise InputError(f"unknown encoding '{name}'; use utf-8, utf-16 or latin-1 "
+                         "(Latin-1 files are read as Windows-1252)", code="E_ENCODING")
+    return found
+
+
+def normalize_delimiter(text: str) -> str:
+    """A user-given delimiter: one character, or a name (tab, semicolon, whitespace...)."""
+    found = _DELIMITERS.get(text.lower(), text)
+    if found != WHITESPACE and len(found) != 1:
+        raise InputError(f"delimiter '{text}' is not one character; use e.g. ',' ';' '|' "
+                         "tab or whitespace (runs of blanks)", code="E_DELIMITER")
+    return found
+
+
+def sniff_encoding(head: bytes) -> str:
+    """Guess a text encoding from the first bytes: BOMs, then UTF-8, else Latin-1."""
+    if head.startswith(b"\xef\xbb\xbf"):
+        return "utf-8"
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "utf-16"
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # a multi-byte character cut at the end of the sample is still UTF-8
+        if exc.start < len(head) - 4:
+            return "latin-1"
+    return "utf-8"
+
+
+def decode(head: bytes, encoding: str) -> str:
+    """The sample as text (Latin-1 as Windows-1252), without a byte-order mark."""
+    if encoding == "latin-1":
+        return head.decode("cp1252", errors=_fallback()).removeprefix(BOM)
+    return head.decode(encoding, errors="replace").removeprefix(BOM)
+
+
+def sniff_delimiter(text: str) -> str:
+    """Pick the delimiter among , ; tab | that splits the sample's lines most consistently;
+    ``whitespace`` when none occurs but runs of blanks split every line alike."""
+    lines = [ln for ln in text.splitlines()[:200] if ln.strip()]
+    if len(lines) > 1:
+        lines = lines[:-1]  # the last sampled line may be cut
+    sample = "\n".join(lines)
+    counts = {d: sample.count(d) for d in ",;\t|"}
+    if not (counts[","] or counts[";"] or counts["|"]):
+        if counts["\t"] and _consistent([ln.split("\t") for ln in lines]):
+            return "\t"
+        if _consistent([ln.split() for ln in lines]):
+            return WHITESPACE
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+    except csv.Error:
+        best = max(counts, key=lambda d: counts[d])
+        return best if counts[best] else ","
+
+
+def _consistent(rows: list[list[str]]) -> bool:
+    """Nine in ten sample lines split into the same number (> 1) of fields."""
+    if not rows:
+        return False
+    widths = [len(r) for r in rows]
+    top = max(set(widths), key=widths.count)
+    return top > 1 and widths.count(top) >= 0.9 * len(widths)
+
+
+def sample_rows(text: str, delimiter: str, *, complete: bool, limit: int = 200) -> list[list[str]]:
+    """The first records of the sample, split into fields (the last one dropped when the
+    sample may have cut it)."""
+    rows: list[list[str]] = []
+    if delimiter == WHITESPACE:
+        rows = [ln.split() for ln in text.splitlines()[:limit + 1] if ln.strip()]
+    else:
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quotechar='"')
+        try:
+            for row in reader:
+                if row:
+                    rows.append(row)
+                if len(rows) > limit:
+                    break
+        except csv.Error:
+            pass  # a NUL or an overlong field: the rows read so far are the sample
+    if not complete and len(rows) > 1:
+        rows = rows[:-1]
+    return rows[:limit]
+
+
+def _kind(value: str) -> str | None:
+    v = value.strip()
+    if _DATE.fullmatch(v):
+        return "date"
+    if _NUMBER.fullmatch(v):
+        return "number"
+    return None
+
+
+def sniff_header(rows: list[list[str]]) -> bool:
+    """Whether the first record holds column names.
+
+    It does not when one of its fields is a number or a date and the same column holds
+    that kind of value in the next records too (column names are not numbers)."""
+    if not rows:
+        return True
+    first, rest = rows[0], rows[1:11]
+    for j, value in enumerate(first):
+        kind = _kind(value)
+        if kind is None:
+            continue
+        if not rest or any(len(r) > j and _kind(r[j]) == kind for r in rest):
+            return False
+    return True
+
+
+def sniff_decimal(rows: list[list[str]], delimiter: str) -> str:
+    """``,`` when numbers in the sample are written with a decimal comma (``12,50``) and
+    none with a decimal point; only when the delimiter is not a comma itself."""
+    if delimiter == ",":
+        return "."
+    comma = point = 0
+    for row in rows:
+        for value in row:
+            v = _CURRENCY.sub("", value)
+            if _GROUPED.fullmatch(v):
+                continue
+            if _COMMA_DECIMAL.fullmatch(v):
+                comma += 1
+            elif _POINT_DECIMAL.fullmatch(v):
+                point += 1
+    return "," if comma and not point else "."
+
+
+def sniff_dialect(head: bytes, *, delimiter: str | None = None, encoding: str | None = None,
+                  header: bool | None = None, decimal: str | None = None) -> Dialect:
+    """The dialect of a file from its first bytes; given settings are kept as they are."""
+    sniffed: list[str] = []
+    if encoding is None:
+        encoding = sniff_encoding(head)
+        sniffed.append("encoding")
+    else:
+        encoding = normalize_encoding(encoding)
+    text = decode(head, encoding)
+    if delimiter is None:
+        delimiter = sniff_delimiter(text)
+        sniffed.append("delimiter")
+    else:
+        delimiter = normalize_delimiter(delimiter)
+    rows = sample_rows(text, delimiter, complete=len(head) < SNIFF_BYTES)
+    if header is None:
+        header = sniff_header(rows)
+        sniffed.append("header")
+    if decimal is None:
+        decimal = sniff_decimal(rows[1:] if header else rows, delimiter)
+        sniffed.append("decimal")
+    elif decimal not in (".", ","):
+        raise InputError(f"decimal mark '{decimal}' is not supported; use '.' or ','",
+                         code="E_DECIMAL")
+    return Dialect(delimiter, encoding, header, decimal, tuple(sniffed))
+
+
+def first_record(head: bytes, dialect: Dialect) -> list[str]:
+    """The first record of a file (its column names when it has a header), fields trimmed."""
+    text = decode(head, dialect.encoding)
+    rows = sample_rows(text, dialect.delimiter, complete=True, limit=1)
+    return [f.strip() for f in rows[0]] if rows else []
+
+
+def column_names(first: list[str], header: bool) -> list[str]:
+    """Column names from a header (empty ones named by position, repeats numbered, as
+    DuckDB does), or ``column0``, ``column1``... without one."""
+    if not header:
+        return [f"column{j}" for j in range(len(first))]
+    names: list[str] = []
+    for j, name in enumerate(first):
+        base = name or f"column{j}"
+        candidate, n = base, 0
+        while candidate in names:
+            n += 1
+            candidate = f"{base}_{n}"
+        names.append(candidate)
+    return names
+
+
+def line_endings(blocks: Iterator[bytes] | list[bytes], *, quoted: bool,
+                 whole: bool = True) -> set[str]:
+    """The line terminators (``\\n``, ``\\r\\n``, ``\\r``) that end records: those outside
+    double-quoted fields when ``quoted``. Stops early once two kinds are seen; ``whole``
+    is false for a sample that may end between ``\\r`` and ``\\n``."""
+    found: set[str] = set()
+    inside = False  # within a quoted field at the start of the block
+    carry = b""
+    for block in blocks:
+        data = carry + block
+        carry = b""
+        if data.endswith(b"\r"):
+            data, carry = data[:-1], b"\r"  # may be the first half of \r\n
+        parts = data.split(b'"') if quoted else [data]
+        for i, part in enumerate(parts):
+            if inside ^ (i % 2 == 1):
+                continue
+            crlf = part.count(b"\r\n")
+            if crlf:
+                found.add("\r\n")
+            if part.count(b"\n") > crlf:
+                found.add("\n")
+            if part.count(b"\r") > crlf:
+                found.add("\r")
+        if quoted and len(parts) % 2 == 0:
+            inside = not inside
+        if len(found) > 1:
+            return found
+    if carry and whole:
+        found.add("\r")
+    return found
+
+
+def _latin1(err: UnicodeError) -> tuple[str, int]:
+    """Decode bytes Windows-1252 leaves undefined as their Latin-1 characters."""
+    if not isinstance(err, UnicodeDecodeError):
+        raise err
+    return err.object[err.start:err.end].decode("latin-1"), err.end
+
+
+def _fallback() -> str:
+    """The name of the error handler of Windows-1252 decoding (registered on first use)."""
+    try:
+        codecs.lookup_error(_FALLBACK)
+    except LookupError:
+        codecs.register_error(_FALLBACK, _latin1)
+    return _FALLBACK
+
+
+def write_copy(path: Path, dest: Path, *, windows_1252: bool = False) -> None:
+    """Copy the (decompressed) file to ``dest`` with every line ending made ``\\n``; with
+    ``windows_1252`` its text is also re-encoded from Windows-1252 to UTF-8.
+
+    Line numbers stay the same, so quarantined records still point at the right line of
+    the original file.
+    """
+    decoder = None
+    if windows_1252:
+        decoder = codecs.getincrementaldecoder("cp1252")(errors=_fallback())
+    carry = b""
+    with open(dest, "wb") as out:
+        for block in chunks(path):
+            data = carry + block
+            carry = b""
+            if data.endswith(b"\r"):
+                data, carry = data[:-1], b"\r"  # may be the first half of \r\n
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            out.write(decoder.decode(data).encode("utf-8") if decoder else data)
+        tail = b"\n" if carry else b""
+        out.write(decoder.decode(tail, final=True).encode("utf-8") if decoder else tail)

@@ -1,0 +1,208 @@
+"""Input text files as the engines read them: what each file starts with, copies of
+those the engines cannot read as they are (line endings that change part-way, Windows-1252
+characters DuckDB's Latin-1 refuses), and the lines of records DuckDB rejected.
+
+Internal to ``engine.io``; copies are named ``spool-*`` in the caller's scratch directory,
+so ``io.clear_spool`` removes any a crashed batch left behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+
+from tribes.engine.sniff import (
+    NEWLINE_NAMES,
+    SNIFF_BYTES,
+    WHITESPACE,
+    Dialect,
+    chunks,
+    decode,
+    first_record,
+    line_endings,
+    read_head,
+    write_copy,
+)
+from tribes.errors import InputError
+
+log = logging.getLogger(__name__)
+
+FILE_COLUMN = "_file"
+
+# Windows-1252 characters at the code points Latin-1 gives C1 controls (0x80-0x9f)
+_C1 = "".join(chr(c) for c in (0x80, *range(0x82, 0x8D), 0x8E, *range(0x91, 0x9D), 0x9E, 0x9F))
+_CP1252 = bytes(ord(c) for c in _C1).decode("cp1252")
+
+
+@dataclass(frozen=True)
+class TextFile:
+    """One input file, as far as reading it goes."""
+
+    source: Path  # as given
+    path: Path  # what the engine reads: the source, or a copy with even line endings
+    first: tuple[str, ...]  # the first record (column names when there is a header)
+    line: str  # the first non-blank line as written (whitespace files' header)
+    ascii: bool  # the sampled head is plain ASCII: no evidence for any encoding
+    newline: str = "\n"  # how the lines of ``path`` end
+
+    @property
+    def copied(self) -> bool:
+        return self.path != self.source
+
+
+def label(paths: list[Path]) -> str:
+    more = f" (and {len(paths) - 1} more files)" if len(paths) > 1 else ""
+    return f"{paths[0].name}{more}"
+
+
+def scratch_dir(scratch: Path | None) -> Path:
+    return scratch if scratch is not None else Path(tempfile.gettempdir())
+
+
+def even_copy(path: Path, scratch: Path, *, windows_1252: bool = False) -> Path:
+    """A copy of ``path`` (decompressed) whose lines all end in LF; in UTF-8 when
+    ``windows_1252`` (the source's encoding)."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    dest = scratch / f"spool-{secrets.token_hex(6)}.txt"
+    try:
+        write_copy(path, dest, windows_1252=windows_1252)
+    except OSError as exc:
+        dest.unlink(missing_ok=True)
+        raise InputError(f"cannot copy {path.name} to read it: {exc}", code="E_READ") from None
+    return dest
+
+
+def mixed_note(path: Path, endings: set[str]) -> str:
+    kinds = " and ".join(NEWLINE_NAMES[e] for e in ("\n", "\r\n", "\r") if e in endings)
+    return f"{path.name}: lines end in both {kinds}; read as if all ended in LF"
+
+
+def prepare(paths: list[Path], dialect: Dialect, scratch: Path | None, *,
+             first_head: bytes | None = None) -> tuple[list[TextFile], list[str]]:
+    """Each file's first record, and a copy of those whose line endings are mixed within
+    the sampled head (the engines read one kind of line ending per file)."""
+    quoted = dialect.delimiter != WHITESPACE
+    files: list[TextFile] = []
+    notes: list[str] = []
+    for i, p in enumerate(paths):
+        head = first_head if i == 0 and first_head is not None else read_head(p)
+        path, newline = p, "\n"
+        if dialect.encoding != "utf-16":  # line endings are counted in single bytes
+            endings = line_endings([head], quoted=quoted, whole=len(head) < SNIFF_BYTES)
+            if len(endings) > 1:
+                path = even_copy(p, scratch_dir(scratch))
+                notes.append(mixed_note(p, endings))
+            elif endings:
+                newline = endings.pop()
+        text = decode(head, dialect.encoding)
+        line = next((ln for ln in text.splitlines() if ln.strip()), "")
+        files.append(TextFile(p, path, tuple(first_record(head, dialect)), line,
+                               head.isascii(), newline))
+    return files, notes
+
+
+def compression(path: Path) -> str:
+    """DuckDB's compression option for a file (it guesses from .gz and .zst only)."""
+    name = path.name.lower()
+    if name.endswith((".gz", ".gzip")):
+        return "gzip"
+    if name.endswith((".zst", ".zstd")):
+        return "zstd"
+    return "none"
+
+
+def check_spark_files(paths: list[Path]) -> None:
+    for p in paths:
+        name = p.name.lower()
+        if name.endswith((".zst", ".zstd")):
+            raise InputError(f"{p.name}: zstd-compressed files are read on the DuckDB backend "
+                             "only (Spark's Hadoop has no zstd codec here); decompress it "
+                             "(zstd -d) or compress it with gzip", code="E_FORMAT")
+        if name.endswith(".gzip"):
+            raise InputError(f"{p.name}: Spark recognizes gzip files by the ending .gz; "
+                             "rename it", code="E_FORMAT")
+
+
+def even_line_endings(files: list[TextFile], dialect: Dialect,
+                       scratch: Path | None) -> tuple[list[str], list[TextFile]] | None:
+    """The files again, with a copy of each whose line endings are mixed further on than
+    the sampled head; None when there is none."""
+    if dialect.encoding == "utf-16":
+        return None
+    notes: list[str] = []
+    out: list[TextFile] = []
+    for f in files:
+        endings = set() if f.copied else line_endings(
+            chunks(f.source), quoted=dialect.delimiter != WHITESPACE)
+        if len(endings) > 1:
+            notes.append(mixed_note(f.source, endings))
+            log.info("%s", notes[-1])
+            f = replace(f, path=even_copy(f.source, scratch_dir(scratch)), newline="\n")
+        out.append(f)
+    return (notes, out) if notes else None
+
+
+def is_encoding_error(problem: str) -> bool:
+    text = problem.lower()
+    return "unicode" in text or "encod" in text
+
+
+def sources(files: list[TextFile]) -> dict[str, str]:
+    """Path read by the engine -> path as given, for files read through a copy."""
+    return {str(f.path): str(f.source) for f in files if f.copied}
+
+
+def with_sources(table: ir.Table, files: list[TextFile]) -> ir.Table:
+    """``_file`` names the given file, not the copy the engine read."""
+    renamed = sources(files)
+    if not renamed:
+        return table
+    col = table[FILE_COLUMN]
+    cases = [(col == copy, ibis.literal(src)) for copy, src in renamed.items()]
+    return table.mutate(**{FILE_COLUMN: ibis.cases(*cases, else_=col)})
+
+
+def as_windows_1252_text(table: ir.Table, columns: list[str]) -> ir.Table:
+    """Latin-1 text as Windows-1252 (curly quotes, dashes, the euro sign): Spark reads
+    those bytes as control characters (DuckDB refuses them: see _as_windows_1252)."""
+    return table.mutate(**{c: table[c].translate(_C1, _CP1252) for c in columns})
+
+
+def physical_lines(path: Path, newline: str, rows: list[dict[str, Any]]) -> None:
+    """Set each rejected record's ``line`` to the line of the file it starts on.
+
+    DuckDB numbers records, which run ahead of lines after quoted fields that span
+    several lines; the line is counted from the record's byte offset instead.
+    """
+    term = b"\r" if newline == "\r" else b"\n"
+    targets = sorted({int(r["pos"]) for r in rows if r.get("pos") is not None})
+    if not targets:
+        return
+    lines: dict[int, int] = {}
+    seen = count = i = 0
+    try:
+        for block in chunks(path):
+            start = 0
+            while i < len(targets) and targets[i] - seen <= len(block):
+                end = max(targets[i] - seen, start)
+                count += block.count(term, start, end)
+                start = end
+                lines[targets[i]] = count + 1
+                i += 1
+            if i == len(targets):
+                break
+            count += block.count(term, start)
+            seen += len(block)
+    except InputError:
+        return  # the records keep their numbers
+    for r in rows:
+        pos = r.get("pos")
+        if pos is not None and int(pos) in lines:
+            r["line"] = max(int(r["line"]), lines[int(pos)])
