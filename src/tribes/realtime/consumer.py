@@ -27,7 +27,15 @@ from tribes.errors import TribesError
 from tribes.privacy import audit
 from tribes.realtime import reference
 from tribes.realtime.events import Checked, EventChecker, Rejected, StreamEvent
-from tribes.realtime.rules import CLOCK_SKEW, Processor, Trigger, decode, encode_flat
+from tribes.realtime.rules import (
+    CLOCK_SKEW,
+    STATE_ITEMS,
+    TRIGGER_ITEMS,
+    Processor,
+    Trigger,
+    decode,
+    encode_flat,
+)
 from tribes.realtime.sink import Sink
 from tribes.realtime.store import Store, connect
 from tribes.realtime.store import redis_url as store_redis_url
@@ -49,6 +57,7 @@ class StreamStats:
     triggers: Counter[str] = field(default_factory=Counter)
     batches: int = 0
     conflicts: int = 0
+    reapplied: int = 0  # events applied again: another consumer changed their customer
     claimed: int = 0
     started: float = field(default_factory=time.monotonic)
 
@@ -57,7 +66,8 @@ class StreamStats:
         return {"messages": self.messages, "events": self.events,
                 "duplicates": self.duplicates, "rejected": dict(self.rejected),
                 "triggers": dict(self.triggers), "batches": self.batches,
-                "conflicts": self.conflicts, "claimed": self.claimed,
+                "conflicts": self.conflicts, "reapplied": self.reapplied,
+                "claimed": self.claimed,
                 "seconds": round(secs, 3), "messages_per_s": round(self.messages / secs, 1)}
 
 
@@ -86,9 +96,18 @@ class _Batch:
     msgs: list[tuple[str, list[str]]]
     checked: list[Checked]
     wall: float
-    spooled: bool = False
     raw: list[str] = field(default_factory=list)
-    fresh: list[Checked] = field(default_factory=list)
+    spooled: bool = False
+    counted: bool = False
+    keys: list[str | None] = field(default_factory=list)  # per message (None: rejected)
+    todo: list[int] | None = None  # messages to apply again (None: the first attempt)
+    # the attempt in flight: its key section, the messages it applies, its triggers
+    section: list[str] = field(default_factory=list)
+    fresh: list[int] = field(default_factory=list)
+    skipped: int = 0  # events found applied already
+    idx: list[int] | range = field(default_factory=list)  # the messages of the attempt
+    max_ts: float = 0.0
+    read_sent: bool = False
     triggers: list[Trigger] = field(default_factory=list)
 
 
@@ -124,7 +143,8 @@ class Consumer:
         self._own_done = False
         self._claimed_at = 0.0
         self._claim_cursor = "0-0"
-        self._inflight: _Batch | None = None
+        self._inflight: _Batch | None = None  # commit sent, not answered
+        self._started: _Batch | None = None  # read sent, not answered
         self._prefetched: list[tuple[str, list[str]]] = []
         self._stopping = False  # no more reads ahead: the loop ends after this batch
         self._seeded: str | None = None
@@ -229,8 +249,7 @@ class Consumer:
             if msgs:
                 return msgs
             self._own_done = True
-        if (self._claim_cursor != "0-0"
-                or time.monotonic() - self._claimed_at > self.claim_idle_ms / 2000):
+        if self._claim_due():
             self._claimed_at = time.monotonic()
             self._finish()  # what is in flight is not pending any more
             res = self.r.xautoclaim(self.input, self.group, self.name, self.claim_idle_ms,
@@ -243,6 +262,20 @@ class Consumer:
                 log.info("stream: took over %d messages of a stopped consumer", len(claimed))
                 return claimed
         return self.store.read_group(self.group, self.name, self.input, ">", n, block_ms)
+
+    def _claim_due(self) -> bool:
+        return (self._claim_cursor != "0-0"
+                or time.monotonic() - self._claimed_at > self.claim_idle_ms / 2000)
+
+    def _read_ahead(self) -> bool:
+        """Ask for the next batch now, to be read after the rules ran (True), or read it
+        at once (False: messages to claim from a stopped consumer come first)."""
+        if self._claim_due():
+            self._prefetched = self._read(None)
+            return False
+        self.store.send_read_group(self.group, self.name, self.input, ">", self.cfg.batch,
+                                   None)
+        return True
 
     # ------------------------------------------------------------------ one batch
     def process(self, msgs: list[tuple[str, list[str]]]) -> None:
@@ -262,110 +295,166 @@ class Consumer:
     def _apply(self, b: _Batch) -> None:
         """Read what the batch needs, run the rules, spool the events, and send the
         commit (its answer is read by ``_finish``, so that the next batch can be read
-        and checked while Redis applies this one)."""
+        and checked while Redis applies this one). Applied again (``b.todo``), only the
+        messages of the customers the last commit left out."""
+        self._start(b)
+        self._rules(b)
+
+    def _start(self, b: _Batch) -> None:
+        """Send the read of what the batch needs (its answer is read by ``_rules``): sent
+        after the commit in flight, it sees what that commit wrote."""
         checked, wall = b.checked, b.wall
-        valid = [c.result for c in checked if isinstance(c.result, StreamEvent)]
-        event_keys = list(dict.fromkeys(self.ref.customer_key(e.ids) for e in valid))
+        if b.todo is None and not b.keys:
+            b.keys = [self.ref.customer_key(c.result.ids)
+                      if isinstance(c.result, StreamEvent) else None for c in checked]
+        keys_of = b.keys
+        b.idx = range(len(checked)) if b.todo is None else b.todo
+        valid = [e for i in b.idx if isinstance(e := checked[i].result, StreamEvent)]
+        event_keys = list(dict.fromkeys(ck for i in b.idx if (ck := keys_of[i]) is not None))
         # an event stamped in the future moves the rules' clock to now + skew at most
-        max_ts = max((min(e.ts, wall + CLOCK_SKEW) for e in valid), default=0.0)
+        b.max_ts = max((min(e.ts, wall + CLOCK_SKEW) for e in valid), default=0.0)
         if valid and self._seeded is None:
             self._seed_churn(min(e.ts for e in valid))
-        done, watermark, due, raw, erased = self.store.read_batch(
-            [c.result.event_id for c in checked], event_keys, max_ts=max_ts, wall=wall,
-            limit=10 * self.cfg.batch)
-        fresh, fresh_raw = [], []
+        self.store.send_read([checked[i].result.event_id for i in b.idx], event_keys,
+                             max_ts=b.max_ts, wall=wall, limit=10 * self.cfg.batch,
+                             only=b.todo is not None)
+        b.read_sent = True
+        self._started = b
+
+    def _rules(self, b: _Batch) -> None:
+        """The rules over the batch (its read answered), the spool, and the commit sent."""
+        if not b.read_sent:  # its read was dropped: a commit before had to be redone
+            self._start(b)
+        checked, wall, keys_of, idx, max_ts = b.checked, b.wall, b.keys, b.idx, b.max_ts
+        first = b.todo is None
+        done, watermark, due, raw, erased = self.store.answer()
+        b.read_sent, self._started = False, None
+        fresh: list[int] = []
         ids: set[str] = set()
-        for c, text in zip(checked, b.raw, strict=True):
-            eid = c.result.event_id
+        for i in idx:
+            eid = checked[i].result.event_id
             if eid in done or eid in ids:
                 continue
             ids.add(eid)
-            fresh.append(c)
-            fresh_raw.append(text)
-        events = [c.result for c in fresh if isinstance(c.result, StreamEvent)]
+            fresh.append(i)
+        events = [e for i in fresh if isinstance(e := checked[i].result, StreamEvent)]
         keys = list(raw)
-        states = {k: decode(v) for k, v in raw.items() if v["s"]}
-        versions = {k: float(v["v"] or 0) for k, v in raw.items()}
+        index = {key: n for n, key in enumerate(keys, 1)}
+        states = {key: decode(v) for key, v in raw.items() if v["s"]}
         self.processor.blocked = erased
-        if not self._prefetched and self._own_done and b.msgs and not self._stopping:
-            # the next batch, read now: it is checked while Redis applies this one
-            self._prefetched = self._read(None)
-        out = self.processor.process(events, states, due, watermark)
+        reading = False
+        if first and not self._prefetched and self._own_done and b.msgs \
+                and not self._stopping:
+            # the next batch, asked for now: read after the rules, checked while Redis
+            # applies this one
+            reading = self._read_ahead()
+        try:
+            out = self.processor.process(events, states, due, watermark)
+        finally:
+            if reading:
+                self._prefetched = self.store.read_group_reply()
         if self.sink is not None and not b.spooled:
-            self.sink.write(fresh_raw)  # as received: the landing maps them
+            self.sink.write([b.raw[i] for i in fresh])  # as received: the landing maps them
             b.spooled = True
         k = self.store.keys
         prefix = k.state("")
-        payload: dict[str, Any] = {
-            "check": [[prefix + key, versions.get(key, 0.0)] for key in keys],
-            "fired": [[m] for m in out.fired],
-            "seen": [c.result.event_id for c in fresh],
-            "seen_key": k.seen(int(wall // 86400)),
-            "seen_expire": int((wall // 86400 + 1) * 86400 + self.store.seen_ttl_s),
-            "states": [],
-            "cancel": sorted(out.cancel),
-            # scores as text: Lua would print a number with 14 digits only
-            "schedule": [[m, repr(due_at)] for m, due_at in out.schedule.items()],
-            "out": [],
-            "ack": [i for i, _ in b.msgs],
-            "timers": k.timers, "clock": k.clock, "output": self.output,
-            "input": self.input, "group": self.group, "state_ttl": self.state_ttl_ms,
-            "maxlen": self.cfg.output_maxlen, "recent": self.cfg.recent_triggers,
-            "clock_ts": max_ts, "clock_ts_s": repr(max_ts), "wall": repr(wall),
-        }
+        section: list[Any] = []
+        for key in keys:
+            section += (prefix + key, raw[key]["v"] or "0")
+        fired: list[Any] = []
+        for m in out.fired:
+            fired += (m, index[m.split("|", 1)[1]])
+        stored: list[Any] = []
         for key, st in out.states.items():
-            st["v"] = versions.get(key, 0.0) + 1
+            st["v"] = float(raw[key]["v"] or 0) + 1 if key in raw else 1.0
             # the state lives at least as long as its churn timer (else the timer fires
             # on nothing)
             ttl = self.state_ttl_ms
             if st["churn"]:
                 ttl = max(ttl, int((st["churn"] - wall + 86_400) * 1000))
-            payload["states"].append([prefix + key, encode_flat(st), ttl])
+            stored += (index[key], ttl, *encode_flat(st))
+        cancel: list[Any] = []
+        for m in sorted(out.cancel):
+            cancel += (m, index.get(m.split("|", 1)[1], 0))
+        schedule: list[Any] = []
+        for m, due_at in out.schedule.items():
+            # scores as text: Lua would print a number with 14 digits only
+            schedule += (m, repr(due_at), index.get(m.split("|", 1)[1], 0))
+        seen = [checked[i].result.event_id for i in fresh]
+        seen_of = [index[ck] if (ck := keys_of[i]) is not None else 0 for i in fresh]
+        triggers: list[Any] = []
         for t in out.triggers:
             data = t.data_json()
-            flat = []
-            for f, v in t.to_message(data).items():
-                flat += [f, v]
             brief = {"id": t.trigger_id, "type": t.kind, "at": t.at, "segment_id": t.segment_id}
             recent = json.dumps(brief, separators=(",", ":"))[:-1] + f',"data":{data}}}'
-            payload["out"].append([k.recent(t.customer_key), flat, recent])
-        b.fresh, b.triggers = fresh, out.triggers
+            triggers += (index[t.customer_key], k.recent(t.customer_key), recent)
+            for f, v in t.to_message(data).items():
+                triggers += (f, v)
+        applied = set(fresh)
+        acks = [b.msgs[i][0] for i in idx]
+        acks_of = [index[ck] if i in applied and (ck := keys_of[i]) is not None else 0
+                   for i in idx]
+        header = {
+            "n": [len(keys), len(out.fired), len(out.states), len(out.cancel),
+                  len(out.schedule), len(seen), len(out.triggers), len(acks)],
+            "sf": STATE_ITEMS, "of": TRIGGER_ITEMS,
+            "seen_key": k.seen(int(wall // 86400)),
+            "seen_expire": int((wall // 86400 + 1) * 86400 + self.store.seen_ttl_s),
+            "timers": k.timers, "clock": k.clock, "output": self.output,
+            "input": self.input, "group": self.group, "state_ttl": self.state_ttl_ms,
+            "maxlen": self.cfg.output_maxlen, "recent": self.cfg.recent_triggers,
+            "clock_ts": max_ts, "clock_ts_s": repr(max_ts), "wall": repr(wall),
+        }
+        b.section, b.fresh, b.triggers = keys, fresh, out.triggers
+        b.skipped = len(idx) - len(fresh)
         if self.sink is not None:
             self.sink.wait_synced()  # on disk before the messages are acknowledged
-        self.store.send_commit(payload)
+        self.store.send_commit(header, [*section, *fired, *stored, *cancel, *schedule,
+                                        *seen, *seen_of, *triggers, *acks, *acks_of])
         self._inflight = b
 
     def _finish(self) -> None:
-        """Wait for the batch in flight; applied again (fresh reads) if another consumer
-        changed one of its customers meanwhile."""
+        """Wait for the batch in flight. The customers its commit left out (another
+        consumer changed their state meanwhile) are applied again from fresh reads."""
         b = self._inflight
         if b is None:
             return
         self._inflight = None
         for _ in range(MAX_RETRIES):
-            if self.store.commit_result():
-                self._count(b.msgs, b.checked, b.fresh, b.triggers)
+            left_out = {b.section[i - 1] for i in self.store.commit_result()}
+            self._count(b, left_out)
+            # customers left out for a timer alone: it is read again with the next batch
+            b.todo = [i for i in b.fresh if b.keys[i] in left_out]
+            if not b.todo:
                 return
             self.stats.conflicts += 1
-            time.sleep(0.001)
+            self.stats.reapplied += len(b.todo)
+            nxt = self._started
+            if nxt is not None:  # its read, sent after this commit, comes first; read
+                self.store.answer()  # again once these customers are applied
+                nxt.read_sent, self._started = False, None
             self._apply(b)
             self._inflight = None
         raise TribesError("another consumer keeps changing the same customers; batch not "
                           "applied (it stays pending and is read again)", code="E_STREAM")
 
-    def _count(self, msgs: list[Any], checked: list[Any], fresh: list[Any],
-               triggers: list[Any]) -> None:
+    def _count(self, b: _Batch, left_out: set[str]) -> None:
         s = self.stats
-        s.batches += 1
-        s.messages += len(msgs)
-        s.duplicates += len(checked) - len(fresh)
-        for c in fresh:
-            if isinstance(c.result, Rejected):
-                s.rejected[c.result.reason] += 1
-            else:
+        if not b.counted:
+            b.counted = True
+            s.batches += 1
+            s.messages += len(b.msgs)
+        s.duplicates += b.skipped
+        for i in b.fresh:
+            c = b.checked[i].result
+            key = b.keys[i]
+            if isinstance(c, Rejected):
+                s.rejected[c.reason] += 1
+            elif key not in left_out:
                 s.events += 1
-        for t in triggers:
-            s.triggers[t.kind] += 1
+        for t in b.triggers:
+            if t.customer_key not in left_out:
+                s.triggers[t.kind] += 1
 
     # ------------------------------------------------------------------ the loop
     def run(self, stop: threading.Event | None = None, *, max_messages: int | None = None,
@@ -376,16 +465,32 @@ class Consumer:
         last_msg = time.monotonic()
         last_log = time.monotonic()
         try:
-            while not stop.is_set() or self._prefetched:
+            # a pipeline: while Redis applies the commit of one batch and the read of the
+            # next, the one after is checked; while the rules run, the next is read
+            nxt: _Batch | None = None
+            while not stop.is_set() or self._prefetched or nxt is not None:
                 self._stopping = stop.is_set()
                 self._swap_reference()
-                msgs = self._read(None if stop.is_set() else self.cfg.block_ms)
-                if msgs or self._timers_pending():
-                    batch = self._check(msgs)  # while Redis commits the batch before
+                b: _Batch | None = nxt
+                nxt = None
+                if b is None:
+                    msgs = self._read(None if stop.is_set() else self.cfg.block_ms)
+                    if msgs or self._timers_pending():
+                        b = self._check(msgs)
+                if b is None:
                     self._finish()
-                    self._apply(batch)
                 else:
+                    self._start(b)
+                    if self._own_done and not self._stopping:
+                        ahead = self._read(None)
+                        if ahead:
+                            nxt = self._check(ahead)
                     self._finish()
+                    if max_messages is not None and self.stats.messages >= max_messages:
+                        stop.set()
+                    self._stopping = stop.is_set()  # then it reads no further ahead
+                    self._rules(b)
+                msgs = b.msgs if b is not None else []
                 if msgs:
                     last_msg = time.monotonic()
                 if self.sink is not None:

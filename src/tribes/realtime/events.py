@@ -83,6 +83,11 @@ def _text(v: Any) -> str | None:
     return s
 
 
+def _opt_text(r: dict[str, Any], name: str) -> str | None:
+    v = r.get(name)
+    return None if v is None else _text(v)
+
+
 def _number(v: Any) -> tuple[float | None, bool]:
     """(value, bad): a finite number, or bad when present but not one."""
     if v is None or isinstance(v, bool):
@@ -181,6 +186,7 @@ class EventChecker:
         self.erased = erased
         self._salt = hashlib.sha256(b"stream-event-id" + secret).hexdigest()[:16]
         self._mappings: dict[frozenset[str], dict[str, str]] = {}
+        self._names: dict[tuple[Any, ...], tuple[str, ...]] = {}
         self._types: dict[str, str | None] = {}
         self._pids: dict[str, str] = {}
 
@@ -224,8 +230,14 @@ class EventChecker:
 
     def record_for(self, message: dict[str, Any]) -> dict[str, Any]:
         """The message with event column names and its event_id (as it is ingested)."""
-        mapping = self._mapping(list(message))
-        record: dict[str, Any] = {mapping.get(str(k), str(k)): v for k, v in message.items()}
+        keys = tuple(message)
+        names = self._names.get(keys)  # producers send few key orders: one lookup
+        if names is None:
+            mapping = self._mapping(list(keys))
+            names = tuple(mapping.get(str(k), str(k)) for k in keys)
+            if len(self._names) < 256:
+                self._names[keys] = names
+        record: dict[str, Any] = dict(zip(names, message.values(), strict=True))
         record["event_id"] = self.event_id(record)
         return record
 
@@ -248,13 +260,16 @@ class EventChecker:
             return Rejected(eid, "E_TS_FUTURE", msg_id)
         if ts < self.min_ts:
             return Rejected(eid, "E_TS_RANGE", msg_id)
-        amount, bad_amount = _number(r.get("amount"))
+        v = r.get("amount")
+        amount, bad_amount = (None, False) if v is None else _number(v)
         if bad_amount:
             return Rejected(eid, "E_AMOUNT", msg_id)
-        quantity, bad_q = _number(r.get("quantity"))
+        v = r.get("quantity")
+        quantity, bad_q = (None, False) if v is None else _number(v)
         if bad_q or (quantity is not None and quantity != math.floor(quantity)):
             return Rejected(eid, "E_QUANTITY", msg_id)
-        raw_type = _text(r.get("event_type"))
+        v = r.get("event_type")
+        raw_type = None if v is None else _text(v)
         etype = None
         if raw_type is not None:
             if raw_type not in self._types:
@@ -269,10 +284,11 @@ class EventChecker:
         for col in self.drop_if_missing:
             if _text(r.get(col)) is None:
                 return Rejected(eid, "E_MISSING_VALUE", msg_id)
-        price, _ = _number(r.get(self.price_field))
+        v = r.get(self.price_field)
+        price = None if v is None else _number(v)[0]
         return StreamEvent(
             event_id=eid, ts=ts, event_type=etype, ids=ids,
-            product_id=_text(r.get("product_id")), category=_text(r.get("category")),
-            order_id=_text(r.get("order_id")), amount=amount,
-            price=price if price is not None else amount, source=_text(r.get("source")),
+            product_id=_opt_text(r, "product_id"), category=_opt_text(r, "category"),
+            order_id=_opt_text(r, "order_id"), amount=amount,
+            price=price if price is not None else amount, source=_opt_text(r, "source"),
             msg_id=msg_id)
