@@ -91,6 +91,25 @@ def test_files_with_different_line_endings_in_one_batch(cli, ws, write) -> None:
     s = ingest(cli, ws, a.parent, "--source", "web")
     assert (s["rows_read"], s["loaded"]) == (3, 3)
     assert "notes" not in s["read"]
+    r = cli("--workspace", ws.path, "ingest", a.parent, "--source", "web")
+    out = " ".join(r.out.split())  # the console wraps long lines
+    assert r.code == 0 and "3 duplicates" in out
+    assert "read as: delimiter ',', encoding utf-8, header yes, decimal '.'" in out
+
+
+def test_json_lines_with_mixed_line_endings_and_a_bom(cli, ws, tmp_path: Path) -> None:
+    lines = [json.dumps({"eventId": "a1", "eventTime": 1772619302000, "eventName": "appOpen",
+                         "installId": "i1"}), "not json",
+             json.dumps({"eventId": "a2", "eventTime": 1772619303000, "eventName": "login",
+                         "installId": "i1"})]
+    path = tmp_path / "app.jsonl.gz"
+    path.write_bytes(gzip.compress(("\ufeff" + lines[0] + "\r\n" + lines[1] + "\n"
+                                    + lines[2] + "\n").encode()))
+    r = cli("--workspace", ws.path, "ingest", path)  # the human summary, not --json
+    assert r.code == 0, r.err
+    out = " ".join(r.out.split())  # the console wraps long lines
+    assert "lines end in both LF and CRLF" in out and "read as:" not in out
+    assert "2 loaded" in out and "E_MALFORMED" in out
 
 
 # -- fixed-width / whitespace-separated text ----------------------------------------------

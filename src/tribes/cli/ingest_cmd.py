@@ -99,7 +99,7 @@ def ingest_command(
     result["quarantined_total"] = summary.n_quarantined
     out.result(result)
     out.table("Column mapping", ["target", "source column"], list(summary.mapping.items()))
-    if summary.read:
+    if "delimiter" in summary.read:  # a text file with a sniffed or given layout
         out.print(escape(_read_line(summary.read)))
     for note in summary.read.get("notes", []):
         out.print(f"[yellow]note:[/yellow] {escape(note)}")
