@@ -107,7 +107,7 @@ class _Batch:
     skipped: int = 0  # events found applied already
     idx: list[int] | range = field(default_factory=list)  # the messages of the attempt
     max_ts: float = 0.0
-    read_sent: bool = False
+    answer: tuple[Any, ...] | None = None  # of its read, when read before its turn
     triggers: list[Trigger] = field(default_factory=list)
 
 
@@ -318,17 +318,15 @@ class Consumer:
         self.store.send_read([checked[i].result.event_id for i in b.idx], event_keys,
                              max_ts=b.max_ts, wall=wall, limit=10 * self.cfg.batch,
                              only=b.todo is not None)
-        b.read_sent = True
         self._started = b
 
     def _rules(self, b: _Batch) -> None:
         """The rules over the batch (its read answered), the spool, and the commit sent."""
-        if not b.read_sent:  # its read was dropped: a commit before had to be redone
-            self._start(b)
         checked, wall, keys_of, idx, max_ts = b.checked, b.wall, b.keys, b.idx, b.max_ts
         first = b.todo is None
-        done, watermark, due, raw, erased = self.store.answer()
-        b.read_sent, self._started = False, None
+        answer, b.answer = (b.answer[0] if b.answer else self.store.answer()), None
+        done, watermark, due, raw, erased = answer
+        self._started = None
         fresh: list[int] = []
         ids: set[str] = set()
         for i in idx:
@@ -430,9 +428,11 @@ class Consumer:
             self.stats.conflicts += 1
             self.stats.reapplied += len(b.todo)
             nxt = self._started
-            if nxt is not None:  # its read, sent after this commit, comes first; read
-                self.store.answer()  # again once these customers are applied
-                nxt.read_sent, self._started = False, None
+            if nxt is not None and nxt.answer is None:
+                # the read of the next batch, sent after this commit, is answered first;
+                # kept: where it read a customer applied again now, its commit leaves
+                # that customer out and applies them again after these events
+                nxt.answer = (self.store.answer(),)
             self._apply(b)
             self._inflight = None
         raise TribesError("another consumer keeps changing the same customers; batch not "
