@@ -1,37 +1,55 @@
-"""Events per second through ``tribes stream`` and event-to-trigger latency, on loopback.
+"""``tribes stream`` on loopback: capacity of one and two consumers, latency at half the
+capacity, and a consumer killed mid-run. One run prints every figure and the targets.
 
-Builds a segmented synthetic workspace with personas and a CLV fit (cached), starts a
-``redis-server`` on a free loopback port and ``tribes stream`` in its own process, with
-every rule on (session offers for every segment, so most new sessions fire one) and
-online assignment.
+Builds a segmented synthetic workspace with personas and a CLV fit (cached), and for each
+measurement a fresh copy of it and a ``redis-server`` on a free loopback port. Consumers
+are ``tribes stream`` processes (every rule on, session offers for every segment, online
+assignment, landing in the events table), all in the consumer group ``tribes``; the
+producer, Redis and the consumers share the machine.
 
-* Throughput: ``--events`` messages are written to the stream first, then the consumer
-  drains them; events/s = messages / (last acknowledgement - first read), measured on
-  the consumer group. Run twice: without landing the events in the events table
-  (``--no-sink``: the hot path alone) and with it (every event also ingested in
-  micro-batches, as in production).
-* Latency: a producer writes at ``--rate`` events/s for ``--seconds`` while the consumer
-  runs; latency of a trigger = the time of its entry on the output stream minus that of
-  the message that caused it (both Redis stream ids, so one clock, millisecond
-  resolution). Prints p50/p90/p99/max and the consumer's peak RSS.
+* Capacity: ``--events`` messages are written while the group's position is held past
+  them, then released at once to the consumers, which drain them; events/s = messages /
+  (last acknowledgement - release). The consumers have read one warm-up message first, so
+  their start (imports, the workspace reference, churn timers) is not counted. Runs with
+  1 and with 2 consumer processes, alternated ``--repeat`` times; medians and the ratio 2/1.
+  Peak RSS of each consumer process (sampled; its landing child not included).
+* Latency at half the capacity: one consumer, a producer writing at half the measured
+  1-consumer capacity for ``--seconds``; latency of a trigger = the time of its entry on
+  the output stream minus that of the message that caused it (Redis stream ids: one
+  clock, millisecond resolution). p50/p90/p99/max.
+* Kill: 2 consumers drain a backlog; one is killed (SIGKILL) after a third, holding
+  unacknowledged messages; the survivor claims them once they have been pending
+  ``--claim-idle``. Prints events applied (in Redis' seen sets) and landed (events table)
+  vs sent, triggers delivered twice (by trigger id), and the time from the kill until
+  every message the killed one held was acknowledged.
+* ``--baseline REV``: the 1-consumer capacity of the code at git revision REV too
+  (``git archive``, run from a temporary directory), alternated with this tree's, and
+  whether both fired the same triggers.
 
-Targets: at least 20,000 events/s; p99 under 100 ms.
+Targets: one consumer >= 10,000 events/s; p99 < 100 ms at half of it; 2 consumers more
+than 1; the kill loses nothing and repeats nothing.
 
-    python benchmarks/bench_stream.py                       # 200k events; 20k/s for 10 s
-    python benchmarks/bench_stream.py --events 50000 --rate 10000 --seconds 5
+    python benchmarks/bench_stream.py                       # about three minutes
+    python benchmarks/bench_stream.py --events 50000 --repeat 1 --seconds 5
+    python benchmarks/bench_stream.py --baseline b5398f3    # before/after, side by side
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +63,7 @@ from bench_service import build as build_segmented
 from tribes.store.db import open_engine
 
 TRIBES = str(Path(sys.executable).parent / "tribes")
+FAR = "9999999999999-0"  # a group position past anything written: nothing is delivered
 
 
 def build(data_root: Path, customers: int) -> Path:
@@ -124,161 +143,407 @@ def group_info(r: redis.Redis) -> dict[str, Any]:
     for g in r.xinfo_groups("events"):
         name = g["name"].decode() if isinstance(g["name"], bytes) else g["name"]
         if name == "tribes":
-            return g
+            return dict(g)
     return {}
 
 
-def consumer(ws: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([TRIBES, "-q", "-w", str(ws), "stream", "--redis",
-                             f"redis://127.0.0.1:{port}/0", "--consumer", "bench", *extra],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def consumer_info(r: redis.Redis) -> dict[str, dict[str, Any]]:
+    out = {}
+    for c in r.xinfo_consumers("events", "tribes"):
+        name = c["name"].decode() if isinstance(c["name"], bytes) else c["name"]
+        out[name] = dict(c)
+    return out
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=300)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+# ---------------------------------------------------------------------- one setting
+@dataclass
+class Setup:
+    """A fresh copy of the workspace and a fresh Redis, consumers of one group."""
+
+    ws: Path
+    port: int
+    r: redis.Redis
+    env: dict[str, str]
+    sink: bool
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    peak: dict[str, int] = field(default_factory=dict)
+    sampled: float = 0.0
+
+    def start(self, name: str, *extra: str) -> None:
+        cmd = [sys.executable, "-m", "tribes", "-q", "-w", str(self.ws), "stream", "--redis",
+               f"redis://127.0.0.1:{self.port}/0", "--consumer", name, "--json", *extra]
+        if not self.sink:
+            cmd.append("--no-sink")
+        self.procs[name] = subprocess.Popen(cmd, env=self.env, stdout=subprocess.PIPE,
+                                            stderr=subprocess.PIPE)
+        self.peak[name] = 0
+
+    def sample(self) -> None:
+        """Peak RSS of each consumer, sampled every 0.1 s at most."""
+        if time.perf_counter() - self.sampled < 0.1:
+            return
+        self.sampled = time.perf_counter()
+        for name, p in self.procs.items():
+            with contextlib.suppress(psutil.Error):
+                if p.poll() is None:
+                    self.peak[name] = max(self.peak[name],
+                                          psutil.Process(p.pid).memory_info().rss)
+
+    def check_alive(self, *names: str) -> None:
+        for name in names or tuple(self.procs):
+            p = self.procs[name]
+            if p.poll() is not None and p.returncode != -signal.SIGKILL:
+                err = p.stderr.read().decode()[-3000:] if p.stderr else ""
+                raise SystemExit(f"consumer {name} stopped ({p.returncode}): {err}")
+
+    def warm_up(self, ids: list[str], ts: float) -> str:
+        """One message (event time ``ts``: before the workload's) through the group (the
+        consumers are ready, churn timers are set), then the group's position is held
+        past anything written. Returns its id."""
+        first = self.r.xadd("events", {"data": workload(ids, 1, ts, 99)[0]})
+        warm = first.decode() if isinstance(first, bytes) else str(first)
+        deadline = time.monotonic() + 300
+        while True:
+            g = group_info(self.r)
+            if (len(consumer_info(self.r)) >= len(self.procs)
+                    and int(g.get("entries-read") or 0) >= 1 and int(g.get("pending", 1)) == 0):
+                break
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise SystemExit("the consumers did not start")
+            time.sleep(0.02)
+        self.r.xgroup_setid("events", "tribes", FAR)
+        self.settle()
+        return warm
+
+    def settle(self, quiet: float = 0.2, most: float = 20.0) -> None:
+        """Wait until the consumers and their children (the landing process starts in
+        the background) use less than ``quiet`` of a core (or ``most`` seconds)."""
+        deadline = time.monotonic() + most
+
+        def cpu() -> float:
+            total = 0.0
+            for p in self.procs.values():
+                with contextlib.suppress(psutil.Error):
+                    tree = psutil.Process(p.pid)
+                    for q in (tree, *tree.children(recursive=True)):
+                        t = q.cpu_times()
+                        total += t.user + t.system
+            return total
+
+        before = cpu()
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            now = cpu()
+            if now - before < quiet * 0.5:
+                return
+            before = now
+
+    def release(self, warm: str) -> float:
+        """Deliver everything written after the warm-up message."""
+        self.r.xgroup_setid("events", "tribes", warm, entries_read=1)
+        return time.perf_counter()
+
+    def stop(self) -> tuple[dict[str, dict[str, Any]], float]:
+        """SIGINT to every consumer still running: each finishes its batch and lands what
+        it spooled. Their --json results, and the seconds until the last one exited."""
+        started = time.perf_counter()
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        results = {}
+        for name, p in self.procs.items():
+            try:
+                out, err = p.communicate(timeout=300)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                out, err = p.communicate()
+            if p.returncode == 0 and out.strip():
+                results[name] = json.loads(out.decode().strip().splitlines()[-1])
+            elif p.returncode not in (0, -signal.SIGKILL):
+                raise SystemExit(f"consumer {name} failed ({p.returncode}): "
+                                 f"{err.decode()[-3000:]}")
+        return results, time.perf_counter() - started
 
 
-def throughput(ws: Path, ids: list[str], n: int, sink: bool) -> dict[str, float]:
+@contextlib.contextmanager
+def setup(base: Path, *, sink: bool, pythonpath: str | None = None,
+          config: dict[str, str] | None = None) -> Iterator[Setup]:
+    tmp = Path(tempfile.mkdtemp(prefix="bench-stream-", dir=base.parent))
+    ws = tmp / "ws"
+    shutil.copytree(base, ws, ignore=shutil.ignore_patterns(".tmp"))
+    cfg = ws / "tribes.toml"
+    text = cfg.read_text(encoding="utf-8")
+    for old, new in (config or {}).items():
+        assert old in text, old
+        text = text.replace(old, new, 1)
+    cfg.write_text(text, encoding="utf-8")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
     rproc, port = start_redis()
     r = redis.Redis(port=port)
+    r.xgroup_create("events", "tribes", id="0", mkstream=True)
+    s = Setup(ws, port, r, env, sink)
     try:
-        lines = workload(ids, n, time.time() - n * 0.01 - 60)
-        xadd_s = push(r, lines)
-        proc = consumer(ws, port, *([] if sink else ["--no-sink"]))
-        ps = psutil.Process(proc.pid)
-        peak, first, last = 0, None, None
-        while proc.poll() is None:
-            g = group_info(r)
-            read = int(g.get("entries-read") or 0)
-            if read and first is None:
-                first = time.perf_counter()
-            if read >= n and int(g.get("pending", 1)) == 0:
-                last = time.perf_counter()
-                break
-            peak = max(peak, ps.memory_info().rss)
-            time.sleep(0.005)
-        if first is None or last is None:
-            raise SystemExit(proc.stderr.read().decode()[-3000:] if proc.stderr else "failed")
-        landing = time.perf_counter()
-        stop(proc)  # with the sink, this waits until the last micro-batch is ingested
-        landed = time.perf_counter() - landing
-        triggers = r.xlen("triggers")
-        return {"events": n, "seconds": last - first, "events_per_s": n / (last - first),
-                "xadd_per_s": n / xadd_s, "triggers": triggers,
-                "peak_rss_mib": peak / 2**20, "final_landing_s": landed}
+        yield s
     finally:
+        for p in s.procs.values():
+            if p.poll() is None:
+                p.kill()
+                p.wait()
         rproc.terminate()
         rproc.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
-def latency(ws: Path, ids: list[str], rate: float, seconds: float) -> dict[str, float]:
-    rproc, port = start_redis()
-    r = redis.Redis(port=port)
-    try:
-        proc = consumer(ws, port)
-        ps = psutil.Process(proc.pid)
-        r.xadd("events", {"data": workload(ids, 1, time.time() - 1, seed=99)[0]})
-        deadline = time.time() + 120
-        while not r.xlen("triggers") and time.time() < deadline:  # warmed up
-            time.sleep(0.05)
+def drain(s: Setup, n: int, released: float, *, until: float = 600) -> float:
+    """Wait until the n messages after the warm-up are acknowledged; their seconds."""
+    while True:
+        g = group_info(s.r)
+        if int(g.get("entries-read") or 0) >= n + 1 and int(g.get("pending", 1)) == 0 \
+                and int(g.get("lag") or 0) == 0:
+            return time.perf_counter() - released
+        s.check_alive()
+        s.sample()
+        if time.perf_counter() - released > until:
+            raise SystemExit("the backlog was not drained")
+        time.sleep(0.01)
+
+
+def trigger_ids(r: redis.Redis) -> list[str]:
+    out = []
+    last = "-"
+    while True:
+        chunk = r.xrange("triggers", min=last, count=10_000)
+        out += [f[b"id"].decode() for _, f in chunk]
+        if len(chunk) < 10_000:
+            return out
+        last = "(" + chunk[-1][0].decode()
+
+
+# ---------------------------------------------------------------------- measurements
+def capacity(base: Path, lines: list[str], k: int, *, sink: bool,
+             pythonpath: str | None = None, ids: list[str]) -> dict[str, Any]:
+    with setup(base, sink=sink, pythonpath=pythonpath) as s:
+        for i in range(k):
+            s.start(f"c{i + 1}")
+        warm = s.warm_up(ids, json.loads(lines[0])["ts"] - 3600)
+        push(s.r, lines)
+        released = s.release(warm)
+        seconds = drain(s, len(lines), released)
+        results, landing = s.stop()
+        trig = trigger_ids(s.r)
+    n = len(lines)
+    return {"consumers": k, "events": n, "seconds": seconds, "events_per_s": n / seconds,
+            "triggers": trig, "peak_rss_mib": [s.peak[x] / 2**20 for x in sorted(s.peak)],
+            "reapplied": sum(x.get("reapplied", 0) for x in results.values()),
+            "last_landing_s": landing}
+
+
+def latency(base: Path, ids: list[str], rate: float, seconds: float, *,
+            sink: bool) -> dict[str, Any]:
+    with setup(base, sink=sink) as s:
+        s.start("c1")
         n = int(rate * seconds)
         lines = workload(ids, n, time.time() - 5, seed=7)
+        warm = s.warm_up(ids, time.time() - 3600)
+        s.release(warm)
         first_id = f"{int(time.time() * 1000)}-0"
-        chunk = max(1, int(rate / 100))  # every 10 ms
+        chunk = max(1, int(rate / 200))  # every 5 ms
         started = time.perf_counter()
-        peak = 0
         for i in range(0, n, chunk):
             due = started + i / rate
             time.sleep(max(0.0, due - time.perf_counter()))
-            pipe = r.pipeline(transaction=False)
+            pipe = s.r.pipeline(transaction=False)
             for line in lines[i:i + chunk]:
                 pipe.xadd("events", {"data": line})
             pipe.execute()
-            if i % (chunk * 50) == 0:
-                peak = max(peak, ps.memory_info().rss)
+            if i % (chunk * 20) == 0:
+                s.sample()
         sent_s = time.perf_counter() - started
-        while int(group_info(r).get("lag") or 0) > 0 or int(group_info(r).get("pending") or 0):
-            time.sleep(0.05)
-        drained_s = time.perf_counter() - started
-        stop(proc)
+        drained_s = drain(s, n, started)
+        s.stop()
         lat = []
-        for tid, f in r.xrange("triggers", min=first_id):  # not the warm-up's
+        for tid, f in s.r.xrange("triggers", min=first_id):  # not the warm-up's
             src = f.get(b"source_msg", b"")
             if src:
                 lat.append(_id_ms(tid) - _id_ms(src))
-        lat.sort()
+    lat.sort()
 
-        def q(p: float) -> float:
-            return float(lat[min(len(lat) - 1, int(p * len(lat)))]) if lat else float("nan")
+    def q(p: float) -> float:
+        return float(lat[min(len(lat) - 1, int(p * len(lat)))]) if lat else float("nan")
 
-        return {"rate": rate, "events": n, "sent_s": sent_s, "drained_s": drained_s,
-                "achieved_per_s": n / drained_s, "triggers": len(lat), "p50_ms": q(0.50),
-                "p90_ms": q(0.90), "p99_ms": q(0.99), "max_ms": lat[-1] if lat else 0,
-                "peak_rss_mib": peak / 2**20}
-    finally:
-        rproc.terminate()
-        rproc.wait()
+    return {"rate": rate, "events": n, "sent_s": sent_s, "achieved_per_s": n / drained_s,
+            "triggers": len(lat), "p50_ms": q(0.50), "p90_ms": q(0.90), "p99_ms": q(0.99),
+            "max_ms": lat[-1] if lat else 0, "peak_rss_mib": s.peak["c1"] / 2**20}
+
+
+def kill_test(base: Path, lines: list[str], ids: list[str], *, claim_idle: str,
+              sink: bool) -> dict[str, Any]:
+    n = len(lines)
+    with setup(base, sink=sink, config={'claim_idle = "60s"':
+                                        f'claim_idle = "{claim_idle}"'}) as s:
+        s.start("victim")
+        s.start("survivor")
+        warm = s.warm_up(ids, json.loads(lines[0])["ts"] - 3600)
+        push(s.r, lines)
+        released = s.release(warm)
+        while True:  # a third read, and the victim holds messages
+            s.check_alive()
+            s.sample()
+            read = int(group_info(s.r).get("entries-read") or 0)
+            held = int(consumer_info(s.r).get("victim", {}).get("pending") or 0)
+            if read >= n // 3 and held:
+                break
+            if read >= n:
+                raise SystemExit("the backlog was drained before the victim was killed")
+            time.sleep(0.002)
+        s.procs["victim"].send_signal(signal.SIGKILL)
+        killed = time.perf_counter()
+        s.procs["victim"].wait()
+        held_ids = {x["message_id"] for x in s.r.xpending_range(
+            "events", "tribes", "-", "+", count=n + 10, consumername="victim")}
+        recovered = 0.0 if not held_ids else None
+        while recovered is None:
+            s.check_alive()
+            s.sample()
+            still = s.r.xpending_range("events", "tribes", "-", "+", count=n + 10)
+            if not held_ids.intersection(x["message_id"] for x in still):
+                recovered = time.perf_counter() - killed
+            time.sleep(0.01)
+        drained = drain(s, n, released)
+        results, _ = s.stop()  # the survivor lands its events and the victim's spool
+        stats = results["survivor"]
+        eids = [json.loads(x)["event_id"] for x in lines]
+        applied = [False] * n
+        for key in s.r.keys("tribes:seen:*"):
+            hit = s.r.smismember(key, eids)
+            applied = [a or bool(h) for a, h in zip(applied, hit, strict=True)]
+        trig = trigger_ids(s.r)
+        landed = landed_once = None
+        if sink:
+            from tribes.workspace import open_workspace
+
+            with open_engine(open_workspace(s.ws), read_only=True) as engine:
+                t = engine.table("events")
+                mine = t.filter(t.source == "stream", t.event_id.startswith("b11-"))
+                landed = int(engine.scalar(mine.count()))
+                landed_once = int(engine.scalar(mine.event_id.nunique()))
+    return {"events": n, "applied": sum(applied), "triggers": len(trig),
+            "duplicate_triggers": len(trig) - len(set(trig)), "held": len(held_ids),
+            "claimed": stats.get("claimed", 0), "recover_s": recovered,
+            "drained_s": drained, "landed": landed, "landed_distinct": landed_once,
+            "peak_rss_mib": {k: v / 2**20 for k, v in s.peak.items()}}
 
 
 def _id_ms(stream_id: bytes) -> int:
     return int(stream_id.split(b"-")[0])
 
 
+def baseline_tree(rev: str, root: Path) -> str:
+    """The package at git revision ``rev``, extracted to a temporary directory: its src."""
+    dest = Path(tempfile.mkdtemp(prefix="bench-stream-base-", dir=root))
+    repo = Path(__file__).resolve().parent.parent
+    archive = subprocess.run(["git", "-C", str(repo), "archive", rev, "src"], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return str(dest / "src")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--customers", type=int, default=5000)
-    ap.add_argument("--events", type=int, default=200_000)
-    ap.add_argument("--rates", default="5000,10000,20000",
-                    help="producer rates (events/s) of the latency runs")
-    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--events", type=int, default=100_000, help="backlog of each capacity run")
+    ap.add_argument("--repeat", type=int, default=2, help="capacity runs of 1 and of 2 "
+                    "consumers, alternated (medians: shared machines are noisy)")
+    ap.add_argument("--seconds", type=float, default=10, help="length of the latency run")
+    ap.add_argument("--kill-events", type=int, default=60_000)
+    ap.add_argument("--claim-idle", default="2s", help="claim_idle of the kill run")
+    ap.add_argument("--no-sink", action="store_true", help="consumers do not land events "
+                    "in the events table (the hot path alone)")
+    ap.add_argument("--baseline", metavar="REV", help="also the 1-consumer capacity of the "
+                    "code at this git revision, alternated with this tree's")
     ap.add_argument("--data", type=Path, default=Path("bench-data"))
-    ap.add_argument("--skip-throughput", action="store_true")
-    ap.add_argument("--repeat", type=int, default=3, help="throughput runs of each kind "
-                    "(the median is compared with the target: shared machines are noisy)")
     a = ap.parse_args()
     if shutil.which("redis-server") is None:
         raise SystemExit("redis-server is not installed (apt-get install redis-server)")
     os.environ.setdefault("TRIBES_LOG", "warning")
+    sink = not a.no_sink
     print(f"workspace of {a.customers:,} customers ...", flush=True)
     ws = build(a.data, a.customers)
     from bench_service import segmented_ids
 
     ids = segmented_ids(ws)
-    print(f"\nthroughput, {a.events:,} events queued first, then drained:")
-    rates = {False: float("nan"), True: float("nan")}
-    for sink in () if a.skip_throughput else (False, True):
-        label = "with landing in the events table" if sink else "hot path (--no-sink)"
-        runs = []
+    print(f"{os.cpu_count()} cores (shared by producer, Redis and consumers); "
+          f"{'landing in the events table' if sink else 'hot path only (--no-sink)'}\n")
+    lines = workload(ids, a.events, time.time() - a.events * 0.01 - 120)
+    base_src = baseline_tree(a.baseline, a.data.resolve()) if a.baseline else None
+    print(f"capacity: {a.events:,} events queued, released to the consumers at once, "
+          "drained:")
+    runs: dict[str, list[dict[str, Any]]] = {"1": [], "2": [], "base": []}
+    try:
         for _ in range(a.repeat):
-            shutil.rmtree(ws / ".tmp" / "stream", ignore_errors=True)
-            t = throughput(ws, ids, a.events, sink)
-            runs.append(t["events_per_s"])
-            print(f"  {label:34s} {t['events_per_s']:>9,.0f} events/s  ({t['seconds']:.2f} s, "
-                  f"{t['triggers']:,} triggers, peak RSS {t['peak_rss_mib']:.0f} MiB"
-                  + (f", last landing {t['final_landing_s']:.1f} s" if sink else "")
-                  + f"; producer XADD {t['xadd_per_s']:,.0f} msg/s)", flush=True)
-        rates[sink] = sorted(runs)[len(runs) // 2]
-        print(f"  {label:34s} median {rates[sink]:,.0f} events/s of {len(runs)} runs "
-              f"(range {min(runs):,.0f} to {max(runs):,.0f})")
-    print(f"\nevent-to-trigger latency, {a.seconds:g} s at each rate (with landing):")
-    lats = {}
-    for rate in (float(x) for x in a.rates.split(",")):
-        lt = latency(ws, ids, rate, a.seconds)
-        lats[rate] = lt
-        print(f"  {rate:>7,.0f}/s offered, {lt['achieved_per_s']:>7,.0f}/s done: "
-              f"{lt['triggers']:,} triggers, p50 {lt['p50_ms']:.0f} ms, p90 "
-              f"{lt['p90_ms']:.0f} ms, p99 {lt['p99_ms']:.0f} ms, max {lt['max_ms']:.0f} ms "
-              f"(RSS {lt['peak_rss_mib']:.0f} MiB)", flush=True)
-    ok = [f"{r:,.0f}/s: {'met' if v['p99_ms'] < 100 else 'NOT met'}"
-          for r, v in sorted(lats.items())]
-    print(f"\ntargets: >= 20,000 events/s (median): "
-          f"{'met' if rates[True] >= 20_000 else 'NOT met'} with landing, "
-          f"{'met' if rates[False] >= 20_000 else 'NOT met'} without; p99 < 100 ms at "
-          + ", ".join(ok))
+            plan = [("1", 1, None), ("2", 2, None)]
+            if base_src:
+                plan.append(("base", 1, base_src))
+            for label, k, path in plan:
+                c = capacity(ws.resolve(), lines, k, sink=sink, pythonpath=path, ids=ids)
+                runs[label].append(c)
+                name = {"1": "1 consumer", "2": "2 consumers",
+                        "base": f"1 consumer at {a.baseline}"}[label]
+                rss = ", ".join(f"{x:.0f}" for x in c["peak_rss_mib"])
+                print(f"  {name:24s} {c['events_per_s']:>9,.0f} events/s  "
+                      f"({c['seconds']:.2f} s, {len(c['triggers']):,} triggers, "
+                      f"{c['reapplied']:,} re-applied, peak RSS {rss} MiB, last landing "
+                      f"{c['last_landing_s']:.1f} s)", flush=True)
+    finally:
+        if base_src:
+            shutil.rmtree(Path(base_src).parent, ignore_errors=True)
+    med = {k: statistics.median(x["events_per_s"] for x in v) for k, v in runs.items() if v}
+    ratio = med["2"] / med["1"]
+    print(f"  median: 1 consumer {med['1']:,.0f} events/s, 2 consumers {med['2']:,.0f} "
+          f"events/s: ratio 2/1 = {ratio:.2f}")
+    same = None
+    if base_src:
+        same = all(sorted(x["triggers"]) == sorted(runs["1"][0]["triggers"])
+                   for x in runs["1"] + runs["base"])
+        print(f"  {a.baseline} (before): median {med['base']:,.0f} events/s; this tree "
+              f"{med['1'] / med['base']:.2f}x; same triggers: {'yes' if same else 'NO'}")
+
+    rate = round(med["1"] / 2, -2)
+    print(f"\nevent-to-trigger latency, one consumer, {rate:,.0f} events/s (half the "
+          f"capacity) for {a.seconds:g} s:")
+    lt = latency(ws.resolve(), ids, rate, a.seconds, sink=sink)
+    print(f"  {lt['achieved_per_s']:,.0f}/s done: {lt['triggers']:,} triggers, p50 "
+          f"{lt['p50_ms']:.0f} ms, p90 {lt['p90_ms']:.0f} ms, p99 {lt['p99_ms']:.0f} ms, "
+          f"max {lt['max_ms']:.0f} ms (peak RSS {lt['peak_rss_mib']:.0f} MiB)", flush=True)
+
+    print(f"\nkill: 2 consumers drain {a.kill_events:,} events; one gets SIGKILL after a "
+          f"third (claim_idle {a.claim_idle}):")
+    kt = kill_test(ws.resolve(), workload(ids, a.kill_events, time.time() - 900, seed=11),
+                   ids, claim_idle=a.claim_idle, sink=sink)
+    lost = kt["events"] - kt["applied"]
+    print(f"  applied {kt['applied']:,} of {kt['events']:,} sent (lost {lost}); "
+          + (f"landed {kt['landed']:,} ({kt['landed_distinct']:,} distinct); " if sink else "")
+          + f"triggers {kt['triggers']:,}, delivered twice {kt['duplicate_triggers']}; the "
+          f"killed consumer held {kt['held']:,} messages, the survivor claimed "
+          f"{kt['claimed']:,}, all acknowledged {kt['recover_s']:.1f} s after the kill "
+          f"(backlog drained in {kt['drained_s']:.1f} s); peak RSS "
+          + ", ".join(f"{k} {v:.0f} MiB" for k, v in sorted(kt["peak_rss_mib"].items())),
+          flush=True)
+
+    landed_ok = not sink or (kt["landed"] == kt["landed_distinct"] == kt["events"])
+    kill_ok = lost == 0 and kt["duplicate_triggers"] == 0 and landed_ok
+    print("\ntargets:")
+    print(f"  1 consumer >= 10,000 events/s: {'met' if med['1'] >= 10_000 else 'NOT met'} "
+          f"({med['1']:,.0f})")
+    print(f"  p99 < 100 ms at half the capacity: "
+          f"{'met' if lt['p99_ms'] < 100 else 'NOT met'} ({lt['p99_ms']:.0f} ms)")
+    print(f"  2 consumers more than 1: {'met' if ratio > 1 else 'NOT met'} (ratio {ratio:.2f})")
+    print(f"  kill: nothing lost, nothing twice: {'met' if kill_ok else 'NOT met'}")
+    if same is not None:
+        print(f"  same triggers as {a.baseline}: {'yes' if same else 'NO'}")
 
 
 if __name__ == "__main__":
