@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.realtime.conftest import RedisServer, tribes
+from tribes.errors import InputError
 from tribes.realtime.consumer import Consumer
 from tribes.realtime.rules import Trigger
 from tribes.realtime.simulate import simulate
@@ -400,3 +401,28 @@ def test_two_consumers_one_killed_the_other_claims_its_messages(
     assert len(ids_out) == len(set(ids_out)), "a trigger was delivered twice"
     assert len([t for t in got if t.kind == "trigger.abandoned_cart"]) > 20
     assert stream_events(rt_ws) == len(events)  # the victim's spool landed too, once
+
+
+def test_rules_elsewhere_landing_where_the_database_is(rt_ws: Path, redis_url: str,
+                                                       redis_server: RedisServer) -> None:
+    """Consumers that run the rules with --no-sink (as on other machines) and one
+    landing-only consumer in a group of its own: triggers fire once, every event lands
+    once."""
+    configure(rt_ws, "batch = 1000", "batch = 10")
+    r = redis_server.client()
+    events = [ev(f"U{i % 7}", "add_to_cart" if i % 5 == 0 else "page_view", i)
+              for i in range(60)]
+    push(r, events)
+    a = Consumer(open_workspace(rt_ws), redis_url=redis_url, consumer="a", sink=False)
+    a.run(max_messages=30)
+    b = consume(rt_ws, redis_url, consumer="b", sink=False)
+    assert a.stats.events and b.stats.events  # both had a share
+    assert a.stats.events + b.stats.events == len(events)
+    lander = consume(rt_ws, redis_url, consumer="db-host", land_only=True)
+    assert lander.group == "tribes-land" and lander.stats.messages == len(events)
+    assert stream_events(rt_ws) == len(events)
+    assert r.xpending("events", "tribes-land")["pending"] == 0
+    ids = [t.trigger_id for t in triggers(r)]
+    assert ids and len(ids) == len(set(ids))
+    with pytest.raises(InputError):
+        Consumer(open_workspace(rt_ws), redis_url=redis_url, land_only=True, sink=False)

@@ -35,6 +35,11 @@ def stream(
         "stream) or latest (only new ones).")] = "earliest",
     no_sink: Annotated[bool, typer.Option(
         "--no-sink", help="Do not write the streamed events to the events table.")] = False,
+    land_only: Annotated[bool, typer.Option(
+        "--land-only", help="Only land the events in the events table, in a group of its "
+        "own (default: '<group>-land') that receives every event: run it where the "
+        "workspace's database is, and the consumers that run the rules with --no-sink "
+        "(on any machine).")] = False,
     no_webhooks: Annotated[bool, typer.Option(
         "--no-webhooks", help="Do not deliver triggers to webhooks from this process.")
     ] = False,
@@ -71,18 +76,24 @@ def stream(
     out = Output(ctx, json_out)
     if start not in ("earliest", "latest"):
         raise InputError("--start is earliest or latest", code="E_OPTION")
+    if land_only and no_sink:
+        raise InputError("--land-only lands the events: not with --no-sink", code="E_OPTION")
     ws = state(ctx).open()
     c = Consumer(ws, redis_url=redis, input_stream=input_stream, output_stream=output_stream,
                  group=group, consumer=consumer, start=start, sink=not no_sink,
-                 webhooks=not no_webhooks)
+                 webhooks=not no_webhooks, land_only=land_only)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
         stop.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    out.print(f"Consuming [bold]{c.input}[/bold] as {c.group}/{c.name}; triggers to "
-              f"[bold]{c.output}[/bold]. Ctrl-C stops.")
+    if land_only:
+        out.print(f"Landing [bold]{c.input}[/bold] in the events table as "
+                  f"{c.group}/{c.name}. Ctrl-C stops.")
+    else:
+        out.print(f"Consuming [bold]{c.input}[/bold] as {c.group}/{c.name}; triggers to "
+                  f"[bold]{c.output}[/bold]. Ctrl-C stops.")
     try:
         stats = c.run(stop, max_messages=max_messages, idle_exit=idle_exit)
     finally:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tribes.config import parse_duration
-from tribes.errors import TribesError
+from tribes.errors import InputError, TribesError
 from tribes.privacy import audit
 from tribes.realtime import reference
 from tribes.realtime.events import Checked, EventChecker, Rejected, StreamEvent
@@ -118,12 +118,18 @@ class Consumer:
                  input_stream: str | None = None, output_stream: str | None = None,
                  group: str | None = None, consumer: str | None = None,
                  start: str = "earliest", sink: bool = True, webhooks: bool = True,
-                 client: Any = None) -> None:
+                 land_only: bool = False, client: Any = None) -> None:
         cfg = ws.config.realtime
         self.ws, self.cfg = ws, cfg
         self.input = input_stream or cfg.input_stream
         self.output = output_stream or cfg.output_stream
-        self.group = group or cfg.group
+        # landing only: a group of its own, so it receives every event (the consumers
+        # that run the rules, with --no-sink, may be on other machines)
+        self.land_only = land_only
+        if land_only and not sink:
+            raise InputError("a landing-only consumer lands events: it cannot do without "
+                             "the sink", code="E_OPTION")
+        self.group = group or (f"{cfg.group}-land" if land_only else cfg.group)
         # the same name after a restart: the consumer resumes its own pending messages
         # first (run several on one host with --consumer names of their own)
         self.name = consumer or socket.gethostname()
@@ -151,7 +157,7 @@ class Consumer:
         self.sink = Sink(ws, source=cfg.source, consumer=self.name,
                          in_process=holds_shared_engine(ws)) if sink else None
         self.delivery: Any = None
-        if webhooks:
+        if webhooks and not land_only:
             from tribes.realtime.webhooks import Delivery, registry
 
             if registry(ws).hooks():
@@ -464,6 +470,8 @@ class Consumer:
         stop = stop or threading.Event()
         last_msg = time.monotonic()
         last_log = time.monotonic()
+        if self.land_only:
+            return self._run_landing(stop, max_messages=max_messages, idle_exit=idle_exit)
         try:
             # a pipeline: while Redis applies the commit of one batch and the read of the
             # next, the one after is checked; while the rules run, the next is read
@@ -499,6 +507,38 @@ class Consumer:
                 if time.monotonic() - last_log > 10:
                     last_log = time.monotonic()
                     log.info("stream: %s", self.stats.to_dict())
+                if max_messages is not None and self.stats.messages >= max_messages:
+                    stop.set()
+                if idle_exit is not None and time.monotonic() - last_msg > idle_exit:
+                    stop.set()
+        except redis_errors() as exc:
+            raise TribesError(f"lost the connection to Redis ({exc}); start tribes stream "
+                              "again when it is back: unacknowledged messages are read "
+                              "again, nothing is lost", code="E_REDIS") from None
+        finally:
+            with contextlib.suppress(Exception):
+                self.close()
+        return self.stats
+
+    def _run_landing(self, stop: threading.Event, *, max_messages: int | None,
+                     idle_exit: float | None) -> StreamStats:
+        """Landing only: every message spooled (synced), then acknowledged; the spools
+        land in the events table like those of a consumer that runs the rules."""
+        assert self.sink is not None
+        last_msg = time.monotonic()
+        try:
+            while not stop.is_set():
+                msgs = self._read(self.cfg.block_ms)
+                if msgs:
+                    last_msg = time.monotonic()
+                    self.sink.write([parse_message(f)[1] for _, f in msgs])
+                    self.sink.wait_synced()  # on disk before the messages are acknowledged
+                    ids = [i for i, _ in msgs]
+                    for i in range(0, len(ids), 1000):
+                        self.r.xack(self.input, self.group, *ids[i:i + 1000])
+                    self.stats.batches += 1
+                    self.stats.messages += len(msgs)
+                self.sink.tick()
                 if max_messages is not None and self.stats.messages >= max_messages:
                     stop.set()
                 if idle_exit is not None and time.monotonic() - last_msg > idle_exit:
