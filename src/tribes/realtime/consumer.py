@@ -341,6 +341,10 @@ class Consumer:
                 continue
             ids.add(eid)
             fresh.append(i)
+        if self.sink is not None and not b.spooled:
+            # as received (the landing maps them); synced to disk while the rules run
+            self.sink.write([b.raw[i] for i in fresh])
+            b.spooled = True
         events = [e for i in fresh if isinstance(e := checked[i].result, StreamEvent)]
         keys = list(raw)
         index = {key: n for n, key in enumerate(keys, 1)}
@@ -357,9 +361,6 @@ class Consumer:
         finally:
             if reading:
                 self._prefetched = self.store.read_group_reply()
-        if self.sink is not None and not b.spooled:
-            self.sink.write([b.raw[i] for i in fresh])  # as received: the landing maps them
-            b.spooled = True
         k = self.store.keys
         prefix = k.state("")
         section: list[Any] = []
