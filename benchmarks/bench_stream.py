@@ -12,7 +12,9 @@ producer, Redis and the consumers share the machine.
   (last acknowledgement - release). The consumers have read one warm-up message first, so
   their start (imports, the workspace reference, churn timers) is not counted. Runs with
   1 and with 2 consumer processes, alternated ``--repeat`` times; medians and the ratio 2/1.
-  Peak RSS of each consumer process (sampled; its landing child not included).
+  Peak RSS of each consumer process (sampled; its landing child not included). Each run
+  waits (``--quiet-wait``) for the rest of the machine to be quiet, and prints the cores
+  other work used while it ran: on a shared machine, that is the noise.
 * Latency at half the capacity: one consumer, a producer writing at half the measured
   1-consumer capacity for ``--seconds``; latency of a trigger = the time of its entry on
   the output stream minus that of the message that caused it (Redis stream ids: one
@@ -41,6 +43,7 @@ import contextlib
 import json
 import os
 import random
+import resource
 import shutil
 import signal
 import statistics
@@ -139,6 +142,25 @@ def push(r: redis.Redis, lines: list[str], stream: str = "events") -> float:
     return time.perf_counter() - started
 
 
+def machine_busy() -> float:
+    """CPU seconds the whole machine has been busy (all cores, /proc/stat)."""
+    with open("/proc/stat", encoding="ascii") as fh:
+        f = [int(x) for x in fh.readline().split()[1:8]]
+    return (f[0] + f[1] + f[2] + f[5] + f[6]) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_quiet(most: float, quiet: float = 0.3) -> float:
+    """Wait (up to ``most`` seconds) for a second in which the machine uses less than
+    ``quiet`` of a core; the cores it used in the last second."""
+    deadline = time.monotonic() + most
+    while True:
+        busy = machine_busy()
+        time.sleep(1.0)
+        used = machine_busy() - busy
+        if used < quiet or time.monotonic() > deadline:
+            return used
+
+
 def group_info(r: redis.Redis) -> dict[str, Any]:
     for g in r.xinfo_groups("events"):
         name = g["name"].decode() if isinstance(g["name"], bytes) else g["name"]
@@ -165,9 +187,36 @@ class Setup:
     r: redis.Redis
     env: dict[str, str]
     sink: bool
+    redis_pid: int = 0
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     peak: dict[str, int] = field(default_factory=dict)
     sampled: float = 0.0
+    mark: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    cpu_seen: dict[int, float] = field(default_factory=dict)
+
+    def own_cpu(self) -> float:
+        """CPU seconds used so far by this benchmark, Redis and the consumers (with their
+        landing processes)."""
+        me = resource.getrusage(resource.RUSAGE_SELF)
+        pids = [self.redis_pid, *(p.pid for p in self.procs.values() if p.poll() is None)]
+        for pid in pids:
+            with contextlib.suppress(psutil.Error):
+                top = psutil.Process(pid)
+                for q in (top, *top.children(recursive=True)):
+                    t = q.cpu_times()
+                    self.cpu_seen[q.pid] = t.user + t.system
+        # a process that is gone (killed) counts with what it had used when last seen
+        return me.ru_utime + me.ru_stime + sum(self.cpu_seen.values())
+
+    def start_clock(self) -> None:
+        """From now on, count the CPU the rest of the machine uses (other work)."""
+        self.mark = (time.perf_counter(), machine_busy(), self.own_cpu())
+
+    def others(self) -> float:
+        """Cores used by other work on the machine since :meth:`start_clock`."""
+        t0, busy0, own0 = self.mark
+        return max(machine_busy() - busy0 - (self.own_cpu() - own0), 0.0) / max(
+            time.perf_counter() - t0, 1e-9)
 
     def start(self, name: str, *extra: str) -> None:
         cmd = [sys.executable, "-m", "tribes", "-q", "-w", str(self.ws), "stream", "--redis",
@@ -183,6 +232,7 @@ class Setup:
         if time.perf_counter() - self.sampled < 0.1:
             return
         self.sampled = time.perf_counter()
+        self.own_cpu()
         for name, p in self.procs.items():
             with contextlib.suppress(psutil.Error):
                 if p.poll() is None:
@@ -284,7 +334,7 @@ def setup(base: Path, *, sink: bool, pythonpath: str | None = None,
     rproc, port = start_redis()
     r = redis.Redis(port=port)
     r.xgroup_create("events", "tribes", id="0", mkstream=True)
-    s = Setup(ws, port, r, env, sink)
+    s = Setup(ws, port, r, env, sink, rproc.pid)
     try:
         yield s
     finally:
@@ -324,21 +374,25 @@ def trigger_ids(r: redis.Redis) -> list[str]:
 
 # ---------------------------------------------------------------------- measurements
 def capacity(base: Path, lines: list[str], k: int, *, sink: bool,
-             pythonpath: str | None = None, ids: list[str]) -> dict[str, Any]:
+             pythonpath: str | None = None, ids: list[str],
+             quiet_wait: float = 0.0) -> dict[str, Any]:
     with setup(base, sink=sink, pythonpath=pythonpath) as s:
         for i in range(k):
             s.start(f"c{i + 1}")
         warm = s.warm_up(ids, json.loads(lines[0])["ts"] - 3600)
         push(s.r, lines)
+        wait_quiet(quiet_wait)
+        s.start_clock()
         released = s.release(warm)
         seconds = drain(s, len(lines), released)
+        others = s.others()
         results, landing = s.stop()
         trig = trigger_ids(s.r)
     n = len(lines)
     return {"consumers": k, "events": n, "seconds": seconds, "events_per_s": n / seconds,
             "triggers": trig, "peak_rss_mib": [s.peak[x] / 2**20 for x in sorted(s.peak)],
             "reapplied": sum(x.get("reapplied", 0) for x in results.values()),
-            "last_landing_s": landing}
+            "last_landing_s": landing, "others_cores": others}
 
 
 def latency(base: Path, ids: list[str], rate: float, seconds: float, *,
@@ -351,6 +405,7 @@ def latency(base: Path, ids: list[str], rate: float, seconds: float, *,
         s.release(warm)
         first_id = f"{int(time.time() * 1000)}-0"
         chunk = max(1, int(rate / 200))  # every 5 ms
+        s.start_clock()
         started = time.perf_counter()
         for i in range(0, n, chunk):
             due = started + i / rate
@@ -363,6 +418,7 @@ def latency(base: Path, ids: list[str], rate: float, seconds: float, *,
                 s.sample()
         sent_s = time.perf_counter() - started
         drained_s = drain(s, n, started)
+        others = s.others()
         s.stop()
         lat = []
         for tid, f in s.r.xrange("triggers", min=first_id):  # not the warm-up's
@@ -376,7 +432,8 @@ def latency(base: Path, ids: list[str], rate: float, seconds: float, *,
 
     return {"rate": rate, "events": n, "sent_s": sent_s, "achieved_per_s": n / drained_s,
             "triggers": len(lat), "p50_ms": q(0.50), "p90_ms": q(0.90), "p99_ms": q(0.99),
-            "max_ms": lat[-1] if lat else 0, "peak_rss_mib": s.peak["c1"] / 2**20}
+            "max_ms": lat[-1] if lat else 0, "peak_rss_mib": s.peak["c1"] / 2**20,
+            "others_cores": others}
 
 
 def kill_test(base: Path, lines: list[str], ids: list[str], *, claim_idle: str,
@@ -388,6 +445,7 @@ def kill_test(base: Path, lines: list[str], ids: list[str], *, claim_idle: str,
         s.start("survivor")
         warm = s.warm_up(ids, json.loads(lines[0])["ts"] - 3600)
         push(s.r, lines)
+        s.start_clock()
         released = s.release(warm)
         while True:  # a third read, and the victim holds messages
             s.check_alive()
@@ -413,6 +471,7 @@ def kill_test(base: Path, lines: list[str], ids: list[str], *, claim_idle: str,
                 recovered = time.perf_counter() - killed
             time.sleep(0.01)
         drained = drain(s, n, released)
+        others = s.others()
         results, _ = s.stop()  # the survivor lands its events and the victim's spool
         stats = results["survivor"]
         eids = [json.loads(x)["event_id"] for x in lines]
@@ -434,7 +493,8 @@ def kill_test(base: Path, lines: list[str], ids: list[str], *, claim_idle: str,
             "duplicate_triggers": len(trig) - len(set(trig)), "held": len(held_ids),
             "claimed": stats.get("claimed", 0), "recover_s": recovered,
             "drained_s": drained, "landed": landed, "landed_distinct": landed_once,
-            "peak_rss_mib": {k: v / 2**20 for k, v in s.peak.items()}}
+            "peak_rss_mib": {k: v / 2**20 for k, v in s.peak.items()},
+            "others_cores": others}
 
 
 def _id_ms(stream_id: bytes) -> int:
@@ -464,6 +524,9 @@ def main() -> None:
                     "in the events table (the hot path alone)")
     ap.add_argument("--baseline", metavar="REV", help="also the 1-consumer capacity of the "
                     "code at this git revision, alternated with this tree's")
+    ap.add_argument("--quiet-wait", type=float, default=30, help="before each capacity "
+                    "run, wait up to this many seconds for the rest of the machine to be "
+                    "quiet (each run prints the cores other work used meanwhile)")
     ap.add_argument("--data", type=Path, default=Path("bench-data"))
     a = ap.parse_args()
     if shutil.which("redis-server") is None:
@@ -488,7 +551,8 @@ def main() -> None:
             if base_src:
                 plan.append(("base", 1, base_src))
             for label, k, path in plan:
-                c = capacity(ws.resolve(), lines, k, sink=sink, pythonpath=path, ids=ids)
+                c = capacity(ws.resolve(), lines, k, sink=sink, pythonpath=path, ids=ids,
+                             quiet_wait=a.quiet_wait)
                 runs[label].append(c)
                 name = {"1": "1 consumer", "2": "2 consumers",
                         "base": f"1 consumer at {a.baseline}"}[label]
@@ -496,7 +560,8 @@ def main() -> None:
                 print(f"  {name:24s} {c['events_per_s']:>9,.0f} events/s  "
                       f"({c['seconds']:.2f} s, {len(c['triggers']):,} triggers, "
                       f"{c['reapplied']:,} re-applied, peak RSS {rss} MiB, last landing "
-                      f"{c['last_landing_s']:.1f} s)", flush=True)
+                      f"{c['last_landing_s']:.1f} s; other work used "
+                      f"{c['others_cores']:.1f} cores)", flush=True)
     finally:
         if base_src:
             shutil.rmtree(Path(base_src).parent, ignore_errors=True)
@@ -517,7 +582,8 @@ def main() -> None:
     lt = latency(ws.resolve(), ids, rate, a.seconds, sink=sink)
     print(f"  {lt['achieved_per_s']:,.0f}/s done: {lt['triggers']:,} triggers, p50 "
           f"{lt['p50_ms']:.0f} ms, p90 {lt['p90_ms']:.0f} ms, p99 {lt['p99_ms']:.0f} ms, "
-          f"max {lt['max_ms']:.0f} ms (peak RSS {lt['peak_rss_mib']:.0f} MiB)", flush=True)
+          f"max {lt['max_ms']:.0f} ms (peak RSS {lt['peak_rss_mib']:.0f} MiB; other work "
+          f"used {lt['others_cores']:.1f} cores)", flush=True)
 
     print(f"\nkill: 2 consumers drain {a.kill_events:,} events; one gets SIGKILL after a "
           f"third (claim_idle {a.claim_idle}):")
@@ -530,8 +596,8 @@ def main() -> None:
           f"killed consumer held {kt['held']:,} messages, the survivor claimed "
           f"{kt['claimed']:,}, all acknowledged {kt['recover_s']:.1f} s after the kill "
           f"(backlog drained in {kt['drained_s']:.1f} s); peak RSS "
-          + ", ".join(f"{k} {v:.0f} MiB" for k, v in sorted(kt["peak_rss_mib"].items())),
-          flush=True)
+          + ", ".join(f"{k} {v:.0f} MiB" for k, v in sorted(kt["peak_rss_mib"].items()))
+          + f"; other work used {kt['others_cores']:.1f} cores", flush=True)
 
     landed_ok = not sink or (kt["landed"] == kt["landed_distinct"] == kt["events"])
     kill_ok = lost == 0 and kt["duplicate_triggers"] == 0 and landed_ok
