@@ -106,10 +106,14 @@ def test_bad_as_of_and_timeout(cli, shop: Path) -> None:
 
 
 def test_run_does_prep_and_features(cli, shop: Path) -> None:
-    r = cli("-w", shop, "run", "--json")
+    # the module's workspace has prep and features already: --force does them again
+    r = cli("-w", shop, "run", "--force", "--json")
     assert r.code == 0, r.err
     out = r.json()
     assert out["prep"]["sessions"] > 0 and out["features"]["customers"] > 0
+    again = cli("-w", shop, "run", "--json").json()
+    assert again["prep"] is None and again["features"] is None
+    assert again["steps"]["prep"].startswith("skipped")
 
 
 def test_features_on_an_empty_workspace(cli, tmp_path: Path) -> None:
