@@ -26,7 +26,7 @@ from tribes.features.run import TABLE as FEATURES_TABLE
 from tribes.features.run import last_features
 from tribes.models.assign import relabel
 from tribes.models.methods import DENSITY, Segmenter, make_segmenter
-from tribes.models.selection import KSelection, select_k, stratified_sample
+from tribes.models.selection import KSelection, fit_best, select_k, stratified_sample
 from tribes.models.stability import bootstrap_stability
 from tribes.stats.drift import profile
 from tribes.stats.scaling import Transform, fit_transform
@@ -177,7 +177,7 @@ def fit_method(p: Prepared, method: str, k: int | None, ks: list[int], cfg: Segm
                              progress=lambda s: say(f"choosing k: {s}"))
         k = selection.chosen
     say(f"fitting {method}" + ("" if density else f" with k = {k}"))
-    fitted = make_segmenter(method, k, cfg, seed).fit(x)
+    fitted = fit_best(lambda kk, s: make_segmenter(method, kk, cfg, s), k, x, seed)
     if density:
         k = len(set(fitted.labels_.tolist()) - {-1})
     metrics = {**_quality(x, fitted.labels_, seed), **fitted.extra_metrics_}

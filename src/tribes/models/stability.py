@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import adjusted_rand_score
 
+from tribes.models.selection import single_threaded
+
 
 @dataclass(frozen=True)
 class Stability:
@@ -63,7 +65,8 @@ def bootstrap_stability(
     jac: dict[int, list[float]] = {int(c): [] for c in ref_labels}
     for b in range(resamples):
         idx = rng.integers(0, n, n)
-        new = np.asarray(make(random_state + 1000 + b).fit(x[idx]).predict(x))
+        with single_threaded():  # dozens of small fits: one thread each (see selection)
+            new = np.asarray(make(random_state + 1000 + b).fit(x[idx]).predict(x))
         aris.append(float(adjusted_rand_score(labels, new)))
         for c in ref_labels:
             a = labels == c
