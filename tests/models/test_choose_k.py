@@ -338,3 +338,16 @@ def test_fit_best_keeps_the_lowest_objective() -> None:
     x, _ = planted(5, 1000, 8, 7, sep=2.5, hetero=0.4)
     best = fit_best(kmeans, 5, x, 0)
     assert best.inertia_ <= min(kmeans(5, s).fit(x).inertia_ for s in (0, 101, 202)) + 1e-9
+
+
+def test_select_k_command_shows_the_separation(cli, archetypes) -> None:  # type: ignore[no-untyped-def]
+    ws, _ = archetypes
+    r = cli("-w", ws.path, "segment", "select-k", "--k-range", "2-7", "--json")
+    assert r.code == 0, r.err
+    out = r.json()
+    assert out["chosen"] == 5 and out["decided_by"] == "separation"
+    assert out["distinct"] == [2, 3, 4, 5] and out["vote_choice"] in range(2, 8)
+    assert all(s["separation"] > 0 and s["separation_se"] >= 0 for s in out["scores"])
+    text = cli("-w", ws.path, "segment", "select-k", "--k-range", "2-7")
+    assert text.code == 0 and "decided by the largest k with distinct segments" in " ".join(
+        text.out.split())

@@ -37,14 +37,37 @@ def show_segments(out: Output, r: SegmentReport) -> None:
     sel = m.get("k_selection")
     if sel:
         out.table("k selection", ["k", "silhouette", "inertia", "Calinski-Harabasz",
-                                  "Davies-Bouldin", "gap"],
+                                  "Davies-Bouldin", "gap", "separation", "distinct"],
                   [(s["k"], round(s["silhouette"], 3), round(s["inertia"], 1),
                     round(s["calinski_harabasz"], 1), round(s["davies_bouldin"], 3),
-                    None if s["gap"] is None else round(s["gap"], 3)) for s in sel["scores"]])
-        votes = ", ".join(f"{c} → {k}" for c, k in sel["votes"].items())
-        out.print(f"votes: {votes}; chosen k = {sel['chosen']}")
+                    None if s["gap"] is None else round(s["gap"], 3), _separation(s),
+                    _yes(s.get("distinct"))) for s in sel["scores"]])
+        show_choice(out, sel)
     for w in r.warnings:
         out.print(f"[yellow]warning:[/yellow] {w}")
+
+
+def show_choice(out: Output, sel: dict[str, Any]) -> None:
+    """The votes, the chosen k, what decided it and the notes of a k selection."""
+    votes = ", ".join(f"{c} → {k}" for c, k in sel["votes"].items())
+    decided = {"separation": "the largest k with distinct segments",
+               "votes": "the votes (no k has distinct segments)",
+               "bic": "BIC (no k has distinct segments)"}.get(sel.get("decided_by", ""))
+    out.print(f"votes: {votes}; chosen k = [bold]{sel['chosen']}[/bold]"
+              + (f", decided by {decided}" if decided else ""))
+    for note in sel.get("notes") or []:
+        out.print(f"[yellow]note:[/yellow] {note}")
+
+
+def _separation(s: dict[str, Any]) -> str | None:
+    """``2.31 ± 0.06``: the least separated pair of a k (older versions: none)."""
+    if s.get("separation") is None:
+        return None
+    return f"{s['separation']:.2f} ± {s.get('separation_se') or 0:.2f}"
+
+
+def _yes(v: bool | None) -> str:
+    return "" if v is None else ("yes" if v else "no")
 
 
 def _feature_list(text: str | None) -> list[str] | None:
@@ -62,9 +85,11 @@ def segment(
     method: Annotated[str, typer.Option(
         "--method", "-m", help=f"Clustering method: {', '.join(METHODS)}.")] = "kmeans",
     k: Annotated[str, typer.Option(
-        "--k", help="Number of segments, or 'auto' to choose it from silhouette, elbow, "
-        "Calinski-Harabasz, Davies-Bouldin and the gap statistic (gmm: from BIC). "
-        "dbscan and hdbscan find it themselves.")] = "auto",
+        "--k", help="Number of segments, or 'auto': the largest k whose segments are all "
+        "distinct groups (every pair separated, none under 1% of the customers); "
+        "silhouette, elbow, Calinski-Harabasz, Davies-Bouldin, the gap statistic (and BIC "
+        "for gmm) are reported and decide when no k is distinct. dbscan and hdbscan find "
+        "it themselves.")] = "auto",
     k_range: Annotated[str | None, typer.Option(
         "--k-range", help="Candidates for --k auto, e.g. 2-12 (default: segment.k_range).",
         show_default=False)] = None,
@@ -135,13 +160,14 @@ def select_k_command(
     bic = method == "gmm"
     out.table(f"k selection ({method}, {res['n_scored']:,} customers scored)",
               ["k", "silhouette", "inertia", "Calinski-Harabasz", "Davies-Bouldin", "gap",
-               "gap s.e.", *(["BIC"] if bic else [])],
+               "gap s.e.", *(["BIC"] if bic else []), "separation", "smallest", "distinct"],
               [(s["k"], round(s["silhouette"], 3), round(s["inertia"], 1),
                 round(s["calinski_harabasz"], 1), round(s["davies_bouldin"], 3),
                 round(s["gap"], 3), round(s["gap_se"], 3),
-                *([round(s["bic"], 1)] if bic else [])) for s in res["scores"]])
-    out.print("votes: " + ", ".join(f"{c} → {k}" for c, k in res["votes"].items())
-              + f"; chosen k = [bold]{res['chosen']}[/bold]")
+                *([round(s["bic"], 1)] if bic else []), _separation(s),
+                None if s.get("smallest_share") is None else f"{s['smallest_share']:.1%}",
+                _yes(s.get("distinct"))) for s in res["scores"]])
+    show_choice(out, res)
     out.print(f"rule: {res['rule']}")
 
 

@@ -54,14 +54,38 @@ def k_selection(ctx: ReportContext) -> str:
             ("gap", "gap statistic")]
     if all(s.get("bic") is not None for s in sel["scores"]):
         crit.append(("bic", "lower is better"))
+    has_sep = any(s.get("separation") is not None for s in sel["scores"])
+    if has_sep:
+        crit.append(("separation", "distinct above the line"))
     fig = make_subplots(rows=1, cols=len(crit), subplot_titles=[c for c, _ in crit])
     for i, (c, _) in enumerate(crit):
-        fig.add_trace(go.Scatter(x=ks, y=[s[c] for s in sel["scores"]], mode="lines+markers",
-                                 marker_color=PALETTE[i], showlegend=False), row=1, col=i + 1)
+        err = None
+        if c == "separation":
+            err = {"type": "data", "visible": True,
+                   "array": [s.get("separation_se") or 0 for s in sel["scores"]]}
+            fig.add_hline(y=sel.get("min_separation", 2.0), line_dash="dash",
+                          line_color="#c44", row=1, col=i + 1)
+        fig.add_trace(go.Scatter(x=ks, y=[s.get(c) for s in sel["scores"]],
+                                 mode="lines+markers", error_y=err,
+                                 marker_color=PALETTE[i % len(PALETTE)], showlegend=False),
+                      row=1, col=i + 1)
         fig.add_vline(x=sel["chosen"], line_dash="dot", line_color="#888", row=1, col=i + 1)
     votes = ", ".join(f"{esc(c)} → {k}" for c, k in sel["votes"].items())
-    return (ctx.figure(fig, 300) + f"<p>Votes: {votes}. Chosen k = <b>{sel['chosen']}</b>. "
-            f"Rule: {esc(sel['rule'])}.</p>" + _merges(ctx, run))
+    decided = {
+        "separation": "the largest k whose segments are all distinct groups (every pair "
+                      "separated, none under 1% of the customers)",
+        "votes": "the votes: no k splits the customers into distinct groups",
+        "bic": "BIC: no k splits the customers into distinct groups",
+    }.get(sel.get("decided_by", ""))
+    distinct = sel.get("distinct")
+    notes = "".join(f"<li>{esc(n)}</li>" for n in sel.get("notes") or [])
+    return (ctx.figure(fig, 300)
+            + f"<p>Chosen k = <b>{sel['chosen']}</b>"
+            + (f", decided by {esc(decided)}" if decided else "") + ". "
+            + (f"k with distinct segments: {', '.join(map(str, distinct)) or 'none'}. "
+               if distinct is not None else "")
+            + f"Votes: {votes}. Rule: {esc(sel['rule'])}.</p>"
+            + (f"<ul>{notes}</ul>" if notes else "") + _merges(ctx, run))
 
 
 def _merges(ctx: ReportContext, run: dict[str, Any]) -> str:
