@@ -330,8 +330,22 @@ def test_counts_are_spread_over_their_cells() -> None:
     # a 0/1 count cut at its lattice gap is not two separated groups once spread
     zero_one = (rng.random((3000, 1)) < 0.3).astype(float)
     labels = zero_one[:, 0].astype(int)
-    assert separation(zero_one + 0.0, labels, rng).separation == float("inf")
     assert separation(dequantize(zero_one, rng), labels, rng).separation < MIN_SEPARATION
+
+
+def test_a_shared_floor_is_not_a_separation() -> None:
+    """Customers who share one value on a feature (no spend, an imputed order value)
+    are not placed by it: pairs are compared on the features where both vary."""
+    rng = np.random.default_rng(0)
+    buyers = rng.normal(size=(400, 3))
+    # the same behaviour, but nobody bought: spend (column 0) at its floor
+    lookers = rng.normal(size=(100, 3))
+    lookers[:, 0] = -4.0
+    x, labels = np.vstack([buyers, lookers]), np.repeat([0, 1], [400, 100])
+    assert separation(x, labels, rng).separation < 0.5
+    # on a feature where both vary, a real gap still counts
+    lookers[:, 1] += 6
+    assert separation(np.vstack([buyers, lookers]), labels, rng).separation > 2.5
 
 
 def test_fit_best_keeps_the_lowest_objective() -> None:

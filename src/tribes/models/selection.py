@@ -12,7 +12,11 @@ Criteria reported for every k:
 * separation: for every pair of clusters, the distance between their means on the line
   that best tells them apart (Fisher's discriminant of the pair), in units of the sum of
   their standard deviations on that line, ``|m_a - m_b| / (s_a + s_b)``, with a bootstrap
-  standard error; a k's separation is that of its least separated pair.
+  standard error; a k's separation is that of its least separated pair. Counts are spread
+  over their unit cells first (:func:`dequantize`), and a pair is compared on the features
+  where both clusters vary: a feature on which 90% of a cluster share one value (no spend,
+  an imputed order value) has no spread to measure a distance by, and would make a few
+  non-buyers of a group look like a group of their own.
 
 Rule: the largest k whose segments are all distinct groups, i.e. whose least separated
 pair still scores at least ``MIN_SEPARATION`` (2) after one standard error is taken off
@@ -57,6 +61,7 @@ MIN_SEPARATION = 2.0  # |m_a - m_b| / (s_a + s_b) on the pair's discriminant, le
 MIN_SHARE = 0.01  # the smallest segment of an admissible k, share of the scored rows
 MIN_ROWS = 10  # ... and at least this many rows
 SEPARATION_RESAMPLES = 100  # bootstrap resamples for the standard error of a separation
+POINT_MASS = 0.9  # a column where 90% of a cluster share one value says nothing of its place
 LATTICE_LEVELS = 32  # a column with at most this many distinct values is a count (dequantized)
 RESTARTS = 3  # fits per k (seeds random_state + 101 r); the lowest objective is kept
 
@@ -209,11 +214,15 @@ def separation(x: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
     groups = [x[labels == c] for c in labs]
     means = [g.mean(axis=0) for g in groups]
     scatter = [((g - m).T @ (g - m)) for g, m in zip(groups, means, strict=True)]
+    massed = [_massed(g) for g in groups]
     best: tuple[float, float, float, tuple[int, int]] | None = None
     for a in range(len(labs)):
         for b in range(a + 1, len(labs)):
-            sep, se = _pair_separation(groups[a], groups[b], means[a] - means[b],
-                                       scatter[a] + scatter[b], rng, resamples)
+            keep = ~(massed[a] | massed[b])
+            sep, se = _pair_separation(groups[a][:, keep], groups[b][:, keep],
+                                       (means[a] - means[b])[keep],
+                                       (scatter[a] + scatter[b])[np.ix_(keep, keep)], rng,
+                                       resamples)
             if best is None or sep - se < best[0]:
                 best = (sep - se, sep, se, (int(labs[a]), int(labs[b])))
     assert best is not None
@@ -245,10 +254,19 @@ def dequantize(x: np.ndarray, rng: np.random.Generator,
     return out
 
 
+def _massed(g: np.ndarray) -> np.ndarray:
+    """Per column: do at least ``POINT_MASS`` of the rows share one value (no spend, an
+    imputed value, a rate of exactly 1)?"""
+    out = np.zeros(g.shape[1], dtype=bool)
+    for j in range(g.shape[1]):
+        out[j] = np.unique(g[:, j], return_counts=True)[1].max() >= POINT_MASS * len(g)
+    return out
+
+
 def _pair_separation(xa: np.ndarray, xb: np.ndarray, diff: np.ndarray, scatter: np.ndarray,
                      rng: np.random.Generator, resamples: int) -> tuple[float, float]:
     na, nb = len(xa), len(xb)
-    if na < 2 or nb < 2 or not np.any(diff):
+    if na < 2 or nb < 2 or not len(diff) or not np.any(diff):
         return 0.0, 0.0
     pooled = scatter / (na + nb - 2)
     ridge = 1e-9 * max(float(np.trace(pooled)) / len(diff), 1e-12)
