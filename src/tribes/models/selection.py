@@ -186,7 +186,8 @@ def separation(x: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
 
     For each pair (a, b) the rows of both are projected on Fisher's discriminant of the
     pair, ``w = S^-1 (mean_a - mean_b)`` with ``S`` their pooled covariance, and scored
-    ``|m_a - m_b| / (s_a + s_b)`` (means and standard deviations of the projections).
+    ``|m_a - m_b| / (s_a + s_b)`` (means and standard deviations of the projections),
+    on the columns where neither cluster has ``POINT_MASS`` of its rows on one value.
     Its standard error comes from ``resamples`` bootstrap resamples of each cluster's
     projections (direction kept).
 
