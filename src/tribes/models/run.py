@@ -303,8 +303,10 @@ def _store(engine: Engine, assigned: ir.Table, *, method: str, k: int, feats: li
            names: dict[int, str] | None = None,
            stats: dict[str, Any] | None = None, fitted_on: int | None = None,
            activate: bool = True) -> SegmentReport:
-    sizes_df = engine.execute(assigned.group_by("label").aggregate(n=assigned.count()))
+    sizes_df = engine.execute(assigned.group_by("label").aggregate(
+        n=assigned.count(), first=assigned.customer_key.min()))
     new_sizes = {int(r.label): int(r.n) for r in sizes_df.itertuples()}
+    first_key = {int(r.label): str(r.first) for r in sizes_df.itertuples()}
     parent = active_version(engine)
     overlap = pd.DataFrame()
     old_sizes: dict[int, int] = {}
@@ -319,7 +321,7 @@ def _store(engine: Engine, assigned: ir.Table, *, method: str, k: int, feats: li
         old_sizes = {int(r.segment_id): int(r.n) for r in od.itertuples()}
     top = engine.scalar(sa.segment_id.max())
     next_id = 0 if top is None or pd.isna(top) else int(top) + 1
-    mapping = match_segment_ids(overlap, new_sizes, old_sizes, next_id)
+    mapping = match_segment_ids(overlap, new_sizes, old_sizes, next_id, first_key)
     metrics = _relabel_metrics(metrics, mapping)
 
     def name_of(lab: int) -> str:

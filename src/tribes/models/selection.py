@@ -92,6 +92,9 @@ def single_threaded() -> Iterator[None]:
         yield
 
 
+RESTART_TOL = 1e-9
+
+
 def objective(model: Any) -> float | None:
     """What a fit minimizes: k-means inertia, a mixture's BIC (at a fixed k, its negative
     log-likelihood plus a constant); None when restarts make no difference."""
@@ -117,7 +120,10 @@ def fit_best(make: Callable[[int, int], Any], k: int, x: np.ndarray, random_stat
     for r in range(1, restarts):
         model = make(k, random_state + 101 * r).fit(x)
         s = objective(model)
-        if s is not None and s < score:
+        # a restart must be better by more than rounding: the same optimum reached again
+        # (in another label order) must not win on the last bits of a sum, which differ
+        # between backends and would change the segment ids
+        if s is not None and s < score - RESTART_TOL * max(abs(score), 1.0):
             best, score = model, s
     return best
 

@@ -179,14 +179,18 @@ def diff(engine: Engine, a: int, b: int) -> dict[str, Any]:
 
 
 def match_segment_ids(overlap: pd.DataFrame, new_sizes: dict[int, int],
-                      old_sizes: dict[int, int], next_id: int) -> dict[int, int]:
+                      old_sizes: dict[int, int], next_id: int,
+                      tie_key: dict[int, str] | None = None) -> dict[int, int]:
     """New model labels -> segment ids, keeping the old id of the same group.
 
     ``overlap``: customers per (new label, old segment id). Labels are paired by the
     Hungarian method on Jaccard overlap; a pair with Jaccard >= 0.5 keeps the old id, every
-    other label gets a fresh id from ``next_id`` on (largest first). Noise stays -1.
+    other label gets a fresh id from ``next_id`` on (largest first; groups of one size by
+    ``tie_key``, e.g. their smallest customer key, so the ids do not depend on the order
+    in which a model numbered its clusters). Noise stays -1.
     """
-    labels = sorted(new_sizes, key=lambda lab: (-new_sizes[lab], lab))
+    tie = tie_key or {}
+    labels = sorted(new_sizes, key=lambda lab: (-new_sizes[lab], tie.get(lab, ""), lab))
     mapping: dict[int, int] = {NOISE: NOISE} if NOISE in new_sizes else {}
     real = [lab for lab in labels if lab != NOISE]
     olds = [o for o in old_sizes if o != NOISE]
