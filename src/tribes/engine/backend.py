@@ -69,8 +69,15 @@ class Engine:
         return self.con.table(name)
 
     def create_temp(self, name: str, expr: ir.Table) -> ir.Table:
-        """Materialize ``expr`` as a temporary table (memory, spilled to disk when large)."""
-        self.con.create_table(name, expr, temp=True, overwrite=True)
+        """Materialize ``expr`` as a temporary table (memory, spilled to disk when large).
+
+        An empty table of the expression's schema, then one ``INSERT``: Ibis' own
+        ``create_table`` fills a table under another name and copies it, writing every
+        row twice; a bare ``CREATE TABLE AS`` would take the engine's own result types
+        (a sum of integers is a 128-bit integer there), not the expression's.
+        """
+        self.con.create_table(name, schema=expr.schema(), temp=True, overwrite=True)
+        self.con.insert(name, expr)
         return self.con.table(name)
 
     def drop_temp(self, name: str) -> None:
