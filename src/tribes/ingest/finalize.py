@@ -13,7 +13,7 @@ from tribes.engine import Engine
 from tribes.engine.functions import md5_hex
 from tribes.engine.io import FILE_COLUMN
 from tribes.ingest.mapping import ColumnMapping
-from tribes.ingest.stage import RECORD, REPEAT_KEY, SEP, record_salt
+from tribes.ingest.stage import RECORD, REPEAT_KEY, SEP, record_salt, record_text
 from tribes.privacy.pseudonymize import pseudonymize
 from tribes.store.tables import SCHEMAS
 
@@ -82,8 +82,9 @@ def load_events(b: Batch, good: ir.Table) -> int:
     t = with_occurrence(b, good)
     # salted with a secret so an id cannot be recomputed from a guessed record; md5 as it
     # runs once per row and identifies records, not people (people get HMAC pseudonyms)
-    salt = ibis.literal(record_salt(b.key) + SEP)
-    derived = "h" + md5_hex(salt + t.source + SEP + t[RECORD] + SEP + t._occ.cast("string"))
+    text = record_text(t, before=[ibis.literal(record_salt(b.key)), t.source],
+                       after=[t._occ.cast("string")])
+    derived = "h" + md5_hex(text)
     has_ids = "event_id" in b.mapping.targets
     t = t.mutate(event_id=t.event_id.coalesce(derived) if has_ids else derived).drop("_occ")
     if has_ids:

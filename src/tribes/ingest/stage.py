@@ -146,35 +146,50 @@ def build_stage(read: ReadResult, spec: KindSpec, mapping: ColumnMapping,
             if c in t3.columns:
                 no_id = no_id & t3[c].isnull()
         checks.append((no_id, "E_NO_ID"))
-    checks.extend(_typed_checks(spec, t3, opts))
-    reason = ibis.cases(*checks, else_=ibis.null("string")) if checks else ibis.null("string")
+    parts = [ibis.cases(*checks, else_=ibis.null("string"))] if checks else []
+    parts.extend(_typed_reasons(spec, t3, opts))
+    reason = (ibis.coalesce(*parts) if len(parts) > 1 else parts[0] if parts
+              else ibis.null("string"))
     t4 = t3.mutate(**{PRE_REASON: reason})
     if read.valid_column is not None:
         t4 = t4.drop(read.valid_column)
     return t4
 
 
-def _typed_checks(spec: KindSpec, t: ir.Table,
-                  opts: StageOptions) -> list[tuple[ir.BooleanValue, str]]:
-    checks: list[tuple[ir.BooleanValue, str]] = []
+def _typed_reasons(spec: KindSpec, t: ir.Table, opts: StageOptions) -> list[ir.StringValue]:
+    """Per typed field, in field order, its reason code (null when the value is fine).
+
+    The engine inlines a parsed value into every check that names it (a filter on the
+    reason is pushed below the layer that parsed it), so each check costs a parse. A
+    timestamp is therefore judged by one range test first: a row in range, nearly all of
+    them, parses its timestamp once; only the others are told apart.
+    """
+    reasons: list[ir.StringValue] = []
+    null = ibis.null("string")
     for f in spec.fields:
         if f.name not in t.columns or f.kind in ("id", "text", "snake", "place"):
             continue
         value, bad = t[f.name], t[bad_column(f.name)]
         if f.kind == "ts" and f.required:
-            checks.append((value.isnull() & bad.isnull(), "E_TS_MISSING"))
-            checks.append((bad.notnull(), "E_TS_PARSE"))
-            checks.append((value > ibis.literal(opts.future_limit, type=UTC), "E_TS_FUTURE"))
-            checks.append((value < ibis.literal(opts.min_ts, type=UTC), "E_TS_RANGE"))
+            early = ibis.literal(opts.min_ts, type=UTC)
+            late = ibis.literal(opts.future_limit, type=UTC)
+            # the four reasons exclude each other, so their order here is free
+            reasons.append(ibis.cases(
+                (value.between(early, late), null),
+                (bad.notnull(), "E_TS_PARSE"),
+                (value.isnull(), "E_TS_MISSING"),
+                (value > late, "E_TS_FUTURE"),
+                else_="E_TS_RANGE",
+            ))
         elif f.kind == "bool" and f.required:
-            checks.append((value.isnull(), "E_CONSENT_VALUE"))
+            reasons.append(ibis.cases((value.isnull(), "E_CONSENT_VALUE"), else_=null))
         elif f.name == "amount":
-            checks.append((bad.notnull(), "E_AMOUNT"))
+            reasons.append(ibis.cases((bad.notnull(), "E_AMOUNT"), else_=null))
         elif f.name == "quantity":
-            checks.append((bad.notnull(), "E_QUANTITY"))
+            reasons.append(ibis.cases((bad.notnull(), "E_QUANTITY"), else_=null))
         else:
-            checks.append((bad.notnull(), "E_VALUE"))
-    return checks
+            reasons.append(ibis.cases((bad.notnull(), "E_VALUE"), else_=null))
+    return reasons
 
 
 def _raw_col(i: int) -> str:
@@ -183,14 +198,34 @@ def _raw_col(i: int) -> str:
 
 def derive(t: ir.Table, read: ReadResult, mapping: ColumnMapping, key: bytes) -> ir.Table:
     """Add ``properties`` and the raw record text ``_rec`` (never stored) from the carried
-    raw columns, and drop those."""
+    raw columns. The raw columns stay: a finalizer may build its own text of the record
+    around them (:func:`record_text`); whatever a query does not use, the engine never
+    computes."""
     raw = {c: t[_raw_col(i)] for i, c in enumerate(read.columns)}
-    content = _raw_content(raw)
-    t = t.mutate(**{
+    return t.mutate(**{
         "properties": _properties(raw, mapping, key),
-        RECORD: content,
+        RECORD: record_text(t),
     })
-    return t.drop(*[_raw_col(i) for i in range(len(read.columns))])
+
+
+def raw_columns(t: ir.Table) -> list[str]:
+    """The carried raw source columns of ``t``, in the source's order."""
+    found = [c for c in t.columns if c.startswith("_x_") and c[3:].isdigit()]
+    return sorted(found, key=lambda c: int(c[3:]))
+
+
+def record_text(t: ir.Table, before: list[ir.Value] | None = None,
+                after: list[ir.Value] | None = None) -> ir.StringValue:
+    """The raw record as one text: all source columns, nulls marked, joined by ``SEP``,
+    with ``before`` and ``after`` (never null) joined on the same way.
+
+    Identical records have the same text. Derived event ids are the salted md5 of it
+    (see ``finalize.load_events``), built in one piece: one string per row instead of a
+    chain of copies. ``_h``, a fast 64-bit hash of file and raw columns, only finds
+    candidate repeats: a collision merely sends a record to the exact numbering.
+    """
+    parts = [t[c].cast("string").fill_null(NULL_MARK) for c in raw_columns(t)]
+    return ibis.literal(SEP).join([*(before or []), *parts, *(after or [])])
 
 
 def _properties(src: dict[str, ir.Value], mapping: ColumnMapping,
@@ -209,14 +244,3 @@ def _properties(src: dict[str, ir.Value], mapping: ColumnMapping,
 def record_salt(key: bytes) -> str:
     """A secret derived from the workspace key that salts record digests."""
     return hmac_sha256_py("record-digest", key)
-
-
-def _raw_content(src: dict[str, ir.Value]) -> ir.StringValue:
-    """The raw record as one text (all source columns, nulls marked).
-
-    Identical records have the same text. Derived event ids are its salted md5 (see
-    ``finalize.load_events``). ``_h``, a fast 64-bit hash of file and raw columns, only
-    finds candidate repeats: a collision merely sends a record to the exact numbering.
-    """
-    return ibis.literal(SEP).join([v.cast("string").fill_null(NULL_MARK)
-                                   for v in src.values()])
