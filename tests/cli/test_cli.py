@@ -24,6 +24,16 @@ def test_help_teaches(cli) -> None:
     assert r.code == 0 and "--map" in r.out and "Examples" in r.out
 
 
+
+def test_startup_leaves_the_modelling_libraries_alone() -> None:
+    """Every command imports the whole command line; scikit-learn, SciPy and statsmodels
+    (seconds to import) load only in the commands that use them."""
+    code = ("import sys, tribes.cli; "
+            "print(sorted(m for m in ('sklearn', 'scipy', 'statsmodels') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       check=True)
+    assert r.stdout.strip() == "[]"
+
 def test_init_ingest_status_quarantine_roundtrip(cli, tmp_path: Path, write) -> None:
     ws = tmp_path / "shop"
     r = cli("init", ws, "--json")

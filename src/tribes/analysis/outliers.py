@@ -10,9 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.cluster import DBSCAN
-from sklearn.ensemble import IsolationForest
-from sklearn.neighbors import LocalOutlierFactor
 
 from tribes.engine import Engine
 from tribes.engine.functions import md5_hex
@@ -47,6 +44,11 @@ def find_outliers(engine: Engine, features: list[str], *, method: str = "isolati
     # robust scaling: the outliers themselves must not set the scale
     tr = fit_transform(sample, features, scaler="robust")
     x = tr.apply(sample)
+    # scikit-learn is imported here, not with the module: every command of the CLI
+    # imports this module, and only this one needs the models
+    from sklearn.ensemble import IsolationForest
+    from sklearn.neighbors import LocalOutlierFactor
+
     if method == "isolation_forest":
         # larger subsamples than the default 256 separate moderate outliers better
         model: Any = IsolationForest(contamination=contamination, random_state=random_state,
@@ -80,6 +82,8 @@ def find_outliers(engine: Engine, features: list[str], *, method: str = "isolati
 
 
 def _dbscan(z: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.cluster import DBSCAN
+
     min_samples = 10
     eps = knee_eps(z, min_samples)
     labels = DBSCAN(eps=eps, min_samples=min_samples).fit(z).labels_

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from tribes.cli.common import JsonOpt, Output, state
 from tribes.features.definitions import segment_features
-from tribes.models.run import (
-    METHODS,
-    SegmentReport,
-    choose_k,
-    run_segmentation,
-)
-from tribes.ops.compare import compare_methods
+from tribes.models import METHODS
 from tribes.store.db import open_engine
+
+if TYPE_CHECKING:
+    from tribes.models.run import SegmentReport
+
+# the modelling modules (scikit-learn) are imported inside the commands that fit:
+# every command of the CLI imports this module
 
 app = typer.Typer(no_args_is_help=False, rich_markup_mode="rich")
 
@@ -122,6 +122,8 @@ def segment(
         if kk < 2:
             raise typer.BadParameter("k must be at least 2", param_hint="--k")
     feats = _feature_list(features)
+    from tribes.models.run import run_segmentation
+
     ws = state(ctx).open()
     with open_engine(ws) as engine, out.progress("segmenting") as task:
         report = run_segmentation(ws, engine, method=method, k=kk, features=feats,
@@ -152,6 +154,8 @@ def select_k_command(
     """
     out = Output(ctx, json_out)
     feats = _feature_list(features)
+    from tribes.models.run import choose_k
+
     ws = state(ctx).open()
     with open_engine(ws, read_only=True) as engine, out.progress("scoring k") as task:
         res = choose_k(ws, engine, method=method, features=feats, k_range=k_range,
@@ -206,6 +210,8 @@ def compare(
     """
     out = Output(ctx, json_out)
     feats = _feature_list(features)
+    from tribes.ops.compare import compare_methods
+
     ws = state(ctx).open()
     with open_engine(ws, read_only=True) as engine, out.progress("comparing") as task:
         campaign = None

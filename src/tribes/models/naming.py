@@ -20,7 +20,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 MIN_SCORE = 0.35
 
@@ -146,6 +145,8 @@ def name_segments(lifts: Mapping[int, Mapping[str, float]]) -> dict[int, Naming]
         return {}
     scores = archetype_scores(lifts)
     finite = np.where(np.isfinite(scores), scores, -1e6)
+    from scipy.optimize import linear_sum_assignment  # slow to import: on use
+
     rows, cols = linear_sum_assignment(-finite)
     chosen = {segs[i]: (ARCHETYPES[j], float(scores[i, j])) for i, j in zip(rows, cols,
                                                                           strict=True)}

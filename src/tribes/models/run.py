@@ -24,6 +24,7 @@ from tribes.errors import InputError
 from tribes.features.definitions import RFM_GRID, segment_features
 from tribes.features.run import TABLE as FEATURES_TABLE
 from tribes.features.run import last_features
+from tribes.models import METHODS
 from tribes.models.assign import relabel
 from tribes.models.methods import DENSITY, Segmenter, make_segmenter
 from tribes.models.selection import KSelection, fit_best, select_k, stratified_sample
@@ -41,7 +42,6 @@ from tribes.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
-METHODS = ("kmeans", "gmm", "agglomerative", "dbscan", "hdbscan", "rfm")
 RFM_FEATURES = ["r_score", "f_score", "m_score"]
 NO_PURCHASE = "No Purchase Yet"
 _TMP = ("_sg_labels",)

@@ -15,7 +15,6 @@ from typing import Any
 import ibis
 import ibis.expr.types as ir
 import numpy as np
-from scipy.stats import chi2_contingency, kruskal
 
 from tribes.engine import Engine
 from tribes.engine.functions import md5_hex
@@ -44,6 +43,8 @@ def rate_test(success: np.ndarray, total: np.ndarray) -> dict[str, Any]:
     table = table[:, table.sum(axis=0) > 0]
     if table.shape[0] < 2 or table.shape[1] < 2:
         return {"test": "chi-square", "statistic": None, "p_value": None, "effect": None}
+    from scipy.stats import chi2_contingency  # slow to import: on use
+
     chi2, p, _, _ = chi2_contingency(table, correction=False)
     n = table.sum()
     v = math.sqrt(chi2 / (n * (min(table.shape) - 1))) if n else 0.0
@@ -59,6 +60,8 @@ def continuous_test(groups: list[np.ndarray]) -> dict[str, Any]:
     n = sum(len(g) for g in groups)
     if len(groups) < 2 or n < 3 or len(np.unique(np.concatenate(groups))) < 2:
         return {"test": "Kruskal-Wallis", "statistic": None, "p_value": None, "effect": None}
+    from scipy.stats import kruskal
+
     h, p = kruskal(*groups)
     eps = float(h / (n - 1))
     return {"test": "Kruskal-Wallis", "statistic": float(h), "p_value": float(p),

@@ -17,7 +17,6 @@ from typing import Any
 import ibis
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from tribes.analysis.ab import Design, analyze
 from tribes.config import parse_k_range
@@ -68,6 +67,8 @@ def eta_squared(values: np.ndarray, labels: np.ndarray) -> float:
 
 def kpi_separation(kpis: pd.DataFrame, labels: np.ndarray) -> dict[str, Any]:
     """eta squared and the Kruskal-Wallis p-value per KPI, and their mean."""
+    from scipy import stats  # slow to import: on use
+
     labels = np.asarray(labels)
     per: dict[str, dict[str, float]] = {}
     for c in kpis.columns:
@@ -94,6 +95,8 @@ class Campaign:
 def campaign_uplift(c: Campaign, fitted: Segmenter, p: Prepared) -> dict[str, Any]:
     """The campaign measured with a candidate's segments (``fitted.predict`` on the
     exposed customers, in the coordinates of ``p.transform``)."""
+    from scipy import stats
+
     feats = c.features.set_index("customer_key")
     have = c.outcomes[c.outcomes.customer_key.isin(feats.index)].copy()
     if have.empty:

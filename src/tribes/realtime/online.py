@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from tribes.models.methods import stored_segments
 from tribes.realtime.reference import Reference
 
 DAY = 86_400.0
@@ -90,6 +89,10 @@ def assign(ref: Reference, keys: list[str], states: list[dict[str, Any]],
     """Segment ids of customers with the active version (vectorized)."""
     if not keys or ref.transform is None or ref.method is None:
         return []
+    # the models' module (scikit-learn) is imported on first use, not by every command
+    # that reaches this module
+    from tribes.models.methods import stored_segments
+
     x = ref.transform.apply_array(feature_matrix(ref, keys, states, now,
                                                  ref.transform.features))
     return stored_segments(ref.method, ref.model, x).tolist()

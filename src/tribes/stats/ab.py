@@ -17,11 +17,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats
 
 
 def wilson(x: float, n: float, alpha: float = 0.05) -> tuple[float, float]:
     """Wilson score interval of the proportion x / n."""
+    from scipy import stats  # slow to import: on use
+
     if n <= 0:
         return float("nan"), float("nan")
     z = stats.norm.ppf(1 - alpha / 2)
@@ -46,6 +47,8 @@ def newcombe(x1: float, n1: float, x2: float, n2: float, alpha: float = 0.05
 
 def two_proportion_p(x1: float, n1: float, x2: float, n2: float) -> float:
     """Two-sided p-value of the pooled two-proportion z-test."""
+    from scipy import stats
+
     pooled = (x1 + x2) / (n1 + n2)
     se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
     if se == 0:
@@ -57,6 +60,8 @@ def two_proportion_p(x1: float, n1: float, x2: float, n2: float) -> float:
 def welch(a: np.ndarray, b: np.ndarray, alpha: float = 0.05
           ) -> tuple[float, float, float, float]:
     """(mean(b) - mean(a), lower, upper, p-value) by Welch's t-test."""
+    from scipy import stats
+
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
     d = float(b.mean() - a.mean())
@@ -117,6 +122,8 @@ def benjamini_hochberg(p: list[float]) -> list[float]:
 
 def srm(counts: list[int], split: list[float]) -> float:
     """p-value of the variant counts against the planned split (chi-square)."""
+    from scipy import stats
+
     n = sum(counts)
     expected = np.asarray(split, dtype=float) / sum(split) * n
     return float(stats.chisquare(counts, expected).pvalue) if n else float("nan")
@@ -125,6 +132,8 @@ def srm(counts: list[int], split: list[float]) -> float:
 def heterogeneity(effects: list[float], ses: list[float]) -> tuple[float, float]:
     """Cochran's Q of effects with standard errors ``ses`` and its p-value: do the
     segments' uplifts differ more than their noise allows?"""
+    from scipy import stats
+
     d, se = np.asarray(effects, dtype=float), np.asarray(ses, dtype=float)
     ok = se > 0
     d, w = d[ok], 1.0 / se[ok] ** 2

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 GRID = 200  # the reference CDF is kept at GRID + 1 quantiles
 FLOOR = 1e-4
@@ -80,6 +79,8 @@ def psi(ref: dict[str, Any], values: np.ndarray) -> float:
 
 def ks(ref: dict[str, Any], values: np.ndarray) -> tuple[float, float]:
     """(distance, p-value) of the non-null ``values`` against a :func:`profile`."""
+    from scipy import stats  # slow to import: on use
+
     v = np.asarray(values, dtype=float)
     ok = np.sort(v[~np.isnan(v)])
     n, m = ref["n"], len(ok)
@@ -124,6 +125,8 @@ def share_shift(ref_shares: dict[int, float], names: dict[int, str],
                 labels: np.ndarray) -> ShareShift:
     """``ref_shares``: segment id -> share at the version's creation; ``labels``: the
     segment ids of a sample of today's customers."""
+    from scipy import stats
+
     labels = np.asarray(labels, dtype=int)
     n = len(labels)
     ids = sorted(set(ref_shares) | set(np.unique(labels).tolist()))

@@ -14,7 +14,6 @@ import ibis
 import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
-from scipy.optimize import linear_sum_assignment
 
 from tribes.engine import Engine
 from tribes.errors import InputError
@@ -201,6 +200,8 @@ def match_segment_ids(overlap: pd.DataFrame, new_sizes: dict[int, int],
                 inter = (float(overlap.at[lab, o])  # type: ignore[arg-type]
                          if lab in overlap.index and o in overlap.columns else 0.0)
                 jac[i, j] = inter / (new_sizes[lab] + old_sizes[o] - inter)
+        from scipy.optimize import linear_sum_assignment  # slow to import: on use
+
         rows, cols = linear_sum_assignment(-jac)
         for i, j in zip(rows, cols, strict=True):
             if jac[i, j] >= SAME_GROUP:
