@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import count, takewhile
 
 import ibis
 import ibis.expr.types as ir
@@ -210,8 +211,7 @@ def derive(t: ir.Table, read: ReadResult, mapping: ColumnMapping, key: bytes) ->
 
 def raw_columns(t: ir.Table) -> list[str]:
     """The carried raw source columns of ``t``, in the source's order."""
-    found = [c for c in t.columns if c.startswith("_x_") and c[3:].isdigit()]
-    return sorted(found, key=lambda c: int(c[3:]))
+    return list(takewhile(lambda c: c in t.columns, map(_raw_col, count())))
 
 
 def record_text(t: ir.Table, before: list[ir.Value] | None = None,

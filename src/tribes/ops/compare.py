@@ -22,8 +22,9 @@ from tribes.analysis.ab import Design, analyze
 from tribes.config import parse_k_range
 from tribes.engine import Engine
 from tribes.errors import InputError
+from tribes.models import METHODS
 from tribes.models.methods import Segmenter
-from tribes.models.run import METHODS, Prepared, fit_method, prepare
+from tribes.models.run import Prepared, fit_method, prepare
 from tribes.stats import ab as abstats
 from tribes.workspace import Workspace
 
