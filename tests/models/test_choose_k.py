@@ -3,6 +3,8 @@ behavioural archetypes give five segments, and the report says what decided."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import ibis
 import numpy as np
 import pandas as pd
@@ -12,9 +14,12 @@ from sklearn.metrics import adjusted_rand_score
 
 from tribes.config import SegmentConfig
 from tribes.models.methods import make_segmenter
-from tribes.models.run import choose_k, run_segmentation
+from tribes.models.run import Prepared, choose_k, fit_stable, run_segmentation
 from tribes.models.selection import (
+    MIN_JACCARD,
     MIN_SEPARATION,
+    KScore,
+    KSelection,
     dequantize,
     fit_best,
     select_k,
@@ -365,3 +370,43 @@ def test_select_k_command_shows_the_separation(cli, archetypes) -> None:  # type
     text = cli("-w", ws.path, "segment", "select-k", "--k-range", "2-7")
     assert text.code == 0 and "decided by the largest k with distinct segments" in " ".join(
         text.out.split())
+
+
+def _claimed(ks: list[int], chosen: int) -> KSelection:
+    """A selection that calls every k of ``ks`` distinct and chose ``chosen``."""
+    scores = [KScore(k, 0.0, 0.0, 0.0, 0.0, separation=3.0, separation_se=0.1,
+                     smallest_share=0.2, distinct=True) for k in ks]
+    return KSelection(scores=scores, votes={}, chosen=chosen)
+
+
+def test_a_segment_that_does_not_come_back_steps_k_down() -> None:
+    """Two planted groups; a selection that (wrongly) passed k = 3 and 4. k-means cuts a
+    round group anywhere, so the pieces do not come back in the bootstrap resamples
+    (Jaccard about 0.6), while the two groups do (1.0): k steps down to 2."""
+    rng = np.random.default_rng(0)
+    x = np.vstack([rng.normal(0, 1, (400, 2)), rng.normal(12, 1, (400, 2))])
+    p = Prepared(table=None, features=["a", "b"], n=len(x), transform=None,  # type: ignore[arg-type]
+                 x=x, sub_idx=np.arange(len(x)), stats={})
+    steps: list[str] = []
+    fitted, stab, sel = fit_stable(p, "kmeans", 4, CFG, _claimed([2, 3, 4], 4), steps.append)
+    assert sel is not None and stab is not None
+    assert sel.chosen == 2 and sel.decided_by == "stability"
+    assert set(sel.unstable) == {4, 3} and max(sel.unstable.values()) < MIN_JACCARD
+    assert min(stab.jaccard.values()) > 0.99 and len(set(fitted.labels_)) == 2
+    assert sum("is not stable" in n for n in sel.notes) == 2
+    assert any("trying k = 3" in s for s in steps)
+    d = sel.as_dict()
+    assert d["min_jaccard"] == MIN_JACCARD and set(d["unstable"]) == {"3", "4"}
+
+
+def test_stable_segments_or_a_vote_keep_k() -> None:
+    weak = {0: 0.5, 1: 1.0, 2: 1.0}
+    sizes_ = {0: 40, 1: 500, 2: 500}
+    assert _claimed([2, 3], 3).step_down({0: 0.9, 1: 1.0, 2: 0.8}, sizes_) is None
+    lower = _claimed([2, 3], 3).step_down(weak, sizes_)
+    assert lower is not None and lower.chosen == 2
+    assert any("40 customers" in n and "0.50" in n for n in lower.notes)
+    # nothing smaller is distinct, or k came from the votes: nothing to step down to
+    assert _claimed([3], 3).step_down(weak, sizes_) is None
+    voted = replace(_claimed([2, 3], 3), decided_by="votes")
+    assert voted.step_down(weak, sizes_) is None

@@ -51,6 +51,7 @@ def show_choice(out: Output, sel: dict[str, Any]) -> None:
     """The votes, the chosen k, what decided it and the notes of a k selection."""
     votes = ", ".join(f"{c} → {k}" for c, k in sel["votes"].items())
     decided = {"separation": "the largest k with distinct segments",
+               "stability": "the largest k with distinct and stable segments",
                "votes": "the votes (no k has distinct segments)",
                "bic": "BIC (no k has distinct segments)"}.get(sel.get("decided_by", ""))
     out.print(f"votes: {votes}; chosen k = [bold]{sel['chosen']}[/bold]"

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import ibis
@@ -28,7 +29,7 @@ from tribes.models import METHODS
 from tribes.models.assign import relabel
 from tribes.models.methods import DENSITY, Segmenter, make_segmenter
 from tribes.models.selection import KSelection, fit_best, select_k, stratified_sample
-from tribes.models.stability import bootstrap_stability
+from tribes.models.stability import Stability, bootstrap_stability
 from tribes.stats.drift import profile
 from tribes.stats.scaling import Transform, fit_transform
 from tribes.store.segments import activate as activate_version
@@ -176,23 +177,49 @@ def fit_method(p: Prepared, method: str, k: int | None, ks: list[int], cfg: Segm
                              random_state=seed, with_bic=method == "gmm",
                              progress=lambda s: say(f"choosing k: {s}"))
         k = selection.chosen
-    say(f"fitting {method}" + ("" if density else f" with k = {k}"))
-    fitted = fit_best(lambda kk, s: make_segmenter(method, kk, cfg, s), k, x, seed)
+    fitted, stab, selection = fit_stable(p, method, k, cfg, selection, say)
     if density:
         k = len(set(fitted.labels_.tolist()) - {-1})
+    elif selection is not None:
+        k = selection.chosen
     metrics = {**_quality(x, fitted.labels_, seed), **fitted.extra_metrics_}
     if density:
         metrics["noise_share"] = float(np.mean(fitted.labels_ == -1))
-    if cfg.resamples:
-        say(f"stability ({cfg.resamples} bootstrap resamples)")
-        stab = bootstrap_stability(
-            x[sub_idx], fitted.labels_[sub_idx],
-            lambda s: clone(fitted).set_params(random_state=s),
-            resamples=cfg.resamples, random_state=seed)
+    if stab is not None:
         metrics["stability"] = stab.as_dict()
     if selection is not None:
         metrics["k_selection"] = selection.as_dict()
     return fitted, k, metrics
+
+
+def fit_stable(p: Prepared, method: str, k: int, cfg: SegmentConfig,
+               selection: KSelection | None, say: Callable[[str], None]
+               ) -> tuple[Segmenter, Stability | None, KSelection | None]:
+    """Fit ``method`` with ``k`` on the sample and measure its bootstrap stability; when k
+    was chosen and a segment does not come back in the resamples, step down to the next
+    smaller distinct k (:meth:`KSelection.step_down`) and fit again."""
+    make = lambda kk, s: make_segmenter(method, kk, cfg, s)  # noqa: E731
+    while True:
+        say(f"fitting {method}" + ("" if method in DENSITY else f" with k = {k}"))
+        fitted = fit_best(make, k, p.x, cfg.random_state)
+        if not cfg.resamples:
+            return fitted, None, selection
+        say(f"stability ({cfg.resamples} bootstrap resamples)")
+        labels = fitted.labels_[p.sub_idx]
+        stab = bootstrap_stability(p.x[p.sub_idx], labels, partial(_refit, fitted),
+                                   resamples=cfg.resamples, random_state=cfg.random_state)
+        lower = None if selection is None else selection.step_down(
+            stab.jaccard, {int(c): int(n) for c, n in zip(
+                *np.unique(labels, return_counts=True), strict=True)})
+        if lower is None:
+            return fitted, stab, selection
+        say(f"k = {k} is not stable: trying k = {lower.chosen}")
+        selection, k = lower, lower.chosen
+
+
+def _refit(fitted: Segmenter, seed: int) -> Any:
+    """An unfitted copy of ``fitted`` with another seed (a bootstrap refit)."""
+    return clone(fitted).set_params(random_state=seed)
 
 
 def run_segmentation(
@@ -247,6 +274,8 @@ def choose_k(ws: Workspace, engine: Engine, *, method: str = "kmeans",
                    lambda k, s: make_segmenter(method, k, cfg, s),
                    random_state=cfg.random_state,
                    with_bic=method == "gmm", progress=say)
+    _, _, checked = fit_stable(p, method, sel.chosen, cfg, sel, say)  # as segment decides
+    sel = checked or sel
     return {"method": method, "features": p.features, "n_customers": p.n,
             "n_scored": len(p.sub_idx), **sel.as_dict()}
 

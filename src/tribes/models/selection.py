@@ -36,6 +36,14 @@ not:
 * k-means isolates a handful of extreme customers as their own cluster as k grows; such
   clusters can look separated, so a segment must hold 1% of the customers to count.
 
+The chosen k is then fitted on the whole sample and refitted on bootstrap resamples
+(:mod:`tribes.models.stability`); when a segment does not come back (its mean best
+Jaccard overlap below ``MIN_JACCARD``, 0.75, where a planted group scores about 1), it was
+a chance cut, not a group, and the next smaller distinct k is taken instead
+(``decided_by = "stability"``). A few dozen customers between two groups can pass the
+separation test by luck of the sample (about one run in three on the end-to-end data);
+the same cluster dissolves in half the resamples.
+
 When no k passes (no k splits the customers into distinct groups: a continuum), each of
 silhouette, elbow, Calinski-Harabasz, Davies-Bouldin and the gap rule votes for its best k,
 the k with most votes wins and a tie goes to the smallest tied k (fewer segments are easier
@@ -50,7 +58,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -60,6 +68,7 @@ from threadpoolctl import threadpool_limits
 MIN_SEPARATION = 2.0  # |m_a - m_b| / (s_a + s_b) on the pair's discriminant, less one s.e.
 MIN_SHARE = 0.01  # the smallest segment of an admissible k, share of the scored rows
 MIN_ROWS = 10  # ... and at least this many rows
+MIN_JACCARD = 0.75  # every segment of the chosen k: mean bootstrap Jaccard at least this
 SEPARATION_RESAMPLES = 100  # bootstrap resamples for the standard error of a separation
 POINT_MASS = 0.9  # a column where 90% of a cluster share one value says nothing of its place
 LATTICE_LEVELS = 32  # a column with at most this many distinct values is a count (dequantized)
@@ -68,7 +77,8 @@ RESTARTS = 3  # fits per k (seeds random_state + 101 r); the lowest objective is
 RULE = ("the largest k whose segments are all distinct: every pair separated by at least "
         f"{MIN_SEPARATION:g} (distance of their means on the pair's discriminant line over "
         "the sum of their standard deviations, less one bootstrap standard error) and every "
-        f"segment at least {MIN_SHARE:.0%} of the customers; when no k qualifies, each "
+        f"segment at least {MIN_SHARE:.0%} of the customers, and stable (every segment's "
+        f"mean bootstrap Jaccard at least {MIN_JACCARD:g}); when no k qualifies, each "
         "criterion votes for its best k (silhouette max, elbow knee, Calinski-Harabasz max, "
         "Davies-Bouldin min, gap-statistic rule), the k with most votes wins and a tie goes "
         "to the smallest k")
@@ -152,8 +162,9 @@ class KSelection:
     chosen: int
     rule: str = RULE
     notes: list[str] = field(default_factory=list)
-    decided_by: str = "separation"  # separation | votes | bic
+    decided_by: str = "separation"  # separation | stability | votes | bic
     vote_choice: int | None = None  # what the votes (or BIC) alone would choose
+    unstable: dict[int, float] = field(default_factory=dict)  # k -> its least stable Jaccard
 
     @property
     def distinct(self) -> list[int]:
@@ -165,7 +176,26 @@ class KSelection:
                 "scores": [asdict(s) for s in self.scores], "notes": self.notes,
                 "decided_by": self.decided_by, "vote_choice": self.vote_choice,
                 "distinct": self.distinct, "min_separation": MIN_SEPARATION,
-                "min_share": MIN_SHARE}
+                "min_share": MIN_SHARE, "min_jaccard": MIN_JACCARD,
+                "unstable": {str(k): v for k, v in self.unstable.items()}}
+
+    def step_down(self, jaccard: dict[int, float], sizes: dict[int, int]) -> KSelection | None:
+        """The selection with the next smaller distinct k when a segment of the chosen one
+        did not come back in the bootstrap (``jaccard``: per label, its mean best
+        overlap; ``sizes``: per label, its customers); None when every segment is stable,
+        when k was not chosen by the separation rule, or when no smaller k is distinct."""
+        weak = {lab: j for lab, j in jaccard.items() if j < MIN_JACCARD}
+        smaller = [k for k in self.distinct if k < self.chosen]
+        if not weak or not smaller or self.decided_by not in ("separation", "stability"):
+            return None
+        lab = min(weak, key=lambda c: weak[c])
+        k = max(smaller)
+        note = (f"k = {self.chosen} is not stable: a segment of {sizes.get(lab, 0):,} "
+                f"customers comes back in resamples with a mean Jaccard of {weak[lab]:.2f} "
+                f"(< {MIN_JACCARD:g}), a chance cut rather than a group; k = {k} is the "
+                "next smaller k with distinct segments")
+        return replace(self, chosen=k, decided_by="stability", notes=[*self.notes, note],
+                       unstable={**self.unstable, self.chosen: float(weak[lab])})
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,8 @@ def k_selection(ctx: ReportContext) -> str:
     decided = {
         "separation": "the largest k whose segments are all distinct groups (every pair "
                       "separated, none under 1% of the customers)",
+        "stability": "the largest k whose segments are all distinct groups and stable "
+                     "under resampling (a larger k had a segment that did not come back)",
         "votes": "the votes: no k splits the customers into distinct groups",
         "bic": "BIC: no k splits the customers into distinct groups",
     }.get(sel.get("decided_by", ""))
