@@ -27,6 +27,8 @@ def _utc(*args: int) -> datetime:
     ("1772619302000", _utc(2026, 3, 4, 10, 15, 2)),
     ("1772619302000000", _utc(2026, 3, 4, 10, 15, 2)),
     ("not-a-date", None),
+    (" 1772619302 ", _utc(2026, 3, 4, 10, 15, 2)),
+    ("-1e3", _utc(1969, 12, 31, 23, 43, 20)),
     ("2026-13-45T99:00:00Z", None),
 ])
 def test_parse_ts_text(text: str, expected: datetime | None) -> None:
@@ -74,6 +76,12 @@ def test_parse_bool_spellings() -> None:
 def test_as_text_null_markers_and_spaces() -> None:
     got = _run(["  a  ", "", "NULL", "n/a", "undefined", "-", "nullable"], as_text)
     assert got == ["a", None, None, None, None, None, "nullable"]
+    # spaces on one side only, markers padded with spaces, long values, only spaces
+    got = _run([" a", "a ", "  None ", "   ", " long value with spaces  ", "a b", None,
+                "\ta"], as_text)
+    assert got == ["a", "a", None, None, "long value with spaces", "a b", None, "\ta"]
+    # values of a typed column are not trimmed (the parsers tolerate spaces)
+    assert _run([" 5 ", "NaN", " "], lambda v: as_text(v, trim=False)) == [" 5 ", None, " "]
 
 
 def test_parse_float_decimal_marks() -> None:

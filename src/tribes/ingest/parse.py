@@ -31,13 +31,13 @@ def as_text(value: ir.Value, *, trim: bool = True) -> ir.StringValue:
     text = value if value.type().is_string() else value.cast("string")
     if trim:
         text = trim_spaces(text)
-    # a chain of equalities behind a length guard: much cheaper per row than IN (...)
-    lower = text.lower()
-    is_marker = ibis.or_(*(lower == m for m in sorted(NULL_MARKERS) if m))
+    # behind a length guard, so that only short values are lowered and compared; the
+    # lowered text is named once (named in several comparisons, DuckDB lowers every value
+    # of the column in advance) and looked up in an array (an IN list becomes a join)
+    markers = ibis.literal(sorted(NULL_MARKERS - {""}), type="array<string>")
     return ibis.cases(
-        (text == "", ibis.null("string")),
         (text.length() > _MARKER_LEN, text),
-        (is_marker, ibis.null("string")),
+        ((text == "") | markers.contains(text.lower()), ibis.null("string")),
         else_=text,
     )
 
@@ -72,7 +72,10 @@ def parse_ts(value: ir.Value, *, fmt: str | None = None, tz: str = "UTC") -> ir.
             (has_offset, text.try_cast(UTC)),
             else_=_from_naive(text.try_cast(dt.Timestamp()), tz),
         )
-    return iso.coalesce(_from_epoch(text.try_cast("float64")))
+    # epoch numbers are read only where ISO failed: the engine computes a subexpression
+    # named several times once for every row, so the text goes in only for those rows
+    number = ibis.cases((iso.isnull(), text), else_=ibis.null("string")).try_cast("float64")
+    return iso.coalesce(_from_epoch(number))
 
 
 def _from_naive(naive: ir.TimestampValue, tz: str) -> ir.TimestampValue:
