@@ -66,8 +66,12 @@ class Lookups:
             if all(k == v for k, v in table.items()):
                 continue
             if len(table) <= SMALL_MAP:
-                # a short CASE is cheaper per row than a join
-                t = t.mutate(**{col: t[col].substitute(table, else_=ibis.null("string"))})
+                # a literal map is cheaper per row than a join, and than a CASE that tries
+                # the values one after the other (the map holds every raw value of the
+                # batch, so a value missing from it is null)
+                mapped = ibis.map(table) if table else None
+                t = t.mutate(**{col: mapped.get(t[col]) if mapped is not None
+                                else ibis.null("string")})
                 continue
             rk, sk = f"_raw_{col}", f"_std_{col}"
             lookup = ibis.memtable({rk: list(table), sk: list(table.values())},

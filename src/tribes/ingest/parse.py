@@ -72,10 +72,12 @@ def parse_ts(value: ir.Value, *, fmt: str | None = None, tz: str = "UTC") -> ir.
             (has_offset, text.try_cast(UTC)),
             else_=_from_naive(text.try_cast(dt.Timestamp()), tz),
         )
-    # epoch numbers are read only where ISO failed: the engine computes a subexpression
-    # named several times once for every row, so the text goes in only for those rows
+    # epoch numbers are read only where ISO failed: in a projection the engine computes a
+    # subexpression named several times once for every row, so the text goes in only for
+    # those rows; in a filter it repeats the subexpression at every mention, so the
+    # number is named once, as the argument of a lambda
     number = ibis.cases((iso.isnull(), text), else_=ibis.null("string")).try_cast("float64")
-    return iso.coalesce(_from_epoch(number))
+    return iso.coalesce(ibis.array([number]).map(_from_epoch)[0])
 
 
 def _from_naive(naive: ir.TimestampValue, tz: str) -> ir.TimestampValue:
