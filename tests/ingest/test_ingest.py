@@ -104,6 +104,26 @@ def test_ids_are_pseudonymized_with_the_workspace_key(ws, write) -> None:
     assert {p["email"] for p in props if p["email"]} == {pseudonym("alice@example.com", key)}
 
 
+def test_personal_data_is_hashed_once_per_value_like_an_id(ws, write) -> None:
+    """Hashed personal-data columns share the batch's pseudonym lookup with the ids: each
+    row gets the HMAC of its cleaned value (spaces trimmed, null markers null), also when
+    the value is an id elsewhere in the batch."""
+    text = ("timestamp,event_name,user_id,email\n"
+            "2026-03-04T10:15:02Z,page_view,u1, bob@example.com \n"
+            "2026-03-04T10:16:02Z,page_view,u1,bob@example.com\n"
+            "2026-03-04T10:17:02Z,page_view,u2,N/A\n"
+            "2026-03-04T10:18:02Z,page_view,u2,u1\n"
+            "2026-03-04T10:19:02Z,page_view,u3,\n")
+    ingest(ws, [str(write("p.csv", text))], opts(source="web"))
+    events = table(ws, "events").sort_values("ts")
+    key = ws.secret()
+    emails = [json.loads(p)["email"] for p in events.properties]
+    bob = pseudonym("bob@example.com", key)
+    assert emails == [bob, bob, None, pseudonym("u1", key), None]
+    assert list(events.customer_id) == [pseudonym(u, key) for u in
+                                        ("u1", "u1", "u2", "u2", "u3")]
+
+
 def test_constant_event_type_mapping_and_typed_parquet(ws, tmp_path: Path) -> None:
     path = tmp_path / "purchases.parquet"
     pq.write_table(pa.table({

@@ -48,7 +48,7 @@ from tribes.ingest.lookups import BatchProfile, build_lookups, profile_batch
 from tribes.ingest.mapping import resolve_mapping
 from tribes.ingest.sources import resolve_inputs
 from tribes.ingest.spec import KINDS, KindSpec
-from tribes.ingest.stage import REPEAT_KEY, StageOptions, build_stage, derive
+from tribes.ingest.stage import REPEAT_KEY, StageOptions, build_stage, derive, pii_texts
 from tribes.ingest.standardize import canonical_event_type
 from tribes.store.db import open_engine
 from tribes.workspace import Workspace
@@ -229,7 +229,8 @@ def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
         lookups = build_lookups(engine, stage, profile, spec, mapping, key,
                                 user_maps=cfg.standardize,
                                 aliases=cfg.ingest.event_type_aliases,
-                                event_type=opts.event_type)
+                                event_type=opts.event_type,
+                                pii=pii_texts(stage, read, mapping))
         n_stage, repeated = profile.rows, find_repeats(engine, stage, profile)
         with engine.transaction():
             drop_cols = [c for c, p in policies.items() if p == "drop"]
@@ -238,7 +239,7 @@ def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
             _fault("staged")
             say("quarantining")
             bad = checked.filter(checked[REASON].notnull())
-            bad = lookups.apply(derive(bad, read, mapping, key))
+            bad = lookups.apply(derive(bad, read, mapping, key, lookups.ids))
             _quarantine(engine, bad, batch_id, spec, source, now, opts, whitelist,
                         read.invalid_message)
             malformed = read.malformed()
@@ -246,7 +247,7 @@ def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
             quarantined = _quarantine_counts(engine, batch_id)
             n_good = n_stage + len(malformed) - sum(quarantined.values())
             good = checked.filter(checked[REASON].isnull())
-            good = lookups.apply(derive(good, read, mapping, key))
+            good = lookups.apply(derive(good, read, mapping, key, lookups.ids))
             fills, missing_report = impute(engine, good, policies)
             if fills:
                 good = good.mutate(**fills)

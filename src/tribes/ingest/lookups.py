@@ -108,17 +108,20 @@ def profile_batch(engine: Engine, stage: ir.Table, spec: KindSpec,
 
 def build_lookups(engine: Engine, stage: ir.Table, profile: BatchProfile, spec: KindSpec,
                   mapping: ColumnMapping, key: bytes, *, user_maps: dict[str, dict[str, str]],
-                  aliases: dict[str, str], event_type: str | None) -> Lookups:
+                  aliases: dict[str, str], event_type: str | None,
+                  pii: list[ir.StringValue] | None = None) -> Lookups:
     """Map the batch's distinct values: ids to pseudonyms, categoricals to their standard
     spelling (in Python, from the profile).
 
     Ids can be many, so they stay in the engine: their distinct values (over every id
-    column, which share the key) and HMAC go to one temporary table.
+    column, which share the key, and the personal-data columns to hash, ``pii``: text
+    expressions over ``stage``) and HMAC go to one temporary table.
     """
     out = Lookups()
     id_cols = [f.name for f in spec.fields if f.kind == "id" and f.name in mapping.targets]
-    if id_cols:
-        raws = ibis.union(*[stage.select(_raw=stage[c]) for c in id_cols])
+    values = [stage[c] for c in id_cols] + list(pii or [])
+    if values:
+        raws = ibis.union(*[stage.select(_raw=v) for v in values])
         raws = raws.filter(raws._raw.notnull()).distinct()
         out.ids = engine.create_temp("_tribes_ids",
                                      raws.mutate(_pid=pseudonymize(raws._raw, key)))

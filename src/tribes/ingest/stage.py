@@ -197,16 +197,40 @@ def _raw_col(i: int) -> str:
     return f"_x_{i}"
 
 
-def derive(t: ir.Table, read: ReadResult, mapping: ColumnMapping, key: bytes) -> ir.Table:
+def pii_texts(t: ir.Table, read: ReadResult, mapping: ColumnMapping) -> list[ir.StringValue]:
+    """The cleaned text of every personal-data column to hash (``mapping.pii``), as the
+    pseudonym lookup takes its values (see ``lookups.build_lookups``)."""
+    return [as_text(t[_raw_col(read.columns.index(c))])
+            for c, action in mapping.pii.items() if action == "hash"]
+
+
+def derive(t: ir.Table, read: ReadResult, mapping: ColumnMapping, key: bytes,
+           pseudonyms: ir.Table | None = None) -> ir.Table:
     """Add ``properties`` and the raw record text ``_rec`` (never stored) from the carried
     raw columns. The raw columns stay: a finalizer may build its own text of the record
     around them (:func:`record_text`); whatever a query does not use, the engine never
-    computes."""
+    computes.
+
+    ``pseudonyms`` (columns ``_raw``, ``_pid``), when given, holds the pseudonym of every
+    value of the personal-data columns to hash (:func:`pii_texts`): they are looked up,
+    one HMAC per distinct value, instead of computed for every row.
+    """
+    hashed: dict[str, ir.Value] = {}
+    if pseudonyms is not None:
+        for i, (column, text) in enumerate(zip(
+                [c for c, a in mapping.pii.items() if a == "hash"],
+                pii_texts(t, read, mapping), strict=True)):
+            tc, rk, pk = f"_pii_{i}", f"_pii_raw_{i}", f"_pii_pid_{i}"
+            t = t.mutate(**{tc: text})
+            lookup = pseudonyms.select(**{rk: pseudonyms._raw, pk: pseudonyms._pid})
+            t = t.left_join(lookup, t[tc] == lookup[rk]).drop(tc, rk)
+            hashed[column] = t[pk]
     raw = {c: t[_raw_col(i)] for i, c in enumerate(read.columns)}
-    return t.mutate(**{
-        "properties": _properties(raw, mapping, key),
+    out = t.mutate(**{
+        "properties": _properties(raw, mapping, key, hashed),
         RECORD: record_text(t),
     })
+    return out.drop(*[f"_pii_pid_{i}" for i in range(len(hashed))])
 
 
 def raw_columns(t: ir.Table) -> list[str]:
@@ -228,13 +252,15 @@ def record_text(t: ir.Table, before: list[ir.Value] | None = None,
     return ibis.literal(SEP).join([*(before or []), *parts, *(after or [])])
 
 
-def _properties(src: dict[str, ir.Value], mapping: ColumnMapping,
-                key: bytes) -> ir.StringValue:
-    """JSON object of the source columns no target uses; personal data hashed or dropped."""
+def _properties(src: dict[str, ir.Value], mapping: ColumnMapping, key: bytes,
+                hashed: dict[str, ir.Value] | None = None) -> ir.StringValue:
+    """JSON object of the source columns no target uses; personal data hashed (``hashed``:
+    pseudonyms already looked up) or dropped."""
     fields: dict[str, ir.Value] = {c: src[c] for c in mapping.extra}
     for column, action in mapping.pii.items():
         if action == "hash":
-            fields[column] = pseudonymize(as_text(src[column]), key)
+            fields[column] = (hashed[column] if hashed and column in hashed
+                              else pseudonymize(as_text(src[column]), key))
     if not fields:
         return ibis.null("string")
     # keys in name order: the same text whichever engine writes or re-reads the object
