@@ -239,7 +239,7 @@ def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
             _fault("staged")
             say("quarantining")
             bad = checked.filter(checked[REASON].notnull())
-            bad = lookups.apply(derive(bad, read, mapping, key, lookups.ids))
+            bad = lookups.apply(derive(bad, read, mapping, lookups.ids))
             _quarantine(engine, bad, batch_id, spec, source, now, opts, whitelist,
                         read.invalid_message)
             malformed = read.malformed()
@@ -247,7 +247,7 @@ def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
             quarantined = _quarantine_counts(engine, batch_id)
             n_good = n_stage + len(malformed) - sum(quarantined.values())
             good = checked.filter(checked[REASON].isnull())
-            good = lookups.apply(derive(good, read, mapping, key, lookups.ids))
+            good = lookups.apply(derive(good, read, mapping, lookups.ids))
             fills, missing_report = impute(engine, good, policies)
             if fills:
                 good = good.mutate(**fills)

@@ -69,9 +69,7 @@ class Lookups:
                 # a literal map is cheaper per row than a join, and than a CASE that tries
                 # the values one after the other (the map holds every raw value of the
                 # batch, so a value missing from it is null)
-                mapped = ibis.map(table) if table else None
-                t = t.mutate(**{col: mapped.get(t[col]) if mapped is not None
-                                else ibis.null("string")})
+                t = t.mutate(**{col: ibis.map(table).get(t[col])})
                 continue
             rk, sk = f"_raw_{col}", f"_std_{col}"
             lookup = ibis.memtable({rk: list(table), sk: list(table.values())},

@@ -20,7 +20,6 @@ from tribes.engine.io import FILE_COLUMN, ReadResult
 from tribes.ingest.mapping import ColumnMapping
 from tribes.ingest.parse import UTC, as_text, finite, parse_bool, parse_float, parse_ts, whole
 from tribes.ingest.spec import KindSpec
-from tribes.privacy.pseudonymize import pseudonymize
 
 SEP = "\x1f"
 NULL_MARK = "\x1e"  # NUL cannot travel in SQL text
@@ -197,37 +196,41 @@ def _raw_col(i: int) -> str:
     return f"_x_{i}"
 
 
+def _to_hash(mapping: ColumnMapping) -> list[str]:
+    """The personal-data source columns whose values are kept as pseudonyms."""
+    return [c for c, action in mapping.pii.items() if action == "hash"]
+
+
 def pii_texts(t: ir.Table, read: ReadResult, mapping: ColumnMapping) -> list[ir.StringValue]:
     """The cleaned text of every personal-data column to hash (``mapping.pii``), as the
     pseudonym lookup takes its values (see ``lookups.build_lookups``)."""
-    return [as_text(t[_raw_col(read.columns.index(c))])
-            for c, action in mapping.pii.items() if action == "hash"]
+    return [as_text(t[_raw_col(read.columns.index(c))]) for c in _to_hash(mapping)]
 
 
-def derive(t: ir.Table, read: ReadResult, mapping: ColumnMapping, key: bytes,
-           pseudonyms: ir.Table | None = None) -> ir.Table:
+def derive(t: ir.Table, read: ReadResult, mapping: ColumnMapping,
+           pseudonyms: ir.Table | None) -> ir.Table:
     """Add ``properties`` and the raw record text ``_rec`` (never stored) from the carried
     raw columns. The raw columns stay: a finalizer may build its own text of the record
     around them (:func:`record_text`); whatever a query does not use, the engine never
     computes.
 
-    ``pseudonyms`` (columns ``_raw``, ``_pid``), when given, holds the pseudonym of every
-    value of the personal-data columns to hash (:func:`pii_texts`): they are looked up,
-    one HMAC per distinct value, instead of computed for every row.
+    ``pseudonyms`` (columns ``_raw``, ``_pid``; None only when there is nothing to hash)
+    holds the pseudonym of every value of the personal-data columns to hash
+    (:func:`pii_texts`): they are looked up, one HMAC per distinct value, instead of
+    computed for every row.
     """
     hashed: dict[str, ir.Value] = {}
-    if pseudonyms is not None:
-        for i, (column, text) in enumerate(zip(
-                [c for c, a in mapping.pii.items() if a == "hash"],
-                pii_texts(t, read, mapping), strict=True)):
-            tc, rk, pk = f"_pii_{i}", f"_pii_raw_{i}", f"_pii_pid_{i}"
-            t = t.mutate(**{tc: text})
-            lookup = pseudonyms.select(**{rk: pseudonyms._raw, pk: pseudonyms._pid})
-            t = t.left_join(lookup, t[tc] == lookup[rk]).drop(tc, rk)
-            hashed[column] = t[pk]
+    for i, (column, text) in enumerate(zip(_to_hash(mapping), pii_texts(t, read, mapping),
+                                           strict=True)):
+        assert pseudonyms is not None, "personal data to hash needs the pseudonym lookup"
+        tc, rk, pk = f"_pii_{i}", f"_pii_raw_{i}", f"_pii_pid_{i}"
+        t = t.mutate(**{tc: text})
+        lookup = pseudonyms.select(**{rk: pseudonyms._raw, pk: pseudonyms._pid})
+        t = t.left_join(lookup, t[tc] == lookup[rk]).drop(tc, rk)
+        hashed[column] = t[pk]
     raw = {c: t[_raw_col(i)] for i, c in enumerate(read.columns)}
     out = t.mutate(**{
-        "properties": _properties(raw, mapping, key, hashed),
+        "properties": _properties(raw, mapping, hashed),
         RECORD: record_text(t),
     })
     return out.drop(*[f"_pii_pid_{i}" for i in range(len(hashed))])
@@ -252,15 +255,12 @@ def record_text(t: ir.Table, before: list[ir.Value] | None = None,
     return ibis.literal(SEP).join([*(before or []), *parts, *(after or [])])
 
 
-def _properties(src: dict[str, ir.Value], mapping: ColumnMapping, key: bytes,
-                hashed: dict[str, ir.Value] | None = None) -> ir.StringValue:
-    """JSON object of the source columns no target uses; personal data hashed (``hashed``:
-    pseudonyms already looked up) or dropped."""
+def _properties(src: dict[str, ir.Value], mapping: ColumnMapping,
+                hashed: dict[str, ir.Value]) -> ir.StringValue:
+    """JSON object of the source columns no target uses; personal data as its looked-up
+    pseudonym (``hashed``) or dropped."""
     fields: dict[str, ir.Value] = {c: src[c] for c in mapping.extra}
-    for column, action in mapping.pii.items():
-        if action == "hash":
-            fields[column] = (hashed[column] if hashed and column in hashed
-                              else pseudonymize(as_text(src[column]), key))
+    fields.update(hashed)
     if not fields:
         return ibis.null("string")
     # keys in name order: the same text whichever engine writes or re-reads the object
