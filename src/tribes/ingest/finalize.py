@@ -31,6 +31,7 @@ class Batch:
 
 
 Finalizer = Callable[[Batch, ir.Table], int]
+Keyer = Callable[[Batch, ir.Table], ir.Table]
 
 
 def _lineage(batch_id: str, now: datetime) -> dict[str, ir.Value]:
@@ -74,11 +75,12 @@ def with_occurrence(b: Batch, good: ir.Table) -> ir.Table:
     return single.union(multi)
 
 
-def load_events(b: Batch, good: ir.Table) -> int:
-    """Events keep their source ``event_id``; others get a hash of source, (salted) record
-    digest and occurrence number of identical records in the file. Only new ids are
-    inserted."""
-    engine, batch_id, now = b.engine, b.batch_id, b.now
+def key_events(b: Batch, good: ir.Table) -> ir.Table:
+    """Give every event its ``event_id``: the source's, else a hash of source, (salted)
+    record digest and occurrence number of identical records in the file.
+
+    It runs before the lookups replace raw ids (``lookups.apply``): the digest reads the
+    raw columns, which then need not travel through the lookup joins."""
     t = with_occurrence(b, good)
     # salted with a secret so an id cannot be recomputed from a guessed record; md5 as it
     # runs once per row and identifies records, not people (people get HMAC pseudonyms)
@@ -86,8 +88,14 @@ def load_events(b: Batch, good: ir.Table) -> int:
                        after=[t._occ.cast("string")])
     derived = "h" + md5_hex(text)
     has_ids = "event_id" in b.mapping.targets
-    t = t.mutate(event_id=t.event_id.coalesce(derived) if has_ids else derived).drop("_occ")
-    if has_ids:
+    return t.mutate(event_id=t.event_id.coalesce(derived) if has_ids else derived).drop("_occ")
+
+
+def load_events(b: Batch, good: ir.Table) -> int:
+    """Insert the events (keyed by :func:`key_events`) whose ids are not stored yet."""
+    engine, batch_id, now = b.engine, b.batch_id, b.now
+    t = good
+    if "event_id" in b.mapping.targets:
         # the same source id twice in a batch: keep the earliest record
         first = ibis.row_number().over(group_by=t.event_id, order_by=[t.ts, t[RECORD]])
         t = t.mutate(_n=first).filter(lambda x: x._n == 0)
@@ -148,6 +156,9 @@ def load_consents(b: Batch, good: ir.Table) -> int:
     engine.insert("consents", _conform(new, "consents", _lineage(batch_id, now)))
     return _count_batch(engine, "consents", batch_id)
 
+
+# per kind, what is derived from the raw record before the lookups apply (optional)
+KEYERS: dict[str, Keyer] = {"events": key_events}
 
 FINALIZERS: dict[str, Finalizer] = {
     "events": load_events,

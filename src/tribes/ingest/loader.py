@@ -43,7 +43,7 @@ from tribes.ingest.checks import (
     raw_json,
     with_reason,
 )
-from tribes.ingest.finalize import FINALIZERS, Batch
+from tribes.ingest.finalize import FINALIZERS, KEYERS, Batch
 from tribes.ingest.lookups import BatchProfile, build_lookups, profile_batch
 from tribes.ingest.mapping import resolve_mapping
 from tribes.ingest.sources import resolve_inputs
@@ -246,14 +246,17 @@ def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
             _quarantine_malformed(engine, malformed, batch_id, spec, source, now)
             quarantined = _quarantine_counts(engine, batch_id)
             n_good = n_stage + len(malformed) - sum(quarantined.values())
+            batch = Batch(engine=engine, mapping=mapping, key=key, batch_id=batch_id, now=now,
+                          repeated=repeated)
             good = checked.filter(checked[REASON].isnull())
-            good = lookups.apply(derive(good, read, mapping, lookups.ids))
+            good = derive(good, read, mapping, lookups.ids)
+            if spec.kind in KEYERS:
+                good = KEYERS[spec.kind](batch, good)
+            good = lookups.apply(good)
             fills, missing_report = impute(engine, good, policies)
             if fills:
                 good = good.mutate(**fills)
             say("loading")
-            batch = Batch(engine=engine, mapping=mapping, key=key, batch_id=batch_id, now=now,
-                          repeated=repeated)
             loaded = FINALIZERS[spec.kind](batch, good)
             _fault("loaded")
             summary = IngestSummary(
