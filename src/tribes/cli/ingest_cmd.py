@@ -32,7 +32,8 @@ def ingest_command(
         show_default=False)] = None,
     ts_format: Annotated[str | None, typer.Option(
         "--ts-format", help="strftime format of the timestamps, e.g. '%d/%m/%Y %H:%M' "
-        "(default: ISO-8601 or epoch s/ms).", show_default=False)] = None,
+        "(default: ISO-8601 or epoch s/ms, or a common format sniffed from the first "
+        "values, named in a note).", show_default=False)] = None,
     tz: Annotated[str | None, typer.Option(
         "--tz", help="Zone of timestamps written without an offset, e.g. Europe/Paris "
         "(default: ingest.default_tz, UTC).", show_default=False)] = None,
@@ -77,7 +78,9 @@ def ingest_command(
       tribes -w shop ingest export.csv --delimiter ';' --decimal , --encoding latin-1
 
       tribes -w shop ingest CDNOW_master.txt --no-header --event-type purchase
-      --ts-format %Y%m%d --map customer_id=column0,ts=column1,quantity=column2,amount=column3
+      --map customer_id=column0,ts=column1,quantity=column2,amount=column3
+
+      tribes -w shop ingest tickets.csv --source support --ts-format '%d/%m/%Y %H:%M'
     """
     out = Output(ctx, json_out)
     if kind not in KINDS:

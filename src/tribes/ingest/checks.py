@@ -57,14 +57,18 @@ def _text(v: ir.Value) -> ir.StringValue:
 
 
 def message(t: ir.Table, ts_format: str | None, whitelist: list[str], *,
-            malformed: str = "the line is not a JSON object") -> ir.StringValue:
+            malformed: str = "the line is not a JSON object",
+            ts_guessed: bool = False) -> ir.StringValue:
     """A sentence per quarantined row naming the offending value; ``malformed`` says what
-    a record the reader flagged as unparseable is."""
+    a record the reader flagged as unparseable is; ``ts_guessed``: ``ts_format`` was
+    sniffed, not given."""
     r = t[REASON]
     cases: list[tuple[ir.BooleanValue, ir.StringValue]] = []
     ts_bad = bad_column("ts")
     if ts_bad in t.columns:
-        how = f" with format {ts_format}" if ts_format else " (ISO-8601 or epoch expected)"
+        how = (f" with format {ts_format}" if ts_format and not ts_guessed
+               else f" (format {ts_format} as sniffed, ISO-8601 or epoch expected; pass "
+               "--ts-format)" if ts_format else " (ISO-8601 or epoch expected)")
         cases.append((r == "E_TS_PARSE", "timestamp '" + _text(t[ts_bad]) + "' could not be parsed"
                       + how))
     if "ts" in t.columns:

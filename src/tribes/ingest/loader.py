@@ -50,6 +50,7 @@ from tribes.ingest.sources import resolve_inputs
 from tribes.ingest.spec import KINDS, KindSpec
 from tribes.ingest.stage import REPEAT_KEY, StageOptions, build_stage, derive, pii_texts
 from tribes.ingest.standardize import canonical_event_type
+from tribes.ingest.tsformat import SAMPLE, TsGuess, guess_ts_format
 from tribes.store.db import open_engine
 from tribes.workspace import Workspace
 
@@ -221,7 +222,13 @@ def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
             say("parsing")
             read = spool(engine, read, spool_dir(ws.path) / f"spool-{batch_id}.parquet")
         decimal = opts.decimal or (read.dialect.decimal if read.dialect else ".")
-        stage = build_stage(read, spec, mapping, replace(stage_opts, decimal=decimal))
+        stage_opts = replace(stage_opts, decimal=decimal)
+        guess = TsGuess()
+        if opts.ts_format is None and "ts" in mapping.targets:
+            guess = _guess_ts_format(engine, read, mapping.targets["ts"])
+            if guess.fmt:
+                stage_opts = replace(stage_opts, ts_format=guess.fmt, ts_guessed=True)
+        stage = build_stage(read, spec, mapping, stage_opts)
         if spec.kind == "events":
             stage = stage.mutate(source=ibis.literal(source))
         say("scanning")
@@ -240,7 +247,7 @@ def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
             say("quarantining")
             bad = checked.filter(checked[REASON].notnull())
             bad = lookups.apply(derive(bad, read, mapping, lookups.ids))
-            _quarantine(engine, bad, batch_id, spec, source, now, opts, whitelist,
+            _quarantine(engine, bad, batch_id, spec, source, now, stage_opts, whitelist,
                         read.invalid_message)
             malformed = read.malformed()
             _quarantine_malformed(engine, malformed, batch_id, spec, source, now)
@@ -264,7 +271,7 @@ def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
                 files=[str(f) for f in files], rows_read=n_stage + len(malformed),
                 loaded=loaded, duplicates=n_good - loaded,
                 quarantined=quarantined, mapping=mapping.describe(),
-                missing=missing_report, seconds=0.0, read=_read_report(read),
+                missing=missing_report, seconds=0.0, read=_read_report(read, guess),
             )
             _record_batch(engine, summary, now, opts)
             engine.audit("ingest", target=batch_id, rows=loaded, detail={
@@ -281,11 +288,23 @@ def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
     return IngestSummary(**{**summary.to_dict(), "seconds": seconds, "steps": steps})
 
 
-def _read_report(read: ReadResult) -> dict[str, Any]:
+def _read_report(read: ReadResult, guess: TsGuess) -> dict[str, Any]:
     report: dict[str, Any] = read.dialect.describe() if read.dialect is not None else {}
-    if read.notes:
-        report["notes"] = list(read.notes)
+    if guess.fmt:
+        report["ts_format"] = guess.fmt
+    notes = [*read.notes, *filter(None, [guess.note()])]
+    if notes:
+        report["notes"] = notes
     return report
+
+
+def _guess_ts_format(engine: Engine, read: ReadResult, column: str) -> TsGuess:
+    """The format of the text timestamps in ``column``, judged on its first values."""
+    value = read.table[column]
+    if not value.type().is_string():
+        return TsGuess()
+    first = read.table.select(v=value).filter(value.notnull()).limit(SAMPLE)
+    return guess_ts_format([str(v) for v in engine.execute(first)["v"]])
 
 
 def _with_layout_hint(exc: InputError, read: ReadResult, explicit: dict[str, str]) -> InputError:
@@ -343,7 +362,7 @@ def _quarantine_counts(engine: Engine, batch_id: str) -> dict[str, int]:
 
 
 def _quarantine(engine: Engine, bad: ir.Table, batch_id: str, spec: KindSpec, source: str,
-                now: datetime, opts: IngestOptions, whitelist: list[str],
+                now: datetime, opts: StageOptions, whitelist: list[str],
                 invalid_message: str) -> None:
     rows = bad.select(
         batch_id=ibis.literal(batch_id),
@@ -351,7 +370,8 @@ def _quarantine(engine: Engine, bad: ir.Table, batch_id: str, spec: KindSpec, so
         source=ibis.literal(source),
         file=bad[FILE_COLUMN],
         reason=bad[REASON],
-        message=message(bad, opts.ts_format, whitelist, malformed=invalid_message),
+        message=message(bad, opts.ts_format, whitelist, malformed=invalid_message,
+                        ts_guessed=opts.ts_guessed),
         # nothing of an erased person's row is kept, not even pseudonymized
         raw=ibis.ifelse(bad[REASON] == "E_ERASED", ibis.null("string"), raw_json(bad, spec)),
         quarantined_at=ibis.literal(now, type="timestamp('UTC')"),

@@ -9,6 +9,9 @@ from tribes.config import PiiAction
 from tribes.errors import InputError, closest, missing_column
 from tribes.ingest.spec import KindSpec
 
+# a unit written after a column name: "Revenue (USD)", "Amount [EUR]", "Price (€)"
+_UNIT = re.compile(r"\s*[(\[][^()\[\]]*[)\]]\s*$")
+
 
 def squash(name: str) -> str:
     """Compare column names loosely: ``userId``, ``user_id`` and ``User ID`` are equal."""
@@ -95,19 +98,24 @@ def resolve_mapping(
         targets[target] = source
     used = set(targets.values())
     by_squash: dict[str, str] = {}
+    by_bare: dict[str, str] = {}  # names without a unit: "Revenue (USD)" -> revenue
     for c in columns:
         by_squash.setdefault(squash(c), c)
+        bare = _UNIT.sub("", c)
+        if bare and bare != c:
+            by_bare.setdefault(squash(bare), c)
     auto: set[str] = set()
     for f in spec.fields:
         if f.name in targets or f.name in constant_targets:
             continue
-        for spelling in (f.name, *f.aliases):
-            found = by_squash.get(squash(spelling))
-            if found is not None and found not in used:
-                targets[f.name] = found
-                used.add(found)
-                auto.add(f.name)
-                break
+        spellings = [squash(s) for s in (f.name, *f.aliases)]
+        # a name as written wins over one that matches only without its unit
+        hits = [names_.get(s) for names_ in (by_squash, by_bare) for s in spellings]
+        found = next((h for h in hits if h is not None and h not in used), None)
+        if found is not None:
+            targets[f.name] = found
+            used.add(found)
+            auto.add(f.name)
     for f in spec.fields:
         if not strict:
             break

@@ -42,13 +42,15 @@ def as_text(value: ir.Value, *, trim: bool = True) -> ir.StringValue:
     )
 
 
-def parse_ts(value: ir.Value, *, fmt: str | None = None, tz: str = "UTC") -> ir.TimestampValue:
+def parse_ts(value: ir.Value, *, fmt: str | None = None, tz: str = "UTC",
+             fallback: bool = False) -> ir.TimestampValue:
     """Parse a timestamp to UTC.
 
     Text is read as ISO-8601 (an offset or ``Z`` is honored; without one the time is
     wall-clock time in ``tz``), as epoch seconds/milliseconds/microseconds, or with the
-    strftime format ``fmt`` when given. Typed timestamps are converted; zone-less ones
-    are taken to be in ``tz``.
+    strftime format ``fmt`` when given; with ``fallback`` (a format that was guessed, see
+    ``tsformat``) text the format does not read is still read as ISO-8601 or epoch.
+    Typed timestamps are converted; zone-less ones are taken to be in ``tz``.
     """
     t = value.type()
     if t.is_timestamp():
@@ -62,8 +64,10 @@ def parse_ts(value: ir.Value, *, fmt: str | None = None, tz: str = "UTC") -> ir.
     text = value  # already trimmed text (see as_text)
     if fmt:
         if "%z" in fmt or "%Z" in fmt:
-            return try_strptime(text, fmt).cast(UTC)
-        return _from_naive(try_strptime(text, fmt), tz)
+            formatted = try_strptime(text, fmt).cast(UTC)
+        else:
+            formatted = _from_naive(try_strptime(text, fmt), tz)
+        return formatted.coalesce(parse_ts(text, tz=tz)) if fallback else formatted
     if tz == "UTC":
         iso = text.try_cast(UTC)
     else:

@@ -38,6 +38,7 @@ class StageOptions:
     min_ts: datetime
     key: bytes
     decimal: str = "."  # decimal mark of numbers written as text
+    ts_guessed: bool = False  # ts_format was sniffed: ISO-8601 and epoch are read too
 
 
 def bad_column(name: str) -> str:
@@ -109,7 +110,8 @@ def build_stage(read: ReadResult, spec: KindSpec, mapping: ColumnMapping,
             if text is not None:
                 l2[_text_col(f.name)] = text
             if f.kind == "ts":
-                l2[f.name] = parse_ts(value, fmt=opts.ts_format, tz=opts.tz)
+                l2[f.name] = parse_ts(value, fmt=opts.ts_format, tz=opts.tz,
+                                       fallback=opts.ts_guessed)
             elif f.kind == "bool":
                 l2[f.name] = parse_bool(value)
             else:
