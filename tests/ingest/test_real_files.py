@@ -266,6 +266,26 @@ def test_header_can_be_forced_either_way(cli, ws, write) -> None:
     assert s["loaded"] == 1 and s["read"]["header"] is False
 
 
+@pytest.mark.parametrize("end", ["\n", "\r\n"])
+def test_a_spreadsheet_sep_line_names_the_delimiter(cli, ws, write, end) -> None:
+    # spreadsheet programs write "sep=;" as the first line; it is no record and no header
+    text = end.join(["sep=;", "user_id;timestamp;event;amount",
+                     "u1;2026-03-04T10:15:02Z;purchase;12,50", "u2;2026-03-04T10:16:02Z;login;",
+                     "u3;2026-03-04T10:17:02Z;login;;extra"]) + end
+    s = ingest(cli, ws, write("sheet.csv", text.encode()))
+    assert (s["rows_read"], s["loaded"], s["quarantined"]) == (3, 2, {"E_MALFORMED": 1})
+    assert (s["read"]["delimiter"], s["read"]["header"], s["read"]["decimal"]) == (";", True, ",")
+    assert s["mapping"]["customer_id"] == "user_id"
+    assert sorted(table(ws, "events").amount.dropna()) == [12.5]
+    # the bad record is named by its line in the file, the sep= line counted
+    [(_, _, message)] = quarantine(ws)
+    assert message.startswith("line 5: TOO MANY COLUMNS")
+    # a delimiter given on the command line wins, and a file without the line is read too
+    other = write("plain.csv", b"user_id;timestamp;event\nu9;2026-03-04T10:18:02Z;login\n")
+    s = ingest(cli, ws, other, "--delimiter", ";")
+    assert s["loaded"] == 1
+
+
 # -- quoting ------------------------------------------------------------------------------
 
 
@@ -338,12 +358,14 @@ def test_real_files_on_spark(tmp_path: Path, write) -> None:
                    IngestOptions(source="web", now=NOW))
     assert (s.rows_read, s.loaded, s.quarantined) == (4, 3, {"E_MALFORMED": 1})
     assert s.mapping["ts"] == "ts"
-    german = ("Zeitpunkt;Kunde;Ereignis;Betrag\n04.03.2026 10:15;k1;Kauf;12,50 €\n"
-              "04.03.2026 10:16;k2;Kauf;1.234,50 €\n")
+    # a spreadsheet's sep= line, and day-first dates read without --ts-format
+    german = ("sep=;\r\nZeitpunkt;Kunde;Ereignis;Betrag\r\n04.03.2026 10:15;k1;Kauf;12,50 €\r\n"
+              "04.03.2026 10:16;k2;Kauf;1.234,50 €\r\n")
     s = run_ingest(sws, [str(write("export.csv", german.encode("cp1252")))], IngestOptions(
-        source="pos", now=NOW, ts_format="%d.%m.%Y %H:%M", event_type="purchase",
+        source="pos", now=NOW, event_type="purchase",
         mapping={"ts": "Zeitpunkt", "customer_id": "Kunde", "amount": "Betrag"}))
     assert s.loaded == 2 and (s.read["encoding"], s.read["decimal"]) == ("latin-1", ",")
+    assert (s.read["delimiter"], s.read["ts_format"]) == (";", "%d.%m.%Y %H:%M")
     events = table(sws, "events")
     assert sorted(events.amount.dropna()) == [5.0, 12.5, 19.99, 1234.5]
     with pytest.raises(InputError, match="zstd"):

@@ -145,7 +145,7 @@ def _read_text(engine: Engine, files: list[TextFile], dialect: Dialect, notes: l
     if dialect.delimiter == WHITESPACE:
         read, bad_encoding = _read_whitespace(engine, files, dialect, name), None
     else:
-        read, bad_encoding = _read_delimited(engine, files, dialect, name)
+        read, bad_encoding = _read_delimited(engine, files, dialect, name, scratch)
 
     def after_parse(problem: str | None) -> ReadResult | None:
         guessed_utf8 = ("encoding" in dialect.sniffed and dialect.encoding == "utf-8"
@@ -202,12 +202,18 @@ def _as_windows_1252(engine: Engine, files: list[TextFile], dialect: Dialect,
 
 
 def _read_delimited(engine: Engine, files: list[TextFile], dialect: Dialect,
-                    name: str) -> tuple[ReadResult, Callable[[], str | None]]:
+                    name: str, scratch: Path | None = None,
+                    ) -> tuple[ReadResult, Callable[[], str | None]]:
     """Delimited files as text columns; also returns a function telling the first record
     (``file:line``) that was not in the dialect's encoding, once the table was scanned."""
-    groups: dict[tuple[tuple[str, ...], str], list[TextFile]] = {}
+    if engine.name == "pyspark":
+        # Spark cannot skip a file's first lines (a ``sep=;`` line): it reads a copy
+        # without them
+        files = [replace(f, path=even_copy(f.path, scratch_dir(scratch), skip_first=True),
+                         skip=0) if f.skip else f for f in files]
+    groups: dict[tuple[tuple[str, ...], str, int], list[TextFile]] = {}
     for f in files:
-        key = (f.first if dialect.header else (), compression(f.path))
+        key = (f.first if dialect.header else (), compression(f.path), f.skip)
         groups.setdefault(key, []).append(f)
     parts: list[tuple[ir.Table, str, str, int]] = []
     for i, group in enumerate(groups.values()):
@@ -234,6 +240,7 @@ def _read_delimited(engine: Engine, files: list[TextFile], dialect: Dialect,
                 table_name=part,
                 columns=dict.fromkeys(cols, "VARCHAR"),
                 header=dialect.header,
+                skip=group[0].skip,
                 delim=dialect.delimiter,
                 quote='"',
                 escape='"',

@@ -141,6 +141,23 @@ def decode(head: bytes, encoding: str) -> str:
     return head.decode(encoding, errors="replace").removeprefix(BOM)
 
 
+_SEP_LINE = re.compile(r"sep=([^\r\n])\r?(\n|$)")
+
+
+def sep_hint(text: str) -> str | None:
+    """The delimiter named by a first line such as ``sep=;`` (written by spreadsheet
+    programs to tell themselves how to split the file), or None."""
+    m = _SEP_LINE.match(text)
+    return m.group(1) if m else None
+
+
+def without_sep_line(text: str) -> str:
+    """The text after its ``sep=`` line, if it has one."""
+    if sep_hint(text) is None:
+        return text
+    return text.split("\n", 1)[1] if "\n" in text else ""
+
+
 def sniff_delimiter(text: str) -> str:
     """Pick the delimiter among , ; tab | that splits the sample's lines most consistently;
     ``whitespace`` when none occurs but runs of blanks split every line alike."""
@@ -245,8 +262,10 @@ def sniff_dialect(head: bytes, *, delimiter: str | None = None, encoding: str | 
     else:
         encoding = normalize_encoding(encoding)
     text = decode(head, encoding)
+    hint = sep_hint(text)
+    text = without_sep_line(text)
     if delimiter is None:
-        delimiter = sniff_delimiter(text)
+        delimiter = hint or sniff_delimiter(text)
         sniffed.append("delimiter")
     else:
         delimiter = normalize_delimiter(delimiter)
@@ -266,6 +285,8 @@ def sniff_dialect(head: bytes, *, delimiter: str | None = None, encoding: str | 
 def first_record(head: bytes, dialect: Dialect) -> list[str]:
     """The first record of a file (its column names when it has a header), fields trimmed."""
     text = decode(head, dialect.encoding)
+    if dialect.delimiter != WHITESPACE:
+        text = without_sep_line(text)
     rows = sample_rows(text, dialect.delimiter, complete=True, limit=1)
     return [f.strip() for f in rows[0]] if rows else []
 
@@ -335,12 +356,14 @@ def _fallback() -> str:
     return _FALLBACK
 
 
-def write_copy(path: Path, dest: Path, *, windows_1252: bool = False) -> None:
+def write_copy(path: Path, dest: Path, *, windows_1252: bool = False,
+               skip_first: bool = False) -> None:
     """Copy the (decompressed) file to ``dest`` with every line ending made ``\\n``; with
     ``windows_1252`` its text is also re-encoded from Windows-1252 to UTF-8.
 
     Line numbers stay the same, so quarantined records still point at the right line of
-    the original file.
+    the original file; unless ``skip_first`` drops the first line (for an engine that
+    cannot skip it and tells no line numbers anyway).
     """
     decoder = None
     if windows_1252:
@@ -353,6 +376,10 @@ def write_copy(path: Path, dest: Path, *, windows_1252: bool = False) -> None:
             if data.endswith(b"\r"):
                 data, carry = data[:-1], b"\r"  # may be the first half of \r\n
             data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            if skip_first:
+                if b"\n" not in data:
+                    continue  # the first line goes on in the next block
+                data, skip_first = data.split(b"\n", 1)[1], False
             out.write(decoder.decode(data).encode("utf-8") if decoder else data)
         tail = b"\n" if carry else b""
         out.write(decoder.decode(tail, final=True).encode("utf-8") if decoder else tail)

@@ -28,6 +28,8 @@ from tribes.engine.sniff import (
     first_record,
     line_endings,
     read_head,
+    sep_hint,
+    without_sep_line,
     write_copy,
 )
 from tribes.errors import InputError
@@ -51,6 +53,7 @@ class TextFile:
     line: str  # the first non-blank line as written (whitespace files' header)
     ascii: bool  # the sampled head is plain ASCII: no evidence for any encoding
     newline: str = "\n"  # how the lines of ``path`` end
+    skip: int = 0  # lines before the first record (a spreadsheet's ``sep=;`` line)
 
     @property
     def copied(self) -> bool:
@@ -66,13 +69,14 @@ def scratch_dir(scratch: Path | None) -> Path:
     return scratch if scratch is not None else Path(tempfile.gettempdir())
 
 
-def even_copy(path: Path, scratch: Path, *, windows_1252: bool = False) -> Path:
+def even_copy(path: Path, scratch: Path, *, windows_1252: bool = False,
+              skip_first: bool = False) -> Path:
     """A copy of ``path`` (decompressed) whose lines all end in LF; in UTF-8 when
-    ``windows_1252`` (the source's encoding)."""
+    ``windows_1252`` (the source's encoding); without its first line when ``skip_first``."""
     scratch.mkdir(parents=True, exist_ok=True)
     dest = scratch / f"spool-{secrets.token_hex(6)}.txt"
     try:
-        write_copy(path, dest, windows_1252=windows_1252)
+        write_copy(path, dest, windows_1252=windows_1252, skip_first=skip_first)
     except OSError as exc:
         dest.unlink(missing_ok=True)
         raise InputError(f"cannot copy {path.name} to read it: {exc}", code="E_READ") from None
@@ -102,9 +106,12 @@ def prepare(paths: list[Path], dialect: Dialect, scratch: Path | None, *,
             elif endings:
                 newline = endings.pop()
         text = decode(head, dialect.encoding)
+        skip = 0
+        if quoted and sep_hint(text) is not None:
+            skip, text = 1, without_sep_line(text)
         line = next((ln for ln in text.splitlines() if ln.strip()), "")
         files.append(TextFile(p, path, tuple(first_record(head, dialect)), line,
-                               head.isascii(), newline))
+                               head.isascii(), newline, skip))
     return files, notes
 
 
