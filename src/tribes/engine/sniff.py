@@ -144,18 +144,12 @@ def decode(head: bytes, encoding: str) -> str:
 _SEP_LINE = re.compile(r"sep=([^\r\n])\r?(\n|$)")
 
 
-def sep_hint(text: str) -> str | None:
+def split_sep_line(text: str) -> tuple[str | None, str]:
     """The delimiter named by a first line such as ``sep=;`` (written by spreadsheet
-    programs to tell themselves how to split the file), or None."""
+    programs to tell themselves how to split the file) and the text after that line;
+    ``(None, text)`` without one."""
     m = _SEP_LINE.match(text)
-    return m.group(1) if m else None
-
-
-def without_sep_line(text: str) -> str:
-    """The text after its ``sep=`` line, if it has one."""
-    if sep_hint(text) is None:
-        return text
-    return text.split("\n", 1)[1] if "\n" in text else ""
+    return (m.group(1), text[m.end():]) if m else (None, text)
 
 
 def sniff_delimiter(text: str) -> str:
@@ -262,8 +256,7 @@ def sniff_dialect(head: bytes, *, delimiter: str | None = None, encoding: str | 
     else:
         encoding = normalize_encoding(encoding)
     text = decode(head, encoding)
-    hint = sep_hint(text)
-    text = without_sep_line(text)
+    hint, text = split_sep_line(text)
     if delimiter is None:
         delimiter = hint or sniff_delimiter(text)
         sniffed.append("delimiter")
@@ -286,7 +279,7 @@ def first_record(head: bytes, dialect: Dialect) -> list[str]:
     """The first record of a file (its column names when it has a header), fields trimmed."""
     text = decode(head, dialect.encoding)
     if dialect.delimiter != WHITESPACE:
-        text = without_sep_line(text)
+        text = split_sep_line(text)[1]
     rows = sample_rows(text, dialect.delimiter, complete=True, limit=1)
     return [f.strip() for f in rows[0]] if rows else []
 

@@ -28,8 +28,7 @@ from tribes.engine.sniff import (
     first_record,
     line_endings,
     read_head,
-    sep_hint,
-    without_sep_line,
+    split_sep_line,
     write_copy,
 )
 from tribes.errors import InputError
@@ -107,8 +106,9 @@ def prepare(paths: list[Path], dialect: Dialect, scratch: Path | None, *,
                 newline = endings.pop()
         text = decode(head, dialect.encoding)
         skip = 0
-        if quoted and sep_hint(text) is not None:
-            skip, text = 1, without_sep_line(text)
+        if quoted:
+            hint, text = split_sep_line(text)
+            skip = int(hint is not None)
         line = next((ln for ln in text.splitlines() if ln.strip()), "")
         files.append(TextFile(p, path, tuple(first_record(head, dialect)), line,
                                head.isascii(), newline, skip))

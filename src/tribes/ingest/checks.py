@@ -66,9 +66,13 @@ def message(t: ir.Table, ts_format: str | None, whitelist: list[str], *,
     cases: list[tuple[ir.BooleanValue, ir.StringValue]] = []
     ts_bad = bad_column("ts")
     if ts_bad in t.columns:
-        how = (f" with format {ts_format}" if ts_format and not ts_guessed
-               else f" (format {ts_format} as sniffed, ISO-8601 or epoch expected; pass "
-               "--ts-format)" if ts_format else " (ISO-8601 or epoch expected)")
+        if not ts_format:
+            how = " (ISO-8601 or epoch expected)"
+        elif ts_guessed:
+            how = (f" (format {ts_format} as sniffed, ISO-8601 or epoch expected; pass "
+                   "--ts-format)")
+        else:
+            how = f" with format {ts_format}"
         cases.append((r == "E_TS_PARSE", "timestamp '" + _text(t[ts_bad]) + "' could not be parsed"
                       + how))
     if "ts" in t.columns:

@@ -14,6 +14,7 @@ as before (see ``parse.parse_ts``), so a guess never loses a row that parsed wit
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -91,16 +92,32 @@ def _same_readings(formats: list[str], values: list[str]) -> bool:
     return True
 
 
+def _fits(values: list[str]) -> dict[str, int]:
+    """How many of ``values`` each candidate reads, for the candidates that read at
+    least ``MIN_FIT`` of them; a candidate is dropped at its first miss beyond that."""
+    allowed = len(values) - math.ceil(MIN_FIT * len(values))
+    fits: dict[str, int] = {}
+    for fmt in CANDIDATES:
+        misses = 0
+        for v in values:
+            misses += not _reads(fmt, v)
+            if misses > allowed:
+                break
+        else:
+            fits[fmt] = len(values) - misses
+    return fits
+
+
 def guess_ts_format(values: list[str]) -> TsGuess:
     """The strftime format of the timestamps ``values`` (text, first ones of a batch)."""
     sample = [v.strip() for v in values if v is not None and v.strip()][:SAMPLE]
     other = [v for v in sample if not _plain(v)]
     if not other or len(other) < MIN_SHARE * len(sample):
         return TsGuess()
-    fits = {fmt: sum(_reads(fmt, v) for v in other) for fmt in CANDIDATES}
-    best = max(fits.values())
-    if best < MIN_FIT * len(other):
+    fits = _fits(other)
+    if not fits:
         return TsGuess()
+    best = max(fits.values())
     chosen = [fmt for fmt, n in fits.items() if n == best]
     example = next((v for v in other if _reads(chosen[0], v)), other[0])
     if len(chosen) == 1 or _same_readings(chosen, other):
