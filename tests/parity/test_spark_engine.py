@@ -113,3 +113,34 @@ def test_killed_batch_is_rolled_back_at_next_open(sws: Workspace, tmp_path: Path
     assert _files(sws) == files
     s = ingest(sws, [str(tmp_path / "e.csv")], IngestOptions(source="web", now=NOW))
     assert s.loaded == 50
+
+
+@pytest.mark.slow
+def test_json_keys_of_any_characters_read_as_on_duckdb(sws: Workspace, tmp_path: Path) -> None:
+    """Keys Spark's JSONPath cannot name (a quote, '?', empty, NUL) and keys that differ
+    only in case keep their values, the same as on DuckDB."""
+    import json
+
+    rec = {"user_id": "u1", "event": "page_view", "timestamp": "2026-01-01T00:00:00Z",
+           "l'adresse": "1 rue de l'Église", "why?": "a\\b", "": "e", "a\x00b": "nul",
+           "Size": "L", "size": "M", "$.x['y']": "p", "a/b~c": "s", "`q`": "t",
+           "nested": {"k": [1, 2]}}
+    path = tmp_path / "k.jsonl"
+    path.write_text(json.dumps(rec) + "\n" + json.dumps({**rec, "user_id": "u2"}) + "\n",
+                    encoding="utf-8")
+    stored = {}
+    duck = init_workspace(tmp_path / "duck")
+    for ws in (sws, duck):
+        s = ingest(ws, [str(path)], IngestOptions(source="web", now=NOW))
+        assert (s.loaded, s.n_quarantined) == (2, 0)
+        with open_engine(open_workspace(ws.path)) as engine:
+            props = engine.execute(engine.table("events").select("properties"))
+        stored[ws.path.name] = json.loads(props.properties[0])
+    assert stored["ws"] == stored["duck"]
+    assert stored["duck"]["l'adresse"] == "1 rue de l'Église"
+    assert stored["duck"]["why?"] == "a\\b" and stored["duck"]["a/b~c"] == "s"
+    assert json.loads(stored["duck"]["nested"]) == {"k": [1, 2]}
+    assert sorted(stored["duck"].values(), key=str) == sorted(
+        [v if isinstance(v, str) else json.dumps(v, separators=(",", ":"))
+         for k, v in rec.items()
+         if k not in ("user_id", "event", "timestamp")], key=str)

@@ -426,3 +426,37 @@ def test_rules_elsewhere_landing_where_the_database_is(rt_ws: Path, redis_url: s
     assert ids and len(ids) == len(set(ids))
     with pytest.raises(InputError):
         Consumer(open_workspace(rt_ws), redis_url=redis_url, land_only=True, sink=False)
+
+
+def test_a_key_with_an_apostrophe_lands(rt_ws: Path, redis_url: str,
+                                        redis_server: RedisServer) -> None:
+    r = redis_server.client()
+    push(r, [ev("Q", "page_view", 1, **{"l'adresse": "1 rue de l'Église"}),
+             ev("Q", "page_view", 2)])
+    c = consume(rt_ws, redis_url)
+    assert c.sink is not None and c.sink.loaded == 2 and c.sink.errors == []
+    assert stream_events(rt_ws) == 2
+
+
+def test_a_landing_that_keeps_failing_stops_the_consumer_and_lands_later(
+        rt_ws: Path, redis_url: str, redis_server: RedisServer,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from tribes.errors import TribesError
+    from tribes.ingest.loader import FAULT_ENV
+    from tribes.realtime import sink
+
+    monkeypatch.setattr(sink, "LAND_ATTEMPTS", 2)
+    configure(rt_ws, 'flush_every = "30s"', 'flush_every = "1s"')
+    r = redis_server.client()
+    push(r, [ev("F", "page_view", i) for i in range(5)])
+    monkeypatch.setenv(FAULT_ENV, "staged:raise")  # every landing fails
+    with pytest.raises(TribesError) as err:
+        consume(rt_ws, redis_url, idle=4)
+    assert err.value.code == "E_STREAM_LAND" and "fault injected" in err.value.message
+    assert stream_events(rt_ws) == 0
+    assert list((rt_ws / ".tmp" / "stream").glob("closed-*.jsonl"))  # kept
+    monkeypatch.delenv(FAULT_ENV)  # the cause is fixed: the next start lands them
+    c = consume(rt_ws, redis_url, consumer="c2")
+    assert c.sink is not None and c.sink.adopted >= 1
+    assert stream_events(rt_ws) == 5
+    assert not list((rt_ws / ".tmp" / "stream").glob("*.jsonl"))

@@ -221,6 +221,9 @@ def connect(path: Path | None, cfg: EngineConfig | None = None, *, read_only: bo
                               f"wrong ({text.splitlines()[0]}); set {DB_KEY_ENV} to the key "
                               "given at tribes init --encrypt", code="E_DB_KEY") from None
         raise EngineError(f"cannot open the workspace database: {text}") from None
+    from tribes.engine.quirks import DuckCompiler
+
+    con.compiler = DuckCompiler()
     # timestamps are stored and compared in UTC whatever the machine's zone
     con.raw_sql("SET TimeZone = 'UTC'")
     # stdout belongs to the command's result (--json); tribes shows its own progress

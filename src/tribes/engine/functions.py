@@ -135,8 +135,26 @@ def json_valid(value: ir.StringValue) -> ir.BooleanValue:
     return _json_valid(value)
 
 
-def json_extract_string(value: ir.StringValue, path: str) -> ir.StringValue:
-    return _json_extract_string(value, path)
+def json_member(value: ir.StringValue, key: str) -> ir.StringValue:
+    """The member ``key`` of a JSON object text, as text (a nested value as its JSON text);
+    null when the object has no such member.
+
+    Any key works, quotes, dots, brackets, ``$`` and NUL included: the member is
+    addressed by a JSON Pointer (RFC 6901: ``~`` and ``/`` escaped), which no engine
+    reads as a path expression, and the pointer travels as a text constant.
+    """
+    pointer = "/" + key.replace("~", "~0").replace("/", "~1")
+    return _json_extract_string(value, text_constant(pointer))
+
+
+def text_constant(text: str) -> ir.StringValue:
+    """A text constant; NUL characters, which SQL text cannot hold, come from ``chr(0)``
+    (the engine folds the expression into one constant)."""
+    first, *rest = text.split("\x00")
+    out: ir.StringValue = ibis.literal(first)
+    for part in rest:
+        out = out.concat(_chr(ibis.literal(0)), part)
+    return out
 
 
 def try_strptime(value: ir.StringValue, fmt: str) -> ir.TimestampValue:

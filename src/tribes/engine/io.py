@@ -23,7 +23,7 @@ import ibis
 import ibis.expr.types as ir
 
 from tribes.engine.backend import Engine
-from tribes.engine.functions import json_extract_string, json_valid
+from tribes.engine.functions import json_member, json_valid
 from tribes.engine.sniff import (
     SNIFF_BYTES,
     WHITESPACE,
@@ -57,7 +57,9 @@ log = logging.getLogger(__name__)
 __all__ = ["FILE_COLUMN", "SNIFF_BYTES", "WHITESPACE", "ReadResult", "read_csv", "read_jsonl",
            "read_parquet", "read_whitespace", "sniff_delimiter", "sniff_encoding", "spool"]
 
-LINE_COLUMN = "_line"
+LINE_COLUMN = "_line"  # the text of a JSON line, until its values are extracted
+# the columns a reader adds to the source's own (a source column of such a name is renamed)
+READER_COLUMNS = (FILE_COLUMN, "_valid", LINE_COLUMN)
 
 @dataclass
 class ReadResult:
@@ -221,7 +223,7 @@ def _read_delimited(engine: Engine, files: list[TextFile], dialect: Dialect,
         rej, scans = f"{part}_rejects", f"{part}_scans"
         for t in (part, rej, scans):
             engine.drop_temp(t)
-        cols = column_names(list(group[0].first), dialect.header)
+        cols = column_names(list(group[0].first), dialect.header, reserved=READER_COLUMNS)
         _check_columns(cols, group[0].source)
         if engine.name == "pyspark":
             from tribes.engine import spark_io
@@ -327,7 +329,7 @@ def _read_whitespace(engine: Engine, files: list[TextFile], dialect: Dialect,
     first = list(files[0].first)
     if not first:
         raise InputError(f"{files[0].source.name} is empty", code="E_READ")
-    columns = column_names(first, dialect.header)
+    columns = column_names(first, dialect.header, reserved=READER_COLUMNS)
     _check_columns(columns, files[0].source)
     engine.drop_temp(name)
     lines = _read_lines(engine, [f.path for f in files], encoding=dialect.encoding,
@@ -421,27 +423,43 @@ def read_jsonl(engine: Engine, paths: list[Path], *, scratch: Path | None = None
             code="E_READ",
         )
     files, notes = prepare(paths, _LINES, scratch)
+    names = column_names(keys, True, reserved=READER_COLUMNS)
+    renamed = [f"'{_shown(k)}' as '{_shown(n)}'" for k, n in zip(keys, names, strict=True)
+               if k != n]
+    if renamed:
+        notes = [*notes, "JSON keys that cannot be column names as they are (empty, a NUL, "
+                 "the same name as another key or a reader column but for case) are kept "
+                 "under other names: " + ", ".join(renamed)]
     for note in notes:
         log.info("%s", note)
-    return _read_jsonl(engine, files, keys, notes, scratch, name)
+    return _read_jsonl(engine, files, dict(zip(keys, names, strict=True)), notes, scratch,
+                       name)
+
+
+def _shown(text: str) -> str:
+    """A name as a message may show it: control characters escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 # JSON Lines are read line by line: no quoting across lines, no header
 _LINES = Dialect(WHITESPACE, "utf-8", header=False)
 
 
-def _read_jsonl(engine: Engine, files: list[TextFile], keys: list[str], notes: list[str],
-                scratch: Path | None, name: str) -> ReadResult:
+def _read_jsonl(engine: Engine, files: list[TextFile], keys: dict[str, str],
+                notes: list[str], scratch: Path | None, name: str) -> ReadResult:
+    """``keys``: each key read, and the name of its column."""
     engine.drop_temp(name)
     lines = _read_lines(engine, [f.path for f in files], encoding="utf-8", header_line=None,
                         name=name)
     lines = with_sources(lines, files)
-    lines = lines.filter(lines.line.notnull() & (lines.line.strip() != ""))
-    valid = json_valid(lines.line) & lines.line.lstrip().startswith("{")
-    lines = lines.mutate(_valid=valid).view()
-    cols = {k: ibis.cases((lines._valid, json_extract_string(lines.line, _json_path(k))),
-                          else_=ibis.null("string"))
-            for k in keys}
+    text = lines.line
+    lines = lines.filter(text.notnull() & (text.strip() != "")).select(
+        FILE_COLUMN, **{LINE_COLUMN: text})
+    line = lines[LINE_COLUMN]
+    lines = lines.mutate(_valid=json_valid(line) & line.lstrip().startswith("{")).view()
+    line = lines[LINE_COLUMN]
+    cols = {n: ibis.cases((lines._valid, json_member(line, k)), else_=ibis.null("string"))
+            for k, n in keys.items()}
     table = lines.mutate(**cols)
 
     def after_parse(problem: str | None) -> ReadResult | None:
@@ -451,7 +469,7 @@ def _read_jsonl(engine: Engine, files: list[TextFile], keys: list[str], notes: l
         more, files2 = again
         return _read_jsonl(engine, files2, keys, [*notes, *more], scratch, name)
 
-    return ReadResult(table, keys, valid_column="_valid", notes=list(notes),
+    return ReadResult(table, list(keys.values()), valid_column="_valid", notes=list(notes),
                       copies=[f.path for f in files if f.copied], after_parse=after_parse,
                       label=label([f.source for f in files]))
 
@@ -482,10 +500,6 @@ def _read_lines(engine: Engine, paths: list[Path], *, encoding: str, header_line
             raise InputError(f"cannot read {group[0].name}: {_first_line(exc)}",
                              code="E_READ") from None
     return tables[0] if len(tables) == 1 else ibis.union(*tables)
-
-
-def _json_path(key: str) -> str:
-    return '$."' + key.replace('"', '\\"') + '"'
 
 
 def _check_columns(columns: list[str], path: Path) -> None:
@@ -546,8 +560,8 @@ def spool(engine: Engine, read: ReadResult, path: Path) -> ReadResult:
 
 def _spool_once(engine: Engine, read: ReadResult, path: Path) -> ReadResult:
     table = read.table
-    if "line" in table.columns and read.valid_column is not None:
-        table = table.drop("line")  # JSON Lines: the text, once its values are extracted
+    if LINE_COLUMN in table.columns:
+        table = table.drop(LINE_COLUMN)  # JSON Lines: the text, once its values are read
     if engine.name == "pyspark":
         from tribes.engine import spark_io
 
@@ -564,8 +578,9 @@ def _spool_once(engine: Engine, read: ReadResult, path: Path) -> ReadResult:
 def _parse_error(read: ReadResult, exc: BaseException) -> str:
     """What went wrong, in the engine's words, and which option may fix it."""
     lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
-    # DuckDB's "Possible Solution" lines name its own options, not ours
-    lines = [ln for ln in lines if not ln.startswith("Possible Solution")][:3]
+    # DuckDB's "Possible Solution" lines name its own options, not ours; "LINE 1:" lines
+    # quote the generated SQL, which is no business of whoever sent the data
+    lines = [ln for ln in lines if not ln.startswith(("Possible Solution", "LINE "))][:3]
     text = " / ".join(lines) or type(exc).__name__
     what = read.label or "the input"
     if is_encoding_error(text):

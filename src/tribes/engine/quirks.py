@@ -10,8 +10,8 @@ expression             DuckDB                      PySpark
 ``sha256(b)``          ``sha256(b)``               ``sha2(b, 256)``
 ``encode(s)``          ``encode(s)`` (UTF-8)       ``encode(s, 'UTF-8')``
 ``json_valid(s)``      ``json_valid(s)``           ``try_parse_json(s) IS NOT NULL``
-``json_extract_        ``json_extract_string(s,    ``get_json_object(s, '$['k']')``
-string(s, '$."k"')``   '$."k"')``
+``json_extract_        ``json_extract_string(s,    ``get_json_object(s, '$['k']')``,
+string(s, '/k')``      '/k')`` (a JSON Pointer)    ``from_json`` for other keys
 ``try_strptime(s, f)`` strftime format ``f``       ``try_to_timestamp(s, f')``, ``f``
                                                    turned into a Java pattern
 ``timezone(z, ts)``    wall clock in ``z`` → UTC   ``to_utc_timestamp(ts, z)``
@@ -45,6 +45,7 @@ from typing import Any
 import ibis.expr.datatypes as dt
 import sqlglot as sg
 import sqlglot.expressions as sge
+from ibis.backends.sql.compilers.duckdb import DuckDBCompiler
 from ibis.backends.sql.compilers.pyspark import PySparkCompiler
 
 # strftime directive -> Java DateTimeFormatter pattern (Spark's datetime patterns)
@@ -84,13 +85,24 @@ def _literal_text(node: sge.Expression) -> str | None:
     return node.this if isinstance(node, sge.Literal) and node.is_string else None
 
 
-def _json_path(node: sge.Expression) -> sge.Expression:
-    """``$."key"`` (DuckDB) as ``$['key']`` (Spark's JSONPath)."""
-    text = _literal_text(node)
-    if text and text.startswith('$."') and text.endswith('"'):
-        key = text[3:-1].replace('\\"', '"').replace("'", "\\'")
-        return sge.Literal.string("$['" + key + "']")
-    return node
+def _json_member(self: PySparkCompiler, value: sge.Expression,
+                 pointer: sge.Expression) -> sge.Expression:
+    """``json_extract_string(s, '/key')`` (a JSON Pointer, see ``functions.json_member``)
+    on Spark. Its JSONPath reads ``$['key']`` for a key without ``'`` or ``?``; any other
+    key is read from the object parsed into a struct whose one field is that key, and a
+    pointer that is not a constant (a key with NUL) from the object parsed into a map."""
+    text = _literal_text(pointer)
+    if text is not None and text.startswith("/"):
+        key = text[1:].replace("~1", "/").replace("~0", "~")
+        if key and not set(key) & set("'?"):
+            return self.f.get_json_object(value, sge.Literal.string(f"$['{key}']"))
+        quoted = "`" + key.replace("`", "``") + "`"
+        parsed = self.f.from_json(value, sge.Literal.string(f"struct<{quoted}: string>"))
+        return sge.Dot(this=parsed, expression=sg.to_identifier(key, quoted=True))
+    key_expr = self.f.replace(self.f.replace(self.f.substring(pointer, 2), "~1", "/"),
+                              "~0", "~")
+    parsed = self.f.from_json(value, sge.Literal.string("map<string, string>"))
+    return self.f.try_element_at(parsed, key_expr)
 
 
 def _utc_timestamp(nullable: bool = True) -> dt.Timestamp:
@@ -110,6 +122,22 @@ def install_spark_types() -> None:
     spark_types._from_pyspark_dtypes[pt.TimestampType] = _utc_timestamp
 
 
+class DuckCompiler(DuckDBCompiler):
+    """Ibis' DuckDB compiler, with ``json_extract_string`` written as the call it is.
+
+    SQLGlot would rewrite it as ``s ->> path``, re-rendering a ``$`` path without escaping
+    its quotes and binding ``->>`` tighter than a ``||`` in the path.
+    """
+
+    __slots__ = ()
+
+    def visit_ScalarUDF(self, op: Any, **kw: Any) -> sge.Expression:
+        name = self.__sql_name__(op)
+        if name == "json_extract_string":
+            return sge.Anonymous(this=name, expressions=list(kw.values()))
+        return super().visit_ScalarUDF(op, **kw)
+
+
 class SparkCompiler(PySparkCompiler):
     """Ibis' PySpark compiler with the tribes quirk table applied."""
 
@@ -125,7 +153,7 @@ class SparkCompiler(PySparkCompiler):
         if name == "json_valid":
             return self.f.try_parse_json(args[0]).is_(sg.not_(sge.Null()))
         if name == "json_extract_string":
-            return self.f.get_json_object(args[0], _json_path(args[1]))
+            return _json_member(self, args[0], args[1])
         if name == "try_strptime":
             fmt = _literal_text(args[1])
             pattern = sge.convert(strftime_to_java(fmt)) if fmt is not None else args[1]

@@ -284,19 +284,26 @@ def first_record(head: bytes, dialect: Dialect) -> list[str]:
     return [f.strip() for f in rows[0]] if rows else []
 
 
-def column_names(first: list[str], header: bool) -> list[str]:
-    """Column names from a header (empty ones named by position, repeats numbered, as
-    DuckDB does), or ``column0``, ``column1``... without one."""
+def column_names(first: list[str], header: bool, reserved: tuple[str, ...] = ()) -> list[str]:
+    """Column names from a header, or ``column0``, ``column1``... without one.
+
+    Every name is usable by both engines: an empty one is named by its position, NUL
+    becomes U+FFFD (SQL text cannot hold it), and a name equal to an earlier one or to a
+    ``reserved`` one (the reader's own columns) but for case gets ``_1``, ``_2``...
+    (DuckDB's names ignore case).
+    """
     if not header:
         return [f"column{j}" for j in range(len(first))]
     names: list[str] = []
+    taken = {r.casefold() for r in reserved}
     for j, name in enumerate(first):
-        base = name or f"column{j}"
+        base = name.replace("\x00", "\ufffd") or f"column{j}"
         candidate, n = base, 0
-        while candidate in names:
+        while candidate.casefold() in taken:
             n += 1
             candidate = f"{base}_{n}"
         names.append(candidate)
+        taken.add(candidate.casefold())
     return names
 
 

@@ -519,6 +519,8 @@ class Consumer:
         finally:
             with contextlib.suppress(Exception):
                 self.close()
+        if self.sink is not None:
+            self.sink.check()  # the spool did not land: that is an error, not a success
         return self.stats
 
     def _run_landing(self, stop: threading.Event, *, max_messages: int | None,
@@ -551,6 +553,8 @@ class Consumer:
         finally:
             with contextlib.suppress(Exception):
                 self.close()
+        if self.sink is not None:
+            self.sink.check()  # the spool did not land: that is an error, not a success
         return self.stats
 
     def _timers_pending(self) -> bool:

@@ -31,6 +31,9 @@ from tribes.workspace import Workspace
 
 log = logging.getLogger(__name__)
 DB_LOCK = threading.Lock()  # one thread of the stream process in the database at a time
+# a landing is tried this many times before the consumer stops with its error: what
+# fails again and again (a bug, a full disk, a broken workspace) needs a person
+LAND_ATTEMPTS = 3
 
 
 def stream_spool(ws: Workspace) -> Path:
@@ -72,6 +75,7 @@ class Sink:
         self._stop = False
         self.loaded = self.quarantined = self.duplicates = 0
         self.errors: list[str] = []
+        self.failure: TribesError | None = None  # why landing stopped (see check())
         if not in_process:
             self._start_child()  # now: starting it costs a core for a second or two
         self._thread = threading.Thread(target=self._run, name="tribes-sink", daemon=True)
@@ -104,7 +108,15 @@ class Sink:
         self._sync = self._syncer.submit(os.fdatasync, self._fh.fileno())
         self._n += len(records)
 
+    def check(self) -> None:
+        """Raise why streamed events cannot land, once landing has failed
+        ``LAND_ATTEMPTS`` times in a row: the consumer stops loudly, and the spool files
+        stay to land when it starts again after the cause is fixed."""
+        if self.failure is not None:
+            raise self.failure
+
     def wait_synced(self) -> None:
+        self.check()
         if self._sync is not None:
             self._sync.result()
             self._sync = None
@@ -112,6 +124,7 @@ class Sink:
             self.rotate()
 
     def tick(self) -> None:
+        self.check()
         now = time.monotonic()
         if self._fh is not None and now - self._opened >= self.every:
             self.rotate()
@@ -160,6 +173,7 @@ class Sink:
             return len(self._ready)
 
     def _run(self) -> None:
+        failed = 0
         while True:
             with self._lock:
                 while not self._ready and not self._stop:
@@ -172,21 +186,26 @@ class Sink:
                 continue
             try:
                 self._ingest(files)
-            except TribesError as exc:
-                self.errors.append(exc.message)
+            except Exception as exc:  # the files stay in the spool
+                why = exc.message if isinstance(exc, TribesError) else \
+                    f"{type(exc).__name__}: {exc}"
+                self.errors.append(why)
+                failed += 1
+                if failed >= LAND_ATTEMPTS:
+                    self.failure = TribesError(
+                        f"streamed events cannot land in the events table ({failed} attempts): "
+                        f"{why}; the consumer stops. The {len(files)} spool file(s) stay in "
+                        ".tmp/stream and land when tribes stream starts again once the cause "
+                        "is fixed", code="E_STREAM_LAND")
+                    log.error("%s", self.failure.message)
+                    return
                 log.error("streamed events not yet in the events table (kept in the spool, "
-                          "retried): %s", exc.message)
+                          "tried again): %s", why)
                 time.sleep(min(self.every, 5.0))
                 if self._stop:
                     return
                 continue
-            except Exception as exc:  # keep the files; say why
-                self.errors.append(str(exc))
-                log.exception("ingest of streamed events failed; kept in the spool")
-                time.sleep(min(self.every, 5.0))
-                if self._stop:
-                    return
-                continue
+            failed = 0
             with self._lock:
                 self._ready = [f for f in self._ready if f not in files]
 
@@ -251,6 +270,15 @@ class Sink:
             self._child.join(timeout=10)
             if self._child.is_alive():
                 self._child.kill()
+        for fh in self._held.values():  # what did not land is anyone's to take over
+            fh.close()
+        self._held.clear()
+        left = self.pending()
+        if left and self.failure is None:
+            self.failure = TribesError(
+                f"{left} spool file(s) of streamed events did not land within {timeout:.0f} s"
+                + (f" ({self.errors[-1]})" if self.errors else "") + "; they stay in "
+                ".tmp/stream and land when tribes stream starts again", code="E_STREAM_LAND")
 
 
 def _line(record: dict[str, Any] | str) -> str:
