@@ -6,6 +6,7 @@ is :func:`tribes.store.db.open_engine`; creating one is :func:`tribes.store.db.i
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -55,7 +56,7 @@ def create_files(path: Path, *, force: bool = False, encrypt: bool = False) -> W
     its key is ``TRIBES_DB_KEY`` when set (then nothing is written; set it for every
     command), else a new random key in ``db.key`` (mode 0600).
     """
-    path.mkdir(parents=True, exist_ok=True)
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
     cfg_file = path / CONFIG_FILE
     if encrypt and (path / DB_FILE).exists() and not _is_encrypted(cfg_file):
         raise WorkspaceError(
@@ -81,7 +82,26 @@ def create_files(path: Path, *, force: bool = False, encrypt: bool = False) -> W
     if not gitignore.exists():
         gitignore.write_text(f"{SECRET_FILE}\n{DB_KEY_FILE}\nkeys.json\n*.duckdb*\n.tmp/\n",
                              encoding="utf-8")
+    make_private(path)
     return open_workspace(path)
+
+
+def make_private(path: Path) -> None:
+    """Keep the workspace its owner's alone: the folder 0700 and every file directly in
+    it 0600 (the database, the audit log, the configuration...). Folders inside are
+    closed by this one; files tribes writes in them are created 0600 too."""
+    with contextlib.suppress(OSError):
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o700)
+        for entry in os.scandir(path):
+            if entry.is_file(follow_symlinks=False) and entry.stat().st_mode & 0o077:
+                os.chmod(entry.path, 0o600)
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` created (with its parents) as a folder only its owner may enter."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
 
 
 def _is_encrypted(cfg_file: Path) -> bool:

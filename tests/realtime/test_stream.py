@@ -460,3 +460,30 @@ def test_a_landing_that_keeps_failing_stops_the_consumer_and_lands_later(
     assert c.sink is not None and c.sink.adopted >= 1
     assert stream_events(rt_ws) == 5
     assert not list((rt_ws / ".tmp" / "stream").glob("*.jsonl"))
+
+
+def test_an_encrypted_workspace_spools_sealed_messages(tmp_path: Path, redis_url: str,
+                                                       redis_server: RedisServer,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from tribes.errors import TribesError
+    from tribes.ingest.loader import FAULT_ENV
+    from tribes.realtime import sink
+    from tribes.store.db import init_workspace
+
+    ws = init_workspace(tmp_path / "enc", encrypt=True)
+    monkeypatch.setattr(sink, "LAND_ATTEMPTS", 1)
+    configure(ws.path, 'flush_every = "30s"', 'flush_every = "1s"')
+    r = redis_server.client()
+    marker = "sealed-marker-4711@example.org"
+    push(r, [ev(f"user-marker-{i}", "page_view", i, email=marker) for i in range(20)])
+    monkeypatch.setenv(FAULT_ENV, "staged:raise")
+    with pytest.raises(TribesError):
+        consume(ws.path, redis_url, land_only=True, idle=3)
+    spooled = list((ws.path / ".tmp" / "stream").glob("closed-*.jsonl"))
+    assert spooled and all(marker.encode() not in f.read_bytes() and b"user-marker" not in
+                           f.read_bytes() for f in spooled)
+    monkeypatch.delenv(FAULT_ENV)
+    consume(ws.path, redis_url, land_only=True, consumer="c2")
+    assert stream_events(ws.path) == 20
+    assert not any(marker.encode() in f.read_bytes()
+                   for f in ws.path.rglob("*") if f.is_file())

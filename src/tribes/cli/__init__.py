@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -133,6 +134,9 @@ app.add_typer(webhooks_cmd.app, name="webhooks")
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; a TribesError is shown as ``error [CODE]: message`` with no traceback."""
     args = sys.argv[1:] if argv is None else argv
+    # every file and folder this process makes is its owner's alone: workspaces hold
+    # personal data (tribes.workspace.make_private keeps the workspace folder closed)
+    os.umask(0o077)
     try:
         app(args=args, prog_name="tribes", standalone_mode=True)
     except SystemExit as exc:

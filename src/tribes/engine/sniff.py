@@ -11,6 +11,7 @@ import codecs
 import csv
 import gzip
 import io
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -369,7 +370,7 @@ def write_copy(path: Path, dest: Path, *, windows_1252: bool = False,
     if windows_1252:
         decoder = codecs.getincrementaldecoder("cp1252")(errors=_fallback())
     carry = b""
-    with open(dest, "wb") as out:
+    with open(os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
         for block in chunks(path):
             data = carry + block
             carry = b""

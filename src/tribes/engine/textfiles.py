@@ -3,7 +3,7 @@ those the engines cannot read as they are (line endings that change part-way, Wi
 characters DuckDB's Latin-1 refuses), and the lines of records DuckDB rejected.
 
 Internal to ``engine.io``; copies are named ``spool-*`` in the caller's scratch directory,
-so ``io.clear_spool`` removes any a crashed batch left behind.
+so ``io.clear_staging`` removes any a crashed batch left behind.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def even_copy(path: Path, scratch: Path, *, windows_1252: bool = False,
               skip_first: bool = False) -> Path:
     """A copy of ``path`` (decompressed) whose lines all end in LF; in UTF-8 when
     ``windows_1252`` (the source's encoding); without its first line when ``skip_first``."""
-    scratch.mkdir(parents=True, exist_ok=True)
+    scratch.mkdir(parents=True, exist_ok=True, mode=0o700)
     dest = scratch / f"spool-{secrets.token_hex(6)}.txt"
     try:
         write_copy(path, dest, windows_1252=windows_1252, skip_first=skip_first)

@@ -54,7 +54,7 @@ def resolve_inputs(items: list[str], fmt: str | None = None) -> tuple[list[Path]
             raise InputError(f"input '{item}' does not exist", code="E_NO_INPUT")
     if not files:
         raise InputError("no input files given", code="E_NO_INPUT")
-    unique = list(dict.fromkeys(f.resolve() for f in files))
+    unique = list(dict.fromkeys(map(_real_path, files)))
     formats = {fmt or file_format(f) for f in unique}
     if None in formats:
         unknown = next(f for f in unique if not (fmt or file_format(f)))
@@ -73,3 +73,10 @@ def resolve_inputs(items: list[str], fmt: str | None = None) -> tuple[list[Path]
         if f.stat().st_size == 0:
             raise InputError(f"'{f.name}' is empty", code="E_EMPTY")
     return unique, formats.pop() or "csv"
+
+
+def _real_path(f: Path) -> Path:
+    """The file's path with links resolved; a link to a file without a name (a file in
+    memory, see ``engine.io.staged_text``) is read through the link."""
+    real = f.resolve()
+    return real if real.exists() else f.absolute()

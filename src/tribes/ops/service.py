@@ -377,21 +377,16 @@ class Service:
     def ingest_events(self, events: list[dict[str, Any]], source: str,
                       metrics: Any) -> dict[str, Any]:
         """Ingest a JSON batch with the file contract (validation, quarantine, dedupe)."""
+        from tribes.engine.io import STAGED_DIR, staged_text
         from tribes.ingest import IngestOptions
         from tribes.ops.ingest import ingest_checked
 
-        spool = self.ws.path / ".tmp" / "api"
-        spool.mkdir(parents=True, exist_ok=True)
-        path = spool / f"events-{secrets.token_hex(6)}.jsonl"
-        try:
-            with open(path, "w", encoding="utf-8") as fh:
-                for e in events:
-                    fh.write(json.dumps(e, default=str) + "\n")
+        # the batch is read from memory (raw values never reach the disk)
+        lines = (json.dumps(e, default=str) + "\n" for e in events)
+        with staged_text(lines, self.ws.path / STAGED_DIR) as path:
             # alerts of API micro-batches go to the table and the log, not to webhooks
             s = ingest_checked(self.ws, [str(path)], IngestOptions(
                 source=source, fmt="jsonl", check_volume=False), notify=False).summary
-        finally:
-            path.unlink(missing_ok=True)
         metrics.ingest(s.loaded, s.duplicates, s.quarantined)
         out = s.to_dict()
         out["files"] = []

@@ -123,7 +123,8 @@ def _changes_derived(e: Entry) -> bool:
 
 def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w",
+              encoding="utf-8") as fh:
         fh.write(text)
         fh.flush()
         os.fsync(fh.fileno())
@@ -210,7 +211,8 @@ def record_many(workspace: Path, secret: bytes, entries: list[Entry]) -> list[di
             lines.append(json.dumps(rec, sort_keys=True, ensure_ascii=False, default=str))
             out.append(rec)
         try:
-            with open(log_path, "a", encoding="utf-8") as fh:
+            with open(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a",
+                      encoding="utf-8") as fh:
                 fh.write("\n".join(lines) + "\n")
                 fh.flush()
                 os.fsync(fh.fileno())

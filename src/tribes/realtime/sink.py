@@ -20,13 +20,14 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from tribes.config import parse_duration
 from tribes.errors import TribesError
+from tribes.privacy.seal import Sealer, is_sealed
 from tribes.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -64,9 +65,7 @@ class Sink:
         # every spool file is locked by the process that owns it, until it has landed:
         # what nobody holds belongs to a stopped consumer, and is taken over (locked)
         self._held: dict[Path, Any] = {}
-        for f in self.dir.glob("*.mapped.jsonl"):  # of a landing that did not finish
-            if _unlocked(f):
-                f.unlink(missing_ok=True)
+        self._sealer = spool_sealer(ws)
         self._ready: list[Path] = []
         self._lock = threading.Condition()
         self._adopted_at = time.monotonic()
@@ -103,7 +102,8 @@ class Sink:
             os.rename(tmp, self._path)
             self._fh = os.fdopen(fd, "a", encoding="utf-8")
             self._opened = time.monotonic()
-        self._fh.write("".join(_line(r) for r in records))
+        text = "".join(_line(r) for r in records)
+        self._fh.write(text if self._sealer is None else self._sealer.seal(text))
         self._fh.flush()
         self._sync = self._syncer.submit(os.fdatasync, self._fh.fileno())
         self._n += len(records)
@@ -137,7 +137,7 @@ class Sink:
         self._adopted_at = time.monotonic()
         taken = []
         for f in sorted(self.dir.glob("closed-*.jsonl")) + sorted(self.dir.glob("open-*.jsonl")):
-            if f.name.endswith(".mapped.jsonl") or f in self._held or f == self._path:
+            if f in self._held or f == self._path:
                 continue
             fh = _take(f)
             if fh is None:
@@ -307,18 +307,37 @@ def _take(f: Path) -> Any:
     return fh
 
 
-def _unlocked(f: Path) -> bool:
-    """Whether no process holds the file."""
-    fh = _take(f)
-    if fh is None:
-        return False
-    fh.close()
-    return True
+def spool_sealer(ws: Workspace) -> Sealer | None:
+    """What seals the spool of an encrypted workspace (None: the spool is plain text)."""
+    if not ws.config.engine.encrypted:
+        return None
+    from tribes.engine.backend import database_key
+
+    return Sealer(database_key(ws.path).encode("utf-8"), "stream spool")
+
+
+def _messages(path: str, sealer: Sealer | None) -> Iterator[str]:
+    """The lines a spool file holds, sealed chunks opened; a line cut off by a crash while
+    it was written (never acknowledged) ends the file."""
+    with open(path, encoding="utf-8") as src:
+        for line in src:
+            if not line.endswith("\n"):
+                return
+            if is_sealed(line):
+                if sealer is None:
+                    raise TribesError(f"{Path(path).name} holds sealed messages but the "
+                                      "workspace is not encrypted", code="E_SEALED")
+                yield from sealer.open(line).splitlines(keepends=True)
+            else:
+                yield line
 
 
 def land(ws: Workspace, files: list[str], source: str) -> dict[str, int]:
     """Ingest spool files into the events table: each message with event column names
-    and its event_id, as the consumer checked it (events.py), then the file ingest."""
+    and its event_id, as the consumer checked it (events.py), then the file ingest. The
+    messages are handed to ingest from memory where the system allows it (see
+    ``engine.io.staged_text``), so an encrypted workspace's spool is only opened there."""
+    from tribes.engine.io import STAGED_DIR, staged_text
     from tribes.ingest import IngestOptions, ingest
     from tribes.ingest.spec import EVENTS
     from tribes.monitor.quality import check_ingest
@@ -326,17 +345,11 @@ def land(ws: Workspace, files: list[str], source: str) -> dict[str, int]:
 
     checker = EventChecker(ws.config, ws.secret())
     columns = dict.fromkeys(EVENTS.names)
-    mapped, locks = [], []
-    for f in files:
-        out = Path(f).with_suffix(".mapped.jsonl")
-        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX)  # ours while it is ingested
-        dst = os.fdopen(fd, "w", encoding="utf-8")
-        locks.append(dst)
-        with open(f, encoding="utf-8") as src:
-            for line in src:
-                if not line.endswith("\n"):
-                    break  # cut off by a crash while it was written: never acknowledged
+    sealer = spool_sealer(ws)
+
+    def mapped() -> Iterator[str]:
+        for f in files:
+            for line in _messages(f, sealer):
                 if not line.strip():
                     continue
                 try:
@@ -346,19 +359,13 @@ def land(ws: Workspace, files: list[str], source: str) -> dict[str, int]:
                 if isinstance(message, dict):
                     # every event column on every line: ingest learns the columns from
                     # the first lines
-                    dst.write(_line({**columns, **checker.record_for(message)}))
+                    yield _line({**columns, **checker.record_for(message)})
                 else:  # not a JSON object: quarantined as malformed, as from a file
-                    dst.write(line)
-        dst.flush()
-        mapped.append(str(out))
-    try:
-        s = check_ingest(ws, ingest(ws, mapped, IngestOptions(source=source, fmt="jsonl",
-                                                               check_volume=False)),
-                         volume=False)
-    finally:
-        for m, fh in zip(mapped, locks, strict=True):
-            Path(m).unlink(missing_ok=True)
-            fh.close()
+                    yield line
+
+    with staged_text(mapped(), ws.path / STAGED_DIR) as path:
+        s = check_ingest(ws, ingest(ws, [str(path)], IngestOptions(
+            source=source, fmt="jsonl", check_volume=False)), volume=False)
     return {"loaded": s.loaded, "duplicates": s.duplicates, "quarantined": s.n_quarantined}
 
 

@@ -14,10 +14,10 @@ from functools import partial
 from pathlib import Path
 
 from tribes.engine import Engine, connect
-from tribes.engine.io import clear_spool
+from tribes.engine.io import clear_staging
 from tribes.privacy.audit import audit
 from tribes.store.tables import ensure_tables
-from tribes.workspace import Workspace, create_files
+from tribes.workspace import Workspace, create_files, make_private
 
 _shared: dict[Path, tuple[Engine, threading.RLock]] = {}
 
@@ -26,8 +26,9 @@ _shared: dict[Path, tuple[Engine, threading.RLock]] = {}
 def open_engine(ws: Workspace, *, read_only: bool = False) -> Iterator[Engine]:
     """Open the workspace database for the duration of the block.
 
-    A writer also clears the spool of a crashed batch (it holds raw values) and creates
-    any missing table. Every change the engine records goes to the workspace's audit log.
+    Opening clears what a crashed batch staged (it holds raw values); a writer also keeps
+    the workspace private (:func:`tribes.workspace.make_private`) and creates any missing
+    table. Every change the engine records goes to the workspace's audit log.
     """
     shared = _shared.get(ws.path.resolve())
     if shared is not None:
@@ -38,14 +39,20 @@ def open_engine(ws: Workspace, *, read_only: bool = False) -> Iterator[Engine]:
     eng = connect(ws.path, ws.config.engine, read_only=read_only)
     eng.auditor = partial(audit, ws)
     try:
-        if not read_only:
-            # holding the write lock, so no other batch is running: left-overs of a
-            # crashed one (raw values) go
-            clear_spool(ws.path)
-            ensure_tables(eng)
+        _after_open(ws, eng, read_only=read_only)
         yield eng
     finally:
         eng.close()
+
+
+def _after_open(ws: Workspace, eng: Engine, *, read_only: bool) -> None:
+    # whoever holds the database open knows no other process is running a batch (DuckDB
+    # keeps writers and readers of other processes out): what a crashed one staged (raw
+    # values) goes
+    clear_staging(ws.path)
+    if not read_only:
+        make_private(ws.path)  # the database file, made by the engine with its own mode
+        ensure_tables(eng)
 
 
 @contextlib.contextmanager
@@ -54,7 +61,7 @@ def shared_engine(ws: Workspace) -> Iterator[Engine]:
     every :func:`open_engine` block, serialized by a lock."""
     eng = connect(ws.path, ws.config.engine)
     eng.auditor = partial(audit, ws)
-    ensure_tables(eng)
+    _after_open(ws, eng, read_only=False)
     key = ws.path.resolve()
     _shared[key] = (eng, threading.RLock())
     try:
