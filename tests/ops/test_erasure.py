@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import ibis
+import pandas as pd
 import pytest
 
 from tribes.privacy import audit
@@ -66,13 +67,18 @@ def test_forget_erases_everywhere_and_reingest_loads_nothing(cli, tmp_path: Path
     for args in (["run"], ["segment", "--k", "3"], ["segment", "--k", "4"],
                  ["clv", "fit"], ["clv", "score"],
                  ["cohorts", "define", "buyers", "--rule", "at least 1 purchase"],
-                 ["export", "segments", "--out", tmp_path / "seg.csv"]):
+                 ["export", "segments", "--out", tmp_path / "seg.csv"],
+                 ["export", "features", "--out", tmp_path / "f.parquet"]):
         r = cli(*w, *args)
         assert r.code == 0, (args, r.err)
     key = pseudonym(PERSON, open_workspace(ws).secret())
     view = cli(*w, "customer", PERSON, "--json").json()
     pids = sorted({i["id"] for i in view["ids"]})
     assert key in pids and len(pids) >= 2  # the customer id and at least one cookie/device
+    files = {"seg.csv": pd.read_csv(tmp_path / "seg.csv", dtype=str),
+             "f.parquet": pd.read_parquet(tmp_path / "f.parquet")}
+    assert all((df.customer_key == key).sum() == 1 for df in files.values())
+    (tmp_path / "seg.csv").chmod(0o640)
     before = _holding(ws, pids)
     assert {"events.customer_id", "identities.id", "segment_assignments.customer_key",
             "sessions.customer_key", "export_members.customer_key"} <= set(before)
@@ -82,7 +88,15 @@ def test_forget_erases_everywhere_and_reingest_loads_nothing(cli, tmp_path: Path
     res = r.json()
     assert res["customer_key"] == key and res["ids"] == len(pids)
     assert res["deleted"]["segment_assignments"] == 2  # both versions
-    assert [e["what"] for e in res["exports"]] == ["segments"]
+    assert [e["what"] for e in res["exports"]] == ["segments", "features"]
+    assert all("rewritten without their 1 row" in e["erasure"] for e in res["exports"])
+    # the files tribes wrote hold everyone else, as they were, and not the person
+    after = {"seg.csv": pd.read_csv(tmp_path / "seg.csv", dtype=str),
+             "f.parquet": pd.read_parquet(tmp_path / "f.parquet")}
+    for name, df in files.items():
+        expected = df[df.customer_key != key].reset_index(drop=True)
+        pd.testing.assert_frame_equal(after[name], expected)
+    assert (tmp_path / "seg.csv").stat().st_mode & 0o777 == 0o640
     assert _holding(ws, pids) == {"tombstones.id": len(pids)}
     assert cli(*w, "customer", PERSON).code != 0
 

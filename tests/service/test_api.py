@@ -225,6 +225,37 @@ def test_activate_rollback_export_and_download(client: TestClient, service_ws: B
            "E_REQUEST")
 
 
+def test_an_erasure_reaches_the_exports_the_service_made(client: TestClient,
+                                                         service_ws: Built) -> None:
+    import io
+
+    import pandas as pd
+
+    h = auth(service_ws.keys["admin"])
+    key = pseudonym(PERSON, open_workspace(service_ws.path).secret())
+    made = {fmt: client.post("/v1/exports", json={"what": what, "format": fmt},
+                             headers=h).json()
+            for what, fmt in (("segments", "csv"), ("features", "parquet"))}
+
+    def download(fmt: str) -> pd.DataFrame:
+        r = client.get(f"/v1/exports/{made[fmt]['export_id']}/file", headers=h)
+        assert r.status_code == 200, r.text
+        assert made[fmt]["file"] in r.headers["content-disposition"]
+        body = io.BytesIO(r.content)
+        return pd.read_csv(body, dtype=str) if fmt == "csv" else pd.read_parquet(body)
+
+    before = {fmt: download(fmt) for fmt in made}
+    assert all((df.customer_key == key).sum() == 1 for df in before.values())
+    r = client.post("/v1/erasures", json={"id": PERSON}, headers=h)
+    assert r.status_code == 200, r.text
+    assert sorted(e["what"] for e in r.json()["exports"]) == ["features", "segments"]
+    for fmt, df in before.items():
+        after = download(fmt)
+        pd.testing.assert_frame_equal(
+            after, df[df.customer_key != key].reset_index(drop=True))
+    assert not (service_ws.path / "exports").exists()  # nothing written out to disk
+
+
 def test_erasure_through_the_api(client: TestClient, service_ws: Built) -> None:
     h = auth(service_ws.keys["admin"])
     r = client.post("/v1/erasures", json={"id": PERSON, "reason": "ticket 9"}, headers=h)

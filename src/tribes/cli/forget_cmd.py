@@ -27,8 +27,12 @@ def forget(
     exports index, and the real-time state in Redis (tribes stream: state, timers, their
     triggers on the output stream). Their pseudonymized ids get tombstones, so
     re-ingesting old files loads none of their rows (they are counted as E_ERASED and not
-    kept). The audit log records the erasure under the pseudonymized key only. Exports
-    written earlier are listed, so their recipients can be told.
+    kept). The audit log records the erasure under the pseudonymized key only.
+
+    Exports that held the person are reached too: the service's exports lose their rows,
+    export files tribes wrote (tribes export --out) are rewritten without them, and
+    activation targets are sent their removal at the next sync. Each is listed with what
+    was done, so the people it was given to can be told.
 
     [bold]Example[/bold]: tribes -w shop forget C0000042 --reason "GDPR art.17 request 123"
     """
@@ -51,10 +55,10 @@ def forget(
     elif live:
         out.print(f"Real-time state (Redis): {live['status']}.")
     if result.exports:
-        out.print("[yellow]Exports written earlier held this person; tell their "
-                  "recipients:[/yellow]")
-        out.table(None, ["export", "what", "file", "written"],
-                  [(e["export_id"], e["what"], e["path"], str(e["created_at"])[:19])
+        out.print("[yellow]Exports made earlier held this person (tell the people they were "
+                  "given to):[/yellow]")
+        out.table(None, ["export", "what", "made", "erasure"],
+                  [(e["export_id"], e["what"], str(e["created_at"])[:19], e["erasure"])
                    for e in result.exports])
 
 

@@ -8,8 +8,10 @@ exports index and quarantine, and each of their pseudonymized ids gets a tombsto
 Ingest quarantines rows carrying a tombstoned id as ``E_ERASED`` without keeping them,
 so re-ingesting old files does not bring the person back.
 
-Exports already written are files outside the workspace: the result lists those that
-held the person, so their recipients can be told.
+Exports reach them too: the service's exports (kept in the workspace) lose their rows
+with the rest, export files tribes wrote are rewritten without them (or the result says
+why not), and activation targets are sent their removal at the next sync. The result
+lists every export that held the person, so the people it was given to can be told.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import ibis
@@ -27,6 +30,7 @@ from tribes.errors import InputError, TribesError
 from tribes.features.run import TABLE as FEATURES_TABLE
 from tribes.privacy.pseudonymize import PSEUDONYM_LENGTH, pseudonym
 from tribes.store.customer import clean_ident, resolve_customer
+from tribes.store.exports import IN_WORKSPACE, SNAPSHOT_PREFIX, remove_from_file
 from tribes.store.tables import SCHEMAS, TOMBSTONES
 from tribes.workspace import Workspace
 
@@ -104,13 +108,16 @@ def forget(ws: Workspace, engine: Engine, ident: str, *, reason: str = "") -> Er
         if key is not None and engine.has_table("export_members"):
             m, x = engine.table("export_members"), engine.table("exports")
             held = x.semi_join(m.filter(m.customer_key == key), "export_id")
-            exports = engine.execute(held.select("export_id", "what", "path", "created_at")
+            exports = engine.execute(held.select("export_id", "what", "path", "format",
+                                                 "created_at")
                                      .order_by("created_at")).to_dict("records")
         from tribes.activate.sync import owed_removals
 
         owed = owed_removals(engine, key)  # targets holding them remove them next sync
         stored = set(engine.list_tables())
-        for table in sorted((set(SCHEMAS) | {FEATURES_TABLE}) & stored - {"tombstones"}):
+        snapshots = {t for t in stored if t.startswith(SNAPSHOT_PREFIX)}
+        for table in sorted(((set(SCHEMAS) | {FEATURES_TABLE}) & stored | snapshots)
+                            - {"tombstones"}):
             t = engine.table(table)
             pred = _person_filter(t, table, key, pids)
             if pred is None:
@@ -125,15 +132,36 @@ def forget(ws: Workspace, engine: Engine, ident: str, *, reason: str = "") -> Er
         if new:
             engine.insert("tombstones", ibis.memtable(new, schema=TOMBSTONES))
         live = _forget_realtime(ws, key, pids)
+        if key is not None:
+            exports = [{**e, "erasure": _erase_from_export(e, key)} for e in exports]
         result = Erasure(customer_key=key, ids=len(pids), deleted=deleted, exports=exports,
                          realtime=live)
         # the log keeps the pseudonymized key only, never the id as given
         engine.audit("forget", target=key or "", keys=[key] if key else [], rows=result.rows,
                      detail={"reason": reason, "ids": len(pids), "deleted": deleted,
                              "activation_removals_owed": owed,
-                             "exports": [e["export_id"] for e in exports],
+                             "exports": {e["export_id"]: e["erasure"] for e in exports},
                              "realtime": live})
     return result
+
+
+def _erase_from_export(export: dict[str, Any], key: str) -> str:
+    """Take the person out of an export that held them; says what became of it."""
+    where, what = str(export["path"]), str(export["what"])
+    if where.startswith(IN_WORKSPACE):
+        return "removed from the export kept in the workspace"
+    if what.startswith("activation:"):
+        return ("a delivery to the activation target: the target is sent their removal at "
+                "its next sync (tribes activate)")
+    path = Path(where)
+    if not path.is_file():
+        return f"the file {path} is gone: nothing to rewrite"
+    try:
+        n = remove_from_file(path, str(export["format"]), key)
+    except (OSError, InputError, ValueError) as exc:
+        why = exc.message if isinstance(exc, InputError) else str(exc)
+        return f"NOT rewritten ({why}): remove the person from {path} by hand or delete it"
+    return f"rewritten without their {n} row(s): {path}"
 
 
 def _forget_realtime(ws: Workspace, key: str | None, pids: list[str]) -> dict[str, Any]:

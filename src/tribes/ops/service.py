@@ -17,7 +17,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from tribes.errors import InputError, TribesError
@@ -27,7 +26,7 @@ from tribes.privacy import audit
 from tribes.store import segments as store
 from tribes.store.customer import customer_view
 from tribes.store.db import open_engine
-from tribes.store.exports import EXPORTS, export_table
+from tribes.store.exports import EXPORTS, Rendered, render_export, snapshot_export
 from tribes.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -411,26 +410,14 @@ class Service:
         if what not in EXPORTS:
             raise InputError(f"cannot export '{what}'; choose one of {', '.join(EXPORTS)}",
                              code="E_EXPORT_WHAT")
-        out_dir = self.ws.path / "exports"
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-        path = out_dir / f"{what}-{stamp}-{secrets.token_hex(2)}.{fmt}"
         with open_engine(self.ws) as engine:
-            n = export_table(self.ws, engine, what, path, fmt)
-            x = engine.table("exports")
-            row = engine.execute(x.filter(x.path == str(path.resolve()))).to_dict("records")
-        export_id = row[0]["export_id"] if row else None
-        return {"export_id": export_id, "what": what, "format": fmt, "rows": n,
-                "file": path.name}
+            return snapshot_export(self.ws, engine, what, fmt)
 
-    def export_file(self, export_id: str) -> Path:
+    def export_file(self, export_id: str) -> Rendered:
         with open_engine(self.ws) as engine:
-            x = engine.table("exports")
-            rows = engine.execute(x.filter(x.export_id == export_id)).to_dict("records")
-        if not rows or not Path(rows[0]["path"]).exists():
-            raise InputError(f"no export '{export_id}' (or its file is gone)",
-                             code="E_EXPORT")
-        self.access.read("read.export", target=export_id, rows=int(rows[0]["rows"]))
-        return Path(rows[0]["path"])
+            f = render_export(engine, export_id)
+        self.access.read("read.export", target=export_id, rows=f.rows)
+        return f
 
     def erase(self, ident: str, reason: str) -> dict[str, Any]:
         with open_engine(self.ws) as engine:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request
-from fastapi.responses import FileResponse
+from fastapi import APIRouter, Depends, Path, Request, Response
 
 from tribes.privacy.keys import ApiKey
 from tribes.service.errors import ApiError
@@ -55,17 +54,20 @@ def rollback(request: Request, key: Admin) -> dict:
 @router.post("/v1/exports", response_model=ExportOut, tags=["exports"],
              responses=responses(400, 404))
 def export(request: Request, key: Admin, body: ExportIn) -> dict:
-    """Write features, sessions, segments or CLV scores (consent applied) to a file."""
+    """Keep features, sessions, segments or CLV scores (consent applied) as they are now,
+    in the workspace (encrypted with it); download the file with GET
+    /v1/exports/{export_id}/file. An erasure removes the person from it."""
     return service(request).export(body.what, body.format)
 
 
 @router.get("/v1/exports/{export_id}/file", tags=["exports"], responses=responses(404),
-            response_class=FileResponse)
+            response_class=Response)
 def export_file(request: Request, key: Admin,
-                export_id: Annotated[str, Path(min_length=1, max_length=64)]) -> FileResponse:
-    """Download an export written by POST /v1/exports."""
-    path = service(request).export_file(export_id)
-    return FileResponse(path, filename=path.name)
+                export_id: Annotated[str, Path(min_length=1, max_length=64)]) -> Response:
+    """Download an export made by POST /v1/exports (written out in memory)."""
+    f = service(request).export_file(export_id)
+    return Response(f.content, media_type=f.media_type,
+                    headers={"Content-Disposition": f'attachment; filename="{f.filename}"'})
 
 
 @router.post("/v1/erasures", response_model=ErasureOut, tags=["privacy"],
