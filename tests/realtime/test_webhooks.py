@@ -136,3 +136,88 @@ def test_webhooks_cli(rt_ws: Path) -> None:
                  "order.*"]) == 3
     tribes("-w", rt_ws, "webhooks", "remove", out["id"])
     assert json.loads(tribes("-w", rt_ws, "webhooks", "list", "--json"))["webhooks"] == []
+
+
+_WORKER = """
+import sys, time, redis
+from pathlib import Path
+from tribes.realtime.webhooks import Delivery
+from tribes.workspace import open_workspace
+ws = open_workspace(Path(sys.argv[1]))
+d = Delivery(ws, redis.Redis(port=int(sys.argv[2]), decode_responses=True),
+             stream="triggers", consumer="worker-a")
+while True:
+    d.step()
+"""
+
+
+def test_a_delivery_cut_off_by_a_killed_worker_is_made_by_another(
+        rt_ws: Path, redis_url: str, redis_server: RedisServer, tmp_path: Path) -> None:
+    """The worker dies while its receiver holds the POST open: another worker claims the
+    trigger and, once the dead one's marker expires, delivers it (same idempotency key);
+    no trigger is acknowledged undelivered."""
+    import subprocess
+    import sys
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from tribes.realtime.rules import Trigger
+    from tribes.realtime.webhooks import Delivery
+
+    configure(rt_ws, 'claim_idle = "60s"', 'claim_idle = "1s"')
+    configure(rt_ws, 'timeout = "5s"', 'timeout = "2s"')  # the marker: 2 x 2 s + 5 s
+    got: list[dict[str, Any]] = []
+    release = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            first = not got
+            got.append({"key": self.headers["Idempotency-Key"], "id": json.loads(body)["id"],
+                        "answered": not first})
+            if first:
+                release.wait(60)  # hangs until the test ends: its sender is killed
+                return
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    ws = open_workspace(rt_ws)
+    registry(ws).add(url, ["trigger.*"], SECRET)
+    r = redis_server.client()
+    ids = [f"t{i}" for i in range(3)]
+    for i in ids:
+        r.xadd("triggers", Trigger(kind="trigger.abandoned_cart", customer_key="k" + i,
+                                   at=time.time(), trigger_id=i, data={}).to_message())
+    script = tmp_path / "worker.py"
+    script.write_text(_WORKER)
+    a = subprocess.Popen([sys.executable, str(script), str(rt_ws), str(redis_server.port)])
+    try:
+        deadline = time.time() + 60
+        while not got and time.time() < deadline:
+            time.sleep(0.05)
+        assert got, "worker A never posted"
+        a.kill()  # while its POST hangs
+        a.wait(timeout=10)
+        b = Delivery(ws, redis_server.client(), stream="triggers", consumer="worker-b")
+        deadline = time.time() + 40
+        while time.time() < deadline:
+            b.step()
+            if {g["id"] for g in got if g["answered"]} == set(ids):
+                break
+            time.sleep(0.1)
+    finally:
+        release.set()
+        if a.poll() is None:
+            a.kill()
+        server.shutdown()
+    assert {g["id"] for g in got if g["answered"]} == set(ids)
+    assert all(g["key"] == g["id"] for g in got)  # one idempotency key per trigger
+    assert len([g for g in got if g["answered"]]) == len(ids)  # each answered once
+    assert r.xpending("triggers", "tribes-webhooks")["pending"] == 0
+    assert r.zcard("tribes:wh:retry") == 0

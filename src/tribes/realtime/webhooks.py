@@ -313,8 +313,12 @@ class Delivery:
             for hook in self.hooks:
                 if hook.wants(trigger.kind):
                     n += 1
-                    if self._attempt(hook, trigger, 1) is False:
+                    result = self._attempt(hook, trigger, 1)
+                    if result is False:
                         self._retry_or_dead(hook, trigger, 1, None)
+                    elif result is None:
+                        self._check_later(hook, trigger, 1, None)
+            # acknowledged once every endpoint has it delivered or kept among the retries
             self.r.xack(self.stream, self.group, msg_id)
         for entry in self.r.zrangebyscore(self.retry_key, "-inf", time.time(), start=0,
                                           num=50):
@@ -330,7 +334,18 @@ class Delivery:
                 self.r.zrem(self.retry_key, entry)
             elif result is False:
                 self._retry_or_dead(target, trigger, int(item["attempt"]), entry)
+            else:
+                self._check_later(target, trigger, int(item["attempt"]), entry)
         return n
+
+    def _check_later(self, hook: Hook, trigger: Trigger, attempt: int, old: str | None
+                     ) -> None:
+        """Another worker is delivering this trigger right now, or was when it died (its
+        marker outlives it by at most twice the timeout): look again once the marker
+        expires. Then it was delivered (done) or it is delivered here: never dropped."""
+        claim = self._done_key(hook, trigger.trigger_id).replace(":done:", ":busy:", 1)
+        left = max(int(self.r.pttl(claim)), 0) / 1000
+        self._schedule_retry(hook, trigger, attempt - 1, old, wait=left + 0.1)
 
     def _messages(self) -> list[tuple[str, dict[str, str]]]:
         """This worker's unacknowledged triggers (after a restart), those a stopped
