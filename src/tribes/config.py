@@ -199,6 +199,9 @@ class ServiceConfig(_Section):
     max_batch_events: int = Field(10_000, ge=1, description="events per POST /v1/events")
     rate_limit: float = Field(100.0, gt=0, description="requests per second per API key")
     rate_burst: int = Field(200, ge=1, description="requests a key may send at once")
+    max_jobs: int = Field(8, ge=1, description="segmentation jobs queued or running at "
+                          "once; more get 429")
+    max_jobs_per_key: int = Field(2, ge=1, description="... of which one API key may have")
 
 
 def _positive_duration(v: str) -> str:
@@ -517,6 +520,8 @@ max_body_kb = 1024        # larger request bodies are refused (413)
 max_batch_events = 10000  # events per POST /v1/events
 rate_limit = 100.0        # requests per second per API key (429 beyond, with Retry-After)
 rate_burst = 200
+max_jobs = 8              # segmentation jobs queued or running at once (429 beyond)
+max_jobs_per_key = 2      # ... of which one API key may have
 
 [realtime]                # tribes stream: Redis Streams in, triggers out (DESIGN §7)
 redis = "redis://127.0.0.1:6379/0"   # env TRIBES_REDIS_URL or --redis override

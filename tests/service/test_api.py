@@ -279,10 +279,48 @@ def test_segmentation_job(client: TestClient, service_ws: Built) -> None:
         time.sleep(0.2)
     assert job["status"] == "done", job
     assert job["result"]["version"] == 3 and job["result"]["k"] == 3
+    assert job["result"]["active"] is False  # an analyst's version waits for an admin
+    assert client.get(f"/v1/customers/{PERSON}/segment", headers=h).json()["version"] == 2
+    assert [v["status"] for v in client.get("/v1/versions", headers=h).json()["versions"]
+            if v["version"] == 3] == ["held"]
+    _error(client.post("/v1/segmentations", json={"k": 3, "activate": True}, headers=h), 403,
+           "E_FORBIDDEN")
+    _error(client.post("/v1/versions/3/activate", headers=h), 403, "E_FORBIDDEN")
+    admin = auth(service_ws.keys["admin"])
+    assert client.post("/v1/versions/3/activate", headers=admin).status_code == 200
     assert client.get(f"/v1/customers/{PERSON}/segment", headers=h).json()["version"] == 3
     _error(client.get("/v1/jobs/j000", headers=h), 404, "E_JOB")
     _error(client.post("/v1/segmentations", json={"method": "magic"}, headers=h), 422,
            "E_REQUEST")
+
+
+def test_jobs_are_limited_per_key_and_in_all(service_ws: Built) -> None:
+    cfg = service_ws.path / "tribes.toml"
+    cfg.write_text(cfg.read_text(encoding="utf-8").replace(
+        "max_jobs_per_key = 2", "max_jobs_per_key = 1").replace("max_jobs = 8",
+                                                                "max_jobs = 2"))
+    ws = open_workspace(service_ws.path)
+    analyst, admin = auth(service_ws.keys["analyst"]), auth(service_ws.keys["admin"])
+    with TestClient(create_app(ws), raise_server_exceptions=False) as c:
+        with open_engine(ws):  # the jobs wait for the database meanwhile
+            first = c.post("/v1/segmentations", json={"k": 3}, headers=analyst)
+            assert first.status_code == 202
+            again = c.post("/v1/segmentations", json={"k": 3}, headers=analyst)
+            _error(again, 429, "E_BUSY")
+            assert "this key" in again.json()["message"]
+            assert c.post("/v1/segmentations", json={"k": 3},
+                          headers=admin).status_code == 202
+            full = c.post("/v1/segmentations", json={"k": 4}, headers=admin)
+            _error(full, 429, "E_BUSY")
+        deadline = time.time() + 120
+        job_id = first.json()["job_id"]
+        while c.get(f"/v1/jobs/{job_id}", headers=analyst).json()["status"] != "done":
+            assert time.time() < deadline
+            time.sleep(0.2)
+        while c.post("/v1/segmentations", json={"k": 3},
+                     headers=analyst).status_code != 202:  # room again once one is done
+            assert time.time() < deadline
+            time.sleep(0.2)
 
 
 def test_revoked_and_expired_keys_stop_working(client: TestClient, service_ws: Built) -> None:

@@ -95,17 +95,44 @@ class Job:
 
 
 class Jobs:
-    """Long work (segmentation) on one background thread, one job at a time."""
+    """Long work (segmentation) on one background thread, one job at a time.
 
-    def __init__(self) -> None:
+    At most ``limit`` jobs wait or run at once, and at most ``per_owner`` of one owner (an
+    API key): more is refused with ``E_BUSY`` (429), so that no caller can fill the queue
+    and hold the database from everyone else. The newest ``keep`` finished jobs are kept.
+    """
+
+    def __init__(self, limit: int = 8, per_owner: int = 2, keep: int = 1000) -> None:
+        self.limit, self.per_owner, self.keep = limit, per_owner, keep
         self._jobs: dict[str, Job] = {}
+        self._owners: dict[str, str] = {}
+        self._lock = threading.Lock()
         self._q: queue.Queue[tuple[Job, Any]] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="tribes-jobs", daemon=True)
         self._thread.start()
 
-    def submit(self, kind: str, params: dict[str, Any], work: Any) -> Job:
-        job = Job(job_id="j" + secrets.token_hex(6), kind=kind, params=params)
-        self._jobs[job.job_id] = job
+    def submit(self, kind: str, params: dict[str, Any], work: Any, owner: str = "") -> Job:
+        with self._lock:
+            busy = [j for j in self._jobs.values() if j.status in ("queued", "running")]
+            mine = [j for j in busy if self._owners.get(j.job_id) == owner]
+            if len(mine) >= self.per_owner:
+                full = f"this key has {len(mine)} jobs queued or running (at most "\
+                       f"{self.per_owner})"
+            elif len(busy) >= self.limit:
+                full = f"the service has {len(busy)} jobs queued or running (at most "\
+                       f"{self.limit})"
+            else:
+                full = ""
+            if full:
+                raise TribesError(f"{full}; wait for one to finish (GET /v1/jobs/{{job_id}})",
+                                  code="E_BUSY")
+            job = Job(job_id="j" + secrets.token_hex(6), kind=kind, params=params)
+            self._jobs[job.job_id] = job
+            self._owners[job.job_id] = owner
+            done = [i for i, j in self._jobs.items() if j.finished_at is not None]
+            for i in done[:max(len(done) - self.keep, 0)]:
+                self._jobs.pop(i, None)
+                self._owners.pop(i, None)
         actor = audit.current_actor()
         self._q.put((job, lambda: _as(actor, work)))
         return job
@@ -391,20 +418,26 @@ class Service:
         out["files"] = []
         return out
 
-    def segmentation(self, params: dict[str, Any]) -> Job:
+    def segmentation(self, params: dict[str, Any], owner: str = "") -> Job:
+        """A new segment version, as a job of ``owner`` (an API key). It is stored held
+        for review unless ``params["activate"]`` (the route lets admin keys alone ask)."""
         from tribes.models.run import run_segmentation
+
+        activate = bool(params.get("activate"))
 
         def work() -> dict[str, Any]:
             with open_engine(self.ws) as engine:
                 report = run_segmentation(self.ws, engine, method=params["method"],
                                           k=params.get("k"),
-                                          features=params.get("features"))
-            self.index.refresh(force=True)
+                                          features=params.get("features"),
+                                          activate=activate)
+            if activate:
+                self.index.refresh(force=True)
             return {"version": report.version, "method": report.method, "k": report.k,
-                    "n_customers": report.n_customers, "segments": report.segments,
-                    "warnings": report.warnings}
+                    "active": not report.held, "n_customers": report.n_customers,
+                    "segments": report.segments, "warnings": report.warnings}
 
-        return self.jobs.submit("segmentation", params, work)
+        return self.jobs.submit("segmentation", params, work, owner=owner)
 
     def export(self, what: str, fmt: str) -> dict[str, Any]:
         if what not in EXPORTS:

@@ -131,7 +131,8 @@ def create_app(ws: Workspace, *, keep_open: bool = True, stream: bool = False,
                 runner = Scheduler(ws, lambda: scheduled_run(ws))
                 runner.start()
                 stack.callback(runner.stop)
-            app.state.service = Service(ws=ws, index=index, access=access, jobs=Jobs(),
+            jobs = Jobs(cfg.max_jobs, cfg.max_jobs_per_key)
+            app.state.service = Service(ws=ws, index=index, access=access, jobs=jobs,
                                         live=live)
             yield
 

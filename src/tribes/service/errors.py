@@ -34,6 +34,8 @@ def status_of(exc: TribesError) -> int:
         return 401
     if exc.code in NOT_FOUND:
         return 404
+    if exc.code == "E_BUSY":  # a queue is full: try again later
+        return 429
     if isinstance(exc, InputError):
         return 400 if exc.code != "E_AMBIGUOUS" else 409
     if isinstance(exc, WorkspaceError) and exc.code == "E_LOCKED":

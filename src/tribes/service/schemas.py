@@ -140,6 +140,9 @@ class SegmentationIn(_Model):
     method: Literal["kmeans", "gmm", "agglomerative", "dbscan", "hdbscan", "rfm"] = "kmeans"
     k: int | None = Field(None, ge=2, le=50, description="Segments; omit to choose k.")
     features: list[str] | None = Field(None, max_length=100)
+    activate: bool = Field(False, description="Also make it the active version (admin keys "
+                           "only). Otherwise it is stored held for review: activate it with "
+                           "POST /v1/versions/{version}/activate.")
 
 
 class JobOut(_Model):

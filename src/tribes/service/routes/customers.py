@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request
 
 from tribes.privacy.keys import ApiKey
+from tribes.service.errors import ApiError
 from tribes.service.routes.common import responses, service
 from tribes.service.schemas import (
     Content,
@@ -58,8 +59,14 @@ def triggers(request: Request, key: Analyst,
 @router.post("/v1/segmentations", response_model=JobOut, status_code=202, tags=["jobs"],
              responses=responses(400))
 def segmentation(request: Request, key: Analyst, body: SegmentationIn) -> dict:
-    """Start a segmentation (a new active version) as a job; poll /v1/jobs/{job_id}."""
-    return service(request).segmentation(body.model_dump()).to_dict()
+    """Start a segmentation as a job (poll /v1/jobs/{job_id}): a new version, held for
+    review until an admin activates it (or made active at once with ``activate``, admin
+    keys only). A key may have a few jobs queued at once (429 beyond)."""
+    if body.activate and not key.allows("admin"):
+        raise ApiError(403, "E_FORBIDDEN", "activating a version needs the admin role; "
+                       f"the key '{key.name}' is {key.role}: leave activate out, and an "
+                       "admin activates the version with POST /v1/versions/{version}/activate")
+    return service(request).segmentation(body.model_dump(), owner=key.key_id).to_dict()
 
 
 @router.get("/v1/jobs/{job_id}", response_model=JobOut, tags=["jobs"],
