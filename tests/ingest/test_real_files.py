@@ -336,6 +336,46 @@ def test_gzip_and_zstd_files(cli, ws, write, tmp_path: Path) -> None:
     assert (s["loaded"], s["duplicates"]) == (0, 6)
 
 
+@pytest.mark.parametrize("kind", ["jsonl.gz", "csv.gz", "csv.zst", "corrupt.csv.gz"])
+def test_a_compressed_file_cut_short_is_refused_whole(cli, ws, tmp_path: Path,
+                                                      kind: str) -> None:
+    """Beyond the sniffed head, so only the end tells: the engines read such a file as
+    if it ended early; ingest refuses it and stores none of its rows."""
+    import pyarrow as pa
+
+    n = 20_000
+    if kind.startswith("jsonl"):
+        text = "".join(json.dumps({"ts": f"2026-01-01T00:00:{i % 60:02d}Z", "user_id": f"u{i}",
+                                   "event": "page_view"}) + "\n" for i in range(n))
+    else:
+        text = HEADER + "\n" + "".join(f"2026-01-01T00:00:{i % 60:02d}Z,u{i},page_view,\n"
+                                       for i in range(n))
+    path = tmp_path / f"big.{kind.removeprefix('corrupt.')}"
+    if kind.endswith(".zst"):
+        with pa.output_stream(str(path), compression="zstd") as out:
+            out.write(text.encode())
+    else:
+        path.write_bytes(gzip.compress(text.encode()))
+    data = path.read_bytes()
+    if kind.startswith("corrupt"):
+        at = len(data) * 3 // 4
+        path.write_bytes(data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:])
+    else:
+        path.write_bytes(data[:len(data) * 3 // 4])
+    code, err = fails(cli, ws, path, "--source", "web")
+    assert code == "E_TRUNCATED", err
+    assert "cut short or corrupt" in err and "line " in err
+    assert len(table(ws, "events")) == 0 and len(table(ws, "quarantine")) == 0
+    assert len(table(ws, "batches")) == 0
+
+
+def test_concatenated_gzip_members_read_as_one_file(cli, ws, tmp_path: Path) -> None:
+    path = tmp_path / "two.csv.gz"
+    path.write_bytes(gzip.compress((HEADER + "\n" + ROWS[0] + "\n").encode())
+                     + gzip.compress((ROWS[1] + "\n").encode()))
+    assert ingest(cli, ws, path, "--source", "web")["loaded"] == 2
+
+
 # -- the same files on Spark --------------------------------------------------------------
 
 

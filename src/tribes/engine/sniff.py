@@ -13,6 +13,7 @@ import gzip
 import io
 import os
 import re
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,6 +101,55 @@ def chunks(path: Path) -> Iterator[bytes]:
                 yield block
     except (OSError, EOFError, ValueError) as exc:
         raise InputError(f"cannot read {path.name}: {exc}", code="E_READ") from None
+
+
+def cut_short(paths: list[Path]) -> str | None:
+    """Where the first compressed file that does not decompress to its end stops (a
+    truncated download or copy, a corrupt block); None when every one is whole. The
+    engines read such a file as if it ended there, so it must be told before anything
+    of it is stored. Plain files have no end to check."""
+    for path in paths:
+        name = path.name.lower()
+        if name.endswith((".gz", ".gzip")):
+            problem = _gzip_problem(path)
+        elif name.endswith((".zst", ".zstd")):
+            problem = _zstd_problem(path)
+        else:
+            continue
+        if problem is not None:
+            return (f"{path.name} is cut short or corrupt: its compressed data {problem}; "
+                    "nothing of it was stored. Fetch or copy the file again")
+    return None
+
+
+def _gzip_problem(path: Path) -> str | None:
+    size = lines = 0
+    inflate = zlib.decompressobj(wbits=31)
+    try:
+        with open(path, "rb") as fh:
+            while block := fh.read(CHUNK_BYTES):
+                while block:
+                    out = inflate.decompress(block)
+                    size, lines = size + len(out), lines + out.count(b"\n")
+                    block = inflate.unused_data
+                    if block:  # the next member of a concatenated file
+                        inflate = zlib.decompressobj(wbits=31)
+    except zlib.error as exc:
+        return f"is corrupt after {size:,} bytes of text (line {lines + 1:,}): {exc}"
+    if not inflate.eof:
+        return f"stops after {size:,} bytes of text (line {lines + 1:,})"
+    return None
+
+
+def _zstd_problem(path: Path) -> str | None:
+    size = lines = 0
+    try:
+        with open_binary(path) as fh:
+            while block := fh.read(1 << 20):
+                size, lines = size + len(block), lines + block.count(b"\n")
+    except (OSError, EOFError, ValueError) as exc:
+        return f"stops after about {size:,} bytes of text (line {lines + 1:,}): {exc}"
+    return None
 
 
 def normalize_encoding(name: str) -> str:

@@ -6,6 +6,7 @@ under a reason code. A batch that fails part-way leaves the workspace as it was.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import logging
 import os
@@ -33,6 +34,7 @@ from tribes.engine.io import (
     spool,
     spool_dir,
 )
+from tribes.engine.sniff import cut_short
 from tribes.errors import ConfigError, InputError
 from tribes.ingest.checks import (
     REASON,
@@ -202,6 +204,9 @@ def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
     _check_tz(stage_opts.tz)
     batch_id = new_batch_id(now)
 
+    # a compressed file cut short reads as if it ended there: it is decompressed to its
+    # end on a thread meanwhile, and the batch stops before anything is stored if not
+    whole = concurrent.futures.ThreadPoolExecutor(1, "tribes-whole").submit(cut_short, files)
     with open_engine(ws) as engine:
         say("reading")
         read = open_source(engine, files, fmt, opts, scratch=spool_dir(ws.path))
@@ -221,6 +226,9 @@ def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
         if fmt != "parquet":
             say("parsing")
             read = spool(engine, read, spool_dir(ws.path) / f"spool-{batch_id}.parquet")
+        problem = whole.result()
+        if problem is not None:
+            raise InputError(problem, code="E_TRUNCATED")
         decimal = opts.decimal or (read.dialect.decimal if read.dialect else ".")
         stage_opts = replace(stage_opts, decimal=decimal)
         guess = TsGuess()
