@@ -49,6 +49,8 @@ class EngineConfig(_Section):
     memory_limit: str = Field("2GB", description="DuckDB memory limit; beyond it work spills "
                               "to disk; empty = DuckDB's default (80% of RAM)")
     threads: int = Field(0, ge=0, description="worker threads; 0 = all cores")
+    lock_wait: str = Field("2m", description="while another process writes the "
+                           "workspace, wait this long for it, then fail with E_LOCKED")
     encrypted: bool = Field(False, description="the DuckDB file is encrypted (tribes init "
                             "--encrypt); its key comes from TRIBES_DB_KEY or db.key")
     # further DuckDB settings by name, e.g. {temp_directory = "/fast/disk"}
@@ -61,6 +63,12 @@ class EngineConfig(_Section):
                                  "the driver and every executor see (a shared mount)")
     # further Spark settings by name, e.g. {"spark.driver.memory" = "4g"}
     spark: dict[str, str | int | bool] = Field(default_factory=dict)
+
+    @field_validator("lock_wait")
+    @classmethod
+    def _check_wait(cls, v: str) -> str:
+        parse_duration(v)
+        return v
 
 
 class IngestConfig(_Section):
@@ -443,6 +451,7 @@ DEFAULT_TOML = """\
 backend = "duckdb"        # or "pyspark"
 memory_limit = "2GB"      # DuckDB memory limit; larger work spills to disk ("" = 80% of RAM)
 threads = 0               # 0 = all cores
+lock_wait = "2m"          # while another process writes the workspace, wait this long
 encrypted = false         # encrypted at rest (init --encrypt; key: TRIBES_DB_KEY or db.key)
 # spark_master = "local[*]" # pyspark backend: Spark master (env TRIBES_SPARK_MASTER wins)
 # spark_warehouse = ""      # pyspark backend: table directory ("" = <workspace>/warehouse)

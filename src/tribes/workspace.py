@@ -80,8 +80,8 @@ def create_files(path: Path, *, force: bool = False, encrypt: bool = False) -> W
     os.chmod(key_file, 0o600)
     gitignore = path / ".gitignore"
     if not gitignore.exists():
-        gitignore.write_text(f"{SECRET_FILE}\n{DB_KEY_FILE}\nkeys.json\n*.duckdb*\n.tmp/\n",
-                             encoding="utf-8")
+        gitignore.write_text(f"{SECRET_FILE}\n{DB_KEY_FILE}\nkeys.json\n*.duckdb*\n.tmp/\n"
+                             "tribes.lock\n", encoding="utf-8")
     make_private(path)
     return open_workspace(path)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -70,9 +71,11 @@ def test_lock_held_by_another_process_is_a_clear_error(ws, tmp_path: Path) -> No
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "ok"
-        with pytest.raises(EngineError) as err, open_engine(ws):
+        started = time.monotonic()
+        with pytest.raises(EngineError) as err, open_engine(ws, wait=1.0):
             pass
-        assert err.value.code == "E_LOCKED"
+        assert err.value.code == "E_LOCKED" and "waited 1 s" in err.value.message
+        assert time.monotonic() - started >= 1.0
     finally:
         holder.kill()
         holder.wait()

@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import NOW
 from tribes.ingest import IngestOptions, ingest
 from tribes.privacy import audit
-from tribes.store.db import open_engine
+from tribes.store.db import init_workspace, open_engine
 from tribes.workspace import Workspace, open_workspace
 
 CSV = "ts,user_id,event\n2026-03-01T10:00:00Z,u1,page_view\n2026-03-01T10:05:00Z,u2,login\n"
@@ -122,7 +122,9 @@ def test_cli_list_and_verify(ws: Workspace, cli, write) -> None:
     assert cli(*w, "audit", "list", "--since", "2999-01-01", "--json").json()["matched"] == 0
     assert cli(*w, "audit", "list", "--since", "yesterday").code != 0
     ok = cli(*w, "audit", "verify", "--json")
-    assert ok.code == 0 and ok.json() == {"ok": True, "records": 2, "problems": []}
+    assert ok.code == 0 and ok.json() == {
+        "ok": True, "records": 2, "problems": [],
+        "anchor": "record 2 as the database anchored it"}  # by the quality check after ingest
     lines = _lines(ws)
     rec = json.loads(lines[1])
     rec["actor"] = "cli:someone-else"
@@ -132,3 +134,38 @@ def test_cli_list_and_verify(ws: Workspace, cli, write) -> None:
     assert bad.code == 4
     body = bad.json()
     assert body["error"] == "E_AUDIT_TAMPERED" and "altered" in body["problems"][0]
+
+
+@pytest.mark.parametrize("how", ["wiped", "replaced", "anchor removed", "anchor edited"])
+def test_a_log_emptied_or_replaced_whole_is_detected(ws: Workspace, cli, write,
+                                                     tmp_path: Path, how: str) -> None:
+    """Emptying the log and removing its head leaves a consistent (empty) chain: the
+    anchor the database keeps is what tells."""
+    w = ("--workspace", ws.path)
+    for i in range(2):
+        assert cli(*w, "ingest", write(f"web{i}.csv", CSV.replace("u1", f"x{i}")),
+                   "--source", "web").code == 0
+    assert cli(*w, "audit", "verify").code == 0
+    log, head = ws.path / audit.LOG_FILE, ws.path / audit.HEAD_FILE
+    if how == "wiped":
+        log.write_text("")
+        head.unlink()
+    elif how == "replaced":  # a whole, valid chain of another workspace with its key
+        other = init_workspace(tmp_path / "other")
+        (ws.path / "secret.key").write_bytes((other.path / "secret.key").read_bytes())
+        log.write_bytes((other.path / audit.LOG_FILE).read_bytes())
+        head.write_bytes((other.path / audit.HEAD_FILE).read_bytes())
+    else:
+        with open_engine(ws) as engine:
+            t = engine.table("audit_anchor")
+            if how == "anchor removed":
+                engine.delete_where("audit_anchor", t.seq >= 0)
+            else:
+                engine.replace_table("audit_anchor", t.mutate(seq=t.seq - 1))
+        # (that open anchored nothing new: the log did not move on)
+    bad = cli(*w, "audit", "verify", "--json")
+    assert bad.code == 4, bad.out
+    problems = " ".join(bad.json()["problems"])
+    expect = {"wiped": "emptied, replaced or cut", "replaced": "anchor",
+              "anchor removed": "no anchor", "anchor edited": "altered"}[how]
+    assert expect in problems, problems

@@ -149,6 +149,26 @@ def test_next_best_content_from_the_batch_segment(client: TestClient,
            "E_NOT_FOUND")
 
 
+def test_refused_requests_are_audited(client: TestClient, service_ws: Built) -> None:
+    client.get("/v1/segments")  # no key
+    client.get("/v1/segments", headers=auth("trb_nope_nope"))
+    client.get(f"/v1/customers/{PERSON}", headers=auth(service_ws.keys["viewer"]))  # role
+    client.get("/v1/customers/NOBODY-4711/segment", headers=auth(service_ws.keys["analyst"]))
+    client.get("/v1/no/such/route/C0000003", headers=auth(service_ws.keys["viewer"]))
+    client.app.state.service.access.flush()
+    refused = [(r["action"], r["actor"], r["target"], r["detail"]["status"])
+               for r in audit.read(service_ws.path) if r["action"] in ("read.denied",
+                                                                       "read.not_found")]
+    assert refused == [
+        ("read.denied", "unauthenticated", "/v1/segments", 401),
+        ("read.denied", "unauthenticated", "/v1/segments", 401),
+        ("read.denied", "key:test-viewer", "/v1/customers/{ident}", 403),
+        ("read.not_found", "key:test-analyst", "/v1/customers/{ident}/segment", 404),
+        ("read.not_found", "unauthenticated", "(no such route)", 404)]
+    text = (service_ws.path / audit.LOG_FILE).read_text(encoding="utf-8")
+    assert "NOBODY-4711" not in text and PERSON not in text  # no id from a path
+
+
 def test_reads_are_audited_with_the_key_name(client: TestClient, service_ws: Built) -> None:
     client.get(f"/v1/customers/{PERSON}/segment", headers=auth(service_ws.keys["analyst"]))
     client.get("/v1/segments", headers=auth(service_ws.keys["viewer"]))

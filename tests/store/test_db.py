@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import stat
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import duckdb
@@ -76,9 +79,62 @@ def test_read_only_open_writes_nothing(ws: Workspace) -> None:
         assert engine.execute(engine.table("events").count()) == 0
         with pytest.raises(duckdb.Error, match="read-only"):
             engine.create_empty("alerts", SCHEMAS["alerts"])
-    assert spooled.exists()
+    assert not spooled.exists()  # nobody was writing: a crashed batch's raw values go
     assert (ws.path / audit.LOG_FILE).read_bytes() == log
     assert (ws.path / DB_FILE).read_bytes() == db
+
+
+_HOLD = """
+import sys, time
+from pathlib import Path
+from tribes.store.writer import writing
+with writing(Path(sys.argv[1]), wait=0):
+    print("holding", flush=True)
+    time.sleep(float(sys.argv[2]))
+"""
+
+
+def _hold(ws: Workspace, seconds: float) -> subprocess.Popen[str]:
+    """Another process holding the workspace's writer lock for ``seconds``."""
+    p = subprocess.Popen([sys.executable, "-c", _HOLD, str(ws.path), str(seconds)],
+                         stdout=subprocess.PIPE, text=True)
+    assert p.stdout is not None and p.stdout.readline().strip() == "holding"
+    return p
+
+
+def test_a_writer_waits_for_another_and_says_for_whom(ws: Workspace, cli, write,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    holder = _hold(ws, 2.0)
+    started = time.monotonic()
+    try:
+        r = cli("-w", ws.path, "ingest", write("e.csv", "ts,user_id,event\n"
+                                                "2026-01-01T00:00:00Z,u1,login\n"))
+    finally:
+        holder.wait(timeout=30)
+    assert r.code == 0, r.err
+    assert time.monotonic() - started >= 1.0  # it waited its turn, then ran
+    said = caplog.text + r.err
+    assert "waiting for the workspace" in said and f"pid {holder.pid}" in said
+
+
+def test_a_writer_that_waits_too_long_names_the_holder(ws: Workspace) -> None:
+    from tribes.errors import TribesError
+
+    holder = _hold(ws, 30.0)
+    try:
+        spooled = _spool_file(ws)
+        with pytest.raises(TribesError) as err, open_engine(ws, wait=0.5):
+            pass
+        assert err.value.code == "E_LOCKED" and f"pid {holder.pid}" in err.value.message
+        # a reader takes no lock; it keeps what the writer may be staging
+        with open_engine(ws, read_only=True, wait=0) as engine:
+            assert engine.execute(engine.table("events").count()) == 0
+        assert spooled.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    with open_engine(ws, wait=0):  # a killed holder's lock is gone with it
+        pass
 
 
 def test_shared_engine_is_handed_to_every_open_engine_block(ws: Workspace) -> None:

@@ -164,7 +164,7 @@ def schedule(
         return
     busy = False
     try:
-        last = sched.last_run_at(ws)
+        last = sched.last_run_at(ws, wait=0)  # not worth waiting for
     except WorkspaceError as exc:
         if exc.code != "E_LOCKED":
             raise

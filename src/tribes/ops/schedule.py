@@ -152,11 +152,12 @@ def save(ws: Workspace, schedule: Schedule | None) -> None:
     tmp.replace(p)
 
 
-def last_run_at(ws: Workspace) -> datetime | None:
-    """When the last pipeline run started (any: by hand, cron or the schedule)."""
+def last_run_at(ws: Workspace, *, wait: float | None = None) -> datetime | None:
+    """When the last pipeline run started (any: by hand, cron or the schedule);
+    ``wait``: for a process writing the workspace (as for :func:`open_engine`)."""
     from tribes.ops.pipeline import history
 
-    with open_engine(ws, read_only=True) as engine:
+    with open_engine(ws, read_only=True, wait=wait) as engine:
         runs = history(engine, limit=1)
     return runs[0]["started_at"].to_pydatetime() if runs else None
 

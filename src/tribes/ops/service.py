@@ -49,9 +49,10 @@ class AccessLog:
         self._thread.start()
 
     def read(self, action: str, *, target: str = "", rows: int | None = None,
-             keys: list[str] | None = None, detail: dict[str, Any] | None = None) -> None:
-        self._q.put(audit.Entry(action=action, actor=audit.current_actor(), target=target,
-                                rows=rows, keys=keys, detail=detail or {},
+             keys: list[str] | None = None, detail: dict[str, Any] | None = None,
+             actor: str | None = None) -> None:
+        self._q.put(audit.Entry(action=action, actor=actor or audit.current_actor(),
+                                target=target, rows=rows, keys=keys, detail=detail or {},
                                 at=datetime.now(UTC)))
 
     def flush(self) -> None:

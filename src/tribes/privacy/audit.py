@@ -6,7 +6,9 @@ customer-level work, pseudonymized keys only) and ``prev``, the ``hash`` of the 
 before it. ``hash`` is an HMAC-SHA256 of the record under a key derived from the
 workspace secret, so an edited, inserted or deleted record breaks the chain, and nobody
 without the key can forge a consistent one. ``audit.head`` holds the number and hash of
-the last record (also keyed), which catches records cut from the end.
+the last record (also keyed), which catches records cut from the end; the workspace
+database keeps an :class:`Anchor` (a recent record's number and hash, keyed) set by
+every command that writes there, which catches the log emptied or replaced whole.
 
 The actor is taken from a context variable: the CLI sets ``cli:<user>``, the service
 ``key:<name>`` per request, so the functions that change data record themselves once,
@@ -261,18 +263,43 @@ def read(workspace: Path) -> list[dict[str, Any]]:
 
 
 @dataclass(frozen=True)
+class Anchor:
+    """The number and hash of a record of the log, kept outside it (in the workspace
+    database) and keyed like it: the log must hold that record, so emptying, replacing
+    or cutting the log (its head file with it) is seen."""
+
+    seq: int
+    hash: str
+    mac: str
+
+
+def _anchor_mac(key: bytes, seq: int, last: str) -> str:
+    return _mac(key, f"anchor:{seq}:{last}".encode())
+
+
+def current_anchor(workspace: Path, secret: bytes) -> Anchor:
+    """The anchor of the last record the log holds now (as its head file says)."""
+    seq, last = _read_head(workspace)
+    return Anchor(seq, last, _anchor_mac(_audit_key(secret), seq, last))
+
+
+@dataclass(frozen=True)
 class Verification:
     ok: bool
     records: int
     problems: list[str]
+    anchor: str = "not checked"  # what the check against the database's anchor found
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "records": self.records, "problems": self.problems}
+        return {"ok": self.ok, "records": self.records, "problems": self.problems,
+                "anchor": self.anchor}
 
 
-def verify(workspace: Path, secret: bytes) -> Verification:
-    """Check the chain: every record's HMAC, its link to the one before, numbering, and
-    the head. Returns every problem found (an empty list means intact)."""
+def verify(workspace: Path, secret: bytes, *, anchor: Anchor | None = None,
+           anchored: bool = False) -> Verification:
+    """Check the chain: every record's HMAC, its link to the one before, numbering, the
+    head, and (``anchored``: the database was read) the database's ``anchor``: the log
+    must hold the record it names. Returns every problem found (none: intact)."""
     key = _audit_key(secret)
     records = read(workspace)
     problems: list[str] = []
@@ -305,7 +332,32 @@ def verify(workspace: Path, secret: bytes) -> Verification:
             problems.append(f"{HEAD_FILE} is unreadable")
     elif records:
         problems.append(f"{HEAD_FILE} is missing")
-    return Verification(ok=not problems, records=len(records), problems=problems)
+    checked = "not checked (the database could not be read)"
+    if anchored:
+        checked = _check_anchor(key, anchor, records, problems)
+    return Verification(ok=not problems, records=len(records), problems=problems,
+                        anchor=checked)
+
+
+def _check_anchor(key: bytes, anchor: Anchor | None, records: list[dict[str, Any]],
+                  problems: list[str]) -> str:
+    if anchor is None:
+        problems.append("the database holds no anchor of the log (it was removed)")
+        return "missing"
+    if not hmac.compare_digest(anchor.mac, _anchor_mac(key, anchor.seq, anchor.hash)):
+        problems.append("the database's anchor of the log was altered")
+        return "altered"
+    if anchor.seq == 0:
+        return "record 0 (the log was empty when the database last wrote)"
+    if anchor.seq > len(records):
+        problems.append(f"the database anchors record {anchor.seq} but the log holds "
+                        f"{len(records)}: the log was emptied, replaced or cut")
+        return "broken"
+    if str(records[anchor.seq - 1].get("hash")) != anchor.hash:
+        problems.append(f"record {anchor.seq} is not the one the database anchored: the "
+                        "log was replaced")
+        return "broken"
+    return f"record {anchor.seq} as the database anchored it"
 
 
 def select(records: list[dict[str, Any]], *, since: datetime | None = None,

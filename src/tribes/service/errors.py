@@ -49,12 +49,31 @@ def body(code: str, message: str) -> dict[str, str]:
     return {"code": code, "message": message}
 
 
+def record_refusal(request: Request, status: int, code: str) -> None:
+    """Requests refused for who sent them (401, 403) or for what they asked (404) go to
+    the audit log too: probing is worth knowing about. The route is kept as its template
+    (``/v1/customers/{ident}``): an id in the path is never recorded."""
+    if status not in (401, 403, 404):
+        return
+    service = getattr(request.app.state, "service", None)
+    if service is None:
+        return
+    route = request.scope.get("route")
+    template = getattr(route, "path", None) or "(no such route)"
+    key = getattr(request.state, "key", None)
+    actor = f"key:{key.name}" if key is not None else "unauthenticated"
+    service.access.read("read.not_found" if status == 404 else "read.denied",
+                        target=template, actor=actor,
+                        detail={"method": request.method, "status": status, "code": code})
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(TribesError)
     async def _tribes(request: Request, exc: TribesError) -> JSONResponse:
         headers = getattr(exc, "headers", None)
-        return JSONResponse(body(exc.code, exc.message), status_code=status_of(exc),
-                            headers=headers)
+        status = status_of(exc)
+        record_refusal(request, status, exc.code)
+        return JSONResponse(body(exc.code, exc.message), status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -67,6 +86,7 @@ def install(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "E_NOT_FOUND", 405: "E_METHOD", 401: "E_AUTH", 403: "E_FORBIDDEN"}.get(
             exc.status_code, "E_HTTP")
+        record_refusal(request, exc.status_code, code)
         return JSONResponse(body(code, str(exc.detail)), status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
 

@@ -85,13 +85,13 @@ def require(role: str) -> Callable[[Request], Awaitable[ApiKey]]:
         scheme, _, token = header.partition(" ")
         presented = token if scheme.lower() == "bearer" else request.cookies.get("tribes_key")
         key = authenticate(state.keyring.keys(), presented)
+        request.state.key = key  # who was refused, should the role not do
         wait = state.limiter.take(key.key_id)
         if wait:
             raise TooManyRequests(wait)
         if not key.allows(role):
             raise ApiError(403, "E_FORBIDDEN", f"this route needs the {role} role; the key "
                            f"'{key.name}' is {key.role}")
-        request.state.key = key
         # an async dependency runs in the request's context: the (threaded) route inherits it
         audit.set_actor(f"key:{key.name}")
         return key

@@ -8,27 +8,43 @@ serve``) keeps one engine open with :func:`shared_engine`; inside it, every
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
+import ibis
+
+from tribes.config import parse_duration
 from tribes.engine import Engine, connect
 from tribes.engine.io import clear_staging
-from tribes.privacy.audit import audit
-from tribes.store.tables import ensure_tables
+from tribes.errors import EngineError
+from tribes.privacy.audit import Anchor, audit, current_anchor
+from tribes.store.tables import AUDIT_ANCHOR, ensure_tables
+from tribes.store.writer import holder, unless_writing, writing
 from tribes.workspace import Workspace, create_files, make_private
 
+log = logging.getLogger(__name__)
 _shared: dict[Path, tuple[Engine, threading.RLock]] = {}
+ANCHOR = "audit_anchor"
 
 
 @contextlib.contextmanager
-def open_engine(ws: Workspace, *, read_only: bool = False) -> Iterator[Engine]:
+def open_engine(ws: Workspace, *, read_only: bool = False,
+                wait: float | None = None) -> Iterator[Engine]:
     """Open the workspace database for the duration of the block.
 
-    Opening clears what a crashed batch staged (it holds raw values); a writer also keeps
-    the workspace private (:func:`tribes.workspace.make_private`) and creates any missing
-    table. Every change the engine records goes to the workspace's audit log.
+    A writer holds the workspace's writer lock (:mod:`tribes.store.writer`) for the
+    block; while another process writes, opening waits up to ``wait`` seconds (default
+    ``engine.lock_wait``), saying who it waits for, then fails with ``E_LOCKED``.
+    Readers take no lock (DuckDB still keeps them out while another process writes:
+    they wait the same way). What a crashed batch staged (raw values) is cleared once
+    nobody writes; a writer also keeps the workspace private
+    (:func:`tribes.workspace.make_private`), creates any missing table and anchors the
+    audit log. Every change the engine records goes to the workspace's audit log.
     """
     shared = _shared.get(ws.path.resolve())
     if shared is not None:
@@ -36,39 +52,92 @@ def open_engine(ws: Workspace, *, read_only: bool = False) -> Iterator[Engine]:
         with lock:
             yield eng
         return
-    eng = connect(ws.path, ws.config.engine, read_only=read_only)
-    eng.auditor = partial(audit, ws)
-    try:
-        _after_open(ws, eng, read_only=read_only)
+    wait = lock_wait(ws) if wait is None else wait
+    with contextlib.ExitStack() as stack:
+        first = False
+        if not read_only:
+            first = stack.enter_context(writing(ws.path, wait=wait))
+        eng = _connect(ws, read_only=read_only, wait=wait)
+        stack.callback(eng.close)
+        eng.auditor = partial(audit, ws)
+        _after_open(ws, eng, read_only=read_only, first=first)
         yield eng
-    finally:
-        eng.close()
 
 
-def _after_open(ws: Workspace, eng: Engine, *, read_only: bool) -> None:
-    # whoever holds the database open knows no other process is running a batch (DuckDB
-    # keeps writers and readers of other processes out): what a crashed one staged (raw
-    # values) goes
-    clear_staging(ws.path)
+def lock_wait(ws: Workspace) -> float:
+    return parse_duration(ws.config.engine.lock_wait).total_seconds()
+
+
+def _connect(ws: Workspace, *, read_only: bool, wait: float) -> Engine:
+    """Connect, waiting up to ``wait`` seconds while another process has the database
+    (DuckDB lets one process write, or several read)."""
+    deadline = time.monotonic() + wait
+    told = False
+    while True:
+        try:
+            return connect(ws.path, ws.config.engine, read_only=read_only)
+        except EngineError as exc:
+            if exc.code != "E_LOCKED":
+                raise
+            if time.monotonic() >= deadline:
+                raise EngineError(f"the workspace database is in use by {holder(ws.path)}; "
+                                  f"waited {wait:.0f} s (engine.lock_wait). Try again when "
+                                  "it is done", code="E_LOCKED") from None
+            if not told:
+                log.warning("waiting for the workspace database: %s has it open (at most "
+                            "%.0f s)", holder(ws.path), wait)
+                told = True
+            time.sleep(0.2)
+
+
+def _after_open(ws: Workspace, eng: Engine, *, read_only: bool, first: bool) -> None:
+    if first:
+        clear_staging(ws.path)  # this process now writes, alone: crashed batches' staging
+    elif read_only:
+        with unless_writing(ws.path) as nobody:
+            if nobody:
+                clear_staging(ws.path)
     if not read_only:
         make_private(ws.path)  # the database file, made by the engine with its own mode
         ensure_tables(eng)
+        update_anchor(ws, eng)
+
+
+def read_anchor(eng: Engine) -> Anchor | None:
+    """The audit log's anchor the database keeps (None: none)."""
+    if not eng.has_table(ANCHOR):
+        return None
+    rows = eng.execute(eng.table(ANCHOR)).to_dict("records")
+    return Anchor(int(rows[0]["seq"]), str(rows[0]["hash"]), str(rows[0]["mac"])) \
+        if rows else None
+
+
+def update_anchor(ws: Workspace, eng: Engine) -> None:
+    """Anchor the audit log's last record in the database (when it moved on)."""
+    now = current_anchor(ws.path, ws.secret())
+    kept = read_anchor(eng)
+    if kept is not None and kept.seq >= now.seq:
+        return
+    row = {"seq": now.seq, "hash": now.hash, "mac": now.mac,
+           "anchored_at": datetime.now(UTC)}
+    eng.replace_table(ANCHOR, ibis.memtable([row], schema=AUDIT_ANCHOR))
 
 
 @contextlib.contextmanager
 def shared_engine(ws: Workspace) -> Iterator[Engine]:
     """Keep one engine open for the whole process (a long-running service) and hand it to
     every :func:`open_engine` block, serialized by a lock."""
-    eng = connect(ws.path, ws.config.engine)
-    eng.auditor = partial(audit, ws)
-    _after_open(ws, eng, read_only=False)
-    key = ws.path.resolve()
-    _shared[key] = (eng, threading.RLock())
-    try:
-        yield eng
-    finally:
-        _shared.pop(key, None)
-        eng.close()
+    with writing(ws.path, wait=lock_wait(ws)) as first:
+        eng = _connect(ws, read_only=False, wait=lock_wait(ws))
+        eng.auditor = partial(audit, ws)
+        _after_open(ws, eng, read_only=False, first=first)
+        key = ws.path.resolve()
+        _shared[key] = (eng, threading.RLock())
+        try:
+            yield eng
+        finally:
+            _shared.pop(key, None)
+            eng.close()
 
 
 def holds_shared_engine(ws: Workspace) -> bool:

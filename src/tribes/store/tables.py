@@ -208,6 +208,9 @@ ACTIVATION_SYNCS = ibis.schema({
 ACTIVATION_REMOVALS = ibis.schema({
     "target": "string", "id": "string", "segment_id": "int64", "erased_at": TS,
 })
+# the audit log's anchor: a recent record's number and hash (privacy.audit.Anchor), one row
+AUDIT_ANCHOR = ibis.schema({"seq": "int64", "hash": "string", "mac": "string",
+                            "anchored_at": TS})
 SCHEMAS: dict[str, ibis.Schema] = {
     "events": EVENTS,
     "quarantine": QUARANTINE,
@@ -233,6 +236,7 @@ SCHEMAS: dict[str, ibis.Schema] = {
     "activation_state": ACTIVATION_STATE,
     "activation_syncs": ACTIVATION_SYNCS,
     "activation_removals": ACTIVATION_REMOVALS,
+    "audit_anchor": AUDIT_ANCHOR,
 }
 
 
