@@ -411,3 +411,32 @@ def test_real_files_on_spark(tmp_path: Path, write) -> None:
     with pytest.raises(InputError, match="zstd"):
         run_ingest(sws, [str(write("x.csv.zst", b"\x28\xb5\x2f\xfd"))],
                    IngestOptions(source="web", now=NOW))
+
+
+def test_long_json_records_load_or_are_quarantined_one_by_one(cli, ws, tmp_path: Path) -> None:
+    """A first line longer than the sniffed head still gives its keys; a record over the
+    limit is quarantined on its own, and no error or message repeats it."""
+    from tribes.engine.io import MAX_RECORD_BYTES
+
+    def rec(i: int, blob: str = "") -> str:
+        return json.dumps({"ts": f"2026-01-01T00:00:{i:02d}Z", "user_id": f"u{i}",
+                           "event": "page_view", **({"blob": blob} if blob else {})})
+
+    lines = [rec(0, "a" * 300_000), *(rec(i) for i in range(1, 5)),
+             rec(5, "b" * (MAX_RECORD_BYTES + 10)), rec(6)]
+    path = tmp_path / "long.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    s = ingest(cli, ws, path, "--source", "web")
+    assert s["rows_read"] == 7 and s["loaded"] == 6 and s["quarantined"] == {"E_MALFORMED": 1}
+    events = table(ws, "events")
+    blobs = [json.loads(p)["blob"] for p in events.properties]
+    assert sorted(len(b) for b in blobs if b) == [300_000]
+    q = table(ws, "quarantine")
+    assert "longer than 2 MiB" in q.message[0] and "bbbb" not in q.raw[0]
+
+
+def test_a_file_of_empty_objects_is_quarantined_not_refused(cli, ws, tmp_path: Path) -> None:
+    path = tmp_path / "empty.jsonl"
+    path.write_text("{}\n{}\n")
+    s = ingest(cli, ws, path, "--source", "web")
+    assert s["rows_read"] == 2 and s["loaded"] == 0 and s["quarantined"] == {"E_NO_ID": 2}

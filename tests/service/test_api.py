@@ -207,6 +207,16 @@ def test_ingest_events_with_the_file_contract(client: TestClient, service_ws: Bu
     _error(client.post("/v1/events", json={"events": []}, headers=h), 422, "E_REQUEST")
     _error(client.post("/v1/events", content=b"{not json", headers={
         **h, "content-type": "application/json"}), 422, "E_REQUEST")
+    # an empty record is quarantined, not the batch refused
+    empty = client.post("/v1/events", json={"events": [{}]}, headers=h)
+    assert empty.status_code == 200, empty.text
+    assert empty.json()["quarantined"] == {"E_NO_ID": 1}
+    # a first record longer than the sniffed head loads, with what follows it
+    long = [{"ts": "2026-02-21T10:00:00Z", "event_type": "page_view", "customer_id": PERSON,
+             "note": "n" * 300_000},
+            {"ts": "2026-02-21T10:01:00Z", "event_type": "page_view", "customer_id": PERSON}]
+    r = client.post("/v1/events", json={"events": long}, headers=h)
+    assert r.status_code == 200 and r.json()["loaded"] == 2, r.text
 
 
 def test_oversized_batches_and_bodies_get_413(service_ws: Built) -> None:

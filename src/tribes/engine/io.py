@@ -17,7 +17,7 @@ import logging
 import os
 import secrets
 import shutil
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from tribes.engine.sniff import (
     SNIFF_BYTES,
     WHITESPACE,
     Dialect,
+    chunks,
     column_names,
     read_head,
     sniff_delimiter,
@@ -391,36 +392,70 @@ def read_parquet(engine: Engine, paths: list[Path], *, name: str = "src") -> Rea
     return ReadResult(table, columns)
 
 
-def jsonl_keys(paths: list[Path], sample_lines: int = 5000) -> list[str]:
-    """Top-level keys of the first parseable objects of each file, in first-seen order."""
+# a record (one line, one CSV record) may be this long; a longer one is quarantined
+MAX_RECORD_BYTES = 2 * 1024 * 1024  # DuckDB's max_line_size for CSV records
+# a line read whole (JSON Lines) may be this long; a longer one stops the file (E_READ)
+MAX_LINE_BYTES = 64 * 1024 * 1024
+_KEY_SAMPLE_BYTES = 64 * 1024 * 1024
+
+
+def jsonl_keys(paths: list[Path], sample_lines: int = 5000) -> tuple[list[str], bool]:
+    """Top-level keys of the first parseable objects of each file, in first-seen order,
+    and whether any object was found. Lines longer than a record may be are passed
+    over (they are quarantined), however long the first of them is."""
     keys: dict[str, None] = {}
+    found = False
     for path in paths:
-        head = read_head(path)
-        text = head.decode(sniff_encoding(head), errors="replace")
-        lines = text.splitlines()
-        if len(lines) > 1 and not head.endswith(b"\n"):
-            lines = lines[:-1]
-        for line in itertools.islice(lines, sample_lines):
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(obj, dict):
-                keys.update(dict.fromkeys(obj))
-    return list(keys)
+        lines = itertools.islice(_lines(path, MAX_RECORD_BYTES, _KEY_SAMPLE_BYTES),
+                                 sample_lines)
+        with contextlib.suppress(InputError):  # a file cut short: ingest says so
+            for raw in lines:
+                try:
+                    obj = json.loads(raw.decode("utf-8", errors="replace").lstrip("\ufeff"))
+                except ValueError:
+                    continue
+                if isinstance(obj, dict):
+                    found = True
+                    keys.update(dict.fromkeys(obj))
+    return list(keys), found
+
+
+def _lines(path: Path, limit: int, budget: int) -> Iterator[bytes]:
+    """The non-blank lines of a (decompressed) file among its first ``budget`` bytes,
+    leaving out those longer than ``limit`` (never held whole in memory)."""
+    carry, skipping, size = b"", False, 0
+    for block in chunks(path):
+        parts = (carry + block).split(b"\n")
+        carry = parts.pop()
+        for part in parts:
+            if skipping:
+                skipping = False  # the end of a line too long to keep
+            elif len(part) <= limit and part.strip():
+                yield part
+        if len(carry) > limit:
+            carry, skipping = b"", True
+        size += len(block)
+        if size > budget:
+            return
+    if carry.strip() and not skipping:
+        yield carry
 
 
 def read_jsonl(engine: Engine, paths: list[Path], *, scratch: Path | None = None,
-               name: str = "src") -> ReadResult:
+               name: str = "src", empty_keys: Sequence[str] = ()) -> ReadResult:
     """Read JSON Lines files (plain, gzip or zstd); each top-level key becomes a text column.
 
-    Lines are read as text first so that a line that is not a JSON object is reported
-    as malformed instead of failing the whole file. ``scratch``: as for :func:`read_csv`.
+    Lines are read as text first so that a line that is not a JSON object, or longer
+    than :data:`MAX_RECORD_BYTES`, is reported as malformed instead of failing the whole
+    file. Objects without any key get the columns ``empty_keys`` (all null) when no
+    object has a key. ``scratch``: as for :func:`read_csv`.
     """
     if engine.name == "pyspark":
         check_spark_files(paths)
-    keys = jsonl_keys(paths)
-    if not keys:
+    keys, found = jsonl_keys(paths)
+    if found and not keys:
+        keys = list(empty_keys)
+    if not found:
         raise InputError(
             f"no JSON object found in the first lines of {paths[0].name}; "
             "is it JSON Lines (one object per line)?",
@@ -460,7 +495,8 @@ def _read_jsonl(engine: Engine, files: list[TextFile], keys: dict[str, str],
     lines = lines.filter(text.notnull() & (text.strip() != "")).select(
         FILE_COLUMN, **{LINE_COLUMN: text})
     line = lines[LINE_COLUMN]
-    lines = lines.mutate(_valid=json_valid(line) & line.lstrip().startswith("{")).view()
+    lines = lines.mutate(_valid=json_valid(line) & line.lstrip().startswith("{")
+                         & (line.length() <= MAX_RECORD_BYTES)).view()
     line = lines[LINE_COLUMN]
     cols = {n: ibis.cases((lines._valid, json_member(line, k)), else_=ibis.null("string"))
             for k, n in keys.items()}
@@ -474,6 +510,8 @@ def _read_jsonl(engine: Engine, files: list[TextFile], keys: dict[str, str],
         return _read_jsonl(engine, files2, keys, [*notes, *more], scratch, name)
 
     return ReadResult(table, list(keys.values()), valid_column="_valid", notes=list(notes),
+                      invalid_message="the line is not a JSON object, or is longer than "
+                      f"{MAX_RECORD_BYTES // 2**20} MiB (a record's limit)",
                       copies=[f.path for f in files if f.copied], after_parse=after_parse,
                       label=label([f.source for f in files]))
 
@@ -499,6 +537,7 @@ def _read_lines(engine: Engine, paths: list[Path], *, encoding: str, header_line
                 [str(p) for p in group], table_name=table_name, columns={"line": "VARCHAR"},
                 header=header_line is not None, delim="\x1e", quote="", escape="",
                 encoding=encoding, compression=codec, filename=FILE_COLUMN,
+                max_line_size=MAX_LINE_BYTES,
             ))
         except Exception as exc:
             raise InputError(f"cannot read {group[0].name}: {_first_line(exc)}",
@@ -585,7 +624,7 @@ def _parse_error(read: ReadResult, exc: BaseException) -> str:
     # DuckDB's "Possible Solution" lines name its own options, not ours; "LINE 1:" lines
     # quote the generated SQL, which is no business of whoever sent the data
     lines = [ln for ln in lines if not ln.startswith(("Possible Solution", "LINE "))][:3]
-    text = " / ".join(lines) or type(exc).__name__
+    text = " / ".join(_shown(ln)[:300] for ln in lines) or type(exc).__name__
     what = read.label or "the input"
     if is_encoding_error(text):
         hint = ("the file is not in the encoding it was read with"

@@ -135,7 +135,8 @@ def open_source(engine: Engine, files: list[Path], fmt: str, opts: IngestOptions
                         header=opts.header, decimal=opts.decimal, scratch=scratch)
     if fmt == "parquet":
         return read_parquet(engine, files)
-    return read_jsonl(engine, files, scratch=scratch)
+    # a file of empty objects alone still reads as records (each is quarantined)
+    return read_jsonl(engine, files, scratch=scratch, empty_keys=KINDS[opts.kind].names)
 
 
 def _default_source(files: list[Path], kind: str) -> str:
@@ -209,7 +210,12 @@ def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
     whole = concurrent.futures.ThreadPoolExecutor(1, "tribes-whole").submit(cut_short, files)
     with open_engine(ws) as engine:
         say("reading")
-        read = open_source(engine, files, fmt, opts, scratch=spool_dir(ws.path))
+        try:
+            read = open_source(engine, files, fmt, opts, scratch=spool_dir(ws.path))
+        except InputError as exc:
+            if exc.code == "E_READ":
+                _check_whole(whole)  # a file cut short is the cause to tell
+            raise
         constants = {"event_type"} if opts.event_type and spec.kind == "events" else set()
         try:
             mapping = resolve_mapping(read.columns, spec, opts.mapping, cfg.privacy.pii_columns,
@@ -226,9 +232,7 @@ def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
         if fmt != "parquet":
             say("parsing")
             read = spool(engine, read, spool_dir(ws.path) / f"spool-{batch_id}.parquet")
-        problem = whole.result()
-        if problem is not None:
-            raise InputError(problem, code="E_TRUNCATED")
+        _check_whole(whole)
         decimal = opts.decimal or (read.dialect.decimal if read.dialect else ".")
         stage_opts = replace(stage_opts, decimal=decimal)
         guess = TsGuess()
@@ -294,6 +298,12 @@ def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
     say(None)
     seconds = round(time.perf_counter() - started, 3)
     return IngestSummary(**{**summary.to_dict(), "seconds": seconds, "steps": steps})
+
+
+def _check_whole(whole: concurrent.futures.Future[str | None]) -> None:
+    problem = whole.result()
+    if problem is not None:
+        raise InputError(problem, code="E_TRUNCATED")
 
 
 def _read_report(read: ReadResult, guess: TsGuess) -> dict[str, Any]:
