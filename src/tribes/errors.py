@@ -12,13 +12,24 @@ from collections.abc import Iterable
 from typing import Any
 
 
+def printable(text: str) -> str:
+    """``text`` safe to show on a terminal: control and format characters (escape
+    sequences, carriage returns, bidirectional overrides...), which can come from the
+    data a message quotes, are written as escapes (``\\x1b``); lines and tabs stay."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in text)
+
+
 class TribesError(Exception):
-    """Base class of every error tribes raises on purpose."""
+    """Base class of every error tribes raises on purpose. Its message is made
+    :func:`printable`: it may quote the user's data."""
 
     code = "E_TRIBES"
     exit_code = 1
 
     def __init__(self, message: str, *, code: str | None = None) -> None:
+        message = printable(message)
         super().__init__(message)
         if code is not None:
             self.code = code

@@ -82,6 +82,35 @@ def test_errors_have_codes_and_no_traceback(cli, tmp_path: Path, write) -> None:
     assert r.code == 2 and "--kind" in r.err
 
 
+def test_data_in_a_message_cannot_drive_the_terminal(cli, tmp_path: Path, write) -> None:
+    ws = tmp_path / "shop"
+    cli("init", ws)
+    bad = write("esc.csv", "tim\x1b[2Jestmp\x07,user_id\u202e,event\r\n"
+                           "2026-01-01,u1,x\r\n")
+    r = cli("--workspace", ws, "ingest", bad)
+    assert r.code == 3 and "E_MISSING_COLUMN" in r.err
+    assert "\x1b" not in r.err and "\x07" not in r.err and "\u202e" not in r.err
+    assert "tim\\x1b[2Jestmp\\x07" in r.err  # shown, as escapes
+
+
+def test_outputs_are_not_written_through_links(cli, tmp_path: Path, write) -> None:
+    ws = tmp_path / "shop"
+    cli("init", ws)
+    assert cli("--workspace", ws, "ingest", write("w.csv", WEB)).code == 0
+    victim = tmp_path / "elsewhere" / "precious.txt"
+    victim.parent.mkdir()
+    victim.write_text("keep me")
+    for args in (["quarantine", "export", "--out", tmp_path / "q.csv"],
+                 ["report", "--out", tmp_path / "r.html"], ["report"]):
+        target = args[-1] if "--out" in args else ws / "reports" / "report.html"
+        target.parent.mkdir(exist_ok=True)
+        target.symlink_to(victim)
+        r = cli("--workspace", ws, *args, "--json")
+        assert r.code != 0 and r.json()["error"] == "E_OUT_LINK", (args, r.err)
+        assert victim.read_text() == "keep me"
+        target.unlink()
+
+
 def test_env_workspace_and_console_script(tmp_path: Path, write) -> None:
     ws = tmp_path / "shop"
     exe = Path(sys.executable).parent / "tribes"

@@ -232,6 +232,15 @@ def test_oversized_batches_and_bodies_get_413(service_ws: Built) -> None:
         _error(c.post("/v1/events", json={"events": four}, headers=h), 413, "E_TOO_LARGE")
         big = [{"ts": "2026-02-01T00:00:00Z", "event_type": "x" * 3000, "customer_id": "x"}]
         _error(c.post("/v1/events", json={"events": big}, headers=h), 413, "E_TOO_LARGE")
+        # sent in chunks, with no length declared: 413 all the same, not a parse error
+        chunked = (b" " * 1024 for _ in range(4))
+        _error(c.post("/v1/events", content=chunked, headers={
+            **h, "content-type": "application/json"}), 413, "E_TOO_LARGE")
+        small = (part for part in [b'{"events": [{"ts": "2026-02-01T00:00:00Z", ',
+                                   b'"event_type": "login", "customer_id": "x"}]}'])
+        r = c.post("/v1/events", content=small, headers={
+            **h, "content-type": "application/json"})
+        assert r.status_code == 200 and r.json()["loaded"] == 1, r.text
 
 
 def test_activate_rollback_export_and_download(client: TestClient, service_ws: Built) -> None:

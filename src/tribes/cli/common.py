@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from tribes.errors import InputError
 from tribes.workspace import Workspace, open_workspace
 
 JsonOpt = Annotated[
@@ -46,6 +48,16 @@ def state(ctx: typer.Context) -> State:
         obj = State()
         ctx.find_root().obj = obj
     return obj
+
+
+def writable(path: Path) -> Path:
+    """``path``, to be written: refused when it is a symbolic link, since writing
+    through it would replace whatever file it points to."""
+    if path.is_symlink():
+        raise InputError(f"'{path}' is a symbolic link (to '{os.readlink(path)}'); tribes "
+                         "does not write through links: give the path of a file itself",
+                         code="E_OUT_LINK")
+    return path
 
 
 def setup_logging(verbosity: int) -> None:

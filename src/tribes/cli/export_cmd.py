@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from tribes.cli.common import JsonOpt, Output, state
+from tribes.cli.common import JsonOpt, Output, state, writable
 from tribes.errors import InputError
 from tribes.store.db import open_engine
 from tribes.store.exports import EXPORTS, export_table
@@ -43,7 +43,7 @@ def export(
         raise typer.BadParameter("use csv or parquet", param_hint="--format")
     ws = state(ctx).open()
     with open_engine(ws) as engine, out.progress(f"exporting {what}"):
-        rows = export_table(ws, engine, what, out_path, fmt)
+        rows = export_table(ws, engine, what, writable(out_path), fmt)
     out.result({"what": what, "path": str(out_path), "format": fmt, "rows": rows})
     out.print(f"wrote {rows:,} {what} rows to {out_path} ({fmt})")
 

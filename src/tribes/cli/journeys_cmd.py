@@ -9,7 +9,7 @@ import typer
 
 from tribes.analysis.journeys import funnel as funnel_fn
 from tribes.analysis.journeys import transitions as transitions_fn
-from tribes.cli.common import CohortOpt, JsonOpt, Output, state
+from tribes.cli.common import CohortOpt, JsonOpt, Output, state, writable
 from tribes.config import parse_duration
 from tribes.settings import RunSettings
 from tribes.store.db import open_engine
@@ -192,7 +192,8 @@ def sankey(
                            consent_mode=settings.consent_mode)
     links = sankey_links(ps, max_length=max_length)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    sankey_figure(links).write_html(str(out_path), include_plotlyjs=True, full_html=True)
+    sankey_figure(links).write_html(str(writable(out_path)), include_plotlyjs=True,
+                                    full_html=True)
     out.result({"path": str(out_path), "sessions": len(ps), "nodes": len(links["nodes"]),
                 "links": len(links["links"])})
     out.print(f"wrote {out_path}: {len(links['links'])} flows over {len(ps):,} sessions")

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from tribes.cli.common import JsonOpt, Output, state
+from tribes.cli.common import JsonOpt, Output, state, writable
 from tribes.errors import InputError
 from tribes.models.personas import OVERRIDE_FIELDS, build_personas, set_overrides
 from tribes.settings import RunSettings
@@ -152,7 +152,7 @@ def export_(ctx: typer.Context,
     files = []
     for p in ps:
         slug = re.sub(r"[^a-z0-9]+", "-", p["name"].lower()).strip("-")
-        path = out_dir / f"segment-{p['segment_id']}-{slug}.{fmt}"
+        path = writable(out_dir / f"segment-{p['segment_id']}-{slug}.{fmt}")
         path.write_text(markdown(p) if fmt == "md" else json.dumps(p, indent=2, default=str),
                         encoding="utf-8")
         files.append(str(path))

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from tribes.cli.common import JsonOpt, Output, state
+from tribes.cli.common import JsonOpt, Output, state, writable
 from tribes.engine.io import write_table
 from tribes.errors import InputError
 from tribes.ingest.quarantine import quarantined
@@ -76,7 +76,7 @@ def export(
     ws = state(ctx).open()
     with open_engine(ws) as engine:
         n = write_table(engine, quarantined(engine, reason=reason, batch=batch, source=source),
-                        out_path, fmt)
+                        writable(out_path), fmt)
         engine.audit("export", target=str(out_path), rows=n,
                      detail={"what": "quarantine", "format": fmt, "reason": reason,
                              "batch": batch, "source": source})

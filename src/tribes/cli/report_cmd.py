@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from tribes.cli.common import JsonOpt, Output, state
+from tribes.cli.common import JsonOpt, Output, state, writable
 from tribes.store.db import open_engine
 
 
@@ -31,7 +31,7 @@ def report(
 
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    path = out_path or ws.path / "reports" / "report.html"
+    path = writable(out_path or ws.path / "reports" / "report.html")
     with open_engine(ws) as engine, out.progress("report") as task:
         res = build_report(ws, engine, path, progress=task.step)
     out.result(res)

@@ -54,7 +54,7 @@ from tribes.engine.textfiles import (
     sources,
     with_sources,
 )
-from tribes.errors import InputError, TribesError
+from tribes.errors import InputError, TribesError, printable
 
 log = logging.getLogger(__name__)
 
@@ -463,7 +463,7 @@ def read_jsonl(engine: Engine, paths: list[Path], *, scratch: Path | None = None
         )
     files, notes = prepare(paths, _LINES, scratch)
     names = column_names(keys, True, reserved=READER_COLUMNS)
-    renamed = [f"'{_shown(k)}' as '{_shown(n)}'" for k, n in zip(keys, names, strict=True)
+    renamed = [f"'{printable(k)}' as '{printable(n)}'" for k, n in zip(keys, names, strict=True)
                if k != n]
     if renamed:
         notes = [*notes, "JSON keys that cannot be column names as they are (empty, a NUL, "
@@ -475,9 +475,6 @@ def read_jsonl(engine: Engine, paths: list[Path], *, scratch: Path | None = None
                        name)
 
 
-def _shown(text: str) -> str:
-    """A name as a message may show it: control characters escaped."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 # JSON Lines are read line by line: no quoting across lines, no header
@@ -624,7 +621,7 @@ def _parse_error(read: ReadResult, exc: BaseException) -> str:
     # DuckDB's "Possible Solution" lines name its own options, not ours; "LINE 1:" lines
     # quote the generated SQL, which is no business of whoever sent the data
     lines = [ln for ln in lines if not ln.startswith(("Possible Solution", "LINE "))][:3]
-    text = " / ".join(_shown(ln)[:300] for ln in lines) or type(exc).__name__
+    text = " / ".join(printable(ln)[:300] for ln in lines) or type(exc).__name__
     what = read.label or "the input"
     if is_encoding_error(text):
         hint = ("the file is not in the encoding it was read with"

@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 
 
 class BodyLimit:
-    """413 for a request body over ``limit`` bytes, by header or as it streams in."""
+    """413 for a request body over ``limit`` bytes, by header or as it streams in
+    (chunked): the body is read here, up to the limit, before the route sees it."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app, self.limit = app, limit
@@ -35,30 +36,31 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
+        too_large = f"request body over {self.limit // 1024} KiB; send smaller batches"
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await _reply(send, 413, "E_TOO_LARGE",
-                         f"request body over {self.limit // 1024} KiB; send smaller batches")
+            await _reply(send, 413, "E_TOO_LARGE", too_large)
             return
-        seen = 0
-
-        async def counting() -> Message:
-            nonlocal seen
+        body = bytearray()
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _TooLarge()
-            return message
+            if message["type"] != "http.request":  # the client went away
+                return
+            body += message.get("body", b"")
+            if len(body) > self.limit:
+                await _reply(send, 413, "E_TOO_LARGE", too_large)
+                return
+            if not message.get("more_body", False):
+                break
+        replayed = False
 
-        try:
-            await self.app(scope, counting, send)
-        except _TooLarge:
-            await _reply(send, 413, "E_TOO_LARGE",
-                         f"request body over {self.limit // 1024} KiB; send smaller batches")
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()
 
-
-class _TooLarge(Exception):
-    pass
+        await self.app(scope, replay, send)
 
 
 async def _reply(send: Send, status: int, code: str, message: str) -> None:
