@@ -394,8 +394,10 @@ def read_parquet(engine: Engine, paths: list[Path], *, name: str = "src") -> Rea
 
 # a record (one line, one CSV record) may be this long; a longer one is quarantined
 MAX_RECORD_BYTES = 2 * 1024 * 1024  # DuckDB's max_line_size for CSV records
-# a line read whole (JSON Lines) may be this long; a longer one stops the file (E_READ)
-MAX_LINE_BYTES = 64 * 1024 * 1024
+# a line read whole (JSON Lines) may be this long; a longer one stops the file (E_READ).
+# The engine reads in buffers of twice that (DuckDB's default for its 2 MiB lines; left
+# to itself it takes 16 lines' worth: 1 GiB for a compressed file)
+MAX_LINE_BYTES = 16 * 1024 * 1024
 _KEY_SAMPLE_BYTES = 64 * 1024 * 1024
 
 
@@ -447,7 +449,7 @@ def read_jsonl(engine: Engine, paths: list[Path], *, scratch: Path | None = None
 
     Lines are read as text first so that a line that is not a JSON object, or longer
     than :data:`MAX_RECORD_BYTES`, is reported as malformed instead of failing the whole
-    file. Objects without any key get the columns ``empty_keys`` (all null) when no
+    file (lines up to 16 MiB are read). Objects without any key get the columns ``empty_keys`` (all null) when no
     object has a key. ``scratch``: as for :func:`read_csv`.
     """
     if engine.name == "pyspark":
@@ -473,8 +475,6 @@ def read_jsonl(engine: Engine, paths: list[Path], *, scratch: Path | None = None
         log.info("%s", note)
     return _read_jsonl(engine, files, dict(zip(keys, names, strict=True)), notes, scratch,
                        name)
-
-
 
 
 # JSON Lines are read line by line: no quoting across lines, no header
@@ -534,7 +534,7 @@ def _read_lines(engine: Engine, paths: list[Path], *, encoding: str, header_line
                 [str(p) for p in group], table_name=table_name, columns={"line": "VARCHAR"},
                 header=header_line is not None, delim="\x1e", quote="", escape="",
                 encoding=encoding, compression=codec, filename=FILE_COLUMN,
-                max_line_size=MAX_LINE_BYTES,
+                max_line_size=MAX_LINE_BYTES, buffer_size=2 * MAX_LINE_BYTES,
             ))
         except Exception as exc:
             raise InputError(f"cannot read {group[0].name}: {_first_line(exc)}",
