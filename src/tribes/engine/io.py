@@ -449,8 +449,9 @@ def read_jsonl(engine: Engine, paths: list[Path], *, scratch: Path | None = None
 
     Lines are read as text first so that a line that is not a JSON object, or longer
     than :data:`MAX_RECORD_BYTES`, is reported as malformed instead of failing the whole
-    file (lines up to 16 MiB are read). Objects without any key get the columns ``empty_keys`` (all null) when no
-    object has a key. ``scratch``: as for :func:`read_csv`.
+    file (lines up to :data:`MAX_LINE_BYTES` are read). Objects without any key get the
+    columns ``empty_keys`` (all null) when no object has a key. ``scratch``: as for
+    :func:`read_csv`.
     """
     if engine.name == "pyspark":
         check_spark_files(paths)
