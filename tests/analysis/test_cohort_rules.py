@@ -123,7 +123,8 @@ def test_stored_cohorts_match_pandas(feature_data: FeatureData) -> None:
 
 
 def test_cohort_filters_analyses(feature_data: FeatureData, cli) -> None:
-    from tribes.analysis.journeys import funnel, transitions
+    from tribes.analysis.funnels import funnel
+    from tribes.analysis.journeys import transitions
 
     ws = feature_data.ws.path
     r = cli("--workspace", ws, "cohorts", "define", "buyers", "--rule", "any purchase",

@@ -1,4 +1,5 @@
-"""Transitions and funnels against plain-Python counts on small data."""
+"""Transitions (and retention) against plain-Python counts on small data; funnels are in
+test_funnels.py."""
 
 from __future__ import annotations
 
@@ -11,8 +12,7 @@ import pytest
 
 from tests.features.conftest import FeatureData, events_frame, table_frame
 from tests.features.reference import key_events_reference, sessionize_reference
-from tribes.analysis.journeys import funnel, transitions
-from tribes.errors import InputError
+from tribes.analysis.journeys import transitions
 from tribes.store.db import open_engine
 
 
@@ -57,83 +57,6 @@ def test_transitions_match_python_counts(feature_data: FeatureData, scope: str,
     assert all(abs(sum(row.values()) - 1) < 1e-12 for row in probs.values())
     reach = tr.absorbing("purchase")
     assert all(0 <= v["p_reach"] <= 1 + 1e-12 for v in reach.values())
-
-
-def python_funnel(e: pd.DataFrame, steps: list[str], window: timedelta, unit: str,
-                  ordering: str) -> tuple[list[int], dict[str, list[int]]]:
-    """Units reaching each step, overall and per device of the first step, in plain Python."""
-    e = sessionize_reference(e, timedelta(minutes=30))
-    group = ["customer_key", "session_seq"] if unit == "session" else ["customer_key"]
-    total = [0] * len(steps)
-    by: dict[str, list[int]] = {}
-    for _, g in e.groupby(group):
-        types, times = list(g.event_type), list(g.ts)
-        devices = list(g.device.fillna("(none)"))
-        starts = [i for i, t in enumerate(types) if t == steps[0]]
-        if not starts:
-            continue
-        if ordering == "loose":
-            i0 = starts[0]
-            depth, prev = 1, times[i0]
-            for step in steps[1:]:
-                nxt = [t for t, ty in zip(times, types, strict=True) if ty == step and prev <= t
-                       <= times[i0] + window]
-                if not nxt:
-                    break
-                prev, depth = min(nxt), depth + 1
-        else:
-            best = (0, None)
-            for i in starts:
-                d = 1
-                while (d < len(steps) and i + d < len(types) and types[i + d] == steps[d]
-                       and times[i + d] <= times[i] + window):
-                    d += 1
-                if d > best[0]:
-                    best = (d, i)
-            depth, i0 = best
-        row = by.setdefault(devices[i0], [0] * len(steps))
-        for k in range(depth):
-            total[k] += 1
-            row[k] += 1
-    return total, by
-
-
-@pytest.mark.parametrize(("unit", "ordering"), [("customer", "loose"), ("session", "loose"),
-                                                ("customer", "strict"), ("session", "strict")])
-def test_funnel_matches_python(feature_data: FeatureData, unit: str, ordering: str) -> None:
-    steps = ["page_view", "add_to_cart", "purchase"]
-    window = timedelta(days=20)
-    with open_engine(feature_data.ws) as engine:
-        res = funnel(engine, steps, window=window, unit=unit, ordering=ordering)
-        by_device = funnel(engine, steps, window=window, unit=unit, ordering=ordering,
-                           by="device")
-    e = keyed(feature_data).sort_values(["customer_key", "ts", "event_id"])
-    want, want_by = python_funnel(e, steps, window, unit, ordering)
-    got = [s["count"] for s in res["groups"][0]["steps"]]
-    assert got == want and got[0] > got[-1] > 0
-    assert res["unit"] == unit and res["ordering"] == ordering
-    s = res["groups"][0]["steps"]
-    assert s[1]["step_conversion"] == pytest.approx(want[1] / want[0])
-    assert s[2]["overall_conversion"] == pytest.approx(want[2] / want[0])
-    assert {g["group"]: [s["count"] for s in g["steps"]]
-            for g in by_device["groups"]} == want_by
-
-
-def test_funnel_strict_is_within_loose(feature_data: FeatureData) -> None:
-    steps = ["page_view", "add_to_cart", "purchase"]
-    with open_engine(feature_data.ws) as engine:
-        res = {(u, o): [s["count"] for s in funnel(
-            engine, steps, window=timedelta(days=3), unit=u, ordering=o)["groups"][0]["steps"]]
-            for u in ("customer", "session") for o in ("loose", "strict")}
-        with pytest.raises(InputError, match="unknown breakdown"):
-            funnel(engine, steps, window=timedelta(days=1), by="colour")
-        # a step that is not an event type of the data is refused with the closest one
-        with pytest.raises(InputError, match="did you mean 'add_to_cart'"):
-            funnel(engine, ["page_view", "add_to_kart"], window=timedelta(days=1))
-    for u in ("customer", "session"):
-        assert all(a <= b for a, b in zip(res[u, "strict"], res[u, "loose"], strict=True))
-    # a customer converts if any of their sessions does
-    assert res["session", "loose"][0] >= res["customer", "loose"][0]
 
 
 @pytest.mark.parametrize("period", ["month", "week"])

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from tribes.analysis.journeys import funnel as funnel_fn
+from tribes.analysis.funnels import funnel as funnel_fn
 from tribes.analysis.journeys import transitions as transitions_fn
 from tribes.cli.common import CohortOpt, JsonOpt, Output, state, writable
 from tribes.config import parse_duration
@@ -75,13 +75,19 @@ def funnel(
     ctx: typer.Context,
     steps: Annotated[str, typer.Option(
         "--steps", help="Comma-separated event types in order, e.g. "
-        "product_view,add_to_cart,begin_checkout,purchase.")],
+        "product_view,add_to_cart,begin_checkout,purchase. A type may repeat "
+        "(purchase,purchase: a second purchase).")],
     window: Annotated[str, typer.Option(
         "--window", help="Conversion window from the first step, e.g. 1d, 2h.")] = "1d",
     by: Annotated[str | None, typer.Option(
         "--by", help="Break down by: segment (active version) or an event attribute "
-        "(source, channel, device, country, region, city, category; the value on the "
-        "first step).", show_default=False)] = None,
+        "(source, channel, device, country, region, city, category).",
+        show_default=False)] = None,
+    attribution: Annotated[str, typer.Option(
+        "--attribution", help="Which value of --by a unit counts under: step:N (the value "
+        "on its step-N event; step:1 by default), first-touch (its first value on any "
+        "event), last-touch (the last value on the steps it reached) or all (every value on "
+        "its steps: a unit may count in several groups).")] = "step:1",
     segment: Annotated[int | None, typer.Option(
         "--segment", help="Only customers of this segment.", show_default=False)] = None,
     unit: Annotated[str, typer.Option(
@@ -89,18 +95,30 @@ def funnel(
         "(each session its own attempt).")] = "customer",
     ordering: Annotated[str, typer.Option(
         "--ordering", help="loose: other events may come between the steps; strict: each "
-        "step must be the very next event.")] = "loose",
+        "step must be the very next event. Each step is always a later event than the "
+        "step before.")] = "loose",
+    start: Annotated[str, typer.Option(
+        "--start", help="first: the funnel starts at the unit's first step-1 event; any: "
+        "every step-1 event is an attempt, and the one that goes furthest (then fastest) "
+        "counts.")] = "first",
     cohort: CohortOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Customers (or sessions) reaching each step in order within the window of their first
     step; step and overall conversion, drop-off and the median time between steps.
 
+    Each step is matched by an event strictly after the previous step's (events with the
+    same time keep their stored order). With the same --start, strict never counts more
+    than loose. The rules, with worked examples: docs/funnels.md.
+
     [bold]Examples[/bold]
 
       tribes -w shop journeys funnel --steps product_view,add_to_cart,purchase --window 1d
+      tribes -w shop journeys funnel --steps purchase,purchase --window 90d   # repeat buyers
       tribes -w shop journeys funnel --steps add_to_cart,purchase --per session --ordering strict
-      tribes -w shop journeys funnel --steps add_to_cart,purchase --by device
+      tribes -w shop journeys funnel --steps add_to_cart,purchase --by device \
+        --attribution last-touch
+      tribes -w shop journeys funnel --steps product_view,purchase --start any
     """
     out = Output(ctx, json_out)
     ws = state(ctx).open()
@@ -108,19 +126,22 @@ def funnel(
     names = [s.strip() for s in steps.split(",") if s.strip()]
     with open_engine(ws, read_only=True) as engine, out.progress("funnel"):
         res = funnel_fn(engine, names, window=parse_duration(window), by=by, segment=segment,
-                        unit=unit, ordering=ordering, cohort=cohort,
-                        timeout=settings.session_timeout,
+                        unit=unit, ordering=ordering, start=start, attribution=attribution,
+                        cohort=cohort, timeout=settings.session_timeout,
                         consent_mode=settings.consent_mode)
     out.result(res)
+    how = f"{res['ordering']} order, start: {res['start']}"
+    if res["attribution"]:
+        how += f", {by} by {res['attribution']}"
     for g in res["groups"]:
-        out.table(f"Funnel ({g['group']}, {res['ordering']} order)",
-                  ["step", f"{unit}s", "step conv.", "overall",
-                                             "drop-off", "median s from previous"],
+        out.table(f"Funnel ({g['group']}; {how})",
+                  ["step", f"{unit}s", "step conv.", "overall", "drop-off",
+                   "median time from previous"],
                   [(s["step"], s["count"],
                     None if s["step_conversion"] is None else f"{s['step_conversion']:.1%}",
                     None if s["overall_conversion"] is None
                     else f"{s['overall_conversion']:.1%}",
-                    s["drop_off"], s["median_seconds_from_previous"]) for s in g["steps"]],
+                    s["drop_off"], s["median_from_previous"]) for s in g["steps"]],
                   no_wrap=(0,))
 
 

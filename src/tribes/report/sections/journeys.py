@@ -15,7 +15,8 @@ FUNNEL = ["product_view", "add_to_cart", "begin_checkout", "purchase"]
 
 @section(70, "journeys", "Journeys")
 def journeys(ctx: ReportContext) -> str:
-    from tribes.analysis.journeys import funnel, transitions
+    from tribes.analysis.funnels import funnel
+    from tribes.analysis.journeys import transitions
 
     e = ctx.engine
     if not e.has_table("identities") or not int(e.scalar(e.table("identities").count())):

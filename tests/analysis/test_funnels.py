@@ -1,0 +1,250 @@
+"""Funnels against a brute force written from the rules (docs/funnels.md), not from the
+implementation: every increasing tuple of a unit's events is tried, and the longest
+valid one (the smallest, position by position) is the unit's."""
+
+from __future__ import annotations
+
+import random
+import statistics
+from datetime import UTC, datetime, timedelta
+from itertools import combinations, pairwise
+from typing import Any, NamedTuple
+
+import pytest
+
+from tests.conftest import NOW
+from tribes.analysis.funnels import NONE, NOT_REACHED, funnel, human_seconds
+from tribes.ingest import IngestOptions, ingest
+from tribes.store.db import init_workspace, open_engine
+from tribes.workspace import Workspace
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+GAPS = [0, 0, 30, 600, 600, 7200, 2 * 86400]  # seconds between a customer's events
+
+
+class Ev(NamedTuple):
+    ts: datetime
+    event_id: str
+    type: str
+    device: str | None
+
+
+def _data(n: int = 400, seed: int = 3) -> dict[str, list[Ev]]:
+    rnd = random.Random(seed)
+    out: dict[str, list[Ev]] = {}
+    for c in range(n):
+        t, evs = T0 + timedelta(seconds=rnd.randrange(86400)), []
+        for i in range(rnd.randrange(1, 9)):
+            t += timedelta(seconds=rnd.choice(GAPS))
+            # event ids in the order of the events: a tie on ts keeps this order
+            evs.append(Ev(t, f"e{c:04d}-{i:02d}", rnd.choice("aabbc"),
+                          rnd.choice(["d1", "d2", None])))
+        out[f"u{c}"] = evs
+    return out
+
+
+DATA = _data()
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    root = tmp_path_factory.mktemp("funnels")
+    ws = init_workspace(root / "ws")
+    lines = ["event_id,ts,user_id,event,device"]
+    for user, evs in DATA.items():
+        lines += [f"{e.event_id},{e.ts.isoformat()},{user},{e.type},{e.device or ''}"
+                  for e in evs]
+    path = root / "events.csv"
+    path.write_text("\n".join(lines) + "\n")
+    s = ingest(ws, [str(path)], IngestOptions(source="web", now=NOW))
+    assert s.loaded == sum(map(len, DATA.values()))
+    from tribes.prep.run import run_prep
+
+    with open_engine(ws) as engine:
+        run_prep(ws, engine)
+    return ws
+
+
+def _units(per: str) -> list[list[Ev]]:
+    """Each unit's events in the event order; sessions split at gaps over 30 minutes."""
+    units = []
+    for evs in DATA.values():
+        evs = sorted(evs, key=lambda e: (e.ts, e.event_id))
+        if per == "customer":
+            units.append(evs)
+            continue
+        current = [evs[0]]
+        for a, b in pairwise(evs):
+            if (b.ts - a.ts) > timedelta(minutes=30):
+                units.append(current)
+                current = []
+            current.append(b)
+        units.append(current)
+    return units
+
+
+def _attempt(evs: list[Ev], i: int, steps: list[str], window: timedelta,
+             ordering: str) -> tuple[int, ...]:
+    """The longest valid tuple of positions starting at ``i`` (the smallest of those)."""
+    end = evs[i].ts + window
+    later = range(i + 1, len(evs))
+    for depth in range(len(steps), 1, -1):
+        options = ([tuple(range(i + 1, i + depth))] if ordering == "strict"
+                   else combinations(later, depth - 1))
+        for rest in sorted(options):
+            if len(rest) != depth - 1 or (rest and rest[-1] >= len(evs)):
+                continue
+            if all(evs[p].type == steps[k + 1] and evs[p].ts <= end
+                   for k, p in enumerate(rest)):
+                return (i, *rest)
+    return (i,)
+
+
+def reference(steps: list[str], window: timedelta, per: str, ordering: str, start: str,
+              attribution: str | None) -> dict[str, tuple[list[int], list[float | None]]]:
+    """Per group: units reaching each step, and the median seconds from the step before."""
+    counts: dict[str, list[int]] = {}
+    gaps: dict[str, list[list[float]]] = {}
+    for evs in _units(per):
+        starts = [i for i, e in enumerate(evs) if e.type == steps[0]]
+        if not starts:
+            continue
+        if start == "first":
+            starts = starts[:1]
+        tuples = [_attempt(evs, i, steps, window, ordering) for i in starts]
+        best = min(tuples, key=lambda t: (-len(t), evs[t[-1]].ts - evs[t[0]].ts, t[0]))
+        if attribution is None:
+            groups = {"all"}
+        elif attribution.startswith("step:"):
+            k = int(attribution[5:]) - 1
+            groups = {NOT_REACHED if k >= len(best) else evs[best[k]].device or NONE}
+        elif attribution == "last-touch":
+            groups = {next((evs[p].device for p in reversed(best) if evs[p].device), NONE)}
+        elif attribution == "first-touch":
+            groups = {next((e.device for e in evs if e.device), None) or NONE}
+        else:  # all
+            groups = {evs[p].device for p in best if evs[p].device} or {NONE}
+        for g in groups:
+            c = counts.setdefault(g, [0] * len(steps))
+            gs = gaps.setdefault(g, [[] for _ in steps])
+            for k in range(len(best)):
+                c[k] += 1
+                if k:
+                    gs[k].append((evs[best[k]].ts - evs[best[k - 1]].ts).total_seconds())
+    return {g: (counts[g], [statistics.median(x) if x else None for x in gaps[g]])
+            for g in counts}
+
+
+def _run(ws: Workspace, steps: list[str], **kw: Any) -> dict[str, Any]:
+    with open_engine(ws, read_only=True) as engine:
+        return funnel(engine, steps, **kw)
+
+
+def _got(res: dict[str, Any]) -> dict[str, tuple[list[int], list[float | None]]]:
+    return {g["group"]: ([s["count"] for s in g["steps"]],
+                         [s["median_seconds_from_previous"] for s in g["steps"]])
+            for g in res["groups"]}
+
+
+STEP_LISTS = [["a", "a"], ["a", "a", "a"], ["a", "b"], ["a", "b", "a"], ["b", "a", "b", "c"],
+              ["c", "c"]]
+
+
+@pytest.mark.parametrize("steps", STEP_LISTS, ids=lambda s: ",".join(s))
+@pytest.mark.parametrize("per", ["customer", "session"])
+def test_funnels_match_the_brute_force(ws: Workspace, steps: list[str], per: str) -> None:
+    for window in (timedelta(hours=1), timedelta(days=3)):
+        counts = {}
+        for ordering in ("loose", "strict"):
+            for start in ("first", "any"):
+                res = _run(ws, steps, window=window, unit=per, ordering=ordering,
+                           start=start)
+                want = reference(steps, window, per, ordering, start, None)
+                got = _got(res)
+                assert got["all"][0] == want["all"][0], (ordering, start, window)
+                for a, b in zip(got["all"][1], want["all"][1], strict=True):
+                    assert a == pytest.approx(b) if b is not None else a is None
+                counts[ordering, start] = got["all"][0]
+        for start in ("first", "any"):  # strict never counts more than loose
+            assert all(s <= lo for s, lo in zip(counts["strict", start],
+                                                counts["loose", start], strict=True))
+        # every attempt is tried: never fewer conversions than from the first alone
+        assert all(a >= f for a, f in zip(counts["loose", "any"], counts["loose", "first"],
+                                          strict=True))
+
+
+def test_a_repeated_step_needs_another_event(ws: Workspace) -> None:
+    res = _got(_run(ws, ["a", "a"], window=timedelta(days=30)))["all"]
+    two = sum(1 for evs in DATA.values() if sum(e.type == "a" for e in evs) >= 2)
+    one = sum(1 for evs in DATA.values() if any(e.type == "a" for e in evs))
+    assert res[0] == [one, two] and two < one
+    assert res[1][1] is not None and res[1][1] >= 0
+
+
+@pytest.mark.parametrize("attribution", ["step:1", "step:2", "first-touch", "last-touch",
+                                         "all"])
+def test_breakdown_attribution(ws: Workspace, attribution: str) -> None:
+    steps, window = ["a", "b"], timedelta(days=3)
+    res = _run(ws, steps, window=window, by="device", attribution=attribution)
+    assert res["attribution"] == attribution
+    want = reference(steps, window, "customer", "loose", "first", attribution)
+    got = _got(res)
+    assert {g: c for g, (c, _) in got.items()} == {g: c for g, (c, _) in want.items()}
+
+
+def test_bad_options_are_refused(ws: Workspace) -> None:
+    from tribes.errors import InputError
+
+    for kw, code in (({"start": "every"}, "E_START"), ({"ordering": "any"}, "E_ORDERING"),
+                     ({"by": "device", "attribution": "step:3"}, "E_ATTRIBUTION"),
+                     ({"by": "colour"}, "E_BY"), ({"unit": "visit"}, "E_UNIT")):
+        with pytest.raises(InputError) as err:
+            _run(ws, ["a", "b"], window=timedelta(days=1), **kw)
+        assert err.value.code == code
+    # a step that is not an event type of the data is refused with the closest one
+    with pytest.raises(InputError, match="did you mean 'b'"):
+        _run(ws, ["a", "bb"], window=timedelta(days=1))
+
+
+@pytest.mark.parametrize(("seconds", "text"), [
+    (0.4, "0.4 s"), (5, "5 s"), (12.4, "12 s"), (245, "4 min 5 s"), (3600, "1 h"),
+    (11520, "3 h 12 min"), (1_987_200 + 4 * 3600, "23 d 4 h"), (86400 * 2 + 59, "2 d")])
+def test_durations_read_as_a_person_would_say_them(seconds: float, text: str) -> None:
+    assert human_seconds(seconds) == text
+
+
+def test_the_worked_example_of_the_docs(tmp_path) -> None:
+    """docs/funnels.md: one customer's seven events, and what each rule makes of them."""
+    rows = [("10:00", "product_view", "mobile"), ("10:05", "add_to_cart", "mobile"),
+            ("10:06", "page_view", "mobile"), ("10:20", "purchase", ""),
+            ("11:00", "product_view", "desktop"), ("11:01", "add_to_cart", "desktop"),
+            ("11:02", "purchase", "desktop")]
+    ws = init_workspace(tmp_path / "ws")
+    path = tmp_path / "a.csv"
+    path.write_text("event_id,ts,user_id,event,device,amount\n" + "".join(
+        f"x{i},2026-03-02T{t}:00Z,A,{e},{d},{'9.5' if e == 'purchase' else ''}\n"
+        for i, (t, e, d) in enumerate(rows)))
+    ingest(ws, [str(path)], IngestOptions(source="web", now=NOW))
+    from tribes.prep.run import run_prep
+
+    with open_engine(ws) as engine:
+        run_prep(ws, engine)
+    three = ["product_view", "add_to_cart", "purchase"]
+
+    def counts(steps: list[str], window: str = "1h", **kw: Any) -> Any:
+        from tribes.config import parse_duration
+
+        res = _run(ws, steps, window=parse_duration(window), **kw)
+        return {g["group"]: [s["count"] for s in g["steps"]] for g in res["groups"]}
+
+    loose = _run(ws, three, window=timedelta(hours=1))["groups"][0]["steps"]
+    assert [s["count"] for s in loose] == [1, 1, 1]
+    assert [s["median_from_previous"] for s in loose] == [None, "5 min", "15 min"]
+    assert counts(three, ordering="strict") == {"all": [1, 1, 0]}
+    assert counts(three, ordering="strict", start="any") == {"all": [1, 1, 1]}
+    assert counts(["purchase", "purchase"]) == {"all": [1, 1]}
+    assert counts(["purchase", "purchase"], "30m") == {"all": [1, 0]}
+    for attribution, group in (("step:1", "mobile"), ("step:3", NONE),
+                               ("first-touch", "mobile"), ("last-touch", "mobile"),
+                               ("all", "mobile")):
+        assert counts(three, by="device", attribution=attribution) == {group: [1, 1, 1]}
