@@ -80,12 +80,43 @@ def test_first_seen_retention_matches_pandas(feature_data: FeatureData, period: 
     cells = e.groupby(["c", "k"]).customer_key.nunique()
     sizes = first.value_counts()
     assert len(res["cohorts"]) == len(sizes)
+    end = p.max()  # every period up to the end of the data is there
     for c in res["cohorts"]:
         key = next(s for s in sizes.index if str(s.start_time.date()).startswith(c["cohort"]))
         assert c["size"] == sizes[key]
+        assert len(c["counts"]) == (end - key).n + 1
         for k, n in enumerate(c["counts"]):
             assert n == cells.get((key, k), 0)
         assert c["retention"][0] == 1.0
+
+
+def test_retention_shows_periods_nobody_returned_in_as_zero(tmp_path, cli) -> None:
+    """A hand-worked example: January's cohort (A, B) has A back in March only; C came
+    in February and came back within the month; D's single event in April ends the
+    data."""
+    from tests.conftest import NOW
+    from tribes.analysis.cohorts import retention
+    from tribes.ingest import IngestOptions, ingest
+    from tribes.prep.run import run_prep
+    from tribes.store.db import init_workspace
+
+    ws = init_workspace(tmp_path / "ws")
+    path = tmp_path / "e.csv"
+    path.write_text("ts,user_id,event\n2026-01-10T10:00:00Z,A,x\n2026-03-05T10:00:00Z,A,x\n"
+                    "2026-01-20T10:00:00Z,B,x\n2026-02-15T10:00:00Z,C,x\n"
+                    "2026-02-20T10:00:00Z,C,x\n2026-04-02T10:00:00Z,D,x\n")
+    ingest(ws, [str(path)], IngestOptions(source="web", now=NOW))
+    with open_engine(ws) as engine:
+        run_prep(ws, engine)
+        res = retention(engine, by="first_seen", period="month")
+    assert {c["cohort"]: c["counts"] for c in res["cohorts"]} == {
+        "2026-01": [2, 0, 1, 0], "2026-02": [1, 0, 0], "2026-04": [1]}
+    assert res["cohorts"][0]["retention"] == [1.0, 0.0, 0.5, 0.0]
+    # the table says which periods it leaves out, and how to see them
+    r = cli("-w", ws.path, "cohorts", "retention", "--periods", "2")
+    assert r.code == 0 and "Periods 2 to 3 are not shown" in r.out, r.out
+    r = cli("-w", ws.path, "cohorts", "retention", "--periods", "0")
+    assert "not shown" not in r.out and "50%" in r.out
 
 
 def test_paths_and_sankey(feature_data: FeatureData, cli, tmp_path) -> None:

@@ -4,7 +4,9 @@ cohorts defined by a rule (:mod:`tribes.analysis.rules`) and stored in the works
 A customer's cohort is the period (month or week, UTC) of their first event
 (``first_seen``), first purchase (``first_purchase``) or profile signup date (``signup``).
 Period k of a cohort counts the cohort's customers with at least one event in the k-th
-period after the cohort's own; revenue is the sum of their purchase amounts in it.
+period after the cohort's own; revenue is the sum of their purchase amounts in it. Every
+period from the cohort's own to the last period of the data is given (0 when nobody
+returned); periods before the first event of the data are unknown (None).
 """
 
 from __future__ import annotations
@@ -91,20 +93,25 @@ def retention(engine: Engine, *, by: str = "first_seen", period: str | None = No
         customers=j.count(), revenue=j.rev.sum()))
     sizes = engine.execute(start.group_by("cohort").aggregate(size=start.count()))
     size_of = {r.cohort: int(r.size) for r in sizes.itertuples()}
-    # periods before the first event cannot be observed (signup cohorts may be older)
+    # periods before the first event cannot be observed (signup cohorts may be older);
+    # every period from the cohort's start to the end of the data is, returns or not
     events = engine.table("events")
-    first = engine.execute(events.aggregate(first=events.ts.min().truncate(unit)))[
-        "first"].iloc[0]
+    bounds = engine.execute(events.aggregate(first=events.ts.min().truncate(unit),
+                                             last=events.ts.max().truncate(unit)))
+    first, last = bounds["first"].iloc[0], bounds["last"].iloc[0]
+    by_cohort = {start_p: part for start_p, part in cells.groupby("cohort")}
     cohorts = []
-    for start_p, part in cells.groupby("cohort"):
-        n_periods = int(part.k.max()) + 1
+    for start_p, size in size_of.items():
+        part = by_cohort.get(start_p, cells.iloc[:0])
+        seen = int(part.k.max()) + 1 if len(part) else 1
+        n_periods = seen if pd.isna(last) else max(seen, _periods_between(start_p, last,
+                                                                          period) + 1)
         blind = 0 if pd.isna(first) else max(0, _periods_between(start_p, first, period))
         counts: list[int | None] = [None if k < blind else 0 for k in range(n_periods)]
         revenue: list[float | None] = [None if k < blind else 0.0 for k in range(n_periods)]
         for r in part.itertuples():
             counts[int(r.k)] = int(r.customers)
             revenue[int(r.k)] = float(r.revenue or 0.0)
-        size = size_of.get(start_p, 0)
         cohorts.append({
             "cohort": start_p.strftime("%Y-%m" if period == "month" else "%Y-%m-%d"),
             "size": size, "counts": counts, "observed_from": blind,

@@ -29,10 +29,13 @@ def retention(
     show: Annotated[str, typer.Option(
         "--show", help="What the table shows: share (of the cohort active), customers "
         "(active) or revenue.")] = "share",
+    periods: Annotated[int, typer.Option(
+        "--periods", min=0, help="Periods shown as columns (0: all); --json has all.")] = 12,
     json_out: JsonOpt = False,
 ) -> None:
     """Retention matrix: share of each cohort active k periods after it started, and the
-    revenue of each cohort per period. Periods before the first event are blank.
+    revenue of each cohort per period. Every period up to the end of the data is shown
+    (0% when nobody came back); periods before the first event are blank.
 
     [bold]Examples[/bold]
 
@@ -54,7 +57,8 @@ def retention(
     if not res["cohorts"]:
         out.print("No cohorts: no events (or no purchases / signup dates) yet.")
         return
-    width = min(12, max(len(c["retention"]) for c in res["cohorts"]))
+    longest = max(len(c["retention"]) for c in res["cohorts"])
+    width = longest if periods == 0 else min(periods, longest)
     key = {"share": "retention", "customers": "counts", "revenue": "revenue"}[show]
 
     def cell(v: float | None) -> str:
@@ -70,6 +74,9 @@ def retention(
               [(c["cohort"], c["size"], *[
                   cell(c[key][k] if k < len(c[key]) else None) for k in range(width)])
                for c in visible], no_wrap=(0,))
+    if width < longest:
+        out.print(f"Periods {width} to {longest - 1} are not shown: see them with --periods "
+                  f"{longest} (or 0 for all) or --json")
     hidden = len(res["cohorts"]) - len(visible)
     if hidden:
         out.print(f"{hidden} cohorts started more than {width} {res['period']}s before the "
