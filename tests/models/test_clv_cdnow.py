@@ -211,3 +211,50 @@ def test_strict_spend_keeps_refusing(cli, cdnow_free: Path, tmp_path: Path) -> N
         assert r.json()["spend_excluded"] == {"non_positive_average": 1}
     finally:
         toml.write_text(before, encoding="utf-8")
+
+
+def test_churn_on_purchase_only_data_leaves_empty_features_out(cli, cdnow: Path) -> None:
+    """A plain transaction file has no carts, sessions or categories: such features carry
+    nothing and are left out (they crashed the classifier); P(alive) ranking churners
+    worse than chance is said."""
+    import pandas as pd
+
+    r = cli("--workspace", cdnow, "clv", "churn", "--json")
+    assert r.code == 0, r.err
+    res = r.json()
+    left = res["gradient_boosting"]["left_out"]
+    assert left["cart_abandonment_rate"] == "null for every customer"
+    assert not set(left) & set(res["gradient_boosting"]["features"])
+    assert {"frequency", "monetary", "recency_days"} <= set(
+        res["gradient_boosting"]["features"])
+    # the test labels, counted from the events independently: no purchase in the last
+    # 60 days of the data among the customers seen before its start
+    events = pd.read_csv(shared_data("cdnow/CDNOW_sample.txt"), sep=r"\s+", header=None,
+                         names=["id", "s", "date", "n", "usd"], dtype={"date": str})
+    ts = pd.to_datetime(events.date, format="%Y%m%d", utc=True)
+    cut = pd.Timestamp(res["test_as_of"])
+    seen = set(events.id[ts <= cut])
+    active = set(events.id[(ts > cut) & (ts <= cut + pd.Timedelta(days=60))])
+    assert res["n_test"] == len(seen)
+    rate = res["gradient_boosting"]["all"]["churn_rate"]
+    assert rate == pytest.approx(len(seen - active) / len(seen))
+    auc = res["p_alive"]["purchasers"]["auc"]
+    if auc < 0.5:
+        assert any("worse than chance" in w for w in res["p_alive"]["warnings"])
+    assert "Left out of gradient boosting" in cli("--workspace", cdnow, "clv", "churn").out
+
+
+def test_a_test_set_of_one_class_says_so() -> None:
+    import numpy as np
+
+    from tribes.models.clv.churn import _scores
+
+    s = _scores(np.ones(12, dtype=int), np.linspace(0, 1, 12))
+    assert s["auc"] is None and s["churn_rate"] == 1.0
+    assert s["note"] == "100% churned; AUC undefined because there is only one class"
+
+
+def test_a_calibration_end_after_the_data_is_refused(cli, cdnow: Path) -> None:
+    r = cli("--workspace", cdnow, "clv", "fit", "--calibration-end", "1998-12-31", "--json")
+    assert r.code != 0 and r.json()["error"] == "E_CALIBRATION"
+    assert "1998-06-30" in r.err  # the last purchase of the sample

@@ -284,6 +284,16 @@ def churn(
         (f"1 - P(alive), {res['model']} (purchasers)", pa["n"], pa.get("churn_rate"),
          f(pa["auc"]), f(pa["brier"])),
     ])
+    for label, scores in (("gradient boosting (all)", gb["all"]),
+                          ("gradient boosting (purchasers)", gb["purchasers"]),
+                          ("P(alive)", pa)):
+        if scores.get("note"):
+            out.print(f"{label}: {scores['note']}")
+    for w in res["p_alive"]["warnings"]:
+        out.print(f"[yellow]warning:[/yellow] {w}")
+    if gb.get("left_out"):
+        out.print("Left out of gradient boosting (no information): " + "; ".join(
+            f"{c} ({why})" for c, why in gb["left_out"].items()))
     if res["better_on_purchasers"]:
         out.print(f"Better on purchasers here: [bold]{res['better_on_purchasers']}[/bold]")
 

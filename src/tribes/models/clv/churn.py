@@ -61,17 +61,40 @@ def _frame(ws: Workspace, engine: Engine, cut: datetime, days: int, sample: int,
     return engine.execute(t)
 
 
-def _matrix(df: pd.DataFrame) -> pd.DataFrame:
-    cols = [c for c in df.columns if c not in EXCLUDED | {"churned"}]
+def _matrix(df: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
+    cols = columns or [c for c in df.columns if c not in EXCLUDED | {"churned"}]
     return df[cols].astype(float)
+
+
+def informative(train: pd.DataFrame) -> tuple[list[str], dict[str, str]]:
+    """The feature columns that can teach the classifier something, and why each other
+    one is left out: null for every training customer (cart abandonment where there are
+    no carts) or the same value for all."""
+    x = _matrix(train)
+    kept, left_out = [], {}
+    for c in x.columns:
+        values = x[c].dropna()
+        if values.empty:
+            left_out[c] = "null for every customer"
+        elif values.nunique() == 1 and len(values) == len(x):
+            left_out[c] = f"the same value ({values.iloc[0]:g}) for every customer"
+        else:
+            kept.append(c)
+    return kept, left_out
 
 
 def _scores(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
     from sklearn.calibration import calibration_curve
     from sklearn.metrics import brier_score_loss, roc_auc_score
 
+    if len(y) == 0:
+        return {"auc": None, "brier": None, "calibration": [], "n": 0,
+                "note": "no customers to score"}
     if len(np.unique(y)) < 2:
-        return {"auc": None, "brier": None, "calibration": [], "n": len(y)}
+        return {"auc": None, "brier": None, "calibration": [], "n": len(y),
+                "churn_rate": float(y.mean()),
+                "note": f"{y.mean():.0%} churned; AUC undefined because there is only one "
+                        "class"}
     frac, mean = calibration_curve(y, p, n_bins=CALIBRATION_BINS, strategy="quantile")
     return {"auc": float(roc_auc_score(y, p)), "brier": float(brier_score_loss(y, p)),
             "calibration": [{"predicted": float(m), "observed": float(f)}
@@ -113,11 +136,16 @@ def compare_churn(ws: Workspace, engine: Engine, *, days: int | None = None,
     if len(np.unique(y_train)) < 2:
         raise ModelError(f"every training customer has the same label (churned = "
                          f"{bool(y_train[0])}); try another --days", code="E_MODEL_DATA")
+    columns, left_out = informative(train)
+    if not columns:
+        raise ModelError("no feature tells the training customers apart ("
+                         + "; ".join(f"{c}: {why}" for c, why in left_out.items()) + ")",
+                         code="E_MODEL_DATA")
     say("training gradient boosting")
     gb = HistGradientBoostingClassifier(random_state=ws.config.segment.random_state,
                                         max_iter=200, early_stopping=True)
-    gb.fit(_matrix(train), y_train)
-    p_gb = gb.predict_proba(_matrix(test))[:, 1]
+    gb.fit(_matrix(train, columns), y_train)
+    p_gb = gb.predict_proba(_matrix(test, columns))[:, 1]
 
     say(f"fitting {name} on purchases up to {test_cut.date()}")
     spec = SummarySpec(test_cut, None, cfg.period, cfg.time_unit)
@@ -130,6 +158,10 @@ def compare_churn(ws: Workspace, engine: Engine, *, days: int | None = None,
     gb_all = _scores(y_test, p_gb)
     gb_buyers = _scores(y_test[buyers], p_gb[buyers])
     pa = _scores(y_test[buyers], p_alive.reindex(keys[buyers]).to_numpy(float))
+    if pa["auc"] is not None and pa["auc"] < 0.5:
+        notes = [*notes, f"1 - P(alive) of {name} ranks churners worse than chance here "
+                 f"(ROC-AUC {pa['auc']:.2f} < 0.5): do not read it as churn risk on this "
+                 "data"]
     candidates = {"gradient_boosting": gb_buyers["auc"], "p_alive": pa["auc"]}
     scored = {k: v for k, v in candidates.items() if v is not None}
     better = max(scored, key=lambda k: scored[k]) if scored else None
@@ -137,8 +169,8 @@ def compare_churn(ws: Workspace, engine: Engine, *, days: int | None = None,
         "days": days, "train_as_of": train_cut.isoformat(), "test_as_of": test_cut.isoformat(),
         "end": end.isoformat(), "n_train": len(train), "n_test": len(test),
         "purchasers_in_test": int(buyers.sum()), "model": name,
-        "gradient_boosting": {"all": gb_all, "purchasers": gb_buyers,
-                              "features": list(_matrix(train).columns)},
+        "gradient_boosting": {"all": gb_all, "purchasers": gb_buyers, "features": columns,
+                              "left_out": left_out},
         "p_alive": {"purchasers": pa, "warnings": notes},
         "better_on_purchasers": better,
     }

@@ -226,7 +226,10 @@ def fit_clv(ws: Workspace, engine: Engine, *, model: str | None = None,
     consent = (settings or RunSettings.resolve(ws.config)).consent_mode
     end = data_end(engine)
     if calibration_end is not None and calibration_end >= end:
-        calibration_end = None  # nothing after it: a fit on everything, checked as usual
+        raise ModelError(f"--calibration-end {calibration_end.date()} is not before the end "
+                         f"of the data ({end.date()}): nothing would be left to check the "
+                         "models on. Give an earlier date, or leave it out to fit on every "
+                         "purchase with an automatic holdout", code="E_CALIBRATION")
     auto = calibration_end is None
     check_end = _auto_calibration_end(engine, end, cfg.holdout_share) if auto else (
         calibration_end)
