@@ -83,7 +83,8 @@ def main() -> None:
     args = ap.parse_args()
     ws = prepare(args.data, args.events)
     tribes = [sys.executable, "-m", "tribes", "-w", str(ws), "--json"]
-    measure_isolated([*tribes, "prep"])  # identities and sessions for the current events
+    # identities, sessions and features for the current events (cohort rules use them)
+    measure_isolated([*tribes, "features"])
     runs = {
         "transitions": measure_isolated([*tribes, "journeys", "transitions"]),
         "funnel (4 steps, 1d)": measure_isolated([*tribes, "journeys", "funnel", "--steps",

@@ -153,3 +153,13 @@ def test_cohort_filters_analyses(feature_data: FeatureData, cli) -> None:
     assert r.code == 0 and {"name": "buyers", "n_customers": buyers} in r.json()["cohorts"]
     r = cli("--workspace", ws, "cohorts", "rules")
     assert r.code == 0 and "first purchase within 7 days of first event" in r.out
+
+
+def test_a_rule_before_any_features_says_what_to_run(cli, tmp_path) -> None:
+    ws = tmp_path / "ws"
+    assert cli("init", ws).code == 0
+    src = tmp_path / "e.csv"
+    src.write_text("ts,user_id,event\n2026-01-01T00:00:00Z,u1,login\n")
+    assert cli("-w", ws, "ingest", src).code == 0
+    r = cli("-w", ws, "cohorts", "define", "x", "--rule", "at least 1 login", "--json")
+    assert r.code != 0 and r.json()["error"] == "E_NO_FEATURES" and "Traceback" not in r.err

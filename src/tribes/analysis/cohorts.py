@@ -125,6 +125,10 @@ def retention(engine: Engine, *, by: str = "first_seen", period: str | None = No
 
 
 def _parse(engine: Engine, rule: str) -> Any:
+    if not engine.has_table("customer_features"):
+        raise InputError("no customer features yet (a rule may name features, and the "
+                         "cohort's share is of the analyzed customers): run tribes "
+                         "features, or tribes run, first", code="E_NO_FEATURES")
     ev = engine.table("events")
     events = [str(e) for e in engine.execute(ev.select("event_type").distinct())[
         "event_type"].dropna()]
