@@ -36,17 +36,29 @@ def test_ab_analyze_cli(shop, cli: Callable[..., CliResult], tmp_path) -> None:
     res = r.json()
     assert res["control"] == "A" and res["treatment"] == "B"
     secret = w.secret()
-    never_seen = sum(pseudonym(c, secret) not in known_ids for c in ids)
-    assert res["customers"] == len(ids) and res["unknown_ids"] == never_seen >= 1
+    never_seen = sorted(c for c in ids if pseudonym(c, secret) not in known_ids)
+    # by default an id that matches no customer is left out, counted and listed
+    assert res["unknown_ids"] == len(never_seen) >= 1 and "NOBODY-1" in never_seen
+    assert res["unknown_id_list"] == never_seen and res["unknown_ids_policy"] == "exclude"
+    assert res["customers"] == len(ids) - len(never_seen)
     assert {s["segment_id"] for s in res["segments"]} == {0, 1, 2}
     n = res["overall"]["n_control"] + res["overall"]["n_treatment"]
-    assert n == len(ids) - res["excluded_by_consent"]
+    assert n == res["customers"] - res["excluded_by_consent"]
+    # counted instead, they are exposed customers who did not convert
+    counted = cli("-w", ws, "ab", "analyze", "--assignments", path, "--metric", "conversion",
+                  "--window", "14d", "--unknown-ids", "count", "--json").json()
+    assert counted["customers"] == len(ids)
+    arm = exp.set_index("user_id").group
+    extra_a = sum(arm[c] == "A" for c in never_seen)
+    assert counted["overall"]["n_control"] == res["overall"]["n_control"] + extra_a
+    assert counted["overall"]["control"] * counted["overall"]["n_control"] == pytest.approx(
+        res["overall"]["control"] * res["overall"]["n_control"])  # the same conversions
     # the control's conversion, by hand from the events: a purchase in the 14 days after
     key = {pseudonym(c, secret): c for c in truth.customer_id}
     ts = pd.to_datetime(ev.ts, utc=True)
     bought = ev[(ev.event_type == "purchase") & (ts > start)
                 & (ts <= start + pd.Timedelta(days=14))].customer_id.map(key).dropna()
-    control = exp[exp.group == "A"].user_id
+    control = [c for c in exp[exp.group == "A"].user_id if c not in never_seen]
     want = np.mean([c in set(bought) for c in control])
     assert res["overall"]["control"] == pytest.approx(want)
     assert res["statement"]

@@ -64,7 +64,8 @@ def _column(df: pd.DataFrame, names: tuple[str, ...], what: str) -> str:
 
 
 def read_assignments(ws: Workspace, engine: Engine, df: pd.DataFrame) -> pd.DataFrame:
-    """customer_key, variant, exposed_at (UTC) and whether the id is known here."""
+    """customer_key, variant, exposed_at (UTC), the id as given and whether it is known
+    here (an id of a customer the workspace has seen)."""
     idc = _column(df, ID_NAMES, "customer id")
     vc = _column(df, VARIANT_NAMES, "variant")
     tc = _column(df, TIME_NAMES, "exposure time")
@@ -87,7 +88,8 @@ def read_assignments(ws: Workspace, engine: Engine, df: pd.DataFrame) -> pd.Data
     dup = out.duplicated("customer_key", keep="first")
     if dup.any():  # the first exposure counts
         out = out.sort_values("exposed_at").drop_duplicates("customer_key", keep="first")
-    return out[["customer_key", "variant", "exposed_at", "known"]].reset_index(drop=True)
+    return out[["customer_key", "variant", "exposed_at", "raw", "known"]].rename(
+        columns={"raw": "id"}).reset_index(drop=True)
 
 
 def outcomes(ws: Workspace, engine: Engine, assigned: pd.DataFrame, metric: str, *,

@@ -47,6 +47,10 @@ def analyze(
     impression_types: Annotated[str, typer.Option(
         "--impression-types", help="ctr: event types of an impression.")
     ] = "impression,view_promotion",
+    unknown_ids: Annotated[str, typer.Option(
+        "--unknown-ids", help="Ids of the assignments that match no customer of the "
+        "workspace: exclude (left out, counted and, with --json, listed) or count (as "
+        "exposed customers with no outcome: they did not convert).")] = "exclude",
     json_out: JsonOpt = False,
 ) -> None:
     """Measure a campaign per segment: the uplift of the treatment over the control in the
@@ -80,6 +84,8 @@ def analyze(
         raise typer.BadParameter("use segment or none", param_hint="--by")
     if correction not in ("holm", "bh"):
         raise typer.BadParameter("use holm or bh", param_hint="--correction")
+    if unknown_ids not in ("exclude", "count"):
+        raise typer.BadParameter("use exclude or count", param_hint="--unknown-ids")
     planned = None
     if split:
         try:
@@ -95,6 +101,9 @@ def analyze(
     with open_engine(ws, read_only=True) as engine, out.progress("measuring") as task:
         task.step("reading assignments")
         assigned = read_assignments(ws, engine, raw)
+        unknown = sorted(assigned.loc[~assigned["known"], "id"])
+        if unknown_ids == "exclude":
+            assigned = assigned[assigned["known"]].reset_index(drop=True)
         variants = sorted(assigned["variant"].unique())
         if len(variants) != 2:
             raise InputError(f"an A/B test has two variants; the assignments have "
@@ -115,7 +124,8 @@ def analyze(
                     treatment=next(v for v in variants if v != ctl), alpha=alpha,
                     correction=correction, cuped=not no_cuped)
     res = run_analysis(df, design, split=planned, names=names)
-    res.update(customers=len(assigned), unknown_ids=int((~assigned["known"]).sum()),
+    res.update(customers=len(assigned), unknown_ids=len(unknown),
+               unknown_ids_policy=unknown_ids, unknown_id_list=unknown,
                excluded_by_consent=int(df.attrs.get("excluded_by_consent", 0)),
                version=df.attrs.get("version"), window=window, pre=pre)
     out.result(res)
@@ -134,8 +144,11 @@ def _show(out: Output, res: dict[str, Any]) -> None:
         return f"{100 * x:+.2f} pts" if rate else f"{x:+,.2f}"
 
     srm = res["srm"]
-    out.print(f"{res['customers']:,} exposed customers ({res['unknown_ids']:,} ids unknown "
-              f"here, {res['excluded_by_consent']:,} left out for lack of consent); "
+    unknown = (f"{res['unknown_ids']:,} ids unknown here left out" if
+               res["unknown_ids_policy"] == "exclude" else
+               f"{res['unknown_ids']:,} ids unknown here counted as not converting")
+    out.print(f"{res['customers']:,} exposed customers ({unknown}, "
+              f"{res['excluded_by_consent']:,} left out for lack of consent); "
               f"{res['metric']} in the {res['window']} after exposure, "
               f"{res['treatment']} vs {res['control']}")
     if srm["mismatch"]:

@@ -255,6 +255,8 @@ def _campaign(ws: Any, engine: Any, path: Path, metric: str, window: str,
         raise typer.BadParameter(f"use one of {', '.join(METRICS)}", param_hint="--metric")
     raw = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
     assigned = read_assignments(ws, engine, raw)
+    # ids of no customer here are left out, as by default in tribes ab analyze
+    assigned = assigned[assigned["known"]].reset_index(drop=True)
     variants = sorted(assigned["variant"].unique())
     if len(variants) != 2:
         raise InputError(f"an A/B test has two variants; found {len(variants)}",
