@@ -136,7 +136,8 @@ def _reach(engine: Engine, ev: ir.Table, steps: list[str], window: timedelta,
         attr=ev[attr[0]] if attr else ibis.null("string"), **cols))
     first = ev.filter(ev.event_type == steps[0])
     if start == "first":
-        first = first.filter(first.pos == first.pos.min().over(group_by=first.unit))
+        first = first.mutate(_first=first.pos.min().over(group_by=first.unit)).view()
+        first = first.filter(first.pos == first._first).drop("_first")
     reached = first.select("unit", "customer_key", p1="pos", t1="ts", a1="attr",
                            **{c: c for c in cols})
     reached = engine.create_temp("_fn_reached1", reached)

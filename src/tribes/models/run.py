@@ -79,11 +79,25 @@ def size_warnings(segments: list[dict[str, Any]], n: int) -> list[str]:
             "to describe or target; try a smaller --k or wait for more data"]
 
 
+def fingerprint(t: ir.Table, features: list[str]) -> ir.StringValue:
+    """A text that depends on a customer's feature values alone: the md5 of the values
+    to six decimals, written as integers (the same on every engine). Customer keys
+    depend on each workspace's secret; what is fitted, and how it is numbered, must
+    not."""
+    parts = [(t[f].cast("float64") * 1e6).round().cast("int64").cast("string").fill_null("-")
+             for f in features]
+    return md5_hex(ibis.literal("|").join(parts))
+
+
 def sample_customers(engine: Engine, t: ir.Table, features: list[str], size: int
                      ) -> pd.DataFrame:
-    """Up to ``size`` customers with ``features``, always the same ones for a table."""
-    s = t.order_by(md5_hex(t.customer_key)).limit(size)
-    return engine.execute(s.select("customer_key", *features))
+    """Up to ``size`` customers with ``features``, always the same ones for the same
+    feature values, in the order of those values (whatever the workspace's secret:
+    customers with equal values are interchangeable)."""
+    s = t.order_by([fingerprint(t, features), t.customer_key]).limit(size)
+    df = engine.execute(s.select("customer_key", *features))
+    return df.sort_values(features, na_position="last", kind="mergesort",
+                          ignore_index=True)
 
 
 @dataclass
@@ -332,8 +346,12 @@ def _store(engine: Engine, assigned: ir.Table, *, method: str, k: int, feats: li
            names: dict[int, str] | None = None,
            stats: dict[str, Any] | None = None, fitted_on: int | None = None,
            activate: bool = True) -> SegmentReport:
-    sizes_df = engine.execute(assigned.group_by("label").aggregate(
-        n=assigned.count(), first=assigned.customer_key.min()))
+    # groups of one size are numbered by their members' values, never by their keys
+    f = engine.table(FEATURES_TABLE)
+    marks = f.select(m_key="customer_key", mark=fingerprint(f, feats))
+    marked = assigned.left_join(marks, assigned.customer_key == marks.m_key)
+    sizes_df = engine.execute(marked.group_by("label").aggregate(
+        n=marked.count(), first=marked.mark.min()))
     new_sizes = {int(r.label): int(r.n) for r in sizes_df.itertuples()}
     first_key = {int(r.label): str(r.first) for r in sizes_df.itertuples()}
     parent = active_version(engine)
