@@ -228,13 +228,19 @@ def validate(
                 f"{r['holdout']['mae']:.3f}",
                 _pct(r["holdout"]["cumulative"]["error_pct_at_end"]))
                for r in res["models"]], no_wrap=range(6))
+    lowest = res["lowest_mae"]
     for r in res["models"]:
-        if r["model"] == res["best"]:
+        if r["model"] == lowest:
             _show_holdout(out, r["holdout"], f"{r['model']} (lowest MAE)")
-    out.print(f"Lowest holdout error per customer: [bold]{res['best']}[/bold]"
-              + ("" if res["stored_model"] in (None, res["best"]) else
-                 f" (stored fit: {res['stored_model']}; tribes clv fit --model "
-                 f"{res['best']})"))
+    if res["tied"]:
+        out.print(f"[bold]No best model[/bold]: {lowest} has the lowest holdout error per "
+                  f"customer, but {', '.join(res['tied'])} tie with it (their errors differ "
+                  "by less than chance on this holdout, at 95%)")
+        return
+    out.print(f"Lowest holdout error per customer: [bold]{lowest}[/bold], better than the "
+              "others beyond chance (paired errors, 95%)"
+              + ("" if res["stored_model"] in (None, lowest) else
+                 f" (stored fit: {res['stored_model']}; tribes clv fit --model {lowest})"))
 
 
 @app.command()

@@ -435,16 +435,33 @@ def validate_clv(ws: Workspace, engine: Engine, *, calibration_end: datetime | N
     say("summarizing purchases (calibration and holdout)")
     df = _summary(engine, spec, consent)
     repeats = engine.execute(repeat_by_period(engine, spec, consent))
-    results = []
+    results, errors = [], {}
     for n in names:
         say(f"fitting {n}")
         m = _model(n)(random_state=ws.config.segment.random_state).fit(
             df.frequency, df.recency, df["T"])
         k = len(m.param_names)
+        check = holdout_check(m, df, spec, repeats)
+        errors[n] = np.abs(m.expected_purchases(check["length"], df.frequency.to_numpy(float),
+                                                df.recency.to_numpy(float),
+                                                df["T"].to_numpy(float))
+                           - df.holdout_purchases.to_numpy(float))
         results.append({"model": n, "params": m.params_, "loglik": m.loglik_,
                         "aic": 2 * k - 2 * m.loglik_, "warnings": m.warnings_,
-                        "holdout": holdout_check(m, df, spec, repeats)})
-    best = min(results, key=lambda r: r["holdout"]["mae"])["model"]
+                        "holdout": check})
+    lowest = min(results, key=lambda r: r["holdout"]["mae"])["model"]
+    tied = [n for n in names if n != lowest and _same_error(errors[lowest], errors[n])]
     return {**spec.as_dict(), "customers": len(df), "repeat_buyers": int((df.frequency > 0).sum()),
-            "models": results, "best": best,
+            "models": results, "lowest_mae": lowest, "tied": tied,
+            "best": None if tied else lowest,
             "stored_model": None if fit is None else fit["model"]}
+
+
+def _same_error(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two models' per-customer absolute errors on the same holdout are not told
+    apart: the mean of their paired differences is within its 95% interval of 0."""
+    d = a - b
+    if len(d) < 2:
+        return True
+    se = float(d.std(ddof=1)) / np.sqrt(len(d))
+    return abs(float(d.mean())) <= 1.96 * se
