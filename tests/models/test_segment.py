@@ -299,3 +299,32 @@ def test_the_same_data_gives_the_same_segments_whatever_the_secret(shop, tmp_pat
     from tests.parity.test_parity import same  # numbers to 1e-9: sums may differ in the
     assert not same(one["personas"], two["personas"], "personas")  # last bit
     assert [p["name"] for p in one["personas"]] == [p["name"] for p in two["personas"]]
+
+
+def test_a_version_with_unstable_segments_is_flagged(blobs, cli, tmp_path) -> None:
+    """One round Gaussian ball has no groups: cut in three, the pieces turn with every
+    bootstrap resample, and segment, versions show and the report say so. Four planted
+    blobs cut in four are not flagged."""
+    ws, _ = blobs
+    cfg = SegmentConfig(features=FEATS, log1p=[], resamples=8)
+    with open_engine(ws) as engine:
+        good = run_segmentation(ws, engine, method="kmeans", k=4, cfg=cfg)
+    assert not any("not stable" in w for w in good.warnings)
+    ball = init_workspace(tmp_path / "ball")
+    x = np.random.default_rng(1).normal(size=(800, 3))
+    df = pd.DataFrame(x, columns=FEATS).assign(customer_key=[f"b{i:04d}" for i in range(800)])
+    with open_engine(ball) as engine:
+        engine.replace_table("customer_features", ibis.memtable(df))
+        cut = run_segmentation(ball, engine, method="kmeans", k=3, cfg=cfg)
+    jaccard = cut.metrics["stability"]["jaccard"]
+    weak = {sid for sid, j in jaccard.items() if j < 0.75}
+    assert weak, jaccard
+    flagged = next(w for w in cut.warnings if "not stable" in w)
+    assert all(f"{sid} (Jaccard" in flagged for sid in weak)
+    shown = cli("-w", ball.path, "versions", "show", str(cut.version))
+    assert shown.code == 0 and "not stable" in " ".join(shown.out.split())  # (wrapped)
+    assert "not stable" not in " ".join(
+        cli("-w", ws.path, "versions", "show", str(good.version)).out.split())
+    report = tmp_path / "r.html"
+    assert cli("-w", ball.path, "report", "--out", report).code == 0
+    assert "Unstable segments" in report.read_text(encoding="utf-8")

@@ -50,9 +50,15 @@ def show(ctx: typer.Context,
               f"{run['method']}, k = {run['k']}, created {str(run['created_at'])[:19]} UTC, "
               f"parent {run['parent_version']}")
     out.print("features: " + ", ".join(run["features"]))
-    out.table("Segments", ["segment", "name", "customers", "share"],
-              [(s["segment_id"], s["name"], s["size"], f"{s['share']:.1%}")
-               for s in run["segments"]])
+    from tribes.models.run import stability_warning
+
+    jaccard = (run["metrics"].get("stability") or {}).get("jaccard") or {}
+    out.table("Segments", ["segment", "name", "customers", "share", "stability (Jaccard)"],
+              [(s["segment_id"], s["name"], s["size"], f"{s['share']:.1%}",
+                jaccard.get(str(s["segment_id"]))) for s in run["segments"]])
+    warning = stability_warning(run["metrics"])
+    if warning:
+        out.print(f"[yellow]warning:[/yellow] {warning}")
 
 
 @app.command()

@@ -89,6 +89,24 @@ def fingerprint(t: ir.Table, features: list[str]) -> ir.StringValue:
     return md5_hex(ibis.literal("|").join(parts))
 
 
+def stability_warning(metrics: dict[str, Any]) -> str | None:
+    """What to say of a version some of whose segments do not come back when it is
+    fitted again on bootstrap resamples (mean Jaccard under ``MIN_JACCARD``)."""
+    from tribes.models.selection import MIN_JACCARD
+
+    jaccard = (metrics.get("stability") or {}).get("jaccard") or {}
+    weak = sorted(((float(j), sid) for sid, j in jaccard.items() if j is not None
+                   and float(j) < MIN_JACCARD))
+    if not weak:
+        return None
+    listed = ", ".join(f"{sid} (Jaccard {j:.2f})" for j, sid in weak)
+    return (f"segment{'s' if len(weak) > 1 else ''} {listed} "
+            f"{'are' if len(weak) > 1 else 'is'} not stable: fitted again on bootstrap "
+            f"resamples, {'they do' if len(weak) > 1 else 'it does'} not come back (mean "
+            f"Jaccard under {MIN_JACCARD}), so {'they' if len(weak) > 1 else 'it'} may not "
+            "be a real group. Try --k auto or another k, another --method, or more data")
+
+
 def sample_customers(engine: Engine, t: ir.Table, features: list[str], size: int
                      ) -> pd.DataFrame:
     """Up to ``size`` customers with ``features``, always the same ones for the same
@@ -410,4 +428,6 @@ def _store(engine: Engine, assigned: ir.Table, *, method: str, k: int, feats: li
     return SegmentReport(version=version, method=method, k=k, n_customers=n, features=feats,
                          metrics=metrics, segments=segments, parent_version=parent,
                          seconds=round(time.perf_counter() - started, 3),
-                         warnings=size_warnings(segments, n), held=not activate)
+                         warnings=[*size_warnings(segments, n),
+                                   *filter(None, [stability_warning(metrics)])],
+                         held=not activate)

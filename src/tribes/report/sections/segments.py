@@ -128,6 +128,11 @@ def segments(ctx: ReportContext) -> str:
                f"{run['snapshot'].get('n_customers', 0):,} customers; silhouette "
                f"{_f(m.get('silhouette'))}, Davies-Bouldin {_f(m.get('davies_bouldin'))}, "
                f"bootstrap ARI {_f(stab.get('ari_mean'))}.</p>")
+    from tribes.models.run import stability_warning
+
+    warning = stability_warning(m)
+    if warning:
+        quality += f"<p class='warn'><b>Unstable segments</b>: {esc(warning)}.</p>"
     return quality + "<div class='grid2'><div>" + ctx.figure(fig, 340) + "</div><div>" + \
         _map(ctx, run, nm) + "</div></div>"
 
