@@ -328,3 +328,32 @@ def test_a_version_with_unstable_segments_is_flagged(blobs, cli, tmp_path) -> No
     report = tmp_path / "r.html"
     assert cli("-w", ball.path, "report", "--out", report).code == 0
     assert "Unstable segments" in report.read_text(encoding="utf-8")
+
+
+def test_the_k_table_says_when_the_stored_version_was_fitted_again(blobs) -> None:
+    """k is scored on a subsample when the fitting sample is larger: the stored version
+    is then a fit on every sampled customer, and the table says so with both figures."""
+    from sklearn.metrics import silhouette_score
+
+    from tribes.models.run import refit_note
+
+    ws, df = blobs
+    small = SegmentConfig(features=FEATS, log1p=[], resamples=0, k_range="2-6",
+                          selection_sample=300)
+    with open_engine(ws) as engine:
+        r = run_segmentation(ws, engine, method="kmeans", cfg=small)
+    sel = r.metrics["k_selection"]
+    fit = sel["stored_fit"]
+    assert (fit["scored_on"], fit["customers"], fit["refit"]) == (300, len(df), True)
+    # the stored figure is the stored partition's, computed here from its assignments
+    a = assignments(ws, r.version).merge(df, on="customer_key")
+    x = (a[FEATS] - a[FEATS].mean()) / a[FEATS].std(ddof=0)
+    assert fit["silhouette"] == pytest.approx(silhouette_score(x, a.segment_id), abs=0.01)
+    note = refit_note(sel)
+    assert note and "300 customers" in note and "1,200" in note
+    whole = SegmentConfig(features=FEATS, log1p=[], resamples=0, k_range="2-6")
+    with open_engine(ws) as engine:
+        r2 = run_segmentation(ws, engine, method="kmeans", cfg=whole)
+    fit2 = r2.metrics["k_selection"]["stored_fit"]
+    assert fit2["scored_on"] == fit2["customers"] == len(df)
+    assert fit2["refit"] is False and refit_note(r2.metrics["k_selection"]) is None

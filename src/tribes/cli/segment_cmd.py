@@ -56,7 +56,9 @@ def show_choice(out: Output, sel: dict[str, Any]) -> None:
                "bic": "BIC (no k has distinct segments)"}.get(sel.get("decided_by", ""))
     out.print(f"votes: {votes}; chosen k = [bold]{sel['chosen']}[/bold]"
               + (f", decided by {decided}" if decided else ""))
-    for note in sel.get("notes") or []:
+    from tribes.models.run import refit_note
+
+    for note in [*(sel.get("notes") or []), *filter(None, [refit_note(sel)])]:
         out.print(f"[yellow]note:[/yellow] {note}")
 
 

@@ -89,6 +89,20 @@ def fingerprint(t: ir.Table, features: list[str]) -> ir.StringValue:
     return md5_hex(ibis.literal("|").join(parts))
 
 
+def refit_note(selection: dict[str, Any]) -> str | None:
+    """What a reader of the k-selection table must know when the stored version is not
+    the partition the table scored (see ``_stored_fit``)."""
+    fit = selection.get("stored_fit") or {}
+    if not fit.get("refit"):
+        return None
+    table, stored = fit.get("table_silhouette"), fit.get("silhouette")
+    figures = ("" if table is None or stored is None else
+               f": silhouette {stored:.3f} against {table:.3f} in the table at k = "
+               f"{selection['chosen']}")
+    return (f"the table scores fits on {fit['scored_on']:,} customers; the stored version "
+            f"was fitted again on {fit['customers']:,}, so its own figures differ{figures}")
+
+
 def stability_warning(metrics: dict[str, Any]) -> str | None:
     """What to say of a version some of whose segments do not come back when it is
     fitted again on bootstrap resamples (mean Jaccard under ``MIN_JACCARD``)."""
@@ -220,8 +234,24 @@ def fit_method(p: Prepared, method: str, k: int | None, ks: list[int], cfg: Segm
     if stab is not None:
         metrics["stability"] = stab.as_dict()
     if selection is not None:
-        metrics["k_selection"] = selection.as_dict()
+        metrics["k_selection"] = {**selection.as_dict(),
+                                  "stored_fit": _stored_fit(selection, k, metrics, len(x),
+                                                            len(sub_idx))}
     return fitted, k, metrics
+
+
+def _stored_fit(selection: KSelection, k: int, metrics: dict[str, Any], n: int,
+                scored_on: int) -> dict[str, Any]:
+    """How the stored version relates to the k-selection table's row of its k: the table
+    scores fits on ``scored_on`` customers; the version is fitted again on ``n`` (the
+    whole fitting sample), and its own figures may differ."""
+    row = next((s for s in selection.scores if s.k == k), None)
+    table = None if row is None else row.silhouette
+    stored = metrics.get("silhouette")
+    same = (scored_on == n and table is not None and stored is not None
+            and abs(table - stored) < 0.005)
+    return {"customers": n, "scored_on": scored_on, "silhouette": stored,
+            "table_silhouette": table, "refit": not same}
 
 
 def fit_stable(p: Prepared, method: str, k: int, cfg: SegmentConfig,

@@ -80,7 +80,10 @@ def k_selection(ctx: ReportContext) -> str:
         "bic": "BIC: no k splits the customers into distinct groups",
     }.get(sel.get("decided_by", ""))
     distinct = sel.get("distinct")
-    notes = "".join(f"<li>{esc(n)}</li>" for n in sel.get("notes") or [])
+    from tribes.models.run import refit_note
+
+    notes = "".join(f"<li>{esc(n)}</li>" for n in [*(sel.get("notes") or []),
+                                                    *filter(None, [refit_note(sel)])])
     return (ctx.figure(fig, 300)
             + f"<p>Chosen k = <b>{sel['chosen']}</b>"
             + (f", decided by {esc(decided)}" if decided else "") + ". "
