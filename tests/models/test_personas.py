@@ -32,6 +32,59 @@ def test_names_follow_the_lifts_and_are_unique() -> None:
     assert len({n.name for n in names.values()}) == 4
 
 
+def _fig(**medians: tuple[float | None, float | None]) -> dict[str, dict[str, float | None]]:
+    """Per feature (segment median, population median)."""
+    return {f: {"median": m, "population_median": p} for f, (m, p) in medians.items()}
+
+
+# per archetype: lifts that point at it, figures that make its name true, and figures
+# that make it false (written from what the name says of the median member)
+RULES = {
+    "High-value loyalists": (
+        {"monetary": 2.0, "frequency": 1.5, "recency_days": -1.0, "aov": 1.0},
+        _fig(frequency=(3, 1), monetary=(250.0, 60.0)),
+        _fig(frequency=(1, 1), monetary=(250.0, 60.0))),  # one order is not loyalty
+    "Bargain hunters": (
+        {"aov": -2.0, "frequency": 1.0, "distinct_categories": 1.0},
+        _fig(frequency=(2, 1), aov=(15.0, 40.0)),
+        _fig(frequency=(0, 1), aov=(None, 40.0))),  # never bought: no bargains either
+    "Window shoppers": (
+        {"cart_abandonment_rate": 1.4, "frequency": -1.2, "monetary": -0.6},
+        _fig(frequency=(0, 1), cart_abandonment_rate=(1.0, 0.5)),
+        _fig(frequency=(2, 1), cart_abandonment_rate=(1.0, 0.5))),  # they do buy
+    "New explorers": (
+        {"tenure_days": -2.0, "distinct_categories": 1.0, "sessions_per_week": 1.0},
+        _fig(tenure_days=(12.0, 90.0)),
+        _fig(tenure_days=(120.0, 90.0))),
+    "Lapsing former buyers": (
+        {"recency_days": 1.8, "purchase_recency_days": 1.2, "tenure_days": 0.2},
+        _fig(frequency=(2, 1), recency_days=(120.0, 30.0)),
+        _fig(frequency=(0, 1), recency_days=(120.0, 30.0))),  # never buyers at all
+    "Support-heavy customers": (
+        {"support_contacts": 2.5},
+        _fig(support_contacts=(2, 0)),
+        _fig(support_contacts=(0, 0))),
+    "Engaged browsers": (
+        {"sessions_per_week": 2.0, "events_per_session": 1.0, "frequency": -0.5},
+        _fig(sessions_per_week=(3.0, 0.7)),
+        _fig(sessions_per_week=(0.5, 0.7))),
+    "Occasional buyers": (
+        {"frequency": -1.5, "n_sessions": -1.5, "monetary": -0.8},
+        _fig(frequency=(1, 2)),
+        _fig(frequency=(0, 2))),  # no order at all: not buyers
+}
+
+
+@pytest.mark.parametrize("archetype", sorted(RULES))
+def test_a_name_is_only_given_when_its_rule_holds(archetype: str) -> None:
+    lifts, true, false = RULES[archetype]
+    named = name_segments({1: lifts}, {1: true})[1]
+    assert named.name == archetype and named.rule
+    refused = name_segments({1: lifts}, {1: false})[1]
+    assert refused.name != archetype and refused.archetype != archetype
+    assert name_segments({1: lifts})[1].name == archetype  # the lifts alone point at it
+
+
 def test_two_similar_segments_do_not_share_a_name() -> None:
     same = {"monetary": 2.0, "frequency": 1.5, "recency_days": -1.0}
     names = name_segments({1: same, 2: dict(same)})

@@ -56,6 +56,7 @@ def segment_stats(engine: Engine, version: int) -> tuple[pd.DataFrame, dict[str,
     for c in numeric:
         pop_aggs[f"{c}__mean"] = j[c].mean()
         pop_aggs[f"{c}__std"] = j[c].std(how="pop")
+        pop_aggs[f"{c}__median"] = j[c].median()
     pop = engine.execute(j.aggregate(**pop_aggs)).iloc[0].to_dict()
     pop["features"] = numeric
     return per, pop
@@ -198,9 +199,10 @@ def build_personas(engine: Engine, version: int | None = None, *,
             pm, sd = _num(pop[f"{f}__mean"]), _num(pop[f"{f}__std"])
             lift = (mean - pm) / sd if mean is not None and pm is not None and sd else 0.0
             stats[s][f] = {"mean": mean, "median": median, "population_mean": pm,
-                           "lift": lift}
+                           "population_median": _num(pop[f"{f}__median"]), "lift": lift}
             lifts[s][f] = lift
-    names = name_segments({s: lifts[s] for s in lifts if s != -1})
+    names = name_segments({s: lifts[s] for s in lifts if s != -1},
+                          {s: stats[s] for s in stats if s != -1})
     categories = _top_categories(engine, v)
     journeys = _journeys(engine, v, session_timeout_s)
     attrs = _attributes(engine, v)
@@ -216,6 +218,7 @@ def build_personas(engine: Engine, version: int | None = None, *,
             "version": v, "segment_id": s, "name": name,
             "archetype": nm.archetype if nm else None,
             "archetype_score": nm.score if nm else None,
+            "archetype_rule": nm.rule if nm and nm.rule else None,
             "campaign": nm.campaign if nm else "review",
             "action": nm.action if nm else "Review individually: these customers fit no "
             "segment (noise of a density method).",
