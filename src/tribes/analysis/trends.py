@@ -166,12 +166,54 @@ def analyze(series: pd.Series, *, horizon: int = 14, non_negative: bool = True,
         pred, _, _ = _forecast(bname, bmodel, horizon)
         if non_negative:
             pred = np.maximum(pred, 0.0)
-        ok = test.to_numpy() != 0
-        mape = float(np.mean(np.abs((test.to_numpy()[ok] - pred[ok]) / test.to_numpy()[ok]))
-                     ) if ok.any() else 0.0
-        out["forecast"]["backtest"] = {"model": bname, "holdout_days": horizon,
-                                       "mape": mape if ok.any() else None}
+        actual = test.to_numpy()
+        base = seasonal_naive(train.to_numpy(), horizon, season)
+        ok = actual != 0
+        mape = float(np.mean(np.abs((actual[ok] - pred[ok]) / actual[ok]))) if ok.any() \
+            else None
+        mae, base_mae = float(np.mean(np.abs(actual - pred))), float(
+            np.mean(np.abs(actual - base)))
+        beats = mae < base_mae
+        out["forecast"]["backtest"] = {"model": bname, "holdout_days": horizon, "mape": mape,
+                                       "mae": mae, "baseline_mae": base_mae,
+                                       "beats_baseline": beats}
+        if not beats:
+            out["forecast"] = _baseline_forecast(y, out["forecast"], horizon, season,
+                                                 non_negative)
     return out
+
+
+BASELINE = "seasonal naive"
+
+
+def seasonal_naive(history: np.ndarray, horizon: int, season: int | None) -> np.ndarray:
+    """The value one season earlier (the last value, without a season), repeated over the
+    horizon: the forecast any model must beat."""
+    if not season or len(history) < season:
+        return np.full(horizon, float(history[-1]))
+    last = history[-season:]
+    return np.array([float(last[h % season]) for h in range(horizon)])
+
+
+def _baseline_forecast(y: pd.Series, model_forecast: dict[str, Any], horizon: int,
+                       season: int | None, non_negative: bool) -> dict[str, Any]:
+    """The seasonal naive forecast in place of a model that did not beat it on the
+    backtest; its 95% intervals from the spread of the series' own one-season changes,
+    widening with each season ahead."""
+    v = y.to_numpy(float)
+    lag = season if season and len(v) > season else 1
+    spread = float(np.std(v[lag:] - v[:-lag])) if len(v) > lag else 0.0
+    mean = seasonal_naive(v, horizon, season)
+    width = 1.96 * spread * np.sqrt(np.arange(horizon) // lag + 1)
+    lo, hi = mean - width, mean + width
+    if non_negative:
+        lo = np.maximum(lo, 0.0)
+    bt = model_forecast["backtest"]
+    return {**model_forecast, "model": BASELINE, "fitted_model": model_forecast["model"],
+            "mean": mean.tolist(), "lower": lo.tolist(), "upper": hi.tolist(),
+            "note": f"{model_forecast['model']} does not beat a seasonal naive forecast on "
+                    f"the last {horizon} periods (mean absolute error {bt['mae']:,.2f} "
+                    f"against {bt['baseline_mae']:,.2f}): the naive forecast is shown"}
 
 
 def _decompose(y: pd.Series, season: int | None) -> tuple[pd.Series, ...]:

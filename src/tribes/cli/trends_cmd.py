@@ -30,7 +30,9 @@ def trends(
 ) -> None:
     """Daily (or weekly) series with STL decomposition, a forecast with 95% intervals
     (exponential smoothing or SARIMA, lower AIC; backtest MAPE on the last --horizon
-    periods) and anomalous periods (robust residual z-score > 5).
+    periods) and anomalous periods (robust residual z-score > 5). A model that does not
+    beat a seasonal naive forecast (the value one season earlier) on the backtest is
+    replaced by that forecast, and a note says so.
 
     [bold]Examples[/bold]
 
@@ -68,6 +70,8 @@ def trends(
                         round(a["z"], 1)) for a in g["anomalies"][:10]])
         if g.get("note"):
             out.print(f"{g['group']}: {g['note']}")
+        if (g.get("forecast") or {}).get("note"):
+            out.print(f"{g['group']}: {g['forecast']['note']}")
 
 
 def register(app: typer.Typer) -> None:
