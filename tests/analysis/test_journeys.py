@@ -160,3 +160,40 @@ def test_paths_and_sankey(feature_data: FeatureData, cli, tmp_path) -> None:
     assert out.exists() and r.json()["sessions"] == len(ps)
     r = cli("-w", feature_data.ws.path, "journeys", "paths", "--top", "3", "--json")
     assert r.code == 0 and len(r.json()["top"]) == 3
+
+
+def test_the_worked_example_of_the_retention_docs(tmp_path) -> None:
+    """docs/retention.md: four customers, and what each option makes of them."""
+    from tests.conftest import NOW
+    from tribes.analysis.cohorts import retention
+    from tribes.ingest import IngestOptions, ingest
+    from tribes.prep.run import run_prep
+    from tribes.store.db import init_workspace
+
+    ws = init_workspace(tmp_path / "ws")
+    path = tmp_path / "e.csv"
+    path.write_text("ts,user_id,event,amount\n2026-01-10T10:00:00Z,A,page_view,\n"
+                    "2026-03-05T10:00:00Z,A,purchase,20\n2026-01-20T10:00:00Z,B,purchase,10\n"
+                    "2026-02-15T10:00:00Z,C,page_view,\n2026-02-20T10:00:00Z,C,page_view,\n"
+                    "2026-04-02T10:00:00Z,D,page_view,\n")
+    ingest(ws, [str(path)], IngestOptions(source="web", now=NOW))
+    with open_engine(ws) as engine:
+        run_prep(ws, engine)
+
+        def table(**kw):
+            res = retention(engine, period="month", **kw)
+            return {c["cohort"]: c["counts"] for c in res["cohorts"]}, res
+
+        anyone, res = table()
+        assert anyone == {"2026-01": [2, 0, 1, 0], "2026-02": [1, 0, 0], "2026-04": [1]}
+        assert res["cohorts"][0]["revenue"] == [10.0, 0.0, 20.0, 0.0]
+        assert table(returned="purchase")[0] == {
+            "2026-01": [1, 0, 1, 0], "2026-02": [0, 0, 0], "2026-04": [0]}
+        assert table(cumulative=True)[0] == {
+            "2026-01": [2, 1, 1, 0], "2026-02": [1, 0, 0], "2026-04": [1]}
+        weeks = {ws_: retention(engine, period="week", week_start=ws_)["cohorts"][0]["cohort"]
+                 for ws_ in ("monday", "sunday")}
+        assert weeks == {"monday": "2026-01-05", "sunday": "2026-01-04"}
+        days = retention(engine, period="day")["cohorts"][0]
+        assert days["cohort"] == "2026-01-10" and len(days["counts"]) == 83  # to 04-02
+        assert days["counts"][54] == 1  # A's purchase, 54 days after 2026-01-10

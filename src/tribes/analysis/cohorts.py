@@ -26,14 +26,22 @@ from tribes.privacy.consent import consent_filter
 from tribes.store import cohorts as store
 
 BYS = ("first_seen", "first_purchase", "signup")
-PERIODS = {"month": "M", "week": "W"}
+PERIODS = {"month": "M", "week": "W", "day": "D", "hour": "h"}
+_PERIOD_US = {"week": 7 * 86_400_000_000, "day": 86_400_000_000, "hour": 3_600_000_000}
+WEEK_STARTS = ("monday", "sunday")
+
+
+def _start_of(ts: ir.TimestampValue, period: str, week_start: str) -> ir.TimestampValue:
+    """The start of the period ``ts`` falls in (weeks from Monday or from Sunday)."""
+    if period == "week" and week_start == "sunday":
+        return (ts + ibis.interval(days=1)).truncate("W") - ibis.interval(days=1)
+    return ts.truncate(PERIODS[period])
 
 
 def _index(p: ir.TimestampValue, c: ir.TimestampValue, period: str) -> ir.IntegerValue:
     if period == "month":
         return (p.year() - c.year()) * 12 + (p.month() - c.month())
-    days = micros_between(p, c).cast("float64") / 86_400_000_000.0
-    return (days / 7.0).round().cast("int64")
+    return (micros_between(p, c).cast("float64") / _PERIOD_US[period]).round().cast("int64")
 
 
 def _periods_between(start: Any, later: Any, period: str) -> int:
@@ -45,7 +53,7 @@ def _periods_between(start: Any, later: Any, period: str) -> int:
         a = a.tz_convert(None)
     if period == "month":
         return (b.year - a.year) * 12 + (b.month - a.month)
-    return round((b - a) / pd.Timedelta(days=7))
+    return round((b - a) / pd.Timedelta(microseconds=_PERIOD_US[period]))
 
 
 def parse_by(by: str, period: str | None) -> tuple[str, str]:
@@ -55,20 +63,35 @@ def parse_by(by: str, period: str | None) -> tuple[str, str]:
             by, period = by[: -len(suffix) - 1], period or suffix
     if by not in BYS:
         raise InputError(f"unknown cohort '{by}'; use first_seen, first_purchase or signup "
-                         "(optionally with _month or _week)", code="E_COHORT")
+                         "(optionally with _month, _week, _day or _hour)", code="E_COHORT")
     period = period or "month"
     if period not in PERIODS:
-        raise InputError(f"unknown period '{period}'; use month or week", code="E_PERIOD")
+        raise InputError(f"unknown period '{period}'; use month, week, day or hour",
+                         code="E_PERIOD")
     return by, period
 
 
 def retention(engine: Engine, *, by: str = "first_seen", period: str | None = None,
-              cohort: str | None = None, consent_mode: str = "opt-out") -> dict[str, Any]:
+              cohort: str | None = None, returned: str | None = None,
+              cumulative: bool = False, week_start: str = "monday",
+              segment: int | None = None, consent_mode: str = "opt-out") -> dict[str, Any]:
     """Retention matrix (counts and shares) and revenue per cohort and period, of all
-    customers or of the members of a behavioral ``cohort``."""
+    customers, the members of a behavioral ``cohort`` or of a ``segment``.
+
+    Period k counts the cohort's customers who *returned* in it: who had an event in it
+    (of type ``returned`` when given, e.g. ``purchase``); ``cumulative``: in it or any
+    later period. Revenue is every purchase in the period, whatever ``returned`` is.
+    """
     by, period = parse_by(by, period)
-    unit = PERIODS[period]
-    ev = journey_events(engine, ["event_type", "amount"], None, consent_mode, cohort=cohort)
+    if week_start not in WEEK_STARTS:
+        raise InputError(f"unknown week start '{week_start}'; use monday or sunday",
+                         code="E_PERIOD")
+    if returned is not None:
+        from tribes.analysis.funnels import check_event_types
+
+        check_event_types(engine, [returned])
+    ev = journey_events(engine, ["event_type", "amount"], segment, consent_mode,
+                        cohort=cohort)
     if by == "first_seen":
         start = ev.group_by(c_key=ev.customer_key).aggregate(c_ts=ev.ts.min())
     elif by == "first_purchase":
@@ -80,45 +103,62 @@ def retention(engine: Engine, *, by: str = "first_seen", period: str | None = No
         start = consent_filter(c.select(c_key=c.customer_id, c_ts=c.signup_ts), "c_key",
                                engine.table("consents"),
                                "opt-in" if consent_mode == "opt-in" else "opt-out")
+        start = start.semi_join(ev, start.c_key == ev.customer_key) if segment is not None \
+            else start
     if cohort is not None:
         m = store.cohort_members(engine, cohort)
         start = start.semi_join(m, start.c_key == m.c_key)
-    start = start.mutate(cohort=start.c_ts.truncate(unit)).view()
-    act = ev.mutate(p=ev.ts.truncate(unit),
+    start = start.mutate(cohort=_start_of(start.c_ts, period, week_start)).view()
+    hit = ibis.literal(True) if returned is None else ev.event_type == returned
+    act = ev.mutate(p=_start_of(ev.ts, period, week_start), hit=hit.cast("int64"),
                     rev=ibis.ifelse(ev.event_type == "purchase", ev.amount, 0.0))
-    per = act.group_by(["customer_key", "p"]).aggregate(rev=act.rev.sum())
+    per = act.group_by(["customer_key", "p"]).aggregate(hit=act.hit.max(), rev=act.rev.sum())
     j = per.join(start, per.customer_key == start.c_key)
     j = j.mutate(k=_index(j.p, j.cohort, period)).filter(ibis._.k >= 0)
     cells = engine.execute(j.group_by(["cohort", "k"]).aggregate(
-        customers=j.count(), revenue=j.rev.sum()))
+        customers=j.hit.sum(), revenue=j.rev.sum()))
+    if cumulative:  # returned in period k or later: by each customer's last return
+        h = j.filter(j.hit == 1)
+        last = h.group_by(["cohort", "customer_key"]).aggregate(k=h.k.max())
+        ends = engine.execute(last.group_by(["cohort", "k"]).aggregate(n=last.count()))
     sizes = engine.execute(start.group_by("cohort").aggregate(size=start.count()))
     size_of = {r.cohort: int(r.size) for r in sizes.itertuples()}
     # periods before the first event cannot be observed (signup cohorts may be older);
     # every period from the cohort's start to the end of the data is, returns or not
     events = engine.table("events")
-    bounds = engine.execute(events.aggregate(first=events.ts.min().truncate(unit),
-                                             last=events.ts.max().truncate(unit)))
-    first, last = bounds["first"].iloc[0], bounds["last"].iloc[0]
+    bounds = engine.execute(events.aggregate(
+        first=_start_of(events.ts.min(), period, week_start),
+        last=_start_of(events.ts.max(), period, week_start)))
+    first, last_p = bounds["first"].iloc[0], bounds["last"].iloc[0]
     by_cohort = {start_p: part for start_p, part in cells.groupby("cohort")}
+    label = {"month": "%Y-%m", "hour": "%Y-%m-%d %H:00"}.get(period, "%Y-%m-%d")
     cohorts = []
     for start_p, size in size_of.items():
         part = by_cohort.get(start_p, cells.iloc[:0])
         seen = int(part.k.max()) + 1 if len(part) else 1
-        n_periods = seen if pd.isna(last) else max(seen, _periods_between(start_p, last,
-                                                                          period) + 1)
+        n_periods = seen if pd.isna(last_p) else max(seen, _periods_between(
+            start_p, last_p, period) + 1)
         blind = 0 if pd.isna(first) else max(0, _periods_between(start_p, first, period))
         counts: list[int | None] = [None if k < blind else 0 for k in range(n_periods)]
         revenue: list[float | None] = [None if k < blind else 0.0 for k in range(n_periods)]
         for r in part.itertuples():
             counts[int(r.k)] = int(r.customers)
             revenue[int(r.k)] = float(r.revenue or 0.0)
+        if cumulative:
+            mine = ends[ends.cohort == start_p]
+            last_k = dict(zip(mine.k.astype(int), mine.n.astype(int), strict=True))
+            for k in range(n_periods - 1, blind - 1, -1):
+                counts[k] = last_k.get(k, 0) + (counts[k + 1] or 0 if k + 1 < n_periods
+                                                else 0)
         cohorts.append({
-            "cohort": start_p.strftime("%Y-%m" if period == "month" else "%Y-%m-%d"),
+            "cohort": start_p.strftime(label),
             "size": size, "counts": counts, "observed_from": blind,
             "retention": [None if n is None or not size else n / size for n in counts],
             "revenue": revenue})
     cohorts.sort(key=lambda c: c["cohort"])
-    return {"by": by, "period": period, "cohorts": cohorts}
+    return {"by": by, "period": period, "returned": returned or "any event",
+            "cumulative": cumulative, "week_start": week_start if period == "week" else None,
+            "segment": segment, "cohorts": cohorts}
 
 
 # --- behavioral cohorts ----------------------------------------------------------------

@@ -20,10 +20,21 @@ app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich",
 def retention(
     ctx: typer.Context,
     by: Annotated[str, typer.Option(
-        "--by", help="first_seen, first_purchase or signup; a _month or _week suffix sets "
-        "the period (signup_month, first_purchase_week).")] = "first_seen",
+        "--by", help="first_seen, first_purchase or signup; a _month, _week, _day or _hour "
+        "suffix sets the period (signup_month, first_purchase_week).")] = "first_seen",
     period: Annotated[str | None, typer.Option(
-        "--period", help="month or week (default: from --by, else month).",
+        "--period", help="month, week, day or hour (default: from --by, else month).",
+        show_default=False)] = None,
+    returned: Annotated[str | None, typer.Option(
+        "--returned", help="The event type that counts as coming back (e.g. purchase); "
+        "default: any event.", show_default=False)] = None,
+    cumulative: Annotated[bool, typer.Option(
+        "--cumulative", help="Period k counts who came back in k or any later period "
+        "(unbounded retention).")] = False,
+    week_start: Annotated[str, typer.Option(
+        "--week-start", help="Weeks begin on monday or sunday.")] = "monday",
+    segment: Annotated[int | None, typer.Option(
+        "--segment", help="Only customers of this segment (active version).",
         show_default=False)] = None,
     cohort: CohortOpt = None,
     show: Annotated[str, typer.Option(
@@ -33,15 +44,21 @@ def retention(
         "--periods", min=0, help="Periods shown as columns (0: all); --json has all.")] = 12,
     json_out: JsonOpt = False,
 ) -> None:
-    """Retention matrix: share of each cohort active k periods after it started, and the
-    revenue of each cohort per period. Every period up to the end of the data is shown
-    (0% when nobody came back); periods before the first event are blank.
+    """Retention matrix: share of each cohort that came back k periods after it started
+    (an event in that period; of the --returned type when given), and the revenue of each
+    cohort per period. Every period up to the end of the data is shown (0% when nobody
+    came back); periods before the first event are blank. Rules and a worked example:
+    docs/retention.md.
 
     [bold]Examples[/bold]
 
       tribes -w shop cohorts retention --by signup_month
 
       tribes -w shop cohorts retention --by first_purchase --period week --show revenue
+
+      tribes -w shop cohorts retention --returned purchase --cumulative --segment 2
+
+      tribes -w shop cohorts retention --period day --periods 30
 
       tribes -w shop cohorts retention --json
     """
@@ -51,7 +68,8 @@ def retention(
     ws = state(ctx).open()
     settings = RunSettings.resolve(ws.config)
     with open_engine(ws, read_only=True) as engine, out.progress("cohorts"):
-        res = retention_fn(engine, by=by, period=period, cohort=cohort,
+        res = retention_fn(engine, by=by, period=period, cohort=cohort, returned=returned,
+                           cumulative=cumulative, week_start=week_start, segment=segment,
                            consent_mode=settings.consent_mode)
     out.result(res)
     if not res["cohorts"]:
@@ -69,7 +87,9 @@ def retention(
     # cohorts that began long before the events have nothing observable in the first
     # columns (their later periods are in --json)
     visible = [c for c in res["cohorts"] if c["observed_from"] < width]
-    out.table(f"Retention by {res['by']} {res['period']} ({show}; k periods after the start)",
+    came = f"came back with {res['returned']}" + (" then or later" if cumulative else "")
+    out.table(f"Retention by {res['by']} {res['period']} ({show}; {came}; k periods after "
+              "the start)",
               ["cohort", "size", *[str(k) for k in range(width)]],
               [(c["cohort"], c["size"], *[
                   cell(c[key][k] if k < len(c[key]) else None) for k in range(width)])
