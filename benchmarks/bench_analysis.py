@@ -55,7 +55,7 @@ reached = f[f.event_type == steps[0]].groupby("customer_key").ts.min().rename("t
 for k, step in enumerate(steps[1:], start=2):
     s = f[f.event_type == step][["customer_key", "ts"]]
     j = reached.reset_index().merge(s, on="customer_key", how="left")
-    ok = (j.ts >= j[f"t{k-1}"]) & (j.ts <= j.t1 + pd.Timedelta(days=1))
+    ok = (j.ts > j[f"t{k-1}"]) & (j.ts <= j.t1 + pd.Timedelta(days=1))  # strictly after
     tk = j[ok].groupby("customer_key").ts.min().rename(f"t{k}")
     reached = reached.join(tk)
 out["funnel_s"] = time.perf_counter() - t
