@@ -47,13 +47,16 @@ def daily(ctx: ReportContext, g: dict[str, Any]) -> str:
                                  marker={"color": "#E45756", "size": 9, "symbol": "x"}))
     fig.update_layout(title="Revenue per day")
     bt = f.get("backtest") or {}
-    text = (f"<p>Forecast model: {esc(f['model'])} (lower AIC of exponential smoothing and "
-            "SARIMA, kept when it beats a seasonal naive forecast on the days held out)"
-            + (f"; error on the last {bt['holdout_days']} days held out: MAPE "
-               f"{bt['mape']:.1%}" if bt.get("mape") is not None else "")
-            + ". Anomalous days: robust residual z-score above 5.</p>")
-    if f.get("note"):
-        text += f"<p class='warn'>{esc(f['note'])}.</p>"
+    if f.get("fitted_model"):  # the fitted model lost to the naive forecast
+        text = ("<p>Forecast: seasonal naive (each day as the same weekday a week before). "
+                "Anomalous days: robust residual z-score above 5.</p>"
+                f"<p class='warn'>{esc(f['note'])}.</p>")
+    else:
+        text = (f"<p>Forecast model: {esc(f['model'])} (lower AIC of exponential smoothing "
+                "and SARIMA; it beats a seasonal naive forecast on the days held out)"
+                + (f"; error on the last {bt['holdout_days']} days held out: MAPE "
+                   f"{bt['mape']:.1%}" if bt.get("mape") is not None else "")
+                + ". Anomalous days: robust residual z-score above 5.</p>")
     rows = [(a["day"], round(a["value"], 2), round(a["expected"], 2), round(a["z"], 1))
             for a in g["anomalies"][:10]]
     return (ctx.figure(fig, 380) + text + decomposition(ctx, g)
