@@ -116,17 +116,30 @@ def check_clv(cli, ws: Path, w, data: Path) -> None:
     assert per.clv.idxmax() == "loyal_high_spenders"
     personas = cli("--workspace", ws, "personas", "--json").json()["personas"]
     by_name = {p["name"]: p for p in personas}
-    lapsing = by_name[PLANTED_NAMES["lapsing_buyers"]]["clv"]
-    loyal = by_name[PLANTED_NAMES["loyal_high_spenders"]]["clv"]
-    assert lapsing["churn_risk_share"] > 0.5 > loyal["churn_risk_share"]
-    assert loyal["clv_mean"] == max(p["clv"]["clv_mean"] for p in personas if p["clv"])
+    lapsing = by_name[PLANTED_NAMES["lapsing_buyers"]]["churn"]
+    loyal = by_name[PLANTED_NAMES["loyal_high_spenders"]]["churn"]
+    assert lapsing["share"] > 0.5 > loyal["share"]
+    assert "not validated" in lapsing["model"] and not lapsing["validated"]
+    loyal_clv = by_name[PLANTED_NAMES["loyal_high_spenders"]]["clv"]
+    assert loyal_clv["clv_mean"] == max(p["clv"]["clv_mean"] for p in personas if p["clv"])
     churn = cli("--workspace", ws, "clv", "churn", "--days", "30", "--json")
     assert churn.code == 0, churn.err
     c = churn.json()
-    assert c["better_on_purchasers"] in ("gradient_boosting", "p_alive")
+    best = c["better_on_purchasers"]
+    aucs = {"gradient_boosting": c["gradient_boosting"]["purchasers"]["auc"],
+            **{f"p_alive:{m}": v["auc"] for m, v in c["p_alive_models"].items()}}
+    assert aucs[best] >= max(aucs.values()) - 0.005
     # both find churners far better than chance on the planted lapsing customers
     assert c["gradient_boosting"]["purchasers"]["auc"] > 0.6
     assert c["p_alive"]["purchasers"]["auc"] > 0.6
+    # personas now show the churn risk of the model that validated best, named
+    assert c["scored"]["stored"] and c["scored"]["model"] == best
+    personas = cli("--workspace", ws, "personas", "--json").json()["personas"]
+    by_name = {p["name"]: p for p in personas}
+    lapsing = by_name[PLANTED_NAMES["lapsing_buyers"]]["churn"]
+    loyal = by_name[PLANTED_NAMES["loyal_high_spenders"]]["churn"]
+    assert lapsing["validated"] and lapsing["model"] == c["scored"]["label"]
+    assert lapsing["share"] > 0.5 > loyal["share"]
 
 
 PLANTED_NAMES = {"loyal_high_spenders": "High-value loyalists",

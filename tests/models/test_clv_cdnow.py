@@ -220,9 +220,10 @@ def test_churn_on_purchase_only_data_leaves_empty_features_out(cli, cdnow: Path)
     worse than chance is said."""
     import pandas as pd
 
-    r = cli("--workspace", cdnow, "clv", "churn", "--json")
+    r = cli("--workspace", cdnow, "clv", "churn", "--no-store", "--json")
     assert r.code == 0, r.err
     res = r.json()
+    assert res["scored"] is None
     left = res["gradient_boosting"]["left_out"]
     assert left["cart_abandonment_rate"] == "null for every customer"
     assert not set(left) & set(res["gradient_boosting"]["features"])
@@ -242,7 +243,8 @@ def test_churn_on_purchase_only_data_leaves_empty_features_out(cli, cdnow: Path)
     auc = res["p_alive"]["purchasers"]["auc"]
     if auc < 0.5:
         assert any("worse than chance" in w for w in res["p_alive"]["warnings"])
-    assert "Left out of gradient boosting" in cli("--workspace", cdnow, "clv", "churn").out
+    assert "Left out of gradient boosting" in cli("--workspace", cdnow, "clv", "churn",
+                                                  "--no-store").out
 
 
 def test_a_test_set_of_one_class_says_so() -> None:
@@ -272,3 +274,57 @@ def test_models_whose_errors_differ_by_chance_tie() -> None:
     rng = np.random.default_rng(0)
     noisy = rng.exponential(1.0, 200)
     assert _same_error(noisy, noisy + rng.normal(0.001, 1.0, 200))  # a hair apart
+
+
+def test_persona_churn_risk_comes_from_the_best_validated_model(cli, cdnow: Path) -> None:
+    """On CDNOW, BG/NBD's P(alive) is 1 for every one-time buyer, so segments of lapsed
+    one-time buyers would show less churn risk than recent repeat buyers. Personas must
+    not show that: the figure is withheld until ``clv churn`` scores churn with the model
+    that ranks the holdout best, named, and it then agrees with each segment's recency."""
+    for args in (("features",), ("segment", "--method", "kmeans", "--k", "4"),
+                 ("clv", "fit", "--model", "bgnbd"), ("clv", "score")):
+        r = cli("--workspace", cdnow, *args, "--json")
+        assert r.code == 0, (args, r.err)
+
+    def check(personas: list[dict]) -> list[dict]:
+        # independent of the implementation: for every pair of segments, the one last
+        # seen clearly longer ago never shows the lower share at churn risk
+        shown = [p for p in personas if p["churn"] and p["churn"]["share"] is not None]
+        for a in shown:
+            for b in shown:
+                ra = a["features"]["recency_days"]["median"]
+                rb = b["features"]["recency_days"]["median"]
+                if ra >= 2 * rb and ra - rb >= 7:
+                    assert a["churn"]["share"] >= b["churn"]["share"], (a["name"], b["name"])
+        return shown
+
+    before = cli("--workspace", cdnow, "personas", "--json").json()["personas"]
+    assert check(before) == []  # BG/NBD contradicts recency here: withheld, and why
+    assert all("contradicts the segments' recency" in p["churn"]["withheld"]
+               and "tribes clv churn" in p["churn"]["withheld"] for p in before)
+    churn = cli("--workspace", cdnow, "clv", "churn", "--json").json()
+    aucs = {"gradient_boosting": churn["gradient_boosting"]["purchasers"]["auc"],
+            **{f"p_alive:{m}": v["auc"] for m, v in churn["p_alive_models"].items()}}
+    best = max(v for v in aucs.values() if v is not None)
+    assert aucs[churn["better_on_purchasers"]] >= best - 0.005
+    assert churn["scored"]["stored"]
+    after = cli("--workspace", cdnow, "personas", "--json").json()["personas"]
+    assert len(check(after)) == len(after)
+    assert {p["churn"]["model"] for p in after} == {churn["scored"]["label"]}
+    assert "ROC-AUC" in churn["scored"]["label"]
+    text = cli("--workspace", cdnow, "personas", "show",
+               str(after[0]["segment_id"])).out
+    assert "at churn risk" in " ".join(text.split())
+
+
+def test_a_churn_share_that_contradicts_recency_is_found() -> None:
+    from tribes.models.personas import recency_contradiction
+
+    churn = {0: {"share": 0.0}, 1: {"share": 0.3}, 2: {"share": 0.9}}
+    # segment 0 was last seen 300 days ago yet shows 0% at risk; segment 1, 10 days ago
+    why = recency_contradiction(churn, {0: 300.0, 1: 10.0, 2: 400.0})
+    assert why is not None and "segment 0" in why and "segment 1" in why
+    assert recency_contradiction(churn, {0: 10.0, 1: 15.0, 2: 400.0}) is None
+    # close recencies (not twice as long, or less than a week apart) are not a contradiction
+    assert recency_contradiction(churn, {0: 12.0, 1: 10.0, 2: 30.0}) is None
+    assert recency_contradiction(churn, {0: 5.0, 1: 2.0, 2: 30.0}) is None

@@ -250,15 +250,21 @@ def churn(
         "--days", min=1, help="Churned = no event at all in this many days "
         "(default: clv.churn_days, 60).", show_default=False)] = None,
     model: Annotated[str | None, typer.Option(
-        "--model", "-m", help="Purchase model for P(alive) (default: clv.model).",
-        show_default=False)] = None,
+        "--model", "-m", help="Purchase model whose P(alive) warnings are shown (default: "
+        "clv.model); every purchase model is scored.", show_default=False)] = None,
+    store: Annotated[bool, typer.Option(
+        "--store/--no-store", help="Score every customer now with the model that validated "
+        "best and store it (churn_scores: the churn risk personas show).")] = True,
     json_out: JsonOpt = False,
 ) -> None:
     """Which predicts churn better here: P(alive), or gradient boosting on the features?
 
     Trains gradient boosting on features as of (end - 2 x days), labelled by activity in
-    the following days, and tests both it and P(alive) (fitted up to end - days) on the
-    customers as of (end - days): ROC-AUC, Brier score and calibration.
+    the following days, and tests both it and the P(alive) of every purchase model
+    (fitted up to end - days) on the customers as of (end - days): ROC-AUC, Brier score
+    and calibration. The model that ranks the test purchasers best (gradient boosting on
+    a tie) is refitted on the newest data and scores every customer: at risk when the
+    churn probability is 0.5 or more. Personas show that churn risk, naming the model.
 
     [bold]Examples[/bold]
 
@@ -271,9 +277,10 @@ def churn(
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     with open_engine(ws) as engine, out.progress("clv churn") as task:
-        res = compare_churn(ws, engine, days=days, model=model, progress=task.step)
+        res = compare_churn(ws, engine, days=days, model=model, store=store,
+                            progress=task.step)
     out.result(res)
-    gb, pa = res["gradient_boosting"], res["p_alive"]["purchasers"]
+    gb = res["gradient_boosting"]
 
     def f(v: float | None) -> str:
         return "-" if v is None else f"{v:.3f}"
@@ -287,12 +294,13 @@ def churn(
         ("gradient boosting (purchasers)", gb["purchasers"]["n"],
          gb["purchasers"].get("churn_rate"), f(gb["purchasers"]["auc"]),
          f(gb["purchasers"]["brier"])),
-        (f"1 - P(alive), {res['model']} (purchasers)", pa["n"], pa.get("churn_rate"),
-         f(pa["auc"]), f(pa["brier"])),
+        *[(f"1 - P(alive), {m} (purchasers)", pa["n"], pa.get("churn_rate"),
+           f(pa["auc"]), f(pa["brier"])) for m, pa in res["p_alive_models"].items()],
     ])
     for label, scores in (("gradient boosting (all)", gb["all"]),
                           ("gradient boosting (purchasers)", gb["purchasers"]),
-                          ("P(alive)", pa)):
+                          *[(f"P(alive), {m}", pa)
+                            for m, pa in res["p_alive_models"].items()]):
         if scores.get("note"):
             out.print(f"{label}: {scores['note']}")
     for w in res["p_alive"]["warnings"]:
@@ -301,7 +309,15 @@ def churn(
         out.print("Left out of gradient boosting (no information): " + "; ".join(
             f"{c} ({why})" for c, why in gb["left_out"].items()))
     if res["better_on_purchasers"]:
-        out.print(f"Better on purchasers here: [bold]{res['better_on_purchasers']}[/bold]")
+        out.print(f"Best on purchasers here: [bold]{res['better_on_purchasers']}[/bold]")
+    done = res["scored"]
+    if done and done["stored"]:
+        share = done["at_risk_share"]
+        out.print(f"Stored churn risk of {done['customers']:,} customers from "
+                  f"{done['label']}: {'-' if share is None else f'{share:.0%}'} at risk "
+                  f"(churn probability >= {done['threshold']}); personas show it.")
+    elif done:
+        out.print(f"[yellow]Nothing stored:[/yellow] {done['reason']}")
 
 
 @app.command()

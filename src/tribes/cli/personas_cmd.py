@@ -27,23 +27,38 @@ def _build(ctx: typer.Context) -> list[dict[str, Any]]:
 
 
 def clv_line(c: dict[str, Any] | None) -> str | None:
-    """The persona's value and churn risk in one line (None before `tribes clv score`)."""
+    """The persona's value in one line (None before `tribes clv score`)."""
     if not c:
         return None
     return (f"{c['scored']:,} purchasers scored: expected value over {c['horizon']} "
             f"{c['clv_mean']:,.2f} each ({c['clv_share'] or 0:.0%} of all CLV), mean "
-            f"P(alive) {c['p_alive']:.2f}, {c['churn_risk_share']:.0%} at churn risk")
+            f"P(alive) {c['p_alive']:.2f}")
+
+
+def churn_line(c: dict[str, Any] | None) -> str | None:
+    """The persona's churn risk and the model it comes from (None when nothing scored)."""
+    if not c:
+        return None
+    if c.get("share") is None:
+        return f"churn risk {c.get('withheld') or 'not shown'}"
+    return f"{c['share']:.0%} of {c['scored']:,} scored at churn risk: {c['model']}"
+
+
+def _risk(c: dict[str, Any] | None) -> str:
+    if not c:
+        return "-"
+    return "withheld" if c.get("share") is None else f"{c['share']:.0%}"
 
 
 def show_table(out: Output, personas: list[dict[str, Any]]) -> None:
     with_clv = any(p.get("clv") for p in personas)
-    extra = ["CLV/buyer", "churn risk"] if with_clv else []
+    with_churn = any(p.get("churn") for p in personas)
+    extra = (["CLV/buyer"] if with_clv else []) + (["churn risk"] if with_churn else [])
 
     def clv_cells(p: dict[str, Any]) -> list[Any]:
         c = p.get("clv")
-        if not with_clv:
-            return []
-        return [f"{c['clv_mean']:,.0f}", f"{c['churn_risk_share']:.0%}"] if c else ["-", "-"]
+        cells = [f"{c['clv_mean']:,.0f}" if c else "-"] if with_clv else []
+        return cells + ([_risk(p.get("churn"))] if with_churn else [])
 
     out.table("Personas (active segment version)",
               ["segment", "persona", "customers", "campaign", *extra],
@@ -96,6 +111,9 @@ def show(ctx: typer.Context,
     line = clv_line(p.get("clv"))
     if line:
         out.print(f"[bold]Value[/bold]: {line}")
+    risk = churn_line(p.get("churn"))
+    if risk:
+        out.print(f"[bold]Churn[/bold]: {risk}")
     feats = sorted(p["features"].items(), key=lambda kv: -abs(kv[1]["lift"]))[:10]
     out.table("Most distinguishing features", ["feature", "median", "mean", "everyone",
                                                "lift (sd)"],
@@ -118,6 +136,7 @@ def markdown(p: dict[str, Any]) -> str:
              f"({p['share']:.1%}).", "", p["description"], "",
              f"**Recommended action** ({p['campaign']}): {p['action']}", "",
              *([f"**Value**: {clv_line(p.get('clv'))}", ""] if p.get("clv") else []),
+             *([f"**Churn**: {churn_line(p.get('churn'))}", ""] if p.get("churn") else []),
              "| feature | median | mean | everyone | lift (sd) |", "|---|---|---|---|---|"]
     for f, s in sorted(p["features"].items(), key=lambda kv: -abs(kv[1]["lift"]))[:12]:
         lines.append(f"| {f} | {_fmt(s['median'])} | {_fmt(s['mean'])} | "

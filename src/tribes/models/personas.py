@@ -127,9 +127,54 @@ def _attributes(engine: Engine, version: int, top: int = 3) -> dict[int, dict[st
     return out
 
 
+RECENCY_GAP_DAYS = 7.0
+
+
+def _churn(engine: Engine, version: int) -> dict[int, dict[str, Any]]:
+    """Per segment, the share of its scored members at churn risk and the model it comes
+    from: ``churn_scores`` (the model that validated best, ``tribes clv churn``), else
+    the ``clv`` table's P(alive) (not validated against churn). Empty when neither."""
+    a = members(engine, version)
+    for table, flag in (("churn_scores", "churn_risk"), ("clv", "churn_risk")):
+        if not engine.has_table(table) or not int(engine.scalar(engine.table(table).count())):
+            continue
+        c = engine.table(table)
+        j = c.join(a, c.customer_key == a.a_key)
+        df = engine.execute(j.group_by("segment_id").aggregate(
+            scored=j.count(), share=j[flag].cast("float64").mean(), model=j.model.max()))
+        if table == "clv":
+            model = (f"P(alive) of {df.model.iloc[0] if len(df) else '?'} below the churn "
+                     "threshold (not validated against churn)")
+        else:
+            model = str(df.model.iloc[0]) if len(df) else ""
+        return {int(r.segment_id): {"share": float(r.share), "scored": int(r.scored),
+                                    "model": model, "validated": table == "churn_scores",
+                                    "withheld": None}
+                for r in df.itertuples()}
+    return {}
+
+
+def recency_contradiction(churn: dict[int, dict[str, Any]],
+                          recency: dict[int, float | None]) -> str | None:
+    """Why the churn shares contradict the segments' own recency, or None: a segment
+    whose median customer was last seen clearly longer ago (at least twice as long and
+    a week more) may not show a lower share at churn risk than a more recent one."""
+    shown = {s: c["share"] for s, c in churn.items() if c.get("share") is not None
+             and recency.get(s) is not None}
+    for a, share_a in shown.items():
+        for b, share_b in shown.items():
+            ra, rb = recency[a], recency[b]
+            assert ra is not None and rb is not None
+            if ra >= 2 * rb and ra - rb >= RECENCY_GAP_DAYS and share_a < share_b:
+                return (f"segment {a}, last seen a median {ra:.0f} days ago, would show "
+                        f"less churn risk ({share_a:.0%}) than segment {b}, seen "
+                        f"{rb:.0f} days ago ({share_b:.0%})")
+    return None
+
+
 def _clv(engine: Engine, version: int) -> dict[int, dict[str, Any]]:
     """Per segment, from the newest ``tribes clv score``: purchasers scored, mean P(alive),
-    churn-risk share, mean and total CLV (empty when CLV was never scored)."""
+    mean and total CLV (empty when CLV was never scored)."""
     if not engine.has_table("clv"):
         return {}
     c = engine.table("clv")
@@ -137,20 +182,19 @@ def _clv(engine: Engine, version: int) -> dict[int, dict[str, Any]]:
     j = c.join(a, c.customer_key == a.a_key)
     df = engine.execute(j.group_by("segment_id").aggregate(
         scored=j.count(), p_alive=j.p_alive.mean(),
-        churn_risk_share=j.churn_risk.cast("float64").mean(),
         clv_mean=j.clv.mean(), clv_total=j.clv.sum(),
         expected_purchases=j.expected_purchases.mean(), horizon=j.horizon.max()))
     total = float(df.clv_total.sum()) if not df.empty else 0.0
     return {int(r.segment_id): {
-        "scored": int(r.scored), "p_alive": float(r.p_alive),
-        "churn_risk_share": float(r.churn_risk_share), "clv_mean": float(r.clv_mean),
+        "scored": int(r.scored), "p_alive": float(r.p_alive), "clv_mean": float(r.clv_mean),
         "clv_total": float(r.clv_total), "clv_share": float(r.clv_total) / total if total
         else None, "expected_purchases": float(r.expected_purchases), "horizon": r.horizon}
         for r in df.itertuples()}
 
 
 def describe(name: str, size: int, share: float, stats: dict[str, Any],
-             lifts: dict[str, float], clv: dict[str, Any] | None = None) -> str:
+             lifts: dict[str, float], clv: dict[str, Any] | None = None,
+             churn: dict[str, Any] | None = None) -> str:
     """One paragraph that cites the segment's numbers."""
     def med(f: str) -> float | None:
         return stats.get(f, {}).get("median")
@@ -172,8 +216,9 @@ def describe(name: str, size: int, share: float, stats: dict[str, Any],
             f"{f} {v:+.1f} sd" for _, f, v in ranked) + ".")
     if clv:
         parts.append(f"Expected value over {clv['horizon']} {clv['clv_mean']:,.0f} per "
-                     f"purchaser ({clv['clv_share'] or 0:.0%} of all CLV); "
-                     f"{clv['churn_risk_share']:.0%} at churn risk.")
+                     f"purchaser ({clv['clv_share'] or 0:.0%} of all CLV).")
+    if churn and churn.get("share") is not None:
+        parts.append(f"{churn['share']:.0%} at churn risk ({churn['model']}).")
     return " ".join(parts)
 
 
@@ -207,6 +252,16 @@ def build_personas(engine: Engine, version: int | None = None, *,
     journeys = _journeys(engine, v, session_timeout_s)
     attrs = _attributes(engine, v)
     clv = _clv(engine, v)
+    churn = _churn(engine, v)
+    why = recency_contradiction(
+        {s: c for s, c in churn.items() if s != -1},
+        {s: (stats[s].get("recency_days") or {}).get("median") for s in stats})
+    if why:
+        for c in churn.values():
+            c["withheld"] = (f"not shown: {c['model']} contradicts the segments' "
+                             f"recency ({why}); run tribes clv churn to score churn with "
+                             "the model that validates best")
+            c["share"] = None
     overrides = _overrides(engine)
     rows: list[dict[str, Any]] = []
     for seg, row in per.iterrows():
@@ -230,10 +285,11 @@ def build_personas(engine: Engine, version: int | None = None, *,
             "top_journeys": journeys.get(s, []),
             "attributes": attrs.get(s, {}),
             "clv": clv.get(s),
+            "churn": churn.get(s),
             "overridden": [],
         }
         persona["description"] = describe(name, size, persona["share"], stats[s], lifts[s],
-                                          clv.get(s))
+                                          clv.get(s), churn.get(s))
         for key in OVERRIDE_FIELDS:
             if s in overrides and overrides[s].get(key):
                 persona[key] = overrides[s][key]

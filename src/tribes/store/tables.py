@@ -173,6 +173,12 @@ CLV = ibis.schema({
     "expected_purchases": "float64", "expected_value": "float64", "clv": "float64",
     "model": "string", "horizon": "string", "as_of": TS, "fit_id": "string",
 })
+# churn risk now, from the model that validated best (tribes clv churn; one row per
+# customer it scores)
+CHURN_SCORES = ibis.schema({
+    "customer_key": "string", "churn_probability": "float64", "churn_risk": "boolean",
+    "model": "string", "auc": "float64", "days": "int64", "as_of": TS,
+})
 # erased people (tribes forget): their pseudonymized ids, so re-ingests cannot bring them back
 TOMBSTONES = ibis.schema({"id": "string", "erased_at": TS})
 # the exports index: every export written, and which customers each one contained
@@ -228,6 +234,7 @@ SCHEMAS: dict[str, ibis.Schema] = {
     "cohorts": COHORTS,
     "cohort_members": COHORT_MEMBERS,
     "clv": CLV,
+    "churn_scores": CHURN_SCORES,
     "tombstones": TOMBSTONES,
     "exports": EXPORTS,
     "export_members": EXPORT_MEMBERS,

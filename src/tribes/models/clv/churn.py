@@ -9,6 +9,12 @@
 
 Both are scored on the test customers: ROC-AUC (over all test customers for the
 supervised model, and over purchasers for both), Brier score and a calibration curve.
+P(alive) is scored for every purchase model (BG/NBD, MBG/NBD, Pareto/NBD).
+
+The model that ranks the test purchasers best (highest ROC-AUC; gradient boosting on a
+tie, since it also scores customers who never purchased) is then refitted on the newest
+data and scores every customer now: the ``churn_scores`` table, with the model's name
+and holdout AUC, which personas show as their churn risk.
 """
 
 from __future__ import annotations
@@ -27,19 +33,33 @@ from tribes.engine import Engine
 from tribes.engine.functions import md5_hex
 from tribes.errors import ModelError
 from tribes.features.build import base_features, scored_features
-from tribes.models.clv.run import data_end, fit_models
+from tribes.models.clv.run import MODELS, data_end, fit_models
 from tribes.models.clv.summary import SummarySpec, rfm_summary
 from tribes.prep.run import last_prep, run_prep
 from tribes.privacy.consent import consent_filter
 from tribes.settings import RunSettings
 from tribes.store.keyed import keyed_events
 from tribes.store.runs import events_fingerprint, is_current
+from tribes.store.tables import CHURN_SCORES
 from tribes.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
 EXCLUDED = {"customer_key", "rfm_label"}
 CALIBRATION_BINS = 10
+TABLE = "churn_scores"
+AT_RISK = 0.5  # a churn probability at or above this flags the customer
+TIE = 0.005  # ROC-AUCs closer than this are a tie
+
+
+def _features(ws: Workspace, engine: Engine, cut: datetime,
+              settings: RunSettings) -> ir.Table:
+    """Every feature as of ``cut`` of the customers seen up to it (consent applied)."""
+    events, ids = engine.table("events"), engine.table("identities")
+    base = base_features(events, ids, as_of=cut, timeout=settings.session_timeout)
+    base = consent_filter(base, "customer_key", engine.table("consents"),
+                          settings.consent_mode)
+    return scored_features(base, ws.config.features.engagement_weights)
 
 
 def _frame(ws: Workspace, engine: Engine, cut: datetime, days: int, sample: int,
@@ -47,10 +67,7 @@ def _frame(ws: Workspace, engine: Engine, cut: datetime, days: int, sample: int,
     """Features as of ``cut`` and the label (no event in the following ``days``) of the
     customers seen up to ``cut`` (a deterministic sample when there are more)."""
     events, ids = engine.table("events"), engine.table("identities")
-    base = base_features(events, ids, as_of=cut, timeout=settings.session_timeout)
-    base = consent_filter(base, "customer_key", engine.table("consents"),
-                          settings.consent_mode)
-    feats = scored_features(base, ws.config.features.engagement_weights)
+    feats = _features(ws, engine, cut, settings)
     cut_lit = ibis.literal(cut, type="timestamp('UTC')")
     later = ibis.literal(cut + timedelta(days=days), type="timestamp('UTC')")
     nxt = events.filter((events.ts > cut_lit) & (events.ts <= later))
@@ -104,9 +121,11 @@ def _scores(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
 
 def compare_churn(ws: Workspace, engine: Engine, *, days: int | None = None,
                   model: str | None = None, settings: RunSettings | None = None,
+                  store: bool = False,
                   progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Supervised churn model against the purchase model's P(alive); see the module doc.
-    ``settings`` (session timeout, consent mode) default to the workspace's."""
+    """Supervised churn model against the purchase models' P(alive); see the module doc.
+    ``settings`` (session timeout, consent mode) default to the workspace's; ``store``
+    scores every customer now with the model that validated best."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     say = progress or (lambda step: None)
@@ -147,30 +166,107 @@ def compare_churn(ws: Workspace, engine: Engine, *, days: int | None = None,
     gb.fit(_matrix(train, columns), y_train)
     p_gb = gb.predict_proba(_matrix(test, columns))[:, 1]
 
-    say(f"fitting {name} on purchases up to {test_cut.date()}")
     spec = SummarySpec(test_cut, None, cfg.period, cfg.time_unit)
     summ = engine.execute(rfm_summary(engine, spec, settings.consent_mode))
-    purchase, _, notes = fit_models(summ, name, ws.config.segment.random_state)
-    alive = purchase.p_alive(summ.frequency, summ.recency, summ["T"])
-    p_alive = pd.Series(1 - alive, index=summ.customer_key.astype(str))
     keys = test.customer_key.astype(str)
-    buyers = keys.isin(p_alive.index).to_numpy()
+    buyers = keys.isin(set(summ.customer_key.astype(str))).to_numpy()
     gb_all = _scores(y_test, p_gb)
     gb_buyers = _scores(y_test[buyers], p_gb[buyers])
-    pa = _scores(y_test[buyers], p_alive.reindex(keys[buyers]).to_numpy(float))
-    if pa["auc"] is not None and pa["auc"] < 0.5:
-        notes = [*notes, f"1 - P(alive) of {name} ranks churners worse than chance here "
-                 f"(ROC-AUC {pa['auc']:.2f} < 0.5): do not read it as churn risk on this "
-                 "data"]
-    candidates = {"gradient_boosting": gb_buyers["auc"], "p_alive": pa["auc"]}
+    per_model: dict[str, dict[str, Any]] = {}
+    notes: list[str] = []
+    for m in dict.fromkeys([name, *MODELS]):
+        say(f"fitting {m} on purchases up to {test_cut.date()}")
+        try:
+            purchase, _, warned = fit_models(summ, m, ws.config.segment.random_state)
+        except ModelError as exc:
+            per_model[m] = {"auc": None, "brier": None, "calibration": [], "n": 0,
+                            "note": f"did not fit: {exc.message}"}
+            continue
+        alive = purchase.p_alive(summ.frequency, summ.recency, summ["T"])
+        risk = pd.Series(1 - alive, index=summ.customer_key.astype(str))
+        per_model[m] = _scores(y_test[buyers], risk.reindex(keys[buyers]).to_numpy(float))
+        auc = per_model[m]["auc"]
+        if m == name:
+            notes += warned
+        if auc is not None and auc < 0.5:
+            notes.append(f"1 - P(alive) of {m} ranks churners worse than chance here "
+                         f"(ROC-AUC {auc:.2f} < 0.5): do not read it as churn risk on "
+                         "this data")
+    pa = per_model[name]
+    candidates = {"gradient_boosting": gb_buyers["auc"],
+                  **{f"p_alive:{m}": v["auc"] for m, v in per_model.items()}}
     scored = {k: v for k, v in candidates.items() if v is not None}
-    better = max(scored, key=lambda k: scored[k]) if scored else None
-    return {
+    best = max(scored.values()) if scored else None
+    # the best, gradient boosting on a tie (it scores every customer)
+    better = None if best is None else next(
+        k for k in sorted(scored, key=lambda k: k != "gradient_boosting")
+        if scored[k] >= best - TIE)
+    res: dict[str, Any] = {
         "days": days, "train_as_of": train_cut.isoformat(), "test_as_of": test_cut.isoformat(),
         "end": end.isoformat(), "n_train": len(train), "n_test": len(test),
         "purchasers_in_test": int(buyers.sum()), "model": name,
         "gradient_boosting": {"all": gb_all, "purchasers": gb_buyers, "features": columns,
                               "left_out": left_out},
         "p_alive": {"purchasers": pa, "warnings": notes},
+        "p_alive_models": per_model,
         "better_on_purchasers": better,
+        "scored": None,
     }
+    if store:
+        if better is None:
+            res["scored"] = {"stored": False, "reason": "no model could be scored on the "
+                             "holdout (one class only); nothing stored"}
+        else:
+            res["scored"] = _score_now(ws, engine, better, scored[better], test, y_test,
+                                       end, days, settings, say)
+    return res
+
+
+def model_label(model: str, auc: float | None, days: int) -> str:
+    """How a churn model is named to users: which model, and how well it validated."""
+    what = ("gradient boosting on the customer features" if model == "gradient_boosting"
+            else f"1 - P(alive) of {model.split(':', 1)[1]}")
+    return what + ("" if auc is None else
+                   f" (ROC-AUC {auc:.2f} on the {days}-day holdout)")
+
+
+def _score_now(ws: Workspace, engine: Engine, model: str, auc: float, test: pd.DataFrame,
+               y_test: np.ndarray, end: datetime, days: int, settings: RunSettings,
+               say: Callable[[str], None]) -> dict[str, Any]:
+    """Refit ``model`` on the newest data and store every customer's churn probability
+    now (P(alive) models: purchasers only)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    cfg = ws.config.clv
+    if model == "gradient_boosting":
+        # trained on the newest labelled cut (the test customers and their labels)
+        say("training gradient boosting on the newest labels")
+        columns, _ = informative(test)
+        gb = HistGradientBoostingClassifier(random_state=ws.config.segment.random_state,
+                                            max_iter=200, early_stopping=True)
+        gb.fit(_matrix(test, columns), y_test)
+        say(f"scoring every customer as of {end.date()}")
+        now = engine.execute(_features(ws, engine, end, settings))
+        prob = gb.predict_proba(_matrix(now, columns))[:, 1]
+        keys = now.customer_key.astype(str)
+    else:
+        m = model.split(":", 1)[1]
+        say(f"fitting {m} on every purchase")
+        summ = engine.execute(rfm_summary(engine, SummarySpec(end, None, cfg.period,
+                                                              cfg.time_unit),
+                                          settings.consent_mode))
+        purchase, _, _ = fit_models(summ, m, ws.config.segment.random_state)
+        prob = 1 - purchase.p_alive(summ.frequency, summ.recency, summ["T"])
+        keys = summ.customer_key.astype(str)
+    label = model_label(model, auc, days)
+    out = pd.DataFrame({"customer_key": keys.to_numpy(), "churn_probability": prob})
+    out = out.assign(churn_risk=out.churn_probability >= AT_RISK, model=label,
+                     auc=auc, days=days)
+    with engine.transaction():
+        table = ibis.memtable(out).mutate(as_of=ibis.literal(end, type="timestamp('UTC')"))
+        engine.replace_table(TABLE, table.select(*CHURN_SCORES.names).cast(CHURN_SCORES))
+        engine.audit("clv.churn", target=TABLE, rows=len(out),
+                     detail={"model": model, "auc": auc, "days": days})
+    return {"stored": True, "model": model, "label": label, "auc": auc,
+            "customers": len(out), "at_risk_share": float(out.churn_risk.mean())
+            if len(out) else None, "threshold": AT_RISK}

@@ -136,7 +136,9 @@ def _by_segment(ctx: ReportContext) -> str:
                                     horizon=c.horizon.max()))
     s = summary.iloc[0]
     text = (f"<p>{int(s.n):,} purchasers scored over {esc(s.horizon)}: total CLV "
-            f"{float(s.total):,.0f}; {float(s.risk):.0%} at churn risk.</p>")
+            f"{float(s.total):,.0f}; {float(s.risk):.0%} with P(alive) below the churn "
+            "threshold. The personas show churn risk from the model that ranks churners "
+            "best on a holdout (tribes clv churn).</p>")
     if run is None:
         return text
     a = members(e, run["version"])
@@ -160,5 +162,5 @@ def _by_segment(ctx: ReportContext) -> str:
              round(float(r.mean), 2), f"{float(r.total) / total:.0%}", f"{float(r.risk):.0%}",
              round(float(r.alive), 2)) for r in df.itertuples()]
     return (text + ctx.figure(fig, 380)
-            + table(["segment", "purchasers", "mean CLV", "share of CLV", "churn risk",
-                     "mean P(alive)"], rows))
+            + table(["segment", "purchasers", "mean CLV", "share of CLV",
+                     "P(alive) < threshold", "mean P(alive)"], rows))

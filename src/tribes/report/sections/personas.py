@@ -35,8 +35,13 @@ def personas(ctx: ReportContext) -> str:
         c = p.get("clv")
         if c:
             lists += (f"<p><b>Value:</b> CLV {c['clv_mean']:,.0f} per purchaser over "
-                      f"{esc(c['horizon'])} ({c['clv_share'] or 0:.0%} of all); "
-                      f"{c['churn_risk_share']:.0%} at churn risk</p>")
+                      f"{esc(c['horizon'])} ({c['clv_share'] or 0:.0%} of all)</p>")
+        r = p.get("churn")
+        if r:
+            risk = (f"{r['share']:.0%} of {r['scored']:,} scored at churn risk: "
+                    f"{r['model']}" if r.get("share") is not None else
+                    f"churn risk {r.get('withheld') or 'not shown'}")
+            lists += f"<p><b>Churn:</b> {esc(risk)}</p>"
         cards.append(
             f"<div class='card'><h3>{esc(p['name'])}</h3>"
             f"<div class='meta'>segment {p['segment_id']} · {p['size']:,} customers · "
