@@ -10,7 +10,19 @@ import pytest
 from tests.analysis.test_journeys import keyed
 from tests.features.conftest import FeatureData, table_frame
 from tribes.analysis.cohorts import define_cohort, refresh_cohorts
-from tribes.analysis.rules import And, Count, FirstWithin, Not, Or, RuleError, parse, render
+from tribes.analysis.rules import (
+    And,
+    Count,
+    Filter,
+    FirstWithin,
+    Member,
+    Not,
+    Or,
+    RuleError,
+    Sequence,
+    parse,
+    render,
+)
 from tribes.errors import InputError
 from tribes.store.cohorts import cohort_members, drop_cohort, list_cohorts
 from tribes.store.db import open_engine
@@ -40,7 +52,7 @@ def test_grammar_precedence_plurals_and_round_trip() -> None:
                     "or first purchase within 7 days of first event")
     assert render(parse(text, events=EVENTS, features=["monetary"])) == text
     c = parse("any add_to_cart with device is 'mobile' in the first 36 hours", events=EVENTS)
-    assert isinstance(c, Count) and c.attr == ("device", "mobile")
+    assert isinstance(c, Count) and c.filters == (Filter("device", "=", "mobile"),)
     assert c.period is not None and (c.period.kind, c.period.micros) == ("first", 36 * 3600e6)
     assert parse("exactly 0 events", events=EVENTS).high == 0  # type: ignore[union-attr]
 
@@ -53,7 +65,14 @@ def test_grammar_precedence_plurals_and_round_trip() -> None:
     ("first purchase within 7 fortnights of first event", "hours, days or weeks"),
     ("monetry > 5", "did you mean 'monetary'"),
     ("at least 2 purchase purchase", "unexpected 'purchase'"),
-    ("any purchase with colour = red", "unknown event attribute"),
+    ("any purchase with colour = red", "unknown event field"),
+    ("any purchase with amount > cheap", "a value for amount"),
+    ("any purchase with category > shoes", "expected '=', 'is' or '!='"),
+    ("add_to_cart then purchase", "expected 'followed by'"),
+    ("add_to_cart followed by purchase within 2 fortnights", "hours, days or weeks"),
+    ("in segment 9", "no active segment version"),
+    ("in cohort nobody", "no cohort 'nobody'"),
+    ("in persona Big spenders", "no persona 'Big spenders'"),
     ("(any purchase", "ends too early"),
     ("at least 1.5 purchase", "whole number"),
 ])
@@ -163,3 +182,82 @@ def test_a_rule_before_any_features_says_what_to_run(cli, tmp_path) -> None:
     assert cli("-w", ws, "ingest", src).code == 0
     r = cli("-w", ws, "cohorts", "define", "x", "--rule", "at least 1 login", "--json")
     assert r.code != 0 and r.json()["error"] == "E_NO_FEATURES" and "Traceback" not in r.err
+
+
+def test_new_conditions_parse_and_round_trip() -> None:
+    node = parse("add_to_cart with device = mobile followed by purchases within 1 day and "
+                 "any purchase with amount > 100 and category = shoes and monetary > 5 or "
+                 "in persona 'Big spenders' and not in cohort churned or in segment 2",
+                 events=EVENTS, features=["monetary"], segments=[1, 2],
+                 personas=["Big spenders"], cohorts=["churned"])
+    assert isinstance(node, Or) and isinstance(node.args[0], And)
+    seq, count, _feature = node.args[0].args
+    assert isinstance(seq, Sequence) and seq.first.filters == (
+        Filter("device", "=", "mobile"),) and seq.micros == 86_400_000_000
+    assert isinstance(count, Count) and count.filters == (
+        Filter("amount", ">", 100.0), Filter("category", "=", "shoes"))
+    member = node.args[1].args[0]
+    assert isinstance(member, Member) and (member.kind, member.name) == (
+        "persona", "Big spenders")
+    text = render(node)
+    assert render(parse(text, events=EVENTS, features=["monetary"], segments=[1, 2],
+                        personas=["Big spenders"], cohorts=["churned"])) == text
+
+
+def _sequence(e: pd.DataFrame, first: str, then: str, within: timedelta) -> set[str]:
+    """Customers with a ``then`` event later in the event order than a ``first`` event,
+    at most ``within`` after it: every pair tried."""
+    out = set()
+    for key, g in e.groupby("customer_key"):
+        evs = sorted(zip(g.ts, g.event_id.map(bytes.hex if isinstance(
+            g.event_id.iloc[0], bytes | bytearray) else str), g.event_type, strict=True))
+        if any(a[2] == first and b[2] == then and b[0] - a[0] <= within
+               for i, a in enumerate(evs) for b in evs[i + 1:]):
+            out.add(str(key))
+    return out
+
+
+def test_sequences_filters_and_memberships_match_pandas(feature_data: FeatureData,
+                                                        cli) -> None:
+    ws = feature_data.ws.path
+    r = cli("--workspace", ws, "segment", "--method", "kmeans", "--k", "2", "--json")
+    assert r.code == 0, r.err
+    personas = cli("--workspace", ws, "personas", "--json").json()["personas"]
+    e = keyed(feature_data)
+    everyone = set(e.customer_key)
+    assign = table_frame(feature_data.ws, "segment_assignments")
+    seg_of = dict(zip(assign.customer_key, assign.segment_id, strict=True))
+    big = set(e[(e.event_type == "purchase") & (e.amount > 50)].customer_key)
+    cats = e[e.event_type == "purchase"].category.dropna()
+    cat = cats.value_counts().index[0]
+    big_cat = set(e[(e.event_type == "purchase") & (e.amount > 20)
+                    & (e.category == cat)].customer_key)
+    not_cat = set(e[(e.event_type == "page_view") & (e.category != cat)].customer_key)
+    carted = _sequence(e, "add_to_cart", "purchase", timedelta(days=1))
+    seen = _sequence(e, "product_view", "add_to_cart", timedelta(days=3650))
+    persona = personas[0]
+    in_persona = {k for k in everyone if seg_of.get(k) == persona["segment_id"]}
+    other = {k for k in everyone if seg_of.get(k) not in (None, persona["segment_id"])}
+    want = {
+        "big": ("any purchase with amount > 50", big),
+        "big_cat": (f"any purchase with amount > 20 and category = '{cat}'", big_cat),
+        "not_cat": (f"any page_view where category != '{cat}'", not_cat),
+        "carted": ("add_to_cart followed by purchase within 1 day", carted),
+        "seen": ("any product_view followed by add_to_cart", seen),
+        "persona": (f"in persona \"{persona['name']}\"", in_persona),
+        "other": (f"not in segment {persona['segment_id']}", other),
+        "both": ("in cohort big and not in cohort carted", big - carted),
+    }
+    assert all(members for _, members in want.values())
+    assert carted != seen and big_cat != big
+    with open_engine(feature_data.ws) as engine:
+        for name, (rule, members) in want.items():
+            res = define_cohort(engine, name, rule)
+            got = set(engine.execute(cohort_members(engine, name)).c_key)
+            assert got == members, (name, rule)
+            assert res["n_customers"] == len(members)
+        with pytest.raises(InputError, match="its own members"):
+            define_cohort(engine, "both", "in cohort both", replace=True)
+        # a cohort named in another's rule is refreshed first
+        order = [c["name"] for c in refresh_cohorts(engine, ["both", "carted", "big"])]
+        assert order.index("big") < order.index("both") > order.index("carted")

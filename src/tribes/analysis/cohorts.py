@@ -11,6 +11,7 @@ returned); periods before the first event of the data are unknown (None).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import ibis
@@ -18,12 +19,13 @@ import ibis.expr.types as ir
 import pandas as pd
 
 from tribes.analysis.journeys import journey_events
-from tribes.analysis.rules import Count, compile_rule, conditions, parse, render
+from tribes.analysis.rules import Member, compile_rule, event_columns, parse, render
 from tribes.engine import Engine
 from tribes.engine.functions import micros_between
 from tribes.errors import InputError
 from tribes.privacy.consent import consent_filter
 from tribes.store import cohorts as store
+from tribes.store.segments import active_version, members, segment_names
 
 BYS = ("first_seen", "first_purchase", "signup")
 PERIODS = {"month": "M", "week": "W", "day": "D", "hour": "h"}
@@ -174,21 +176,47 @@ def _parse(engine: Engine, rule: str) -> Any:
         "event_type"].dropna()]
     schema = engine.table("customer_features").schema()
     numeric = [n for n, t in schema.items() if t.is_numeric() or t.is_boolean()]
-    return parse(rule, events=events, features=numeric)
+    version = active_version(engine)
+    names = segment_names(engine, version) if version is not None else {}
+    return parse(rule, events=events, features=numeric, segments=names,
+                 personas=[names[k] for k in sorted(names)],
+                 cohorts=[c["name"] for c in store.list_cohorts(engine)])
+
+
+def _member_keys(engine: Engine) -> Any:
+    """The ``customer_key`` of a Member condition's members (active segment version)."""
+    def keys(m: Member) -> ir.Table:
+        if m.kind == "cohort":
+            return store.cohort_members(engine, m.name).select(customer_key="c_key")
+        a = members(engine)
+        if m.kind == "segment":
+            seg = int(m.name)
+        else:
+            version = active_version(engine)
+            assert version is not None
+            seg = next(s for s, n in segment_names(engine, version).items() if n == m.name)
+        return a.filter(a.segment_id == seg).select(customer_key="a_key")
+    return keys
+
+
+def depends_on(rule: str) -> set[str]:
+    """The cohorts a stored rule names (``in cohort X``), read from its written form."""
+    return set(re.findall(r"\bin cohort (\S+)", rule))
 
 
 def evaluate(engine: Engine, rule: str, *,
              consent_mode: str = "opt-out") -> tuple[Any, ir.Table, Any]:
     """Parse ``rule`` and build the query of its members: ``(node, members, as_of)``."""
     node = _parse(engine, rule)
-    attrs = sorted({c.attr[0] for c in conditions(node) if isinstance(c, Count) and c.attr})
-    ev = journey_events(engine, ["event_type", *attrs], None, consent_mode)
+    ev = journey_events(engine, ["event_type", *event_columns(node)], None, consent_mode)
     as_of = engine.scalar(engine.table("events").ts.max())
     if as_of is None:
         raise InputError("no events yet; ingest some before defining cohorts",
                          code="E_NO_EVENTS")
     members = compile_rule(node, ev, as_of=as_of, features=engine.table("customer_features"),
-                           customers=engine.table("customers"))
+                           customers=engine.table("customers"),
+                           member_keys=_member_keys(engine))
+    # computed now: a rule may read stored memberships that saving then replaces
     return node, members, as_of
 
 
@@ -204,6 +232,9 @@ def define_cohort(engine: Engine, name: str, rule: str, *, description: str = ""
         raise InputError(f"cohort '{name}' exists (rule: {existing[name]['rule']}); add "
                          "--replace to redefine it", code="E_COHORT_EXISTS")
     node, members, as_of = evaluate(engine, rule, consent_mode=consent_mode)
+    if name in depends_on(render(node)):
+        raise InputError(f"cohort '{name}' cannot be defined by its own members",
+                         code="E_RULE")
     total = _customers(engine, consent_mode)
     if dry_run:
         n = int(engine.scalar(members.count()))
@@ -221,8 +252,23 @@ def refresh_cohorts(engine: Engine, names: list[str] | None = None, *,
     """Evaluate stored cohorts again on the current data (all when ``names`` is None)."""
     known = store.list_cohorts(engine)
     chosen = [store.get_cohort(engine, n) for n in names] if names else known
-    out = []
+    # a cohort named in another's rule is refreshed before it
+    order, done = [], set()
+
+    def visit(c: dict[str, Any], path: tuple[str, ...]) -> None:
+        if c["name"] in done or c["name"] in path:
+            return
+        for dep in sorted(depends_on(c["rule"])):
+            match = [k for k in chosen if k["name"] == dep]
+            if match:
+                visit(match[0], (*path, c["name"]))
+        done.add(c["name"])
+        order.append(c)
+
     for c in chosen:
+        visit(c, ())
+    out = []
+    for c in order:
         _, members, as_of = evaluate(engine, c["rule"], consent_mode=consent_mode)
         out.append(store.save_cohort(engine, name=c["name"], rule=c["rule"],
                                      description=c["description"] or "", as_of=as_of,

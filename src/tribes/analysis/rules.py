@@ -8,8 +8,11 @@ A rule is a boolean formula over conditions on a customer's events and features:
     condition  := "first" EVENT "within" N UNIT "of" ("first" EVENT | "signup")
                 | ("at least" | "at most" | "exactly") N EVENT [filter] [period]
                 | ("no" | "any") EVENT [filter] [period]
+                | ["any"] EVENT [filter] "followed by" EVENT [filter] ["within" N UNIT]
+                | "in" ("segment" N | "persona" NAME | "cohort" NAME)
                 | FEATURE OP NUMBER
-    filter     := "with" ATTRIBUTE ("=" | "is") VALUE
+    filter     := ("with" | "where") test ("and" test)*
+    test       := ATTRIBUTE ("=" | "is" | "!=") VALUE | NUMERIC OP NUMBER
     period     := "in the" ("last" | "first") N UNIT
     UNIT       := hour(s) | day(s) | week(s)
     OP         := < | <= | > | >= | = | !=
@@ -17,7 +20,14 @@ A rule is a boolean formula over conditions on a customer's events and features:
 * ``EVENT`` is an event type (``purchase``, ``add_to_cart``, ...; a plural ``purchases``
   is read as ``purchase``) or ``event`` / ``events`` for any event.
 * ``ATTRIBUTE`` is an event attribute (source, channel, device, country, region, city,
-  category); ``VALUE`` a word or a quoted text.
+  category); ``VALUE`` a word or a quoted text. ``NUMERIC`` is an event's ``amount`` or
+  ``quantity`` (``any purchase with amount > 100``). An ``and`` after a filter continues
+  it when a field and a comparison follow; otherwise it joins conditions.
+* ``X followed by Y within D`` holds when the customer has an X event and a later Y
+  event (later in the event order: time, then event id) at most D after it.
+* ``in segment N`` / ``in persona NAME``: a member of the active segment version's
+  segment (NAME as shown by ``tribes personas``, quoted when it has spaces);
+  ``in cohort NAME``: a member of that stored cohort as it was last evaluated.
 * ``in the last N days`` counts up to the newest event in the workspace (the rule's
   ``as_of``), so a cohort is reproducible for the same data; ``in the first N days``
   counts from the customer's own first event.
@@ -31,12 +41,15 @@ Examples::
     at least 3 purchases in the last 30 days and not any support_contact
     no purchase in the last 60 days and monetary > 200
     any add_to_cart with device = mobile in the first 7 days
+    add_to_cart followed by purchase within 1 day
+    any purchase with amount > 100 and category = shoes
+    in persona "High-value loyalists" and not in cohort churned
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +59,8 @@ import ibis.expr.types as ir
 from tribes.errors import InputError, closest
 
 ATTRIBUTES = ("source", "channel", "device", "country", "region", "city", "category")
+NUMERIC = ("amount", "quantity")
+FIELDS = ATTRIBUTES + NUMERIC
 UNITS_US = {"hour": 3_600_000_000, "day": 86_400_000_000, "week": 7 * 86_400_000_000}
 OPS = ("<=", ">=", "!=", "<", ">", "=")
 ANY = "event"
@@ -71,12 +86,55 @@ class Period:
 
 
 @dataclass(frozen=True)
+class Filter:
+    """A test on one event's field: ``category = shoes``, ``amount > 100``."""
+
+    field: str
+    op: str
+    value: str | float
+
+    @property
+    def text(self) -> str:
+        if isinstance(self.value, str):
+            return f"{self.field} {self.op} '{self.value}'"
+        return f"{self.field} {self.op} {self.value:g}"
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    """An event type (or ANY) and the filters its events must pass."""
+
+    event: str
+    filters: tuple[Filter, ...] = ()
+
+    def render(self, word: str = "with") -> str:
+        if not self.filters:
+            return self.event
+        return f"{self.event} {word} " + " and ".join(f.text for f in self.filters)
+
+
+@dataclass(frozen=True)
 class Count:
     event: str  # an event type, or ANY
     low: int | None
     high: int | None
-    attr: tuple[str, str] | None
+    filters: tuple[Filter, ...]
     period: Period | None
+    text: str
+
+
+@dataclass(frozen=True)
+class Sequence:
+    first: EventSpec
+    then: EventSpec
+    micros: int | None
+    text: str
+
+
+@dataclass(frozen=True)
+class Member:
+    kind: str  # segment, persona or cohort
+    name: str  # the segment id as text, the persona's or the cohort's name
     text: str
 
 
@@ -111,10 +169,11 @@ class Or:
     args: tuple[Any, ...]
 
 
-Node = Count | FirstWithin | Feature | Not | And | Or
+Node = Count | FirstWithin | Sequence | Member | Feature | Not | And | Or
+Condition = Count | FirstWithin | Sequence | Member | Feature
 
 
-def conditions(node: Node) -> list[Count | FirstWithin | Feature]:
+def conditions(node: Node) -> list[Condition]:
     """The conditions of a rule, in the order written."""
     if isinstance(node, Not):
         return conditions(node.arg)
@@ -154,13 +213,29 @@ def tokenize(text: str) -> list[str]:
     return [t for t in out if t.strip()]
 
 
+def event_columns(node: Node) -> list[str]:
+    """The event fields (beyond ts and event_type) that the rule's filters test."""
+    specs: list[EventSpec] = []
+    for c in conditions(node):
+        if isinstance(c, Count):
+            specs.append(EventSpec(c.event, c.filters))
+        elif isinstance(c, Sequence):
+            specs += [c.first, c.then]
+    return sorted({f.field for s in specs for f in s.filters})
+
+
 class _Parser:
-    def __init__(self, text: str, events: Iterable[str], features: Iterable[str]) -> None:
+    def __init__(self, text: str, events: Iterable[str], features: Iterable[str],
+                 segments: Iterable[int] = (), personas: Iterable[str] = (),
+                 cohorts: Iterable[str] = ()) -> None:
         self.text = text
         self.toks = tokenize(text)
         self.i = 0
         self.events = set(events)
         self.features = set(features)
+        self.segments = set(segments)
+        self.personas = list(personas)
+        self.cohorts = set(cohorts)
 
     # helpers
     def peek(self, k: int = 0) -> str | None:
@@ -255,18 +330,35 @@ class _Parser:
             return node
         return self.condition()
 
+    def is_event(self, tok: str | None) -> bool:
+        if tok is None:
+            return False
+        raw = self.toks[self.i]
+        return tok in (ANY, "events") or raw in self.events or (
+            raw.endswith("s") and raw[:-1] in self.events)
+
     def condition(self) -> Node:
         tok = self.peek()
         if tok == "first":
             return self.first_within()
+        if tok == "in" and self.peek(1) in ("segment", "persona", "cohort"):
+            return self.member()
         if tok in ("at", "exactly", "no", "any"):
             return self.counted()
         if tok is not None and self.toks[self.i] in self.features:
             return self.feature()
+        if self.is_event(tok):
+            first = self.spec()
+            if self.peek() == "followed":
+                return self.sequence(first)
+            raise RuleError(f"expected 'followed by' after '{first.render()}' in: "
+                            f"{self.text} (to count events, write e.g. 'any "
+                            f"{first.event}')")
         raise RuleError(
             f"cannot read a condition at '{self.toks[self.i] if tok else 'the end'}' in: "
             f"{self.text}. A condition starts with 'first', 'at least', 'at most', "
-            "'exactly', 'no', 'any' or a feature name"
+            "'exactly', 'no', 'any', 'in segment', 'in persona', 'in cohort', an event "
+            "type ('X followed by Y') or a feature name"
             + (f" (did you mean '{closest(tok, self.features)}'?)"
                if tok and closest(tok, self.features) else ""))
 
@@ -309,19 +401,11 @@ class _Parser:
         event = self.event()
         many = head not in ("no", "any") and (low or high) != 1
         text = f"{head} {event}{'s' if many else ''}"
-        attr = None
-        if self.peek() == "with":
-            self.i += 1
-            name = self.take().lower()
-            if name not in ATTRIBUTES:
-                raise RuleError(f"unknown event attribute '{name}'; use one of "
-                                f"{', '.join(ATTRIBUTES)}")
-            op = self.take().lower()
-            if op not in ("=", "is"):
-                raise RuleError(f"expected '=' or 'is' after '{name}', found '{op}'")
-            value = self.take().strip("'\"")
-            attr = (name, value)
-            text += f" with {name} = '{value}'"
+        filters = self.filters()
+        if filters:
+            text += " " + EventSpec(event, filters).render()[len(event) + 1:]
+        if head == "any" and self.peek() == "followed":
+            return self.sequence(EventSpec(event, filters))
         period = None
         if self.peek() == "in":
             self.expect("in", "the")
@@ -332,7 +416,88 @@ class _Parser:
             micros, dur = self.duration()
             period = Period(kind, micros, f"in the {kind} {dur}")
             text += f" {period.text}"
-        return Count(event, low, high, attr, period, text)
+        return Count(event, low, high, filters, period, text)
+
+    def filters(self) -> tuple[Filter, ...]:
+        """``with``/``where`` tests on the event's fields, joined by ``and``."""
+        if self.peek() not in ("with", "where"):
+            return ()
+        self.i += 1
+        out = [self.test()]
+        while (self.peek() == "and" and self.peek(1) in FIELDS
+               and self.peek(2) in (*OPS, "is")):
+            self.i += 1
+            out.append(self.test())
+        return tuple(out)
+
+    def test(self) -> Filter:
+        name = self.take().lower()
+        if name not in FIELDS:
+            raise RuleError(f"unknown event field '{name}'; use one of {', '.join(FIELDS)}"
+                            + (f" (did you mean '{closest(name, FIELDS)}'?)"
+                               if closest(name, FIELDS) else ""))
+        op = self.take().lower()
+        if name in NUMERIC:
+            op = "=" if op == "is" else op
+            if op not in OPS:
+                raise RuleError(f"expected a comparison (<, <=, >, >=, =, !=) after "
+                                f"'{name}', found '{op}'")
+            return Filter(name, op, self.number(f"a value for {name}"))
+        if op not in ("=", "is", "!="):
+            raise RuleError(f"expected '=', 'is' or '!=' after '{name}', found '{op}'")
+        return Filter(name, "!=" if op == "!=" else "=", self.take().strip("'\""))
+
+    def spec(self) -> EventSpec:
+        event = self.event()
+        return EventSpec(event, self.filters())
+
+    def sequence(self, first: EventSpec) -> Node:
+        self.expect("followed", "by")
+        then = self.spec()
+        micros, text = None, f"{first.render()} followed by {then.render()}"
+        if self.peek() == "within":
+            self.i += 1
+            micros, dur = self.duration()
+            text += f" within {dur}"
+        return Sequence(first, then, micros, text)
+
+    def member(self) -> Node:
+        self.expect("in")
+        kind = self.take().lower()
+        if kind == "segment":
+            n = self.count()
+            if self.segments and n not in self.segments:
+                raise RuleError(f"no segment {n} in the active version; segments: "
+                                f"{', '.join(map(str, sorted(self.segments)))}")
+            if not self.segments:
+                raise RuleError("no active segment version; create one with: tribes "
+                                "segment")
+            return Member("segment", str(n), f"in segment {n}")
+        name = self.name()
+        if kind == "persona":
+            match = [p for p in self.personas if p.lower() == name.lower()]
+            if not match:
+                guess = closest(name, self.personas)
+                raise RuleError(f"no persona '{name}' in the active version"
+                                + (f"; did you mean '{guess}'?" if guess else "")
+                                + f" (personas: {', '.join(self.personas) or 'none yet'})")
+            return Member("persona", match[0], f"in persona '{match[0]}'")
+        if name not in self.cohorts:
+            guess = closest(name, self.cohorts)
+            raise RuleError(f"no cohort '{name}'" + (f"; did you mean '{guess}'?" if guess
+                                                     else "")
+                            + f" (cohorts: {', '.join(sorted(self.cohorts)) or 'none yet'})")
+        return Member("cohort", name, f"in cohort {name}")
+
+    def name(self) -> str:
+        """A quoted text, or the words up to the next and/or/parenthesis."""
+        tok = self.take()
+        if tok[:1] in ("'", '"'):
+            return tok[1:-1]
+        words = [tok]
+        while self.peek() not in (None, "and", "or", ")"):
+            words.append(self.take())
+        return " ".join(words)
 
     def feature(self) -> Node:
         name = self.take()
@@ -344,31 +509,73 @@ class _Parser:
         return Feature(name, op, value, f"{name} {op} {value:g}")
 
 
-def parse(text: str, *, events: Iterable[str], features: Iterable[str] = ()) -> Node:
-    """Parse ``text`` against the known event types and numeric features."""
-    return _Parser(text, events, features).parse()
+def parse(text: str, *, events: Iterable[str], features: Iterable[str] = (),
+          segments: Iterable[int] = (), personas: Iterable[str] = (),
+          cohorts: Iterable[str] = ()) -> Node:
+    """Parse ``text`` against the known event types, numeric features, segments of the
+    active version, persona names and stored cohorts."""
+    return _Parser(text, events, features, segments, personas, cohorts).parse()
+
+
+def parse_spec(text: str, *, events: Iterable[str]) -> EventSpec:
+    """One event type with optional filters: ``product_view where category = shoes``."""
+    p = _Parser(text, events, ())
+    if not p.toks:
+        raise RuleError("an empty step; e.g. 'product_view where category = shoes'")
+    spec = p.spec()
+    if p.i < len(p.toks):
+        raise RuleError(f"unexpected '{p.toks[p.i]}' in '{text}' (filters read: "
+                        "EVENT where FIELD = VALUE and FIELD > NUMBER)")
+    return spec
+
+
+def spec_predicate(ev: ir.Table, spec: EventSpec) -> ir.BooleanValue:
+    """Whether each event of ``ev`` is of the spec's type and passes its filters."""
+    hit = _is(ev, spec.event)
+    for f in spec.filters:
+        col = ev[f.field]
+        test = {"<": col < f.value, "<=": col <= f.value, ">": col > f.value,
+                ">=": col >= f.value, "=": col == f.value, "!=": col != f.value}[f.op]
+        hit = hit & test.fill_null(f.op == "!=")  # a missing value is not equal
+    return hit
 
 
 # --- compiling -------------------------------------------------------------------------
 
 
 def compile_rule(node: Node, ev: ir.Table, *, as_of: Any, features: ir.Table | None = None,
-                 customers: ir.Table | None = None) -> ir.Table:
+                 customers: ir.Table | None = None,
+                 member_keys: Callable[[Member], ir.Table] | None = None) -> ir.Table:
     """``customer_key`` of the customers of ``ev`` (keyed events with ``ts``,
-    ``event_type`` and the attributes the rule uses) for whom the rule holds.
+    ``event_id``, ``event_type`` and the fields the rule's filters test) for whom the
+    rule holds. ``member_keys`` gives the ``customer_key`` of a segment's, persona's or
+    cohort's members.
 
-    One aggregation over the events gives a column per event condition; features and
-    signup dates are joined on; the formula is one filter over those columns.
+    One aggregation over the events gives a column per event condition; features,
+    signup dates and memberships are joined on; the formula is one filter over those
+    columns.
     """
     conds = conditions(node)
     if any(isinstance(c, Count) and c.period and c.period.kind == "first" for c in conds):
         ev = ev.mutate(_first_ts=ev.ts.min().over(ibis.window(group_by=ev.customer_key)))
+    seqs = {i: c for i, c in enumerate(conds) if isinstance(c, Sequence)}
+    if seqs:
+        # per event, the time of the customer's latest X event strictly before it in the
+        # event order (time, then event id)
+        before = ibis.window(group_by=ev.customer_key, order_by=[ev.ts, ev.event_id],
+                             preceding=(None, 1))
+        ev = ev.mutate(**{f"_x{i}": ev.ts.max(where=spec_predicate(ev, c.first)).over(before)
+                          for i, c in seqs.items()}).view()
     aggs: dict[str, Any] = {}
     for i, c in enumerate(conds):
-        if isinstance(c, Count):
-            hit = _is(ev, c.event)
-            if c.attr is not None:
-                hit = hit & (ev[c.attr[0]] == c.attr[1]).fill_null(False)
+        if isinstance(c, Sequence):
+            prior = ev[f"_x{i}"]
+            hit = spec_predicate(ev, c.then) & prior.notnull()
+            if c.micros is not None:
+                hit = hit & (ev.ts <= prior + ibis.interval(microseconds=c.micros))
+            aggs[f"q{i}"] = hit.fill_null(False).cast("int64").max()
+        elif isinstance(c, Count):
+            hit = spec_predicate(ev, EventSpec(c.event, c.filters))
             if c.period is not None:
                 span = ibis.interval(microseconds=c.period.micros)
                 hit = hit & (ev.ts > ibis.literal(as_of) - span if c.period.kind == "last"
@@ -391,6 +598,12 @@ def compile_rule(node: Node, ev: ir.Table, *, as_of: Any, features: ir.Table | N
         names = sorted({c.name for c in conds if isinstance(c, Feature)})
         f = features.select(f_key="customer_key", **{f"f_{n}": features[n] for n in names})
         per = per.left_join(f, per.customer_key == f.f_key).drop("f_key")
+    for i, c in enumerate(conds):
+        if isinstance(c, Member):
+            if member_keys is None:
+                raise RuleError(f"'{c.text}' needs the workspace's segments and cohorts")
+            m = member_keys(c).select(**{f"m{i}": "customer_key"}).distinct()
+            per = per.left_join(m, per.customer_key == m[f"m{i}"])
     index = {id(c): i for i, c in enumerate(conds)}
     return per.filter(_predicate(node, per, index)).select("customer_key")
 
@@ -409,6 +622,10 @@ def _predicate(node: Node, per: ir.Table, index: dict[int, int]) -> ir.BooleanVa
             out = (out & p) if isinstance(node, And) else (out | p)
         return out
     i = index[id(node)]
+    if isinstance(node, Sequence):
+        return (per[f"q{i}"] == 1).fill_null(False)
+    if isinstance(node, Member):
+        return per[f"m{i}"].notnull()
     if isinstance(node, Count):
         n = per[f"c{i}"]
         cond: Any = ibis.literal(True)
