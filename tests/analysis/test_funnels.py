@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 import statistics
 from datetime import UTC, datetime, timedelta
-from itertools import combinations, pairwise
+from itertools import combinations, pairwise, permutations
 from typing import Any, NamedTuple
 
 import pytest
@@ -27,6 +27,7 @@ class Ev(NamedTuple):
     event_id: str
     type: str
     device: str | None
+    amount: float | None = None
 
 
 def _data(n: int = 400, seed: int = 3) -> dict[str, list[Ev]]:
@@ -38,7 +39,7 @@ def _data(n: int = 400, seed: int = 3) -> dict[str, list[Ev]]:
             t += timedelta(seconds=rnd.choice(GAPS))
             # event ids in the order of the events: a tie on ts keeps this order
             evs.append(Ev(t, f"e{c:04d}-{i:02d}", rnd.choice("aabbc"),
-                          rnd.choice(["d1", "d2", None])))
+                          rnd.choice(["d1", "d2", None]), rnd.choice([None, 5.0, 50.0, 500.0])))
         out[f"u{c}"] = evs
     return out
 
@@ -50,10 +51,10 @@ DATA = _data()
 def ws(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     root = tmp_path_factory.mktemp("funnels")
     ws = init_workspace(root / "ws")
-    lines = ["event_id,ts,user_id,event,device"]
+    lines = ["event_id,ts,user_id,event,device,amount"]
     for user, evs in DATA.items():
-        lines += [f"{e.event_id},{e.ts.isoformat()},{user},{e.type},{e.device or ''}"
-                  for e in evs]
+        lines += [f"{e.event_id},{e.ts.isoformat()},{user},{e.type},{e.device or ''},"
+                  f"{'' if e.amount is None else e.amount}" for e in evs]
     path = root / "events.csv"
     path.write_text("\n".join(lines) + "\n")
     s = ingest(ws, [str(path)], IngestOptions(source="web", now=NOW))
@@ -83,6 +84,20 @@ def _units(per: str) -> list[list[Ev]]:
     return units
 
 
+def matches(e: Ev, step: str) -> bool:
+    """A step as written: ``TYPE`` or ``TYPE where FIELD OP VALUE`` (device =/!=, amount
+    >); a missing value is not equal to anything, and is not greater."""
+    kind, _, cond = step.partition(" where ")
+    if e.type != kind:
+        return False
+    if not cond:
+        return True
+    field, op, value = cond.split()
+    if field == "device":
+        return (e.device == value) if op == "=" else (e.device != value)
+    return e.amount is not None and e.amount > float(value)
+
+
 def _attempt(evs: list[Ev], i: int, steps: list[str], window: timedelta,
              ordering: str) -> tuple[int, ...]:
     """The longest valid tuple of positions starting at ``i`` (the smallest of those)."""
@@ -94,24 +109,70 @@ def _attempt(evs: list[Ev], i: int, steps: list[str], window: timedelta,
         for rest in sorted(options):
             if len(rest) != depth - 1 or (rest and rest[-1] >= len(evs)):
                 continue
-            if all(evs[p].type == steps[k + 1] and evs[p].ts <= end
+            if all(matches(evs[p], steps[k + 1]) and evs[p].ts <= end
                    for k, p in enumerate(rest)):
                 return (i, *rest)
     return (i,)
 
 
+def _leave(evs: list[Ev], t: tuple[int, ...], exclude: list[tuple[str, int, int]]
+           ) -> tuple[int, ...]:
+    """The tuple cut at the first step m (i <= m < j) with an excluded event after the
+    event of step m and before that of step m + 1."""
+    for m in range(1, len(t)):
+        for x, i, j in exclude:
+            if i <= m < j and any(matches(evs[p], x) for p in range(t[m - 1] + 1, t[m])):
+                return t[:m]
+    return t
+
+
+def _unordered(evs: list[Ev], i: int, steps: list[str], window: timedelta
+               ) -> list[datetime]:
+    """For the attempt starting at event ``i``: per step k reached, the earliest time by
+    which steps 1..k have each had their own event (every assignment tried)."""
+    pool = [p for p in range(i, len(evs)) if evs[p].ts <= evs[i].ts + window]
+    times: list[datetime] = []
+    for k in range(1, len(steps) + 1):
+        best = None
+        for chosen in permutations(pool, k):
+            if all(matches(evs[p], steps[m]) for m, p in enumerate(chosen)):
+                when = max(evs[p].ts for p in chosen)
+                best = when if best is None or when < best else best
+        if best is None:
+            break
+        times.append(best)
+    return times
+
+
 def reference(steps: list[str], window: timedelta, per: str, ordering: str, start: str,
-              attribution: str | None) -> dict[str, tuple[list[int], list[float | None]]]:
+              attribution: str | None, exclude: list[tuple[str, int, int]] | None = None
+              ) -> dict[str, tuple[list[int], list[float | None]]]:
     """Per group: units reaching each step, and the median seconds from the step before."""
     counts: dict[str, list[int]] = {}
     gaps: dict[str, list[list[float]]] = {}
     for evs in _units(per):
-        starts = [i for i, e in enumerate(evs) if e.type == steps[0]]
+        if ordering == "unordered":
+            starts = [i for i, e in enumerate(evs) if any(matches(e, s) for s in steps)]
+            if not starts:
+                continue
+            attempts = [(_unordered(evs, i, steps, window), i)
+                        for i in (starts[:1] if start == "first" else starts)]
+            times, _ = min(attempts, key=lambda a: (
+                -len(a[0]), (a[0][-1] - evs[a[1]].ts) if a[0] else timedelta(0), a[1]))
+            c = counts.setdefault("all", [0] * len(steps))
+            gs = gaps.setdefault("all", [[] for _ in steps])
+            for k in range(len(times)):
+                c[k] += 1
+                if k:
+                    gs[k].append((times[k] - times[k - 1]).total_seconds())
+            continue
+        starts = [i for i, e in enumerate(evs) if matches(e, steps[0])]
         if not starts:
             continue
         if start == "first":
             starts = starts[:1]
-        tuples = [_attempt(evs, i, steps, window, ordering) for i in starts]
+        tuples = [_leave(evs, _attempt(evs, i, steps, window, ordering), exclude or [])
+                  for i in starts]
         best = min(tuples, key=lambda t: (-len(t), evs[t[-1]].ts - evs[t[0]].ts, t[0]))
         if attribution is None:
             groups = {"all"}
@@ -147,7 +208,8 @@ def _got(res: dict[str, Any]) -> dict[str, tuple[list[int], list[float | None]]]
 
 
 STEP_LISTS = [["a", "a"], ["a", "a", "a"], ["a", "b"], ["a", "b", "a"], ["b", "a", "b", "c"],
-              ["c", "c"]]
+              ["c", "c"], ["a where device = d1", "b"],
+              ["a", "b where amount > 40", "a where device != d1"]]
 
 
 @pytest.mark.parametrize("steps", STEP_LISTS, ids=lambda s: ",".join(s))
@@ -248,3 +310,74 @@ def test_the_worked_example_of_the_docs(tmp_path) -> None:
                                ("first-touch", "mobile"), ("last-touch", "mobile"),
                                ("all", "mobile")):
         assert counts(three, by="device", attribution=attribution) == {group: [1, 1, 1]}
+
+
+EXCLUSIONS = [(["a", "b"], ["c"]), (["a", "b", "a"], ["c between 2 and 3"]),
+              (["a", "a", "b"], ["b between 1 and 2", "c where amount > 40"]),
+              (["a where device = d1", "b", "c"], ["a between 1 and 3"])]
+
+
+@pytest.mark.parametrize(("steps", "exclude"), EXCLUSIONS,
+                         ids=lambda v: ",".join(v))
+def test_exclusion_steps_match_the_brute_force(ws: Workspace, steps: list[str],
+                                               exclude: list[str]) -> None:
+    written = []
+    for x in exclude:
+        body, _, between = x.partition(" between ")
+        i, _, j = between.partition(" and ")
+        written.append((body, int(i or 1), int(j or len(steps))))
+    for start in ("first", "any"):
+        for window in (timedelta(hours=1), timedelta(days=3)):
+            res = _run(ws, steps, window=window, start=start, exclude=exclude)
+            want = reference(steps, window, "customer", "loose", start, None, written)
+            got = _got(res)
+            assert got["all"][0] == want["all"][0], (start, window)
+            for a, b in zip(got["all"][1], want["all"][1], strict=True):
+                assert a == pytest.approx(b) if b is not None else a is None
+            plain = _got(_run(ws, steps, window=window, start=start))["all"][0]
+            assert all(x <= p for x, p in zip(got["all"][0], plain, strict=True))
+    assert want != reference(steps, window, "customer", "loose", start, None)
+
+
+UNORDERED = [["a", "b"], ["a", "b", "a"], ["b", "c", "a"], ["c", "a", "a"],
+             ["a where device = d1", "b where amount > 40"]]
+
+
+@pytest.mark.parametrize("steps", UNORDERED, ids=lambda s: ",".join(s))
+def test_unordered_funnels_match_the_brute_force(ws: Workspace, steps: list[str]) -> None:
+    for start in ("first", "any"):
+        for window in (timedelta(hours=1), timedelta(days=3)):
+            res = _run(ws, steps, window=window, ordering="unordered", start=start)
+            want = reference(steps, window, "customer", "unordered", start, None)
+            got = _got(res)
+            assert got["all"][0] == want["all"][0], (start, window)
+            for a, b in zip(got["all"][1], want["all"][1], strict=True):
+                assert a == pytest.approx(b) if b is not None else a is None
+            # in any order, never fewer than in the given order
+            ordered = _got(_run(ws, steps, window=window, start="any"))["all"][0]
+            if start == "any":
+                assert all(u >= o for u, o in zip(got["all"][0], ordered, strict=True))
+
+
+def test_step_filters_and_unordered_refusals(ws: Workspace, cli) -> None:
+    from tribes.errors import InputError
+
+    for steps, kw, code in (
+            (["a where colour = red", "b"], {}, "E_STEPS"),
+            (["a where device = d1", "a"], {"ordering": "unordered"}, "E_STEPS"),
+            (["a", "b"], {"ordering": "unordered", "exclude": ["c"]}, "E_EXCLUDE"),
+            (["a", "b"], {"exclude": ["c between 2 and 2"]}, "E_EXCLUDE")):
+        with pytest.raises(InputError) as err:
+            _run(ws, steps, window=timedelta(days=1), **kw)
+        assert err.value.code == code, steps
+    r = cli("--workspace", ws.path, "journeys", "funnel", "--steps",
+            "a where device = 'd1',b where amount > 40", "--exclude", "c between 1 and 2",
+            "--window", "3d", "--json")
+    assert r.code == 0, r.err
+    res = r.json()
+    assert res["steps"] == ["a where device = 'd1'", "b where amount > 40"]
+    assert res["exclusions"] == ["c where amount > 40 between 1 and 2"] or res[
+        "exclusions"] == ["c between 1 and 2"]
+    want = reference(["a where device = d1", "b where amount > 40"], timedelta(days=3),
+                     "customer", "loose", "first", None, [("c", 1, 2)])
+    assert [s["count"] for s in res["groups"][0]["steps"]] == want["all"][0]

@@ -110,8 +110,8 @@ def test_pipeline_touches_every_table(stored: dict[str, dict[str, pd.DataFrame]]
     empty = {n for n, df in stored["duckdb"].items() if df.empty}
     # overrides are typed in by people, dead letters written by tribes stream's webhook
     # delivery, alerts only when a check finds a breach, activation tables by tribes
-    # activate; everything else the pipeline wrote
-    assert empty <= {"persona_overrides", "personas", "webhook_deadletters",
+    # activate, churn scores by tribes clv churn; everything else the pipeline wrote
+    assert empty <= {"persona_overrides", "personas", "webhook_deadletters", "churn_scores",
                      "alerts", "activation_state", "activation_syncs",
                      "activation_removals"}, empty
 
@@ -119,6 +119,7 @@ def test_pipeline_touches_every_table(stored: dict[str, dict[str, pd.DataFrame]]
 @pytest.mark.parametrize("step", ["ingest_web", "ingest_app", "ingest_pos", "ingest_support",
                                   "ingest_customers", "ingest_consents", "reingest_web",
                                   "segment", "clv_fit", "clv_score", "cohort", "funnel",
+                                  "cohort_seq", "funnel_filtered", "funnel_unordered",
                                   "transitions", "retention", "export_segments",
                                   "export_features", "forget"])
 def test_printed_result_is_equal(built: Built, step: str) -> None:

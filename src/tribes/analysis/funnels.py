@@ -8,11 +8,20 @@ The rules (docs/funnels.md has a worked example of each):
 * **Start**: ``first`` counts the unit's first step-1 event only; ``any`` tries every
   step-1 event and keeps the attempt that goes furthest (then the fastest, then the
   earliest).
+* **Steps** are event types, each optionally filtered on the event's fields
+  (``product_view where category = shoes and amount > 20``, the filter syntax of
+  :mod:`tribes.analysis.rules`).
 * **Ordering**: ``loose``: step k is the earliest step-k event strictly after the
   event of step k-1 (never the same event, so ``purchase,purchase`` needs two
   purchases); ``strict``: step k must be the very next event of the unit. With the same
-  start rule, strict never counts more than loose.
-* **Window**: every step within ``window`` of the attempt's step-1 event.
+  start rule, strict never counts more than loose. ``unordered``: the steps in any
+  order: an attempt starts at an event of any step, and reaches step k when steps 1..k
+  each have their own event among the attempt's events (from its start, within the
+  window); step k's time is when the last of them happened.
+* **Window**: every step within ``window`` of the attempt's first event.
+* **Exclusions** (ordered funnels): ``X between i and j``: an attempt in which an X
+  event comes after the event of step k and before the event of step k+1, for any k
+  from i to j-1, leaves the funnel at step k.
 * **Breakdown attribution** (``by`` an event attribute): ``step:N`` (default ``step:1``)
   the value on the attempt's step-N event (units that did not reach it:
   ``(did not reach)``); ``first-touch``: the unit's first value on any event;
@@ -30,6 +39,7 @@ import ibis
 import ibis.expr.types as ir
 
 from tribes.analysis.journeys import journey_events
+from tribes.analysis.rules import EventSpec, RuleError, parse_spec, spec_predicate
 from tribes.engine import Engine
 from tribes.engine.functions import micros_between
 from tribes.errors import InputError
@@ -37,26 +47,74 @@ from tribes.prep.sessions import mark_session_starts, number_sessions
 from tribes.store.segments import members
 
 UNITS = ("customer", "session")
-ORDERINGS = ("loose", "strict")
+ORDERINGS = ("loose", "strict", "unordered")
 STARTS = ("first", "any")
 # event attributes a funnel can be broken down by
 BY_COLUMNS = ("source", "channel", "device", "country", "region", "city", "category")
 NONE, NOT_REACHED = "(none)", "(did not reach)"
 
 
+def event_types(engine: Engine) -> set[str]:
+    ev = engine.table("events")
+    return {str(v) for v in engine.execute(ev.select("event_type").distinct())["event_type"]
+            if v is not None}
+
+
 def check_event_types(engine: Engine, steps: list[str]) -> None:
     """Every step must be an event type of the data (a typo would silently give zeros)."""
     from tribes.errors import closest
 
-    ev = engine.table("events")
-    known = {str(v) for v in engine.execute(ev.select("event_type").distinct())["event_type"]
-             if v is not None}
+    known = event_types(engine)
     for step in steps:
         if step not in known:
             near = closest(step, known)
             hint = f"; did you mean '{near}'?" if near else ""
             raise InputError(f"no '{step}' events in the workspace{hint} event types: "
                              f"{', '.join(sorted(known)[:20])}", code="E_STEPS")
+
+
+def split_steps(text: str) -> list[str]:
+    """Steps separated by commas, except commas inside quotes (a filter's value)."""
+    out, cur, quote = [], "", ""
+    for ch in text:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch == ",":
+            out.append(cur.strip())
+            cur = ""
+            continue
+        cur += ch
+    out.append(cur.strip())
+    return [s for s in out if s]
+
+
+def parse_steps(engine: Engine, steps: list[str]) -> list[EventSpec]:
+    """Each step's event type (checked against the data) and filters."""
+    known = event_types(engine)
+    out = []
+    for step in steps:
+        check_event_types(engine, [step.split()[0] if step.split() else step])
+        try:
+            out.append(parse_spec(step, events=known))
+        except RuleError as exc:
+            raise InputError(f"step '{step}': {exc.message}", code="E_STEPS") from None
+    return out
+
+
+def parse_exclusion(engine: Engine, text: str, n_steps: int) -> tuple[EventSpec, int, int]:
+    """``EVENT [where ...] [between I and J]`` (default: between the first and the last
+    step)."""
+    import re
+
+    m = re.match(r"^(.*?)\s+between\s+(\d+)\s+and\s+(\d+)\s*$", text.strip())
+    body, i, j = (m.group(1), int(m.group(2)), int(m.group(3))) if m else (
+        text.strip(), 1, n_steps)
+    if not 1 <= i < j <= n_steps:
+        raise InputError(f"exclusion '{text}': steps must satisfy 1 <= i < j <= {n_steps}",
+                         code="E_EXCLUDE")
+    return parse_steps(engine, [body])[0], i, j
 
 
 def _attribution(value: str, n_steps: int) -> tuple[str, int]:
@@ -74,12 +132,13 @@ def funnel(engine: Engine, steps: list[str], *, window: timedelta,
            by: str | None = None, segment: int | None = None, unit: str = "customer",
            ordering: str = "loose", start: str = "first", attribution: str = "step:1",
            timeout: timedelta = timedelta(minutes=30), cohort: str | None = None,
+           exclude: list[str] | None = None,
            consent_mode: str = "opt-out") -> dict[str, Any]:
     """Units (customers or sessions) reaching each step of ``steps`` (see the module's
     rules); per group of ``by`` (``segment`` of the active version, or an event
     attribute of :data:`BY_COLUMNS` attributed by ``attribution``), step and overall
     conversion, drop-off and the median time from the step before (seconds and in
-    words)."""
+    words). ``exclude``: ``EVENT [where ...] [between I and J]`` exclusion steps."""
     if len(steps) < 2:
         raise InputError("a funnel needs at least two steps, e.g. --steps "
                          "product_view,add_to_cart,purchase", code="E_STEPS")
@@ -93,17 +152,27 @@ def funnel(engine: Engine, steps: list[str], *, window: timedelta,
         raise InputError(f"unknown breakdown '{by}'; use segment or one of "
                          f"{', '.join(BY_COLUMNS)}", code="E_BY")
     how = _attribution(attribution, len(steps))
-    check_event_types(engine, steps)
+    specs = parse_steps(engine, steps)
+    exclusions = [parse_exclusion(engine, x, len(steps)) for x in exclude or []]
+    if ordering == "unordered":
+        _check_unordered(specs, exclusions)
     attr = [by] if by in BY_COLUMNS else []
-    ev = journey_events(engine, ["event_type", *attr], segment, consent_mode, cohort=cohort)
+    fields = sorted({f.field for sp in [*specs, *(x[0] for x in exclusions)]
+                     for f in sp.filters} - set(attr))
+    ev = journey_events(engine, ["event_type", *attr, *fields], segment, consent_mode,
+                        cohort=cohort)
     if unit == "session":
         ev = number_sessions(mark_session_starts(ev, timeout))
         ev = ev.mutate(unit=ev.customer_key + "#" + ev.session_seq.cast("string"))
     else:
         ev = ev.mutate(unit=ev.customer_key)
-    temps = ["_fn_events", "_fn_first", *[f"_fn_reached{k}" for k in range(1, len(steps) + 1)]]
+    temps = ["_fn_events", "_fn_first", "_fn_starts",
+             *[f"_fn_reached{k}" for k in range(1, len(steps) + 1)]]
     try:
-        reached = _reach(engine, ev, steps, window, ordering, start, attr)
+        if ordering == "unordered":
+            reached = _reach_unordered(engine, ev, specs, window, start, attr)
+        else:
+            reached = _reach(engine, ev, specs, exclusions, window, ordering, start, attr)
         first = None
         if attr and how[0] == "first-touch":
             first = engine.create_temp("_fn_first", _first_values(ev, attr[0]))
@@ -111,30 +180,60 @@ def funnel(engine: Engine, steps: list[str], *, window: timedelta,
     finally:
         for name in temps:
             engine.drop_temp(name)
-    return {"steps": steps, "window_seconds": window.total_seconds(), "by": by,
+    return {"steps": [sp.render("where") for sp in specs],
+            "window_seconds": window.total_seconds(), "by": by,
             "attribution": attribution if attr else None, "ordering": ordering,
-            "start": start, "unit": unit, **res}
+            "start": start, "unit": unit,
+            "exclusions": [f"{sp.render('where')} between {i} and {j}"
+                           for sp, i, j in exclusions], **res}
 
 
-def _reach(engine: Engine, ev: ir.Table, steps: list[str], window: timedelta,
+def _check_unordered(specs: list[EventSpec], exclusions: list[Any]) -> None:
+    """Unordered steps are counted per kind, which needs kinds no event can share."""
+    if exclusions:
+        raise InputError("exclusion steps need an order between steps; use --ordering "
+                         "loose", code="E_EXCLUDE")
+    kinds = list(dict.fromkeys(specs))
+    for a in kinds:
+        for b in kinds:
+            if a != b and (a.event == b.event or "event" in (a.event, b.event)):
+                raise InputError(
+                    f"in an unordered funnel, steps '{a.render('where')}' and "
+                    f"'{b.render('where')}' could match the same event; give each kind "
+                    "of step its own event type", code="E_STEPS")
+
+
+def _flags(ev: ir.Table, kinds: list[EventSpec]) -> dict[str, Any]:
+    return {f"m{i}": spec_predicate(ev, k) for i, k in enumerate(kinds)}
+
+
+def _reach(engine: Engine, ev: ir.Table, specs: list[EventSpec],
+           exclusions: list[tuple[EventSpec, int, int]], window: timedelta,
            ordering: str, start: str, attr: list[str]) -> ir.Table:
     """One row per unit: ``p1..pn`` (positions in the event order) and ``t1..tn`` of the
     steps its counted attempt reached (null beyond), ``a1..an`` the attribute there."""
-    kinds = list(dict.fromkeys(steps))
-    if ordering == "loose":  # only step events matter, and only their order
-        ev = ev.filter(ev.event_type.isin(kinds))
+    kinds = list(dict.fromkeys(specs))
+    outs = [x[0] for x in exclusions]
+    ev = ev.mutate(**_flags(ev, kinds),
+                   **{f"x{q}": spec_predicate(ev, sp) for q, sp in enumerate(outs)}).view()
+    if ordering == "loose":  # only step (and excluded) events matter, and only their order
+        ev = ev.filter(ibis.or_(*[ev[f"m{i}"] for i in range(len(kinds))],
+                                *[ev[f"x{q}"] for q in range(len(outs))]))
     w = ibis.window(group_by=ev.unit, order_by=[ev.ts, ev.event_id])
     ev = ev.mutate(pos=ibis.row_number().over(w)).view()
     cols: dict[str, Any] = {}
+    after = ibis.window(group_by=ev.unit, order_by=ev.pos, following=(1, None))
     if ordering == "loose":
         # per event and step kind: the position of the next such event strictly after it
-        after = ibis.window(group_by=ev.unit, order_by=ev.pos, following=(1, None))
-        for i, kind in enumerate(kinds):
-            cols[f"nx{i}"] = ibis.cases((ev.event_type == kind, ev.pos)).min().over(after)
+        for i in range(len(kinds)):
+            cols[f"nx{i}"] = ibis.cases((ev[f"m{i}"], ev.pos)).min().over(after)
+    for q in range(len(outs)):  # and of the next excluded event
+        cols[f"nq{q}"] = ibis.cases((ev[f"x{q}"], ev.pos)).min().over(after)
     ev = engine.create_temp("_fn_events", ev.select(
-        "unit", "customer_key", "pos", "ts", "event_type",
-        attr=ev[attr[0]] if attr else ibis.null("string"), **cols))
-    first = ev.filter(ev.event_type == steps[0])
+        "unit", "customer_key", "pos", "ts",
+        attr=ev[attr[0]] if attr else ibis.null("string"),
+        **{f"m{i}": f"m{i}" for i in range(len(kinds))}, **cols))
+    first = ev.filter(ev[f"m{kinds.index(specs[0])}"])
     if start == "first":
         first = first.mutate(_first=first.pos.min().over(group_by=first.unit)).view()
         first = first.filter(first.pos == first._first).drop("_first")
@@ -142,31 +241,84 @@ def _reach(engine: Engine, ev: ir.Table, steps: list[str], window: timedelta,
                            **{c: c for c in cols})
     reached = engine.create_temp("_fn_reached1", reached)
     span = ibis.interval(microseconds=round(window.total_seconds() * 1_000_000))
-    for k, step in enumerate(steps[1:], start=2):
+    for k, step in enumerate(specs[1:], start=2):
         # loose: the next step-k event after the previous step's; strict: the next event
         prev = reached[f"p{k - 1}"]
-        cand = reached[f"nx{kinds.index(step)}"] if ordering == "loose" else prev + 1
-        e = ev.select(e_unit="unit", e_pos="pos", e_ts="ts", e_type="event_type",
+        kind = kinds.index(step)
+        cand = reached[f"nx{kind}"] if ordering == "loose" else prev + 1
+        e = ev.select(e_unit="unit", e_pos="pos", e_ts="ts", e_hit=f"m{kind}",
                       e_attr="attr", **{f"e_{c}": c for c in cols})
         j = reached.left_join(e, [reached.unit == e.e_unit, e.e_pos == cand])
-        ok = (j.e_pos.notnull() & (j.e_type == step) & (j.e_ts <= j.t1 + span)).fill_null(
-            False)
+        ok = j.e_pos.notnull() & j.e_hit & (j.e_ts <= j.t1 + span)
+        for q, (_, i, last) in enumerate(exclusions):
+            if i <= k - 1 and k <= last:  # an excluded event between steps k-1 and k
+                ok = ok & ~(j[f"nq{q}"] < j.e_pos).fill_null(False)
+        ok = ok.fill_null(False)
         keep = [c for c in reached.columns if c not in cols]
         nxt = j.select(*keep, **{f"p{k}": ibis.ifelse(ok, j.e_pos, ibis.null("int64")),
                                  f"t{k}": ibis.ifelse(ok, j.e_ts, ibis.null(j.e_ts.type())),
                                  f"a{k}": ibis.ifelse(ok, j.e_attr, ibis.null("string"))},
                        **{c: ibis.ifelse(ok, j[f"e_{c}"], ibis.null("int64")) for c in cols})
         reached = engine.create_temp(f"_fn_reached{k}", nxt)
-    n = len(steps)
+    return _best(reached.mutate(t0=reached.t1, p0=reached.p1), len(specs), list(cols))
+
+
+def _best(reached: ir.Table, n: int, drop: list[str]) -> ir.Table:
+    """Per unit, the counted attempt: furthest, then fastest, then earliest."""
     depth = sum((reached[f"p{k}"].notnull().cast("int64") for k in range(1, n + 1)),
                 ibis.literal(0))
-    last_t = ibis.coalesce(*[reached[f"t{k}"] for k in range(n, 0, -1)])
-    scored = reached.mutate(_depth=depth, _took=micros_between(last_t, reached.t1)).view()
-    # the counted attempt: furthest, then fastest, then earliest
+    last_t = ibis.coalesce(*[reached[f"t{k}"] for k in range(n, 0, -1)], reached.t0)
+    scored = reached.mutate(_depth=depth, _took=micros_between(last_t, reached.t0)).view()
     best = ibis.row_number().over(ibis.window(
-        group_by=scored.unit, order_by=[ibis.desc(scored._depth), scored._took, scored.p1]))
+        group_by=scored.unit, order_by=[ibis.desc(scored._depth), scored._took, scored.p0]))
     scored = scored.mutate(_rank=best).view()
-    return scored.filter(scored._rank == 0).drop("_rank", "_took", *cols)
+    return scored.filter(scored._rank == 0).drop("_rank", "_took", "t0", "p0", *drop)
+
+
+def _reach_unordered(engine: Engine, ev: ir.Table, specs: list[EventSpec],
+                     window: timedelta, start: str, attr: list[str]) -> ir.Table:
+    """:func:`_reach` for steps in any order. Each kind's events are numbered in the
+    event order (``c{i}``); an attempt starting at event s with ``b`` events of kind i
+    before s reaches its m-th step of kind i with kind i's event number b + m."""
+    kinds = list(dict.fromkeys(specs))
+    ev = ev.mutate(**_flags(ev, kinds)).view()
+    ev = ev.filter(ibis.or_(*[ev[f"m{i}"] for i in range(len(kinds))]))
+    w = ibis.window(group_by=ev.unit, order_by=[ev.ts, ev.event_id])
+    upto = ibis.window(group_by=ev.unit, order_by=[ev.ts, ev.event_id],
+                       preceding=None, following=0)
+    ev = ev.mutate(pos=ibis.row_number().over(w),
+                   **{f"c{i}": ev[f"m{i}"].cast("int64").sum().over(upto)
+                      for i in range(len(kinds))}).view()
+    ev = engine.create_temp("_fn_events", ev.select(
+        "unit", "customer_key", "pos", "ts",
+        attr=ev[attr[0]] if attr else ibis.null("string"),
+        **{f"m{i}": f"m{i}" for i in range(len(kinds))},
+        **{f"c{i}": f"c{i}" for i in range(len(kinds))}))
+    first = ev if start == "any" else ev.filter(ev.pos == 0)
+    # events of each kind before the attempt's start
+    reached = first.select("unit", "customer_key", p0="pos", t0="ts", **{
+        f"b{i}": first[f"c{i}"] - first[f"m{i}"].cast("int64") for i in range(len(kinds))})
+    reached = engine.create_temp("_fn_starts", reached)
+    span = ibis.interval(microseconds=round(window.total_seconds() * 1_000_000))
+    need = [0] * len(kinds)
+    for k, step in enumerate(specs, start=1):
+        kind = kinds.index(step)
+        need[kind] += 1
+        e = ev.filter(ev[f"m{kind}"]).select(e_unit="unit", e_n=f"c{kind}", e_pos="pos",
+                                             e_ts="ts", e_attr="attr")
+        j = reached.left_join(e, [reached.unit == e.e_unit,
+                                  e.e_n == reached[f"b{kind}"] + need[kind]])
+        ok = j.e_pos.notnull() & (j.e_ts <= j.t0 + span)
+        if k > 1:
+            ok = ok & j[f"p{k - 1}"].notnull()
+        ok = ok.fill_null(False)
+        when = j.e_ts if k == 1 else ibis.greatest(j[f"t{k - 1}"], j.e_ts)
+        nxt = j.select(*[c for c in reached.columns],
+                       **{f"p{k}": ibis.ifelse(ok, j.e_pos, ibis.null("int64")),
+                          f"t{k}": ibis.ifelse(ok, when, ibis.null(j.e_ts.type())),
+                          f"a{k}": ibis.ifelse(ok, j.e_attr, ibis.null("string"))})
+        reached = engine.create_temp(f"_fn_reached{k}", nxt)
+    return _best(reached, len(specs), [f"b{i}" for i in range(len(kinds))])
 
 
 def _first_values(ev: ir.Table, column: str) -> ir.Table:

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from tribes.analysis.funnels import funnel as funnel_fn
+from tribes.analysis.funnels import split_steps
 from tribes.analysis.journeys import transitions as transitions_fn
 from tribes.cli.common import CohortOpt, JsonOpt, Output, state, writable
 from tribes.config import parse_duration
@@ -76,7 +77,8 @@ def funnel(
     steps: Annotated[str, typer.Option(
         "--steps", help="Comma-separated event types in order, e.g. "
         "product_view,add_to_cart,begin_checkout,purchase. A type may repeat "
-        "(purchase,purchase: a second purchase).")],
+        "(purchase,purchase: a second purchase); a step may filter its events: "
+        "\"product_view where category = shoes,purchase where amount > 50\".")],
     window: Annotated[str, typer.Option(
         "--window", help="Conversion window from the first step, e.g. 1d, 2h.")] = "1d",
     by: Annotated[str | None, typer.Option(
@@ -95,12 +97,17 @@ def funnel(
         "(each session its own attempt).")] = "customer",
     ordering: Annotated[str, typer.Option(
         "--ordering", help="loose: other events may come between the steps; strict: each "
-        "step must be the very next event. Each step is always a later event than the "
-        "step before.")] = "loose",
+        "step must be the very next event (each step is always a later event than the "
+        "step before); unordered: the steps in any order within the window.")] = "loose",
     start: Annotated[str, typer.Option(
         "--start", help="first: the funnel starts at the unit's first step-1 event; any: "
         "every step-1 event is an attempt, and the one that goes furthest (then fastest) "
         "counts.")] = "first",
+    exclude: Annotated[list[str] | None, typer.Option(
+        "--exclude", help="Exclusion step, repeatable: units with this event between "
+        "steps I and J leave the funnel at the step before it, e.g. \"support_contact "
+        "between 2 and 3\" (default: between the first and the last step).",
+        show_default=False)] = None,
     cohort: CohortOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -119,18 +126,24 @@ def funnel(
       tribes -w shop journeys funnel --steps add_to_cart,purchase --by device \
         --attribution last-touch
       tribes -w shop journeys funnel --steps product_view,purchase --start any
+      tribes -w shop journeys funnel --steps "product_view where category = shoes,purchase"
+      tribes -w shop journeys funnel --steps product_view,add_to_cart,purchase \
+        --exclude "support_contact between 2 and 3"
+      tribes -w shop journeys funnel --steps search,product_view --ordering unordered
     """
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     settings = RunSettings.resolve(ws.config)
-    names = [s.strip() for s in steps.split(",") if s.strip()]
+    names = split_steps(steps)
     with open_engine(ws, read_only=True) as engine, out.progress("funnel"):
         res = funnel_fn(engine, names, window=parse_duration(window), by=by, segment=segment,
                         unit=unit, ordering=ordering, start=start, attribution=attribution,
-                        cohort=cohort, timeout=settings.session_timeout,
+                        cohort=cohort, exclude=exclude, timeout=settings.session_timeout,
                         consent_mode=settings.consent_mode)
     out.result(res)
     how = f"{res['ordering']} order, start: {res['start']}"
+    if res["exclusions"]:
+        how += ", leaving at: " + "; ".join(res["exclusions"])
     if res["attribution"]:
         how += f", {by} by {res['attribution']}"
     for g in res["groups"]:
