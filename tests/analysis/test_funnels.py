@@ -310,6 +310,18 @@ def test_the_worked_example_of_the_docs(tmp_path) -> None:
                                ("first-touch", "mobile"), ("last-touch", "mobile"),
                                ("all", "mobile")):
         assert counts(three, by="device", attribution=attribution) == {group: [1, 1, 1]}
+    desktop = _run(ws, ["product_view where device = desktop", "purchase"],
+                   window=timedelta(hours=1))["groups"][0]["steps"]
+    assert [s["count"] for s in desktop] == [1, 1]
+    assert desktop[1]["median_from_previous"] == "2 min"
+    out = ["page_view between 2 and 3"]
+    assert counts(three, exclude=out) == {"all": [1, 1, 0]}
+    assert counts(three, exclude=out, start="any") == {"all": [1, 1, 1]}
+    any_order = _run(ws, ["purchase", "add_to_cart"], window=timedelta(minutes=30),
+                     ordering="unordered")["groups"][0]["steps"]
+    assert [s["count"] for s in any_order] == [1, 1]
+    assert any_order[1]["median_from_previous"] == "0 s"
+    assert counts(["purchase", "add_to_cart"], "30m") == {"all": [1, 0]}
 
 
 EXCLUSIONS = [(["a", "b"], ["c"]), (["a", "b", "a"], ["c between 2 and 3"]),
