@@ -90,6 +90,72 @@ def test_first_seen_retention_matches_pandas(feature_data: FeatureData, period: 
         assert c["retention"][0] == 1.0
 
 
+@pytest.mark.parametrize("by", ["first_seen", "first_purchase"])
+def test_recurring_retention_matches_pandas(feature_data: FeatureData, by: str) -> None:
+    """Recurring cohorts: a customer is in the cohort of every day they had a starting
+    event (any event, or a purchase), counted from each."""
+    from tribes.analysis.cohorts import retention
+
+    with open_engine(feature_data.ws) as engine:
+        res = retention(engine, by=by, period="day", recurring=True)
+    e = keyed(feature_data)
+    e = e.assign(m=e.ts.dt.tz_convert(None).dt.to_period("D"))
+    starts = e if by == "first_seen" else e[e.event_type == "purchase"]
+    cohorts = starts.groupby("m").customer_key.apply(set)
+    active = e.groupby("m").customer_key.apply(set)
+    end = e.m.max()
+    want = {str(c): [len(members & active.get(c + k, set())) for k in range((end - c).n + 1)]
+            for c, members in cohorts.items()}
+    assert {c["cohort"]: c["counts"] for c in res["cohorts"]} == want
+    assert {c["cohort"]: c["size"] for c in res["cohorts"]} == {
+        str(c): len(m) for c, m in cohorts.items()}
+    # more cohort entries than customers: the same customer starts again later
+    assert sum(len(m) for m in cohorts) > starts.customer_key.nunique()
+
+
+def test_retention_breakdown_by_segment_persona_and_cohort(feature_data: FeatureData,
+                                                           cli) -> None:
+    ws = feature_data.ws.path
+    assert cli("--workspace", ws, "segment", "--method", "kmeans", "--k", "2",
+               "--json").code == 0
+    assert cli("--workspace", ws, "cohorts", "define", "buyers", "--rule",
+               "any purchase", "--json").code == 0
+    e = keyed(feature_data)
+    e = e.assign(m=e.ts.dt.tz_convert(None).dt.to_period("D"))
+    assign = table_frame(feature_data.ws, "segment_assignments")
+    seg_of = dict(zip(assign.customer_key, assign.segment_id, strict=True))
+    first = e.groupby("customer_key").m.min()
+
+    def cells(keys: set[str]) -> dict[str, list[int]]:
+        mine = e[e.customer_key.isin(keys)]
+        out: dict[str, list[int]] = {}
+        for c in sorted(first[first.index.isin(keys)].unique()):
+            group = set(first.index[first == c]) & keys
+            out[str(c)] = [mine[(mine.m == c + k) & mine.customer_key.isin(group)]
+                           .customer_key.nunique() for k in range((e.m.max() - c).n + 1)]
+        return out
+
+    r = cli("--workspace", ws, "cohorts", "retention", "--breakdown", "segment",
+            "--period", "day", "--json")
+    assert r.code == 0, r.err
+    res = r.json()
+    assert res["breakdown"] == "segment" and len(res["groups"]) == 2
+    for g in res["groups"]:
+        keys = {k for k, s in seg_of.items() if s == g["segment"]} & set(e.customer_key)
+        assert {c["cohort"]: c["counts"] for c in g["cohorts"]} == cells(keys)
+    names = cli("--workspace", ws, "personas", "--json").json()["personas"]
+    r = cli("--workspace", ws, "cohorts", "retention", "--breakdown", "persona", "--json")
+    assert {g["group"] for g in r.json()["groups"]} == {p["name"] for p in names}
+    r = cli("--workspace", ws, "cohorts", "retention", "--breakdown", "cohort",
+            "--returned", "purchase", "--json")
+    assert [g["group"] for g in r.json()["groups"]] == ["buyers"]
+    text = cli("--workspace", ws, "cohorts", "retention", "--breakdown", "persona").out
+    assert all(p["name"] in " ".join(text.split()) for p in names), text
+    bad = cli("--workspace", ws, "cohorts", "retention", "--breakdown", "segment",
+              "--segment", "1", "--json")
+    assert bad.code != 0 and bad.json()["error"] == "E_BY"
+
+
 def test_retention_shows_periods_nobody_returned_in_as_zero(tmp_path, cli) -> None:
     """A hand-worked example: January's cohort (A, B) has A back in March only; C came
     in February and came back within the month; D's single event in April ends the
@@ -191,6 +257,12 @@ def test_the_worked_example_of_the_retention_docs(tmp_path) -> None:
             "2026-01": [1, 0, 1, 0], "2026-02": [0, 0, 0], "2026-04": [0]}
         assert table(cumulative=True)[0] == {
             "2026-01": [2, 1, 1, 0], "2026-02": [1, 0, 0], "2026-04": [1]}
+        # recurring: A also starts a cohort in March, with its purchase
+        assert table(recurring=True)[0] == {
+            "2026-01": [2, 0, 1, 0], "2026-02": [1, 0, 0], "2026-03": [1, 0],
+            "2026-04": [1]}
+        assert table(by="first_purchase", recurring=True)[0] == {
+            "2026-01": [1, 0, 0, 0], "2026-03": [1, 0]}
         weeks = {ws_: retention(engine, period="week", week_start=ws_)["cohorts"][0]["cohort"]
                  for ws_ in ("monday", "sunday")}
         assert weeks == {"monday": "2026-01-05", "sunday": "2026-01-04"}

@@ -73,18 +73,62 @@ def parse_by(by: str, period: str | None) -> tuple[str, str]:
     return by, period
 
 
+BREAKDOWNS = ("segment", "persona", "cohort")
+
+
+def retention_by(engine: Engine, breakdown: str, **kw: Any) -> dict[str, Any]:
+    """:func:`retention` once per group: each segment of the active version (``segment``,
+    or ``persona`` to label them by persona name) or each stored cohort (``cohort``; a
+    customer in several cohorts counts in each)."""
+    if breakdown not in BREAKDOWNS:
+        raise InputError(f"unknown breakdown '{breakdown}'; use segment, persona or cohort",
+                         code="E_BY")
+    if kw.get("segment") is not None or kw.get("cohort") is not None:
+        raise InputError("a breakdown shows every segment or cohort; leave out --segment "
+                         "and --cohort", code="E_BY")
+    groups: list[tuple[str, dict[str, Any]]] = []
+    if breakdown == "cohort":
+        names = [c["name"] for c in store.list_cohorts(engine)]
+        if not names:
+            raise InputError("no cohorts yet; define one with: tribes cohorts define",
+                             code="E_COHORT")
+        groups = [(n, {"cohort": n}) for n in names]
+    else:
+        version = active_version(engine)
+        if version is None:
+            raise InputError("no segment version yet; create one with: tribes segment",
+                             code="E_NO_SEGMENTS")
+        label = segment_names(engine, version)
+        ids = sorted(int(v) for v in engine.execute(
+            members(engine).select("segment_id").distinct())["segment_id"])
+        groups = [(label.get(s, str(s)) if breakdown == "persona" else str(s),
+                   {"segment": s}) for s in ids]
+    out, base = [], {}
+    for name, scope in groups:
+        res = retention(engine, **{**kw, **scope})
+        base = {k: v for k, v in res.items() if k not in ("cohorts", "segment")}
+        out.append({"group": name, **scope, "cohorts": res["cohorts"]})
+    return {**base, "breakdown": breakdown, "groups": out}
+
+
 def retention(engine: Engine, *, by: str = "first_seen", period: str | None = None,
               cohort: str | None = None, returned: str | None = None,
               cumulative: bool = False, week_start: str = "monday",
-              segment: int | None = None, consent_mode: str = "opt-out") -> dict[str, Any]:
+              segment: int | None = None, recurring: bool = False,
+              consent_mode: str = "opt-out") -> dict[str, Any]:
     """Retention matrix (counts and shares) and revenue per cohort and period, of all
     customers, the members of a behavioral ``cohort`` or of a ``segment``.
 
     Period k counts the cohort's customers who *returned* in it: who had an event in it
     (of type ``returned`` when given, e.g. ``purchase``); ``cumulative``: in it or any
     later period. Revenue is every purchase in the period, whatever ``returned`` is.
+    ``recurring``: a customer joins the cohort of every period with a starting event (any
+    event for ``first_seen``, a purchase for ``first_purchase``), not only the first.
     """
     by, period = parse_by(by, period)
+    if recurring and by == "signup":
+        raise InputError("a customer signs up once: recurring cohorts start at events "
+                         "(first_seen or first_purchase)", code="E_COHORT")
     if week_start not in WEEK_STARTS:
         raise InputError(f"unknown week start '{week_start}'; use monday or sunday",
                          code="E_PERIOD")
@@ -94,7 +138,10 @@ def retention(engine: Engine, *, by: str = "first_seen", period: str | None = No
         check_event_types(engine, [returned])
     ev = journey_events(engine, ["event_type", "amount"], segment, consent_mode,
                         cohort=cohort)
-    if by == "first_seen":
+    if recurring:  # every starting event: a cohort per period the customer started in
+        p = ev if by == "first_seen" else ev.filter(ev.event_type == "purchase")
+        start = p.select(c_key=p.customer_key, c_ts=p.ts)
+    elif by == "first_seen":
         start = ev.group_by(c_key=ev.customer_key).aggregate(c_ts=ev.ts.min())
     elif by == "first_purchase":
         p = ev.filter(ev.event_type == "purchase")
@@ -110,7 +157,7 @@ def retention(engine: Engine, *, by: str = "first_seen", period: str | None = No
     if cohort is not None:
         m = store.cohort_members(engine, cohort)
         start = start.semi_join(m, start.c_key == m.c_key)
-    start = start.mutate(cohort=_start_of(start.c_ts, period, week_start)).view()
+    start = start.select("c_key", cohort=_start_of(start.c_ts, period, week_start)).distinct()
     hit = ibis.literal(True) if returned is None else ev.event_type == returned
     act = ev.mutate(p=_start_of(ev.ts, period, week_start), hit=hit.cast("int64"),
                     rev=ibis.ifelse(ev.event_type == "purchase", ev.amount, 0.0))
@@ -160,7 +207,7 @@ def retention(engine: Engine, *, by: str = "first_seen", period: str | None = No
     cohorts.sort(key=lambda c: c["cohort"])
     return {"by": by, "period": period, "returned": returned or "any event",
             "cumulative": cumulative, "week_start": week_start if period == "week" else None,
-            "segment": segment, "cohorts": cohorts}
+            "recurring": recurring, "segment": segment, "cohorts": cohorts}
 
 
 # --- behavioral cohorts ----------------------------------------------------------------

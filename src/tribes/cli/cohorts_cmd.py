@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 
 from tribes.analysis.cohorts import retention as retention_fn
+from tribes.analysis.cohorts import retention_by
 from tribes.cli.common import CohortOpt, JsonOpt, Output, state
 from tribes.settings import RunSettings
 from tribes.store.db import open_engine
@@ -37,6 +38,14 @@ def retention(
         "--segment", help="Only customers of this segment (active version).",
         show_default=False)] = None,
     cohort: CohortOpt = None,
+    recurring: Annotated[bool, typer.Option(
+        "--recurring", help="Recurring cohorts: a customer joins the cohort of every "
+        "period with a starting event (any event for first_seen, a purchase for "
+        "first_purchase), not only of their first; so a customer may be in several.")
+    ] = False,
+    breakdown: Annotated[str | None, typer.Option(
+        "--breakdown", help="One matrix per segment of the active version (segment, or "
+        "persona to name them) or per stored cohort (cohort).", show_default=False)] = None,
     show: Annotated[str, typer.Option(
         "--show", help="What the table shows: share (of the cohort active), customers "
         "(active) or revenue.")] = "share",
@@ -60,6 +69,10 @@ def retention(
 
       tribes -w shop cohorts retention --period day --periods 30
 
+      tribes -w shop cohorts retention --by first_purchase --recurring
+
+      tribes -w shop cohorts retention --breakdown persona --returned purchase
+
       tribes -w shop cohorts retention --json
     """
     out = Output(ctx, json_out)
@@ -67,14 +80,27 @@ def retention(
         raise typer.BadParameter("use share, customers or revenue", param_hint="--show")
     ws = state(ctx).open()
     settings = RunSettings.resolve(ws.config)
+    kw: dict[str, Any] = {
+        "by": by, "period": period, "cohort": cohort, "returned": returned,
+        "cumulative": cumulative, "week_start": week_start, "segment": segment,
+        "recurring": recurring, "consent_mode": settings.consent_mode}
     with open_engine(ws, read_only=True) as engine, out.progress("cohorts"):
-        res = retention_fn(engine, by=by, period=period, cohort=cohort, returned=returned,
-                           cumulative=cumulative, week_start=week_start, segment=segment,
-                           consent_mode=settings.consent_mode)
+        res = (retention_fn(engine, **kw) if breakdown is None
+               else retention_by(engine, breakdown, **kw))
     out.result(res)
-    if not res["cohorts"]:
-        out.print("No cohorts: no events (or no purchases / signup dates) yet.")
+    for group in res.get("groups") or [res]:
+        name = f"{res['breakdown']} {group['group']}: " if breakdown else ""
+        _matrix(out, res, group["cohorts"], escape(name), show, periods)
+
+
+def _matrix(out: Output, res: dict[str, Any], cohorts: list[dict[str, Any]], name: str,
+            show: str, periods: int) -> None:
+    """One retention matrix as a table, and what it leaves out."""
+    if not cohorts:
+        out.print(f"{name}No cohorts: no events (or no purchases / signup dates) yet.")
         return
+    cumulative = res["cumulative"]
+    res = {**res, "cohorts": cohorts}
     longest = max(len(c["retention"]) for c in res["cohorts"])
     width = longest if periods == 0 else min(periods, longest)
     key = {"share": "retention", "customers": "counts", "revenue": "revenue"}[show]
@@ -88,8 +114,9 @@ def retention(
     # columns (their later periods are in --json)
     visible = [c for c in res["cohorts"] if c["observed_from"] < width]
     came = f"came back with {res['returned']}" + (" then or later" if cumulative else "")
-    out.table(f"Retention by {res['by']} {res['period']} ({show}; {came}; k periods after "
-              "the start)",
+    kind = "recurring " if res["recurring"] else ""
+    out.table(f"{name}Retention by {kind}{res['by']} {res['period']} ({show}; {came}; k "
+              "periods after the start)",
               ["cohort", "size", *[str(k) for k in range(width)]],
               [(c["cohort"], c["size"], *[
                   cell(c[key][k] if k < len(c[key]) else None) for k in range(width)])
