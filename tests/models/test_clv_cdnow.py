@@ -320,11 +320,18 @@ def test_persona_churn_risk_comes_from_the_best_validated_model(cli, cdnow: Path
 def test_a_churn_share_that_contradicts_recency_is_found() -> None:
     from tribes.models.personas import recency_contradiction
 
-    churn = {0: {"share": 0.0}, 1: {"share": 0.3}, 2: {"share": 0.9}}
+    def shares(*pairs: tuple[float, int]) -> dict[int, dict]:
+        return {i: {"share": s, "scored": n} for i, (s, n) in enumerate(pairs)}
+
     # segment 0 was last seen 300 days ago yet shows 0% at risk; segment 1, 10 days ago
+    churn = shares((0.0, 100), (0.3, 100), (0.9, 100))
     why = recency_contradiction(churn, {0: 300.0, 1: 10.0, 2: 400.0})
     assert why is not None and "segment 0" in why and "segment 1" in why
     assert recency_contradiction(churn, {0: 10.0, 1: 15.0, 2: 400.0}) is None
     # close recencies (not twice as long, or less than a week apart) are not a contradiction
     assert recency_contradiction(churn, {0: 12.0, 1: 10.0, 2: 30.0}) is None
     assert recency_contradiction(churn, {0: 5.0, 1: 2.0, 2: 30.0}) is None
+    # nor is a difference that chance explains: 0 of 3 against 2% of 120 (z = 0.25);
+    # 11% of 971 against 17% of 581 is not chance (z = 3.4, CDNOW under BG/NBD)
+    assert recency_contradiction(shares((0.0, 3), (0.02, 120)), {0: 26.0, 1: 4.0}) is None
+    assert recency_contradiction(shares((0.11, 971), (0.17, 581)), {0: 490.0, 1: 95.0})

@@ -128,6 +128,7 @@ def _attributes(engine: Engine, version: int, top: int = 3) -> dict[int, dict[st
 
 
 RECENCY_GAP_DAYS = 7.0
+CONTRADICTION_Z = 1.96
 
 
 def _churn(engine: Engine, version: int) -> dict[int, dict[str, Any]]:
@@ -158,17 +159,25 @@ def recency_contradiction(churn: dict[int, dict[str, Any]],
                           recency: dict[int, float | None]) -> str | None:
     """Why the churn shares contradict the segments' own recency, or None: a segment
     whose median customer was last seen clearly longer ago (at least twice as long and
-    a week more) may not show a lower share at churn risk than a more recent one."""
-    shown = {s: c["share"] for s, c in churn.items() if c.get("share") is not None
-             and recency.get(s) is not None}
-    for a, share_a in shown.items():
-        for b, share_b in shown.items():
+    a week more) may not show a lower share at churn risk than a more recent one, beyond
+    chance (one-sided two-proportion z-test at 2.5%: a handful of scored customers
+    proves nothing)."""
+    shown = {s: c for s, c in churn.items() if c.get("share") is not None
+             and recency.get(s) is not None and c.get("scored")}
+    for a, ca in shown.items():
+        for b, cb in shown.items():
             ra, rb = recency[a], recency[b]
             assert ra is not None and rb is not None
-            if ra >= 2 * rb and ra - rb >= RECENCY_GAP_DAYS and share_a < share_b:
+            if not (ra >= 2 * rb and ra - rb >= RECENCY_GAP_DAYS
+                    and ca["share"] < cb["share"]):
+                continue
+            na, nb = ca["scored"], cb["scored"]
+            pooled = (ca["share"] * na + cb["share"] * nb) / (na + nb)
+            se = math.sqrt(pooled * (1 - pooled) * (1 / na + 1 / nb))
+            if se > 0 and (cb["share"] - ca["share"]) / se > CONTRADICTION_Z:
                 return (f"segment {a}, last seen a median {ra:.0f} days ago, would show "
-                        f"less churn risk ({share_a:.0%}) than segment {b}, seen "
-                        f"{rb:.0f} days ago ({share_b:.0%})")
+                        f"less churn risk ({ca['share']:.0%} of {na:,}) than segment {b}, "
+                        f"seen {rb:.0f} days ago ({cb['share']:.0%} of {nb:,})")
     return None
 
 
