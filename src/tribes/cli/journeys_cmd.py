@@ -141,7 +141,8 @@ def funnel(
                         cohort=cohort, exclude=exclude, timeout=settings.session_timeout,
                         consent_mode=settings.consent_mode)
     out.result(res)
-    how = f"{res['ordering']} order, start: {res['start']}"
+    how = ("steps in any order" if res["ordering"] == "unordered"
+           else f"{res['ordering']} order") + f", start: {res['start']}"
     if res["exclusions"]:
         how += ", leaving at: " + "; ".join(res["exclusions"])
     if res["attribution"]:
@@ -155,7 +156,7 @@ def funnel(
                     None if s["overall_conversion"] is None
                     else f"{s['overall_conversion']:.1%}",
                     s["drop_off"], s["median_from_previous"]) for s in g["steps"]],
-                  no_wrap=(0,))
+                  no_wrap=(1, 2, 3, 4))
 
 
 @app.command()
