@@ -77,6 +77,9 @@ class IngestConfig(_Section):
     default_tz: str = "UTC"
     event_types: list[str] = Field(default_factory=list, description="whitelist; empty = any")
     event_type_aliases: dict[str, str] = Field(default_factory=dict)
+    max_quarantined_share: float = Field(
+        0.5, ge=0.0, le=1.0, description="a batch quarantining more of its rows than this "
+        "exits non-zero (E_QUARANTINED), after storing what it loaded")
 
     @field_validator("future_tolerance")
     @classmethod
@@ -466,6 +469,7 @@ future_tolerance = "1d"   # events later than now + this are quarantined (E_TS_F
 min_ts = "1980-01-01"     # events before this are quarantined (E_TS_RANGE)
 default_tz = "UTC"        # zone of timestamps written without an offset (--tz overrides)
 event_types = []          # whitelist of event types; empty accepts any (else E_EVENT_TYPE)
+max_quarantined_share = 0.5  # a batch quarantining more of its rows exits non-zero
 
 [ingest.event_type_aliases]
 # raw type (after snake_case normalization) = canonical type, on top of the built-in ones

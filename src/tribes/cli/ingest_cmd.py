@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 
 from tribes.cli.common import JsonOpt, Output, state
+from tribes.errors import InputError
 from tribes.ingest import IngestOptions
 from tribes.ingest.mapping import parse_map_option
 from tribes.ingest.spec import KINDS, REASONS
@@ -100,6 +102,16 @@ def ingest_command(
     summary = checked.summary
     result = summary.to_dict() | {"webhooks": checked.webhooks}
     result["quarantined_total"] = summary.n_quarantined
+    limit = ws.config.ingest.max_quarantined_share
+    failed = None
+    if summary.rows_read and summary.quarantined_share > limit:
+        failed = (f"{summary.n_quarantined:,} of {summary.rows_read:,} rows "
+                  f"({summary.quarantined_share:.0%}) were quarantined, more than "
+                  f"ingest.max_quarantined_share ({limit:.0%}); the {summary.loaded:,} good "
+                  "rows are stored. "
+                  + (summary.hints[0] if summary.hints else
+                     "See why with: tribes quarantine show"))
+        result |= {"error": "E_QUARANTINED", "message": failed}
     out.result(result)
     out.table("Column mapping", ["target", "source column"], list(summary.mapping.items()))
     if "delimiter" in summary.read:  # a text file with a sniffed or given layout
@@ -109,8 +121,10 @@ def ingest_command(
     out.print(
         f"batch [bold]{summary.batch_id}[/bold]: {summary.rows_read:,} rows read from "
         f"{len(summary.files)} file(s) in {summary.seconds:.1f}s -> "
-        f"[green]{summary.loaded:,} loaded[/green], {summary.duplicates:,} duplicates, "
-        f"[yellow]{summary.n_quarantined:,} quarantined[/yellow]"
+        f"[green]{summary.loaded:,} loaded[/green], {summary.duplicates:,} duplicates"
+        + (f" ({summary.already_quarantined:,} of them held in quarantine already)"
+           if summary.already_quarantined else "")
+        + f", [yellow]{summary.n_quarantined:,} quarantined[/yellow]"
     )
     if summary.quarantined:
         out.table(None, ["reason", "rows", "meaning"],
@@ -125,6 +139,11 @@ def ingest_command(
         out.print(f"[{color}]alert #{a['alert_id']} ({a['kind']}):[/{color}] {a['message']}")
     if summary.alerts:
         out.print("Data-quality alerts: tribes alerts list; close one with tribes alerts ack ID")
+    for hint in summary.hints:
+        out.print(f"[yellow]hint:[/yellow] {escape(hint)}")
+    if failed:
+        sys.stderr.write(f"error [E_QUARANTINED]: {failed}\n")
+        raise typer.Exit(InputError.exit_code)
 
 
 def _read_line(read: dict[str, Any]) -> str:

@@ -105,6 +105,7 @@ def message(t: ir.Table, ts_format: str | None, whitelist: list[str], *,
                       f"{name} '" + _text(t[c]) + "' could not be parsed"))
     fixed = {
         "E_MALFORMED": malformed,
+        "E_HEADER": "the header line again (files concatenated into one?); not an event",
         "E_NO_ID": "no identifier (customer_id, anonymous_id or device_id) on the row",
         "E_TS_MISSING": "timestamp is empty",
         "E_NO_EVENT_TYPE": "event type is empty; map a column or pass --event-type",

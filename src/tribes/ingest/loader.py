@@ -13,7 +13,7 @@ import os
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,7 +47,7 @@ from tribes.ingest.checks import (
 )
 from tribes.ingest.finalize import FINALIZERS, KEYERS, Batch
 from tribes.ingest.lookups import BatchProfile, build_lookups, profile_batch
-from tribes.ingest.mapping import resolve_mapping
+from tribes.ingest.mapping import ColumnMapping, resolve_mapping
 from tribes.ingest.sources import resolve_inputs
 from tribes.ingest.spec import KINDS, KindSpec
 from tribes.ingest.stage import REPEAT_KEY, StageOptions, build_stage, derive, pii_texts
@@ -104,6 +104,14 @@ class IngestSummary:
     read: dict[str, Any] = field(default_factory=dict)
     # data-quality breaches, filled in by the caller's checks (tribes.monitor.quality)
     alerts: list[dict[str, Any]] = field(default_factory=list)
+    # what would load the quarantined rows (a column that looks like the missing one)
+    hints: list[str] = field(default_factory=list)
+    # rows (among the duplicates) that an earlier batch already quarantined as they are
+    already_quarantined: int = 0
+
+    @property
+    def quarantined_share(self) -> float:
+        return self.n_quarantined / self.rows_read if self.rows_read else 0.0
 
     @property
     def n_quarantined(self) -> int:
@@ -259,10 +267,10 @@ def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
             say("quarantining")
             bad = checked.filter(checked[REASON].notnull())
             bad = lookups.apply(derive(bad, read, mapping, lookups.ids))
-            _quarantine(engine, bad, batch_id, spec, source, now, stage_opts, whitelist,
-                        read.invalid_message)
+            held = _quarantine(engine, bad, batch_id, spec, source, now, stage_opts,
+                               whitelist, read.invalid_message)
             malformed = read.malformed()
-            _quarantine_malformed(engine, malformed, batch_id, spec, source, now)
+            held += _quarantine_malformed(engine, malformed, batch_id, spec, source, now)
             quarantined = _quarantine_counts(engine, batch_id)
             n_good = n_stage + len(malformed) - sum(quarantined.values())
             batch = Batch(engine=engine, mapping=mapping, key=key, batch_id=batch_id, now=now,
@@ -284,6 +292,7 @@ def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
                 loaded=loaded, duplicates=n_good - loaded,
                 quarantined=quarantined, mapping=mapping.describe(),
                 missing=missing_report, seconds=0.0, read=_read_report(read, guess),
+                hints=hints(quarantined, mapping), already_quarantined=held,
             )
             _record_batch(engine, summary, now, opts)
             engine.audit("ingest", target=batch_id, rows=loaded, detail={
@@ -298,6 +307,39 @@ def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
     say(None)
     seconds = round(time.perf_counter() - started, 3)
     return IngestSummary(**{**summary.to_dict(), "seconds": seconds, "steps": steps})
+
+
+# words of a column name that say it holds money
+MONEY_WORDS = ("amount", "value", "price", "revenue", "total", "sales", "dollar", "dollars",
+               "usd", "eur", "gbp", "cost", "spend", "spent", "paid", "payment", "sum",
+               "turnover", "subtotal")
+
+
+def money_like(columns: Sequence[str]) -> list[str]:
+    """Source columns whose name says money (``dollar_value``, ``transactionValue``)."""
+    out = []
+    for c in columns:
+        words = re.findall(r"[a-z]+", re.sub(r"([a-z])([A-Z])", r"\1_\2", c).lower())
+        if any(w in MONEY_WORDS for w in words):
+            out.append(c)
+    return out
+
+
+def hints(quarantined: dict[str, int], mapping: ColumnMapping) -> list[str]:
+    """What would load rows this batch quarantined for a column it could not find."""
+    out = []
+    n = quarantined.get("E_AMOUNT", 0)
+    if n and "amount" not in mapping.targets:
+        found = money_like(mapping.extra)
+        if found:
+            out.append(f"{n:,} rows were quarantined as purchases without an amount, and no "
+                       f"column was taken as the amount; '{found[0]}' looks like it: ingest "
+                       f"again with --map amount={found[0]}")
+        else:
+            out.append(f"{n:,} rows were quarantined as purchases without an amount, and no "
+                       "column was taken as the amount: map the column that holds the "
+                       "order value with --map amount=COLUMN")
+    return out
 
 
 def _check_whole(whole: concurrent.futures.Future[str | None]) -> None:
@@ -379,9 +421,26 @@ def _quarantine_counts(engine: Engine, batch_id: str) -> dict[str, int]:
     return {str(r): int(n) for r, n in zip(df["reason"], df["n"], strict=True)}
 
 
+def _insert_new(engine: Engine, rows: ir.Table) -> int:
+    """Insert the quarantined ``rows`` that no earlier batch holds as they are (same
+    kind, source, reason and record); return how many were held already. Erased rows
+    keep no record to compare, and are always counted."""
+    rows = engine.create_temp("_tribes_quarantine_new", rows)
+    q = engine.table("quarantine")
+    fresh = rows.anti_join(q, [rows.kind == q.kind, rows.source == q.source,
+                               rows.reason == q.reason, rows.raw == q.raw])
+    n_all = int(engine.scalar(rows.count()))
+    fresh = engine.create_temp("_tribes_quarantine_fresh", fresh)
+    n_fresh = int(engine.scalar(fresh.count()))
+    if n_fresh:
+        engine.insert("quarantine", fresh)
+    return n_all - n_fresh
+
+
 def _quarantine(engine: Engine, bad: ir.Table, batch_id: str, spec: KindSpec, source: str,
                 now: datetime, opts: StageOptions, whitelist: list[str],
-                invalid_message: str) -> None:
+                invalid_message: str) -> int:
+    """Store the batch's quarantined rows; return how many an earlier batch holds."""
     rows = bad.select(
         batch_id=ibis.literal(batch_id),
         kind=ibis.literal(spec.kind),
@@ -394,11 +453,13 @@ def _quarantine(engine: Engine, bad: ir.Table, batch_id: str, spec: KindSpec, so
         raw=ibis.ifelse(bad[REASON] == "E_ERASED", ibis.null("string"), raw_json(bad, spec)),
         quarantined_at=ibis.literal(now, type="timestamp('UTC')"),
     )
-    engine.insert("quarantine", rows)
+    return _insert_new(engine, rows)
 
 
 def _quarantine_malformed(engine: Engine, malformed: list[dict[str, Any]], batch_id: str,
-                          spec: KindSpec, source: str, now: datetime) -> None:
+                          spec: KindSpec, source: str, now: datetime) -> int:
+    if not malformed:
+        return 0
     if malformed:
         # the line itself is not kept: it cannot be parsed, so its ids cannot be hashed
         records = [
@@ -409,7 +470,8 @@ def _quarantine_malformed(engine: Engine, malformed: list[dict[str, Any]], batch
             for m in malformed
         ]
         schema = engine.table("quarantine").schema()
-        engine.insert("quarantine", ibis.memtable(records, schema=schema))
+        return _insert_new(engine, ibis.memtable(records, schema=schema))
+    return 0
 
 
 def _record_batch(engine: Engine, s: IngestSummary, now: datetime, opts: IngestOptions) -> None:

@@ -134,6 +134,7 @@ KINDS: dict[str, KindSpec] = {s.kind: s for s in (EVENTS, CUSTOMERS, CONSENTS)}
 REASONS: dict[str, str] = {
     "E_MALFORMED": "the record could not be parsed (wrong number of fields, bad quoting, "
     "not a JSON object)",
+    "E_HEADER": "the header line again inside the data (files concatenated into one)",
     "E_NO_ID": "no identifier at all (customer_id, anonymous_id, device_id all empty)",
     "E_TS_MISSING": "timestamp is empty",
     "E_TS_PARSE": "timestamp could not be parsed",

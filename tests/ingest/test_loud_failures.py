@@ -1,0 +1,95 @@
+"""A batch that loads nothing, or mostly nothing, says so: a non-zero exit after storing
+what it could, and the column that would have loaded the rest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+def _orders(path: Path, money: str, n: int = 40, bad: int = 0, who: str = "c") -> Path:
+    lines = [f"customer_id,ts,{money}"]
+    lines += [f"{who}{i},2026-03-{1 + i % 28:02d}T10:00:00Z,{10 + i}.50" for i in range(n)]
+    lines += [f"{who}{i},not a time,5" for i in range(bad)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("money", ["dollar_value", "transactionValue"])
+def test_purchases_without_an_amount_column_fail_loudly(cli, tmp_path: Path,
+                                                        money: str) -> None:
+    ws = tmp_path / "ws"
+    assert cli("init", ws).code == 0
+    data = _orders(tmp_path / "orders.csv", money)
+    r = cli("-w", ws, "ingest", data, "--event-type", "purchase", "--json")
+    assert r.code == 3, r.out
+    res = r.json()
+    assert res["error"] == "E_QUARANTINED" and res["loaded"] == 0
+    assert res["quarantined"] == {"E_AMOUNT": 40}
+    assert f"--map amount={money}" in res["message"]
+    assert f"--map amount={money}" in r.err and "E_QUARANTINED" in r.err
+    # the hint works
+    r = cli("-w", ws, "ingest", data, "--event-type", "purchase", "--map",
+            f"amount={money}", "--json")
+    assert r.code == 0, r.err
+    assert r.json()["loaded"] == 40 and "error" not in r.json()
+
+
+def test_the_share_that_fails_a_batch_is_a_setting(cli, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    assert cli("init", ws).code == 0
+    data = _orders(tmp_path / "orders.csv", "amount", n=30, bad=10)  # 25% bad
+    r = cli("-w", ws, "ingest", data, "--event-type", "purchase", "--json")
+    assert r.code == 0 and r.json()["loaded"] == 30
+    toml = ws / "tribes.toml"
+    toml.write_text(toml.read_text().replace("max_quarantined_share = 0.5",
+                                             "max_quarantined_share = 0.2"))
+    more = _orders(tmp_path / "more.csv", "amount", n=30, bad=10, who="d")
+    r = cli("-w", ws, "ingest", more, "--event-type", "purchase", "--json")
+    assert r.code == 3 and r.json()["error"] == "E_QUARANTINED"
+    assert r.json()["loaded"] == 30  # what could be stored, was
+    assert "tribes quarantine show" in r.json()["message"]
+
+
+def test_money_like_column_names() -> None:
+    from tribes.ingest.loader import money_like
+
+    assert money_like(["customer_id", "dollar_value", "transactionValue", "TotalPaid",
+                       "valid", "ts", "order_no"]) == [
+        "dollar_value", "transactionValue", "TotalPaid"]
+
+
+def test_a_header_line_repeated_inside_a_file_is_named(cli, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    assert cli("init", ws).code == 0
+    part = "user_id,timestamp,event\nu1,2026-03-01T10:00:00Z,page_view\n"
+    data = tmp_path / "joined.csv"
+    data.write_text(part + part.replace("u1", "u2") + part.replace("u1", "u3"))
+    r = cli("-w", ws, "ingest", data, "--json")
+    assert r.code == 0, r.err
+    assert r.json()["loaded"] == 3 and r.json()["quarantined"] == {"E_HEADER": 2}
+    shown = cli("-w", ws, "quarantine", "show", "--json").json()
+    rows = shown.get("rows") or shown.get("quarantine") or []
+    assert rows and all("header line again" in q["message"] for q in rows), shown
+
+
+def test_reingesting_a_file_quarantines_its_bad_rows_once(cli, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    assert cli("init", ws).code == 0
+    data = _orders(tmp_path / "orders.csv", "amount", n=20, bad=6)
+    with data.open("a") as f:  # and a line the reader cannot parse
+        f.write('c99,"2026-03-01T10:00:00Z,5\n')
+    first = cli("-w", ws, "ingest", data, "--event-type", "purchase", "--json").json()
+    assert first["loaded"] == 20 and first["quarantined_total"] == 7
+    again = cli("-w", ws, "ingest", data, "--event-type", "purchase", "--json").json()
+    assert again["quarantined_total"] == 0 and again["loaded"] == 0
+    assert again["duplicates"] == 27 and again["already_quarantined"] == 7
+    assert again["rows_read"] == again["loaded"] + again["duplicates"] + again[
+        "quarantined_total"]
+    st = cli("-w", ws, "status", "--json").json()
+    assert st["tables"]["quarantine"] == 7 and st["ingest_totals"]["quarantined"] == 7
+    assert sum(st["quarantine"].values()) == 7
+    shown = cli("-w", ws, "quarantine", "show", "--limit", "100", "--json").json()
+    rows = shown.get("rows") or shown.get("quarantine") or []
+    assert len(rows) == 7
