@@ -93,3 +93,17 @@ def test_reingesting_a_file_quarantines_its_bad_rows_once(cli, tmp_path: Path) -
     shown = cli("-w", ws, "quarantine", "show", "--limit", "100", "--json").json()
     rows = shown.get("rows") or shown.get("quarantine") or []
     assert len(rows) == 7
+
+
+def test_no_events_of_a_type_mentions_those_in_quarantine(cli, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    assert cli("init", ws).code == 0
+    data = tmp_path / "clicks.csv"
+    data.write_text("user_id,timestamp,event\n" + "".join(
+        f"u{i},2026-03-01T10:0{i}:00Z,{'purchase' if i % 2 else 'page_view'}\n"
+        for i in range(8)))
+    r = cli("-w", ws, "ingest", data, "--json")  # purchases without an amount
+    assert r.json()["quarantined"] == {"E_AMOUNT": 4}
+    r = cli("-w", ws, "journeys", "funnel", "--steps", "page_view,purchase", "--json")
+    assert r.code != 0 and r.json()["error"] == "E_STEPS"
+    assert "4 'purchase' rows are in quarantine (E_AMOUNT: 4)" in r.json()["message"]

@@ -69,8 +69,25 @@ def check_event_types(engine: Engine, steps: list[str]) -> None:
         if step not in known:
             near = closest(step, known)
             hint = f"; did you mean '{near}'?" if near else ""
-            raise InputError(f"no '{step}' events in the workspace{hint} event types: "
+            raise InputError(f"no '{step}' events in the workspace{hint}"
+                             f"{quarantined_of(engine, step)} event types: "
                              f"{', '.join(sorted(known)[:20])}", code="E_STEPS")
+
+
+def quarantined_of(engine: Engine, event_type: str) -> str:
+    """``; but N 'x' rows are in quarantine (E_AMOUNT: N): ...`` when there are any."""
+    from tribes.engine.functions import json_member
+
+    q = engine.table("quarantine")
+    q = q.filter(q.kind == "events").mutate(_type=json_member(q.raw, "event_type")).view()
+    q = q.filter(q._type == event_type)
+    df = engine.execute(q.group_by("reason").aggregate(n=q.count()).order_by("reason"))
+    if df.empty:
+        return ""
+    total = int(df.n.sum())
+    reasons = ", ".join(f"{r.reason}: {int(r.n):,}" for r in df.itertuples())
+    return (f"; but {total:,} '{event_type}' rows are in quarantine ({reasons}): see them "
+            f"with tribes quarantine show --reason {df.reason.iloc[0]}.")
 
 
 def split_steps(text: str) -> list[str]:
