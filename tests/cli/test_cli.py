@@ -133,3 +133,32 @@ def test_consents_command(cli, tmp_path: Path, write) -> None:
                                      "refused": 1}]
     r = cli("--workspace", ws, "consents", "show", "--customer", "c1", "--json")
     assert [x["granted"] for x in r.json()["records"]] == [False, True]
+
+
+def test_a_table_too_wide_for_the_terminal_becomes_a_list() -> None:
+    """Piped or narrow output: no header cut to one letter per line; every header and
+    value whole, a block per row."""
+    import io
+
+    from rich.console import Console
+
+    from tribes.cli.common import Output
+
+    out = Output.__new__(Output)
+    out.json, out.quiet = False, False
+    buf = io.StringIO()
+    out.console = Console(file=buf, width=40, highlight=False)
+    columns = ["version", "status", "created (UTC)", "method", "silhouette", "stability"]
+    out.table("Segment versions", columns, [(3, "active", "2026-12-07 08:24", "kmeans",
+                                             0.36, 0.98)])
+    text = buf.getvalue()
+    assert all(c in text for c in columns) and "2026-12-07 08:24" in text
+    assert "active" in text and "kmeans" in text
+    narrow = buf.getvalue().splitlines()
+    assert all(len(line) <= 40 for line in narrow)
+    buf.seek(0)
+    buf.truncate()
+    out.console = Console(file=buf, width=200, highlight=False)
+    out.table("Segment versions", columns, [(3, "active", "2026-12-07 08:24", "kmeans",
+                                             0.36, 0.98)])
+    assert len(buf.getvalue().splitlines()) <= 4  # wide enough: one table row

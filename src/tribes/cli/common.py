@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from tribes.errors import InputError
 from tribes.workspace import Workspace, open_workspace
@@ -110,6 +111,21 @@ def to_json(obj: Any) -> str:
     return json.dumps(obj, default=_default, ensure_ascii=False)
 
 
+def _min_width(columns: Sequence[str], rows: Sequence[Sequence[Any]],
+               whole: Sequence[bool]) -> int:
+    """The narrowest a table can be without cutting a word of a header or a cell (a
+    column kept whole: its longest cell), with the separators between columns."""
+    total = 0
+    for i, c in enumerate(columns):
+        cells = [str(_cell(r[i])) for r in rows]
+        words = [w for text in [c, *cells] for w in text.split()] or [""]
+        need = max(len(w) for w in words)
+        if whole[i]:
+            need = max([need, *(len(x) for x in cells)])
+        total += need + 3
+    return total
+
+
 class Output:
     """Where a command's result goes: one JSON object on stdout, or rich text."""
 
@@ -135,16 +151,35 @@ class Output:
         """A table on the console; numbers right-aligned, columns ``no_wrap`` kept whole."""
         if self.json or self.quiet:
             return
+        numeric = [bool(rows) and all(isinstance(r[i], (int, float)) or r[i] is None
+                                      for r in rows) for i in range(len(columns))]
+        whole = [numeric[i] or i in no_wrap for i in range(len(columns))]
+        if _min_width(columns, rows, whole) > self.console.width:
+            self._as_list(title, columns, rows)
+            return
         t = Table(title=title, title_justify="left", show_edge=False, header_style="bold")
         for i, c in enumerate(columns):
-            numeric = bool(rows) and all(
-                isinstance(r[i], (int, float)) or r[i] is None for r in rows
-            )
-            t.add_column(c, justify="right" if numeric else "left", overflow="fold",
-                         no_wrap=numeric or i in no_wrap)
+            t.add_column(c, justify="right" if numeric[i] else "left", overflow="fold",
+                         no_wrap=whole[i])
         for r in rows:
             t.add_row(*[_cell(v) for v in r])
         self.console.print(t)
+
+    def _as_list(self, title: str | None, columns: Sequence[str],
+                 rows: Sequence[Sequence[Any]]) -> None:
+        """A table too wide for the terminal: one block per row, a line per column."""
+        if title:
+            self.console.print(Text(title, style="bold"))
+        width = max((len(c) for c in columns), default=0)
+        for r in rows:
+            for c, v in zip(columns, r, strict=True):
+                line = Text(f"  {c.ljust(width)}  ", style="bold")
+                try:
+                    line.append_text(Text.from_markup(str(_cell(v))))
+                except Exception:  # not markup after all: the text as it is
+                    line.append(str(_cell(v)))
+                self.console.print(line, overflow="fold")
+            self.console.print()
 
     @contextlib.contextmanager
     def progress(self, description: str, total: float | None = None) -> Iterator[Any]:
