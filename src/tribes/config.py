@@ -637,6 +637,8 @@ street = "drop"
 
 # [missing.events]        # drop (quarantine E_MISSING_VALUE) | flag | median | mode | constant:<v>
 # channel = "constant:unknown"
+# amount = "flag"         # keep purchases without an amount (counted as orders; monetary
+#                         # and aov use the known amounts only); default: quarantine them
 # [missing.customers]
 # age = "median"
 """

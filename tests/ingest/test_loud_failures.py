@@ -107,3 +107,58 @@ def test_no_events_of_a_type_mentions_those_in_quarantine(cli, tmp_path: Path) -
     r = cli("-w", ws, "journeys", "funnel", "--steps", "page_view,purchase", "--json")
     assert r.code != 0 and r.json()["error"] == "E_STEPS"
     assert "4 'purchase' rows are in quarantine (E_AMOUNT: 4)" in r.json()["message"]
+
+
+def _with_policy(ws: Path, policy: str) -> None:
+    toml = ws / "tribes.toml"
+    toml.write_text(toml.read_text() + f'\n[missing.events]\namount = "{policy}"\n')
+
+
+def test_purchases_without_an_amount_can_be_kept(cli, tmp_path: Path) -> None:
+    """amount = "flag": purchases with no amount are kept (orders and funnels count
+    them); monetary and aov use the known amounts only."""
+    import duckdb
+
+    ws = tmp_path / "ws"
+    assert cli("init", ws).code == 0
+    _with_policy(ws, "flag")
+    data = tmp_path / "clicks.csv"
+    rows = ["user_id,timestamp,event,amount"]
+    # u0: two priced orders (10, 30) and one without; u1: one unpriced order only
+    for i, (user, event, amount) in enumerate([
+            ("u0", "page_view", ""), ("u0", "purchase", "10"), ("u0", "purchase", "30"),
+            ("u0", "purchase", ""), ("u1", "page_view", ""), ("u1", "purchase", "")]):
+        rows.append(f"{user},2026-03-01T10:0{i}:00Z,{event},{amount}")
+    data.write_text("\n".join(rows) + "\n")
+    r = cli("-w", ws, "ingest", data, "--json")
+    assert r.code == 0, r.err
+    res = r.json()
+    assert res["loaded"] == 6 and res["quarantined"] == {}
+    assert res["missing"]["amount"]["missing"] == 2  # the purchases, not the page views
+    assert cli("-w", ws, "features", "--json").code == 0
+    with duckdb.connect(str(ws / "tribes.duckdb"), read_only=True) as con:
+        f = con.sql("select frequency, monetary, aov from customer_features "
+                    "order by frequency desc").fetchall()
+    assert f == [(3, 40.0, 20.0), (1, 0.0, None)]
+    funnel = cli("-w", ws, "journeys", "funnel", "--steps", "page_view,purchase",
+                 "--json").json()
+    assert [s["count"] for s in funnel["groups"][0]["steps"]] == [2, 2]
+
+
+def test_a_constant_amount_fills_purchases_only(cli, tmp_path: Path) -> None:
+    import duckdb
+
+    ws = tmp_path / "ws"
+    assert cli("init", ws).code == 0
+    _with_policy(ws, "constant:0")
+    data = tmp_path / "clicks.csv"  # no amount column at all
+    data.write_text("user_id,timestamp,event\nu0,2026-03-01T10:00:00Z,page_view\n"
+                    "u0,2026-03-01T10:01:00Z,purchase\nu1,2026-03-01T10:02:00Z,purchase\n")
+    r = cli("-w", ws, "ingest", data, "--json")
+    assert r.code == 0, r.err
+    assert r.json()["loaded"] == 3
+    assert r.json()["missing"]["amount"] == {"policy": "constant:0", "missing": 2,
+                                             "imputed": 2, "value": "0"}
+    with duckdb.connect(str(ws / "tribes.duckdb"), read_only=True) as con:
+        got = con.sql("select event_type, amount from events order by ts").fetchall()
+    assert got == [("page_view", None), ("purchase", 0.0), ("purchase", 0.0)]

@@ -132,6 +132,7 @@ def base_features(
     per_orders = orders.group_by(o_key=orders.customer_key).aggregate(
         frequency=orders.count(),
         monetary=orders.o_amount.sum(),
+        priced=orders.o_amount.notnull().cast("int64").sum(),
         first_order=orders.o_ts.min(),
         last_order=orders.o_ts.max(),
     )
@@ -150,7 +151,9 @@ def base_features(
         "tenure_days": tenure,
         "frequency": freq,
         "monetary": j.monetary.fill_null(0.0),
-        "aov": ibis.ifelse(freq > 0, j.monetary / freq, ibis.null("float64")),
+        # over the orders whose amount is known (purchases may be kept without one)
+        "aov": ibis.ifelse(j.priced.fill_null(0) > 0, j.monetary / j.priced,
+                           ibis.null("float64")),
         "purchase_recency_days": _days(as_of_lit, j.last_order),
         "purchase_velocity_days": ibis.ifelse(
             freq >= 2, _days(j.last_order, j.first_order) / (freq - 1), ibis.null("float64")),

@@ -28,7 +28,7 @@ FEATURES: tuple[FeatureDef, ...] = (
     FeatureDef("frequency", "distinct orders: order_id, or each purchase event without one",
                direction=1),
     FeatureDef("monetary", "sum of purchase amounts", direction=1),
-    FeatureDef("aov", "average order value: monetary / frequency",
+    FeatureDef("aov", "average order value: monetary / orders with a known amount",
                "never purchased", direction=1),
     FeatureDef("purchase_recency_days", "days from the last order to as_of",
                "never purchased", direction=-1),

@@ -19,9 +19,13 @@ REASON = "_reason"
 
 
 def post_checks(t: ir.Table, spec: KindSpec, lookups: Lookups, whitelist: list[str],
-                drop_columns: list[str]) -> list[tuple[ir.BooleanValue, str]]:
+                drop_columns: list[str], keep_unpriced: bool = False
+                ) -> list[tuple[ir.BooleanValue, str]]:
     """Checks on standardized values (is it a purchase?), asked of the raw values through
-    the lookups so no join is needed; they come after the staged checks."""
+    the lookups so no join is needed; they come after the staged checks.
+
+    ``keep_unpriced`` (an amount policy that keeps missing amounts: flag, constant,
+    median, mode): a purchase without an amount is kept; only a negative one fails."""
     checks: list[tuple[ir.BooleanValue, str]] = []
     if spec.kind == "events":
         checks.append((lookups.standard_is(t, "event_type", {None}), "E_NO_EVENT_TYPE"))
@@ -30,8 +34,10 @@ def post_checks(t: ir.Table, spec: KindSpec, lookups: Lookups, whitelist: list[s
                            "E_EVENT_TYPE"))
         is_purchase = lookups.standard_is(t, "event_type", {"purchase"})
         if "amount" in t.columns:
-            checks.append((is_purchase & (t.amount.isnull() | (t.amount < 0)), "E_AMOUNT"))
-        else:
+            bad = (t.amount < 0).fill_null(False) if keep_unpriced else (
+                t.amount.isnull() | (t.amount < 0))
+            checks.append((is_purchase & bad, "E_AMOUNT"))
+        elif not keep_unpriced:
             checks.append((is_purchase, "E_AMOUNT"))
     for col in drop_columns:
         if col in lookups.categories:
@@ -146,20 +152,48 @@ def missing_policy(spec: KindSpec, policies: Mapping[str, str]) -> dict[str, str
     return dict(policies)
 
 
-def impute(engine: Engine, good: ir.Table, policies: Mapping[str, str]) -> tuple[
+def impute(engine: Engine, good: ir.Table, policies: Mapping[str, str],
+           types: Mapping[str, Any] | None = None,
+           where: Mapping[str, ir.BooleanValue] | None = None) -> tuple[
     dict[str, ir.Value], dict[str, dict[str, Any]]
 ]:
     """Replacement expressions for imputed columns and a per-column report.
 
     Medians and modes are computed over the batch's loaded rows; every policy column's
-    missing count is reported, whatever its policy.
+    missing count is reported, whatever its policy. A policy column the input does not
+    have is missing on every row (a constant fills it, of its stored type in ``types``).
+    ``where`` limits a column to the rows that should have it (an amount: purchases): only
+    those count as missing and are filled.
     """
+    where = where or {}
     present = [c for c in policies if c in good.columns]
     report: dict[str, dict[str, Any]] = {c: {"policy": p, "missing": 0}
                                          for c, p in policies.items()}
+    absent = [c for c in policies if c not in good.columns]
+    replace_absent: dict[str, ir.Value] = {}
+    if absent:
+        for c in absent:
+            rows = good.filter(where[c]) if c in where else good
+            n_rows = int(engine.scalar(rows.count()))
+            report[c]["missing"] = n_rows
+            p = policies[c]
+            if p.startswith("constant:") and types and c in types:
+                given = p.removeprefix("constant:")
+                try:
+                    lit = ibis.literal(given).cast(types[c])
+                    replace_absent[c] = (ibis.ifelse(where[c], lit, ibis.null(types[c]))
+                                         if c in where else lit)
+                except Exception:
+                    raise ConfigError(f"cannot use '{given}' as a value of {c}",
+                                      code="E_CONFIG") from None
+                report[c]["imputed"] = n_rows
+                report[c]["value"] = given
     if not present:
-        return {}, report
-    aggs: dict[str, ir.Scalar] = {f"n_{c}": good[c].isnull().cast("int64").sum() for c in present}
+        return replace_absent, report
+    def lacks(c: str) -> ir.BooleanValue:
+        return good[c].isnull() & where[c] if c in where else good[c].isnull()
+
+    aggs: dict[str, ir.Scalar] = {f"n_{c}": lacks(c).cast("int64").sum() for c in present}
     for c in present:
         p = policies[c]
         if p == "median" and good[c].type().is_numeric():
@@ -188,7 +222,7 @@ def impute(engine: Engine, good: ir.Table, policies: Mapping[str, str]) -> tuple
             lit = ibis.literal(value).cast(typ)
         except Exception:
             raise ConfigError(f"cannot use '{value}' as a value of {c}", code="E_CONFIG") from None
-        replace[c] = good[c].coalesce(lit)
+        replace[c] = ibis.ifelse(lacks(c), lit, good[c])
         report[c]["imputed"] = n
         report[c]["value"] = value if isinstance(value, (int, float, str)) else str(value)
-    return replace, report
+    return {**replace, **replace_absent}, report

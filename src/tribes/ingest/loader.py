@@ -261,7 +261,9 @@ def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
         n_stage, repeated = profile.rows, find_repeats(engine, stage, profile)
         with engine.transaction():
             drop_cols = [c for c, p in policies.items() if p == "drop"]
-            checked = with_reason(stage, post_checks(stage, spec, lookups, whitelist, drop_cols),
+            keep_unpriced = policies.get("amount", "drop") != "drop"
+            checked = with_reason(stage, post_checks(stage, spec, lookups, whitelist, drop_cols,
+                                                     keep_unpriced),
                                   erased=lookups.is_erased(stage))
             _fault("staged")
             say("quarantining")
@@ -280,7 +282,11 @@ def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
             if spec.kind in KEYERS:
                 good = KEYERS[spec.kind](batch, good)
             good = lookups.apply(good)
-            fills, missing_report = impute(engine, good, policies)
+            # an amount is expected of purchases only
+            expects = ({"amount": (good.event_type == "purchase").fill_null(False)}
+                       if spec.kind == "events" else {})
+            fills, missing_report = impute(engine, good, policies,
+                                           engine.table(spec.table).schema(), expects)
             if fills:
                 good = good.mutate(**fills)
             say("loading")
