@@ -200,10 +200,12 @@ def test_ingest_events_with_the_file_contract(client: TestClient, service_ws: Bu
     assert s["rows_read"] == 4 and s["loaded"] == 1
     assert s["quarantined"] == {"E_AMOUNT": 1, "E_NO_ID": 1, "E_TS_PARSE": 1}
     again = client.post("/v1/events", json={"source": "api", "events": events}, headers=h)
-    assert again.json()["loaded"] == 0 and again.json()["duplicates"] == 1
+    # the three bad events sit in the quarantine already: duplicates, not quarantined again
+    assert again.json()["loaded"] == 0 and again.json()["duplicates"] == 4
+    assert again.json()["quarantined"] == {} and again.json()["already_quarantined"] == 3
     text = client.get("/metrics", headers=h).text
     assert 'tribes_ingest_rows_total{outcome="loaded"} 1' in text
-    assert 'tribes_quarantine_rows_total{reason="E_TS_PARSE"} 2' in text
+    assert 'tribes_quarantine_rows_total{reason="E_TS_PARSE"} 1' in text
     _error(client.post("/v1/events", json={"events": []}, headers=h), 422, "E_REQUEST")
     _error(client.post("/v1/events", content=b"{not json", headers={
         **h, "content-type": "application/json"}), 422, "E_REQUEST")

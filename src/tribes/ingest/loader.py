@@ -269,10 +269,11 @@ def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
             say("quarantining")
             bad = checked.filter(checked[REASON].notnull())
             bad = lookups.apply(derive(bad, read, mapping, lookups.ids))
-            held = _quarantine(engine, bad, batch_id, spec, source, now, stage_opts,
-                               whitelist, read.invalid_message)
+            _quarantine(engine, bad, batch_id, spec, source, now, stage_opts, whitelist,
+                        read.invalid_message)
             malformed = read.malformed()
-            held += _quarantine_malformed(engine, malformed, batch_id, spec, source, now)
+            _quarantine_malformed(engine, malformed, batch_id, spec, source, now)
+            held = _drop_held(engine, batch_id)
             quarantined = _quarantine_counts(engine, batch_id)
             n_good = n_stage + len(malformed) - sum(quarantined.values())
             batch = Batch(engine=engine, mapping=mapping, key=key, batch_id=batch_id, now=now,
@@ -427,26 +428,26 @@ def _quarantine_counts(engine: Engine, batch_id: str) -> dict[str, int]:
     return {str(r): int(n) for r, n in zip(df["reason"], df["n"], strict=True)}
 
 
-def _insert_new(engine: Engine, rows: ir.Table) -> int:
-    """Insert the quarantined ``rows`` that no earlier batch holds as they are (same
-    kind, source, reason and record); return how many were held already. Erased rows
-    keep no record to compare, and are always counted."""
-    rows = engine.create_temp("_tribes_quarantine_new", rows)
+def _drop_held(engine: Engine, batch_id: str) -> int:
+    """Remove the batch's quarantined rows that an earlier batch holds as they are (same
+    kind, source, reason and record) and return how many: a file ingested again
+    quarantines its bad rows once. Erased rows keep no record to compare, and stay."""
     q = engine.table("quarantine")
-    fresh = rows.anti_join(q, [rows.kind == q.kind, rows.source == q.source,
-                               rows.reason == q.reason, rows.raw == q.raw])
-    n_all = int(engine.scalar(rows.count()))
-    fresh = engine.create_temp("_tribes_quarantine_fresh", fresh)
-    n_fresh = int(engine.scalar(fresh.count()))
-    if n_fresh:
-        engine.insert("quarantine", fresh)
-    return n_all - n_fresh
+
+    def key(t: ir.Table) -> ir.StringValue:
+        return t.kind + "\x1f" + t.source + "\x1f" + t.reason + "\x1f" + t.raw
+
+    old = q.filter(q.batch_id != batch_id)
+    held = (q.batch_id == batch_id) & key(q).isin(old.select(k=key(old)).k)
+    n = int(engine.scalar(q.filter(held).count()))
+    if n:
+        engine.delete_where("quarantine", held)
+    return n
 
 
 def _quarantine(engine: Engine, bad: ir.Table, batch_id: str, spec: KindSpec, source: str,
                 now: datetime, opts: StageOptions, whitelist: list[str],
-                invalid_message: str) -> int:
-    """Store the batch's quarantined rows; return how many an earlier batch holds."""
+                invalid_message: str) -> None:
     rows = bad.select(
         batch_id=ibis.literal(batch_id),
         kind=ibis.literal(spec.kind),
@@ -459,13 +460,11 @@ def _quarantine(engine: Engine, bad: ir.Table, batch_id: str, spec: KindSpec, so
         raw=ibis.ifelse(bad[REASON] == "E_ERASED", ibis.null("string"), raw_json(bad, spec)),
         quarantined_at=ibis.literal(now, type="timestamp('UTC')"),
     )
-    return _insert_new(engine, rows)
+    engine.insert("quarantine", rows)
 
 
 def _quarantine_malformed(engine: Engine, malformed: list[dict[str, Any]], batch_id: str,
-                          spec: KindSpec, source: str, now: datetime) -> int:
-    if not malformed:
-        return 0
+                          spec: KindSpec, source: str, now: datetime) -> None:
     if malformed:
         # the line itself is not kept: it cannot be parsed, so its ids cannot be hashed
         records = [
@@ -476,8 +475,7 @@ def _quarantine_malformed(engine: Engine, malformed: list[dict[str, Any]], batch
             for m in malformed
         ]
         schema = engine.table("quarantine").schema()
-        return _insert_new(engine, ibis.memtable(records, schema=schema))
-    return 0
+        engine.insert("quarantine", ibis.memtable(records, schema=schema))
 
 
 def _record_batch(engine: Engine, s: IngestSummary, now: datetime, opts: IngestOptions) -> None:

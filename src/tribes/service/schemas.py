@@ -132,8 +132,10 @@ class IngestOut(BaseModel):
     batch_id: str
     rows_read: int
     loaded: int
-    duplicates: int
+    duplicates: int = Field(description="already stored, or held in the quarantine already "
+                            "(already_quarantined of them)")
     quarantined: dict[str, int]
+    already_quarantined: int = 0
 
 
 class SegmentationIn(_Model):
