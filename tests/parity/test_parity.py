@@ -119,7 +119,7 @@ def test_pipeline_touches_every_table(stored: dict[str, dict[str, pd.DataFrame]]
 @pytest.mark.parametrize("step", ["ingest_web", "ingest_app", "ingest_pos", "ingest_support",
                                   "ingest_customers", "ingest_consents", "reingest_web",
                                   "segment", "clv_fit", "clv_score", "cohort", "funnel",
-                                  "cohort_seq", "funnel_filtered", "funnel_unordered",
+                                  "cohort_seq", "funnel_filtered",
                                   "transitions", "retention", "export_segments",
                                   "export_features", "forget"])
 def test_printed_result_is_equal(built: Built, step: str) -> None:

@@ -273,8 +273,10 @@ def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
                         read.invalid_message)
             malformed = read.malformed()
             _quarantine_malformed(engine, malformed, batch_id, spec, source, now)
-            held = _drop_held(engine, batch_id)
             quarantined = _quarantine_counts(engine, batch_id)
+            held = _drop_held(engine, batch_id) if quarantined else 0
+            if held:
+                quarantined = _quarantine_counts(engine, batch_id)
             n_good = n_stage + len(malformed) - sum(quarantined.values())
             batch = Batch(engine=engine, mapping=mapping, key=key, batch_id=batch_id, now=now,
                           repeated=repeated)
