@@ -1,5 +1,6 @@
 """Journeys and cohorts at scale: transitions, a 4-step funnel (per customer, loose; per
-session, strict), monthly retention and a behavioral cohort rule.
+session, strict), a funnel with step filters and an exclusion, an unordered funnel,
+monthly (and recurring) retention and behavioral cohort rules (a sequence among them).
 
 Uses the workspace ``benchmarks/bench_features.py`` builds (synthetic events, ingested,
 prep run). Each tribes computation runs in a fresh process; a pandas baseline of the same
@@ -25,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 STEPS = "product_view,add_to_cart,begin_checkout,purchase"
 RULE = "first purchase within 7 days of first event"
+SEQUENCE = "add_to_cart followed by purchase within 1 day and any purchase with amount > 50"
 
 # the child process imports the pandas reference (tests.features.reference) from the repo
 PANDAS = f"import sys; sys.path.insert(0, {str(ROOT)!r})" + """
@@ -92,9 +94,20 @@ def main() -> None:
         "funnel (session, strict)": measure_isolated([
             *tribes, "journeys", "funnel", "--steps", STEPS, "--window", "1d", "--per",
             "session", "--ordering", "strict"]),
+        "funnel (filter, exclude)": measure_isolated([
+            *tribes, "journeys", "funnel", "--steps",
+            "product_view where device = mobile,add_to_cart,purchase where amount > 20",
+            "--window", "1d", "--exclude", "remove_from_cart between 2 and 3"]),
+        "funnel (any order)": measure_isolated([
+            *tribes, "journeys", "funnel", "--steps", "search,product_view,add_to_cart",
+            "--window", "1d", "--ordering", "unordered"]),
         "monthly retention": measure_isolated([*tribes, "cohorts", "retention"]),
+        "recurring retention": measure_isolated([*tribes, "cohorts", "retention",
+                                                 "--recurring"]),
         "cohort rule": measure_isolated([*tribes, "cohorts", "define", "fast_buyers", "--rule",
                                          RULE, "--replace"]),
+        "sequence rule": measure_isolated([*tribes, "cohorts", "define", "cart_buyers",
+                                           "--rule", SEQUENCE, "--replace"]),
     }
     pd_run = measure_isolated([sys.executable, "-c", PANDAS, str(ws / "tribes.duckdb"), STEPS])
     p = json.loads(pd_run.stdout.splitlines()[-1])
