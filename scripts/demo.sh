@@ -38,6 +38,8 @@ echo "== lifetime value and churn risk (BG/NBD + Gamma-Gamma), checked on a hold
 "$TRIBES" -w "$WS" clv fit
 "$TRIBES" -w "$WS" clv score --horizon 52w
 "$TRIBES" -w "$WS" export clv --out "$DEMO/clv.parquet"
+# churn risk from the model that ranks a holdout's churners best (personas show it)
+"$TRIBES" -w "$WS" clv churn --days 30
 echo "== personas and KPI validation"
 "$TRIBES" -w "$WS" personas
 "$TRIBES" -w "$WS" personas export --out "$DEMO/personas"

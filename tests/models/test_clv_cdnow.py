@@ -333,5 +333,11 @@ def test_a_churn_share_that_contradicts_recency_is_found() -> None:
     assert recency_contradiction(churn, {0: 5.0, 1: 2.0, 2: 30.0}) is None
     # nor is a difference that chance explains: 0 of 3 against 2% of 120 (z = 0.25);
     # 11% of 971 against 17% of 581 is not chance (z = 3.4, CDNOW under BG/NBD)
-    assert recency_contradiction(shares((0.0, 3), (0.02, 120)), {0: 26.0, 1: 4.0}) is None
+    assert recency_contradiction(shares((0.0, 3), (0.02, 120)), {0: 126.0, 1: 4.0}) is None
     assert recency_contradiction(shares((0.11, 971), (0.17, 581)), {0: 490.0, 1: 95.0})
+    # both still within the churn horizon (30 days here): a model may rank them
+    # otherwise than recency does (3% of 1,952 seen 17 days ago, 5% of 3,418 seen 6)
+    recent = {i: {**c, "horizon_days": 30} for i, c in shares((0.03, 1952),
+                                                              (0.05, 3418)).items()}
+    assert recency_contradiction(recent, {0: 17.0, 1: 6.0}) is None
+    assert recency_contradiction(recent, {0: 45.0, 1: 6.0})

@@ -128,6 +128,7 @@ def _attributes(engine: Engine, version: int, top: int = 3) -> dict[int, dict[st
 
 
 RECENCY_GAP_DAYS = 7.0
+DEFAULT_CHURN_DAYS = 60  # clv.churn_days's default: the horizon of P(alive) shares
 CONTRADICTION_Z = 1.96
 
 
@@ -142,7 +143,10 @@ def _churn(engine: Engine, version: int) -> dict[int, dict[str, Any]]:
         c = engine.table(table)
         j = c.join(a, c.customer_key == a.a_key)
         df = engine.execute(j.group_by("segment_id").aggregate(
-            scored=j.count(), share=j[flag].cast("float64").mean(), model=j.model.max()))
+            scored=j.count(), share=j[flag].cast("float64").mean(), model=j.model.max(),
+            **({"days": j.days.max()} if table == "churn_scores" else {})))
+        horizon = (int(df.days.iloc[0]) if table == "churn_scores" and len(df)
+                   else DEFAULT_CHURN_DAYS)
         if table == "clv":
             model = (f"P(alive) of {df.model.iloc[0] if len(df) else '?'} below the churn "
                      "threshold (not validated against churn)")
@@ -150,7 +154,7 @@ def _churn(engine: Engine, version: int) -> dict[int, dict[str, Any]]:
             model = str(df.model.iloc[0]) if len(df) else ""
         return {int(r.segment_id): {"share": float(r.share), "scored": int(r.scored),
                                     "model": model, "validated": table == "churn_scores",
-                                    "withheld": None}
+                                    "horizon_days": horizon, "withheld": None}
                 for r in df.itertuples()}
     return {}
 
@@ -158,17 +162,20 @@ def _churn(engine: Engine, version: int) -> dict[int, dict[str, Any]]:
 def recency_contradiction(churn: dict[int, dict[str, Any]],
                           recency: dict[int, float | None]) -> str | None:
     """Why the churn shares contradict the segments' own recency, or None: a segment
-    whose median customer was last seen clearly longer ago (at least twice as long and
-    a week more) may not show a lower share at churn risk than a more recent one, beyond
-    chance (one-sided two-proportion z-test at 2.5%: a handful of scored customers
-    proves nothing)."""
+    whose median customer has been inactive longer than the churn horizon (``horizon_days``
+    of its churn figure: churned means no event in that many days) and clearly longer
+    than another's (at least twice as long and a week more) may not show a lower share
+    at churn risk than that one, beyond chance (one-sided two-proportion z-test at 2.5%:
+    a handful of scored customers proves nothing). Between segments still within the
+    horizon a model may rank otherwise: recency is not all it knows."""
     shown = {s: c for s, c in churn.items() if c.get("share") is not None
              and recency.get(s) is not None and c.get("scored")}
     for a, ca in shown.items():
         for b, cb in shown.items():
             ra, rb = recency[a], recency[b]
             assert ra is not None and rb is not None
-            if not (ra >= 2 * rb and ra - rb >= RECENCY_GAP_DAYS
+            lapsed = ra >= ca.get("horizon_days", DEFAULT_CHURN_DAYS)
+            if not (lapsed and ra >= 2 * rb and ra - rb >= RECENCY_GAP_DAYS
                     and ca["share"] < cb["share"]):
                 continue
             na, nb = ca["scored"], cb["scored"]
