@@ -60,11 +60,13 @@ def event_types(engine: Engine) -> set[str]:
             if v is not None}
 
 
-def check_event_types(engine: Engine, steps: list[str]) -> None:
-    """Every step must be an event type of the data (a typo would silently give zeros)."""
+def check_event_types(engine: Engine, steps: list[str],
+                      known: set[str] | None = None) -> None:
+    """Every step must be an event type of the data (a typo would silently give zeros);
+    ``known``: the data's event types, when the caller has them already."""
     from tribes.errors import closest
 
-    known = event_types(engine)
+    known = event_types(engine) if known is None else known
     for step in steps:
         if step not in known:
             near = closest(step, known)
@@ -107,12 +109,14 @@ def split_steps(text: str) -> list[str]:
     return [s for s in out if s]
 
 
-def parse_steps(engine: Engine, steps: list[str]) -> list[EventSpec]:
-    """Each step's event type (checked against the data) and filters."""
-    known = event_types(engine)
+def parse_steps(engine: Engine, steps: list[str],
+                known: set[str] | None = None) -> list[EventSpec]:
+    """Each step's event type (checked against the data's, ``known`` when given) and
+    filters."""
+    known = event_types(engine) if known is None else known
     out = []
     for step in steps:
-        check_event_types(engine, [step.split()[0] if step.split() else step])
+        check_event_types(engine, [step.split()[0] if step.split() else step], known)
         try:
             out.append(parse_spec(step, events=known))
         except RuleError as exc:
@@ -120,7 +124,8 @@ def parse_steps(engine: Engine, steps: list[str]) -> list[EventSpec]:
     return out
 
 
-def parse_exclusion(engine: Engine, text: str, n_steps: int) -> tuple[EventSpec, int, int]:
+def parse_exclusion(engine: Engine, text: str, n_steps: int,
+                    known: set[str] | None = None) -> tuple[EventSpec, int, int]:
     """``EVENT [where ...] [between I and J]`` (default: between the first and the last
     step)."""
     import re
@@ -131,7 +136,7 @@ def parse_exclusion(engine: Engine, text: str, n_steps: int) -> tuple[EventSpec,
     if not 1 <= i < j <= n_steps:
         raise InputError(f"exclusion '{text}': steps must satisfy 1 <= i < j <= {n_steps}",
                          code="E_EXCLUDE")
-    return parse_steps(engine, [body])[0], i, j
+    return parse_steps(engine, [body], known)[0], i, j
 
 
 def _attribution(value: str, n_steps: int) -> tuple[str, int]:
@@ -169,8 +174,9 @@ def funnel(engine: Engine, steps: list[str], *, window: timedelta,
         raise InputError(f"unknown breakdown '{by}'; use segment or one of "
                          f"{', '.join(BY_COLUMNS)}", code="E_BY")
     how = _attribution(attribution, len(steps))
-    specs = parse_steps(engine, steps)
-    exclusions = [parse_exclusion(engine, x, len(steps)) for x in exclude or []]
+    known = event_types(engine)
+    specs = parse_steps(engine, steps, known)
+    exclusions = [parse_exclusion(engine, x, len(steps), known) for x in exclude or []]
     if ordering == "unordered":
         _check_unordered(specs, exclusions)
     attr = [by] if by in BY_COLUMNS else []
