@@ -63,7 +63,7 @@ def test_init_ingest_status_quarantine_roundtrip(cli, tmp_path: Path, write) -> 
     assert r.code == 0
     with out.open() as fh:
         rows = list(csv.DictReader(fh))
-    assert sorted(r["reason"] for r in rows) == ["E_NO_ID", "E_TS_PARSE"]
+    assert sorted(r["_tribes_reason"] for r in rows) == ["E_NO_ID", "E_TS_PARSE"]
 
 
 def test_errors_have_codes_and_no_traceback(cli, tmp_path: Path, write) -> None:

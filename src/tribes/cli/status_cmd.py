@@ -43,7 +43,10 @@ def status(
     t = st["ingest_totals"]
     out.print(f"Ingested {t['batches']:,} batches: {t['rows_read']:,} rows read, "
               f"{t['loaded']:,} loaded, {t['duplicates']:,} duplicates, "
-              f"{t['quarantined']:,} quarantined")
+              f"{t['quarantined']:,} quarantined (open)"
+              + (f", {t['dropped']:,} dropped" if t["dropped"] else "")
+              + (f"; {t['replayed']:,} quarantined rows were replayed" if t["replayed"]
+                 else ""))
     if st["batches"]:
         out.table("Recent batches (id = start time UTC)",
                   ["batch", "source", "read", "loaded", "dupes", "quarantined"],
@@ -51,7 +54,7 @@ def status(
                     b["rows_read"], b["loaded"], b["duplicates"], b["quarantined"])
                    for b in st["batches"]])
     if st["quarantine"]:
-        out.table("Quarantine by reason", ["reason", "rows", "meaning"],
+        out.table("Quarantine by reason (open rows)", ["reason", "rows", "meaning"],
                   [(r, n, REASONS.get(r, "")) for r, n in st["quarantine"].items()])
     rows = [(kind, col, m["policy"], m["missing"], m["imputed"])
             for kind, cols in st["missing"].items() for col, m in cols.items()]

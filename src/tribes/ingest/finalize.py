@@ -13,7 +13,7 @@ from tribes.engine import Engine
 from tribes.engine.functions import md5_hex
 from tribes.engine.io import FILE_COLUMN
 from tribes.ingest.mapping import ColumnMapping
-from tribes.ingest.stage import RECORD, REPEAT_KEY, SEP, record_salt, record_text
+from tribes.ingest.stage import MARK_KEY, RECORD, REPEAT_KEY, SEP, record_salt, record_text
 from tribes.privacy.pseudonymize import pseudonymize
 from tribes.store.tables import SCHEMAS
 
@@ -75,20 +75,41 @@ def with_occurrence(b: Batch, good: ir.Table) -> ir.Table:
     return single.union(multi)
 
 
+RECORD_KEY = "_record_key"
+
+
+def with_record_key(b: Batch, t: ir.Table, kind: str) -> ir.Table:
+    """Add ``_record_key``: what identifies the record whatever its values become: for an
+    event the id derived from it (a hash of source, salted record digest and occurrence
+    number of identical records in the file), for a profile or consent its record hash.
+    A quarantined record read again keeps the key it had where it was first read."""
+    if kind == "events":
+        t = with_occurrence(b, t)
+        # salted with a secret so an id cannot be recomputed from a guessed record; md5
+        # as it runs once per row and identifies records, not people (people get HMAC
+        # pseudonyms)
+        text = record_text(t, before=[ibis.literal(record_salt(b.key)), t.source],
+                           after=[t._occ.cast("string")])
+        derived: ir.StringValue = "h" + md5_hex(text)
+    else:
+        derived = pseudonymize(t[RECORD], b.key)
+    if MARK_KEY in t.columns:
+        derived = t[MARK_KEY].coalesce(derived)
+    t = t.mutate(**{RECORD_KEY: derived})
+    return t.drop("_occ") if "_occ" in t.columns else t
+
+
 def key_events(b: Batch, good: ir.Table) -> ir.Table:
-    """Give every event its ``event_id``: the source's, else a hash of source, (salted)
-    record digest and occurrence number of identical records in the file.
+    """Give every event its ``event_id``: the source's, else the record's key
+    (:func:`with_record_key`).
 
     It runs before the lookups replace raw ids (``lookups.apply``): the digest reads the
     raw columns, which then need not travel through the lookup joins."""
-    t = with_occurrence(b, good)
-    # salted with a secret so an id cannot be recomputed from a guessed record; md5 as it
-    # runs once per row and identifies records, not people (people get HMAC pseudonyms)
-    text = record_text(t, before=[ibis.literal(record_salt(b.key)), t.source],
-                       after=[t._occ.cast("string")])
-    derived = "h" + md5_hex(text)
+    t = with_record_key(b, good, "events")
+    derived = t[RECORD_KEY]
     has_ids = "event_id" in b.mapping.targets
-    return t.mutate(event_id=t.event_id.coalesce(derived) if has_ids else derived).drop("_occ")
+    return t.mutate(event_id=t.event_id.coalesce(derived) if has_ids else derived).drop(
+        RECORD_KEY)
 
 
 def load_events(b: Batch, good: ir.Table) -> int:
@@ -124,8 +145,9 @@ def _age_band(t: ir.Table, now: datetime) -> ir.StringValue:
 def load_customers(b: Batch, good: ir.Table) -> int:
     """One profile per customer: a changed profile replaces the stored one, an identical
     one is a duplicate. Within a batch the row with the latest signup wins."""
-    engine, key, batch_id, now = b.engine, b.key, b.batch_id, b.now
-    t = good.mutate(record_hash=pseudonymize(good[RECORD], key), age_band=_age_band(good, now))
+    engine, batch_id, now = b.engine, b.batch_id, b.now
+    t = with_record_key(b, good, "customers")
+    t = t.mutate(record_hash=t[RECORD_KEY], age_band=_age_band(t, now)).drop(RECORD_KEY)
     order = [t.signup_ts.desc(), t.record_hash] if "signup_ts" in t.columns else [t.record_hash]
     t = t.mutate(_n=ibis.row_number().over(group_by=t.customer_id, order_by=order))
     t = t.filter(t._n == 0)

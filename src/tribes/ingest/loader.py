@@ -45,12 +45,25 @@ from tribes.ingest.checks import (
     raw_json,
     with_reason,
 )
-from tribes.ingest.finalize import FINALIZERS, KEYERS, Batch
+from tribes.ingest.finalize import FINALIZERS, KEYERS, RECORD_KEY, Batch, with_record_key
 from tribes.ingest.lookups import BatchProfile, build_lookups, profile_batch
 from tribes.ingest.mapping import ColumnMapping, resolve_mapping
 from tribes.ingest.sources import resolve_inputs
 from tribes.ingest.spec import KINDS, KindSpec
-from tribes.ingest.stage import REPEAT_KEY, StageOptions, build_stage, derive, pii_texts
+from tribes.ingest.stage import (
+    MARK_BATCH,
+    MARK_HASHED,
+    MARK_KEY,
+    MARKS,
+    REPEAT_KEY,
+    SEP,
+    STORED,
+    StageOptions,
+    build_stage,
+    derive,
+    hashed_columns,
+    pii_texts,
+)
 from tribes.ingest.standardize import canonical_event_type
 from tribes.ingest.tsformat import SAMPLE, TsGuess, guess_ts_format
 from tribes.store.db import open_engine
@@ -83,6 +96,11 @@ class IngestOptions:
     # data-quality checks judge the batch's size against the source's history (not for
     # micro-batches); see tribes.monitor.quality.check_ingest
     check_volume: bool = True
+    # ts_format was sniffed (ISO-8601 and epoch are read too): how a replay reads a batch
+    ts_guessed: bool = False
+    # event type aliases and missing-value policies on top of the configuration's
+    aliases: dict[str, str] = field(default_factory=dict)
+    missing: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -108,6 +126,9 @@ class IngestSummary:
     hints: list[str] = field(default_factory=list)
     # rows (among the duplicates) that an earlier batch already quarantined as they are
     already_quarantined: int = 0
+    # rows that read quarantined rows again (a replay, a fixed export): those rows are
+    # resolved, and count here, not as new rows read
+    replayed: int = 0
 
     @property
     def quarantined_share(self) -> float:
@@ -175,31 +196,104 @@ def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
     IngestSummary
         Counts per outcome; ``rows_read == loaded + duplicates + sum(quarantined)``.
     """
-    started = time.perf_counter()
-    steps: dict[str, float] = {}
-    current: list[Any] = [None, started]
+    clock = _Clock(progress)
+    _check_options(opts)
+    files, fmt = resolve_inputs(inputs, opts.fmt)
+    # a compressed file cut short reads as if it ended there: it is decompressed to its
+    # end on a thread meanwhile, and the batch stops before anything is stored if not
+    whole = concurrent.futures.ThreadPoolExecutor(1, "tribes-whole").submit(cut_short, files)
+    batch_id = new_batch_id(opts.now or datetime.now(UTC))
+    with open_engine(ws) as engine:
+        clock.say("reading")
+        try:
+            read = open_source(engine, files, fmt, opts, scratch=spool_dir(ws.path))
+        except InputError as exc:
+            if exc.code == "E_READ":
+                _check_whole(whole)  # a file cut short is the cause to tell
+            raise
 
-    def say(step: str | None) -> None:
+        def settle(read: ReadResult) -> ReadResult:
+            # the stage is scanned a few times (profile, quarantine, load) rather than
+            # copied into a table; text formats are first parsed once into a Parquet
+            # spool file, which later passes scan cheaply (it holds raw values: deleted
+            # after the batch, and at the next open of the workspace if the process died)
+            if fmt != "parquet":
+                clock.say("parsing")
+                read = spool(engine, read, spool_dir(ws.path) / f"spool-{batch_id}.parquet")
+            _check_whole(whole)
+            return read
+
+        summary = load_batch(ws, engine, read, opts, clock, batch_id=batch_id,
+                             files=[str(f) for f in files], settle=settle)
+        clear_spool(ws.path)
+    return clock.done(summary)
+
+
+class _Clock:
+    """Seconds per step of a batch, and the progress callback told of each step."""
+
+    def __init__(self, progress: Progress | None) -> None:
+        self.progress = progress
+        self.started = time.perf_counter()
+        self.steps: dict[str, float] = {}
+        self.current: tuple[str | None, float] = (None, self.started)
+
+    def say(self, step: str | None) -> None:
         t = time.perf_counter()
-        if current[0] is not None:
-            steps[current[0]] = round(steps.get(current[0], 0.0) + t - current[1], 3)
-        current[:] = [step, t]
-        if step is not None and progress is not None:
-            progress(step)
+        name, since = self.current
+        if name is not None:
+            self.steps[name] = round(self.steps.get(name, 0.0) + t - since, 3)
+        self.current = (step, t)
+        if step is not None and self.progress is not None:
+            self.progress(step)
 
+    def done(self, summary: IngestSummary) -> IngestSummary:
+        self.say(None)
+        seconds = round(time.perf_counter() - self.started, 3)
+        return replace(summary, seconds=seconds, steps=dict(self.steps))
+
+
+def _check_options(opts: IngestOptions) -> None:
     if opts.kind not in KINDS:
         raise InputError(f"unknown kind '{opts.kind}'; use one of {', '.join(KINDS)}",
                          code="E_KIND")
     if opts.decimal not in (None, ".", ","):
         raise InputError(f"decimal mark '{opts.decimal}' is not supported; use '.' or ','",
                          code="E_DECIMAL")
+
+
+# the columns of a quarantine export written before exports were flat (a JSON ``raw``)
+_OLD_EXPORT = {"batch_id", "reason", "message", "raw", "quarantined_at"}
+
+
+def load_batch(ws: Workspace, engine: Engine, read: ReadResult, opts: IngestOptions,
+               clock: _Clock, *, batch_id: str, files: list[str],
+               settle: Callable[[ReadResult], ReadResult] | None = None) -> IngestSummary:
+    """Validate, quarantine, dedupe and load one source ``read`` as batch ``batch_id``.
+
+    ``settle`` is applied to the read once its columns are known to map (a text file is
+    parsed into a spool file there). A read with the columns of a quarantined record
+    (``stage.MARKS``: a replay, or a file ``quarantine export`` wrote) keeps its
+    pseudonyms and record keys, and the quarantine rows it reads again are resolved.
+    """
+    _check_options(opts)
+    if set(read.columns) >= _OLD_EXPORT:
+        raise InputError(
+            "this file is a quarantine export in the old layout: its ids are pseudonyms "
+            "already and its rows sit in a JSON 'raw' column, so ingesting it would hash "
+            "the ids again and split customers. Load quarantined rows with: tribes "
+            "quarantine replay [--reason CODE] [--map ...], or export them again (flat) "
+            "with: tribes quarantine export --out FILE", code="E_QUARANTINE_EXPORT")
+    marked = MARK_BATCH in read.columns and MARK_KEY in read.columns
+    read = replace(read, columns=[c for c in read.columns if c not in MARKS])
     spec = KINDS[opts.kind]
     cfg = ws.config
-    files, fmt = resolve_inputs(inputs, opts.fmt)
     key = ws.secret()
     now = opts.now or datetime.now(UTC)
-    source = (opts.source or _default_source(files, opts.kind)).strip()
-    policies = missing_policy(spec, cfg.missing.get(spec.kind, {}))
+    source = (opts.source or _marked_source(engine, read)
+              or _default_source([Path(f) for f in files], opts.kind)).strip()
+    policies = missing_policy(spec, {**cfg.missing.get(spec.kind, {}), **opts.missing})
+    aliases = {**cfg.ingest.event_type_aliases, **opts.aliases}
     whitelist = [canonical_event_type(v, {}) or v for v in cfg.ingest.event_types]
     try:
         min_ts = datetime.fromisoformat(cfg.ingest.min_ts).replace(tzinfo=UTC)
@@ -209,113 +303,137 @@ def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
     stage_opts = StageOptions(
         source=source, ts_format=opts.ts_format, tz=opts.tz or cfg.ingest.default_tz, now=now,
         future_limit=now + parse_duration(cfg.ingest.future_tolerance), min_ts=min_ts, key=key,
+        ts_guessed=bool(opts.ts_format and opts.ts_guessed),
     )
     _check_tz(stage_opts.tz)
-    batch_id = new_batch_id(now)
-
-    # a compressed file cut short reads as if it ended there: it is decompressed to its
-    # end on a thread meanwhile, and the batch stops before anything is stored if not
-    whole = concurrent.futures.ThreadPoolExecutor(1, "tribes-whole").submit(cut_short, files)
-    with open_engine(ws) as engine:
-        say("reading")
-        try:
-            read = open_source(engine, files, fmt, opts, scratch=spool_dir(ws.path))
-        except InputError as exc:
-            if exc.code == "E_READ":
-                _check_whole(whole)  # a file cut short is the cause to tell
-            raise
-        constants = {"event_type"} if opts.event_type and spec.kind == "events" else set()
-        try:
-            mapping = resolve_mapping(read.columns, spec, opts.mapping, cfg.privacy.pii_columns,
-                                      constant_targets=constants)
-        except InputError as exc:
-            raise _with_layout_hint(exc, read, opts.mapping) from None
-        for target, column in mapping.targets.items():
-            log.info("mapping %s <- %s%s", target, column,
-                     " (auto)" if target in mapping.auto else "")
-        # the stage is scanned a few times (profile, quarantine, load) rather than copied
-        # into a table; text formats are first parsed once into a Parquet spool file,
-        # which later passes scan cheaply (it holds raw values: deleted after the batch,
-        # and at the next open of the workspace if the process died)
-        if fmt != "parquet":
-            say("parsing")
-            read = spool(engine, read, spool_dir(ws.path) / f"spool-{batch_id}.parquet")
-        _check_whole(whole)
-        decimal = opts.decimal or (read.dialect.decimal if read.dialect else ".")
-        stage_opts = replace(stage_opts, decimal=decimal)
-        guess = TsGuess()
-        if opts.ts_format is None and "ts" in mapping.targets:
-            guess = _guess_ts_format(engine, read, mapping.targets["ts"])
-            if guess.fmt:
-                stage_opts = replace(stage_opts, ts_format=guess.fmt, ts_guessed=True)
-        stage = build_stage(read, spec, mapping, stage_opts)
-        if spec.kind == "events":
-            stage = stage.mutate(source=ibis.literal(source))
-        say("scanning")
-        profile = profile_batch(engine, stage, spec, mapping, REPEAT_KEY)
-        lookups = build_lookups(engine, stage, profile, spec, mapping, key,
-                                user_maps=cfg.standardize,
-                                aliases=cfg.ingest.event_type_aliases,
-                                event_type=opts.event_type,
-                                pii=pii_texts(stage, read, mapping))
-        n_stage, repeated = profile.rows, find_repeats(engine, stage, profile)
-        with engine.transaction():
-            drop_cols = [c for c, p in policies.items() if p == "drop"]
-            keep_unpriced = policies.get("amount", "drop") != "drop"
-            checked = with_reason(stage, post_checks(stage, spec, lookups, whitelist, drop_cols,
-                                                     keep_unpriced),
-                                  erased=lookups.is_erased(stage))
-            _fault("staged")
-            say("quarantining")
-            bad = checked.filter(checked[REASON].notnull())
-            bad = lookups.apply(derive(bad, read, mapping, lookups.ids))
-            _quarantine(engine, bad, batch_id, spec, source, now, stage_opts, whitelist,
-                        read.invalid_message)
-            malformed = read.malformed()
-            _quarantine_malformed(engine, malformed, batch_id, spec, source, now)
+    constants = {"event_type"} if opts.event_type and spec.kind == "events" else set()
+    try:
+        mapping = resolve_mapping(read.columns, spec, opts.mapping, cfg.privacy.pii_columns,
+                                  constant_targets=constants)
+    except InputError as exc:
+        raise _with_layout_hint(exc, read, opts.mapping) from None
+    for target, column in mapping.targets.items():
+        log.info("mapping %s <- %s%s", target, column,
+                 " (auto)" if target in mapping.auto else "")
+    if settle is not None:
+        read = settle(read)
+    decimal = opts.decimal or (read.dialect.decimal if read.dialect else ".")
+    stage_opts = replace(stage_opts, decimal=decimal)
+    guess = TsGuess()
+    if opts.ts_format is None and "ts" in mapping.targets:
+        guess = _guess_ts_format(engine, read, mapping.targets["ts"])
+        if guess.fmt:
+            stage_opts = replace(stage_opts, ts_format=guess.fmt, ts_guessed=True)
+    stage = build_stage(read, spec, mapping, stage_opts)
+    if spec.kind == "events":
+        stage = stage.mutate(source=ibis.literal(source))
+    clock.say("scanning")
+    profile = profile_batch(engine, stage, spec, mapping, REPEAT_KEY)
+    lookups = build_lookups(engine, stage, profile, spec, mapping, key,
+                            user_maps=cfg.standardize, aliases=aliases,
+                            event_type=opts.event_type,
+                            pii=pii_texts(stage, read, mapping), marked=marked)
+    n_stage, repeated = profile.rows, find_repeats(engine, stage, profile)
+    with engine.transaction():
+        drop_cols = [c for c, p in policies.items() if p == "drop"]
+        keep_unpriced = policies.get("amount", "drop") != "drop"
+        checked = with_reason(stage, post_checks(stage, spec, lookups, whitelist, drop_cols,
+                                                 keep_unpriced),
+                              erased=lookups.is_erased(stage))
+        _fault("staged")
+        batch = Batch(engine=engine, mapping=mapping, key=key, batch_id=batch_id, now=now,
+                      repeated=repeated)
+        # the quarantine rows this read reads again are resolved before it quarantines
+        # anything: a row that fails again is held anew, under this batch
+        replayed = resolve_replayed(engine, stage, spec.kind, batch_id, now) if marked else 0
+        clock.say("quarantining")
+        bad = checked.filter(checked[REASON].notnull())
+        bad = derive(lookups.apply(bad), read, mapping, lookups.ids, stored=True)
+        bad = with_record_key(batch, bad, spec.kind)
+        _quarantine(engine, bad, batch_id, spec, source, now, stage_opts, whitelist,
+                    read.invalid_message, hashed_columns(mapping))
+        malformed = read.malformed()
+        _quarantine_malformed(engine, malformed, batch_id, spec, source, now)
+        quarantined = _quarantine_counts(engine, batch_id)
+        held = _drop_held(engine, batch_id) if quarantined else 0
+        if held:
             quarantined = _quarantine_counts(engine, batch_id)
-            held = _drop_held(engine, batch_id) if quarantined else 0
-            if held:
-                quarantined = _quarantine_counts(engine, batch_id)
-            n_good = n_stage + len(malformed) - sum(quarantined.values())
-            batch = Batch(engine=engine, mapping=mapping, key=key, batch_id=batch_id, now=now,
-                          repeated=repeated)
-            good = checked.filter(checked[REASON].isnull())
-            good = derive(good, read, mapping, lookups.ids)
-            if spec.kind in KEYERS:
-                good = KEYERS[spec.kind](batch, good)
-            good = lookups.apply(good)
-            # an amount is expected of purchases only
-            expects = ({"amount": (good.event_type == "purchase").fill_null(False)}
-                       if spec.kind == "events" else {})
-            fills, missing_report = impute(engine, good, policies,
-                                           engine.table(spec.table).schema(), expects)
-            if fills:
-                good = good.mutate(**fills)
-            say("loading")
-            loaded = FINALIZERS[spec.kind](batch, good)
-            _fault("loaded")
-            summary = IngestSummary(
-                batch_id=batch_id, kind=spec.kind, source=source,
-                files=[str(f) for f in files], rows_read=n_stage + len(malformed),
-                loaded=loaded, duplicates=n_good - loaded,
-                quarantined=quarantined, mapping=mapping.describe(),
-                missing=missing_report, seconds=0.0, read=_read_report(read, guess),
-                hints=hints(quarantined, mapping), already_quarantined=held,
-            )
-            _record_batch(engine, summary, now, opts)
-            engine.audit("ingest", target=batch_id, rows=loaded, detail={
-                "kind": spec.kind, "source": source, "files": len(files),
-                "rows_read": summary.rows_read, "duplicates": summary.duplicates,
-                "quarantined": quarantined})
-            _fault("recorded")
-        say("cleaning up")
-        engine.drop_temps("_tribes_")
-        engine.drop_temp(SOURCE_VIEW)  # a long-lived engine (the service) must not keep it
-        clear_spool(ws.path)
-    say(None)
-    seconds = round(time.perf_counter() - started, 3)
-    return IngestSummary(**{**summary.to_dict(), "seconds": seconds, "steps": steps})
+        n_good = n_stage + len(malformed) - sum(quarantined.values())
+        good = checked.filter(checked[REASON].isnull())
+        good = derive(good, read, mapping, lookups.ids)
+        if spec.kind in KEYERS:
+            good = KEYERS[spec.kind](batch, good)
+        good = lookups.apply(good)
+        # an amount is expected of purchases only
+        expects = ({"amount": (good.event_type == "purchase").fill_null(False)}
+                   if spec.kind == "events" else {})
+        fills, missing_report = impute(engine, good, policies,
+                                       engine.table(spec.table).schema(), expects)
+        if fills:
+            good = good.mutate(**fills)
+        clock.say("loading")
+        loaded = FINALIZERS[spec.kind](batch, good)
+        _fault("loaded")
+        summary = IngestSummary(
+            batch_id=batch_id, kind=spec.kind, source=source, files=files,
+            rows_read=n_stage + len(malformed), loaded=loaded, duplicates=n_good - loaded,
+            quarantined=quarantined, mapping=mapping.describe(),
+            missing=missing_report, seconds=0.0, read=_read_report(read, guess),
+            hints=hints(quarantined, mapping), already_quarantined=held, replayed=replayed,
+        )
+        sniffed = {"ts_format": guess.fmt, "ts_guessed": True} if guess.fmt else {}
+        _record_batch(engine, summary, now, replace(opts, source=source), sniffed)
+        engine.audit("ingest", target=batch_id, rows=loaded, detail={
+            "kind": spec.kind, "source": source, "files": len(files),
+            "rows_read": summary.rows_read, "duplicates": summary.duplicates,
+            "quarantined": quarantined, "replayed": replayed})
+        _fault("recorded")
+    clock.say("cleaning up")
+    engine.drop_temps("_tribes_")
+    engine.drop_temp(SOURCE_VIEW)  # a long-lived engine (the service) must not keep it
+    return summary
+
+
+def _marked_source(engine: Engine, read: ReadResult) -> str | None:
+    """The source named by the rows of a quarantine export, when they name one."""
+    column = "_tribes_source"
+    if column not in read.table.columns:
+        return None
+    t = read.table
+    values = engine.execute(t.select(s=t[column]).filter(t[column].notnull()).distinct()
+                            .limit(2))["s"].tolist()
+    return str(values[0]) if len(values) == 1 else None
+
+
+def resolve_replayed(engine: Engine, stage: ir.Table, kind: str, batch_id: str,
+                     now: datetime) -> int:
+    """Mark the open quarantine rows that ``stage`` reads again (by the batch and record
+    key its marks name) as replayed by ``batch_id``; return how many."""
+    marks = stage.select(b=stage[MARK_BATCH], k=stage[MARK_KEY])
+    marks = marks.filter(marks.b.notnull() & marks.k.notnull()).distinct()
+    pairs = engine.create_temp("_tribes_replayed", marks.select(p=marks.b + SEP + marks.k))
+    q = engine.table("quarantine")
+    hit = (q.status.isnull() & (q.kind == kind) & q.record_key.notnull()
+           & (q.batch_id + SEP + q.record_key).isin(pairs.p))
+    n = int(engine.scalar(q.filter(hit).count()))
+    if n:
+        resolve_quarantine(engine, hit, "replayed", by=batch_id, now=now)
+    return n
+
+
+def resolve_quarantine(engine: Engine, hit: ir.BooleanValue, status: str, *, by: str,
+                       now: datetime, note: str | None = None) -> None:
+    """Set the quarantine rows ``hit`` selects (an expression on the table) to ``status``
+    (replayed, dropped), when, by whom, and why."""
+    q = engine.table("quarantine")
+    hit = hit.fill_null(False)
+    when = ibis.literal(now, type="timestamp('UTC')")
+    engine.replace_table("quarantine", q.mutate(
+        status=ibis.ifelse(hit, ibis.literal(status), q.status),
+        resolved_at=ibis.ifelse(hit, when, q.resolved_at),
+        resolved_by=ibis.ifelse(hit, ibis.literal(by), q.resolved_by),
+        note=ibis.ifelse(hit, ibis.literal(note, type="string"), q.note),
+    ))
 
 
 # words of a column name that say it holds money
@@ -431,15 +549,15 @@ def _quarantine_counts(engine: Engine, batch_id: str) -> dict[str, int]:
 
 
 def _drop_held(engine: Engine, batch_id: str) -> int:
-    """Remove the batch's quarantined rows that an earlier batch holds as they are (same
-    kind, source, reason and record) and return how many: a file ingested again
-    quarantines its bad rows once. Erased rows keep no record to compare, and stay."""
+    """Remove the batch's quarantined rows that an earlier batch holds, unresolved, as
+    they are (same kind, source, reason and record) and return how many: a file ingested
+    again quarantines its bad rows once. Erased rows keep no record to compare, and stay."""
     q = engine.table("quarantine")
 
     def key(t: ir.Table) -> ir.StringValue:
         return t.kind + "\x1f" + t.source + "\x1f" + t.reason + "\x1f" + t.raw
 
-    old = q.filter(q.batch_id != batch_id)
+    old = q.filter((q.batch_id != batch_id) & q.status.isnull())
     held = (q.batch_id == batch_id) & key(q).isin(old.select(k=key(old)).k)
     n = int(engine.scalar(q.filter(held).count()))
     if n:
@@ -449,7 +567,12 @@ def _drop_held(engine: Engine, batch_id: str) -> int:
 
 def _quarantine(engine: Engine, bad: ir.Table, batch_id: str, spec: KindSpec, source: str,
                 now: datetime, opts: StageOptions, whitelist: list[str],
-                invalid_message: str) -> None:
+                invalid_message: str, hashed: list[str]) -> None:
+    erased = bad[REASON] == "E_ERASED"
+    hashed_text: ir.StringValue = ibis.literal(";" + "".join(f"{c};" for c in hashed))
+    if MARK_HASHED in bad.columns:  # read again: what was hashed then, and what is now
+        hashed_text = bad[MARK_HASHED].coalesce(";") + "".join(f"{c};" for c in hashed)
+    null = ibis.null("string")
     rows = bad.select(
         batch_id=ibis.literal(batch_id),
         kind=ibis.literal(spec.kind),
@@ -459,8 +582,12 @@ def _quarantine(engine: Engine, bad: ir.Table, batch_id: str, spec: KindSpec, so
         message=message(bad, opts.ts_format, whitelist, malformed=invalid_message,
                         ts_guessed=opts.ts_guessed),
         # nothing of an erased person's row is kept, not even pseudonymized
-        raw=ibis.ifelse(bad[REASON] == "E_ERASED", ibis.null("string"), raw_json(bad, spec)),
+        raw=ibis.ifelse(erased, null, raw_json(bad, spec)),
         quarantined_at=ibis.literal(now, type="timestamp('UTC')"),
+        record=ibis.ifelse(erased, null, bad[STORED]),
+        hashed=ibis.ifelse(erased, null, hashed_text),
+        record_key=ibis.ifelse(erased, null, bad[RECORD_KEY]),
+        status=null, resolved_at=ibis.null("timestamp('UTC')"), resolved_by=null, note=null,
     )
     engine.insert("quarantine", rows)
 
@@ -473,15 +600,18 @@ def _quarantine_malformed(engine: Engine, malformed: list[dict[str, Any]], batch
             {"batch_id": batch_id, "kind": spec.kind, "source": source, "file": m["file"],
              "reason": "E_MALFORMED", "message": f"line {m['line']}: {m['error']}",
              "raw": json.dumps({"file": m["file"], "line": int(m["line"])}),
-             "quarantined_at": now}
+             "quarantined_at": now, "record": None, "hashed": None, "record_key": None,
+             "status": None, "resolved_at": None, "resolved_by": None, "note": None}
             for m in malformed
         ]
         schema = engine.table("quarantine").schema()
         engine.insert("quarantine", ibis.memtable(records, schema=schema))
 
 
-def _record_batch(engine: Engine, s: IngestSummary, now: datetime, opts: IngestOptions) -> None:
+def _record_batch(engine: Engine, s: IngestSummary, now: datetime, opts: IngestOptions,
+                  sniffed: dict[str, Any]) -> None:
     options = {k: v for k, v in asdict(opts).items() if k not in ("now", "mapping") and v}
+    options |= sniffed  # what replay must read its rows with, as this batch did
     row = {
         "batch_id": s.batch_id, "kind": s.kind, "source": s.source,
         "files": json.dumps(s.files), "started_at": now,
@@ -489,6 +619,7 @@ def _record_batch(engine: Engine, s: IngestSummary, now: datetime, opts: IngestO
         "duplicates": s.duplicates, "quarantined": s.n_quarantined,
         "reasons": json.dumps(s.quarantined), "mapping": json.dumps(s.mapping),
         "missing": json.dumps(s.missing, default=str), "options": json.dumps(options, default=str),
+        "replayed": s.replayed,
     }
     schema = engine.table("batches").schema()
     engine.insert("batches", ibis.memtable([row], schema=schema))

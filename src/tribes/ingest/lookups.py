@@ -17,6 +17,7 @@ import ibis.expr.types as ir
 from tribes.engine import Engine
 from tribes.ingest.mapping import ColumnMapping
 from tribes.ingest.spec import KindSpec
+from tribes.ingest.stage import PSEUDONYM_MARK
 from tribes.ingest.standardize import canonical_event_type, mapping_for
 from tribes.privacy.pseudonymize import pseudonymize
 
@@ -107,13 +108,14 @@ def profile_batch(engine: Engine, stage: ir.Table, spec: KindSpec,
 def build_lookups(engine: Engine, stage: ir.Table, profile: BatchProfile, spec: KindSpec,
                   mapping: ColumnMapping, key: bytes, *, user_maps: dict[str, dict[str, str]],
                   aliases: dict[str, str], event_type: str | None,
-                  pii: list[ir.StringValue] | None = None) -> Lookups:
+                  pii: list[ir.StringValue] | None = None, marked: bool = False) -> Lookups:
     """Map the batch's distinct values: ids to pseudonyms, categoricals to their standard
     spelling (in Python, from the profile).
 
     Ids can be many, so they stay in the engine: their distinct values (over every id
     column, which share the key, and the personal-data columns to hash, ``pii``: text
-    expressions over ``stage``) and HMAC go to one temporary table.
+    expressions over ``stage``) and HMAC go to one temporary table. ``marked``: values
+    may carry :data:`~tribes.ingest.stage.PSEUDONYM_MARK` (pseudonyms already).
     """
     out = Lookups()
     id_cols = [f.name for f in spec.fields if f.kind == "id" and f.name in mapping.targets]
@@ -121,8 +123,12 @@ def build_lookups(engine: Engine, stage: ir.Table, profile: BatchProfile, spec: 
     if values:
         raws = ibis.union(*[stage.select(_raw=v) for v in values])
         raws = raws.filter(raws._raw.notnull()).distinct()
-        out.ids = engine.create_temp("_tribes_ids",
-                                     raws.mutate(_pid=pseudonymize(raws._raw, key)))
+        pid = pseudonymize(raws._raw, key)
+        if marked:
+            # a record read again from the quarantine: its pseudonyms stay as they are
+            pid = ibis.ifelse(raws._raw.startswith(PSEUDONYM_MARK),
+                              raws._raw.substr(len(PSEUDONYM_MARK)), pid)
+        out.ids = engine.create_temp("_tribes_ids", raws.mutate(_pid=pid))
         out.id_columns = id_cols
         if int(engine.scalar(engine.table("tombstones").count())):
 

@@ -20,12 +20,29 @@ from tribes.engine.io import FILE_COLUMN, ReadResult
 from tribes.ingest.mapping import ColumnMapping
 from tribes.ingest.parse import UTC, as_text, finite, parse_bool, parse_float, parse_ts, whole
 from tribes.ingest.spec import KindSpec
+from tribes.privacy.pseudonymize import PSEUDONYM_LENGTH
+
+# the targets that hold identifiers (pseudonymized), whatever the kind
+ID_TARGETS = ("customer_id", "anonymous_id", "device_id", "session_id")
 
 SEP = "\x1f"
 NULL_MARK = "\x1e"  # NUL cannot travel in SQL text
 PRE_REASON = "_pre_reason"
 RECORD = "_rec"
 REPEAT_KEY = "_h"
+
+# Columns of a quarantined record read again (``tribes quarantine replay``, or the flat
+# file ``quarantine export`` writes): which quarantine row it is, which of its source
+# columns hold pseudonyms already (";a;b;"), and its key (see ``ingest.replay``). They
+# are never source columns: not mapped, not in properties or the record text.
+MARK_BATCH = "_tribes_batch"
+MARK_KEY = "_tribes_key"
+MARK_HASHED = "_tribes_hashed"
+# shown to the person fixing the file; ignored when it is read back
+MARK_INFO = ("_tribes_reason", "_tribes_message", "_tribes_kind", "_tribes_source")
+MARKS = (MARK_BATCH, MARK_KEY, MARK_HASHED, *MARK_INFO)
+# a value that is a pseudonym already: the pseudonym lookup takes it as it is
+PSEUDONYM_MARK = "\x1dpid:"
 
 
 @dataclass(frozen=True)
@@ -70,14 +87,19 @@ def build_stage(read: ReadResult, spec: KindSpec, mapping: ColumnMapping,
     src = read.table
     typed = {"ts", "float", "int", "bool"}
     fields = [f for f in spec.fields if f.name in mapping.targets]
+    marks = [m for m in (MARK_BATCH, MARK_KEY, MARK_HASHED) if m in src.columns]
 
     # layer 1: cleaned text of every mapped column; raw typed values kept as they are
     l1: dict[str, ir.Value] = {FILE_COLUMN: src[FILE_COLUMN]}
+    l1.update({m: as_text(src[m].cast("string")) for m in marks})
     if read.valid_column is not None:
         l1[read.valid_column] = src[read.valid_column]
     for f in fields:
         raw = src[mapping.targets[f.name]]
-        if f.kind in typed and not raw.type().is_string():
+        if f.kind == "id":
+            l1[_text_col(f.name)] = mark_pseudonym(src, mapping.targets[f.name],
+                                                   as_text(raw, trim=True))
+        elif f.kind in typed and not raw.type().is_string():
             l1[f.name] = raw
         elif f.kind in ("snake", "place"):
             # few distinct values: cleaned and standardized in Python by the loader, and
@@ -95,7 +117,7 @@ def build_stage(read: ReadResult, spec: KindSpec, mapping: ColumnMapping,
     t1 = src.select(**l1).view()
 
     # layer 2: parsed values
-    carried = [FILE_COLUMN, REPEAT_KEY] + [_raw_col(i) for i in range(len(read.columns))]
+    carried = [FILE_COLUMN, REPEAT_KEY, *marks] + [_raw_col(i) for i in range(len(read.columns))]
     l2: dict[str, ir.Value] = {c: t1[c] for c in carried}
     if read.valid_column is not None:
         l2[read.valid_column] = t1[read.valid_column]
@@ -213,11 +235,31 @@ def _to_hash(mapping: ColumnMapping) -> list[str]:
 def pii_texts(t: ir.Table, read: ReadResult, mapping: ColumnMapping) -> list[ir.StringValue]:
     """The cleaned text of every personal-data column to hash (``mapping.pii``), as the
     pseudonym lookup takes its values (see ``lookups.build_lookups``)."""
-    return [as_text(t[_raw_col(read.columns.index(c))]) for c in _to_hash(mapping)]
+    return [mark_pseudonym(t, c, as_text(t[_raw_col(read.columns.index(c))]))
+            for c in _to_hash(mapping)]
+
+
+def mark_pseudonym(t: ir.Table, column: str, text: ir.StringValue) -> ir.StringValue:
+    """``text`` (a value of source column ``column``), prefixed with
+    :data:`PSEUDONYM_MARK` where the row says the column holds pseudonyms already and the
+    value looks like one: a quarantined record read again is not hashed a second time.
+    A value typed in by hand (a raw id) does not look like a pseudonym, and is hashed."""
+    if MARK_HASHED not in t.columns:
+        return text
+    said = t[MARK_HASHED].cast("string").fill_null("").contains(f";{column};")
+    looks = text.re_search(f"^[0-9a-f]{{{PSEUDONYM_LENGTH}}}$").fill_null(False)
+    return ibis.ifelse(said & looks, PSEUDONYM_MARK + text, text)
+
+
+def hashed_columns(mapping: ColumnMapping) -> list[str]:
+    """The source columns whose values a stored record holds as pseudonyms: those of the
+    id targets and the personal data kept hashed."""
+    ids = [c for target, c in mapping.targets.items() if target in ID_TARGETS]
+    return sorted({*ids, *_to_hash(mapping)})
 
 
 def derive(t: ir.Table, read: ReadResult, mapping: ColumnMapping,
-           pseudonyms: ir.Table | None) -> ir.Table:
+           pseudonyms: ir.Table | None, *, stored: bool = False) -> ir.Table:
     """Add ``properties`` and the raw record text ``_rec`` (never stored) from the carried
     raw columns. The raw columns stay: a finalizer may build its own text of the record
     around them (:func:`record_text`); whatever a query does not use, the engine never
@@ -227,6 +269,10 @@ def derive(t: ir.Table, read: ReadResult, mapping: ColumnMapping,
     holds the pseudonym of every value of the personal-data columns to hash
     (:func:`pii_texts`): they are looked up, one HMAC per distinct value, instead of
     computed for every row.
+
+    ``stored`` (quarantined rows) adds ``_stored``: the source record as the quarantine
+    keeps it (:func:`stored_record`); it needs the id targets already pseudonymized
+    (``lookups.apply``).
     """
     hashed: dict[str, ir.Value] = {}
     for i, (column, text) in enumerate(zip(_to_hash(mapping), pii_texts(t, read, mapping),
@@ -238,11 +284,35 @@ def derive(t: ir.Table, read: ReadResult, mapping: ColumnMapping,
         t = t.left_join(lookup, t[tc] == lookup[rk]).drop(tc, rk)
         hashed[column] = t[pk]
     raw = {c: t[_raw_col(i)] for i, c in enumerate(read.columns)}
-    out = t.mutate(**{
+    values: dict[str, ir.Value] = {
         "properties": _properties(raw, mapping, hashed),
         RECORD: record_text(t),
-    })
+    }
+    if stored:
+        values[STORED] = stored_record(t, raw, mapping, hashed)
+    out = t.mutate(**values)
     return out.drop(*[f"_pii_pid_{i}" for i in range(len(hashed))])
+
+
+STORED = "_stored"
+
+
+def stored_record(t: ir.Table, raw: dict[str, ir.Value], mapping: ColumnMapping,
+                  hashed: dict[str, ir.Value]) -> ir.StringValue:
+    """The source record as JSON text by column name, every value as text: what replay
+    reads again. Ids are their pseudonyms (the id targets of ``t``, already looked up),
+    personal data its pseudonym (``hashed``) or left out, as in ``properties``."""
+    ids = {c: t[target] for target, c in mapping.targets.items()
+           if target in ID_TARGETS and target in t.columns}
+    fields: dict[str, ir.Value] = {}
+    for c, value in raw.items():
+        if mapping.pii.get(c) == "drop":
+            continue
+        v = ids.get(c, hashed.get(c, value))
+        fields[c] = v.cast("string")
+    if not fields:
+        return ibis.null("string")
+    return struct_to_json(ibis.struct(fields))
 
 
 def raw_columns(t: ir.Table) -> list[str]:

@@ -92,8 +92,9 @@ def _person_filter(t: ir.Table, table: str, key: str | None,
     if "customer_key" in t.columns and key is not None:
         preds.append(t.customer_key == key)
     if table == "quarantine":
-        # the quarantined row is kept as JSON text with pseudonymized ids
-        preds.extend(t.raw.contains(p) for p in pids)
+        # the quarantined row is kept as JSON text with pseudonymized ids, twice: as read
+        # (raw) and by source column, for replay (record)
+        preds.extend(t.raw.contains(p) | t.record.contains(p) for p in pids)
     if not preds:
         return None
     return ibis.or_(*preds)

@@ -19,6 +19,23 @@ def _records(engine: Engine, expr: Any) -> list[dict[str, Any]]:
             for r in df.to_dict("records")]
 
 
+def accounting(engine: Engine) -> dict[str, int]:
+    """Where every row read went, over all batches: ``read`` (rows read for the first
+    time) = ``loaded`` + ``duplicates`` + ``open`` + ``dropped``; ``replayed`` rows were
+    read again (and count in loaded, duplicates or open through the batch that did)."""
+    b = engine.table("batches")
+    q = engine.table("quarantine")
+    tot = engine.execute(b.aggregate(
+        rows_read=b.rows_read.sum(), replayed=b.replayed.fill_null(0).sum(),
+        loaded=b.loaded.sum(), duplicates=b.duplicates.sum())).iloc[0]
+    by = engine.execute(q.group_by(s=q.status.fill_null("open")).aggregate(n=q.count()))
+    status = {str(s): int(n) for s, n in zip(by["s"], by["n"], strict=True)}
+    read = int(tot["rows_read"] or 0) - int(tot["replayed"] or 0)
+    return {"read": read, "loaded": int(tot["loaded"] or 0),
+            "duplicates": int(tot["duplicates"] or 0), "open": status.get("open", 0),
+            "dropped": status.get("dropped", 0), "replayed": status.get("replayed", 0)}
+
+
 def workspace_status(engine: Engine, *, batches: int = 10) -> dict[str, Any]:
     """A summary of the workspace as plain data (the ``status`` command and the API)."""
     names = [*SCHEMAS, "customer_features"]
@@ -51,11 +68,14 @@ def workspace_status(engine: Engine, *, batches: int = 10) -> dict[str, Any]:
     for r in recent:
         r.pop("missing", None)
     q = engine.table("quarantine")
+    q = q.filter(q.status.isnull())  # open rows: neither replayed nor dropped
     quarantine = {r["reason"]: int(r["n"]) for r in _records(
         engine, q.group_by("reason").aggregate(n=q.count()).order_by("reason"))}
-    totals = _records(engine, b.aggregate(
-        rows_read=b.rows_read.sum(), loaded=b.loaded.sum(), duplicates=b.duplicates.sum(),
-        quarantined=b.quarantined.sum(), batches=b.count()))[0]
+    books = accounting(engine)
+    totals = {"batches": int(engine.scalar(b.count())), "rows_read": books["read"],
+              "replayed": books["replayed"], "loaded": books["loaded"],
+              "duplicates": books["duplicates"], "quarantined": books["open"],
+              "dropped": books["dropped"]}
     consents = _records(engine, consent_summary(engine.table("consents")))
     stages = {}
     fingerprint = events_fingerprint(engine)
@@ -67,7 +87,8 @@ def workspace_status(engine: Engine, *, batches: int = 10) -> dict[str, Any]:
     return {
         "tables": tables,
         "events": span,
-        "ingest_totals": {k: int(v or 0) for k, v in totals.items()},
+        "ingest_totals": totals,
+        "quarantine_resolved": {"replayed": books["replayed"], "dropped": books["dropped"]},
         "batches": recent,
         "quarantine": quarantine,
         "missing": missing,

@@ -44,6 +44,18 @@ QUARANTINE = ibis.schema(
         "message": "string",
         "raw": "string",
         "quarantined_at": TS,
+        # what replay needs (tribes.ingest.replay): the source record by its column names,
+        # ids and personal data as their pseudonyms (JSON); the source columns holding
+        # pseudonyms (JSON list); the record's key (an event's derived id, a profile's
+        # record hash), as ingesting the record where it was read gives it
+        "record": "string",
+        "hashed": "string",
+        "record_key": "string",
+        # open (null), replayed or dropped; when, by which batch or why
+        "status": "string",
+        "resolved_at": TS,
+        "resolved_by": "string",
+        "note": "string",
     }
 )
 
@@ -63,6 +75,9 @@ BATCHES = ibis.schema(
         "mapping": "string",
         "missing": "string",
         "options": "string",
+        # rows of this batch that re-read quarantined rows (a replay, a fixed export):
+        # rows_read - replayed = loaded + duplicates + open quarantine + dropped, summed
+        "replayed": "int64",
     }
 )
 
@@ -248,8 +263,14 @@ SCHEMAS: dict[str, ibis.Schema] = {
 
 
 def ensure_tables(engine: Engine) -> None:
-    """Create every workspace table that does not exist yet."""
+    """Create every workspace table that does not exist yet, and add the columns a table
+    of an older workspace lacks (null in its rows)."""
     existing = set(engine.list_tables())
     for name, schema in SCHEMAS.items():
         if name not in existing:
             engine.create_empty(name, schema)
+            continue
+        t = engine.table(name)
+        lacking = {c: ibis.null(typ) for c, typ in schema.items() if c not in t.columns}
+        if lacking:
+            engine.replace_table(name, t.mutate(**lacking))

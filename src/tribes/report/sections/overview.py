@@ -22,7 +22,9 @@ def overview(ctx: ReportContext) -> str:
              ("first event", str(ev["first_event"])[:10]),
              ("last event", str(ev["last_event"])[:10]),
              ("rows read", t["rows_read"]), ("duplicates", t["duplicates"]),
-             ("quarantined", t["quarantined"])]
+             ("quarantined (open)", t["quarantined"])]
+    if t.get("replayed") or t.get("dropped"):
+        tiles.append(("quarantine resolved", t["replayed"] + t["dropped"]))
     html = "<div class='tiles'>" + "".join(
         f"<div class='tile'><div class='v'>{esc(fmt(v))}</div><div class='k'>{esc(k)}</div>"
         "</div>" for k, v in tiles) + "</div>"
@@ -31,11 +33,15 @@ def overview(ctx: ReportContext) -> str:
     fig.update_layout(title="Events by source")
     html += "<div class='grid2'><div>" + ctx.figure(fig, 300) + "</div><div>"
     if st["quarantine"]:
-        html += "<h3>Quarantined rows by reason</h3>" + table(
+        html += "<h3>Quarantined rows by reason (open)</h3>" + table(
             ["reason", "rows", "meaning"],
             [(r, n, REASONS.get(r, "")) for r, n in st["quarantine"].items()])
     else:
-        html += "<p>No row was quarantined.</p>"
+        html += "<p>No quarantined row is open.</p>"
+    done = st.get("quarantine_resolved") or {}
+    if any(done.values()):
+        html += (f"<p>{fmt(done['replayed'])} quarantined rows were replayed (loaded again) "
+                 f"and {fmt(done['dropped'])} dropped.</p>")
     html += "</div></div>"
     prep = st["stages"].get("prep")
     if prep:
