@@ -162,3 +162,13 @@ def test_a_constant_amount_fills_purchases_only(cli, tmp_path: Path) -> None:
     with duckdb.connect(str(ws / "tribes.duckdb"), read_only=True) as con:
         got = con.sql("select event_type, amount from events order by ts").fetchall()
     assert got == [("page_view", None), ("purchase", 0.0), ("purchase", 0.0)]
+
+
+def test_a_file_without_event_types_is_quarantined_not_a_crash(cli, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    assert cli("init", ws).code == 0
+    data = tmp_path / "visits.csv"
+    data.write_text("ts,user_id\n2026-01-01T00:00:00Z,u1\n2026-01-02T00:00:00Z,u2\n")
+    r = cli("-w", ws, "ingest", data, "--json")
+    assert r.code == 3 and "Traceback" not in r.err
+    assert r.json()["quarantined"] == {"E_NO_EVENT_TYPE": 2}

@@ -140,3 +140,33 @@ def test_a_service_killed_mid_ingest_leaves_no_raw_value_on_disk(tmp_path: Path,
     assert _loose(ws.path) == []
     if encrypt:
         assert _holding(ws.path, EMAIL, RAW_ID) == []
+
+
+@pytest.mark.parametrize("encrypt", [True, False])
+def test_a_file_that_needs_a_copy_is_copied_in_memory_when_encrypted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, encrypt: bool) -> None:
+    from tribes.engine import textfiles
+    from tribes.ingest import IngestOptions, ingest
+
+    ws = init_workspace(tmp_path / "shop", encrypt=encrypt)
+    seen: list[Path] = []
+    real = textfiles.write_copy
+
+    def spy(src: Path, dest: Path, **kw: bool) -> None:
+        real(src, dest, **kw)
+        seen.append(dest)
+        assert RAW_ID.encode() in dest.read_bytes()  # the copy holds raw values
+
+    monkeypatch.setattr(textfiles, "write_copy", spy)
+    src = tmp_path / "mixed.csv"  # mixed line endings: read through an even copy
+    src.write_bytes(f"ts,user_id,email,event\r\n2026-01-01T00:00:00Z,{RAW_ID},{EMAIL},a\n"
+                    f"2026-01-02T00:00:00Z,u2,x@example.org,b\r\n".encode())
+    s = ingest(ws, [str(src)], IngestOptions(source="web"))
+    assert s.loaded == 2 and seen
+    if encrypt:  # in memory, never under the workspace nor on a disk
+        assert all(p.parent.parent == textfiles.MEMORY_FS for p in seen), seen
+        assert not any(p.parent.exists() for p in seen)
+    else:
+        assert all(ws.path in p.parents for p in seen)
+    assert not any(p.exists() for p in seen)
+    assert _holding(ws.path, RAW_ID, EMAIL) == []

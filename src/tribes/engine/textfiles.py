@@ -8,9 +8,13 @@ so ``io.clear_staging`` removes any a crashed batch left behind.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import secrets
+import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -68,10 +72,37 @@ def scratch_dir(scratch: Path | None) -> Path:
     return scratch if scratch is not None else Path(tempfile.gettempdir())
 
 
+# where copies may not go: an encrypted workspace on a machine without a memory file system
+NO_DISK = Path("/nonexistent/tribes-no-plaintext-on-disk")
+MEMORY_FS = Path("/dev/shm")
+
+
+@contextlib.contextmanager
+def memory_scratch() -> Iterator[Path]:
+    """A private folder in memory (tmpfs) for the copies an input may need, removed at the
+    end of the block: an encrypted workspace keeps no plaintext of its inputs on disk.
+    Without a memory file system it is :data:`NO_DISK`, where a copy is refused."""
+    if not (MEMORY_FS.is_dir() and os.access(MEMORY_FS, os.W_OK | os.X_OK)):
+        yield NO_DISK
+        return
+    folder = Path(tempfile.mkdtemp(prefix="tribes-", dir=MEMORY_FS))  # mode 0700
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def even_copy(path: Path, scratch: Path, *, windows_1252: bool = False,
               skip_first: bool = False) -> Path:
     """A copy of ``path`` (decompressed) whose lines all end in LF; in UTF-8 when
     ``windows_1252`` (the source's encoding); without its first line when ``skip_first``."""
+    if scratch == NO_DISK:
+        raise InputError(
+            f"{path.name} must be copied to be read (mixed line endings, Windows-1252 text "
+            "or a sep= line), and this encrypted workspace keeps no plaintext on disk while "
+            "this machine has no memory file system (/dev/shm): save the file as UTF-8 with "
+            "one kind of line ending and no sep= line, or convert it to Parquet",
+            code="E_READ")
     scratch.mkdir(parents=True, exist_ok=True, mode=0o700)
     dest = scratch / f"spool-{secrets.token_hex(6)}.txt"
     try:

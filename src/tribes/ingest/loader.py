@@ -7,6 +7,7 @@ under a reason code. A batch that fails part-way leaves the workspace as it was.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import json
 import logging
 import os
@@ -35,6 +36,7 @@ from tribes.engine.io import (
     spool_dir,
 )
 from tribes.engine.sniff import cut_short
+from tribes.engine.textfiles import memory_scratch
 from tribes.errors import ConfigError, InputError
 from tribes.ingest.checks import (
     REASON,
@@ -203,10 +205,15 @@ def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
     # end on a thread meanwhile, and the batch stops before anything is stored if not
     whole = concurrent.futures.ThreadPoolExecutor(1, "tribes-whole").submit(cut_short, files)
     batch_id = new_batch_id(opts.now or datetime.now(UTC))
-    with open_engine(ws) as engine:
+    with contextlib.ExitStack() as stack:
+        engine = stack.enter_context(open_engine(ws))
+        # the copies a text file may need hold its raw values: an encrypted workspace
+        # makes them in memory only
+        scratch = (stack.enter_context(memory_scratch()) if engine.encrypted
+                   else spool_dir(ws.path))
         clock.say("reading")
         try:
-            read = open_source(engine, files, fmt, opts, scratch=spool_dir(ws.path))
+            read = open_source(engine, files, fmt, opts, scratch=scratch)
         except InputError as exc:
             if exc.code == "E_READ":
                 _check_whole(whole)  # a file cut short is the cause to tell
@@ -366,7 +373,7 @@ def load_batch(ws: Workspace, engine: Engine, read: ReadResult, opts: IngestOpti
         good = lookups.apply(good)
         # an amount is expected of purchases only
         expects = ({"amount": (good.event_type == "purchase").fill_null(False)}
-                   if spec.kind == "events" else {})
+                   if "event_type" in good.columns else {})
         fills, missing_report = impute(engine, good, policies,
                                        engine.table(spec.table).schema(), expects)
         if fills:
