@@ -88,3 +88,24 @@ def test_an_open_alert_is_not_raised_again_and_micro_batches_keep_no_volume(
     s = ingest_checked(open_workspace(ws), [str(tiny)],
                        IngestOptions(source="web", check_volume=False)).summary
     assert "dq.volume" not in [a["kind"] for a in s.alerts]
+
+
+def test_an_alert_is_shown_once_by_the_ingest_and_listed_by_status(cli, tmp_path: Path
+                                                                   ) -> None:
+    ws = tmp_path / "ws"
+    assert cli("init", ws).code == 0
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    a.write_text("ts,user_id,event,channel\n" + "".join(
+        f"2026-01-{1 + i % 28:02d}T10:00:00Z,u{i},page_view,email\n" for i in range(60)))
+    b.write_text("ts,user_id,event\n" + "".join(
+        f"2026-02-{1 + i % 28:02d}T10:00:00Z,u{i},page_view\n" for i in range(60)))
+    assert cli("-w", ws, "ingest", a, "--source", "web").code == 0
+    r = cli("-w", ws, "ingest", b, "--source", "web")
+    text = " ".join((r.out + r.err).split())
+    assert text.count("dq.schema") == 1, text
+    r = cli("-w", ws, "prep")
+    assert "dq.schema" not in r.out + r.err
+    r = cli("-w", ws, "status")
+    assert "Open alerts" in r.out and "dq.schema" in r.out
+    st = cli("-w", ws, "status", "--json").json()
+    assert {a["kind"] for a in st["open_alerts"]} >= {"dq.schema"}

@@ -56,6 +56,11 @@ def status(
     if st["quarantine"]:
         out.table("Quarantine by reason (open rows)", ["reason", "rows", "meaning"],
                   [(r, n, REASONS.get(r, "")) for r, n in st["quarantine"].items()])
+    if st["open_alerts"]:
+        out.table("Open alerts (tribes alerts ack ID closes one)",
+                  ["alert", "kind", "severity", "message"],
+                  [(f"#{a['alert_id']}", a["kind"], a["severity"], a["message"])
+                   for a in st["open_alerts"]])
     rows = [(kind, col, m["policy"], m["missing"], m["imputed"])
             for kind, cols in st["missing"].items() for col, m in cols.items()]
     if rows:

@@ -84,9 +84,11 @@ def record(engine: Engine, found: list[Alert], *, now: datetime | None = None
         engine.audit("alerts.raise", rows=len(new),
                      detail={"alerts": [f"{r['alert_id']} {r['kind']} {r['subject']}"
                                         for r in new]})
+    # the command that raised them shows them (and tribes status lists the open ones):
+    # logged as info, so a terminal does not see each one twice
     for r in new:
-        (log.error if r["severity"] == "critical" else log.warning)(
-            "alert %d (%s) %s: %s", r["alert_id"], r["severity"], r["kind"], r["message"])
+        log.info("alert %d (%s) %s: %s", r["alert_id"], r["severity"], r["kind"],
+                 r["message"])
     return [_public(r) for r in new], still
 
 

@@ -77,6 +77,9 @@ def workspace_status(engine: Engine, *, batches: int = 10) -> dict[str, Any]:
               "duplicates": books["duplicates"], "quarantined": books["open"],
               "dropped": books["dropped"]}
     consents = _records(engine, consent_summary(engine.table("consents")))
+    al = engine.table("alerts")
+    open_alerts = _records(engine, al.filter(al.acked_at.isnull()).order_by("alert_id").select(
+        "alert_id", "created_at", "kind", "severity", "subject", "message"))
     stages = {}
     fingerprint = events_fingerprint(engine)
     for stage in ("prep", "features"):
@@ -93,5 +96,6 @@ def workspace_status(engine: Engine, *, batches: int = 10) -> dict[str, Any]:
         "quarantine": quarantine,
         "missing": missing,
         "consents": consents,
+        "open_alerts": open_alerts,
         "stages": stages,
     }
