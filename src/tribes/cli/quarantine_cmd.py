@@ -56,8 +56,9 @@ def show(
     with open_engine(ws, read_only=False) as engine:
         q = quarantined(engine, reason=reason, batch=batch, source=source, status=status)
         total = int(engine.scalar(q.count()))
-        rows = engine.execute(q.limit(limit).drop("record", "hashed", "record_key")
-                              ).to_dict("records")
+        rows = [{k: None if v is None or v != v else v for k, v in r.items()}  # NaN: None
+                for r in engine.execute(q.limit(limit).drop("record", "hashed", "record_key")
+                                        ).to_dict("records")]
         counts = accounting(engine)
     resolved = {"replayed": counts["replayed"], "dropped": counts["dropped"]}
     out.result({"total": total, "rows": rows, "resolved": resolved})
@@ -67,11 +68,15 @@ def show(
         out.print(f"No {status if status != 'all' else ''} quarantined rows match."
                   .replace("  ", " ") + beside)
         return
-    out.table(f"{min(limit, total):,} of {total:,} {'' if status == 'all' else status} "
-              f"quarantined rows{beside}",
-              ["reason", "source", "status", "message", "raw"],
-              [(r["reason"], r["source"], r["status"] or "open", r["message"],
-                _short(r["raw"])) for r in rows])
+    title = (f"{min(limit, total):,} of {total:,} {'' if status == 'all' else status} "
+             f"quarantined rows{beside}")
+    if status == "open":
+        out.table(title, ["reason", "source", "message", "raw"],
+                  [(r["reason"], r["source"], r["message"], _short(r["raw"])) for r in rows])
+    else:
+        out.table(title, ["reason", "status", "resolved by", "note", "message"],
+                  [(r["reason"], r["status"] or "open", r["resolved_by"] or "",
+                    r["note"] or "", r["message"]) for r in rows])
     if status == "open":
         out.print("Repair them with: tribes quarantine replay --reason CODE [--map ...] "
                   "[--ts-format ...]; give them up with: tribes quarantine drop --why TEXT")
