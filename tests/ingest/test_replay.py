@@ -261,3 +261,30 @@ def test_a_workspace_from_before_replay_gets_the_new_columns(tmp_path: Path) -> 
     assert r.selected == 5 and r.replayed == 0
     assert r.not_replayable == {"E_AMOUNT": 4, "E_NO_ID": 1}
     _balanced(ws)
+
+
+def test_the_readme_worked_example(tmp_path: Path, cli) -> None:
+    """README, "Repairing quarantined rows": the same file, commands and figures."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("## Repairing quarantined rows")[1].split("\n## ")[0]
+    csv_text = section.split("```\n")[1].split("```")[0]
+    orders = tmp_path / "orders.csv"
+    orders.write_text(csv_text)
+    ws = tmp_path / "shop"
+    assert cli("init", ws).code == 0
+    r = cli("-w", ws, "ingest", orders, "--source", "web", "--json")
+    assert r.code == 3 and r.json()["quarantined"] == {"E_AMOUNT": 1, "E_NO_ID": 1,
+                                                       "E_TS_PARSE": 1}
+    r = cli("-w", ws, "quarantine", "replay", "--reason", "E_TS_PARSE", "--ts-format",
+            "%d.%m.%Y %H:%M", "--json")
+    assert (r.json()["replayed"], r.json()["loaded"]) == (1, 1)
+    r = cli("-w", ws, "quarantine", "replay", "--reason", "E_AMOUNT", "--missing",
+            "amount=flag", "--json")
+    assert r.json()["loaded"] == 1
+    assert cli("-w", ws, "quarantine", "drop", "--reason", "E_NO_ID", "--why",
+               "test traffic without ids").code == 0
+    out = " ".join(cli("-w", ws, "status").out.split())
+    claimed = ("Ingested 3 batches: 5 rows read, 4 loaded, 0 duplicates, 0 quarantined "
+               "(open), 1 dropped; 2 quarantined rows were replayed")
+    assert claimed in out and claimed.split(": ", 1)[1].split(";")[0] in " ".join(
+        section.split())
