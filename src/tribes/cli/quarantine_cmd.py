@@ -13,7 +13,7 @@ from tribes.cli.common import JsonOpt, Output, state, writable
 from tribes.engine.io import write_table
 from tribes.errors import InputError
 from tribes.ingest import IngestOptions
-from tribes.ingest.mapping import parse_map_option
+from tribes.ingest.mapping import parse_map_option, parse_pairs
 from tribes.ingest.quarantine import quarantined
 from tribes.ingest.replay import drop, flat_records, replay
 from tribes.ingest.spec import REASONS
@@ -191,7 +191,8 @@ def replay_command(
     ws = state(ctx).open()
     opts = IngestOptions(mapping=parse_map_option(map_), event_type=event_type,
                          ts_format=ts_format, tz=tz, decimal=decimal,
-                         aliases=_pairs(alias, "--alias"), missing=_pairs(missing, "--missing"))
+                         aliases=parse_pairs(alias, "--alias", "kauf=purchase"),
+                         missing=parse_pairs(missing, "--missing", "amount=flag"))
     with out.progress("replaying quarantined rows") as task:
         result = replay(ws, opts, reason=reason, batch=batch, source=source,
                         progress=task.step)
@@ -247,17 +248,6 @@ def drop_command(
     out.result({"dropped": n, "why": why})
     out.print(f"Dropped {n:,} quarantined rows ({why})." if n else
               "No open quarantined rows match.")
-
-
-def _pairs(items: list[str] | None, option: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in items or []:
-        for part in item.split(","):
-            key, sep, value = part.partition("=")
-            if not sep or not key.strip() or not value.strip():
-                raise InputError(f"{option} '{part}' is not NAME=VALUE", code="E_OPTION")
-            out[key.strip()] = value.strip()
-    return out
 
 
 def _short(text: str | None, width: int = 90) -> str:

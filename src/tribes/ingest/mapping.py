@@ -31,22 +31,27 @@ class ColumnMapping:
         return dict(self.targets)
 
 
-def parse_map_option(items: list[str] | None) -> dict[str, str]:
-    """Parse ``--map ts=sold_at,customer_id=member_no`` (repeatable) into a dict."""
+def parse_pairs(items: list[str] | None, option: str, example: str,
+                code: str = "E_OPTION", form: str = "NAME=VALUE") -> dict[str, str]:
+    """Parse ``NAME=VALUE`` pairs given comma-separated or repeated (``--map ts=sold_at,
+    customer_id=member_no``) into a dict; ``example`` is shown when one is not a pair."""
     result: dict[str, str] = {}
     for item in items or []:
         for part in item.split(","):
             part = part.strip()
             if not part:
                 continue
-            target, sep, source = part.partition("=")
-            if not sep or not target.strip() or not source.strip():
-                raise InputError(
-                    f"--map '{part}' is not target=source (e.g. --map ts=sold_at)",
-                    code="E_MAP",
-                )
-            result[target.strip()] = source.strip()
+            name, sep, value = part.partition("=")
+            if not sep or not name.strip() or not value.strip():
+                raise InputError(f"{option} '{part}' is not {form} (e.g. {option} "
+                                 f"{example})", code=code)
+            result[name.strip()] = value.strip()
     return result
+
+
+def parse_map_option(items: list[str] | None) -> dict[str, str]:
+    """Parse ``--map ts=sold_at,customer_id=member_no`` (repeatable) into a dict."""
+    return parse_pairs(items, "--map", "ts=sold_at", code="E_MAP", form="target=source")
 
 
 def resolve_mapping(
