@@ -51,7 +51,7 @@ from tribes.ingest.mapping import ColumnMapping, resolve_mapping
 from tribes.ingest.sources import resolve_inputs
 from tribes.ingest.spec import KINDS, KindSpec
 from tribes.ingest.stage import REPEAT_KEY, StageOptions, build_stage, derive, pii_texts
-from tribes.ingest.standardize import canonical_event_type
+from tribes.ingest.standardize import canonical_event_type, unmatched_report
 from tribes.ingest.tsformat import SAMPLE, TsGuess, guess_ts_format
 from tribes.store.db import open_engine
 from tribes.workspace import Workspace
@@ -108,6 +108,9 @@ class IngestSummary:
     hints: list[str] = field(default_factory=list)
     # rows (among the duplicates) that an earlier batch already quarantined as they are
     already_quarantined: int = 0
+    # per place column (country, region, city): its distinct values the reference data
+    # does not know, a few of them and how to map them (standardize.unmatched_report)
+    unmatched: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def quarantined_share(self) -> float:
@@ -302,6 +305,7 @@ def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
                 quarantined=quarantined, mapping=mapping.describe(),
                 missing=missing_report, seconds=0.0, read=_read_report(read, guess),
                 hints=hints(quarantined, mapping), already_quarantined=held,
+                unmatched=unmatched_report(lookups.unmatched),
             )
             _record_batch(engine, summary, now, opts)
             engine.audit("ingest", target=batch_id, rows=loaded, detail={
