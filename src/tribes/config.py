@@ -632,8 +632,8 @@ ip_address = "drop"
 address = "drop"
 street = "drop"
 
-# [standardize.city]      # your own spellings, applied before the built-in rules
-# "nyc" = "New York"
+# [standardize.city]      # your own spellings, applied before the reference data
+# "nyc" = "New York"      # (ISO 3166 countries and regions, GeoNames cities)
 
 # [missing.events]        # drop (quarantine E_MISSING_VALUE) | flag | median | mode | constant:<v>
 # channel = "constant:unknown"

@@ -139,6 +139,11 @@ def ingest_command(
         out.print(f"[{color}]alert #{a['alert_id']} ({a['kind']}):[/{color}] {a['message']}")
     if summary.alerts:
         out.print("Data-quality alerts: tribes alerts list; close one with tribes alerts ack ID")
+    for column, u in summary.unmatched.items():
+        shown = ", ".join(u["examples"]) + (", ..." if u["distinct"] > len(u["examples"]) else "")
+        out.print(f"[yellow]unmatched:[/yellow] {u['distinct']:,} {column} value(s) unknown to "
+                  f"{u['reference']} ({escape(shown)}); map them in tribes.toml: "
+                  f"{escape(u['map_with'])}")
     for hint in summary.hints:
         out.print(f"[yellow]hint:[/yellow] {escape(hint)}")
     if failed:

@@ -40,7 +40,7 @@ def post_checks(t: ir.Table, spec: KindSpec, lookups: Lookups, whitelist: list[s
         elif not keep_unpriced:
             checks.append((is_purchase, "E_AMOUNT"))
     for col in drop_columns:
-        if col in lookups.categories:
+        if lookups.is_standardized(col):
             checks.append((lookups.standard_is(t, col, {None}), "E_MISSING_VALUE"))
         elif col in t.columns:
             checks.append((t[col].isnull(), "E_MISSING_VALUE"))

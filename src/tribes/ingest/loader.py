@@ -66,7 +66,7 @@ from tribes.ingest.stage import (
     hashed_columns,
     pii_texts,
 )
-from tribes.ingest.standardize import canonical_event_type
+from tribes.ingest.standardize import canonical_event_type, unmatched_report
 from tribes.ingest.tsformat import SAMPLE, TsGuess, guess_ts_format
 from tribes.store.db import open_engine
 from tribes.workspace import Workspace
@@ -131,6 +131,9 @@ class IngestSummary:
     # rows that read quarantined rows again (a replay, a fixed export): those rows are
     # resolved, and count here, not as new rows read
     replayed: int = 0
+    # per place column (country, region, city): its distinct values the reference data
+    # does not know, a few of them and how to map them (standardize.unmatched_report)
+    unmatched: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def quarantined_share(self) -> float:
@@ -387,6 +390,7 @@ def load_batch(ws: Workspace, engine: Engine, read: ReadResult, opts: IngestOpti
             quarantined=quarantined, mapping=mapping.describe(),
             missing=missing_report, seconds=0.0, read=_read_report(read, guess),
             hints=hints(quarantined, mapping), already_quarantined=held, replayed=replayed,
+            unmatched=unmatched_report(lookups.unmatched),
         )
         sniffed = {"ts_format": guess.fmt, "ts_guessed": True} if guess.fmt else {}
         _record_batch(engine, summary, now, replace(opts, source=source), sniffed)

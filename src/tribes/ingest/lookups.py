@@ -5,6 +5,12 @@ Both are built from distinct values (few compared with rows) and applied with jo
 so HMAC and the standardization rules run once per distinct value. Checks that depend
 on a standardized value (is this a purchase?) are answered on the raw value by asking
 which raw values map to what, so they need no join.
+
+A region or a city is standardized within its row's country (``NH`` is New Hampshire in
+the US, Noord-Holland in the Netherlands): when the batch has a country column, the
+profile collects their distinct (raw country, raw value) pairs, and ``apply`` replaces
+them through a map keyed on both (one text per pair, :func:`pair_key`), or on the raw
+value alone when no value of the batch reads differently in two countries.
 """
 
 from __future__ import annotations
@@ -17,11 +23,28 @@ import ibis.expr.types as ir
 from tribes.engine import Engine
 from tribes.ingest.mapping import ColumnMapping
 from tribes.ingest.spec import KindSpec
-from tribes.ingest.stage import PSEUDONYM_MARK
-from tribes.ingest.standardize import canonical_event_type, mapping_for
+from tribes.ingest.stage import NULL_MARK, PSEUDONYM_MARK, SEP
+from tribes.ingest.standardize import (
+    PAIRED,
+    PLACES,
+    canonical_event_type,
+    mapping_for,
+    place_spellings,
+)
 from tribes.privacy.pseudonymize import pseudonymize
 
 SMALL_MAP = 32
+Pair = tuple[str | None, str]  # (raw country or None, raw region or city)
+
+
+def pair_key(country: ir.StringValue, value: ir.StringValue) -> ir.StringValue:
+    """One text per (raw country, raw value) pair, null when the value is; see pair_text."""
+    return country.fill_null(NULL_MARK) + SEP + value
+
+
+def pair_text(pair: Pair) -> str:
+    """The text :func:`pair_key` makes of ``pair``."""
+    return (NULL_MARK if pair[0] is None else pair[0]) + SEP + pair[1]
 
 
 @dataclass
@@ -31,8 +54,12 @@ class Lookups:
     ids: ir.Table | None = None  # columns _raw, _pid; one table serves every id column
     id_columns: list[str] = field(default_factory=list)
     categories: dict[str, dict[str, str | None]] = field(default_factory=dict)
+    # region and city next to a country column: (raw country, raw value) -> standard
+    paired: dict[str, dict[Pair, str | None]] = field(default_factory=dict)
     constants: dict[str, str | None] = field(default_factory=dict)
     erased: ir.Table | None = None  # raw ids (_raw) of erased people seen in this batch
+    # per place column, the spellings the reference data does not know
+    unmatched: dict[str, list[str]] = field(default_factory=dict)
 
     def is_erased(self, t: ir.Table) -> ir.BooleanValue | None:
         """Whether a row carries an id of an erased person; None when the batch has none."""
@@ -51,9 +78,18 @@ class Lookups:
             return ibis.literal(self.constants[column] in wanted)
         if column not in t.columns:
             return ibis.literal(None in wanted)
-        raws = self.raw_values_for(column, wanted)
-        hit = t[column].isin(raws) if raws else ibis.literal(False)
+        if column in self.paired:
+            keys = [pair_text(p) for p, v in self.paired[column].items() if v in wanted]
+            key = pair_key(t.country, t[column])
+            hit = key.isin(keys) if keys else ibis.literal(False)
+        else:
+            raws = self.raw_values_for(column, wanted)
+            hit = t[column].isin(raws) if raws else ibis.literal(False)
         return (hit | t[column].isnull()) if None in wanted else hit.fill_null(False)
+
+    def is_standardized(self, column: str) -> bool:
+        """Whether the lookups standardize ``column`` (its values were profiled)."""
+        return column in self.categories or column in self.paired
 
     def apply(self, t: ir.Table) -> ir.Table:
         """Replace raw ids by pseudonyms and raw categoricals by their standard spelling."""
@@ -63,33 +99,55 @@ class Lookups:
                 rk, pk = f"_raw_{col}", f"_pid_{col}"
                 joined = t.left_join(lookup, t[col] == lookup[rk])
                 t = joined.mutate(**{col: joined[pk]}).drop(rk, pk)
+        # region and city first: their lookups are keyed on the raw country
+        for col, pairs in self.paired.items():
+            if all(raw == v for (_, raw), v in pairs.items()):
+                continue
+            by_value: dict[str, set[str | None]] = {}
+            for (_, raw), v in pairs.items():
+                by_value.setdefault(raw, set()).add(v)
+            if all(len(v) == 1 for v in by_value.values()):
+                # no value of the batch reads differently in two countries
+                t = _replace(t, col, {raw: v.pop() for raw, v in by_value.items()})
+            else:
+                t = _replace(t, col, {pair_text(p): v for p, v in pairs.items()},
+                             pair_key(t.country, t[col]))
         for col, table in self.categories.items():
-            if all(k == v for k, v in table.items()):
-                continue
-            if len(table) <= SMALL_MAP:
-                # a literal map is cheaper per row than a join, and than a CASE that tries
-                # the values one after the other (the map holds every raw value of the
-                # batch, so a value missing from it is null)
-                t = t.mutate(**{col: ibis.map(table).get(t[col])})
-                continue
-            rk, sk = f"_raw_{col}", f"_std_{col}"
-            lookup = ibis.memtable({rk: list(table), sk: list(table.values())},
-                                   schema={rk: "string", sk: "string"})
-            joined = t.left_join(lookup, t[col] == lookup[rk])
-            t = joined.mutate(**{col: joined[sk]}).drop(rk, sk)
+            if not all(k == v for k, v in table.items()):
+                t = _replace(t, col, table)
         if self.constants:
             t = t.mutate(**{c: ibis.literal(v, type="string") for c, v in self.constants.items()})
         return t
 
 
+def _replace(t: ir.Table, col: str, table: dict[str, str | None],
+             key: ir.StringValue | None = None) -> ir.Table:
+    """``col`` replaced by its standard spelling, ``table[key]`` (``key``: the column's
+    raw value unless given; ``table`` holds every key of the batch, so a key missing from
+    it is null)."""
+    if len(table) <= SMALL_MAP:
+        # a literal map is cheaper per row than a join, and than a CASE that tries the
+        # values one after the other
+        return t.mutate(**{col: ibis.map(table).get(t[col] if key is None else key)})
+    rk, sk, kk = f"_raw_{col}", f"_std_{col}", f"_key_{col}"
+    lookup = ibis.memtable({rk: list(table), sk: list(table.values())},
+                           schema={rk: "string", sk: "string"})
+    if key is not None:
+        t = t.mutate(**{kk: key})
+    joined = t.left_join(lookup, t[col if key is None else kk] == lookup[rk])
+    return joined.mutate(**{col: joined[sk]}).drop(rk, sk, *([kk] if key is not None else []))
+
+
 @dataclass(frozen=True)
 class BatchProfile:
-    """What one aggregation over the batch tells: row count, distinct repeat keys and the
-    distinct values of every categorical column (few, so they come to Python)."""
+    """What one aggregation over the batch tells: row count, distinct repeat keys, the
+    distinct values of every categorical column and the distinct (country, value) pairs
+    of the region and city next to a country (few, so they come to Python)."""
 
     rows: int
     distinct_records: int
     values: dict[str, list[str]]
+    pairs: dict[str, list[Pair]] = field(default_factory=dict)
 
 
 def profile_batch(engine: Engine, stage: ir.Table, spec: KindSpec,
@@ -97,12 +155,21 @@ def profile_batch(engine: Engine, stage: ir.Table, spec: KindSpec,
     """Scan the batch once for its row count, repeats and distinct categorical values."""
     cols = [f.name for f in spec.fields
             if f.kind in ("snake", "place") and f.name in mapping.targets]
+    paired = [c for c in cols if c in PAIRED] if "country" in cols else []
     aggs: dict[str, ir.Scalar] = {"_n": stage.count(), "_d": stage[repeat_key].nunique()}
     for c in cols:
-        aggs[f"v_{c}"] = stage[c].collect(distinct=True)
+        if c in paired:
+            # a struct: distinct pairs cost half as much as distinct texts made of them
+            pair = ibis.struct({"c": stage.country, "v": stage[c]})
+            aggs[f"p_{c}"] = pair.collect(distinct=True, where=stage[c].notnull())
+        else:
+            aggs[f"v_{c}"] = stage[c].collect(distinct=True)
     row = engine.to_pyarrow(stage.aggregate(**aggs)).to_pylist()[0]
-    values = {c: [v for v in (row[f"v_{c}"] or []) if v is not None] for c in cols}
-    return BatchProfile(int(row["_n"]), int(row["_d"]), values)
+    values = {c: [v for v in (row[f"v_{c}"] or []) if v is not None]
+              for c in cols if c not in paired}
+    pairs = {c: [(p["c"], p["v"]) for p in (row[f"p_{c}"] or []) if p and p["v"] is not None]
+             for c in paired}
+    return BatchProfile(int(row["_n"]), int(row["_d"]), values, pairs)
 
 
 def build_lookups(engine: Engine, stage: ir.Table, profile: BatchProfile, spec: KindSpec,
@@ -134,8 +201,13 @@ def build_lookups(engine: Engine, stage: ir.Table, profile: BatchProfile, spec: 
 
             out.erased = erased_raw_ids(engine, out.ids)  # a table: no id goes into SQL text
     for c, vals in profile.values.items():
-        out.categories[c] = mapping_for(c, vals, user_map=user_maps.get(c),
-                                        event_aliases=aliases)
+        if c not in PLACES:
+            out.categories[c] = mapping_for(c, vals, user_map=user_maps.get(c),
+                                            event_aliases=aliases)
+    places = place_spellings({c: v for c, v in profile.values.items() if c in PLACES},
+                             profile.pairs, user_maps)
+    out.categories.update(places.single)
+    out.paired, out.unmatched = places.paired, places.unmatched
     if spec.kind == "events" and event_type:
         out.constants["event_type"] = canonical_event_type(event_type, aliases)
     return out
