@@ -130,6 +130,25 @@ def test_merge_two_known_customers(cli, shop: Path) -> None:
     assert (sessions.customer_key == survivor).sum() == 3
 
 
+def test_a_merged_customer_follows_the_latest_choice_of_all_their_ids(cli, shop: Path,
+                                                                      tmp_path: Path) -> None:
+    p = pseudonyms(shop)
+    # the account whose id keys the merged customer granted; the other refused later
+    keeps, other = sorted(["alice", "alice-old"], key=lambda raw: p[raw])
+    consents = tmp_path / "consents.csv"
+    consents.write_text("customer_id,purpose,granted,ts\n"
+                        f"{keeps},analytics,yes,2026-03-01T00:00:00Z\n"
+                        f"{other},analytics,no,2026-03-10T00:00:00Z\n")
+    ok(cli, "-w", shop, "ingest", consents, "--kind", "consents")
+    f = features(cli, shop)
+    assert p[keeps] in f.index and p[other] not in f.index
+    ok(cli, "-w", shop, "identity", "merge", "alice", "alice-old")
+    f = features(cli, shop)
+    # one person now, whose latest choice (under the other account) is a refusal
+    assert p[keeps] not in f.index and p[other] not in f.index
+    assert ok(cli, "-w", shop, "customer", keeps)["analyzed"] is False
+
+
 def test_merge_known_and_anonymous(cli, shop: Path) -> None:
     p = pseudonyms(shop)
     anon = "anon:" + min(p["ck-c"], p["phone-c"])

@@ -35,6 +35,7 @@ from tribes.prep.sessions import parts
 from tribes.privacy.consent import consent_filter
 from tribes.settings import RunSettings
 from tribes.store.identity_rules import list_rules
+from tribes.store.keyed import keyed_consents
 from tribes.store.runs import events_fingerprint, is_current, last_run, new_run_id, record_run
 from tribes.workspace import Workspace
 
@@ -137,7 +138,7 @@ def run_features(
         if n_all == 0:
             raise InputError(f"no events up to {as_of.isoformat()}; choose a later --as-of",
                              code="E_NO_EVENTS")
-        allowed = consent_filter(all_base, "customer_key", engine.table("consents"),
+        allowed = consent_filter(all_base, "customer_key", keyed_consents(engine),
                                  settings.consent_mode)
         say("scoring (engagement, RFM)")
         scored = engine.create_temp("_ft_scored",

@@ -11,7 +11,7 @@ from tribes.errors import InputError
 from tribes.privacy.consent import consent_filter, latest_consents
 from tribes.privacy.pseudonymize import pseudonym
 from tribes.settings import RunSettings
-from tribes.store.keyed import ANON_PREFIX, keyed_events
+from tribes.store.keyed import ANON_PREFIX, keyed_consents, keyed_events
 from tribes.workspace import Workspace
 
 
@@ -112,7 +112,7 @@ def customer_view(ws: Workspace, engine: Engine, key: str, *, limit: int = 20) -
         rows = _records(engine, f.filter(f.customer_key == key))
         feats = rows[0] if rows else None
     view["features"] = feats
-    c = engine.table("consents")
+    c = keyed_consents(engine)
     view["consents"] = _records(engine, latest_consents(c.filter(c.customer_id == key))
                                 .select("purpose", "granted", "ts").order_by("purpose"))
     one = ibis.memtable({"customer_key": [key]})

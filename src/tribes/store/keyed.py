@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import ibis
 import ibis.expr.types as ir
 
+from tribes.engine import Engine
 from tribes.engine.functions import bucket
 
 ID_COLUMNS = ("customer_id", "anonymous_id", "device_id")
@@ -23,6 +24,17 @@ def _merged_known(identities: ir.Table) -> ir.Table:
     merged = identities.filter((identities.id_type == KNOWN)
                                & (identities.customer_key != identities.id))
     return merged.select(_kid="id", _kkey="customer_key")
+
+
+def keyed_consents(engine: Engine) -> ir.Table:
+    """The consents table with each ``customer_id`` as the key of its customer: a known id
+    merged into another customer (tribes identity merge) records the merged customer's
+    choices, so the latest choice among all their ids decides (DESIGN §5's consent rule,
+    per customer). Every consent filter of analyzed customers reads this."""
+    consents = engine.table("consents")
+    merged = _merged_known(engine.table("identities"))
+    j = consents.left_join(merged, consents.customer_id == merged._kid)
+    return j.mutate(customer_id=j._kkey.fill_null(j.customer_id)).drop("_kid", "_kkey")
 
 
 def keyed_events(events: ir.Table, identities: ir.Table,
