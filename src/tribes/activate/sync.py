@@ -45,6 +45,7 @@ from tribes.errors import InputError
 from tribes.http import post_with_retries
 from tribes.privacy.consent import consent_filter
 from tribes.settings import RunSettings
+from tribes.store.keyed import keyed_consents
 from tribes.store.segments import active_segments, active_version, get_run, segment_names
 from tribes.store.tables import ACTIVATION_STATE, ACTIVATION_SYNCS, EXPORTS
 from tribes.workspace import Workspace
@@ -108,7 +109,7 @@ def _members(ws: Workspace, engine: Engine, cfg: ActivationTarget,
         t = t.filter(t.segment_id.isin(segments))
     mode = RunSettings.resolve(ws.config).consent_mode
     for purpose in cfg.purposes:
-        t = consent_filter(t, "customer_key", engine.table("consents"), mode, purpose)
+        t = consent_filter(t, "customer_key", keyed_consents(engine), mode, purpose)
     return t.select("customer_key", "segment_id")
 
 

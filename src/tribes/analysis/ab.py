@@ -29,7 +29,7 @@ from tribes.privacy.consent import consent_filter
 from tribes.privacy.pseudonymize import pseudonym
 from tribes.settings import RunSettings
 from tribes.stats import ab as st
-from tribes.store.keyed import keyed_events
+from tribes.store.keyed import keyed_consents, keyed_events
 from tribes.store.segments import active_version, members
 from tribes.store.segments import segment_names as names_of
 from tribes.workspace import Workspace
@@ -129,7 +129,7 @@ def outcomes(ws: Workspace, engine: Engine, assigned: pd.DataFrame, metric: str,
             df[c] = pd.to_numeric(df[c], errors="coerce").fillna(0.0).astype(float)
     # analytics consent: who refused is not analyzed
     keys = ibis.memtable(df[["customer_key"]])
-    allowed = engine.execute(consent_filter(keys, "customer_key", engine.table("consents"),
+    allowed = engine.execute(consent_filter(keys, "customer_key", keyed_consents(engine),
                                             RunSettings.resolve(ws.config).consent_mode))
     excluded = len(df) - len(set(allowed["customer_key"]))
     df = df[df["customer_key"].isin(set(allowed["customer_key"]))]

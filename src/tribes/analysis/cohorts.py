@@ -25,6 +25,7 @@ from tribes.engine.functions import micros_between
 from tribes.errors import InputError
 from tribes.privacy.consent import consent_filter
 from tribes.store import cohorts as store
+from tribes.store.keyed import keyed_consents
 from tribes.store.segments import active_version, members, segment_names
 
 BYS = ("first_seen", "first_purchase", "signup")
@@ -150,7 +151,7 @@ def retention(engine: Engine, *, by: str = "first_seen", period: str | None = No
         c = engine.table("customers")
         c = c.filter(c.signup_ts.notnull())
         start = consent_filter(c.select(c_key=c.customer_id, c_ts=c.signup_ts), "c_key",
-                               engine.table("consents"),
+                               keyed_consents(engine),
                                "opt-in" if consent_mode == "opt-in" else "opt-out")
         start = start.semi_join(ev, start.c_key == ev.customer_key) if segment is not None \
             else start

@@ -15,7 +15,7 @@ from tribes.engine.functions import micros_between
 from tribes.errors import InputError
 from tribes.privacy.consent import consent_filter
 from tribes.store.cohorts import cohort_members
-from tribes.store.keyed import keyed_events
+from tribes.store.keyed import keyed_consents, keyed_events
 from tribes.store.segments import members
 
 SCOPES = {"session": ("session_start", "session_end"), "customer": ("path_start", "path_end")}
@@ -28,7 +28,7 @@ def journey_events(engine: Engine, columns: list[str], segment: int | None = Non
     of one segment of the active version and/or the members of a stored cohort."""
     ev = keyed_events(engine.table("events"), engine.table("identities"),
                       ["ts", "event_id", *columns])
-    ev = consent_filter(ev, "customer_key", engine.table("consents"),
+    ev = consent_filter(ev, "customer_key", keyed_consents(engine),
                         "opt-in" if consent_mode == "opt-in" else "opt-out")
     if segment is not None:
         a = members(engine)

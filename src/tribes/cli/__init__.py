@@ -22,6 +22,7 @@ from tribes.cli import (
     export_cmd,
     features_cmd,
     forget_cmd,
+    identity_cmd,
     ingest_cmd,
     init_cmd,
     journeys_cmd,
@@ -107,6 +108,7 @@ prep_cmd.register(app)
 app.add_typer(features_cmd.app, name="features")
 export_cmd.register(app)
 customer_cmd.register(app)
+app.add_typer(identity_cmd.app, name="identity")
 app.add_typer(segment_cmd.app, name="segment")
 app.add_typer(versions_cmd.app, name="versions")
 app.add_typer(personas_cmd.app, name="personas")

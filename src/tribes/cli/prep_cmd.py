@@ -18,11 +18,18 @@ TimeoutOpt = Annotated[str | None, typer.Option(
 
 def show_prep(out: Output, report: PrepReport) -> None:
     s = report.stitching
+    ruled: list[tuple[str, int]] = [
+        ("identity rules in force (tribes identity rules)", s.rules),
+        ("  ids joined by a merge rule", s.merged_ids),
+        ("  ids split out of a customer", s.split_ids),
+        ("  blocked ids (link nothing)", s.blocked_ids),
+    ] if s.rules else []
     out.table("Identity stitching", ["", "count"], [
         ("ids", s.ids), ("known customer ids", s.known_ids),
         ("anonymous/device ids joined to a known customer", s.linked_ids),
         ("ambiguous ids (link to 2+ known customers; kept apart)", s.ambiguous_ids),
         ("shared devices (too many links; not used for linking)", s.shared_ids),
+        *ruled,
         ("customers (customer_key)", s.customers),
         ("  of which anonymous", s.anonymous_customers),
         ("label propagation passes", s.passes),
@@ -41,7 +48,8 @@ def prep(
     Ids seen on one event are linked (DESIGN §5): a cookie or device that links to
     exactly one known customer id joins that customer; one linking to several stays
     apart (ambiguous); one with more than prep.max_ids_per_component links is a shared
-    device. Writes the [bold]identities[/bold] and [bold]sessions[/bold] tables.
+    device. Identity rules (tribes identity: merge, split, block) are applied on top.
+    Writes the [bold]identities[/bold] and [bold]sessions[/bold] tables.
 
     [bold]Example[/bold]
 

@@ -34,6 +34,8 @@ from tribes.prep.run import last_prep, prep_params, run_prep
 from tribes.prep.sessions import parts
 from tribes.privacy.consent import consent_filter
 from tribes.settings import RunSettings
+from tribes.store.identity_rules import list_rules
+from tribes.store.keyed import keyed_consents
 from tribes.store.runs import events_fingerprint, is_current, last_run, new_run_id, record_run
 from tribes.workspace import Workspace
 
@@ -86,8 +88,9 @@ def run_features(
     """Compute and store ``customer_features`` (replacing the previous table).
 
     Runs prep first, with the same ``settings``, when the events changed since the last
-    prep or it was run with another session timeout. ``settings.as_of`` defaults to the
-    newest event; only events up to it count, so past snapshots can be rebuilt.
+    prep, it was run with another session timeout, or identity rules changed.
+    ``settings.as_of`` defaults to the newest event; only events up to it count, so past
+    snapshots can be rebuilt.
     """
     say = progress or (lambda step: None)
     started_perf, started = time.perf_counter(), datetime.now(UTC)
@@ -102,10 +105,11 @@ def run_features(
                          "tribes ingest <files> --source web", code="E_NO_EVENTS")
     prep = last_prep(engine)
     prep_rerun = not is_current(prep, fingerprint) or (
-        (prep or {}).get("params") != prep_params(settings))
+        (prep or {}).get("params") != prep_params(settings, list_rules(engine)))
     if prep_rerun:
-        log.info("events or settings changed since the last prep; running prep first")
-        say("prep (events or settings changed since the last prep)")
+        log.info("events, settings or identity rules changed since the last prep; running "
+                 "prep first")
+        say("prep (events, settings or identity rules changed since the last prep)")
         run_prep(ws, engine, settings=settings, progress=lambda s: say(f"prep: {s}"))
 
     events = engine.table("events")
@@ -134,7 +138,7 @@ def run_features(
         if n_all == 0:
             raise InputError(f"no events up to {as_of.isoformat()}; choose a later --as-of",
                              code="E_NO_EVENTS")
-        allowed = consent_filter(all_base, "customer_key", engine.table("consents"),
+        allowed = consent_filter(all_base, "customer_key", keyed_consents(engine),
                                  settings.consent_mode)
         say("scoring (engagement, RFM)")
         scored = engine.create_temp("_ft_scored",

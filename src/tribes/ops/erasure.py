@@ -3,8 +3,9 @@
 The person is found by any of their ids (raw, as in the source files, or pseudonymized)
 or their ``customer_key``; every id linked to them in ``identities`` goes with them. In
 one transaction their rows are deleted from the event, profile and consent tables, the
-identity graph, sessions, features, every segment version, cohorts, CLV scores, the
-exports index and quarantine, and each of their pseudonymized ids gets a tombstone.
+identity graph and the identity rules naming them, sessions, features, every segment
+version, cohorts, CLV scores, the exports index and quarantine, and each of their
+pseudonymized ids gets a tombstone.
 Ingest quarantines rows carrying a tombstoned id as ``E_ERASED`` without keeping them,
 so re-ingesting old files does not bring the person back.
 
@@ -39,6 +40,7 @@ ID_COLUMNS: dict[str, tuple[str, ...]] = {
     "events": ("customer_id", "anonymous_id", "device_id"),
     "customers": ("customer_id",),
     "consents": ("customer_id",),
+    "identity_rules": ("a", "b"),  # tribes identity: a rule naming any of their ids goes
 }
 _PSEUDONYM = re.compile(rf"^(anon:)?[0-9a-f]{{{PSEUDONYM_LENGTH}}}$")
 

@@ -31,6 +31,7 @@ from tribes.monitor.run import run_monitor
 from tribes.prep.run import last_prep, prep_params, run_prep
 from tribes.settings import RunSettings
 from tribes.store.cohorts import list_cohorts
+from tribes.store.identity_rules import list_rules
 from tribes.store.runs import events_fingerprint, is_current, new_run_id, record_run
 from tribes.store.segments import activate, active_version, diff, get_run
 from tribes.workspace import Workspace
@@ -126,8 +127,8 @@ def run_pipeline(ws: Workspace, engine: Engine, *, settings: RunSettings | None 
     as_of = settings.as_of
     prep_run = last_prep(engine)
     if not force and is_current(prep_run, fp) and (prep_run or {}).get(
-            "params") == prep_params(settings):
-        rep.steps["prep"] = "skipped: the events did not change"
+            "params") == prep_params(settings, list_rules(engine)):
+        rep.steps["prep"] = "skipped: the events and identity rules did not change"
     else:
         say("prep")
         rep.prep = run_prep(ws, engine, settings=settings,

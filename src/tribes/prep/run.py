@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -13,6 +13,7 @@ from tribes.engine import Engine
 from tribes.prep.sessions import parts, sessionize
 from tribes.prep.stitch import StitchReport, drop_temporaries, stitch
 from tribes.settings import RunSettings
+from tribes.store.identity_rules import IdentityRule, list_rules
 from tribes.store.runs import events_fingerprint, last_run, new_run_id, record_run
 from tribes.store.tables import IDENTITIES, SESSIONS
 from tribes.workspace import Workspace
@@ -49,9 +50,9 @@ def run_prep(
 ) -> PrepReport:
     """Stitch identities and sessionize all stored events; replaces both tables at once.
 
-    Idempotent: the same events give the same ``identities`` and ``sessions``.
-    ``settings`` (session timeout, shared-id limit) default to the workspace's
-    configuration.
+    Idempotent: the same events and identity rules give the same ``identities`` and
+    ``sessions``. ``settings`` (session timeout, shared-id limit) default to the
+    workspace's configuration; the identity rules in force (tribes identity) are applied.
     """
     say = progress or (lambda step: None)
     started_perf, started = time.perf_counter(), datetime.now(UTC)
@@ -59,11 +60,12 @@ def run_prep(
     timeout = settings.session_timeout
     fingerprint = events_fingerprint(engine)
     events = engine.table("events")
+    rules = list_rules(engine)
 
     say("stitching identities")
     try:
         identities, stitched = stitch(
-            engine, events, max_ids=settings.max_ids_per_component,
+            engine, events, max_ids=settings.max_ids_per_component, rules=rules,
             on_pass=lambda n, changed: say(f"stitching identities (pass {n}, {changed:,} "
                                            "labels changed)"),
         )
@@ -87,7 +89,7 @@ def run_prep(
                 seconds=round(time.perf_counter() - started_perf, 3),
             )
             record_run(engine, run_id=run_id, stage=STAGE, started_at=started,
-                       fingerprint=fingerprint, params=prep_params(settings),
+                       fingerprint=fingerprint, params=prep_params(settings, rules),
                        report=report.as_dict())
     finally:
         drop_temporaries(engine)
@@ -95,10 +97,15 @@ def run_prep(
     return report
 
 
-def prep_params(settings: RunSettings) -> dict[str, Any]:
-    """The parameters a prep run is stored with (and compared by, in ``tribes run``)."""
-    return {"session_timeout_s": settings.timeout_s,
-            "max_ids_per_component": settings.max_ids_per_component}
+def prep_params(settings: RunSettings, rules: Sequence[IdentityRule] = ()) -> dict[str, Any]:
+    """The parameters a prep run is stored with (and compared by, in ``tribes run`` and
+    ``tribes features``): a new or undone identity rule makes the stored prep stale."""
+    params: dict[str, Any] = {"session_timeout_s": settings.timeout_s,
+                              "max_ids_per_component": settings.max_ids_per_component}
+    in_force = [r.rule_id for r in rules if r.active]
+    if in_force:  # absent without rules, as before rules existed
+        params["identity_rules"] = in_force
+    return params
 
 
 def last_prep(engine: Engine) -> dict[str, Any] | None:

@@ -22,6 +22,7 @@ from tribes.privacy.consent import ANALYTICS, latest_consents
 from tribes.settings import RunSettings
 from tribes.stats.scaling import Transform
 from tribes.store.db import open_engine
+from tribes.store.keyed import keyed_consents
 from tribes.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -142,7 +143,7 @@ def _load(ws: Workspace) -> Reference:
         tomb = engine.execute(engine.table("tombstones").select("id"))
         erased = set(tomb["id"].astype(str))
         ref.erased = frozenset(erased | {ref.ids[i] for i in erased if i in ref.ids})
-        c = engine.table("consents")
+        c = keyed_consents(engine)  # a merged customer's choices are under its key
         latest = latest_consents(c.filter(c.purpose == ANALYTICS))
         want = latest.granted if ref.consent_mode == "opt-in" else ~latest.granted
         choice = engine.execute(latest.filter(want).select("customer_id"))

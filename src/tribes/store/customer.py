@@ -11,7 +11,7 @@ from tribes.errors import InputError
 from tribes.privacy.consent import consent_filter, latest_consents
 from tribes.privacy.pseudonymize import pseudonym
 from tribes.settings import RunSettings
-from tribes.store.keyed import keyed_events
+from tribes.store.keyed import ANON_PREFIX, keyed_consents, keyed_events
 from tribes.workspace import Workspace
 
 
@@ -30,27 +30,56 @@ def clean_ident(ident: str) -> str:
     return ident
 
 
+def _candidates(ws: Workspace, ident: str) -> list[str]:
+    """What ``ident`` may be stored as: itself (a pseudonym or customer_key) or the
+    pseudonym of a raw id."""
+    ident = clean_ident(ident)
+    return [ident, pseudonym(ident, ws.secret())]
+
+
+def _not_found(engine: Engine, ident: str) -> InputError:
+    ids = engine.table("identities")
+    if not int(engine.scalar(ids.count())):
+        return InputError("no identities yet; run: tribes prep", code="E_NO_PREP")
+    return InputError(
+        f"no customer with id '{ident}': give a raw customer, anonymous or device id "
+        "as it appears in the source files, a stored pseudonym, or a customer_key",
+        code="E_NOT_FOUND",
+    )
+
+
 def resolve_customer(ws: Workspace, engine: Engine, ident: str) -> str:
     """The customer_key of a raw id (any id type), a stored pseudonym or a customer_key."""
-    ident = clean_ident(ident)
-    candidates = [ident, pseudonym(ident, ws.secret())]
+    candidates = _candidates(ws, ident)
     ids = engine.table("identities")
     hits = engine.execute(
         ids.filter(ids.id.isin(candidates) | ids.customer_key.isin(candidates))
         .select("customer_key").distinct()
     )["customer_key"].tolist()
     if not hits:
-        if not int(engine.scalar(ids.count())):
-            raise InputError("no identities yet; run: tribes prep", code="E_NO_PREP")
-        raise InputError(
-            f"no customer with id '{ident}': give a raw customer, anonymous or device id "
-            "as it appears in the source files, a stored pseudonym, or a customer_key",
-            code="E_NOT_FOUND",
-        )
+        raise _not_found(engine, ident.strip())
     if len(hits) > 1:
         raise InputError(f"'{ident}' matches {len(hits)} customers ({', '.join(hits[:5])}); "
                          "give one of their customer_keys", code="E_AMBIGUOUS")
     return str(hits[0])
+
+
+def resolve_ids(ws: Workspace, engine: Engine, ident: str) -> list[dict[str, Any]]:
+    """The stored ids (``id_type``, ``id``, ``customer_key``, ``status``) that ``ident``
+    names: a raw id of any type (pseudonymized to look it up), a stored pseudonym, or a
+    customer_key, which names the id it is made of (a known id, or the id after
+    ``anon:``). An id stored under two types (the same value as anonymous and device id)
+    gives two rows."""
+    candidates = _candidates(ws, ident)
+    candidates += [c.removeprefix(ANON_PREFIX) for c in candidates
+                   if c.startswith(ANON_PREFIX)]
+    ids = engine.table("identities")
+    rows = _records(engine, ids.filter(ids.id.isin(candidates))
+                    .select("id_type", "id", "customer_key", "status")
+                    .order_by(["id_type", "id"]))
+    if not rows:
+        raise _not_found(engine, ident.strip())
+    return rows
 
 
 def customer_view(ws: Workspace, engine: Engine, key: str, *, limit: int = 20) -> dict[str, Any]:
@@ -83,7 +112,7 @@ def customer_view(ws: Workspace, engine: Engine, key: str, *, limit: int = 20) -
         rows = _records(engine, f.filter(f.customer_key == key))
         feats = rows[0] if rows else None
     view["features"] = feats
-    c = engine.table("consents")
+    c = keyed_consents(engine)
     view["consents"] = _records(engine, latest_consents(c.filter(c.customer_id == key))
                                 .select("purpose", "granted", "ts").order_by("purpose"))
     one = ibis.memtable({"customer_key": [key]})

@@ -24,6 +24,7 @@ from tribes.engine.io import write_table
 from tribes.errors import InputError
 from tribes.privacy.consent import consent_filter
 from tribes.settings import RunSettings
+from tribes.store.keyed import keyed_consents
 from tribes.store.segments import active_segments
 from tribes.store.tables import EXPORTS as EXPORTS_SCHEMA
 from tribes.workspace import Workspace
@@ -46,7 +47,7 @@ def _source(ws: Workspace, engine: Engine, what: str) -> ir.Table:
     t: ir.Table = engine.table(table)
     if what == "segments":
         t = active_segments(engine)
-    return consent_filter(t, "customer_key", engine.table("consents"),
+    return consent_filter(t, "customer_key", keyed_consents(engine),
                           RunSettings.resolve(ws.config).consent_mode)
 
 

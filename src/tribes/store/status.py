@@ -9,6 +9,7 @@ import ibis
 
 from tribes.engine import Engine
 from tribes.privacy.consent import consent_summary
+from tribes.store.identity_rules import list_rules
 from tribes.store.runs import events_fingerprint, is_current, last_run
 from tribes.store.tables import SCHEMAS
 
@@ -82,11 +83,15 @@ def workspace_status(engine: Engine, *, batches: int = 10) -> dict[str, Any]:
         "alert_id", "created_at", "kind", "severity", "subject", "message"))
     stages = {}
     fingerprint = events_fingerprint(engine)
+    rules = [r.rule_id for r in list_rules(engine)]
     for stage in ("prep", "features"):
         run = last_run(engine, stage)
         if run is not None:
+            current = is_current(run, fingerprint)
+            if stage == "prep":  # a rule made or undone since: the next prep applies it
+                current = current and run["params"].get("identity_rules", []) == rules
             stages[stage] = {"run_id": run["run_id"], "finished_at": run["finished_at"],
-                             "current": is_current(run, fingerprint), "report": run["report"]}
+                             "current": current, "report": run["report"]}
     return {
         "tables": tables,
         "events": span,

@@ -112,6 +112,14 @@ CONSENTS = ibis.schema(
 IDENTITIES = ibis.schema(
     {"id": "string", "id_type": "string", "customer_key": "string", "status": "string"}
 )
+# identity repair (tribes identity): merge, split and block rules that every prep applies,
+# in rule_id order; ids pseudonymized, never raw. merge: a and b name the two customers;
+# split: b leaves the customer a names; block: a links nothing (b is null)
+IDENTITY_RULES = ibis.schema({
+    "rule_id": "int64", "action": "string", "a_type": "string", "a": "string",
+    "b_type": "string", "b": "string", "note": "string", "created_at": TS,
+    "created_by": "string", "undone_at": TS, "undone_by": "string",
+})
 
 SESSIONS = ibis.schema(
     {
@@ -239,6 +247,7 @@ SCHEMAS: dict[str, ibis.Schema] = {
     "customers": CUSTOMERS,
     "consents": CONSENTS,
     "identities": IDENTITIES,
+    "identity_rules": IDENTITY_RULES,
     "sessions": SESSIONS,
     "stage_runs": STAGE_RUNS,
     "segment_runs": SEGMENT_RUNS,

@@ -38,7 +38,7 @@ from tribes.models.clv.summary import SummarySpec, rfm_summary
 from tribes.prep.run import last_prep, run_prep
 from tribes.privacy.consent import consent_filter
 from tribes.settings import RunSettings
-from tribes.store.keyed import keyed_events
+from tribes.store.keyed import keyed_consents, keyed_events
 from tribes.store.runs import events_fingerprint, is_current
 from tribes.store.tables import CHURN_SCORES
 from tribes.workspace import Workspace
@@ -57,7 +57,7 @@ def _features(ws: Workspace, engine: Engine, cut: datetime,
     """Every feature as of ``cut`` of the customers seen up to it (consent applied)."""
     events, ids = engine.table("events"), engine.table("identities")
     base = base_features(events, ids, as_of=cut, timeout=settings.session_timeout)
-    base = consent_filter(base, "customer_key", engine.table("consents"),
+    base = consent_filter(base, "customer_key", keyed_consents(engine),
                           settings.consent_mode)
     return scored_features(base, ws.config.features.engagement_weights)
 

@@ -29,7 +29,7 @@ from tribes.engine import Engine
 from tribes.engine.functions import micros_between
 from tribes.errors import InputError
 from tribes.privacy.consent import consent_filter
-from tribes.store.keyed import keyed_events
+from tribes.store.keyed import keyed_consents, keyed_events
 
 PERIODS = {"day": "D", "week": "W"}
 UNIT_DAYS = {"day": 1.0, "week": 7.0, "month": 365.25 / 12}
@@ -83,7 +83,7 @@ def transactions(engine: Engine, spec: SummarySpec, consent_mode: str = "opt-out
     end = spec.holdout_end or spec.calibration_end
     p = events.filter((events.event_type == PURCHASE) & (events.ts <= _lit(end)))
     p = keyed_events(p, engine.table("identities"), ["ts", "event_id", "order_id", "amount"])
-    p = consent_filter(p, "customer_key", engine.table("consents"),
+    p = consent_filter(p, "customer_key", keyed_consents(engine),
                        "opt-in" if consent_mode == "opt-in" else "opt-out")
     p = p.mutate(_order=ibis.ifelse(p.order_id.notnull(), "o" + p.order_id, "e" + p.event_id))
     orders = p.group_by(["customer_key", "_order"]).aggregate(
