@@ -37,6 +37,7 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                  ["-w", str(shop), "run"], ["-w", str(shop), "segment", "--k-range", "2-4"],
                  ["-w", str(shop), "cohorts", "define", "buyers", "--rule", "any purchase"],
                  ["-w", str(shop), "clv", "fit"], ["-w", str(shop), "clv", "score"],
+                 ["-w", str(shop), "personas"],
                  ["-w", str(shop), "report", "--out", str(root / "full.html")],
                  ["init", str(tiny)], ["-w", str(tiny), "ingest", str(tiny_path)],
                  ["-w", str(tiny), "run"],
@@ -141,3 +142,23 @@ def test_agglomerative_runs_show_the_top_of_the_dendrogram() -> None:
     html = _merges(ctx, run)
     assert "Top of the dendrogram" in html and ctx.figures == 1
     assert _merges(ctx, {"k": 3, "model": {"centroids": []}}) == ""
+
+
+def test_a_report_only_reads_the_workspace(reports: dict[str, Path], tmp_path: Path) -> None:
+    """A report reads stored results: the workspace's files (database, audit log) are
+    byte for byte the same afterwards; personas are not rebuilt."""
+    import hashlib
+
+    from tribes.cli import main
+
+    shop = reports["full"].parent / "shop"
+
+    def digests() -> dict[str, str]:
+        return {str(p.relative_to(shop)): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(shop.rglob("*")) if p.is_file()}
+
+    before = digests()
+    assert main(["-q", "-w", str(shop), "report", "--out", str(tmp_path / "r.html")]) == 0
+    assert digests() == before
+    html = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "<div class='card'>" in sections(html)["personas"]

@@ -32,7 +32,8 @@ def report(
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     path = writable(out_path or ws.path / "reports" / "report.html")
-    with open_engine(ws) as engine, out.progress("report") as task:
+    # a report reads stored results only: it opens the workspace read-only
+    with open_engine(ws, read_only=True) as engine, out.progress("report") as task:
         res = build_report(ws, engine, path, progress=task.step)
     out.result(res)
     out.print(f"report written to [bold]{path}[/bold] ({res['bytes'] / 1e6:.1f} MB, "

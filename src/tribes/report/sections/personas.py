@@ -9,13 +9,15 @@ from tribes.report.sections import section
 @section(50, "personas", "Personas")
 def personas(ctx: ReportContext) -> str:
     from tribes.features.definitions import short_label
-    from tribes.models.personas import build_personas
+    from tribes.models.personas import stored_personas
     from tribes.store.segments import active_version
 
     v = active_version(ctx.engine)
     if v is None:
         return empty("no segmentation yet; run tribes segment")
-    ps = ctx.once("personas_built", lambda: build_personas(ctx.engine, v))
+    ps = ctx.once("personas", lambda: stored_personas(ctx.engine, v))
+    if not ps:
+        return empty(f"no personas of version {v} yet; run tribes personas (or tribes run)")
     cards = []
     for p in ps:
         top = sorted(p["features"].items(), key=lambda kv: -abs(kv[1]["lift"]))[:4]

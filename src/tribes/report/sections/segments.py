@@ -9,7 +9,6 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from tribes.engine.functions import md5_hex
-from tribes.errors import TribesError
 from tribes.report.context import PALETTE, ReportContext, empty, esc
 from tribes.report.sections import section
 from tribes.stats.scaling import Transform
@@ -26,15 +25,13 @@ def active_run(ctx: ReportContext) -> dict[str, Any] | None:
 
 
 def names(ctx: ReportContext, run: dict[str, Any]) -> dict[int, str]:
-    """Segment names: the personas of the active version (built once per report, shared
-    with the personas section), else the names stored with the run."""
-    from tribes.models.personas import build_personas
+    """Segment names: the stored personas of the active version (read once per report,
+    shared with the personas section), else the names stored with the run. A report
+    only reads: it never builds personas."""
+    from tribes.models.personas import stored_personas
 
     out = {int(s["segment_id"]): s["name"] for s in run["segments"]}
-    try:
-        ps = ctx.once("personas_built", lambda: build_personas(ctx.engine, run["version"]))
-    except TribesError:
-        ps = []
+    ps = ctx.once("personas", lambda: stored_personas(ctx.engine, run["version"]))
     out.update({p["segment_id"]: p["name"] for p in ps})
     return out
 
