@@ -203,6 +203,16 @@ class ClvConfig(_Section):
         return v
 
 
+def _positive_duration(v: str) -> str:
+    if parse_duration(v).total_seconds() <= 0:
+        raise ValueError("must be positive")
+    return v
+
+
+# a duration setting (30m, 2h, 1d) that must be longer than zero
+PositiveDuration = Annotated[str, AfterValidator(_positive_duration)]
+
+
 class ServiceConfig(_Section):
     host: str = Field("127.0.0.1", description="address tribes serve listens on")
     port: int = Field(8000, ge=1, le=65535)
@@ -213,16 +223,10 @@ class ServiceConfig(_Section):
     max_jobs: int = Field(8, ge=1, description="segmentation jobs queued or running at "
                           "once; more get 429")
     max_jobs_per_key: int = Field(2, ge=1, description="... of which one API key may have")
-
-
-def _positive_duration(v: str) -> str:
-    if parse_duration(v).total_seconds() <= 0:
-        raise ValueError("must be positive")
-    return v
-
-
-# a duration setting (30m, 2h, 1d) that must be longer than zero
-PositiveDuration = Annotated[str, AfterValidator(_positive_duration)]
+    release_after: PositiveDuration = Field(
+        "1s", description="the service hands the database to other commands (tribes "
+        "status, ingest...) after this long without a request, and takes it back at the "
+        "next")
 
 
 class CartRule(_Section):
@@ -535,6 +539,7 @@ rate_limit = 100.0        # requests per second per API key (429 beyond, with Re
 rate_burst = 200
 max_jobs = 8              # segmentation jobs queued or running at once (429 beyond)
 max_jobs_per_key = 2      # ... of which one API key may have
+release_after = "1s"      # idle this long, the service lets CLI commands use the workspace
 
 [realtime]                # tribes stream: Redis Streams in, triggers out (DESIGN §7)
 redis = "redis://127.0.0.1:6379/0"   # env TRIBES_REDIS_URL or --redis override

@@ -18,7 +18,7 @@ from tribes.engine.io import spool_dir
 from tribes.privacy import audit
 from tribes.store.db import holds_shared_engine, init_workspace, open_engine, shared_engine
 from tribes.store.tables import SCHEMAS
-from tribes.workspace import SECRET_FILE, Workspace
+from tribes.workspace import SECRET_FILE, Workspace, open_workspace
 
 
 def _spool_file(ws: Workspace) -> Path:
@@ -172,3 +172,29 @@ def test_shared_engine_serializes_the_blocks(ws: Workspace) -> None:
         t.join(timeout=10)
     assert order == ["first", "other"]
 
+
+
+def test_commands_use_the_workspace_while_a_service_waits_for_requests(
+        ws: Workspace) -> None:
+    """A process sharing one engine (tribes serve) hands the workspace over when idle:
+    another process reads (tribes status) and writes (tribes ingest) meanwhile, and the
+    service's next block opens it again."""
+    cfg = (ws.path / "tribes.toml").read_text()
+    (ws.path / "tribes.toml").write_text(cfg.replace('lock_wait = "2m"', 'lock_wait = "20s"'))
+    ws = open_workspace(ws.path)
+    src = ws.path.parent / "e.csv"
+    src.write_text("ts,user_id,event\n2026-01-01T00:00:00Z,u1,page_view\n")
+
+    def tribes(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "tribes", "-w", str(ws.path), *args],
+                              capture_output=True, text=True, timeout=120)
+
+    with shared_engine(ws, idle=0.3):
+        with open_engine(ws) as engine:  # a request
+            assert engine.execute(engine.table("events").count()) == 0
+        r = tribes("status", "--json")
+        assert r.returncode == 0, r.stderr
+        r = tribes("ingest", str(src), "--json")
+        assert r.returncode == 0, r.stderr
+        with open_engine(ws) as engine:  # the next request sees what the CLI wrote
+            assert engine.execute(engine.table("events").count()) == 1

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from tribes.api import Workspace
 from tribes.cli.common import JsonOpt, Output, state
 from tribes.errors import InputError
 from tribes.features.run import parse_as_of
@@ -108,14 +109,13 @@ def fit(
 
       tribes -w shop clv fit --model pareto_nbd --calibration-end 1997-09-30 --json
     """
-    from tribes.models.clv.run import fit_clv
-
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     cal = _date(calibration_end)
-    with open_engine(ws) as engine, out.progress("clv fit") as task:
-        res = fit_clv(ws, engine, model=model, calibration_end=cal, period=period,
-                      time_unit=time_unit, strict_spend=strict_spend, progress=task.step)
+    with out.progress("clv fit") as task:
+        res = Workspace(ws).clv.fit(model=model, calibration_end=cal, period=period,
+                                    time_unit=time_unit, strict_spend=strict_spend,
+                                    progress=task.step).summary
     out.result(res)
     out.print(f"[bold]{res['model']}[/bold] on {res['n_customers']:,} purchasers "
               f"({res['repeat_buyers']:,} with repeat purchases) up to "
@@ -168,13 +168,12 @@ def score(
 
       tribes -w shop clv score --horizon 26w --discount-rate 0.008 --churn-threshold 0.3
     """
-    from tribes.models.clv.run import score_clv
 
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    with open_engine(ws) as engine, out.progress("clv score") as task:
-        res = score_clv(ws, engine, horizon=horizon, discount_rate=discount_rate,
-                        threshold=threshold, progress=task.step)
+    with out.progress("clv score") as task:
+        res = Workspace(ws).clv.score(horizon=horizon, discount_rate=discount_rate,
+                                      threshold=threshold, progress=task.step).summary
     out.result(res)
     out.print(f"scored {res['customers']:,} purchasers with {res['model']} as of "
               f"{res['as_of'][:10]} over {res['horizon']}:")
@@ -272,13 +271,11 @@ def churn(
 
       tribes -w shop clv churn --days 30 --json
     """
-    from tribes.models.clv.churn import compare_churn
-
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    with open_engine(ws) as engine, out.progress("clv churn") as task:
-        res = compare_churn(ws, engine, days=days, model=model, store=store,
-                            progress=task.step)
+    with out.progress("clv churn") as task:
+        res = Workspace(ws).clv.churn(days=days, model=model, store=store,
+                                      progress=task.step).summary
     out.result(res)
     gb = res["gradient_boosting"]
 

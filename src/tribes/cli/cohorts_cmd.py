@@ -7,8 +7,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from tribes.analysis.cohorts import retention as retention_fn
-from tribes.analysis.cohorts import retention_by
+from tribes.api import Workspace
 from tribes.cli.common import CohortOpt, JsonOpt, Output, state
 from tribes.settings import RunSettings
 from tribes.store.db import open_engine
@@ -79,14 +78,11 @@ def retention(
     if show not in ("share", "customers", "revenue"):
         raise typer.BadParameter("use share, customers or revenue", param_hint="--show")
     ws = state(ctx).open()
-    settings = RunSettings.resolve(ws.config)
-    kw: dict[str, Any] = {
-        "by": by, "period": period, "cohort": cohort, "returned": returned,
-        "cumulative": cumulative, "week_start": week_start, "segment": segment,
-        "recurring": recurring, "consent_mode": settings.consent_mode}
-    with open_engine(ws, read_only=True) as engine, out.progress("cohorts"):
-        res = (retention_fn(engine, **kw) if breakdown is None
-               else retention_by(engine, breakdown, **kw))
+    with out.progress("cohorts"):
+        res = Workspace(ws).retention(
+            by=by, period=period, cohort=cohort, returned=returned, cumulative=cumulative,
+            week_start=week_start, segment=segment, recurring=recurring,
+            breakdown=breakdown).summary
     out.result(res)
     for group in res.get("groups") or [res]:
         name = f"{res['breakdown']} {group['group']}: " if breakdown else ""

@@ -6,12 +6,12 @@ from typing import Annotated, Any
 
 import typer
 
+from tribes.api import Workspace
 from tribes.cli.common import JsonOpt, Output, state
 from tribes.cli.prep_cmd import TimeoutOpt
 from tribes.errors import InputError
 from tribes.features.describe import describe_features
-from tribes.features.run import TABLE, FeaturesReport, parse_as_of, run_features
-from tribes.settings import RunSettings
+from tribes.features.run import TABLE, FeaturesReport
 from tribes.store.db import open_engine
 
 app = typer.Typer(no_args_is_help=False, rich_markup_mode="rich")
@@ -63,11 +63,11 @@ def features(
         return
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    settings = RunSettings.resolve(ws.config, session_timeout=session_timeout,
-                                   as_of=parse_as_of(as_of) if as_of else None)
-    with open_engine(ws) as engine, out.progress("features") as task:
-        report = run_features(ws, engine, settings=settings, progress=task.step)
-    out.result(report.as_dict())
+    with out.progress("features") as task:
+        res = Workspace(ws).features(session_timeout=session_timeout, as_of=as_of,
+                                     progress=task.step)
+    report = res.report
+    out.result(res.summary)
     show_features(out, report)
 
 

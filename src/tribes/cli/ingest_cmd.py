@@ -8,12 +8,11 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
+from tribes.api import Workspace
 from tribes.cli.common import JsonOpt, Output, state
 from tribes.errors import InputError
-from tribes.ingest import IngestOptions
 from tribes.ingest.mapping import parse_map_option
 from tribes.ingest.spec import KINDS, REASONS
-from tribes.ops.ingest import ingest_checked
 
 
 def ingest_command(
@@ -92,16 +91,14 @@ def ingest_command(
     if decimal is not None and decimal not in (".", ","):
         raise typer.BadParameter("use '.' or ','", param_hint="--decimal")
     ws = state(ctx).open()
-    opts = IngestOptions(
-        kind=kind, source=source, mapping=parse_map_option(map_), event_type=event_type,
-        ts_format=ts_format, tz=tz, fmt=fmt, delimiter=delimiter, encoding=encoding,
-        header=header, decimal=decimal,
-    )
     with out.progress(f"ingesting {kind}") as task:
-        checked = ingest_checked(ws, inputs, opts, progress=task.step)
-    summary = checked.summary
-    result = summary.to_dict() | {"webhooks": checked.webhooks}
-    result["quarantined_total"] = summary.n_quarantined
+        res = Workspace(ws).ingest(
+            *inputs, kind=kind, source=source, map=parse_map_option(map_),
+            event_type=event_type, ts_format=ts_format, tz=tz, format=fmt,
+            delimiter=delimiter, encoding=encoding, header=header, decimal=decimal,
+            progress=task.step)
+    summary = res.report
+    result = dict(res.summary)
     limit = ws.config.ingest.max_quarantined_share
     failed = None
     if summary.rows_read and summary.quarantined_share > limit:

@@ -7,11 +7,10 @@ from typing import Annotated
 
 import typer
 
-from tribes.analysis.funnels import funnel as funnel_fn
 from tribes.analysis.funnels import split_steps
 from tribes.analysis.journeys import transitions as transitions_fn
+from tribes.api import Workspace
 from tribes.cli.common import CohortOpt, JsonOpt, Output, state, writable
-from tribes.config import parse_duration
 from tribes.settings import RunSettings
 from tribes.store.db import open_engine
 
@@ -133,13 +132,11 @@ def funnel(
     """
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    settings = RunSettings.resolve(ws.config)
-    names = split_steps(steps)
-    with open_engine(ws, read_only=True) as engine, out.progress("funnel"):
-        res = funnel_fn(engine, names, window=parse_duration(window), by=by, segment=segment,
-                        unit=unit, ordering=ordering, start=start, attribution=attribution,
-                        cohort=cohort, exclude=exclude, timeout=settings.session_timeout,
-                        consent_mode=settings.consent_mode)
+    with out.progress("funnel"):
+        res = Workspace(ws).funnel(split_steps(steps), window=window, by=by, segment=segment,
+                                   per=unit, ordering=ordering, start=start,
+                                   attribution=attribution, cohort=cohort,
+                                   exclude=exclude).summary
     out.result(res)
     how = ("steps in any order" if res["ordering"] == "unordered"
            else f"{res['ordering']} order") + f", start: {res['start']}"

@@ -9,10 +9,10 @@ from typing import Annotated, Any
 
 import typer
 
+from tribes.api import Workspace
 from tribes.cli.common import JsonOpt, Output, state, writable
 from tribes.errors import InputError
-from tribes.models.personas import OVERRIDE_FIELDS, build_personas, set_overrides
-from tribes.settings import RunSettings
+from tribes.models.personas import OVERRIDE_FIELDS, set_overrides
 from tribes.store.db import open_engine
 
 app = typer.Typer(no_args_is_help=False, rich_markup_mode="rich")
@@ -20,10 +20,8 @@ app = typer.Typer(no_args_is_help=False, rich_markup_mode="rich")
 
 def _build(ctx: typer.Context) -> list[dict[str, Any]]:
     ws = state(ctx).open()
-    settings = RunSettings.resolve(ws.config)
-    timeout = settings.timeout_s
-    with open_engine(ws) as engine:
-        return build_personas(engine, session_timeout_s=timeout)
+    personas: list[dict[str, Any]] = Workspace(ws).personas()["personas"]
+    return personas
 
 
 def clv_line(c: dict[str, Any] | None) -> str | None:

@@ -6,10 +6,9 @@ from typing import Annotated
 
 import typer
 
+from tribes.api import Workspace
 from tribes.cli.common import JsonOpt, Output, state
-from tribes.prep.run import PrepReport, run_prep
-from tribes.settings import RunSettings
-from tribes.store.db import open_engine
+from tribes.prep.run import PrepReport
 
 TimeoutOpt = Annotated[str | None, typer.Option(
     "--session-timeout", help="A gap strictly longer than this starts a new session, e.g. "
@@ -57,10 +56,10 @@ def prep(
     """
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    with open_engine(ws) as engine, out.progress("prep") as task:
-        report = run_prep(ws, engine, progress=task.step, settings=RunSettings.resolve(
-            ws.config, session_timeout=session_timeout))
-    out.result(report.as_dict())
+    with out.progress("prep") as task:
+        res = Workspace(ws).prep(session_timeout=session_timeout, progress=task.step)
+    report = res.report
+    out.result(res.summary)
     show_prep(out, report)
 
 

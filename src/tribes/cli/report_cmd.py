@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
+from tribes.api import Workspace
 from tribes.cli.common import JsonOpt, Output, state, writable
-from tribes.store.db import open_engine
 
 
 def report(
@@ -27,14 +27,12 @@ def report(
 
       tribes -w shop report --out report.html
     """
-    from tribes.report import build_report
-
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     path = writable(out_path or ws.path / "reports" / "report.html")
     # a report reads stored results only: it opens the workspace read-only
-    with open_engine(ws, read_only=True) as engine, out.progress("report") as task:
-        res = build_report(ws, engine, path, progress=task.step)
+    with out.progress("report") as task:
+        res = Workspace(ws).report(path, progress=task.step).summary
     out.result(res)
     out.print(f"report written to [bold]{path}[/bold] ({res['bytes'] / 1e6:.1f} MB, "
               f"{len(res['sections'])} sections, {res['figures']} charts)")

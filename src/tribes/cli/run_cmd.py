@@ -6,13 +6,12 @@ from typing import Annotated
 
 import typer
 
+from tribes.api import Workspace
 from tribes.cli.common import JsonOpt, Output, state
 from tribes.cli.features_cmd import show_features
 from tribes.cli.prep_cmd import TimeoutOpt, show_prep
 from tribes.errors import WorkspaceError
-from tribes.features.run import parse_as_of
 from tribes.privacy.audit import audit
-from tribes.settings import RunSettings
 from tribes.store.db import open_engine
 
 
@@ -45,19 +44,14 @@ def run(
 
       tribes -w shop run --json          # for cron, Airflow: one JSON object
     """
-    from tribes.ops.pipeline import run_pipeline
-    from tribes.realtime.webhooks import notify_alerts
-
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    settings = RunSettings.resolve(ws.config, session_timeout=session_timeout,
-                                   as_of=parse_as_of(as_of) if as_of else None)
-    with open_engine(ws) as engine, out.progress("pipeline") as task:
-        rep = run_pipeline(ws, engine, settings=settings,
-                           resegment=False if no_segment else None,
-                           monitor=not no_monitor, force=force, progress=task.step)
-    sent = notify_alerts(ws, rep.monitor.new_alerts) if rep.monitor else {"sent": 0, "failed": 0}
-    out.result(rep.as_dict() | {"webhooks": sent})
+    with out.progress("pipeline") as task:
+        res = Workspace(ws).run(session_timeout=session_timeout, as_of=as_of,
+                                segment=not no_segment, monitor=not no_monitor, force=force,
+                                progress=task.step)
+    rep = res.report
+    out.result(res.summary)
     if rep.prep is not None:
         show_prep(out, rep.prep)
     if rep.features is not None:

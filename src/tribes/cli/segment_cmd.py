@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from tribes.api import Workspace
 from tribes.cli.common import JsonOpt, Output, state
 from tribes.features.definitions import segment_features
 from tribes.models import METHODS
@@ -126,14 +127,12 @@ def segment(
         if kk < 2:
             raise typer.BadParameter("k must be at least 2", param_hint="--k")
     feats = _feature_list(features)
-    from tribes.models.run import run_segmentation
-
     ws = state(ctx).open()
-    with open_engine(ws) as engine, out.progress("segmenting") as task:
-        report = run_segmentation(ws, engine, method=method, k=kk, features=feats,
-                                  k_range=k_range, progress=task.step)
-    out.result({k: v for k, v in report.as_dict().items() if k != "seconds"}
-               | {"seconds": report.seconds})
+    with out.progress("segmenting") as task:
+        res = Workspace(ws).segment(method=method, k=kk, features=feats, k_range=k_range,
+                                    progress=task.step)
+    report = res.report
+    out.result(res.summary)
     show_segments(out, report)
 
 

@@ -102,8 +102,9 @@ def create_app(ws: Workspace, *, keep_open: bool = True, stream: bool = False,
                redis_url: str | None = None, schedule: bool = True) -> FastAPI:
     """The app for workspace ``ws``.
 
-    ``keep_open`` holds one engine open for the app's life (the DuckDB file is then
-    this process's: CLI commands wait until the service stops). ``stream`` also runs the
+    ``keep_open`` shares one engine among the app's requests; it is handed over to other
+    processes (CLI commands) after ``service.release_after`` without a request, and
+    taken back at the next one. ``stream`` also runs the
     ``tribes stream`` consumer in the process (it shares the open database).
     ``schedule`` runs the workspace's schedule (tribes schedule) on a thread.
     """

@@ -28,8 +28,74 @@ from tribes.store.writer import holder, unless_writing, writing
 from tribes.workspace import Workspace, create_files, make_private
 
 log = logging.getLogger(__name__)
-_shared: dict[Path, tuple[Engine, threading.RLock]] = {}
 ANCHOR = "audit_anchor"
+
+
+class _Shared:
+    """The engine a long-running process (``tribes serve``) keeps for its blocks.
+
+    It is opened when a block needs it and closed, with the writer lock released, once
+    no block has used it for ``idle`` seconds, so that other commands (``tribes status``,
+    a CLI ingest) can use the workspace while the service waits for requests. Blocks run
+    one at a time under ``lock``.
+    """
+
+    def __init__(self, ws: Workspace, idle: float) -> None:
+        self.ws, self.idle = ws, idle
+        self.lock = threading.RLock()
+        self.engine: Engine | None = None
+        self._stack: contextlib.ExitStack | None = None
+        self._depth = 0
+        self._last = time.monotonic()
+        self._stop = threading.Event()
+        self._reaper = threading.Thread(target=self._reap, name="tribes-release", daemon=True)
+
+    def acquire(self) -> Engine:
+        """The open engine (opened now if it was released); call with ``lock`` held."""
+        if self.engine is None:
+            stack = contextlib.ExitStack()
+            try:
+                first = stack.enter_context(writing(self.ws.path, wait=lock_wait(self.ws)))
+                eng = _connect(self.ws, read_only=False, wait=lock_wait(self.ws))
+                stack.callback(eng.close)
+                eng.auditor = partial(audit, self.ws)
+                _after_open(self.ws, eng, read_only=False, first=first)
+            except BaseException:
+                stack.close()
+                raise
+            self.engine, self._stack = eng, stack
+        self._depth += 1
+        return self.engine
+
+    def release(self) -> None:
+        self._depth -= 1
+        self._last = time.monotonic()
+
+    def close(self) -> None:
+        """Close the engine and release the writer lock (it reopens at the next block)."""
+        with self.lock:
+            if self._stack is not None:
+                self._stack.close()
+            self.engine, self._stack = None, None
+
+    def _reap(self) -> None:
+        while not self._stop.wait(min(0.25, self.idle / 2)):
+            with self.lock:
+                idle = time.monotonic() - self._last
+                if self.engine is not None and self._depth == 0 and idle >= self.idle:
+                    log.debug("releasing the workspace database after %.1f s idle", idle)
+                    self.close()
+
+    def start(self) -> None:
+        self._reaper.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._reaper.join(timeout=5)
+        self.close()
+
+
+_shared: dict[Path, _Shared] = {}
 
 
 @contextlib.contextmanager
@@ -48,9 +114,12 @@ def open_engine(ws: Workspace, *, read_only: bool = False,
     """
     shared = _shared.get(ws.path.resolve())
     if shared is not None:
-        eng, lock = shared
-        with lock:
-            yield eng
+        with shared.lock:
+            eng = shared.acquire()
+            try:
+                yield eng
+            finally:
+                shared.release()
         return
     wait = lock_wait(ws) if wait is None else wait
     with contextlib.ExitStack() as stack:
@@ -124,20 +193,26 @@ def update_anchor(ws: Workspace, eng: Engine) -> None:
 
 
 @contextlib.contextmanager
-def shared_engine(ws: Workspace) -> Iterator[Engine]:
-    """Keep one engine open for the whole process (a long-running service) and hand it to
-    every :func:`open_engine` block, serialized by a lock."""
-    with writing(ws.path, wait=lock_wait(ws)) as first:
-        eng = _connect(ws, read_only=False, wait=lock_wait(ws))
-        eng.auditor = partial(audit, ws)
-        _after_open(ws, eng, read_only=False, first=first)
-        key = ws.path.resolve()
-        _shared[key] = (eng, threading.RLock())
-        try:
-            yield eng
-        finally:
-            _shared.pop(key, None)
-            eng.close()
+def shared_engine(ws: Workspace, *, idle: float | None = None) -> Iterator[Engine]:
+    """Share one engine among the whole process's :func:`open_engine` blocks (a
+    long-running service), one block at a time. It is open when the block starts; after
+    ``idle`` seconds without a block (default ``service.release_after``) it is closed and
+    the writer lock released, so that CLI commands work on the workspace meanwhile, and
+    the next block opens it again. Yields the engine as first opened."""
+    if idle is None:
+        idle = parse_duration(ws.config.service.release_after).total_seconds()
+    shared = _Shared(ws, idle)
+    with shared.lock:
+        eng = shared.acquire()
+        shared.release()
+    key = ws.path.resolve()
+    _shared[key] = shared
+    shared.start()
+    try:
+        yield eng
+    finally:
+        _shared.pop(key, None)
+        shared.stop()
 
 
 def holds_shared_engine(ws: Workspace) -> bool:

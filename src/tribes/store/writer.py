@@ -103,8 +103,10 @@ def _acquire(path: Path, workspace: Path, wait: float,
             raise WorkspaceError(
                 f"the workspace is being written by {holder(workspace)}; waited "
                 f"{wait:.0f} s (engine.lock_wait). Try again when it is done"
-                + (" (a running tribes serve holds it until it stops: use its API, or "
-                   "stop it)" if "serve" in holder(workspace) else ""),
+                + (" (a running tribes serve holds it while it answers requests and hands "
+                   "it over after service.release_after without one: try again when it "
+                   "is quiet, send the change through its REST API, or stop it)"
+                   if "serve" in holder(workspace) else ""),
                 code="E_LOCKED")
         if not told:
             (say or log.warning)(f"waiting for the workspace: {holder(workspace)} is "

@@ -1,0 +1,286 @@
+"""A workspace driven from Python: each method does what the CLI command of the same
+name does (the CLI calls these), and returns a :class:`~tribes.api.results.Result`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tribes.api.results import FunnelResult, Result, RetentionResult, Table
+from tribes.config import parse_duration
+from tribes.settings import RunSettings
+from tribes.store.db import init_workspace, open_engine
+from tribes.workspace import Workspace as _Workspace
+from tribes.workspace import open_workspace
+
+Progress = Callable[[str], None]
+
+
+def open(path: str | Path) -> Workspace:
+    """Open an existing workspace (``tribes init`` made it): ``ws = tribes.open("shop")``."""
+    return Workspace(open_workspace(Path(path)))
+
+
+def init(path: str | Path, *, encrypt: bool = False, force: bool = False) -> Workspace:
+    """Create a workspace (its configuration, secret key and database), or open the one
+    already there: ``ws = tribes.init("shop")``."""
+    return Workspace(init_workspace(Path(path), force=force, encrypt=encrypt))
+
+
+class Workspace:
+    """A tribes workspace: ingest events, build features, segment, name personas, value
+    customers, and analyze journeys and retention, as the CLI does.
+
+    >>> ws = tribes.open("shop")                      # doctest: +SKIP
+    >>> ws.ingest("data/web/*.csv.gz", source="web")  # doctest: +SKIP
+    >>> ws.run()                                      # doctest: +SKIP
+    >>> ws.features().to_pandas()                     # doctest: +SKIP
+    """
+
+    def __init__(self, ws: _Workspace) -> None:
+        self._ws = ws
+        self.clv = Clv(self)
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def path(self) -> Path:
+        return self._ws.path
+
+    @property
+    def config(self) -> Any:
+        """The workspace's configuration (``tribes.toml``), validated."""
+        return self._ws.config
+
+    def settings(self, *, session_timeout: str | None = None,
+                 as_of: str | datetime | None = None) -> RunSettings:
+        """The run settings from the configuration, with these options on top."""
+        from tribes.features.run import parse_as_of
+
+        when = parse_as_of(as_of) if isinstance(as_of, str) else as_of
+        return RunSettings.resolve(self._ws.config, session_timeout=session_timeout,
+                                   as_of=when)
+
+    def __repr__(self) -> str:
+        return f"<tribes Workspace {self.path}>"
+
+    def table(self, name: str) -> Table:
+        """A stored table: events, customers, identities, sessions, customer_features,
+        segment_assignments, personas, clv, churn_scores, quarantine, ..."""
+        return Table(self._ws, name)
+
+    def status(self) -> Result:
+        """What the workspace holds (``tribes status``)."""
+        from tribes.store.status import workspace_status
+
+        with open_engine(self._ws, read_only=True) as engine:
+            st = workspace_status(engine)
+        return Result(st, title="Workspace status")
+
+    # ------------------------------------------------------------------ stages
+    def ingest(self, *inputs: str | Path, kind: str = "events", source: str | None = None,
+               map: dict[str, str] | None = None,
+               event_type: str | None = None, ts_format: str | None = None,
+               tz: str | None = None, format: str | None = None,
+               delimiter: str | None = None, encoding: str | None = None,
+               header: bool | None = None, decimal: str | None = None,
+               progress: Progress | None = None, notify: bool = True) -> Result:
+        """Validate, pseudonymize, deduplicate and load files as one batch (``tribes
+        ingest``); the summary counts every row: loaded, duplicate or quarantined. The
+        batch's data-quality alerts are raised (and sent to subscribed webhooks)."""
+        from tribes.ingest import IngestOptions
+        from tribes.ops.ingest import ingest_checked
+
+        opts = IngestOptions(kind=kind, source=source, mapping=dict(map or {}),
+                             event_type=event_type, ts_format=ts_format, tz=tz, fmt=format,
+                             delimiter=delimiter, encoding=encoding, header=header,
+                             decimal=decimal)
+        checked = ingest_checked(self._ws, [str(i) for i in inputs], opts,
+                                 progress=progress, notify=notify)
+        summary = checked.summary.to_dict() | {"webhooks": checked.webhooks,
+                                               "quarantined_total":
+                                                   checked.summary.n_quarantined}
+        return Result(summary, table=Table(self._ws, "events"), title="Ingest",
+                      report=checked.summary)
+
+    def prep(self, *, session_timeout: str | None = None,
+             progress: Progress | None = None) -> Result:
+        """Stitch identities and sessionize every stored event (``tribes prep``)."""
+        from tribes.prep.run import run_prep
+
+        with open_engine(self._ws) as engine:
+            report = run_prep(self._ws, engine, progress=progress,
+                              settings=self.settings(session_timeout=session_timeout))
+        return Result(report.as_dict(), table=Table(self._ws, "identities"), title="Prep",
+                      report=report)
+
+    def features(self, *, as_of: str | datetime | None = None,
+                 session_timeout: str | None = None,
+                 progress: Progress | None = None) -> Result:
+        """Compute one row of behavioral features per customer (``tribes features``);
+        ``.to_pandas()`` gives the customer feature table."""
+        from tribes.features.run import TABLE, run_features
+
+        settings = self.settings(session_timeout=session_timeout, as_of=as_of)
+        with open_engine(self._ws) as engine:
+            report = run_features(self._ws, engine, settings=settings, progress=progress)
+        return Result(report.as_dict(), table=Table(self._ws, TABLE), title="Features",
+                      report=report)
+
+    def run(self, *, session_timeout: str | None = None, as_of: str | datetime | None = None,
+            segment: bool = True, monitor: bool = True, force: bool = False,
+            progress: Progress | None = None) -> Result:
+        """Every stage after ingest, each only when its input changed (``tribes run``),
+        then the new alerts to the webhooks subscribed to them."""
+        from tribes.ops.pipeline import run_pipeline
+        from tribes.realtime.webhooks import notify_alerts
+
+        settings = self.settings(session_timeout=session_timeout, as_of=as_of)
+        with open_engine(self._ws) as engine:
+            rep = run_pipeline(self._ws, engine, settings=settings,
+                               resegment=None if segment else False, monitor=monitor,
+                               force=force, progress=progress)
+        sent = (notify_alerts(self._ws, rep.monitor.new_alerts) if rep.monitor
+                else {"sent": 0, "failed": 0})
+        return Result(rep.as_dict() | {"webhooks": sent}, title="Run", report=rep)
+
+    def segment(self, *, method: str = "kmeans", k: int | None = None,
+                features: list[str] | None = None, k_range: str | None = None,
+                progress: Progress | None = None) -> Result:
+        """Segment the customers of the feature table into a new active version
+        (``tribes segment``); ``.to_pandas()`` gives the assignments of that version."""
+        from tribes.models.run import run_segmentation
+
+        with open_engine(self._ws) as engine:
+            report = run_segmentation(self._ws, engine, method=method, k=k,
+                                      features=features, k_range=k_range, progress=progress)
+        summary = ({key: v for key, v in report.as_dict().items() if key != "seconds"}
+                   | {"seconds": report.seconds})
+        version = report.version
+        return Result(summary, table=Table(self._ws, "segment_assignments",
+                                           where=lambda t: t.version == version),
+                      title=f"Segment version {version}", report=report)
+
+    def personas(self) -> Result:
+        """Name the segments of the active version and store them (``tribes
+        personas``); ``summary["personas"]`` lists them, ``.to_pandas()`` one row each."""
+        from tribes.models.personas import build_personas
+
+        settings = self.settings()
+        with open_engine(self._ws) as engine:
+            ps = build_personas(engine, session_timeout_s=settings.timeout_s)
+        version = ps[0]["version"] if ps else None
+        return Result({"personas": ps}, title="Personas",
+                      table=Table(self._ws, "personas", where=lambda t: t.version == version))
+
+    def report(self, out: str | Path | None = None,
+               progress: Progress | None = None) -> Result:
+        """Write the self-contained HTML report (``tribes report``); it only reads."""
+        from tribes.report import build_report
+
+        path = Path(out) if out is not None else self.path / "reports" / "report.html"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open_engine(self._ws, read_only=True) as engine:
+            res = build_report(self._ws, engine, path, progress=progress)
+        return Result(res, title=f"Report {path}")
+
+    # ------------------------------------------------------------------ analyses
+    def funnel(self, steps: list[str] | str, *, window: str = "1d", by: str | None = None,
+               attribution: str = "step:1", segment: int | None = None,
+               per: str = "customer", ordering: str = "loose", start: str = "first",
+               exclude: list[str] | None = None, cohort: str | None = None
+               ) -> FunnelResult:
+        """Units reaching each step in order within the window (``tribes journeys
+        funnel``); ``.to_pandas()`` one row per group and step, ``.figure()`` a chart."""
+        from tribes.analysis.funnels import funnel, split_steps
+
+        settings = self.settings()
+        names = split_steps(steps) if isinstance(steps, str) else list(steps)
+        with open_engine(self._ws, read_only=True) as engine:
+            res = funnel(engine, names, window=parse_duration(window), by=by,
+                         segment=segment, unit=per, ordering=ordering, start=start,
+                         attribution=attribution, cohort=cohort, exclude=exclude,
+                         timeout=settings.session_timeout, consent_mode=settings.consent_mode)
+        rows = [{"group": g["group"], **s} for g in res["groups"] for s in g["steps"]]
+        return FunnelResult(res, title="Funnel " + " → ".join(names),
+                            frame=pd.DataFrame(rows))
+
+    def retention(self, *, by: str = "first_seen", period: str | None = None,
+                  returned: str | None = None, cumulative: bool = False,
+                  week_start: str = "monday", segment: int | None = None,
+                  cohort: str | None = None, recurring: bool = False,
+                  breakdown: str | None = None) -> RetentionResult:
+        """The retention matrix (``tribes cohorts retention``): ``.to_pandas()`` one row
+        per cohort with its size and the share active in each period; ``.figure()`` a
+        heat map."""
+        from tribes.analysis.cohorts import retention, retention_by
+
+        settings = self.settings()
+        kw: dict[str, Any] = {
+            "by": by, "period": period, "cohort": cohort, "returned": returned,
+            "cumulative": cumulative, "week_start": week_start, "segment": segment,
+            "recurring": recurring, "consent_mode": settings.consent_mode}
+        with open_engine(self._ws, read_only=True) as engine:
+            res = (retention(engine, **kw) if breakdown is None
+                   else retention_by(engine, breakdown, **kw))
+        groups = res["groups"] if breakdown else [{"cohorts": res["cohorts"]}]
+        rows = []
+        for g in groups:
+            for c in g["cohorts"]:
+                row = ({"group": g["group"]} if breakdown else {}) | {
+                    "cohort": c["cohort"], "size": c["size"]}
+                row |= {str(k): v for k, v in enumerate(c["retention"])}
+                rows.append(row)
+        frame = pd.DataFrame(rows)
+        if breakdown and not frame.empty:
+            frame = frame[["group", *[c for c in frame.columns if c != "group"]]]
+        return RetentionResult(res, title=f"Retention by {by}", frame=frame)
+
+
+class Clv:
+    """Customer lifetime value (``ws.clv.fit()``, ``ws.clv.score()``, ``ws.clv.churn()``),
+    as ``tribes clv``."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        self._w = workspace
+
+    def fit(self, *, model: str | None = None, calibration_end: str | datetime | None = None,
+            period: str | None = None, time_unit: str | None = None,
+            strict_spend: bool | None = None, progress: Progress | None = None) -> Result:
+        """Fit the purchase and spend models (``tribes clv fit``)."""
+        from tribes.models.clv.run import fit_clv
+
+        cal = (datetime.fromisoformat(calibration_end) if isinstance(calibration_end, str)
+               else calibration_end)
+        with open_engine(self._w._ws) as engine:
+            res = fit_clv(self._w._ws, engine, model=model, calibration_end=cal,
+                          period=period, time_unit=time_unit, strict_spend=strict_spend,
+                          progress=progress)
+        return Result(res, title="CLV fit")
+
+    def score(self, *, horizon: str | None = None, discount_rate: float | None = None,
+              threshold: float | None = None, progress: Progress | None = None) -> Result:
+        """Score every purchaser: expected purchases, P(alive), CLV (``tribes clv
+        score``); ``.to_pandas()`` gives the scores."""
+        from tribes.models.clv.run import score_clv
+
+        with open_engine(self._w._ws) as engine:
+            res = score_clv(self._w._ws, engine, horizon=horizon, discount_rate=discount_rate,
+                            threshold=threshold, progress=progress)
+        return Result(res, table=Table(self._w._ws, "clv"), title="CLV scores")
+
+    def churn(self, *, days: int | None = None, model: str | None = None, store: bool = True,
+              progress: Progress | None = None) -> Result:
+        """Which predicts churn better, P(alive) or gradient boosting on the features;
+        the better one scores every customer (``tribes clv churn``); ``.to_pandas()``
+        gives the stored churn scores."""
+        from tribes.models.clv.churn import compare_churn
+
+        with open_engine(self._w._ws) as engine:
+            res = compare_churn(self._w._ws, engine, days=days, model=model, store=store,
+                                progress=progress)
+        return Result(res, table=Table(self._w._ws, "churn_scores") if store else None,
+                      title="Churn")
