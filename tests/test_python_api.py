@@ -112,3 +112,17 @@ def test_import_tribes_stays_light() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert "Workspace" in out.stdout and "open" in out.stdout
+
+
+def test_the_api_reference_is_current() -> None:
+    """docs/api-reference.md is generated from the docstrings: run
+    python scripts/api_reference.py after changing the API."""
+    import importlib.util
+
+    script = DOC.parents[1] / "scripts" / "api_reference.py"
+    spec = importlib.util.spec_from_file_location("api_reference", script)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert (DOC.parent / "api-reference.md").read_text(encoding="utf-8") == mod.render()
+    assert "(no description)" not in mod.render()

@@ -72,6 +72,7 @@ class Table:
 
     @property
     def columns(self) -> list[str]:
+        """The table's column names."""
         return list(self._read(limit=0).column_names)
 
     def __len__(self) -> int:
@@ -107,6 +108,7 @@ class Result:
         return self.summary[key]
 
     def keys(self) -> Any:
+        """The summary's keys (``result["loaded"]`` reads one)."""
         return self.summary.keys()
 
     def _table(self) -> Table:
@@ -115,12 +117,15 @@ class Result:
         return self.table
 
     def to_pandas(self) -> pd.DataFrame:
+        """The result's table as a pandas DataFrame."""
         return self._table().to_pandas()
 
     def to_pyarrow(self) -> pa.Table:
+        """The result's table as a ``pyarrow.Table``."""
         return self._table().to_pyarrow()
 
     def to_polars(self) -> Any:
+        """The result's table as a polars DataFrame (``pip install polars``)."""
         return self._table().to_polars()
 
     def _repr_html_(self) -> str:
@@ -138,14 +143,17 @@ class FrameResult(Result):
     frame: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def to_pandas(self) -> pd.DataFrame:
+        """The computed table as a pandas DataFrame (a copy)."""
         return self.frame.copy()
 
     def to_pyarrow(self) -> pa.Table:
+        """The computed table as a ``pyarrow.Table``."""
         import pyarrow as pa
 
         return pa.Table.from_pandas(self.frame, preserve_index=False)
 
     def to_polars(self) -> Any:
+        """The computed table as a polars DataFrame (``pip install polars``)."""
         try:
             import polars as pl
         except ImportError:
@@ -166,6 +174,7 @@ class FunnelResult(FrameResult):
     drop-off, median time from the previous step)."""
 
     def figure(self) -> Any:
+        """A Plotly funnel chart, one trace per group."""
         import plotly.graph_objects as go
 
         fig = go.Figure()
@@ -181,11 +190,15 @@ class RetentionResult(FrameResult):
     cohort active in it; empty where the period is after the end of the data)."""
 
     def figure(self) -> Any:
+        """A Plotly heat map of the shares (the first group's, with a breakdown)."""
         import plotly.graph_objects as go
 
-        z = self.frame.drop(columns=["cohort", "size"]).astype(float)
+        frame = self.frame
+        if "group" in frame.columns and not frame.empty:
+            frame = frame[frame.group == frame.group.iloc[0]].drop(columns=["group"])
+        z = frame.drop(columns=["cohort", "size"]).astype(float)
         fig = go.Figure(go.Heatmap(z=z.to_numpy(), x=list(z.columns),
-                                   y=[str(c) for c in self.frame["cohort"]],
+                                   y=[str(c) for c in frame["cohort"]],
                                    colorscale="Blues", zmin=0, zmax=1))
         fig.update_layout(title=self.title, yaxis_autorange="reversed",
                           xaxis_title="periods after the cohort started")

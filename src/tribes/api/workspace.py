@@ -48,6 +48,7 @@ class Workspace:
     # ------------------------------------------------------------------ basics
     @property
     def path(self) -> Path:
+        """The workspace's folder."""
         return self._ws.path
 
     @property
