@@ -1,8 +1,8 @@
 """tribes.toml: loading and validation, and the commented file ``tribes init`` writes.
 
-DEFAULT_TOML is written by hand, for people to read; the tests below keep it in step with
-the pydantic models: its settings are the defaults, every setting appears in it (set, or
-commented out), and nothing else does.
+DEFAULT_TOML (the data file src/tribes/default.toml) is written by hand, for people to
+read; the tests below keep it in step with the pydantic models: its settings are the
+defaults, every setting appears in it (set, or commented out), and nothing else does.
 """
 
 from __future__ import annotations
