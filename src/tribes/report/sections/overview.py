@@ -51,4 +51,9 @@ def overview(ctx: ReportContext) -> str:
              "customers", "anonymous customers", "sessions"],
             [(s["ids"], s["known_ids"], s["linked_ids"], s["ambiguous_ids"], s["shared_ids"],
               s["customers"], s["anonymous_customers"], prep["report"]["sessions"])])
+        if s.get("rules"):
+            html += (f"<p>{fmt(s['rules'])} identity rules in force (tribes identity): "
+                     f"{fmt(s.get('merged_ids', 0))} ids merged into another customer, "
+                     f"{fmt(s.get('split_ids', 0))} split off, "
+                     f"{fmt(s.get('blocked_ids', 0))} blocked.</p>")
     return html
