@@ -1,5 +1,5 @@
-"""Segment versions in the store: writing and reading versions, agreement of two
-versions."""
+"""Segment versions in the store: writing and reading versions, the error when there is
+none, agreement of two versions."""
 
 from __future__ import annotations
 
@@ -12,16 +12,19 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 import tribes
+from tribes.errors import NoSegmentVersionError
 from tribes.privacy import audit
 from tribes.store.db import init_workspace, open_engine
 from tribes.store.segments import (
     NewVersion,
+    active_segments,
     active_version,
     ari_from_table,
     get_run,
     members,
     next_segment_id,
     overlap_with,
+    require_version,
     store_version,
     versions_built_from,
 )
@@ -79,6 +82,25 @@ def test_a_stored_version_reads_back(tmp_path: Path) -> None:
         assert overlap.loc[3, 0] == 2 and overlap.loc[4, 1] == 1 and overlap.loc[3, 1] == 0
     segmentations = [r for r in audit.read(ws.path) if r["action"] == "segment"]
     assert [r["target"] for r in segmentations] == ["version 1", "version 2"]
+
+
+def test_no_version_is_one_error_with_one_code(tmp_path: Path) -> None:
+    ws = init_workspace(tmp_path / "shop")
+    with open_engine(ws) as engine:
+        with pytest.raises(NoSegmentVersionError) as none_yet:
+            require_version(engine)
+        for read in (active_segments, members):
+            with pytest.raises(NoSegmentVersionError):
+                read(engine)
+        assert require_version(engine, 7) == 7  # an explicit version is the caller's
+        _version(engine, {"a": 0}, make_active=False)
+        with pytest.raises(NoSegmentVersionError) as held:
+            require_version(engine, purpose="to monitor")
+    assert none_yet.value.code == held.value.code == "E_NO_SEGMENTS"
+    assert str(none_yet.value) == "no segment version yet; create one with: tribes segment"
+    assert "segment version to monitor" in str(held.value)
+    assert "version 1 is held for review" in str(held.value)
+    assert "tribes versions activate" in str(held.value)
 
 
 def test_only_the_store_names_the_segment_tables() -> None:

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from tribes.engine import Engine
-from tribes.errors import InputError
+from tribes.errors import InputError, NoSegmentVersionError
 from tribes.store.tables import SEGMENT_ACTIVATIONS, SEGMENT_ASSIGNMENTS, SEGMENT_RUNS
 
 JSON_COLUMNS = ("params", "features", "transform", "model", "metrics", "snapshot", "segments")
@@ -37,6 +37,38 @@ def active_version(engine: Engine) -> int | None:
 def next_version(engine: Engine) -> int:
     v = engine.scalar(engine.table("segment_runs").version.max())
     return 1 if v is None or pd.isna(v) else int(v) + 1
+
+
+def require_version(engine: Engine, version: int | None = None, *, purpose: str = ""
+                    ) -> int:
+    """``version`` when given, else the active version.
+
+    Parameters
+    ----------
+    engine : Engine
+        The workspace's engine.
+    version : int, optional
+        A version the caller asked for (returned as is; :func:`get_run` checks it exists).
+    purpose : str
+        What the version is needed for, for the message ("to monitor").
+
+    Returns
+    -------
+    int
+        The version to read.
+
+    Raises
+    ------
+    NoSegmentVersionError
+        ``E_NO_SEGMENTS``: no version was given and none is active (there is none yet,
+        or every version is held for review; the message says which and what to run).
+    """
+    v = active_version(engine) if version is None else version
+    if v is None:
+        held = engine.execute(engine.table("segment_runs").select("version")
+                              .order_by("version"))["version"]
+        raise NoSegmentVersionError(purpose, held=[int(h) for h in held])
+    return v
 
 
 @dataclass(frozen=True)
@@ -292,10 +324,7 @@ def diff(engine: Engine, a: int, b: int) -> dict[str, Any]:
 def active_segments(engine: Engine, version: int | None = None) -> ir.Table:
     """customer_key, segment_id, segment_name, probability, version of the active (or the
     given) version."""
-    v = active_version(engine) if version is None else version
-    if v is None:
-        raise InputError("no segment version yet; create one with: tribes segment",
-                         code="E_EMPTY")
+    v = require_version(engine, version)
     names = {int(s["segment_id"]): s["name"] for s in get_run(engine, v)["segments"]}
     p = engine.table("personas")
     named = engine.execute(p.filter(p.version == v).select("segment_id", "name"))
@@ -310,10 +339,7 @@ def active_segments(engine: Engine, version: int | None = None) -> ir.Table:
 
 def members(engine: Engine, version: int | None = None) -> ir.Table:
     """``a_key, segment_id`` of every customer in a segment version (default: active)."""
-    v = active_version(engine) if version is None else version
-    if v is None:
-        raise InputError("no segment version yet; create one with: tribes segment",
-                         code="E_NO_SEGMENTS")
+    v = require_version(engine, version)
     a = engine.table("segment_assignments")
     return a.filter(a.version == v).select(a_key="customer_key", segment_id="segment_id")
 
