@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import ibis
 import ibis.expr.types as ir
 import numpy as np
 from scipy.cluster.hierarchy import linkage
@@ -21,14 +20,13 @@ from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.cluster import DBSCAN, HDBSCAN, AgglomerativeClustering, KMeans, MiniBatchKMeans
 from sklearn.mixture import GaussianMixture
 
-from tribes.models.assign import nearest_centroid
+from tribes.models.assign import NOISE, centroid_assign, gaussian_assign, radius_assign
 from tribes.stats.knee import knee_eps
 from tribes.stats.scaling import Transform
 
 if TYPE_CHECKING:
     from tribes.config import SegmentConfig
 
-NOISE = -1
 DENSITY_MAX = 20_000  # density methods run on at most this many customers
 AGGLOMERATIVE_MAX = 10_000  # ward needs O(n^2) memory: fit on at most this many customers
 DENDROGRAM_MERGES = 40  # the last merges kept for the report's dendrogram
@@ -49,55 +47,6 @@ def _radius_labels(x: np.ndarray, centroids: np.ndarray, radius2: np.ndarray
     j = np.argmin(d, axis=1)
     near = d[np.arange(len(x)), j] <= radius2[j]
     return np.where(near, j, NOISE)
-
-
-def _centroid_assign(t: ir.Table, transform: Transform, centroids: np.ndarray) -> ir.Table:
-    """:func:`_centroid_labels` as engine expressions."""
-    a = nearest_centroid(t, transform, centroids.tolist())
-    return a.select("customer_key", "label", probability=ibis.literal(1.0))
-
-
-def _radius_assign(t: ir.Table, transform: Transform, centroids: np.ndarray,
-                   radius2: np.ndarray) -> ir.Table:
-    """:func:`_radius_labels` as engine expressions."""
-    if not len(centroids):
-        return t.select("customer_key", label=ibis.literal(NOISE, type="int64"),
-                        probability=ibis.literal(1.0))
-    a = nearest_centroid(t, transform, centroids.tolist())
-    limit = ibis.cases(*[(a.label == j, float(r)) for j, r in enumerate(radius2)],
-                       else_=0.0)
-    return a.select("customer_key",
-                    label=ibis.ifelse(a.distance2 <= limit, a.label, NOISE).cast("int64"),
-                    probability=ibis.literal(1.0))
-
-
-def _gmm_assign(t: ir.Table, transform: Transform, means: np.ndarray, chol: np.ndarray,
-                weights: np.ndarray, key: str = "customer_key") -> ir.Table:
-    """Responsibilities of each component as engine expressions; label = the most likely."""
-    z = transform.exprs(t)
-    coords = t.select(key, **{f"_z{i}": e for i, e in enumerate(z)}).view()
-    p = len(z)
-    logs: dict[str, ir.FloatingValue] = {}
-    for c in range(len(means)):
-        # log N(x | mu, Sigma) + log pi = -0.5 (p log 2pi + |(x - mu) U|^2) + log det U + log pi
-        const = (-0.5 * p * np.log(2 * np.pi) + float(np.log(np.diag(chol[c])).sum())
-                 + float(np.log(weights[c])))
-        sq: ir.FloatingValue = ibis.literal(0.0)
-        for j in range(p):
-            y: ir.FloatingValue = ibis.literal(0.0)
-            for i in range(p):
-                if chol[c][i][j] != 0.0:
-                    y = y + (coords[f"_z{i}"] - float(means[c][i])) * float(chol[c][i][j])
-            sq = sq + y * y
-        logs[f"_l{c}"] = sq * -0.5 + const
-    lt = coords.select(key, **logs).view()
-    cols = [lt[n] for n in logs]
-    top = ibis.greatest(*cols) if len(cols) > 1 else cols[0]
-    total: ir.FloatingValue = ibis.literal(0.0)
-    for col in cols:
-        total = total + (col - top).exp()
-    label = ibis.cases(*[(col == top, i) for i, col in enumerate(cols)], else_=0)
-    return lt.select(key, label=label.cast("int64"), probability=1.0 / total)
 
 
 def _subsample(x: np.ndarray, size: int, seed: int) -> np.ndarray:
@@ -176,7 +125,7 @@ class CentroidSegmenter(Segmenter):
         return _centroid_labels(x, self.cluster_centers_)
 
     def assign(self, t: ir.Table, transform: Transform) -> ir.Table:
-        return _centroid_assign(t, transform, self.cluster_centers_)
+        return centroid_assign(t, transform, self.cluster_centers_)
 
 
 class KMeansSegmenter(CentroidSegmenter):
@@ -280,7 +229,7 @@ class GaussianMixtureSegmenter(Segmenter):
         return float(self.model_.bic(np.asarray(X, dtype=float)))
 
     def assign(self, t: ir.Table, transform: Transform) -> ir.Table:
-        return _gmm_assign(t, transform, self.means_, self.precisions_cholesky_,
+        return gaussian_assign(t, transform, self.means_, self.precisions_cholesky_,
                            self.weights_)
 
 
@@ -334,7 +283,7 @@ class DensitySegmenter(Segmenter):
         return _radius_labels(x, self.cluster_centers_, self.radius2_)
 
     def assign(self, t: ir.Table, transform: Transform) -> ir.Table:
-        return _radius_assign(t, transform, self.cluster_centers_, self.radius2_)
+        return radius_assign(t, transform, self.cluster_centers_, self.radius2_)
 
 
 DENSITY = ("dbscan", "hdbscan")
