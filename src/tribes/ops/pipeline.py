@@ -25,6 +25,7 @@ from tribes.config import SegmentConfig
 from tribes.engine import Engine
 from tribes.errors import InputError
 from tribes.features.run import features_params, last_features, run_features
+from tribes.models.methods import DENSITY
 from tribes.models.run import run_segmentation
 from tribes.models.validate import validate_segments
 from tribes.monitor.run import run_monitor
@@ -185,7 +186,7 @@ def _resegment(ws: Workspace, engine: Engine, rep: PipelineReport, active: int |
     else:
         run = get_run(engine, active)
         say(f"segment (like version {active}: {run['method']}, k = {run['k']})")
-        k = None if run["method"] in ("dbscan", "hdbscan") else run["k"]
+        k = None if run["method"] in DENSITY else run["k"]
         rep.segment = run_segmentation(
             ws, engine, method=run["method"], k=k, features=list(run["features"] or []),
             cfg=_segment_cfg(ws, run), activate=False,
