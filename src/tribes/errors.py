@@ -8,7 +8,7 @@ exits with a non-zero status.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 
@@ -61,6 +61,33 @@ class InputError(TribesError):
 
     code = "E_INPUT"
     exit_code = 3
+
+
+class NoSegmentVersionError(InputError):
+    """There is no segment version yet, or none is active: nothing to read segments from.
+
+    Parameters
+    ----------
+    purpose : str
+        What needed a version, shown in the message ("to monitor").
+    held : sequence of int
+        Versions stored but never made active (held for review), if any.
+    """
+
+    code = "E_NO_SEGMENTS"
+
+    def __init__(self, purpose: str = "", held: Sequence[int] = ()) -> None:
+        what = f"segment version {purpose}".rstrip()
+        if held:
+            listed = ", ".join(str(v) for v in held)
+            message = (f"no active {what}: version{'s' if len(held) > 1 else ''} {listed} "
+                       f"{'are' if len(held) > 1 else 'is'} held for review; activate one "
+                       "with: tribes versions activate N, or create one with: "
+                       "tribes segment")
+        else:
+            message = f"no {what} yet; create one with: tribes segment"
+        super().__init__(message)
+        self.purpose, self.held = purpose, tuple(held)
 
 
 class MissingColumnError(InputError):

@@ -15,21 +15,24 @@ from sklearn.utils.validation import check_is_fitted
 
 from tribes.config import SegmentConfig
 from tribes.engine import connect
+from tribes.models import CLUSTERING, METHODS
 from tribes.models.methods import (
     NOISE,
+    SEGMENTERS,
     AgglomerativeSegmenter,
-    DensitySegmenter,
+    DBSCANSegmenter,
     GaussianMixtureSegmenter,
+    HDBSCANSegmenter,
     KMeansSegmenter,
     Segmenter,
     make_segmenter,
     predict_stored,
+    segmenter_class,
 )
 from tribes.stats.scaling import fit_transform
 
 FEATS = ["f1", "f2", "f3"]
 CFG = SegmentConfig(features=FEATS, log1p=[])
-METHODS = ["kmeans", "gmm", "agglomerative", "dbscan", "hdbscan"]
 
 
 @pytest.fixture(scope="module")
@@ -42,13 +45,13 @@ def sample() -> pd.DataFrame:
 
 def _estimators() -> list[tuple[str, Segmenter]]:
     """Each method as the segment stage builds it, and the variants behind its options."""
-    made = [(m, make_segmenter(m, 4, CFG, 3)) for m in METHODS]
+    made = [(m, make_segmenter(m, 4, CFG, 3)) for m in CLUSTERING]
     return [*made,
             ("kmeans", KMeansSegmenter(4, random_state=3, minibatch_above=100)),
             ("gmm", GaussianMixtureSegmenter(4, "diag", random_state=3)),
             # fitted on a subsample: the other customers go to the nearest cluster
             ("agglomerative", AgglomerativeSegmenter(4, random_state=3, max_fit=300)),
-            ("hdbscan", DensitySegmenter("hdbscan", random_state=3, max_fit=400))]
+            ("hdbscan", HDBSCANSegmenter(random_state=3, max_fit=400))]
 
 
 ESTIMATORS = _estimators()
@@ -63,7 +66,7 @@ def test_estimator_contract(sample: pd.DataFrame, method: str, est: Segmenter) -
     assert set(vars(est)) == set(params)
     with pytest.raises(NotFittedError):
         check_is_fitted(est)
-    with pytest.raises(ValueError, match="not fitted"):
+    with pytest.raises(NotFittedError):
         est.predict(sample[FEATS].to_numpy())
     twin = clone(est)
     assert twin is not est and twin.get_params() == params
@@ -110,7 +113,7 @@ def test_a_density_fit_without_clusters_calls_everyone_noise() -> None:
         customer_key=[f"u{i:03d}" for i in range(200)])
     transform = fit_transform(df, FEATS, log1p=[])
     x = transform.apply(df)
-    est = DensitySegmenter("hdbscan", min_cluster_share=0.9, random_state=0).fit(x)
+    est = HDBSCANSegmenter(min_cluster_share=0.9, random_state=0).fit(x)
     assert (est.labels_ == NOISE).all() and est.params_["centroids"] == []
     assert (predict_stored("hdbscan", est.params_, x) == NOISE).all()
     got = connect(None).execute(est.assign(ibis.memtable(df), transform))
@@ -120,13 +123,33 @@ def test_a_density_fit_without_clusters_calls_everyone_noise() -> None:
 def test_make_segmenter_follows_the_configuration() -> None:
     cfg = SegmentConfig(features=FEATS, minibatch_above=123, covariance="diag",
                         min_samples=7, min_cluster_share=0.05)
+    # the settings that are not in the configuration keep the defaults of the estimators
     assert make_segmenter("kmeans", 5, cfg, 9).get_params() == {
-        "n_clusters": 5, "random_state": 9, "minibatch_above": 123}
+        "n_clusters": 5, "random_state": 9, "minibatch_above": 123, "n_init": 4,
+        "minibatch_n_init": 3, "batch_size": 4096}
     assert make_segmenter("gmm", 5, cfg, 9).get_params() == {
-        "n_components": 5, "covariance": "diag", "random_state": 9}
+        "n_components": 5, "covariance": "diag", "random_state": 9, "n_init": 2,
+        "reg_covar": 1e-5}
     assert make_segmenter("agglomerative", 5, cfg, 9).get_params()["n_clusters"] == 5
-    dens = make_segmenter("dbscan", 5, cfg, 9).get_params()
-    assert dens["method"] == "dbscan" and dens["min_samples"] == 7
-    assert dens["min_cluster_share"] == 0.05 and dens["random_state"] == 9
+    dbscan = make_segmenter("dbscan", 5, cfg, 9)
+    assert isinstance(dbscan, DBSCANSegmenter) and dbscan.get_params() == {
+        "min_samples": 7, "random_state": 9, "max_fit": 20_000, "eps": None,
+        "radius_percentile": 95.0}
+    hdbscan = make_segmenter("hdbscan", 5, cfg, 9)
+    assert isinstance(hdbscan, HDBSCANSegmenter) and hdbscan.get_params() == {
+        "min_samples": 7, "min_cluster_share": 0.05, "random_state": 9, "max_fit": 20_000,
+        "radius_percentile": 95.0}
     with pytest.raises(ValueError, match="not a clustering method"):
         make_segmenter("rfm", 5, cfg, 9)
+    with pytest.raises(ValueError, match="cannot be assigned online"):
+        predict_stored("rfm", {}, np.zeros((1, 3)))
+
+
+def test_the_registry_names_every_clustering_method() -> None:
+    # the light list the command line shows is the registry's (plus rule-based RFM)
+    assert tuple(SEGMENTERS) == CLUSTERING
+    assert METHODS[:-1] == CLUSTERING and METHODS[-1] == "rfm"
+    for name, cls in SEGMENTERS.items():
+        assert segmenter_class(name) is cls and issubclass(cls, Segmenter)
+        assert isinstance(make_segmenter(name, 3, CFG, 0), cls)
+    assert [n for n, c in SEGMENTERS.items() if c.finds_k] == ["dbscan", "hdbscan"]

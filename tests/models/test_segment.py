@@ -61,11 +61,12 @@ def test_methods_recover_blobs_and_choose_k(blobs, method: str) -> None:
 
 def test_estimators_are_scikit_learn_compatible() -> None:
     from sklearn.base import clone
+    from sklearn.exceptions import NotFittedError
 
     from tribes.models.methods import (
         AgglomerativeSegmenter,
-        DensitySegmenter,
         GaussianMixtureSegmenter,
+        HDBSCANSegmenter,
         KMeansSegmenter,
     )
 
@@ -73,7 +74,7 @@ def test_estimators_are_scikit_learn_compatible() -> None:
                       random_state=1)
     for est in (KMeansSegmenter(3, random_state=4), GaussianMixtureSegmenter(3, "diag", 4),
                 AgglomerativeSegmenter(3, random_state=4, max_fit=300),
-                DensitySegmenter("hdbscan", random_state=4),
+                HDBSCANSegmenter(random_state=4),
                 KMeansSegmenter(3, random_state=4, minibatch_above=100)):
         twin = clone(est)
         assert twin.get_params() == est.get_params() and "random_state" in twin.get_params()
@@ -81,7 +82,7 @@ def test_estimators_are_scikit_learn_compatible() -> None:
         assert (twin.predict(x) == twin.labels_).all()
         good = twin.labels_ != -1
         assert adjusted_rand_score(y[good], twin.labels_[good]) >= 0.95 and good.mean() > 0.8
-    with pytest.raises(ValueError, match="not fitted"):
+    with pytest.raises(NotFittedError):
         KMeansSegmenter(3).predict(x)
 
 

@@ -46,7 +46,7 @@ from tribes.http import post_with_retries
 from tribes.privacy.consent import consent_filter
 from tribes.settings import RunSettings
 from tribes.store.keyed import keyed_consents
-from tribes.store.segments import active_segments, active_version, get_run, segment_names
+from tribes.store.segments import active_segments, get_run, require_version, segment_names
 from tribes.store.tables import ACTIVATION_STATE, ACTIVATION_SYNCS, EXPORTS
 from tribes.workspace import Workspace
 
@@ -119,10 +119,7 @@ def plan(ws: Workspace, engine: Engine, target: str, *, segments: list[int] | No
     segment, removals of those it holds that are no longer members (or refused, or were
     erased). ``full``: every member, and removals of everything else it holds."""
     cfg = target_of(ws, target)
-    version = active_version(engine)
-    if version is None:
-        raise InputError("no active segment version to activate; build one with: "
-                         "tribes segment", code="E_NO_VERSION")
+    version = require_version(engine, purpose="to activate")
     run = get_run(engine, version)
     known = {int(s["segment_id"]): str(s["name"]) for s in run["segments"] or []}
     unknown = [s for s in segments or [] if s not in known]

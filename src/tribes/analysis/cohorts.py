@@ -26,7 +26,7 @@ from tribes.errors import InputError
 from tribes.privacy.consent import consent_filter
 from tribes.store import cohorts as store
 from tribes.store.keyed import keyed_consents
-from tribes.store.segments import active_version, members, segment_names
+from tribes.store.segments import active_version, members, require_version, segment_names
 
 BYS = ("first_seen", "first_purchase", "signup")
 PERIODS = {"month": "M", "week": "W", "day": "D", "hour": "h"}
@@ -95,10 +95,7 @@ def retention_by(engine: Engine, breakdown: str, **kw: Any) -> dict[str, Any]:
                              code="E_COHORT")
         groups = [(n, {"cohort": n}) for n in names]
     else:
-        version = active_version(engine)
-        if version is None:
-            raise InputError("no segment version yet; create one with: tribes segment",
-                             code="E_NO_SEGMENTS")
+        version = require_version(engine)
         label = segment_names(engine, version)
         ids = sorted(int(v) for v in engine.execute(
             members(engine).select("segment_id").distinct())["segment_id"])

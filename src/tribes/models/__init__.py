@@ -4,4 +4,7 @@ The package itself stays light (the command line reads its names for ``--help``)
 modules that fit models import scikit-learn.
 """
 
-METHODS = ("kmeans", "gmm", "agglomerative", "dbscan", "hdbscan", "rfm")
+# the clustering methods, each an estimator class in tribes.models.methods.SEGMENTERS (a
+# test keeps the two equal), then the rule-based RFM segments
+CLUSTERING = ("kmeans", "gmm", "agglomerative", "dbscan", "hdbscan")
+METHODS = (*CLUSTERING, "rfm")

@@ -6,8 +6,11 @@ from collections.abc import Sequence
 
 import ibis
 import ibis.expr.types as ir
+import numpy as np
 
 from tribes.stats.scaling import Transform
+
+NOISE = -1  # the label of customers in no cluster (density methods)
 
 
 def nearest_centroid(t: ir.Table, transform: Transform,
@@ -37,3 +40,54 @@ def relabel(label: ir.IntegerValue, mapping: dict[int, int]) -> ir.IntegerValue:
         return label
     return ibis.cases(*[(label == k, v) for k, v in mapping.items()],
                       else_=label).cast("int64")
+
+
+def centroid_assign(t: ir.Table, transform: Transform, centroids: np.ndarray) -> ir.Table:
+    """Each customer's nearest centroid (label) as engine expressions; probability 1."""
+    a = nearest_centroid(t, transform, centroids.tolist())
+    return a.select("customer_key", "label", probability=ibis.literal(1.0))
+
+
+def radius_assign(t: ir.Table, transform: Transform, centroids: np.ndarray,
+                  radius2: np.ndarray) -> ir.Table:
+    """Each customer's nearest centroid when within its squared radius, else noise
+    (-1), as engine expressions; probability 1."""
+    if not len(centroids):
+        return t.select("customer_key", label=ibis.literal(NOISE, type="int64"),
+                        probability=ibis.literal(1.0))
+    a = nearest_centroid(t, transform, centroids.tolist())
+    limit = ibis.cases(*[(a.label == j, float(r)) for j, r in enumerate(radius2)],
+                       else_=0.0)
+    return a.select("customer_key",
+                    label=ibis.ifelse(a.distance2 <= limit, a.label, NOISE).cast("int64"),
+                    probability=ibis.literal(1.0))
+
+
+def gaussian_assign(t: ir.Table, transform: Transform, means: np.ndarray,
+                    chol: np.ndarray, weights: np.ndarray, key: str = "customer_key") -> ir.Table:
+    """Responsibilities of each Gaussian component as engine expressions; label = the
+    most likely, probability = its responsibility."""
+    z = transform.exprs(t)
+    coords = t.select(key, **{f"_z{i}": e for i, e in enumerate(z)}).view()
+    p = len(z)
+    logs: dict[str, ir.FloatingValue] = {}
+    for c in range(len(means)):
+        # log N(x | mu, Sigma) + log pi = -0.5 (p log 2pi + |(x - mu) U|^2) + log det U + log pi
+        const = (-0.5 * p * np.log(2 * np.pi) + float(np.log(np.diag(chol[c])).sum())
+                 + float(np.log(weights[c])))
+        sq: ir.FloatingValue = ibis.literal(0.0)
+        for j in range(p):
+            y: ir.FloatingValue = ibis.literal(0.0)
+            for i in range(p):
+                if chol[c][i][j] != 0.0:
+                    y = y + (coords[f"_z{i}"] - float(means[c][i])) * float(chol[c][i][j])
+            sq = sq + y * y
+        logs[f"_l{c}"] = sq * -0.5 + const
+    lt = coords.select(key, **logs).view()
+    cols = [lt[n] for n in logs]
+    top = ibis.greatest(*cols) if len(cols) > 1 else cols[0]
+    total: ir.FloatingValue = ibis.literal(0.0)
+    for col in cols:
+        total = total + (col - top).exp()
+    label = ibis.cases(*[(col == top, i) for i, col in enumerate(cols)], else_=0)
+    return lt.select(key, label=label.cast("int64"), probability=1.0 / total)

@@ -1,34 +1,38 @@
-"""Clustering methods as scikit-learn-style estimators (one contract, :class:`Segmenter`).
+"""Clustering methods as scikit-learn estimators (one contract, :class:`Segmenter`).
 
-Each estimator fits on the (transformed) sample (``fit(x)`` returns self, with
-``labels_`` and ``params_``) and knows how to assign any customer in the engine
-(``assign``): nearest centroid (KMeans, agglomerative), nearest centroid within a radius
-(density methods), Gaussian responsibilities (mixtures). :func:`make_segmenter` builds the
-unfitted estimator of a method from the segment configuration. RFM rules need no fit at
-all (see ``run.py``).
+Each estimator follows scikit-learn's contract (``__init__`` stores hyper-parameters,
+``fit(X)`` validates ``X``, sets ``n_features_in_``, ``labels_`` and ``params_`` and
+returns self; ``predict`` before ``fit`` raises ``NotFittedError``) and knows how to
+assign any customer in the engine (``assign``): nearest centroid (KMeans,
+agglomerative), nearest centroid within a radius (DBSCAN, HDBSCAN), Gaussian
+responsibilities (mixtures).
+
+:data:`SEGMENTERS` maps each method's name to its class; a class builds its unfitted
+estimator from the segment configuration (``from_config``, what :func:`make_segmenter`
+calls) and labels rows from a stored version's parameters (``labels_from_params``, what
+:func:`predict_stored` calls). RFM rules need no fit at all (see ``run.py``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-import ibis
 import ibis.expr.types as ir
 import numpy as np
 from scipy.cluster.hierarchy import linkage
 from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.cluster import DBSCAN, HDBSCAN, AgglomerativeClustering, KMeans, MiniBatchKMeans
 from sklearn.mixture import GaussianMixture
+from sklearn.utils.validation import check_is_fitted, validate_data
 
-from tribes.models.assign import nearest_centroid
+from tribes.models.assign import NOISE, centroid_assign, gaussian_assign, radius_assign
 from tribes.stats.knee import knee_eps
 from tribes.stats.scaling import Transform
 
 if TYPE_CHECKING:
     from tribes.config import SegmentConfig
 
-NOISE = -1
 DENSITY_MAX = 20_000  # density methods run on at most this many customers
 AGGLOMERATIVE_MAX = 10_000  # ward needs O(n^2) memory: fit on at most this many customers
 DENDROGRAM_MERGES = 40  # the last merges kept for the report's dendrogram
@@ -51,55 +55,6 @@ def _radius_labels(x: np.ndarray, centroids: np.ndarray, radius2: np.ndarray
     return np.where(near, j, NOISE)
 
 
-def _centroid_assign(t: ir.Table, transform: Transform, centroids: np.ndarray) -> ir.Table:
-    """:func:`_centroid_labels` as engine expressions."""
-    a = nearest_centroid(t, transform, centroids.tolist())
-    return a.select("customer_key", "label", probability=ibis.literal(1.0))
-
-
-def _radius_assign(t: ir.Table, transform: Transform, centroids: np.ndarray,
-                   radius2: np.ndarray) -> ir.Table:
-    """:func:`_radius_labels` as engine expressions."""
-    if not len(centroids):
-        return t.select("customer_key", label=ibis.literal(NOISE, type="int64"),
-                        probability=ibis.literal(1.0))
-    a = nearest_centroid(t, transform, centroids.tolist())
-    limit = ibis.cases(*[(a.label == j, float(r)) for j, r in enumerate(radius2)],
-                       else_=0.0)
-    return a.select("customer_key",
-                    label=ibis.ifelse(a.distance2 <= limit, a.label, NOISE).cast("int64"),
-                    probability=ibis.literal(1.0))
-
-
-def _gmm_assign(t: ir.Table, transform: Transform, means: np.ndarray, chol: np.ndarray,
-                weights: np.ndarray, key: str = "customer_key") -> ir.Table:
-    """Responsibilities of each component as engine expressions; label = the most likely."""
-    z = transform.exprs(t)
-    coords = t.select(key, **{f"_z{i}": e for i, e in enumerate(z)}).view()
-    p = len(z)
-    logs: dict[str, ir.FloatingValue] = {}
-    for c in range(len(means)):
-        # log N(x | mu, Sigma) + log pi = -0.5 (p log 2pi + |(x - mu) U|^2) + log det U + log pi
-        const = (-0.5 * p * np.log(2 * np.pi) + float(np.log(np.diag(chol[c])).sum())
-                 + float(np.log(weights[c])))
-        sq: ir.FloatingValue = ibis.literal(0.0)
-        for j in range(p):
-            y: ir.FloatingValue = ibis.literal(0.0)
-            for i in range(p):
-                if chol[c][i][j] != 0.0:
-                    y = y + (coords[f"_z{i}"] - float(means[c][i])) * float(chol[c][i][j])
-            sq = sq + y * y
-        logs[f"_l{c}"] = sq * -0.5 + const
-    lt = coords.select(key, **logs).view()
-    cols = [lt[n] for n in logs]
-    top = ibis.greatest(*cols) if len(cols) > 1 else cols[0]
-    total: ir.FloatingValue = ibis.literal(0.0)
-    for col in cols:
-        total = total + (col - top).exp()
-    label = ibis.cases(*[(col == top, i) for i, col in enumerate(cols)], else_=0)
-    return lt.select(key, label=label.cast("int64"), probability=1.0 / total)
-
-
 def _subsample(x: np.ndarray, size: int, seed: int) -> np.ndarray:
     """At most ``size`` rows of ``x`` (a seeded random subset, in their original order)."""
     if len(x) <= size:
@@ -108,28 +63,59 @@ def _subsample(x: np.ndarray, size: int, seed: int) -> np.ndarray:
     return x[np.sort(rng.choice(len(x), size, replace=False))]
 
 
-class Segmenter(BaseEstimator, ClusterMixin):
-    """Base of the clustering estimators (scikit-learn style: ``__init__`` stores
-    parameters, ``fit`` returns self, fitted attributes end in ``_``).
+class Segmenter(ClusterMixin, BaseEstimator):
+    """Base of the clustering estimators.
+
+    scikit-learn's contract: ``__init__`` stores hyper-parameters and nothing else,
+    ``fit`` validates its input and returns self, fitted attributes end in ``_``,
+    ``predict`` before ``fit`` raises ``sklearn.exceptions.NotFittedError``. The mixin
+    comes first, so ``sklearn.base.is_clusterer`` knows these estimators.
 
     Attributes
     ----------
+    n_features_in_ : int
+        Number of columns seen by ``fit``.
+    feature_names_in_ : numpy.ndarray
+        Their names, when ``fit`` was given a DataFrame with string column names.
     labels_ : numpy.ndarray
         Label of each row of the fitted sample (-1: noise, density methods only).
     params_ : dict
         JSON-ready model parameters stored with a segment version (what
-        :func:`predict_stored` needs to assign customers later).
+        :meth:`labels_from_params` needs to label rows later).
     extra_metrics_ : dict
         Method-specific quality figures reported with the version (inertia, BIC, ...).
     probabilities : bool
         Class attribute: whether :meth:`assign` gives a membership probability (else 1).
+    finds_k : bool
+        Class attribute: whether the method finds the number of segments itself.
     """
 
-    probabilities = False
+    probabilities: ClassVar[bool] = False
+    finds_k: ClassVar[bool] = False
     # declared for type checkers only: set by fit (unfitted estimators do not have them)
+    n_features_in_: int
     labels_: np.ndarray
     params_: dict[str, Any]
     extra_metrics_: dict[str, Any]
+
+    @classmethod
+    def from_config(cls, k: int, cfg: SegmentConfig, random_state: int) -> Self:
+        """The unfitted estimator the segment stage fits for ``k`` segments."""
+        raise NotImplementedError
+
+    @classmethod
+    def labels_from_params(cls, params: dict[str, Any], x: np.ndarray) -> np.ndarray:
+        """Model labels of rows ``x`` (model coordinates) from stored ``params_``, as
+        :meth:`assign` gives them."""
+        raise NotImplementedError
+
+    def _fit_input(self, X: Any) -> np.ndarray:
+        """``X`` checked (2-D, finite, numeric) as float64; records ``n_features_in_``."""
+        return np.asarray(validate_data(self, X, dtype=np.float64))
+
+    def _predict_input(self, X: Any) -> np.ndarray:
+        check_is_fitted(self)
+        return np.asarray(validate_data(self, X, dtype=np.float64, reset=False))
 
     def predict(self, X: Any) -> np.ndarray:
         """Labels of rows ``X`` (model coordinates), as :meth:`assign` gives them.
@@ -143,10 +129,13 @@ class Segmenter(BaseEstimator, ClusterMixin):
         -------
         numpy.ndarray
             One label per row.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            Before ``fit``.
         """
-        if not hasattr(self, "labels_"):
-            raise ValueError(f"{type(self).__name__} is not fitted yet")
-        return self._predict(np.asarray(X, dtype=float))
+        return self._predict(self._predict_input(X))
 
     def _predict(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -172,31 +161,63 @@ class Segmenter(BaseEstimator, ClusterMixin):
 class CentroidSegmenter(Segmenter):
     """Shared by methods whose customers go to the nearest centre."""
 
+    cluster_centers_: np.ndarray
+
+    @classmethod
+    def labels_from_params(cls, params: dict[str, Any], x: np.ndarray) -> np.ndarray:
+        return _centroid_labels(x, np.asarray(params["centroids"], dtype=float))
+
     def _predict(self, x: np.ndarray) -> np.ndarray:
         return _centroid_labels(x, self.cluster_centers_)
 
     def assign(self, t: ir.Table, transform: Transform) -> ir.Table:
-        return _centroid_assign(t, transform, self.cluster_centers_)
+        check_is_fitted(self)
+        return centroid_assign(t, transform, self.cluster_centers_)
 
 
 class KMeansSegmenter(CentroidSegmenter):
-    """KMeans (MiniBatchKMeans above ``minibatch_above`` rows)."""
+    """KMeans (MiniBatchKMeans above ``minibatch_above`` rows).
+
+    Parameters
+    ----------
+    n_clusters : int
+        Number of segments.
+    random_state : int
+        Seed of the initializations.
+    minibatch_above : int
+        Fit MiniBatchKMeans when there are more rows than this.
+    n_init : int
+        KMeans initializations (the fit with the lowest inertia is kept).
+    minibatch_n_init : int
+        MiniBatchKMeans initializations.
+    batch_size : int
+        MiniBatchKMeans rows per batch.
+    """
 
     def __init__(self, n_clusters: int = 8, random_state: int = 0,
-                 minibatch_above: int = 50_000) -> None:
+                 minibatch_above: int = 50_000, n_init: int = 4, minibatch_n_init: int = 3,
+                 batch_size: int = 4096) -> None:
         self.n_clusters = n_clusters
         self.random_state = random_state
         self.minibatch_above = minibatch_above
+        self.n_init = n_init
+        self.minibatch_n_init = minibatch_n_init
+        self.batch_size = batch_size
 
-    def fit(self, X: Any, y: Any = None) -> KMeansSegmenter:
-        x = np.asarray(X, dtype=float)
+    @classmethod
+    def from_config(cls, k: int, cfg: SegmentConfig, random_state: int) -> Self:
+        return cls(k, random_state, cfg.minibatch_above)
+
+    def fit(self, X: Any, y: Any = None) -> Self:
+        x = self._fit_input(X)
         if len(x) > self.minibatch_above:
             model: Any = MiniBatchKMeans(n_clusters=self.n_clusters,
-                                         random_state=self.random_state, n_init=3,
-                                         batch_size=4096).fit(x)
+                                         random_state=self.random_state,
+                                         n_init=self.minibatch_n_init,
+                                         batch_size=self.batch_size).fit(x)
         else:
             model = KMeans(n_clusters=self.n_clusters, random_state=self.random_state,
-                           n_init=4).fit(x)
+                           n_init=self.n_init).fit(x)
         self.cluster_centers_ = model.cluster_centers_
         self.labels_ = model.predict(x)
         self.inertia_ = float(model.inertia_)
@@ -208,7 +229,17 @@ class KMeansSegmenter(CentroidSegmenter):
 class AgglomerativeSegmenter(CentroidSegmenter):
     """Ward agglomerative clustering on at most ``max_fit`` customers (it needs O(n^2)
     memory); everyone goes to the nearest cluster mean. Keeps the last merges of the
-    dendrogram for the report."""
+    dendrogram for the report.
+
+    Parameters
+    ----------
+    n_clusters : int
+        Number of segments.
+    random_state : int
+        Seed of the subsample (when there are more than ``max_fit`` rows).
+    max_fit : int
+        Rows the tree is built on at most.
+    """
 
     def __init__(self, n_clusters: int = 8, random_state: int = 0,
                  max_fit: int = AGGLOMERATIVE_MAX) -> None:
@@ -216,8 +247,12 @@ class AgglomerativeSegmenter(CentroidSegmenter):
         self.random_state = random_state
         self.max_fit = max_fit
 
-    def fit(self, X: Any, y: Any = None) -> AgglomerativeSegmenter:
-        x = np.asarray(X, dtype=float)
+    @classmethod
+    def from_config(cls, k: int, cfg: SegmentConfig, random_state: int) -> Self:
+        return cls(k, random_state)
+
+    def fit(self, X: Any, y: Any = None) -> Self:
+        x = self._fit_input(X)
         sub = _subsample(x, self.max_fit, self.random_state)
         k = self.n_clusters
         model = AgglomerativeClustering(n_clusters=k, linkage="ward").fit(sub)
@@ -235,25 +270,56 @@ class AgglomerativeSegmenter(CentroidSegmenter):
 
 class GaussianMixtureSegmenter(Segmenter):
     """Gaussian mixture (full or diagonal covariance); assignment by responsibilities,
-    with the membership probability kept."""
+    with the membership probability kept.
+
+    Parameters
+    ----------
+    n_components : int
+        Number of segments.
+    covariance : {"full", "diag"}
+        Covariance of each component.
+    random_state : int
+        Seed of the initializations.
+    n_init : int
+        Initializations (the fit with the best likelihood is kept).
+    reg_covar : float
+        Added to the diagonal of each covariance (keeps it invertible).
+    """
 
     probabilities = True
 
     def __init__(self, n_components: int = 8, covariance: str = "full",
-                 random_state: int = 0) -> None:
+                 random_state: int = 0, n_init: int = 2, reg_covar: float = 1e-5) -> None:
         self.n_components = n_components
         self.covariance = covariance
         self.random_state = random_state
+        self.n_init = n_init
+        self.reg_covar = reg_covar
 
-    def fit(self, X: Any, y: Any = None) -> GaussianMixtureSegmenter:
-        x = np.asarray(X, dtype=float)
+    @classmethod
+    def from_config(cls, k: int, cfg: SegmentConfig, random_state: int) -> Self:
+        return cls(k, cfg.covariance, random_state)
+
+    @classmethod
+    def labels_from_params(cls, params: dict[str, Any], x: np.ndarray) -> np.ndarray:
+        means = np.asarray(params["means"], dtype=float)
+        chol = np.asarray(params["precisions_cholesky"], dtype=float)
+        logw = np.log(np.asarray(params["weights"], dtype=float))
+        # log N(x | mu_c, Sigma_c) up to the shared constant, plus log pi_c
+        scores = np.stack([
+            -0.5 * (((x - means[c]) @ chol[c]) ** 2).sum(axis=1)
+            + np.log(np.diag(chol[c])).sum() + logw[c] for c in range(len(means))], axis=1)
+        return np.argmax(scores, axis=1)
+
+    def fit(self, X: Any, y: Any = None) -> Self:
         if self.covariance not in ("full", "diag"):
             raise ValueError(f"covariance '{self.covariance}' is not supported; use full or "
                              "diag")
+        x = self._fit_input(X)
         model = GaussianMixture(n_components=self.n_components,
                                 covariance_type=self.covariance,
-                                random_state=self.random_state, n_init=2,
-                                reg_covar=1e-5).fit(x)
+                                random_state=self.random_state, n_init=self.n_init,
+                                reg_covar=self.reg_covar).fit(x)
         self.model_ = model
         if self.covariance == "full":
             self.precisions_cholesky_ = model.precisions_cholesky_
@@ -274,53 +340,60 @@ class GaussianMixtureSegmenter(Segmenter):
         return np.asarray(self.model_.predict(x))
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        return np.asarray(self.model_.predict_proba(np.asarray(X, dtype=float)))
+        """Membership probability of rows ``X`` in each component."""
+        x = self._predict_input(X)
+        return np.asarray(self.model_.predict_proba(x))
 
     def bic(self, X: Any) -> float:
-        return float(self.model_.bic(np.asarray(X, dtype=float)))
+        """Bayesian information criterion of the fit on rows ``X`` (lower is better)."""
+        x = self._predict_input(X)
+        return float(self.model_.bic(x))
 
     def assign(self, t: ir.Table, transform: Transform) -> ir.Table:
-        return _gmm_assign(t, transform, self.means_, self.precisions_cholesky_,
+        check_is_fitted(self)
+        return gaussian_assign(t, transform, self.means_, self.precisions_cholesky_,
                            self.weights_)
 
 
 class DensitySegmenter(Segmenter):
-    """DBSCAN (eps from the k-distance knee) or HDBSCAN on at most ``max_fit`` customers.
+    """Shared by DBSCAN and HDBSCAN, fitted on at most ``max_fit`` customers.
 
     Every customer then goes to the nearest cluster centre when within that cluster's
-    radius (95th percentile of its members' distances to the centre), else to noise (-1).
+    radius (the ``radius_percentile`` of its members' squared distances to the centre),
+    else to noise (-1).
     """
 
-    def __init__(self, method: str = "hdbscan", min_samples: int = 10,
-                 min_cluster_share: float = 0.02, random_state: int = 0,
-                 max_fit: int = DENSITY_MAX) -> None:
-        self.method = method
-        self.min_samples = min_samples
-        self.min_cluster_share = min_cluster_share
-        self.random_state = random_state
-        self.max_fit = max_fit
+    finds_k = True
+    cluster_centers_: np.ndarray
+    radius2_: np.ndarray
 
-    def fit(self, X: Any, y: Any = None) -> DensitySegmenter:
-        x = np.asarray(X, dtype=float)
+    # set by the subclasses' __init__
+    min_samples: int
+    random_state: int
+    max_fit: int
+    radius_percentile: float
+
+    def _cluster(self, sub: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+        """Labels of the fitted rows (-1: noise) and the parameters the method chose."""
+        raise NotImplementedError
+
+    @classmethod
+    def labels_from_params(cls, params: dict[str, Any], x: np.ndarray) -> np.ndarray:
+        return _radius_labels(x, np.asarray(params["centroids"], dtype=float),
+                              np.asarray(params["radius2"], dtype=float))
+
+    def fit(self, X: Any, y: Any = None) -> Self:
+        x = self._fit_input(X)
         sub = _subsample(x, self.max_fit, self.random_state)
         params: dict[str, Any] = {"fitted_on": len(sub), "min_samples": self.min_samples}
-        if self.method == "dbscan":
-            eps = knee_eps(sub, self.min_samples)
-            found = DBSCAN(eps=eps, min_samples=self.min_samples).fit(sub).labels_
-            params["eps"] = eps
-        elif self.method == "hdbscan":
-            size = max(self.min_samples, int(self.min_cluster_share * len(sub)))
-            found = HDBSCAN(min_cluster_size=size, min_samples=self.min_samples,
-                            copy=True).fit(sub).labels_
-            params["min_cluster_size"] = size
-        else:
-            raise ValueError(f"unknown density method '{self.method}'")
+        found, chosen = self._cluster(sub)
+        params.update(chosen)
         ids = sorted(int(c) for c in set(found) - {NOISE})
         if ids:
             self.cluster_centers_ = np.stack([sub[found == c].mean(axis=0) for c in ids])
             self.radius2_ = np.array([
                 np.percentile(((sub[found == c] - self.cluster_centers_[j]) ** 2).sum(axis=1),
-                              95) for j, c in enumerate(ids)])
+                              self.radius_percentile) for j, c in enumerate(ids)])
         else:
             self.cluster_centers_, self.radius2_ = np.zeros((0, x.shape[1])), np.zeros(0)
         params.update(centroids=self.cluster_centers_.tolist(), radius2=self.radius2_.tolist(),
@@ -334,11 +407,109 @@ class DensitySegmenter(Segmenter):
         return _radius_labels(x, self.cluster_centers_, self.radius2_)
 
     def assign(self, t: ir.Table, transform: Transform) -> ir.Table:
-        return _radius_assign(t, transform, self.cluster_centers_, self.radius2_)
+        check_is_fitted(self)
+        return radius_assign(t, transform, self.cluster_centers_, self.radius2_)
 
 
-DENSITY = ("dbscan", "hdbscan")
-CLUSTERING = ("kmeans", "gmm", "agglomerative", *DENSITY)
+class DBSCANSegmenter(DensitySegmenter):
+    """DBSCAN, with eps from the knee of the k-distance curve unless given.
+
+    Parameters
+    ----------
+    min_samples : int
+        Neighbours (the point included) that make a core point.
+    random_state : int
+        Seed of the subsample (when there are more than ``max_fit`` rows).
+    max_fit : int
+        Rows the clusters are found on at most.
+    eps : float, optional
+        Neighbourhood radius; None: the knee of the sorted distances to the
+        ``min_samples``-th neighbour.
+    radius_percentile : float
+        Percentile of its members' distances that bounds a cluster when assigning.
+    """
+
+    def __init__(self, min_samples: int = 10, random_state: int = 0,
+                 max_fit: int = DENSITY_MAX, eps: float | None = None,
+                 radius_percentile: float = 95.0) -> None:
+        self.min_samples = min_samples
+        self.random_state = random_state
+        self.max_fit = max_fit
+        self.eps = eps
+        self.radius_percentile = radius_percentile
+
+    @classmethod
+    def from_config(cls, k: int, cfg: SegmentConfig, random_state: int) -> Self:
+        return cls(min_samples=cfg.min_samples, random_state=random_state)
+
+    def _cluster(self, sub: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+        eps = knee_eps(sub, self.min_samples) if self.eps is None else float(self.eps)
+        return DBSCAN(eps=eps, min_samples=self.min_samples).fit(sub).labels_, {"eps": eps}
+
+
+class HDBSCANSegmenter(DensitySegmenter):
+    """HDBSCAN, its smallest cluster a share of the customers.
+
+    Parameters
+    ----------
+    min_samples : int
+        Neighbours that make a core point.
+    min_cluster_share : float
+        Smallest cluster, as a share of the fitted rows (at least ``min_samples``).
+    random_state : int
+        Seed of the subsample (when there are more than ``max_fit`` rows).
+    max_fit : int
+        Rows the clusters are found on at most.
+    radius_percentile : float
+        Percentile of its members' distances that bounds a cluster when assigning.
+    """
+
+    def __init__(self, min_samples: int = 10, min_cluster_share: float = 0.02,
+                 random_state: int = 0, max_fit: int = DENSITY_MAX,
+                 radius_percentile: float = 95.0) -> None:
+        self.min_samples = min_samples
+        self.min_cluster_share = min_cluster_share
+        self.random_state = random_state
+        self.max_fit = max_fit
+        self.radius_percentile = radius_percentile
+
+    @classmethod
+    def from_config(cls, k: int, cfg: SegmentConfig, random_state: int) -> Self:
+        return cls(min_samples=cfg.min_samples, min_cluster_share=cfg.min_cluster_share,
+                   random_state=random_state)
+
+    def _cluster(self, sub: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+        size = max(self.min_samples, int(self.min_cluster_share * len(sub)))
+        found = HDBSCAN(min_cluster_size=size, min_samples=self.min_samples,
+                        copy=True).fit(sub).labels_
+        return found, {"min_cluster_size": size}
+
+
+# the clustering methods by name (the names stored with each version); RFM rules are
+# no estimator (see run.py)
+SEGMENTERS: dict[str, type[Segmenter]] = {
+    "kmeans": KMeansSegmenter,
+    "gmm": GaussianMixtureSegmenter,
+    "agglomerative": AgglomerativeSegmenter,
+    "dbscan": DBSCANSegmenter,
+    "hdbscan": HDBSCANSegmenter,
+}
+DENSITY = tuple(name for name, cls in SEGMENTERS.items() if cls.finds_k)
+
+
+def segmenter_class(method: str) -> type[Segmenter]:
+    """The estimator class of a clustering method.
+
+    Raises
+    ------
+    ValueError
+        For a method that is not a clustering method (such as ``rfm``).
+    """
+    try:
+        return SEGMENTERS[method]
+    except KeyError:
+        raise ValueError(f"'{method}' is not a clustering method; use one of "
+                         f"{', '.join(SEGMENTERS)}") from None
 
 
 def make_segmenter(method: str, k: int, cfg: SegmentConfig, random_state: int
@@ -348,7 +519,7 @@ def make_segmenter(method: str, k: int, cfg: SegmentConfig, random_state: int
     Parameters
     ----------
     method : str
-        One of ``kmeans``, ``gmm``, ``agglomerative``, ``dbscan``, ``hdbscan``.
+        A name in :data:`SEGMENTERS`.
     k : int
         Number of segments; ignored by the density methods, which find it themselves.
     cfg : SegmentConfig
@@ -368,17 +539,7 @@ def make_segmenter(method: str, k: int, cfg: SegmentConfig, random_state: int
     ValueError
         For a method that is not a clustering method (such as ``rfm``).
     """
-    if method == "kmeans":
-        return KMeansSegmenter(k, random_state, cfg.minibatch_above)
-    if method == "gmm":
-        return GaussianMixtureSegmenter(k, cfg.covariance, random_state)
-    if method == "agglomerative":
-        return AgglomerativeSegmenter(k, random_state)
-    if method in DENSITY:
-        return DensitySegmenter(method, cfg.min_samples, cfg.min_cluster_share,
-                                random_state)
-    raise ValueError(f"'{method}' is not a clustering method; use one of "
-                     f"{', '.join(CLUSTERING)}")
+    return segmenter_class(method).from_config(k, cfg, random_state)
 
 
 def sizes(labels: Sequence[int]) -> dict[int, int]:
@@ -390,21 +551,9 @@ def predict_stored(method: str, params: dict[str, Any], x: np.ndarray) -> np.nda
     """Model labels of rows ``x`` (model coordinates) from a version's stored parameters,
     as the engine assignment gives them; used for online assignment. RFM rules have no
     coordinates: ValueError."""
-    if method in ("kmeans", "agglomerative"):
-        return _centroid_labels(x, np.asarray(params["centroids"], dtype=float))
-    if method in DENSITY:
-        return _radius_labels(x, np.asarray(params["centroids"], dtype=float),
-                              np.asarray(params["radius2"], dtype=float))
-    if method == "gmm":
-        means = np.asarray(params["means"], dtype=float)
-        chol = np.asarray(params["precisions_cholesky"], dtype=float)
-        logw = np.log(np.asarray(params["weights"], dtype=float))
-        # log N(x | mu_c, Sigma_c) up to the shared constant, plus log pi_c
-        scores = np.stack([
-            -0.5 * (((x - means[c]) @ chol[c]) ** 2).sum(axis=1)
-            + np.log(np.diag(chol[c])).sum() + logw[c] for c in range(len(means))], axis=1)
-        return np.argmax(scores, axis=1)
-    raise ValueError(f"segments of method '{method}' cannot be assigned online")
+    if method not in SEGMENTERS:
+        raise ValueError(f"segments of method '{method}' cannot be assigned online")
+    return SEGMENTERS[method].labels_from_params(params, x)
 
 
 def stored_segments(method: str, model: dict[str, Any], x: np.ndarray) -> np.ndarray:

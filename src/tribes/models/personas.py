@@ -23,7 +23,7 @@ from tribes.features.definitions import definition
 from tribes.models.naming import name_segments
 from tribes.prep.sessions import mark_session_starts, number_sessions
 from tribes.store.keyed import keyed_events
-from tribes.store.segments import active_version, get_run, members
+from tribes.store.segments import active_version, get_run, members, require_version
 from tribes.store.tables import PERSONA_OVERRIDES, PERSONAS
 
 SKIP = {"customer_key", "known", "as_of", "r_score", "f_score", "m_score"}
@@ -241,10 +241,7 @@ def describe(name: str, size: int, share: float, stats: dict[str, Any],
 def build_personas(engine: Engine, version: int | None = None, *,
                    session_timeout_s: float = 1800.0) -> list[dict[str, Any]]:
     """Compute the personas of ``version`` (default: the active one) and store them."""
-    v = active_version(engine) if version is None else version
-    if v is None:
-        raise InputError("no segment version yet; create one with: tribes segment",
-                         code="E_NO_SEGMENTS")
+    v = require_version(engine, version)
     if not engine.has_table("customer_features"):
         raise InputError("no customer features; run: tribes features", code="E_NO_FEATURES")
     get_run(engine, v)  # a clear error for an unknown version

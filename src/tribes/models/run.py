@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -27,18 +25,13 @@ from tribes.features.run import TABLE as FEATURES_TABLE
 from tribes.features.run import last_features
 from tribes.models import METHODS
 from tribes.models.assign import relabel
+from tribes.models.matching import stable_ids
 from tribes.models.methods import DENSITY, Segmenter, make_segmenter
 from tribes.models.selection import KSelection, fit_best, select_k, stratified_sample
 from tribes.models.stability import Stability, bootstrap_stability
 from tribes.stats.drift import profile
 from tribes.stats.scaling import Transform, fit_transform
-from tribes.store.segments import activate as activate_version
-from tribes.store.segments import (
-    active_version,
-    match_segment_ids,
-    next_version,
-)
-from tribes.store.tables import SEGMENT_ASSIGNMENTS, SEGMENT_RUNS
+from tribes.store.segments import NewVersion, store_version
 from tribes.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -394,6 +387,8 @@ def _store(engine: Engine, assigned: ir.Table, *, method: str, k: int, feats: li
            names: dict[int, str] | None = None,
            stats: dict[str, Any] | None = None, fitted_on: int | None = None,
            activate: bool = True) -> SegmentReport:
+    """Number the new segments (ids carried over from the active version) and store the
+    version (:func:`tribes.store.segments.store_version`)."""
     # groups of one size are numbered by their members' values, never by their keys
     f = engine.table(FEATURES_TABLE)
     marks = f.select(m_key="customer_key", mark=fingerprint(f, feats))
@@ -402,21 +397,7 @@ def _store(engine: Engine, assigned: ir.Table, *, method: str, k: int, feats: li
         n=marked.count(), first=marked.mark.min()))
     new_sizes = {int(r.label): int(r.n) for r in sizes_df.itertuples()}
     first_key = {int(r.label): str(r.first) for r in sizes_df.itertuples()}
-    parent = active_version(engine)
-    overlap = pd.DataFrame()
-    old_sizes: dict[int, int] = {}
-    sa = engine.table("segment_assignments")
-    if parent is not None:
-        old = sa.filter(sa.version == parent)
-        j = assigned.join(old, assigned.customer_key == old.customer_key)
-        df = engine.execute(j.group_by(["label", "segment_id"]).aggregate(n=j.count()))
-        if not df.empty:
-            overlap = df.pivot(index="label", columns="segment_id", values="n").fillna(0)
-        od = engine.execute(old.group_by("segment_id").aggregate(n=old.count()))
-        old_sizes = {int(r.segment_id): int(r.n) for r in od.itertuples()}
-    top = engine.scalar(sa.segment_id.max())
-    next_id = 0 if top is None or pd.isna(top) else int(top) + 1
-    mapping = match_segment_ids(overlap, new_sizes, old_sizes, next_id, first_key)
+    mapping, parent = stable_ids(engine, assigned, new_sizes, first_key)
     metrics = _relabel_metrics(metrics, mapping)
 
     def name_of(lab: int) -> str:
@@ -427,33 +408,21 @@ def _store(engine: Engine, assigned: ir.Table, *, method: str, k: int, feats: li
     segments: list[dict[str, Any]] = [
         {"segment_id": mapping[lab], "size": size, "share": size / n, "name": name_of(lab)}
         for lab, size in sorted(new_sizes.items(), key=lambda kv: -kv[1])]
-    version = next_version(engine)
     features_run = last_features(engine)
     snapshot = {"n_customers": n, "fitted_on": fitted_on, "feature_stats": stats or {},
                 "features_run": features_run["run_id"] if features_run else None,
                 "as_of": (features_run or {}).get("report", {}).get("as_of"),
                 "held": not activate}
-    with engine.transaction():
-        rows = assigned.select(
-            version=ibis.literal(version, type="int64"), customer_key=assigned.customer_key,
-            segment_id=relabel(assigned.label, mapping),
-            probability=assigned.probability.cast("float64"))
-        engine.insert("segment_assignments", rows.cast(SEGMENT_ASSIGNMENTS))
-        run = {
-            "version": version, "created_at": datetime.now(UTC), "method": method, "k": k,
-            "params": json.dumps({**cfg.model_dump(), "features": segment_features(cfg.features)}),
-            "features": json.dumps(feats),
-            "transform": json.dumps(transform), "model": json.dumps(
-                {**model, "labels_to_segments": {str(a): b for a, b in mapping.items()}}),
-            "metrics": json.dumps(metrics), "snapshot": json.dumps(snapshot),
-            "segments": json.dumps(segments), "parent_version": parent,
-        }
-        engine.insert("segment_runs", ibis.memtable(pd.DataFrame([run])).cast(SEGMENT_RUNS))
-        if activate:
-            activate_version(engine, version, action="create")
-        engine.audit("segment", target=f"version {version}", rows=n,
-                     detail={"method": method, "k": k, "parent_version": parent,
-                             "held": not activate})
+    new = NewVersion(
+        method=method, k=k,
+        params={**cfg.model_dump(), "features": segment_features(cfg.features)},
+        features=feats, transform=transform,
+        model={**model, "labels_to_segments": {str(a): b for a, b in mapping.items()}},
+        metrics=metrics, snapshot=snapshot, segments=segments, parent_version=parent,
+        n_customers=n)
+    version = store_version(engine, new, assigned.select(
+        "customer_key", segment_id=relabel(assigned.label, mapping),
+        probability="probability"), make_active=activate)
     log.info("segment version %d: %s k=%d", version, method, k)
     return SegmentReport(version=version, method=method, k=k, n_customers=n, features=feats,
                          metrics=metrics, segments=segments, parent_version=parent,

@@ -18,8 +18,7 @@ import numpy as np
 
 from tribes.engine import Engine
 from tribes.engine.functions import md5_hex
-from tribes.errors import InputError
-from tribes.store.segments import active_version, members
+from tribes.store.segments import members, require_version
 
 PER_SEGMENT = 5000
 ALPHA = 0.05
@@ -72,10 +71,7 @@ def continuous_test(groups: list[np.ndarray]) -> dict[str, Any]:
 def validate_segments(engine: Engine, *, churn_days: int = 60,
                       version: int | None = None) -> dict[str, Any]:
     """KPIs per segment of the active version, a test per KPI and a verdict."""
-    v = active_version(engine) if version is None else version
-    if v is None:
-        raise InputError("no segment version yet; create one with: tribes segment",
-                         code="E_NO_SEGMENTS")
+    v = require_version(engine, version)
     f = engine.table("customer_features")
     a = members(engine, v)
     j = f.join(a, f.customer_key == a.a_key)

@@ -32,7 +32,7 @@ from tribes.monitor import spc
 from tribes.stats.drift import FeatureDrift, ShareShift, feature_drift, share_shift
 from tribes.stats.scaling import Transform
 from tribes.store.runs import events_fingerprint, new_run_id, record_run
-from tribes.store.segments import active_version, get_run, segment_names
+from tribes.store.segments import get_run, require_version, segment_names
 from tribes.workspace import Workspace
 
 STAGE = "monitor"
@@ -138,10 +138,7 @@ def run_monitor(ws: Workspace, engine: Engine, *, record: bool = True,
     started = time.perf_counter()
     started_at = datetime.now(UTC)
     cfg = ws.config.monitor
-    version = active_version(engine)
-    if version is None:
-        raise InputError("no active segment version to monitor; build one with: "
-                         "tribes segment", code="E_NO_VERSION")
+    version = require_version(engine, purpose="to monitor")
     if not engine.has_table(FEATURES_TABLE):
         raise InputError("no customer features yet; build them with: tribes features",
                          code="E_NO_FEATURES")

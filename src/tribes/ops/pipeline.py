@@ -25,6 +25,7 @@ from tribes.config import SegmentConfig
 from tribes.engine import Engine
 from tribes.errors import InputError
 from tribes.features.run import features_params, last_features, run_features
+from tribes.models.methods import DENSITY
 from tribes.models.run import run_segmentation
 from tribes.models.validate import validate_segments
 from tribes.monitor.run import run_monitor
@@ -33,7 +34,7 @@ from tribes.settings import RunSettings
 from tribes.store.cohorts import list_cohorts
 from tribes.store.identity_rules import list_rules
 from tribes.store.runs import events_fingerprint, is_current, new_run_id, record_run
-from tribes.store.segments import activate, active_version, diff, get_run
+from tribes.store.segments import activate, active_version, diff, get_run, versions_built_from
 from tribes.workspace import Workspace
 
 STAGE = "pipeline"
@@ -172,10 +173,7 @@ def _resegment(ws: Workspace, engine: Engine, rep: PipelineReport, active: int |
     feats_run = last_features(engine)
     feats_id = (feats_run or {}).get("run_id")
     # the newest version built from these features (held or not): nothing new to learn
-    runs = engine.execute(engine.table("segment_runs").select("version", "snapshot")
-                          .order_by("version"))
-    built = [int(v) for v, snap in zip(runs["version"], runs["snapshot"], strict=True)
-             if json.loads(snap or "{}").get("features_run") == feats_id]
+    built = versions_built_from(engine, feats_id)
     if built:
         rep.steps["segment"] = (f"skipped: version {built[-1]} was built from "
                                 "these features")
@@ -188,7 +186,7 @@ def _resegment(ws: Workspace, engine: Engine, rep: PipelineReport, active: int |
     else:
         run = get_run(engine, active)
         say(f"segment (like version {active}: {run['method']}, k = {run['k']})")
-        k = None if run["method"] in ("dbscan", "hdbscan") else run["k"]
+        k = None if run["method"] in DENSITY else run["k"]
         rep.segment = run_segmentation(
             ws, engine, method=run["method"], k=k, features=list(run["features"] or []),
             cfg=_segment_cfg(ws, run), activate=False,

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from tribes.errors import InputError
+from tribes.errors import InputError, NoSegmentVersionError
 from tribes.privacy import audit
 from tribes.privacy.pseudonymize import pseudonym
 from tribes.store.customer import clean_ident
@@ -121,8 +121,7 @@ class SegmentIndex:
         a = self._segments.get(key)
         if a is None:
             if self._version is None:
-                raise InputError("no segment version yet; create one with: tribes segment",
-                                 code="E_NO_SEGMENTS")
+                raise NoSegmentVersionError()
             raise InputError(f"customer '{ident}' is in no segment of version "
                              f"{self._version} (not analyzed: consent, or new since)",
                              code="E_NOT_FOUND")

@@ -187,10 +187,7 @@ class Service:
         from tribes.models.personas import stored_personas
 
         with open_engine(self.ws) as engine:
-            version = store.active_version(engine)
-            if version is None:
-                raise InputError("no segment version yet; create one with: tribes segment",
-                                 code="E_NO_SEGMENTS")
+            version = store.require_version(engine)
             run = store.get_run(engine, version)
             personas = {p["segment_id"]: p for p in stored_personas(engine, version)}
         segs = [{"segment_id": s["segment_id"], "name": personas.get(s["segment_id"], s)

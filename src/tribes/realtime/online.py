@@ -16,10 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from tribes.models import CLUSTERING
 from tribes.realtime.reference import Reference
 
 DAY = 86_400.0
-ONLINE_METHODS = ("kmeans", "agglomerative", "gmm", "dbscan", "hdbscan")
+ONLINE_METHODS = CLUSTERING  # every clustering method assigns from its stored parameters
 
 
 _STATE = ("ne", "ns", "first", "last", "no", "nm", "nd", "sb", "sl", "ss", "ncs", "sc",

@@ -131,7 +131,7 @@ def load(ws: Workspace, *, wait_s: float = 60.0) -> Reference:
 
 def _load(ws: Workspace) -> Reference:
     from tribes.models.clv.run import last_fit
-    from tribes.store.segments import active_version, get_run
+    from tribes.store.segments import active_version, get_run, members
 
     started = time.perf_counter()
     ref = Reference(consent_mode=RunSettings.resolve(ws.config).consent_mode,
@@ -161,10 +161,8 @@ def _load(ws: Workspace) -> Reference:
                 ref.personas[int(r.segment_id)] = Persona(
                     int(r.segment_id), str(r.name), str(r.action or ""),
                     str(r.campaign or ""), str(r.description or ""))
-            a = engine.table("segment_assignments")
-            seg = engine.execute(a.filter(a.version == version)
-                                 .select("customer_key", "segment_id"))
-            ref.batch_segment = dict(zip(seg["customer_key"].astype(str),
+            seg = engine.execute(members(engine, version))
+            ref.batch_segment = dict(zip(seg["a_key"].astype(str),
                                          seg["segment_id"].astype(int), strict=True))
             snapshot = run.get("snapshot") or {}
             ref.as_of = _epoch(snapshot.get("as_of"))

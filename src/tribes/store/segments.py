@@ -1,12 +1,18 @@
 """The versioned segment store: runs, assignments and which version is active.
 
-Versions are never changed after they are written; activating one appends a row to
-``segment_activations`` and the newest row names the active version.
+This module owns the tables ``segment_runs``, ``segment_assignments`` and
+``segment_activations``: every read and write of them goes through it. Versions are
+never changed after they are written (:func:`store_version`); activating one appends a
+row to ``segment_activations`` and the newest row names the active version. How segment
+ids carry over from one version to the next is a modelling choice, made in
+``tribes.models.matching``; this module only answers the questions it asks
+(:func:`overlap_with`, :func:`next_segment_id`).
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,13 +22,10 @@ import numpy as np
 import pandas as pd
 
 from tribes.engine import Engine
-from tribes.errors import InputError
-from tribes.store.tables import SEGMENT_ACTIVATIONS
+from tribes.errors import InputError, NoSegmentVersionError
+from tribes.store.tables import SEGMENT_ACTIVATIONS, SEGMENT_ASSIGNMENTS, SEGMENT_RUNS
 
 JSON_COLUMNS = ("params", "features", "transform", "model", "metrics", "snapshot", "segments")
-# member overlap (Jaccard) above which a new segment is "the same group" as an old one
-SAME_GROUP = 0.5
-NOISE = -1
 
 
 def active_version(engine: Engine) -> int | None:
@@ -34,6 +37,147 @@ def active_version(engine: Engine) -> int | None:
 def next_version(engine: Engine) -> int:
     v = engine.scalar(engine.table("segment_runs").version.max())
     return 1 if v is None or pd.isna(v) else int(v) + 1
+
+
+def require_version(engine: Engine, version: int | None = None, *, purpose: str = ""
+                    ) -> int:
+    """``version`` when given, else the active version.
+
+    Parameters
+    ----------
+    engine : Engine
+        The workspace's engine.
+    version : int, optional
+        A version the caller asked for (returned as is; :func:`get_run` checks it exists).
+    purpose : str
+        What the version is needed for, for the message ("to monitor").
+
+    Returns
+    -------
+    int
+        The version to read.
+
+    Raises
+    ------
+    NoSegmentVersionError
+        ``E_NO_SEGMENTS``: no version was given and none is active (there is none yet,
+        or every version is held for review; the message says which and what to run).
+    """
+    v = active_version(engine) if version is None else version
+    if v is None:
+        held = engine.execute(engine.table("segment_runs").select("version")
+                              .order_by("version"))["version"]
+        raise NoSegmentVersionError(purpose, held=[int(h) for h in held])
+    return v
+
+
+@dataclass(frozen=True)
+class NewVersion:
+    """What a segmentation stores as one row of ``segment_runs`` (the JSON parts as
+    plain values; :func:`store_version` writes them as text)."""
+
+    method: str
+    k: int
+    params: dict[str, Any]  # the segment configuration it was built with
+    features: list[str]
+    transform: dict[str, Any]
+    model: dict[str, Any]  # the model's parameters, with its labels -> segment ids
+    metrics: dict[str, Any]
+    snapshot: dict[str, Any]  # the data it was fitted on (sizes, feature profiles)
+    segments: list[dict[str, Any]]
+    parent_version: int | None
+    n_customers: int
+
+
+def store_version(engine: Engine, new: NewVersion, assignments: ir.Table, *,
+                  make_active: bool = True) -> int:
+    """Write a new segment version: its run, every customer's segment, and (unless held
+    for review) its activation, in one transaction with its audit record.
+
+    Parameters
+    ----------
+    engine : Engine
+        The workspace's engine.
+    new : NewVersion
+        The version's run: method, parameters, metrics, segments.
+    assignments : ibis.expr.types.Table
+        ``customer_key``, ``segment_id`` (the stable ids) and ``probability``.
+    make_active : bool
+        Make the new version the active one; False: stored, held for review.
+
+    Returns
+    -------
+    int
+        The new version's number.
+    """
+    with engine.transaction():
+        version = next_version(engine)
+        rows = assignments.select(
+            version=ibis.literal(version, type="int64"),
+            customer_key=assignments.customer_key, segment_id=assignments.segment_id,
+            probability=assignments.probability.cast("float64"))
+        engine.insert("segment_assignments", rows.cast(SEGMENT_ASSIGNMENTS))
+        run = {
+            "version": version, "created_at": datetime.now(UTC), "method": new.method,
+            "k": new.k, "params": json.dumps(new.params), "features": json.dumps(new.features),
+            "transform": json.dumps(new.transform), "model": json.dumps(new.model),
+            "metrics": json.dumps(new.metrics), "snapshot": json.dumps(new.snapshot),
+            "segments": json.dumps(new.segments), "parent_version": new.parent_version,
+        }
+        engine.insert("segment_runs", ibis.memtable(pd.DataFrame([run])).cast(SEGMENT_RUNS))
+        if make_active:
+            activate(engine, version, action="create")
+        engine.audit("segment", target=f"version {version}", rows=new.n_customers,
+                     detail={"method": new.method, "k": new.k,
+                             "parent_version": new.parent_version,
+                             "held": not make_active})
+    return version
+
+
+def overlap_with(engine: Engine, labels: ir.Table, version: int
+                 ) -> tuple[pd.DataFrame, dict[int, int]]:
+    """How new model labels overlap the segments of a stored version.
+
+    Parameters
+    ----------
+    engine : Engine
+        The workspace's engine.
+    labels : ibis.expr.types.Table
+        ``customer_key`` and ``label`` (a model's labels).
+    version : int
+        The stored version to compare with.
+
+    Returns
+    -------
+    overlap : pandas.DataFrame
+        Customers per (label: index, segment id of ``version``: columns); empty when no
+        customer is in both.
+    sizes : dict
+        Customers per segment id of ``version``.
+    """
+    sa = engine.table("segment_assignments")
+    old = sa.filter(sa.version == version)
+    j = labels.join(old, labels.customer_key == old.customer_key)
+    df = engine.execute(j.group_by(["label", "segment_id"]).aggregate(n=j.count()))
+    overlap = (pd.DataFrame() if df.empty else
+               df.pivot(index="label", columns="segment_id", values="n").fillna(0))
+    od = engine.execute(old.group_by("segment_id").aggregate(n=old.count()))
+    return overlap, {int(r.segment_id): int(r.n) for r in od.itertuples()}
+
+
+def next_segment_id(engine: Engine) -> int:
+    """The first segment id no version has used (ids are never reused)."""
+    top = engine.scalar(engine.table("segment_assignments").segment_id.max())
+    return 0 if top is None or pd.isna(top) else int(top) + 1
+
+
+def versions_built_from(engine: Engine, features_run: str | None) -> list[int]:
+    """The versions (held or not) fitted on the customer features of ``features_run``
+    (a ``stage_runs`` id of the features stage), oldest first."""
+    runs = engine.execute(engine.table("segment_runs").select("version", "snapshot")
+                          .order_by("version"))
+    return [int(v) for v, snap in zip(runs["version"], runs["snapshot"], strict=True)
+            if json.loads(snap or "{}").get("features_run") == features_run]
 
 
 def get_run(engine: Engine, version: int) -> dict[str, Any]:
@@ -177,49 +321,10 @@ def diff(engine: Engine, a: int, b: int) -> dict[str, Any]:
     }
 
 
-def match_segment_ids(overlap: pd.DataFrame, new_sizes: dict[int, int],
-                      old_sizes: dict[int, int], next_id: int,
-                      tie_key: dict[int, str] | None = None) -> dict[int, int]:
-    """New model labels -> segment ids, keeping the old id of the same group.
-
-    ``overlap``: customers per (new label, old segment id). Labels are paired by the
-    Hungarian method on Jaccard overlap; a pair with Jaccard >= 0.5 keeps the old id, every
-    other label gets a fresh id from ``next_id`` on (largest first; groups of one size by
-    ``tie_key``, e.g. their smallest customer key, so the ids do not depend on the order
-    in which a model numbered its clusters). Noise stays -1.
-    """
-    tie = tie_key or {}
-    labels = sorted(new_sizes, key=lambda lab: (-new_sizes[lab], tie.get(lab, ""), lab))
-    mapping: dict[int, int] = {NOISE: NOISE} if NOISE in new_sizes else {}
-    real = [lab for lab in labels if lab != NOISE]
-    olds = [o for o in old_sizes if o != NOISE]
-    if real and olds and not overlap.empty:
-        jac = np.zeros((len(real), len(olds)))
-        for i, lab in enumerate(real):
-            for j, o in enumerate(olds):
-                inter = (float(overlap.at[lab, o])  # type: ignore[arg-type]
-                         if lab in overlap.index and o in overlap.columns else 0.0)
-                jac[i, j] = inter / (new_sizes[lab] + old_sizes[o] - inter)
-        from scipy.optimize import linear_sum_assignment  # slow to import: on use
-
-        rows, cols = linear_sum_assignment(-jac)
-        for i, j in zip(rows, cols, strict=True):
-            if jac[i, j] >= SAME_GROUP:
-                mapping[real[i]] = olds[j]
-    for lab in real:
-        if lab not in mapping:
-            mapping[lab] = next_id
-            next_id += 1
-    return mapping
-
-
 def active_segments(engine: Engine, version: int | None = None) -> ir.Table:
     """customer_key, segment_id, segment_name, probability, version of the active (or the
     given) version."""
-    v = active_version(engine) if version is None else version
-    if v is None:
-        raise InputError("no segment version yet; create one with: tribes segment",
-                         code="E_EMPTY")
+    v = require_version(engine, version)
     names = {int(s["segment_id"]): s["name"] for s in get_run(engine, v)["segments"]}
     p = engine.table("personas")
     named = engine.execute(p.filter(p.version == v).select("segment_id", "name"))
@@ -234,10 +339,7 @@ def active_segments(engine: Engine, version: int | None = None) -> ir.Table:
 
 def members(engine: Engine, version: int | None = None) -> ir.Table:
     """``a_key, segment_id`` of every customer in a segment version (default: active)."""
-    v = active_version(engine) if version is None else version
-    if v is None:
-        raise InputError("no segment version yet; create one with: tribes segment",
-                         code="E_NO_SEGMENTS")
+    v = require_version(engine, version)
     a = engine.table("segment_assignments")
     return a.filter(a.version == v).select(a_key="customer_key", segment_id="segment_id")
 

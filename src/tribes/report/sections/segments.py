@@ -12,7 +12,7 @@ from tribes.engine.functions import md5_hex
 from tribes.report.context import PALETTE, ReportContext, empty, esc
 from tribes.report.sections import section
 from tribes.stats.scaling import Transform
-from tribes.store.segments import active_version, get_run
+from tribes.store.segments import active_version, get_run, members
 
 MAP_POINTS = 3000  # SVG points: renders everywhere, no WebGL needed
 
@@ -146,9 +146,7 @@ def _map(ctx: ReportContext, run: dict[str, Any], nm: dict[int, str]) -> str:
         return "<p>No feature space to map (rule-based segments).</p>"
     e = ctx.engine
     f = e.table("customer_features")
-    a = e.table("segment_assignments")
-    a = a.filter(a.version == run["version"]).select(a_key="customer_key",
-                                                     segment_id="segment_id")
+    a = members(e, run["version"])
     j = f.join(a, f.customer_key == a.a_key)
     tr = Transform.from_dict(run["transform"])
     df = e.execute(j.order_by(md5_hex(j.customer_key)).limit(MAP_POINTS)
