@@ -126,3 +126,14 @@ def test_the_api_reference_is_current() -> None:
     spec.loader.exec_module(mod)
     assert (DOC.parent / "api-reference.md").read_text(encoding="utf-8") == mod.render()
     assert "(no description)" not in mod.render()
+
+
+def test_a_segment_version_lists_its_customers(example: dict[str, Any]) -> None:
+    ws = tribes.open(example["where"] / "shop")
+    members = ws.segments().to_pandas()
+    assert len(members) == 300 and members.customer_key.is_unique
+    names = dict(zip(example["personas"].segment_id, example["personas"].name, strict=True))
+    assert set(members.segment_name) == set(names.values())
+    sizes = members.groupby("segment_id").size().to_dict()
+    assert sizes == dict(zip(example["personas"].segment_id, example["personas"]["size"],
+                             strict=True))

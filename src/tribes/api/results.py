@@ -29,25 +29,25 @@ class Table:
     """
 
     def __init__(self, ws: _Workspace, name: str, *,
-                 where: Callable[[Any], Any] | None = None, description: str = "") -> None:
+                 query: Callable[[Any], Any] | None = None) -> None:
         self._ws = ws
         self.name = name
-        self._where = where
-        self.description = description
+        self._query = query  # engine -> the table's expression (default: the stored table)
+
+    def _expr(self, engine: Any) -> Any:
+        if self._query is not None:
+            return self._query(engine)
+        if not engine.has_table(self.name):
+            raise InputError(f"the workspace has no table '{self.name}' yet",
+                             code="E_NO_TABLE")
+        return engine.table(self.name)
 
     def _read(self, limit: int | None = None) -> pa.Table:
         from tribes.store.db import open_engine
 
         with open_engine(self._ws, read_only=True) as engine:
-            if not engine.has_table(self.name):
-                raise InputError(f"the workspace has no table '{self.name}' yet",
-                                 code="E_NO_TABLE")
-            t = engine.table(self.name)
-            if self._where is not None:
-                t = t.filter(self._where(t))
-            if limit is not None:
-                t = t.limit(limit)
-            return engine.to_pyarrow(t)
+            t = self._expr(engine)
+            return engine.to_pyarrow(t if limit is None else t.limit(limit))
 
     def to_pyarrow(self) -> pa.Table:
         """The whole table as a ``pyarrow.Table``."""
@@ -79,10 +79,7 @@ class Table:
         from tribes.store.db import open_engine
 
         with open_engine(self._ws, read_only=True) as engine:
-            t = engine.table(self.name)
-            if self._where is not None:
-                t = t.filter(self._where(t))
-            return int(engine.scalar(t.count()))
+            return int(engine.scalar(self._expr(engine).count()))
 
     def __repr__(self) -> str:
         return f"<tribes Table {self.name}>"

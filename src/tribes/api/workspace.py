@@ -70,8 +70,17 @@ class Workspace:
 
     def table(self, name: str) -> Table:
         """A stored table: events, customers, identities, sessions, customer_features,
-        segment_assignments, personas, clv, churn_scores, quarantine, ..."""
+        personas, clv, churn_scores, quarantine, ... (a segment version's customers:
+        :meth:`segments`)."""
         return Table(self._ws, name)
+
+    def segments(self, version: int | None = None) -> Table:
+        """The customers of a segment version (default: the active one): key, segment
+        id and name, probability (``tribes export segments``)."""
+        from tribes.store.segments import active_segments
+
+        return Table(self._ws, "segments" if version is None else f"segments v{version}",
+                     query=lambda engine: active_segments(engine, version))
 
     def status(self) -> Result:
         """What the workspace holds (``tribes status``)."""
@@ -152,8 +161,10 @@ class Workspace:
                 features: list[str] | None = None, k_range: str | None = None,
                 progress: Progress | None = None) -> Result:
         """Segment the customers of the feature table into a new active version
-        (``tribes segment``); ``.to_pandas()`` gives the assignments of that version."""
+        (``tribes segment``); ``.to_pandas()`` gives that version's customers: key,
+        segment id and name, probability."""
         from tribes.models.run import run_segmentation
+        from tribes.store.segments import active_segments
 
         with open_engine(self._ws) as engine:
             report = run_segmentation(self._ws, engine, method=method, k=k,
@@ -161,9 +172,9 @@ class Workspace:
         summary = ({key: v for key, v in report.as_dict().items() if key != "seconds"}
                    | {"seconds": report.seconds})
         version = report.version
-        return Result(summary, table=Table(self._ws, "segment_assignments",
-                                           where=lambda t: t.version == version),
-                      title=f"Segment version {version}", report=report)
+        return Result(summary, title=f"Segment version {version}", report=report,
+                      table=Table(self._ws, f"segments of version {version}",
+                                  query=lambda engine: active_segments(engine, version)))
 
     def personas(self) -> Result:
         """Name the segments of the active version and store them (``tribes
@@ -174,8 +185,13 @@ class Workspace:
         with open_engine(self._ws) as engine:
             ps = build_personas(engine, session_timeout_s=settings.timeout_s)
         version = ps[0]["version"] if ps else None
+
+        def of_version(engine: Any) -> Any:
+            t = engine.table("personas")
+            return t.filter(t.version == version)
+
         return Result({"personas": ps}, title="Personas",
-                      table=Table(self._ws, "personas", where=lambda t: t.version == version))
+                      table=Table(self._ws, "personas", query=of_version))
 
     def report(self, out: str | Path | None = None,
                progress: Progress | None = None) -> Result:
