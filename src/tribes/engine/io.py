@@ -25,12 +25,19 @@ from typing import Any
 import ibis
 import ibis.expr.types as ir
 
-from tribes.engine.backend import Engine
-from tribes.engine.functions import json_member, json_valid
-from tribes.engine.sniff import (
-    SNIFF_BYTES,
+from tribes.engine.base import Engine, TextScan
+from tribes.engine.formats import (
+    FILE_COLUMN,
+    LINE_COLUMN,
+    MAX_RECORD_BYTES,
+    READER_COLUMNS,
+    VALID_COLUMN,
     WHITESPACE,
     Dialect,
+    compression,
+)
+from tribes.engine.sniff import (
+    SNIFF_BYTES,
     chunks,
     column_names,
     read_head,
@@ -39,11 +46,7 @@ from tribes.engine.sniff import (
     sniff_encoding,
 )
 from tribes.engine.textfiles import (
-    FILE_COLUMN,
     TextFile,
-    as_windows_1252_text,
-    check_spark_files,
-    compression,
     even_copy,
     even_line_endings,
     is_encoding_error,
@@ -61,10 +64,6 @@ log = logging.getLogger(__name__)
 __all__ = ["FILE_COLUMN", "SNIFF_BYTES", "WHITESPACE", "ReadResult", "read_csv", "read_jsonl",
            "read_parquet", "read_whitespace", "sniff_delimiter", "sniff_encoding", "spool",
            "staged_text"]
-
-LINE_COLUMN = "_line"  # the text of a JSON line, until its values are extracted
-# the columns a reader adds to the source's own (a source column of such a name is renamed)
-READER_COLUMNS = (FILE_COLUMN, "_valid", LINE_COLUMN)
 
 @dataclass
 class ReadResult:
@@ -121,8 +120,7 @@ def read_csv(
         Directory for copies of files whose line endings are mixed (default: the system's
         temporary directory); :func:`spool` deletes them.
     """
-    if engine.name == "pyspark":
-        check_spark_files(paths)
+    engine.check_files(paths)
     head = read_head(paths[0])
     dialect = sniff_dialect(head, delimiter=delimiter, encoding=encoding, header=header,
                             decimal=decimal)
@@ -165,8 +163,7 @@ def _read_text(engine: Engine, files: list[TextFile], dialect: Dialect, notes: l
             if guessed_utf8 and is_encoding_error(problem):
                 return _as_latin1(engine, files, dialect, notes, scratch, name,
                                   label([f.source for f in files]))
-            if (dialect.encoding == "latin-1" and engine.name == "duckdb"
-                    and "latin-1" in problem.lower()):
+            if dialect.encoding == "latin-1" and engine.refuses_windows_1252(problem):
                 return _as_windows_1252(engine, files, dialect, notes, scratch, name)
             return None
         if guessed_utf8 and bad_encoding is not None:
@@ -213,114 +210,53 @@ def _read_delimited(engine: Engine, files: list[TextFile], dialect: Dialect,
                     ) -> tuple[ReadResult, Callable[[], str | None]]:
     """Delimited files as text columns; also returns a function telling the first record
     (``file:line``) that was not in the dialect's encoding, once the table was scanned."""
-    if engine.name == "pyspark":
-        # Spark cannot skip a file's first lines (a ``sep=;`` line): it reads a copy
-        # without them
+    if not engine.skips_lines:
+        # the backend cannot skip a file's first lines (a ``sep=;`` line): it reads a
+        # copy without them
         files = [replace(f, path=even_copy(f.path, scratch_dir(scratch), skip_first=True),
                          skip=0) if f.skip else f for f in files]
     groups: dict[tuple[tuple[str, ...], str, int], list[TextFile]] = {}
     for f in files:
         key = (f.first if dialect.header else (), compression(f.path), f.skip)
         groups.setdefault(key, []).append(f)
-    parts: list[tuple[ir.Table, str, str, int]] = []
+    scans: list[TextScan] = []
     for i, group in enumerate(groups.values()):
-        part = f"{name}_{i}"
-        rej, scans = f"{part}_rejects", f"{part}_scans"
-        for t in (part, rej, scans):
-            engine.drop_temp(t)
         cols = column_names(list(group[0].first), dialect.header, reserved=READER_COLUMNS)
         _check_columns(cols, group[0].source)
-        if engine.name == "pyspark":
-            from tribes.engine import spark_io
-
-            table = spark_io.read_csv(engine,  # type: ignore[arg-type]
-                                      [f.path for f in group], columns=cols,
-                                      delimiter=dialect.delimiter, encoding=dialect.encoding,
-                                      header=dialect.header, name=part)
-            parts.append((table, rej, scans, -1))
-            continue
-        try:
-            # the layout is known (sniffed or given): DuckDB's own sniffer is not asked,
-            # so a record it could not make sense of is a rejected line, not a failed file
-            table = engine.con.read_csv(
-                [str(f.path) for f in group],
-                table_name=part,
-                columns=dict.fromkeys(cols, "VARCHAR"),
-                header=dialect.header,
-                skip=group[0].skip,
-                delim=dialect.delimiter,
-                quote='"',
-                escape='"',
-                encoding=dialect.encoding,
-                compression=compression(group[0].path),
-                filename=FILE_COLUMN,
-                store_rejects=True,
-                rejects_table=rej,
-                rejects_scan=scans,
-            )
-        except Exception as exc:
-            raise InputError(f"cannot read CSV {group[0].source.name}: {_first_line(exc)}",
-                             code="E_READ") from None
-        # rejects are appended at every scan; only count scans after this point
-        parts.append((table, rej, scans, _max_scan(engine, scans)))
-    tables = [with_sources(p[0], files) for p in parts]
-    if dialect.encoding == "latin-1" and engine.name == "pyspark":
-        tables = [as_windows_1252_text(t, [c for c in t.columns
-                                           if c not in (FILE_COLUMN, "_valid")])
-                  for t in tables]
-    table = _union_by_name(tables)
-    if engine.name == "pyspark":
-        columns = [c for c in table.columns if c not in (FILE_COLUMN, "_valid")]
-        return (ReadResult(table, columns, valid_column="_valid",
+        scans.append(engine.read_csv([f.path for f in group], columns=cols, dialect=dialect,
+                                     skip=group[0].skip, name=f"{name}_{i}"))
+    table = _union_by_name([with_sources(scan.table, files) for scan in scans])
+    found = [scan.rejects for scan in scans if scan.rejects is not None]
+    if len(found) < len(scans):  # the backend keeps what it cannot parse, flagged
+        columns = [c for c in table.columns if c not in (FILE_COLUMN, VALID_COLUMN)]
+        return (ReadResult(table, columns, valid_column=VALID_COLUMN,
                            invalid_message="the record could not be parsed"),
                 lambda: None)
     columns = [c for c in table.columns if c != FILE_COLUMN]
     renamed = sources(files)
     newlines = {str(f.path): f.newline for f in files}
 
-    def rejects(kind: str | None = None) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = []
-        for _, rej, scans, before in parts:
-            if not engine.has_table(rej):
-                continue
-            errors = engine.table(rej)
-            errors = errors.filter(errors.scan_id.cast("int64") > before)
-            if kind is not None:
-                errors = errors.filter(errors.error_type == kind)
-            scanned = engine.table(scans).select("scan_id", "file_id", "file_path")
-            rows = (
-                errors.join(scanned, ["scan_id", "file_id"])
-                .group_by(file="file_path", line="line")
-                .aggregate(error=errors.error_type.min() + ": " + errors.error_message.min(),
-                           pos=errors.line_byte_position.min())
-                .order_by(["file", "line"])
-            )
-            if kind is not None:
-                rows = rows.limit(1)
-            found.extend(engine.execute(rows).to_dict("records"))
-        return found
+    def rejects(encoding: bool = False) -> list[dict[str, Any]]:
+        return [r for scan_rejects in found for r in scan_rejects(encoding)]
 
     settled: list[list[dict[str, Any]]] = []
 
     def malformed() -> list[dict[str, Any]]:
         if not settled:
-            found = rejects()
+            rows = rejects()
             by_file: dict[str, list[dict[str, Any]]] = {}
-            for r in found:
+            for r in rows:
                 by_file.setdefault(r["file"], []).append(r)
-            for path, rows in by_file.items():
-                physical_lines(Path(path), newlines.get(path, "\n"), rows)
-            for r in found:
+            for path, file_rows in by_file.items():
+                physical_lines(Path(path), newlines.get(path, "\n"), file_rows)
+            for r in rows:
                 r.pop("pos", None)
                 r["file"] = renamed.get(r["file"], r["file"])
-                if str(r["error"]).startswith("INVALID ENCODING"):
-                    r["error"] += (" If the file is Latin-1 (Windows-1252), pass "
-                                   "--encoding latin-1.")
-            settled.append(found)
+            settled.append(rows)
         return settled[0]
 
     def bad_encoding() -> str | None:
-        first = rejects("INVALID ENCODING")
+        first = rejects(encoding=True)
         if not first:
             return None
         where = Path(renamed.get(first[0]["file"], first[0]["file"])).name
@@ -336,19 +272,11 @@ def _read_whitespace(engine: Engine, files: list[TextFile], dialect: Dialect,
         raise InputError(f"{files[0].source.name} is empty", code="E_READ")
     columns = column_names(first, dialect.header, reserved=READER_COLUMNS)
     _check_columns(columns, files[0].source)
-    engine.drop_temp(name)
-    lines = _read_lines(engine, [f.path for f in files], encoding=dialect.encoding,
-                        header_line=files[0].line if dialect.header else None, name=name)
-    lines = with_sources(lines, files)
-    if dialect.encoding == "latin-1" and engine.name == "pyspark":
-        lines = as_windows_1252_text(lines, ["line"])
-    lines = lines.filter(lines.line.notnull() & (lines.line.strip() != ""))
-    lines = lines.mutate(_fields=lines.line.strip().re_split(r"\s+")).view()
-    lines = lines.mutate(_valid=lines._fields.length() == len(columns)).view()
-    cols = {c: ibis.cases((lines._valid, lines._fields[i]), else_=ibis.null("string"))
-            for i, c in enumerate(columns)}
-    table = lines.select(FILE_COLUMN, "_valid", **cols)
-    return ReadResult(table, columns, valid_column="_valid",
+    table = engine.read_whitespace([f.path for f in files], columns=columns,
+                                   encoding=dialect.encoding,
+                                   header_line=files[0].line if dialect.header else None,
+                                   name=name)
+    return ReadResult(with_sources(table, files), columns, valid_column=VALID_COLUMN,
                       invalid_message=f"the line does not split into {len(columns)} fields "
                       "separated by blanks")
 
@@ -369,35 +297,12 @@ def _union_by_name(tables: list[ir.Table]) -> ir.Table:
 def read_parquet(engine: Engine, paths: list[Path], *, name: str = "src") -> ReadResult:
     """Read Parquet files, keeping their column types."""
     engine.drop_temp(name)
-    if engine.name == "pyspark":
-        from tribes.engine import spark_io
-
-        table = spark_io.read_parquet(engine, paths, name=name)  # type: ignore[arg-type]
-        columns = [c for c in table.columns if c != FILE_COLUMN]
-        _check_columns(columns, paths[0])
-        return ReadResult(table, columns)
-    try:
-        table = engine.con.read_parquet(
-            [str(p) for p in paths],
-            table_name=name,
-            union_by_name=len(paths) > 1,
-            filename=FILE_COLUMN,
-        )
-    except Exception as exc:
-        raise InputError(
-            f"cannot read Parquet {paths[0].name}: {_first_line(exc)}", code="E_READ"
-        ) from None
+    table = engine.read_parquet(paths, name=name)
     columns = [c for c in table.columns if c != FILE_COLUMN]
     _check_columns(columns, paths[0])
     return ReadResult(table, columns)
 
 
-# a record (one line, one CSV record) may be this long; a longer one is quarantined
-MAX_RECORD_BYTES = 2 * 1024 * 1024  # DuckDB's max_line_size for CSV records
-# a line read whole (JSON Lines) may be this long; a longer one stops the file (E_READ).
-# The engine reads in buffers of twice that (DuckDB's default for its 2 MiB lines; left
-# to itself it takes 16 lines' worth: 1 GiB for a compressed file)
-MAX_LINE_BYTES = 16 * 1024 * 1024
 _KEY_SAMPLE_BYTES = 64 * 1024 * 1024
 
 
@@ -453,8 +358,7 @@ def read_jsonl(engine: Engine, paths: list[Path], *, scratch: Path | None = None
     columns ``empty_keys`` (all null) when no object has a key. ``scratch``: as for
     :func:`read_csv`.
     """
-    if engine.name == "pyspark":
-        check_spark_files(paths)
+    engine.check_files(paths)
     keys, found = jsonl_keys(paths)
     if found and not keys:
         keys = list(empty_keys)
@@ -485,20 +389,7 @@ _LINES = Dialect(WHITESPACE, "utf-8", header=False)
 def _read_jsonl(engine: Engine, files: list[TextFile], keys: dict[str, str],
                 notes: list[str], scratch: Path | None, name: str) -> ReadResult:
     """``keys``: each key read, and the name of its column."""
-    engine.drop_temp(name)
-    lines = _read_lines(engine, [f.path for f in files], encoding="utf-8", header_line=None,
-                        name=name)
-    lines = with_sources(lines, files)
-    text = lines.line
-    lines = lines.filter(text.notnull() & (text.strip() != "")).select(
-        FILE_COLUMN, **{LINE_COLUMN: text})
-    line = lines[LINE_COLUMN]
-    lines = lines.mutate(_valid=json_valid(line) & line.lstrip().startswith("{")
-                         & (line.length() <= MAX_RECORD_BYTES)).view()
-    line = lines[LINE_COLUMN]
-    cols = {n: ibis.cases((lines._valid, json_member(line, k)), else_=ibis.null("string"))
-            for k, n in keys.items()}
-    table = lines.mutate(**cols)
+    table = with_sources(engine.read_jsonl([f.path for f in files], keys, name=name), files)
 
     def after_parse(problem: str | None) -> ReadResult | None:
         again = None if problem is None else even_line_endings(files, _LINES, scratch)
@@ -507,40 +398,11 @@ def _read_jsonl(engine: Engine, files: list[TextFile], keys: dict[str, str],
         more, files2 = again
         return _read_jsonl(engine, files2, keys, [*notes, *more], scratch, name)
 
-    return ReadResult(table, list(keys.values()), valid_column="_valid", notes=list(notes),
+    return ReadResult(table, list(keys.values()), valid_column=VALID_COLUMN, notes=list(notes),
                       invalid_message="the line is not a JSON object, or is longer than "
                       f"{MAX_RECORD_BYTES // 2**20} MiB (a record's limit)",
                       copies=[f.path for f in files if f.copied], after_parse=after_parse,
                       label=label([f.source for f in files]))
-
-
-def _read_lines(engine: Engine, paths: list[Path], *, encoding: str, header_line: str | None,
-                name: str) -> ir.Table:
-    """Text files as one ``line`` column (and ``_file``); the first line of each file is
-    skipped when ``header_line`` is given."""
-    if engine.name == "pyspark":
-        from tribes.engine import spark_io
-
-        return spark_io.read_lines(engine, paths, encoding=encoding,  # type: ignore[arg-type]
-                                   skip_first=header_line, name=name)
-    by_codec: dict[str, list[Path]] = {}
-    for p in paths:
-        by_codec.setdefault(compression(p), []).append(p)
-    tables = []
-    for i, (codec, group) in enumerate(by_codec.items()):
-        table_name = name if len(by_codec) == 1 else f"{name}_{i}"
-        engine.drop_temp(table_name)
-        try:
-            tables.append(engine.con.read_csv(
-                [str(p) for p in group], table_name=table_name, columns={"line": "VARCHAR"},
-                header=header_line is not None, delim="\x1e", quote="", escape="",
-                encoding=encoding, compression=codec, filename=FILE_COLUMN,
-                max_line_size=MAX_LINE_BYTES, buffer_size=2 * MAX_LINE_BYTES,
-            ))
-        except Exception as exc:
-            raise InputError(f"cannot read {group[0].name}: {_first_line(exc)}",
-                             code="E_READ") from None
-    return tables[0] if len(tables) == 1 else ibis.union(*tables)
 
 
 def _check_columns(columns: list[str], path: Path) -> None:
@@ -549,17 +411,6 @@ def _check_columns(columns: list[str], path: Path) -> None:
     dupes = {c for c in columns if columns.count(c) > 1}
     if dupes:
         raise InputError(f"{path.name} repeats column names: {sorted(dupes)}", code="E_READ")
-
-
-def _max_scan(engine: Engine, scans: str) -> int:
-    if not engine.has_table(scans):
-        return -1
-    value = engine.scalar(engine.table(scans).scan_id.max())
-    return -1 if value is None else int(value)
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def spool(engine: Engine, read: ReadResult, path: Path) -> ReadResult:
@@ -603,17 +454,7 @@ def _spool_once(engine: Engine, read: ReadResult, path: Path) -> ReadResult:
     table = read.table
     if LINE_COLUMN in table.columns:
         table = table.drop(LINE_COLUMN)  # JSON Lines: the text, once its values are read
-    if engine.name == "pyspark":
-        from tribes.engine import spark_io
-
-        spooled = spark_io.spool(engine, table, path)  # type: ignore[arg-type]
-        return replace(read, table=spooled)
-    if engine.encrypted:
-        # raw values never go to a plain file: a temporary table spills encrypted
-        return replace(read, table=engine.create_temp("_tribes_spooled", table))
-    engine.con.to_parquet(table, str(path), compression="snappy")
-    spooled = engine.con.read_parquet(str(path), table_name="_tribes_spooled")
-    return replace(read, table=spooled)
+    return replace(read, table=engine.spool(table, path))
 
 
 def _parse_error(read: ReadResult, exc: BaseException) -> str:
@@ -635,22 +476,6 @@ def _parse_error(read: ReadResult, exc: BaseException) -> str:
     else:
         hint = "is it the format its name says? (--format)"
     return f"cannot parse {what}: {text}; {hint}"
-
-
-def write_table(engine: Engine, expr: ir.Table, path: Path, fmt: str) -> int:
-    """Write ``expr`` to ``path`` as ``csv`` or ``parquet``; return the row count."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if fmt not in ("csv", "parquet"):
-        raise InputError(f"unknown format '{fmt}'; use csv or parquet", code="E_FORMAT")
-    if engine.name == "pyspark":
-        from tribes.engine import spark_io
-
-        spark_io.write_table(engine, expr, path, fmt)  # type: ignore[arg-type]
-    elif fmt == "parquet":
-        engine.con.to_parquet(expr, str(path))
-    else:
-        engine.con.to_csv(expr, str(path))
-    return int(engine.scalar(expr.count()))
 
 
 def spool_dir(workspace: Path) -> Path:

@@ -15,15 +15,14 @@ import os
 import re
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tribes.engine.formats import WHITESPACE, Dialect
 from tribes.errors import InputError
 
 SNIFF_BYTES = 256 * 1024
 CHUNK_BYTES = 4 * 1024 * 1024
-WHITESPACE = "whitespace"  # fields separated by runs of spaces or tabs (text exports)
 BOM = "\ufeff"
 
 # what users write -> the engines' name; Latin-1 is read as its superset Windows-1252,
@@ -46,29 +45,6 @@ _POINT_DECIMAL = re.compile(r"[+-]?(\d{1,3}(,\d{3})+|\d+)\.\d+")
 # 1,234 and 1.234: thousands or decimals, depending on the writer's locale
 _GROUPED = re.compile(r"[+-]?\d{1,3}([.,]\d{3})+")
 _CURRENCY = re.compile(r"[\s\u00a0\u202f$€£¥]")
-
-
-@dataclass(frozen=True)
-class Dialect:
-    """How the records of a delimited text file are written."""
-
-    delimiter: str  # one character, or WHITESPACE
-    encoding: str  # utf-8, utf-16 or latin-1
-    header: bool  # the first record holds column names
-    decimal: str = "."  # decimal mark of numbers written as text: "." or ","
-    sniffed: tuple[str, ...] = ()  # the settings above that were guessed
-
-    def describe(self) -> dict[str, Any]:
-        """The settings as the user would pass them, and which were guessed."""
-        delim = {"\t": "tab", WHITESPACE: WHITESPACE}.get(self.delimiter, self.delimiter)
-        return {"delimiter": delim, "encoding": self.encoding, "header": self.header,
-                "decimal": self.decimal, "sniffed": list(self.sniffed)}
-
-    def options(self) -> str:
-        """The settings as command-line flags (for error messages)."""
-        d = self.describe()
-        return (f"--delimiter '{d['delimiter']}' --encoding {self.encoding} "
-                f"{'--header' if self.header else '--no-header'} --decimal '{self.decimal}'")
 
 
 def open_binary(path: Path) -> Any:

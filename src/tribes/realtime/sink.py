@@ -311,7 +311,7 @@ def spool_sealer(ws: Workspace) -> Sealer | None:
     """What seals the spool of an encrypted workspace (None: the spool is plain text)."""
     if not ws.config.engine.encrypted:
         return None
-    from tribes.engine.backend import database_key
+    from tribes.engine import database_key
 
     return Sealer(database_key(ws.path).encode("utf-8"), "stream spool")
 
