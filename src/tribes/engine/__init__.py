@@ -3,7 +3,8 @@
 Nothing outside ``tribes.engine`` imports ``duckdb`` or ``pyspark``. The layout follows
 Ibis': an abstract :class:`Engine` (``base``), one package per backend (``duckdb``,
 ``pyspark``) owning its readers, its quirks and its SQL, and a registry that imports a
-backend when :func:`connect` first opens one. Importing this package imports neither.
+backend when :func:`connect` first opens one. Importing this package loads neither
+backend's engine, nor DuckDB or PySpark themselves.
 """
 
 from tribes.engine.base import Engine, TextScan
@@ -33,8 +34,15 @@ from tribes.engine.functions import (
     trim_spaces,
     try_strptime,
 )
-from tribes.engine.io import ReadResult
 from tribes.engine.registry import BACKENDS, connect
+from tribes.engine.staging import (
+    STAGED_DIR,
+    clear_spool,
+    clear_staging,
+    spool_dir,
+    staged_text,
+    staging_dirs,
+)
 
 __all__ = [
     "BACKENDS",
@@ -46,13 +54,15 @@ __all__ = [
     "MAX_LINE_BYTES",
     "MAX_RECORD_BYTES",
     "READER_COLUMNS",
+    "STAGED_DIR",
     "VALID_COLUMN",
     "WHITESPACE",
     "Dialect",
     "Engine",
-    "ReadResult",
     "TextScan",
     "bucket",
+    "clear_spool",
+    "clear_staging",
     "compression",
     "connect",
     "database_key",
@@ -63,6 +73,9 @@ __all__ = [
     "local_to_utc",
     "md5_hex",
     "micros_between",
+    "spool_dir",
+    "staged_text",
+    "staging_dirs",
     "strip_nul",
     "struct_to_json",
     "trim_spaces",

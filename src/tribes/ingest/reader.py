@@ -1,23 +1,19 @@
-"""Reading source files into Ibis tables and writing tables to files.
+"""Reading a source into an Ibis table, whatever its files turn out to hold.
 
-Readers never fail on a bad row: CSV rows that do not fit the layout and JSON lines that
-do not parse are reported back as *malformed* so ingest can quarantine them. How a text
-file is written (encoding, delimiter, header line, decimal mark) is sniffed by
-``engine.sniff`` unless given. A file whose line endings change part-way (an LF header
-over CRLF rows) is read through a copy with one kind of line ending; the copy lives in
+How a text file is written (encoding, delimiter, header line, decimal mark) is sniffed
+(:mod:`tribes.ingest.sniff`) unless given, and the engine's readers are given that dialect
+(``Engine.read_csv`` and the rest). Readers never fail on a bad row: CSV rows that do not
+fit the layout and JSON lines that do not parse are reported back as *malformed* so
+ingest can quarantine them. When parsing shows the sample was misleading (line endings
+that change part-way, a Latin-1 file that starts in plain ASCII), :func:`spool` reads the
+source again the right way, through a copy (:mod:`tribes.ingest.textfiles`) that lives in
 the caller's scratch directory until the source has been spooled.
 """
 
 from __future__ import annotations
 
-import contextlib
-import itertools
-import json
 import logging
-import os
-import secrets
-import shutil
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -25,8 +21,7 @@ from typing import Any
 import ibis
 import ibis.expr.types as ir
 
-from tribes.engine.base import Engine, TextScan
-from tribes.engine.formats import (
+from tribes.engine import (
     FILE_COLUMN,
     LINE_COLUMN,
     MAX_RECORD_BYTES,
@@ -34,18 +29,13 @@ from tribes.engine.formats import (
     VALID_COLUMN,
     WHITESPACE,
     Dialect,
+    Engine,
+    TextScan,
     compression,
 )
-from tribes.engine.sniff import (
-    SNIFF_BYTES,
-    chunks,
-    column_names,
-    read_head,
-    sniff_delimiter,
-    sniff_dialect,
-    sniff_encoding,
-)
-from tribes.engine.textfiles import (
+from tribes.errors import InputError, TribesError, printable
+from tribes.ingest.sniff import SNIFF_BYTES, column_names, jsonl_keys, read_head, sniff_dialect
+from tribes.ingest.textfiles import (
     TextFile,
     even_copy,
     even_line_endings,
@@ -57,13 +47,11 @@ from tribes.engine.textfiles import (
     sources,
     with_sources,
 )
-from tribes.errors import InputError, TribesError, printable
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FILE_COLUMN", "SNIFF_BYTES", "WHITESPACE", "ReadResult", "read_csv", "read_jsonl",
-           "read_parquet", "read_whitespace", "sniff_delimiter", "sniff_encoding", "spool",
-           "staged_text"]
+__all__ = ["ReadResult", "read_csv", "read_jsonl", "read_parquet", "read_whitespace", "spool"]
+
 
 @dataclass
 class ReadResult:
@@ -111,11 +99,11 @@ def read_csv(
     Parameters
     ----------
     delimiter, encoding, header, decimal
-        Sniffed from the first file when not given (see :func:`engine.sniff.sniff_dialect`).
-        ``"whitespace"``: fields separated by runs of blanks, as in fixed-width text
-        exports. ``header``: whether the first line holds column names (else ``column0``,
-        ``column1``...). ``decimal`` is not applied here: it is reported in the result's
-        dialect for the parsers of numbers.
+        Sniffed from the first file when not given (see
+        :func:`tribes.ingest.sniff.sniff_dialect`). ``"whitespace"``: fields separated by
+        runs of blanks, as in fixed-width text exports. ``header``: whether the first line
+        holds column names (else ``column0``, ``column1``...). ``decimal`` is not applied
+        here: it is reported in the result's dialect for the parsers of numbers.
     scratch
         Directory for copies of files whose line endings are mixed (default: the system's
         temporary directory); :func:`spool` deletes them.
@@ -303,51 +291,6 @@ def read_parquet(engine: Engine, paths: list[Path], *, name: str = "src") -> Rea
     return ReadResult(table, columns)
 
 
-_KEY_SAMPLE_BYTES = 64 * 1024 * 1024
-
-
-def jsonl_keys(paths: list[Path], sample_lines: int = 5000) -> tuple[list[str], bool]:
-    """Top-level keys of the first parseable objects of each file, in first-seen order,
-    and whether any object was found. Lines longer than a record may be are passed
-    over (they are quarantined), however long the first of them is."""
-    keys: dict[str, None] = {}
-    found = False
-    for path in paths:
-        lines = itertools.islice(_lines(path, MAX_RECORD_BYTES, _KEY_SAMPLE_BYTES),
-                                 sample_lines)
-        with contextlib.suppress(InputError):  # a file cut short: ingest says so
-            for raw in lines:
-                try:
-                    obj = json.loads(raw.decode("utf-8", errors="replace").lstrip("\ufeff"))
-                except ValueError:
-                    continue
-                if isinstance(obj, dict):
-                    found = True
-                    keys.update(dict.fromkeys(obj))
-    return list(keys), found
-
-
-def _lines(path: Path, limit: int, budget: int) -> Iterator[bytes]:
-    """The non-blank lines of a (decompressed) file among its first ``budget`` bytes,
-    leaving out those longer than ``limit`` (never held whole in memory)."""
-    carry, skipping, size = b"", False, 0
-    for block in chunks(path):
-        parts = (carry + block).split(b"\n")
-        carry = parts.pop()
-        for part in parts:
-            if skipping:
-                skipping = False  # the end of a line too long to keep
-            elif len(part) <= limit and part.strip():
-                yield part
-        if len(carry) > limit:
-            carry, skipping = b"", True
-        size += len(block)
-        if size > budget:
-            return
-    if carry.strip() and not skipping:
-        yield carry
-
-
 def read_jsonl(engine: Engine, paths: list[Path], *, scratch: Path | None = None,
                name: str = "src", empty_keys: Sequence[str] = ()) -> ReadResult:
     """Read JSON Lines files (plain, gzip or zstd); each top-level key becomes a text column.
@@ -476,73 +419,3 @@ def _parse_error(read: ReadResult, exc: BaseException) -> str:
     else:
         hint = "is it the format its name says? (--format)"
     return f"cannot parse {what}: {text}; {hint}"
-
-
-def spool_dir(workspace: Path) -> Path:
-    return workspace / ".tmp" / "spool"
-
-
-def clear_spool(workspace: Path) -> None:
-    """Delete the spool files and input copies of batches (the caller's, once it ended)."""
-    _empty(spool_dir(workspace), "spool-*")
-
-
-def _empty(folder: Path, pattern: str) -> None:
-    for f in folder.glob(pattern) if folder.is_dir() else []:
-        if f.is_dir():  # Spark writes a directory of parts
-            shutil.rmtree(f, ignore_errors=True)
-        else:
-            f.unlink(missing_ok=True)
-
-
-STAGED_DIR = ".tmp/staged"  # staged_text's files where the system has no memory files
-
-
-def staging_dirs(workspace: Path) -> list[Path]:
-    """Where inputs are staged while a batch runs (raw values: nothing stays there); API
-    batches of earlier versions were staged in ``.tmp/api``."""
-    return [spool_dir(workspace), workspace / STAGED_DIR, workspace / ".tmp" / "api"]
-
-
-def clear_staging(workspace: Path) -> None:
-    """Delete what batches staged (spool files, copies of inputs, API batches, streamed
-    batches being landed: raw values) once they finished or crashed. Call it only when no
-    other batch can be running (holding the database open)."""
-    for d in staging_dirs(workspace):
-        _empty(d, "*")
-    stream = workspace / ".tmp" / "stream"
-    for f in stream.glob("*.mapped.jsonl") if stream.is_dir() else []:
-        f.unlink(missing_ok=True)  # of versions that landed through a file
-
-
-@contextlib.contextmanager
-def staged_text(chunks: Iterable[str], fallback: Path) -> Iterator[Path]:
-    """Text as a file the engines can read, for the duration of the block.
-
-    Where the system allows it (Linux), the file lives in memory only: it never reaches
-    a disk and is gone when the process ends, even when killed. Elsewhere it is a 0600
-    file in ``fallback`` (a staging folder :func:`clear_staging` empties), deleted at the
-    end of the block.
-    """
-    memfd = getattr(os, "memfd_create", None)
-    fd = None
-    if memfd is not None:
-        with contextlib.suppress(OSError):
-            fd = memfd("tribes-staged", 0)
-    if fd is not None:
-        try:
-            with os.fdopen(os.dup(fd), "w", encoding="utf-8") as fh:
-                fh.writelines(chunks)
-            yield Path(f"/proc/{os.getpid()}/fd/{fd}")
-        finally:
-            os.close(fd)
-        return
-    fallback.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = fallback / f"staged-{secrets.token_hex(6)}.txt"
-    try:
-        handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(handle, "w", encoding="utf-8") as fh:
-            fh.writelines(chunks)
-        yield path
-    finally:
-        path.unlink(missing_ok=True)

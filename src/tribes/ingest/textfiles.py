@@ -1,9 +1,10 @@
 """Input text files as the engines read them: what each file starts with, copies of
-those the engines cannot read as they are (line endings that change part-way, Windows-1252
-characters DuckDB's Latin-1 refuses), and the lines of records DuckDB rejected.
+those an engine cannot read as they are (line endings that change part-way, Windows-1252
+characters DuckDB's Latin-1 refuses, a ``sep=`` line Spark cannot skip), and the lines of
+records an engine rejected.
 
-Internal to ``engine.io``; copies are named ``spool-*`` in the caller's scratch directory,
-so ``io.clear_staging`` removes any a crashed batch left behind.
+Internal to ``ingest.reader``; copies are named ``spool-*`` in the caller's scratch
+directory, so ``engine.staging.clear_staging`` removes any a crashed batch left behind.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from typing import Any
 import ibis
 import ibis.expr.types as ir
 
-from tribes.engine.formats import FILE_COLUMN, WHITESPACE, Dialect
-from tribes.engine.sniff import (
+from tribes.engine import FILE_COLUMN, WHITESPACE, Dialect
+from tribes.errors import InputError
+from tribes.ingest.sniff import (
     NEWLINE_NAMES,
     SNIFF_BYTES,
     chunks,
@@ -34,7 +36,6 @@ from tribes.engine.sniff import (
     split_sep_line,
     write_copy,
 )
-from tribes.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -181,8 +182,9 @@ def with_sources(table: ir.Table, files: list[TextFile]) -> ir.Table:
 def physical_lines(path: Path, newline: str, rows: list[dict[str, Any]]) -> None:
     """Set each rejected record's ``line`` to the line of the file it starts on.
 
-    DuckDB numbers records, which run ahead of lines after quoted fields that span
-    several lines; the line is counted from the record's byte offset instead.
+    An engine may number records (DuckDB does), which run ahead of lines after quoted
+    fields that span several lines; the line is counted from the record's byte offset
+    (``pos``) instead.
     """
     term = b"\r" if newline == "\r" else b"\n"
     targets = sorted({int(r["pos"]) for r in rows if r.get("pos") is not None})
