@@ -1,8 +1,11 @@
-"""The package layers are one-way (docs/architecture.md).
+"""The package layers are one-way (docs/architecture.md), and so are the imports between
+the modules of one package.
 
-Every ``tribes`` import is counted, at module level or inside a function, so a cycle
-cannot hide behind a deferred import. A package may import its own modules, packages of
-lower layers, and, inside the stage layer, stages that come earlier in the pipeline.
+Every ``tribes`` import is counted, at module level or inside a function (or under
+``TYPE_CHECKING``), and so is ``importlib.import_module("tribes....")`` with a constant
+name, so a cycle cannot hide behind a deferred import. A package may import its own
+modules, packages of lower layers, and, inside the stage layer, stages that come earlier
+in the pipeline; its modules may not import each other in a circle.
 """
 
 from __future__ import annotations
@@ -61,28 +64,68 @@ def _is_module(root: Path, name: str) -> bool:
     return (root / name).is_dir() or (root / f"{name}.py").exists()
 
 
+def _submodule(root: Path, module: str, name: str) -> str:
+    """``from module import name``: the module ``module.name`` when there is one (a
+    submodule), else ``module`` (``name`` is defined there)."""
+    folder = root.parent.joinpath(*module.split("."))
+    return f"{module}.{name}" if _is_module(folder, name) else module
+
+
+def _import_module_call(node: ast.AST) -> ast.Call | None:
+    """``node`` if it is ``importlib.import_module(...)`` (or ``import_module(...)``)."""
+    if not isinstance(node, ast.Call) or not node.args:
+        return None
+    func = node.func
+    called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+    return node if called == "import_module" else None
+
+
+def _names_a_module(root: Path, text: str) -> bool:
+    """``text`` is the dotted name of a module under ``root`` (``tribes.x.y``)."""
+    parts = text.split(".")
+    if len(parts) < 2 or parts[0] != root.name or not all(p.isidentifier() for p in parts):
+        return False
+    return _is_module(root.parent.joinpath(*parts[:-1]), parts[-1])
+
+
 def imports(root: Path = SRC) -> list[tuple[str, str, int]]:
-    """Every (module, imported tribes module, line) under ``root``, nested imports too."""
+    """Every (module, imported tribes module, line) under ``root``, nested imports too.
+
+    ``import_module("tribes....")`` is an import of that module; a module that calls
+    ``import_module`` with a name computed at run time (a registry of modules by name)
+    imports every module whose dotted name it holds as a string.
+    """
     found = []
     for path in sorted(root.rglob("*.py")):
         module = _module_name(path, root)
         package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        by_name = False
+        for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom):
                 if node.level:
                     base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                    targets = [".".join(base + ([node.module] if node.module else []))]
+                    origin = ".".join(base + ([node.module] if node.module else []))
                 else:
-                    targets = [node.module or ""]
-                if targets == ["tribes"]:  # from tribes import x: x is a module or a name
-                    targets = [f"tribes.{a.name}" if _is_module(root, a.name) else "tribes"
-                               for a in node.names]
+                    origin = node.module or ""
+                # from package import x: x is a module of it, or a name it defines
+                targets = [_submodule(root, origin, a.name) for a in node.names]
+            elif (call := _import_module_call(node)) is not None:
+                arg = call.args[0]
+                if not (isinstance(arg, ast.Constant) and isinstance(arg.value, str)):
+                    by_name = True
+                    continue
+                targets = [arg.value]
             else:
                 continue
             found += [(module, t, node.lineno) for t in targets
                       if t == "tribes" or t.startswith("tribes.")]
+        if by_name:
+            found += [(module, n.value, n.lineno) for n in ast.walk(tree)
+                      if isinstance(n, ast.Constant) and isinstance(n.value, str)
+                      and _names_a_module(root, n.value)]
     return found
 
 
@@ -101,6 +144,47 @@ def violations(found: list[tuple[str, str, int]]) -> list[str]:
         if ld > ls or (ld == ls and (peers or pd_ > ps)):
             bad.append(f"{module}:{line} imports {target} ({src} may not import {dst})")
     return bad
+
+
+def cycles(found: list[tuple[str, str, int]]) -> list[list[str]]:
+    """The import cycles among the modules of each package (its strongly connected
+    components of more than one module, or a module importing itself)."""
+    graph: dict[str, set[str]] = {}
+    for module, target, _ in found:
+        if _package(module) == _package(target) and _package(module) != "tribes":
+            graph.setdefault(module, set()).add(target)
+            graph.setdefault(target, set())
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found_cycles: list[list[str]] = []
+
+    def visit(node: str) -> None:  # Tarjan's algorithm
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(graph[node]):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1 or node in graph[node]:
+                found_cycles.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found_cycles
 
 
 def test_every_package_has_a_layer() -> None:
@@ -125,6 +209,40 @@ def test_the_check_sees_nested_and_relative_imports(tmp_path: Path) -> None:
     found = imports(pkg)
     assert [(m, t) for m, t, _ in found] == [("tribes.engine.io", "tribes.store")] * 2
     assert len(violations(found)) == 2
+
+
+def test_no_import_cycle_inside_a_package() -> None:
+    found = cycles(imports())
+    assert not found, "modules importing each other in a circle:\n" + "\n".join(
+        " <-> ".join(c) for c in found)
+
+
+def test_the_check_sees_cycles_and_import_module_strings(tmp_path: Path) -> None:
+    pkg = tmp_path / "tribes" / "engine"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("from tribes.engine.base import Engine\n")
+    (pkg / "base.py").write_text(
+        "import importlib\n\ndef connect():\n"
+        "    return importlib.import_module('tribes.engine.duck').connect()\n")
+    (pkg / "duck.py").write_text("from tribes.engine import base\n")
+    found = imports(tmp_path / "tribes")
+    assert ("tribes.engine.base", "tribes.engine.duck") in [(m, t) for m, t, _ in found]
+    assert ("tribes.engine.duck", "tribes.engine.base") in [(m, t) for m, t, _ in found]
+    assert cycles(found) == [["tribes.engine.base", "tribes.engine.duck"]]
+    (pkg / "duck.py").write_text("from tribes.engine.base import Engine\n")
+    assert cycles(imports(tmp_path / "tribes")) == [
+        ["tribes.engine.base", "tribes.engine.duck"]]
+    (pkg / "duck.py").write_text("import ibis\n")
+    assert cycles(imports(tmp_path / "tribes")) == []
+    # a registry: module names held as strings, imported by a computed name
+    (pkg / "base.py").write_text(
+        "import importlib\n\nBACKENDS = {'duck': 'tribes.engine.duck', 'x': 'tribes.nope'}\n"
+        "def connect(name):\n    return importlib.import_module(BACKENDS[name]).connect()\n")
+    (pkg / "duck.py").write_text("from tribes.engine import Engine\n")
+    found = imports(tmp_path / "tribes")
+    assert [(m, t) for m, t, _ in found if m == "tribes.engine.base"] == [
+        ("tribes.engine.base", "tribes.engine.duck")]
+    assert cycles(found) == [["tribes.engine", "tribes.engine.base", "tribes.engine.duck"]]
 
 
 @pytest.mark.parametrize(("module", "target", "ok"), [

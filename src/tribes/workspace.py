@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tribes.config import CONFIG_FILE, DEFAULT_TOML, Config, load_config
-from tribes.engine.backend import DB_FILE, DB_KEY_ENV, DB_KEY_FILE
+from tribes.engine import DB_FILE, DB_KEY_ENV, DB_KEY_FILE
 from tribes.errors import WorkspaceError
 
 DEFAULT_WORKSPACE = "tribes-workspace"

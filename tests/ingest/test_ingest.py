@@ -178,7 +178,7 @@ def test_latin1_semicolon_csv_and_ts_format_and_tz(ws, write) -> None:
 
 
 def test_whitespace_separated_text_with_and_without_header(ws, write) -> None:
-    from tribes.engine.io import WHITESPACE, sniff_delimiter
+    from tribes.ingest.sniff import WHITESPACE, sniff_delimiter
 
     body = (" 00004 0001 19970101  2   29.33\n"
             " 00004 0001 19970118  2   29.73\n"

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import CliResult, shared_data, table
-from tribes.engine.sniff import WHITESPACE, sniff_dialect
+from tribes.ingest.sniff import WHITESPACE, sniff_dialect
 from tribes.privacy.pseudonymize import pseudonym
 from tribes.workspace import Workspace
 
@@ -418,7 +418,7 @@ def test_real_files_on_spark(tmp_path: Path, write) -> None:
 def test_long_json_records_load_or_are_quarantined_one_by_one(cli, ws, tmp_path: Path) -> None:
     """A first line longer than the sniffed head still gives its keys; a record over the
     limit is quarantined on its own, and no error or message repeats it."""
-    from tribes.engine.io import MAX_RECORD_BYTES
+    from tribes.engine import MAX_RECORD_BYTES
 
     def rec(i: int, blob: str = "") -> str:
         return json.dumps({"ts": f"2026-01-01T00:00:{i:02d}Z", "user_id": f"u{i}",

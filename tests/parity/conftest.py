@@ -38,7 +38,7 @@ def _spark_missing() -> str | None:
         import pyspark  # noqa: F401
     except ImportError:
         return "pyspark is not installed (pip install -e '.[spark]')"
-    from tribes.engine.spark import _java_home
+    from tribes.engine.pyspark.session import _java_home
 
     _java_home()
     home = os.environ.get("JAVA_HOME")

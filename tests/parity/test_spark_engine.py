@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import NOW
-from tribes.engine.quirks import strftime_to_java
-from tribes.engine.spark import fit_broadcasts, size_bytes
+from tribes.engine.pyspark.quirks import strftime_to_java
+from tribes.engine.pyspark.session import fit_broadcasts, size_bytes
 from tribes.ingest import IngestOptions, ingest
 from tribes.ingest.loader import FAULT_ENV
 from tribes.store.db import init_workspace, open_engine

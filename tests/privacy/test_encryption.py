@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import NOW
-from tribes.engine.backend import DB_KEY_ENV, DB_KEY_FILE
+from tribes.engine import DB_KEY_ENV, DB_KEY_FILE
 from tribes.errors import EngineError, WorkspaceError
 from tribes.ingest import IngestOptions, ingest
 from tribes.privacy.pseudonymize import pseudonym

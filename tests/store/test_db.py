@@ -13,8 +13,7 @@ import duckdb
 import pytest
 
 from tribes.config import CONFIG_FILE, DEFAULT_TOML
-from tribes.engine.backend import DB_FILE
-from tribes.engine.io import spool_dir
+from tribes.engine import DB_FILE, spool_dir
 from tribes.privacy import audit
 from tribes.store.db import holds_shared_engine, init_workspace, open_engine, shared_engine
 from tribes.store.tables import SCHEMAS

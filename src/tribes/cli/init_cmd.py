@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from tribes.cli.common import JsonOpt, Output, state
-from tribes.engine.backend import DB_KEY_ENV, DB_KEY_FILE
+from tribes.engine import DB_KEY_ENV, DB_KEY_FILE
 from tribes.store.db import init_workspace
 from tribes.workspace import DEFAULT_WORKSPACE, SECRET_FILE
 

@@ -10,7 +10,6 @@ import typer
 from rich.markup import escape
 
 from tribes.cli.common import JsonOpt, Output, state, writable
-from tribes.engine.io import write_table
 from tribes.errors import InputError
 from tribes.ingest import IngestOptions
 from tribes.ingest.mapping import parse_map_option, parse_pairs
@@ -121,8 +120,8 @@ def export(
         rows = quarantined(engine, reason=reason, batch=batch, source=source)
         total = int(engine.scalar(rows.count()))
         flat = flat_records(engine, rows)
-        n = write_table(engine, ibis.memtable(flat, schema={c: "string" for c in flat.columns}),
-                        writable(out_path), fmt) if len(flat) else 0
+        n = engine.write_table(ibis.memtable(flat, schema={c: "string" for c in flat.columns}),
+                               writable(out_path), fmt) if len(flat) else 0
         engine.audit("export", target=str(out_path), rows=n,
                      detail={"what": "quarantine", "format": fmt, "reason": reason,
                              "batch": batch, "source": source})

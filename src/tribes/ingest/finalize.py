@@ -9,9 +9,8 @@ from datetime import datetime
 import ibis
 import ibis.expr.types as ir
 
-from tribes.engine import Engine
+from tribes.engine import FILE_COLUMN, Engine
 from tribes.engine.functions import md5_hex
-from tribes.engine.io import FILE_COLUMN
 from tribes.ingest.mapping import ColumnMapping
 from tribes.ingest.stage import MARK_KEY, RECORD, REPEAT_KEY, SEP, record_salt, record_text
 from tribes.privacy.pseudonymize import pseudonymize

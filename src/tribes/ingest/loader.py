@@ -24,19 +24,7 @@ import ibis
 import ibis.expr.types as ir
 
 from tribes.config import parse_duration
-from tribes.engine import Engine
-from tribes.engine.io import (
-    FILE_COLUMN,
-    ReadResult,
-    clear_spool,
-    read_csv,
-    read_jsonl,
-    read_parquet,
-    spool,
-    spool_dir,
-)
-from tribes.engine.sniff import cut_short
-from tribes.engine.textfiles import memory_scratch
+from tribes.engine import FILE_COLUMN, Engine, clear_spool, spool_dir
 from tribes.errors import ConfigError, InputError
 from tribes.ingest.checks import (
     REASON,
@@ -50,6 +38,8 @@ from tribes.ingest.checks import (
 from tribes.ingest.finalize import FINALIZERS, KEYERS, RECORD_KEY, Batch, with_record_key
 from tribes.ingest.lookups import BatchProfile, build_lookups, profile_batch
 from tribes.ingest.mapping import ColumnMapping, resolve_mapping
+from tribes.ingest.reader import ReadResult, read_csv, read_jsonl, read_parquet, spool
+from tribes.ingest.sniff import cut_short
 from tribes.ingest.sources import resolve_inputs
 from tribes.ingest.spec import KINDS, KindSpec
 from tribes.ingest.stage import (
@@ -67,6 +57,7 @@ from tribes.ingest.stage import (
     pii_texts,
 )
 from tribes.ingest.standardize import canonical_event_type, unmatched_report
+from tribes.ingest.textfiles import memory_scratch
 from tribes.ingest.tsformat import SAMPLE, TsGuess, guess_ts_format
 from tribes.store.db import open_engine
 from tribes.workspace import Workspace
@@ -89,7 +80,7 @@ class IngestOptions:
     ts_format: str | None = None
     tz: str | None = None
     fmt: str | None = None
-    # how text files are written; None: sniffed from the first file (see engine.sniff)
+    # how text files are written; None: sniffed from the first file (see ingest.sniff)
     delimiter: str | None = None
     encoding: str | None = None
     header: bool | None = None

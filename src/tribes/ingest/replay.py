@@ -26,8 +26,7 @@ import ibis
 import ibis.expr.types as ir
 import pandas as pd
 
-from tribes.engine import Engine
-from tribes.engine.io import FILE_COLUMN, ReadResult
+from tribes.engine import FILE_COLUMN, Engine
 from tribes.errors import InputError
 from tribes.ingest.loader import (
     IngestOptions,
@@ -39,6 +38,7 @@ from tribes.ingest.loader import (
     resolve_quarantine,
 )
 from tribes.ingest.quarantine import matching, quarantined
+from tribes.ingest.reader import ReadResult
 from tribes.ingest.stage import MARK_BATCH, MARK_HASHED, MARK_KEY
 from tribes.store.db import open_engine
 from tribes.workspace import Workspace

@@ -77,6 +77,6 @@ def resolve_inputs(items: list[str], fmt: str | None = None) -> tuple[list[Path]
 
 def _real_path(f: Path) -> Path:
     """The file's path with links resolved; a link to a file without a name (a file in
-    memory, see ``engine.io.staged_text``) is read through the link."""
+    memory, see ``engine.staging.staged_text``) is read through the link."""
     real = f.resolve()
     return real if real.exists() else f.absolute()

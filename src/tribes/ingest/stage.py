@@ -15,10 +15,11 @@ from itertools import count, takewhile
 import ibis
 import ibis.expr.types as ir
 
+from tribes.engine import FILE_COLUMN
 from tribes.engine.functions import hmac_sha256_py, strip_nul, struct_to_json
-from tribes.engine.io import FILE_COLUMN, ReadResult
 from tribes.ingest.mapping import ColumnMapping
 from tribes.ingest.parse import UTC, as_text, finite, parse_bool, parse_float, parse_ts, whole
+from tribes.ingest.reader import ReadResult
 from tribes.ingest.spec import KindSpec
 from tribes.privacy.pseudonymize import PSEUDONYM_LENGTH
 

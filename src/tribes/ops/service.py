@@ -401,7 +401,7 @@ class Service:
     def ingest_events(self, events: list[dict[str, Any]], source: str,
                       metrics: Any) -> dict[str, Any]:
         """Ingest a JSON batch with the file contract (validation, quarantine, dedupe)."""
-        from tribes.engine.io import STAGED_DIR, staged_text
+        from tribes.engine import STAGED_DIR, staged_text
         from tribes.ingest import IngestOptions
         from tribes.ops.ingest import ingest_checked
 

@@ -311,7 +311,7 @@ def spool_sealer(ws: Workspace) -> Sealer | None:
     """What seals the spool of an encrypted workspace (None: the spool is plain text)."""
     if not ws.config.engine.encrypted:
         return None
-    from tribes.engine.backend import database_key
+    from tribes.engine import database_key
 
     return Sealer(database_key(ws.path).encode("utf-8"), "stream spool")
 
@@ -336,8 +336,8 @@ def land(ws: Workspace, files: list[str], source: str) -> dict[str, int]:
     """Ingest spool files into the events table: each message with event column names
     and its event_id, as the consumer checked it (events.py), then the file ingest. The
     messages are handed to ingest from memory where the system allows it (see
-    ``engine.io.staged_text``), so an encrypted workspace's spool is only opened there."""
-    from tribes.engine.io import STAGED_DIR, staged_text
+    ``engine.staging.staged_text``), so an encrypted workspace's spool is only opened there."""
+    from tribes.engine import STAGED_DIR, staged_text
     from tribes.ingest import IngestOptions, ingest
     from tribes.ingest.spec import EVENTS
     from tribes.monitor.quality import check_ingest

@@ -19,8 +19,7 @@ from pathlib import Path
 import ibis
 
 from tribes.config import parse_duration
-from tribes.engine import Engine, connect
-from tribes.engine.io import clear_staging
+from tribes.engine import Engine, clear_staging, connect
 from tribes.errors import EngineError
 from tribes.privacy.audit import Anchor, audit, current_anchor
 from tribes.store.tables import AUDIT_ANCHOR, ensure_tables

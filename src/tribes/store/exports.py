@@ -20,7 +20,6 @@ import ibis
 import ibis.expr.types as ir
 
 from tribes.engine import Engine
-from tribes.engine.io import write_table
 from tribes.errors import InputError
 from tribes.privacy.consent import consent_filter
 from tribes.settings import RunSettings
@@ -70,7 +69,7 @@ def _index(engine: Engine, export_id: str, what: str, path: str, fmt: str, n: in
 def export_table(ws: Workspace, engine: Engine, what: str, path: Path, fmt: str) -> int:
     """Write ``what`` to the file ``path``; returns the number of rows written."""
     t = _source(ws, engine, what)
-    n = write_table(engine, t, path, fmt)
+    n = engine.write_table(t, path, fmt)
     now = datetime.now(UTC)
     with engine.transaction():
         _index(engine, _new_id(now), what, str(path.resolve()), fmt, n, t, now)

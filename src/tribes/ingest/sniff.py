@@ -1,5 +1,7 @@
 """How a text file is laid out, guessed from its first bytes: compression, encoding,
-delimiter, header line, decimal mark and line endings (plain Python, no engine).
+delimiter, header line, decimal mark, line endings, the first record, and the keys of
+JSON Lines (plain Python, the same whatever the backend; the engine's readers are given
+the result, a :class:`~tribes.engine.Dialect`).
 
 Every guess can be overridden (``tribes ingest --encoding/--delimiter/--header/
 --decimal``); what was guessed is reported back with the batch.
@@ -8,26 +10,29 @@ Every guess can be overridden (``tribes ingest --encoding/--delimiter/--header/
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import gzip
 import io
+import itertools
+import json
 import os
 import re
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tribes.engine import MAX_RECORD_BYTES, WHITESPACE, Dialect
 from tribes.errors import InputError
 
 SNIFF_BYTES = 256 * 1024
 CHUNK_BYTES = 4 * 1024 * 1024
-WHITESPACE = "whitespace"  # fields separated by runs of spaces or tabs (text exports)
 BOM = "\ufeff"
 
 # what users write -> the engines' name; Latin-1 is read as its superset Windows-1252,
-# which is what "Latin-1" files from Windows tools really are (see engine.io._cp1252)
+# which is what "Latin-1" files from Windows tools really are (see
+# tribes.ingest.reader._as_windows_1252)
 _ENCODINGS = {
     "utf-8": "utf-8", "utf8": "utf-8", "utf-8-sig": "utf-8",
     "utf-16": "utf-16", "utf16": "utf-16",
@@ -46,29 +51,6 @@ _POINT_DECIMAL = re.compile(r"[+-]?(\d{1,3}(,\d{3})+|\d+)\.\d+")
 # 1,234 and 1.234: thousands or decimals, depending on the writer's locale
 _GROUPED = re.compile(r"[+-]?\d{1,3}([.,]\d{3})+")
 _CURRENCY = re.compile(r"[\s\u00a0\u202f$€£¥]")
-
-
-@dataclass(frozen=True)
-class Dialect:
-    """How the records of a delimited text file are written."""
-
-    delimiter: str  # one character, or WHITESPACE
-    encoding: str  # utf-8, utf-16 or latin-1
-    header: bool  # the first record holds column names
-    decimal: str = "."  # decimal mark of numbers written as text: "." or ","
-    sniffed: tuple[str, ...] = ()  # the settings above that were guessed
-
-    def describe(self) -> dict[str, Any]:
-        """The settings as the user would pass them, and which were guessed."""
-        delim = {"\t": "tab", WHITESPACE: WHITESPACE}.get(self.delimiter, self.delimiter)
-        return {"delimiter": delim, "encoding": self.encoding, "header": self.header,
-                "decimal": self.decimal, "sniffed": list(self.sniffed)}
-
-    def options(self) -> str:
-        """The settings as command-line flags (for error messages)."""
-        d = self.describe()
-        return (f"--delimiter '{d['delimiter']}' --encoding {self.encoding} "
-                f"{'--header' if self.header else '--no-header'} --decimal '{self.decimal}'")
 
 
 def open_binary(path: Path) -> Any:
@@ -445,3 +427,48 @@ def write_copy(path: Path, dest: Path, *, windows_1252: bool = False,
             out.write(decoder.decode(data).encode("utf-8") if decoder else data)
         tail = b"\n" if carry else b""
         out.write(decoder.decode(tail, final=True).encode("utf-8") if decoder else tail)
+
+
+_KEY_SAMPLE_BYTES = 64 * 1024 * 1024
+
+
+def jsonl_keys(paths: list[Path], sample_lines: int = 5000) -> tuple[list[str], bool]:
+    """Top-level keys of the first parseable objects of each file, in first-seen order,
+    and whether any object was found. Lines longer than a record may be are passed
+    over (they are quarantined), however long the first of them is."""
+    keys: dict[str, None] = {}
+    found = False
+    for path in paths:
+        lines = itertools.islice(_lines(path, MAX_RECORD_BYTES, _KEY_SAMPLE_BYTES),
+                                 sample_lines)
+        with contextlib.suppress(InputError):  # a file cut short: ingest says so
+            for raw in lines:
+                try:
+                    obj = json.loads(raw.decode("utf-8", errors="replace").lstrip("\ufeff"))
+                except ValueError:
+                    continue
+                if isinstance(obj, dict):
+                    found = True
+                    keys.update(dict.fromkeys(obj))
+    return list(keys), found
+
+
+def _lines(path: Path, limit: int, budget: int) -> Iterator[bytes]:
+    """The non-blank lines of a (decompressed) file among its first ``budget`` bytes,
+    leaving out those longer than ``limit`` (never held whole in memory)."""
+    carry, skipping, size = b"", False, 0
+    for block in chunks(path):
+        parts = (carry + block).split(b"\n")
+        carry = parts.pop()
+        for part in parts:
+            if skipping:
+                skipping = False  # the end of a line too long to keep
+            elif len(part) <= limit and part.strip():
+                yield part
+        if len(carry) > limit:
+            carry, skipping = b"", True
+        size += len(block)
+        if size > budget:
+            return
+    if carry.strip() and not skipping:
+        yield carry

@@ -1,58 +1,32 @@
-"""Connecting to the backend, transactions, and table helpers shared by every stage."""
+"""The DuckDB engine: the workspace database is one DuckDB file, opened through Ibis."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import ibis
 import ibis.expr.types as ir
 
 from tribes.config import EngineConfig
+from tribes.engine.base import Engine, TextScan
+from tribes.engine.duckdb import DB_FILE, DB_KEY_ENV, database_key, reader
+from tribes.engine.duckdb.quirks import DuckCompiler
+from tribes.engine.duckdb.sql import attach_statement, delete_statement, use_statement
+from tribes.engine.formats import Dialect
 from tribes.errors import DependencyError, EngineError
 
 log = logging.getLogger(__name__)
 
-DB_FILE = "tribes.duckdb"
-DB_KEY_ENV = "TRIBES_DB_KEY"
-DB_KEY_FILE = "db.key"
 CATALOG = "tribes"  # the database's name in DuckDB's catalog, whether attached or opened
 
 
-@dataclass
-class Engine:
-    """A connection to the workspace database through Ibis.
+class DuckDBEngine(Engine):
+    """An :class:`~tribes.engine.base.Engine` on a DuckDB database (a file, or memory)."""
 
-    Parameters
-    ----------
-    con
-        The Ibis backend.
-    name
-        Backend name, ``"duckdb"`` or ``"pyspark"``; selects per-backend quirks.
-    """
-
-    con: Any
-    name: str
-    path: Path | None = None
-    _in_tx: bool = False
-    encrypted: bool = False  # the database is encrypted at rest: so must be anything spilled
-    # set by the workspace: appends to its audit log (see tribes.privacy.audit.record)
-    auditor: Callable[..., Any] | None = None
-    _pending_audit: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-
-    def audit(self, action: str, **what: Any) -> None:
-        """Record a change or data access in the workspace's audit log (no workspace, no
-        log: an in-memory engine records nothing)."""
-        if self.auditor is None:
-            return
-        if self._in_tx:
-            self._pending_audit.append((action, what))
-        else:
-            self.auditor(action, **what)
+    name: ClassVar[str] = "duckdb"
 
     # ----------------------------------------------------------------- tables
     def list_tables(self) -> list[str]:
@@ -62,11 +36,7 @@ class Engine:
         return name in self.con.list_tables()
 
     def create_empty(self, name: str, schema: Any) -> None:
-        """Create table ``name`` with ``schema`` and no rows."""
         self.con.create_table(name, schema=schema)
-
-    def table(self, name: str) -> ir.Table:
-        return self.con.table(name)
 
     def create_temp(self, name: str, expr: ir.Table) -> ir.Table:
         """Materialize ``expr`` as a temporary table (memory, spilled to disk when large).
@@ -86,14 +56,7 @@ class Engine:
         with contextlib.suppress(Exception):
             self.con.drop_view(name, force=True)
 
-    def drop_temps(self, prefix: str) -> None:
-        """Drop every temporary table whose name starts with ``prefix``."""
-        for name in self.list_tables():
-            if name.startswith(prefix):
-                self.drop_temp(name)
-
     def replace_table(self, name: str, expr: ir.Table) -> ir.Table:
-        """Store ``expr`` as table ``name``, replacing what was there (transaction-safe)."""
         self.con.create_table(name, expr, overwrite=True)
         return self.con.table(name)
 
@@ -101,49 +64,11 @@ class Engine:
         self.con.insert(name, expr)
 
     def delete_where(self, name: str, predicate: ir.BooleanValue) -> None:
-        """Delete rows of table ``name`` matching ``predicate`` (an expression on that table)."""
-        from tribes.engine.sql import delete_statement
-
         # register in-memory tables the predicate refers to, as Ibis does before a query
         self.con._run_pre_execute_hooks(self.table(name).filter(predicate))
         self.con.raw_sql(delete_statement(self, name, predicate))
 
-    def execute(self, expr: ir.Expr) -> Any:
-        return self.con.execute(expr)
-
-    def scalar(self, expr: ir.Scalar) -> Any:
-        return self.con.execute(expr)
-
-    def to_pyarrow(self, expr: ir.Table) -> Any:
-        return self.con.to_pyarrow(expr)
-
     # ------------------------------------------------------------ transactions
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
-        """Run the block as one transaction: all of it is stored, or none of it.
-
-        Audit records written inside the block are appended once it has committed, so
-        the log never tells of a change that was rolled back.
-        """
-        if self._in_tx:
-            yield
-            return
-        self._begin()
-        self._in_tx = True
-        self._pending_audit = []
-        try:
-            yield
-        except BaseException:
-            self._in_tx = False
-            self._pending_audit = []
-            self._abort()
-            raise
-        self._in_tx = False
-        self._end()
-        pending, self._pending_audit = self._pending_audit, []
-        for action, what in pending:
-            self.audit(action, **what)
-
     def _begin(self) -> None:
         self.con.raw_sql("BEGIN TRANSACTION")
 
@@ -155,33 +80,56 @@ class Engine:
         self.con.raw_sql("COMMIT")
 
     def checkpoint(self) -> None:
-        if self.name == "duckdb":
-            self.con.raw_sql("CHECKPOINT")
+        self.con.raw_sql("CHECKPOINT")
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.con.disconnect()
 
+    # ---------------------------------------------------------------- readers
+    def refuses_windows_1252(self, problem: str) -> bool:
+        # DuckDB's Latin-1 has no euro sign, no curly quotes
+        return "latin-1" in problem.lower()
 
-def connect(path: Path | None, cfg: EngineConfig | None = None, *, read_only: bool = False) -> (
-    Engine
-):
-    """Open the workspace database.
+    def read_csv(self, paths: list[Path], *, columns: list[str], dialect: Dialect, skip: int,
+                 name: str) -> TextScan:
+        return reader.read_csv(self, paths, columns=columns, dialect=dialect, skip=skip,
+                               name=name)
+
+    def read_lines(self, paths: list[Path], *, encoding: str, skip_first: str | None,
+                   name: str) -> ir.Table:
+        return reader.read_lines(self, paths, encoding=encoding, skip_first=skip_first,
+                                 name=name)
+
+    def read_parquet(self, paths: list[Path], *, name: str) -> ir.Table:
+        return reader.read_parquet(self, paths, name=name)
+
+    def spool(self, table: ir.Table, path: Path) -> ir.Table:
+        if self.encrypted:
+            # raw values never go to a plain file: a temporary table spills encrypted
+            return self.create_temp("_tribes_spooled", table)
+        self.con.to_parquet(table, str(path), compression="snappy")
+        return self.con.read_parquet(str(path), table_name="_tribes_spooled")
+
+    def _write_file(self, expr: ir.Table, path: Path, fmt: str) -> None:
+        if fmt == "parquet":
+            self.con.to_parquet(expr, str(path))
+        else:
+            self.con.to_csv(expr, str(path))
+
+
+def connect(path: Path | None, cfg: EngineConfig, *, read_only: bool = False) -> DuckDBEngine:
+    """Open the workspace database (``path=None``: an in-memory one).
 
     Parameters
     ----------
     path
         Workspace directory; ``None`` opens an in-memory database (tests, scratch work).
     cfg
-        Engine settings (backend, memory limit, threads).
+        Engine settings (memory limit, threads, encryption, ``[engine.duckdb]``).
     read_only
         Open the DuckDB file read-only (several readers may share it).
     """
-    cfg = cfg or EngineConfig()
-    if cfg.backend == "pyspark":
-        from tribes.engine.spark import connect_spark
-
-        return connect_spark(path, cfg)
     config: dict[str, Any] = {
         # never reach the network for extensions: parquet, json and icu are built in
         "autoinstall_known_extensions": False,
@@ -221,29 +169,12 @@ def connect(path: Path | None, cfg: EngineConfig | None = None, *, read_only: bo
                               f"wrong ({text.splitlines()[0]}); set {DB_KEY_ENV} to the key "
                               "given at tribes init --encrypt", code="E_DB_KEY") from None
         raise EngineError(f"cannot open the workspace database: {text}") from None
-    from tribes.engine.quirks import DuckCompiler
-
     con.compiler = DuckCompiler()
     # timestamps are stored and compared in UTC whatever the machine's zone
     con.raw_sql("SET TimeZone = 'UTC'")
     # stdout belongs to the command's result (--json); tribes shows its own progress
     con.raw_sql("SET enable_progress_bar = false")
-    return Engine(con=con, name="duckdb", path=path, encrypted=key is not None)
-
-
-def database_key(workspace: Path) -> str:
-    """The encryption key of the workspace database: ``TRIBES_DB_KEY``, else ``db.key``."""
-    import os
-
-    env = os.environ.get(DB_KEY_ENV)
-    if env:
-        return env.strip()
-    key_file = workspace / DB_KEY_FILE
-    if key_file.exists():
-        return key_file.read_text(encoding="utf-8").strip()
-    raise EngineError(
-        f"the workspace database is encrypted and no key was found: set {DB_KEY_ENV} (from "
-        f"your secret store) or restore {DB_KEY_FILE}", code="E_DB_KEY")
+    return DuckDBEngine(con=con, path=path, encrypted=key is not None)
 
 
 def _crypto_extension() -> Path:
@@ -266,8 +197,6 @@ def _crypto_extension() -> Path:
 def _connect_encrypted(database: str, key: str, read_only: bool,
                        config: dict[str, Any]) -> Any:
     """An in-memory DuckDB with the encrypted workspace file attached and in use."""
-    from tribes.engine.sql import attach_statement, use_statement
-
     con = ibis.duckdb.connect(":memory:", **config)
     # loaded from the installed wheel's file: nothing is downloaded
     con.con.load_extension(str(_crypto_extension()))

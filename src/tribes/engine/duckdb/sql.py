@@ -1,14 +1,12 @@
-"""Statements Ibis cannot express (DELETE), built as sqlglot trees, never as strings."""
+"""DuckDB statements Ibis cannot express (ATTACH, USE, DELETE), built as sqlglot trees,
+never as strings."""
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 import ibis.expr.types as ir
 import sqlglot.expressions as sge
 
-if TYPE_CHECKING:
-    from tribes.engine.backend import Engine
+from tribes.engine.base import Engine
 
 
 def attach_statement(path: str, name: str, *, key: str | None = None,
@@ -32,7 +30,7 @@ def use_statement(name: str) -> str:
 
 
 def delete_statement(engine: Engine, name: str, predicate: ir.BooleanValue) -> str:
-    """``DELETE FROM name WHERE predicate`` in the backend's dialect.
+    """``DELETE FROM name WHERE predicate`` for DuckDB.
 
     ``predicate`` is an expression over ``engine.table(name)``; it may reference other
     tables through ``isin`` sub-queries.
@@ -52,4 +50,4 @@ def delete_statement(engine: Engine, name: str, predicate: ir.BooleanValue) -> s
 
     condition = where.this.transform(unqualify)
     stmt = sge.Delete(this=sge.to_table(name), where=sge.Where(this=condition))
-    return stmt.sql(dialect=engine.name)
+    return stmt.sql(dialect="duckdb")

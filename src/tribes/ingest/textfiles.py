@@ -1,9 +1,10 @@
 """Input text files as the engines read them: what each file starts with, copies of
-those the engines cannot read as they are (line endings that change part-way, Windows-1252
-characters DuckDB's Latin-1 refuses), and the lines of records DuckDB rejected.
+those an engine cannot read as they are (line endings that change part-way, Windows-1252
+characters DuckDB's Latin-1 refuses, a ``sep=`` line Spark cannot skip), and the lines of
+records an engine rejected.
 
-Internal to ``engine.io``; copies are named ``spool-*`` in the caller's scratch directory,
-so ``io.clear_staging`` removes any a crashed batch left behind.
+Internal to ``ingest.reader``; copies are named ``spool-*`` in the caller's scratch
+directory, so ``engine.staging.clear_staging`` removes any a crashed batch left behind.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ from typing import Any
 import ibis
 import ibis.expr.types as ir
 
-from tribes.engine.sniff import (
+from tribes.engine import FILE_COLUMN, WHITESPACE, Dialect
+from tribes.errors import InputError
+from tribes.ingest.sniff import (
     NEWLINE_NAMES,
     SNIFF_BYTES,
-    WHITESPACE,
-    Dialect,
     chunks,
     decode,
     first_record,
@@ -35,15 +36,8 @@ from tribes.engine.sniff import (
     split_sep_line,
     write_copy,
 )
-from tribes.errors import InputError
 
 log = logging.getLogger(__name__)
-
-FILE_COLUMN = "_file"
-
-# Windows-1252 characters at the code points Latin-1 gives C1 controls (0x80-0x9f)
-_C1 = "".join(chr(c) for c in (0x80, *range(0x82, 0x8D), 0x8E, *range(0x91, 0x9D), 0x9E, 0x9F))
-_CP1252 = bytes(ord(c) for c in _C1).decode("cp1252")
 
 
 @dataclass(frozen=True)
@@ -146,28 +140,6 @@ def prepare(paths: list[Path], dialect: Dialect, scratch: Path | None, *,
     return files, notes
 
 
-def compression(path: Path) -> str:
-    """DuckDB's compression option for a file (it guesses from .gz and .zst only)."""
-    name = path.name.lower()
-    if name.endswith((".gz", ".gzip")):
-        return "gzip"
-    if name.endswith((".zst", ".zstd")):
-        return "zstd"
-    return "none"
-
-
-def check_spark_files(paths: list[Path]) -> None:
-    for p in paths:
-        name = p.name.lower()
-        if name.endswith((".zst", ".zstd")):
-            raise InputError(f"{p.name}: zstd-compressed files are read on the DuckDB backend "
-                             "only (Spark's Hadoop has no zstd codec here); decompress it "
-                             "(zstd -d) or compress it with gzip", code="E_FORMAT")
-        if name.endswith(".gzip"):
-            raise InputError(f"{p.name}: Spark recognizes gzip files by the ending .gz; "
-                             "rename it", code="E_FORMAT")
-
-
 def even_line_endings(files: list[TextFile], dialect: Dialect,
                        scratch: Path | None) -> tuple[list[str], list[TextFile]] | None:
     """The files again, with a copy of each whose line endings are mixed further on than
@@ -207,17 +179,12 @@ def with_sources(table: ir.Table, files: list[TextFile]) -> ir.Table:
     return table.mutate(**{FILE_COLUMN: ibis.cases(*cases, else_=col)})
 
 
-def as_windows_1252_text(table: ir.Table, columns: list[str]) -> ir.Table:
-    """Latin-1 text as Windows-1252 (curly quotes, dashes, the euro sign): Spark reads
-    those bytes as control characters (DuckDB refuses them: see _as_windows_1252)."""
-    return table.mutate(**{c: table[c].translate(_C1, _CP1252) for c in columns})
-
-
 def physical_lines(path: Path, newline: str, rows: list[dict[str, Any]]) -> None:
     """Set each rejected record's ``line`` to the line of the file it starts on.
 
-    DuckDB numbers records, which run ahead of lines after quoted fields that span
-    several lines; the line is counted from the record's byte offset instead.
+    An engine may number records (DuckDB does), which run ahead of lines after quoted
+    fields that span several lines; the line is counted from the record's byte offset
+    (``pos``) instead.
     """
     term = b"\r" if newline == "\r" else b"\n"
     targets = sorted({int(r["pos"]) for r in rows if r.get("pos") is not None})

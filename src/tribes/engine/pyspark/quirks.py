@@ -1,4 +1,4 @@
-"""The table of per-backend quirks: where the same Ibis expression needs other SQL.
+"""PySpark's quirks: where the same Ibis expression needs other SQL than on DuckDB.
 
 Expressions are written once (``tribes.engine.functions`` declares the few built-in
 functions Ibis has no portable name for, under their DuckDB names). On PySpark, the
@@ -33,9 +33,11 @@ Spark's ``TimestampType`` is read as ``timestamp('UTC')`` (Ibis reads it zone-le
 an instant, like DuckDB's TIMESTAMPTZ): see :func:`install_spark_types`.
 
 Other differences are handled where the engine stores and reads data
-(``tribes.engine.spark``): Parquet directories instead of a database file, a journal
-instead of transactions, a rewrite instead of ``DELETE``, and no line numbers for
-malformed CSV records (Spark does not report them).
+(:mod:`tribes.engine.pyspark.backend` and :mod:`~tribes.engine.pyspark.reader`): Parquet
+directories instead of a database file, a journal instead of transactions, a rewrite
+instead of ``DELETE``, no line numbers for malformed CSV records (Spark does not report
+them), a copy of a file without its ``sep=`` line (Spark cannot skip lines), Latin-1
+text read as Windows-1252, and no zstd files.
 """
 
 from __future__ import annotations
@@ -45,7 +47,6 @@ from typing import Any
 import ibis.expr.datatypes as dt
 import sqlglot as sg
 import sqlglot.expressions as sge
-from ibis.backends.sql.compilers.duckdb import DuckDBCompiler
 from ibis.backends.sql.compilers.pyspark import PySparkCompiler
 
 # strftime directive -> Java DateTimeFormatter pattern (Spark's datetime patterns)
@@ -120,22 +121,6 @@ def install_spark_types() -> None:
     from pyspark.sql import types as pt
 
     spark_types._from_pyspark_dtypes[pt.TimestampType] = _utc_timestamp
-
-
-class DuckCompiler(DuckDBCompiler):
-    """Ibis' DuckDB compiler, with ``json_extract_string`` written as the call it is.
-
-    SQLGlot would rewrite it as ``s ->> path``, re-rendering a ``$`` path without escaping
-    its quotes and binding ``->>`` tighter than a ``||`` in the path.
-    """
-
-    __slots__ = ()
-
-    def visit_ScalarUDF(self, op: Any, **kw: Any) -> sge.Expression:
-        name = self.__sql_name__(op)
-        if name == "json_extract_string":
-            return sge.Anonymous(this=name, expressions=list(kw.values()))
-        return super().visit_ScalarUDF(op, **kw)
 
 
 class SparkCompiler(PySparkCompiler):

@@ -10,8 +10,10 @@ noted (or, for a replacement, its directory is kept aside). An error rolls the w
 tables back from the journal; a crash leaves the journal on disk and the next open
 rolls back. A batch is therefore stored whole or not at all, as on DuckDB.
 
-The per-backend differences of the Ibis expressions themselves (function names, JSON
-with nulls) are in :mod:`tribes.engine.quirks`.
+The differences of the Ibis expressions themselves (function names, JSON with nulls)
+are in :mod:`tribes.engine.pyspark.quirks`; the session in
+:mod:`~tribes.engine.pyspark.session`; how Spark reads files in
+:mod:`~tribes.engine.pyspark.reader`.
 """
 
 from __future__ import annotations
@@ -19,122 +21,37 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
-import re
 import secrets
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import ibis
 import ibis.expr.schema as sch
 import ibis.expr.types as ir
 
 from tribes.config import EngineConfig
-from tribes.engine.backend import Engine
-from tribes.errors import DependencyError, EngineError
+from tribes.engine.base import Engine, TextScan
+from tribes.engine.formats import Dialect
+from tribes.engine.pyspark import reader
+from tribes.engine.pyspark.quirks import SparkCompiler, install_spark_types
+from tribes.engine.pyspark.session import spark_session
+from tribes.errors import EngineError
 
 log = logging.getLogger(__name__)
 
 WAREHOUSE = "warehouse"
 JOURNAL = "_journal.json"
-MASTER_ENV = "TRIBES_SPARK_MASTER"
-JAVA_HOMES = ("/usr/lib/jvm/java-17-openjdk-amd64", "/usr/lib/jvm/java-17-openjdk-arm64")
-
-# session settings tribes relies on; [engine.spark] may add to them, not change these
-FIXED_SETTINGS = {
-    "spark.sql.session.timeZone": "UTC",
-    # Parquet timestamps as plain microseconds (INT96 is deprecated and not portable)
-    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
-    "spark.sql.execution.arrow.pyspark.enabled": "true",
-}
-DEFAULT_SETTINGS = {
-    "spark.ui.enabled": "false",
-    "spark.ui.showConsoleProgress": "false",  # tribes draws its own progress
-    "spark.sql.shuffle.partitions": "8",
-    "spark.sql.adaptive.enabled": "true",
-    "spark.driver.memory": "2g",
-}
-
-_sessions: dict[str, Any] = {}
-
-_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "m": 1 << 20, "mb": 1 << 20,
-               "g": 1 << 30, "gb": 1 << 30, "t": 1 << 40, "tb": 1 << 40}
-
-
-def size_bytes(text: str) -> int | None:
-    """Bytes of a Spark size setting (``"512k"``, ``"1g"``, ``"1048576"``); None if unreadable."""
-    m = re.fullmatch(r"\s*(\d+)\s*([a-zA-Z]*)\s*", text)
-    if not m or m.group(2).lower() not in _SIZE_UNITS:
-        return None
-    return int(m.group(1)) * _SIZE_UNITS[m.group(2).lower()]
-
-
-def fit_broadcasts(settings: dict[str, str]) -> dict[str, str]:
-    """Keep broadcast joins under the driver's result limit.
-
-    A broadcast join first collects its small side to the driver, so with a low
-    ``spark.driver.maxResultSize`` the default 10 MB broadcast threshold would abort the
-    join (and with it the stage). Unless set explicitly, the threshold becomes an eighth of
-    the limit: Spark judges a side's size from its compressed files, and the collected rows
-    are larger.
-    """
-    key = "spark.sql.autoBroadcastJoinThreshold"
-    limit = size_bytes(settings.get("spark.driver.maxResultSize", ""))
-    if key in settings or not limit:  # unset, unreadable or 0 (no limit)
-        return settings
-    return {**settings, key: str(max(limit // 8, 1))}
-
-
-def _java_home() -> None:
-    if os.environ.get("JAVA_HOME"):
-        return
-    for home in JAVA_HOMES:
-        if Path(home, "bin", "java").exists():
-            os.environ["JAVA_HOME"] = home
-            return
-
-
-def spark_session(cfg: EngineConfig, scratch: Path) -> Any:
-    """The process's Spark session (one per master URL; starting one takes seconds)."""
-    try:
-        from pyspark.sql import SparkSession
-    except ImportError:
-        raise DependencyError(
-            "the pyspark backend needs PySpark: pip install 'tribes[spark]'", code="E_BACKEND"
-        ) from None
-    master = os.environ.get(MASTER_ENV) or cfg.spark_master
-    if master in _sessions:
-        return _sessions[master]
-    _java_home()
-    if master.startswith("local"):
-        # no network here: bind the driver to loopback
-        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    settings = fit_broadcasts({**DEFAULT_SETTINGS, **{k: str(v) for k, v in cfg.spark.items()},
-                               **FIXED_SETTINGS})
-    # tables are Parquet directories tribes manages; Spark's own warehouse would only
-    # leave a ./spark-warehouse behind
-    settings.setdefault("spark.sql.warehouse.dir", str(scratch))
-    settings.setdefault("spark.local.dir", str(scratch / "local"))
-    log4j = Path(__file__).with_name("log4j2.properties")
-    settings.setdefault("spark.driver.extraJavaOptions", f"-Dlog4j.configurationFile={log4j}")
-    builder = SparkSession.builder.master(master).appName("tribes")
-    for key, value in settings.items():
-        builder = builder.config(key, value)
-    try:
-        session = builder.getOrCreate()
-    except Exception as exc:
-        raise EngineError(f"cannot start Spark ({master}): {str(exc).splitlines()[0]}; is Java "
-                          "17 installed (JAVA_HOME)?", code="E_SPARK") from None
-    session.sparkContext.setLogLevel("ERROR")
-    _sessions[master] = session
-    return session
 
 
 @dataclass
 class SparkEngine(Engine):
-    """An :class:`Engine` on a Spark session; tables are Parquet directories."""
+    """An :class:`~tribes.engine.base.Engine` on a Spark session; tables are Parquet
+    directories."""
+
+    name: ClassVar[str] = "pyspark"
+    skips_lines: ClassVar[bool] = False  # its CSV reader cannot skip a sep= line
 
     session: Any = None
     warehouse: Path = field(default_factory=Path)
@@ -240,9 +157,6 @@ class SparkEngine(Engine):
             result = result.tz_localize("UTC")
         return result
 
-    def scalar(self, expr: ir.Scalar) -> Any:
-        return self.execute(expr)
-
     def to_pyarrow(self, expr: ir.Table) -> Any:
         import pyarrow as pa
 
@@ -251,6 +165,45 @@ class SparkEngine(Engine):
                   if pa.types.is_timestamp(f.type) and f.type.tz is None else f
                   for f in table.schema]
         return table.cast(pa.schema(fields))
+
+    # ---------------------------------------------------------------- readers
+    def _view(self, df: Any, name: str) -> ir.Table:
+        df.createOrReplaceTempView(name)
+        self._temps.add(name)
+        return self.con.table(name)
+
+    def check_files(self, paths: list[Path]) -> None:
+        reader.check_files(paths)
+
+    def read_csv(self, paths: list[Path], *, columns: list[str], dialect: Dialect, skip: int,
+                 name: str) -> TextScan:
+        """Records Spark cannot parse are kept, flagged by ``_valid`` (``skip``: always 0,
+        see ``skips_lines``)."""
+        self.drop_temp(name)
+        table = self._view(reader.csv_frame(self.session, paths, columns=columns,
+                                            dialect=dialect), name)
+        if dialect.encoding == "latin-1":
+            table = reader.as_windows_1252_text(table, columns)
+        return TextScan(table)
+
+    def read_lines(self, paths: list[Path], *, encoding: str, skip_first: str | None,
+                   name: str) -> ir.Table:
+        table = self._view(reader.lines_frame(self.session, paths, encoding=encoding,
+                                              skip_first=skip_first), name)
+        if encoding == "latin-1":
+            table = reader.as_windows_1252_text(table, ["line"])
+        return table
+
+    def read_parquet(self, paths: list[Path], *, name: str) -> ir.Table:
+        return self._view(reader.parquet_frame(self.session, paths), name)
+
+    def spool(self, table: ir.Table, path: Path) -> ir.Table:
+        """Write ``table`` once as a Parquet directory and read on from there."""
+        self._write(table, path, "overwrite")
+        return self._view(self.session.read.parquet(str(path)), "_tribes_spooled")
+
+    def _write_file(self, expr: ir.Table, path: Path, fmt: str) -> None:
+        reader.write_file(self._df(expr), path, fmt)
 
     # ------------------------------------------------------------ transactions
     def _note(self, name: str, *, replacing: bool = False) -> None:
@@ -321,9 +274,6 @@ class SparkEngine(Engine):
         journal_file.unlink(missing_ok=True)
         self._journal = {}
 
-    def checkpoint(self) -> None:
-        return None
-
     def close(self) -> None:
         # the session outlives the engine (starting one costs seconds); views go
         for name in self.list_tables():
@@ -333,8 +283,9 @@ class SparkEngine(Engine):
             self.drop_temp(name)
 
 
-def connect_spark(path: Path | None, cfg: EngineConfig) -> SparkEngine:
-    """Open the workspace's warehouse on Spark (a scratch one for ``path=None``)."""
+def connect(path: Path | None, cfg: EngineConfig, *, read_only: bool = False) -> SparkEngine:
+    """Open the workspace's warehouse on Spark (a scratch one for ``path=None``).
+    ``read_only`` changes nothing: Spark keeps no lock on the warehouse."""
     if path is None:
         import tempfile
 
@@ -350,12 +301,10 @@ def connect_spark(path: Path | None, cfg: EngineConfig) -> SparkEngine:
     warehouse = Path(cfg.spark_warehouse) if cfg.spark_warehouse else path / WAREHOUSE
     warehouse.mkdir(parents=True, exist_ok=True)
     session = spark_session(cfg, scratch)
-    from tribes.engine.quirks import SparkCompiler, install_spark_types
-
     install_spark_types()
     con = ibis.pyspark.connect(session)
     con.compiler = SparkCompiler()
-    engine = SparkEngine(con=con, name="pyspark", path=path, session=session,
+    engine = SparkEngine(con=con, path=path, session=session,
                          warehouse=warehouse, scratch=scratch)
     for name in list(engine.list_tables()):  # views left by an earlier engine of the session
         session.catalog.dropTempView(name)
