@@ -27,7 +27,7 @@ demo: install
 
 test: install $(VENV)/.extras
 	bash scripts/system-deps.sh
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 bench: install $(VENV)/.extras
 	$(PY) benchmarks/bench_ingest.py
