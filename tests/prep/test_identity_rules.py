@@ -8,7 +8,7 @@ ids, computed with the workspace key.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +16,13 @@ import ibis
 import pandas as pd
 import pytest
 
-from tribes.engine import Engine, connect
+from tribes.engine import Engine
 from tribes.prep.stitch import drop_temporaries, stitch
 from tribes.privacy import audit
 from tribes.privacy.pseudonymize import pseudonym
 from tribes.store.db import open_engine
 from tribes.store.identity_rules import IdentityRule
+from tribes.store.keyed import ID_COLUMNS
 from tribes.workspace import open_workspace
 
 # who is who (raw ids):
@@ -315,14 +316,7 @@ def test_help_has_examples(cli) -> None:
 
 
 # stitch itself, on id tuples written by hand (no workspace)
-COLS = ["customer_id", "anonymous_id", "device_id"]
-
-
-@pytest.fixture(scope="module")
-def engine() -> Iterator[Engine]:
-    eng = connect(None)
-    yield eng
-    eng.close()
+COLS = list(ID_COLUMNS)
 
 
 def stitched(engine: Engine, rows: list[tuple[str | None, ...]],

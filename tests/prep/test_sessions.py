@@ -2,30 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import ibis
 import pandas as pd
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.features.reference import sessionize_reference, sessions_reference
-from tribes.engine import Engine, connect
+from tribes.engine import Engine
 from tribes.prep.sessions import mark_session_starts, number_sessions, sessions_table
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 SCHEMA = {"customer_key": "string", "event_id": "string", "ts": "timestamp('UTC')",
           "event_type": "string", "source": "string", "device": "string"}
 TIMEOUT = timedelta(minutes=30)
-
-
-@pytest.fixture(scope="module")
-def engine() -> Iterator[Engine]:
-    eng = connect(None)
-    yield eng
-    eng.close()
 
 
 def events(rows: list[tuple[str, str, float, str]]) -> pd.DataFrame:

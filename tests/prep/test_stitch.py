@@ -3,26 +3,18 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 
 import ibis
 import pandas as pd
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.features.reference import stitch_reference
-from tribes.engine import Engine, connect
+from tribes.engine import Engine
 from tribes.prep.stitch import drop_temporaries, stitch
+from tribes.store.keyed import ID_COLUMNS
 
-COLS = ["customer_id", "anonymous_id", "device_id"]
-
-
-@pytest.fixture(scope="module")
-def engine() -> Iterator[Engine]:
-    eng = connect(None)
-    yield eng
-    eng.close()
+COLS = list(ID_COLUMNS)
 
 
 def run(engine: Engine, rows: list[tuple[str | None, ...]], max_ids: int = 50) -> pd.DataFrame:
