@@ -270,3 +270,50 @@ def test_run_settings_are_read_from_the_configuration_in_one_place() -> None:
                                                          ("privacy", "consent_mode")}):
                 readers.append(f"{_module_name(path)}:{node.lineno}")
     assert readers == []
+
+
+# where a run's settings are resolved from the configuration and the command's options:
+# the CLI, the Python API, the service and the scheduler (each scheduled run)
+EDGES = ("tribes.cli", "tribes.api", "tribes.service", "tribes.ops.schedule", "tribes.settings")
+
+
+def resolved_below_the_edges(root: Path = SRC) -> list[str]:
+    """Calls, outside the edges, of ``RunSettings.resolve`` and of ``parse_duration`` on
+    an attribute (a configured duration: those are timedeltas once the configuration is
+    read)."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        module = _module_name(path, root)
+        edge = any(module == e or module.startswith(e + ".") for e in EDGES)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            if (not edge and isinstance(func, ast.Attribute) and func.attr == "resolve"
+                    and isinstance(func.value, ast.Name) and func.value.id == "RunSettings"):
+                found.append(f"{module}:{node.lineno} resolves the run settings")
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if (not edge and name == "parse_duration" and node.args
+                    and isinstance(node.args[0], ast.Attribute)):
+                found.append(f"{module}:{node.lineno} parses a configured duration")
+    return found
+
+
+def test_run_settings_are_resolved_at_the_edges_only() -> None:
+    """Stages get a RunContext (workspace, engine, settings) and never resolve the
+    settings again, so a command's options reach every stage."""
+    found = resolved_below_the_edges()
+    assert not found, "\n".join(found)
+
+
+def test_the_check_sees_a_resolve_below_the_edge(tmp_path: Path) -> None:
+    pkg = tmp_path / "tribes"
+    (pkg / "store").mkdir(parents=True)
+    (pkg / "cli").mkdir()
+    (pkg / "store" / "exports.py").write_text(
+        "def f(ws):\n    return RunSettings.resolve(ws.config).consent_mode\n"
+        "def g(cfg):\n    return parse_duration(cfg.timeout)\n")
+    (pkg / "cli" / "x.py").write_text("s = RunSettings.resolve(ws.config)\n")
+    assert sorted(resolved_below_the_edges(pkg)) == [
+        "tribes.store.exports:2 resolves the run settings",
+        "tribes.store.exports:4 parses a configured duration"]

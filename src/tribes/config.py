@@ -15,8 +15,10 @@ from typing import Annotated, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
     ValidationError,
     field_validator,
     model_validator,
@@ -41,6 +43,49 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=float(m.group(1)) * _UNIT_SECONDS[m.group(2).lower()])
 
 
+_UNITS = (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60))
+
+
+def format_duration(value: timedelta) -> str:
+    """The canonical text of a duration: the largest unit that divides it exactly
+    (``timedelta(seconds=1800)`` -> ``30m``; 90 s -> ``90s``)."""
+    seconds = value.total_seconds()
+    if seconds > 0 and seconds == int(seconds):
+        for unit, size in _UNITS:
+            if int(seconds) % size == 0:
+                return f"{int(seconds) // size}{unit}"
+        return f"{int(seconds)}s"
+    return f"{seconds:g}s"
+
+
+def _to_duration(value: object) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, str) and _DURATION.match(value):
+        return parse_duration(value)
+    raise ValueError(f"{value!r} is not a duration; use a number and a unit, e.g. 30m, "
+                     "2h, 1d")
+
+
+def _positive_duration(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("must be longer than zero")
+    return value
+
+
+# a duration setting: written as text (30m, 2h, 1d), validated into a timedelta once, when
+# the configuration is read; it is dumped as its canonical text again
+Duration = Annotated[timedelta, BeforeValidator(_to_duration),
+                     PlainSerializer(format_duration, return_type=str)]
+# ... that must be longer than zero
+PositiveDuration = Annotated[Duration, AfterValidator(_positive_duration)]
+
+
+def _dur(text: str) -> timedelta:
+    """A default duration, written as in tribes.toml."""
+    return parse_duration(text)
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -50,7 +95,7 @@ class EngineConfig(_Section):
     memory_limit: str = Field("2GB", description="DuckDB memory limit; beyond it work spills "
                               "to disk; empty = DuckDB's default (80% of RAM)")
     threads: int = Field(0, ge=0, description="worker threads; 0 = all cores")
-    lock_wait: str = Field("2m", description="while another process writes the "
+    lock_wait: Duration = Field(_dur("2m"), description="while another process writes the "
                            "workspace, wait this long for it, then fail with E_LOCKED")
     encrypted: bool = Field(False, description="the DuckDB file is encrypted (tribes init "
                             "--encrypt); its key comes from TRIBES_DB_KEY or db.key")
@@ -65,15 +110,10 @@ class EngineConfig(_Section):
     # further Spark settings by name, e.g. {"spark.driver.memory" = "4g"}
     spark: dict[str, str | int | bool] = Field(default_factory=dict)
 
-    @field_validator("lock_wait")
-    @classmethod
-    def _check_wait(cls, v: str) -> str:
-        parse_duration(v)
-        return v
-
 
 class IngestConfig(_Section):
-    future_tolerance: str = "1d"
+    future_tolerance: Duration = Field(_dur("1d"), description="timestamps later than now + "
+                                       "this are quarantined (E_TS_FUTURE)")
     min_ts: str = "1980-01-01"
     default_tz: str = "UTC"
     event_types: list[str] = Field(default_factory=list, description="whitelist; empty = any")
@@ -81,12 +121,6 @@ class IngestConfig(_Section):
     max_quarantined_share: float = Field(
         0.5, ge=0.0, le=1.0, description="a batch quarantining more of its rows than this "
         "exits non-zero (E_QUARANTINED), after storing what it loaded")
-
-    @field_validator("future_tolerance")
-    @classmethod
-    def _check_tolerance(cls, v: str) -> str:
-        parse_duration(v)
-        return v
 
 
 PiiAction = Literal["drop", "hash"]
@@ -113,19 +147,14 @@ class PrivacyConfig(_Section):
 
 
 class PrepConfig(_Section):
-    session_timeout: str = Field("30m", description="a gap strictly longer starts a new session")
+    session_timeout: PositiveDuration = Field(_dur("30m"), description="a gap strictly longer "
+                                              "starts a new session")
     max_ids_per_component: int = Field(
         50, ge=1, description="anonymous/device ids linked to more ids are shared devices"
     )
     part_events: int = Field(
         10_000_000, ge=1, description="order at most about this many events at once; "
         "larger data is processed in parts of customers (bounded memory)")
-
-    @field_validator("session_timeout")
-    @classmethod
-    def _check_timeout(cls, v: str) -> str:
-        parse_duration(v)
-        return v
 
 
 class FeaturesConfig(_Section):
@@ -184,7 +213,8 @@ class ClvConfig(_Section):
     period: Literal["day", "week"] = Field("day", description="purchases in one period "
                                            "count as one transaction")
     time_unit: Literal["day", "week", "month"] = "week"
-    horizon: str = Field("52w", description="expected purchases and CLV over this long")
+    horizon: PositiveDuration = Field(_dur("52w"), description="expected purchases and CLV "
+                                      "over this long")
     discount_rate: float = Field(0.01, ge=0, lt=1, description="per month")
     churn_threshold: float = Field(0.5, gt=0, lt=1, description="P(alive) below this = "
                                    "churn risk")
@@ -195,23 +225,6 @@ class ClvConfig(_Section):
     strict_spend: bool = Field(False, description="refuse the Gamma-Gamma fit when a repeat "
                                "buyer's average value is <= 0 (default: leave them out, "
                                "expected value 0)")
-
-    @field_validator("horizon")
-    @classmethod
-    def _check_horizon(cls, v: str) -> str:
-        if parse_duration(v).total_seconds() <= 0:
-            raise ValueError("horizon must be positive")
-        return v
-
-
-def _positive_duration(v: str) -> str:
-    if parse_duration(v).total_seconds() <= 0:
-        raise ValueError("must be positive")
-    return v
-
-
-# a duration setting (30m, 2h, 1d) that must be longer than zero
-PositiveDuration = Annotated[str, AfterValidator(_positive_duration)]
 
 
 class ServiceConfig(_Section):
@@ -225,7 +238,7 @@ class ServiceConfig(_Section):
                           "once; more get 429")
     max_jobs_per_key: int = Field(2, ge=1, description="... of which one API key may have")
     release_after: PositiveDuration = Field(
-        "1s", description="the service hands the database to other commands (tribes "
+        _dur("1s"), description="the service hands the database to other commands (tribes "
         "status, ingest...) after this long without a request, and takes it back at the "
         "next")
 
@@ -233,7 +246,7 @@ class ServiceConfig(_Section):
 class CartRule(_Section):
     enabled: bool = True
     after: PositiveDuration = Field(
-        "30m", description="fire when no checkout or purchase follows an add to cart "
+        _dur("30m"), description="fire when no checkout or purchase follows an add to cart "
         "within this long (event time)")
     add_types: list[str] = Field(default_factory=lambda: ["add_to_cart"])
     cancel_types: list[str] = Field(default_factory=lambda: [
@@ -277,12 +290,12 @@ class RulesConfig(_Section):
 
 
 class WebhookDelivery(_Section):
-    timeout: PositiveDuration = Field("5s", description="a receiver slower than this "
+    timeout: PositiveDuration = Field(_dur("5s"), description="a receiver slower than this "
                                       "counts as failed")
     max_attempts: int = Field(6, ge=1, description="attempts before the dead-letter table")
-    backoff: PositiveDuration = Field("1s", description="wait before the first retry; "
+    backoff: PositiveDuration = Field(_dur("1s"), description="wait before the first retry; "
                                       "doubles each time")
-    max_backoff: PositiveDuration = Field("10m")
+    max_backoff: PositiveDuration = Field(_dur("10m"))
 
 
 class RealtimeConfig(_Section):
@@ -295,15 +308,15 @@ class RealtimeConfig(_Section):
     source: str = Field("stream", description="the events' source column")
     batch: int = Field(1000, ge=1, le=10_000, description="messages read at once")
     block_ms: int = Field(100, ge=1, description="wait for new messages this long")
-    claim_idle: PositiveDuration = Field("60s", description="messages pending this long "
+    claim_idle: PositiveDuration = Field(_dur("60s"), description="messages pending this long "
                                          "with another consumer (a dead one) are claimed")
-    state_ttl: PositiveDuration = Field("30d", description="per-customer state expires "
+    state_ttl: PositiveDuration = Field(_dur("30d"), description="per-customer state expires "
                                         "after this long without events")
-    seen_ttl: PositiveDuration = Field("7d", description="event ids are remembered "
+    seen_ttl: PositiveDuration = Field(_dur("7d"), description="event ids are remembered "
                                        "(redelivery and resends are ignored) this long")
     # one ingest costs about two seconds whatever its size (the dedupe against the events
     # table dominates): land in large micro-batches
-    flush_every: PositiveDuration = Field("30s", description="streamed events land in the "
+    flush_every: PositiveDuration = Field(_dur("30s"), description="streamed events land in the "
                                           "events table at least this often")
     flush_events: int = Field(500_000, ge=1, description="... or every this many events")
     output_maxlen: int = Field(1_000_000, ge=1000, description="approximate length cap of "
@@ -323,9 +336,9 @@ class ActivationTarget(_Section):
     secret_env: str = Field("TRIBES_ACTIVATION_SECRET", description="http: environment "
                             "variable holding the signing secret")
     batch_size: int = Field(500, ge=1, le=100_000, description="changes per request")
-    timeout: PositiveDuration = Field("10s")
+    timeout: PositiveDuration = Field(_dur("10s"))
     max_attempts: int = Field(5, ge=1, description="tries per batch in one run")
-    backoff: PositiveDuration = Field("1s", description="wait before the first retry; "
+    backoff: PositiveDuration = Field(_dur("1s"), description="wait before the first retry; "
                                       "doubles after each failure")
     path: str = Field("", description="file: directory of the exports (relative paths: "
                       "to the workspace)")

@@ -20,24 +20,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from tribes.config import Config, parse_duration
+from tribes.config import Config, format_duration, parse_duration
 
 ConsentMode = Literal["opt-out", "opt-in"]
-
-_UNITS = (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60))
-
-
-def format_duration(value: timedelta) -> str:
-    """The canonical text of a duration: the largest unit that divides it exactly
-    (``timedelta(seconds=1800)`` -> ``30m``; 90 s -> ``90s``)."""
-    seconds = value.total_seconds()
-    if seconds > 0 and seconds == int(seconds):
-        for unit, size in _UNITS:
-            if int(seconds) % size == 0:
-                return f"{int(seconds) // size}{unit}"
-        return f"{int(seconds)}s"
-    return f"{seconds:g}s"
-
 
 @dataclass(frozen=True)
 class RunSettings:

@@ -2,19 +2,23 @@
 
 :class:`Workspace` is a plain value (path, configuration, secret). Opening its database
 is :func:`tribes.store.db.open_engine`; creating one is :func:`tribes.store.db.init_workspace`.
+:class:`RunContext` is what every stage runs with: the workspace, its open engine and the
+run's settings (:func:`tribes.store.db.open_run` opens one).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tribes.config import CONFIG_FILE, DEFAULT_TOML, Config, load_config
-from tribes.engine import DB_FILE, DB_KEY_ENV, DB_KEY_FILE
+from tribes.engine import DB_FILE, DB_KEY_ENV, DB_KEY_FILE, Engine
 from tribes.errors import WorkspaceError
+from tribes.settings import RunSettings
 
 DEFAULT_WORKSPACE = "tribes-workspace"
 SECRET_FILE = "secret.key"
@@ -45,6 +49,29 @@ class Workspace:
                 code="E_SECRET",
             )
         return key_file.read_text(encoding="utf-8").strip().encode("utf-8")
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a stage runs with, built once at the edge and passed down.
+
+    The CLI, the Python API, the service and the scheduler resolve the run's
+    :class:`~tribes.settings.RunSettings` from ``tribes.toml`` and the command's options
+    (the only places that may: ``tests/test_layers.py``), open the engine, and hand the
+    three to every stage, ingest and the quality checks included.
+    """
+
+    ws: Workspace
+    engine: Engine
+    settings: RunSettings
+
+    @property
+    def config(self) -> Config:
+        return self.ws.config
+
+    def with_settings(self, **changes: object) -> RunContext:
+        """The same workspace and engine with some settings changed (e.g. ``as_of``)."""
+        return dataclasses.replace(self, settings=self.settings.replace(**changes))
 
 
 def create_files(path: Path, *, force: bool = False, encrypt: bool = False) -> Workspace:

@@ -9,6 +9,7 @@ import pytest
 
 from tests.analysis.test_journeys import keyed
 from tests.features.conftest import FeatureData, table_frame
+from tests.stages import context
 from tribes.analysis.cohorts import define_cohort, refresh_cohorts
 from tribes.analysis.rules import (
     And,
@@ -35,7 +36,7 @@ def _features(feature_data: FeatureData) -> None:
     from tribes.features.run import run_features
 
     with open_engine(feature_data.ws) as engine:
-        run_features(feature_data.ws, engine)
+        run_features(context(feature_data.ws, engine))
 
 
 def test_grammar_precedence_plurals_and_round_trip() -> None:

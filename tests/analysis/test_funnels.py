@@ -13,8 +13,9 @@ from typing import Any, NamedTuple
 import pytest
 
 from tests.conftest import NOW
+from tests.stages import context, ingest
 from tribes.analysis.funnels import NONE, NOT_REACHED, funnel, human_seconds
-from tribes.ingest import IngestOptions, ingest
+from tribes.ingest import IngestOptions
 from tribes.store.db import init_workspace, open_engine
 from tribes.workspace import Workspace
 
@@ -62,7 +63,7 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     from tribes.prep.run import run_prep
 
     with open_engine(ws) as engine:
-        run_prep(ws, engine)
+        run_prep(context(ws, engine))
     return ws
 
 
@@ -290,7 +291,7 @@ def test_the_worked_example_of_the_docs(tmp_path) -> None:
     from tribes.prep.run import run_prep
 
     with open_engine(ws) as engine:
-        run_prep(ws, engine)
+        run_prep(context(ws, engine))
     three = ["product_view", "add_to_cart", "purchase"]
 
     def counts(steps: list[str], window: str = "1h", **kw: Any) -> Any:

@@ -12,6 +12,7 @@ import pytest
 
 from tests.features.conftest import FeatureData, events_frame, table_frame
 from tests.features.reference import key_events_reference, sessionize_reference
+from tests.stages import context
 from tribes.analysis.journeys import transitions
 from tribes.store.db import open_engine
 
@@ -36,7 +37,7 @@ def _features(feature_data: FeatureData) -> None:
     from tribes.features.run import run_features
 
     with open_engine(feature_data.ws) as engine:
-        run_features(feature_data.ws, engine)
+        run_features(context(feature_data.ws, engine))
 
 
 def keyed(data: FeatureData) -> pd.DataFrame:
@@ -163,8 +164,9 @@ def test_retention_shows_periods_nobody_returned_in_as_zero(tmp_path, cli) -> No
     in February and came back within the month; D's single event in April ends the
     data."""
     from tests.conftest import NOW
+    from tests.stages import ingest
     from tribes.analysis.cohorts import retention
-    from tribes.ingest import IngestOptions, ingest
+    from tribes.ingest import IngestOptions
     from tribes.prep.run import run_prep
     from tribes.store.db import init_workspace
 
@@ -175,7 +177,7 @@ def test_retention_shows_periods_nobody_returned_in_as_zero(tmp_path, cli) -> No
                     "2026-02-20T10:00:00Z,C,x\n2026-04-02T10:00:00Z,D,x\n")
     ingest(ws, [str(path)], IngestOptions(source="web", now=NOW))
     with open_engine(ws) as engine:
-        run_prep(ws, engine)
+        run_prep(context(ws, engine))
         res = retention(engine, by="first_seen", period="month")
     assert {c["cohort"]: c["counts"] for c in res["cohorts"]} == {
         "2026-01": [2, 0, 1, 0], "2026-02": [1, 0, 0], "2026-04": [1]}
@@ -233,8 +235,9 @@ def test_paths_and_sankey(feature_data: FeatureData, cli, tmp_path) -> None:
 def test_the_worked_example_of_the_retention_docs(tmp_path) -> None:
     """docs/retention.md: four customers, and what each option makes of them."""
     from tests.conftest import NOW
+    from tests.stages import ingest
     from tribes.analysis.cohorts import retention
-    from tribes.ingest import IngestOptions, ingest
+    from tribes.ingest import IngestOptions
     from tribes.prep.run import run_prep
     from tribes.store.db import init_workspace
 
@@ -246,7 +249,7 @@ def test_the_worked_example_of_the_retention_docs(tmp_path) -> None:
                     "2026-04-02T10:00:00Z,D,page_view,\n")
     ingest(ws, [str(path)], IngestOptions(source="web", now=NOW))
     with open_engine(ws) as engine:
-        run_prep(ws, engine)
+        run_prep(context(ws, engine))
 
         def table(**kw):
             res = retention(engine, period="month", **kw)

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from tests.features.conftest import FeatureData
+from tests.stages import context
 from tribes.analysis.trends import analyze, daily_series
 from tribes.store.db import open_engine
 
@@ -16,7 +17,7 @@ def _prepared(feature_data: FeatureData) -> None:
     from tribes.features.run import run_features
 
     with open_engine(feature_data.ws) as engine:
-        run_features(feature_data.ws, engine)
+        run_features(context(feature_data.ws, engine))
 
 
 def test_daily_revenue_equals_pandas(feature_data: FeatureData) -> None:

@@ -15,6 +15,7 @@ from tests.features.reference import (
     sessions_reference,
     stitch_reference,
 )
+from tests.stages import context
 from tribes.features.definitions import FEATURES, RFM_GRID, rfm_label
 from tribes.features.run import parse_as_of, run_features
 from tribes.prep.run import run_prep
@@ -68,7 +69,7 @@ def test_every_row_loads_and_timestamps_become_utc(feature_data: FeatureData) ->
 def test_identities_and_sessions_match_reference(feature_data: FeatureData) -> None:
     ws = feature_data.ws
     with open_engine(ws) as engine:
-        run_prep(ws, engine)
+        run_prep(context(ws, engine))
     ev = events_frame(ws)
     ids = table_frame(ws, "identities")
     ref_ids = stitch_reference(ev)
@@ -103,7 +104,7 @@ def test_identities_and_sessions_match_reference(feature_data: FeatureData) -> N
 def test_features_match_reference(feature_data: FeatureData) -> None:
     ws = feature_data.ws
     with open_engine(ws) as engine:
-        report = run_features(ws, engine)
+        report = run_features(context(ws, engine))
     got = stored(ws)
     ref = reference(feature_data)
     assert compare(got, ref, ["customer_key"]) == {}
@@ -137,7 +138,7 @@ def test_past_snapshot_uses_only_events_up_to_as_of(feature_data: FeatureData,
     ws = feature_data.ws
     when = parse_as_of(as_of)
     with open_engine(ws) as engine:
-        report = run_features(ws, engine, settings=RunSettings.resolve(ws.config, as_of=when))
+        report = run_features(context(ws, engine, RunSettings.resolve(ws.config, as_of=when)))
     got = stored(ws)
     assert report.as_of == when
     assert compare(got, reference(feature_data, as_of=when), ["customer_key"]) == {}
@@ -147,7 +148,7 @@ def test_past_snapshot_uses_only_events_up_to_as_of(feature_data: FeatureData,
 def test_session_timeout_option(feature_data: FeatureData) -> None:
     ws = feature_data.ws
     with open_engine(ws) as engine:
-        run_features(ws, engine, settings=RunSettings.resolve(ws.config, session_timeout="2h"))
+        run_features(context(ws, engine, RunSettings.resolve(ws.config, session_timeout="2h")))
     got = stored(ws)
     ref = reference(feature_data, timeout=timedelta(hours=2))
     assert compare(got, ref, ["customer_key"]) == {}
@@ -158,7 +159,7 @@ def test_opt_in_keeps_only_granted_customers(feature_data: FeatureData) -> None:
     privacy = base.config.privacy.model_copy(update={"consent_mode": "opt-in"})
     ws = Workspace(base.path, base.config.model_copy(update={"privacy": privacy}))
     with open_engine(ws) as engine:
-        report = run_features(ws, engine)
+        report = run_features(context(ws, engine))
     got = stored(ws)
     # C001 refused, then granted: the latest choice counts
     assert set(got.customer_key) == {pid(feature_data, "C001")}
@@ -166,7 +167,7 @@ def test_opt_in_keeps_only_granted_customers(feature_data: FeatureData) -> None:
     # a single customer: min = max, so every scaled input is 0 (recency enters as 1 - 0)
     assert got.engagement_score.iloc[0] == pytest.approx(25.0)
     with open_engine(base) as engine:
-        run_features(base, engine)
+        run_features(context(base, engine))
 
 
 def test_scores_and_labels(feature_data: FeatureData) -> None:
@@ -192,7 +193,7 @@ def test_rfm_grid_labels_every_score_pair() -> None:
 def test_composite_is_the_first_principal_component(feature_data: FeatureData) -> None:
     ws = feature_data.ws
     with open_engine(ws) as engine:
-        report = run_features(ws, engine)
+        report = run_features(context(ws, engine))
     t = table_frame(ws, "customer_features")
     inputs = report.composite["features"]
     x = t[inputs].to_numpy(float)
@@ -214,24 +215,25 @@ def test_prep_is_idempotent_and_reruns_when_events_change(
 ) -> None:
     ws = feature_data.ws
     with open_engine(ws) as engine:
-        run_prep(ws, engine)
+        run_prep(context(ws, engine))
         first = [engine.execute(engine.table(n)) for n in ("identities", "sessions")]
-        run_prep(ws, engine)
+        run_prep(context(ws, engine))
         again = [engine.execute(engine.table(n)) for n in ("identities", "sessions")]
-        assert not run_features(ws, engine).prep_rerun
+        assert not run_features(context(ws, engine)).prep_rerun
     for a, b in zip(first, again, strict=True):
         key = list(a.columns[:2])
         pd.testing.assert_frame_equal(
             a.sort_values(key).reset_index(drop=True).astype(str),
             b.sort_values(key).reset_index(drop=True).astype(str))
     from tests.conftest import NOW
-    from tribes.ingest import IngestOptions, ingest
+    from tests.stages import ingest
+    from tribes.ingest import IngestOptions
 
     extra = tmp_path / "late.csv"
     extra.write_text("ts,event_type,customer_id\n2026-05-30T10:00:00Z,page_view,C777\n")
     ingest(ws, [str(extra)], IngestOptions(source="web", now=NOW))
     with open_engine(ws) as engine:
-        report = run_features(ws, engine)
+        report = run_features(context(ws, engine))
     assert report.prep_rerun
     assert report.as_of == datetime(2026, 5, 30, 10, tzinfo=UTC)
     assert pid(feature_data, "C777") in set(stored(ws).customer_key)
@@ -242,12 +244,12 @@ def test_processing_in_parts_gives_the_same_tables(feature_data: FeatureData) ->
     prep = base.config.prep.model_copy(update={"part_events": 97})
     ws = Workspace(base.path, base.config.model_copy(update={"prep": prep}))
     with open_engine(base) as engine:
-        run_prep(base, engine)
+        run_prep(context(base, engine))
         whole = engine.execute(engine.table("sessions"))
     with open_engine(ws) as engine:
-        run_prep(ws, engine)
+        run_prep(context(ws, engine))
         parted = engine.execute(engine.table("sessions"))
-        run_features(ws, engine)
+        run_features(context(ws, engine))
     key = ["customer_key", "start"]
     pd.testing.assert_frame_equal(
         whole.sort_values(key).reset_index(drop=True).astype(str),

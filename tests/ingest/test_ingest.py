@@ -12,8 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import NOW, table
+from tests.stages import ingest
 from tribes.errors import InputError
-from tribes.ingest import IngestOptions, ingest
+from tribes.ingest import IngestOptions
 from tribes.privacy.pseudonymize import pseudonym
 from tribes.store.db import open_engine
 

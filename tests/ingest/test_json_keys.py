@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import NOW, table
-from tribes.ingest import IngestOptions, ingest
+from tests.stages import ingest
+from tribes.ingest import IngestOptions
 from tribes.store.db import init_workspace
 
 # the characters that broke, or could break, a JSON path or SQL built from a key

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import NOW, table
-from tribes.ingest import IngestOptions, IngestSummary, ingest
+from tests.stages import ingest
+from tribes.ingest import IngestOptions, IngestSummary
 from tribes.ingest.gazetteer import city_name
 from tribes.ingest.refdata import region_name
 from tribes.ingest.standardize import Spelling, place

@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import NOW, table
-from tribes.ingest import IngestOptions, ingest
+from tests.stages import ingest
+from tribes.ingest import IngestOptions
 from tribes.store.db import init_workspace
 
 timestamps = st.sampled_from(["2026-01-01T00:00:00Z", "2026-01-02 10:00:00", "1767225600",

@@ -386,9 +386,9 @@ def test_real_files_on_spark(tmp_path: Path, write) -> None:
     commas, read alike on the PySpark backend (zstd is refused there with a hint)."""
     from tests.conftest import NOW
     from tests.parity.conftest import SPARK_TOML, require_spark
+    from tests.stages import ingest as run_ingest
     from tribes.errors import InputError
     from tribes.ingest import IngestOptions
-    from tribes.ingest import ingest as run_ingest
     from tribes.store.db import init_workspace
 
     require_spark()

@@ -13,8 +13,9 @@ from pathlib import Path
 import pandas as pd
 
 from tests.conftest import table
-from tribes.ingest import IngestOptions, ingest
-from tribes.ingest.replay import drop, replay
+from tests.stages import context, ingest, replay
+from tribes.ingest import IngestOptions
+from tribes.ingest.replay import drop
 from tribes.store.db import init_workspace, open_engine
 from tribes.store.status import accounting
 from tribes.workspace import Workspace, open_workspace
@@ -61,7 +62,7 @@ def _identities(ws: Workspace) -> pd.DataFrame:
     from tribes.prep.run import run_prep
 
     with open_engine(ws) as engine:
-        run_prep(ws, engine)
+        run_prep(context(ws, engine))
     ids = table(ws, "identities")
     return ids.sort_values(list(ids.columns)).reset_index(drop=True)
 

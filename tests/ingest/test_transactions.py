@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import NOW, table
-from tribes.ingest import IngestOptions, ingest
+from tests.stages import ingest
+from tribes.ingest import IngestOptions
 from tribes.ingest.loader import FAULT_ENV
 from tribes.store.db import open_engine
 

@@ -12,6 +12,7 @@ import pytest
 from scipy.stats import special_ortho_group
 from sklearn.metrics import adjusted_rand_score
 
+from tests.stages import context
 from tribes.config import SegmentConfig
 from tribes.models.methods import make_segmenter
 from tribes.models.run import Prepared, choose_k, fit_stable, run_segmentation
@@ -232,8 +233,8 @@ def archetypes(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-unt
 def test_five_archetypes_give_five_segments(archetypes) -> None:  # type: ignore[no-untyped-def]
     ws, truth = archetypes
     with open_engine(ws) as engine:
-        sel = choose_k(ws, engine)
-        report = run_segmentation(ws, engine, cfg=CFG.model_copy(update={"resamples": 5}))
+        sel = choose_k(context(ws, engine))
+        report = run_segmentation(context(ws, engine), cfg=CFG.model_copy(update={"resamples": 5}))
         t = engine.table("segment_assignments")
         got = engine.execute(t.filter(t.version == report.version))
     assert sel["chosen"] == 5 and sel["decided_by"] == "separation"

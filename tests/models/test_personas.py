@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from scipy.stats import chi2_contingency, kruskal
 
+from tests.stages import context
 from tribes.config import SegmentConfig
 from tribes.models.naming import MIN_SCORE, name_segments
 from tribes.models.run import run_segmentation
@@ -126,7 +127,7 @@ def test_segments_unrelated_to_kpis_get_a_warning(tmp_path: Path) -> None:
                        "engagement_score": rng.uniform(0, 100, n)})
     with open_engine(ws) as engine:
         engine.replace_table("customer_features", ibis.memtable(df))
-        run_segmentation(ws, engine, k=3, cfg=SegmentConfig(features=["x1", "x2"],
+        run_segmentation(context(ws, engine), k=3, cfg=SegmentConfig(features=["x1", "x2"],
                                                              log1p=[], resamples=0))
         res = validate_segments(engine)
     assert res["kpis_differing"] == 0 and "do not differ" in res["warning"]

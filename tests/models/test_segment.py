@@ -11,6 +11,7 @@ import pytest
 from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
+from tests.stages import context
 from tribes.config import SegmentConfig
 from tribes.engine import connect
 from tribes.models.run import run_segmentation
@@ -45,7 +46,7 @@ def assignments(ws: Workspace, version: int) -> pd.DataFrame:
 def test_methods_recover_blobs_and_choose_k(blobs, method: str) -> None:
     ws, df = blobs
     with open_engine(ws) as engine:
-        r = run_segmentation(ws, engine, method=method, cfg=CFG)
+        r = run_segmentation(context(ws, engine), method=method, cfg=CFG)
     assert r.method == method
     assert r.k == 4 and r.metrics["k_selection"]["chosen"] == 4
     a = assignments(ws, r.version).merge(df, on="customer_key")
@@ -89,8 +90,8 @@ def test_estimators_are_scikit_learn_compatible() -> None:
 def test_rerun_keeps_segment_ids(blobs) -> None:
     ws, _ = blobs
     with open_engine(ws) as engine:
-        first = run_segmentation(ws, engine, cfg=CFG, k=4)
-        second = run_segmentation(ws, engine, cfg=CFG, k=4)
+        first = run_segmentation(context(ws, engine), cfg=CFG, k=4)
+        second = run_segmentation(context(ws, engine), cfg=CFG, k=4)
     assert second.parent_version == first.version
     a, b = assignments(ws, first.version), assignments(ws, second.version)
     assert (a.segment_id.to_numpy() == b.segment_id.to_numpy()).all()
@@ -99,8 +100,8 @@ def test_rerun_keeps_segment_ids(blobs) -> None:
 def test_a_new_group_gets_a_new_id(blobs) -> None:
     ws, _ = blobs
     with open_engine(ws) as engine:
-        base = run_segmentation(ws, engine, cfg=CFG, k=4)
-        split = run_segmentation(ws, engine, cfg=CFG, k=5)
+        base = run_segmentation(context(ws, engine), cfg=CFG, k=4)
+        split = run_segmentation(context(ws, engine), cfg=CFG, k=5)
     old_ids = {s["segment_id"] for s in base.segments}
     new_ids = {s["segment_id"] for s in split.segments}
     assert len(new_ids - old_ids) >= 1 and len(new_ids & old_ids) >= 3
@@ -177,7 +178,7 @@ def test_gmm_probabilities_are_responsibilities(tmp_path: Path) -> None:
     df = pd.DataFrame(x, columns=FEATS).assign(customer_key=[f"c{i:04d}" for i in range(600)])
     with open_engine(ws) as engine:
         engine.replace_table("customer_features", ibis.memtable(df))
-        r = run_segmentation(ws, engine, method="gmm", cfg=CFG, k=3)
+        r = run_segmentation(context(ws, engine), method="gmm", cfg=CFG, k=3)
         run = get_run(engine, r.version)
     a = assignments(ws, r.version).merge(df, on="customer_key")
     # independent: densities from the stored parameters with scipy
@@ -213,7 +214,7 @@ def test_rfm_rule_segments(cli, tmp_path: Path) -> None:
 def test_density_methods_find_the_blobs_and_noise(blobs, method: str) -> None:
     ws, df = blobs
     with open_engine(ws) as engine:
-        r = run_segmentation(ws, engine, method=method, cfg=CFG)
+        r = run_segmentation(context(ws, engine), method=method, cfg=CFG)
     assert r.k == 4
     a = assignments(ws, r.version).merge(df, on="customer_key")
     clean = a[a.segment_id != -1]
@@ -309,14 +310,14 @@ def test_a_version_with_unstable_segments_is_flagged(blobs, cli, tmp_path) -> No
     ws, _ = blobs
     cfg = SegmentConfig(features=FEATS, log1p=[], resamples=8)
     with open_engine(ws) as engine:
-        good = run_segmentation(ws, engine, method="kmeans", k=4, cfg=cfg)
+        good = run_segmentation(context(ws, engine), method="kmeans", k=4, cfg=cfg)
     assert not any("not stable" in w for w in good.warnings)
     ball = init_workspace(tmp_path / "ball")
     x = np.random.default_rng(1).normal(size=(800, 3))
     df = pd.DataFrame(x, columns=FEATS).assign(customer_key=[f"b{i:04d}" for i in range(800)])
     with open_engine(ball) as engine:
         engine.replace_table("customer_features", ibis.memtable(df))
-        cut = run_segmentation(ball, engine, method="kmeans", k=3, cfg=cfg)
+        cut = run_segmentation(context(ball, engine), method="kmeans", k=3, cfg=cfg)
     jaccard = cut.metrics["stability"]["jaccard"]
     weak = {sid for sid, j in jaccard.items() if j < 0.75}
     assert weak, jaccard
@@ -342,7 +343,7 @@ def test_the_k_table_says_when_the_stored_version_was_fitted_again(blobs) -> Non
     small = SegmentConfig(features=FEATS, log1p=[], resamples=0, k_range="2-6",
                           selection_sample=300)
     with open_engine(ws) as engine:
-        r = run_segmentation(ws, engine, method="kmeans", cfg=small)
+        r = run_segmentation(context(ws, engine), method="kmeans", cfg=small)
     sel = r.metrics["k_selection"]
     fit = sel["stored_fit"]
     assert (fit["scored_on"], fit["customers"], fit["refit"]) == (300, len(df), True)
@@ -354,7 +355,7 @@ def test_the_k_table_says_when_the_stored_version_was_fitted_again(blobs) -> Non
     assert note and "300 customers" in note and "1,200" in note
     whole = SegmentConfig(features=FEATS, log1p=[], resamples=0, k_range="2-6")
     with open_engine(ws) as engine:
-        r2 = run_segmentation(ws, engine, method="kmeans", cfg=whole)
+        r2 = run_segmentation(context(ws, engine), method="kmeans", cfg=whole)
     fit2 = r2.metrics["k_selection"]["stored_fit"]
     assert fit2["scored_on"] == fit2["customers"] == len(df)
     assert fit2["refit"] is False and refit_note(r2.metrics["k_selection"]) is None

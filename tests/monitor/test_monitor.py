@@ -17,6 +17,7 @@ import pytest
 from sklearn.datasets import make_blobs
 
 from tests.conftest import CliResult
+from tests.stages import context
 from tribes.config import SegmentConfig
 from tribes.models.run import run_segmentation
 from tribes.monitor.alerts import ack, list_alerts
@@ -47,14 +48,14 @@ def segmented(tmp_path: Path) -> tuple[Workspace, pd.DataFrame]:
     df = blobs()
     put_features(ws, df)
     with open_engine(ws) as engine:
-        run_segmentation(ws, engine, method="kmeans", k=4, cfg=CFG)
+        run_segmentation(context(ws, engine), method="kmeans", k=4, cfg=CFG)
     return ws, df
 
 
 def test_quiet_on_the_data_the_version_was_built_on(segmented) -> None:
     ws, _ = segmented
     with open_engine(ws) as engine:
-        r = run_monitor(ws, engine)
+        r = run_monitor(context(ws, engine))
     assert [f.feature for f in r.features] == FEATS
     for f in r.features:
         assert f.psi == pytest.approx(0.0, abs=1e-9) and f.ks < 0.006
@@ -71,7 +72,7 @@ def test_planted_drift_raises_alerts_once_until_acknowledged(segmented) -> None:
     shifted.loc[half, "f2"] += 2 * df["f2"].std()
     put_features(ws, shifted)
     with open_engine(ws) as engine:
-        r = run_monitor(ws, engine)
+        r = run_monitor(context(ws, engine))
     kinds = {(a["kind"], a["subject"]): a for a in r.new_alerts}
     assert ("drift.psi", "f2") in kinds and kinds[("drift.psi", "f2")]["severity"] == \
         "critical"
@@ -81,7 +82,7 @@ def test_planted_drift_raises_alerts_once_until_acknowledged(segmented) -> None:
     assert psi_f2.psi >= 0.25 and psi_f2.mean_now > psi_f2.mean_ref
     # still open: the next check raises nothing new, and says so
     with open_engine(ws) as engine:
-        again = run_monitor(ws, engine)
+        again = run_monitor(context(ws, engine))
         assert not again.new_alerts
         assert {a["alert_id"] for a in again.open_alerts} == \
             {a["alert_id"] for a in r.new_alerts}
@@ -94,7 +95,7 @@ def test_planted_drift_raises_alerts_once_until_acknowledged(segmented) -> None:
         with pytest.raises(Exception, match="acknowledged already"):
             ack(engine, [acked[0]["alert_id"]], actor="cli:test")
         # acknowledged, and the drift persists: raised anew, with new numbers
-        third = run_monitor(ws, engine)
+        third = run_monitor(context(ws, engine))
         assert {a["kind"] for a in third.new_alerts} >= {"drift.psi"}
         assert min(a["alert_id"] for a in third.new_alerts) > \
             max(a["alert_id"] for a in r.new_alerts)
@@ -112,7 +113,7 @@ def test_segment_share_shift_is_an_alert(segmented) -> None:
     moved.loc[first, FEATS] = centre + rng.normal(0, 0.3, (int(first.sum()), 3))
     put_features(ws, moved)
     with open_engine(ws) as engine:
-        r = run_monitor(ws, engine)
+        r = run_monitor(context(ws, engine))
     assert r.shares is not None and r.shares.p_value < 1e-6
     shifts = [a for a in r.new_alerts if a["kind"] == "segment.share"]
     assert len(shifts) == 2  # one segment empties, another doubles

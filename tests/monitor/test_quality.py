@@ -73,8 +73,8 @@ def test_batches_are_checked_against_the_source_history(
 
 def test_an_open_alert_is_not_raised_again_and_micro_batches_keep_no_volume(
         tmp_path: Path, write: Callable[..., Path], cli: Callable[..., CliResult]) -> None:
+    from tests.stages import ingest_checked
     from tribes.ingest.loader import IngestOptions
-    from tribes.ops.ingest import ingest_checked
     from tribes.workspace import open_workspace
 
     ws = init_workspace(tmp_path / "ws").path

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import NOW
+from tests.stages import ingest
 from tribes.engine.pyspark.quirks import strftime_to_java
 from tribes.engine.pyspark.session import fit_broadcasts, size_bytes
-from tribes.ingest import IngestOptions, ingest
+from tribes.ingest import IngestOptions
 from tribes.ingest.loader import FAULT_ENV
 from tribes.store.db import init_workspace, open_engine
 from tribes.workspace import Workspace, open_workspace

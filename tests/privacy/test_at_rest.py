@@ -145,7 +145,8 @@ def test_a_service_killed_mid_ingest_leaves_no_raw_value_on_disk(tmp_path: Path,
 @pytest.mark.parametrize("encrypt", [True, False])
 def test_a_file_that_needs_a_copy_is_copied_in_memory_when_encrypted(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, encrypt: bool) -> None:
-    from tribes.ingest import IngestOptions, ingest, textfiles
+    from tests.stages import ingest
+    from tribes.ingest import IngestOptions, textfiles
 
     ws = init_workspace(tmp_path / "shop", encrypt=encrypt)
     seen: list[Path] = []

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import NOW
-from tribes.ingest import IngestOptions, ingest
+from tests.stages import ingest
+from tribes.ingest import IngestOptions
 from tribes.privacy.pseudonymize import pseudonym
 from tribes.store.db import init_workspace, open_engine
 from tribes.workspace import open_workspace

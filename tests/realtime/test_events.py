@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tribes.ingest import IngestOptions, ingest
+from tests.stages import ingest
+from tribes.ingest import IngestOptions
 from tribes.realtime.events import EventChecker, Rejected, StreamEvent, parse_ts
 from tribes.realtime.sink import _line
 from tribes.store.db import open_engine

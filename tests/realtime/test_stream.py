@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.realtime.conftest import RedisServer, tribes
+from tests.stages import settings_of
 from tribes.errors import InputError
 from tribes.realtime.consumer import Consumer
 from tribes.realtime.rules import Trigger
@@ -25,6 +26,16 @@ from tribes.workspace import open_workspace
 NOW = time.time()
 T = NOW - 12 * 3600  # events of the last hours
 
+
+
+def _consumer(path: Path, **kw: Any) -> Consumer:
+    ws = open_workspace(path)
+    return Consumer(ws, settings_of(ws), **kw)
+
+
+def _simulate(path: Path, messages: Any, **kw: Any) -> Any:
+    ws = open_workspace(path)
+    return simulate(ws, settings_of(ws), messages, **kw)
 
 def configure(path: Path, old: str, new: str) -> None:
     cfg = path / "tribes.toml"
@@ -51,7 +62,7 @@ def ev(user: str, kind: str, minutes: float, **kw: Any) -> dict[str, Any]:
 
 def consume(path: Path, url: str, **kw: Any) -> Consumer:
     idle = kw.pop("idle", 0.5)
-    c = Consumer(open_workspace(path), redis_url=url, consumer=kw.pop("consumer", "c1"), **kw)
+    c = _consumer(path, redis_url=url, consumer=kw.pop("consumer", "c1"), **kw)
     c.run(idle_exit=idle)
     return c
 
@@ -84,7 +95,7 @@ def test_abandoned_cart_fires_once_after_the_timeout(rt_ws: Path, redis_url: str
     assert len([t for t in triggers(r) if t.kind == "trigger.abandoned_cart"]) == 1
     assert stream_events(rt_ws) == 7  # every event once, the resend not
     # each trigger is kept per customer for the API
-    c = Consumer(open_workspace(rt_ws), redis_url=redis_url, consumer="c3", sink=False)
+    c = _consumer(rt_ws, redis_url=redis_url, consumer="c3", sink=False)
     recent = c.store.recent_triggers(carts[0].customer_key)
     assert any(x["type"] == "trigger.abandoned_cart" for x in recent)
     c.close()
@@ -110,7 +121,7 @@ def test_pending_messages_of_a_dead_consumer_are_claimed(rt_ws: Path, redis_url:
     configure(rt_ws, 'claim_idle = "60s"', 'claim_idle = "1s"')
     r = redis_server.client()
     push(r, [ev("A", "add_to_cart", 0), ev("Z", "page_view", 45)])
-    Consumer(open_workspace(rt_ws), redis_url=redis_url, consumer="x", sink=False).close()
+    _consumer(rt_ws, redis_url=redis_url, consumer="x", sink=False).close()
     r.xreadgroup("tribes", "dead", {"events": ">"}, count=10)  # read, never acknowledged
     assert r.xpending("events", "tribes")["pending"] == 2
     time.sleep(1.2)
@@ -127,7 +138,7 @@ def test_a_stopped_consumer_stops_with_a_backlog(rt_ws: Path, redis_url: str,
     configure(rt_ws, "batch = 1000", "batch = 100")
     r = redis_server.client()
     push(r, [ev(f"U{i % 50}", "page_view", i / 10) for i in range(2000)])
-    c = Consumer(open_workspace(rt_ws), redis_url=redis_url, consumer="s", sink=False)
+    c = _consumer(rt_ws, redis_url=redis_url, consumer="s", sink=False)
     stats = c.run(max_messages=100)
     assert 100 <= stats.messages <= 300  # a batch, the one read with it, one read ahead
     assert r.xpending("events", "tribes")["pending"] == 0  # what was read is applied
@@ -194,7 +205,7 @@ def test_killing_the_consumer_loses_and_repeats_nothing(rt_ws: Path, redis_url: 
     got = triggers(r)
     ids = [t.trigger_id for t in got]
     assert len(ids) == len(set(ids)), "a trigger was delivered twice"
-    expected = simulate(open_workspace(rt_ws), events)
+    expected = _simulate(rt_ws, events)
     want = sorted(t.trigger_id for t in expected.triggers if t.kind.startswith("trigger."))
     have = sorted(t.trigger_id for t in got if t.kind.startswith("trigger."))
     if have != want:  # say which
@@ -246,7 +257,7 @@ def test_forget_erases_the_real_time_state(rt_ws: Path, redis_url: str,
     consume(rt_ws, redis_url)
     ws = open_workspace(rt_ws)
     key = pseudonym("GONE", ws.secret())
-    store = Consumer(ws, redis_url=redis_url, consumer="probe", sink=False).store
+    store = Consumer(ws, settings_of(ws), redis_url=redis_url, consumer="probe", sink=False).store
     assert store.state(key) is not None
     assert any(f["customer_key"] == key for _, f in r.xrange("triggers"))
     monkeypatch.setenv("TRIBES_REDIS_URL", redis_url)
@@ -273,7 +284,7 @@ def test_churn_risk_of_customers_the_stream_never_hears_from(
     from tribes.realtime.rules import Processor
 
     ws = open_workspace(rt_ws)
-    ref = reference.load(ws)
+    ref = reference.load(ws, settings_of(ws))
     proc = Processor(ws.config.realtime, ref, session_timeout=1800, churn_threshold=0.5)
     schedule = proc.churn_schedule(after=0)
     assert len(schedule) >= 3  # repeat buyers of the CLV fit still above 0.5
@@ -291,7 +302,7 @@ def test_churn_risk_of_customers_the_stream_never_hears_from(
     assert len(fired) == len(want)
     for t in fired:
         assert t.data["p_alive"] == pytest.approx(0.5, abs=2e-3)
-    sim = simulate(open_workspace(rt_ws), events)
+    sim = _simulate(rt_ws, events)
     assert sorted(t.trigger_id for t in sim.triggers if t.kind == "trigger.churn_risk") == \
         sorted(t.trigger_id for t in fired)
 
@@ -388,7 +399,7 @@ def test_two_consumers_one_killed_the_other_claims_its_messages(
     ids = [e["event_id"] for e in events]
     assert sum(r.smismember(day[0], ids)) == len(ids) and len(day) == 1
     ws = open_workspace(rt_ws)
-    c = Consumer(ws, redis_url=redis_url, consumer="probe", sink=False)
+    c = Consumer(ws, settings_of(ws), redis_url=redis_url, consumer="probe", sink=False)
     per_customer: dict[str, int] = {}
     for e in events:
         per_customer[e["user_id"]] = per_customer.get(e["user_id"], 0) + 1
@@ -413,7 +424,7 @@ def test_rules_elsewhere_landing_where_the_database_is(rt_ws: Path, redis_url: s
     events = [ev(f"U{i % 7}", "add_to_cart" if i % 5 == 0 else "page_view", i)
               for i in range(60)]
     push(r, events)
-    a = Consumer(open_workspace(rt_ws), redis_url=redis_url, consumer="a", sink=False)
+    a = _consumer(rt_ws, redis_url=redis_url, consumer="a", sink=False)
     a.run(max_messages=30)
     b = consume(rt_ws, redis_url, consumer="b", sink=False)
     assert a.stats.events and b.stats.events  # both had a share
@@ -425,7 +436,7 @@ def test_rules_elsewhere_landing_where_the_database_is(rt_ws: Path, redis_url: s
     ids = [t.trigger_id for t in triggers(r)]
     assert ids and len(ids) == len(set(ids))
     with pytest.raises(InputError):
-        Consumer(open_workspace(rt_ws), redis_url=redis_url, land_only=True, sink=False)
+        _consumer(rt_ws, redis_url=redis_url, land_only=True, sink=False)
 
 
 def test_a_key_with_an_apostrophe_lands(rt_ws: Path, redis_url: str,

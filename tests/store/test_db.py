@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import duckdb
@@ -52,9 +53,9 @@ def test_init_workspace_again_keeps_the_key_and_config(tmp_path: Path) -> None:
     (ws.path / CONFIG_FILE).write_text('[prep]\nsession_timeout = "1h"\n', encoding="utf-8")
     again = init_workspace(ws.path)
     assert (ws.path / SECRET_FILE).read_text(encoding="utf-8") == key
-    assert again.config.prep.session_timeout == "1h"
+    assert again.config.prep.session_timeout == timedelta(hours=1)
     forced = init_workspace(ws.path, force=True)
-    assert forced.config.prep.session_timeout == "30m"
+    assert forced.config.prep.session_timeout == timedelta(minutes=30)
     assert (ws.path / SECRET_FILE).read_text(encoding="utf-8") == key
     assert [r["action"] for r in audit.read(ws.path)] == ["init"] * 3
 

@@ -39,16 +39,15 @@ import ibis
 import ibis.expr.types as ir
 import pandas as pd
 
-from tribes.config import ActivationTarget, parse_duration
+from tribes.config import ActivationTarget
 from tribes.engine import Engine
 from tribes.errors import InputError
 from tribes.http import post_with_retries
 from tribes.privacy.consent import consent_filter
-from tribes.settings import RunSettings
 from tribes.store.keyed import keyed_consents
 from tribes.store.segments import active_segments, get_run, require_version, segment_names
 from tribes.store.tables import ACTIVATION_STATE, ACTIVATION_SYNCS, EXPORTS
-from tribes.workspace import Workspace
+from tribes.workspace import RunContext, Workspace
 
 log = logging.getLogger(__name__)
 STATE, SYNCS, REMOVALS = "activation_state", "activation_syncs", "activation_removals"
@@ -102,22 +101,24 @@ def target_of(ws: Workspace, name: str) -> ActivationTarget:
     return targets[name]
 
 
-def _members(ws: Workspace, engine: Engine, cfg: ActivationTarget,
+def _members(ctx: RunContext, cfg: ActivationTarget,
              segments: list[int] | None) -> ir.Table:
+    engine = ctx.engine
     t = active_segments(engine)
     if segments:
         t = t.filter(t.segment_id.isin(segments))
-    mode = RunSettings.resolve(ws.config).consent_mode
+    mode = ctx.settings.consent_mode
     for purpose in cfg.purposes:
         t = consent_filter(t, "customer_key", keyed_consents(engine), mode, purpose)
     return t.select("customer_key", "segment_id")
 
 
-def plan(ws: Workspace, engine: Engine, target: str, *, segments: list[int] | None = None,
+def plan(ctx: RunContext, target: str, *, segments: list[int] | None = None,
          full: bool = False) -> Plan:
     """The changes the target needs: upserts of members it lacks or holds in another
     segment, removals of those it holds that are no longer members (or refused, or were
     erased). ``full``: every member, and removals of everything else it holds."""
+    ws, engine = ctx.ws, ctx.engine
     cfg = target_of(ws, target)
     version = require_version(engine, purpose="to activate")
     run = get_run(engine, version)
@@ -128,7 +129,7 @@ def plan(ws: Workspace, engine: Engine, target: str, *, segments: list[int] | No
                          f"{', '.join(f'{i} {n}' for i, n in sorted(known.items()))}",
                          code="E_SEGMENT")
     names = segment_names(engine, version)
-    members = _members(ws, engine, cfg, segments)
+    members = _members(ctx, cfg, segments)
     st = engine.table(STATE)
     held = st.filter(st.target == target).select(h_key="customer_key", h_seg="segment_id")
     if full:
@@ -202,21 +203,22 @@ def _record(engine: Engine, r: SyncResult, started: datetime, segments: list[int
                          "batches": r.batches})
 
 
-def sync(ws: Workspace, engine: Engine, target: str, *, segments: list[int] | None = None,
+def sync(ctx: RunContext, target: str, *, segments: list[int] | None = None,
          full: bool = False, dry_run: bool = False,
          progress: Callable[[str], None] | None = None) -> SyncResult:
     """Plan the changes and deliver them (``dry_run``: plan only)."""
+    ws, engine = ctx.ws, ctx.engine
     say = progress or (lambda s: None)
     started = datetime.now(UTC)
     cfg = target_of(ws, target)
     say("planning")
-    p = plan(ws, engine, target, segments=segments, full=full)
+    p = plan(ctx, target, segments=segments, full=full)
     r = SyncResult(sync_id=p.sync_id, target=target, kind=cfg.kind, version=p.version,
                    upserts=len(p.upserts), removals=len(p.removals))
     if dry_run:
         return r
     if cfg.kind == "file":
-        return _to_files(ws, engine, cfg, p, r, started)
+        return _to_files(ctx, cfg, p, r, started)
     if not len(p.upserts) and not len(p.removals):
         r.status = "nothing"
         with engine.transaction():
@@ -229,8 +231,8 @@ def sync(ws: Workspace, engine: Engine, target: str, *, segments: list[int] | No
                          "X-Tribes-Signature with it", code="E_ACTIVATION")
     bodies = batches(p, cfg.batch_size)
     r.batches, r.location = len(bodies), cfg.url
-    timeout = parse_duration(cfg.timeout).total_seconds()
-    backoff = parse_duration(cfg.backoff).total_seconds()
+    timeout = cfg.timeout.total_seconds()
+    backoff = cfg.backoff.total_seconds()
     for body in bodies:
         say(f"batch {body['batch']} of {len(bodies)}")
         data = json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
@@ -253,9 +255,10 @@ def sync(ws: Workspace, engine: Engine, target: str, *, segments: list[int] | No
     return r
 
 
-def _to_files(ws: Workspace, engine: Engine, cfg: ActivationTarget, p: Plan, r: SyncResult,
+def _to_files(ctx: RunContext, cfg: ActivationTarget, p: Plan, r: SyncResult,
               started: datetime) -> SyncResult:
     """Write the changes (or every member) and a manifest; the target holds them then."""
+    ws, engine = ctx.ws, ctx.engine
     base = Path(cfg.path)
     base = base if base.is_absolute() else ws.path / base
     out = base / f"{started:%Y%m%dT%H%M%S}-{p.sync_id}"
@@ -276,7 +279,7 @@ def _to_files(ws: Workspace, engine: Engine, cfg: ActivationTarget, p: Plan, r: 
     manifest = {"sync_id": p.sync_id, "target": p.target, "version": p.version,
                 "segments": p.segments, "created_at": started.isoformat(),
                 "delta": not p.full, "since": previous,
-                "consent_mode": RunSettings.resolve(ws.config).consent_mode,
+                "consent_mode": ctx.settings.consent_mode,
                 "purposes": cfg.purposes,
                 "files": files,
                 "columns": {"customer_key": "pseudonymized customer key",

@@ -27,12 +27,11 @@ from tribes.engine import Engine
 from tribes.errors import InputError
 from tribes.privacy.consent import consent_filter
 from tribes.privacy.pseudonymize import pseudonym
-from tribes.settings import RunSettings
 from tribes.stats import ab as st
 from tribes.store.keyed import keyed_consents, keyed_events
 from tribes.store.segments import active_version, members
 from tribes.store.segments import segment_names as names_of
-from tribes.workspace import Workspace
+from tribes.workspace import RunContext, Workspace
 
 METRICS = ("conversion", "revenue", "ctr")
 ID_NAMES = ("customer_id", "user_id", "customer", "userid", "id")
@@ -92,11 +91,12 @@ def read_assignments(ws: Workspace, engine: Engine, df: pd.DataFrame) -> pd.Data
         columns={"raw": "id"}).reset_index(drop=True)
 
 
-def outcomes(ws: Workspace, engine: Engine, assigned: pd.DataFrame, metric: str, *,
+def outcomes(ctx: RunContext, assigned: pd.DataFrame, metric: str, *,
              window: timedelta, pre: timedelta, click_types: list[str],
              impression_types: list[str]) -> pd.DataFrame:
     """Per exposed customer: y (and n for ctr) in the window, x in the pre period, and
     the segment of the active version (customers without analytics consent left out)."""
+    engine = ctx.engine
     a = ibis.memtable(assigned[["customer_key", "exposed_at"]].rename(
         columns={"customer_key": "a_key"}))
     ev = keyed_events(engine.table("events"), engine.table("identities"),
@@ -130,7 +130,7 @@ def outcomes(ws: Workspace, engine: Engine, assigned: pd.DataFrame, metric: str,
     # analytics consent: who refused is not analyzed
     keys = ibis.memtable(df[["customer_key"]])
     allowed = engine.execute(consent_filter(keys, "customer_key", keyed_consents(engine),
-                                            RunSettings.resolve(ws.config).consent_mode))
+                                            ctx.settings.consent_mode))
     excluded = len(df) - len(set(allowed["customer_key"]))
     df = df[df["customer_key"].isin(set(allowed["customer_key"]))]
     version = active_version(engine)

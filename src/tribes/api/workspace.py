@@ -3,8 +3,9 @@ name does (the CLI calls these), and returns a :class:`~tribes.api.results.Resul
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,9 @@ import pandas as pd
 from tribes.api.results import FunnelResult, Result, RetentionResult, Table
 from tribes.config import parse_duration
 from tribes.settings import RunSettings
-from tribes.store.db import init_workspace, open_engine
+from tribes.store.db import init_workspace, open_engine, open_run
+from tribes.workspace import RunContext, open_workspace
 from tribes.workspace import Workspace as _Workspace
-from tribes.workspace import open_workspace
 
 Progress = Callable[[str], None]
 
@@ -65,6 +66,12 @@ class Workspace:
         return RunSettings.resolve(self._ws.config, session_timeout=session_timeout,
                                    as_of=when)
 
+    def _run(self, settings: RunSettings | None = None, *, read_only: bool = False
+             ) -> contextlib.AbstractContextManager[RunContext]:
+        """The engine opened for one call, with the run's settings (the configuration's
+        unless given): what the stages get."""
+        return open_run(self._ws, settings or self.settings(), read_only=read_only)
+
     def __repr__(self) -> str:
         return f"<tribes Workspace {self.path}>"
 
@@ -108,8 +115,9 @@ class Workspace:
                              event_type=event_type, ts_format=ts_format, tz=tz, fmt=format,
                              delimiter=delimiter, encoding=encoding, header=header,
                              decimal=decimal)
-        checked = ingest_checked(self._ws, [str(i) for i in inputs], opts,
-                                 progress=progress, notify=notify)
+        with self._run() as run:
+            checked = ingest_checked(run, [str(i) for i in inputs], opts,
+                                     progress=progress, notify=notify)
         summary = checked.summary.to_dict() | {"webhooks": checked.webhooks,
                                                "quarantined_total":
                                                    checked.summary.n_quarantined}
@@ -121,9 +129,8 @@ class Workspace:
         """Stitch identities and sessionize every stored event (``tribes prep``)."""
         from tribes.prep.run import run_prep
 
-        with open_engine(self._ws) as engine:
-            report = run_prep(self._ws, engine, progress=progress,
-                              settings=self.settings(session_timeout=session_timeout))
+        with self._run(self.settings(session_timeout=session_timeout)) as run:
+            report = run_prep(run, progress=progress)
         return Result(report.as_dict(), table=Table(self._ws, "identities"), title="Prep",
                       report=report)
 
@@ -135,8 +142,8 @@ class Workspace:
         from tribes.features.run import TABLE, run_features
 
         settings = self.settings(session_timeout=session_timeout, as_of=as_of)
-        with open_engine(self._ws) as engine:
-            report = run_features(self._ws, engine, settings=settings, progress=progress)
+        with self._run(settings) as run:
+            report = run_features(run, progress=progress)
         return Result(report.as_dict(), table=Table(self._ws, TABLE), title="Features",
                       report=report)
 
@@ -149,9 +156,8 @@ class Workspace:
         from tribes.realtime.webhooks import notify_alerts
 
         settings = self.settings(session_timeout=session_timeout, as_of=as_of)
-        with open_engine(self._ws) as engine:
-            rep = run_pipeline(self._ws, engine, settings=settings,
-                               resegment=None if segment else False, monitor=monitor,
+        with self._run(settings) as run:
+            rep = run_pipeline(run, resegment=None if segment else False, monitor=monitor,
                                force=force, progress=progress)
         sent = (notify_alerts(self._ws, rep.monitor.new_alerts) if rep.monitor
                 else {"sent": 0, "failed": 0})
@@ -166,9 +172,9 @@ class Workspace:
         from tribes.models.run import run_segmentation
         from tribes.store.segments import active_segments
 
-        with open_engine(self._ws) as engine:
-            report = run_segmentation(self._ws, engine, method=method, k=k,
-                                      features=features, k_range=k_range, progress=progress)
+        with self._run() as run:
+            report = run_segmentation(run, method=method, k=k, features=features,
+                                      k_range=k_range, progress=progress)
         summary = ({key: v for key, v in report.as_dict().items() if key != "seconds"}
                    | {"seconds": report.seconds})
         version = report.version
@@ -181,9 +187,8 @@ class Workspace:
         personas``); ``summary["personas"]`` lists them, ``.to_pandas()`` one row each."""
         from tribes.models.personas import build_personas
 
-        settings = self.settings()
-        with open_engine(self._ws) as engine:
-            ps = build_personas(engine, session_timeout_s=settings.timeout_s)
+        with self._run() as run:
+            ps = build_personas(run)
         version = ps[0]["version"] if ps else None
 
         def of_version(engine: Any) -> Any:
@@ -200,8 +205,8 @@ class Workspace:
 
         path = Path(out) if out is not None else self.path / "reports" / "report.html"
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open_engine(self._ws, read_only=True) as engine:
-            res = build_report(self._ws, engine, path, progress=progress)
+        with self._run(read_only=True) as run:
+            res = build_report(run, path, progress=progress)
         return Result(res, title=f"Report {path}")
 
     # ------------------------------------------------------------------ analyses
@@ -272,20 +277,21 @@ class Clv:
 
         cal = (datetime.fromisoformat(calibration_end) if isinstance(calibration_end, str)
                else calibration_end)
-        with open_engine(self._w._ws) as engine:
-            res = fit_clv(self._w._ws, engine, model=model, calibration_end=cal,
-                          period=period, time_unit=time_unit, strict_spend=strict_spend,
-                          progress=progress)
+        with self._w._run() as run:
+            res = fit_clv(run, model=model, calibration_end=cal, period=period,
+                          time_unit=time_unit, strict_spend=strict_spend, progress=progress)
         return Result(res, title="CLV fit")
 
-    def score(self, *, horizon: str | None = None, discount_rate: float | None = None,
+    def score(self, *, horizon: str | timedelta | None = None,
+              discount_rate: float | None = None,
               threshold: float | None = None, progress: Progress | None = None) -> Result:
         """Score every purchaser: expected purchases, P(alive), CLV (``tribes clv
         score``); ``.to_pandas()`` gives the scores."""
         from tribes.models.clv.run import score_clv
 
-        with open_engine(self._w._ws) as engine:
-            res = score_clv(self._w._ws, engine, horizon=horizon, discount_rate=discount_rate,
+        span = parse_duration(horizon) if isinstance(horizon, str) else horizon
+        with self._w._run() as run:
+            res = score_clv(run, horizon=span, discount_rate=discount_rate,
                             threshold=threshold, progress=progress)
         return Result(res, table=Table(self._w._ws, "clv"), title="CLV scores")
 
@@ -296,8 +302,8 @@ class Clv:
         gives the stored churn scores."""
         from tribes.models.clv.churn import compare_churn
 
-        with open_engine(self._w._ws) as engine:
-            res = compare_churn(self._w._ws, engine, days=days, model=model, store=store,
+        with self._w._run() as run:
+            res = compare_churn(run, days=days, model=model, store=store,
                                 progress=progress)
         return Result(res, table=Table(self._w._ws, "churn_scores") if store else None,
                       title="Churn")

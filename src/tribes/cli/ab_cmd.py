@@ -7,8 +7,9 @@ from typing import Annotated, Any
 
 import typer
 
-from tribes.cli.common import JsonOpt, Output, state
+from tribes.cli.common import JsonOpt, Output, run_settings, state
 from tribes.store.db import open_engine
+from tribes.workspace import RunContext
 
 app = typer.Typer(help="A/B tests by segment: uplift with intervals, corrected p-values, "
                   "sample-ratio check, CUPED.", no_args_is_help=True)
@@ -114,7 +115,8 @@ def analyze(
             raise InputError(f"no variant '{ctl}'; variants: {', '.join(variants)}",
                              code="E_AB")
         task.step("measuring outcomes")
-        df = outcomes(ws, engine, assigned, metric, window=parse_duration(window),
+        df = outcomes(RunContext(ws, engine, run_settings(ws)), assigned, metric,
+                      window=parse_duration(window),
                       pre=parse_duration(pre), click_types=click_types.split(","),
                       impression_types=impression_types.split(","))
         names = segment_names(engine)

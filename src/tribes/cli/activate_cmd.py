@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from tribes.cli.common import JsonOpt, Output, state
+from tribes.cli.common import JsonOpt, Output, opened, state
 from tribes.store.db import open_engine
 
 
@@ -54,8 +54,8 @@ def activate(
     out = Output(ctx, json_out)
     wanted = _segment_list(segments)
     ws = state(ctx).open()
-    with open_engine(ws, read_only=dry_run) as engine, out.progress("activating") as task:
-        r = sync(ws, engine, target, segments=wanted, full=full, dry_run=dry_run,
+    with opened(ws, read_only=dry_run) as run, out.progress("activating") as task:
+        r = sync(run, target, segments=wanted, full=full, dry_run=dry_run,
                  progress=task.step)
     out.result(r.as_dict())
     what = f"{r.upserts:,} upserts and {r.removals:,} removals"

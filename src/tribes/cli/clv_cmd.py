@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from tribes.api import Workspace
-from tribes.cli.common import JsonOpt, Output, state
+from tribes.cli.common import JsonOpt, Output, opened, state
 from tribes.errors import InputError
 from tribes.features.run import parse_as_of
 from tribes.store.db import open_engine
@@ -216,8 +216,8 @@ def validate(
     ws = state(ctx).open()
     cal = _date(calibration_end)
     names = [m.strip() for m in models.split(",") if m.strip()] if models else None
-    with open_engine(ws, read_only=True) as engine, out.progress("clv validate") as task:
-        res = validate_clv(ws, engine, calibration_end=cal, models=names, progress=task.step)
+    with opened(ws, read_only=True) as run, out.progress("clv validate") as task:
+        res = validate_clv(run, calibration_end=cal, models=names, progress=task.step)
     out.result(res)
     out.table(f"Fitted up to {res['calibration_end'][:10]}, checked to "
               f"{res['holdout_end'][:10]}",

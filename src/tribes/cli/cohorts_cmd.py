@@ -8,8 +8,7 @@ import typer
 from rich.markup import escape
 
 from tribes.api import Workspace
-from tribes.cli.common import CohortOpt, JsonOpt, Output, state
-from tribes.settings import RunSettings
+from tribes.cli.common import CohortOpt, JsonOpt, Output, run_settings, state
 from tribes.store.db import open_engine
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich",
@@ -162,7 +161,7 @@ def define(
 
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    settings = RunSettings.resolve(ws.config)
+    settings = run_settings(ws)
     with open_engine(ws, read_only=dry_run) as engine, out.progress(f"cohort {name}"):
         res = define_cohort(engine, name, rule, description=description, replace=replace,
                             dry_run=dry_run, consent_mode=settings.consent_mode)
@@ -229,7 +228,7 @@ def refresh(
 
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    settings = RunSettings.resolve(ws.config)
+    settings = run_settings(ws)
     with open_engine(ws) as engine, out.progress("refreshing cohorts"):
         rows = refresh_cohorts(engine, names or None,
                                consent_mode=settings.consent_mode)

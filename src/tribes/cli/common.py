@@ -20,7 +20,9 @@ from rich.table import Table
 from rich.text import Text
 
 from tribes.errors import InputError
-from tribes.workspace import Workspace, open_workspace
+from tribes.settings import RunSettings
+from tribes.store.db import open_run
+from tribes.workspace import RunContext, Workspace, open_workspace
 
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print one JSON object with the result to stdout.")
@@ -41,6 +43,20 @@ class State:
 
     def open(self) -> Workspace:
         return open_workspace(self.workspace, backend=self.backend)
+
+
+def run_settings(ws: Workspace, *, session_timeout: str | None = None,
+                 as_of: datetime | None = None) -> RunSettings:
+    """The run's settings: ``tribes.toml`` with the command's options on top (the CLI is
+    one of the edges where they are resolved, once per command)."""
+    return RunSettings.resolve(ws.config, session_timeout=session_timeout, as_of=as_of)
+
+
+def opened(ws: Workspace, *, read_only: bool = False, settings: RunSettings | None = None
+           ) -> contextlib.AbstractContextManager[RunContext]:
+    """The workspace's engine opened for the command, with the run's settings
+    (:func:`run_settings` unless given): what the stages get."""
+    return open_run(ws, settings or run_settings(ws), read_only=read_only)
 
 
 def state(ctx: typer.Context) -> State:

@@ -7,10 +7,9 @@ from typing import Annotated
 import ibis
 import typer
 
-from tribes.cli.common import JsonOpt, Output, state
+from tribes.cli.common import JsonOpt, Output, run_settings, state
 from tribes.privacy.consent import consent_summary
 from tribes.privacy.pseudonymize import pseudonym
-from tribes.settings import RunSettings
 from tribes.store.db import open_engine
 
 app = typer.Typer(help="Consent records: summary per purpose, or one customer's history.",
@@ -33,7 +32,7 @@ def show(
     ws = state(ctx).open()
     with open_engine(ws) as engine:
         c = engine.table("consents")
-        mode = RunSettings.resolve(ws.config).consent_mode
+        mode = run_settings(ws).consent_mode
         if customer is None:
             rows = engine.execute(consent_summary(c)).to_dict("records")
             out.result({"consent_mode": mode, "purposes": rows})

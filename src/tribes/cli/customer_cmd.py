@@ -6,9 +6,10 @@ from typing import Annotated
 
 import typer
 
-from tribes.cli.common import JsonOpt, Output, state
+from tribes.cli.common import JsonOpt, Output, run_settings, state
 from tribes.store.customer import customer_view, resolve_customer
 from tribes.store.db import open_engine
+from tribes.workspace import RunContext
 
 
 def customer(
@@ -32,7 +33,7 @@ def customer(
     ws = state(ctx).open()
     with open_engine(ws, read_only=True) as engine:
         key = resolve_customer(ws, engine, ident)
-        view = customer_view(ws, engine, key, limit=limit)
+        view = customer_view(RunContext(ws, engine, run_settings(ws)), key, limit=limit)
     out.result(view)
     out.print(f"customer_key [bold]{key}[/bold]: {view['n_events']:,} events in "
               f"{view['n_sessions']:,} sessions"

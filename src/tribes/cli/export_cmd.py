@@ -7,9 +7,8 @@ from typing import Annotated
 
 import typer
 
-from tribes.cli.common import JsonOpt, Output, state, writable
+from tribes.cli.common import JsonOpt, Output, opened, state, writable
 from tribes.errors import InputError
-from tribes.store.db import open_engine
 from tribes.store.exports import EXPORTS, export_table
 
 
@@ -42,8 +41,8 @@ def export(
     if fmt not in ("csv", "parquet"):
         raise typer.BadParameter("use csv or parquet", param_hint="--format")
     ws = state(ctx).open()
-    with open_engine(ws) as engine, out.progress(f"exporting {what}"):
-        rows = export_table(ws, engine, what, writable(out_path), fmt)
+    with opened(ws) as run, out.progress(f"exporting {what}"):
+        rows = export_table(run, what, writable(out_path), fmt)
     out.result({"what": what, "path": str(out_path), "format": fmt, "rows": rows})
     out.print(f"wrote {rows:,} {what} rows to {out_path} ({fmt})")
 

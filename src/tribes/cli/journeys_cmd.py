@@ -10,8 +10,7 @@ import typer
 from tribes.analysis.funnels import split_steps
 from tribes.analysis.journeys import transitions as transitions_fn
 from tribes.api import Workspace
-from tribes.cli.common import CohortOpt, JsonOpt, Output, state, writable
-from tribes.settings import RunSettings
+from tribes.cli.common import CohortOpt, JsonOpt, Output, run_settings, state, writable
 from tribes.store.db import open_engine
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich",
@@ -47,7 +46,7 @@ def transitions(
     """
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    settings = RunSettings.resolve(ws.config)
+    settings = run_settings(ws)
     timeout = settings.session_timeout
     with open_engine(ws, read_only=True) as engine, out.progress("transitions"):
         tr = transitions_fn(engine, scope=scope, level=level, segment=segment, cohort=cohort,
@@ -183,7 +182,7 @@ def paths(
 
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    settings = RunSettings.resolve(ws.config)
+    settings = run_settings(ws)
     with open_engine(ws, read_only=True) as engine, out.progress("paths"):
         ps = session_paths(engine, segment=segment, cohort=cohort,
                            timeout=settings.session_timeout,
@@ -217,7 +216,7 @@ def sankey(
 
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    settings = RunSettings.resolve(ws.config)
+    settings = run_settings(ws)
     with open_engine(ws, read_only=True) as engine, out.progress("sankey"):
         ps = session_paths(engine, cohort=cohort,
                            timeout=settings.session_timeout,

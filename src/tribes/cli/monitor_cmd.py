@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from tribes.cli.common import JsonOpt, Output, state
+from tribes.cli.common import JsonOpt, Output, opened, state
 from tribes.store.db import open_engine
 
 FAIL_ON = ("never", "warning", "critical")
@@ -42,8 +42,8 @@ def monitor(
         raise typer.BadParameter(f"use one of {', '.join(FAIL_ON)}", param_hint="--fail-on")
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    with open_engine(ws, read_only=dry_run) as engine, out.progress("monitoring") as task:
-        report = run_monitor(ws, engine, record=not dry_run, progress=task.step)
+    with opened(ws, read_only=dry_run) as run, out.progress("monitoring") as task:
+        report = run_monitor(run, record=not dry_run, progress=task.step)
     delivered = notify_alerts(ws, report.new_alerts) if not dry_run else {"sent": 0, "failed": 0}
     out.result(report.as_dict() | {"webhooks": delivered})
     cfg = ws.config.monitor

@@ -9,7 +9,7 @@ import ibis
 import typer
 from rich.markup import escape
 
-from tribes.cli.common import JsonOpt, Output, state, writable
+from tribes.cli.common import JsonOpt, Output, opened, state, writable
 from tribes.errors import InputError
 from tribes.ingest import IngestOptions
 from tribes.ingest.mapping import parse_map_option, parse_pairs
@@ -192,8 +192,8 @@ def replay_command(
                          ts_format=ts_format, tz=tz, decimal=decimal,
                          aliases=parse_pairs(alias, "--alias", "kauf=purchase"),
                          missing=parse_pairs(missing, "--missing", "amount=flag"))
-    with out.progress("replaying quarantined rows") as task:
-        result = replay(ws, opts, reason=reason, batch=batch, source=source,
+    with opened(ws) as run, out.progress("replaying quarantined rows") as task:
+        result = replay(run, opts, reason=reason, batch=batch, source=source,
                         progress=task.step)
     out.result(result.to_dict())
     if not result.selected:

@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from tribes.api import Workspace
-from tribes.cli.common import JsonOpt, Output, state
+from tribes.cli.common import JsonOpt, Output, opened, run_settings, state
 from tribes.features.definitions import segment_features
 from tribes.models import METHODS
 from tribes.store.db import open_engine
+from tribes.workspace import RunContext
 
 if TYPE_CHECKING:
     from tribes.models.run import SegmentReport
@@ -160,8 +161,8 @@ def select_k_command(
     from tribes.models.run import choose_k
 
     ws = state(ctx).open()
-    with open_engine(ws, read_only=True) as engine, out.progress("scoring k") as task:
-        res = choose_k(ws, engine, method=method, features=feats, k_range=k_range,
+    with opened(ws, read_only=True) as run, out.progress("scoring k") as task:
+        res = choose_k(run, method=method, features=feats, k_range=k_range,
                        progress=task.step)
     out.result(res)
     bic = method == "gmm"
@@ -263,7 +264,8 @@ def _campaign(ws: Any, engine: Any, path: Path, metric: str, window: str,
         raise InputError(f"an A/B test has two variants; found {len(variants)}",
                          code="E_AB")
     control = next((v for v in ("control", "A", "a") if v in variants), variants[0])
-    df = outcomes(ws, engine, assigned, metric, window=parse_duration(window),
+    df = outcomes(RunContext(ws, engine, run_settings(ws)), assigned, metric,
+                  window=parse_duration(window),
                   pre=parse_duration("28d"), click_types=["click", "select_promotion"],
                   impression_types=["impression", "view_promotion"])
     import ibis

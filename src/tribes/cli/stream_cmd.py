@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from tribes.cli.common import JsonOpt, Output, state
+from tribes.cli.common import JsonOpt, Output, run_settings, state
 from tribes.errors import InputError
 
 
@@ -79,9 +79,9 @@ def stream(
     if land_only and no_sink:
         raise InputError("--land-only lands the events: not with --no-sink", code="E_OPTION")
     ws = state(ctx).open()
-    c = Consumer(ws, redis_url=redis, input_stream=input_stream, output_stream=output_stream,
-                 group=group, consumer=consumer, start=start, sink=not no_sink,
-                 webhooks=not no_webhooks, land_only=land_only)
+    c = Consumer(ws, run_settings(ws), redis_url=redis, input_stream=input_stream,
+                 output_stream=output_stream, group=group, consumer=consumer, start=start,
+                 sink=not no_sink, webhooks=not no_webhooks, land_only=land_only)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:

@@ -8,8 +8,7 @@ import typer
 
 from tribes.analysis.trends import METRICS
 from tribes.analysis.trends import trends as trends_fn
-from tribes.cli.common import CohortOpt, JsonOpt, Output, state
-from tribes.settings import RunSettings
+from tribes.cli.common import CohortOpt, JsonOpt, Output, run_settings, state
 from tribes.store.db import open_engine
 
 
@@ -44,7 +43,7 @@ def trends(
     """
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    settings = RunSettings.resolve(ws.config)
+    settings = run_settings(ws)
     with open_engine(ws, read_only=True) as engine, out.progress("trends"):
         res = trends_fn(engine, metric, by=by, horizon=horizon, freq=period, cohort=cohort,
                         consent_mode=settings.consent_mode)

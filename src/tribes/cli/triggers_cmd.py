@@ -9,7 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
-from tribes.cli.common import JsonOpt, Output, state
+from tribes.cli.common import JsonOpt, Output, run_settings, state
+from tribes.config import format_duration
 from tribes.errors import InputError
 
 app = typer.Typer(help="Real-time rules: list them, try them on a file of events, see the "
@@ -24,7 +25,8 @@ def _rule_rows(cfg: Any) -> list[tuple[str, str, str]]:
     return [
         ("abandoned_cart", "on" if r.abandoned_cart.enabled else "off",
          f"{', '.join(r.abandoned_cart.add_types)} and none of "
-         f"{', '.join(r.abandoned_cart.cancel_types)} within {r.abandoned_cart.after}"),
+         f"{', '.join(r.abandoned_cart.cancel_types)} within "
+         f"{format_duration(r.abandoned_cart.after)}"),
         ("high_value_views", "on" if r.high_value_views.enabled else "off",
          f">= {r.high_value_views.min_views} of {', '.join(r.high_value_views.view_types)} "
          f"at {r.high_value_views.price_field} >= {r.high_value_views.min_price:g} in a "
@@ -83,7 +85,7 @@ def test(
         raise InputError(f"unknown rule '{rule}'; rules: {', '.join(RULES)} or all",
                          code="E_RULE")
     ws = state(ctx).open()
-    sim = simulate(ws, read_messages(events), advance=advance)
+    sim = simulate(ws, run_settings(ws), read_messages(events), advance=advance)
     kinds = {"abandoned_cart": ("trigger.abandoned_cart",),
              "high_value_views": ("trigger.high_value_views",),
              "session_offer": ("trigger.session_offer",),

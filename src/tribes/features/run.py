@@ -37,7 +37,7 @@ from tribes.settings import RunSettings
 from tribes.store.identity_rules import list_rules
 from tribes.store.keyed import keyed_consents
 from tribes.store.runs import events_fingerprint, is_current, last_run, new_run_id, record_run
-from tribes.workspace import Workspace
+from tribes.workspace import RunContext
 
 log = logging.getLogger(__name__)
 
@@ -78,24 +78,19 @@ def parse_as_of(text: str) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def run_features(
-    ws: Workspace,
-    engine: Engine,
-    *,
-    settings: RunSettings | None = None,
-    progress: Callable[[str], None] | None = None,
-) -> FeaturesReport:
+def run_features(ctx: RunContext, *, progress: Callable[[str], None] | None = None
+                 ) -> FeaturesReport:
     """Compute and store ``customer_features`` (replacing the previous table).
 
-    Runs prep first, with the same ``settings``, when the events changed since the last
+    Runs prep first, with the same settings, when the events changed since the last
     prep, it was run with another session timeout, or identity rules changed.
     ``settings.as_of`` defaults to the newest event; only events up to it count, so past
     snapshots can be rebuilt.
     """
     say = progress or (lambda step: None)
     started_perf, started = time.perf_counter(), datetime.now(UTC)
+    ws, engine, settings = ctx.ws, ctx.engine, ctx.settings
     cfg = ws.config.features
-    settings = settings or RunSettings.resolve(ws.config)
     timeout = settings.session_timeout
     as_of = settings.as_of
 
@@ -110,7 +105,7 @@ def run_features(
         log.info("events, settings or identity rules changed since the last prep; running "
                  "prep first")
         say("prep (events, settings or identity rules changed since the last prep)")
-        run_prep(ws, engine, settings=settings, progress=lambda s: say(f"prep: {s}"))
+        run_prep(ctx, progress=lambda s: say(f"prep: {s}"))
 
     events = engine.table("events")
     if as_of is None:

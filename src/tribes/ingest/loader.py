@@ -23,7 +23,6 @@ from typing import Any
 import ibis
 import ibis.expr.types as ir
 
-from tribes.config import parse_duration
 from tribes.engine import FILE_COLUMN, Engine, clear_spool, spool_dir
 from tribes.errors import ConfigError, InputError
 from tribes.ingest.checks import (
@@ -59,8 +58,7 @@ from tribes.ingest.stage import (
 from tribes.ingest.standardize import canonical_event_type, unmatched_report
 from tribes.ingest.textfiles import memory_scratch
 from tribes.ingest.tsformat import SAMPLE, TsGuess, guess_ts_format
-from tribes.store.db import open_engine
-from tribes.workspace import Workspace
+from tribes.workspace import RunContext, Workspace
 
 log = logging.getLogger(__name__)
 
@@ -172,14 +170,14 @@ def _default_source(files: list[Path], kind: str) -> str:
     return stem.lower() or "events"
 
 
-def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
+def ingest(ctx: RunContext, inputs: list[str], opts: IngestOptions,
            progress: Progress | None = None) -> IngestSummary:
     """Ingest files into the workspace as one batch.
 
     Parameters
     ----------
-    ws
-        The workspace (its secret key pseudonymizes identifiers).
+    ctx
+        The workspace (its secret key pseudonymizes identifiers) and its open engine.
     inputs
         Files, globs or directories of one format.
     opts
@@ -199,8 +197,8 @@ def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
     # end on a thread meanwhile, and the batch stops before anything is stored if not
     whole = concurrent.futures.ThreadPoolExecutor(1, "tribes-whole").submit(cut_short, files)
     batch_id = new_batch_id(opts.now or datetime.now(UTC))
+    ws, engine = ctx.ws, ctx.engine
     with contextlib.ExitStack() as stack:
-        engine = stack.enter_context(open_engine(ws))
         # the copies a text file may need hold its raw values: an encrypted workspace
         # makes them in memory only
         scratch = (stack.enter_context(memory_scratch()) if engine.encrypted
@@ -303,7 +301,7 @@ def load_batch(ws: Workspace, engine: Engine, read: ReadResult, opts: IngestOpti
                           code="E_CONFIG") from None
     stage_opts = StageOptions(
         source=source, ts_format=opts.ts_format, tz=opts.tz or cfg.ingest.default_tz, now=now,
-        future_limit=now + parse_duration(cfg.ingest.future_tolerance), min_ts=min_ts, key=key,
+        future_limit=now + cfg.ingest.future_tolerance, min_ts=min_ts, key=key,
         ts_guessed=bool(opts.ts_format and opts.ts_guessed),
     )
     _check_tz(stage_opts.tz)

@@ -41,7 +41,7 @@ from tribes.ingest.quarantine import matching, quarantined
 from tribes.ingest.reader import ReadResult
 from tribes.ingest.stage import MARK_BATCH, MARK_HASHED, MARK_KEY
 from tribes.store.db import open_engine
-from tribes.workspace import Workspace
+from tribes.workspace import RunContext, Workspace
 
 # the marker columns of a flat record, first in an export (see stage.MARKS)
 _INFO = {"_tribes_reason": "reason", "_tribes_message": "message", "_tribes_kind": "kind",
@@ -143,43 +143,44 @@ def replay_options(kind: str, source: str, stored: dict[str, Any], mapping: dict
     )
 
 
-def replay(ws: Workspace, new: IngestOptions, *, reason: str | None = None,
+def replay(ctx: RunContext, new: IngestOptions, *, reason: str | None = None,
            batch: str | None = None, source: str | None = None,
            progress: Progress | None = None) -> ReplayResult:
     """Read the open quarantined rows matching the filters again, one batch per batch
     that quarantined them, with that batch's options overridden by ``new`` (its mapping,
     event type, timestamp format and zone, decimal mark, event type aliases and
     missing-value policies; its kind and source are the batch's)."""
-    with open_engine(ws) as engine:
-        q = quarantined(engine, reason=reason, batch=batch, source=source)
-        selected = int(engine.scalar(q.count()))
-        lost = q.filter(q.record.isnull())
-        not_replayable = {str(r): int(n) for r, n in engine.execute(
-            lost.group_by("reason").aggregate(n=lost.count())).itertuples(index=False)}
-        kept = q.filter(q.record.notnull())
-        todo = engine.execute(kept.group_by(["batch_id", "kind", "source"])
-                              .aggregate(n=kept.count()).order_by("batch_id"))
+    engine = ctx.engine
+    q = quarantined(engine, reason=reason, batch=batch, source=source)
+    selected = int(engine.scalar(q.count()))
+    lost = q.filter(q.record.isnull())
+    not_replayable = {str(r): int(n) for r, n in engine.execute(
+        lost.group_by("reason").aggregate(n=lost.count())).itertuples(index=False)}
+    kept = q.filter(q.record.notnull())
+    todo = engine.execute(kept.group_by(["batch_id", "kind", "source"])
+                          .aggregate(n=kept.count()).order_by("batch_id"))
     summaries = []
     for row in todo.itertuples(index=False):
-        summaries.append(_replay_batch(ws, str(row.batch_id), str(row.kind), str(row.source),
+        summaries.append(_replay_batch(ctx, str(row.batch_id), str(row.kind), str(row.source),
                                        new, reason=reason, progress=progress))
     return ReplayResult(summaries, selected, not_replayable)
 
 
-def _replay_batch(ws: Workspace, batch_id: str, kind: str, source: str, new: IngestOptions,
-                  *, reason: str | None, progress: Progress | None) -> IngestSummary:
+def _replay_batch(ctx: RunContext, batch_id: str, kind: str, source: str,
+                  new: IngestOptions, *, reason: str | None, progress: Progress | None
+                  ) -> IngestSummary:
     clock = _Clock(progress)
     now = new.now or datetime.now(UTC)
     replay_id = new_batch_id(now)
-    with open_engine(ws) as engine:
-        clock.say("reading the quarantine")
-        stored, mapping = _batch_options(engine, batch_id)
-        opts = replay_options(kind, source, stored, mapping, replace(new, now=now))
-        rows = quarantined(engine, reason=reason, batch=batch_id, kind=kind)
-        flat = flat_records(engine, rows)
-        read = _read_from(engine, flat, "_tribes_replay")
-        summary = load_batch(ws, engine, read, opts, clock, batch_id=replay_id,
-                             files=[f"quarantine:{batch_id}"])
+    engine = ctx.engine
+    clock.say("reading the quarantine")
+    stored, mapping = _batch_options(engine, batch_id)
+    opts = replay_options(kind, source, stored, mapping, replace(new, now=now))
+    rows = quarantined(engine, reason=reason, batch=batch_id, kind=kind)
+    flat = flat_records(engine, rows)
+    read = _read_from(engine, flat, "_tribes_replay")
+    summary = load_batch(ctx.ws, engine, read, opts, clock, batch_id=replay_id,
+                         files=[f"quarantine:{batch_id}"])
     return clock.done(summary)
 
 

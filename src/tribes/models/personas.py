@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import ibis
@@ -25,6 +25,7 @@ from tribes.prep.sessions import mark_session_starts, number_sessions
 from tribes.store.keyed import keyed_events
 from tribes.store.segments import active_version, get_run, members, require_version
 from tribes.store.tables import PERSONA_OVERRIDES, PERSONAS
+from tribes.workspace import RunContext
 
 SKIP = {"customer_key", "known", "as_of", "r_score", "f_score", "m_score"}
 JOURNEY_CUSTOMERS = 300  # customers per segment whose sessions give the top journeys
@@ -78,11 +79,9 @@ def _top_categories(engine: Engine, version: int, top: int = 3) -> dict[int, lis
     return out
 
 
-def _journeys(engine: Engine, version: int, timeout_s: float, top: int = 3
+def _journeys(engine: Engine, version: int, timeout: timedelta, top: int = 3
               ) -> dict[int, list[Any]]:
     """Most common session paths (event types in order, repeats collapsed, 4 steps)."""
-    from datetime import timedelta
-
     a = members(engine, version)
     ranked = a.mutate(_r=ibis.row_number().over(group_by=a.segment_id,
                                                 order_by=md5_hex(a.a_key)))
@@ -91,7 +90,7 @@ def _journeys(engine: Engine, version: int, timeout_s: float, top: int = 3
                      ["ts", "event_id", "event_type"])
     k = k.join(pick, k.customer_key == pick.a_key).select(
         "customer_key", "ts", "event_id", "event_type", "segment_id")
-    n = number_sessions(mark_session_starts(k, timedelta(seconds=timeout_s)))
+    n = number_sessions(mark_session_starts(k, timeout))
     paths = n.group_by(["segment_id", "customer_key", "session_seq"]).aggregate(
         path=n.event_type.collect(order_by=[n.ts, n.event_id]))
     df = engine.execute(paths.select("segment_id", "path"))
@@ -238,9 +237,10 @@ def describe(name: str, size: int, share: float, stats: dict[str, Any],
     return " ".join(parts)
 
 
-def build_personas(engine: Engine, version: int | None = None, *,
-                   session_timeout_s: float = 1800.0) -> list[dict[str, Any]]:
-    """Compute the personas of ``version`` (default: the active one) and store them."""
+def build_personas(ctx: RunContext, version: int | None = None) -> list[dict[str, Any]]:
+    """Compute the personas of ``version`` (default: the active one) and store them; the
+    journeys are sessionized with the run's session timeout."""
+    engine = ctx.engine
     v = require_version(engine, version)
     if not engine.has_table("customer_features"):
         raise InputError("no customer features; run: tribes features", code="E_NO_FEATURES")
@@ -262,7 +262,7 @@ def build_personas(engine: Engine, version: int | None = None, *,
     names = name_segments({s: lifts[s] for s in lifts if s != -1},
                           {s: stats[s] for s in stats if s != -1})
     categories = _top_categories(engine, v)
-    journeys = _journeys(engine, v, session_timeout_s)
+    journeys = _journeys(engine, v, ctx.settings.session_timeout)
     attrs = _attributes(engine, v)
     clv = _clv(engine, v)
     churn = _churn(engine, v)

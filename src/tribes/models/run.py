@@ -32,7 +32,7 @@ from tribes.models.stability import Stability, bootstrap_stability
 from tribes.stats.drift import profile
 from tribes.stats.scaling import Transform, fit_transform
 from tribes.store.segments import NewVersion, store_version
-from tribes.workspace import Workspace
+from tribes.workspace import RunContext, Workspace
 
 log = logging.getLogger(__name__)
 
@@ -278,8 +278,7 @@ def _refit(fitted: Segmenter, seed: int) -> Any:
 
 
 def run_segmentation(
-    ws: Workspace,
-    engine: Engine,
+    ctx: RunContext,
     *,
     method: str = "kmeans",
     k: int | None = None,
@@ -295,6 +294,7 @@ def run_segmentation(
     :mod:`tribes.models.selection`)."""
     say = progress or (lambda s: None)
     started = time.perf_counter()
+    ws, engine = ctx.ws, ctx.engine
     cfg = cfg or ws.config.segment
     ks = parse_k_range(k_range or cfg.k_range)
     p = prepare(ws, engine, cfg, method, features, say)
@@ -315,11 +315,12 @@ def run_segmentation(
     return report
 
 
-def choose_k(ws: Workspace, engine: Engine, *, method: str = "kmeans",
+def choose_k(ctx: RunContext, *, method: str = "kmeans",
              features: list[str] | None = None, k_range: str | None = None,
              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Every k-selection criterion per k, without storing anything."""
     say = progress or (lambda s: None)
+    ws, engine = ctx.ws, ctx.engine
     cfg = ws.config.segment
     if method in (*DENSITY, "rfm"):
         raise InputError(f"{method} finds the number of segments itself; select-k applies "

@@ -26,8 +26,7 @@ from tribes.config import MonitorConfig
 from tribes.engine import Engine
 from tribes.ingest.loader import IngestSummary
 from tribes.monitor.alerts import Alert, record
-from tribes.store.db import open_engine
-from tribes.workspace import Workspace
+from tribes.workspace import RunContext
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +116,7 @@ def check_batch(engine: Engine, s: IngestSummary, cfg: MonitorConfig, *,
     return out
 
 
-def check_ingest(ws: Workspace, summary: IngestSummary, *, volume: bool = True
+def check_ingest(ctx: RunContext, summary: IngestSummary, *, volume: bool = True
                  ) -> IngestSummary:
     """Run the data-quality checks of an ingested batch and record its new alerts.
 
@@ -127,11 +126,11 @@ def check_ingest(ws: Workspace, summary: IngestSummary, *, volume: bool = True
     started = time.perf_counter()
     new: list[dict[str, Any]] = []
     try:
-        with open_engine(ws) as engine:
-            found = check_batch(engine, summary, ws.config.monitor, volume=volume)
-            if found:
-                with engine.transaction():
-                    new, _ = record(engine, found)
+        engine = ctx.engine
+        found = check_batch(engine, summary, ctx.config.monitor, volume=volume)
+        if found:
+            with engine.transaction():
+                new, _ = record(engine, found)
     except Exception:
         log.exception("data-quality checks of batch %s failed", summary.batch_id)
     spent = time.perf_counter() - started

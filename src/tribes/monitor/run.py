@@ -33,7 +33,7 @@ from tribes.stats.drift import FeatureDrift, ShareShift, feature_drift, share_sh
 from tribes.stats.scaling import Transform
 from tribes.store.runs import events_fingerprint, new_run_id, record_run
 from tribes.store.segments import get_run, require_version, segment_names
-from tribes.workspace import Workspace
+from tribes.workspace import RunContext
 
 STAGE = "monitor"
 
@@ -130,11 +130,12 @@ def _num(v: float | None) -> str:
     return "n/a" if v is None else f"{v:,.3g}"
 
 
-def run_monitor(ws: Workspace, engine: Engine, *, record: bool = True,
+def run_monitor(ctx: RunContext, *, record: bool = True,
                 progress: Callable[[str], None] | None = None) -> MonitorReport:
     """Compare today's customer features with the active version and raise alerts.
     ``record=False`` only computes (nothing is written)."""
     say = progress or (lambda s: None)
+    ws, engine = ctx.ws, ctx.engine
     started = time.perf_counter()
     started_at = datetime.now(UTC)
     cfg = ws.config.monitor

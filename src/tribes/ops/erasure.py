@@ -26,6 +26,7 @@ from typing import Any
 import ibis
 import ibis.expr.types as ir
 
+from tribes.config import format_duration
 from tribes.engine import Engine
 from tribes.errors import InputError, TribesError
 from tribes.features.run import TABLE as FEATURES_TABLE
@@ -184,7 +185,7 @@ def _forget_realtime(ws: Workspace, key: str | None, pids: list[str]) -> dict[st
         return {"status": "no redis client installed"}
     except TribesError as exc:
         return {"status": f"not reachable ({exc.code}); the stream ignores the person and "
-                f"their state expires after {cfg.state_ttl}"}
+                f"their state expires after {format_duration(cfg.state_ttl)}"}
 
     try:
         done = Store(client, cfg.prefix).forget(keys, output_stream=cfg.output_stream)

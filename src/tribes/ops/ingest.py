@@ -14,7 +14,7 @@ from tribes.ingest import IngestOptions, ingest
 from tribes.ingest.loader import IngestSummary, Progress
 from tribes.monitor.quality import check_ingest
 from tribes.realtime.webhooks import notify_alerts
-from tribes.workspace import Workspace
+from tribes.workspace import RunContext
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,16 +25,16 @@ class CheckedIngest:
     webhooks: dict[str, int]
 
 
-def ingest_checked(ws: Workspace, inputs: list[str], opts: IngestOptions,
+def ingest_checked(ctx: RunContext, inputs: list[str], opts: IngestOptions,
                    progress: Progress | None = None, *, notify: bool = True
                    ) -> CheckedIngest:
     """Ingest ``inputs`` as one batch (:func:`tribes.ingest.ingest`), run the batch's
     data-quality checks, and, when ``notify``, POST its new alerts to the webhooks."""
-    summary = ingest(ws, inputs, opts, progress=progress)
+    summary = ingest(ctx, inputs, opts, progress=progress)
     if progress is not None:
         progress("checking data quality")
-    summary = check_ingest(ws, summary, volume=opts.check_volume)
+    summary = check_ingest(ctx, summary, volume=opts.check_volume)
     delivered: dict[str, Any] = {"sent": 0, "failed": 0}
     if notify and summary.alerts:
-        delivered = notify_alerts(ws, summary.alerts)
+        delivered = notify_alerts(ctx.ws, summary.alerts)
     return CheckedIngest(summary=summary, webhooks=delivered)

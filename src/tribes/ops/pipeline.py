@@ -35,7 +35,7 @@ from tribes.store.cohorts import list_cohorts
 from tribes.store.identity_rules import list_rules
 from tribes.store.runs import events_fingerprint, is_current, new_run_id, record_run
 from tribes.store.segments import activate, active_version, diff, get_run, versions_built_from
-from tribes.workspace import Workspace
+from tribes.workspace import RunContext, Workspace
 
 STAGE = "pipeline"
 KPIS = ("conversion_rate", "aov", "repeat_purchase_rate", "churn_rate", "revenue_share")
@@ -111,12 +111,13 @@ def _segment_cfg(ws: Workspace, run: dict[str, Any]) -> SegmentConfig:
         return ws.config.segment
 
 
-def run_pipeline(ws: Workspace, engine: Engine, *, settings: RunSettings | None = None,
-                 resegment: bool | None = None, monitor: bool = True, force: bool = False,
-                 progress: Callable[[str], None] | None = None) -> PipelineReport:
-    """Every stage after ingest, each only when its input or ``settings`` changed
-    (``force``: all). ``settings`` default to the workspace's configuration."""
+def run_pipeline(ctx: RunContext, *, resegment: bool | None = None, monitor: bool = True,
+                 force: bool = False, progress: Callable[[str], None] | None = None
+                 ) -> PipelineReport:
+    """Every stage after ingest, each only when its input or the run's settings changed
+    (``force``: all)."""
     say = progress or (lambda s: None)
+    ws, engine, settings = ctx.ws, ctx.engine, ctx.settings
     started, started_at = time.perf_counter(), datetime.now(UTC)
     ops = ws.config.ops
     rep = PipelineReport(run_id=new_run_id(STAGE, started_at))
@@ -124,7 +125,6 @@ def run_pipeline(ws: Workspace, engine: Engine, *, settings: RunSettings | None 
     if fp.rows == 0:
         raise InputError("no events in the workspace; ingest some first: "
                          "tribes ingest <files> --source web", code="E_NO_EVENTS")
-    settings = settings or RunSettings.resolve(ws.config)
     as_of = settings.as_of
     prep_run = last_prep(engine)
     if not force and is_current(prep_run, fp) and (prep_run or {}).get(
@@ -132,16 +132,14 @@ def run_pipeline(ws: Workspace, engine: Engine, *, settings: RunSettings | None 
         rep.steps["prep"] = "skipped: the events and identity rules did not change"
     else:
         say("prep")
-        rep.prep = run_prep(ws, engine, settings=settings,
-                            progress=lambda s: say(f"prep: {s}"))
+        rep.prep = run_prep(ctx, progress=lambda s: say(f"prep: {s}"))
         rep.steps["prep"] = "done"
     if not force and rep.prep is None and _features_current(ws, last_features(engine), fp,
                                                             settings):
         rep.steps["features"] = "skipped: the events did not change"
     else:
         say("features")
-        rep.features = run_features(ws, engine, settings=settings,
-                                    progress=lambda s: say(f"features: {s}"))
+        rep.features = run_features(ctx, progress=lambda s: say(f"features: {s}"))
         rep.steps["features"] = "done"
     if list_cohorts(engine):
         say("cohorts")
@@ -150,10 +148,9 @@ def run_pipeline(ws: Workspace, engine: Engine, *, settings: RunSettings | None 
     active = active_version(engine)
     if monitor and active is not None:
         say("monitor")
-        rep.monitor = run_monitor(ws, engine, progress=lambda s: say(f"monitor: {s}"))
+        rep.monitor = run_monitor(ctx, progress=lambda s: say(f"monitor: {s}"))
         rep.steps["monitor"] = "done"
-    _resegment(ws, engine, rep, active, ops.resegment if resegment is None else resegment,
-               settings, say)
+    _resegment(ctx, rep, active, ops.resegment if resegment is None else resegment, say)
     rep.seconds = round(time.perf_counter() - started, 3)
     with engine.transaction():
         record_run(engine, run_id=rep.run_id, stage=STAGE, started_at=started_at,
@@ -164,8 +161,9 @@ def run_pipeline(ws: Workspace, engine: Engine, *, settings: RunSettings | None 
     return rep
 
 
-def _resegment(ws: Workspace, engine: Engine, rep: PipelineReport, active: int | None,
-               enabled: bool, settings: RunSettings, say: Callable[[str], None]) -> None:
+def _resegment(ctx: RunContext, rep: PipelineReport, active: int | None, enabled: bool,
+               say: Callable[[str], None]) -> None:
+    ws, engine = ctx.ws, ctx.engine
     ops = ws.config.ops
     if not enabled:
         rep.steps["segment"] = "skipped: [ops] resegment = false"
@@ -188,7 +186,7 @@ def _resegment(ws: Workspace, engine: Engine, rep: PipelineReport, active: int |
         say(f"segment (like version {active}: {run['method']}, k = {run['k']})")
         k = None if run["method"] in DENSITY else run["k"]
         rep.segment = run_segmentation(
-            ws, engine, method=run["method"], k=k, features=list(run["features"] or []),
+            ctx, method=run["method"], k=k, features=list(run["features"] or []),
             cfg=_segment_cfg(ws, run), activate=False,
             progress=lambda s: say(f"segment: {s}"))
         new = rep.segment.version
@@ -214,8 +212,7 @@ def _resegment(ws: Workspace, engine: Engine, rep: PipelineReport, active: int |
         from tribes.models.personas import build_personas
 
         say("personas")
-        rep.personas = len(build_personas(engine, rep.segment.version,
-                                          session_timeout_s=settings.timeout_s))
+        rep.personas = len(build_personas(ctx, rep.segment.version))
         rep.steps["personas"] = "done"
 
 

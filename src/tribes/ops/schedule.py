@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from tribes.config import parse_duration
 from tribes.errors import ConfigError
 from tribes.settings import RunSettings
-from tribes.store.db import open_engine
+from tribes.store.db import open_engine, open_run
 from tribes.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -221,8 +221,10 @@ def scheduled_run(ws: Workspace) -> dict[str, Any]:
     from tribes.privacy import audit
     from tribes.realtime.webhooks import notify_alerts
 
-    with audit.acting_as("schedule"), open_engine(ws) as engine:
-        rep = run_pipeline(ws, engine, settings=RunSettings.resolve(ws.config))
+    # the scheduler is an edge: each run takes the configuration as it is then
+    settings = RunSettings.resolve(ws.config)
+    with audit.acting_as("schedule"), open_run(ws, settings) as ctx:
+        rep = run_pipeline(ctx)
     if rep.monitor is not None:
         notify_alerts(ws, rep.monitor.new_alerts)
     log.info("scheduled run %s: %s", rep.run_id, rep.steps)

@@ -23,11 +23,12 @@ from tribes.errors import InputError, TribesError
 from tribes.ops.erasure import forget
 from tribes.ops.segment_index import SegmentIndex
 from tribes.privacy import audit
+from tribes.settings import RunSettings
 from tribes.store import segments as store
 from tribes.store.customer import customer_view
-from tribes.store.db import open_engine
+from tribes.store.db import open_engine, open_run
 from tribes.store.exports import EXPORTS, Rendered, render_export, snapshot_export
-from tribes.workspace import Workspace
+from tribes.workspace import RunContext, Workspace
 
 log = logging.getLogger(__name__)
 PROFILE_FEATURES = ("recency_days", "tenure_days", "frequency", "monetary", "aov",
@@ -170,11 +171,15 @@ class Service:
     """Everything the routes need, made once per app."""
 
     ws: Workspace
+    settings: RunSettings  # resolved once, when the service starts (an edge)
     index: SegmentIndex
     access: AccessLog
     jobs: Jobs
     live: Any = None  # tribes.realtime.live.Live: online state, when Redis is reachable
     started: float = field(default_factory=time.time)
+
+    def _run(self) -> contextlib.AbstractContextManager[RunContext]:
+        return open_run(self.ws, self.settings)
 
     # ---------------------------------------------------------------- aggregates
     def health(self) -> dict[str, Any]:
@@ -252,8 +257,9 @@ class Service:
 
     def profile(self, ident: str) -> dict[str, Any]:
         key = self.index.customer_key(ident)
-        with open_engine(self.ws) as engine:
-            view = customer_view(self.ws, engine, key, limit=5)
+        with self._run() as run:
+            engine = run.engine
+            view = customer_view(run, key, limit=5)
             clv = None
             t = engine.table("clv")
             rows = engine.execute(t.filter(t.customer_key == key)).to_dict("records")
@@ -407,9 +413,9 @@ class Service:
 
         # the batch is read from memory (raw values never reach the disk)
         lines = (json.dumps(e, default=str) + "\n" for e in events)
-        with staged_text(lines, self.ws.path / STAGED_DIR) as path:
+        with staged_text(lines, self.ws.path / STAGED_DIR) as path, self._run() as run:
             # alerts of API micro-batches go to the table and the log, not to webhooks
-            s = ingest_checked(self.ws, [str(path)], IngestOptions(
+            s = ingest_checked(run, [str(path)], IngestOptions(
                 source=source, fmt="jsonl", check_volume=False), notify=False).summary
         metrics.ingest(s.loaded, s.duplicates, s.quarantined)
         out = s.to_dict()
@@ -424,8 +430,8 @@ class Service:
         activate = bool(params.get("activate"))
 
         def work() -> dict[str, Any]:
-            with open_engine(self.ws) as engine:
-                report = run_segmentation(self.ws, engine, method=params["method"],
+            with self._run() as run:
+                report = run_segmentation(run, method=params["method"],
                                           k=params.get("k"),
                                           features=params.get("features"),
                                           activate=activate)
@@ -441,8 +447,8 @@ class Service:
         if what not in EXPORTS:
             raise InputError(f"cannot export '{what}'; choose one of {', '.join(EXPORTS)}",
                              code="E_EXPORT_WHAT")
-        with open_engine(self.ws) as engine:
-            return snapshot_export(self.ws, engine, what, fmt)
+        with self._run() as run:
+            return snapshot_export(run, what, fmt)
 
     def export_file(self, export_id: str) -> Rendered:
         with open_engine(self.ws) as engine:

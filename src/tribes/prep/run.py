@@ -6,9 +6,10 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from tribes.config import format_duration
 from tribes.engine import Engine
 from tribes.prep.sessions import parts, sessionize
 from tribes.prep.stitch import StitchReport, drop_temporaries, stitch
@@ -16,7 +17,7 @@ from tribes.settings import RunSettings
 from tribes.store.identity_rules import IdentityRule, list_rules
 from tribes.store.runs import events_fingerprint, last_run, new_run_id, record_run
 from tribes.store.tables import IDENTITIES, SESSIONS
-from tribes.workspace import Workspace
+from tribes.workspace import RunContext
 
 log = logging.getLogger(__name__)
 
@@ -41,22 +42,17 @@ class PrepReport:
                 "seconds": self.seconds}
 
 
-def run_prep(
-    ws: Workspace,
-    engine: Engine,
-    *,
-    settings: RunSettings | None = None,
-    progress: Callable[[str], None] | None = None,
-) -> PrepReport:
+def run_prep(ctx: RunContext, *, progress: Callable[[str], None] | None = None
+             ) -> PrepReport:
     """Stitch identities and sessionize all stored events; replaces both tables at once.
 
     Idempotent: the same events and identity rules give the same ``identities`` and
-    ``sessions``. ``settings`` (session timeout, shared-id limit) default to the
-    workspace's configuration; the identity rules in force (tribes identity) are applied.
+    ``sessions``. The run's settings give the session timeout and the shared-id limit;
+    the identity rules in force (tribes identity) are applied.
     """
     say = progress or (lambda step: None)
     started_perf, started = time.perf_counter(), datetime.now(UTC)
-    settings = settings or RunSettings.resolve(ws.config)
+    ws, engine, settings = ctx.ws, ctx.engine, ctx.settings
     timeout = settings.session_timeout
     fingerprint = events_fingerprint(engine)
     events = engine.table("events")
@@ -100,7 +96,7 @@ def run_prep(
 def prep_params(settings: RunSettings, rules: Sequence[IdentityRule] = ()) -> dict[str, Any]:
     """The parameters a prep run is stored with (and compared by, in ``tribes run`` and
     ``tribes features``): a new or undone identity rule makes the stored prep stale."""
-    params: dict[str, Any] = {"session_timeout_s": settings.timeout_s,
+    params: dict[str, Any] = {"session_timeout": settings.timeout_text,
                               "max_ids_per_component": settings.max_ids_per_component}
     in_force = [r.rule_id for r in rules if r.active]
     if in_force:  # absent without rules, as before rules existed
@@ -109,4 +105,10 @@ def prep_params(settings: RunSettings, rules: Sequence[IdentityRule] = ()) -> di
 
 
 def last_prep(engine: Engine) -> dict[str, Any] | None:
-    return last_run(engine, STAGE)
+    run = last_run(engine, STAGE)
+    params = (run or {}).get("params") or {}
+    if "session_timeout_s" in params:  # stored before the timeout had one stored form
+        seconds = params.pop("session_timeout_s")
+        run = {**(run or {}), "params": {
+            "session_timeout": format_duration(timedelta(seconds=seconds)), **params}}
+    return run

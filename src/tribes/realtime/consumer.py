@@ -22,7 +22,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from tribes.config import parse_duration
 from tribes.errors import InputError, TribesError
 from tribes.privacy import audit
 from tribes.realtime import reference
@@ -114,13 +113,13 @@ class _Batch:
 class Consumer:
     """A consumer in the group; ``run`` until ``stop`` is set (or a test limit)."""
 
-    def __init__(self, ws: Workspace, *, redis_url: str | None = None,
+    def __init__(self, ws: Workspace, settings: RunSettings, *, redis_url: str | None = None,
                  input_stream: str | None = None, output_stream: str | None = None,
                  group: str | None = None, consumer: str | None = None,
                  start: str = "earliest", sink: bool = True, webhooks: bool = True,
                  land_only: bool = False, client: Any = None) -> None:
         cfg = ws.config.realtime
-        self.ws, self.cfg = ws, cfg
+        self.ws, self.cfg, self.settings = ws, cfg, settings
         self.input = input_stream or cfg.input_stream
         self.output = output_stream or cfg.output_stream
         # landing only: a group of its own, so it receives every event (the consumers
@@ -135,13 +134,13 @@ class Consumer:
         self.name = consumer or socket.gethostname()
         self.r = client if client is not None else connect(store_redis_url(cfg, redis_url))
         self.store = Store(self.r, cfg.prefix,
-                           seen_ttl_s=parse_duration(cfg.seen_ttl).total_seconds())
+                           seen_ttl_s=cfg.seen_ttl.total_seconds())
         self.secret = ws.secret()
-        self.claim_idle_ms = int(parse_duration(cfg.claim_idle).total_seconds() * 1000)
-        self.state_ttl_ms = int(parse_duration(cfg.state_ttl).total_seconds() * 1000)
+        self.claim_idle_ms = int(cfg.claim_idle.total_seconds() * 1000)
+        self.state_ttl_ms = int(cfg.state_ttl.total_seconds() * 1000)
         self.stats = StreamStats()
         self._ensure_group("0" if start == "earliest" else "$")
-        self.ref = reference.load(ws)
+        self.ref = reference.load(ws, settings)
         self._build()
         self._reload_thread: threading.Thread | None = None
         self._next_ref: reference.Reference | None = None
@@ -154,7 +153,7 @@ class Consumer:
         self._prefetched: list[tuple[str, list[str]]] = []
         self._stopping = False  # no more reads ahead: the loop ends after this batch
         self._seeded: str | None = None
-        self.sink = Sink(ws, source=cfg.source, consumer=self.name,
+        self.sink = Sink(ws, settings, source=cfg.source, consumer=self.name,
                          in_process=holds_shared_engine(ws)) if sink else None
         self.delivery: Any = None
         if webhooks and not land_only:
@@ -182,7 +181,7 @@ class Consumer:
         self.checker = EventChecker(cfg, self.secret, erased=self.ref.erased)
         self.processor = Processor(
             cfg.realtime, self.ref,
-            session_timeout=RunSettings.resolve(cfg).timeout_s,
+            session_timeout=self.settings.timeout_s,
             churn_threshold=cfg.clv.churn_threshold, clv_period=cfg.clv.period)
 
     def _seed_churn(self, first_ts: float) -> None:
@@ -224,7 +223,7 @@ class Consumer:
 
         def work() -> None:
             try:
-                ref = reference.load(self.ws)
+                ref = reference.load(self.ws, self.settings)
             except Exception:
                 log.exception("cannot reload the workspace reference; keeping the old one")
                 return

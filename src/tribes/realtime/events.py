@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from tribes.config import Config, parse_duration
+from tribes.config import Config
 from tribes.ingest.mapping import resolve_mapping
 from tribes.ingest.spec import EVENTS
 from tribes.ingest.standardize import NULL_MARKERS, canonical_event_type
@@ -174,7 +174,7 @@ class EventChecker:
         ing = config.ingest
         self.aliases = dict(ing.event_type_aliases)
         self.whitelist = set(ing.event_types)
-        self.tolerance = parse_duration(ing.future_tolerance).total_seconds()
+        self.tolerance = ing.future_tolerance.total_seconds()
         self.min_ts = datetime.fromisoformat(ing.min_ts).replace(tzinfo=UTC).timestamp()
         self.tz = UTC if ing.default_tz == "UTC" else ZoneInfo(ing.default_tz)
         # [missing.events] columns whose policy is "drop": an empty one quarantines

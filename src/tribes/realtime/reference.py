@@ -113,28 +113,28 @@ def _epoch(v: Any) -> float | None:
     return float(pd.Timestamp(v).timestamp())
 
 
-def load(ws: Workspace, *, wait_s: float = 60.0) -> Reference:
-    """Read everything the stream needs from the workspace (a few queries); while another
-    process writes the database (the landing of another consumer), wait up to
-    ``wait_s``."""
+def load(ws: Workspace, settings: RunSettings, *, wait_s: float = 60.0) -> Reference:
+    """Read everything the stream needs from the workspace (a few queries), for a run
+    with ``settings`` (its consent mode); while another process writes the database (the
+    landing of another consumer), wait up to ``wait_s``."""
     from tribes.errors import TribesError
 
     deadline = time.monotonic() + wait_s
     while True:
         try:
-            return _load(ws)
+            return _load(ws, settings)
         except TribesError as exc:
             if exc.code != "E_LOCKED" or time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
 
 
-def _load(ws: Workspace) -> Reference:
+def _load(ws: Workspace, settings: RunSettings) -> Reference:
     from tribes.models.clv.run import last_fit
     from tribes.store.segments import active_version, get_run, members
 
     started = time.perf_counter()
-    ref = Reference(consent_mode=RunSettings.resolve(ws.config).consent_mode,
+    ref = Reference(consent_mode=settings.consent_mode,
                     change=audit.last_derived_change(ws.path))
     with open_engine(ws, read_only=True) as engine:
         ids = engine.execute(engine.table("identities").select("id", "customer_key"))

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from tribes.config import RealtimeConfig, parse_duration
+from tribes.config import RealtimeConfig
 from tribes.realtime import online
 from tribes.realtime.events import StreamEvent
 from tribes.realtime.reference import Reference
@@ -181,7 +181,7 @@ class Processor:
         self.cfg, self.ref = cfg, ref
         r = cfg.rules
         self.timeout = session_timeout
-        self.cart_after = parse_duration(r.abandoned_cart.after).total_seconds()
+        self.cart_after = r.abandoned_cart.after.total_seconds()
         self.add_types = set(r.abandoned_cart.add_types)
         self.cancel_types = set(r.abandoned_cart.cancel_types)
         self.view_types = set(r.high_value_views.view_types)

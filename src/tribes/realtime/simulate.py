@@ -62,14 +62,15 @@ def read_messages(path: Path) -> list[Any]:
     return out
 
 
-def simulate(ws: Workspace, messages: Iterable[Any], *, advance: str | None = None,
+def simulate(ws: Workspace, settings: RunSettings, messages: Iterable[Any], *,
+             advance: str | None = None,
              batch: int | None = None, ref: reference.Reference | None = None,
              now: float | None = None) -> Simulation:
     cfg = ws.config
-    ref = ref or reference.load(ws)
+    ref = ref or reference.load(ws, settings)
     checker = EventChecker(cfg, ws.secret(), erased=ref.erased)
     proc = Processor(cfg.realtime, ref,
-                     session_timeout=RunSettings.resolve(cfg).timeout_s,
+                     session_timeout=settings.timeout_s,
                      churn_threshold=cfg.clv.churn_threshold, clv_period=cfg.clv.period)
     size = batch or cfg.realtime.batch
     wall = time.time() if now is None else now

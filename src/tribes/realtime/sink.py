@@ -25,9 +25,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from tribes.config import parse_duration
 from tribes.errors import TribesError
 from tribes.privacy.seal import Sealer, is_sealed
+from tribes.settings import RunSettings
+from tribes.store.db import open_run
 from tribes.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -44,11 +45,11 @@ def stream_spool(ws: Workspace) -> Path:
 
 
 class Sink:
-    def __init__(self, ws: Workspace, *, source: str, consumer: str,
+    def __init__(self, ws: Workspace, settings: RunSettings, *, source: str, consumer: str,
                  in_process: bool = False) -> None:
         cfg = ws.config.realtime
-        self.ws, self.source = ws, source
-        self.every = parse_duration(cfg.flush_every).total_seconds()
+        self.ws, self.settings, self.source = ws, settings, source
+        self.every = cfg.flush_every.total_seconds()
         self.max_events = cfg.flush_events
         self.dir = stream_spool(ws)
         self.consumer = consumer
@@ -213,7 +214,7 @@ class Sink:
         started = time.perf_counter()
         names = [str(f) for f in files]
         with DB_LOCK:
-            s = land(self.ws, names, self.source) if self.in_process else \
+            s = land(self.ws, self.settings, names, self.source) if self.in_process else \
                 self._in_child(names)
         for f in files:
             f.unlink(missing_ok=True)
@@ -232,8 +233,8 @@ class Sink:
 
         ctx = mp.get_context("spawn")
         self._pipe, child_end = ctx.Pipe()
-        self._child = ctx.Process(target=_lander, args=(str(self.ws.path), self.source,
-                                                        child_end),
+        self._child = ctx.Process(target=_lander, args=(str(self.ws.path), self.settings,
+                                                        self.source, child_end),
                                   name="tribes-lander", daemon=True)
         self._child.start()
 
@@ -332,7 +333,8 @@ def _messages(path: str, sealer: Sealer | None) -> Iterator[str]:
                 yield line
 
 
-def land(ws: Workspace, files: list[str], source: str) -> dict[str, int]:
+def land(ws: Workspace, settings: RunSettings, files: list[str], source: str
+         ) -> dict[str, int]:
     """Ingest spool files into the events table: each message with event column names
     and its event_id, as the consumer checked it (events.py), then the file ingest. The
     messages are handed to ingest from memory where the system allows it (see
@@ -363,13 +365,13 @@ def land(ws: Workspace, files: list[str], source: str) -> dict[str, int]:
                 else:  # not a JSON object: quarantined as malformed, as from a file
                     yield line
 
-    with staged_text(mapped(), ws.path / STAGED_DIR) as path:
-        s = check_ingest(ws, ingest(ws, [str(path)], IngestOptions(
+    with staged_text(mapped(), ws.path / STAGED_DIR) as path, open_run(ws, settings) as ctx:
+        s = check_ingest(ctx, ingest(ctx, [str(path)], IngestOptions(
             source=source, fmt="jsonl", check_volume=False)), volume=False)
     return {"loaded": s.loaded, "duplicates": s.duplicates, "quarantined": s.n_quarantined}
 
 
-def _lander(path: str, source: str, conn: Any) -> None:
+def _lander(path: str, settings: RunSettings, source: str, conn: Any) -> None:
     """The landing process: ingests the files it is sent until it is sent None."""
     from tribes.workspace import open_workspace
 
@@ -387,7 +389,7 @@ def _lander(path: str, source: str, conn: Any) -> None:
         if files is None:
             return
         try:
-            conn.send(land(ws, files, source))
+            conn.send(land(ws, settings, files, source))
         except TribesError as exc:
             conn.send({"error": exc.message, "code": exc.code})
         except Exception as exc:

@@ -34,7 +34,6 @@ from typing import Any
 import ibis
 import pandas as pd
 
-from tribes.config import parse_duration
 from tribes.errors import InputError
 from tribes.http import post_signed, post_with_retries
 from tribes.monitor.alerts import KINDS as ALERT_KINDS
@@ -182,7 +181,7 @@ def replay(ws: Workspace, *, deadletter_id: str | None = None, hook_id: str | No
            ) -> dict[str, int]:
     """Send dead letters again (one attempt each); delivered ones are marked replayed."""
     cfg = ws.config.realtime.webhooks
-    timeout = parse_duration(cfg.timeout).total_seconds()
+    timeout = cfg.timeout.total_seconds()
     reg = registry(ws)
     df = deadletters(ws)
     if deadletter_id:
@@ -231,14 +230,14 @@ class Delivery:
         self.group = f"{cfg.group}-webhooks"
         self.consumer = consumer
         w = cfg.webhooks
-        self.timeout = parse_duration(w.timeout).total_seconds()
+        self.timeout = w.timeout.total_seconds()
         self.max_attempts = w.max_attempts
-        self.backoff = parse_duration(w.backoff).total_seconds()
-        self.max_backoff = parse_duration(w.max_backoff).total_seconds()
+        self.backoff = w.backoff.total_seconds()
+        self.max_backoff = w.max_backoff.total_seconds()
         self.retry_key = f"{cfg.prefix}:wh:retry"
         self.done_prefix = f"{cfg.prefix}:wh:done"
-        self.done_ttl = int(parse_duration(cfg.seen_ttl).total_seconds())
-        self.claim_idle_ms = int(parse_duration(cfg.claim_idle).total_seconds() * 1000)
+        self.done_ttl = int(cfg.seen_ttl.total_seconds())
+        self.claim_idle_ms = int(cfg.claim_idle.total_seconds() * 1000)
         self._claimed_at = 0.0
         self.hooks = registry(ws).hooks()
         self.delivered = 0
@@ -403,8 +402,8 @@ def notify_alerts(ws: Workspace, alerts: list[dict[str, Any]]) -> dict[str, int]
     if not alerts or not hooks:
         return {"sent": 0, "failed": 0}
     cfg = ws.config.realtime.webhooks
-    timeout = parse_duration(cfg.timeout).total_seconds()
-    backoff = parse_duration(cfg.backoff).total_seconds()
+    timeout = cfg.timeout.total_seconds()
+    backoff = cfg.backoff.total_seconds()
     for a in alerts:
         kind = f"alert.{a['kind']}"
         trigger = Trigger(kind=kind, customer_key="", at=pd.Timestamp(a["created_at"])

@@ -10,11 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from tribes import __version__
-from tribes.engine import Engine
 from tribes.report.context import ReportContext, esc
 from tribes.report.sections import all_sections
-from tribes.settings import RunSettings
-from tribes.workspace import Workspace
+from tribes.workspace import RunContext
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +51,12 @@ def _plotly_js() -> str:
     return str(get_plotlyjs())
 
 
-def build_report(ws: Workspace, engine: Engine, out: Path,
-                 progress: Callable[[str], None] | None = None,
-                 settings: RunSettings | None = None) -> dict[str, Any]:
-    """Write the report to ``out``; returns sections, figure count and size. ``settings``
-    (the consent mode of the journeys, trends and cohorts) default to the workspace's."""
+def build_report(run: RunContext, out: Path,
+                 progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Write the report to ``out``; returns sections, figure count and size. The run's
+    settings give the consent mode of the journeys, trends and cohorts."""
     say = progress or (lambda s: None)
-    ctx = ReportContext(ws=ws, engine=engine,
-                        settings=settings or RunSettings.resolve(ws.config))
+    ctx = ReportContext(ws=run.ws, engine=run.engine, settings=run.settings)
     parts, nav, done = [], [], []
     for sec in all_sections():
         say(sec.title)
@@ -77,10 +73,10 @@ def build_report(ws: Workspace, engine: Engine, out: Path,
     doc = (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<title>tribes report: {esc(ws.path.name)}</title><style>{CSS}</style>"
+        f"<title>tribes report: {esc(run.ws.path.name)}</title><style>{CSS}</style>"
         f"<script>{_plotly_js()}</script></head>"
         f"<body data-figures='{ctx.figures}'><header><h1>Customer segments: "
-        f"{esc(ws.path.name)}</h1><div class='sub'>tribes {esc(__version__)} · generated "
+        f"{esc(run.ws.path.name)}</h1><div class='sub'>tribes {esc(__version__)} · generated "
         f"{now:%Y-%m-%d %H:%M} UTC</div></header><nav>{''.join(nav)}</nav><main>"
         + "".join(parts) + "</main><footer>One self-contained file: it needs no network."
         "</footer></body></html>")

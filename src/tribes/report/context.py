@@ -9,7 +9,7 @@ from typing import Any
 
 from tribes.engine import Engine
 from tribes.settings import RunSettings
-from tribes.workspace import Workspace
+from tribes.workspace import RunContext, Workspace
 
 PALETTE = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#EECA3B", "#B279A2",
            "#FF9DA6", "#9D755D", "#BAB0AC"]
@@ -22,6 +22,11 @@ class ReportContext:
     settings: RunSettings
     figures: int = 0
     cache: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def run(self) -> RunContext:
+        """The context the stages take (a section that computes, e.g. monitoring)."""
+        return RunContext(self.ws, self.engine, self.settings)
 
     def once(self, key: str, compute: Callable[[], Any]) -> Any:
         """Compute a value shared by several sections once."""

@@ -18,6 +18,7 @@ from tribes.ops.service import AccessLog, Jobs, Service
 from tribes.service import errors
 from tribes.service.metrics import Metrics
 from tribes.service.security import KeyRing, RateLimiter
+from tribes.settings import RunSettings
 from tribes.store.db import shared_engine
 from tribes.workspace import Workspace
 
@@ -111,6 +112,7 @@ def create_app(ws: Workspace, *, keep_open: bool = True, stream: bool = False,
     from tribes.service.routes import register
 
     cfg = ws.config.service
+    settings = RunSettings.resolve(ws.config)  # the service is an edge: resolved once
     metrics = Metrics()
 
     @contextlib.asynccontextmanager
@@ -127,7 +129,7 @@ def create_app(ws: Workspace, *, keep_open: bool = True, stream: bool = False,
             live = Live(ws)
             stack.callback(live.close)
             if stream:
-                stack.enter_context(_consumer(ws, redis_url))
+                stack.enter_context(_consumer(ws, settings, redis_url))
             if schedule:
                 from tribes.ops.schedule import Scheduler, scheduled_run
 
@@ -135,8 +137,8 @@ def create_app(ws: Workspace, *, keep_open: bool = True, stream: bool = False,
                 runner.start()
                 stack.callback(runner.stop)
             jobs = Jobs(cfg.max_jobs, cfg.max_jobs_per_key)
-            app.state.service = Service(ws=ws, index=index, access=access, jobs=jobs,
-                                        live=live)
+            app.state.service = Service(ws=ws, settings=settings, index=index,
+                                        access=access, jobs=jobs, live=live)
             yield
 
     app = FastAPI(
@@ -165,11 +167,12 @@ def create_app(ws: Workspace, *, keep_open: bool = True, stream: bool = False,
 
 
 @contextlib.contextmanager
-def _consumer(ws: Workspace, redis_url: str | None) -> Iterator[None]:
+def _consumer(ws: Workspace, settings: RunSettings, redis_url: str | None
+              ) -> Iterator[None]:
     """``tribes stream`` on a thread of the service, stopped with it."""
     from tribes.realtime.consumer import Consumer
 
-    c = Consumer(ws, redis_url=redis_url)
+    c = Consumer(ws, settings, redis_url=redis_url)
     stop = threading.Event()
     t = threading.Thread(target=c.run, args=(stop,), name="tribes-stream", daemon=True)
     t.start()

@@ -10,9 +10,8 @@ from tribes.engine import Engine
 from tribes.errors import InputError
 from tribes.privacy.consent import consent_filter, latest_consents
 from tribes.privacy.pseudonymize import pseudonym
-from tribes.settings import RunSettings
 from tribes.store.keyed import ANON_PREFIX, keyed_consents, keyed_events
-from tribes.workspace import Workspace
+from tribes.workspace import RunContext, Workspace
 
 
 def _records(engine: Engine, expr: Any) -> list[dict[str, Any]]:
@@ -82,8 +81,9 @@ def resolve_ids(ws: Workspace, engine: Engine, ident: str) -> list[dict[str, Any
     return rows
 
 
-def customer_view(ws: Workspace, engine: Engine, key: str, *, limit: int = 20) -> dict[str, Any]:
+def customer_view(ctx: RunContext, key: str, *, limit: int = 20) -> dict[str, Any]:
     """Everything stored about one customer_key (newest sessions and events first)."""
+    engine = ctx.engine
     ids = engine.table("identities")
     sessions = engine.table("sessions")
     events = keyed_events(engine.table("events"), ids)
@@ -117,5 +117,5 @@ def customer_view(ws: Workspace, engine: Engine, key: str, *, limit: int = 20) -
                                 .select("purpose", "granted", "ts").order_by("purpose"))
     one = ibis.memtable({"customer_key": [key]})
     view["analyzed"] = bool(int(engine.scalar(consent_filter(
-        one, "customer_key", c, RunSettings.resolve(ws.config).consent_mode).count())))
+        one, "customer_key", c, ctx.settings.consent_mode).count())))
     return view

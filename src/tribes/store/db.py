@@ -18,13 +18,13 @@ from pathlib import Path
 
 import ibis
 
-from tribes.config import parse_duration
 from tribes.engine import Engine, clear_staging, connect
 from tribes.errors import EngineError
 from tribes.privacy.audit import Anchor, audit, current_anchor
+from tribes.settings import RunSettings
 from tribes.store.tables import AUDIT_ANCHOR, ensure_tables
 from tribes.store.writer import holder, unless_writing, writing
-from tribes.workspace import Workspace, create_files, make_private
+from tribes.workspace import RunContext, Workspace, create_files, make_private
 
 log = logging.getLogger(__name__)
 ANCHOR = "audit_anchor"
@@ -132,8 +132,17 @@ def open_engine(ws: Workspace, *, read_only: bool = False,
         yield eng
 
 
+@contextlib.contextmanager
+def open_run(ws: Workspace, settings: RunSettings, *, read_only: bool = False,
+             wait: float | None = None) -> Iterator[RunContext]:
+    """:func:`open_engine` for a stage: the block gets the :class:`RunContext` of
+    ``ws``, the open engine and ``settings``."""
+    with open_engine(ws, read_only=read_only, wait=wait) as engine:
+        yield RunContext(ws, engine, settings)
+
+
 def lock_wait(ws: Workspace) -> float:
-    return parse_duration(ws.config.engine.lock_wait).total_seconds()
+    return ws.config.engine.lock_wait.total_seconds()
 
 
 def _connect(ws: Workspace, *, read_only: bool, wait: float) -> Engine:
@@ -199,7 +208,7 @@ def shared_engine(ws: Workspace, *, idle: float | None = None) -> Iterator[Engin
     the writer lock released, so that CLI commands work on the workspace meanwhile, and
     the next block opens it again. Yields the engine as first opened."""
     if idle is None:
-        idle = parse_duration(ws.config.service.release_after).total_seconds()
+        idle = ws.config.service.release_after.total_seconds()
     shared = _Shared(ws, idle)
     with shared.lock:
         eng = shared.acquire()

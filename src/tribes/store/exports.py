@@ -22,11 +22,10 @@ import ibis.expr.types as ir
 from tribes.engine import Engine
 from tribes.errors import InputError
 from tribes.privacy.consent import consent_filter
-from tribes.settings import RunSettings
 from tribes.store.keyed import keyed_consents
 from tribes.store.segments import active_segments
 from tribes.store.tables import EXPORTS as EXPORTS_SCHEMA
-from tribes.workspace import Workspace
+from tribes.workspace import RunContext
 
 # what -> (table, the stage that builds it)
 EXPORTS = {"features": ("customer_features", "tribes features"),
@@ -38,7 +37,8 @@ IN_WORKSPACE = "table:"  # an index path naming such a table instead of a file
 MEDIA = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
 
 
-def _source(ws: Workspace, engine: Engine, what: str) -> ir.Table:
+def _source(ctx: RunContext, what: str) -> ir.Table:
+    engine = ctx.engine
     table, stage = EXPORTS[what]
     if not engine.has_table(table) or not int(engine.scalar(engine.table(table).count())):
         raise InputError(f"nothing to export: '{table}' is empty; build it with: {stage}",
@@ -47,7 +47,7 @@ def _source(ws: Workspace, engine: Engine, what: str) -> ir.Table:
     if what == "segments":
         t = active_segments(engine)
     return consent_filter(t, "customer_key", keyed_consents(engine),
-                          RunSettings.resolve(ws.config).consent_mode)
+                          ctx.settings.consent_mode)
 
 
 def _new_id(now: datetime) -> str:
@@ -66,9 +66,10 @@ def _index(engine: Engine, export_id: str, what: str, path: str, fmt: str, n: in
                  detail={"what": what, "format": fmt, "export_id": export_id})
 
 
-def export_table(ws: Workspace, engine: Engine, what: str, path: Path, fmt: str) -> int:
+def export_table(ctx: RunContext, what: str, path: Path, fmt: str) -> int:
     """Write ``what`` to the file ``path``; returns the number of rows written."""
-    t = _source(ws, engine, what)
+    engine = ctx.engine
+    t = _source(ctx, what)
     n = engine.write_table(t, path, fmt)
     now = datetime.now(UTC)
     with engine.transaction():
@@ -76,10 +77,11 @@ def export_table(ws: Workspace, engine: Engine, what: str, path: Path, fmt: str)
     return n
 
 
-def snapshot_export(ws: Workspace, engine: Engine, what: str, fmt: str) -> dict[str, object]:
+def snapshot_export(ctx: RunContext, what: str, fmt: str) -> dict[str, object]:
     """Keep ``what`` as it is now in the workspace (the service's exports): returns the
     index row (``export_id``, ``rows``...). :func:`render_export` writes it out."""
-    t = _source(ws, engine, what)
+    engine = ctx.engine
+    t = _source(ctx, what)
     now = datetime.now(UTC)
     export_id = _new_id(now)
     name = SNAPSHOT_PREFIX + export_id.lower().replace("-", "_")

@@ -41,7 +41,7 @@ from tribes.settings import RunSettings
 from tribes.store.keyed import keyed_consents, keyed_events
 from tribes.store.runs import events_fingerprint, is_current
 from tribes.store.tables import CHURN_SCORES
-from tribes.workspace import Workspace
+from tribes.workspace import RunContext, Workspace
 
 log = logging.getLogger(__name__)
 
@@ -119,23 +119,22 @@ def _scores(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
             "n": len(y), "churn_rate": float(y.mean())}
 
 
-def compare_churn(ws: Workspace, engine: Engine, *, days: int | None = None,
-                  model: str | None = None, settings: RunSettings | None = None,
-                  store: bool = False,
+def compare_churn(ctx: RunContext, *, days: int | None = None,
+                  model: str | None = None, store: bool = False,
                   progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Supervised churn model against the purchase models' P(alive); see the module doc.
-    ``settings`` (session timeout, consent mode) default to the workspace's; ``store``
+    The run's settings give the session timeout and the consent mode; ``store``
     scores every customer now with the model that validated best."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     say = progress or (lambda step: None)
+    ws, engine, settings = ctx.ws, ctx.engine, ctx.settings
     cfg = ws.config.clv
     days = days or cfg.churn_days
     name = model or cfg.model
-    settings = settings or RunSettings.resolve(ws.config)
     if not is_current(last_prep(engine), events_fingerprint(engine)):
         say("prep (events changed since the last prep)")
-        run_prep(ws, engine, settings=settings, progress=lambda s: say(f"prep: {s}"))
+        run_prep(ctx, progress=lambda s: say(f"prep: {s}"))
     end = data_end(engine)
     test_cut = end - timedelta(days=days)
     train_cut = test_cut - timedelta(days=days)

@@ -18,7 +18,7 @@ import ibis
 import numpy as np
 import pandas as pd
 
-from tribes.config import parse_duration
+from tribes.config import format_duration
 from tribes.engine import Engine
 from tribes.errors import InputError, ModelError
 from tribes.models.clv.bgnbd import BGNBD
@@ -27,10 +27,9 @@ from tribes.models.clv.gamma_gamma import GammaGamma, independence_check
 from tribes.models.clv.mbgnbd import MBGNBD
 from tribes.models.clv.pareto_nbd import ParetoNBD
 from tribes.models.clv.summary import UNIT_DAYS, SummarySpec, repeat_by_period, rfm_summary
-from tribes.settings import RunSettings
 from tribes.store.runs import events_fingerprint, last_run, new_run_id, record_run
 from tribes.store.tables import CLV
-from tribes.workspace import Workspace
+from tribes.workspace import RunContext
 
 log = logging.getLogger(__name__)
 
@@ -202,10 +201,9 @@ def _auto_calibration_end(engine: Engine, end: datetime, share: float) -> dateti
     return cal
 
 
-def fit_clv(ws: Workspace, engine: Engine, *, model: str | None = None,
+def fit_clv(ctx: RunContext, *, model: str | None = None,
             calibration_end: datetime | None = None, period: str | None = None,
             time_unit: str | None = None, strict_spend: bool | None = None,
-            settings: RunSettings | None = None,
             progress: Progress | None = None) -> dict[str, Any]:
     """Fit and store the purchase and spend models; check them on a holdout.
 
@@ -218,12 +216,13 @@ def fit_clv(ws: Workspace, engine: Engine, *, model: str | None = None,
     """
     say = progress or (lambda step: None)
     started_perf, started = time.perf_counter(), datetime.now(UTC)
+    ws, engine = ctx.ws, ctx.engine
     cfg = ws.config.clv
     name = model or cfg.model
     _model(name)
     period, unit = period or cfg.period, time_unit or cfg.time_unit
     strict = cfg.strict_spend if strict_spend is None else strict_spend
-    consent = (settings or RunSettings.resolve(ws.config)).consent_mode
+    consent = ctx.settings.consent_mode
     end = data_end(engine)
     if calibration_end is not None and calibration_end >= end:
         raise ModelError(f"--calibration-end {calibration_end.date()} is not before the end "
@@ -310,8 +309,8 @@ def models_of(fit: dict[str, Any]) -> tuple[BTYDModel, GammaGamma | None]:
     return purchase, spend
 
 
-def horizon_units(horizon: str, time_unit: str) -> float:
-    return parse_duration(horizon).total_seconds() / 86400 / UNIT_DAYS[time_unit]
+def horizon_units(horizon: timedelta, time_unit: str) -> float:
+    return horizon.total_seconds() / 86400 / UNIT_DAYS[time_unit]
 
 
 def discounted_clv(model: BTYDModel, value: np.ndarray, horizon: float, time_unit: str,
@@ -331,16 +330,17 @@ def discounted_clv(model: BTYDModel, value: np.ndarray, horizon: float, time_uni
     return total * value
 
 
-def score_clv(ws: Workspace, engine: Engine, *, horizon: str | None = None,
+def score_clv(ctx: RunContext, *, horizon: timedelta | None = None,
               discount_rate: float | None = None, threshold: float | None = None,
-              settings: RunSettings | None = None, progress: Progress | None = None
-              ) -> dict[str, Any]:
-    """Score every purchaser with the newest fit and store the ``clv`` table."""
+              progress: Progress | None = None) -> dict[str, Any]:
+    """Score every purchaser with the newest fit over ``horizon`` (default
+    ``clv.horizon``) and store the ``clv`` table."""
     say = progress or (lambda step: None)
-    settings = settings or RunSettings.resolve(ws.config)
+    ws, engine, settings = ctx.ws, ctx.engine, ctx.settings
     cfg = ws.config.clv
     fit = last_fit(engine)
-    horizon = horizon or cfg.horizon
+    span = horizon or cfg.horizon
+    horizon_text = format_duration(span)
     rate = cfg.discount_rate if discount_rate is None else discount_rate
     if not 0 <= rate < 1:
         raise InputError("--discount-rate is a monthly rate in [0, 1), e.g. 0.01",
@@ -352,7 +352,7 @@ def score_clv(ws: Workspace, engine: Engine, *, horizon: str | None = None,
     say("summarizing purchases")
     df = _summary(engine, spec, settings.consent_mode)
     x, tx, big_t = (df[c].to_numpy(float) for c in ("frequency", "recency", "T"))
-    h = horizon_units(horizon, spec.time_unit)
+    h = horizon_units(span, spec.time_unit)
     say(f"scoring {len(df):,} customers")
     p_alive = purchase.p_alive(x, tx, big_t)
     expected = purchase.expected_purchases(h, x, tx, big_t)
@@ -377,15 +377,15 @@ def score_clv(ws: Workspace, engine: Engine, *, horizon: str | None = None,
     say("storing")
     with engine.transaction():
         table = ibis.memtable(out).mutate(
-            model=ibis.literal(fit["model"]), horizon=ibis.literal(horizon),
+            model=ibis.literal(fit["model"]), horizon=ibis.literal(horizon_text),
             as_of=ibis.literal(end, type="timestamp('UTC')"),
             fit_id=ibis.literal(fit["fit_id"]))
         engine.replace_table(TABLE, table.select(*CLV.names).cast(CLV))
         engine.audit("clv.score", target=TABLE, rows=len(out),
-                     detail={"fit_id": fit["fit_id"], "horizon": horizon})
+                     detail={"fit_id": fit["fit_id"], "horizon": horizon_text})
     return {
         "fit_id": fit["fit_id"], "model": fit["model"], "as_of": end.isoformat(),
-        "horizon": horizon, "discount_rate": rate, "churn_threshold": cut,
+        "horizon": horizon_text, "discount_rate": rate, "churn_threshold": cut,
         "customers": len(out), "churn_risk_share": float(out.churn_risk.mean()),
         "spend_excluded": {"non_positive_average": non_positive_spenders(df)},
         "mean_p_alive": float(out.p_alive.mean()),
@@ -403,14 +403,15 @@ def _top_share(v: np.ndarray) -> float | None:
     return float(np.sort(v)[::-1][:k].sum() / total)
 
 
-def validate_clv(ws: Workspace, engine: Engine, *, calibration_end: datetime | None = None,
-                 models: list[str] | None = None, settings: RunSettings | None = None,
+def validate_clv(ctx: RunContext, *, calibration_end: datetime | None = None,
+                 models: list[str] | None = None,
                  progress: Progress | None = None) -> dict[str, Any]:
     """Fit each model on the calibration period and compare them on the holdout.
 
     The split is ``calibration_end``, else the newest fit's, else the automatic one.
     """
     say = progress or (lambda step: None)
+    ws, engine = ctx.ws, ctx.engine
     cfg = ws.config.clv
     names = models or list(MODELS)
     for n in names:
@@ -431,7 +432,7 @@ def validate_clv(ws: Workspace, engine: Engine, *, calibration_end: datetime | N
         raise InputError(f"the calibration end must be before the newest event ({end.date()})",
                          code="E_CLV_PERIOD")
     spec = SummarySpec(calibration_end, end, period, unit)
-    consent = (settings or RunSettings.resolve(ws.config)).consent_mode
+    consent = ctx.settings.consent_mode
     say("summarizing purchases (calibration and holdout)")
     df = _summary(engine, spec, consent)
     repeats = engine.execute(repeat_by_period(engine, spec, consent))

@@ -23,7 +23,7 @@ def monitoring(ctx: ReportContext) -> str:
     parts = [_alerts(ctx)]
     try:
         # computed now, recorded nowhere: the report raises no alert
-        rep = run_monitor(ctx.ws, ctx.engine, record=False)
+        rep = run_monitor(ctx.run, record=False)
     except TribesError as exc:
         parts.append(empty(exc.message))
         rep = None
