@@ -22,7 +22,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "tribes"
 LAYERS: list[tuple[str, ...] | frozenset[str]] = [
     ("tribes", "errors", "config", "settings"),  # "tribes": the package's __init__
     ("engine", "workspace"),
-    frozenset({"stats", "http", "synth"}),
+    frozenset({"stats", "http", "hooks", "synth"}),
     ("privacy",),
     ("store",),
     ("ingest", "prep", "features"),

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from tribes.config import RealtimeConfig
+from tribes.hooks import Trigger
 from tribes.realtime import online
 from tribes.realtime.events import StreamEvent
 from tribes.realtime.reference import Reference
@@ -56,37 +57,6 @@ CLOCK_SKEW = 60.0
 # the churn crossing search: a grid from now to ten years on, dense near now, refined
 _STEPS = TEN_YEARS * (np.geomspace(1.0, 2.0 ** 20, 64) - 1.0) / (2.0 ** 20 - 1.0)
 _FRACTIONS = np.linspace(0.0, 1.0, 65)
-
-
-@dataclass(frozen=True)
-class Trigger:
-    kind: str
-    customer_key: str
-    at: float  # event time, epoch seconds
-    trigger_id: str
-    data: dict[str, Any]
-    segment_id: int | None = None
-    source_msg: str = ""  # stream id of the message that caused it (none for a timer)
-
-    def data_json(self) -> str:
-        return json.dumps(self.data, sort_keys=True, separators=(",", ":"))
-
-    def to_message(self, data_json: str | None = None) -> dict[str, str]:
-        return {"id": self.trigger_id, "type": self.kind, "customer_key": self.customer_key,
-                "at": f"{self.at:.3f}", "segment_id": "" if self.segment_id is None
-                else str(self.segment_id), "source_msg": self.source_msg,
-                "data": self.data_json() if data_json is None else data_json}
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"id": self.trigger_id, "type": self.kind, "customer_key": self.customer_key,
-                "at": self.at, "segment_id": self.segment_id, "data": self.data}
-
-    @classmethod
-    def from_message(cls, m: dict[str, str]) -> Trigger:
-        seg = m.get("segment_id") or ""
-        return cls(kind=m["type"], customer_key=m["customer_key"], at=float(m["at"]),
-                   trigger_id=m["id"], data=json.loads(m.get("data") or "{}"),
-                   segment_id=int(seg) if seg else None, source_msg=m.get("source_msg", ""))
 
 
 def trigger_id(kind: str, key: str, anchor: str) -> str:

@@ -27,7 +27,7 @@ import re
 import secrets
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,17 +35,16 @@ import ibis
 import pandas as pd
 
 from tribes.errors import InputError
+from tribes.hooks import Hook, Trigger, hooks_path, read_entries, read_hooks, trigger_body
 from tribes.http import post_signed, post_with_retries
 from tribes.monitor.alerts import KINDS as ALERT_KINDS
 from tribes.monitor.alerts import NOTIFY_ATTEMPTS
 from tribes.privacy.locking import locked
-from tribes.realtime.rules import Trigger
 from tribes.realtime.sink import DB_LOCK
 from tribes.store.db import open_engine
 from tribes.workspace import Workspace
 
 log = logging.getLogger(__name__)
-HOOKS_FILE = "webhooks.json"
 EVENT_TYPES = ("trigger.abandoned_cart", "trigger.high_value_views", "trigger.session_offer",
                "trigger.churn_risk", "segment.entered", "segment.exited",
                *(f"alert.{kind}" for kind in ALERT_KINDS))
@@ -53,30 +52,12 @@ _PATTERN = re.compile(r"^[a-z_.*]+$")
 
 
 # ---------------------------------------------------------------------- registry
-@dataclass(frozen=True)
-class Hook:
-    hook_id: str
-    url: str
-    events: tuple[str, ...]
-    secret: str
-    created_at: str
-
-    def wants(self, kind: str) -> bool:
-        return any(fnmatch.fnmatchcase(kind, p) for p in self.events)
-
-    def public(self) -> dict[str, Any]:
-        return {"id": self.hook_id, "url": self.url, "events": list(self.events),
-                "created_at": self.created_at}
-
-
 class Registry:
     def __init__(self, ws: Workspace) -> None:
-        self.path = ws.path / HOOKS_FILE
+        self.path = hooks_path(ws)
 
     def _read(self) -> list[dict[str, Any]]:
-        if not self.path.exists():
-            return []
-        return list(json.loads(self.path.read_text(encoding="utf-8")).get("webhooks", []))
+        return read_entries(self.path)
 
     def _write(self, hooks: list[dict[str, Any]]) -> None:
         tmp = self.path.with_suffix(".tmp")
@@ -86,8 +67,7 @@ class Registry:
         os.replace(tmp, self.path)
 
     def hooks(self) -> list[Hook]:
-        return [Hook(h["hook_id"], h["url"], tuple(h["events"]), h["secret"], h["created_at"])
-                for h in self._read()]
+        return read_hooks(self.path)
 
     def get(self, hook_id: str) -> Hook:
         for h in self.hooks():
@@ -136,11 +116,6 @@ def post(hook: Hook, trigger: Trigger, attempt: int, timeout: float) -> tuple[bo
     return post_signed(hook.url, hook.secret, trigger_body(trigger),
                        idempotency_key=trigger.trigger_id, event=trigger.kind,
                        attempt=attempt, timeout=timeout)
-
-
-def trigger_body(trigger: Trigger) -> bytes:
-    """The JSON a webhook receives for ``trigger``."""
-    return json.dumps(trigger.to_dict(), sort_keys=True, separators=(",", ":")).encode()
 
 
 # ---------------------------------------------------------------------- dead letters
