@@ -23,6 +23,7 @@ LAYERS: list[tuple[str, ...] | frozenset[str]] = [
     ("tribes", "errors", "config", "settings"),  # "tribes": the package's __init__
     ("engine", "workspace"),
     frozenset({"stats", "http", "hooks", "synth"}),
+    ("notify",),  # alerts to webhooks: hooks' endpoints, http's signed POSTs
     ("privacy",),
     ("store",),
     ("ingest", "prep", "features"),

@@ -152,15 +152,11 @@ class Workspace:
             progress: Progress | None = None) -> Result:
         """Every stage after ingest, each only when its input changed (``tribes run``),
         then the new alerts to the webhooks subscribed to them."""
-        from tribes.ops.pipeline import run_pipeline
-        from tribes.realtime.webhooks import notify_alerts
+        from tribes.ops.pipeline import run_and_notify
 
         settings = self.settings(session_timeout=session_timeout, as_of=as_of)
-        with self._run(settings) as run:
-            rep = run_pipeline(run, resegment=None if segment else False, monitor=monitor,
-                               force=force, progress=progress)
-        sent = (notify_alerts(self._ws, rep.monitor.new_alerts) if rep.monitor
-                else {"sent": 0, "failed": 0})
+        rep, sent = run_and_notify(self._ws, settings, resegment=None if segment else False,
+                                   monitor=monitor, force=force, progress=progress)
         return Result(rep.as_dict() | {"webhooks": sent}, title="Run", report=rep)
 
     def segment(self, *, method: str = "kmeans", k: int | None = None,

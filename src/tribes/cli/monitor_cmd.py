@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from tribes.cli.common import JsonOpt, Output, opened, state
+from tribes.cli.common import JsonOpt, Output, run_settings, state
 from tribes.store.db import open_engine
 
 FAIL_ON = ("never", "warning", "critical")
@@ -35,16 +35,15 @@ def monitor(
 
       tribes -w shop monitor --json --fail-on critical
     """
-    from tribes.monitor.run import run_monitor
-    from tribes.realtime.webhooks import notify_alerts
+    from tribes.ops.alerts import monitor_and_notify
 
     if fail_on not in FAIL_ON:
         raise typer.BadParameter(f"use one of {', '.join(FAIL_ON)}", param_hint="--fail-on")
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    with opened(ws, read_only=dry_run) as run, out.progress("monitoring") as task:
-        report = run_monitor(run, record=not dry_run, progress=task.step)
-    delivered = notify_alerts(ws, report.new_alerts) if not dry_run else {"sent": 0, "failed": 0}
+    with out.progress("monitoring") as task:
+        report, delivered = monitor_and_notify(ws, run_settings(ws), dry_run=dry_run,
+                                               progress=task.step)
     out.result(report.as_dict() | {"webhooks": delivered})
     cfg = ws.config.monitor
     out.table(f"Drift of version {report.version} (reference as of "

@@ -28,7 +28,6 @@ SEVERITIES = ("warning", "critical")
 # what a check can raise (webhooks subscribe to alert.<kind>, or alert.*)
 KINDS = ("drift.psi", "drift.ks", "segment.share", "dq.volume", "dq.quarantine",
          "dq.nulls", "dq.schema", "spc.signal")
-NOTIFY_ATTEMPTS = 3  # a check waits for at most this many tries; then a dead letter
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Any
 from tribes.ingest import IngestOptions, ingest
 from tribes.ingest.loader import IngestSummary, Progress
 from tribes.monitor.quality import check_ingest
-from tribes.realtime.webhooks import notify_alerts
+from tribes.ops.alerts import send_alerts
 from tribes.workspace import RunContext
 
 
@@ -36,5 +36,5 @@ def ingest_checked(ctx: RunContext, inputs: list[str], opts: IngestOptions,
     summary = check_ingest(ctx, summary, volume=opts.check_volume)
     delivered: dict[str, Any] = {"sent": 0, "failed": 0}
     if notify and summary.alerts:
-        delivered = notify_alerts(ctx.ws, summary.alerts)
+        delivered = send_alerts(ctx.ws, summary.alerts)
     return CheckedIngest(summary=summary, webhooks=delivered)

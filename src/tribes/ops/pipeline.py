@@ -29,9 +29,11 @@ from tribes.models.methods import DENSITY
 from tribes.models.run import run_segmentation
 from tribes.models.validate import validate_segments
 from tribes.monitor.run import run_monitor
+from tribes.ops.alerts import send_alerts
 from tribes.prep.run import last_prep, prep_params, run_prep
 from tribes.settings import RunSettings
 from tribes.store.cohorts import list_cohorts
+from tribes.store.db import open_run
 from tribes.store.identity_rules import list_rules
 from tribes.store.runs import events_fingerprint, is_current, new_run_id, record_run
 from tribes.store.segments import activate, active_version, diff, get_run, versions_built_from
@@ -159,6 +161,20 @@ def run_pipeline(ctx: RunContext, *, resegment: bool | None = None, monitor: boo
                            "activate": ops.activate, "min_ari": ops.min_ari},
                    report=_summary(rep))
     return rep
+
+
+def run_and_notify(ws: Workspace, settings: RunSettings, *, resegment: bool | None = None,
+                   monitor: bool = True, force: bool = False,
+                   progress: Callable[[str], None] | None = None
+                   ) -> tuple[PipelineReport, dict[str, int]]:
+    """:func:`run_pipeline` with ``settings`` on the workspace database (``tribes run``),
+    then, the database closed, the new alerts of its drift check to the webhooks."""
+    with open_run(ws, settings) as ctx:
+        rep = run_pipeline(ctx, resegment=resegment, monitor=monitor, force=force,
+                           progress=progress)
+    sent = ({"sent": 0, "failed": 0} if rep.monitor is None
+            else send_alerts(ws, rep.monitor.new_alerts))
+    return rep, sent
 
 
 def _resegment(ctx: RunContext, rep: PipelineReport, active: int | None, enabled: bool,

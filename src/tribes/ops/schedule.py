@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from tribes.config import parse_duration
 from tribes.errors import ConfigError
 from tribes.settings import RunSettings
-from tribes.store.db import open_engine, open_run
+from tribes.store.db import open_engine
 from tribes.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -217,15 +217,12 @@ class Scheduler:
 
 def scheduled_run(ws: Workspace) -> dict[str, Any]:
     """One pipeline run as the schedule makes it (audited as ``schedule``), alerts sent."""
-    from tribes.ops.pipeline import run_pipeline
+    from tribes.ops.pipeline import run_and_notify
     from tribes.privacy import audit
-    from tribes.realtime.webhooks import notify_alerts
 
     # the scheduler is an edge: each run takes the configuration as it is then
     settings = RunSettings.resolve(ws.config)
-    with audit.acting_as("schedule"), open_run(ws, settings) as ctx:
-        rep = run_pipeline(ctx)
-    if rep.monitor is not None:
-        notify_alerts(ws, rep.monitor.new_alerts)
+    with audit.acting_as("schedule"):
+        rep, _ = run_and_notify(ws, settings)
     log.info("scheduled run %s: %s", rep.run_id, rep.steps)
     return rep.as_dict()

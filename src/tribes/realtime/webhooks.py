@@ -13,7 +13,9 @@ Any 2xx is a success. Otherwise the delivery is retried after ``backoff``, doubl
 to ``max_backoff``, ``max_attempts`` times in all; then it goes to the
 ``webhook_deadletters`` table, from where ``tribes webhooks replay`` sends it again.
 Pending retries live in Redis (they survive a restart); a trigger is acknowledged on the
-output stream once each endpoint has it delivered or scheduled.
+output stream once each endpoint has it delivered or scheduled. Alerts reach the same
+endpoints through :mod:`tribes.notify` (called by ``ops``), their failed deliveries
+written here by :func:`dead_letter`.
 """
 
 from __future__ import annotations
@@ -36,9 +38,8 @@ import pandas as pd
 
 from tribes.errors import InputError
 from tribes.hooks import Hook, Trigger, hooks_path, read_entries, read_hooks, trigger_body
-from tribes.http import post_signed, post_with_retries
+from tribes.http import post_signed
 from tribes.monitor.alerts import KINDS as ALERT_KINDS
-from tribes.monitor.alerts import NOTIFY_ATTEMPTS
 from tribes.privacy.locking import locked
 from tribes.realtime.sink import DB_LOCK
 from tribes.store.db import open_engine
@@ -366,37 +367,3 @@ class Delivery:
                 with contextlib.suppress(Exception):
                     self._stop.wait(1.0)
 
-
-# ---------------------------------------------------------------------- alerts
-def notify_alerts(ws: Workspace, alerts: list[dict[str, Any]]) -> dict[str, int]:
-    """POST new alerts to the webhooks subscribed to ``alert.<kind>`` (signed like the
-    triggers); a delivery that fails every attempt goes to the dead-letter table
-    (tribes webhooks replay sends it again)."""
-    sent = failed = 0
-    hooks = registry(ws).hooks()
-    if not alerts or not hooks:
-        return {"sent": 0, "failed": 0}
-    cfg = ws.config.realtime.webhooks
-    timeout = cfg.timeout.total_seconds()
-    backoff = cfg.backoff.total_seconds()
-    for a in alerts:
-        kind = f"alert.{a['kind']}"
-        trigger = Trigger(kind=kind, customer_key="", at=pd.Timestamp(a["created_at"])
-                          .timestamp(), trigger_id=f"alert-{a['alert_id']}",
-                          data={k: a[k] for k in ("alert_id", "severity", "subject",
-                                                  "metric", "value", "threshold", "message",
-                                                  "detail", "version")})
-        for hook in hooks:
-            if not hook.wants(kind):
-                continue
-            ok, what = post_with_retries(hook.url, hook.secret, trigger_body(trigger),
-                                         idempotency_key=trigger.trigger_id, event=kind,
-                                         attempts=NOTIFY_ATTEMPTS, timeout=timeout,
-                                         backoff=min(backoff, 10.0))
-            if ok:
-                sent += 1
-            else:
-                failed += 1
-                log.warning("alert %s to %s failed: %s", a["alert_id"], hook.url, what)
-                dead_letter(ws, hook, trigger, NOTIFY_ATTEMPTS, what)
-    return {"sent": sent, "failed": failed}
