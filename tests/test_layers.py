@@ -246,6 +246,14 @@ def test_the_check_sees_cycles_and_import_module_strings(tmp_path: Path) -> None
     assert cycles(found) == [["tribes.engine", "tribes.engine.base", "tribes.engine.duck"]]
 
 
+def test_only_ops_sends_alerts() -> None:
+    """Alerts reach the webhooks through one notifier, called by orchestration only: the
+    API, the CLI and the service get their deliveries from an ops function."""
+    callers = sorted({f"{module}:{line}" for module, target, line in imports()
+                      if target == "tribes.notify" and _package(module) != "ops"})
+    assert callers == []
+
+
 @pytest.mark.parametrize(("module", "target", "ok"), [
     ("tribes.prep.run", "tribes.ingest.spec", True),      # a later stage uses an earlier one
     ("tribes.ingest.loader", "tribes.prep.run", False),   # not the other way round
