@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -134,3 +137,38 @@ def shop(built: tuple[Path, Path], tmp_path: Path) -> tuple[Path, Path]:
     return copy, data
 
 
+@dataclass(frozen=True)
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Receiver:
+    url: str
+    got: list[Received] = field(default_factory=list)
+    failing: set[str] = field(default_factory=lambda: {"/fail"})  # paths answered 500
+
+
+@pytest.fixture
+def webhook_receiver() -> Iterator[Receiver]:
+    """A webhook receiver on a loopback port that keeps every request; a POST to
+    ``<url>/fail`` is answered 500 (``failing`` says which paths), any other 200."""
+    rec = Receiver(url="")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            rec.got.append(Received(self.path, dict(self.headers), body))
+            self.send_response(500 if self.path in rec.failing else 200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    rec.url = f"http://127.0.0.1:{server.server_address[1]}"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield rec
+    server.shutdown()
