@@ -3,12 +3,14 @@ version and activated or held by [ops] activate."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import CliResult
+from tests.conftest import CliResult, Receiver
+from tribes.http import verify_signature
 from tribes.store.db import init_workspace
 from tribes.synth import SynthConfig, generate
 
@@ -93,3 +95,20 @@ def test_run_without_a_version_says_how_to_start(tmp_path: Path,
     out = cli("-w", ws, "run", "--json").json()
     assert out["steps"]["segment"].startswith("skipped: no segment version yet")
     assert "monitor" not in out["steps"]
+
+
+def test_the_alerts_of_a_run_reach_the_webhooks(shop: tuple[Path, Path],
+                                                cli: Callable[..., CliResult],
+                                                webhook_receiver: Receiver) -> None:
+    ws, _ = shop
+    added = cli("-w", ws, "webhooks", "add", "--url", f"{webhook_receiver.url}/psi",
+                "--events", "alert.drift.psi", "--json")
+    assert added.code == 0, added.err
+    # features as of a far day: every customer's recency drifts
+    out = cli("-w", ws, "run", "--no-segment", "--as-of", "2099-01-01", "--json").json()
+    psi = [a for a in out["monitor"]["new_alerts"] if a["kind"] == "drift.psi"]
+    assert psi and out["webhooks"] == {"sent": len(psi), "failed": 0}
+    got = webhook_receiver.got
+    assert [json.loads(r.body)["id"] for r in got] == [f"alert-{a['alert_id']}" for a in psi]
+    assert all(verify_signature(added.json()["secret"], r.headers["X-Tribes-Signature"],
+                                r.body) for r in got)
