@@ -37,8 +37,7 @@ def ingest(ws: Workspace, inputs: list[str], opts: IngestOptions,
 
 def ingest_checked(ws: Workspace, inputs: list[str], opts: IngestOptions,
                    **kw: Any) -> CheckedIngest:
-    with open_run(ws, settings_of(ws)) as ctx:
-        return _ingest_checked(ctx, inputs, opts, **kw)
+    return _ingest_checked(ws, settings_of(ws), inputs, opts, **kw)
 
 
 def replay(ws: Workspace, opts: IngestOptions, **kw: Any) -> ReplayResult:

@@ -115,9 +115,8 @@ class Workspace:
                              event_type=event_type, ts_format=ts_format, tz=tz, fmt=format,
                              delimiter=delimiter, encoding=encoding, header=header,
                              decimal=decimal)
-        with self._run() as run:
-            checked = ingest_checked(run, [str(i) for i in inputs], opts,
-                                     progress=progress, notify=notify)
+        checked = ingest_checked(self._ws, self.settings(), [str(i) for i in inputs], opts,
+                                 progress=progress, notify=notify)
         summary = checked.summary.to_dict() | {"webhooks": checked.webhooks,
                                                "quarantined_total":
                                                    checked.summary.n_quarantined}

@@ -14,7 +14,9 @@ from tribes.ingest import IngestOptions, ingest
 from tribes.ingest.loader import IngestSummary, Progress
 from tribes.monitor.quality import check_ingest
 from tribes.ops.alerts import send_alerts
-from tribes.workspace import RunContext
+from tribes.settings import RunSettings
+from tribes.store.db import open_run
+from tribes.workspace import Workspace
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,16 +27,18 @@ class CheckedIngest:
     webhooks: dict[str, int]
 
 
-def ingest_checked(ctx: RunContext, inputs: list[str], opts: IngestOptions,
-                   progress: Progress | None = None, *, notify: bool = True
-                   ) -> CheckedIngest:
-    """Ingest ``inputs`` as one batch (:func:`tribes.ingest.ingest`), run the batch's
-    data-quality checks, and, when ``notify``, POST its new alerts to the webhooks."""
-    summary = ingest(ctx, inputs, opts, progress=progress)
-    if progress is not None:
-        progress("checking data quality")
-    summary = check_ingest(ctx, summary, volume=opts.check_volume)
+def ingest_checked(ws: Workspace, settings: RunSettings, inputs: list[str],
+                   opts: IngestOptions, progress: Progress | None = None, *,
+                   notify: bool = True) -> CheckedIngest:
+    """Ingest ``inputs`` as one batch (:func:`tribes.ingest.ingest`) and run the batch's
+    data-quality checks on one open database; then, the database closed (retries do not
+    hold the workspace), and when ``notify``, POST its new alerts to the webhooks."""
+    with open_run(ws, settings) as ctx:
+        summary = ingest(ctx, inputs, opts, progress=progress)
+        if progress is not None:
+            progress("checking data quality")
+        summary = check_ingest(ctx, summary, volume=opts.check_volume)
     delivered: dict[str, Any] = {"sent": 0, "failed": 0}
     if notify and summary.alerts:
-        delivered = send_alerts(ctx.ws, summary.alerts)
+        delivered = send_alerts(ws, summary.alerts)
     return CheckedIngest(summary=summary, webhooks=delivered)

@@ -413,9 +413,9 @@ class Service:
 
         # the batch is read from memory (raw values never reach the disk)
         lines = (json.dumps(e, default=str) + "\n" for e in events)
-        with staged_text(lines, self.ws.path / STAGED_DIR) as path, self._run() as run:
+        with staged_text(lines, self.ws.path / STAGED_DIR) as path:
             # alerts of API micro-batches go to the table and the log, not to webhooks
-            s = ingest_checked(run, [str(path)], IngestOptions(
+            s = ingest_checked(self.ws, self.settings, [str(path)], IngestOptions(
                 source=source, fmt="jsonl", check_volume=False), notify=False).summary
         metrics.ingest(s.loaded, s.duplicates, s.quarantined)
         out = s.to_dict()
