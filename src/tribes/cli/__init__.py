@@ -175,7 +175,7 @@ class LazyGroup(TyperGroup):
         super().__init__(**attrs)
         # stand-ins with a name and a help line, for the listings: help, completion, and
         # the close matches suggested for a mistyped command
-        self.commands = {c.name: TyperCommand(c.name, short_help=c.help) for c in COMMANDS}
+        self.commands = {c.name: TyperCommand(c.name, help=c.help) for c in COMMANDS}
 
     def get_command(self, ctx: ClickContext, cmd_name: str) -> ClickCommand | None:
         if cmd_name not in _BY_NAME or ctx.meta.get(_LISTING):
