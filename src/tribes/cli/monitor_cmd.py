@@ -38,6 +38,7 @@ def monitor(
 
       tribes -w shop monitor --json --fail-on critical
     """
+    # scikit-learn and SciPy (a second to import) for monitor, not for alerts list and ack
     from tribes.ops.alerts import monitor_and_notify
 
     if fail_on not in FAIL_ON:
