@@ -26,7 +26,7 @@ def test_help_teaches(cli) -> None:
 
 
 def test_startup_leaves_the_modelling_libraries_alone() -> None:
-    """Every command imports the whole command line; scikit-learn, SciPy and statsmodels
+    """The command line's root imports no command; scikit-learn, SciPy and statsmodels
     (seconds to import) load only in the commands that use them."""
     code = ("import sys, tribes.cli; "
             "print(sorted(m for m in ('sklearn', 'scipy', 'statsmodels') if m in sys.modules))")

@@ -46,7 +46,7 @@ from tribes.http import post_with_retries
 from tribes.privacy.consent import consent_filter
 from tribes.store.keyed import keyed_consents
 from tribes.store.segments import active_segments, get_run, require_version, segment_names
-from tribes.store.tables import ACTIVATION_STATE, ACTIVATION_SYNCS, EXPORTS
+from tribes.store.tables import ACTIVATION_REMOVALS, ACTIVATION_STATE, ACTIVATION_SYNCS, EXPORTS
 from tribes.workspace import RunContext, Workspace
 
 log = logging.getLogger(__name__)
@@ -332,8 +332,6 @@ def owed_removals(engine: Engine, key: str | None) -> int:
     if held.empty:
         return 0
     rows = held.assign(id=key, erased_at=datetime.now(UTC))
-    from tribes.store.tables import ACTIVATION_REMOVALS
-
     engine.insert(REMOVALS, ibis.memtable(rows[["target", "id", "segment_id", "erased_at"]])
                   .cast(ACTIVATION_REMOVALS))
     return len(held)

@@ -18,11 +18,13 @@ import ibis
 import ibis.expr.types as ir
 import pandas as pd
 
+from tribes.analysis.funnels import check_event_types
 from tribes.analysis.journeys import journey_events
 from tribes.analysis.rules import Member, compile_rule, event_columns, parse, render
 from tribes.engine import Engine
 from tribes.engine.functions import micros_between
 from tribes.errors import InputError
+from tribes.features.definitions import FEATURES
 from tribes.privacy.consent import consent_filter
 from tribes.store import cohorts as store
 from tribes.store.keyed import keyed_consents
@@ -131,8 +133,6 @@ def retention(engine: Engine, *, by: str = "first_seen", period: str | None = No
         raise InputError(f"unknown week start '{week_start}'; use monday or sunday",
                          code="E_PERIOD")
     if returned is not None:
-        from tribes.analysis.funnels import check_event_types
-
         check_event_types(engine, [returned])
     ev = journey_events(engine, ["event_type", "amount"], segment, consent_mode,
                         cohort=cohort)
@@ -328,8 +328,6 @@ def _customers(engine: Engine, consent_mode: str) -> int:
 
 def profile(engine: Engine, name: str) -> dict[str, Any]:
     """A stored cohort with the median of every feature, members against all customers."""
-    from tribes.features.definitions import FEATURES
-
     c = store.get_cohort(engine, name)
     f = engine.table("customer_features")
     names = [d.name for d in FEATURES if d.name in f.columns

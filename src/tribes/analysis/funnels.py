@@ -41,8 +41,8 @@ import ibis.expr.types as ir
 from tribes.analysis.journeys import journey_events
 from tribes.analysis.rules import EventSpec, RuleError, parse_spec, spec_predicate
 from tribes.engine import Engine
-from tribes.engine.functions import micros_between
-from tribes.errors import InputError
+from tribes.engine.functions import json_member, micros_between
+from tribes.errors import InputError, closest
 from tribes.prep.sessions import mark_session_starts, number_sessions
 from tribes.store.segments import members
 
@@ -64,8 +64,6 @@ def check_event_types(engine: Engine, steps: list[str],
                       known: set[str] | None = None) -> None:
     """Every step must be an event type of the data (a typo would silently give zeros);
     ``known``: the data's event types, when the caller has them already."""
-    from tribes.errors import closest
-
     known = event_types(engine) if known is None else known
     for step in steps:
         if step not in known:
@@ -78,8 +76,6 @@ def check_event_types(engine: Engine, steps: list[str],
 
 def quarantined_of(engine: Engine, event_type: str) -> str:
     """``; but N 'x' rows are in quarantine (E_AMOUNT: N): ...`` when there are any."""
-    from tribes.engine.functions import json_member
-
     q = engine.table("quarantine")
     q = q.filter(q.kind == "events").mutate(_type=json_member(q.raw, "event_type")).view()
     q = q.filter(q._type == event_type)

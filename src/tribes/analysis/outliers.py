@@ -10,6 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from sklearn.cluster import DBSCAN
+from sklearn.ensemble import IsolationForest
+from sklearn.manifold import TSNE
+from sklearn.neighbors import LocalOutlierFactor
 
 from tribes.engine import Engine
 from tribes.engine.functions import md5_hex
@@ -44,11 +48,6 @@ def find_outliers(engine: Engine, features: list[str], *, method: str = "isolati
     # robust scaling: the outliers themselves must not set the scale
     tr = fit_transform(sample, features, scaler="robust")
     x = tr.apply(sample)
-    # scikit-learn is imported here, not with the module: every command of the CLI
-    # imports this module, and only this one needs the models
-    from sklearn.ensemble import IsolationForest
-    from sklearn.neighbors import LocalOutlierFactor
-
     if method == "isolation_forest":
         # larger subsamples than the default 256 separate moderate outliers better
         model: Any = IsolationForest(contamination=contamination, random_state=random_state,
@@ -82,8 +81,6 @@ def find_outliers(engine: Engine, features: list[str], *, method: str = "isolati
 
 
 def _dbscan(z: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.cluster import DBSCAN
-
     min_samples = 10
     eps = knee_eps(z, min_samples)
     labels = DBSCAN(eps=eps, min_samples=min_samples).fit(z).labels_
@@ -103,8 +100,6 @@ def embed_2d(x: np.ndarray, *, random_state: int = 0,
     it, or it fails. Returns the coordinates and the method used."""
     x = np.asarray(x, dtype=float)
     if method == "tsne" and len(x) > 3 * 30 + 1:
-        from sklearn.manifold import TSNE
-
         try:
             xy = TSNE(n_components=2, perplexity=30, init="pca", learning_rate="auto",
                       random_state=random_state, max_iter=500).fit_transform(x)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from tribes.errors import InputError
+from tribes.store.db import open_engine
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -43,8 +44,6 @@ class Table:
         return engine.table(self.name)
 
     def _read(self, limit: int | None = None) -> pa.Table:
-        from tribes.store.db import open_engine
-
         with open_engine(self._ws, read_only=True) as engine:
             t = self._expr(engine)
             return engine.to_pyarrow(t if limit is None else t.limit(limit))
@@ -76,8 +75,6 @@ class Table:
         return list(self._read(limit=0).column_names)
 
     def __len__(self) -> int:
-        from tribes.store.db import open_engine
-
         with open_engine(self._ws, read_only=True) as engine:
             return int(engine.scalar(self._expr(engine).count()))
 

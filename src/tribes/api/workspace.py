@@ -11,10 +11,20 @@ from typing import Any
 
 import pandas as pd
 
+from tribes.analysis import cohorts, funnels
 from tribes.api.results import FunnelResult, Result, RetentionResult, Table
 from tribes.config import parse_duration
+from tribes.features.run import TABLE as FEATURES_TABLE
+from tribes.features.run import parse_as_of, run_features
+from tribes.ingest import IngestOptions
+from tribes.models.personas import build_personas
+from tribes.ops.ingest import ingest_checked
+from tribes.prep.run import run_prep
+from tribes.report import build_report
 from tribes.settings import RunSettings
 from tribes.store.db import init_workspace, open_engine, open_run
+from tribes.store.segments import active_segments
+from tribes.store.status import workspace_status
 from tribes.workspace import RunContext, open_workspace
 from tribes.workspace import Workspace as _Workspace
 
@@ -60,8 +70,6 @@ class Workspace:
     def settings(self, *, session_timeout: str | None = None,
                  as_of: str | datetime | None = None) -> RunSettings:
         """The run settings from the configuration, with these options on top."""
-        from tribes.features.run import parse_as_of
-
         when = parse_as_of(as_of) if isinstance(as_of, str) else as_of
         return RunSettings.resolve(self._ws.config, session_timeout=session_timeout,
                                    as_of=when)
@@ -84,15 +92,11 @@ class Workspace:
     def segments(self, version: int | None = None) -> Table:
         """The customers of a segment version (default: the active one): key, segment
         id and name, probability (``tribes export segments``)."""
-        from tribes.store.segments import active_segments
-
         return Table(self._ws, "segments" if version is None else f"segments v{version}",
                      query=lambda engine: active_segments(engine, version))
 
     def status(self) -> Result:
         """What the workspace holds (``tribes status``)."""
-        from tribes.store.status import workspace_status
-
         with open_engine(self._ws, read_only=True) as engine:
             st = workspace_status(engine)
         return Result(st, title="Workspace status")
@@ -108,9 +112,6 @@ class Workspace:
         """Validate, pseudonymize, deduplicate and load files as one batch (``tribes
         ingest``); the summary counts every row: loaded, duplicate or quarantined. The
         batch's data-quality alerts are raised (and sent to subscribed webhooks)."""
-        from tribes.ingest import IngestOptions
-        from tribes.ops.ingest import ingest_checked
-
         opts = IngestOptions(kind=kind, source=source, mapping=dict(map or {}),
                              event_type=event_type, ts_format=ts_format, tz=tz, fmt=format,
                              delimiter=delimiter, encoding=encoding, header=header,
@@ -126,8 +127,6 @@ class Workspace:
     def prep(self, *, session_timeout: str | None = None,
              progress: Progress | None = None) -> Result:
         """Stitch identities and sessionize every stored event (``tribes prep``)."""
-        from tribes.prep.run import run_prep
-
         with self._run(self.settings(session_timeout=session_timeout)) as run:
             report = run_prep(run, progress=progress)
         return Result(report.as_dict(), table=Table(self._ws, "identities"), title="Prep",
@@ -138,12 +137,10 @@ class Workspace:
                  progress: Progress | None = None) -> Result:
         """Compute one row of behavioral features per customer (``tribes features``);
         ``.to_pandas()`` gives the customer feature table."""
-        from tribes.features.run import TABLE, run_features
-
         settings = self.settings(session_timeout=session_timeout, as_of=as_of)
         with self._run(settings) as run:
             report = run_features(run, progress=progress)
-        return Result(report.as_dict(), table=Table(self._ws, TABLE), title="Features",
+        return Result(report.as_dict(), table=Table(self._ws, FEATURES_TABLE), title="Features",
                       report=report)
 
     def run(self, *, session_timeout: str | None = None, as_of: str | datetime | None = None,
@@ -151,6 +148,7 @@ class Workspace:
             progress: Progress | None = None) -> Result:
         """Every stage after ingest, each only when its input changed (``tribes run``),
         then the new alerts to the webhooks subscribed to them."""
+        # scikit-learn and SciPy (a second to import), as in Workspace.segment
         from tribes.ops.pipeline import run_and_notify
 
         settings = self.settings(session_timeout=session_timeout, as_of=as_of)
@@ -164,8 +162,9 @@ class Workspace:
         """Segment the customers of the feature table into a new active version
         (``tribes segment``); ``.to_pandas()`` gives that version's customers: key,
         segment id and name, probability."""
+        # scikit-learn and SciPy (a second to import) for the methods that fit, not
+        # in every command that opens the workspace through this module
         from tribes.models.run import run_segmentation
-        from tribes.store.segments import active_segments
 
         with self._run() as run:
             report = run_segmentation(run, method=method, k=k, features=features,
@@ -180,8 +179,6 @@ class Workspace:
     def personas(self) -> Result:
         """Name the segments of the active version and store them (``tribes
         personas``); ``summary["personas"]`` lists them, ``.to_pandas()`` one row each."""
-        from tribes.models.personas import build_personas
-
         with self._run() as run:
             ps = build_personas(run)
         version = ps[0]["version"] if ps else None
@@ -196,8 +193,6 @@ class Workspace:
     def report(self, out: str | Path | None = None,
                progress: Progress | None = None) -> Result:
         """Write the self-contained HTML report (``tribes report``); it only reads."""
-        from tribes.report import build_report
-
         path = Path(out) if out is not None else self.path / "reports" / "report.html"
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._run(read_only=True) as run:
@@ -212,15 +207,14 @@ class Workspace:
                ) -> FunnelResult:
         """Units reaching each step in order within the window (``tribes journeys
         funnel``); ``.to_pandas()`` one row per group and step, ``.figure()`` a chart."""
-        from tribes.analysis.funnels import funnel, split_steps
-
         settings = self.settings()
-        names = split_steps(steps) if isinstance(steps, str) else list(steps)
+        names = funnels.split_steps(steps) if isinstance(steps, str) else list(steps)
         with open_engine(self._ws, read_only=True) as engine:
-            res = funnel(engine, names, window=parse_duration(window), by=by,
-                         segment=segment, unit=per, ordering=ordering, start=start,
-                         attribution=attribution, cohort=cohort, exclude=exclude,
-                         timeout=settings.session_timeout, consent_mode=settings.consent_mode)
+            res = funnels.funnel(engine, names, window=parse_duration(window), by=by,
+                                 segment=segment, unit=per, ordering=ordering, start=start,
+                                 attribution=attribution, cohort=cohort, exclude=exclude,
+                                 timeout=settings.session_timeout,
+                                 consent_mode=settings.consent_mode)
         rows = [{"group": g["group"], **s} for g in res["groups"] for s in g["steps"]]
         return FunnelResult(res, title="Funnel " + " → ".join(names),
                             frame=pd.DataFrame(rows))
@@ -233,16 +227,14 @@ class Workspace:
         """The retention matrix (``tribes cohorts retention``): ``.to_pandas()`` one row
         per cohort with its size and the share active in each period; ``.figure()`` a
         heat map."""
-        from tribes.analysis.cohorts import retention, retention_by
-
         settings = self.settings()
         kw: dict[str, Any] = {
             "by": by, "period": period, "cohort": cohort, "returned": returned,
             "cumulative": cumulative, "week_start": week_start, "segment": segment,
             "recurring": recurring, "consent_mode": settings.consent_mode}
         with open_engine(self._ws, read_only=True) as engine:
-            res = (retention(engine, **kw) if breakdown is None
-                   else retention_by(engine, breakdown, **kw))
+            res = (cohorts.retention(engine, **kw) if breakdown is None
+                   else cohorts.retention_by(engine, breakdown, **kw))
         groups = res["groups"] if breakdown else [{"cohorts": res["cohorts"]}]
         rows = []
         for g in groups:
@@ -268,6 +260,7 @@ class Clv:
             period: str | None = None, time_unit: str | None = None,
             strict_spend: bool | None = None, progress: Progress | None = None) -> Result:
         """Fit the purchase and spend models (``tribes clv fit``)."""
+        # scikit-learn and SciPy (a second to import), as in Workspace.segment
         from tribes.models.clv.run import fit_clv
 
         cal = (datetime.fromisoformat(calibration_end) if isinstance(calibration_end, str)
@@ -282,6 +275,7 @@ class Clv:
               threshold: float | None = None, progress: Progress | None = None) -> Result:
         """Score every purchaser: expected purchases, P(alive), CLV (``tribes clv
         score``); ``.to_pandas()`` gives the scores."""
+        # scikit-learn and SciPy (a second to import), as in Workspace.segment
         from tribes.models.clv.run import score_clv
 
         span = parse_duration(horizon) if isinstance(horizon, str) else horizon
@@ -295,6 +289,7 @@ class Clv:
         """Which predicts churn better, P(alive) or gradient boosting on the features;
         the better one scores every customer (``tribes clv churn``); ``.to_pandas()``
         gives the stored churn scores."""
+        # scikit-learn and SciPy (a second to import), as in Workspace.segment
         from tribes.models.clv.churn import compare_churn
 
         with self._w._run() as run:

@@ -5,9 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
+import pandas as pd
 import typer
 
+from tribes.analysis.ab import METRICS, Design, outcomes, read_assignments, segment_names
+from tribes.analysis.ab import analyze as run_analysis
 from tribes.cli.common import JsonOpt, Output, run_settings, state
+from tribes.config import parse_duration
+from tribes.errors import InputError
 from tribes.store.db import open_engine
 from tribes.workspace import RunContext
 
@@ -66,19 +71,6 @@ def analyze(
 
       tribes -w shop ab analyze -a exp.parquet --metric revenue --window 14d --correction bh
     """
-    import pandas as pd
-
-    from tribes.analysis.ab import (
-        METRICS,
-        Design,
-        outcomes,
-        read_assignments,
-        segment_names,
-    )
-    from tribes.analysis.ab import analyze as run_analysis
-    from tribes.config import parse_duration
-    from tribes.errors import InputError
-
     if metric not in METRICS:
         raise typer.BadParameter(f"use one of {', '.join(METRICS)}", param_hint="--metric")
     if by not in ("segment", "none"):

@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from tribes.activate.sync import history as syncs
+from tribes.activate.sync import sync
 from tribes.cli.common import JsonOpt, Output, opened, state
 from tribes.store.db import open_engine
 
@@ -49,8 +51,6 @@ def activate(
 
       tribes -w shop activate --target lake --full
     """
-    from tribes.activate.sync import sync
-
     out = Output(ctx, json_out)
     wanted = _segment_list(segments)
     ws = state(ctx).open()
@@ -87,8 +87,6 @@ def history(
 
     [bold]Example[/bold]: tribes -w shop activate-history --target crm
     """
-    from tribes.activate.sync import history as syncs
-
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     with open_engine(ws, read_only=True) as engine:

@@ -11,6 +11,7 @@ from tribes.api import Workspace
 from tribes.cli.common import JsonOpt, Output, opened, state
 from tribes.errors import InputError
 from tribes.features.run import parse_as_of
+from tribes.models.clv.run import last_fit, validate_clv
 from tribes.store.db import open_engine
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich", help=(
@@ -210,8 +211,6 @@ def validate(
 
       tribes -w shop clv validate --calibration-end 1997-09-30 --models bgnbd,pareto_nbd
     """
-    from tribes.models.clv.run import validate_clv
-
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     cal = _date(calibration_end)
@@ -320,8 +319,6 @@ def churn(
 @app.command()
 def show(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """The stored fit: parameters with standard errors, holdout check and warnings."""
-    from tribes.models.clv.run import last_fit
-
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     with open_engine(ws, read_only=True) as engine:

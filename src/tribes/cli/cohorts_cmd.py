@@ -6,9 +6,13 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
+from rich.text import Text
 
+from tribes.analysis import rules as cohort_rules
+from tribes.analysis.cohorts import define_cohort, profile, refresh_cohorts
 from tribes.api import Workspace
 from tribes.cli.common import CohortOpt, JsonOpt, Output, run_settings, state
+from tribes.store.cohorts import drop_cohort, list_cohorts
 from tribes.store.db import open_engine
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich",
@@ -157,8 +161,6 @@ def define(
 
       tribes -w shop journeys funnel --steps product_view,add_to_cart,purchase --cohort fast_buyers
     """
-    from tribes.analysis.cohorts import define_cohort
-
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     settings = run_settings(ws)
@@ -175,8 +177,6 @@ def define(
 @app.command("list")
 def list_(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Stored behavioral cohorts: rule, members, when they were evaluated."""
-    from tribes.store.cohorts import list_cohorts
-
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     with open_engine(ws, read_only=True) as engine:
@@ -198,8 +198,6 @@ def show(
 ) -> None:
     """One cohort: its rule, size, and how its members differ from everyone (median of
     each feature, members vs all)."""
-    from tribes.analysis.cohorts import profile
-
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     with open_engine(ws, read_only=True) as engine:
@@ -224,8 +222,6 @@ def refresh(
     json_out: JsonOpt = False,
 ) -> None:
     """Evaluate stored cohorts again on the current data (after new ingests)."""
-    from tribes.analysis.cohorts import refresh_cohorts
-
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     settings = run_settings(ws)
@@ -244,8 +240,6 @@ def drop(
     json_out: JsonOpt = False,
 ) -> None:
     """Delete a stored cohort and its member list."""
-    from tribes.store.cohorts import drop_cohort
-
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     with open_engine(ws) as engine:
@@ -257,11 +251,7 @@ def drop(
 @app.command()
 def rules(ctx: typer.Context) -> None:
     """The cohort rule language, with examples."""
-    from rich.text import Text
-
-    from tribes.analysis import rules as r
-
-    Output(ctx, False).print(Text(r.__doc__ or ""))
+    Output(ctx, False).print(Text(cohort_rules.__doc__ or ""))
 
 
 def _when(iso: str | None) -> str:

@@ -1,25 +1,28 @@
-"""Shared CLI plumbing: global state, JSON or human output, progress, logging."""
+"""Shared plumbing of the commands: the workspace the options name, JSON or human
+output, tables, progress."""
 
 from __future__ import annotations
 
 import contextlib
-import json
-import logging
+import dataclasses
 import os
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from tribes.errors import InputError
+from tribes.cli.options import Options, to_json
+from tribes.config import parse_duration
+from tribes.errors import ConfigError, InputError
 from tribes.settings import RunSettings
 from tribes.store.db import open_run
 from tribes.workspace import RunContext, Workspace, open_workspace
@@ -33,13 +36,8 @@ CohortOpt = Annotated[str | None, typer.Option(
 
 
 @dataclass
-class State:
-    """Options given before the command (``tribes --workspace shop ingest ...``)."""
-
-    workspace: Path | None = None
-    backend: str | None = None
-    json: bool = False
-    verbosity: int = 0
+class State(Options):
+    """The options given before the command, and the workspace they name."""
 
     def open(self) -> Workspace:
         return open_workspace(self.workspace, backend=self.backend)
@@ -60,11 +58,12 @@ def opened(ws: Workspace, *, read_only: bool = False, settings: RunSettings | No
 
 
 def state(ctx: typer.Context) -> State:
-    obj = ctx.find_root().obj
-    if not isinstance(obj, State):
-        obj = State()
-        ctx.find_root().obj = obj
-    return obj
+    root = ctx.find_root()
+    if not isinstance(root.obj, State):
+        # the root keeps the plain Options (it does not load the workspace's modules)
+        given = root.obj if isinstance(root.obj, Options) else Options()
+        root.obj = State(**dataclasses.asdict(given))
+    return root.obj
 
 
 def writable(path: Path) -> Path:
@@ -77,28 +76,9 @@ def writable(path: Path) -> Path:
     return path
 
 
-def setup_logging(verbosity: int) -> None:
-    from rich.logging import RichHandler
-
-    level = {-1: logging.WARNING, 0: logging.WARNING, 1: logging.INFO}.get(verbosity,
-                                                                           logging.DEBUG)
-    if verbosity < 0:
-        level = logging.ERROR
-    root = logging.getLogger("tribes")
-    root.handlers.clear()
-    root.addHandler(RichHandler(console=Console(stderr=True), show_path=False,
-                                show_time=False))
-    root.setLevel(level)
-
-
 def parse_when(text: str, option: str, *, durations: bool = False) -> datetime:
     """An ISO date or time given to ``option`` (UTC unless it has an offset); with
     ``durations``, also a duration from now (``90d``)."""
-    from datetime import UTC
-
-    from tribes.config import parse_duration
-    from tribes.errors import ConfigError, InputError
-
     if durations:
         try:
             return datetime.now(UTC) + parse_duration(text)
@@ -111,20 +91,6 @@ def parse_when(text: str, option: str, *, durations: bool = False) -> datetime:
         raise InputError(f"{option} '{text}' is not {hint}an ISO date or time (2026-01-31 "
                          "or 2026-01-31T12:00)", code="E_DATE") from None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
-def _default(o: Any) -> Any:
-    if isinstance(o, (datetime, date)):
-        return o.isoformat()
-    if isinstance(o, Path):
-        return str(o)
-    if hasattr(o, "item"):
-        return o.item()
-    return str(o)
-
-
-def to_json(obj: Any) -> str:
-    return json.dumps(obj, default=_default, ensure_ascii=False)
 
 
 def _min_width(columns: Sequence[str], rows: Sequence[Sequence[Any]],
@@ -230,6 +196,4 @@ def _cell(v: Any) -> str:
         return f"{v:,.2f}"
     if isinstance(v, int):
         return f"{v:,}"
-    from rich.markup import escape
-
     return escape(str(v))  # data, not markup: "[features] composite" stays as written

@@ -9,6 +9,14 @@ import typer
 
 from tribes.analysis.funnels import split_steps
 from tribes.analysis.journeys import transitions as transitions_fn
+from tribes.analysis.paths import (
+    following,
+    leading_to,
+    sankey_figure,
+    sankey_links,
+    session_paths,
+    top_paths,
+)
 from tribes.api import Workspace
 from tribes.cli.common import CohortOpt, JsonOpt, Output, run_settings, state, writable
 from tribes.store.db import open_engine
@@ -178,8 +186,6 @@ def paths(
 
       tribes -w shop journeys paths --top 10 --max-length 5
     """
-    from tribes.analysis.paths import following, leading_to, session_paths, top_paths
-
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     settings = run_settings(ws)
@@ -212,8 +218,6 @@ def sankey(
     json_out: JsonOpt = False,
 ) -> None:
     """Write a Sankey chart of session flows (self-contained HTML, no network)."""
-    from tribes.analysis.paths import sankey_figure, sankey_links, session_paths
-
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     settings = run_settings(ws)

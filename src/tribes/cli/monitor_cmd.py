@@ -7,6 +7,9 @@ from typing import Annotated
 import typer
 
 from tribes.cli.common import JsonOpt, Output, run_settings, state
+from tribes.monitor.alerts import ack as ack_alerts
+from tribes.monitor.alerts import list_alerts
+from tribes.privacy import audit
 from tribes.store.db import open_engine
 
 FAIL_ON = ("never", "warning", "critical")
@@ -35,6 +38,7 @@ def monitor(
 
       tribes -w shop monitor --json --fail-on critical
     """
+    # scikit-learn and SciPy (a second to import) for monitor, not for alerts list and ack
     from tribes.ops.alerts import monitor_and_notify
 
     if fail_on not in FAIL_ON:
@@ -134,8 +138,6 @@ def list_(
 
       tribes -w shop alerts list --status all --kind drift --json
     """
-    from tribes.monitor.alerts import list_alerts
-
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     with open_engine(ws, read_only=True) as engine:
@@ -168,9 +170,6 @@ def ack(
 
       tribes -w shop alerts ack 12 13 --note "campaign week, expected"
     """
-    from tribes.monitor.alerts import ack as ack_alerts
-    from tribes.privacy import audit
-
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     with open_engine(ws) as engine:

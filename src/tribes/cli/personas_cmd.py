@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -162,7 +163,6 @@ def export_(ctx: typer.Context,
     out = Output(ctx, json_out)
     if fmt not in ("md", "json"):
         raise typer.BadParameter("use md or json", param_hint="--format")
-    import json
 
     ps = _build(ctx)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
@@ -11,6 +13,8 @@ from tribes.cli.common import JsonOpt, Output, state
 from tribes.cli.features_cmd import show_features
 from tribes.cli.prep_cmd import TimeoutOpt, show_prep
 from tribes.errors import WorkspaceError
+from tribes.ops import schedule as sched
+from tribes.ops.pipeline import history as runs
 from tribes.privacy.audit import audit
 from tribes.store.db import open_engine
 
@@ -85,8 +89,6 @@ def history(
 
     [bold]Example[/bold]: tribes -w shop run-history
     """
-    from tribes.ops.pipeline import history as runs
-
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     with open_engine(ws, read_only=True) as engine:
@@ -132,10 +134,6 @@ def schedule(
 
       tribes -w shop schedule --off
     """
-    from datetime import UTC, datetime
-
-    from tribes.ops import schedule as sched
-
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     if off:
@@ -174,7 +172,6 @@ def schedule(
     if not foreground:
         out.print("tribes serve runs it (or: tribes schedule --foreground).")
         return
-    import time
 
     runner = sched.Scheduler(ws, lambda: sched.scheduled_run(ws))
     out.print("Running the schedule here; Ctrl-C stops it.")

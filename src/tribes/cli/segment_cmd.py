@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
+import ibis
+import pandas as pd
 import typer
 
+from tribes.analysis.ab import METRICS, Design, outcomes, read_assignments
 from tribes.api import Workspace
 from tribes.cli.common import JsonOpt, Output, opened, run_settings, state
+from tribes.config import parse_duration
+from tribes.errors import InputError
 from tribes.features.definitions import segment_features
 from tribes.models import METHODS
+from tribes.models.run import SegmentReport, choose_k, refit_note
+from tribes.ops.compare import Campaign, compare_methods
 from tribes.store.db import open_engine
 from tribes.workspace import RunContext
-
-if TYPE_CHECKING:
-    from tribes.models.run import SegmentReport
-
-# the modelling modules (scikit-learn) are imported inside the commands that fit:
-# every command of the CLI imports this module
 
 app = typer.Typer(no_args_is_help=False, rich_markup_mode="rich")
 
@@ -58,7 +59,6 @@ def show_choice(out: Output, sel: dict[str, Any]) -> None:
                "bic": "BIC (no k has distinct segments)"}.get(sel.get("decided_by", ""))
     out.print(f"votes: {votes}; chosen k = [bold]{sel['chosen']}[/bold]"
               + (f", decided by {decided}" if decided else ""))
-    from tribes.models.run import refit_note
 
     for note in [*(sel.get("notes") or []), *filter(None, [refit_note(sel)])]:
         out.print(f"[yellow]note:[/yellow] {note}")
@@ -158,7 +158,6 @@ def select_k_command(
     """
     out = Output(ctx, json_out)
     feats = _feature_list(features)
-    from tribes.models.run import choose_k
 
     ws = state(ctx).open()
     with opened(ws, read_only=True) as run, out.progress("scoring k") as task:
@@ -214,7 +213,6 @@ def compare(
     """
     out = Output(ctx, json_out)
     feats = _feature_list(features)
-    from tribes.ops.compare import compare_methods
 
     ws = state(ctx).open()
     with open_engine(ws, read_only=True) as engine, out.progress("comparing") as task:
@@ -246,13 +244,6 @@ def compare(
 
 def _campaign(ws: Any, engine: Any, path: Path, metric: str, window: str,
               features: list[str]) -> Any:
-    import pandas as pd
-
-    from tribes.analysis.ab import METRICS, Design, outcomes, read_assignments
-    from tribes.config import parse_duration
-    from tribes.errors import InputError
-    from tribes.ops.compare import Campaign
-
     if metric not in METRICS:
         raise typer.BadParameter(f"use one of {', '.join(METRICS)}", param_hint="--metric")
     raw = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
@@ -268,7 +259,6 @@ def _campaign(ws: Any, engine: Any, path: Path, metric: str, window: str,
                   window=parse_duration(window),
                   pre=parse_duration("28d"), click_types=["click", "select_promotion"],
                   impression_types=["impression", "view_promotion"])
-    import ibis
 
     f = engine.table("customer_features")
     keys = ibis.memtable(pd.DataFrame({"k": df["customer_key"].unique()}))

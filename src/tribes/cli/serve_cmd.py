@@ -11,6 +11,7 @@ import typer
 
 from tribes.cli.common import Output, state
 from tribes.errors import DependencyError, InputError
+from tribes.service import create_app
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +55,11 @@ def serve(
       tribes -w shop serve --stream --redis redis://127.0.0.1:6379/0
     """
     out = Output(ctx, False)
-    try:
+    try:  # the service extra is optional: without it, say how to install it
         import uvicorn
     except ImportError:
         raise DependencyError("tribes serve needs the service extra: pip install "
                               "'tribes[service]'", code="E_DEPENDENCY") from None
-    from tribes.service import create_app
 
     if (tls_cert is None) != (tls_key is None):
         raise InputError("give both --tls-cert and --tls-key for HTTPS", code="E_TLS")

@@ -10,6 +10,7 @@ import typer
 
 from tribes.cli.common import JsonOpt, Output, run_settings, state
 from tribes.errors import InputError
+from tribes.realtime.consumer import Consumer
 
 
 def stream(
@@ -71,8 +72,6 @@ def stream(
 
       tribes -w shop stream --idle-exit 5 --json      # drain what is there, then exit
     """
-    from tribes.realtime.consumer import Consumer
-
     out = Output(ctx, json_out)
     if start not in ("earliest", "latest"):
         raise InputError("--start is earliest or latest", code="E_OPTION")

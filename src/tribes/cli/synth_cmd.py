@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from tribes.cli.common import JsonOpt, Output
+from tribes.synth import SynthConfig, generate
 
 
 def synth(
@@ -34,8 +35,6 @@ def synth(
 
     [bold]Example[/bold]: tribes synth --customers 20000 --days 180 --seed 7 --out data/
     """
-    from tribes.synth import SynthConfig, generate
-
     out = Output(ctx, json_out)
     if web_format not in ("csv", "parquet"):
         raise typer.BadParameter("use csv or parquet", param_hint="--web-format")

@@ -12,6 +12,9 @@ import typer
 from tribes.cli.common import JsonOpt, Output, run_settings, state
 from tribes.config import format_duration
 from tribes.errors import InputError
+from tribes.realtime.rules import RULES, Trigger
+from tribes.realtime.simulate import read_messages, simulate
+from tribes.realtime.store import connect, redis_url
 
 app = typer.Typer(help="Real-time rules: list them, try them on a file of events, see the "
                   "newest triggers.", no_args_is_help=True)
@@ -77,9 +80,6 @@ def test(
 
       tribes -w shop triggers test all --events sample.jsonl --json
     """
-    from tribes.realtime.rules import RULES
-    from tribes.realtime.simulate import read_messages, simulate
-
     out = Output(ctx, json_out)
     if rule != "all" and rule not in RULES:
         raise InputError(f"unknown rule '{rule}'; rules: {', '.join(RULES)} or all",
@@ -118,9 +118,6 @@ def recent(
 
     [bold]Example[/bold]: tribes -w shop triggers recent -n 50
     """
-    from tribes.realtime.rules import Trigger
-    from tribes.realtime.store import connect, redis_url
-
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     r = connect(redis_url(ws.config.realtime, redis))

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from tribes.cli.common import JsonOpt, Output, state
+from tribes.models.personas import stored_personas
 from tribes.models.validate import RETENTION_DAYS, validate_segments
 from tribes.store.db import open_engine
 
@@ -33,8 +34,6 @@ def validate(
     ws = state(ctx).open()
     with open_engine(ws, read_only=True) as engine:
         res = validate_segments(engine, churn_days=churn_days or ws.config.clv.churn_days)
-        from tribes.models.personas import stored_personas
-
         names = {p["segment_id"]: p["name"] for p in stored_personas(engine)}
     for r in res["segments"]:
         r["name"] = names.get(r["segment_id"], f"Segment {r['segment_id']}")

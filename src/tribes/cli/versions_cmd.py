@@ -50,6 +50,7 @@ def show(ctx: typer.Context,
               f"{run['method']}, k = {run['k']}, created {str(run['created_at'])[:19]} UTC, "
               f"parent {run['parent_version']}")
     out.print("features: " + ", ".join(run["features"]))
+    # scikit-learn and SciPy (a second to import) for versions show, not the others
     from tribes.models.run import stability_warning
 
     jaccard = (run["metrics"].get("stability") or {}).get("jaccard") or {}

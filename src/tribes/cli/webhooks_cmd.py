@@ -8,6 +8,7 @@ import typer
 
 from tribes.cli.common import JsonOpt, Output, state
 from tribes.privacy.audit import audit
+from tribes.realtime import webhooks
 
 app = typer.Typer(help="Webhook endpoints for triggers: add, list, remove, dead letters, "
                   "replay.", no_args_is_help=True)
@@ -34,11 +35,9 @@ def add(
 
       tribes -w shop webhooks add --url https://crm.example.com/hooks --events 'trigger.*'
     """
-    from tribes.realtime.webhooks import registry
-
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    hook = registry(ws).add(url, events.split(","), secret)
+    hook = webhooks.registry(ws).add(url, events.split(","), secret)
     audit(ws, "webhooks.add", target=hook.hook_id, detail={"url": hook.url,
                                                           "events": list(hook.events)})
     out.result({**hook.public(), "secret": hook.secret})
@@ -56,10 +55,8 @@ def list_(ctx: typer.Context, json_out: JsonOpt = False) -> None:
 
     [bold]Example[/bold]: tribes -w shop webhooks list
     """
-    from tribes.realtime.webhooks import registry
-
     out = Output(ctx, json_out)
-    hooks = [h.public() for h in registry(state(ctx).open()).hooks()]
+    hooks = [h.public() for h in webhooks.registry(state(ctx).open()).hooks()]
     out.result({"webhooks": hooks})
     out.table("Webhooks", ["id", "url", "events", "created"],
               [(h["id"], h["url"], ", ".join(h["events"]), h["created_at"]) for h in hooks])
@@ -75,11 +72,9 @@ def remove(
 
     [bold]Example[/bold]: tribes -w shop webhooks remove wh_1a2b3c4d5e6f
     """
-    from tribes.realtime.webhooks import registry
-
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    registry(ws).remove(hook_id)
+    webhooks.registry(ws).remove(hook_id)
     audit(ws, "webhooks.remove", target=hook_id)
     out.result({"removed": hook_id})
     out.print(f"Removed webhook {hook_id}.")
@@ -95,10 +90,8 @@ def deadletters(
 
     [bold]Example[/bold]: tribes -w shop webhooks deadletters
     """
-    from tribes.realtime.webhooks import deadletters as rows
-
     out = Output(ctx, json_out)
-    df = rows(state(ctx).open(), pending_only=not all_)
+    df = webhooks.deadletters(state(ctx).open(), pending_only=not all_)
     recs = df.drop(columns=["trigger"]).to_dict("records")
     out.result({"deadletters": recs})
     out.table("Dead letters", ["id", "webhook", "trigger", "type", "attempts", "last error",
@@ -122,10 +115,8 @@ def replay(
 
     [bold]Example[/bold]: tribes -w shop webhooks replay --webhook wh_1a2b3c4d5e6f
     """
-    from tribes.realtime.webhooks import replay as run
-
     out = Output(ctx, json_out)
-    res = run(state(ctx).open(), deadletter_id=deadletter_id, hook_id=hook_id)
+    res = webhooks.replay(state(ctx).open(), deadletter_id=deadletter_id, hook_id=hook_id)
     out.result(res)
     out.print(f"Replayed {res['replayed']} dead letters; {res['failed']} failed again.")
     if res["failed"]:

@@ -27,7 +27,7 @@ from tribes.models import METHODS
 from tribes.models.assign import relabel
 from tribes.models.matching import stable_ids
 from tribes.models.methods import DENSITY, Segmenter, make_segmenter
-from tribes.models.selection import KSelection, fit_best, select_k, stratified_sample
+from tribes.models.selection import MIN_JACCARD, KSelection, fit_best, select_k, stratified_sample
 from tribes.models.stability import Stability, bootstrap_stability
 from tribes.stats.drift import profile
 from tribes.stats.scaling import Transform, fit_transform
@@ -99,8 +99,6 @@ def refit_note(selection: dict[str, Any]) -> str | None:
 def stability_warning(metrics: dict[str, Any]) -> str | None:
     """What to say of a version some of whose segments do not come back when it is
     fitted again on bootstrap resamples (mean Jaccard under ``MIN_JACCARD``)."""
-    from tribes.models.selection import MIN_JACCARD
-
     jaccard = (metrics.get("stability") or {}).get("jaccard") or {}
     weak = sorted(((float(j), sid) for sid, j in jaccard.items() if j is not None
                    and float(j) < MIN_JACCARD))

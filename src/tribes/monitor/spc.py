@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from tribes.engine import Engine
+from tribes.monitor.alerts import Alert
 from tribes.store.keyed import keyed_events
 from tribes.store.segments import members
 
@@ -214,8 +215,6 @@ def charts(df: pd.DataFrame, *, recent: int = 4, baseline_min: int = 8,
 def chart_alerts(found: list[Chart], names: dict[int, str], version: int) -> list[Any]:
     """One alert per (segment, KPI) with a signal in the watched weeks, naming every chart
     and rule that signalled and the week it began."""
-    from tribes.monitor.alerts import Alert
-
     out = []
     for c in found:
         if not c.signals:

@@ -26,11 +26,13 @@ from typing import Any
 import ibis
 import ibis.expr.types as ir
 
+from tribes.activate.sync import owed_removals
 from tribes.config import format_duration
 from tribes.engine import Engine
-from tribes.errors import InputError, TribesError
+from tribes.errors import DependencyError, InputError, TribesError
 from tribes.features.run import TABLE as FEATURES_TABLE
 from tribes.privacy.pseudonymize import PSEUDONYM_LENGTH, pseudonym
+from tribes.realtime.store import Store, connect, redis_url
 from tribes.store.customer import clean_ident, resolve_customer
 from tribes.store.exports import IN_WORKSPACE, SNAPSHOT_PREFIX, remove_from_file
 from tribes.store.tables import SCHEMAS, TOMBSTONES
@@ -115,8 +117,6 @@ def forget(ws: Workspace, engine: Engine, ident: str, *, reason: str = "") -> Er
             exports = engine.execute(held.select("export_id", "what", "path", "format",
                                                  "created_at")
                                      .order_by("created_at")).to_dict("records")
-        from tribes.activate.sync import owed_removals
-
         owed = owed_removals(engine, key)  # targets holding them remove them next sync
         stored = set(engine.list_tables())
         snapshots = {t for t in stored if t.startswith(SNAPSHOT_PREFIX)}
@@ -174,9 +174,6 @@ def _forget_realtime(ws: Workspace, key: str | None, pids: list[str]) -> dict[st
     When it is not, the stream still ignores them (it reads the tombstones) and their state
     expires after ``realtime.state_ttl``; the result says so.
     """
-    from tribes.errors import DependencyError
-    from tribes.realtime.store import Store, connect, redis_url
-
     cfg = ws.config.realtime
     keys = sorted({*(k for k in [key] if k), *pids, *(f"anon:{p}" for p in pids)})
     try:

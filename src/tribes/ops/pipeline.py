@@ -26,6 +26,7 @@ from tribes.engine import Engine
 from tribes.errors import InputError
 from tribes.features.run import features_params, last_features, run_features
 from tribes.models.methods import DENSITY
+from tribes.models.personas import build_personas
 from tribes.models.run import run_segmentation
 from tribes.models.validate import validate_segments
 from tribes.monitor.run import run_monitor
@@ -225,8 +226,6 @@ def _resegment(ctx: RunContext, rep: PipelineReport, active: int | None, enabled
                 activate(engine, new, action="activate")
     rep.steps["segment"] = "done"
     if rep.decision == "activated":
-        from tribes.models.personas import build_personas
-
         say("personas")
         rep.personas = len(build_personas(ctx, rep.segment.version))
         rep.steps["personas"] = "done"

@@ -23,6 +23,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from tribes.config import parse_duration
 from tribes.errors import ConfigError
+from tribes.ops.pipeline import history, run_and_notify
+from tribes.privacy import audit
 from tribes.settings import RunSettings
 from tribes.store.db import open_engine
 from tribes.workspace import Workspace
@@ -155,8 +157,6 @@ def save(ws: Workspace, schedule: Schedule | None) -> None:
 def last_run_at(ws: Workspace, *, wait: float | None = None) -> datetime | None:
     """When the last pipeline run started (any: by hand, cron or the schedule);
     ``wait``: for a process writing the workspace (as for :func:`open_engine`)."""
-    from tribes.ops.pipeline import history
-
     with open_engine(ws, read_only=True, wait=wait) as engine:
         runs = history(engine, limit=1)
     return runs[0]["started_at"].to_pydatetime() if runs else None
@@ -217,9 +217,6 @@ class Scheduler:
 
 def scheduled_run(ws: Workspace) -> dict[str, Any]:
     """One pipeline run as the schedule makes it (audited as ``schedule``), alerts sent."""
-    from tribes.ops.pipeline import run_and_notify
-    from tribes.privacy import audit
-
     # the scheduler is an edge: each run takes the configuration as it is then
     settings = RunSettings.resolve(ws.config)
     with audit.acting_as("schedule"):

@@ -19,15 +19,25 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from tribes.engine import STAGED_DIR, staged_text
 from tribes.errors import InputError, TribesError
+from tribes.ingest import IngestOptions
+from tribes.models.personas import stored_personas
+from tribes.models.run import run_segmentation
+from tribes.models.validate import validate_segments
+from tribes.monitor.alerts import list_alerts
+from tribes.monitor.run import STAGE
 from tribes.ops.erasure import forget
+from tribes.ops.ingest import ingest_checked
 from tribes.ops.segment_index import SegmentIndex
 from tribes.privacy import audit
+from tribes.privacy.pseudonymize import pseudonym
 from tribes.settings import RunSettings
 from tribes.store import segments as store
-from tribes.store.customer import customer_view
+from tribes.store.customer import clean_ident, customer_view
 from tribes.store.db import open_engine, open_run
 from tribes.store.exports import EXPORTS, Rendered, render_export, snapshot_export
+from tribes.store.runs import last_run
 from tribes.workspace import RunContext, Workspace
 
 log = logging.getLogger(__name__)
@@ -189,8 +199,6 @@ class Service:
                 "uptime_s": round(time.time() - self.started, 1)}
 
     def segments(self) -> dict[str, Any]:
-        from tribes.models.personas import stored_personas
-
         with open_engine(self.ws) as engine:
             version = store.require_version(engine)
             run = store.get_run(engine, version)
@@ -204,8 +212,6 @@ class Service:
                 "created_at": run["created_at"], "segments": segs}
 
     def personas(self) -> dict[str, Any]:
-        from tribes.models.personas import stored_personas
-
         with open_engine(self.ws) as engine:
             version = store.active_version(engine)
             rows = stored_personas(engine, version) if version is not None else []
@@ -213,8 +219,6 @@ class Service:
         return {"version": version, "personas": rows}
 
     def kpis(self) -> dict[str, Any]:
-        from tribes.models.validate import validate_segments
-
         with open_engine(self.ws) as engine:
             result = validate_segments(engine, churn_days=self.ws.config.clv.churn_days)
         self.access.read("read.kpis", target=f"version {result['version']}",
@@ -315,8 +319,6 @@ class Service:
 
     def alerts(self, status: str, limit: int) -> dict[str, Any]:
         """Alerts of tribes monitor (aggregates: features and segments, no customers)."""
-        from tribes.monitor.alerts import list_alerts
-
         with open_engine(self.ws) as engine:
             rows = list_alerts(engine, status=status, limit=limit)
         self.access.read("read.alerts", rows=len(rows))
@@ -325,9 +327,6 @@ class Service:
     def monitor(self) -> dict[str, Any]:
         """The last check of tribes monitor (aggregates): PSI and KS per feature, segment
         shares then and now, the control charts' series."""
-        from tribes.monitor.run import STAGE
-        from tribes.store.runs import last_run
-
         with open_engine(self.ws) as engine:
             run = last_run(engine, STAGE)
         self.access.read("read.monitor")
@@ -347,9 +346,6 @@ class Service:
     def next_best_content(self, ident: str) -> dict[str, Any]:
         """The content hint for a customer: the recommended action of the persona of their
         online segment (tribes stream), else of their active batch segment."""
-        from tribes.privacy.pseudonymize import pseudonym
-        from tribes.store.customer import clean_ident
-
         try:
             key: str | None = self.index.customer_key(ident)
         except InputError:
@@ -382,8 +378,6 @@ class Service:
                 "version": self.index.version}
 
     def _persona(self, segment_id: int) -> dict[str, Any] | None:
-        from tribes.models.personas import stored_personas
-
         with open_engine(self.ws) as engine:
             for p in stored_personas(engine):
                 if p["segment_id"] == segment_id:
@@ -407,10 +401,6 @@ class Service:
     def ingest_events(self, events: list[dict[str, Any]], source: str,
                       metrics: Any) -> dict[str, Any]:
         """Ingest a JSON batch with the file contract (validation, quarantine, dedupe)."""
-        from tribes.engine import STAGED_DIR, staged_text
-        from tribes.ingest import IngestOptions
-        from tribes.ops.ingest import ingest_checked
-
         # the batch is read from memory (raw values never reach the disk)
         lines = (json.dumps(e, default=str) + "\n" for e in events)
         with staged_text(lines, self.ws.path / STAGED_DIR) as path:
@@ -425,8 +415,6 @@ class Service:
     def segmentation(self, params: dict[str, Any], owner: str = "") -> Job:
         """A new segment version, as a job of ``owner`` (an API key). It is stored held
         for review unless ``params["activate"]`` (the route lets admin keys alone ask)."""
-        from tribes.models.run import run_segmentation
-
         activate = bool(params.get("activate"))
 
         def work() -> dict[str, Any]:

@@ -38,6 +38,7 @@ from tribes.realtime.rules import (
 from tribes.realtime.sink import Sink
 from tribes.realtime.store import Store, connect
 from tribes.realtime.store import redis_url as store_redis_url
+from tribes.realtime.webhooks import Delivery, registry
 from tribes.settings import RunSettings
 from tribes.store.db import holds_shared_engine
 from tribes.workspace import Workspace
@@ -156,12 +157,9 @@ class Consumer:
         self.sink = Sink(ws, settings, source=cfg.source, consumer=self.name,
                          in_process=holds_shared_engine(ws)) if sink else None
         self.delivery: Any = None
-        if webhooks and not land_only:
-            from tribes.realtime.webhooks import Delivery, registry
-
-            if registry(ws).hooks():
-                self.delivery = Delivery(ws, self.r, stream=self.output, consumer=self.name)
-                self.delivery.start()
+        if webhooks and not land_only and registry(ws).hooks():
+            self.delivery = Delivery(ws, self.r, stream=self.output, consumer=self.name)
+            self.delivery.start()
 
     def _ensure_group(self, start_id: str) -> None:
         import redis

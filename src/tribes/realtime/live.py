@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tribes.errors import TribesError
+from tribes.realtime.rules import Trigger
 from tribes.realtime.store import Store, connect, redis_url
 from tribes.workspace import Workspace
 
@@ -71,8 +72,6 @@ class Live:
 
     def latest(self, limit: int = 100) -> list[dict[str, Any]] | None:
         """The newest triggers on the output stream, newest first (None: no Redis)."""
-        from tribes.realtime.rules import Trigger
-
         def read(s: Store) -> list[dict[str, Any]]:
             got = s.r.xrevrange(self.cfg.output_stream, count=limit)
             return [Trigger.from_message(f).to_dict() for _, f in got]

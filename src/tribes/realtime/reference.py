@@ -17,12 +17,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tribes.errors import TribesError
 from tribes.privacy import audit
 from tribes.privacy.consent import ANALYTICS, latest_consents
 from tribes.settings import RunSettings
 from tribes.stats.scaling import Transform
 from tribes.store.db import open_engine
 from tribes.store.keyed import keyed_consents
+from tribes.store.segments import active_version, get_run, members
 from tribes.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -117,8 +119,6 @@ def load(ws: Workspace, settings: RunSettings, *, wait_s: float = 60.0) -> Refer
     """Read everything the stream needs from the workspace (a few queries), for a run
     with ``settings`` (its consent mode); while another process writes the database (the
     landing of another consumer), wait up to ``wait_s``."""
-    from tribes.errors import TribesError
-
     deadline = time.monotonic() + wait_s
     while True:
         try:
@@ -130,8 +130,9 @@ def load(ws: Workspace, settings: RunSettings, *, wait_s: float = 60.0) -> Refer
 
 
 def _load(ws: Workspace, settings: RunSettings) -> Reference:
+    # scikit-learn and SciPy (a second to import) when the stream starts, not in the commands
+    # that only reach this module (tribes webhooks, triggers)
     from tribes.models.clv.run import last_fit
-    from tribes.store.segments import active_version, get_run, members
 
     started = time.perf_counter()
     ref = Reference(consent_mode=settings.consent_mode,

@@ -160,6 +160,8 @@ class Processor:
         self.churn_model: Any = None
         self.unit = 7 * 86_400.0
         if r.churn_risk.enabled and ref.clv:
+            # scikit-learn and SciPy (a second to import) only with churn risk: tribes
+            # webhooks and triggers reach this module too
             from tribes.models.clv.run import models_of
 
             self.churn_model = models_of(ref.clv)[0]

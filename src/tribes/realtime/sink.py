@@ -25,11 +25,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from tribes.engine import STAGED_DIR, database_key, staged_text
 from tribes.errors import TribesError
+from tribes.ingest import IngestOptions, ingest
+from tribes.ingest.spec import EVENTS
+from tribes.monitor.quality import check_ingest
 from tribes.privacy.seal import Sealer, is_sealed
+from tribes.realtime.events import EventChecker
 from tribes.settings import RunSettings
 from tribes.store.db import open_run
-from tribes.workspace import Workspace
+from tribes.workspace import Workspace, open_workspace
 
 log = logging.getLogger(__name__)
 DB_LOCK = threading.Lock()  # one thread of the stream process in the database at a time
@@ -312,7 +317,6 @@ def spool_sealer(ws: Workspace) -> Sealer | None:
     """What seals the spool of an encrypted workspace (None: the spool is plain text)."""
     if not ws.config.engine.encrypted:
         return None
-    from tribes.engine import database_key
 
     return Sealer(database_key(ws.path).encode("utf-8"), "stream spool")
 
@@ -339,12 +343,6 @@ def land(ws: Workspace, settings: RunSettings, files: list[str], source: str
     and its event_id, as the consumer checked it (events.py), then the file ingest. The
     messages are handed to ingest from memory where the system allows it (see
     ``engine.staging.staged_text``), so an encrypted workspace's spool is only opened there."""
-    from tribes.engine import STAGED_DIR, staged_text
-    from tribes.ingest import IngestOptions, ingest
-    from tribes.ingest.spec import EVENTS
-    from tribes.monitor.quality import check_ingest
-    from tribes.realtime.events import EventChecker
-
     checker = EventChecker(ws.config, ws.secret())
     columns = dict.fromkeys(EVENTS.names)
     sealer = spool_sealer(ws)
@@ -373,8 +371,6 @@ def land(ws: Workspace, settings: RunSettings, files: list[str], source: str
 
 def _lander(path: str, settings: RunSettings, source: str, conn: Any) -> None:
     """The landing process: ingests the files it is sent until it is sent None."""
-    from tribes.workspace import open_workspace
-
     # the consumer's latency comes first: landing may take a while, on one core, niced
     with contextlib.suppress(OSError):
         os.nice(10)

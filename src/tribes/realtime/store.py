@@ -27,6 +27,7 @@ from typing import Any
 
 from tribes.config import RealtimeConfig
 from tribes.errors import DependencyError, TribesError
+from tribes.realtime.rules import decode
 
 # The commit of one batch. Its effects are grouped by customer: each customer's state
 # carries a version, and a customer whose state changed since it was read (another
@@ -496,7 +497,5 @@ class Store:
 
     def state(self, customer_key: str) -> dict[str, Any] | None:
         """The customer's online state (rules.py fields), None without one."""
-        from tribes.realtime.rules import decode
-
         raw = self.r.hmget(self.keys.state(customer_key), "v", "s", "t")
         return decode({"v": raw[0], "s": raw[1], "t": raw[2]}) if raw[1] else None

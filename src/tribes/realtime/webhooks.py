@@ -43,6 +43,7 @@ from tribes.monitor.alerts import KINDS as ALERT_KINDS
 from tribes.privacy.locking import locked
 from tribes.realtime.sink import DB_LOCK
 from tribes.store.db import open_engine
+from tribes.store.tables import WEBHOOK_DEADLETTERS
 from tribes.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -125,8 +126,6 @@ DEADLETTERS = "webhook_deadletters"
 
 def dead_letter(ws: Workspace, hook: Hook, trigger: Trigger, attempts: int, error: str
                 ) -> None:
-    from tribes.store.tables import WEBHOOK_DEADLETTERS
-
     row = pd.DataFrame([{
         "deadletter_id": "dl_" + secrets.token_hex(6), "webhook_id": hook.hook_id,
         "url": hook.url, "trigger_id": trigger.trigger_id, "type": trigger.kind,

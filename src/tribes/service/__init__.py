@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 
 def create_app(ws: Workspace, **kwargs: Any) -> Any:
     """The FastAPI application serving workspace ``ws`` (see :mod:`tribes.service.app`)."""
+    # FastAPI is an optional extra: looked for first, to give the install hint, then the
+    # app that imports it
     try:
         import fastapi  # noqa: F401
     except ImportError:

@@ -13,10 +13,14 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tribes import __version__
+from tribes.ops.schedule import Scheduler, scheduled_run
 from tribes.ops.segment_index import SegmentIndex
 from tribes.ops.service import AccessLog, Jobs, Service
+from tribes.realtime.consumer import Consumer
+from tribes.realtime.live import Live
 from tribes.service import errors
 from tribes.service.metrics import Metrics
+from tribes.service.routes import register
 from tribes.service.security import KeyRing, RateLimiter
 from tribes.settings import RunSettings
 from tribes.store.db import shared_engine
@@ -109,8 +113,6 @@ def create_app(ws: Workspace, *, keep_open: bool = True, stream: bool = False,
     ``tribes stream`` consumer in the process (it shares the open database).
     ``schedule`` runs the workspace's schedule (tribes schedule) on a thread.
     """
-    from tribes.service.routes import register
-
     cfg = ws.config.service
     settings = RunSettings.resolve(ws.config)  # the service is an edge: resolved once
     metrics = Metrics()
@@ -124,15 +126,12 @@ def create_app(ws: Workspace, *, keep_open: bool = True, stream: bool = False,
             stack.callback(access.close)
             index = SegmentIndex(ws)
             index.refresh(force=True)  # before the first request, not during it
-            from tribes.realtime.live import Live
 
             live = Live(ws)
             stack.callback(live.close)
             if stream:
                 stack.enter_context(_consumer(ws, settings, redis_url))
             if schedule:
-                from tribes.ops.schedule import Scheduler, scheduled_run
-
                 runner = Scheduler(ws, lambda: scheduled_run(ws))
                 runner.start()
                 stack.callback(runner.stop)
@@ -170,8 +169,6 @@ def create_app(ws: Workspace, *, keep_open: bool = True, stream: bool = False,
 def _consumer(ws: Workspace, settings: RunSettings, redis_url: str | None
               ) -> Iterator[None]:
     """``tribes stream`` on a thread of the service, stopped with it."""
-    from tribes.realtime.consumer import Consumer
-
     c = Consumer(ws, settings, redis_url=redis_url)
     stop = threading.Event()
     t = threading.Thread(target=c.run, args=(stop,), name="tribes-stream", daemon=True)

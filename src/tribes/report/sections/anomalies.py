@@ -6,19 +6,18 @@ import ibis
 import numpy as np
 import plotly.graph_objects as go
 
+from tribes.analysis.outliers import embed_2d, find_outliers
 from tribes.engine.functions import md5_hex
 from tribes.features.definitions import segment_features
 from tribes.report.context import ReportContext, empty, esc, table
 from tribes.report.sections import section
+from tribes.stats.scaling import fit_transform
 
 MAP_POINTS = 2000  # t-SNE on this many takes a few seconds
 
 
 @section(80, "anomalies", "Unusual customers")
 def anomalies(ctx: ReportContext) -> str:
-    from tribes.analysis.outliers import embed_2d, find_outliers
-    from tribes.stats.scaling import fit_transform
-
     e = ctx.engine
     if not e.has_table("customer_features"):
         return empty("no customer features yet; run tribes features")

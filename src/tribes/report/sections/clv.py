@@ -9,16 +9,17 @@ import numpy as np
 import plotly.graph_objects as go
 
 from tribes.errors import TribesError
+from tribes.models.clv.run import last_fit, models_of
 from tribes.report.context import PALETTE, ReportContext, empty, esc, table
 from tribes.report.sections import section
+from tribes.report.sections.segments import active_run, names
+from tribes.store.segments import members
 
 GRID = 40  # cells per axis of the P(alive) matrix
 
 
 @section(65, "clv", "Lifetime value and churn risk")
 def clv(ctx: ReportContext) -> str:
-    from tribes.models.clv.run import last_fit
-
     try:
         fit = last_fit(ctx.engine)
     except TribesError:
@@ -95,8 +96,6 @@ def _buckets(ctx: ReportContext, h: dict[str, Any]) -> str:
 
 
 def _alive_matrix(ctx: ReportContext, fit: dict[str, Any]) -> str:
-    from tribes.models.clv.run import models_of
-
     e = ctx.engine
     if not e.has_table("clv") or not int(e.scalar(e.table("clv").count())):
         return empty("no CLV scores yet; run tribes clv score")
@@ -123,9 +122,6 @@ def _alive_matrix(ctx: ReportContext, fit: dict[str, Any]) -> str:
 
 
 def _by_segment(ctx: ReportContext) -> str:
-    from tribes.report.sections.segments import active_run, names
-    from tribes.store.segments import members
-
     e = ctx.engine
     if not e.has_table("clv") or not int(e.scalar(e.table("clv").count())):
         return ""

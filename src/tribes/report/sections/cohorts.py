@@ -6,14 +6,14 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from tribes.analysis.cohorts import profile, retention
 from tribes.report.context import ReportContext, empty, esc, table
 from tribes.report.sections import section
+from tribes.store.cohorts import list_cohorts
 
 
 @section(75, "cohorts", "Cohorts and retention")
 def cohorts(ctx: ReportContext) -> str:
-    from tribes.analysis.cohorts import retention
-
     e = ctx.engine
     if not e.has_table("identities") or not int(e.scalar(e.table("identities").count())):
         return empty("no identities yet; run tribes prep")
@@ -43,9 +43,6 @@ def cohorts(ctx: ReportContext) -> str:
 
 def behavioral(ctx: ReportContext) -> str:
     """The stored behavioral cohorts: rule, size and what sets their members apart."""
-    from tribes.analysis.cohorts import profile
-    from tribes.store.cohorts import list_cohorts
-
     stored = list_cohorts(ctx.engine)
     if not stored:
         return ("<p>No behavioral cohorts yet. Define one with <code>"

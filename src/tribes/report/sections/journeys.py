@@ -7,6 +7,9 @@ from datetime import timedelta
 import numpy as np
 import plotly.graph_objects as go
 
+from tribes.analysis.funnels import funnel
+from tribes.analysis.journeys import transitions
+from tribes.analysis.paths import sankey_figure, sankey_links, session_paths
 from tribes.report.context import ReportContext, empty, esc
 from tribes.report.sections import section
 
@@ -15,9 +18,6 @@ FUNNEL = ["product_view", "add_to_cart", "begin_checkout", "purchase"]
 
 @section(70, "journeys", "Journeys")
 def journeys(ctx: ReportContext) -> str:
-    from tribes.analysis.funnels import funnel
-    from tribes.analysis.journeys import transitions
-
     e = ctx.engine
     if not e.has_table("identities") or not int(e.scalar(e.table("identities").count())):
         return empty("no identities yet; run tribes prep")
@@ -49,7 +49,6 @@ def journeys(ctx: ReportContext) -> str:
                                   textinfo="value+percent initial"))
         fig.update_layout(title="Funnel within 1 day of the first step (customers)")
         html += ctx.figure(fig, 320)
-    from tribes.analysis.paths import sankey_figure, sankey_links, session_paths
 
     ps = session_paths(e, consent_mode=mode)
     if ps:

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
+from tribes.models.validate import RETENTION_DAYS, validate_segments
 from tribes.report.context import PALETTE, ReportContext, empty, esc, table
 from tribes.report.sections import section
+from tribes.store.segments import active_version
 
 
 @section(60, "kpis", "Business KPIs by segment")
 def kpis(ctx: ReportContext) -> str:
-    from tribes.models.validate import RETENTION_DAYS, validate_segments
-    from tribes.store.segments import active_version
-
     if active_version(ctx.engine) is None:
         return empty("no segmentation yet; run tribes segment")
     res = validate_segments(ctx.engine, churn_days=ctx.ws.config.clv.churn_days)

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+from tribes.features.definitions import short_label
+from tribes.models.personas import stored_personas
 from tribes.report.context import ReportContext, empty, esc
 from tribes.report.sections import section
+from tribes.store.segments import active_version
 
 
 @section(50, "personas", "Personas")
 def personas(ctx: ReportContext) -> str:
-    from tribes.features.definitions import short_label
-    from tribes.models.personas import stored_personas
-    from tribes.store.segments import active_version
-
     v = active_version(ctx.engine)
     if v is None:
         return empty("no segmentation yet; run tribes segment")

@@ -9,6 +9,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from tribes.engine.functions import md5_hex
+from tribes.models.personas import stored_personas
+from tribes.models.run import refit_note, stability_warning
 from tribes.report.context import PALETTE, ReportContext, empty, esc
 from tribes.report.sections import section
 from tribes.stats.scaling import Transform
@@ -28,8 +30,6 @@ def names(ctx: ReportContext, run: dict[str, Any]) -> dict[int, str]:
     """Segment names: the stored personas of the active version (read once per report,
     shared with the personas section), else the names stored with the run. A report
     only reads: it never builds personas."""
-    from tribes.models.personas import stored_personas
-
     out = {int(s["segment_id"]): s["name"] for s in run["segments"]}
     ps = ctx.once("personas", lambda: stored_personas(ctx.engine, run["version"]))
     out.update({p["segment_id"]: p["name"] for p in ps})
@@ -77,7 +77,6 @@ def k_selection(ctx: ReportContext) -> str:
         "bic": "BIC: no k splits the customers into distinct groups",
     }.get(sel.get("decided_by", ""))
     distinct = sel.get("distinct")
-    from tribes.models.run import refit_note
 
     notes = "".join(f"<li>{esc(n)}</li>" for n in [*(sel.get("notes") or []),
                                                     *filter(None, [refit_note(sel)])])
@@ -128,7 +127,6 @@ def segments(ctx: ReportContext) -> str:
                f"{run['snapshot'].get('n_customers', 0):,} customers; silhouette "
                f"{_f(m.get('silhouette'))}, Davies-Bouldin {_f(m.get('davies_bouldin'))}, "
                f"bootstrap ARI {_f(stab.get('ari_mean'))}.</p>")
-    from tribes.models.run import stability_warning
 
     warning = stability_warning(m)
     if warning:

@@ -8,14 +8,15 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from tribes.analysis.trends import daily_series, incomplete_periods
+from tribes.analysis.trends import trends as compute
 from tribes.report.context import PALETTE, ReportContext, empty, esc, table
 from tribes.report.sections import section
+from tribes.report.sections.segments import active_run, names
 
 
 @section(78, "trends", "Trends, forecast and anomalies")
 def trends(ctx: ReportContext) -> str:
-    from tribes.analysis.trends import trends as compute
-
     e = ctx.engine
     if not int(e.scalar(e.table("events").count())):
         return empty("no events yet")
@@ -88,9 +89,6 @@ def decomposition(ctx: ReportContext, g: dict[str, Any]) -> str:
 
 def per_segment(ctx: ReportContext) -> str:
     """Weekly revenue and active customers of each segment of the active version."""
-    from tribes.analysis.trends import daily_series, incomplete_periods
-    from tribes.report.sections.segments import active_run, names
-
     run = active_run(ctx)
     if run is None:
         return ""
