@@ -79,7 +79,7 @@ def main() -> None:
 
     # baseline: the same fit with the summary in memory
     from tribes.models.clv.bgnbd import BGNBD
-    from tribes.models.clv.run import data_end
+    from tribes.models.clv.clv_stage import data_end
     from tribes.models.clv.summary import SummarySpec, rfm_summary
     from tribes.workspace import open_workspace
 

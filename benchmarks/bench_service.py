@@ -68,7 +68,7 @@ def build(data_root: Path, customers: int) -> Path:
 
 def segmented_ids(ws: Path) -> list[str]:
     """Raw customer ids (from the generator's ground truth) that have a segment."""
-    from tribes.privacy.pseudonymize import pseudonym
+    from tribes.privacy.pseudonyms import pseudonym
     from tribes.store.segments import active_segments
     from tribes.workspace import open_workspace
 

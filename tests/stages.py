@@ -12,9 +12,9 @@ from tribes.engine import Engine
 from tribes.ingest import IngestOptions, IngestSummary
 from tribes.ingest import ingest as _ingest
 from tribes.ingest.replay import ReplayResult
-from tribes.ingest.replay import replay as _replay
-from tribes.ops.ingest import CheckedIngest
-from tribes.ops.ingest import ingest_checked as _ingest_checked
+from tribes.ingest.replay import replay_quarantined as _replay
+from tribes.ops.checked_ingest import CheckedIngest
+from tribes.ops.checked_ingest import ingest_checked as _ingest_checked
 from tribes.settings import RunSettings
 from tribes.store.db import open_run
 from tribes.workspace import RunContext, Workspace

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import table
-from tribes.privacy.pseudonymize import pseudonym
+from tribes.privacy.pseudonyms import pseudonym
 from tribes.synth import SynthConfig, generate
 from tribes.workspace import open_workspace
 

@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, ...] | frozenset[str]] = [
     ("store",),
     ("ingest", "prep", "features"),
     frozenset({"models", "analysis"}),
-    ("monitor", "activate", "realtime"),
+    ("monitor", "sync", "realtime"),
     ("ops",),
     frozenset({"service", "report"}),
     ("api",),
@@ -255,9 +255,9 @@ def test_only_ops_sends_alerts() -> None:
 
 
 @pytest.mark.parametrize(("module", "target", "ok"), [
-    ("tribes.prep.run", "tribes.ingest.spec", True),      # a later stage uses an earlier one
-    ("tribes.ingest.loader", "tribes.prep.run", False),   # not the other way round
-    ("tribes.models.run", "tribes.analysis.ab", False),   # peers
+    ("tribes.prep.prep_stage", "tribes.ingest.spec", True),      # a later stage uses an earlier one
+    ("tribes.ingest.loader", "tribes.prep.prep_stage", False),   # not the other way round
+    ("tribes.models.segmentation", "tribes.analysis.ab", False),   # peers
     ("tribes.cli.run_cmd", "tribes.ops.pipeline", True),
     ("tribes.ops.pipeline", "tribes.cli.common", False),
 ])

@@ -10,7 +10,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
 
-from tribes.analysis.ab import Design, analyze
+from tribes.analysis.ab import Design, analyze_experiment
 from tribes.stats import ab as st
 
 
@@ -75,7 +75,7 @@ def test_planted_conversion_effects_are_found_at_the_stated_rates(correction: st
                     correction=correction)
     sims, found, false = 150, 0, 0
     for _ in range(sims):
-        res = analyze(experiment(rng, {0: 0.04}), design)
+        res = analyze_experiment(experiment(rng, {0: 0.04}), design)
         by = {s["segment_id"]: s for s in res["segments"]}
         found += by[0]["responds"]
         false += any(by[s]["responds"] for s in (1, 2, 3))
@@ -92,7 +92,7 @@ def test_no_effect_anywhere_responds_rarely() -> None:
     design = Design(metric="revenue", control="control", treatment="treatment",
                     resamples=200)
     sims = 100
-    false = sum(any(s["responds"] for s in analyze(experiment(
+    false = sum(any(s["responds"] for s in analyze_experiment(experiment(
         rng, {}, n=600, metric="revenue"), design)["segments"]) for _ in range(sims))
     assert false / sims <= 0.05 + 2 * np.sqrt(0.05 * 0.95 / sims)
 
@@ -100,8 +100,8 @@ def test_no_effect_anywhere_responds_rarely() -> None:
 def test_revenue_effect_with_cuped_and_bootstrap() -> None:
     rng = np.random.default_rng(3)
     df = experiment(rng, {2: 6.0}, n=1500, metric="revenue")
-    res = analyze(df, Design(metric="revenue", control="control", treatment="treatment",
-                             resamples=500))
+    res = analyze_experiment(df, Design(metric="revenue", control="control", treatment="treatment",
+                                        resamples=500))
     by = {s["segment_id"]: s for s in res["segments"]}
     assert by[2]["responds"] and not by[0]["responds"]
     c = by[2]["cuped"]
@@ -116,6 +116,6 @@ def test_sample_ratio_mismatch_is_flagged() -> None:
     rng = np.random.default_rng(5)
     df = experiment(rng, {}, n=1000)
     skewed = pd.concat([df, df[df.variant == "treatment"].iloc[:600]])
-    res = analyze(skewed, Design(metric="conversion", control="control",
-                                 treatment="treatment"))
+    res = analyze_experiment(skewed, Design(metric="conversion", control="control",
+                                            treatment="treatment"))
     assert res["srm"]["mismatch"] and res["srm"]["p_value"] < 0.001

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import CliResult
-from tribes.privacy.pseudonymize import pseudonym
+from tribes.privacy.pseudonyms import pseudonym
 from tribes.store.db import open_engine
 from tribes.workspace import open_workspace
 

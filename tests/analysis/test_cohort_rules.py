@@ -33,7 +33,7 @@ EVENTS = ["page_view", "add_to_cart", "purchase", "support_contact"]
 
 @pytest.fixture(autouse=True)
 def _features(feature_data: FeatureData) -> None:
-    from tribes.features.run import run_features
+    from tribes.features.feature_table import run_features
 
     with open_engine(feature_data.ws) as engine:
         run_features(context(feature_data.ws, engine))

@@ -60,7 +60,7 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     path.write_text("\n".join(lines) + "\n")
     s = ingest(ws, [str(path)], IngestOptions(source="web", now=NOW))
     assert s.loaded == sum(map(len, DATA.values()))
-    from tribes.prep.run import run_prep
+    from tribes.prep.prep_stage import run_prep
 
     with open_engine(ws) as engine:
         run_prep(context(ws, engine))
@@ -288,7 +288,7 @@ def test_the_worked_example_of_the_docs(tmp_path) -> None:
         f"x{i},2026-03-02T{t}:00Z,A,{e},{d},{'9.5' if e == 'purchase' else ''}\n"
         for i, (t, e, d) in enumerate(rows)))
     ingest(ws, [str(path)], IngestOptions(source="web", now=NOW))
-    from tribes.prep.run import run_prep
+    from tribes.prep.prep_stage import run_prep
 
     with open_engine(ws) as engine:
         run_prep(context(ws, engine))

@@ -34,7 +34,7 @@ def python_transitions(keyed: pd.DataFrame, scope: str, collapse: bool) -> Count
 
 @pytest.fixture(autouse=True)
 def _features(feature_data: FeatureData) -> None:
-    from tribes.features.run import run_features
+    from tribes.features.feature_table import run_features
 
     with open_engine(feature_data.ws) as engine:
         run_features(context(feature_data.ws, engine))
@@ -167,7 +167,7 @@ def test_retention_shows_periods_nobody_returned_in_as_zero(tmp_path, cli) -> No
     from tests.stages import ingest
     from tribes.analysis.cohorts import retention
     from tribes.ingest import IngestOptions
-    from tribes.prep.run import run_prep
+    from tribes.prep.prep_stage import run_prep
     from tribes.store.db import init_workspace
 
     ws = init_workspace(tmp_path / "ws")
@@ -238,7 +238,7 @@ def test_the_worked_example_of_the_retention_docs(tmp_path) -> None:
     from tests.stages import ingest
     from tribes.analysis.cohorts import retention
     from tribes.ingest import IngestOptions
-    from tribes.prep.run import run_prep
+    from tribes.prep.prep_stage import run_prep
     from tribes.store.db import init_workspace
 
     ws = init_workspace(tmp_path / "ws")

@@ -8,13 +8,13 @@ import pytest
 
 from tests.features.conftest import FeatureData
 from tests.stages import context
-from tribes.analysis.trends import analyze, daily_series
+from tribes.analysis.timeseries import analyze, daily_series
 from tribes.store.db import open_engine
 
 
 @pytest.fixture(autouse=True)
 def _prepared(feature_data: FeatureData) -> None:
-    from tribes.features.run import run_features
+    from tribes.features.feature_table import run_features
 
     with open_engine(feature_data.ws) as engine:
         run_features(context(feature_data.ws, engine))
@@ -85,7 +85,7 @@ def test_analyze_finds_season_spike_and_forecasts() -> None:
 
 
 def test_seasonal_naive_by_hand() -> None:
-    from tribes.analysis.trends import seasonal_naive
+    from tribes.analysis.timeseries import seasonal_naive
 
     history = np.arange(1.0, 11.0)  # 1..10
     assert seasonal_naive(history, 4, 3).tolist() == [8.0, 9.0, 10.0, 8.0]

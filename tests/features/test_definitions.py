@@ -19,7 +19,7 @@ from tribes.features.definitions import (
     engagement_weights,
     segment_features,
 )
-from tribes.features.run import features_params
+from tribes.features.feature_table import features_params
 from tribes.settings import RunSettings
 
 

@@ -17,8 +17,8 @@ from tests.features.reference import (
 )
 from tests.stages import context
 from tribes.features.definitions import FEATURES, RFM_GRID, rfm_label
-from tribes.features.run import parse_as_of, run_features
-from tribes.prep.run import run_prep
+from tribes.features.feature_table import parse_as_of, run_features
+from tribes.prep.prep_stage import run_prep
 from tribes.settings import RunSettings
 from tribes.store.db import open_engine
 from tribes.workspace import Workspace

@@ -15,7 +15,7 @@ from tests.conftest import CliResult
 from tests.features.conftest import FeatureData
 from tribes.config import Config, load_config, parse_duration
 from tribes.errors import ConfigError
-from tribes.prep.run import last_prep
+from tribes.prep.prep_stage import last_prep
 from tribes.prep.sessions import sessionize
 from tribes.settings import RunSettings, format_duration
 from tribes.store.db import open_engine

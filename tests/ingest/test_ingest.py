@@ -15,7 +15,7 @@ from tests.conftest import NOW, table
 from tests.stages import ingest
 from tribes.errors import InputError
 from tribes.ingest import IngestOptions
-from tribes.privacy.pseudonymize import pseudonym
+from tribes.privacy.pseudonyms import pseudonym
 from tribes.store.db import open_engine
 
 WEB = """timestamp,event_name,user_id,cookie_id,amount,state,email,page
@@ -60,7 +60,7 @@ def test_every_row_is_loaded_duplicate_or_quarantined(ws, write) -> None:
     batches = table(ws, "batches")
     assert batches.loc[0, "rows_read"] == 12 and batches.loc[0, "quarantined"] == 8
     # the time of each step is reported, and the steps account for the whole run (the
-    # data-quality checks are the caller's: ops.ingest.ingest_checked)
+    # data-quality checks are the caller's: ops.checked_ingest.ingest_checked)
     assert list(s.steps) == ["reading", "parsing", "scanning", "quarantining", "loading",
                              "cleaning up"]
     assert all(v >= 0 for v in s.steps.values())

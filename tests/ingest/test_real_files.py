@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import CliResult, shared_data, table
 from tribes.ingest.sniff import WHITESPACE, sniff_dialect
-from tribes.privacy.pseudonymize import pseudonym
+from tribes.privacy.pseudonyms import pseudonym
 from tribes.workspace import Workspace
 
 HEADER = "ts,user_id,event,amount,page"

@@ -15,7 +15,7 @@ import pandas as pd
 from tests.conftest import table
 from tests.stages import context, ingest, replay
 from tribes.ingest import IngestOptions
-from tribes.ingest.replay import drop
+from tribes.ingest.replay import drop_quarantined
 from tribes.store.db import init_workspace, open_engine
 from tribes.store.status import accounting
 from tribes.workspace import Workspace, open_workspace
@@ -59,7 +59,7 @@ def _events(ws: Workspace) -> pd.DataFrame:
 
 
 def _identities(ws: Workspace) -> pd.DataFrame:
-    from tribes.prep.run import run_prep
+    from tribes.prep.prep_stage import run_prep
 
     with open_engine(ws) as engine:
         run_prep(context(ws, engine))
@@ -209,7 +209,7 @@ def test_drop_show_and_status_count_open_rows_with_the_resolved_beside(
     ingest(ws, [_file(tmp_path, GOOD + BAD)], IngestOptions(source="web", now=NOW))
     r = cli("-w", ws.path, "quarantine", "drop", "--why", "x")
     assert r.code != 0 and "E_DROP" in r.err  # no filter, no --all
-    assert drop(ws, "bot traffic", reason="E_NO_ID") == 1
+    assert drop_quarantined(ws, "bot traffic", reason="E_NO_ID") == 1
     replay(ws, IngestOptions(now=NOW, missing={"amount": "flag"}), reason="E_AMOUNT")
     acc = _balanced(ws)
     assert acc["open"] == 1 and acc["dropped"] == 1 and acc["replayed"] == 4
@@ -237,7 +237,7 @@ def test_forget_erases_the_stored_record(tmp_path: Path) -> None:
         q = engine.execute(engine.table("quarantine"))
     assert len(q) == 3  # u3's two rows are gone, with their records
     # nothing left names u3's pseudonym
-    from tribes.privacy.pseudonymize import pseudonym
+    from tribes.privacy.pseudonyms import pseudonym
 
     pid = pseudonym("u3", ws.secret())
     assert not q.record.fillna("").str.contains(pid).any()

@@ -15,7 +15,7 @@ from sklearn.metrics import adjusted_rand_score
 from tests.stages import context
 from tribes.config import SegmentConfig
 from tribes.models.methods import make_segmenter
-from tribes.models.run import Prepared, choose_k, fit_stable, run_segmentation
+from tribes.models.segmentation import Prepared, choose_k, fit_stable, run_segmentation
 from tribes.models.selection import (
     MIN_JACCARD,
     MIN_SEPARATION,

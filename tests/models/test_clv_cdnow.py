@@ -266,7 +266,7 @@ def test_a_calibration_end_after_the_data_is_refused(cli, cdnow: Path) -> None:
 def test_models_whose_errors_differ_by_chance_tie() -> None:
     import numpy as np
 
-    from tribes.models.clv.run import _same_error
+    from tribes.models.clv.clv_stage import _same_error
 
     alternating = np.tile([0.0, 1.0], 50)
     assert _same_error(alternating, 1 - alternating)  # the same mean error: a tie

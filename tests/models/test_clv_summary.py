@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tribes.features.run import parse_as_of
+from tribes.features.feature_table import parse_as_of
 from tribes.models.clv.summary import UNIT_DAYS, SummarySpec, repeat_by_period, rfm_summary
-from tribes.privacy.pseudonymize import pseudonym
+from tribes.privacy.pseudonyms import pseudonym
 from tribes.store.db import open_engine
 from tribes.workspace import open_workspace
 

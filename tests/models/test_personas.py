@@ -13,7 +13,7 @@ from scipy.stats import chi2_contingency, kruskal
 from tests.stages import context
 from tribes.config import SegmentConfig
 from tribes.models.naming import MIN_SCORE, name_segments
-from tribes.models.run import run_segmentation
+from tribes.models.segmentation import run_segmentation
 from tribes.models.validate import continuous_test, rate_test, validate_segments
 from tribes.store.db import init_workspace, open_engine
 

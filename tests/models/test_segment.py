@@ -14,7 +14,7 @@ from sklearn.metrics import adjusted_rand_score
 from tests.stages import context
 from tribes.config import SegmentConfig
 from tribes.engine import connect
-from tribes.models.run import run_segmentation
+from tribes.models.segmentation import run_segmentation
 from tribes.models.selection import gap_choice, kneedle
 from tribes.stats.scaling import fit_transform
 from tribes.store.db import init_workspace, open_engine
@@ -247,7 +247,7 @@ def test_select_k_and_compare_store_nothing(cli, blobs) -> None:
 
 
 def test_tiny_segments_are_reported() -> None:
-    from tribes.models.run import size_warnings
+    from tribes.models.segmentation import size_warnings
 
     segs = [{"segment_id": 0, "size": 3}, {"segment_id": -1, "size": 2},
             {"segment_id": 1, "size": 50}]
@@ -261,7 +261,7 @@ def test_the_same_data_gives_the_same_segments_whatever_the_secret(shop, tmp_pat
     differs): the segments, their ids, sizes and metrics, and the personas are the
     same, customer by customer."""
     from tribes.cli import main
-    from tribes.privacy.pseudonymize import pseudonym
+    from tribes.privacy.pseudonyms import pseudonym
     from tribes.store.segments import get_run
     from tribes.workspace import open_workspace
 
@@ -337,7 +337,7 @@ def test_the_k_table_says_when_the_stored_version_was_fitted_again(blobs) -> Non
     is then a fit on every sampled customer, and the table says so with both figures."""
     from sklearn.metrics import silhouette_score
 
-    from tribes.models.run import refit_note
+    from tribes.models.segmentation import refit_note
 
     ws, df = blobs
     small = SegmentConfig(features=FEATS, log1p=[], resamples=0, k_range="2-6",

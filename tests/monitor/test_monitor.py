@@ -19,9 +19,9 @@ from sklearn.datasets import make_blobs
 from tests.conftest import CliResult
 from tests.stages import context
 from tribes.config import SegmentConfig
-from tribes.models.run import run_segmentation
+from tribes.models.segmentation import run_segmentation
 from tribes.monitor.alerts import ack, list_alerts
-from tribes.monitor.run import history, run_monitor
+from tribes.monitor.drift_check import history, run_monitor
 from tribes.store.db import init_workspace, open_engine
 from tribes.workspace import Workspace, open_workspace
 

@@ -8,8 +8,8 @@ import ibis
 import pandas as pd
 import pytest
 
-from tribes.privacy import audit
-from tribes.privacy.pseudonymize import pseudonym
+from tribes.privacy import audit_log
+from tribes.privacy.pseudonyms import pseudonym
 from tribes.store.db import open_engine
 from tribes.synth import SynthConfig, generate
 from tribes.workspace import open_workspace
@@ -111,11 +111,11 @@ def test_forget_erases_everywhere_and_reingest_loads_nothing(cli, tmp_path: Path
     assert _holding(ws, pids) == {"tombstones.id": len(pids)}
 
     # the audit log names the erasure by pseudonymized key, never by the id given
-    log = (ws / audit.LOG_FILE).read_text(encoding="utf-8")
+    log = (ws / audit_log.LOG_FILE).read_text(encoding="utf-8")
     assert PERSON not in log
-    rec = next(x for x in audit.read(ws) if x["action"] == "forget")
+    rec = next(x for x in audit_log.read_audit(ws) if x["action"] == "forget")
     assert rec["keys"] == [key] and rec["detail"]["reason"] == "request 123"
-    assert audit.verify(ws, open_workspace(ws).secret()).ok
+    assert audit_log.verify_audit(ws, open_workspace(ws).secret()).ok
 
 
 def test_forget_of_an_unknown_id_tombstones_it_in_advance(cli, tmp_path: Path,

@@ -73,7 +73,7 @@ def test_the_scheduler_runs_the_pipeline_when_due(shop) -> None:
         t = engine.table("stage_runs")
         engine.delete_where("stage_runs", t.stage == "pipeline")
     since = datetime.now(UTC) - timedelta(days=2)
-    sched.save(ws, sched.Schedule("daily", "03:00", since=since.isoformat()))
+    sched.save_schedule(ws, sched.Schedule("daily", "03:00", since=since.isoformat()))
     runner = sched.Scheduler(ws, lambda: sched.scheduled_run(ws), poll_s=0.05)
     runner.start()
     deadline = time.monotonic() + 120

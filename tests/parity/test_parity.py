@@ -148,12 +148,12 @@ def test_exported_file_is_equal(built: Built, name: str) -> None:
 
 
 def test_audit_logs_tell_the_same_story(built: Built) -> None:
-    from tribes.privacy import audit
+    from tribes.privacy import audit_log
 
     logs = {}
     for backend in ("duckdb", "pyspark"):
         ws = open_workspace(built.ws(backend))
-        assert audit.verify(ws.path, ws.secret()).ok
-        logs[backend] = [(r["action"], r["rows"]) for r in audit.read(ws.path)]
+        assert audit_log.verify_audit(ws.path, ws.secret()).ok
+        logs[backend] = [(r["action"], r["rows"]) for r in audit_log.read_audit(ws.path)]
     assert logs["duckdb"] == logs["pyspark"]
     assert ("forget", logs["duckdb"][-1][1]) == logs["duckdb"][-1]

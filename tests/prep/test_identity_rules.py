@@ -18,8 +18,8 @@ import pytest
 
 from tribes.engine import Engine
 from tribes.prep.stitch import drop_temporaries, stitch
-from tribes.privacy import audit
-from tribes.privacy.pseudonymize import pseudonym
+from tribes.privacy import audit_log
+from tribes.privacy.pseudonyms import pseudonym
 from tribes.store.db import open_engine
 from tribes.store.identity_rules import IdentityRule
 from tribes.store.keyed import ID_COLUMNS
@@ -253,13 +253,13 @@ def test_rules_are_listed_and_audited_without_raw_ids(cli, shop: Path) -> None:
                                                               "tab-d")}
     assert [r["rule_id"] for r in shown["rules"]] == [3]
 
-    log = [r for r in audit.read(shop) if r["action"].startswith("identity.")]
+    log = [r for r in audit_log.read_audit(shop) if r["action"].startswith("identity.")]
     assert [r["action"] for r in log] == ["identity.merge", "identity.block",
                                           "identity.split", "identity.undo"]
     assert log[0]["detail"]["note"] == "ticket 311"
     assert set(log[0]["keys"]) == {p["alice"], p["alice-old"]}
     # rules and the log keep pseudonyms only
-    stored = read(shop, "identity_rules").to_csv() + (shop / audit.LOG_FILE).read_text()
+    stored = read(shop, "identity_rules").to_csv() + (shop / audit_log.LOG_FILE).read_text()
     for raw in ("alice", "kiosk-1", "ck-d2", "dave"):
         assert f",{raw}," not in stored and f'"{raw}"' not in stored
 

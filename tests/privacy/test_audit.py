@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import NOW
 from tests.stages import ingest
 from tribes.ingest import IngestOptions
-from tribes.privacy import audit
+from tribes.privacy import audit_log
 from tribes.store.db import init_workspace, open_engine
 from tribes.workspace import Workspace, open_workspace
 
@@ -19,33 +19,33 @@ CSV = "ts,user_id,event\n2026-03-01T10:00:00Z,u1,page_view\n2026-03-01T10:05:00Z
 
 
 def _lines(ws: Workspace) -> list[str]:
-    return (ws.path / audit.LOG_FILE).read_text(encoding="utf-8").splitlines()
+    return (ws.path / audit_log.LOG_FILE).read_text(encoding="utf-8").splitlines()
 
 
 def _write_lines(ws: Workspace, lines: list[str]) -> None:
-    (ws.path / audit.LOG_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (ws.path / audit_log.LOG_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def _append_many(path: str, n: int) -> None:
     ws = open_workspace(Path(path))
     for i in range(n):
-        audit.audit(ws, "test.concurrent", target=str(i))
+        audit_log.audit(ws, "test.concurrent", target=str(i))
 
 
 def test_records_chain_and_verify(ws: Workspace, write) -> None:
     ingest(ws, [str(write("web.csv", CSV))], IngestOptions(source="web", now=NOW))
-    recs = audit.read(ws.path)
+    recs = audit_log.read_audit(ws.path)
     assert [r["action"] for r in recs] == ["init", "ingest"]
     assert [r["seq"] for r in recs] == [1, 2]
     assert recs[1]["prev"] == recs[0]["hash"]
     assert recs[1]["rows"] == 2 and recs[1]["detail"]["rows_read"] == 2
     assert recs[1]["actor"].startswith("cli:")
-    assert audit.verify(ws.path, ws.secret()).ok
-    with audit.acting_as("key:crm-sync"):
-        rec = audit.audit(ws, "read.customer", keys=["k1"], rows=1)
+    assert audit_log.verify_audit(ws.path, ws.secret()).ok
+    with audit_log.acting_as("key:crm-sync"):
+        rec = audit_log.audit(ws, "read.customer", keys=["k1"], rows=1)
     assert rec["actor"] == "key:crm-sync"
-    assert audit.select(audit.read(ws.path), key="k1") == [rec]
-    assert audit.select(audit.read(ws.path), action="ingest")[0]["seq"] == 2
+    assert audit_log.select_records(audit_log.read_audit(ws.path), key="k1") == [rec]
+    assert audit_log.select_records(audit_log.read_audit(ws.path), action="ingest")[0]["seq"] == 2
 
 
 @pytest.mark.parametrize("tamper, expect", [
@@ -58,7 +58,7 @@ def test_records_chain_and_verify(ws: Workspace, write) -> None:
 ])
 def test_verify_detects_tampering(ws: Workspace, tamper: str, expect: str) -> None:
     for i in range(4):
-        audit.audit(ws, "segment", target=f"version {i}", rows=10 * i)
+        audit_log.audit(ws, "segment", target=f"version {i}", rows=10 * i)
     lines = _lines(ws)
     if tamper == "edit":
         rec = json.loads(lines[2])
@@ -73,32 +73,32 @@ def test_verify_detects_tampering(ws: Workspace, tamper: str, expect: str) -> No
     elif tamper == "garbage":
         lines.insert(1, "{not json")
     if tamper == "edit_head":
-        head = json.loads((ws.path / audit.HEAD_FILE).read_text(encoding="utf-8"))
+        head = json.loads((ws.path / audit_log.HEAD_FILE).read_text(encoding="utf-8"))
         head["seq"] = 3
-        (ws.path / audit.HEAD_FILE).write_text(json.dumps(head), encoding="utf-8")
+        (ws.path / audit_log.HEAD_FILE).write_text(json.dumps(head), encoding="utf-8")
     else:
         _write_lines(ws, lines)
-    result = audit.verify(ws.path, ws.secret())
+    result = audit_log.verify_audit(ws.path, ws.secret())
     assert not result.ok
     assert any(expect in p for p in result.problems), result.problems
 
 
 def test_a_recomputed_chain_without_the_key_does_not_verify(ws: Workspace) -> None:
-    audit.audit(ws, "export", target="a.csv", rows=5)
+    audit_log.audit(ws, "export", target="a.csv", rows=5)
     other = b"not-the-workspace-key"
-    assert not audit.verify(ws.path, other).ok
+    assert not audit_log.verify_audit(ws.path, other).ok
 
 
 def test_rolled_back_changes_are_not_recorded(ws: Workspace) -> None:
-    before = len(audit.read(ws.path))
+    before = len(audit_log.read_audit(ws.path))
     with open_engine(ws) as engine, pytest.raises(RuntimeError), engine.transaction():
         engine.audit("segment", target="version 9")
         raise RuntimeError("boom")
-    assert len(audit.read(ws.path)) == before
+    assert len(audit_log.read_audit(ws.path)) == before
     with open_engine(ws) as engine, engine.transaction():
         engine.audit("segment", target="version 9")
-        assert len(audit.read(ws.path)) == before  # not before the commit
-    assert audit.read(ws.path)[-1]["target"] == "version 9"
+        assert len(audit_log.read_audit(ws.path)) == before  # not before the commit
+    assert audit_log.read_audit(ws.path)[-1]["target"] == "version 9"
 
 
 def test_concurrent_writers_keep_one_chain(ws: Workspace) -> None:
@@ -109,7 +109,7 @@ def test_concurrent_writers_keep_one_chain(ws: Workspace) -> None:
     for p in procs:
         p.join(timeout=120)
         assert p.exitcode == 0
-    result = audit.verify(ws.path, ws.secret())
+    result = audit_log.verify_audit(ws.path, ws.secret())
     assert result.ok, result.problems
     assert result.records == 1 + 3 * 40
 
@@ -149,15 +149,15 @@ def test_a_log_emptied_or_replaced_whole_is_detected(ws: Workspace, cli, write,
         assert cli(*w, "ingest", write(f"web{i}.csv", CSV.replace("u1", f"x{i}")),
                    "--source", "web").code == 0
     assert cli(*w, "audit", "verify").code == 0
-    log, head = ws.path / audit.LOG_FILE, ws.path / audit.HEAD_FILE
+    log, head = ws.path / audit_log.LOG_FILE, ws.path / audit_log.HEAD_FILE
     if how == "wiped":
         log.write_text("")
         head.unlink()
     elif how == "replaced":  # a whole, valid chain of another workspace with its key
         other = init_workspace(tmp_path / "other")
         (ws.path / "secret.key").write_bytes((other.path / "secret.key").read_bytes())
-        log.write_bytes((other.path / audit.LOG_FILE).read_bytes())
-        head.write_bytes((other.path / audit.HEAD_FILE).read_bytes())
+        log.write_bytes((other.path / audit_log.LOG_FILE).read_bytes())
+        head.write_bytes((other.path / audit_log.HEAD_FILE).read_bytes())
     else:
         with open_engine(ws) as engine:
             t = engine.table("audit_anchor")

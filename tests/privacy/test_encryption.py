@@ -13,7 +13,7 @@ from tests.stages import ingest
 from tribes.engine import DB_KEY_ENV, DB_KEY_FILE
 from tribes.errors import EngineError, WorkspaceError
 from tribes.ingest import IngestOptions
-from tribes.privacy.pseudonymize import pseudonym
+from tribes.privacy.pseudonyms import pseudonym
 from tribes.store.db import init_workspace, open_engine
 from tribes.workspace import open_workspace
 

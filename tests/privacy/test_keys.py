@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tribes.privacy import audit
+from tribes.privacy import audit_log
 from tribes.privacy.keys import KEYS_FILE, AuthError, authenticate, load_keys
 from tribes.workspace import Workspace
 
@@ -38,9 +38,9 @@ def test_keys_cli_create_list_revoke(ws: Workspace, cli) -> None:
         authenticate(load_keys(ws.path), key)
     assert cli(*w, "keys", "list", "--json").json()["keys"][0]["status"] == "revoked"
     assert cli(*w, "keys", "revoke", "crm-sync").code != 0  # nothing active by that name
-    actions = [r["action"] for r in audit.read(ws.path)]
+    actions = [r["action"] for r in audit_log.read_audit(ws.path)]
     assert actions[-2:] == ["keys.create", "keys.revoke"]
-    assert key not in (ws.path / audit.LOG_FILE).read_text(encoding="utf-8")
+    assert key not in (ws.path / audit_log.LOG_FILE).read_text(encoding="utf-8")
 
 
 def test_roles_include_the_ones_below(ws: Workspace) -> None:

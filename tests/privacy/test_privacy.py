@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import NOW
 from tests.stages import ingest
 from tribes.ingest import IngestOptions
-from tribes.privacy.pseudonymize import pseudonym
+from tribes.privacy.pseudonyms import pseudonym
 from tribes.store.db import init_workspace, open_engine
 from tribes.workspace import open_workspace
 

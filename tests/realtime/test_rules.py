@@ -113,7 +113,7 @@ def _ref_with_segment(key: str, segment: int) -> Reference:
 
 
 def test_session_offer_for_the_customers_segment() -> None:
-    from tribes.privacy.pseudonymize import pseudonym
+    from tribes.privacy.pseudonyms import pseudonym
 
     key = pseudonym("a", SECRET)
     cfg = config(session_offer={"offers": {"Loyal": "VIP10"}})
@@ -126,7 +126,7 @@ def test_session_offer_for_the_customers_segment() -> None:
 
 
 def test_consent_refusal_and_erasure_silence_triggers() -> None:
-    from tribes.privacy.pseudonymize import pseudonym
+    from tribes.privacy.pseudonyms import pseudonym
 
     events = [ev("a", "add_to_cart", 0), ev("b", "add_to_cart", 0), ev("z", "page_view", 60)]
     ref = Reference(consent_ids=frozenset({pseudonym("a", SECRET)}),
@@ -201,7 +201,7 @@ def test_cached_churn_crossing_agrees_with_the_search_from_now() -> None:
 
 
 def test_online_assignment_moves_a_customer_between_segments() -> None:
-    from tribes.privacy.pseudonymize import pseudonym
+    from tribes.privacy.pseudonyms import pseudonym
 
     key = pseudonym("a", SECRET)
     # one feature, n_events, unscaled; centroids at 0 and 10 events

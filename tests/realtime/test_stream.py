@@ -19,7 +19,7 @@ from tests.stages import settings_of
 from tribes.errors import InputError
 from tribes.realtime.consumer import Consumer
 from tribes.realtime.rules import Trigger
-from tribes.realtime.simulate import simulate
+from tribes.realtime.simulation import simulate
 from tribes.store.db import open_engine
 from tribes.workspace import open_workspace
 
@@ -249,7 +249,7 @@ def test_stream_cli(rt_ws: Path, redis_url: str, redis_server: RedisServer) -> N
 def test_forget_erases_the_real_time_state(rt_ws: Path, redis_url: str,
                                            redis_server: RedisServer,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    from tribes.privacy.pseudonymize import pseudonym
+    from tribes.privacy.pseudonyms import pseudonym
 
     r = redis_server.client()
     push(r, [ev("GONE", "page_view", 0), ev("GONE", "add_to_cart", 1),
@@ -347,7 +347,7 @@ def test_two_consumers_one_killed_the_other_claims_its_messages(
     """Two consumers share the group; one is killed (SIGKILL) with messages pending. The
     other claims them (claim_idle): every event applied and landed exactly once, no
     trigger twice, nothing left pending."""
-    from tribes.privacy.pseudonymize import pseudonym
+    from tribes.privacy.pseudonyms import pseudonym
 
     configure(rt_ws, "batch = 1000", "batch = 200")
     configure(rt_ws, 'claim_idle = "60s"', 'claim_idle = "1s"')

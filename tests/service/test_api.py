@@ -10,9 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tribes.features.definitions import segment_features
-from tribes.privacy import audit
+from tribes.privacy import audit_log
 from tribes.privacy.keys import create_key, revoke_key
-from tribes.privacy.pseudonymize import pseudonym
+from tribes.privacy.pseudonyms import pseudonym
 from tribes.service import create_app
 from tribes.store.db import open_engine
 from tribes.workspace import open_workspace
@@ -157,15 +157,15 @@ def test_refused_requests_are_audited(client: TestClient, service_ws: Built) -> 
     client.get("/v1/no/such/route/C0000003", headers=auth(service_ws.keys["viewer"]))
     client.app.state.service.access.flush()
     refused = [(r["action"], r["actor"], r["target"], r["detail"]["status"])
-               for r in audit.read(service_ws.path) if r["action"] in ("read.denied",
-                                                                       "read.not_found")]
+               for r in audit_log.read_audit(service_ws.path) if r["action"] in ("read.denied",
+                                                                                 "read.not_found")]
     assert refused == [
         ("read.denied", "unauthenticated", "/v1/segments", 401),
         ("read.denied", "unauthenticated", "/v1/segments", 401),
         ("read.denied", "key:test-viewer", "/v1/customers/{ident}", 403),
         ("read.not_found", "key:test-analyst", "/v1/customers/{ident}/segment", 404),
         ("read.not_found", "unauthenticated", "(no such route)", 404)]
-    text = (service_ws.path / audit.LOG_FILE).read_text(encoding="utf-8")
+    text = (service_ws.path / audit_log.LOG_FILE).read_text(encoding="utf-8")
     assert "NOBODY-4711" not in text and PERSON not in text  # no id from a path
 
 
@@ -173,14 +173,14 @@ def test_reads_are_audited_with_the_key_name(client: TestClient, service_ws: Bui
     client.get(f"/v1/customers/{PERSON}/segment", headers=auth(service_ws.keys["analyst"]))
     client.get("/v1/segments", headers=auth(service_ws.keys["viewer"]))
     client.app.state.service.access.flush()
-    recs = audit.read(service_ws.path)
+    recs = audit_log.read_audit(service_ws.path)
     read = [r for r in recs if r["action"] == "read.segment"][-1]
     key = pseudonym(PERSON, open_workspace(service_ws.path).secret())
     assert read["actor"] == "key:test-analyst" and read["keys"] == [key]
     assert any(r["action"] == "read.segments" and r["actor"] == "key:test-viewer"
                for r in recs)
-    assert PERSON not in (service_ws.path / audit.LOG_FILE).read_text(encoding="utf-8")
-    assert audit.verify(service_ws.path, open_workspace(service_ws.path).secret()).ok
+    assert PERSON not in (service_ws.path / audit_log.LOG_FILE).read_text(encoding="utf-8")
+    assert audit_log.verify_audit(service_ws.path, open_workspace(service_ws.path).secret()).ok
 
 
 def test_ingest_events_with_the_file_contract(client: TestClient, service_ws: Built) -> None:
@@ -303,7 +303,7 @@ def test_erasure_through_the_api(client: TestClient, service_ws: Built) -> None:
     assert r.status_code == 200, r.text
     assert r.json()["deleted"]["segment_assignments"] == 2
     _error(client.get(f"/v1/customers/{PERSON}/segment", headers=h), 404, "E_NOT_FOUND")
-    rec = [x for x in audit.read(service_ws.path) if x["action"] == "forget"][-1]
+    rec = [x for x in audit_log.read_audit(service_ws.path) if x["action"] == "forget"][-1]
     assert rec["actor"] == "key:test-admin"
 
 

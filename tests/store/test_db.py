@@ -15,7 +15,7 @@ import pytest
 
 from tribes.config import CONFIG_FILE, DEFAULT_TOML
 from tribes.engine import DB_FILE, spool_dir
-from tribes.privacy import audit
+from tribes.privacy import audit_log
 from tribes.store.db import holds_shared_engine, init_workspace, open_engine, shared_engine
 from tribes.store.tables import SCHEMAS
 from tribes.workspace import SECRET_FILE, Workspace, open_workspace
@@ -42,9 +42,9 @@ def test_init_workspace_writes_config_secret_database_and_audit(tmp_path: Path) 
     assert (ws.path / DB_FILE).exists()
     with open_engine(ws, read_only=True) as engine:
         assert set(SCHEMAS) <= set(engine.list_tables())
-    recs = audit.read(ws.path)
+    recs = audit_log.read_audit(ws.path)
     assert [(r["action"], r["target"]) for r in recs] == [("init", "shop")]
-    assert audit.verify(ws.path, ws.secret()).ok
+    assert audit_log.verify_audit(ws.path, ws.secret()).ok
 
 
 def test_init_workspace_again_keeps_the_key_and_config(tmp_path: Path) -> None:
@@ -57,7 +57,7 @@ def test_init_workspace_again_keeps_the_key_and_config(tmp_path: Path) -> None:
     forced = init_workspace(ws.path, force=True)
     assert forced.config.prep.session_timeout == timedelta(minutes=30)
     assert (ws.path / SECRET_FILE).read_text(encoding="utf-8") == key
-    assert [r["action"] for r in audit.read(ws.path)] == ["init"] * 3
+    assert [r["action"] for r in audit_log.read_audit(ws.path)] == ["init"] * 3
 
 
 def test_writer_creates_missing_tables_and_clears_the_spool(ws: Workspace) -> None:
@@ -72,7 +72,7 @@ def test_writer_creates_missing_tables_and_clears_the_spool(ws: Workspace) -> No
 def test_read_only_open_writes_nothing(ws: Workspace) -> None:
     _drop(ws, "alerts")
     spooled = _spool_file(ws)
-    log = (ws.path / audit.LOG_FILE).read_bytes()
+    log = (ws.path / audit_log.LOG_FILE).read_bytes()
     db = (ws.path / DB_FILE).read_bytes()
     with open_engine(ws, read_only=True) as engine:
         assert not engine.has_table("alerts")
@@ -80,7 +80,7 @@ def test_read_only_open_writes_nothing(ws: Workspace) -> None:
         with pytest.raises(duckdb.Error, match="read-only"):
             engine.create_empty("alerts", SCHEMAS["alerts"])
     assert not spooled.exists()  # nobody was writing: a crashed batch's raw values go
-    assert (ws.path / audit.LOG_FILE).read_bytes() == log
+    assert (ws.path / audit_log.LOG_FILE).read_bytes() == log
     assert (ws.path / DB_FILE).read_bytes() == db
 
 

@@ -8,7 +8,7 @@ import ibis
 import pandas as pd
 
 from tribes.engine import Engine
-from tribes.privacy import audit
+from tribes.privacy import audit_log
 from tribes.store.db import open_engine
 from tribes.store.runs import (
     Fingerprint,
@@ -66,7 +66,7 @@ def test_record_and_read_back_the_newest_run(ws: Workspace) -> None:
     assert run["params"] == {"as_of": str(T0), "weights": {"a": 0.5}, "round": 1}
     assert run["report"] == {"customers": 11}
     assert int(run["events_rows"]) == 3
-    recs = [r for r in audit.read(ws.path) if r["action"] == "features"]
+    recs = [r for r in audit_log.read_audit(ws.path) if r["action"] == "features"]
     assert [r["target"] for r in recs] == ["features-1", "features-2"]
     assert recs[0]["rows"] == 3
 

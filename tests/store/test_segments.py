@@ -13,7 +13,7 @@ from sklearn.metrics import adjusted_rand_score
 
 import tribes
 from tribes.errors import NoSegmentVersionError
-from tribes.privacy import audit
+from tribes.privacy import audit_log
 from tribes.store.db import init_workspace, open_engine
 from tribes.store.segments import (
     NewVersion,
@@ -80,7 +80,7 @@ def test_a_stored_version_reads_back(tmp_path: Path) -> None:
         overlap, sizes = overlap_with(engine, labels, 1)
         assert sizes == {0: 2, 1: 1}
         assert overlap.loc[3, 0] == 2 and overlap.loc[4, 1] == 1 and overlap.loc[3, 1] == 0
-    segmentations = [r for r in audit.read(ws.path) if r["action"] == "segment"]
+    segmentations = [r for r in audit_log.read_audit(ws.path) if r["action"] == "segment"]
     assert [r["target"] for r in segmentations] == ["version 1", "version 2"]
 
 

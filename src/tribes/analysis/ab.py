@@ -26,14 +26,14 @@ import pandas as pd
 from tribes.engine import Engine
 from tribes.errors import InputError
 from tribes.privacy.consent import consent_filter
-from tribes.privacy.pseudonymize import pseudonym
+from tribes.privacy.pseudonyms import pseudonym
 from tribes.stats import ab as st
 from tribes.store.keyed import keyed_consents, keyed_events
 from tribes.store.segments import active_version, members
 from tribes.store.segments import segment_names as names_of
 from tribes.workspace import RunContext, Workspace
 
-METRICS = ("conversion", "revenue", "ctr")
+AB_METRICS = ("conversion", "revenue", "ctr")
 ID_NAMES = ("customer_id", "user_id", "customer", "userid", "id")
 VARIANT_NAMES = ("variant", "group", "arm", "treatment")
 TIME_NAMES = ("exposed_at", "exposure_time", "exposure_ts", "assigned_at", "ts",
@@ -185,8 +185,8 @@ def compare(df: pd.DataFrame, d: Design) -> dict[str, Any]:
     return out
 
 
-def analyze(df: pd.DataFrame, d: Design, *, split: list[float] | None = None,
-            names: dict[int, str] | None = None) -> dict[str, Any]:
+def analyze_experiment(df: pd.DataFrame, d: Design, *, split: list[float] | None = None,
+                       names: dict[int, str] | None = None) -> dict[str, Any]:
     """Overall and per segment, adjusted p-values across segments, the sample-ratio
     check and a statement of which segments respond."""
     variants = sorted(df.variant.unique())

@@ -21,7 +21,7 @@ from tribes.errors import InputError
 from tribes.stats.knee import knee_eps
 from tribes.stats.scaling import fit_transform
 
-METHODS = ("isolation_forest", "lof", "dbscan")
+OUTLIER_METHODS = ("isolation_forest", "lof", "dbscan")
 BATCH = 100_000
 
 
@@ -29,8 +29,8 @@ def find_outliers(engine: Engine, features: list[str], *, method: str = "isolati
                   contamination: float = 0.02, sample_size: int = 200_000,
                   random_state: int = 0, reasons: int = 3) -> dict[str, Any]:
     """Flag unusual customers; returns them (most unusual first) with their reasons."""
-    if method not in METHODS:
-        raise InputError(f"unknown method '{method}'; use {', '.join(METHODS)}",
+    if method not in OUTLIER_METHODS:
+        raise InputError(f"unknown method '{method}'; use {', '.join(OUTLIER_METHODS)}",
                          code="E_METHOD")
     if not 0 < contamination < 0.5:
         raise InputError("--contamination must be between 0 and 0.5", code="E_CONTAMINATION")

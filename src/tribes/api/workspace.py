@@ -14,12 +14,11 @@ import pandas as pd
 from tribes.analysis import cohorts, funnels
 from tribes.api.results import FunnelResult, Result, RetentionResult, Table
 from tribes.config import parse_duration
-from tribes.features.run import TABLE as FEATURES_TABLE
-from tribes.features.run import parse_as_of, run_features
+from tribes.features.feature_table import FEATURES_TABLE, parse_as_of, run_features
 from tribes.ingest import IngestOptions
 from tribes.models.personas import build_personas
-from tribes.ops.ingest import ingest_checked
-from tribes.prep.run import run_prep
+from tribes.ops.checked_ingest import ingest_checked
+from tribes.prep.prep_stage import run_prep
 from tribes.report import build_report
 from tribes.settings import RunSettings
 from tribes.store.db import init_workspace, open_engine, open_run
@@ -164,7 +163,7 @@ class Workspace:
         segment id and name, probability."""
         # scikit-learn and SciPy (a second to import) for the methods that fit, not
         # in every command that opens the workspace through this module
-        from tribes.models.run import run_segmentation
+        from tribes.models.segmentation import run_segmentation
 
         with self._run() as run:
             report = run_segmentation(run, method=method, k=k, features=features,
@@ -261,7 +260,7 @@ class Clv:
             strict_spend: bool | None = None, progress: Progress | None = None) -> Result:
         """Fit the purchase and spend models (``tribes clv fit``)."""
         # scikit-learn and SciPy (a second to import), as in Workspace.segment
-        from tribes.models.clv.run import fit_clv
+        from tribes.models.clv.clv_stage import fit_clv
 
         cal = (datetime.fromisoformat(calibration_end) if isinstance(calibration_end, str)
                else calibration_end)
@@ -276,7 +275,7 @@ class Clv:
         """Score every purchaser: expected purchases, P(alive), CLV (``tribes clv
         score``); ``.to_pandas()`` gives the scores."""
         # scikit-learn and SciPy (a second to import), as in Workspace.segment
-        from tribes.models.clv.run import score_clv
+        from tribes.models.clv.clv_stage import score_clv
 
         span = parse_duration(horizon) if isinstance(horizon, str) else horizon
         with self._w._run() as run:

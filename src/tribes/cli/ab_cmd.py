@@ -8,8 +8,8 @@ from typing import Annotated, Any
 import pandas as pd
 import typer
 
-from tribes.analysis.ab import METRICS, Design, outcomes, read_assignments, segment_names
-from tribes.analysis.ab import analyze as run_analysis
+from tribes.analysis.ab import AB_METRICS, Design, outcomes, read_assignments, segment_names
+from tribes.analysis.ab import analyze_experiment as run_analysis
 from tribes.cli.common import JsonOpt, Output, run_settings, state
 from tribes.config import parse_duration
 from tribes.errors import InputError
@@ -71,8 +71,8 @@ def analyze(
 
       tribes -w shop ab analyze -a exp.parquet --metric revenue --window 14d --correction bh
     """
-    if metric not in METRICS:
-        raise typer.BadParameter(f"use one of {', '.join(METRICS)}", param_hint="--metric")
+    if metric not in AB_METRICS:
+        raise typer.BadParameter(f"use one of {', '.join(AB_METRICS)}", param_hint="--metric")
     if by not in ("segment", "none"):
         raise typer.BadParameter("use segment or none", param_hint="--by")
     if correction not in ("holm", "bh"):

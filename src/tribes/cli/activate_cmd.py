@@ -6,10 +6,10 @@ from typing import Annotated
 
 import typer
 
-from tribes.activate.sync import history as syncs
-from tribes.activate.sync import sync
 from tribes.cli.common import JsonOpt, Output, opened, state
 from tribes.store.db import open_engine
+from tribes.sync.memberships import history as syncs
+from tribes.sync.memberships import sync
 
 
 def _segment_list(text: str | None) -> list[int] | None:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from tribes.analysis.outliers import METHODS, find_outliers
+from tribes.analysis.outliers import OUTLIER_METHODS, find_outliers
 from tribes.cli.common import JsonOpt, Output, state
 from tribes.features.definitions import segment_features
 from tribes.store.db import open_engine
@@ -19,7 +19,7 @@ app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich",
 def customers(
     ctx: typer.Context,
     method: Annotated[str, typer.Option(
-        "--method", "-m", help=f"{', '.join(METHODS)}.")] = "isolation_forest",
+        "--method", "-m", help=f"{', '.join(OUTLIER_METHODS)}.")] = "isolation_forest",
     contamination: Annotated[float, typer.Option(
         "--contamination", help="Expected share of outliers (isolation_forest, lof).")] = 0.02,
     features: Annotated[str | None, typer.Option(

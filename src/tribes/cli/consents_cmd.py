@@ -9,7 +9,7 @@ import typer
 
 from tribes.cli.common import JsonOpt, Output, run_settings, state
 from tribes.privacy.consent import consent_summary
-from tribes.privacy.pseudonymize import pseudonym
+from tribes.privacy.pseudonyms import pseudonym
 from tribes.store.db import open_engine
 
 app = typer.Typer(help="Consent records: summary per purpose, or one customer's history.",

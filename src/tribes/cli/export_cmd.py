@@ -9,12 +9,12 @@ import typer
 
 from tribes.cli.common import JsonOpt, Output, opened, state, writable
 from tribes.errors import InputError
-from tribes.store.exports import EXPORTS, export_table
+from tribes.store.exports import EXPORTABLE, export_table
 
 
 def export(
     ctx: typer.Context,
-    what: Annotated[str, typer.Argument(help=f"What to export: {', '.join(EXPORTS)}.")],
+    what: Annotated[str, typer.Argument(help=f"What to export: {', '.join(EXPORTABLE)}.")],
     out_path: Annotated[Path, typer.Option("--out", "-o", help="File to write.")],
     fmt: Annotated[str | None, typer.Option(
         "--format", "-f", help="parquet or csv (default: from the --out suffix, else "
@@ -33,8 +33,8 @@ def export(
       tribes -w shop export clv --out clv.parquet
     """
     out = Output(ctx, json_out)
-    if what not in EXPORTS:
-        raise InputError(f"cannot export '{what}'; choose one of {', '.join(EXPORTS)}",
+    if what not in EXPORTABLE:
+        raise InputError(f"cannot export '{what}'; choose one of {', '.join(EXPORTABLE)}",
                          code="E_EXPORT")
     if fmt is None:
         fmt = "csv" if out_path.suffix.lower() in (".csv", ".gz") else "parquet"

@@ -11,7 +11,7 @@ from tribes.cli.common import JsonOpt, Output, state
 from tribes.cli.prep_cmd import TimeoutOpt
 from tribes.errors import InputError
 from tribes.features.describe import describe_features
-from tribes.features.run import TABLE, FeaturesReport
+from tribes.features.feature_table import FEATURES_TABLE, FeaturesReport
 from tribes.store.db import open_engine
 
 app = typer.Typer(no_args_is_help=False, rich_markup_mode="rich")
@@ -77,7 +77,7 @@ def describe(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     with open_engine(ws, read_only=True) as engine:
-        if not engine.has_table(TABLE):
+        if not engine.has_table(FEATURES_TABLE):
             raise InputError("no customer features yet; build them with: tribes features",
                              code="E_NO_FEATURES")
         rows = describe_features(engine)

@@ -53,7 +53,7 @@ def merge(
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     with open_engine(ws) as engine:
-        change = ops.merge(ws, engine, a, b, note=note)
+        change = ops.merge_identities(ws, engine, a, b, note=note)
     _done(out, change, "Made")
 
 
@@ -79,7 +79,7 @@ def split(
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     with open_engine(ws) as engine:
-        change = ops.split(ws, engine, person, ident, note=note)
+        change = ops.split_identity(ws, engine, person, ident, note=note)
     _done(out, change, "Made")
 
 
@@ -105,7 +105,7 @@ def block(
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     with open_engine(ws) as engine:
-        change = ops.block(ws, engine, ident, note=note)
+        change = ops.block_identifier(ws, engine, ident, note=note)
     _done(out, change, "Made")
 
 
@@ -124,7 +124,7 @@ def undo(
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     with open_engine(ws) as engine:
-        change = ops.undo(engine, rule_id)
+        change = ops.undo_rule(engine, rule_id)
     out.result(change.to_dict())
     out.print(f"Undid identity rule [bold]{rule_id}[/bold] ({change.rule.action}).")
     out.print(change.effect[:1].upper() + change.effect[1:] + ".")
@@ -175,7 +175,7 @@ def show(
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     with open_engine(ws, read_only=True) as engine:
-        view = ops.show(ws, engine, ident)
+        view = ops.show_identity(ws, engine, ident)
     out.result(view)
     out.print(f"customer_key [bold]{view['customer_key']}[/bold]: {len(view['ids'])} id(s)")
     out.table("Ids", ["type", "id", "status"],

@@ -8,7 +8,7 @@ import typer
 
 from tribes.cli.common import JsonOpt, Output, parse_when, state
 from tribes.privacy import keys as api_keys
-from tribes.privacy.audit import audit
+from tribes.privacy.audit_log import audit
 
 app = typer.Typer(help="API keys for tribes serve: create (shown once), list, revoke.",
                   no_args_is_help=True)

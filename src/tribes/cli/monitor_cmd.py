@@ -9,7 +9,7 @@ import typer
 from tribes.cli.common import JsonOpt, Output, run_settings, state
 from tribes.monitor.alerts import ack as ack_alerts
 from tribes.monitor.alerts import list_alerts
-from tribes.privacy import audit
+from tribes.privacy import audit_log
 from tribes.store.db import open_engine
 
 FAIL_ON = ("never", "warning", "critical")
@@ -173,7 +173,7 @@ def ack(
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     with open_engine(ws) as engine:
-        done = ack_alerts(engine, ids, actor=audit.current_actor(), note=note)
+        done = ack_alerts(engine, ids, actor=audit_log.current_actor(), note=note)
     out.result({"acked": done})
     out.print(f"Acknowledged {', '.join('#' + str(i) for i in done)}.")
 

@@ -14,7 +14,7 @@ from tribes.errors import InputError
 from tribes.ingest import IngestOptions
 from tribes.ingest.mapping import parse_map_option, parse_pairs
 from tribes.ingest.quarantine import quarantined
-from tribes.ingest.replay import drop, flat_records, replay
+from tribes.ingest.replay import drop_quarantined, flat_records, replay_quarantined
 from tribes.ingest.spec import REASONS
 from tribes.store.db import open_engine
 from tribes.store.status import accounting
@@ -193,8 +193,8 @@ def replay_command(
                          aliases=parse_pairs(alias, "--alias", "kauf=purchase"),
                          missing=parse_pairs(missing, "--missing", "amount=flag"))
     with opened(ws) as run, out.progress("replaying quarantined rows") as task:
-        result = replay(run, opts, reason=reason, batch=batch, source=source,
-                        progress=task.step)
+        result = replay_quarantined(run, opts, reason=reason, batch=batch, source=source,
+                                    progress=task.step)
     out.result(result.to_dict())
     if not result.selected:
         out.print("No open quarantined rows match.")
@@ -243,7 +243,7 @@ def drop_command(
         raise InputError("name the rows to drop with --reason, --batch or --source, or "
                          "pass --all", code="E_DROP")
     ws = state(ctx).open()
-    n = drop(ws, why, reason=reason, batch=batch, source=source)
+    n = drop_quarantined(ws, why, reason=reason, batch=batch, source=source)
     out.result({"dropped": n, "why": why})
     out.print(f"Dropped {n:,} quarantined rows ({why})." if n else
               "No open quarantined rows match.")

@@ -15,7 +15,7 @@ from tribes.cli.prep_cmd import TimeoutOpt, show_prep
 from tribes.errors import WorkspaceError
 from tribes.ops import schedule as sched
 from tribes.ops.pipeline import history as runs
-from tribes.privacy.audit import audit
+from tribes.privacy.audit_log import audit
 from tribes.store.db import open_engine
 
 
@@ -137,16 +137,16 @@ def schedule(
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     if off:
-        sched.save(ws, None)
+        sched.save_schedule(ws, None)
         audit(ws, "schedule.off")
         out.result({"schedule": None})
         out.print("Schedule removed.")
         return
-    current = sched.load(ws)
+    current = sched.load_schedule(ws)
     if every is not None:
         current = sched.Schedule(every=every, at=at or "", tz=tz,
                                  since=datetime.now(UTC).isoformat())
-        sched.save(ws, current)
+        sched.save_schedule(ws, current)
         audit(ws, "schedule.set", detail={"every": every, "at": at, "tz": tz})
     elif at is not None:
         raise typer.BadParameter("give --every with --at", param_hint="--at")

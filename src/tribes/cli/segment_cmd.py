@@ -9,14 +9,14 @@ import ibis
 import pandas as pd
 import typer
 
-from tribes.analysis.ab import METRICS, Design, outcomes, read_assignments
+from tribes.analysis.ab import AB_METRICS, Design, outcomes, read_assignments
 from tribes.api import Workspace
 from tribes.cli.common import JsonOpt, Output, opened, run_settings, state
 from tribes.config import parse_duration
 from tribes.errors import InputError
 from tribes.features.definitions import segment_features
 from tribes.models import METHODS
-from tribes.models.run import SegmentReport, choose_k, refit_note
+from tribes.models.segmentation import SegmentReport, choose_k, refit_note
 from tribes.ops.compare import Campaign, compare_methods
 from tribes.store.db import open_engine
 from tribes.workspace import RunContext
@@ -244,8 +244,8 @@ def compare(
 
 def _campaign(ws: Any, engine: Any, path: Path, metric: str, window: str,
               features: list[str]) -> Any:
-    if metric not in METRICS:
-        raise typer.BadParameter(f"use one of {', '.join(METRICS)}", param_hint="--metric")
+    if metric not in AB_METRICS:
+        raise typer.BadParameter(f"use one of {', '.join(AB_METRICS)}", param_hint="--metric")
     raw = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
     assigned = read_assignments(ws, engine, raw)
     # ids of no customer here are left out, as by default in tribes ab analyze

@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from tribes.analysis.trends import METRICS
-from tribes.analysis.trends import trends as trends_fn
+from tribes.analysis.timeseries import TREND_METRICS
+from tribes.analysis.timeseries import trends as trends_fn
 from tribes.cli.common import CohortOpt, JsonOpt, Output, run_settings, state
 from tribes.store.db import open_engine
 
@@ -15,7 +15,7 @@ from tribes.store.db import open_engine
 def trends(
     ctx: typer.Context,
     metric: Annotated[str, typer.Option("--metric", "-m",
-                                        help=f"{', '.join(METRICS)}.")] = "revenue",
+                                        help=f"{', '.join(TREND_METRICS)}.")] = "revenue",
     by: Annotated[str | None, typer.Option("--by", help="Break down by: segment.",
                                            show_default=False)] = None,
     period: Annotated[str, typer.Option(

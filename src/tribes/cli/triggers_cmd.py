@@ -12,9 +12,9 @@ import typer
 from tribes.cli.common import JsonOpt, Output, run_settings, state
 from tribes.config import format_duration
 from tribes.errors import InputError
+from tribes.realtime.redis_state import connect_redis, redis_url
 from tribes.realtime.rules import RULES, Trigger
-from tribes.realtime.simulate import read_messages, simulate
-from tribes.realtime.store import connect, redis_url
+from tribes.realtime.simulation import read_messages, simulate
 
 app = typer.Typer(help="Real-time rules: list them, try them on a file of events, see the "
                   "newest triggers.", no_args_is_help=True)
@@ -120,7 +120,7 @@ def recent(
     """
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    r = connect(redis_url(ws.config.realtime, redis))
+    r = connect_redis(redis_url(ws.config.realtime, redis))
     rows = [Trigger.from_message(f) for _, f in
             r.xrevrange(ws.config.realtime.output_stream, count=limit)]
     out.result({"triggers": [t.to_dict() for t in rows]})

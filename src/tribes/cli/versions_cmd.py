@@ -51,7 +51,7 @@ def show(ctx: typer.Context,
               f"parent {run['parent_version']}")
     out.print("features: " + ", ".join(run["features"]))
     # scikit-learn and SciPy (a second to import) for versions show, not the others
-    from tribes.models.run import stability_warning
+    from tribes.models.segmentation import stability_warning
 
     jaccard = (run["metrics"].get("stability") or {}).get("jaccard") or {}
     out.table("Segments", ["segment", "name", "customers", "share", "stability (Jaccard)"],
@@ -71,7 +71,7 @@ def diff(ctx: typer.Context,
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     with open_engine(ws, read_only=True) as engine:
-        d = store.diff(engine, a, b)
+        d = store.diff_versions(engine, a, b)
     out.result(d)
     out.print(f"versions {a} → {b}: adjusted Rand index {d['ari']:.3f} over "
               f"{d['customers_in_both']:,} customers in both")
@@ -91,7 +91,7 @@ def activate_(ctx: typer.Context,
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     with open_engine(ws) as engine:
-        previous = store.activate(engine, version)
+        previous = store.activate_version(engine, version)
     out.result({"active": version, "previous": previous})
     out.print(f"version {version} is active (was {previous})")
 
@@ -103,7 +103,7 @@ def rollback(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     with open_engine(ws) as engine:
-        current, back = store.rollback(engine)
+        current, back = store.rollback_version(engine)
     out.result({"active": back, "previous": current})
     out.print(f"rolled back: version {back} is active again (was {current})")
 
@@ -115,7 +115,7 @@ def history_(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     with open_engine(ws, read_only=True) as engine:
-        rows = store.history(engine)
+        rows = store.activation_history(engine)
     out.result({"activations": rows})
     out.table("Activations", ["when (UTC)", "action", "version", "was active"],
               [(str(r["activated_at"])[:19], r["action"], r["version"], r["previous"])

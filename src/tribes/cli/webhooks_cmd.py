@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from tribes.cli.common import JsonOpt, Output, state
-from tribes.privacy.audit import audit
+from tribes.privacy.audit_log import audit
 from tribes.realtime import webhooks
 
 app = typer.Typer(help="Webhook endpoints for triggers: add, list, remove, dead letters, "

@@ -13,7 +13,7 @@ from tribes.engine import FILE_COLUMN, Engine
 from tribes.engine.functions import md5_hex
 from tribes.ingest.mapping import ColumnMapping
 from tribes.ingest.stage import MARK_KEY, RECORD, REPEAT_KEY, SEP, record_salt, record_text
-from tribes.privacy.pseudonymize import pseudonymize
+from tribes.privacy.pseudonyms import pseudonymize
 from tribes.store.tables import SCHEMAS
 
 

@@ -143,9 +143,9 @@ def replay_options(kind: str, source: str, stored: dict[str, Any], mapping: dict
     )
 
 
-def replay(ctx: RunContext, new: IngestOptions, *, reason: str | None = None,
-           batch: str | None = None, source: str | None = None,
-           progress: Progress | None = None) -> ReplayResult:
+def replay_quarantined(ctx: RunContext, new: IngestOptions, *, reason: str | None = None,
+                       batch: str | None = None, source: str | None = None,
+                       progress: Progress | None = None) -> ReplayResult:
     """Read the open quarantined rows matching the filters again, one batch per batch
     that quarantined them, with that batch's options overridden by ``new`` (its mapping,
     event type, timestamp format and zone, decimal mark, event type aliases and
@@ -184,8 +184,9 @@ def _replay_batch(ctx: RunContext, batch_id: str, kind: str, source: str,
     return clock.done(summary)
 
 
-def drop(ws: Workspace, why: str, *, reason: str | None = None, batch: str | None = None,
-         source: str | None = None, now: datetime | None = None) -> int:
+def drop_quarantined(ws: Workspace, why: str, *, reason: str | None = None,
+                     batch: str | None = None, source: str | None = None,
+                     now: datetime | None = None) -> int:
     """Give up the open quarantined rows matching the filters: they stay, marked dropped
     with ``why``, and count as dropped in the accounting. Returns how many."""
     if not why.strip():

@@ -21,7 +21,7 @@ from tribes.ingest.mapping import ColumnMapping
 from tribes.ingest.parse import UTC, as_text, finite, parse_bool, parse_float, parse_ts, whole
 from tribes.ingest.reader import ReadResult
 from tribes.ingest.spec import KindSpec
-from tribes.privacy.pseudonymize import PSEUDONYM_LENGTH
+from tribes.privacy.pseudonyms import PSEUDONYM_LENGTH
 
 # the targets that hold identifiers (pseudonymized), whatever the kind
 ID_TARGETS = ("customer_id", "anonymous_id", "device_id", "session_id")

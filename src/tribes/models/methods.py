@@ -10,7 +10,7 @@ responsibilities (mixtures).
 :data:`SEGMENTERS` maps each method's name to its class; a class builds its unfitted
 estimator from the segment configuration (``from_config``, what :func:`make_segmenter`
 calls) and labels rows from a stored version's parameters (``labels_from_params``, what
-:func:`predict_stored` calls). RFM rules need no fit at all (see ``run.py``).
+:func:`predict_stored` calls). RFM rules need no fit at all (see ``segmentation.py``).
 """
 
 from __future__ import annotations
@@ -486,7 +486,7 @@ class HDBSCANSegmenter(DensitySegmenter):
 
 
 # the clustering methods by name (the names stored with each version); RFM rules are
-# no estimator (see run.py)
+# no estimator (see segmentation.py)
 SEGMENTERS: dict[str, type[Segmenter]] = {
     "kmeans": KMeansSegmenter,
     "gmm": GaussianMixtureSegmenter,

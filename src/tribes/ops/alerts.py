@@ -12,7 +12,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from tribes.monitor.run import MonitorReport, run_monitor
+from tribes.monitor.drift_check import MonitorReport, run_monitor
 from tribes.notify import notify_alerts
 from tribes.realtime.webhooks import dead_letter
 from tribes.settings import RunSettings

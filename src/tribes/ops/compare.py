@@ -18,13 +18,13 @@ import ibis
 import numpy as np
 import pandas as pd
 
-from tribes.analysis.ab import Design, analyze
+from tribes.analysis.ab import Design, analyze_experiment
 from tribes.config import parse_k_range
 from tribes.engine import Engine
 from tribes.errors import InputError
 from tribes.models import METHODS
 from tribes.models.methods import Segmenter
-from tribes.models.run import Prepared, fit_method, prepare
+from tribes.models.segmentation import Prepared, fit_method, prepare
 from tribes.stats import ab as abstats
 from tribes.workspace import Workspace
 
@@ -104,7 +104,7 @@ def campaign_uplift(c: Campaign, fitted: Segmenter, p: Prepared) -> dict[str, An
         return {"note": "no exposed customer has features"}
     x = p.transform.apply(feats.loc[have.customer_key].reset_index())
     have["segment_id"] = np.asarray(fitted.predict(x), dtype=float)
-    res = analyze(have, c.design)
+    res = analyze_experiment(have, c.design)
     key = "cuped" if res["cuped"] else None
     tested = [s for s in res["segments"] if "p_adjusted" in s]
     z = stats.norm.ppf(1 - c.design.alpha / 2)

@@ -26,16 +26,16 @@ from typing import Any
 import ibis
 import ibis.expr.types as ir
 
-from tribes.activate.sync import owed_removals
 from tribes.config import format_duration
 from tribes.engine import Engine
 from tribes.errors import DependencyError, InputError, TribesError
-from tribes.features.run import TABLE as FEATURES_TABLE
-from tribes.privacy.pseudonymize import PSEUDONYM_LENGTH, pseudonym
-from tribes.realtime.store import Store, connect, redis_url
+from tribes.features.feature_table import FEATURES_TABLE
+from tribes.privacy.pseudonyms import PSEUDONYM_LENGTH, pseudonym
+from tribes.realtime.redis_state import RedisState, connect_redis, redis_url
 from tribes.store.customer import clean_ident, resolve_customer
 from tribes.store.exports import IN_WORKSPACE, SNAPSHOT_PREFIX, remove_from_file
 from tribes.store.tables import SCHEMAS, TOMBSTONES
+from tribes.sync.memberships import owed_removals
 from tribes.workspace import Workspace
 
 # tables whose rows name a person by pseudonymized id rather than by customer_key
@@ -177,7 +177,7 @@ def _forget_realtime(ws: Workspace, key: str | None, pids: list[str]) -> dict[st
     cfg = ws.config.realtime
     keys = sorted({*(k for k in [key] if k), *pids, *(f"anon:{p}" for p in pids)})
     try:
-        client = connect(redis_url(cfg), timeout=5, connect_timeout=1)
+        client = connect_redis(redis_url(cfg), timeout=5, connect_timeout=1)
     except DependencyError:
         return {"status": "no redis client installed"}
     except TribesError as exc:
@@ -185,7 +185,7 @@ def _forget_realtime(ws: Workspace, key: str | None, pids: list[str]) -> dict[st
                 f"their state expires after {format_duration(cfg.state_ttl)}"}
 
     try:
-        done = Store(client, cfg.prefix).forget(keys, output_stream=cfg.output_stream)
+        done = RedisState(client, cfg.prefix).forget(keys, output_stream=cfg.output_stream)
     finally:
         client.close()
     return {"status": "erased", **done}

@@ -18,7 +18,7 @@ from typing import Any
 
 from tribes.engine import Engine
 from tribes.errors import InputError
-from tribes.privacy.audit import current_actor
+from tribes.privacy.audit_log import current_actor
 from tribes.store.customer import resolve_customer, resolve_ids
 from tribes.store.identity_rules import IdentityRule, add_rule, list_rules, mark_undone
 from tribes.store.keyed import ANON_PREFIX, KNOWN
@@ -83,7 +83,8 @@ def _merged_key(a: str, b: str) -> str:
     return min(known) if known else min(a, b)
 
 
-def merge(ws: Workspace, engine: Engine, a: str, b: str, *, note: str = "") -> RuleChange:
+def merge_identities(ws: Workspace, engine: Engine, a: str, b: str, *, note: str = ""
+                     ) -> RuleChange:
     """Make the customers ``a`` and ``b`` name one customer from the next prep on."""
     key_a, type_a, id_a = _person(ws, engine, a)
     key_b, type_b, id_b = _person(ws, engine, b)
@@ -111,8 +112,8 @@ def merge(ws: Workspace, engine: Engine, a: str, b: str, *, note: str = "") -> R
     return RuleChange(rule, effect, [key_a, key_b])
 
 
-def split(ws: Workspace, engine: Engine, person: str, ident: str, *,
-          note: str = "") -> RuleChange:
+def split_identity(ws: Workspace, engine: Engine, person: str, ident: str, *,
+                   note: str = "") -> RuleChange:
     """Take the anonymous/device id ``ident`` out of the customer ``person`` names."""
     key, type_a, id_a = _person(ws, engine, person)
     named = resolve_ids(ws, engine, ident)
@@ -145,7 +146,7 @@ def split(ws: Workspace, engine: Engine, person: str, ident: str, *,
     return RuleChange(rule, effect, [key])
 
 
-def block(ws: Workspace, engine: Engine, ident: str, *, note: str = "") -> RuleChange:
+def block_identifier(ws: Workspace, engine: Engine, ident: str, *, note: str = "") -> RuleChange:
     """Stop the anonymous/device id ``ident`` from linking anyone (a shared device)."""
     named = resolve_ids(ws, engine, ident)
     rows = [r for r in named if r["id_type"] != KNOWN]
@@ -170,7 +171,7 @@ def block(ws: Workspace, engine: Engine, ident: str, *, note: str = "") -> RuleC
     return RuleChange(rule, effect, [key])
 
 
-def undo(engine: Engine, rule_id: int) -> RuleChange:
+def undo_rule(engine: Engine, rule_id: int) -> RuleChange:
     """End rule ``rule_id``; the next prep stitches as if it had never been made."""
     rules = {r.rule_id: r for r in list_rules(engine, include_undone=True)}
     rule = rules.get(rule_id)
@@ -223,7 +224,7 @@ def rules_table(engine: Engine, *, include_undone: bool = False) -> list[dict[st
             for r in rules]
 
 
-def show(ws: Workspace, engine: Engine, ident: str) -> dict[str, Any]:
+def show_identity(ws: Workspace, engine: Engine, ident: str) -> dict[str, Any]:
     """A customer's ids with their status, and the rules in force that name any of them."""
     key = resolve_customer(ws, engine, ident)
     ids = engine.table("identities")

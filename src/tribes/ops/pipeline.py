@@ -24,20 +24,26 @@ from tribes.analysis.cohorts import refresh_cohorts
 from tribes.config import SegmentConfig
 from tribes.engine import Engine
 from tribes.errors import InputError
-from tribes.features.run import features_params, last_features, run_features
+from tribes.features.feature_table import features_params, last_features, run_features
 from tribes.models.methods import DENSITY
 from tribes.models.personas import build_personas
-from tribes.models.run import run_segmentation
+from tribes.models.segmentation import run_segmentation
 from tribes.models.validate import validate_segments
-from tribes.monitor.run import run_monitor
+from tribes.monitor.drift_check import run_monitor
 from tribes.ops.alerts import send_alerts
-from tribes.prep.run import last_prep, prep_params, run_prep
+from tribes.prep.prep_stage import last_prep, prep_params, run_prep
 from tribes.settings import RunSettings
 from tribes.store.cohorts import list_cohorts
 from tribes.store.db import open_run
 from tribes.store.identity_rules import list_rules
 from tribes.store.runs import events_fingerprint, is_current, new_run_id, record_run
-from tribes.store.segments import activate, active_version, diff, get_run, versions_built_from
+from tribes.store.segments import (
+    activate_version,
+    active_version,
+    diff_versions,
+    get_run,
+    versions_built_from,
+)
 from tribes.workspace import RunContext, Workspace
 
 STAGE = "pipeline"
@@ -76,7 +82,7 @@ def compare_versions(engine: Engine, old: int, new: int, *, churn_days: int = 60
                      ) -> dict[str, Any]:
     """The new version against the old: migration matrix, ARI, size changes and, per
     segment id (ids are stable), the KPI deltas."""
-    d = diff(engine, old, new)
+    d = diff_versions(engine, old, new)
     a = {r["segment_id"]: r for r in validate_segments(engine, churn_days=churn_days,
                                                        version=old)["segments"]}
     b = {r["segment_id"]: r for r in validate_segments(engine, churn_days=churn_days,
@@ -223,7 +229,7 @@ def _resegment(ctx: RunContext, rep: PipelineReport, active: int | None, enabled
                           "the segments changed too much to switch unreviewed")
         if rep.decision == "activated":
             with engine.transaction():
-                activate(engine, new, action="activate")
+                activate_version(engine, new, action="activate")
     rep.steps["segment"] = "done"
     if rep.decision == "activated":
         say("personas")

@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from tribes.config import parse_duration
 from tribes.errors import ConfigError
 from tribes.ops.pipeline import history, run_and_notify
-from tribes.privacy import audit
+from tribes.privacy import audit_log
 from tribes.settings import RunSettings
 from tribes.store.db import open_engine
 from tribes.workspace import Workspace
@@ -133,7 +133,7 @@ def path(ws: Workspace) -> Path:
     return ws.path / FILE
 
 
-def load(ws: Workspace) -> Schedule | None:
+def load_schedule(ws: Workspace) -> Schedule | None:
     p = path(ws)
     if not p.exists():
         return None
@@ -144,7 +144,7 @@ def load(ws: Workspace) -> Schedule | None:
                           "tribes schedule --every ...", code="E_SCHEDULE") from None
 
 
-def save(ws: Workspace, schedule: Schedule | None) -> None:
+def save_schedule(ws: Workspace, schedule: Schedule | None) -> None:
     p = path(ws)
     if schedule is None:
         p.unlink(missing_ok=True)
@@ -189,7 +189,7 @@ class Scheduler:
 
     def step(self) -> bool:
         """Run once if due; whether it ran."""
-        sched = load(self.ws)
+        sched = load_schedule(self.ws)
         if sched is None:
             return False
         last = max((t for t in (last_run_at(self.ws), self._failed_at) if t is not None),
@@ -219,7 +219,7 @@ def scheduled_run(ws: Workspace) -> dict[str, Any]:
     """One pipeline run as the schedule makes it (audited as ``schedule``), alerts sent."""
     # the scheduler is an edge: each run takes the configuration as it is then
     settings = RunSettings.resolve(ws.config)
-    with audit.acting_as("schedule"):
+    with audit_log.acting_as("schedule"):
         rep, _ = run_and_notify(ws, settings)
     log.info("scheduled run %s: %s", rep.run_id, rep.steps)
     return rep.as_dict()

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from tribes.errors import InputError, NoSegmentVersionError
-from tribes.privacy import audit
-from tribes.privacy.pseudonymize import pseudonym
+from tribes.privacy import audit_log
+from tribes.privacy.pseudonyms import pseudonym
 from tribes.store.customer import clean_ident
 from tribes.store.db import open_engine
 from tribes.store.segments import active_segments, active_version
@@ -63,7 +63,7 @@ class SegmentIndex:
         if now - self._checked < CHECK_EVERY_S or self._rebuilding.is_set():
             return
         self._checked = now
-        if audit.last_derived_change(self.ws.path) != self._seq:
+        if audit_log.last_derived_change(self.ws.path) != self._seq:
             self._rebuilding.set()
             threading.Thread(target=self._rebuild, name="tribes-index", daemon=True).start()
 
@@ -79,7 +79,7 @@ class SegmentIndex:
         """Rebuild now if the workspace changed (or always, with ``force``)."""
         with self._lock:
             self._checked = time.monotonic()
-            seq = audit.last_derived_change(self.ws.path)
+            seq = audit_log.last_derived_change(self.ws.path)
             if seq == self._seq and not force:
                 return
             started = time.perf_counter()

@@ -4,7 +4,7 @@ One loop per consumer: read a batch (first this consumer's own unacknowledged me
 then messages other consumers left pending longer than ``claim_idle``, then new ones),
 check each message (events.py), skip event ids already applied, run the rules (rules.py)
 on the customers' state, spool the messages for the events table (sink.py) and commit
-state, timers, triggers and the acknowledgement atomically (store.py). A consumer killed
+state, timers, triggers and the acknowledgement atomically (redis_state.py). A consumer killed
 at any point loses nothing (unacknowledged messages are read again) and repeats nothing
 (applied event ids are skipped, trigger ids are deterministic).
 """
@@ -23,9 +23,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tribes.errors import InputError, TribesError
-from tribes.privacy import audit
+from tribes.privacy import audit_log
 from tribes.realtime import reference
 from tribes.realtime.events import Checked, EventChecker, Rejected, StreamEvent
+from tribes.realtime.redis_state import RedisState, connect_redis
+from tribes.realtime.redis_state import redis_url as store_redis_url
 from tribes.realtime.rules import (
     CLOCK_SKEW,
     STATE_ITEMS,
@@ -36,8 +38,6 @@ from tribes.realtime.rules import (
     encode_flat,
 )
 from tribes.realtime.sink import Sink
-from tribes.realtime.store import Store, connect
-from tribes.realtime.store import redis_url as store_redis_url
 from tribes.realtime.webhooks import Delivery, registry
 from tribes.settings import RunSettings
 from tribes.store.db import holds_shared_engine
@@ -133,9 +133,9 @@ class Consumer:
         # the same name after a restart: the consumer resumes its own pending messages
         # first (run several on one host with --consumer names of their own)
         self.name = consumer or socket.gethostname()
-        self.r = client if client is not None else connect(store_redis_url(cfg, redis_url))
-        self.store = Store(self.r, cfg.prefix,
-                           seen_ttl_s=cfg.seen_ttl.total_seconds())
+        self.r = client if client is not None else connect_redis(store_redis_url(cfg, redis_url))
+        self.store = RedisState(self.r, cfg.prefix,
+                                seen_ttl_s=cfg.seen_ttl.total_seconds())
         self.secret = ws.secret()
         self.claim_idle_ms = int(cfg.claim_idle.total_seconds() * 1000)
         self.state_ttl_ms = int(cfg.state_ttl.total_seconds() * 1000)
@@ -216,7 +216,7 @@ class Consumer:
         self._checked = now
         if self._reload_thread is not None and self._reload_thread.is_alive():
             return
-        if audit.last_derived_change(self.ws.path) == self.ref.change:
+        if audit_log.last_derived_change(self.ws.path) == self.ref.change:
             return
 
         def work() -> None:

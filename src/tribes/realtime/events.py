@@ -24,7 +24,7 @@ from tribes.config import Config
 from tribes.ingest.mapping import resolve_mapping
 from tribes.ingest.spec import EVENTS
 from tribes.ingest.standardize import NULL_MARKERS, canonical_event_type
-from tribes.privacy.pseudonymize import pseudonym
+from tribes.privacy.pseudonyms import pseudonym
 
 _EPOCH_MS_MIN = 1e11  # as in ingest/parse.py: above this a number is milliseconds
 _EPOCH_US_MIN = 1e14

@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tribes.errors import TribesError
+from tribes.realtime.redis_state import RedisState, connect_redis, redis_url
 from tribes.realtime.rules import Trigger
-from tribes.realtime.store import Store, connect, redis_url
 from tribes.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -28,11 +28,11 @@ class Live:
     def __init__(self, ws: Workspace) -> None:
         self.cfg = ws.config.realtime
         self.url = redis_url(self.cfg)
-        self._store: Store | None = None
+        self._store: RedisState | None = None
         self._next_try = 0.0
         self._lock = threading.Lock()
 
-    def store(self) -> Store | None:
+    def store(self) -> RedisState | None:
         """The state store, or None while Redis is not reachable."""
         if self._store is not None:
             return self._store
@@ -40,8 +40,8 @@ class Live:
             if self._store is not None or time.monotonic() < self._next_try:
                 return self._store
             try:
-                self._store = Store(connect(self.url, timeout=2, connect_timeout=0.5),
-                                    self.cfg.prefix)
+                self._store = RedisState(connect_redis(self.url, timeout=2, connect_timeout=0.5),
+                                         self.cfg.prefix)
             except TribesError as exc:  # no client installed, nothing listening, ...
                 self._next_try = time.monotonic() + RETRY_S
                 log.debug("real-time state not available: %s", exc)
@@ -72,7 +72,7 @@ class Live:
 
     def latest(self, limit: int = 100) -> list[dict[str, Any]] | None:
         """The newest triggers on the output stream, newest first (None: no Redis)."""
-        def read(s: Store) -> list[dict[str, Any]]:
+        def read(s: RedisState) -> list[dict[str, Any]]:
             got = s.r.xrevrange(self.cfg.output_stream, count=limit)
             return [Trigger.from_message(f).to_dict() for _, f in got]
 

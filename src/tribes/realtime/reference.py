@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from tribes.errors import TribesError
-from tribes.privacy import audit
+from tribes.privacy import audit_log
 from tribes.privacy.consent import ANALYTICS, latest_consents
 from tribes.settings import RunSettings
 from tribes.stats.scaling import Transform
@@ -132,11 +132,11 @@ def load(ws: Workspace, settings: RunSettings, *, wait_s: float = 60.0) -> Refer
 def _load(ws: Workspace, settings: RunSettings) -> Reference:
     # scikit-learn and SciPy (a second to import) when the stream starts, not in the commands
     # that only reach this module (tribes webhooks, triggers)
-    from tribes.models.clv.run import last_fit
+    from tribes.models.clv.clv_stage import last_fit
 
     started = time.perf_counter()
     ref = Reference(consent_mode=settings.consent_mode,
-                    change=audit.last_derived_change(ws.path))
+                    change=audit_log.last_derived_change(ws.path))
     with open_engine(ws, read_only=True) as engine:
         ids = engine.execute(engine.table("identities").select("id", "customer_key"))
         ref.ids = dict(zip(ids["id"].astype(str), ids["customer_key"].astype(str),

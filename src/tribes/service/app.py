@@ -13,9 +13,9 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tribes import __version__
+from tribes.ops.handlers import AccessLog, Jobs, Service
 from tribes.ops.schedule import Scheduler, scheduled_run
 from tribes.ops.segment_index import SegmentIndex
-from tribes.ops.service import AccessLog, Jobs, Service
 from tribes.realtime.consumer import Consumer
 from tribes.realtime.live import Live
 from tribes.service import errors

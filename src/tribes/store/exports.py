@@ -28,10 +28,10 @@ from tribes.store.tables import EXPORTS as EXPORTS_SCHEMA
 from tribes.workspace import RunContext
 
 # what -> (table, the stage that builds it)
-EXPORTS = {"features": ("customer_features", "tribes features"),
-           "sessions": ("sessions", "tribes prep"),
-           "segments": ("segment_assignments", "tribes segment"),
-           "clv": ("clv", "tribes clv fit, then tribes clv score")}
+EXPORTABLE = {"features": ("customer_features", "tribes features"),
+              "sessions": ("sessions", "tribes prep"),
+              "segments": ("segment_assignments", "tribes segment"),
+              "clv": ("clv", "tribes clv fit, then tribes clv score")}
 SNAPSHOT_PREFIX = "export_"  # tables holding the service's exports
 IN_WORKSPACE = "table:"  # an index path naming such a table instead of a file
 MEDIA = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
@@ -39,7 +39,7 @@ MEDIA = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
 
 def _source(ctx: RunContext, what: str) -> ir.Table:
     engine = ctx.engine
-    table, stage = EXPORTS[what]
+    table, stage = EXPORTABLE[what]
     if not engine.has_table(table) or not int(engine.scalar(engine.table(table).count())):
         raise InputError(f"nothing to export: '{table}' is empty; build it with: {stage}",
                          code="E_EMPTY")

@@ -126,7 +126,7 @@ def store_version(engine: Engine, new: NewVersion, assignments: ir.Table, *,
         }
         engine.insert("segment_runs", ibis.memtable(pd.DataFrame([run])).cast(SEGMENT_RUNS))
         if make_active:
-            activate(engine, version, action="create")
+            activate_version(engine, version, action="create")
         engine.audit("segment", target=f"version {version}", rows=new.n_customers,
                      detail={"method": new.method, "k": new.k,
                              "parent_version": new.parent_version,
@@ -224,7 +224,7 @@ def list_versions(engine: Engine) -> list[dict[str, Any]]:
     return out
 
 
-def activate(engine: Engine, version: int, action: str = "activate") -> int | None:
+def activate_version(engine: Engine, version: int, action: str = "activate") -> int | None:
     """Make ``version`` the active one; returns the previously active version."""
     get_run(engine, version)
     previous = active_version(engine)
@@ -237,7 +237,7 @@ def activate(engine: Engine, version: int, action: str = "activate") -> int | No
     return previous
 
 
-def history(engine: Engine) -> list[dict[str, Any]]:
+def activation_history(engine: Engine) -> list[dict[str, Any]]:
     """Every activation, oldest first: version, time, action (create, activate, rollback)
     and the version active before."""
     t = engine.table("segment_activations")
@@ -248,7 +248,7 @@ def history(engine: Engine) -> list[dict[str, Any]]:
             for r in df.to_dict("records")]
 
 
-def rollback(engine: Engine) -> tuple[int, int]:
+def rollback_version(engine: Engine) -> tuple[int, int]:
     """Re-activate the version that was active before the current one.
 
     Activations form a stack: creating or activating a version pushes it, a rollback
@@ -256,7 +256,7 @@ def rollback(engine: Engine) -> tuple[int, int]:
     back and forth.
     """
     stack: list[int] = []
-    for h in history(engine):
+    for h in activation_history(engine):
         if h["action"] == "rollback" and len(stack) > 1:
             stack.pop()
         elif not stack or stack[-1] != h["version"]:
@@ -270,7 +270,7 @@ def rollback(engine: Engine) -> tuple[int, int]:
         raise InputError(f"version {current} is the first version activated; nothing to "
                          "roll back to (activate another with: tribes versions activate N)",
                          code="E_VERSION")
-    activate(engine, earlier[-1], action="rollback")
+    activate_version(engine, earlier[-1], action="rollback")
     return current, earlier[-1]
 
 
@@ -303,7 +303,7 @@ def ari_from_table(table: pd.DataFrame) -> float:
     return 1.0 if top == expected else float((index - expected) / (top - expected))
 
 
-def diff(engine: Engine, a: int, b: int) -> dict[str, Any]:
+def diff_versions(engine: Engine, a: int, b: int) -> dict[str, Any]:
     """Migration matrix between versions ``a`` and ``b``, their ARI and size changes."""
     ra, rb = get_run(engine, a), get_run(engine, b)
     table = crosstab(engine, a, b)

@@ -237,7 +237,7 @@ ACTIVATION_SYNCS = ibis.schema({
 ACTIVATION_REMOVALS = ibis.schema({
     "target": "string", "id": "string", "segment_id": "int64", "erased_at": TS,
 })
-# the audit log's anchor: a recent record's number and hash (privacy.audit.Anchor), one row
+# the audit log's anchor: a recent record's number and hash (privacy.audit_log.Anchor), one row
 AUDIT_ANCHOR = ibis.schema({"seq": "int64", "hash": "string", "mac": "string",
                             "anchored_at": TS})
 SCHEMAS: dict[str, ibis.Schema] = {

@@ -33,9 +33,9 @@ from tribes.engine import Engine
 from tribes.engine.functions import md5_hex
 from tribes.errors import ModelError
 from tribes.features.build import base_features, scored_features
-from tribes.models.clv.run import MODELS, data_end, fit_models
+from tribes.models.clv.clv_stage import MODELS, data_end, fit_models
 from tribes.models.clv.summary import SummarySpec, rfm_summary
-from tribes.prep.run import last_prep, run_prep
+from tribes.prep.prep_stage import last_prep, run_prep
 from tribes.privacy.consent import consent_filter
 from tribes.settings import RunSettings
 from tribes.store.keyed import keyed_consents, keyed_events

@@ -10,7 +10,7 @@ from plotly.subplots import make_subplots
 
 from tribes.errors import TribesError
 from tribes.monitor.alerts import list_alerts
-from tribes.monitor.run import run_monitor
+from tribes.monitor.drift_check import run_monitor
 from tribes.ops.pipeline import history
 from tribes.report.context import PALETTE, ReportContext, empty, esc, table
 from tribes.report.sections import section

@@ -10,7 +10,7 @@ from plotly.subplots import make_subplots
 
 from tribes.engine.functions import md5_hex
 from tribes.models.personas import stored_personas
-from tribes.models.run import refit_note, stability_warning
+from tribes.models.segmentation import refit_note, stability_warning
 from tribes.report.context import PALETTE, ReportContext, empty, esc
 from tribes.report.sections import section
 from tribes.stats.scaling import Transform

@@ -23,10 +23,9 @@ import numpy as np
 from tribes.config import MonitorConfig
 from tribes.engine import Engine
 from tribes.errors import InputError
-from tribes.features.run import TABLE as FEATURES_TABLE
-from tribes.features.run import last_features
+from tribes.features.feature_table import FEATURES_TABLE, last_features
 from tribes.models.methods import stored_segments
-from tribes.models.run import sample_customers
+from tribes.models.segmentation import sample_customers
 from tribes.monitor import alerts as alert_store
 from tribes.monitor import spc
 from tribes.stats.drift import FeatureDrift, ShareShift, feature_drift, share_shift

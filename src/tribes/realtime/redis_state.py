@@ -247,7 +247,7 @@ def redis_url(cfg: RealtimeConfig, option: str | None = None) -> str:
     return option or os.environ.get(REDIS_ENV) or cfg.redis
 
 
-def connect(url: str, *, timeout: float = 30.0, connect_timeout: float | None = None) -> Any:
+def connect_redis(url: str, *, timeout: float = 30.0, connect_timeout: float | None = None) -> Any:
     """A Redis client (``tribes[stream]``), checked with a PING."""
     try:
         import redis
@@ -307,7 +307,7 @@ class Keys:
         return f"{self.prefix}:meta"
 
 
-class Store:
+class RedisState:
     """Reads and the atomic commit over one Redis client."""
 
     def __init__(self, client: Any, prefix: str, *, seen_ttl_s: float = 7 * 86400) -> None:

@@ -21,8 +21,7 @@ from tribes.engine import Engine
 from tribes.engine.functions import md5_hex
 from tribes.errors import InputError
 from tribes.features.definitions import RFM_GRID, segment_features
-from tribes.features.run import TABLE as FEATURES_TABLE
-from tribes.features.run import last_features
+from tribes.features.feature_table import FEATURES_TABLE, last_features
 from tribes.models import METHODS
 from tribes.models.assign import relabel
 from tribes.models.matching import stable_ids

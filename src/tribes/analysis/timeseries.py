@@ -30,7 +30,7 @@ from tribes.errors import InputError
 from tribes.store.cohorts import cohort_members
 from tribes.store.segments import members
 
-METRICS = ("revenue", "active_customers", "sessions", "conversion")
+TREND_METRICS = ("revenue", "active_customers", "sessions", "conversion")
 FREQS = {"day": ("D", 7, 21), "week": ("W", 52, 8)}  # unit, season, fewest periods
 SEASON = 7
 ANOMALY_Z = 5.0
@@ -44,8 +44,8 @@ def daily_series(engine: Engine, metric: str, *, by: str | None = None,
                  consent_mode: str = "opt-out") -> pd.DataFrame:
     """``group, day, value``: one row per group and day (or week, dated by its Monday)
     with data (engine aggregate); all customers or a behavioral ``cohort``'s."""
-    if metric not in METRICS:
-        raise InputError(f"unknown metric '{metric}'; use {', '.join(METRICS)}",
+    if metric not in TREND_METRICS:
+        raise InputError(f"unknown metric '{metric}'; use {', '.join(TREND_METRICS)}",
                          code="E_METRIC")
     if freq not in FREQS:
         raise InputError(f"unknown frequency '{freq}'; use day or week", code="E_FREQ")

@@ -117,7 +117,7 @@ def _read_head_all(workspace: Path) -> tuple[int, str, int, int]:
     return int(data["seq"]), str(data["hash"]), change, int(data.get("derived", change))
 
 
-def _changes_derived(e: Entry) -> bool:
+def _changes_derived(e: AuditEntry) -> bool:
     """Whether a change may alter data derived from events (identities, segments,
     consents, ...): anything but a load of events, which only adds raw events."""
     return not (e.action == "ingest" and e.detail.get("kind") == "events")
@@ -155,13 +155,13 @@ def record(workspace: Path, secret: bytes, action: str, *, target: str = "",
     detail
         Anything else worth keeping (options, counts).
     """
-    entry = Entry(action=action, target=target, rows=rows, keys=keys, detail=detail or {},
-                  actor=actor or current_actor())
+    entry = AuditEntry(action=action, target=target, rows=rows, keys=keys, detail=detail or {},
+                       actor=actor or current_actor())
     return record_many(workspace, secret, [entry])[0]
 
 
 @dataclass(frozen=True)
-class Entry:
+class AuditEntry:
     """One record to append (see :func:`record`); ``at`` defaults to when it is written."""
 
     action: str
@@ -178,7 +178,7 @@ def audit(ws: Workspace, action: str, **what: Any) -> dict[str, Any]:
     return record(ws.path, ws.secret(), action, **what)
 
 
-def record_many(workspace: Path, secret: bytes, entries: list[Entry]) -> list[dict[str, Any]]:
+def record_many(workspace: Path, secret: bytes, entries: list[AuditEntry]) -> list[dict[str, Any]]:
     """Append several records under one lock and one sync to disk (the service batches
     its data-access records this way)."""
     if not entries:
@@ -245,7 +245,7 @@ def last_derived_change(workspace: Path) -> int:
         return -1
 
 
-def read(workspace: Path) -> list[dict[str, Any]]:
+def read_audit(workspace: Path) -> list[dict[str, Any]]:
     """Every record, oldest first (unchecked; see :func:`verify`)."""
     path = workspace / LOG_FILE
     if not path.exists():
@@ -295,13 +295,13 @@ class Verification:
                 "anchor": self.anchor}
 
 
-def verify(workspace: Path, secret: bytes, *, anchor: Anchor | None = None,
-           anchored: bool = False) -> Verification:
+def verify_audit(workspace: Path, secret: bytes, *, anchor: Anchor | None = None,
+                 anchored: bool = False) -> Verification:
     """Check the chain: every record's HMAC, its link to the one before, numbering, the
     head, and (``anchored``: the database was read) the database's ``anchor``: the log
     must hold the record it names. Returns every problem found (none: intact)."""
     key = _audit_key(secret)
-    records = read(workspace)
+    records = read_audit(workspace)
     problems: list[str] = []
     prev, expected = GENESIS, 1
     for i, rec in enumerate(records, start=1):
@@ -360,9 +360,9 @@ def _check_anchor(key: bytes, anchor: Anchor | None, records: list[dict[str, Any
     return f"record {anchor.seq} as the database anchored it"
 
 
-def select(records: list[dict[str, Any]], *, since: datetime | None = None,
-           action: str | None = None, actor: str | None = None,
-           key: str | None = None) -> list[dict[str, Any]]:
+def select_records(records: list[dict[str, Any]], *, since: datetime | None = None,
+                   action: str | None = None, actor: str | None = None,
+                   key: str | None = None) -> list[dict[str, Any]]:
     """Records at or after ``since`` whose action starts with ``action``, by ``actor``,
     concerning customer ``key``."""
     out = []

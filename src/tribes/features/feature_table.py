@@ -30,7 +30,7 @@ from tribes.features.definitions import (
     composite_features,
     engagement_weights,
 )
-from tribes.prep.run import last_prep, prep_params, run_prep
+from tribes.prep.prep_stage import last_prep, prep_params, run_prep
 from tribes.prep.sessions import parts
 from tribes.privacy.consent import consent_filter
 from tribes.settings import RunSettings
@@ -42,7 +42,7 @@ from tribes.workspace import RunContext
 log = logging.getLogger(__name__)
 
 STAGE = "features"
-TABLE = "customer_features"
+FEATURES_TABLE = "customer_features"
 _TMP = ("_ft_base", "_ft_scored")
 
 
@@ -151,7 +151,7 @@ def run_features(ctx: RunContext, *, progress: Callable[[str], None] | None = No
         run_id = new_run_id(STAGE, started)
         with engine.transaction():
             say("storing")
-            stored = engine.replace_table(TABLE, final)
+            stored = engine.replace_table(FEATURES_TABLE, final)
             known = int(engine.scalar(stored.known.cast("int64").sum()))
             report = FeaturesReport(
                 run_id=run_id, as_of=as_of, session_timeout=settings.timeout_text, customers=n,

@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.activate.conftest import SECRET
 from tests.conftest import CliResult
+from tests.sync.conftest import SECRET
 from tribes.store.db import open_engine
 from tribes.workspace import open_workspace
 

@@ -1,4 +1,4 @@
-"""The service façade: what each REST route does, over the same functions the CLI uses.
+"""The REST handlers: what each REST route does, over the same functions the CLI uses.
 
 Plain Python (no HTTP): the routes in ``tribes.service`` only parse, authorize and shape;
 everything else is here. Data reads are
@@ -23,20 +23,20 @@ from tribes.engine import STAGED_DIR, staged_text
 from tribes.errors import InputError, TribesError
 from tribes.ingest import IngestOptions
 from tribes.models.personas import stored_personas
-from tribes.models.run import run_segmentation
+from tribes.models.segmentation import run_segmentation
 from tribes.models.validate import validate_segments
 from tribes.monitor.alerts import list_alerts
-from tribes.monitor.run import STAGE
+from tribes.monitor.drift_check import STAGE
+from tribes.ops.checked_ingest import ingest_checked
 from tribes.ops.erasure import forget
-from tribes.ops.ingest import ingest_checked
 from tribes.ops.segment_index import SegmentIndex
-from tribes.privacy import audit
-from tribes.privacy.pseudonymize import pseudonym
+from tribes.privacy import audit_log
+from tribes.privacy.pseudonyms import pseudonym
 from tribes.settings import RunSettings
 from tribes.store import segments as store
 from tribes.store.customer import clean_ident, customer_view
 from tribes.store.db import open_engine, open_run
-from tribes.store.exports import EXPORTS, Rendered, render_export, snapshot_export
+from tribes.store.exports import EXPORTABLE, Rendered, render_export, snapshot_export
 from tribes.store.runs import last_run
 from tribes.workspace import RunContext, Workspace
 
@@ -53,7 +53,7 @@ class AccessLog:
 
     def __init__(self, ws: Workspace, interval: float = 0.2) -> None:
         self.ws, self.interval = ws, interval
-        self._q: queue.Queue[audit.Entry] = queue.Queue()
+        self._q: queue.Queue[audit_log.AuditEntry] = queue.Queue()
         self._stop = threading.Event()
         self._secret = ws.secret()
         self._thread = threading.Thread(target=self._run, name="tribes-audit", daemon=True)
@@ -62,19 +62,19 @@ class AccessLog:
     def read(self, action: str, *, target: str = "", rows: int | None = None,
              keys: list[str] | None = None, detail: dict[str, Any] | None = None,
              actor: str | None = None) -> None:
-        self._q.put(audit.Entry(action=action, actor=actor or audit.current_actor(),
-                                target=target, rows=rows, keys=keys, detail=detail or {},
-                                at=datetime.now(UTC)))
+        self._q.put(audit_log.AuditEntry(action=action, actor=actor or audit_log.current_actor(),
+                                         target=target, rows=rows, keys=keys, detail=detail or {},
+                                         at=datetime.now(UTC)))
 
     def flush(self) -> None:
-        batch: list[audit.Entry] = []
+        batch: list[audit_log.AuditEntry] = []
         while True:
             try:
                 batch.append(self._q.get_nowait())
             except queue.Empty:
                 break
         if batch:
-            audit.record_many(self.ws.path, self._secret, batch)
+            audit_log.record_many(self.ws.path, self._secret, batch)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -145,7 +145,7 @@ class Jobs:
             for i in done[:max(len(done) - self.keep, 0)]:
                 self._jobs.pop(i, None)
                 self._owners.pop(i, None)
-        actor = audit.current_actor()
+        actor = audit_log.current_actor()
         self._q.put((job, lambda: _as(actor, work)))
         return job
 
@@ -172,7 +172,7 @@ class Jobs:
 
 
 def _as(actor: str, work: Any) -> Any:
-    with audit.acting_as(actor):
+    with audit_log.acting_as(actor):
         return work()
 
 
@@ -248,7 +248,7 @@ class Service:
 
     def diff(self, a: int, b: int) -> dict[str, Any]:
         with open_engine(self.ws) as engine:
-            d = store.diff(engine, a, b)
+            d = store.diff_versions(engine, a, b)
         self.access.read("read.versions.diff", target=f"versions {a},{b}")
         return d
 
@@ -388,13 +388,13 @@ class Service:
     # ---------------------------------------------------------------- changes
     def activate(self, version: int) -> dict[str, Any]:
         with open_engine(self.ws) as engine:
-            previous = store.activate(engine, version)
+            previous = store.activate_version(engine, version)
         self.index.refresh(force=True)
         return {"active": version, "previous": previous}
 
     def rollback(self) -> dict[str, Any]:
         with open_engine(self.ws) as engine:
-            current, to = store.rollback(engine)
+            current, to = store.rollback_version(engine)
         self.index.refresh(force=True)
         return {"rolled_back": current, "active": to}
 
@@ -432,8 +432,8 @@ class Service:
         return self.jobs.submit("segmentation", params, work, owner=owner)
 
     def export(self, what: str, fmt: str) -> dict[str, Any]:
-        if what not in EXPORTS:
-            raise InputError(f"cannot export '{what}'; choose one of {', '.join(EXPORTS)}",
+        if what not in EXPORTABLE:
+            raise InputError(f"cannot export '{what}'; choose one of {', '.join(EXPORTABLE)}",
                              code="E_EXPORT_WHAT")
         with self._run() as run:
             return snapshot_export(run, what, fmt)

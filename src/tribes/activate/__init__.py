@@ -1,1 +1,0 @@
-"""Activation: segment memberships into CRM/CDP tools and files (DESIGN §7)."""
