@@ -1,1 +1,82 @@
 """Analysis: journeys, cohorts, trends and anomalies (DESIGN §4), computed in the engine."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from tribes.analysis.ab import (
+    AB_METRICS,
+    Design,
+    analyze_experiment,
+    outcomes,
+    read_assignments,
+    segment_names,
+)
+from tribes.analysis.cohorts import define_cohort, profile, refresh_cohorts, retention, retention_by
+from tribes.analysis.funnels import funnel, split_steps
+from tribes.analysis.journeys import transitions
+from tribes.analysis.paths import (
+    following,
+    leading_to,
+    sankey_figure,
+    sankey_links,
+    session_paths,
+    top_paths,
+)
+from tribes.analysis.rules import RULE_LANGUAGE
+from tribes.analysis.timeseries import TREND_METRICS, daily_series, incomplete_periods, trends
+
+if TYPE_CHECKING:
+    from tribes.analysis.outliers import OUTLIER_METHODS, embed_2d, find_outliers
+
+# served on first use: their modules import scikit-learn
+_LAZY = {
+    "OUTLIER_METHODS": "tribes.analysis.outliers",
+    "embed_2d": "tribes.analysis.outliers",
+    "find_outliers": "tribes.analysis.outliers",
+}
+
+__all__ = [
+    "AB_METRICS",
+    "OUTLIER_METHODS",
+    "RULE_LANGUAGE",
+    "TREND_METRICS",
+    "Design",
+    "analyze_experiment",
+    "daily_series",
+    "define_cohort",
+    "embed_2d",
+    "find_outliers",
+    "following",
+    "funnel",
+    "incomplete_periods",
+    "leading_to",
+    "outcomes",
+    "profile",
+    "read_assignments",
+    "refresh_cohorts",
+    "retention",
+    "retention_by",
+    "sankey_figure",
+    "sankey_links",
+    "segment_names",
+    "session_paths",
+    "split_steps",
+    "top_paths",
+    "transitions",
+    "trends",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

@@ -25,12 +25,20 @@ import pandas as pd
 
 from tribes.engine import Engine
 from tribes.errors import InputError
-from tribes.privacy.consent import consent_filter
-from tribes.privacy.pseudonyms import pseudonym
-from tribes.stats import ab as st
-from tribes.store.keyed import keyed_consents, keyed_events
-from tribes.store.segments import active_version, members
-from tribes.store.segments import segment_names as names_of
+from tribes.privacy import consent_filter, pseudonym
+from tribes.stats import (
+    benjamini_hochberg,
+    bootstrap_diff,
+    cuped,
+    holm,
+    newcombe,
+    srm,
+    two_proportion_p,
+    welch,
+    wilson,
+)
+from tribes.store import active_version, keyed_consents, keyed_events, members
+from tribes.store import segment_names as names_of
 from tribes.workspace import RunContext, Workspace
 
 AB_METRICS = ("conversion", "revenue", "ctr")
@@ -158,25 +166,25 @@ def compare(df: pd.DataFrame, d: Design) -> dict[str, Any]:
         if n1 == 0 or n2 == 0:
             return {**out, "note": "no impressions in a variant"}
         p1, p2 = x1 / n1, x2 / n2
-        lo, hi = st.newcombe(x1, n1, x2, n2, d.alpha)
+        lo, hi = newcombe(x1, n1, x2, n2, d.alpha)
         out.update(control=p1, treatment=p2, uplift=p2 - p1,
                    relative=(p2 - p1) / p1 if p1 else None, ci=[lo, hi],
-                   p_value=st.two_proportion_p(x1, n1, x2, n2),
-                   ci_control=list(st.wilson(x1, n1, d.alpha)),
-                   ci_treatment=list(st.wilson(x2, n2, d.alpha)), method="Newcombe")
+                   p_value=two_proportion_p(x1, n1, x2, n2),
+                   ci_control=list(wilson(x1, n1, d.alpha)),
+                   ci_treatment=list(wilson(x2, n2, d.alpha)), method="Newcombe")
     else:
-        diff, lo, hi, p = st.welch(c.y.to_numpy(), t.y.to_numpy(), d.alpha)
-        blo, bhi = st.bootstrap_diff(c.y.to_numpy(), t.y.to_numpy(), resamples=d.resamples,
-                                     alpha=d.alpha, seed=d.seed)
+        diff, lo, hi, p = welch(c.y.to_numpy(), t.y.to_numpy(), d.alpha)
+        blo, bhi = bootstrap_diff(c.y.to_numpy(), t.y.to_numpy(), resamples=d.resamples,
+                                  alpha=d.alpha, seed=d.seed)
         m1 = float(c.y.mean())
         out.update(control=m1, treatment=float(t.y.mean()), uplift=diff,
                    relative=diff / m1 if m1 else None, ci=[lo, hi], p_value=p,
                    ci_bootstrap=[blo, bhi], method="Welch")
     if d.cuped and d.metric != "ctr":
         both = pd.concat([c, t])
-        adj, theta = st.cuped(both.y.to_numpy(), both.x.to_numpy())
+        adj, theta = cuped(both.y.to_numpy(), both.x.to_numpy())
         ac, at = adj[:len(c)], adj[len(c):]
-        diff, lo, hi, p = st.welch(ac, at, d.alpha)
+        diff, lo, hi, p = welch(ac, at, d.alpha)
         raw_var = np.var(c.y, ddof=1) / len(c) + np.var(t.y, ddof=1) / len(t)
         adj_var = np.var(ac, ddof=1) / len(ac) + np.var(at, ddof=1) / len(at)
         out["cuped"] = {"uplift": diff, "ci": [lo, hi], "p_value": p, "theta": theta,
@@ -191,7 +199,7 @@ def analyze_experiment(df: pd.DataFrame, d: Design, *, split: list[float] | None
     check and a statement of which segments respond."""
     variants = sorted(df.variant.unique())
     counts = [int((df.variant == v).sum()) for v in (d.control, d.treatment)]
-    srm_p = st.srm(counts, split or [1.0, 1.0])
+    srm_p = srm(counts, split or [1.0, 1.0])
     overall = compare(df, d)
     segs = []
     for sid, g in df.dropna(subset=["segment_id"]).groupby("segment_id"):
@@ -202,7 +210,7 @@ def analyze_experiment(df: pd.DataFrame, d: Design, *, split: list[float] | None
     key = "cuped" if d.cuped and d.metric != "ctr" else None
     tested = [s for s in segs if "p_value" in s]
     raw = [(s[key]["p_value"] if key else s["p_value"]) for s in tested]
-    adjusted = (st.holm(raw) if d.correction == "holm" else st.benjamini_hochberg(raw)) \
+    adjusted = (holm(raw) if d.correction == "holm" else benjamini_hochberg(raw)) \
         if raw else []
     for s, p in zip(tested, adjusted, strict=True):
         s["p_adjusted"] = p

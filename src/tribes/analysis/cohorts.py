@@ -21,14 +21,22 @@ import pandas as pd
 from tribes.analysis.funnels import check_event_types
 from tribes.analysis.journeys import journey_events
 from tribes.analysis.rules import Member, compile_rule, event_columns, parse, render
-from tribes.engine import Engine
-from tribes.engine.functions import micros_between
+from tribes.engine import Engine, micros_between
 from tribes.errors import InputError
-from tribes.features.definitions import FEATURES
-from tribes.privacy.consent import consent_filter
-from tribes.store import cohorts as store
-from tribes.store.keyed import keyed_consents
-from tribes.store.segments import active_version, members, require_version, segment_names
+from tribes.features import FEATURES
+from tribes.privacy import consent_filter
+from tribes.store import (
+    active_version,
+    check_name,
+    cohort_members,
+    get_cohort,
+    keyed_consents,
+    list_cohorts,
+    members,
+    require_version,
+    save_cohort,
+    segment_names,
+)
 
 BYS = ("first_seen", "first_purchase", "signup")
 PERIODS = {"month": "M", "week": "W", "day": "D", "hour": "h"}
@@ -91,7 +99,7 @@ def retention_by(engine: Engine, breakdown: str, **kw: Any) -> dict[str, Any]:
                          "and --cohort", code="E_BY")
     groups: list[tuple[str, dict[str, Any]]] = []
     if breakdown == "cohort":
-        names = [c["name"] for c in store.list_cohorts(engine)]
+        names = [c["name"] for c in list_cohorts(engine)]
         if not names:
             raise InputError("no cohorts yet; define one with: tribes cohorts define",
                              code="E_COHORT")
@@ -153,7 +161,7 @@ def retention(engine: Engine, *, by: str = "first_seen", period: str | None = No
         start = start.semi_join(ev, start.c_key == ev.customer_key) if segment is not None \
             else start
     if cohort is not None:
-        m = store.cohort_members(engine, cohort)
+        m = cohort_members(engine, cohort)
         start = start.semi_join(m, start.c_key == m.c_key)
     start = start.select("c_key", cohort=_start_of(start.c_ts, period, week_start)).distinct()
     hit = ibis.literal(True) if returned is None else ev.event_type == returned
@@ -225,14 +233,14 @@ def _parse(engine: Engine, rule: str) -> Any:
     names = segment_names(engine, version) if version is not None else {}
     return parse(rule, events=events, features=numeric, segments=names,
                  personas=[names[k] for k in sorted(names)],
-                 cohorts=[c["name"] for c in store.list_cohorts(engine)])
+                 cohorts=[c["name"] for c in list_cohorts(engine)])
 
 
 def _member_keys(engine: Engine) -> Any:
     """The ``customer_key`` of a Member condition's members (active segment version)."""
     def keys(m: Member) -> ir.Table:
         if m.kind == "cohort":
-            return store.cohort_members(engine, m.name).select(customer_key="c_key")
+            return cohort_members(engine, m.name).select(customer_key="c_key")
         a = members(engine)
         if m.kind == "segment":
             seg = int(m.name)
@@ -271,8 +279,8 @@ def define_cohort(engine: Engine, name: str, rule: str, *, description: str = ""
     """Evaluate ``rule`` and store it with its members as cohort ``name``.
 
     ``dry_run`` counts the members without storing anything."""
-    store.check_name(name)
-    existing = {c["name"]: c for c in store.list_cohorts(engine)}
+    check_name(name)
+    existing = {c["name"]: c for c in list_cohorts(engine)}
     if name in existing and not replace and not dry_run:
         raise InputError(f"cohort '{name}' exists (rule: {existing[name]['rule']}); add "
                          "--replace to redefine it", code="E_COHORT_EXISTS")
@@ -287,16 +295,16 @@ def define_cohort(engine: Engine, name: str, rule: str, *, description: str = ""
                 "as_of": str(as_of), "n_customers": n, "share": n / total if total else None,
                 "stored": False}
     created = existing.get(name, {}).get("created_at")
-    out = store.save_cohort(engine, name=name, rule=render(node), description=description,
-                            as_of=as_of, members=members, created_at=created)
+    out = save_cohort(engine, name=name, rule=render(node), description=description,
+                      as_of=as_of, members=members, created_at=created)
     return {**out, "share": out["n_customers"] / total if total else None, "stored": True}
 
 
 def refresh_cohorts(engine: Engine, names: list[str] | None = None, *,
                     consent_mode: str = "opt-out") -> list[dict[str, Any]]:
     """Evaluate stored cohorts again on the current data (all when ``names`` is None)."""
-    known = store.list_cohorts(engine)
-    chosen = [store.get_cohort(engine, n) for n in names] if names else known
+    known = list_cohorts(engine)
+    chosen = [get_cohort(engine, n) for n in names] if names else known
     # a cohort named in another's rule is refreshed before it
     order, done = [], set()
 
@@ -315,9 +323,9 @@ def refresh_cohorts(engine: Engine, names: list[str] | None = None, *,
     out = []
     for c in order:
         _, members, as_of = evaluate(engine, c["rule"], consent_mode=consent_mode)
-        out.append(store.save_cohort(engine, name=c["name"], rule=c["rule"],
-                                     description=c["description"] or "", as_of=as_of,
-                                     members=members, created_at=c["created_at"]))
+        out.append(save_cohort(engine, name=c["name"], rule=c["rule"],
+                               description=c["description"] or "", as_of=as_of,
+                               members=members, created_at=c["created_at"]))
     return out
 
 
@@ -328,11 +336,11 @@ def _customers(engine: Engine, consent_mode: str) -> int:
 
 def profile(engine: Engine, name: str) -> dict[str, Any]:
     """A stored cohort with the median of every feature, members against all customers."""
-    c = store.get_cohort(engine, name)
+    c = get_cohort(engine, name)
     f = engine.table("customer_features")
     names = [d.name for d in FEATURES if d.name in f.columns
              and (f.schema()[d.name].is_numeric())]
-    m = store.cohort_members(engine, name)
+    m = cohort_members(engine, name)
     mine = f.semi_join(m, f.customer_key == m.c_key)
 
     def medians(t: ir.Table) -> dict[str, Any]:

@@ -40,11 +40,10 @@ import ibis.expr.types as ir
 
 from tribes.analysis.journeys import journey_events
 from tribes.analysis.rules import EventSpec, RuleError, parse_spec, spec_predicate
-from tribes.engine import Engine
-from tribes.engine.functions import json_member, micros_between
+from tribes.engine import Engine, json_member, micros_between
 from tribes.errors import InputError, closest
-from tribes.prep.sessions import mark_session_starts, number_sessions
-from tribes.store.segments import members
+from tribes.prep import mark_session_starts, number_sessions
+from tribes.store import members
 
 UNITS = ("customer", "session")
 ORDERINGS = ("loose", "strict", "unordered")

@@ -10,13 +10,10 @@ import ibis
 import ibis.expr.types as ir
 import numpy as np
 
-from tribes.engine import Engine
-from tribes.engine.functions import micros_between
+from tribes.engine import Engine, micros_between
 from tribes.errors import InputError
-from tribes.privacy.consent import consent_filter
-from tribes.store.cohorts import cohort_members
-from tribes.store.keyed import keyed_consents, keyed_events
-from tribes.store.segments import members
+from tribes.privacy import consent_filter
+from tribes.store import cohort_members, keyed_consents, keyed_events, members
 
 SCOPES = {"session": ("session_start", "session_end"), "customer": ("path_start", "path_end")}
 LEVELS = ("event_type", "category")

@@ -15,11 +15,9 @@ from sklearn.ensemble import IsolationForest
 from sklearn.manifold import TSNE
 from sklearn.neighbors import LocalOutlierFactor
 
-from tribes.engine import Engine
-from tribes.engine.functions import md5_hex
+from tribes.engine import Engine, md5_hex
 from tribes.errors import InputError
-from tribes.stats.knee import knee_eps
-from tribes.stats.scaling import fit_transform
+from tribes.stats import fit_transform, knee_eps
 
 OUTLIER_METHODS = ("isolation_forest", "lof", "dbscan")
 BATCH = 100_000

@@ -12,9 +12,8 @@ from datetime import timedelta
 from typing import Any
 
 from tribes.analysis.journeys import journey_events
-from tribes.engine import Engine
-from tribes.engine.functions import md5_hex
-from tribes.prep.sessions import mark_session_starts, number_sessions
+from tribes.engine import Engine, md5_hex
+from tribes.prep import mark_session_starts, number_sessions
 
 SAMPLE_CUSTOMERS = 50_000
 PURCHASE = "purchase"

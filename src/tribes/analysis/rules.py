@@ -58,6 +58,9 @@ import ibis.expr.types as ir
 
 from tribes.errors import InputError, closest
 
+# what ``tribes cohorts rules`` prints: the grammar above
+RULE_LANGUAGE = __doc__ or ""
+
 ATTRIBUTES = ("source", "channel", "device", "country", "region", "city", "category")
 NUMERIC = ("amount", "quantity")
 FIELDS = ATTRIBUTES + NUMERIC

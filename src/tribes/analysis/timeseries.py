@@ -27,8 +27,7 @@ import pandas as pd
 from tribes.analysis.journeys import journey_events
 from tribes.engine import Engine
 from tribes.errors import InputError
-from tribes.store.cohorts import cohort_members
-from tribes.store.segments import members
+from tribes.store import cohort_members, members
 
 TREND_METRICS = ("revenue", "active_customers", "sessions", "conversion")
 FREQS = {"day": ("D", 7, 21), "week": ("W", 52, 8)}  # unit, season, fewest periods

@@ -10,8 +10,36 @@ Each method does what the CLI command of the same name does (the CLI calls these
 returns a result whose ``summary`` is what ``--json`` prints. See docs/python-api.md.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from tribes.api.results import FrameResult, FunnelResult, Result, RetentionResult, Table
-from tribes.api.workspace import Clv, Workspace, init, open
+
+if TYPE_CHECKING:
+    from tribes.api.workspace import Clv, Workspace, init, open
+
+# served on first use: their modules import SciPy and scikit-learn
+_LAZY = {
+    "Clv": "tribes.api.workspace",
+    "Workspace": "tribes.api.workspace",
+    "init": "tribes.api.workspace",
+    "open": "tribes.api.workspace",
+}
 
 __all__ = ["Clv", "FrameResult", "FunnelResult", "Result", "RetentionResult", "Table",
            "Workspace", "init", "open"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

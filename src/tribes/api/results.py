@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from tribes.errors import InputError
-from tribes.store.db import open_engine
+from tribes.store import open_engine
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -11,19 +11,17 @@ from typing import Any
 
 import pandas as pd
 
-from tribes.analysis import cohorts, funnels
+from tribes.analysis import funnel, retention, retention_by, split_steps
 from tribes.api.results import FunnelResult, Result, RetentionResult, Table
 from tribes.config import parse_duration
-from tribes.features.feature_table import FEATURES_TABLE, parse_as_of, run_features
+from tribes.features import FEATURES_TABLE, parse_as_of, run_features
 from tribes.ingest import IngestOptions
-from tribes.models.personas import build_personas
-from tribes.ops.checked_ingest import ingest_checked
-from tribes.prep.prep_stage import run_prep
+from tribes.models import build_personas
+from tribes.ops import ingest_checked
+from tribes.prep import run_prep
 from tribes.report import build_report
 from tribes.settings import RunSettings
-from tribes.store.db import init_workspace, open_engine, open_run
-from tribes.store.segments import active_segments
-from tribes.store.status import workspace_status
+from tribes.store import active_segments, init_workspace, open_engine, open_run, workspace_status
 from tribes.workspace import RunContext, open_workspace
 from tribes.workspace import Workspace as _Workspace
 
@@ -148,7 +146,7 @@ class Workspace:
         """Every stage after ingest, each only when its input changed (``tribes run``),
         then the new alerts to the webhooks subscribed to them."""
         # scikit-learn and SciPy (a second to import), as in Workspace.segment
-        from tribes.ops.pipeline import run_and_notify
+        from tribes.ops import run_and_notify
 
         settings = self.settings(session_timeout=session_timeout, as_of=as_of)
         rep, sent = run_and_notify(self._ws, settings, resegment=None if segment else False,
@@ -163,7 +161,7 @@ class Workspace:
         segment id and name, probability."""
         # scikit-learn and SciPy (a second to import) for the methods that fit, not
         # in every command that opens the workspace through this module
-        from tribes.models.segmentation import run_segmentation
+        from tribes.models import run_segmentation
 
         with self._run() as run:
             report = run_segmentation(run, method=method, k=k, features=features,
@@ -207,13 +205,13 @@ class Workspace:
         """Units reaching each step in order within the window (``tribes journeys
         funnel``); ``.to_pandas()`` one row per group and step, ``.figure()`` a chart."""
         settings = self.settings()
-        names = funnels.split_steps(steps) if isinstance(steps, str) else list(steps)
+        names = split_steps(steps) if isinstance(steps, str) else list(steps)
         with open_engine(self._ws, read_only=True) as engine:
-            res = funnels.funnel(engine, names, window=parse_duration(window), by=by,
-                                 segment=segment, unit=per, ordering=ordering, start=start,
-                                 attribution=attribution, cohort=cohort, exclude=exclude,
-                                 timeout=settings.session_timeout,
-                                 consent_mode=settings.consent_mode)
+            res = funnel(engine, names, window=parse_duration(window), by=by,
+                         segment=segment, unit=per, ordering=ordering, start=start,
+                         attribution=attribution, cohort=cohort, exclude=exclude,
+                         timeout=settings.session_timeout,
+                         consent_mode=settings.consent_mode)
         rows = [{"group": g["group"], **s} for g in res["groups"] for s in g["steps"]]
         return FunnelResult(res, title="Funnel " + " → ".join(names),
                             frame=pd.DataFrame(rows))
@@ -232,8 +230,8 @@ class Workspace:
             "cumulative": cumulative, "week_start": week_start, "segment": segment,
             "recurring": recurring, "consent_mode": settings.consent_mode}
         with open_engine(self._ws, read_only=True) as engine:
-            res = (cohorts.retention(engine, **kw) if breakdown is None
-                   else cohorts.retention_by(engine, breakdown, **kw))
+            res = (retention(engine, **kw) if breakdown is None
+                   else retention_by(engine, breakdown, **kw))
         groups = res["groups"] if breakdown else [{"cohorts": res["cohorts"]}]
         rows = []
         for g in groups:
@@ -260,7 +258,7 @@ class Clv:
             strict_spend: bool | None = None, progress: Progress | None = None) -> Result:
         """Fit the purchase and spend models (``tribes clv fit``)."""
         # scikit-learn and SciPy (a second to import), as in Workspace.segment
-        from tribes.models.clv.clv_stage import fit_clv
+        from tribes.models import fit_clv
 
         cal = (datetime.fromisoformat(calibration_end) if isinstance(calibration_end, str)
                else calibration_end)
@@ -275,7 +273,7 @@ class Clv:
         """Score every purchaser: expected purchases, P(alive), CLV (``tribes clv
         score``); ``.to_pandas()`` gives the scores."""
         # scikit-learn and SciPy (a second to import), as in Workspace.segment
-        from tribes.models.clv.clv_stage import score_clv
+        from tribes.models import score_clv
 
         span = parse_duration(horizon) if isinstance(horizon, str) else horizon
         with self._w._run() as run:
@@ -289,7 +287,7 @@ class Clv:
         the better one scores every customer (``tribes clv churn``); ``.to_pandas()``
         gives the stored churn scores."""
         # scikit-learn and SciPy (a second to import), as in Workspace.segment
-        from tribes.models.clv.churn import compare_churn
+        from tribes.models import compare_churn
 
         with self._w._run() as run:
             res = compare_churn(run, days=days, model=model, store=store,

@@ -8,12 +8,12 @@ from typing import Annotated, Any
 import pandas as pd
 import typer
 
-from tribes.analysis.ab import AB_METRICS, Design, outcomes, read_assignments, segment_names
-from tribes.analysis.ab import analyze_experiment as run_analysis
+from tribes.analysis import AB_METRICS, Design, outcomes, read_assignments, segment_names
+from tribes.analysis import analyze_experiment as run_analysis
 from tribes.cli.common import JsonOpt, Output, run_settings, state
 from tribes.config import parse_duration
 from tribes.errors import InputError
-from tribes.store.db import open_engine
+from tribes.store import open_engine
 from tribes.workspace import RunContext
 
 app = typer.Typer(help="A/B tests by segment: uplift with intervals, corrected p-values, "

@@ -7,9 +7,9 @@ from typing import Annotated
 import typer
 
 from tribes.cli.common import JsonOpt, Output, opened, state
-from tribes.store.db import open_engine
-from tribes.sync.memberships import history as syncs
-from tribes.sync.memberships import sync
+from tribes.store import open_engine
+from tribes.sync import history as syncs
+from tribes.sync import sync
 
 
 def _segment_list(text: str | None) -> list[int] | None:

@@ -6,10 +6,10 @@ from typing import Annotated
 
 import typer
 
-from tribes.analysis.outliers import OUTLIER_METHODS, find_outliers
+from tribes.analysis import OUTLIER_METHODS, find_outliers
 from tribes.cli.common import JsonOpt, Output, state
-from tribes.features.definitions import segment_features
-from tribes.store.db import open_engine
+from tribes.features import segment_features
+from tribes.store import open_engine
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich",
                   help="Anomalies: customers who behave unlike the others.")

@@ -9,8 +9,8 @@ import typer
 
 from tribes.cli.common import JsonOpt, Output, parse_when, state
 from tribes.errors import TribesError
-from tribes.privacy import audit_log
-from tribes.store.db import ANCHOR, open_engine, read_anchor
+from tribes.privacy import read_audit, select_records, verify_audit
+from tribes.store import ANCHOR, open_engine, read_anchor
 
 log = logging.getLogger(__name__)
 app = typer.Typer(help="The audit log: who changed or read what, when. List or verify it.",
@@ -56,8 +56,8 @@ def list_(
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     when = parse_when(since, "--since") if since is not None else None
-    recs = audit_log.select_records(audit_log.read_audit(ws.path), since=when, action=action,
-                                    actor=actor, key=key)
+    recs = select_records(read_audit(ws.path), since=when, action=action,
+                          actor=actor, key=key)
     shown = recs[-limit:] if limit else recs
     out.result({"records": shown, "matched": len(recs)})
     out.table(f"Audit log ({len(shown)} of {len(recs)} matching records)",
@@ -87,7 +87,7 @@ def verify(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     except TribesError as exc:  # in use by a writer: the chain and head are still checked
         log.warning("the database's anchor of the log was not checked: %s", exc.message)
         anchor, anchored = None, False
-    result = audit_log.verify_audit(ws.path, ws.secret(), anchor=anchor, anchored=anchored)
+    result = verify_audit(ws.path, ws.secret(), anchor=anchor, anchored=anchored)
     if result.ok:
         out.result(result.to_dict())
         out.print(f"The audit log is intact: {result.records:,} records, chain and head "

@@ -10,9 +10,9 @@ import typer
 from tribes.api import Workspace
 from tribes.cli.common import JsonOpt, Output, opened, state
 from tribes.errors import InputError
-from tribes.features.feature_table import parse_as_of
-from tribes.models.clv.clv_stage import last_fit, validate_clv
-from tribes.store.db import open_engine
+from tribes.features import parse_as_of
+from tribes.models import last_fit, validate_clv
+from tribes.store import open_engine
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich", help=(
     "Customer lifetime value: how likely each customer is still active, how much they "

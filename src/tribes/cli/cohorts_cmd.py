@@ -8,12 +8,10 @@ import typer
 from rich.markup import escape
 from rich.text import Text
 
-from tribes.analysis import rules as cohort_rules
-from tribes.analysis.cohorts import define_cohort, profile, refresh_cohorts
+from tribes.analysis import RULE_LANGUAGE, define_cohort, profile, refresh_cohorts
 from tribes.api import Workspace
 from tribes.cli.common import CohortOpt, JsonOpt, Output, run_settings, state
-from tribes.store.cohorts import drop_cohort, list_cohorts
-from tribes.store.db import open_engine
+from tribes.store import drop_cohort, list_cohorts, open_engine
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich",
                   help="Cohorts: retention of customers grouped by when they arrived.")
@@ -251,7 +249,7 @@ def drop(
 @app.command()
 def rules(ctx: typer.Context) -> None:
     """The cohort rule language, with examples."""
-    Output(ctx, False).print(Text(cohort_rules.__doc__ or ""))
+    Output(ctx, False).print(Text(RULE_LANGUAGE))
 
 
 def _when(iso: str | None) -> str:

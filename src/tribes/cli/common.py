@@ -24,7 +24,7 @@ from tribes.cli.options import Options, to_json
 from tribes.config import parse_duration
 from tribes.errors import ConfigError, InputError
 from tribes.settings import RunSettings
-from tribes.store.db import open_run
+from tribes.store import open_run
 from tribes.workspace import RunContext, Workspace, open_workspace
 
 JsonOpt = Annotated[

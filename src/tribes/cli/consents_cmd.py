@@ -8,9 +8,8 @@ import ibis
 import typer
 
 from tribes.cli.common import JsonOpt, Output, run_settings, state
-from tribes.privacy.consent import consent_summary
-from tribes.privacy.pseudonyms import pseudonym
-from tribes.store.db import open_engine
+from tribes.privacy import consent_summary, pseudonym
+from tribes.store import open_engine
 
 app = typer.Typer(help="Consent records: summary per purpose, or one customer's history.",
                   no_args_is_help=True)

@@ -7,8 +7,7 @@ from typing import Annotated
 import typer
 
 from tribes.cli.common import JsonOpt, Output, run_settings, state
-from tribes.store.customer import customer_view, resolve_customer
-from tribes.store.db import open_engine
+from tribes.store import customer_view, open_engine, resolve_customer
 from tribes.workspace import RunContext
 
 

@@ -9,7 +9,7 @@ import typer
 
 from tribes.cli.common import JsonOpt, Output, opened, state, writable
 from tribes.errors import InputError
-from tribes.store.exports import EXPORTABLE, export_table
+from tribes.store import EXPORTABLE, export_table
 
 
 def export(

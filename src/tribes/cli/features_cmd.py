@@ -10,9 +10,8 @@ from tribes.api import Workspace
 from tribes.cli.common import JsonOpt, Output, state
 from tribes.cli.prep_cmd import TimeoutOpt
 from tribes.errors import InputError
-from tribes.features.describe import describe_features
-from tribes.features.feature_table import FEATURES_TABLE, FeaturesReport
-from tribes.store.db import open_engine
+from tribes.features import FEATURES_TABLE, FeaturesReport, describe_features
+from tribes.store import open_engine
 
 app = typer.Typer(no_args_is_help=False, rich_markup_mode="rich")
 

@@ -7,8 +7,8 @@ from typing import Annotated
 import typer
 
 from tribes.cli.common import JsonOpt, Output, state
-from tribes.ops.erasure import forget as erase
-from tribes.store.db import open_engine
+from tribes.ops import forget as erase
+from tribes.store import open_engine
 
 
 def forget(

@@ -7,8 +7,16 @@ from typing import Annotated
 import typer
 
 from tribes.cli.common import JsonOpt, Output, state
-from tribes.ops import identity as ops
-from tribes.store.db import open_engine
+from tribes.ops import (
+    RuleChange,
+    block_identifier,
+    merge_identities,
+    rules_table,
+    show_identity,
+    split_identity,
+    undo_rule,
+)
+from tribes.store import open_engine
 
 app = typer.Typer(
     help="Repair identity stitching: merge two customers, split an id out of one, block a "
@@ -22,7 +30,7 @@ NoteOpt = Annotated[str, typer.Option(
     "--note", help="Why (a ticket, who asked); kept with the rule and in the audit log.")]
 
 
-def _done(out: Output, change: ops.RuleChange, verb: str) -> None:
+def _done(out: Output, change: RuleChange, verb: str) -> None:
     out.result(change.to_dict())
     out.print(f"{verb} identity rule [bold]{change.rule.rule_id}[/bold] "
               f"({change.rule.action}).")
@@ -53,7 +61,7 @@ def merge(
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     with open_engine(ws) as engine:
-        change = ops.merge_identities(ws, engine, a, b, note=note)
+        change = merge_identities(ws, engine, a, b, note=note)
     _done(out, change, "Made")
 
 
@@ -79,7 +87,7 @@ def split(
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     with open_engine(ws) as engine:
-        change = ops.split_identity(ws, engine, person, ident, note=note)
+        change = split_identity(ws, engine, person, ident, note=note)
     _done(out, change, "Made")
 
 
@@ -105,7 +113,7 @@ def block(
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     with open_engine(ws) as engine:
-        change = ops.block_identifier(ws, engine, ident, note=note)
+        change = block_identifier(ws, engine, ident, note=note)
     _done(out, change, "Made")
 
 
@@ -124,7 +132,7 @@ def undo(
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     with open_engine(ws) as engine:
-        change = ops.undo_rule(engine, rule_id)
+        change = undo_rule(engine, rule_id)
     out.result(change.to_dict())
     out.print(f"Undid identity rule [bold]{rule_id}[/bold] ({change.rule.action}).")
     out.print(change.effect[:1].upper() + change.effect[1:] + ".")
@@ -143,7 +151,7 @@ def rules(
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     with open_engine(ws, read_only=True) as engine:
-        rows = ops.rules_table(engine, include_undone=all_)
+        rows = rules_table(engine, include_undone=all_)
     out.result({"rules": rows})
     if not rows:
         out.print("No identity rules" + ("." if all_ else " in force (--all: undone ones "
@@ -175,7 +183,7 @@ def show(
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     with open_engine(ws, read_only=True) as engine:
-        view = ops.show_identity(ws, engine, ident)
+        view = show_identity(ws, engine, ident)
     out.result(view)
     out.print(f"customer_key [bold]{view['customer_key']}[/bold]: {len(view['ids'])} id(s)")
     out.table("Ids", ["type", "id", "status"],

@@ -11,8 +11,7 @@ from rich.markup import escape
 from tribes.api import Workspace
 from tribes.cli.common import JsonOpt, Output, state
 from tribes.errors import InputError
-from tribes.ingest.mapping import parse_map_option
-from tribes.ingest.spec import KINDS, REASONS
+from tribes.ingest import KINDS, REASONS, parse_map_option
 
 
 def ingest_command(

@@ -9,7 +9,7 @@ import typer
 
 from tribes.cli.common import JsonOpt, Output, state
 from tribes.engine import DB_KEY_ENV, DB_KEY_FILE
-from tribes.store.db import init_workspace
+from tribes.store import init_workspace
 from tribes.workspace import DEFAULT_WORKSPACE, SECRET_FILE
 
 

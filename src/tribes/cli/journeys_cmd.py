@@ -7,19 +7,19 @@ from typing import Annotated
 
 import typer
 
-from tribes.analysis.funnels import split_steps
-from tribes.analysis.journeys import transitions as transitions_fn
-from tribes.analysis.paths import (
+from tribes.analysis import (
     following,
     leading_to,
     sankey_figure,
     sankey_links,
     session_paths,
+    split_steps,
     top_paths,
 )
+from tribes.analysis import transitions as transitions_fn
 from tribes.api import Workspace
 from tribes.cli.common import CohortOpt, JsonOpt, Output, run_settings, state, writable
-from tribes.store.db import open_engine
+from tribes.store import open_engine
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich",
                   help="Journeys: Markov transitions between events, conversion funnels.")

@@ -7,8 +7,7 @@ from typing import Annotated
 import typer
 
 from tribes.cli.common import JsonOpt, Output, parse_when, state
-from tribes.privacy import keys as api_keys
-from tribes.privacy.audit_log import audit
+from tribes.privacy import audit, create_key, load_keys, revoke_key
 
 app = typer.Typer(help="API keys for tribes serve: create (shown once), list, revoke.",
                   no_args_is_help=True)
@@ -34,7 +33,7 @@ def create(
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     expiry = parse_when(expires, "--expires", durations=True) if expires else None
-    text, rec = api_keys.create_key(ws.path, name=name, role=role, expires_at=expiry)
+    text, rec = create_key(ws.path, name=name, role=role, expires_at=expiry)
     audit(ws, "keys.create", target=rec.key_id, detail={"name": rec.name, "role": rec.role,
                                                         "expires_at": rec.expires_at})
     out.result({"key": text, **rec.public()})
@@ -52,7 +51,7 @@ def list_(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    rows = [k.public() for k in api_keys.load_keys(ws.path)]
+    rows = [k.public() for k in load_keys(ws.path)]
     out.result({"keys": rows})
     out.table("API keys", ["id", "name", "role", "created", "expires", "status"],
               [(r["key_id"], r["name"], r["role"], r["created_at"], r["expires_at"] or "never",
@@ -71,7 +70,7 @@ def revoke(
     """
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    rec = api_keys.revoke_key(ws.path, key)
+    rec = revoke_key(ws.path, key)
     audit(ws, "keys.revoke", target=rec.key_id, detail={"name": rec.name})
     out.result(rec.public())
     out.print(f"Revoked key {rec.key_id} ({rec.name}, {rec.role}).")

@@ -7,10 +7,10 @@ from typing import Annotated
 import typer
 
 from tribes.cli.common import JsonOpt, Output, run_settings, state
-from tribes.monitor.alerts import ack as ack_alerts
-from tribes.monitor.alerts import list_alerts
-from tribes.privacy import audit_log
-from tribes.store.db import open_engine
+from tribes.monitor import ack as ack_alerts
+from tribes.monitor import list_alerts
+from tribes.privacy import current_actor
+from tribes.store import open_engine
 
 FAIL_ON = ("never", "warning", "critical")
 
@@ -39,7 +39,7 @@ def monitor(
       tribes -w shop monitor --json --fail-on critical
     """
     # scikit-learn and SciPy (a second to import) for monitor, not for alerts list and ack
-    from tribes.ops.alerts import monitor_and_notify
+    from tribes.ops import monitor_and_notify
 
     if fail_on not in FAIL_ON:
         raise typer.BadParameter(f"use one of {', '.join(FAIL_ON)}", param_hint="--fail-on")
@@ -173,7 +173,7 @@ def ack(
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     with open_engine(ws) as engine:
-        done = ack_alerts(engine, ids, actor=audit_log.current_actor(), note=note)
+        done = ack_alerts(engine, ids, actor=current_actor(), note=note)
     out.result({"acked": done})
     out.print(f"Acknowledged {', '.join('#' + str(i) for i in done)}.")
 

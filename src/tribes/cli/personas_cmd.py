@@ -13,8 +13,8 @@ import typer
 from tribes.api import Workspace
 from tribes.cli.common import JsonOpt, Output, state, writable
 from tribes.errors import InputError
-from tribes.models.personas import OVERRIDE_FIELDS, set_overrides
-from tribes.store.db import open_engine
+from tribes.models import OVERRIDE_FIELDS, set_overrides
+from tribes.store import open_engine
 
 app = typer.Typer(no_args_is_help=False, rich_markup_mode="rich")
 

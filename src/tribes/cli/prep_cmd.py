@@ -8,7 +8,7 @@ import typer
 
 from tribes.api import Workspace
 from tribes.cli.common import JsonOpt, Output, state
-from tribes.prep.prep_stage import PrepReport
+from tribes.prep import PrepReport
 
 TimeoutOpt = Annotated[str | None, typer.Option(
     "--session-timeout", help="A gap strictly longer than this starts a new session, e.g. "

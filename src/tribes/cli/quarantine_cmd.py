@@ -11,13 +11,17 @@ from rich.markup import escape
 
 from tribes.cli.common import JsonOpt, Output, opened, state, writable
 from tribes.errors import InputError
-from tribes.ingest import IngestOptions
-from tribes.ingest.mapping import parse_map_option, parse_pairs
-from tribes.ingest.quarantine import quarantined
-from tribes.ingest.replay import drop_quarantined, flat_records, replay_quarantined
-from tribes.ingest.spec import REASONS
-from tribes.store.db import open_engine
-from tribes.store.status import accounting
+from tribes.ingest import (
+    REASONS,
+    IngestOptions,
+    drop_quarantined,
+    flat_records,
+    parse_map_option,
+    parse_pairs,
+    quarantined,
+    replay_quarantined,
+)
+from tribes.store import accounting, open_engine
 
 app = typer.Typer(help="Inspect, repair (replay), export and drop quarantined rows (rows "
                   "that did not load).", no_args_is_help=True)

@@ -13,10 +13,10 @@ from tribes.cli.common import JsonOpt, Output, state
 from tribes.cli.features_cmd import show_features
 from tribes.cli.prep_cmd import TimeoutOpt, show_prep
 from tribes.errors import WorkspaceError
-from tribes.ops import schedule as sched
-from tribes.ops.pipeline import history as runs
-from tribes.privacy.audit_log import audit
-from tribes.store.db import open_engine
+from tribes.ops import Schedule, Scheduler, last_run_at, load_schedule, save_schedule, scheduled_run
+from tribes.ops import history as runs
+from tribes.privacy import audit
+from tribes.store import open_engine
 
 
 def run(
@@ -137,16 +137,16 @@ def schedule(
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     if off:
-        sched.save_schedule(ws, None)
+        save_schedule(ws, None)
         audit(ws, "schedule.off")
         out.result({"schedule": None})
         out.print("Schedule removed.")
         return
-    current = sched.load_schedule(ws)
+    current = load_schedule(ws)
     if every is not None:
-        current = sched.Schedule(every=every, at=at or "", tz=tz,
-                                 since=datetime.now(UTC).isoformat())
-        sched.save_schedule(ws, current)
+        current = Schedule(every=every, at=at or "", tz=tz,
+                           since=datetime.now(UTC).isoformat())
+        save_schedule(ws, current)
         audit(ws, "schedule.set", detail={"every": every, "at": at, "tz": tz})
     elif at is not None:
         raise typer.BadParameter("give --every with --at", param_hint="--at")
@@ -156,7 +156,7 @@ def schedule(
         return
     busy = False
     try:
-        last = sched.last_run_at(ws, wait=0)  # not worth waiting for
+        last = last_run_at(ws, wait=0)  # not worth waiting for
     except WorkspaceError as exc:
         if exc.code != "E_LOCKED":
             raise
@@ -173,7 +173,7 @@ def schedule(
         out.print("tribes serve runs it (or: tribes schedule --foreground).")
         return
 
-    runner = sched.Scheduler(ws, lambda: sched.scheduled_run(ws))
+    runner = Scheduler(ws, lambda: scheduled_run(ws))
     out.print("Running the schedule here; Ctrl-C stops it.")
     runner.start()
     try:

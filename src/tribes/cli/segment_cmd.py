@@ -9,16 +9,15 @@ import ibis
 import pandas as pd
 import typer
 
-from tribes.analysis.ab import AB_METRICS, Design, outcomes, read_assignments
+from tribes.analysis import AB_METRICS, Design, outcomes, read_assignments
 from tribes.api import Workspace
 from tribes.cli.common import JsonOpt, Output, opened, run_settings, state
 from tribes.config import parse_duration
 from tribes.errors import InputError
-from tribes.features.definitions import segment_features
-from tribes.models import METHODS
-from tribes.models.segmentation import SegmentReport, choose_k, refit_note
-from tribes.ops.compare import Campaign, compare_methods
-from tribes.store.db import open_engine
+from tribes.features import segment_features
+from tribes.models import METHODS, SegmentReport, choose_k, refit_note
+from tribes.ops import Campaign, compare_methods
+from tribes.store import open_engine
 from tribes.workspace import RunContext
 
 app = typer.Typer(no_args_is_help=False, rich_markup_mode="rich")

@@ -7,9 +7,8 @@ from typing import Annotated
 import typer
 
 from tribes.cli.common import JsonOpt, Output, state
-from tribes.ingest.spec import REASONS
-from tribes.store.db import open_engine
-from tribes.store.status import workspace_status
+from tribes.ingest import REASONS
+from tribes.store import open_engine, workspace_status
 
 
 def status(

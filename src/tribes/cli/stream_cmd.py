@@ -10,7 +10,7 @@ import typer
 
 from tribes.cli.common import JsonOpt, Output, run_settings, state
 from tribes.errors import InputError
-from tribes.realtime.consumer import Consumer
+from tribes.realtime import Consumer
 
 
 def stream(

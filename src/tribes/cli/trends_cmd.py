@@ -6,10 +6,10 @@ from typing import Annotated
 
 import typer
 
-from tribes.analysis.timeseries import TREND_METRICS
-from tribes.analysis.timeseries import trends as trends_fn
+from tribes.analysis import TREND_METRICS
+from tribes.analysis import trends as trends_fn
 from tribes.cli.common import CohortOpt, JsonOpt, Output, run_settings, state
-from tribes.store.db import open_engine
+from tribes.store import open_engine
 
 
 def trends(

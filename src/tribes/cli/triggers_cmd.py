@@ -12,9 +12,8 @@ import typer
 from tribes.cli.common import JsonOpt, Output, run_settings, state
 from tribes.config import format_duration
 from tribes.errors import InputError
-from tribes.realtime.redis_state import connect_redis, redis_url
-from tribes.realtime.rules import RULES, Trigger
-from tribes.realtime.simulation import read_messages, simulate
+from tribes.hooks import Trigger
+from tribes.realtime import RULES, connect_redis, read_messages, redis_url, simulate
 
 app = typer.Typer(help="Real-time rules: list them, try them on a file of events, see the "
                   "newest triggers.", no_args_is_help=True)

@@ -7,9 +7,8 @@ from typing import Annotated
 import typer
 
 from tribes.cli.common import JsonOpt, Output, state
-from tribes.models.personas import stored_personas
-from tribes.models.validate import RETENTION_DAYS, validate_segments
-from tribes.store.db import open_engine
+from tribes.models import RETENTION_DAYS, stored_personas, validate_segments
+from tribes.store import open_engine
 
 
 def validate(

@@ -7,8 +7,16 @@ from typing import Annotated
 import typer
 
 from tribes.cli.common import JsonOpt, Output, state
-from tribes.store import segments as store
-from tribes.store.db import open_engine
+from tribes.store import (
+    activate_version,
+    activation_history,
+    active_version,
+    diff_versions,
+    get_run,
+    list_versions,
+    open_engine,
+    rollback_version,
+)
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich",
                   help="Segment versions: list, show, diff, activate, rollback, history.")
@@ -20,7 +28,7 @@ def list_(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     with open_engine(ws, read_only=True) as engine:
-        rows = store.list_versions(engine)
+        rows = list_versions(engine)
     out.result({"versions": rows})
     if not rows:
         out.print("No segment versions yet: tribes segment")
@@ -42,8 +50,8 @@ def show(ctx: typer.Context,
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     with open_engine(ws, read_only=True) as engine:
-        run = store.get_run(engine, version)
-        active = store.active_version(engine) == version
+        run = get_run(engine, version)
+        active = active_version(engine) == version
     run["active"] = active
     out.result(run)
     out.print(f"version [bold]{version}[/bold]{' (active)' if active else ''}: "
@@ -51,7 +59,7 @@ def show(ctx: typer.Context,
               f"parent {run['parent_version']}")
     out.print("features: " + ", ".join(run["features"]))
     # scikit-learn and SciPy (a second to import) for versions show, not the others
-    from tribes.models.segmentation import stability_warning
+    from tribes.models import stability_warning
 
     jaccard = (run["metrics"].get("stability") or {}).get("jaccard") or {}
     out.table("Segments", ["segment", "name", "customers", "share", "stability (Jaccard)"],
@@ -71,7 +79,7 @@ def diff(ctx: typer.Context,
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     with open_engine(ws, read_only=True) as engine:
-        d = store.diff_versions(engine, a, b)
+        d = diff_versions(engine, a, b)
     out.result(d)
     out.print(f"versions {a} → {b}: adjusted Rand index {d['ari']:.3f} over "
               f"{d['customers_in_both']:,} customers in both")
@@ -91,7 +99,7 @@ def activate_(ctx: typer.Context,
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     with open_engine(ws) as engine:
-        previous = store.activate_version(engine, version)
+        previous = activate_version(engine, version)
     out.result({"active": version, "previous": previous})
     out.print(f"version {version} is active (was {previous})")
 
@@ -103,7 +111,7 @@ def rollback(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     with open_engine(ws) as engine:
-        current, back = store.rollback_version(engine)
+        current, back = rollback_version(engine)
     out.result({"active": back, "previous": current})
     out.print(f"rolled back: version {back} is active again (was {current})")
 
@@ -115,7 +123,7 @@ def history_(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     with open_engine(ws, read_only=True) as engine:
-        rows = store.activation_history(engine)
+        rows = activation_history(engine)
     out.result({"activations": rows})
     out.table("Activations", ["when (UTC)", "action", "version", "was active"],
               [(str(r["activated_at"])[:19], r["action"], r["version"], r["previous"])

@@ -7,8 +7,10 @@ from typing import Annotated
 import typer
 
 from tribes.cli.common import JsonOpt, Output, state
-from tribes.privacy.audit_log import audit
-from tribes.realtime import webhooks
+from tribes.privacy import audit
+from tribes.realtime import deadletters as webhooks_deadletters
+from tribes.realtime import registry
+from tribes.realtime import replay as webhooks_replay
 
 app = typer.Typer(help="Webhook endpoints for triggers: add, list, remove, dead letters, "
                   "replay.", no_args_is_help=True)
@@ -37,7 +39,7 @@ def add(
     """
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    hook = webhooks.registry(ws).add(url, events.split(","), secret)
+    hook = registry(ws).add(url, events.split(","), secret)
     audit(ws, "webhooks.add", target=hook.hook_id, detail={"url": hook.url,
                                                           "events": list(hook.events)})
     out.result({**hook.public(), "secret": hook.secret})
@@ -56,7 +58,7 @@ def list_(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     [bold]Example[/bold]: tribes -w shop webhooks list
     """
     out = Output(ctx, json_out)
-    hooks = [h.public() for h in webhooks.registry(state(ctx).open()).hooks()]
+    hooks = [h.public() for h in registry(state(ctx).open()).hooks()]
     out.result({"webhooks": hooks})
     out.table("Webhooks", ["id", "url", "events", "created"],
               [(h["id"], h["url"], ", ".join(h["events"]), h["created_at"]) for h in hooks])
@@ -74,7 +76,7 @@ def remove(
     """
     out = Output(ctx, json_out)
     ws = state(ctx).open()
-    webhooks.registry(ws).remove(hook_id)
+    registry(ws).remove(hook_id)
     audit(ws, "webhooks.remove", target=hook_id)
     out.result({"removed": hook_id})
     out.print(f"Removed webhook {hook_id}.")
@@ -91,7 +93,7 @@ def deadletters(
     [bold]Example[/bold]: tribes -w shop webhooks deadletters
     """
     out = Output(ctx, json_out)
-    df = webhooks.deadletters(state(ctx).open(), pending_only=not all_)
+    df = webhooks_deadletters(state(ctx).open(), pending_only=not all_)
     recs = df.drop(columns=["trigger"]).to_dict("records")
     out.result({"deadletters": recs})
     out.table("Dead letters", ["id", "webhook", "trigger", "type", "attempts", "last error",
@@ -116,7 +118,7 @@ def replay(
     [bold]Example[/bold]: tribes -w shop webhooks replay --webhook wh_1a2b3c4d5e6f
     """
     out = Output(ctx, json_out)
-    res = webhooks.replay(state(ctx).open(), deadletter_id=deadletter_id, hook_id=hook_id)
+    res = webhooks_replay(state(ctx).open(), deadletter_id=deadletter_id, hook_id=hook_id)
     out.result(res)
     out.print(f"Replayed {res['replayed']} dead letters; {res['failed']} failed again.")
     if res["failed"]:

@@ -15,11 +15,10 @@ from datetime import datetime, timedelta
 import ibis
 import ibis.expr.types as ir
 
-from tribes.engine.functions import micros_between
+from tribes.engine import micros_between
 from tribes.features.definitions import OTHER, RFM_GRID, engagement_weights
-from tribes.prep.sessions import mark_session_starts, number_sessions
-from tribes.prep.stitch import ANON_PREFIX
-from tribes.store.keyed import keyed_events
+from tribes.prep import mark_session_starts, number_sessions
+from tribes.store import ANON_PREFIX, keyed_events
 
 DAY_US = 86_400_000_000.0
 ADD_TO_CART = "add_to_cart"

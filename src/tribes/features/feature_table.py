@@ -13,8 +13,7 @@ from typing import Any
 import ibis
 import ibis.expr.types as ir
 
-from tribes.engine import Engine
-from tribes.engine.functions import md5_hex
+from tribes.engine import Engine, md5_hex
 from tribes.errors import InputError
 from tribes.features.build import (
     MixColumns,
@@ -30,13 +29,18 @@ from tribes.features.definitions import (
     composite_features,
     engagement_weights,
 )
-from tribes.prep.prep_stage import last_prep, prep_params, run_prep
-from tribes.prep.sessions import parts
-from tribes.privacy.consent import consent_filter
+from tribes.prep import last_prep, parts, prep_params, run_prep
+from tribes.privacy import consent_filter
 from tribes.settings import RunSettings
-from tribes.store.identity_rules import list_rules
-from tribes.store.keyed import keyed_consents
-from tribes.store.runs import events_fingerprint, is_current, last_run, new_run_id, record_run
+from tribes.store import (
+    events_fingerprint,
+    is_current,
+    keyed_consents,
+    last_run,
+    list_rules,
+    new_run_id,
+    record_run,
+)
 from tribes.workspace import RunContext
 
 log = logging.getLogger(__name__)

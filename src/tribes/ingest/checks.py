@@ -8,8 +8,7 @@ from typing import Any
 import ibis
 import ibis.expr.types as ir
 
-from tribes.engine import Engine
-from tribes.engine.functions import struct_to_json
+from tribes.engine import Engine, struct_to_json
 from tribes.errors import ConfigError
 from tribes.ingest.lookups import Lookups
 from tribes.ingest.spec import KindSpec

@@ -9,12 +9,11 @@ from datetime import datetime
 import ibis
 import ibis.expr.types as ir
 
-from tribes.engine import FILE_COLUMN, Engine
-from tribes.engine.functions import md5_hex
+from tribes.engine import FILE_COLUMN, Engine, md5_hex
 from tribes.ingest.mapping import ColumnMapping
 from tribes.ingest.stage import MARK_KEY, RECORD, REPEAT_KEY, SEP, record_salt, record_text
-from tribes.privacy.pseudonyms import pseudonymize
-from tribes.store.tables import SCHEMAS
+from tribes.privacy import pseudonymize
+from tribes.store import SCHEMAS
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from tribes.ingest.standardize import (
     mapping_for,
     place_spellings,
 )
-from tribes.privacy.pseudonyms import pseudonymize
+from tribes.privacy import pseudonymize
 
 SMALL_MAP = 32
 Pair = tuple[str | None, str]  # (raw country or None, raw region or city)

@@ -12,7 +12,7 @@ import ibis
 import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 
-from tribes.engine.functions import local_to_utc, trim_spaces, try_strptime
+from tribes.engine import local_to_utc, trim_spaces, try_strptime
 from tribes.ingest.standardize import NULL_MARKERS
 
 UTC = dt.Timestamp(timezone="UTC")

@@ -40,7 +40,7 @@ from tribes.ingest.loader import (
 from tribes.ingest.quarantine import matching, quarantined
 from tribes.ingest.reader import ReadResult
 from tribes.ingest.stage import MARK_BATCH, MARK_HASHED, MARK_KEY
-from tribes.store.db import open_engine
+from tribes.store import open_engine
 from tribes.workspace import RunContext, Workspace
 
 # the marker columns of a flat record, first in an export (see stage.MARKS)

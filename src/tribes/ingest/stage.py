@@ -15,13 +15,12 @@ from itertools import count, takewhile
 import ibis
 import ibis.expr.types as ir
 
-from tribes.engine import FILE_COLUMN
-from tribes.engine.functions import hmac_sha256_py, strip_nul, struct_to_json
+from tribes.engine import FILE_COLUMN, hmac_sha256_py, strip_nul, struct_to_json
 from tribes.ingest.mapping import ColumnMapping
 from tribes.ingest.parse import UTC, as_text, finite, parse_bool, parse_float, parse_ts, whole
 from tribes.ingest.reader import ReadResult
 from tribes.ingest.spec import KindSpec
-from tribes.privacy.pseudonyms import PSEUDONYM_LENGTH
+from tribes.privacy import PSEUDONYM_LENGTH
 
 # the targets that hold identifiers (pseudonymized), whatever the kind
 ID_TARGETS = ("customer_id", "anonymous_id", "device_id", "session_id")

@@ -4,7 +4,113 @@ The package itself stays light (the command line reads its names for ``--help``)
 modules that fit models import scikit-learn.
 """
 
-# the clustering methods, each an estimator class in tribes.models.methods.SEGMENTERS (a
-# test keeps the two equal), then the rule-based RFM segments
-CLUSTERING = ("kmeans", "gmm", "agglomerative", "dbscan", "hdbscan")
-METHODS = (*CLUSTERING, "rfm")
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from tribes.models.method_names import CLUSTERING, METHODS
+from tribes.models.personas import OVERRIDE_FIELDS, build_personas, set_overrides, stored_personas
+from tribes.models.validate import RETENTION_DAYS, validate_segments
+
+if TYPE_CHECKING:
+    from tribes.models.clv.churn import compare_churn
+    from tribes.models.clv.clv_stage import fit_clv, last_fit, models_of, score_clv, validate_clv
+    from tribes.models.methods import (
+        DENSITY,
+        SEGMENTERS,
+        AgglomerativeSegmenter,
+        DBSCANSegmenter,
+        GaussianMixtureSegmenter,
+        HDBSCANSegmenter,
+        KMeansSegmenter,
+        Segmenter,
+        stored_segments,
+    )
+    from tribes.models.segmentation import (
+        Prepared,
+        SegmentReport,
+        choose_k,
+        fit_method,
+        prepare,
+        refit_note,
+        run_segmentation,
+        sample_customers,
+        stability_warning,
+    )
+
+# served on first use: their modules import SciPy and scikit-learn
+_LAZY = {
+    "compare_churn": "tribes.models.clv.churn",
+    "fit_clv": "tribes.models.clv.clv_stage",
+    "last_fit": "tribes.models.clv.clv_stage",
+    "models_of": "tribes.models.clv.clv_stage",
+    "score_clv": "tribes.models.clv.clv_stage",
+    "validate_clv": "tribes.models.clv.clv_stage",
+    "AgglomerativeSegmenter": "tribes.models.methods",
+    "DBSCANSegmenter": "tribes.models.methods",
+    "DENSITY": "tribes.models.methods",
+    "GaussianMixtureSegmenter": "tribes.models.methods",
+    "HDBSCANSegmenter": "tribes.models.methods",
+    "KMeansSegmenter": "tribes.models.methods",
+    "SEGMENTERS": "tribes.models.methods",
+    "Segmenter": "tribes.models.methods",
+    "stored_segments": "tribes.models.methods",
+    "Prepared": "tribes.models.segmentation",
+    "SegmentReport": "tribes.models.segmentation",
+    "choose_k": "tribes.models.segmentation",
+    "fit_method": "tribes.models.segmentation",
+    "prepare": "tribes.models.segmentation",
+    "refit_note": "tribes.models.segmentation",
+    "run_segmentation": "tribes.models.segmentation",
+    "sample_customers": "tribes.models.segmentation",
+    "stability_warning": "tribes.models.segmentation",
+}
+
+__all__ = [
+    "CLUSTERING",
+    "DENSITY",
+    "METHODS",
+    "OVERRIDE_FIELDS",
+    "RETENTION_DAYS",
+    "SEGMENTERS",
+    "AgglomerativeSegmenter",
+    "DBSCANSegmenter",
+    "GaussianMixtureSegmenter",
+    "HDBSCANSegmenter",
+    "KMeansSegmenter",
+    "Prepared",
+    "SegmentReport",
+    "Segmenter",
+    "build_personas",
+    "choose_k",
+    "compare_churn",
+    "fit_clv",
+    "fit_method",
+    "last_fit",
+    "models_of",
+    "prepare",
+    "refit_note",
+    "run_segmentation",
+    "sample_customers",
+    "score_clv",
+    "set_overrides",
+    "stability_warning",
+    "stored_personas",
+    "stored_segments",
+    "validate_clv",
+    "validate_segments",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

@@ -8,7 +8,7 @@ import ibis
 import ibis.expr.types as ir
 import numpy as np
 
-from tribes.stats.scaling import Transform
+from tribes.stats import Transform
 
 NOISE = -1  # the label of customers in no cluster (density methods)
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from tribes.engine import Engine
-from tribes.store.segments import active_version, next_segment_id, overlap_with
+from tribes.store import active_version, next_segment_id, overlap_with
 
 # member overlap (Jaccard) above which a new segment is "the same group" as an old one
 SAME_GROUP = 0.5

@@ -27,8 +27,7 @@ from sklearn.mixture import GaussianMixture
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from tribes.models.assign import NOISE, centroid_assign, gaussian_assign, radius_assign
-from tribes.stats.knee import knee_eps
-from tribes.stats.scaling import Transform
+from tribes.stats import Transform, knee_eps
 
 if TYPE_CHECKING:
     from tribes.config import SegmentConfig

@@ -16,15 +16,20 @@ import ibis
 import ibis.expr.types as ir
 import pandas as pd
 
-from tribes.engine import Engine
-from tribes.engine.functions import md5_hex
+from tribes.engine import Engine, md5_hex
 from tribes.errors import InputError
-from tribes.features.definitions import definition
+from tribes.features import definition
 from tribes.models.naming import name_segments
-from tribes.prep.sessions import mark_session_starts, number_sessions
-from tribes.store.keyed import keyed_events
-from tribes.store.segments import active_version, get_run, members, require_version
-from tribes.store.tables import PERSONA_OVERRIDES, PERSONAS
+from tribes.prep import mark_session_starts, number_sessions
+from tribes.store import (
+    PERSONA_OVERRIDES,
+    PERSONAS,
+    active_version,
+    get_run,
+    keyed_events,
+    members,
+    require_version,
+)
 from tribes.workspace import RunContext
 
 SKIP = {"customer_key", "known", "as_of", "r_score", "f_score", "m_score"}

@@ -17,20 +17,17 @@ from sklearn.base import clone
 from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
 
 from tribes.config import SegmentConfig, parse_k_range
-from tribes.engine import Engine
-from tribes.engine.functions import md5_hex
+from tribes.engine import Engine, md5_hex
 from tribes.errors import InputError
-from tribes.features.definitions import RFM_GRID, segment_features
-from tribes.features.feature_table import FEATURES_TABLE, last_features
-from tribes.models import METHODS
+from tribes.features import FEATURES_TABLE, RFM_GRID, last_features, segment_features
 from tribes.models.assign import relabel
 from tribes.models.matching import stable_ids
+from tribes.models.method_names import METHODS
 from tribes.models.methods import DENSITY, Segmenter, make_segmenter
 from tribes.models.selection import MIN_JACCARD, KSelection, fit_best, select_k, stratified_sample
 from tribes.models.stability import Stability, bootstrap_stability
-from tribes.stats.drift import profile
-from tribes.stats.scaling import Transform, fit_transform
-from tribes.store.segments import NewVersion, store_version
+from tribes.stats import Transform, fit_transform, profile
+from tribes.store import NewVersion, store_version
 from tribes.workspace import RunContext, Workspace
 
 log = logging.getLogger(__name__)

@@ -16,9 +16,8 @@ import ibis
 import ibis.expr.types as ir
 import numpy as np
 
-from tribes.engine import Engine
-from tribes.engine.functions import md5_hex
-from tribes.store.segments import members, require_version
+from tribes.engine import Engine, md5_hex
+from tribes.store import members, require_version
 
 PER_SEGMENT = 5000
 ALPHA = 0.05

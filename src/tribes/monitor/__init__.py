@@ -1,2 +1,35 @@
 """Monitoring: drift of features and segment shares against the active version, and the
 alerts it raises (DESIGN §7)."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from tribes.monitor.alerts import KINDS, ack, list_alerts
+from tribes.monitor.quality import check_ingest
+
+if TYPE_CHECKING:
+    from tribes.monitor.drift_check import STAGE, MonitorReport, run_monitor
+
+# served on first use: their modules import SciPy and scikit-learn
+_LAZY = {
+    "MonitorReport": "tribes.monitor.drift_check",
+    "STAGE": "tribes.monitor.drift_check",
+    "run_monitor": "tribes.monitor.drift_check",
+}
+
+__all__ = ["KINDS", "STAGE", "MonitorReport", "ack", "check_ingest", "list_alerts", "run_monitor"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

@@ -20,7 +20,7 @@ import pandas as pd
 
 from tribes.engine import Engine
 from tribes.errors import InputError
-from tribes.store.tables import ALERTS
+from tribes.store import ALERTS
 
 log = logging.getLogger(__name__)
 TABLE = "alerts"

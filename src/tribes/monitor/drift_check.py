@@ -23,15 +23,19 @@ import numpy as np
 from tribes.config import MonitorConfig
 from tribes.engine import Engine
 from tribes.errors import InputError
-from tribes.features.feature_table import FEATURES_TABLE, last_features
-from tribes.models.methods import stored_segments
-from tribes.models.segmentation import sample_customers
+from tribes.features import FEATURES_TABLE, last_features
+from tribes.models import sample_customers, stored_segments
 from tribes.monitor import alerts as alert_store
 from tribes.monitor import spc
-from tribes.stats.drift import FeatureDrift, ShareShift, feature_drift, share_shift
-from tribes.stats.scaling import Transform
-from tribes.store.runs import events_fingerprint, new_run_id, record_run
-from tribes.store.segments import get_run, require_version, segment_names
+from tribes.stats import FeatureDrift, ShareShift, Transform, feature_drift, share_shift
+from tribes.store import (
+    events_fingerprint,
+    get_run,
+    new_run_id,
+    record_run,
+    require_version,
+    segment_names,
+)
 from tribes.workspace import RunContext
 
 STAGE = "monitor"

@@ -24,7 +24,7 @@ import numpy as np
 
 from tribes.config import MonitorConfig
 from tribes.engine import Engine
-from tribes.ingest.loader import IngestSummary
+from tribes.ingest import IngestSummary
 from tribes.monitor.alerts import Alert, record
 from tribes.workspace import RunContext
 

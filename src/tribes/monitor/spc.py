@@ -31,8 +31,7 @@ import pandas as pd
 
 from tribes.engine import Engine
 from tribes.monitor.alerts import Alert
-from tribes.store.keyed import keyed_events
-from tribes.store.segments import members
+from tribes.store import keyed_events, members
 
 KPIS = ("size", "conversion", "aov", "retention")
 D2 = 1.128  # expected moving range of two normal values, in sigmas

@@ -12,11 +12,11 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from tribes.monitor.drift_check import MonitorReport, run_monitor
+from tribes.monitor import MonitorReport, run_monitor
 from tribes.notify import notify_alerts
-from tribes.realtime.webhooks import dead_letter
+from tribes.realtime import dead_letter
 from tribes.settings import RunSettings
-from tribes.store.db import open_run
+from tribes.store import open_run
 from tribes.workspace import Workspace
 
 

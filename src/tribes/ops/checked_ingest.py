@@ -10,12 +10,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from tribes.ingest import IngestOptions, ingest
-from tribes.ingest.loader import IngestSummary, Progress
-from tribes.monitor.quality import check_ingest
+from tribes.ingest import IngestOptions, IngestSummary, Progress, ingest
+from tribes.monitor import check_ingest
 from tribes.ops.alerts import send_alerts
 from tribes.settings import RunSettings
-from tribes.store.db import open_run
+from tribes.store import open_run
 from tribes.workspace import Workspace
 
 

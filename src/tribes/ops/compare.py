@@ -18,14 +18,12 @@ import ibis
 import numpy as np
 import pandas as pd
 
-from tribes.analysis.ab import Design, analyze_experiment
+from tribes.analysis import Design, analyze_experiment
 from tribes.config import parse_k_range
 from tribes.engine import Engine
 from tribes.errors import InputError
-from tribes.models import METHODS
-from tribes.models.methods import Segmenter
-from tribes.models.segmentation import Prepared, fit_method, prepare
-from tribes.stats import ab as abstats
+from tribes.models import METHODS, Prepared, Segmenter, fit_method, prepare
+from tribes.stats import heterogeneity
 from tribes.workspace import Workspace
 
 KPIS = ("buyer", "monetary", "frequency", "churned", "engagement_score")
@@ -111,7 +109,7 @@ def campaign_uplift(c: Campaign, fitted: Segmenter, p: Prepared) -> dict[str, An
     effects = [(s[key] if key else s)["uplift"] for s in tested]
     ses = [((s[key] if key else s)["ci"][1] - (s[key] if key else s)["ci"][0]) / (2 * z)
            for s in tested]
-    q, q_p = abstats.heterogeneity(effects, ses)
+    q, q_p = heterogeneity(effects, ses)
     return {"responding": sum(bool(s["responds"]) for s in tested),
             "segments_tested": len(tested),
             "uplift": {str(s["segment_id"]): e for s, e in zip(tested, effects, strict=True)},

@@ -29,13 +29,19 @@ import ibis.expr.types as ir
 from tribes.config import format_duration
 from tribes.engine import Engine
 from tribes.errors import DependencyError, InputError, TribesError
-from tribes.features.feature_table import FEATURES_TABLE
-from tribes.privacy.pseudonyms import PSEUDONYM_LENGTH, pseudonym
-from tribes.realtime.redis_state import RedisState, connect_redis, redis_url
-from tribes.store.customer import clean_ident, resolve_customer
-from tribes.store.exports import IN_WORKSPACE, SNAPSHOT_PREFIX, remove_from_file
-from tribes.store.tables import SCHEMAS, TOMBSTONES
-from tribes.sync.memberships import owed_removals
+from tribes.features import FEATURES_TABLE
+from tribes.privacy import PSEUDONYM_LENGTH, pseudonym
+from tribes.realtime import RedisState, connect_redis, redis_url
+from tribes.store import (
+    IN_WORKSPACE,
+    SCHEMAS,
+    SNAPSHOT_PREFIX,
+    TOMBSTONES,
+    clean_ident,
+    remove_from_file,
+    resolve_customer,
+)
+from tribes.sync import owed_removals
 from tribes.workspace import Workspace
 
 # tables whose rows name a person by pseudonymized id rather than by customer_key

@@ -22,22 +22,31 @@ from typing import Any
 from tribes.engine import STAGED_DIR, staged_text
 from tribes.errors import InputError, TribesError
 from tribes.ingest import IngestOptions
-from tribes.models.personas import stored_personas
-from tribes.models.segmentation import run_segmentation
-from tribes.models.validate import validate_segments
-from tribes.monitor.alerts import list_alerts
-from tribes.monitor.drift_check import STAGE
+from tribes.models import run_segmentation, stored_personas, validate_segments
+from tribes.monitor import STAGE, list_alerts
 from tribes.ops.checked_ingest import ingest_checked
 from tribes.ops.erasure import forget
 from tribes.ops.segment_index import SegmentIndex
-from tribes.privacy import audit_log
-from tribes.privacy.pseudonyms import pseudonym
+from tribes.privacy import AuditEntry, acting_as, current_actor, pseudonym, record_many
 from tribes.settings import RunSettings
-from tribes.store import segments as store
-from tribes.store.customer import clean_ident, customer_view
-from tribes.store.db import open_engine, open_run
-from tribes.store.exports import EXPORTABLE, Rendered, render_export, snapshot_export
-from tribes.store.runs import last_run
+from tribes.store import (
+    EXPORTABLE,
+    Rendered,
+    activate_version,
+    active_version,
+    clean_ident,
+    customer_view,
+    diff_versions,
+    get_run,
+    last_run,
+    list_versions,
+    open_engine,
+    open_run,
+    render_export,
+    require_version,
+    rollback_version,
+    snapshot_export,
+)
 from tribes.workspace import RunContext, Workspace
 
 log = logging.getLogger(__name__)
@@ -53,7 +62,7 @@ class AccessLog:
 
     def __init__(self, ws: Workspace, interval: float = 0.2) -> None:
         self.ws, self.interval = ws, interval
-        self._q: queue.Queue[audit_log.AuditEntry] = queue.Queue()
+        self._q: queue.Queue[AuditEntry] = queue.Queue()
         self._stop = threading.Event()
         self._secret = ws.secret()
         self._thread = threading.Thread(target=self._run, name="tribes-audit", daemon=True)
@@ -62,19 +71,19 @@ class AccessLog:
     def read(self, action: str, *, target: str = "", rows: int | None = None,
              keys: list[str] | None = None, detail: dict[str, Any] | None = None,
              actor: str | None = None) -> None:
-        self._q.put(audit_log.AuditEntry(action=action, actor=actor or audit_log.current_actor(),
-                                         target=target, rows=rows, keys=keys, detail=detail or {},
-                                         at=datetime.now(UTC)))
+        self._q.put(AuditEntry(action=action, actor=actor or current_actor(),
+                               target=target, rows=rows, keys=keys, detail=detail or {},
+                               at=datetime.now(UTC)))
 
     def flush(self) -> None:
-        batch: list[audit_log.AuditEntry] = []
+        batch: list[AuditEntry] = []
         while True:
             try:
                 batch.append(self._q.get_nowait())
             except queue.Empty:
                 break
         if batch:
-            audit_log.record_many(self.ws.path, self._secret, batch)
+            record_many(self.ws.path, self._secret, batch)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -145,7 +154,7 @@ class Jobs:
             for i in done[:max(len(done) - self.keep, 0)]:
                 self._jobs.pop(i, None)
                 self._owners.pop(i, None)
-        actor = audit_log.current_actor()
+        actor = current_actor()
         self._q.put((job, lambda: _as(actor, work)))
         return job
 
@@ -172,7 +181,7 @@ class Jobs:
 
 
 def _as(actor: str, work: Any) -> Any:
-    with audit_log.acting_as(actor):
+    with acting_as(actor):
         return work()
 
 
@@ -194,14 +203,14 @@ class Service:
     # ---------------------------------------------------------------- aggregates
     def health(self) -> dict[str, Any]:
         with open_engine(self.ws) as engine:
-            version = store.active_version(engine)
+            version = active_version(engine)
         return {"status": "ok", "workspace": self.ws.path.name, "active_version": version,
                 "uptime_s": round(time.time() - self.started, 1)}
 
     def segments(self) -> dict[str, Any]:
         with open_engine(self.ws) as engine:
-            version = store.require_version(engine)
-            run = store.get_run(engine, version)
+            version = require_version(engine)
+            run = get_run(engine, version)
             personas = {p["segment_id"]: p for p in stored_personas(engine, version)}
         segs = [{"segment_id": s["segment_id"], "name": personas.get(s["segment_id"], s)
                  .get("name", s["name"]), "size": s["size"], "share": s["share"],
@@ -213,7 +222,7 @@ class Service:
 
     def personas(self) -> dict[str, Any]:
         with open_engine(self.ws) as engine:
-            version = store.active_version(engine)
+            version = active_version(engine)
             rows = stored_personas(engine, version) if version is not None else []
         self.access.read("read.personas", target=f"version {version}", rows=len(rows))
         return {"version": version, "personas": rows}
@@ -230,8 +239,8 @@ class Service:
         versions, so a line per id is a trend)."""
         with open_engine(self.ws) as engine:
             rows = []
-            for v in store.list_versions(engine):
-                run = store.get_run(engine, v["version"])
+            for v in list_versions(engine):
+                run = get_run(engine, v["version"])
                 rows.append({"version": v["version"], "created_at": v["created_at"],
                              "active": v["active"],
                              "segments": [{"segment_id": s["segment_id"], "name": s["name"],
@@ -242,13 +251,13 @@ class Service:
 
     def versions(self) -> dict[str, Any]:
         with open_engine(self.ws) as engine:
-            rows = store.list_versions(engine)
+            rows = list_versions(engine)
         self.access.read("read.versions", rows=len(rows))
         return {"versions": rows}
 
     def diff(self, a: int, b: int) -> dict[str, Any]:
         with open_engine(self.ws) as engine:
-            d = store.diff_versions(engine, a, b)
+            d = diff_versions(engine, a, b)
         self.access.read("read.versions.diff", target=f"versions {a},{b}")
         return d
 
@@ -388,13 +397,13 @@ class Service:
     # ---------------------------------------------------------------- changes
     def activate(self, version: int) -> dict[str, Any]:
         with open_engine(self.ws) as engine:
-            previous = store.activate_version(engine, version)
+            previous = activate_version(engine, version)
         self.index.refresh(force=True)
         return {"active": version, "previous": previous}
 
     def rollback(self) -> dict[str, Any]:
         with open_engine(self.ws) as engine:
-            current, to = store.rollback_version(engine)
+            current, to = rollback_version(engine)
         self.index.refresh(force=True)
         return {"rolled_back": current, "active": to}
 

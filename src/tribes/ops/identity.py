@@ -18,10 +18,17 @@ from typing import Any
 
 from tribes.engine import Engine
 from tribes.errors import InputError
-from tribes.privacy.audit_log import current_actor
-from tribes.store.customer import resolve_customer, resolve_ids
-from tribes.store.identity_rules import IdentityRule, add_rule, list_rules, mark_undone
-from tribes.store.keyed import ANON_PREFIX, KNOWN
+from tribes.privacy import current_actor
+from tribes.store import (
+    ANON_PREFIX,
+    KNOWN,
+    IdentityRule,
+    add_rule,
+    list_rules,
+    mark_undone,
+    resolve_customer,
+    resolve_ids,
+)
 from tribes.workspace import Workspace
 
 CODE = "E_IDENTITY"

@@ -20,28 +20,28 @@ from typing import Any
 import ibis
 import pandas as pd
 
-from tribes.analysis.cohorts import refresh_cohorts
+from tribes.analysis import refresh_cohorts
 from tribes.config import SegmentConfig
 from tribes.engine import Engine
 from tribes.errors import InputError
-from tribes.features.feature_table import features_params, last_features, run_features
-from tribes.models.methods import DENSITY
-from tribes.models.personas import build_personas
-from tribes.models.segmentation import run_segmentation
-from tribes.models.validate import validate_segments
-from tribes.monitor.drift_check import run_monitor
+from tribes.features import features_params, last_features, run_features
+from tribes.models import DENSITY, build_personas, run_segmentation, validate_segments
+from tribes.monitor import run_monitor
 from tribes.ops.alerts import send_alerts
-from tribes.prep.prep_stage import last_prep, prep_params, run_prep
+from tribes.prep import last_prep, prep_params, run_prep
 from tribes.settings import RunSettings
-from tribes.store.cohorts import list_cohorts
-from tribes.store.db import open_run
-from tribes.store.identity_rules import list_rules
-from tribes.store.runs import events_fingerprint, is_current, new_run_id, record_run
-from tribes.store.segments import (
+from tribes.store import (
     activate_version,
     active_version,
     diff_versions,
+    events_fingerprint,
     get_run,
+    is_current,
+    list_cohorts,
+    list_rules,
+    new_run_id,
+    open_run,
+    record_run,
     versions_built_from,
 )
 from tribes.workspace import RunContext, Workspace

@@ -24,9 +24,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from tribes.config import parse_duration
 from tribes.errors import ConfigError
 from tribes.ops.pipeline import history, run_and_notify
-from tribes.privacy import audit_log
+from tribes.privacy import acting_as
 from tribes.settings import RunSettings
-from tribes.store.db import open_engine
+from tribes.store import open_engine
 from tribes.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -219,7 +219,7 @@ def scheduled_run(ws: Workspace) -> dict[str, Any]:
     """One pipeline run as the schedule makes it (audited as ``schedule``), alerts sent."""
     # the scheduler is an edge: each run takes the configuration as it is then
     settings = RunSettings.resolve(ws.config)
-    with audit_log.acting_as("schedule"):
+    with acting_as("schedule"):
         rep, _ = run_and_notify(ws, settings)
     log.info("scheduled run %s: %s", rep.run_id, rep.steps)
     return rep.as_dict()

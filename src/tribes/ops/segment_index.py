@@ -16,11 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from tribes.errors import InputError, NoSegmentVersionError
-from tribes.privacy import audit_log
-from tribes.privacy.pseudonyms import pseudonym
-from tribes.store.customer import clean_ident
-from tribes.store.db import open_engine
-from tribes.store.segments import active_segments, active_version
+from tribes.privacy import last_derived_change, pseudonym
+from tribes.store import active_segments, active_version, clean_ident, open_engine
 from tribes.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -63,7 +60,7 @@ class SegmentIndex:
         if now - self._checked < CHECK_EVERY_S or self._rebuilding.is_set():
             return
         self._checked = now
-        if audit_log.last_derived_change(self.ws.path) != self._seq:
+        if last_derived_change(self.ws.path) != self._seq:
             self._rebuilding.set()
             threading.Thread(target=self._rebuild, name="tribes-index", daemon=True).start()
 
@@ -79,7 +76,7 @@ class SegmentIndex:
         """Rebuild now if the workspace changed (or always, with ``force``)."""
         with self._lock:
             self._checked = time.monotonic()
-            seq = audit_log.last_derived_change(self.ws.path)
+            seq = last_derived_change(self.ws.path)
             if seq == self._seq and not force:
                 return
             started = time.perf_counter()

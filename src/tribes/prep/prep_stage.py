@@ -14,9 +14,16 @@ from tribes.engine import Engine
 from tribes.prep.sessions import parts, sessionize
 from tribes.prep.stitch import StitchReport, drop_temporaries, stitch
 from tribes.settings import RunSettings
-from tribes.store.identity_rules import IdentityRule, list_rules
-from tribes.store.runs import events_fingerprint, last_run, new_run_id, record_run
-from tribes.store.tables import IDENTITIES, SESSIONS
+from tribes.store import (
+    IDENTITIES,
+    SESSIONS,
+    IdentityRule,
+    events_fingerprint,
+    last_run,
+    list_rules,
+    new_run_id,
+    record_run,
+)
 from tribes.workspace import RunContext
 
 log = logging.getLogger(__name__)

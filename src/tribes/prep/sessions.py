@@ -14,8 +14,8 @@ from typing import Any
 import ibis
 import ibis.expr.types as ir
 
-from tribes.engine.functions import md5_hex, micros_between
-from tribes.store.keyed import keyed_events
+from tribes.engine import md5_hex, micros_between
+from tribes.store import keyed_events
 
 # the events columns sessions are built from
 SESSION_COLUMNS = ("ts", "event_id", "event_type", "source", "device")

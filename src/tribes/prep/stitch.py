@@ -37,8 +37,7 @@ import ibis
 import ibis.expr.types as ir
 
 from tribes.engine import Engine
-from tribes.store.identity_rules import IdentityRule
-from tribes.store.keyed import ANON_PREFIX, ID_COLUMNS, KNOWN
+from tribes.store import ANON_PREFIX, ID_COLUMNS, KNOWN, IdentityRule
 
 log = logging.getLogger(__name__)
 

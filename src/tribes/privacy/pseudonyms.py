@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ibis.expr.types as ir
 
-from tribes.engine.functions import hmac_sha256_hex, hmac_sha256_py
+from tribes.engine import hmac_sha256_hex, hmac_sha256_py
 
 PSEUDONYM_LENGTH = 32
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tribes.errors import InputError, TribesError
-from tribes.privacy import audit_log
+from tribes.privacy import last_derived_change
 from tribes.realtime import reference
 from tribes.realtime.events import Checked, EventChecker, Rejected, StreamEvent
 from tribes.realtime.redis_state import RedisState, connect_redis
@@ -40,7 +40,7 @@ from tribes.realtime.rules import (
 from tribes.realtime.sink import Sink
 from tribes.realtime.webhooks import Delivery, registry
 from tribes.settings import RunSettings
-from tribes.store.db import holds_shared_engine
+from tribes.store import holds_shared_engine
 from tribes.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -216,7 +216,7 @@ class Consumer:
         self._checked = now
         if self._reload_thread is not None and self._reload_thread.is_alive():
             return
-        if audit_log.last_derived_change(self.ws.path) == self.ref.change:
+        if last_derived_change(self.ws.path) == self.ref.change:
             return
 
         def work() -> None:

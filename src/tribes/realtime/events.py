@@ -21,10 +21,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from tribes.config import Config
-from tribes.ingest.mapping import resolve_mapping
-from tribes.ingest.spec import EVENTS
-from tribes.ingest.standardize import NULL_MARKERS, canonical_event_type
-from tribes.privacy.pseudonyms import pseudonym
+from tribes.ingest import EVENTS, NULL_MARKERS, canonical_event_type, resolve_mapping
+from tribes.privacy import pseudonym
 
 _EPOCH_MS_MIN = 1e11  # as in ingest/parse.py: above this a number is milliseconds
 _EPOCH_US_MIN = 1e14

@@ -92,7 +92,7 @@ def assign(ref: Reference, keys: list[str], states: list[dict[str, Any]],
         return []
     # the models' module (scikit-learn) is imported on first use, not by every command
     # that reaches this module
-    from tribes.models.methods import stored_segments
+    from tribes.models import stored_segments
 
     x = ref.transform.apply_array(feature_matrix(ref, keys, states, now,
                                                  ref.transform.features))

@@ -18,13 +18,10 @@ import numpy as np
 import pandas as pd
 
 from tribes.errors import TribesError
-from tribes.privacy import audit_log
-from tribes.privacy.consent import ANALYTICS, latest_consents
+from tribes.privacy import ANALYTICS, last_derived_change, latest_consents
 from tribes.settings import RunSettings
-from tribes.stats.scaling import Transform
-from tribes.store.db import open_engine
-from tribes.store.keyed import keyed_consents
-from tribes.store.segments import active_version, get_run, members
+from tribes.stats import Transform
+from tribes.store import active_version, get_run, keyed_consents, members, open_engine
 from tribes.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -132,11 +129,11 @@ def load(ws: Workspace, settings: RunSettings, *, wait_s: float = 60.0) -> Refer
 def _load(ws: Workspace, settings: RunSettings) -> Reference:
     # scikit-learn and SciPy (a second to import) when the stream starts, not in the commands
     # that only reach this module (tribes webhooks, triggers)
-    from tribes.models.clv.clv_stage import last_fit
+    from tribes.models import last_fit
 
     started = time.perf_counter()
     ref = Reference(consent_mode=settings.consent_mode,
-                    change=audit_log.last_derived_change(ws.path))
+                    change=last_derived_change(ws.path))
     with open_engine(ws, read_only=True) as engine:
         ids = engine.execute(engine.table("identities").select("id", "customer_key"))
         ref.ids = dict(zip(ids["id"].astype(str), ids["customer_key"].astype(str),

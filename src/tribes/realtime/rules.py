@@ -162,7 +162,7 @@ class Processor:
         if r.churn_risk.enabled and ref.clv:
             # scikit-learn and SciPy (a second to import) only with churn risk: tribes
             # webhooks and triggers reach this module too
-            from tribes.models.clv.clv_stage import models_of
+            from tribes.models import models_of
 
             self.churn_model = models_of(ref.clv)[0]
             self.unit = UNIT_SECONDS.get(str(ref.clv.get("time_unit", "week")), self.unit)

@@ -27,13 +27,12 @@ from typing import Any
 
 from tribes.engine import STAGED_DIR, database_key, staged_text
 from tribes.errors import TribesError
-from tribes.ingest import IngestOptions, ingest
-from tribes.ingest.spec import EVENTS
-from tribes.monitor.quality import check_ingest
-from tribes.privacy.seal import Sealer, is_sealed
+from tribes.ingest import EVENTS, IngestOptions, ingest
+from tribes.monitor import check_ingest
+from tribes.privacy import Sealer, is_sealed
 from tribes.realtime.events import EventChecker
 from tribes.settings import RunSettings
-from tribes.store.db import open_run
+from tribes.store import open_run
 from tribes.workspace import Workspace, open_workspace
 
 log = logging.getLogger(__name__)

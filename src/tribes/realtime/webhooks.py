@@ -39,11 +39,10 @@ import pandas as pd
 from tribes.errors import InputError
 from tribes.hooks import Hook, Trigger, hooks_path, read_entries, read_hooks, trigger_body
 from tribes.http import post_signed
-from tribes.monitor.alerts import KINDS as ALERT_KINDS
-from tribes.privacy.locking import locked
+from tribes.monitor import KINDS as ALERT_KINDS
+from tribes.privacy import locked
 from tribes.realtime.sink import DB_LOCK
-from tribes.store.db import open_engine
-from tribes.store.tables import WEBHOOK_DEADLETTERS
+from tribes.store import WEBHOOK_DEADLETTERS, open_engine
 from tribes.workspace import Workspace
 
 log = logging.getLogger(__name__)

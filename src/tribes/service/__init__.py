@@ -12,6 +12,8 @@ from tribes.errors import DependencyError
 if TYPE_CHECKING:
     from tribes.workspace import Workspace
 
+__all__ = ["create_app"]
+
 
 def create_app(ws: Workspace, **kwargs: Any) -> Any:
     """The FastAPI application serving workspace ``ws`` (see :mod:`tribes.service.app`)."""

@@ -13,17 +13,14 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tribes import __version__
-from tribes.ops.handlers import AccessLog, Jobs, Service
-from tribes.ops.schedule import Scheduler, scheduled_run
-from tribes.ops.segment_index import SegmentIndex
-from tribes.realtime.consumer import Consumer
-from tribes.realtime.live import Live
+from tribes.ops import AccessLog, Jobs, Scheduler, SegmentIndex, Service, scheduled_run
+from tribes.realtime import Consumer, Live
 from tribes.service import errors
 from tribes.service.metrics import Metrics
 from tribes.service.routes import register
 from tribes.service.security import KeyRing, RateLimiter
 from tribes.settings import RunSettings
-from tribes.store.db import shared_engine
+from tribes.store import shared_engine
 from tribes.workspace import Workspace
 
 log = logging.getLogger(__name__)

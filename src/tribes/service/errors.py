@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tribes.errors import DependencyError, InputError, TribesError, WorkspaceError
-from tribes.privacy.keys import AuthError
+from tribes.privacy import AuthError
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,7 @@ from pathlib import Path
 
 from fastapi import Request
 
-from tribes.privacy import audit_log
-from tribes.privacy.keys import KEYS_FILE, ApiKey, authenticate, load_keys
+from tribes.privacy import KEYS_FILE, ApiKey, authenticate, load_keys, set_actor
 from tribes.service.errors import ApiError
 
 
@@ -93,7 +92,7 @@ def require(role: str) -> Callable[[Request], Awaitable[ApiKey]]:
             raise ApiError(403, "E_FORBIDDEN", f"this route needs the {role} role; the key "
                            f"'{key.name}' is {key.role}")
         # an async dependency runs in the request's context: the (threaded) route inherits it
-        audit_log.set_actor(f"key:{key.name}")
+        set_actor(f"key:{key.name}")
         return key
 
     return dependency

@@ -8,8 +8,7 @@ import ibis
 
 from tribes.engine import Engine
 from tribes.errors import InputError
-from tribes.privacy.consent import consent_filter, latest_consents
-from tribes.privacy.pseudonyms import pseudonym
+from tribes.privacy import consent_filter, latest_consents, pseudonym
 from tribes.store.keyed import ANON_PREFIX, keyed_consents, keyed_events
 from tribes.workspace import RunContext, Workspace
 

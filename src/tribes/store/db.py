@@ -20,7 +20,7 @@ import ibis
 
 from tribes.engine import Engine, clear_staging, connect
 from tribes.errors import EngineError
-from tribes.privacy.audit_log import Anchor, audit, current_anchor
+from tribes.privacy import Anchor, audit, current_anchor
 from tribes.settings import RunSettings
 from tribes.store.tables import AUDIT_ANCHOR, ensure_tables
 from tribes.store.writer import holder, unless_writing, writing

@@ -21,7 +21,7 @@ import ibis.expr.types as ir
 
 from tribes.engine import Engine
 from tribes.errors import InputError
-from tribes.privacy.consent import consent_filter
+from tribes.privacy import consent_filter
 from tribes.store.keyed import keyed_consents
 from tribes.store.segments import active_segments
 from tribes.store.tables import EXPORTS as EXPORTS_SCHEMA

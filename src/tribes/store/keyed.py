@@ -11,8 +11,7 @@ from collections.abc import Sequence
 import ibis
 import ibis.expr.types as ir
 
-from tribes.engine import Engine
-from tribes.engine.functions import bucket
+from tribes.engine import Engine, bucket
 
 ID_COLUMNS = ("customer_id", "anonymous_id", "device_id")
 KNOWN = "customer_id"

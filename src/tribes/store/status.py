@@ -8,7 +8,7 @@ from typing import Any
 import ibis
 
 from tribes.engine import Engine
-from tribes.privacy.consent import consent_summary
+from tribes.privacy import consent_summary
 from tribes.store.identity_rules import list_rules
 from tribes.store.runs import events_fingerprint, is_current, last_run
 from tribes.store.tables import SCHEMAS

@@ -43,10 +43,18 @@ from tribes.config import ActivationTarget
 from tribes.engine import Engine
 from tribes.errors import InputError
 from tribes.http import post_with_retries
-from tribes.privacy.consent import consent_filter
-from tribes.store.keyed import keyed_consents
-from tribes.store.segments import active_segments, get_run, require_version, segment_names
-from tribes.store.tables import ACTIVATION_REMOVALS, ACTIVATION_STATE, ACTIVATION_SYNCS, EXPORTS
+from tribes.privacy import consent_filter
+from tribes.store import (
+    ACTIVATION_REMOVALS,
+    ACTIVATION_STATE,
+    ACTIVATION_SYNCS,
+    EXPORTS,
+    active_segments,
+    get_run,
+    keyed_consents,
+    require_version,
+    segment_names,
+)
 from tribes.workspace import RunContext, Workspace
 
 log = logging.getLogger(__name__)

@@ -29,18 +29,15 @@ import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
-from tribes.engine import Engine
-from tribes.engine.functions import md5_hex
+from tribes.engine import Engine, md5_hex
 from tribes.errors import ModelError
-from tribes.features.build import base_features, scored_features
+from tribes.features import base_features, scored_features
 from tribes.models.clv.clv_stage import MODELS, data_end, fit_models
 from tribes.models.clv.summary import SummarySpec, rfm_summary
-from tribes.prep.prep_stage import last_prep, run_prep
-from tribes.privacy.consent import consent_filter
+from tribes.prep import last_prep, run_prep
+from tribes.privacy import consent_filter
 from tribes.settings import RunSettings
-from tribes.store.keyed import keyed_consents, keyed_events
-from tribes.store.runs import events_fingerprint, is_current
-from tribes.store.tables import CHURN_SCORES
+from tribes.store import CHURN_SCORES, events_fingerprint, is_current, keyed_consents, keyed_events
 from tribes.workspace import RunContext, Workspace
 
 log = logging.getLogger(__name__)

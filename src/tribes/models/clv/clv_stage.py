@@ -27,8 +27,7 @@ from tribes.models.clv.gamma_gamma import GammaGamma, independence_check
 from tribes.models.clv.mbgnbd import MBGNBD
 from tribes.models.clv.pareto_nbd import ParetoNBD
 from tribes.models.clv.summary import UNIT_DAYS, SummarySpec, repeat_by_period, rfm_summary
-from tribes.store.runs import events_fingerprint, last_run, new_run_id, record_run
-from tribes.store.tables import CLV
+from tribes.store import CLV, events_fingerprint, last_run, new_run_id, record_run
 from tribes.workspace import RunContext
 
 log = logging.getLogger(__name__)

@@ -25,11 +25,10 @@ from typing import Any
 import ibis
 import ibis.expr.types as ir
 
-from tribes.engine import Engine
-from tribes.engine.functions import micros_between
+from tribes.engine import Engine, micros_between
 from tribes.errors import InputError
-from tribes.privacy.consent import consent_filter
-from tribes.store.keyed import keyed_consents, keyed_events
+from tribes.privacy import consent_filter
+from tribes.store import keyed_consents, keyed_events
 
 PERIODS = {"day": "D", "week": "W"}
 UNIT_DAYS = {"day": 1.0, "week": 7.0, "month": 365.25 / 12}

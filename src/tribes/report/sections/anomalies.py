@@ -6,12 +6,12 @@ import ibis
 import numpy as np
 import plotly.graph_objects as go
 
-from tribes.analysis.outliers import embed_2d, find_outliers
-from tribes.engine.functions import md5_hex
-from tribes.features.definitions import segment_features
+from tribes.analysis import embed_2d, find_outliers
+from tribes.engine import md5_hex
+from tribes.features import segment_features
 from tribes.report.context import ReportContext, empty, esc, table
 from tribes.report.sections import section
-from tribes.stats.scaling import fit_transform
+from tribes.stats import fit_transform
 
 MAP_POINTS = 2000  # t-SNE on this many takes a few seconds
 

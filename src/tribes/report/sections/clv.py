@@ -9,11 +9,11 @@ import numpy as np
 import plotly.graph_objects as go
 
 from tribes.errors import TribesError
-from tribes.models.clv.clv_stage import last_fit, models_of
+from tribes.models import last_fit, models_of
 from tribes.report.context import PALETTE, ReportContext, empty, esc, table
 from tribes.report.sections import section
 from tribes.report.sections.segments import active_run, names
-from tribes.store.segments import members
+from tribes.store import members
 
 GRID = 40  # cells per axis of the P(alive) matrix
 

@@ -6,10 +6,10 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from tribes.analysis.cohorts import profile, retention
+from tribes.analysis import profile, retention
 from tribes.report.context import ReportContext, empty, esc, table
 from tribes.report.sections import section
-from tribes.store.cohorts import list_cohorts
+from tribes.store import list_cohorts
 
 
 @section(75, "cohorts", "Cohorts and retention")

@@ -6,7 +6,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from tribes.engine.functions import md5_hex
+from tribes.engine import md5_hex
 from tribes.report.context import ReportContext, empty
 from tribes.report.sections import section
 

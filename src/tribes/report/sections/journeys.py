@@ -7,9 +7,7 @@ from datetime import timedelta
 import numpy as np
 import plotly.graph_objects as go
 
-from tribes.analysis.funnels import funnel
-from tribes.analysis.journeys import transitions
-from tribes.analysis.paths import sankey_figure, sankey_links, session_paths
+from tribes.analysis import funnel, sankey_figure, sankey_links, session_paths, transitions
 from tribes.report.context import ReportContext, empty, esc
 from tribes.report.sections import section
 

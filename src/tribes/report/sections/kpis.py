@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from tribes.models.validate import RETENTION_DAYS, validate_segments
+from tribes.models import RETENTION_DAYS, validate_segments
 from tribes.report.context import PALETTE, ReportContext, empty, esc, table
 from tribes.report.sections import section
-from tribes.store.segments import active_version
+from tribes.store import active_version
 
 
 @section(60, "kpis", "Business KPIs by segment")

@@ -9,9 +9,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from tribes.errors import TribesError
-from tribes.monitor.alerts import list_alerts
-from tribes.monitor.drift_check import run_monitor
-from tribes.ops.pipeline import history
+from tribes.monitor import list_alerts, run_monitor
+from tribes.ops import history
 from tribes.report.context import PALETTE, ReportContext, empty, esc, table
 from tribes.report.sections import section
 

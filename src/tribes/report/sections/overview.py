@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from tribes.ingest.spec import REASONS
+from tribes.ingest import REASONS
 from tribes.report.context import ReportContext, empty, esc, fmt, table
 from tribes.report.sections import section
-from tribes.store.status import workspace_status
+from tribes.store import workspace_status
 
 
 @section(10, "overview", "Data and quality")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from tribes.features.definitions import short_label
-from tribes.models.personas import stored_personas
+from tribes.features import short_label
+from tribes.models import stored_personas
 from tribes.report.context import ReportContext, empty, esc
 from tribes.report.sections import section
-from tribes.store.segments import active_version
+from tribes.store import active_version
 
 
 @section(50, "personas", "Personas")

@@ -8,13 +8,12 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from tribes.engine.functions import md5_hex
-from tribes.models.personas import stored_personas
-from tribes.models.segmentation import refit_note, stability_warning
+from tribes.engine import md5_hex
+from tribes.models import refit_note, stability_warning, stored_personas
 from tribes.report.context import PALETTE, ReportContext, empty, esc
 from tribes.report.sections import section
-from tribes.stats.scaling import Transform
-from tribes.store.segments import active_version, get_run, members
+from tribes.stats import Transform
+from tribes.store import active_version, get_run, members
 
 MAP_POINTS = 3000  # SVG points: renders everywhere, no WebGL needed
 

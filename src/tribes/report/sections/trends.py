@@ -8,8 +8,8 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from tribes.analysis.timeseries import daily_series, incomplete_periods
-from tribes.analysis.timeseries import trends as compute
+from tribes.analysis import daily_series, incomplete_periods
+from tribes.analysis import trends as compute
 from tribes.report.context import PALETTE, ReportContext, empty, esc, table
 from tribes.report.sections import section
 from tribes.report.sections.segments import active_run, names

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tribes.report.context import ReportContext, empty, table
 from tribes.report.sections import section
-from tribes.store.segments import list_versions
+from tribes.store import list_versions
 
 
 @section(90, "versions", "Version history")

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import Request
 
-from tribes.ops.handlers import Service
+from tribes.ops import Service
 from tribes.service.schemas import ErrorBody
 
 

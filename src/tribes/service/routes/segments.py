@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from tribes.privacy.keys import ApiKey
+from tribes.privacy import ApiKey
 from tribes.service.routes.common import responses, service
 from tribes.service.schemas import Personas, Segments, Triggers, Versions
 from tribes.service.security import require

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import PlainTextResponse
 
-from tribes.privacy.keys import ApiKey
+from tribes.privacy import ApiKey
 from tribes.service.routes.common import responses, service
 from tribes.service.schemas import Health
 from tribes.service.security import require
