@@ -1,16 +1,21 @@
 """The package layers are one-way (docs/architecture.md), and so are the imports between
-the modules of one package.
+the modules of one package; another package is reached through its façade.
 
 Every ``tribes`` import is counted, at module level or inside a function (or under
 ``TYPE_CHECKING``), and so is ``importlib.import_module("tribes....")`` with a constant
 name, so a cycle cannot hide behind a deferred import. A package may import its own
 modules, packages of lower layers, and, inside the stage layer, stages that come earlier
-in the pipeline; its modules may not import each other in a circle.
+in the pipeline; its modules may not import each other in a circle. From another package
+it imports the names its ``__init__`` lists in ``__all__`` (``from tribes.store import
+store_version``), never one of its modules: those are the package's implementation.
 """
 
 from __future__ import annotations
 
 import ast
+import importlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -147,6 +152,26 @@ def violations(found: list[tuple[str, str, int]]) -> list[str]:
     return bad
 
 
+def facade_violations(found: list[tuple[str, str, int]]) -> list[str]:
+    """Imports of a module inside another package instead of that package's façade."""
+    bad = []
+    for module, target, line in found:
+        src, dst = _package(module), _package(target)
+        if src == dst or (module, target) in FACADE or target.count(".") < 2:
+            continue  # its own package, the root's lazy API, or a package (its façade)
+        bad.append(f"{module}:{line} imports {target}, a module of {dst}: import the name "
+                   f"from the façade instead (from tribes.{dst} import ...; add it to "
+                   f"__all__ in {dst}/__init__.py if it is not there)")
+    return bad
+
+
+def facades(root: Path = SRC) -> list[str]:
+    """The packages that have a façade: every package under ``root`` but the CLI (the
+    top: nothing imports it)."""
+    return sorted(p.name for p in root.iterdir()
+                  if (p / "__init__.py").exists() and p.name != "cli")
+
+
 def cycles(found: list[tuple[str, str, int]]) -> list[list[str]]:
     """The import cycles among the modules of each package (its strongly connected
     components of more than one module, or a module importing itself)."""
@@ -210,6 +235,58 @@ def test_the_check_sees_nested_and_relative_imports(tmp_path: Path) -> None:
     found = imports(pkg)
     assert [(m, t) for m, t, _ in found] == [("tribes.engine.io", "tribes.store")] * 2
     assert len(violations(found)) == 2
+
+
+def test_imports_across_packages_go_through_facades() -> None:
+    bad = facade_violations(imports())
+    assert not bad, "imports of another package's modules:\n" + "\n".join(bad)
+
+
+def test_the_facade_check_sees_module_imports(tmp_path: Path) -> None:
+    pkg = tmp_path / "tribes"
+    for name in ("store", "ops"):
+        (pkg / name).mkdir(parents=True)
+    (pkg / "store" / "__init__.py").write_text("from tribes.store.segments import x\n")
+    (pkg / "store" / "segments.py").write_text("x = 1\n")
+    (pkg / "store" / "db.py").write_text("from tribes.store.segments import x\n")
+    (pkg / "ops" / "__init__.py").write_text("")
+    (pkg / "ops" / "run.py").write_text(
+        "from tribes.store.segments import x\n"       # a module of another package
+        "from tribes.store import segments\n"         # the module as an object
+        "from tribes.store import x as y\n"           # the façade: accepted
+        "def f():\n    import importlib\n"
+        "    return importlib.import_module('tribes.store.segments')\n")
+    bad = facade_violations(imports(pkg))
+    assert [b.split(" imports ")[0] for b in bad] == [
+        "tribes.ops.run:1", "tribes.ops.run:2", "tribes.ops.run:6"]
+    assert all("from tribes.store import" in b for b in bad)
+    # inside its own package a module imports its siblings
+    assert not [b for b in bad if b.startswith("tribes.store")]
+
+
+@pytest.mark.parametrize("package", facades())
+def test_facade_lists_names_it_has(package: str) -> None:
+    module = importlib.import_module(f"tribes.{package}")
+    names = getattr(module, "__all__", None)
+    assert names, f"tribes.{package} has no __all__"
+    assert len(names) == len(set(names)), f"tribes.{package}.__all__ repeats a name"
+    missing = [n for n in names if not hasattr(module, n)]
+    assert not missing, f"tribes.{package}.__all__ lists names it lacks: {missing}"
+    # a name that is also a module of the package would hide it (or be hidden by it)
+    shadowing = [n for n in names if _is_module(SRC / package, n)]
+    assert not shadowing, f"tribes.{package}: {shadowing} name modules of the package too"
+
+
+def test_facades_leave_the_heavy_libraries_alone() -> None:
+    """Importing every façade imports neither the modelling libraries (seconds) nor the
+    optional extras; the names of modules that do are served on first use."""
+    heavy = ("sklearn", "scipy", "statsmodels", "plotly", "fastapi", "redis", "pyspark")
+    code = ("import importlib, sys\n"
+            f"for p in {facades()!r}:\n    importlib.import_module('tribes.' + p)\n"
+            f"print(sorted(m for m in {heavy!r} if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       check=True)
+    assert r.stdout.strip() == "[]"
 
 
 def test_no_import_cycle_inside_a_package() -> None:
