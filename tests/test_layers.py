@@ -25,7 +25,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "tribes"
 # bottom to top; a tuple is an ordered group (each may import the ones before it), a
 # frozenset a group of peers that never import each other
 LAYERS: list[tuple[str, ...] | frozenset[str]] = [
-    ("tribes", "errors", "config", "settings"),  # "tribes": the package's __init__
+    ("tribes", "lazy", "errors", "config", "settings"),  # "tribes": the package's __init__
     ("engine", "workspace"),
     frozenset({"stats", "http", "hooks", "synth"}),
     ("notify",),  # alerts to webhooks: hooks' endpoints, http's signed POSTs

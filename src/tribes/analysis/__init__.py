@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tribes.analysis.ab import (
     AB_METRICS,
@@ -26,6 +25,7 @@ from tribes.analysis.paths import (
 )
 from tribes.analysis.rules import RULE_LANGUAGE
 from tribes.analysis.timeseries import TREND_METRICS, daily_series, incomplete_periods, trends
+from tribes.lazy import lazy_names
 
 if TYPE_CHECKING:
     from tribes.analysis.outliers import OUTLIER_METHODS, embed_2d, find_outliers
@@ -68,15 +68,4 @@ __all__ = [
     "trends",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)

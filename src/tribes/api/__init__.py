@@ -12,10 +12,10 @@ returns a result whose ``summary`` is what ``--json`` prints. See docs/python-ap
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tribes.api.results import FrameResult, FunnelResult, Result, RetentionResult, Table
+from tribes.lazy import lazy_names
 
 if TYPE_CHECKING:
     from tribes.api.workspace import Clv, Workspace, init, open
@@ -31,15 +31,4 @@ _LAZY = {
 __all__ = ["Clv", "FrameResult", "FunnelResult", "Result", "RetentionResult", "Table",
            "Workspace", "init", "open"]
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)

@@ -6,9 +6,9 @@ modules that fit models import scikit-learn.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from tribes.lazy import lazy_names
 from tribes.models.method_names import CLUSTERING, METHODS
 from tribes.models.personas import OVERRIDE_FIELDS, build_personas, set_overrides, stored_personas
 from tribes.models.validate import RETENTION_DAYS, validate_segments
@@ -102,15 +102,4 @@ __all__ = [
     "validate_segments",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)

@@ -3,9 +3,9 @@ alerts it raises (DESIGN §7)."""
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from tribes.lazy import lazy_names
 from tribes.monitor.alerts import KINDS, ack, list_alerts
 from tribes.monitor.quality import check_ingest
 
@@ -21,15 +21,4 @@ _LAZY = {
 
 __all__ = ["KINDS", "STAGE", "MonitorReport", "ack", "check_ingest", "list_alerts", "run_monitor"]
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)

@@ -4,9 +4,9 @@ the report call into it; nothing below imports it."""
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from tribes.lazy import lazy_names
 from tribes.ops.erasure import forget
 from tribes.ops.identity import (
     RuleChange,
@@ -82,15 +82,4 @@ __all__ = [
     "undo_rule",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)
