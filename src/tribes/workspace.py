@@ -9,7 +9,6 @@ run's settings (:func:`tribes.store.db.open_run` opens one).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -68,10 +67,6 @@ class RunContext:
     @property
     def config(self) -> Config:
         return self.ws.config
-
-    def with_settings(self, **changes: object) -> RunContext:
-        """The same workspace and engine with some settings changed (e.g. ``as_of``)."""
-        return dataclasses.replace(self, settings=self.settings.replace(**changes))
 
 
 def create_files(path: Path, *, force: bool = False, encrypt: bool = False) -> Workspace:
