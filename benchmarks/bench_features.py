@@ -5,15 +5,18 @@ side, each in a fresh process:
 
 * ``tribes prep``: identity stitching + the sessions table;
 * ``tribes features``: every customer feature (sessions, RFM, engagement, mix shares,
-  composite index, consent) into ``customer_features``;
+  composite index, consent) into ``customer_features``; prep and features run through
+  the Python API the commands call (``tribes.open(ws).prep()``), timing the seconds from
+  each progress step the stage reports to the next (where the time goes);
 * sql: one hand-written DuckDB statement computing sessions and the core features from
   the same events and identities (``CREATE TEMP TABLE AS``, default DuckDB settings);
 * pandas: the plain pandas implementation of the same definitions
   (``tests.features.reference``), timing the load into pandas and the computation.
 
-Prints seconds and peak RSS of each and the ratios. Targets at 10M events (~185k
-customers): features within 1.3x of the SQL query, at least 2.5x faster than pandas, peak
-RSS under 4 GiB.
+Prints seconds and peak RSS of each, the ratios, and the seconds of each step of prep and
+features (the remainder, not inside any step, is process start and exit). Targets at 10M
+events (~185k customers): features within 1.3x of the SQL query, at least 2.5x faster
+than pandas, peak RSS under 4 GiB.
 
     python benchmarks/bench_features.py                      # 10M events
     python benchmarks/bench_features.py --events 1000000     # a quick look
@@ -28,6 +31,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _measure import measure_isolated
@@ -110,6 +114,21 @@ FROM per_ev e JOIN per_sess p USING (ck) LEFT JOIN per_ord o USING (ck)
 print(con.execute("SELECT count(*) FROM f").fetchone()[0])
 """
 
+# a stage in a child process: its report and the seconds of each progress step
+STAGE = """
+import json, sys, time
+t0 = time.perf_counter()
+import tribes
+ws, stage = sys.argv[1], sys.argv[2]
+marks = [("imports, opening the workspace", t0)]
+def progress(step):
+    marks.append((step, time.perf_counter()))
+res = getattr(tribes.open(ws), stage)(progress=progress)
+marks.append(("", time.perf_counter()))
+steps = [[m, round(t2 - t, 3)] for (m, t), (_, t2) in zip(marks, marks[1:])]
+print(json.dumps({**res.report.as_dict(), "steps": steps}, default=str))
+"""
+
 # the child process imports the pandas reference (tests.features.reference) from the repo
 PANDAS = f"import sys; sys.path.insert(0, {str(ROOT)!r})" + """
 import sys, time, json, duckdb, pandas as pd
@@ -170,10 +189,9 @@ def main() -> None:
     args = ap.parse_args()
 
     ws = prepare(args.data, args.events)
-    tribes = [sys.executable, "-m", "tribes", "-w", str(ws), "--json"]
-    prep = measure_isolated([*tribes, "prep"])
+    prep = measure_isolated([sys.executable, "-c", STAGE, str(ws), "prep"])
     prep_out = json.loads(prep.stdout.splitlines()[-1])
-    feats = measure_isolated([*tribes, "features"])
+    feats = measure_isolated([sys.executable, "-c", STAGE, str(ws), "features"])
     f_out = json.loads(feats.stdout.splitlines()[-1])
     as_of = f_out["as_of"]
     sql = measure_isolated([sys.executable, "-c", SQL, str(ws / "tribes.duckdb"), as_of])
@@ -207,6 +225,17 @@ def main() -> None:
               "(target >= 2.5)")
     print(f"peak RSS (tribes)         : {max(prep.peak_rss_mib, feats.peak_rss_mib):.0f} MiB "
           "(target < 4096)")
+    print_steps([("prep", prep.seconds, prep_out), ("features", feats.seconds, f_out)])
+
+
+def print_steps(runs: list[tuple[str, float, dict[str, Any]]]) -> None:
+    """Seconds of each progress step of each stage, and their share of the stage's time."""
+    print(f"\n{'step':<62}{'seconds':>9}{'share':>7}")
+    for stage, seconds, out in runs:
+        rows = [*out["steps"], ["process start and exit",
+                                seconds - sum(s for _, s in out["steps"])]]
+        for step, s in rows:
+            print(f"{(stage + ': ' + step)[:61]:<62}{s:>9.2f}{s / seconds:>7.0%}")
 
 
 if __name__ == "__main__":

@@ -74,6 +74,7 @@ def run_prep(ctx: RunContext, *, progress: Callable[[str], None] | None = None
         )
         run_id = new_run_id(STAGE, started)
         with engine.transaction():
+            say("storing identities")
             engine.replace_table("identities", identities.cast(IDENTITIES))
             n_parts = parts(fingerprint.rows, ws.config.prep.part_events)
             ids = engine.table("identities")
