@@ -120,6 +120,9 @@ def test_features_match_reference(feature_data: FeatureData) -> None:
 
 
 def test_purchases_without_order_id_count_as_their_own_orders(feature_data: FeatureData) -> None:
+    ws = feature_data.ws
+    with open_engine(ws) as engine:  # on its own too, not only after the tests above
+        run_features(context(ws, engine))
     ev = key_events_reference(events_frame(feature_data.ws),
                               table_frame(feature_data.ws, "identities"))
     buys = ev[ev.event_type == "purchase"]

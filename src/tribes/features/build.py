@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 import ibis
 import ibis.expr.types as ir
 
-from tribes.engine import micros_between
+from tribes.engine import bucket, micros_between
 from tribes.features.definitions import OTHER, RFM_GRID, engagement_weights
 from tribes.prep import mark_session_starts, number_sessions
 from tribes.store import ANON_PREFIX, keyed_events
@@ -68,11 +68,17 @@ def base_features(
     timeout: timedelta,
     mixes: Sequence[MixColumns] = (),
     part: tuple[int, int] | None = None,
+    sessions: ir.Table | None = None,
 ) -> ir.Table:
     """Per customer_key: every feature that depends on that customer's events alone
-    (``part=(i, n)``: only the customers of part i of n)."""
+    (``part=(i, n)``: only the customers of part i of n).
+
+    ``sessions``: the stored sessions of these events and identities, sessionized with
+    ``timeout`` and holding no event after ``as_of``; the session figures are then read
+    from it instead of ordering the events again. Without it, the events up to ``as_of``
+    are sessionized here (a past snapshot, where sessions may straddle ``as_of``).
+    """
     as_of_lit = ibis.literal(as_of, type="timestamp('UTC')")
-    mix_cols = [m.column for m in mixes]
 
     def keyed(*columns: str, where: Callable[[ir.Table], ir.BooleanValue] | None = None
               ) -> ir.Table:
@@ -83,46 +89,28 @@ def base_features(
             e = e.filter(where(e))
         return keyed_events(e, identities, ["ts", *columns], part)
 
-    # one ordering of the events: session starts, then session numbers; everything that
-    # needs sessions is aggregated per session first, then per customer
-    ordered = keyed("event_id", "event_type", "source")
-    numbered = number_sessions(mark_session_starts(ordered, timeout))
-    sess = numbered.group_by(["customer_key", "session_seq"]).aggregate(
-        s_start=numbered.ts.min(),
-        s_end=numbered.ts.max(),
-        s_events=numbered.count(),
-        s_support=(numbered.source == SUPPORT).cast("int64").sum(),
-        atc=(numbered.event_type == ADD_TO_CART).any(),
-        bought=(numbered.event_type == PURCHASE).any(),
-    )
-    per = sess.group_by("customer_key").aggregate(
-        first_ts=sess.s_start.min(),
-        last_ts=sess.s_end.max(),
-        n_events=sess.s_events.sum(),
-        n_sessions=sess.count(),
-        _session_us=micros_between(sess.s_end, sess.s_start).sum(),
-        support_contacts=sess.s_support.sum(),
-        atc_sessions=sess.atc.cast("int64").sum(),
-        abandoned=(sess.atc & ~sess.bought).cast("int64").sum(),
-    )
-
-    # categories, channel/device mix and orders need no ordering: plain aggregates
-    ev = keyed("category", where=lambda e: e.category.notnull())
-    cats = ev.group_by(k_key=ev.customer_key).aggregate(
-        distinct_categories=ev.category.nunique())
-    if mixes:
-        ev = keyed(*mix_cols, where=lambda e: ibis.or_(*[e[c].notnull() for c in mix_cols]))
-        combos = ev.group_by(["customer_key", *mix_cols]).aggregate(_n=ev.count())
-        counts: dict[str, ir.Value] = {}
-        for mix in mixes:
-            col = combos[mix.column]
-            counts[f"_{mix.prefix}n"] = combos._n.sum(where=col.notnull())
-            for value, name in mix.names().items():
-                counts[name] = combos._n.sum(where=col == value)
-            if mix.has_other:
-                counts[mix.prefix + OTHER] = combos._n.sum(
-                    where=col.notnull() & ~col.isin(list(mix.values)))
-        per_mix = combos.group_by(m_key=combos.customer_key).aggregate(**counts)
+    if sessions is None:
+        per = _session_figures(_sessions_of(keyed("event_type"), timeout))
+    else:
+        if part is not None:
+            sessions = sessions.filter(bucket(sessions.customer_key, part[1]) == part[0])
+        per = _session_figures(sessions)
+    # categories, support contacts and the channel/device mix need no ordering: one plain
+    # aggregate of one keyed scan
+    ev = keyed("source", "category", *[m.column for m in mixes])
+    counts: dict[str, ir.Value] = {
+        "distinct_categories": ev.category.nunique(),
+        "support_contacts": (ev.source == SUPPORT).cast("int64").sum(),
+    }
+    for mix in mixes:
+        col = ev[mix.column]
+        counts[f"_{mix.prefix}n"] = col.count()
+        for value, name in mix.names().items():
+            counts[name] = (col == value).cast("int64").sum()
+        if mix.has_other:
+            counts[mix.prefix + OTHER] = (col.notnull() & ~col.isin(list(mix.values))
+                                          ).cast("int64").sum()
+    per_event = ev.group_by(e_key=ev.customer_key).aggregate(**counts)
     # orders: order_id, else each purchase event on its own; time = earliest purchase event
     p = keyed("event_id", "order_id", "amount", where=lambda e: e.event_type == PURCHASE)
     p = p.mutate(_order=ibis.ifelse(p.order_id.notnull(), "o" + p.order_id, "e" + p.event_id))
@@ -136,11 +124,8 @@ def base_features(
         last_order=orders.o_ts.max(),
     )
 
-    j = per.left_join(per_orders, per.customer_key == per_orders.o_key).left_join(
-        cats, per.customer_key == cats.k_key)
-    if mixes:
-        j = j.left_join(per_mix, per.customer_key == per_mix.m_key)
-    j = j.view()
+    j = per.join(per_event, per.customer_key == per_event.e_key).left_join(
+        per_orders, per.customer_key == per_orders.o_key).view()
     freq = j.frequency.fill_null(0)
     tenure = _days(as_of_lit, j.first_ts)
     cols: dict[str, ir.Value] = {
@@ -162,19 +147,47 @@ def base_features(
         "sessions_per_week": j.n_sessions / ibis.greatest(tenure / 7.0, 1.0),
         "avg_session_duration_s": j._session_us.cast("float64") / 1e6 / j.n_sessions,
         "events_per_session": j.n_events.cast("float64") / j.n_sessions,
-        "distinct_categories": j.distinct_categories.fill_null(0),
+        "distinct_categories": j.distinct_categories,
         "cart_abandonment_rate": ibis.ifelse(
             j.atc_sessions > 0, j.abandoned.cast("float64") / j.atc_sessions,
             ibis.null("float64")),
         "support_contacts": j.support_contacts,
     }
     for mix in mixes:
-        known = j[f"_{mix.prefix}n"].fill_null(0)
+        known = j[f"_{mix.prefix}n"]
         names = list(mix.names().values()) + ([mix.prefix + OTHER] if mix.has_other else [])
         for name in names:
-            cols[name] = ibis.ifelse(known > 0, j[name].fill_null(0).cast("float64") / known,
+            cols[name] = ibis.ifelse(known > 0, j[name].cast("float64") / known,
                                      ibis.null("float64"))
     return j.select(**cols)
+
+
+def _sessions_of(keyed: ir.Table, timeout: timedelta) -> ir.Table:
+    """The sessions of keyed events, with the columns of the stored ``sessions`` table
+    that :func:`_session_figures` reads."""
+    numbered = number_sessions(mark_session_starts(keyed, timeout))
+    return numbered.group_by(["customer_key", "session_seq"]).aggregate(
+        start=numbered.ts.min(),
+        end=numbered.ts.max(),
+        n_events=numbered.count(),
+        has_add_to_cart=(numbered.event_type == ADD_TO_CART).any(),
+        has_purchase=(numbered.event_type == PURCHASE).any(),
+    )
+
+
+def _session_figures(sessions: ir.Table) -> ir.Table:
+    """Per customer_key: first and last event, events, sessions, time in sessions and the
+    sessions with an add to cart (and without a purchase)."""
+    s = sessions
+    return s.group_by("customer_key").aggregate(
+        first_ts=s.start.min(),
+        last_ts=s.end.max(),
+        n_events=s.n_events.sum(),
+        n_sessions=s.count(),
+        _session_us=micros_between(s.end, s.start).sum(),
+        atc_sessions=s.has_add_to_cart.cast("int64").sum(),
+        abandoned=(s.has_add_to_cart & ~s.has_purchase).cast("int64").sum(),
+    )
 
 
 def _scaled(col: ir.NumericValue) -> ir.FloatingValue:

@@ -112,8 +112,9 @@ def run_features(ctx: RunContext, *, progress: Callable[[str], None] | None = No
         run_prep(ctx, progress=lambda s: say(f"prep: {s}"))
 
     events = engine.table("events")
+    newest = engine.scalar(events.ts.max()).to_pydatetime()
     if as_of is None:
-        as_of = engine.scalar(events.ts.max()).to_pydatetime()
+        as_of = newest
     as_of_lit = ibis.literal(as_of, type="timestamp('UTC')")
     say("choosing channel and device columns")
     upto = events.filter(events.ts <= as_of_lit)
@@ -124,11 +125,15 @@ def run_features(ctx: RunContext, *, progress: Callable[[str], None] | None = No
         say("aggregating events per customer")
         n_parts = parts(fingerprint.rows, ws.config.prep.part_events)
         ids = engine.table("identities")
+        # the stored sessions hold every event; read them unless a past snapshot may cut
+        # a session at as_of
+        sessions = engine.table("sessions") if as_of >= newest else None
         for i in range(n_parts):
             if n_parts > 1:
                 say(f"aggregating events per customer (part {i + 1} of {n_parts})")
             base = base_features(events, ids, as_of=as_of, timeout=timeout, mixes=mixes,
-                                 part=(i, n_parts) if n_parts > 1 else None)
+                                 part=(i, n_parts) if n_parts > 1 else None,
+                                 sessions=sessions)
             if i == 0:
                 all_base = engine.create_temp("_ft_base", base)
             else:
