@@ -81,8 +81,11 @@ def key_events_reference(events: pd.DataFrame, identities: pd.DataFrame) -> pd.D
 
 
 def sessionize_reference(keyed: pd.DataFrame, timeout: timedelta) -> pd.DataFrame:
-    """Keyed events sorted by (customer_key, ts, event_id) with ``session_seq`` added."""
-    e = keyed.sort_values(["customer_key", "ts", "event_id"]).reset_index(drop=True)
+    """Keyed events sorted by customer_key and time with ``session_seq`` added; events at
+    one instant by source, then device (nulls last), so the first row of a session is the
+    event the session takes its source and device from."""
+    e = keyed.sort_values(["customer_key", "ts", "source", "device"],
+                          na_position="last").reset_index(drop=True)
     gap = e.groupby("customer_key")["ts"].diff()
     start = gap.isna() | (gap > pd.Timedelta(timeout))
     return e.assign(session_start=start,

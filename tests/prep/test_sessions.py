@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import ibis
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -46,19 +47,32 @@ def test_exact_timeout_gap_stays_in_the_session(engine: Engine) -> None:
     assert got.gap_us.tolist()[1:] == [1_800_000_000, 1_800_000_001, 1]
 
 
-def test_ties_are_ordered_by_event_id(engine: Engine) -> None:
-    df = events([("k", "b", 0, "page_view"), ("k", "a", 0, "add_to_cart"),
-                 ("k", "c", 5000, "purchase")])
+@pytest.mark.parametrize("order", [[0, 1, 2, 3], [3, 2, 1, 0], [2, 0, 3, 1]])
+def test_events_at_one_instant_share_a_session_and_its_first_event_is_chosen_by_value(
+        engine: Engine, order: list[int]) -> None:
+    # three events at the session's first instant, in any stored order: the session's
+    # source and device come from the smallest source, then device with nulls last
+    rows = [("k", "b", 0, "page_view", "web", "mobile"),
+            ("k", "a", 0, "add_to_cart", "app", None),
+            ("k", "c", 0, "page_view", "app", "tablet"),
+            ("k", "d", 5000, "purchase", "web", "mobile")]
+    df = events([rows[i][:4] for i in order]).assign(
+        source=[rows[i][4] for i in order], device=[rows[i][5] for i in order])
     got = numbered(engine, df)
-    assert got.event_id.tolist() == ["a", "b", "c"]
-    assert got.session_start.tolist() == [True, False, True]
+    assert got.session_seq.tolist() == [1, 1, 1, 2]
+    assert got.session_start.sum() == 2  # one start per session, whichever tied row
     s = engine.execute(sessions_table(ibis.memtable(got, schema={**SCHEMA, **{
         "gap_us": "int64", "session_start": "boolean", "session_seq": "int64"}})))
     first = s[s.session_seq == 1].iloc[0]
-    # the session's source and device are its first event's (event id 'a')
-    assert first.source == df.source[1] and first.device == df.device[1]
-    assert first.has_add_to_cart and not first.has_purchase
+    assert (first.source, first.device) == ("app", "tablet")
+    assert first.n_events == 3 and first.has_add_to_cart and not first.has_purchase
     assert list(first.event_types) == ["add_to_cart", "page_view"]
+    # all devices null at the first instant: the device is null, the source still chosen
+    df2 = df.assign(device=None)
+    s2 = engine.execute(sessions_table(number_sessions(mark_session_starts(
+        ibis.memtable(df2, schema=SCHEMA), TIMEOUT))))
+    first2 = s2[s2.session_seq == 1].iloc[0]
+    assert first2.source == "app" and pd.isna(first2.device)
 
 
 def test_one_event_session_has_zero_duration(engine: Engine) -> None:

@@ -1,9 +1,14 @@
 """Events keyed by customer, and sessions (DESIGN §5).
 
-Per ``customer_key``, events are ordered by (ts, event_id); a session starts at the first
-event and whenever the gap to the previous event is strictly greater than the timeout.
-The ordering window is the expensive part, so :func:`mark_session_starts` computes it once
-and the rest (session numbers, per-session and per-customer figures) builds on its output.
+Per ``customer_key``, events are ordered by time; a session starts at the first event and
+whenever the gap to the previous event is strictly greater than the timeout. Events at
+the same instant are in the same session whatever their order (the gap between them is 0),
+so the windows order by ``ts`` alone and number sessions over a RANGE frame: every event
+tied on ``ts`` gets the same session number. A second sort key costs the engine a third
+more time and decides nothing but which of a session's first events gives the session its
+``source`` and ``device``; that is decided in the aggregate instead (the first event by
+ts, then source, then device, nulls last). The ordering window is the expensive part, so
+:func:`mark_session_starts` computes it once and the rest builds on its output.
 """
 
 from __future__ import annotations
@@ -18,12 +23,12 @@ from tribes.engine import md5_hex, micros_between
 from tribes.store import keyed_events
 
 # the events columns sessions are built from
-SESSION_COLUMNS = ("ts", "event_id", "event_type", "source", "device")
+SESSION_COLUMNS = ("ts", "event_type", "source", "device")
 EPOCH = ibis.timestamp("1970-01-01 00:00:00+00:00")
 
 
 def _order(t: ir.Table) -> Any:
-    return ibis.window(group_by=t.customer_key, order_by=[t.ts, t.event_id])
+    return ibis.window(group_by=t.customer_key, order_by=t.ts)
 
 
 def mark_session_starts(keyed: ir.Table, timeout: timedelta) -> ir.Table:
@@ -37,9 +42,10 @@ def mark_session_starts(keyed: ir.Table, timeout: timedelta) -> ir.Table:
 
 
 def number_sessions(marked: ir.Table) -> ir.Table:
-    """Add ``session_seq``: 1 for the customer's first session, 2 for the next, ..."""
-    w = ibis.window(group_by=marked.customer_key, order_by=[marked.ts, marked.event_id],
-                    preceding=None, following=0)
+    """Add ``session_seq``: 1 for the customer's first session, 2 for the next, ...
+    (the same for all events at one instant: the frame holds the current row's peers)."""
+    w = ibis.range_window(group_by=marked.customer_key, order_by=marked.ts,
+                          preceding=None, following=0)
     return marked.mutate(session_seq=marked.session_start.cast("int64").sum().over(w))
 
 
@@ -60,8 +66,9 @@ def sessions_table(numbered: ir.Table) -> ir.Table:
         event_types=t.event_type.collect(distinct=True),
         has_add_to_cart=(t.event_type == "add_to_cart").any(),
         has_purchase=(t.event_type == "purchase").any(),
-        source=t.source.arbitrary(where=t.session_start),
-        device=t.device.arbitrary(where=t.session_start),
+        # the first event: earliest ts, then smallest source, then device (nulls last)
+        first=ibis.struct({"ts": t.ts, "source": t.source, "no_device": t.device.isnull(),
+                           "device": t.device}).min(),
     )
     return s.select(
         "customer_key",
@@ -74,8 +81,8 @@ def sessions_table(numbered: ir.Table) -> ir.Table:
         event_types=s.event_types.sort(),
         has_add_to_cart=s.has_add_to_cart,
         has_purchase=s.has_purchase,
-        source=s.source,
-        device=s.device,
+        source=s.first["source"],
+        device=s.first["device"],
     )
 
 
