@@ -18,6 +18,7 @@ T0 = datetime(2026, 3, 1, tzinfo=UTC)
 SCHEMA = {"customer_key": "string", "event_id": "string", "ts": "timestamp('UTC')",
           "event_type": "string", "source": "string", "device": "string"}
 TIMEOUT = timedelta(minutes=30)
+TYPES = ["page_view", "add_to_cart", "purchase", "search"]
 
 
 def events(rows: list[tuple[str, str, float, str]]) -> pd.DataFrame:
@@ -98,7 +99,8 @@ def test_sessions_partition_events_and_match_reference(
         t = 0.0
         for i, g in enumerate(gs):
             t += g
-            rows.append((f"k{c}", f"e{(i * 7919) % 1000:03d}{i}", t, "page_view"))
+            rows.append((f"k{c}", f"e{(i * 7919) % 1000:03d}{i}", t,
+                         TYPES[(i * 31 + c) % len(TYPES)]))
     df = events(rows)
     timeout = timedelta(seconds=timeout_s)
     got = numbered(engine, df, timeout)
@@ -112,9 +114,15 @@ def test_sessions_partition_events_and_match_reference(
         assert e.session_seq.iloc[0] == 1 and e.session_seq.diff().iloc[1:].isin([0, 1]).all()
     ref = sessionize_reference(df, timeout)
     assert got.session_seq.tolist() == ref.session_seq.tolist()
-    s = engine.execute(sessions_table(number_sessions(mark_session_starts(
-        ibis.memtable(df, schema=SCHEMA), timeout))))
+    marked = number_sessions(mark_session_starts(ibis.memtable(df, schema=SCHEMA), timeout))
+    s = engine.execute(sessions_table(marked))
+    # the event types as flags of a known vocabulary (what prep does) or collected
+    flagged = engine.execute(sessions_table(marked, ["search", *TYPES, "unused"]))
     r = sessions_reference(df, timeout)
+    for got_s in (s, flagged):
+        m = got_s.merge(r, on=["customer_key", "start"], suffixes=("", "_r"))
+        assert len(m) == len(r)
+        assert m.event_types.map(tuple).tolist() == m.event_types_r.map(tuple).tolist()
     merged = s.merge(r, on=["customer_key", "start"], suffixes=("", "_r"))
     assert len(merged) == len(s) == len(r)
     assert s.n_events.sum() == len(df)

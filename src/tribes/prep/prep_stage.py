@@ -78,10 +78,13 @@ def run_prep(ctx: RunContext, *, progress: Callable[[str], None] | None = None
             engine.replace_table("identities", identities.cast(IDENTITIES))
             n_parts = parts(fingerprint.rows, ws.config.prep.part_events)
             ids = engine.table("identities")
+            types = engine.execute(events.select("event_type").distinct())["event_type"]
+            vocabulary = sorted(str(v) for v in types.dropna())
             for i in range(n_parts):
                 say("sessionizing" + (f" (part {i + 1} of {n_parts})" if n_parts > 1 else ""))
                 sessions = sessionize(events, ids, timeout,
-                                      (i, n_parts) if n_parts > 1 else None).cast(SESSIONS)
+                                      (i, n_parts) if n_parts > 1 else None,
+                                      vocabulary).cast(SESSIONS)
                 if i == 0:
                     engine.replace_table("sessions", sessions)
                 else:

@@ -13,6 +13,7 @@ ts, then source, then device, nulls last). The ordering window is the expensive 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -24,6 +25,8 @@ from tribes.store import keyed_events
 
 # the events columns sessions are built from
 SESSION_COLUMNS = ("ts", "event_type", "source", "device")
+# up to this many event types, a session's types are flags, not a collected list
+MAX_FLAGGED_TYPES = 64
 EPOCH = ibis.timestamp("1970-01-01 00:00:00+00:00")
 
 
@@ -55,15 +58,35 @@ def session_id(customer_key: ir.StringValue, start: ir.TimestampValue) -> ir.Str
     return "s" + md5_hex(customer_key + "|" + start_us).substr(0, 20)
 
 
-def sessions_table(numbered: ir.Table) -> ir.Table:
-    """One row per session from events with ``session_seq`` (see :func:`number_sessions`)."""
+def _event_types(t: ir.Table, vocabulary: Sequence[str] | None) -> dict[str, ir.Value]:
+    """The aggregates giving a session's sorted distinct event types: one flag per type
+    of a known, small vocabulary (as cheap as ``has_purchase``), else collected (which
+    costs the engine several seconds per ten million events)."""
+    if vocabulary is None or len(set(vocabulary)) > MAX_FLAGGED_TYPES:
+        return {"_types": t.event_type.collect(distinct=True)}
+    return {f"_t{i}": (t.event_type == v).any() for i, v in enumerate(sorted(set(vocabulary)))}
+
+
+def _types_list(s: ir.Table, vocabulary: Sequence[str] | None) -> ir.ArrayValue:
+    if "_types" in s.columns:
+        return s._types.sort()
+    flagged = [ibis.ifelse(s[f"_t{i}"], v, ibis.null("string"))
+               for i, v in enumerate(sorted(set(vocabulary or ())))]
+    return ibis.array(flagged).filter(lambda x: x.notnull())
+
+
+def sessions_table(numbered: ir.Table, event_types: Sequence[str] | None = None
+                   ) -> ir.Table:
+    """One row per session from events with ``session_seq`` (see :func:`number_sessions`).
+
+    ``event_types``: every event type of these events, when known (see :func:`_event_types`).
+    """
     t = numbered
     s = t.group_by(["customer_key", "session_seq"]).aggregate(
         start=t.ts.min(),
         end=t.ts.max(),
         n_events=t.count(),
-        # sorting the small per-session lists is cheaper than an ordered aggregate
-        event_types=t.event_type.collect(distinct=True),
+        **_event_types(t, event_types),
         has_add_to_cart=(t.event_type == "add_to_cart").any(),
         has_purchase=(t.event_type == "purchase").any(),
         # the first event: earliest ts, then smallest source, then device (nulls last)
@@ -78,7 +101,7 @@ def sessions_table(numbered: ir.Table) -> ir.Table:
         end=s.end,
         duration_s=micros_between(s.end, s.start).cast("float64") / 1e6,
         n_events=s.n_events,
-        event_types=s.event_types.sort(),
+        event_types=_types_list(s, event_types),
         has_add_to_cart=s.has_add_to_cart,
         has_purchase=s.has_purchase,
         source=s.first["source"],
@@ -93,7 +116,9 @@ def parts(n_events: int, rows_per_part: int) -> int:
 
 
 def sessionize(events: ir.Table, identities: ir.Table, timeout: timedelta,
-               part: tuple[int, int] | None = None) -> ir.Table:
-    """The sessions of ``events`` (DESIGN §5): :func:`sessions_table` of keyed, numbered events."""
+               part: tuple[int, int] | None = None,
+               event_types: Sequence[str] | None = None) -> ir.Table:
+    """The sessions of ``events`` (DESIGN §5): :func:`sessions_table` of keyed, numbered
+    events (``event_types``: all event types of ``events``, when known)."""
     keyed = keyed_events(events, identities, SESSION_COLUMNS, part)
-    return sessions_table(number_sessions(mark_session_starts(keyed, timeout)))
+    return sessions_table(number_sessions(mark_session_starts(keyed, timeout)), event_types)
