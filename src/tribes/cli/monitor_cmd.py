@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
+from rich.text import Text
 
 from tribes.cli.common import JsonOpt, Output, run_settings, state
 from tribes.monitor import ack as ack_alerts
@@ -77,13 +79,13 @@ def monitor(
                       [(c.segment_id, c.kpi, s["week"], _n(s["value"]), _n(c.center),
                         s["rule"]) for c in flagged for s in c.signals[:3]])
     for note in report.notes:
-        out.print(f"[yellow]note:[/yellow] {note}")
+        out.print(f"[yellow]note:[/yellow] {escape(note)}")
     if report.new_alerts:
         verb = "would raise" if dry_run else "New"
         out.print(f"\n[bold]{verb} {len(report.new_alerts)} alert(s):[/bold]")
         for a in report.new_alerts:
             out.print(f"  {'' if a['alert_id'] is None else '#' + str(a['alert_id'])} "
-                      f"[{_color(a['severity'])}]{a['severity']}[/] {a['message']}")
+                      f"[{_color(a['severity'])}]{a['severity']}[/] {escape(a['message'])}")
     if report.open_alerts:
         out.print(f"Still open: {len(report.open_alerts)} "
                   f"({', '.join('#' + str(a['alert_id']) for a in report.open_alerts)}); "
@@ -107,13 +109,18 @@ def _color(severity: str) -> str:
     return "red" if severity == "critical" else "yellow"
 
 
-def _flag(v: float, warn: float, crit: float | None, significant: bool = True) -> str:
+def _severity(severity: str) -> Text:
+    return Text(severity, style=_color(severity))
+
+
+def _flag(v: float, warn: float, crit: float | None, significant: bool = True) -> Text:
+    """The figure, red from ``crit``, yellow from ``warn`` (when ``significant``)."""
     if v != v:
-        return ""
+        return Text("")
     text = f"{v:.3f}"
     if crit is not None and v >= crit:
-        return f"[red]{text}[/red]"
-    return f"[yellow]{text}[/yellow]" if v >= warn and significant else text
+        return Text(text, style="red")
+    return Text(text, style="yellow" if v >= warn and significant else "")
 
 
 alerts_app = typer.Typer(help="Alerts raised by tribes monitor: list and acknowledge.",
@@ -149,7 +156,7 @@ def list_(
     out.table(f"Alerts ({status})", ["#", "since", "severity", "kind", "subject", "value",
                                      "threshold", "message", "acked"],
               [(a["alert_id"], str(a["created_at"])[:16].replace("T", " "),
-                f"[{_color(a['severity'])}]{a['severity']}[/]", a["kind"], a["subject"],
+                _severity(a["severity"]), a["kind"], a["subject"],
                 f"{a['value']:.3g}", f"{a['threshold']:g}", a["message"],
                 "" if not a["acked_at"] else f"{a['acked_by']} {str(a['acked_at'])[:10]}")
                for a in rows])
