@@ -52,14 +52,20 @@ def monitor(
                                                progress=task.step)
     out.result(report.as_dict() | {"webhooks": delivered})
     cfg = ws.config.monitor
+    aged = {a["feature"] for a in report.time_adjusted if a["treatment"] == "aged"}
     out.table(f"Drift of version {report.version} (reference as of "
               f"{report.reference_as_of or '?'}, now as of {report.as_of or '?'})",
               ["feature", "PSI", "KS", "KS p", "mean then", "mean now", "nulls then",
                "nulls now"],
-              [(f.feature, _flag(f.psi, cfg.psi_warning, cfg.psi_critical),
+              [(f.feature + (" (aged)" if f.feature in aged else ""),
+                _flag(f.psi, cfg.psi_warning, cfg.psi_critical),
                 _flag(f.ks, cfg.ks_statistic, None, f.ks_p < cfg.p_value),
                 f"{f.ks_p:.2g}", _n(f.mean_ref), _n(f.mean_now), f"{f.null_ref:.1%}",
                 f"{f.null_now:.1%}") for f in report.features])
+    if report.time_adjusted:
+        out.print(f"The as-of moved {report.as_of_moved_days:+.4g} days since the reference:")
+        for a in report.time_adjusted:
+            out.print(f"  {escape(a['feature'])} {a['treatment']}: {escape(a['reason'])}")
     if report.shares is not None:
         s = report.shares
         out.table(f"Segment shares (chi-square {s.chi2:,.1f}, {s.dof} dof, "

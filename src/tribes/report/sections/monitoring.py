@@ -52,6 +52,12 @@ def _drift(ctx: ReportContext, rep: Any) -> str:
            "</p>"]
     for note in rep.notes:
         out.append(f"<p class='warn'>{esc(note)}</p>")
+    if rep.time_adjusted:
+        out.append(f"<p>The as-of moved {rep.as_of_moved_days:+.4g} days since the "
+                   "reference, so the features counting days to it are compared like with "
+                   "like:</p><ul>" + "".join(
+                       f"<li>{esc(a['feature'])} {esc(a['treatment'])}: {esc(a['reason'])}"
+                       "</li>" for a in rep.time_adjusted) + "</ul>")
     figs = []
     if rep.features:
         names = [f.feature for f in rep.features]
