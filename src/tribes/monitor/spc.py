@@ -17,7 +17,7 @@ history up to then is how it was chosen (a "new customers" segment grows towards
 day by construction), so it is the baseline, and the last ``spc_recent_weeks`` of the
 weeks since are watched. A series with signals there is one alert (``spc.signal``)
 naming every chart and rule that signalled. The week still under way is left out (it
-would look like a drop).
+would look like a drop), and so is a first week the data begins in the middle of.
 """
 
 from __future__ import annotations
@@ -59,7 +59,8 @@ def weekly_kpis(engine: Engine, version: int) -> pd.DataFrame:
     ret = kept.group_by(["week", "segment_id"]).aggregate(retained=kept.count())
     df = engine.execute(per).merge(engine.execute(ret), on=["week", "segment_id"],
                                    how="left")
-    last = engine.scalar(engine.table("events").ts.max())
+    events = engine.table("events")
+    first, last = engine.scalar(events.ts.min()), engine.scalar(events.ts.max())
     if df.empty or last is None:
         return pd.DataFrame(columns=["week", "segment_id", *KPIS])
     df["week"] = pd.to_datetime(df["week"], utc=True)
@@ -72,11 +73,15 @@ def weekly_kpis(engine: Engine, version: int) -> pd.DataFrame:
     df["conversion"] = df["buyers"] / df["size"]
     df["aov"] = np.where(df["orders"] > 0, df["revenue"] / df["orders"].where(
         df["orders"] > 0, 1), np.nan)
-    last_ts = pd.Timestamp(last)
-    last_ts = last_ts.tz_localize("UTC") if last_ts.tzinfo is None else last_ts.tz_convert(
-        "UTC")
-    df = df[df["week"] + pd.Timedelta(days=7) <= last_ts]  # complete weeks only
+    first_day, last_ts = (_utc(first).floor("D"), _utc(last))
+    # complete weeks only: the data may begin, and ends, in the middle of one
+    df = df[(df["week"] >= first_day) & (df["week"] + pd.Timedelta(days=7) <= last_ts)]
     return df[["week", "segment_id", *KPIS]].astype({"size": float})
+
+
+def _utc(v: Any) -> pd.Timestamp:
+    t = pd.Timestamp(v)
+    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
 
 
 @dataclass
