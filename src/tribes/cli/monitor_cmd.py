@@ -78,12 +78,15 @@ def monitor(
         short = {c.note for c in report.charts if c.note}
         out.print(f"Control charts of weekly KPIs: {len(report.charts)} series "
                   f"({', '.join(sorted({c.kpi for c in report.charts}))} per segment), "
-                  f"{len(flagged)} with a signal in the last {cfg.spc_recent_weeks} weeks"
+                  f"{len(flagged)} with a week outside its limits in the last "
+                  f"{cfg.spc_recent_weeks} weeks (limits a stable week falls outside "
+                  f"{cfg.spc_false_alarm:.2%} of the time)"
                   + (f"; {'; '.join(sorted(short))}" if short else ""))
         if flagged:
-            out.table("Signals", ["segment", "KPI", "week", "value", "centre", "rule"],
-                      [(c.segment_id, c.kpi, s["week"], _n(s["value"]), _n(c.center),
-                        s["rule"]) for c in flagged for s in c.signals[:3]])
+            out.table("Signals", ["segment", "KPI", "week", "value", "limits", "rule"],
+                      [(c.segment_id, c.kpi, s["week"], _n(s["value"]),
+                        f"{_n(c.lower)} to {_n(c.upper)}", s["rule"])
+                       for c in flagged for s in c.signals[:3]])
     for note in report.notes:
         out.print(f"[yellow]note:[/yellow] {escape(note)}")
     if report.new_alerts:

@@ -245,7 +245,8 @@ def run_monitor(ctx: RunContext, *, record: bool = True,
                              segment_names(engine, version), labels)
     say("control charts of weekly segment KPIs")
     charts = spc.charts(spc.weekly_kpis(engine, version), recent=cfg.spc_recent_weeks,
-                        baseline_min=cfg.spc_baseline_weeks, since=snapshot.get("as_of"))
+                        baseline_min=cfg.spc_baseline_weeks, since=snapshot.get("as_of"),
+                        alpha=cfg.spc_false_alarm)
     names = segment_names(engine, version)
     breaches = check(found, shares, cfg, version, aged_days) + spc.chart_alerts(
         charts, names, version)
