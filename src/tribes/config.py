@@ -386,6 +386,9 @@ class MonitorConfig(_Section):
     spc_recent_weeks: int = Field(4, ge=1, description="weekly KPI points watched for "
                                   "signals; the weeks before are the charts' baseline")
     spc_baseline_weeks: int = Field(8, ge=3, description="baseline weeks a chart needs")
+    spc_false_alarm: float = Field(0.0027, gt=0, lt=0.5, description="chance that a watched "
+                                   "week of a stable KPI falls outside its control limits "
+                                   "(0.0027: the 3-sigma rate)")
     # data quality, checked on every ingest against the source's recent batches
     min_history: int = Field(3, ge=1, description="earlier batches of a source needed "
                              "before its volume is judged")

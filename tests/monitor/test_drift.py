@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from tribes.stats.drift import feature_drift, ks, profile, psi, share_shift
+from tribes.stats.drift import aged, feature_drift, ks, profile, psi, share_shift
 
 
 def plain_psi(ref: np.ndarray, now: np.ndarray, bins: int = 10) -> float:
@@ -79,3 +79,17 @@ def test_share_shift_agrees_with_scipy_chisquare() -> None:
     assert [r["shift"] for r in s.segments] == pytest.approx([-0.1, 0.05, 0.05])
     same = share_shift(ref, {}, np.array([0] * 500 + [1] * 300 + [2] * 200))
     assert same.chi2 == pytest.approx(0.0) and same.p_value == pytest.approx(1.0)
+
+
+def test_an_aged_profile_is_the_profile_of_the_aged_values() -> None:
+    rng = np.random.default_rng(5)
+    tenure = rng.uniform(0, 180, 5000)
+    tenure[:200] = np.nan
+    later = aged(profile(tenure), 7.0)
+    # every customer's tenure a week later: the same profile, moved by the week
+    assert psi(later, tenure + 7.0) == pytest.approx(0.0, abs=1e-12)
+    assert ks(later, tenure + 7.0)[0] == pytest.approx(0.0, abs=1e-12)
+    assert psi(profile(tenure + 7.0), tenure + 7.0) == pytest.approx(0.0, abs=1e-12)
+    # not aged, the same week is a shift the size of a week in 180 days
+    d, _ = ks(profile(tenure), tenure + 7.0)
+    assert d == pytest.approx(7.0 / 180, abs=0.01)  # uniform over 180 days

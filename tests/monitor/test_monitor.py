@@ -179,6 +179,35 @@ def test_cli_monitor_alerts_and_webhook(segmented, cli: Callable[..., CliResult]
     assert cli(*w, "monitor", "--help").code == 0
 
 
+def test_alerts_list_prints_colours_not_markup(segmented, cli: Callable[..., CliResult],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    ws, df = segmented
+    put_features(ws, df.assign(f1=df["f1"] * 3 + 5))  # a critical PSI and a KS warning
+    with open_engine(ws) as engine:
+        raised = run_monitor(context(ws, engine)).new_alerts
+    assert {a["severity"] for a in raised} == {"warning", "critical"}
+    w = ("--workspace", ws.path)
+    markup = ("[yellow]", "[red]", "[/]", "[/yellow]", "[/red]")
+    for columns in ("80", "250"):  # a row per block, and a table
+        monkeypatch.setenv("COLUMNS", columns)
+        plain = cli(*w, "alerts", "list")
+        assert plain.code == 0, plain.err
+        assert "warning" in plain.out and "critical" in plain.out
+        assert not any(m in plain.out for m in markup), plain.out
+        assert "\x1b[" not in plain.out  # not a terminal: no colour codes either
+        shown = cli(*w, "monitor", "--dry-run")
+        assert shown.code == 0 and not any(m in shown.out for m in markup), shown.out
+    # on a terminal the severities are coloured: yellow (33) and red (31)
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    coloured = cli(*w, "alerts", "list")
+    assert "\x1b[33mwarning" in coloured.out and "\x1b[31mcritical" in coloured.out
+    assert not any(m in coloured.out for m in markup)
+    as_json = cli(*w, "alerts", "list", "--json")
+    assert {a["severity"] for a in as_json.json()["alerts"]} == {"warning", "critical"}
+    assert "\x1b[" not in as_json.out and "[/]" not in as_json.out
+
+
 def test_monitor_without_a_version_says_what_to_do(tmp_path: Path,
                                                    cli: Callable[..., CliResult]) -> None:
     ws = init_workspace(tmp_path / "empty")

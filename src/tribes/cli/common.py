@@ -99,7 +99,7 @@ def _min_width(columns: Sequence[str], rows: Sequence[Sequence[Any]],
     column kept whole: its longest cell), with the separators between columns."""
     total = 0
     for i, c in enumerate(columns):
-        cells = [str(_cell(r[i])) for r in rows]
+        cells = [_text(r[i]) for r in rows]
         words = [w for text in [c, *cells] for w in text.split()] or [""]
         need = max(len(w) for w in words)
         if whole[i]:
@@ -156,10 +156,7 @@ class Output:
         for r in rows:
             for c, v in zip(columns, r, strict=True):
                 line = Text(f"  {c.ljust(width)}  ", style="bold")
-                try:
-                    line.append_text(Text.from_markup(str(_cell(v))))
-                except Exception:  # not markup after all: the text as it is
-                    line.append(str(_cell(v)))
+                line.append_text(v if isinstance(v, Text) else Text(_text(v)))
                 self.console.print(line, overflow="fold")
             self.console.print()
 
@@ -187,7 +184,10 @@ class _Task:
         self.bar.update(self.task, completed=completed, total=total)
 
 
-def _cell(v: Any) -> str:
+def _text(v: Any) -> str:
+    """A value as the plain text of a table cell."""
+    if isinstance(v, Text):
+        return v.plain
     if v is None:
         return "-"
     if isinstance(v, bool):
@@ -196,4 +196,10 @@ def _cell(v: Any) -> str:
         return f"{v:,.2f}"
     if isinstance(v, int):
         return f"{v:,}"
-    return escape(str(v))  # data, not markup: "[features] composite" stays as written
+    return str(v)
+
+
+def _cell(v: Any) -> str | Text:
+    """A value as a rich table cell: styled :class:`~rich.text.Text` keeps its style; any
+    other value is data, not markup ("[features] composite" stays as written)."""
+    return v if isinstance(v, Text) else escape(_text(v))

@@ -132,7 +132,8 @@ def ingest_command(
                   [(c, m["policy"], m["missing"], m.get("value")) for c, m in missing.items()])
     for a in summary.alerts:
         color = "red" if a["severity"] == "critical" else "yellow"
-        out.print(f"[{color}]alert #{a['alert_id']} ({a['kind']}):[/{color}] {a['message']}")
+        out.print(f"[{color}]alert #{a['alert_id']} ({a['kind']}):[/{color}] "
+                  f"{escape(a['message'])}")
     if summary.alerts:
         out.print("Data-quality alerts: tribes alerts list; close one with tribes alerts ack ID")
     for column, u in summary.unmatched.items():

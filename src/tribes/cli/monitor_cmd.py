@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
+from rich.text import Text
 
 from tribes.cli.common import JsonOpt, Output, run_settings, state
 from tribes.monitor import ack as ack_alerts
@@ -50,14 +52,20 @@ def monitor(
                                                progress=task.step)
     out.result(report.as_dict() | {"webhooks": delivered})
     cfg = ws.config.monitor
+    aged = {a["feature"] for a in report.time_adjusted if a["treatment"] == "aged"}
     out.table(f"Drift of version {report.version} (reference as of "
               f"{report.reference_as_of or '?'}, now as of {report.as_of or '?'})",
               ["feature", "PSI", "KS", "KS p", "mean then", "mean now", "nulls then",
                "nulls now"],
-              [(f.feature, _flag(f.psi, cfg.psi_warning, cfg.psi_critical),
+              [(f.feature + (" (aged)" if f.feature in aged else ""),
+                _flag(f.psi, cfg.psi_warning, cfg.psi_critical),
                 _flag(f.ks, cfg.ks_statistic, None, f.ks_p < cfg.p_value),
                 f"{f.ks_p:.2g}", _n(f.mean_ref), _n(f.mean_now), f"{f.null_ref:.1%}",
                 f"{f.null_now:.1%}") for f in report.features])
+    if report.time_adjusted:
+        out.print(f"The as-of moved {report.as_of_moved_days:+.4g} days since the reference:")
+        for a in report.time_adjusted:
+            out.print(f"  {escape(a['feature'])} {a['treatment']}: {escape(a['reason'])}")
     if report.shares is not None:
         s = report.shares
         out.table(f"Segment shares (chi-square {s.chi2:,.1f}, {s.dof} dof, "
@@ -70,20 +78,23 @@ def monitor(
         short = {c.note for c in report.charts if c.note}
         out.print(f"Control charts of weekly KPIs: {len(report.charts)} series "
                   f"({', '.join(sorted({c.kpi for c in report.charts}))} per segment), "
-                  f"{len(flagged)} with a signal in the last {cfg.spc_recent_weeks} weeks"
+                  f"{len(flagged)} with a week outside its limits in the last "
+                  f"{cfg.spc_recent_weeks} weeks (limits a stable week falls outside "
+                  f"{cfg.spc_false_alarm:.2%} of the time)"
                   + (f"; {'; '.join(sorted(short))}" if short else ""))
         if flagged:
-            out.table("Signals", ["segment", "KPI", "week", "value", "centre", "rule"],
-                      [(c.segment_id, c.kpi, s["week"], _n(s["value"]), _n(c.center),
-                        s["rule"]) for c in flagged for s in c.signals[:3]])
+            out.table("Signals", ["segment", "KPI", "week", "value", "limits", "rule"],
+                      [(c.segment_id, c.kpi, s["week"], _n(s["value"]),
+                        f"{_n(c.lower)} to {_n(c.upper)}", s["rule"])
+                       for c in flagged for s in c.signals[:3]])
     for note in report.notes:
-        out.print(f"[yellow]note:[/yellow] {note}")
+        out.print(f"[yellow]note:[/yellow] {escape(note)}")
     if report.new_alerts:
         verb = "would raise" if dry_run else "New"
         out.print(f"\n[bold]{verb} {len(report.new_alerts)} alert(s):[/bold]")
         for a in report.new_alerts:
             out.print(f"  {'' if a['alert_id'] is None else '#' + str(a['alert_id'])} "
-                      f"[{_color(a['severity'])}]{a['severity']}[/] {a['message']}")
+                      f"[{_color(a['severity'])}]{a['severity']}[/] {escape(a['message'])}")
     if report.open_alerts:
         out.print(f"Still open: {len(report.open_alerts)} "
                   f"({', '.join('#' + str(a['alert_id']) for a in report.open_alerts)}); "
@@ -107,13 +118,18 @@ def _color(severity: str) -> str:
     return "red" if severity == "critical" else "yellow"
 
 
-def _flag(v: float, warn: float, crit: float | None, significant: bool = True) -> str:
+def _severity(severity: str) -> Text:
+    return Text(severity, style=_color(severity))
+
+
+def _flag(v: float, warn: float, crit: float | None, significant: bool = True) -> Text:
+    """The figure, red from ``crit``, yellow from ``warn`` (when ``significant``)."""
     if v != v:
-        return ""
+        return Text("")
     text = f"{v:.3f}"
     if crit is not None and v >= crit:
-        return f"[red]{text}[/red]"
-    return f"[yellow]{text}[/yellow]" if v >= warn and significant else text
+        return Text(text, style="red")
+    return Text(text, style="yellow" if v >= warn and significant else "")
 
 
 alerts_app = typer.Typer(help="Alerts raised by tribes monitor: list and acknowledge.",
@@ -149,7 +165,7 @@ def list_(
     out.table(f"Alerts ({status})", ["#", "since", "severity", "kind", "subject", "value",
                                      "threshold", "message", "acked"],
               [(a["alert_id"], str(a["created_at"])[:16].replace("T", " "),
-                f"[{_color(a['severity'])}]{a['severity']}[/]", a["kind"], a["subject"],
+                _severity(a["severity"]), a["kind"], a["subject"],
                 f"{a['value']:.3g}", f"{a['threshold']:g}", a["message"],
                 "" if not a["acked_at"] else f"{a['acked_by']} {str(a['acked_at'])[:10]}")
                for a in rows])

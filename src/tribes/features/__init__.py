@@ -2,7 +2,9 @@
 
 from tribes.features.build import base_features, scored_features
 from tribes.features.definitions import (
+    AGES,
     FEATURES,
+    RESTARTS,
     RFM_GRID,
     definition,
     segment_features,
@@ -19,8 +21,10 @@ from tribes.features.feature_table import (
 )
 
 __all__ = [
+    "AGES",
     "FEATURES",
     "FEATURES_TABLE",
+    "RESTARTS",
     "RFM_GRID",
     "FeaturesReport",
     "base_features",

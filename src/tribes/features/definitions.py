@@ -12,6 +12,12 @@ from dataclasses import dataclass
 
 from tribes.errors import ConfigError
 
+# how a feature moves when only the as_of moves (the drift check compares like with like):
+# days since a moment fixed for the customer grow by exactly the move; days since the
+# latest of something that recurs grow by it too, unless a new one restarts them
+AGES = "ages"
+RESTARTS = "restarts"
+
 
 @dataclass(frozen=True)
 class FeatureDef:
@@ -20,18 +26,20 @@ class FeatureDef:
     null_meaning: str = "never null"
     # +1 when more of it is better for the business, -1 when less is; 0 neither
     direction: int = 0
+    clock: str = ""  # AGES, RESTARTS, or "" (does not move with the as_of by itself)
 
 
 FEATURES: tuple[FeatureDef, ...] = (
-    FeatureDef("recency_days", "days from the last event to as_of", direction=-1),
-    FeatureDef("tenure_days", "days from the first event to as_of", direction=1),
+    FeatureDef("recency_days", "days from the last event to as_of", direction=-1,
+               clock=RESTARTS),
+    FeatureDef("tenure_days", "days from the first event to as_of", direction=1, clock=AGES),
     FeatureDef("frequency", "distinct orders: order_id, or each purchase event without one",
                direction=1),
     FeatureDef("monetary", "sum of purchase amounts", direction=1),
     FeatureDef("aov", "average order value: monetary / orders with a known amount",
                "never purchased", direction=1),
     FeatureDef("purchase_recency_days", "days from the last order to as_of",
-               "never purchased", direction=-1),
+               "never purchased", direction=-1, clock=RESTARTS),
     FeatureDef("purchase_velocity_days",
                "mean days between consecutive distinct orders (an order's time is its "
                "earliest purchase event)", "fewer than 2 orders", direction=-1),

@@ -13,7 +13,14 @@ from tribes.stats.ab import (
     welch,
     wilson,
 )
-from tribes.stats.drift import FeatureDrift, ShareShift, feature_drift, profile, share_shift
+from tribes.stats.drift import (
+    FeatureDrift,
+    ShareShift,
+    aged,
+    feature_drift,
+    profile,
+    share_shift,
+)
 from tribes.stats.knee import knee_eps
 from tribes.stats.scaling import Transform, fit_transform
 
@@ -21,6 +28,7 @@ __all__ = [
     "FeatureDrift",
     "ShareShift",
     "Transform",
+    "aged",
     "benjamini_hochberg",
     "bootstrap_diff",
     "cuped",

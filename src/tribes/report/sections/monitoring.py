@@ -52,6 +52,12 @@ def _drift(ctx: ReportContext, rep: Any) -> str:
            "</p>"]
     for note in rep.notes:
         out.append(f"<p class='warn'>{esc(note)}</p>")
+    if rep.time_adjusted:
+        out.append(f"<p>The as-of moved {rep.as_of_moved_days:+.4g} days since the "
+                   "reference, so the features counting days to it are compared like with "
+                   "like:</p><ul>" + "".join(
+                       f"<li>{esc(a['feature'])} {esc(a['treatment'])}: {esc(a['reason'])}"
+                       "</li>" for a in rep.time_adjusted) + "</ul>")
     figs = []
     if rep.features:
         names = [f.feature for f in rep.features]
@@ -81,10 +87,12 @@ def _drift(ctx: ReportContext, rep: Any) -> str:
 
 def _charts(ctx: ReportContext, rep: Any) -> str:
     charts = [c for c in rep.charts if c.center is not None]
-    head = ("<h3>Control charts of weekly segment KPIs</h3><p>Shewhart individuals charts "
-            "(centre line and ±3 sigma from the baseline weeks; Western Electric rules), "
-            "EWMA and CUSUM. Signals in the last "
-            f"{ctx.ws.config.monitor.spc_recent_weeks} weeks are marked.</p>")
+    cfg = ctx.ws.config.monitor
+    head = ("<h3>Control charts of weekly segment KPIs</h3><p>Shewhart individuals charts: "
+            "the centre line and the control limits come from the baseline weeks, set so "
+            f"that a week of a stable KPI falls outside them {cfg.spc_false_alarm:.2%} of "
+            f"the time. Weeks outside them in the last {cfg.spc_recent_weeks} weeks are "
+            "marked.</p>")
     if not charts:
         notes = sorted({c.note for c in rep.charts if c.note})
         return head + empty("; ".join(notes) or "no weekly KPIs yet")
@@ -101,8 +109,7 @@ def _charts(ctx: ReportContext, rep: Any) -> str:
         x, y = c.weeks, c.values
         fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=c.kpi,
                                  line_color=PALETTE[0], showlegend=False), row=r, col=col)
-        for level, dash in ((c.center, "solid"), (c.center + 3 * c.sigma, "dash"),
-                            (c.center - 3 * c.sigma, "dash")):
+        for level, dash in ((c.center, "solid"), (c.upper, "dash"), (c.lower, "dash")):
             fig.add_trace(go.Scatter(x=[x[0], x[-1]], y=[level, level], mode="lines",
                                      line={"color": "#888", "dash": dash, "width": 1},
                                      showlegend=False, hoverinfo="skip"), row=r, col=col)

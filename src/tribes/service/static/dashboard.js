@@ -139,7 +139,7 @@ async function drift() {
 }
 
 function controlChart(charts) {
-  // the weekly KPI series with a signal (else the first segment's size): values, centre, ±3 sigma
+  // the weekly KPI series with a signal (else the first segment's size): values, centre, limits
   const drawn = charts.filter(c => c.center !== null);
   const spcNote = document.getElementById("spc-note");
   if (!drawn.length) { spcNote.textContent = charts.length ? `Control charts: ${charts[0].note}` : ""; return; }
@@ -151,7 +151,7 @@ function controlChart(charts) {
     line: { color: "#888", dash, width: 1 }, hoverinfo: "skip", showlegend: false });
   Plotly.newPlot("spc-chart", [
     { type: "scatter", mode: "lines+markers", x: c.weeks, y: c.values, name: c.kpi, line: { color: "#2f6fde" }, showlegend: false },
-    line(c.center, "solid"), line(c.center + 3 * c.sigma, "dash"), line(c.center - 3 * c.sigma, "dash"),
+    line(c.center, "solid"), line(c.upper, "dash"), line(c.lower, "dash"),
     { type: "scatter", mode: "markers", x: c.signals.map(s => s.week), y: c.signals.map(s => s.value), text: c.signals.map(s => s.rule),
       marker: { color: "#d64545", size: 11, symbol: "x" }, showlegend: false }],
     { margin: { t: 30, r: 10, b: 40, l: 50 }, title: { text: `segment ${c.segment_id}: weekly ${c.kpi}`, font: { size: 13 } } },
