@@ -289,6 +289,19 @@ def test_facades_leave_the_heavy_libraries_alone() -> None:
     assert r.stdout.strip() == "[]"
 
 
+def test_opening_a_workspace_leaves_the_modelling_libraries_alone() -> None:
+    """``tribes.open(ws).prep()`` / ``.features()`` in a fresh process (an orchestrator's
+    task, the benchmarks) do not pay seconds of scikit-learn and SciPy imports; a
+    segmentation or a drift check loads them when it runs."""
+    code = ("import sys, tribes\n"
+            "tribes.Workspace\n"  # the Python API with every stage it can call
+            "print(sorted(m for m in ('sklearn', 'scipy', 'statsmodels', 'plotly')"
+            " if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       check=True)
+    assert r.stdout.strip() == "[]"
+
+
 def test_no_import_cycle_inside_a_package() -> None:
     found = cycles(imports())
     assert not found, "modules importing each other in a circle:\n" + "\n".join(

@@ -25,11 +25,11 @@ from typing import Any
 import ibis
 import numpy as np
 
+from tribes import models  # its names are read when a check runs: they load scikit-learn
 from tribes.config import MonitorConfig
 from tribes.engine import Engine
 from tribes.errors import InputError
 from tribes.features import AGES, FEATURES_TABLE, RESTARTS, definition, last_features
-from tribes.models import sample_customers, stored_segments
 from tribes.monitor import alerts as alert_store
 from tribes.monitor import spc
 from tribes.stats import FeatureDrift, ShareShift, Transform, aged, feature_drift, share_shift
@@ -97,7 +97,7 @@ def _labels(run: dict[str, Any], sample: Any) -> np.ndarray | None:
         return None
     transform = Transform.from_dict(run["transform"])
     try:
-        return stored_segments(run["method"], model, transform.apply(sample))
+        return models.stored_segments(run["method"], model, transform.apply(sample))
     except (ValueError, KeyError):
         return None
 
@@ -221,7 +221,7 @@ def run_monitor(ctx: RunContext, *, record: bool = True,
     aged_days = {a["feature"]: a["days"] for a in adjusted if a["treatment"] == "aged"}
     left_out = {a["feature"] for a in adjusted if a["treatment"] == "left out"}
     say("sampling today's customers")
-    sample = sample_customers(engine, t, wanted, cfg.sample_size)
+    sample = models.sample_customers(engine, t, wanted, cfg.sample_size)
     say("comparing features")
     found = []
     for f in feats:
