@@ -148,6 +148,24 @@ def test_past_snapshot_uses_only_events_up_to_as_of(feature_data: FeatureData,
     assert (got.recency_days >= 0).all()
 
 
+def test_past_snapshot_inside_sessions_cuts_them(feature_data: FeatureData) -> None:
+    # an as_of between two events of sessions under way: the stored sessions (built from
+    # all events) are cut there, and agree with sessionizing the earlier events alone
+    ws = feature_data.ws
+    with open_engine(ws) as engine:
+        run_prep(context(ws, engine))
+    s = table_frame(ws, "sessions")
+    long = s[s.n_events >= 3].sort_values("start")
+    mid = long.iloc[len(long) // 2]
+    when = (mid.start + (mid.end - mid.start) / 2).to_pydatetime()
+    under_way = ((s.start <= when) & (s.end > when)).sum()
+    assert under_way >= 1
+    with open_engine(ws) as engine:
+        run_features(context(ws, engine, RunSettings.resolve(ws.config, as_of=when)))
+    got = stored(ws)
+    assert compare(got, reference(feature_data, as_of=when), ["customer_key"]) == {}
+
+
 def test_session_timeout_option(feature_data: FeatureData) -> None:
     ws = feature_data.ws
     with open_engine(ws) as engine:

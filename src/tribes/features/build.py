@@ -1,8 +1,9 @@
 """Customer features as engine expressions (DESIGN §5; definitions in ``definitions.py``).
 
-The events of each customer are ordered once (session starts and numbers); figures that
-need sessions are aggregated per session, then per customer. Orders and categories are
-plain aggregates; engagement and RFM scores are whole-table windows over customer rows.
+Figures that need sessions are read from the stored sessions (prep ordered the events
+once), per customer; categories, support contacts, the channel/device mix and orders are
+plain aggregates of the keyed events; engagement and RFM scores are whole-table windows
+over customer rows.
 """
 
 from __future__ import annotations
@@ -10,14 +11,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import ibis
 import ibis.expr.types as ir
 
 from tribes.engine import bucket, micros_between
 from tribes.features.definitions import OTHER, RFM_GRID, engagement_weights
-from tribes.prep import mark_session_starts, number_sessions
 from tribes.store import ANON_PREFIX, keyed_events
 
 DAY_US = 86_400_000_000.0
@@ -63,20 +63,20 @@ def _days(later: ir.TimestampValue, earlier: ir.TimestampValue) -> ir.FloatingVa
 def base_features(
     events: ir.Table,
     identities: ir.Table,
+    sessions: ir.Table,
     *,
     as_of: datetime,
-    timeout: timedelta,
     mixes: Sequence[MixColumns] = (),
     part: tuple[int, int] | None = None,
-    sessions: ir.Table | None = None,
+    cut: bool = False,
 ) -> ir.Table:
     """Per customer_key: every feature that depends on that customer's events alone
     (``part=(i, n)``: only the customers of part i of n).
 
-    ``sessions``: the stored sessions of these events and identities, sessionized with
-    ``timeout`` and holding no event after ``as_of``; the session figures are then read
-    from it instead of ordering the events again. Without it, the events up to ``as_of``
-    are sessionized here (a past snapshot, where sessions may straddle ``as_of``).
+    ``sessions``: the stored sessions of these events and identities (prep), whose
+    figures are read instead of ordering the events again. ``cut``: events later than
+    ``as_of`` may exist (a past snapshot), so the sessions are cut there
+    (:func:`sessions_up_to`).
     """
     as_of_lit = ibis.literal(as_of, type="timestamp('UTC')")
 
@@ -89,12 +89,11 @@ def base_features(
             e = e.filter(where(e))
         return keyed_events(e, identities, ["ts", *columns], part)
 
-    if sessions is None:
-        per = _session_figures(_sessions_of(keyed("event_type"), timeout))
-    else:
-        if part is not None:
-            sessions = sessions.filter(bucket(sessions.customer_key, part[1]) == part[0])
-        per = _session_figures(sessions)
+    if part is not None:
+        sessions = sessions.filter(bucket(sessions.customer_key, part[1]) == part[0])
+    if cut:
+        sessions = sessions_up_to(sessions, keyed("event_type"), as_of_lit)
+    per = _session_figures(sessions)
     # categories, support contacts and the channel/device mix need no ordering: one plain
     # aggregate of one keyed scan
     ev = keyed("source", "category", *[m.column for m in mixes])
@@ -162,17 +161,30 @@ def base_features(
     return j.select(**cols)
 
 
-def _sessions_of(keyed: ir.Table, timeout: timedelta) -> ir.Table:
-    """The sessions of keyed events, with the columns of the stored ``sessions`` table
-    that :func:`_session_figures` reads."""
-    numbered = number_sessions(mark_session_starts(keyed, timeout))
-    return numbered.group_by(["customer_key", "session_seq"]).aggregate(
-        start=numbered.ts.min(),
-        end=numbered.ts.max(),
-        n_events=numbered.count(),
-        has_add_to_cart=(numbered.event_type == ADD_TO_CART).any(),
-        has_purchase=(numbered.event_type == PURCHASE).any(),
-    )
+def sessions_up_to(sessions: ir.Table, keyed: ir.Table, as_of: ir.TimestampValue
+                   ) -> ir.Table:
+    """The sessions as the events up to ``as_of`` alone make them: those that started
+    later are dropped; the one a customer may have under way at ``as_of`` (started
+    before, ended after) keeps its events up to it, counted again from ``keyed`` (the
+    customers' events with ts <= as_of). A session starts where the gap to the previous
+    event exceeds the timeout, which later events cannot change, so this is what
+    sessionizing those events gives.
+    """
+    s = sessions.filter(sessions.start <= as_of)
+    done = s.filter(s.end <= as_of).select(
+        "customer_key", "start", "end", "n_events", "has_add_to_cart", "has_purchase")
+    # at most one per customer: sessions of a customer do not overlap
+    open_ = s.filter(s.end > as_of).select(o_key="customer_key", o_start="start")
+    lo = open_.o_start.min().as_scalar()
+    e = keyed.filter(keyed.ts >= lo)
+    e = e.join(open_, (e.customer_key == open_.o_key) & (e.ts >= open_.o_start))
+    cut = e.group_by(["customer_key", "o_start"]).aggregate(
+        end=e.ts.max(),
+        n_events=e.count(),
+        has_add_to_cart=(e.event_type == ADD_TO_CART).any(),
+        has_purchase=(e.event_type == PURCHASE).any(),
+    ).rename(start="o_start")
+    return done.union(cut.select(*done.columns))
 
 
 def _session_figures(sessions: ir.Table) -> ir.Table:

@@ -95,7 +95,6 @@ def run_features(ctx: RunContext, *, progress: Callable[[str], None] | None = No
     started_perf, started = time.perf_counter(), datetime.now(UTC)
     ws, engine, settings = ctx.ws, ctx.engine, ctx.settings
     cfg = ws.config.features
-    timeout = settings.session_timeout
     as_of = settings.as_of
 
     fingerprint = events_fingerprint(engine)
@@ -125,15 +124,14 @@ def run_features(ctx: RunContext, *, progress: Callable[[str], None] | None = No
         say("aggregating events per customer")
         n_parts = parts(fingerprint.rows, ws.config.prep.part_events)
         ids = engine.table("identities")
-        # the stored sessions hold every event; read them unless a past snapshot may cut
-        # a session at as_of
-        sessions = engine.table("sessions") if as_of >= newest else None
+        # the stored sessions hold every event: a past snapshot cuts them at as_of
+        sessions = engine.table("sessions")
         for i in range(n_parts):
             if n_parts > 1:
                 say(f"aggregating events per customer (part {i + 1} of {n_parts})")
-            base = base_features(events, ids, as_of=as_of, timeout=timeout, mixes=mixes,
+            base = base_features(events, ids, sessions, as_of=as_of, mixes=mixes,
                                  part=(i, n_parts) if n_parts > 1 else None,
-                                 sessions=sessions)
+                                 cut=as_of < newest)
             if i == 0:
                 all_base = engine.create_temp("_ft_base", base)
             else:

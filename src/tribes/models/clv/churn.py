@@ -34,10 +34,17 @@ from tribes.errors import ModelError
 from tribes.features import base_features, scored_features
 from tribes.models.clv.clv_stage import MODELS, data_end, fit_models
 from tribes.models.clv.summary import SummarySpec, rfm_summary
-from tribes.prep import last_prep, run_prep
+from tribes.prep import last_prep, prep_params, run_prep
 from tribes.privacy import consent_filter
 from tribes.settings import RunSettings
-from tribes.store import CHURN_SCORES, events_fingerprint, is_current, keyed_consents, keyed_events
+from tribes.store import (
+    CHURN_SCORES,
+    events_fingerprint,
+    is_current,
+    keyed_consents,
+    keyed_events,
+    list_rules,
+)
 from tribes.workspace import RunContext, Workspace
 
 log = logging.getLogger(__name__)
@@ -53,7 +60,7 @@ def _features(ws: Workspace, engine: Engine, cut: datetime,
               settings: RunSettings) -> ir.Table:
     """Every feature as of ``cut`` of the customers seen up to it (consent applied)."""
     events, ids = engine.table("events"), engine.table("identities")
-    base = base_features(events, ids, as_of=cut, timeout=settings.session_timeout)
+    base = base_features(events, ids, engine.table("sessions"), as_of=cut, cut=True)
     base = consent_filter(base, "customer_key", keyed_consents(engine),
                           settings.consent_mode)
     return scored_features(base, ws.config.features.engagement_weights)
@@ -129,8 +136,11 @@ def compare_churn(ctx: RunContext, *, days: int | None = None,
     cfg = ws.config.clv
     days = days or cfg.churn_days
     name = model or cfg.model
-    if not is_current(last_prep(engine), events_fingerprint(engine)):
-        say("prep (events changed since the last prep)")
+    prep = last_prep(engine)
+    if not is_current(prep, events_fingerprint(engine)) or (prep or {}).get(
+            "params") != prep_params(settings, list_rules(engine)):
+        # the features at each cut read the stored sessions
+        say("prep (events, settings or identity rules changed since the last prep)")
         run_prep(ctx, progress=lambda s: say(f"prep: {s}"))
     end = data_end(engine)
     test_cut = end - timedelta(days=days)
