@@ -108,6 +108,8 @@ def _pipeline(ws: Path, data: Path, out: Path) -> dict[str, Any]:
         ("retention", ["cohorts", "retention"]),
         ("export_segments", ["export", "segments", "--out", out / "segments.csv"]),
         ("export_features", ["export", "features", "--out", out / "features.parquet"]),
+        # a past snapshot: the stored sessions cut at as_of (then compared as stored)
+        ("features_past", ["features", "--as-of", "2026-02-10T12:00:00Z"]),
         # erasure last: every table it touches is then compared too
         ("forget", ["forget", "C0000007", "--reason", "parity"]),
     ]

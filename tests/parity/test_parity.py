@@ -122,7 +122,7 @@ def test_pipeline_touches_every_table(stored: dict[str, dict[str, pd.DataFrame]]
                                   "segment", "clv_fit", "clv_score", "cohort", "funnel",
                                   "cohort_seq", "funnel_filtered",
                                   "transitions", "retention", "export_segments",
-                                  "export_features", "forget"])
+                                  "export_features", "features_past", "forget"])
 def test_printed_result_is_equal(built: Built, step: str) -> None:
     a, b = built.outputs["duckdb"][step], built.outputs["pyspark"][step]
     for doc in (a, b):
