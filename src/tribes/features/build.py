@@ -16,7 +16,7 @@ from datetime import datetime
 import ibis
 import ibis.expr.types as ir
 
-from tribes.engine import bucket, micros_between
+from tribes.engine import micros_between
 from tribes.features.definitions import OTHER, RFM_GRID, engagement_weights
 from tribes.store import ANON_PREFIX, keyed_events
 
@@ -67,11 +67,9 @@ def base_features(
     *,
     as_of: datetime,
     mixes: Sequence[MixColumns] = (),
-    part: tuple[int, int] | None = None,
     cut: bool = False,
 ) -> ir.Table:
-    """Per customer_key: every feature that depends on that customer's events alone
-    (``part=(i, n)``: only the customers of part i of n).
+    """Per customer_key: every feature that depends on that customer's events alone.
 
     ``sessions``: the stored sessions of these events and identities (prep), whose
     figures are read instead of ordering the events again. ``cut``: events later than
@@ -87,10 +85,8 @@ def base_features(
         e = events.filter(events.ts <= as_of_lit)
         if where is not None:
             e = e.filter(where(e))
-        return keyed_events(e, identities, ["ts", *columns], part)
+        return keyed_events(e, identities, ["ts", *columns])
 
-    if part is not None:
-        sessions = sessions.filter(bucket(sessions.customer_key, part[1]) == part[0])
     if cut:
         sessions = sessions_up_to(sessions, keyed("event_type"), as_of_lit)
     per = _session_figures(sessions)

@@ -29,7 +29,7 @@ from tribes.features.definitions import (
     composite_features,
     engagement_weights,
 )
-from tribes.prep import last_prep, parts, prep_params, run_prep
+from tribes.prep import last_prep, prep_params, run_prep
 from tribes.privacy import consent_filter
 from tribes.settings import RunSettings
 from tribes.store import (
@@ -122,20 +122,11 @@ def run_features(ctx: RunContext, *, progress: Callable[[str], None] | None = No
 
     try:
         say("aggregating events per customer")
-        n_parts = parts(fingerprint.rows, ws.config.prep.part_events)
-        ids = engine.table("identities")
-        # the stored sessions hold every event: a past snapshot cuts them at as_of
-        sessions = engine.table("sessions")
-        for i in range(n_parts):
-            if n_parts > 1:
-                say(f"aggregating events per customer (part {i + 1} of {n_parts})")
-            base = base_features(events, ids, sessions, as_of=as_of, mixes=mixes,
-                                 part=(i, n_parts) if n_parts > 1 else None,
-                                 cut=as_of < newest)
-            if i == 0:
-                all_base = engine.create_temp("_ft_base", base)
-            else:
-                engine.insert("_ft_base", base)
+        # no ordering here (prep ordered the events into sessions): plain aggregates,
+        # which the engine spills to disk under its memory limit, so one pass at any size
+        base = base_features(events, engine.table("identities"), engine.table("sessions"),
+                             as_of=as_of, mixes=mixes, cut=as_of < newest)
+        all_base = engine.create_temp("_ft_base", base)
         n_all = int(engine.scalar(all_base.count()))
         if n_all == 0:
             raise InputError(f"no events up to {as_of.isoformat()}; choose a later --as-of",
