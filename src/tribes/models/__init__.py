@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING
 
 from tribes.lazy import lazy_names
 from tribes.models.method_names import CLUSTERING, METHODS
-from tribes.models.personas import OVERRIDE_FIELDS, build_personas, set_overrides, stored_personas
+from tribes.models.personas import (
+    OVERRIDE_FIELDS,
+    build_personas,
+    personas_built_at,
+    set_overrides,
+    stored_personas,
+)
 from tribes.models.validate import RETENTION_DAYS, validate_segments
 
 if TYPE_CHECKING:
@@ -95,6 +101,7 @@ __all__ = [
     "fit_method",
     "last_fit",
     "models_of",
+    "personas_built_at",
     "prepare",
     "refit_note",
     "refresh_memberships",
