@@ -189,3 +189,27 @@ def test_critical_drift_fits_a_new_version_unless_the_policy_says_never(
     got = {a: {b: n for b, n in row.items() if n} for a, row in out["comparison"]["matrix"]
            .items()}
     assert got == matrix
+
+
+def test_a_rollback_brings_the_older_version_up_to_date_at_once(
+        shop: tuple[Path, Path], cli: Callable[..., CliResult], tmp_path: Path) -> None:
+    ws, _ = shop
+    assert cli("-w", ws, "segment", "--k", "4").code == 0  # version 2, active
+    assert cli("-w", ws, "ingest", write_events(tmp_path / "new.csv", few_new_customers(3)),
+               "--source", "web").code == 0
+    out = cli("-w", ws, "run", "--json").json()
+    assert out["refresh"]["version"] == 2 and out["refresh"]["new"] == 3
+    new = [pseudonym(f"NEW{i}", open_workspace(ws).secret()) for i in range(3)]
+    assert not set(new) & set(memberships(ws, 1).index)  # version 1: as it was
+    back = cli("-w", ws, "versions", "rollback", "--json")
+    assert back.code == 0, back.err
+    res = back.json()
+    assert (res["active"], res["previous"]) == (1, 2)
+    assert res["refresh"]["trigger"] == "rollback" and res["refresh"]["new"] == 3
+    v1 = memberships(ws, 1)
+    assert v1[new].to_dict() == numpy_segment(ws, 1, new)
+    # already current: the next run neither refreshes nor fits
+    again = cli("-w", ws, "run", "--json").json()
+    assert again["steps"]["refresh"].startswith("skipped") and again["segment"] is None
+    with open_engine(open_workspace(ws), read_only=True) as engine:
+        assert [r["trigger"] for r in refresh_history(engine, 1)] == ["rollback"]

@@ -27,12 +27,13 @@ from tribes.monitor import STAGE, list_alerts
 from tribes.ops.checked_ingest import ingest_checked
 from tribes.ops.erasure import forget
 from tribes.ops.segment_index import SegmentIndex
+from tribes.ops.versions import activate as switch_to
+from tribes.ops.versions import rollback as switch_back
 from tribes.privacy import AuditEntry, acting_as, current_actor, pseudonym, record_many
 from tribes.settings import RunSettings
 from tribes.store import (
     EXPORTABLE,
     Rendered,
-    activate_version,
     active_version,
     clean_ident,
     customer_view,
@@ -44,7 +45,6 @@ from tribes.store import (
     open_run,
     render_export,
     require_version,
-    rollback_version,
     snapshot_export,
 )
 from tribes.workspace import RunContext, Workspace
@@ -397,15 +397,15 @@ class Service:
     # ---------------------------------------------------------------- changes
     def activate(self, version: int) -> dict[str, Any]:
         with open_engine(self.ws) as engine:
-            previous = activate_version(engine, version)
+            res = switch_to(engine, version)  # and its memberships refreshed
         self.index.refresh(force=True)
-        return {"active": version, "previous": previous}
+        return {"active": version, "previous": res["previous"]}
 
     def rollback(self) -> dict[str, Any]:
         with open_engine(self.ws) as engine:
-            current, to = rollback_version(engine)
+            res = switch_back(engine)  # and its memberships refreshed
         self.index.refresh(force=True)
-        return {"rolled_back": current, "active": to}
+        return {"rolled_back": res["previous"], "active": res["active"]}
 
     def ingest_events(self, events: list[dict[str, Any]], source: str,
                       metrics: Any) -> dict[str, Any]:
