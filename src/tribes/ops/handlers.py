@@ -41,6 +41,7 @@ from tribes.store import (
     get_run,
     last_run,
     list_versions,
+    members,
     open_engine,
     open_run,
     render_export,
@@ -212,8 +213,13 @@ class Service:
             version = require_version(engine)
             run = get_run(engine, version)
             personas = {p["segment_id"]: p for p in stored_personas(engine, version)}
+            m = members(engine, version)  # as last refreshed: today's customers
+            counts = engine.execute(m.group_by("segment_id").aggregate(n=m.count()))
+        size = {int(r.segment_id): int(r.n) for r in counts.itertuples()}
+        total = sum(size.values())
         segs = [{"segment_id": s["segment_id"], "name": personas.get(s["segment_id"], s)
-                 .get("name", s["name"]), "size": s["size"], "share": s["share"],
+                 .get("name", s["name"]), "size": size.get(int(s["segment_id"]), 0),
+                 "share": size.get(int(s["segment_id"]), 0) / total if total else 0.0,
                  "action": personas.get(s["segment_id"], {}).get("action")}
                 for s in run["segments"]]
         self.access.read("read.segments", target=f"version {version}", rows=len(segs))
