@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import tribes
 from tests.conftest import CliResult, Receiver
 from tribes.http import verify_signature
 from tribes.store.db import init_workspace
@@ -60,17 +61,21 @@ def test_a_second_run_on_the_same_events_changes_nothing(
     ("review", 0.7, "held", "--resegment"),
     ("auto", 0.7, "activated", '"always"'),
     ("if-stable", -1.0, "activated", "true"),  # the boolean of earlier releases
-    ("if-stable", 1.0, "held", "--resegment")])
+    ("if-stable", 1.0, "held", "ws.run(resegment=True)")])
 def test_a_resegmentation_builds_a_version_compared_with_the_active_one(
         shop: tuple[Path, Path], cli: Callable[..., CliResult], policy: str, min_ari: float,
         decision: str, asked: str) -> None:
     ws, data = shop
-    flag = asked.startswith("--")
+    flag = asked.startswith(("--", "ws."))
     configure(ws, policy, min_ari, resegment=None if flag else asked)
     assert cli("-w", ws, "ingest", data / "app", "--source", "app").code == 0
-    r = cli("-w", ws, "run", *([asked] if flag else []), "--json")
-    assert r.code == 0, r.err
-    out = r.json()
+    if asked.startswith("ws."):  # the Python API
+        out = json.loads(json.dumps(tribes.open(ws).run(resegment=True).summary,
+                                    default=str))
+    else:
+        r = cli("-w", ws, "run", *([asked] if flag else []), "--json")
+        assert r.code == 0, r.err
+        out = r.json()
     assert out["steps"]["prep"] == out["steps"]["features"] == "done"
     # the active version's memberships first follow the customers (the app's new ones)
     assert out["steps"]["refresh"] == "done" and out["refresh"]["version"] == 1
