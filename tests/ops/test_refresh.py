@@ -213,3 +213,18 @@ def test_a_rollback_brings_the_older_version_up_to_date_at_once(
     assert again["steps"]["refresh"].startswith("skipped") and again["segment"] is None
     with open_engine(open_workspace(ws), read_only=True) as engine:
         assert [r["trigger"] for r in refresh_history(engine, 1)] == ["rollback"]
+
+
+def test_a_workspace_from_before_refreshes_keeps_working(
+        shop: tuple[Path, Path], cli: Callable[..., CliResult]) -> None:
+    ws, _ = shop
+    with open_engine(open_workspace(ws)) as engine:
+        engine.con.drop_table("segment_refreshes")  # as a workspace of earlier releases
+    shown = cli("-w", ws, "versions", "show", "1", "--json")  # read-only: nothing created
+    assert shown.code == 0, shown.err
+    assert shown.json()["refreshes"] == []
+    out = cli("-w", ws, "run", "--json").json()  # a writer creates the table on open
+    # the version's memberships come from the features it was fitted on: nothing to do
+    assert out["steps"]["refresh"].startswith("skipped: version 1's memberships come")
+    with open_engine(open_workspace(ws), read_only=True) as engine:
+        assert engine.has_table("segment_refreshes")

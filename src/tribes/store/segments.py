@@ -265,6 +265,8 @@ def replace_memberships(engine: Engine, version: int, rows: ir.Table, *,
 def refresh_history(engine: Engine, version: int | None = None) -> list[dict[str, Any]]:
     """The refreshes of the memberships of ``version`` (None: of every version), oldest
     first, as :func:`replace_memberships` returns them."""
+    if not engine.has_table("segment_refreshes"):  # from before refreshes, read-only
+        return []
     r = engine.table("segment_refreshes")
     if version is not None:
         r = r.filter(r.version == version)
@@ -280,9 +282,11 @@ def refresh_history(engine: Engine, version: int | None = None) -> list[dict[str
 def memberships_from(engine: Engine, version: int) -> str | None:
     """The features stage run the memberships of ``version`` come from: that of its last
     refresh, else the one it was fitted on."""
-    r = engine.table("segment_refreshes")
-    df = engine.execute(r.filter(r.version == version)
-                        .order_by(ibis.desc("refreshed_at")).limit(1))
+    df = pd.DataFrame()
+    if engine.has_table("segment_refreshes"):  # a workspace from before refreshes
+        r = engine.table("segment_refreshes")
+        df = engine.execute(r.filter(r.version == version)
+                            .order_by(ibis.desc("refreshed_at")).limit(1))
     if not df.empty:
         run_id = df["features_run"].iloc[0]
         return None if run_id is None or pd.isna(run_id) else str(run_id)
