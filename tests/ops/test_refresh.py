@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from tests.conftest import CliResult
+from tribes.models import stored_personas
 from tribes.privacy import pseudonym
 from tribes.store import get_run, open_engine, refresh_history
 from tribes.workspace import open_workspace
@@ -97,6 +98,7 @@ def test_new_customers_join_the_active_version_and_erased_ones_leave(
         shop: tuple[Path, Path], cli: Callable[..., CliResult], tmp_path: Path) -> None:
     ws, data = shop
     secret = open_workspace(ws).secret()
+    assert cli("-w", ws, "personas").code == 0
     before = memberships(ws, 1)
     known = pd.read_csv(data / "ground_truth.csv")["customer_id"].iloc[0]
     rows = [*few_new_customers(4),
@@ -122,6 +124,11 @@ def test_new_customers_join_the_active_version_and_erased_ones_leave(
     assert after[new].to_dict() == numpy_segment(ws, 1, new)
     moved = after[before.index] != before
     assert int(moved.sum()) == ref["moved"] <= 1  # only the one customer's values changed
+    # the personas describe the members now
+    assert out["steps"]["personas"] == "done"
+    with open_engine(open_workspace(ws), read_only=True) as engine:
+        personas = stored_personas(engine, 1)
+    assert {p["segment_id"]: p["size"] for p in personas} == after.value_counts().to_dict()
     printed = cli("-w", ws, "run", "--force", "--no-resegment")
     assert printed.code == 0 and "Segments: refreshed version 1: 0 new, 0 moved, 0 left" \
         in printed.out
