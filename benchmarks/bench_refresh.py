@@ -7,8 +7,9 @@ version and a CLV fit (also cached), this script:
    events of the same source files moved one day past the newest event, a tenth of them
    from visitors never seen before (new cookies, no login);
 2. times ``tribes run`` on the copy: what a daily refresh costs today (prep, features,
-   cohorts, the drift check, segment and personas as the run decides), with each step's
-   seconds from the run's progress;
+   cohorts, the refresh of the active version's memberships, the drift check, a new
+   segment version and personas as the run decides), with each step's seconds from the
+   run's progress;
 3. times the full build of the same events side by side: ``prep`` and ``features`` from
    scratch in fresh processes, as ``bench_features.py`` runs them;
 4. prints the ratio refresh / full build (the target: at most 10%) and what the run did
@@ -154,6 +155,7 @@ def main() -> None:
     print(f"\nrefresh / full build      : {run.seconds / full:.0%}  (target <= 10%)")
     print(f"segment versions          : {before} before, {after} after the refresh "
           "(target: no new version for a routine append)")
+    print(f"what the run did          : {run_out.get('outcome', '-')}")
     for stage, what in run_out["stages"].items():
         print(f"  run: {stage:<22}: {what}")
     print_steps([("run", run.seconds, run_out)])

@@ -41,6 +41,19 @@ def test_parse_k_range() -> None:
             parse_k_range(bad)
 
 
+@pytest.mark.parametrize(("written", "value"), [
+    ('"on-drift"', "on-drift"), ('"always"', "always"), ('"never"', "never"),
+    ("true", "always"), ("false", "never")])  # the booleans of earlier releases
+def test_ops_resegment(tmp_path: Path, written: str, value: str) -> None:
+    path = tmp_path / "tribes.toml"
+    path.write_text(f"[ops]\nresegment = {written}\n", encoding="utf-8")
+    assert load_config(path).ops.resegment == value
+    assert Config().ops.resegment == "on-drift"
+    path.write_text('[ops]\nresegment = "weekly"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"ops\.resegment"):
+        load_config(path)
+
+
 def test_load_config(tmp_path: Path) -> None:
     path = tmp_path / "tribes.toml"
     assert load_config(path) == Config()  # no file: the defaults

@@ -10,7 +10,7 @@ import tomllib
 from datetime import timedelta
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -364,8 +364,21 @@ class OpsConfig(_Section):
         "for review; review = always held (tribes versions activate N)")
     min_ari: float = Field(0.7, ge=-1, le=1, description="agreement (adjusted Rand index) "
                            "with the active version that if-stable requires")
-    resegment: bool = Field(True, description="tribes run builds a new segment version "
-                            "when the features changed")
+    resegment: Literal["on-drift", "always", "never"] = Field(
+        "on-drift", description="when tribes run fits a new segment version (otherwise it "
+        "refreshes the active version's memberships with its own model): on-drift = when "
+        "this run's drift check raises a critical PSI alert on a feature of the active "
+        "version; always = whenever the features changed; never = only when asked "
+        "(tribes run --resegment). The booleans of earlier releases still work: true = "
+        "always, false = never")
+
+    @field_validator("resegment", mode="before")
+    @classmethod
+    def _old_resegment(cls, v: Any) -> Any:
+        # deprecated: true|false before the refresh of memberships existed
+        if isinstance(v, bool):
+            return "always" if v else "never"
+        return v
 
 class MonitorConfig(_Section):
     """Thresholds of ``tribes monitor``: each breach is an alert."""

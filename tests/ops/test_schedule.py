@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CliResult
+from tribes.cli import main
 from tribes.errors import ConfigError
 from tribes.ops import schedule as sched
 from tribes.ops.pipeline import history
@@ -31,7 +32,7 @@ def test_calendar_slots() -> None:
     assert sched.Schedule("hourly", ":15").next_after(WED) == \
         datetime(2026, 12, 2, 11, 15, tzinfo=UTC)
     assert sched.Schedule("6h").next_after(WED) == WED + timedelta(hours=6)
-    assert sched.Schedule("weekly").describe() == "weekly at mon 03:00 (UTC)"
+    assert sched.Schedule("weekly").describe() == "weekly at mon 03:00 (UTC), re-segmenting"
 
 
 def test_wall_clock_time_in_a_time_zone_across_daylight_saving() -> None:
@@ -94,6 +95,25 @@ def test_the_scheduler_runs_the_pipeline_when_due(shop) -> None:
     assert not bad.step() and bad.failures == 1
 
 
+def test_a_scheduled_run_resegments_unless_it_only_refreshes(shop) -> None:
+    """The schedule is the periodic re-segmentation; --refresh-only leaves it to [ops]
+    resegment, like tribes run."""
+    ws_path, data = shop
+    ws = open_workspace(ws_path)
+    assert main(["-q", "-w", str(ws_path), "ingest", str(data / "app"), "--source",
+                 "app"]) == 0
+    sched.save_schedule(ws, sched.Schedule("daily", resegment=False))
+    out = sched.scheduled_run(ws)
+    assert out["segment"] is None and out["refresh"]["version"] == 1
+    assert out["steps"]["segment"].endswith("([ops] resegment = on-drift)")
+    sched.save_schedule(ws, sched.Schedule("weekly", "mon 03:00"))
+    assert sched.load_schedule(ws).resegment  # the default, and that of older files
+    out = sched.scheduled_run(ws)
+    assert out["segment"]["version"] == 2 and out["refresh"] is None
+    assert out["resegment"] == sched.SCHEDULED
+    assert "refreshing memberships" in sched.Schedule("daily", resegment=False).describe()
+
+
 def test_schedule_cli(tmp_path: Path, cli: Callable[..., CliResult]) -> None:
     ws = tmp_path / "ws"
     assert cli("init", ws).code == 0
@@ -105,6 +125,10 @@ def test_schedule_cli(tmp_path: Path, cli: Callable[..., CliResult]) -> None:
     assert nxt.weekday() == 0 and (nxt.hour, nxt.minute) == (3, 0)
     assert out["last_run"] is None
     assert "weekly at mon 03:00" in cli("-w", ws, "schedule").out
+    assert out["schedule"]["resegment"] is True
+    r = cli("-w", ws, "schedule", "--every", "daily", "--refresh-only", "--json")
+    assert r.code == 0 and r.json()["schedule"]["resegment"] is False
+    assert cli("-w", ws, "schedule", "--refresh-only").code != 0  # without --every
     bad = cli("-w", ws, "schedule", "--every", "weekly", "--at", "someday")
     assert bad.code != 0 and "a day and a time" in (bad.err + bad.out)
     assert cli("-w", ws, "schedule", "--off").code == 0

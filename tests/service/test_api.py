@@ -89,6 +89,13 @@ def test_viewer_routes(client: TestClient, service_ws: Built) -> None:
     assert [v["version"] for v in versions] == [1, 2] and versions[1]["active"]
     diff = client.get("/v1/versions/diff", params={"a": 1, "b": 2}, headers=h).json()
     assert diff["customers_in_both"] == sum(s["size"] for s in seg["segments"])
+    # the sizes are those of the version's members now (as last refreshed)
+    with open_engine(open_workspace(service_ws.path), read_only=True) as engine:
+        t = engine.table("segment_assignments")
+        v2 = t.filter(t.version == 2)
+        n = engine.execute(v2.group_by("segment_id").aggregate(n=v2.count()))
+    assert {s["segment_id"]: s["size"] for s in seg["segments"]} == dict(
+        zip(n.segment_id.astype(int), n.n.astype(int), strict=True))
     _error(client.get("/v1/versions/diff", params={"a": 1, "b": 9}, headers=h), 404,
            "E_VERSION_NOT_FOUND")
     _error(client.get("/v1/versions/diff", params={"a": 1}, headers=h), 422, "E_REQUEST")

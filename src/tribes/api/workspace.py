@@ -4,6 +4,7 @@ name does (the CLI calls these), and returns a :class:`~tribes.api.results.Resul
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -141,15 +142,29 @@ class Workspace:
                       report=report)
 
     def run(self, *, session_timeout: str | None = None, as_of: str | datetime | None = None,
-            segment: bool = True, monitor: bool = True, force: bool = False,
-            progress: Progress | None = None) -> Result:
+            resegment: bool | None = None, monitor: bool = True, force: bool = False,
+            progress: Progress | None = None, segment: bool | None = None) -> Result:
         """Every stage after ingest, each only when its input changed (``tribes run``),
-        then the new alerts to the webhooks subscribed to them."""
+        then the new alerts to the webhooks subscribed to them.
+
+        The active segment version's memberships are refreshed with its own model (new
+        customers get a segment, customers gone leave); a new version is fitted when
+        ``resegment=True``, never this run with ``resegment=False``, and by ``[ops]
+        resegment`` (default: on critical drift) when None. ``summary["outcome"]`` says
+        which: "refreshed version 3: 120 new, 14 moved, 2 left" or "new version 4
+        (activated) because ...". ``segment=False`` is the former spelling of
+        ``resegment=False`` (deprecated).
+        """
         # scikit-learn and SciPy (a second to import), as in Workspace.segment
         from tribes.ops import run_and_notify
 
+        if segment is not None:
+            warnings.warn("Workspace.run(segment=...) is deprecated; use resegment=True "
+                          "or False", DeprecationWarning, stacklevel=2)
+            if resegment is None and not segment:
+                resegment = False
         settings = self.settings(session_timeout=session_timeout, as_of=as_of)
-        rep, sent = run_and_notify(self._ws, settings, resegment=None if segment else False,
+        rep, sent = run_and_notify(self._ws, settings, resegment=resegment,
                                    monitor=monitor, force=force, progress=progress)
         return Result(rep.as_dict() | {"webhooks": sent}, title="Run", report=rep)
 

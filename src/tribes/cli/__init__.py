@@ -72,14 +72,14 @@ COMMANDS: tuple[Command, ...] = (
             "the backtest is replaced by that forecast, and a note says so."),
     Command("run", "tribes.cli.run_cmd",
             "Run every stage after ingest, each only when its input changed: prep "
-            "(stitching, sessions), features, cohorts, the drift check against the active "
-            "version (tribes monitor), a new segment version built like the active one "
-            "(same method, features and k; segment ids kept), compared with it (migration "
-            "matrix, ARI, KPI deltas), made active or held for review by \\[ops] activate in "
-            "tribes.toml, and its personas."),
+            "(stitching, sessions), features, cohorts, a refresh of the active segment "
+            "version's memberships (new and changed customers get their segment from its "
+            "own model; erased or excluded ones leave), and the drift check against it "
+            "(tribes monitor)."),
     Command("run-history", "tribes.cli.run_cmd",
-            "Earlier runs of tribes run, newest first: steps, the new version and the "
-            "decision."),
+            "Earlier runs of tribes run, newest first: what became of the segments (a "
+            "refresh of the active version's memberships, a new version and why), the "
+            "decision and the steps."),
     Command("schedule", "tribes.cli.run_cmd",
             "Run tribes run by itself: set, show or remove the schedule. tribes serve runs it "
             "(re-reading it, so a change applies to a running service); so does "

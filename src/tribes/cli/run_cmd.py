@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -25,8 +25,13 @@ def run(
         "--as-of", help="Features from events up to this ISO date or date-time.",
         show_default=False)] = None,
     session_timeout: TimeoutOpt = None,
+    resegment: Annotated[bool | None, typer.Option(
+        "--resegment/--no-resegment", help="Fit a new segment version now (--resegment) "
+        "or not this time (--no-resegment); by default \\[ops] resegment decides "
+        "(on-drift: on a critical drift alert).", show_default=False)] = None,
     no_segment: Annotated[bool, typer.Option(
-        "--no-segment", help="Do not build a new segment version this time.")] = False,
+        "--no-segment", hidden=True,
+        help="Deprecated spelling of --no-resegment.")] = False,
     no_monitor: Annotated[bool, typer.Option(
         "--no-monitor", help="Skip the drift check.")] = False,
     force: Annotated[bool, typer.Option(
@@ -34,25 +39,39 @@ def run(
     json_out: JsonOpt = False,
 ) -> None:
     """Run every stage after ingest, each only when its input changed: prep (stitching,
-    sessions), features, cohorts, the drift check against the active version (tribes
-    monitor), a new segment version built like the active one (same method, features and
-    k; segment ids kept), compared with it (migration matrix, ARI, KPI deltas), made
-    active or held for review by \\[ops] activate in tribes.toml, and its personas.
+    sessions), features, cohorts, a refresh of the active segment version's memberships
+    (new and changed customers get their segment from its own model; erased or excluded
+    ones leave), and the drift check against it (tribes monitor).
+
+    A refresh is not a new segmentation. A new version (built like the active one: same
+    method, features and k; segment ids kept) is fitted only when asked (--resegment),
+    when the schedule re-segments, or when \\[ops] resegment says so: on-drift (the
+    default) on a critical PSI alert on one of the active version's features. It is
+    compared with the active one (migration matrix, ARI, KPI deltas) and made active or
+    held for review by \\[ops] activate.
 
     Idempotent: a second run on the same events changes nothing. The first segment
     version is yours to choose: tribes segment. Every run is kept: tribes run-history.
 
     [bold]Examples[/bold]
 
-      tribes -w shop run
+      tribes -w shop run                 # refresh memberships (re-segment on drift)
+
+      tribes -w shop run --resegment     # fit a new version now
 
       tribes -w shop run --json          # for cron, Airflow: one JSON object
     """
     out = Output(ctx, json_out)
     ws = state(ctx).open()
+    if no_segment:
+        if resegment:
+            raise typer.BadParameter("--no-segment contradicts --resegment",
+                                     param_hint="--no-segment")
+        out.print("[yellow]warning:[/yellow] --no-segment is deprecated; use --no-resegment")
+        resegment = False
     with out.progress("pipeline") as task:
         res = Workspace(ws).run(session_timeout=session_timeout, as_of=as_of,
-                                segment=not no_segment, monitor=not no_monitor, force=force,
+                                resegment=resegment, monitor=not no_monitor, force=force,
                                 progress=task.step)
     rep = res.report
     out.result(res.summary)
@@ -68,15 +87,21 @@ def run(
         m = rep.monitor
         out.print(f"Drift check: {len(m.new_alerts)} new alert(s), {len(m.open_alerts)} "
                   "still open" + (" (tribes alerts list)" if m.breached else ""))
+    if rep.refresh is not None:
+        r = rep.refresh
+        out.print(f"Segments: {r.describe()} ({r.customers:,} members)")
     if rep.segment is not None:
         c = rep.comparison or {}
         out.print(f"New version [bold]{rep.segment.version}[/bold] ({rep.segment.method}, "
-                  f"k = {rep.segment.k}): ARI {c.get('ari', float('nan')):.3f} with version "
-                  f"{c.get('a')}; [bold]{rep.decision}[/bold]: {rep.reason}")
+                  f"k = {rep.segment.k}) because {rep.resegment}: ARI "
+                  f"{c.get('ari', float('nan')):.3f} with version {c.get('a')}; "
+                  f"[bold]{rep.decision}[/bold]: {rep.reason}")
         if rep.decision == "held":
             out.print(f"  review it: tribes versions diff {c.get('a')} "
                       f"{rep.segment.version}; make it active: tribes versions activate "
                       f"{rep.segment.version}")
+    elif rep.refresh is None and "segment" in rep.steps:
+        out.print(f"Segments: unchanged ({rep.steps['segment'].removeprefix('skipped: ')})")
     out.print(f"Done in {rep.seconds:.1f}s.")
 
 
@@ -85,7 +110,9 @@ def history(
     limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many.")] = 20,
     json_out: JsonOpt = False,
 ) -> None:
-    """Earlier runs of tribes run, newest first: steps, the new version and the decision.
+    """Earlier runs of tribes run, newest first: what became of the segments (a refresh
+    of the active version's memberships, a new version and why), the decision and the
+    steps.
 
     [bold]Example[/bold]: tribes -w shop run-history
     """
@@ -97,13 +124,20 @@ def history(
     if not rows:
         out.print("No run yet: tribes run")
         return
-    out.table("Pipeline runs", ["started (UTC)", "new version", "decision", "ARI", "alerts",
+    out.table("Pipeline runs", ["started (UTC)", "segments", "decision", "ARI", "alerts",
                                 "s", "steps done"],
-              [(str(r["started_at"])[:16], r.get("version"), r.get("decision") or "",
+              [(str(r["started_at"])[:16], _outcome(r), r.get("decision") or "",
                 "" if r.get("ari") is None else f"{r['ari']:.3f}", r.get("alerts", 0),
                 r.get("seconds"),
                 ", ".join(k for k, v in (r.get("steps") or {}).items() if v == "done"))
                for r in rows])
+
+
+def _outcome(r: dict[str, Any]) -> str:
+    """What a run did to the segments (runs before refreshes existed: the new version)."""
+    if r.get("outcome"):
+        return str(r["outcome"])
+    return f"new version {r['version']}" if r.get("version") is not None else ""
 
 
 def schedule(
@@ -116,6 +150,11 @@ def schedule(
         "(weekly).", show_default=False)] = None,
     tz: Annotated[str, typer.Option("--tz", help="Time zone of --at, e.g. Europe/Paris.")
                   ] = "UTC",
+    resegment: Annotated[bool | None, typer.Option(
+        "--resegment/--refresh-only", help="Each scheduled run fits a new segment version "
+        "(the periodic re-segmentation), or only refreshes the active version's "
+        "memberships and re-segments as \\[ops] resegment says (default: "
+        "--resegment).", show_default=False)] = None,
     off: Annotated[bool, typer.Option("--off", help="Remove the schedule.")] = False,
     foreground: Annotated[bool, typer.Option(
         "--foreground", help="Run the schedule in this terminal until Ctrl-C (where no "
@@ -126,9 +165,16 @@ def schedule(
     (re-reading it, so a change applies to a running service); so does --foreground. A
     run missed while neither ran is made up once at the next start.
 
+    The schedule is the periodic re-segmentation: each scheduled run fits a new segment
+    version when the features changed (as tribes run --resegment). With --refresh-only
+    it runs tribes run as it is: memberships refreshed, a new version only as \\[ops]
+    resegment says.
+
     [bold]Examples[/bold]
 
       tribes -w shop schedule --every weekly --at "mon 03:00"
+
+      tribes -w shop schedule --every daily --at 02:30 --refresh-only
 
       tribes -w shop schedule                 # show it, the last and the next run
 
@@ -145,11 +191,16 @@ def schedule(
     current = load_schedule(ws)
     if every is not None:
         current = Schedule(every=every, at=at or "", tz=tz,
-                           since=datetime.now(UTC).isoformat())
+                           since=datetime.now(UTC).isoformat(),
+                           resegment=resegment is not False)
         save_schedule(ws, current)
-        audit(ws, "schedule.set", detail={"every": every, "at": at, "tz": tz})
+        audit(ws, "schedule.set", detail={"every": every, "at": at, "tz": tz,
+                                          "resegment": current.resegment})
     elif at is not None:
         raise typer.BadParameter("give --every with --at", param_hint="--at")
+    elif resegment is not None:
+        raise typer.BadParameter("give --every with --resegment or --refresh-only",
+                                 param_hint="--refresh-only")
     if current is None:
         out.result({"schedule": None})
         out.print("No schedule. Set one: tribes schedule --every weekly --at \"mon 03:00\"")

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from tribes.cli.common import JsonOpt, Output, state
 from tribes.store import (
-    activate_version,
     activation_history,
     active_version,
     diff_versions,
     get_run,
     list_versions,
+    members,
     open_engine,
-    rollback_version,
+    refresh_history,
 )
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich",
@@ -35,24 +35,31 @@ def list_(ctx: typer.Context, json_out: JsonOpt = False) -> None:
         return
     out.table("Segment versions (* = active; held = waiting for review: tribes versions "
               "activate N)",
-              ["", "version", "status", "created (UTC)", "method", "k", "customers",
-               "silhouette", "stability"],
+              ["", "version", "status", "created (UTC)", "method", "k", "fitted on",
+               "members now", "silhouette", "stability"],
               [("*" if r["active"] else "", r["version"], r["status"],
                 str(r["created_at"])[:16], r["method"], r["k"], r["customers"],
-                r["silhouette"], r["stability_ari"]) for r in rows], no_wrap=(0, 1, 2, 3, 4))
+                r["members"], r["silhouette"], r["stability_ari"]) for r in rows],
+              no_wrap=(0, 1, 2, 3, 4))
 
 
 @app.command()
 def show(ctx: typer.Context,
          version: Annotated[int, typer.Argument(help="Version number.")],
          json_out: JsonOpt = False) -> None:
-    """One version: method, parameters, features, metrics and segment sizes."""
+    """One version: method, parameters, features, metrics and segment sizes (when it
+    was fitted), and the refreshes of its memberships since."""
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     with open_engine(ws, read_only=True) as engine:
         run = get_run(engine, version)
         active = active_version(engine) == version
+        refreshes = refresh_history(engine, version)
+        m = members(engine, version)
+        counts = engine.execute(m.group_by("segment_id").aggregate(n=m.count()))
+    now = {int(r.segment_id): int(r.n) for r in counts.itertuples()}
     run["active"] = active
+    run["refreshes"] = refreshes
     out.result(run)
     out.print(f"version [bold]{version}[/bold]{' (active)' if active else ''}: "
               f"{run['method']}, k = {run['k']}, created {str(run['created_at'])[:19]} UTC, "
@@ -62,12 +69,20 @@ def show(ctx: typer.Context,
     from tribes.models import stability_warning
 
     jaccard = (run["metrics"].get("stability") or {}).get("jaccard") or {}
-    out.table("Segments", ["segment", "name", "customers", "share", "stability (Jaccard)"],
+    out.table("Segments", ["segment", "name", "customers at fit", "share",
+                           "members now", "stability (Jaccard)"],
               [(s["segment_id"], s["name"], s["size"], f"{s['share']:.1%}",
+                now.get(int(s["segment_id"]), 0),
                 jaccard.get(str(s["segment_id"]))) for s in run["segments"]])
     warning = stability_warning(run["metrics"])
     if warning:
         out.print(f"[yellow]warning:[/yellow] {warning}")
+    if refreshes:
+        last = refreshes[-1]
+        out.print(f"memberships refreshed {len(refreshes)} time(s), last "
+                  f"{str(last['refreshed_at'])[:16]} UTC ({last['trigger']}): "
+                  f"{last['customers']:,} members, {last['new']:,} new, "
+                  f"{last['moved']:,} moved, {last['left']:,} left")
 
 
 @app.command()
@@ -95,25 +110,42 @@ def diff(ctx: typer.Context,
 def activate_(ctx: typer.Context,
               version: Annotated[int, typer.Argument(help="Version to make active.")],
               json_out: JsonOpt = False) -> None:
-    """Make an earlier (or later) version the active one."""
+    """Make an earlier (or later) version the active one; its memberships are refreshed
+    at once with its own model (today's customers in, erased or excluded ones out)."""
     out = Output(ctx, json_out)
     ws = state(ctx).open()
+    # scikit-learn (a second to import) for the refresh, not for the other commands
+    from tribes.ops import activate
+
     with open_engine(ws) as engine:
-        previous = activate_version(engine, version)
-    out.result({"active": version, "previous": previous})
-    out.print(f"version {version} is active (was {previous})")
+        res = activate(engine, version)
+    out.result(res)
+    out.print(f"version {version} is active (was {res['previous']})")
+    _show_refresh(out, res)
 
 
 @app.command()
 def rollback(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Re-activate the version that was active before the current one; again, the one
-    before that (activations are a stack)."""
+    before that (activations are a stack). Its memberships are refreshed at once."""
     out = Output(ctx, json_out)
     ws = state(ctx).open()
+    from tribes.ops import rollback as roll_back
+
     with open_engine(ws) as engine:
-        current, back = rollback_version(engine)
-    out.result({"active": back, "previous": current})
-    out.print(f"rolled back: version {back} is active again (was {current})")
+        res = roll_back(engine)
+    out.result(res)
+    out.print(f"rolled back: version {res['active']} is active again (was "
+              f"{res['previous']})")
+    _show_refresh(out, res)
+
+
+def _show_refresh(out: Output, res: dict[str, Any]) -> None:
+    if res.get("refresh"):
+        out.print(f"memberships: {res['refresh']['summary']}; personas follow at the next "
+                  "tribes run")
+    elif res.get("note"):
+        out.print(f"[yellow]warning:[/yellow] {res['note']}")
 
 
 @app.command("history")

@@ -10,12 +10,19 @@ from typing import TYPE_CHECKING
 
 from tribes.lazy import lazy_names
 from tribes.models.method_names import CLUSTERING, METHODS
-from tribes.models.personas import OVERRIDE_FIELDS, build_personas, set_overrides, stored_personas
+from tribes.models.personas import (
+    OVERRIDE_FIELDS,
+    build_personas,
+    personas_built_at,
+    set_overrides,
+    stored_personas,
+)
 from tribes.models.validate import RETENTION_DAYS, validate_segments
 
 if TYPE_CHECKING:
     from tribes.models.clv.churn import compare_churn
     from tribes.models.clv.clv_stage import fit_clv, last_fit, models_of, score_clv, validate_clv
+    from tribes.models.membership import MembershipRefresh, apply_version, refresh_memberships
     from tribes.models.methods import (
         DENSITY,
         SEGMENTERS,
@@ -47,6 +54,9 @@ _LAZY = {
     "models_of": "tribes.models.clv.clv_stage",
     "score_clv": "tribes.models.clv.clv_stage",
     "validate_clv": "tribes.models.clv.clv_stage",
+    "MembershipRefresh": "tribes.models.membership",
+    "apply_version": "tribes.models.membership",
+    "refresh_memberships": "tribes.models.membership",
     "AgglomerativeSegmenter": "tribes.models.methods",
     "DBSCANSegmenter": "tribes.models.methods",
     "DENSITY": "tribes.models.methods",
@@ -79,9 +89,11 @@ __all__ = [
     "GaussianMixtureSegmenter",
     "HDBSCANSegmenter",
     "KMeansSegmenter",
+    "MembershipRefresh",
     "Prepared",
     "SegmentReport",
     "Segmenter",
+    "apply_version",
     "build_personas",
     "choose_k",
     "compare_churn",
@@ -89,8 +101,10 @@ __all__ = [
     "fit_method",
     "last_fit",
     "models_of",
+    "personas_built_at",
     "prepare",
     "refit_note",
+    "refresh_memberships",
     "run_segmentation",
     "sample_customers",
     "score_clv",

@@ -42,6 +42,14 @@ def relabel(label: ir.IntegerValue, mapping: dict[int, int]) -> ir.IntegerValue:
                       else_=label).cast("int64")
 
 
+def rule_assign(t: ir.Table, names: Sequence[str], column: str = "rfm_label") -> ir.Table:
+    """Rule-based segments: label = the index of the customer's ``column`` value in
+    ``names``, the last name for any other value (or none); probability 1."""
+    label = ibis.cases(*[(t[column] == name, i) for i, name in enumerate(names[:-1])],
+                       else_=len(names) - 1)
+    return t.select("customer_key", label=label.cast("int64"), probability=ibis.literal(1.0))
+
+
 def centroid_assign(t: ir.Table, transform: Transform, centroids: np.ndarray) -> ir.Table:
     """Each customer's nearest centroid (label) as engine expressions; probability 1."""
     a = nearest_centroid(t, transform, centroids.tolist())

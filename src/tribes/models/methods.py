@@ -9,8 +9,10 @@ responsibilities (mixtures).
 
 :data:`SEGMENTERS` maps each method's name to its class; a class builds its unfitted
 estimator from the segment configuration (``from_config``, what :func:`make_segmenter`
-calls) and labels rows from a stored version's parameters (``labels_from_params``, what
-:func:`predict_stored` calls). RFM rules need no fit at all (see ``segmentation.py``).
+calls), labels rows from a stored version's parameters (``labels_from_params``, what
+:func:`predict_stored` calls) and assigns a customer table in the engine from them
+(``assign_from_params``: what a fit's ``assign`` and a refresh of a version's memberships
+both call). RFM rules need no fit at all (see ``segmentation.py``).
 """
 
 from __future__ import annotations
@@ -108,6 +110,28 @@ class Segmenter(ClusterMixin, BaseEstimator):
         :meth:`assign` gives them."""
         raise NotImplementedError
 
+    @classmethod
+    def assign_from_params(cls, params: dict[str, Any], t: ir.Table,
+                           transform: Transform) -> ir.Table:
+        """Every customer of ``t`` labelled in the engine from stored ``params_`` (a
+        stored version's model), exactly as :meth:`assign` of the fitted estimator.
+
+        Parameters
+        ----------
+        params : dict
+            The estimator's ``params_`` (as stored with a segment version).
+        t : ibis.expr.types.Table
+            Customer table with ``customer_key`` and the raw features.
+        transform : Transform
+            The transform from raw features to the coordinates of the fit.
+
+        Returns
+        -------
+        ibis.expr.types.Table
+            ``customer_key``, ``label`` (int64) and ``probability``.
+        """
+        raise NotImplementedError
+
     def _fit_input(self, X: Any) -> np.ndarray:
         """``X`` checked (2-D, finite, numeric) as float64; records ``n_features_in_``."""
         return np.asarray(validate_data(self, X, dtype=np.float64))
@@ -140,7 +164,9 @@ class Segmenter(ClusterMixin, BaseEstimator):
         raise NotImplementedError
 
     def assign(self, t: ir.Table, transform: Transform) -> ir.Table:
-        """Every customer of ``t`` labelled in the engine (no collect).
+        """Every customer of ``t`` labelled in the engine (no collect), from the
+        parameters the version stores (:meth:`assign_from_params`), so that a stored
+        version assigns later customers as its fit did.
 
         Parameters
         ----------
@@ -154,7 +180,8 @@ class Segmenter(ClusterMixin, BaseEstimator):
         ibis.expr.types.Table
             ``customer_key``, ``label`` (int64) and ``probability``.
         """
-        raise NotImplementedError
+        check_is_fitted(self)
+        return self.assign_from_params(self.params_, t, transform)
 
 
 class CentroidSegmenter(Segmenter):
@@ -166,12 +193,13 @@ class CentroidSegmenter(Segmenter):
     def labels_from_params(cls, params: dict[str, Any], x: np.ndarray) -> np.ndarray:
         return _centroid_labels(x, np.asarray(params["centroids"], dtype=float))
 
+    @classmethod
+    def assign_from_params(cls, params: dict[str, Any], t: ir.Table,
+                           transform: Transform) -> ir.Table:
+        return centroid_assign(t, transform, np.asarray(params["centroids"], dtype=float))
+
     def _predict(self, x: np.ndarray) -> np.ndarray:
         return _centroid_labels(x, self.cluster_centers_)
-
-    def assign(self, t: ir.Table, transform: Transform) -> ir.Table:
-        check_is_fitted(self)
-        return centroid_assign(t, transform, self.cluster_centers_)
 
 
 class KMeansSegmenter(CentroidSegmenter):
@@ -348,10 +376,12 @@ class GaussianMixtureSegmenter(Segmenter):
         x = self._predict_input(X)
         return float(self.model_.bic(x))
 
-    def assign(self, t: ir.Table, transform: Transform) -> ir.Table:
-        check_is_fitted(self)
-        return gaussian_assign(t, transform, self.means_, self.precisions_cholesky_,
-                           self.weights_)
+    @classmethod
+    def assign_from_params(cls, params: dict[str, Any], t: ir.Table,
+                           transform: Transform) -> ir.Table:
+        return gaussian_assign(t, transform, np.asarray(params["means"], dtype=float),
+                               np.asarray(params["precisions_cholesky"], dtype=float),
+                               np.asarray(params["weights"], dtype=float))
 
 
 class DensitySegmenter(Segmenter):
@@ -402,12 +432,14 @@ class DensitySegmenter(Segmenter):
         self.extra_metrics_ = {}
         return self
 
+    @classmethod
+    def assign_from_params(cls, params: dict[str, Any], t: ir.Table,
+                           transform: Transform) -> ir.Table:
+        return radius_assign(t, transform, np.asarray(params["centroids"], dtype=float),
+                             np.asarray(params["radius2"], dtype=float))
+
     def _predict(self, x: np.ndarray) -> np.ndarray:
         return _radius_labels(x, self.cluster_centers_, self.radius2_)
-
-    def assign(self, t: ir.Table, transform: Transform) -> ir.Table:
-        check_is_fitted(self)
-        return radius_assign(t, transform, self.cluster_centers_, self.radius2_)
 
 
 class DBSCANSegmenter(DensitySegmenter):

@@ -348,6 +348,13 @@ def stored_personas(engine: Engine, version: int | None = None) -> list[dict[str
     return [json.loads(p) for p in df["profile"]]
 
 
+def personas_built_at(engine: Engine, version: int) -> datetime | None:
+    """When the personas of ``version`` were last built (None: never)."""
+    t = engine.table("personas")
+    at = engine.scalar(t.filter(t.version == version).created_at.max())
+    return None if at is None or pd.isna(at) else pd.Timestamp(at).to_pydatetime()
+
+
 def _overrides(engine: Engine) -> dict[int, dict[str, str]]:
     t = engine.table("persona_overrides")
     df = engine.execute(t)

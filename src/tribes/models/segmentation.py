@@ -20,7 +20,7 @@ from tribes.config import SegmentConfig, parse_k_range
 from tribes.engine import Engine, md5_hex
 from tribes.errors import InputError
 from tribes.features import FEATURES_TABLE, RFM_GRID, last_features, segment_features
-from tribes.models.assign import relabel
+from tribes.models.assign import relabel, rule_assign
 from tribes.models.matching import stable_ids
 from tribes.models.method_names import METHODS
 from tribes.models.methods import DENSITY, Segmenter, make_segmenter
@@ -334,13 +334,10 @@ def _run_rfm(engine: Engine, t: ir.Table, *, cfg: SegmentConfig, n: int, started
              say: Callable[[str], None], bins: int = 10, activate: bool = True
              ) -> SegmentReport:
     """Rule-based segments: the classic RFM label of every customer (no clustering)."""
-    names = [name for name, _, _ in RFM_GRID] + [NO_PURCHASE]
-    label = ibis.cases(*[(t.rfm_label == name, i) for i, name in enumerate(names[:-1])],
-                       else_=len(names) - 1)
+    names = rfm_names()
     say("assigning RFM segments")
     try:
-        assigned = engine.create_temp("_sg_labels", t.select(
-            "customer_key", label=label.cast("int64"), probability=ibis.literal(1.0)))
+        assigned = engine.create_temp("_sg_labels", rule_assign(t, names))
         k = int(engine.scalar(assigned.label.nunique()))
         return _store(engine, assigned, method="rfm", k=k, feats=RFM_FEATURES,
                       transform={}, model={"rules": "rfm_label from (r_score, f_score)",
@@ -353,6 +350,12 @@ def _run_rfm(engine: Engine, t: ir.Table, *, cfg: SegmentConfig, n: int, started
     finally:
         for name in _TMP:
             engine.drop_temp(name)
+
+
+def rfm_names() -> list[str]:
+    """The labels of the RFM rules, in the order of their model labels (the last one,
+    no purchase yet, also takes any other value)."""
+    return [name for name, _, _ in RFM_GRID] + [NO_PURCHASE]
 
 
 def _quality(x: np.ndarray, labels: np.ndarray, seed: int) -> dict[str, Any]:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         save_schedule,
         scheduled_run,
     )
+    from tribes.ops.versions import activate, rollback
 
 # served on first use: their modules import SciPy and scikit-learn
 _LAZY = {
@@ -52,6 +53,8 @@ _LAZY = {
     "load_schedule": "tribes.ops.schedule",
     "save_schedule": "tribes.ops.schedule",
     "scheduled_run": "tribes.ops.schedule",
+    "activate": "tribes.ops.versions",
+    "rollback": "tribes.ops.versions",
 }
 
 __all__ = [
@@ -63,6 +66,7 @@ __all__ = [
     "Scheduler",
     "SegmentIndex",
     "Service",
+    "activate",
     "block_identifier",
     "compare_methods",
     "forget",
@@ -72,6 +76,7 @@ __all__ = [
     "load_schedule",
     "merge_identities",
     "monitor_and_notify",
+    "rollback",
     "rules_table",
     "run_and_notify",
     "run_pipeline",

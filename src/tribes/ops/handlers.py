@@ -27,12 +27,13 @@ from tribes.monitor import STAGE, list_alerts
 from tribes.ops.checked_ingest import ingest_checked
 from tribes.ops.erasure import forget
 from tribes.ops.segment_index import SegmentIndex
+from tribes.ops.versions import activate as switch_to
+from tribes.ops.versions import rollback as switch_back
 from tribes.privacy import AuditEntry, acting_as, current_actor, pseudonym, record_many
 from tribes.settings import RunSettings
 from tribes.store import (
     EXPORTABLE,
     Rendered,
-    activate_version,
     active_version,
     clean_ident,
     customer_view,
@@ -40,11 +41,11 @@ from tribes.store import (
     get_run,
     last_run,
     list_versions,
+    members,
     open_engine,
     open_run,
     render_export,
     require_version,
-    rollback_version,
     snapshot_export,
 )
 from tribes.workspace import RunContext, Workspace
@@ -212,8 +213,13 @@ class Service:
             version = require_version(engine)
             run = get_run(engine, version)
             personas = {p["segment_id"]: p for p in stored_personas(engine, version)}
+            m = members(engine, version)  # as last refreshed: today's customers
+            counts = engine.execute(m.group_by("segment_id").aggregate(n=m.count()))
+        size = {int(r.segment_id): int(r.n) for r in counts.itertuples()}
+        total = sum(size.values())
         segs = [{"segment_id": s["segment_id"], "name": personas.get(s["segment_id"], s)
-                 .get("name", s["name"]), "size": s["size"], "share": s["share"],
+                 .get("name", s["name"]), "size": size.get(int(s["segment_id"]), 0),
+                 "share": size.get(int(s["segment_id"]), 0) / total if total else 0.0,
                  "action": personas.get(s["segment_id"], {}).get("action")}
                 for s in run["segments"]]
         self.access.read("read.segments", target=f"version {version}", rows=len(segs))
@@ -397,15 +403,15 @@ class Service:
     # ---------------------------------------------------------------- changes
     def activate(self, version: int) -> dict[str, Any]:
         with open_engine(self.ws) as engine:
-            previous = activate_version(engine, version)
+            res = switch_to(engine, version)  # and its memberships refreshed
         self.index.refresh(force=True)
-        return {"active": version, "previous": previous}
+        return {"active": version, "previous": res["previous"]}
 
     def rollback(self) -> dict[str, Any]:
         with open_engine(self.ws) as engine:
-            current, to = rollback_version(engine)
+            res = switch_back(engine)  # and its memberships refreshed
         self.index.refresh(force=True)
-        return {"rolled_back": current, "active": to}
+        return {"rolled_back": res["previous"], "active": res["active"]}
 
     def ingest_events(self, events: list[dict[str, Any]], source: str,
                       metrics: Any) -> dict[str, Any]:

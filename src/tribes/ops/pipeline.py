@@ -1,11 +1,17 @@
 """``tribes run``: the whole pipeline after ingest, idempotent, for cron or Airflow.
 
 prep (when the events changed) → features (when the events changed or another as_of
-is asked for) → cohorts → monitor (today's customers against the active version) →
-re-segmentation (a new version with the active one's method, features and k, ids kept
-stable) → comparison with the active version (migration matrix, ARI, KPI deltas) → the
-``[ops] activate`` policy decides: active now, or held for review → personas of the new
-active version. Run twice on the same events, the second run changes nothing.
+is asked for) → cohorts → **refresh** of the active version's memberships (when they do
+not come from these features: new and changed customers get their segment from the
+version's own model, customers gone from the features leave) → monitor (today's
+customers against the active version) → **re-segmentation**, only when asked
+(``--resegment``, the schedule) or when ``[ops] resegment`` says so (``on-drift``: a
+critical PSI alert on one of the active version's features in this run's check;
+``always``: whenever the features changed): a new version with the active one's method,
+features and k, ids kept stable → comparison with the active version (migration matrix,
+ARI, KPI deltas) → the ``[ops] activate`` policy decides: active now, or held for review
+→ personas of the new active version, or of the refreshed one. Run twice on the same
+events, the second run changes nothing.
 """
 
 from __future__ import annotations
@@ -25,7 +31,15 @@ from tribes.config import SegmentConfig
 from tribes.engine import Engine
 from tribes.errors import InputError
 from tribes.features import features_params, last_features, run_features
-from tribes.models import DENSITY, build_personas, run_segmentation, validate_segments
+from tribes.models import (
+    DENSITY,
+    MembershipRefresh,
+    build_personas,
+    personas_built_at,
+    refresh_memberships,
+    run_segmentation,
+    validate_segments,
+)
 from tribes.monitor import run_monitor
 from tribes.ops.alerts import send_alerts
 from tribes.prep import last_prep, prep_params, run_prep
@@ -39,9 +53,11 @@ from tribes.store import (
     is_current,
     list_cohorts,
     list_rules,
+    memberships_from,
     new_run_id,
     open_run,
     record_run,
+    refresh_history,
     versions_built_from,
 )
 from tribes.workspace import RunContext, Workspace
@@ -57,7 +73,9 @@ class PipelineReport:
     prep: Any = None
     features: Any = None
     cohorts: list[dict[str, Any]] = field(default_factory=list)
+    refresh: MembershipRefresh | None = None  # the active version's memberships
     monitor: Any = None
+    resegment: str | None = None  # why a new version was fitted (None: none was)
     segment: Any = None
     comparison: dict[str, Any] | None = None
     decision: str | None = None  # activated | held | None (no new version)
@@ -65,13 +83,25 @@ class PipelineReport:
     personas: int = 0
     seconds: float = 0.0
 
+    @property
+    def outcome(self) -> str:
+        """What became of the segments, in a sentence: "refreshed version 3: 120 new, 14
+        moved, 2 left", "new version 4 because ...", or both."""
+        said = [self.refresh.describe()] if self.refresh else []
+        if self.segment is not None:
+            said.append(f"new version {self.segment.version} ({self.decision}) because "
+                        f"{self.resegment}")
+        return "; ".join(said) or "segments unchanged"
+
     def as_dict(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "steps": self.steps,
+        return {"run_id": self.run_id, "steps": self.steps, "outcome": self.outcome,
                 "prep": self.prep.as_dict() if self.prep else None,
                 "features": self.features.as_dict() if self.features else None,
                 "cohorts": [{"name": c["name"], "n_customers": c["n_customers"]}
                             for c in self.cohorts],
+                "refresh": self.refresh.as_dict() if self.refresh else None,
                 "monitor": self.monitor.as_dict() if self.monitor else None,
+                "resegment": self.resegment,
                 "segment": ({k: v for k, v in self.segment.as_dict().items()
                              if k != "metrics"} if self.segment else None),
                 "comparison": self.comparison, "decision": self.decision,
@@ -120,11 +150,20 @@ def _segment_cfg(ws: Workspace, run: dict[str, Any]) -> SegmentConfig:
         return ws.config.segment
 
 
-def run_pipeline(ctx: RunContext, *, resegment: bool | None = None, monitor: bool = True,
-                 force: bool = False, progress: Callable[[str], None] | None = None
-                 ) -> PipelineReport:
+ASKED = "re-segmentation was asked for"
+
+
+def run_pipeline(ctx: RunContext, *, resegment: bool | None = None, asked: str = ASKED,
+                 monitor: bool = True, force: bool = False,
+                 progress: Callable[[str], None] | None = None) -> PipelineReport:
     """Every stage after ingest, each only when its input or the run's settings changed
-    (``force``: all)."""
+    (``force``: all).
+
+    ``resegment``: True fits a new version (``asked`` says who asked, for the report),
+    False fits none this time, None leaves it to ``[ops] resegment``. Either way the
+    active version's memberships are refreshed when they do not come from the current
+    features.
+    """
     say = progress or (lambda s: None)
     ws, engine, settings = ctx.ws, ctx.engine, ctx.settings
     started, started_at = time.perf_counter(), datetime.now(UTC)
@@ -155,93 +194,175 @@ def run_pipeline(ctx: RunContext, *, resegment: bool | None = None, monitor: boo
         rep.cohorts = refresh_cohorts(engine, consent_mode=settings.consent_mode)
         rep.steps["cohorts"] = "done"
     active = active_version(engine)
+    if active is not None:
+        _refresh(ctx, rep, active, say)
     if monitor and active is not None:
         say("monitor")
         rep.monitor = run_monitor(ctx, progress=lambda s: say(f"monitor: {s}"))
         rep.steps["monitor"] = "done"
-    _resegment(ctx, rep, active, ops.resegment if resegment is None else resegment, say)
+    rep.resegment = _why_resegment(ctx, rep, active, resegment, asked, monitor)
+    if rep.resegment is not None and active is not None:
+        _resegment(ctx, rep, active, say)
+    _personas(ctx, rep, active, say)
     rep.seconds = round(time.perf_counter() - started, 3)
     with engine.transaction():
         record_run(engine, run_id=rep.run_id, stage=STAGE, started_at=started_at,
                    fingerprint=events_fingerprint(engine),
                    params={"as_of": as_of.isoformat() if as_of else None,
-                           "activate": ops.activate, "min_ari": ops.min_ari},
+                           "activate": ops.activate, "min_ari": ops.min_ari,
+                           "resegment": ops.resegment if resegment is None else
+                           ("asked" if resegment else "not this run")},
                    report=_summary(rep))
     return rep
 
 
 def run_and_notify(ws: Workspace, settings: RunSettings, *, resegment: bool | None = None,
-                   monitor: bool = True, force: bool = False,
+                   asked: str = ASKED, monitor: bool = True, force: bool = False,
                    progress: Callable[[str], None] | None = None
                    ) -> tuple[PipelineReport, dict[str, int]]:
     """:func:`run_pipeline` with ``settings`` on the workspace database (``tribes run``),
     then, the database closed, the new alerts of its drift check to the webhooks."""
     with open_run(ws, settings) as ctx:
-        rep = run_pipeline(ctx, resegment=resegment, monitor=monitor, force=force,
-                           progress=progress)
+        rep = run_pipeline(ctx, resegment=resegment, asked=asked, monitor=monitor,
+                           force=force, progress=progress)
     sent = ({"sent": 0, "failed": 0} if rep.monitor is None
             else send_alerts(ws, rep.monitor.new_alerts))
     return rep, sent
 
 
-def _resegment(ctx: RunContext, rep: PipelineReport, active: int | None, enabled: bool,
-               say: Callable[[str], None]) -> None:
-    ws, engine = ctx.ws, ctx.engine
-    ops = ws.config.ops
-    if not enabled:
-        rep.steps["segment"] = "skipped: [ops] resegment = false"
+def _refresh(ctx: RunContext, rep: PipelineReport, active: int,
+             say: Callable[[str], None]) -> None:
+    """The active version's memberships from the current features, unless they come
+    from them already (a second run, or a version fitted on them)."""
+    engine = ctx.engine
+    feats_id = (last_features(engine) or {}).get("run_id")
+    if memberships_from(engine, active) == feats_id:
+        rep.steps["refresh"] = (f"skipped: version {active}'s memberships come from "
+                                "these features")
         return
-    feats_run = last_features(engine)
-    feats_id = (feats_run or {}).get("run_id")
+    say(f"refreshing the memberships of version {active}")
+    rep.refresh = refresh_memberships(engine, active, trigger="run")
+    rep.steps["refresh"] = "done"
+
+
+def drift_breaches(monitor: Any, features: list[str]) -> list[dict[str, Any]]:
+    """The ``on-drift`` rule: the alerts of this run's drift check (new, or still open)
+    that are critical population-stability alerts (``drift.psi``: PSI at or above
+    ``[monitor] psi_critical``) on a feature the active version was fitted on."""
+    if monitor is None:
+        return []
+    found = [*monitor.new_alerts, *monitor.open_alerts]
+    return [a for a in found if a.get("kind") == "drift.psi"
+            and a.get("severity") == "critical" and a.get("subject") in features]
+
+
+def _why_resegment(ctx: RunContext, rep: PipelineReport, active: int | None,
+                   resegment: bool | None, asked: str, monitored: bool) -> str | None:
+    """Why this run fits a new version (None: it does not; ``rep.steps["segment"]``
+    then says why not)."""
+    engine = ctx.engine
+    policy = ctx.ws.config.ops.resegment
+    if active is None:
+        # the first segmentation is a choice of method and k: tribes segment
+        rep.steps["segment"] = ("skipped: no segment version yet; build the first with "
+                                "tribes segment")
+        return None
+    feats_id = (last_features(engine) or {}).get("run_id")
     # the newest version built from these features (held or not): nothing new to learn
     built = versions_built_from(engine, feats_id)
     if built:
         rep.steps["segment"] = (f"skipped: version {built[-1]} was built from "
                                 "these features")
-        return
-    if active is None:
-        # the first segmentation is a choice of method and k: tribes segment
-        rep.steps["segment"] = ("skipped: no segment version yet; build the first with "
-                                "tribes segment")
-        return
+        return None
+    if resegment is not None:
+        if resegment:
+            return asked
+        rep.steps["segment"] = "skipped: asked not to re-segment this run"
+        return None
+    if policy == "always":
+        return "[ops] resegment = always and the features changed"
+    if policy == "never":
+        rep.steps["segment"] = ("skipped: [ops] resegment = never (tribes run --resegment "
+                                "fits one)")
+        return None
+    if not monitored:
+        rep.steps["segment"] = ("skipped: [ops] resegment = on-drift, and drift was not "
+                                "checked (--no-monitor)")
+        return None
+    breaches = drift_breaches(rep.monitor, list(get_run(engine, active)["features"] or []))
+    if not breaches:
+        rep.steps["segment"] = (f"skipped: no critical drift on version {active}'s "
+                                "features ([ops] resegment = on-drift)")
+        return None
+    shown = ", ".join(f"{a['subject']} {a['value']:.2f}" for a in breaches[:3])
+    more = f" and {len(breaches) - 3} more" if len(breaches) > 3 else ""
+    return (f"drift: PSI ≥ {ctx.ws.config.monitor.psi_critical:g} (critical) on version "
+            f"{active}'s features {shown}{more}")
+
+
+def _resegment(ctx: RunContext, rep: PipelineReport, active: int,
+               say: Callable[[str], None]) -> None:
+    """A new version like the active one, compared with it, activated or held."""
+    ws, engine = ctx.ws, ctx.engine
+    ops = ws.config.ops
+    run = get_run(engine, active)
+    say(f"segment (like version {active}: {run['method']}, k = {run['k']})")
+    k = None if run["method"] in DENSITY else run["k"]
+    rep.segment = run_segmentation(
+        ctx, method=run["method"], k=k, features=list(run["features"] or []),
+        cfg=_segment_cfg(ws, run), activate=False,
+        progress=lambda s: say(f"segment: {s}"))
+    new = rep.segment.version
+    say("comparing with the active version")
+    rep.comparison = compare_versions(engine, active, new,
+                                      churn_days=ws.config.clv.churn_days)
+    ari = rep.comparison["ari"]
+    if ops.activate == "auto":
+        rep.decision, rep.reason = "activated", "[ops] activate = auto"
+    elif ops.activate == "if-stable" and ari == ari and ari >= ops.min_ari:
+        rep.decision = "activated"
+        rep.reason = f"ARI {ari:.3f} with version {active} ≥ min_ari {ops.min_ari:g}"
     else:
-        run = get_run(engine, active)
-        say(f"segment (like version {active}: {run['method']}, k = {run['k']})")
-        k = None if run["method"] in DENSITY else run["k"]
-        rep.segment = run_segmentation(
-            ctx, method=run["method"], k=k, features=list(run["features"] or []),
-            cfg=_segment_cfg(ws, run), activate=False,
-            progress=lambda s: say(f"segment: {s}"))
-        new = rep.segment.version
-        say("comparing with the active version")
-        rep.comparison = compare_versions(engine, active, new,
-                                          churn_days=ws.config.clv.churn_days)
-        ari = rep.comparison["ari"]
-        if ops.activate == "auto":
-            rep.decision, rep.reason = "activated", "[ops] activate = auto"
-        elif ops.activate == "if-stable" and ari == ari and ari >= ops.min_ari:
-            rep.decision = "activated"
-            rep.reason = f"ARI {ari:.3f} with version {active} ≥ min_ari {ops.min_ari:g}"
-        else:
-            rep.decision = "held"
-            rep.reason = ("[ops] activate = review" if ops.activate == "review" else
-                          f"ARI {ari:.3f} with version {active} < min_ari {ops.min_ari:g}: "
-                          "the segments changed too much to switch unreviewed")
-        if rep.decision == "activated":
-            with engine.transaction():
-                activate_version(engine, new, action="activate")
-    rep.steps["segment"] = "done"
+        rep.decision = "held"
+        rep.reason = ("[ops] activate = review" if ops.activate == "review" else
+                      f"ARI {ari:.3f} with version {active} < min_ari {ops.min_ari:g}: "
+                      "the segments changed too much to switch unreviewed")
     if rep.decision == "activated":
-        say("personas")
-        rep.personas = len(build_personas(ctx, rep.segment.version))
-        rep.steps["personas"] = "done"
+        with engine.transaction():
+            activate_version(engine, new, action="activate")
+    rep.steps["segment"] = "done"
+
+
+def _personas(ctx: RunContext, rep: PipelineReport, active: int | None,
+              say: Callable[[str], None]) -> None:
+    """Personas of a newly active version; or again those of the active version when
+    its memberships were refreshed since they were built (and it has any)."""
+    engine = ctx.engine
+    if rep.decision == "activated":
+        version = rep.segment.version
+    elif active is not None:
+        built = personas_built_at(engine, active)
+        if built is None or not any(
+                r["refreshed_at"] > built and (r["new"] or r["moved"] or r["left"])
+                for r in refresh_history(engine, active)):
+            return
+        version = active
+    else:
+        return
+    say("personas")
+    rep.personas = len(build_personas(ctx, version))
+    rep.steps["personas"] = "done"
 
 
 def _summary(rep: PipelineReport) -> dict[str, Any]:
     """What the run history keeps: steps, the decision and the comparison's figures."""
     comp = rep.comparison or {}
     mon = rep.monitor
-    return {"steps": rep.steps, "decision": rep.decision, "reason": rep.reason,
+    ref = rep.refresh
+    return {"steps": rep.steps, "outcome": rep.outcome,
+            "refresh": ({k: v for k, v in ref.as_dict().items() if k != "sizes"}
+                        if ref else None),
+            "resegment": rep.resegment, "decision": rep.decision, "reason": rep.reason,
             "version": rep.segment.version if rep.segment else None,
             "k": rep.segment.k if rep.segment else None,
             "compared_with": comp.get("a"), "ari": comp.get("ari"),

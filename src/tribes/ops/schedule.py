@@ -5,6 +5,11 @@ run by ``tribes serve`` (or ``tribes schedule --foreground``).
 (``mon 03:00``) or a duration (``6h``: that long after the previous run). Times are in
 the schedule's time zone (UTC unless given). A run missed while nothing was running is
 made up once at the next start, not once per missed slot.
+
+The schedule is the periodic re-segmentation: a scheduled run fits a new segment version
+(when the features changed since the last one), as ``tribes run --resegment`` does.
+A schedule set with ``resegment = False`` (``tribes schedule --refresh-only``) runs
+``tribes run`` as it is: memberships refreshed, a new version by ``[ops] resegment``.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ class Schedule:
     at: str = ""
     tz: str = "UTC"
     since: str = ""  # ISO time it was set: the first run is the first slot after it
+    resegment: bool = True  # each run fits a new version; False: as [ops] resegment says
 
     def __post_init__(self) -> None:
         self.zone()  # a clear error now, not at the first run
@@ -121,12 +127,14 @@ class Schedule:
         return ref is None or self.next_after(ref) <= now
 
     def describe(self) -> str:
+        what = ("re-segmenting" if self.resegment else
+                "refreshing memberships, re-segmenting as [ops] resegment says")
         if self.every in ("hourly", "daily", "weekly"):
             _, hour, minute = self._slot()
             at = self.at or {"hourly": f":{minute:02d}", "daily": f"{hour:02d}:{minute:02d}",
                              "weekly": "mon 03:00"}[self.every]
-            return f"{self.every} at {at} ({self.tz})"
-        return f"every {self.every} after the previous run"
+            return f"{self.every} at {at} ({self.tz}), {what}"
+        return f"every {self.every} after the previous run, {what}"
 
 
 def path(ws: Workspace) -> Path:
@@ -215,11 +223,17 @@ class Scheduler:
             self.stop_event.wait(self.poll_s)
 
 
+SCHEDULED = "the schedule re-segments (tribes schedule)"
+
+
 def scheduled_run(ws: Workspace) -> dict[str, Any]:
-    """One pipeline run as the schedule makes it (audited as ``schedule``), alerts sent."""
+    """One pipeline run as the schedule makes it (audited as ``schedule``), alerts sent:
+    a re-segmentation, unless the schedule only refreshes."""
     # the scheduler is an edge: each run takes the configuration as it is then
     settings = RunSettings.resolve(ws.config)
+    sched = load_schedule(ws)
+    resegment = True if sched is None or sched.resegment else None
     with acting_as("schedule"):
-        rep, _ = run_and_notify(ws, settings)
+        rep, _ = run_and_notify(ws, settings, resegment=resegment, asked=SCHEDULED)
     log.info("scheduled run %s: %s", rep.run_id, rep.steps)
     return rep.as_dict()

@@ -174,8 +174,12 @@ def _load(ws: Workspace, settings: RunSettings) -> Reference:
             ref.base = df[cols].to_numpy(dtype=float, na_value=np.nan) if cols else np.zeros(
                 (len(df), 0))
             ref.base_index = {k: i for i, k in enumerate(df["customer_key"].astype(str))}
-            if ref.as_of is None and "as_of" in t.columns:
-                ref.as_of = _epoch(engine.scalar(t.as_of.max()))
+            if "as_of" in t.columns:
+                # the base rows are as of the features' own as_of, which is later than
+                # the version's once its memberships were refreshed on newer features
+                features_as_of = _epoch(engine.scalar(t.as_of.max()))
+                if features_as_of is not None:
+                    ref.as_of = features_as_of
         try:
             ref.clv = last_fit(engine)
         except Exception:

@@ -1,10 +1,22 @@
-"""The versioned segment store: runs, assignments and which version is active.
+"""The versioned segment store: runs, memberships and which version is active.
 
-This module owns the tables ``segment_runs``, ``segment_assignments`` and
-``segment_activations``: every read and write of them goes through it. Versions are
-never changed after they are written (:func:`store_version`); activating one appends a
-row to ``segment_activations`` and the newest row names the active version. How segment
-ids carry over from one version to the next is a modelling choice, made in
+This module owns the tables ``segment_runs``, ``segment_assignments``,
+``segment_activations`` and ``segment_refreshes``: every read and write of them goes
+through it. A version's run (method, transform, model, metrics, the snapshot of the data
+it was fitted on) is never changed after it is written (:func:`store_version`).
+Activating one appends a row to ``segment_activations`` and the newest row names the
+active version.
+
+A version's memberships, its rows of ``segment_assignments``, are the one place every
+reader of "the members of version N" reads (exports, activation, personas, the API, the
+report). They follow the customers: a refresh applies the version's own model to today's
+customers (``tribes.models.refresh_memberships``) and :func:`replace_memberships` swaps
+the version's rows for the new ones in one transaction, logged in ``segment_refreshes``
+(when, from which features, how many customers are new, moved or left). The only change
+a refresh makes to a run is to give a segment id to a model label no customer had when
+the version was fitted (an RFM rule nobody matched then): :func:`add_segments`.
+
+How segment ids carry over from one version to the next is a modelling choice, made in
 ``tribes.models.matching``; this module only answers the questions it asks
 (:func:`overlap_with`, :func:`next_segment_id`).
 """
@@ -23,7 +35,12 @@ import pandas as pd
 
 from tribes.engine import Engine
 from tribes.errors import InputError, NoSegmentVersionError
-from tribes.store.tables import SEGMENT_ACTIVATIONS, SEGMENT_ASSIGNMENTS, SEGMENT_RUNS
+from tribes.store.tables import (
+    SEGMENT_ACTIVATIONS,
+    SEGMENT_ASSIGNMENTS,
+    SEGMENT_REFRESHES,
+    SEGMENT_RUNS,
+)
 
 JSON_COLUMNS = ("params", "features", "transform", "model", "metrics", "snapshot", "segments")
 
@@ -166,9 +183,14 @@ def overlap_with(engine: Engine, labels: ir.Table, version: int
 
 
 def next_segment_id(engine: Engine) -> int:
-    """The first segment id no version has used (ids are never reused)."""
+    """The first segment id no version has used (ids are never reused, even those of
+    segments that a refresh or an erasure left empty)."""
     top = engine.scalar(engine.table("segment_assignments").segment_id.max())
-    return 0 if top is None or pd.isna(top) else int(top) + 1
+    ids = [-1 if top is None or pd.isna(top) else int(top)]
+    runs = engine.execute(engine.table("segment_runs").select("segments"))
+    for text in runs["segments"]:
+        ids.extend(int(seg["segment_id"]) for seg in json.loads(text or "[]"))
+    return max(ids) + 1
 
 
 def versions_built_from(engine: Engine, features_run: str | None) -> list[int]:
@@ -178,6 +200,125 @@ def versions_built_from(engine: Engine, features_run: str | None) -> list[int]:
                           .order_by("version"))
     return [int(v) for v, snap in zip(runs["version"], runs["snapshot"], strict=True)
             if json.loads(snap or "{}").get("features_run") == features_run]
+
+
+def replace_memberships(engine: Engine, version: int, rows: ir.Table, *,
+                        features_run: str | None, trigger: str) -> dict[str, Any]:
+    """Make ``rows`` the memberships of ``version``: its rows of ``segment_assignments``
+    replaced, a row in ``segment_refreshes`` and an audit record, in one transaction.
+
+    Parameters
+    ----------
+    engine : Engine
+        The workspace's engine.
+    version : int
+        The version whose memberships these are (its run is left as it is).
+    rows : ibis.expr.types.Table
+        ``customer_key``, ``segment_id`` and ``probability`` of every customer the
+        version holds now (best materialized: it is read twice).
+    features_run : str, optional
+        The features stage run the rows were computed from.
+    trigger : str
+        What set the refresh off: ``run``, ``activate``, ``rollback``.
+
+    Returns
+    -------
+    dict
+        ``version``, ``refreshed_at``, ``trigger``, ``features_run``, ``customers``
+        (members now), ``new`` (members now, not before), ``moved`` (members before and
+        now, in another segment), ``left`` (members before, not now) and ``sizes``
+        (segment id -> members now).
+    """
+    get_run(engine, version)  # a clear error for an unknown version
+    sa = engine.table("segment_assignments")
+    old = sa.filter(sa.version == version).select(o_key="customer_key", o_seg="segment_id")
+    j = old.outer_join(rows, old.o_key == rows.customer_key)
+    is_new, gone = j.o_key.isnull(), j.customer_key.isnull()
+    moved = ~is_new & ~gone & (j.o_seg != j.segment_id)
+    with engine.transaction():
+        c = engine.execute(j.aggregate(
+            customers=ibis.ifelse(gone, 0, 1).sum(), new=ibis.ifelse(is_new, 1, 0).sum(),
+            moved=ibis.ifelse(moved, 1, 0).sum(), left=ibis.ifelse(gone, 1, 0).sum()))
+        counts = {k: 0 if pd.isna(c[k].iloc[0]) else int(c[k].iloc[0])
+                  for k in ("customers", "new", "moved", "left")}
+        per = engine.execute(rows.group_by("segment_id").aggregate(n=rows.count()))
+        sizes = {int(r.segment_id): int(r.n) for r in per.sort_values("segment_id")
+                 .itertuples()}
+        engine.delete_where("segment_assignments", sa.version == version)
+        engine.insert("segment_assignments", rows.select(
+            version=ibis.literal(version, type="int64"), customer_key=rows.customer_key,
+            segment_id=rows.segment_id,
+            probability=rows.probability.cast("float64")).cast(SEGMENT_ASSIGNMENTS))
+        now = datetime.now(UTC)
+        entry = {"version": version, "refreshed_at": now, "trigger": trigger,
+               "features_run": features_run, **counts,
+               "sizes": json.dumps({str(k): v for k, v in sizes.items()})}
+        engine.insert("segment_refreshes",
+                      ibis.memtable(pd.DataFrame([entry])).cast(SEGMENT_REFRESHES))
+        engine.audit("segment.refresh", target=f"version {version}",
+                     rows=counts["customers"],
+                     detail={"trigger": trigger, "features_run": features_run,
+                             **{k: counts[k] for k in ("new", "moved", "left")}})
+    return {**entry, "sizes": sizes}
+
+
+def refresh_history(engine: Engine, version: int | None = None) -> list[dict[str, Any]]:
+    """The refreshes of the memberships of ``version`` (None: of every version), oldest
+    first, as :func:`replace_memberships` returns them."""
+    if not engine.has_table("segment_refreshes"):  # from before refreshes, read-only
+        return []
+    r = engine.table("segment_refreshes")
+    if version is not None:
+        r = r.filter(r.version == version)
+    df = engine.execute(r.order_by(["refreshed_at", "version"]))
+    return [{**{k: (None if isinstance(v, float) and pd.isna(v) else v)
+                for k, v in row.items()},
+             "version": int(row["version"]),
+             **{k: int(row[k]) for k in ("customers", "new", "moved", "left")},
+             "sizes": {int(k): int(n) for k, n in json.loads(row["sizes"] or "{}").items()}}
+            for row in df.to_dict("records")]
+
+
+def memberships_from(engine: Engine, version: int) -> str | None:
+    """The features stage run the memberships of ``version`` come from: that of its last
+    refresh, else the one it was fitted on."""
+    df = pd.DataFrame()
+    if engine.has_table("segment_refreshes"):  # a workspace from before refreshes
+        r = engine.table("segment_refreshes")
+        df = engine.execute(r.filter(r.version == version)
+                            .order_by(ibis.desc("refreshed_at")).limit(1))
+    if not df.empty:
+        run_id = df["features_run"].iloc[0]
+        return None if run_id is None or pd.isna(run_id) else str(run_id)
+    snap = get_run(engine, version)["snapshot"] or {}
+    return snap.get("features_run")
+
+
+def add_segments(engine: Engine, version: int, added: dict[int, tuple[int, str]]) -> None:
+    """Give model labels that no customer had when ``version`` was fitted a segment:
+    ``added`` maps each label to (segment id, name). They join the version's label map
+    and its segments, with no customer at the fit (size 0)."""
+    if not added:
+        return
+    t = engine.table("segment_runs")
+    df = engine.execute(t.filter(t.version == version))
+    if df.empty:
+        get_run(engine, version)  # raises: no such version
+    row = df.iloc[0].to_dict()
+    model = json.loads(row["model"] or "{}")
+    mapping = dict(model.get("labels_to_segments") or {})
+    segments = list(json.loads(row["segments"] or "[]"))
+    for label, (sid, name) in sorted(added.items()):
+        mapping[str(label)] = sid
+        segments.append({"segment_id": sid, "size": 0, "share": 0.0, "name": name,
+                         "added_by_refresh": True})
+    row["model"] = json.dumps({**model, "labels_to_segments": mapping})
+    row["segments"] = json.dumps(segments)
+    with engine.transaction():
+        engine.delete_where("segment_runs", t.version == version)
+        engine.insert("segment_runs", ibis.memtable(pd.DataFrame([row])).cast(SEGMENT_RUNS))
+        engine.audit("segment.add_segments", target=f"version {version}",
+                     detail={"segments": {str(sid): name for sid, name in added.values()}})
 
 
 def get_run(engine: Engine, version: int) -> dict[str, Any]:
@@ -206,6 +347,9 @@ def list_versions(engine: Engine) -> list[dict[str, Any]]:
     active = active_version(engine)
     acts = engine.table("segment_activations")
     ever = set(engine.execute(acts.select("version").distinct())["version"].astype(int))
+    sa = engine.table("segment_assignments")
+    per = engine.execute(sa.group_by("version").aggregate(n=sa.count()))
+    members_now = {int(r.version): int(r.n) for r in per.itertuples()}
     out = []
     for r in df.to_dict("records"):
         m = json.loads(r["metrics"] or "{}")
@@ -216,6 +360,7 @@ def list_versions(engine: Engine) -> list[dict[str, Any]]:
         out.append({"version": int(r["version"]), "created_at": r["created_at"],
                     "method": r["method"], "k": int(r["k"]),
                     "customers": snap.get("n_customers"),
+                    "members": members_now.get(v, 0),
                     "silhouette": m.get("silhouette"),
                     "stability_ari": (m.get("stability") or {}).get("ari_mean"),
                     "parent_version": None if pd.isna(r["parent_version"])

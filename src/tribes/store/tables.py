@@ -173,6 +173,13 @@ SEGMENT_ASSIGNMENTS = ibis.schema({
 SEGMENT_ACTIVATIONS = ibis.schema({
     "version": "int64", "activated_at": TS, "action": "string", "previous": "int64",
 })
+# every refresh of a version's memberships with its own model (counts only, no customer):
+# which features it read, what set it off (run, activate, rollback) and what changed
+SEGMENT_REFRESHES = ibis.schema({
+    "version": "int64", "refreshed_at": TS, "trigger": "string", "features_run": "string",
+    "customers": "int64", "new": "int64", "moved": "int64", "left": "int64",
+    "sizes": "string",
+})
 PERSONAS = ibis.schema({
     "version": "int64", "segment_id": "int64", "name": "string", "archetype": "string",
     "description": "string", "campaign": "string", "action": "string", "size": "int64",
@@ -253,6 +260,7 @@ SCHEMAS: dict[str, ibis.Schema] = {
     "segment_runs": SEGMENT_RUNS,
     "segment_assignments": SEGMENT_ASSIGNMENTS,
     "segment_activations": SEGMENT_ACTIVATIONS,
+    "segment_refreshes": SEGMENT_REFRESHES,
     "personas": PERSONAS,
     "persona_overrides": PERSONA_OVERRIDES,
     "cohorts": COHORTS,

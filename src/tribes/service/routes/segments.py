@@ -17,7 +17,8 @@ Viewer = Annotated[ApiKey, Depends(require("viewer"))]
 
 @router.get("/v1/segments", response_model=Segments, responses=responses(404))
 def segments(request: Request, key: Viewer) -> dict:
-    """Segments of the active version: id, name, size, share and recommended action."""
+    """Segments of the active version: id, name, size and share (its members now, as
+    last refreshed by tribes run), and recommended action."""
     return service(request).segments()
 
 
