@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -128,6 +129,11 @@ def main() -> None:
 
     copy = work / "ws"
     shutil.copytree(base, copy)
+    # the default policy, whatever the cached workspace was created with (before the
+    # policy existed, init wrote resegment = true: a new version on every run)
+    toml = copy / "tribes.toml"
+    toml.write_text(re.sub(r"(?m)^resegment\s*=.*$", 'resegment = "on-drift"',
+                           toml.read_text()))
     before = versions(copy)
     ingest = measure_isolated([*tribes_cmd(), "-w", str(copy), "ingest", str(append),
                                "--source", "web", "--json"])
