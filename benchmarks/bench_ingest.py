@@ -1,7 +1,9 @@
 """Ingest throughput and memory against a plain DuckDB load of the same files.
 
-For CSV (gzip) and Parquet inputs of the synthetic web clickstream, runs side by side
-in fresh processes:
+For CSV (gzip) and Parquet inputs of the synthetic web clickstream (14 columns), and a
+narrow Parquet input (``narrow``: the 7 columns timestamp, event name, cookie and user
+ids, product, category and device of the same CSV rows), runs side by side in fresh
+processes:
 
 * baseline: one DuckDB statement, ``CREATE TABLE AS SELECT * FROM read_csv/read_parquet``;
 * tribes: ``tribes ingest`` with all validation, quarantine, standardization,
@@ -13,7 +15,7 @@ events.
 
     python benchmarks/bench_ingest.py                 # 10M events
     python benchmarks/bench_ingest.py --events 1000000
-    python benchmarks/bench_ingest.py --formats parquet --repeat 3
+    python benchmarks/bench_ingest.py --formats narrow,parquet --repeat 3
 """
 
 from __future__ import annotations
@@ -61,18 +63,53 @@ def generate(data: Path, events: int, fmt: str) -> Path:
     return target
 
 
+# the columns of the narrow input, as the synthetic web files name them
+NARROW = ("timestamp", "event_name", "cookie_id", "user_id", "product_id", "category",
+          "device_type")
+
+
+def narrow(data: Path, events: int) -> Path:
+    """The CSV web files cut down to :data:`NARROW`, one Parquet file each (cached)."""
+    import duckdb
+
+    csv = generate(data, events, "csv")
+    target = data / f"narrow-{events}"
+    marker = target / "manifest.json"
+    if not marker.exists():
+        shutil.rmtree(target, ignore_errors=True)
+        (target / "web").mkdir(parents=True)
+        print(f"cutting the {events:,}-event CSV files down to {len(NARROW)} columns ...",
+              flush=True)
+        con = duckdb.connect()
+        con.execute("SET enable_progress_bar = false")
+        columns = ", ".join(f'"{c}"' for c in NARROW)
+        files = sorted((csv / "web").glob("*.csv.gz"))
+        for f in files:
+            out = target / "web" / (f.name.split(".")[0] + ".parquet")
+            # as text, as the wide files have them: the ingest parses every value
+            rel = con.read_csv(str(f), all_varchar=True).select(columns)
+            rel.write_parquet(str(out))
+        con.close()
+        marker.write_text(json.dumps({"from": str(csv), "columns": list(NARROW),
+                                      "files": [f.name for f in files]}, indent=2))
+    return target
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--events", type=int, default=10_000_000)
     ap.add_argument("--data", type=Path, default=Path("bench-data"))
-    ap.add_argument("--formats", default="csv,parquet")
+    ap.add_argument("--formats", default="csv,parquet,narrow",
+                    help="inputs among csv, parquet and narrow (7-column Parquet)")
     ap.add_argument("--repeat", type=int, default=2,
                     help="runs of each side, alternating; the fastest of each is reported")
     args = ap.parse_args()
     tribes = str(Path(sys.executable).parent / "tribes")
     rows_out = []
-    for fmt in args.formats.split(","):
-        data = generate(args.data, args.events, fmt)
+    for name in args.formats.split(","):
+        data = narrow(args.data, args.events) if name == "narrow" else generate(
+            args.data, args.events, name)
+        fmt = "parquet" if name == "narrow" else name  # how the files are read
         web = data / "web"
         pattern = str(web / ("*.csv.gz" if fmt == "csv" else "*.parquet"))
         work = args.data / "work"
@@ -93,19 +130,19 @@ def main() -> None:
                                   pattern, "--source", "web", "--json"])
             rss = {"baseline": max(rss["baseline"], b.peak_rss_mib),
                    "tribes": max(rss["tribes"], r.peak_rss_mib)}
-            print(f"  {fmt}: baseline {b.seconds:.1f}s, tribes {r.seconds:.1f}s", flush=True)
+            print(f"  {name}: baseline {b.seconds:.1f}s, tribes {r.seconds:.1f}s", flush=True)
             run = r if run is None or r.seconds < run.seconds else run
         assert base is not None and run is not None
         n_base = int(base.stdout.strip())
         summary = json.loads(run.stdout)
         assert summary["rows_read"] == n_base, (summary["rows_read"], n_base)
-        rows_out.append((fmt, "baseline", n_base, base.seconds, rss["baseline"], 1.0))
-        rows_out.append((fmt, "tribes", summary["rows_read"], run.seconds, rss["tribes"],
+        rows_out.append((name, "baseline", n_base, base.seconds, rss["baseline"], 1.0))
+        rows_out.append((name, "tribes", summary["rows_read"], run.seconds, rss["tribes"],
                          run.seconds / base.seconds))
-        print(f"  {fmt}: loaded {summary['loaded']:,}, quarantined "
+        print(f"  {name}: loaded {summary['loaded']:,}, quarantined "
               f"{summary['quarantined']}", flush=True)
         steps = ", ".join(f"{k} {v:.1f}s" for k, v in summary.get("steps", {}).items())
-        print(f"  {fmt}: tribes steps: {steps}", flush=True)
+        print(f"  {name}: tribes steps: {steps}", flush=True)
         shutil.rmtree(work, ignore_errors=True)
     print()
     print(f"{'input':8} {'run':9} {'rows':>12} {'seconds':>8} {'rows/s':>11} "

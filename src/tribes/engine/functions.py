@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac as _hmac
+from collections.abc import Callable
 
 import ibis
 import ibis.expr.datatypes as dt
@@ -165,6 +166,17 @@ def try_strptime(value: ir.StringValue, fmt: str) -> ir.TimestampValue:
 def local_to_utc(naive: ir.TimestampValue, zone: str) -> ir.TimestampValue:
     """Read a zone-less timestamp as wall-clock time in ``zone`` and return the UTC instant."""
     return _timezone(ibis.literal(zone), naive)
+
+
+def let(value: ir.Value, body: Callable[[ir.Value], ir.Value]) -> ir.Value:
+    """``body(value)``, with ``value`` computed once per row however often ``body`` names it.
+
+    A filter pushed below the projection that computed a value repeats the value's whole
+    expression at every mention (an engine shares common subexpressions within one
+    projection only); the argument of a lambda is evaluated once. ``body`` may name other
+    columns of the row. The name of its parameter becomes the lambda's.
+    """
+    return ibis.array([value]).map(body)[0]
 
 
 def struct_to_json(value: ir.StructValue) -> ir.StringValue:

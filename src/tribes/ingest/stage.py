@@ -8,6 +8,7 @@ workspace table. Personal-data columns are hashed or dropped in ``derive``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import count, takewhile
@@ -15,7 +16,7 @@ from itertools import count, takewhile
 import ibis
 import ibis.expr.types as ir
 
-from tribes.engine import FILE_COLUMN, hmac_sha256_py, strip_nul, struct_to_json
+from tribes.engine import FILE_COLUMN, hmac_sha256_py, let, strip_nul, struct_to_json
 from tribes.ingest.mapping import ColumnMapping
 from tribes.ingest.parse import UTC, as_text, finite, parse_bool, parse_float, parse_ts, whole
 from tribes.ingest.reader import ReadResult
@@ -153,54 +154,94 @@ def build_stage(read: ReadResult, spec: KindSpec, mapping: ColumnMapping,
             present = t2[tcol] if tcol in t2.columns else None
             parsed = l3.get(f.name, t2[f.name] if f.name in t2.columns else None)
             if present is not None and parsed is not None:
-                l3[bad_column(f.name)] = ibis.cases(
-                    (parsed.isnull() & present.notnull(), present), else_=ibis.null("string"))
+                l3[bad_column(f.name)] = _unparsed(parsed, present)
                 dropped.append(tcol)
             else:
                 l3[bad_column(f.name)] = ibis.null("string")
-    t3 = t2.mutate(**l3).drop(*dropped).view() if l3 else t2
+    # the required timestamp's text stays for layer 4, which judges the timestamp anew
+    bound = _bound_ts(spec, t2)
+    kept = [_text_col(bound)] if bound is not None and _text_col(bound) in t2.columns else []
+    t3 = t2.mutate(**l3).drop(*[c for c in dropped if c not in kept]).view() if l3 else t2
 
-    # layer 4: the first failing check names the reason
-    checks: list[tuple[ir.BooleanValue, str]] = []
-    if read.valid_column is not None:
-        checks.append((~t3[read.valid_column], "E_MALFORMED"))
-    ts_name = mapping.targets.get("ts")
-    if ts_name is not None and bad_column("ts") in t3.columns:
-        # the header line again, inside the data (exports concatenated into one file):
-        # its timestamp is the timestamp column's name (one test; a test of every column
-        # makes Spark's plan explode, as every check is inlined into the messages)
-        checks.append(((t3[bad_column("ts")].strip() == ts_name.strip()).fill_null(False),
-                       "E_HEADER"))
-    if spec.id_fields:
-        no_id = ibis.literal(True)
-        for c in spec.id_fields:
-            if c in t3.columns:
-                no_id = no_id & t3[c].isnull()
-        checks.append((no_id, "E_NO_ID"))
-    parts = [ibis.cases(*checks, else_=ibis.null("string"))] if checks else []
-    parts.extend(_typed_reasons(spec, t3, opts))
-    reason = (ibis.coalesce(*parts) if len(parts) > 1 else parts[0] if parts
-              else ibis.null("string"))
-    t4 = t3.mutate(**{PRE_REASON: reason})
+    # layer 4: the first failing check names the reason. A filter on the reason is pushed
+    # below the layers that parsed the values, and the engine repeats a parsed value's
+    # whole expression at every check that names it: the required timestamp, named by
+    # several, is parsed once for all of them as the argument of a lambda (let)
+    def reason(ts: ir.Value | None) -> ir.StringValue:
+        judged: dict[str, tuple[ir.Value, ir.Value]] = {}
+        if bound is not None and ts is not None:
+            text = t3[kept[0]] if kept else None
+            judged[bound] = (ts, _unparsed(ts, text) if text is not None
+                             else ibis.null("string"))
+        return _reason(t3, read, spec, mapping, opts, judged)
+
+    pre = let(t3[bound], reason) if bound is not None else reason(None)
+    t4 = t3.mutate(**{PRE_REASON: pre}).drop(*kept)
     if read.valid_column is not None:
         t4 = t4.drop(read.valid_column)
     return t4
 
 
-def _typed_reasons(spec: KindSpec, t: ir.Table, opts: StageOptions) -> list[ir.StringValue]:
-    """Per typed field, in field order, its reason code (null when the value is fine).
+def _unparsed(parsed: ir.Value, text: ir.StringValue) -> ir.StringValue:
+    """The text of a value that did not parse (null when it did, or when it is missing)."""
+    return ibis.cases((parsed.isnull() & text.notnull(), text), else_=ibis.null("string"))
 
-    The engine inlines a parsed value into every check that names it (a filter on the
-    reason is pushed below the layer that parsed it), so each check costs a parse. A
-    timestamp is therefore judged by one range test first: a row in range, nearly all of
-    them, parses its timestamp once; only the others are told apart.
+
+def _bound_ts(spec: KindSpec, t: ir.Table) -> str | None:
+    """The required timestamp field of ``spec`` when ``t`` has it: the value several checks
+    name."""
+    return next((f.name for f in spec.fields
+                 if f.kind == "ts" and f.required and f.name in t.columns), None)
+
+
+def _reason(t: ir.Table, read: ReadResult, spec: KindSpec, mapping: ColumnMapping,
+            opts: StageOptions, judged: dict[str, tuple[ir.Value, ir.Value]]
+            ) -> ir.StringValue:
+    """The first failing staged check of a row of ``t``, null when all pass. ``judged``:
+    per field, its value and unparsed text to judge instead of the columns of ``t``."""
+    def value(name: str) -> ir.Value:
+        return judged[name][0] if name in judged else t[name]
+
+    def unparsed(name: str) -> ir.Value:
+        return judged[name][1] if name in judged else t[bad_column(name)]
+
+    checks: list[tuple[ir.BooleanValue, str]] = []
+    if read.valid_column is not None:
+        checks.append((~t[read.valid_column], "E_MALFORMED"))
+    ts_name = mapping.targets.get("ts")
+    if ts_name is not None and bad_column("ts") in t.columns:
+        # the header line again, inside the data (exports concatenated into one file):
+        # its timestamp is the timestamp column's name (one test; a test of every column
+        # makes Spark's plan explode, as every check is inlined into the messages)
+        checks.append(((unparsed("ts").strip() == ts_name.strip()).fill_null(False),
+                       "E_HEADER"))
+    if spec.id_fields:
+        no_id = ibis.literal(True)
+        for c in spec.id_fields:
+            if c in t.columns:
+                no_id = no_id & t[c].isnull()
+        checks.append((no_id, "E_NO_ID"))
+    parts = [ibis.cases(*checks, else_=ibis.null("string"))] if checks else []
+    parts.extend(_typed_reasons(spec, t, opts, value, unparsed))
+    return (ibis.coalesce(*parts) if len(parts) > 1 else parts[0] if parts
+            else ibis.null("string"))
+
+
+def _typed_reasons(spec: KindSpec, t: ir.Table, opts: StageOptions,
+                   value_of: Callable[[str], ir.Value], unparsed_of: Callable[[str], ir.Value]
+                   ) -> list[ir.StringValue]:
+    """Per typed field, in field order, its reason code (null when the value is fine);
+    ``value_of`` and ``unparsed_of`` give a field's value and its unparsed text.
+
+    A timestamp is judged by one range test first: a row in range, nearly all of them,
+    goes no further; only the others are told apart.
     """
     reasons: list[ir.StringValue] = []
     null = ibis.null("string")
     for f in spec.fields:
         if f.name not in t.columns or f.kind in ("id", "text", "snake", "place"):
             continue
-        value, bad = t[f.name], t[bad_column(f.name)]
+        value, bad = value_of(f.name), unparsed_of(f.name)
         if f.kind == "ts" and f.required:
             early = ibis.literal(opts.min_ts, type=UTC)
             late = ibis.literal(opts.future_limit, type=UTC)
