@@ -20,7 +20,9 @@ from tribes.store.db import open_engine
 def python_transitions(keyed: pd.DataFrame, scope: str, collapse: bool) -> Counter:
     start, end = ("session_start", "session_end") if scope == "session" else (
         "path_start", "path_end")
-    e = sessionize_reference(keyed, timedelta(minutes=30))
+    # sessions as prep makes them; inside one, events in the journeys' order: ts, event_id
+    e = sessionize_reference(keyed, timedelta(minutes=30)).sort_values(
+        ["customer_key", "session_seq", "ts", "event_id"])
     group = ["customer_key", "session_seq"] if scope == "session" else ["customer_key"]
     counts: Counter = Counter()
     for _, g in e.groupby(group):
@@ -200,7 +202,8 @@ def test_paths_and_sankey(feature_data: FeatureData, cli, tmp_path) -> None:
 
     with open_engine(feature_data.ws) as engine:
         ps = session_paths(engine)
-    e = sessionize_reference(keyed(feature_data), timedelta(minutes=30))
+    e = sessionize_reference(keyed(feature_data), timedelta(minutes=30)).sort_values(
+        ["customer_key", "session_seq", "ts", "event_id"])  # a path's order: ts, event_id
     want = []
     for _, g in e.groupby(["customer_key", "session_seq"]):
         s = list(g.event_type)
