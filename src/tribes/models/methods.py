@@ -74,7 +74,7 @@ def ward_tree(x: np.ndarray) -> np.ndarray:
     """
     x = np.ascontiguousarray(x, dtype=np.float64)
     digest = hashlib.blake2b(str(x.shape).encode(), digest_size=20)
-    digest.update(memoryview(x))
+    digest.update(x.data)
     key = digest.digest()
     with _TREES_LOCK:
         if key in _TREES:
@@ -331,8 +331,8 @@ class AgglomerativeSegmenter(CentroidSegmenter):
         x = self._fit_input(X)
         sub = _subsample(x, self.max_fit, self.random_state)
         k = self.n_clusters
-        if k > len(sub):
-            raise ValueError(f"n_clusters = {k} is more than the {len(sub)} rows")
+        if len(sub) < 2 or k > len(sub):
+            raise ValueError(f"cannot cluster n_samples = {len(sub)} into {k} clusters")
         tree = ward_tree(sub)
         found = cut_tree(tree, k)
         self.cluster_centers_ = np.stack([sub[found == c].mean(axis=0) for c in range(k)])
