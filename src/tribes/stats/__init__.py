@@ -23,6 +23,7 @@ from tribes.stats.drift import (
 )
 from tribes.stats.knee import knee_eps
 from tribes.stats.scaling import Transform, fit_transform
+from tribes.stats.threads import single_threaded
 
 __all__ = [
     "FeatureDrift",
@@ -40,6 +41,7 @@ __all__ = [
     "newcombe",
     "profile",
     "share_shift",
+    "single_threaded",
     "srm",
     "two_proportion_p",
     "welch",
