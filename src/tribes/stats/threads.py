@@ -21,7 +21,8 @@ def single_threaded() -> Iterator[None]:
 
     Blocks nest (the outermost sets the limit and restores the pools). Blocks of other
     threads wait: the BLAS limit is the process's, and concurrent callers would restore
-    each other's limits out of order.
+    each other's limits out of order. Only the pools of libraries loaded when the
+    outermost block begins are limited: import the modules that will compute first.
     """
     from threadpoolctl import threadpool_limits
 
