@@ -14,7 +14,7 @@ import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
-from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
+from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score
 
 from tribes.config import SegmentConfig, parse_k_range
 from tribes.engine import Engine, md5_hex
@@ -26,7 +26,7 @@ from tribes.models.method_names import METHODS
 from tribes.models.methods import DENSITY, Segmenter, make_segmenter
 from tribes.models.selection import MIN_JACCARD, KSelection, fit_best, select_k, stratified_sample
 from tribes.models.stability import Stability, bootstrap_stability
-from tribes.stats import Transform, fit_transform, profile, single_threaded
+from tribes.stats import Transform, fit_transform, profile, silhouette, single_threaded
 from tribes.store import NewVersion, store_version
 from tribes.workspace import RunContext, Workspace
 
@@ -373,7 +373,7 @@ def _quality(x: np.ndarray, labels: np.ndarray, seed: int) -> dict[str, Any]:
         return {"silhouette": None, "calinski_harabasz": None, "davies_bouldin": None}
     idx = stratified_sample(labels, 4000, np.random.default_rng(seed))
     return {
-        "silhouette": float(silhouette_score(x[idx], labels[idx])),
+        "silhouette": silhouette(x[idx], labels[idx]),
         "calinski_harabasz": float(calinski_harabasz_score(x, labels)),
         "davies_bouldin": float(davies_bouldin_score(x, labels)),
     }

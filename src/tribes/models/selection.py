@@ -60,9 +60,9 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
+from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score
 
-from tribes.stats import single_threaded
+from tribes.stats import silhouette, single_threaded
 
 MIN_SEPARATION = 2.0  # |m_a - m_b| / (s_a + s_b) on the pair's discriminant, less one s.e.
 MIN_SHARE = 0.01  # the smallest segment of an admissible k, share of the scored rows
@@ -452,7 +452,7 @@ def _score(x: np.ndarray, smooth: np.ndarray, k: int, make: Callable[[int, int],
         sil, ch, db = -1.0, 0.0, float("inf")
     else:
         idx = stratified_sample(labels, silhouette_size, rng)
-        sil = float(silhouette_score(x[idx], labels[idx])) if len(
+        sil = silhouette(x[idx], labels[idx]) if len(
             np.unique(labels[idx])) > 1 else -1.0
         ch = float(calinski_harabasz_score(x, labels))
         db = float(davies_bouldin_score(x, labels))

@@ -13,6 +13,7 @@ from tribes.stats.ab import (
     welch,
     wilson,
 )
+from tribes.stats.clusters import silhouette
 from tribes.stats.drift import (
     FeatureDrift,
     ShareShift,
@@ -41,6 +42,7 @@ __all__ = [
     "newcombe",
     "profile",
     "share_shift",
+    "silhouette",
     "single_threaded",
     "srm",
     "two_proportion_p",
