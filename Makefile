@@ -33,6 +33,7 @@ bench: install $(VENV)/.extras
 	$(PY) benchmarks/bench_ingest.py
 	$(PY) benchmarks/bench_features.py
 	$(PY) benchmarks/bench_segment.py
+	$(PY) benchmarks/bench_commands.py
 	$(PY) benchmarks/bench_analysis.py
 	$(PY) benchmarks/bench_clv.py
 	$(PY) benchmarks/bench_backends.py

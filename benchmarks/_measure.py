@@ -1,8 +1,9 @@
-"""Run a command in a child process and report its wall time and its own peak RSS."""
+"""Run a command in a child process and report its wall time, CPU time and peak RSS."""
 
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -15,10 +16,18 @@ class Run:
     seconds: float
     peak_rss_mib: float
     stdout: str
+    cpu_seconds: float = 0.0  # user + system, the child and its descendants
+
+
+def _children_cpu() -> float:
+    """CPU seconds of the children this process has waited for (grow by each run's)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def measure_isolated(cmd: list[str]) -> Run:
     """Run ``cmd`` to completion; peak RSS comes from ``wait4`` on that very child."""
+    cpu = _children_cpu()
     start = time.perf_counter()
     with tempfile.TemporaryFile("w+") as errfile:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errfile, text=True)
@@ -33,7 +42,7 @@ def measure_isolated(cmd: list[str]) -> Run:
     if code != 0:
         sys.stderr.write(err)
         raise SystemExit(f"command failed ({code}): {' '.join(cmd)}")
-    return Run(seconds, usage.ru_maxrss / 1024, out)
+    return Run(seconds, usage.ru_maxrss / 1024, out, _children_cpu() - cpu)
 
 
 def measure_tree(cmd: list[str], env: dict[str, str] | None = None,
@@ -43,6 +52,7 @@ def measure_tree(cmd: list[str], env: dict[str, str] | None = None,
     Python process starts; ``wait4`` sees only the Python process)."""
     import psutil
 
+    cpu = _children_cpu()
     start = time.perf_counter()
     peak = 0
     with tempfile.TemporaryFile("w+") as errfile, tempfile.TemporaryFile("w+") as outfile:
@@ -62,4 +72,4 @@ def measure_tree(cmd: list[str], env: dict[str, str] | None = None,
     if proc.returncode != 0:
         sys.stderr.write(err[-5000:])
         raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)}")
-    return Run(seconds, peak / 2**20, out)
+    return Run(seconds, peak / 2**20, out, _children_cpu() - cpu)

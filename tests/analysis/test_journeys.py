@@ -235,6 +235,25 @@ def test_paths_and_sankey(feature_data: FeatureData, cli, tmp_path) -> None:
     assert r.code == 0 and len(r.json()["top"]) == 3
 
 
+@pytest.mark.parametrize("length", [1, 3, 6])
+def test_path_heads_count_the_reference_paths(feature_data: FeatureData, length: int) -> None:
+    from tribes.analysis.paths import path_heads, sankey_from_heads, sankey_links
+
+    with open_engine(feature_data.ws) as engine:
+        heads = path_heads(engine, length=length)
+    e = sessionize_reference(keyed(feature_data), timedelta(minutes=30))
+    paths = []
+    for _, g in e.groupby(["customer_key", "session_seq"]):
+        s = list(g.event_type)
+        paths.append([x for i, x in enumerate(s) if i == 0 or s[i - 1] != x])
+    assert heads == Counter(tuple(p[:length]) for p in paths)
+    assert sum(heads.values()) == len(paths)
+    # the Sankey from the counted heads is the Sankey of the paths
+    if length > 1:
+        assert sankey_from_heads(heads, max_length=length - 1, min_share=0.0) == \
+            sankey_links(paths, max_length=length - 1, min_share=0.0)
+
+
 def test_the_worked_example_of_the_retention_docs(tmp_path) -> None:
     """docs/retention.md: four customers, and what each option makes of them."""
     from tests.conftest import NOW

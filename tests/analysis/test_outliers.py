@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from tribes.analysis.outliers import find_outliers
+from tribes.engine import md5_hex
 from tribes.errors import TribesError
 from tribes.store.db import init_workspace, open_engine
 
@@ -44,6 +45,31 @@ def test_planted_outliers_are_found(planted, method: str) -> None:
     assert abs(first["reasons"][0]["z"]) > 3
     assert np.argmax(np.abs(x[i] - x.mean(axis=0))) == FEATS.index(
         first["reasons"][0]["feature"])
+
+
+@pytest.mark.parametrize("method", ["isolation_forest", "lof"])
+def test_flags_are_the_models_own_predictions(planted, method: str) -> None:
+    from sklearn.ensemble import IsolationForest
+    from sklearn.neighbors import LocalOutlierFactor
+
+    from tribes.stats import fit_transform
+
+    ws, _, x = planted
+    with open_engine(ws) as engine:
+        res = find_outliers(engine, FEATS, method=method, contamination=0.02)
+    df = pd.DataFrame(x, columns=FEATS).assign(customer_key=[f"c{i:04d}" for i in range(2000)])
+    z = fit_transform(df, FEATS, scaler="robust").apply(df)
+    model = (IsolationForest(contamination=0.02, random_state=0, n_estimators=300,
+                             max_samples=2000) if method == "isolation_forest" else
+             LocalOutlierFactor(n_neighbors=20, contamination=0.02, novelty=True))
+    # fitted on the rows in the order find_outliers reads them (by the md5 of the key)
+    with open_engine(ws) as engine:
+        t = engine.table("customer_features")
+        keys = engine.execute(t.order_by(md5_hex(t.customer_key)).select("customer_key"))
+    row = pd.Series(range(len(df)), index=df.customer_key)
+    model.fit(z[row[keys.customer_key].to_numpy()])
+    flagged = set(df.customer_key[model.predict(z) == -1])
+    assert {o["customer_key"] for o in res["outliers"]} == flagged
 
 
 def test_bad_inputs(planted) -> None:

@@ -20,7 +20,7 @@ from sklearn.base import BaseEstimator, is_clusterer
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from tribes.models.methods import SEGMENTERS, KMeansSegmenter
-from tribes.models.selection import single_threaded
+from tribes.stats import single_threaded
 
 # the registry's estimators with their defaults; MiniBatchKMeans above 0 rows (always)
 ESTIMATORS = [cls() for cls in SEGMENTERS.values()] + [KMeansSegmenter(minibatch_above=0)]

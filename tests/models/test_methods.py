@@ -153,3 +153,36 @@ def test_the_registry_names_every_clustering_method() -> None:
         assert segmenter_class(name) is cls and issubclass(cls, Segmenter)
         assert isinstance(make_segmenter(name, 3, CFG, 0), cls)
     assert [n for n, c in SEGMENTERS.items() if c.finds_k] == ["dbscan", "hdbscan"]
+
+
+def test_ward_tree_cut_at_every_k_is_scikit_learns_agglomerative_clustering() -> None:
+    from scipy.cluster.hierarchy import linkage
+    from sklearn.cluster import AgglomerativeClustering
+    from sklearn.metrics import adjusted_rand_score
+
+    from tribes.models.methods import cut_tree, ward_tree
+
+    x, _ = make_blobs(n_samples=600, centers=5, n_features=4, cluster_std=1.5,
+                      random_state=11)
+    tree = ward_tree(x)
+    assert ward_tree(x.copy()) is tree  # the same rows: the tree is not built again
+    assert ward_tree(x[:-1]) is not tree
+    np.testing.assert_array_equal(tree, linkage(x, method="ward"))
+    for k in (1, 2, 3, 5, 8, 30, len(x)):
+        labels = cut_tree(tree, k)
+        assert sorted(np.unique(labels)) == list(range(k))
+        if 1 < k < len(x):
+            ref = AgglomerativeClustering(n_clusters=k, linkage="ward").fit(x).labels_
+            assert adjusted_rand_score(ref, labels) == 1.0
+    with pytest.raises(ValueError, match="cannot cut"):
+        cut_tree(tree, len(x) + 1)
+
+
+def test_agglomerative_keeps_the_top_of_the_tree_it_clustered() -> None:
+    x, _ = make_blobs(n_samples=500, centers=3, n_features=3, random_state=2)
+    est = AgglomerativeSegmenter(3, random_state=0, max_fit=400).fit(x)
+    tree = est.params_["dendrogram"]
+    assert tree["n_leaves"] == est.params_["fitted_on"] == 400
+    tail = np.asarray(tree["linkage_tail"])
+    assert tail.shape == (40, 4) and np.all(np.diff(tail[:, 2]) >= 0)
+    assert tail[-1, 3] == 400  # the last merge joins every fitted customer

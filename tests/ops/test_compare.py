@@ -15,6 +15,7 @@ from sklearn.datasets import make_blobs
 
 from tests.conftest import CliResult
 from tribes.analysis.ab import Design
+from tribes.errors import InputError
 from tribes.ops.compare import Campaign, compare_methods, eta_squared
 from tribes.store.db import init_workspace, open_engine
 
@@ -76,3 +77,22 @@ def test_compare_cli_with_a_campaign(shop, cli: Callable[..., CliResult],
     for x in rows:
         assert x["kpi_separation"]["mean_eta2"] is not None
         assert x["campaign"]["segments_tested"] >= 2
+
+
+def test_methods_fitted_in_processes_give_the_same_rows(tmp_path: Path) -> None:
+    ws = init_workspace(tmp_path / "ws")
+    x, _ = make_blobs(n_samples=600, centers=3, n_features=3, random_state=4)
+    df = pd.DataFrame(x, columns=FEATS).assign(
+        customer_key=[f"c{i:04d}" for i in range(len(x))], monetary=np.abs(x[:, 0]) * 10,
+        frequency=np.round(np.abs(x[:, 1])), recency_days=np.abs(x[:, 2]) * 20)
+    with open_engine(ws) as engine:
+        engine.replace_table("customer_features", ibis.memtable(df))
+    methods = ["kmeans", "agglomerative"]
+    with open_engine(ws, read_only=True) as engine:
+        one = compare_methods(ws, engine, methods, k=3, features=FEATS, jobs=1)
+        two = compare_methods(ws, engine, methods, k=3, features=FEATS, jobs=2)
+    for r in (*one, *two):
+        r.pop("seconds")
+    assert two == one
+    with open_engine(ws, read_only=True) as engine, pytest.raises(InputError):
+        compare_methods(ws, engine, methods, jobs=0)

@@ -44,6 +44,9 @@ def transition_counts(ev: ir.Table, *, state: str, scope: str = "session",
 
     One ordering of each customer's events gives the previous and next state and the gaps
     to them; a session starts (ends) where the gap before (after) exceeds the timeout.
+    The ordered events are counted once, by what each says of both transitions (the one
+    into it, the one out to the end), and the small result is split: read twice, the
+    ordering was computed twice.
     """
     start, end = SCOPES[scope]
     t = ev.filter(ev[state].notnull()).select("customer_key", "ts", "event_id",
@@ -58,12 +61,13 @@ def transition_counts(ev: ir.Table, *, state: str, scope: str = "session",
         last = m.gap_out.isnull() | (m.gap_out > limit)
     else:
         first, last = m.gap_in.isnull(), m.gap_out.isnull()
-    m = m.mutate(first=first, last=last).view()
-    into = m.filter(m.first | (m.prev != m.s)) if collapse else m
-    into = into.select(src=ibis.ifelse(into.first, start, into.prev), dst=into.s)
-    ends = m.filter(m.last).select(src=m.s, dst=ibis.literal(end))
+    counted = (first | (m.prev != m.s)) if collapse else ibis.literal(True)
+    rows = m.group_by(src=ibis.ifelse(first, start, m.prev), dst=m.s, counted=counted,
+                      ends=last).aggregate(n=m.count())
+    into = rows.filter(rows.counted).select("src", "dst", "n")
+    ends = rows.filter(rows.ends).select(src=rows.dst, dst=ibis.literal(end), n=rows.n)
     both = ibis.union(into, ends)
-    return both.group_by(["src", "dst"]).aggregate(n=both.count())
+    return both.group_by(["src", "dst"]).aggregate(n=both.n.sum())
 
 
 @dataclass(frozen=True)

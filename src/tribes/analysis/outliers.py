@@ -61,8 +61,10 @@ def find_outliers(engine: Engine, features: list[str], *, method: str = "isolati
             ordered.limit(BATCH, offset=start))
         z = tr.apply(part)
         if model is not None:
-            flag = model.predict(z) == -1
-            score = -model.score_samples(z)  # higher = more unusual
+            # predict() is score_samples() below offset_: one scoring pass gives both
+            raw = model.score_samples(z)
+            flag = raw < model.offset_
+            score = -raw  # higher = more unusual
         else:
             flag, score = _dbscan(z, random_state)
         keys = part.customer_key.to_numpy()

@@ -10,8 +10,9 @@ import typer
 from tribes.analysis import (
     following,
     leading_to,
+    path_heads,
     sankey_figure,
-    sankey_links,
+    sankey_from_heads,
     session_paths,
     split_steps,
     top_paths,
@@ -222,13 +223,14 @@ def sankey(
     ws = state(ctx).open()
     settings = run_settings(ws)
     with open_engine(ws, read_only=True) as engine, out.progress("sankey"):
-        ps = session_paths(engine, cohort=cohort,
+        heads = path_heads(engine, length=max_length + 1, cohort=cohort,
                            timeout=settings.session_timeout,
                            consent_mode=settings.consent_mode)
-    links = sankey_links(ps, max_length=max_length)
+    links = sankey_from_heads(heads, max_length=max_length)
+    sessions = sum(heads.values())
     out_path.parent.mkdir(parents=True, exist_ok=True)
     sankey_figure(links).write_html(str(writable(out_path)), include_plotlyjs=True,
                                     full_html=True)
-    out.result({"path": str(out_path), "sessions": len(ps), "nodes": len(links["nodes"]),
+    out.result({"path": str(out_path), "sessions": sessions, "nodes": len(links["nodes"]),
                 "links": len(links["links"])})
-    out.print(f"wrote {out_path}: {len(links['links'])} flows over {len(ps):,} sessions")
+    out.print(f"wrote {out_path}: {len(links['links'])} flows over {sessions:,} sessions")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -195,6 +196,10 @@ def compare(
                                         "conversion, revenue or ctr.")] = "conversion",
     window: Annotated[str, typer.Option("--window", help="The campaign's outcome window.")
                       ] = "7d",
+    jobs: Annotated[int | None, typer.Option(
+        "--jobs", "-j", min=1, help="Methods fitted at once, each in a process of its own "
+        "(default: one per core); the results do not depend on it.", show_default=False)
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Fit several methods on the same sample and compare them (nothing is stored): model
@@ -220,7 +225,7 @@ def compare(
             campaign = _campaign(ws, engine, assignments, metric, window,
                                  feats or segment_features(ws.config.segment.features))
         rows = compare_methods(ws, engine, methods, k=k, features=feats, progress=task.step,
-                               campaign=campaign)
+                               campaign=campaign, jobs=jobs or os.cpu_count() or 1)
     out.result({"methods": rows})
     out.table("Methods on the same sample (silhouette, Calinski-Harabasz: higher is "
               "better; Davies-Bouldin: lower; KPI eta²: the share of KPI variance between "

@@ -17,6 +17,9 @@ both call). RFM rules need no fit at all (see ``segmentation.py``).
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
@@ -24,7 +27,7 @@ import ibis.expr.types as ir
 import numpy as np
 from scipy.cluster.hierarchy import linkage
 from sklearn.base import BaseEstimator, ClusterMixin
-from sklearn.cluster import DBSCAN, HDBSCAN, AgglomerativeClustering, KMeans, MiniBatchKMeans
+from sklearn.cluster import DBSCAN, HDBSCAN, KMeans, MiniBatchKMeans
 from sklearn.mixture import GaussianMixture
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -37,6 +40,7 @@ if TYPE_CHECKING:
 DENSITY_MAX = 20_000  # density methods run on at most this many customers
 AGGLOMERATIVE_MAX = 10_000  # ward needs O(n^2) memory: fit on at most this many customers
 DENDROGRAM_MERGES = 40  # the last merges kept for the report's dendrogram
+WARD_TREES = 8  # Ward trees kept in memory (choosing k cuts the same 6 trees at every k)
 
 
 def _centroid_labels(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
@@ -54,6 +58,51 @@ def _radius_labels(x: np.ndarray, centroids: np.ndarray, radius2: np.ndarray
     j = np.argmin(d, axis=1)
     near = d[np.arange(len(x)), j] <= radius2[j]
     return np.where(near, j, NOISE)
+
+
+_TREES: OrderedDict[bytes, np.ndarray] = OrderedDict()
+_TREES_LOCK = threading.Lock()
+
+
+def ward_tree(x: np.ndarray) -> np.ndarray:
+    """The Ward linkage matrix of the rows of ``x`` (scipy's format: merges in order of
+    distance, merge ``i`` making node ``len(x) + i``).
+
+    The tree does not depend on the number of clusters, and choosing k fits the same rows
+    (and the same reference data of the gap statistic) at every k: the last
+    ``WARD_TREES`` trees are kept, by the rows' content, and cut again.
+    """
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    digest = hashlib.blake2b(str(x.shape).encode(), digest_size=20)
+    digest.update(x.data)
+    key = digest.digest()
+    with _TREES_LOCK:
+        if key in _TREES:
+            _TREES.move_to_end(key)
+            return _TREES[key]
+    tree = linkage(x, method="ward")
+    with _TREES_LOCK:
+        _TREES[key] = tree
+        while len(_TREES) > WARD_TREES:
+            _TREES.popitem(last=False)
+    return tree
+
+
+def cut_tree(tree: np.ndarray, k: int) -> np.ndarray:
+    """Cluster (0 to k - 1) of each leaf of a linkage matrix when its last ``k - 1``
+    merges are undone; clusters numbered in the order of their top nodes."""
+    n = len(tree) + 1
+    if not 1 <= k <= n:
+        raise ValueError(f"cannot cut {n} leaves into {k} clusters")
+    parent = np.full(2 * n - 1, 2 * n - 1, dtype=np.int64)  # the root's: past every node
+    merged = tree[:, :2].astype(np.int64)
+    parent[merged[:, 0]] = parent[merged[:, 1]] = np.arange(n, 2 * n - 1)
+    kept = 2 * n - k  # nodes below this id stay merged
+    top = np.empty(2 * n - 1, dtype=np.int64)
+    for node in range(kept - 1, -1, -1):  # a parent's id is always larger than its child's
+        up = int(parent[node])
+        top[node] = node if up >= kept else top[up]
+    return np.unique(top[:n], return_inverse=True)[1]
 
 
 def _subsample(x: np.ndarray, size: int, seed: int) -> np.ndarray:
@@ -255,8 +304,8 @@ class KMeansSegmenter(CentroidSegmenter):
 
 class AgglomerativeSegmenter(CentroidSegmenter):
     """Ward agglomerative clustering on at most ``max_fit`` customers (it needs O(n^2)
-    memory); everyone goes to the nearest cluster mean. Keeps the last merges of the
-    dendrogram for the report.
+    memory); everyone goes to the nearest cluster mean. Keeps the last merges of that
+    tree (the top of its dendrogram) for the report.
 
     Parameters
     ----------
@@ -282,16 +331,17 @@ class AgglomerativeSegmenter(CentroidSegmenter):
         x = self._fit_input(X)
         sub = _subsample(x, self.max_fit, self.random_state)
         k = self.n_clusters
-        model = AgglomerativeClustering(n_clusters=k, linkage="ward").fit(sub)
-        self.cluster_centers_ = np.stack([sub[model.labels_ == c].mean(axis=0)
-                                          for c in range(k)])
+        if len(sub) < 2 or k > len(sub):
+            raise ValueError(f"cannot cluster n_samples = {len(sub)} into {k} clusters")
+        tree = ward_tree(sub)
+        found = cut_tree(tree, k)
+        self.cluster_centers_ = np.stack([sub[found == c].mean(axis=0) for c in range(k)])
         self.labels_ = self._predict(x)
         self.extra_metrics_ = {}
-        tree = linkage(sub[: min(len(sub), 2000)], method="ward")
         self.params_ = {
             "centroids": self.cluster_centers_.tolist(), "fitted_on": len(sub),
             "dendrogram": {"linkage_tail": tree[-DENDROGRAM_MERGES:].tolist(),
-                           "n_leaves": int(min(len(sub), 2000))}}
+                           "n_leaves": len(sub)}}
         return self
 
 

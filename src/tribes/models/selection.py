@@ -54,16 +54,15 @@ and decides when no k passes.
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
-from threadpoolctl import threadpool_limits
+from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score
+
+from tribes.stats import silhouette, single_threaded
 
 MIN_SEPARATION = 2.0  # |m_a - m_b| / (s_a + s_b) on the pair's discriminant, less one s.e.
 MIN_SHARE = 0.01  # the smallest segment of an admissible k, share of the scored rows
@@ -85,22 +84,6 @@ RULE = ("the largest k whose segments are all distinct: every pair separated by 
 BIC_RULE = ("Gaussian mixture: the largest k whose segments are all distinct (as for the "
             "other methods); when no k qualifies, BIC decides (its minimum; the knee of the "
             "BIC curve when it still falls at the largest k)")
-
-_THREADS = threading.Lock()
-
-
-@contextmanager
-def single_threaded() -> Iterator[None]:
-    """Run the native thread pools (OpenMP, BLAS) with one thread inside the block.
-
-    Selection and bootstrap stability fit dozens of small models; with one thread each,
-    they do not fight over the cores (on a busy 2-core machine k-means with the default
-    thread pool was 7x slower). The lock keeps concurrent callers from restoring each
-    other's limits out of order.
-    """
-    with _THREADS, threadpool_limits(limits=1):
-        yield
-
 
 RESTART_TOL = 1e-9
 
@@ -469,7 +452,7 @@ def _score(x: np.ndarray, smooth: np.ndarray, k: int, make: Callable[[int, int],
         sil, ch, db = -1.0, 0.0, float("inf")
     else:
         idx = stratified_sample(labels, silhouette_size, rng)
-        sil = float(silhouette_score(x[idx], labels[idx])) if len(
+        sil = silhouette(x[idx], labels[idx]) if len(
             np.unique(labels[idx])) > 1 else -1.0
         ch = float(calinski_harabasz_score(x, labels))
         db = float(davies_bouldin_score(x, labels))

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import adjusted_rand_score
 
-from tribes.models.selection import single_threaded
+from tribes.stats import single_threaded
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def bootstrap_stability(
     jac: dict[int, list[float]] = {int(c): [] for c in ref_labels}
     for b in range(resamples):
         idx = rng.integers(0, n, n)
-        with single_threaded():  # dozens of small fits: one thread each (see selection)
+        with single_threaded():  # dozens of small fits: one thread each
             new = np.asarray(make(random_state + 1000 + b).fit(x[idx]).predict(x))
         aris.append(float(adjusted_rand_score(labels, new)))
         for c in ref_labels:

@@ -12,6 +12,7 @@ from typing import Any
 from tribes import __version__
 from tribes.report.context import ReportContext, esc
 from tribes.report.sections import all_sections
+from tribes.stats import single_threaded
 from tribes.workspace import RunContext
 
 log = logging.getLogger(__name__)
@@ -58,17 +59,23 @@ def build_report(run: RunContext, out: Path,
     say = progress or (lambda s: None)
     ctx = ReportContext(ws=run.ws, engine=run.engine, settings=run.settings)
     parts, nav, done = [], [], []
-    for sec in all_sections():
-        say(sec.title)
-        try:
-            body = sec.render(ctx)
-        except Exception as exc:  # one broken section must not lose the whole report
-            log.error("report section %s failed: %s", sec.anchor, exc)
-            log.debug("%s", traceback.format_exc())
-            body = f"<div class='error'>This section failed: {esc(exc)}</div>"
-        parts.append(f"<section id='{sec.anchor}'><h2>{esc(sec.title)}</h2>{body}</section>")
-        nav.append(f"<a href='#{sec.anchor}'>{esc(sec.title)}</a>")
-        done.append(sec.anchor)
+    # the sections fit small models (t-SNE, Isolation Forest, exponential smoothing): the
+    # native thread pools made them 3-5x slower on a busy 2-core machine. Their modules
+    # are imported first: only the pools of libraries already loaded can be limited
+    sections = all_sections()
+    with single_threaded():
+        for sec in sections:
+            say(sec.title)
+            try:
+                body = sec.render(ctx)
+            except Exception as exc:  # one broken section must not lose the whole report
+                log.error("report section %s failed: %s", sec.anchor, exc)
+                log.debug("%s", traceback.format_exc())
+                body = f"<div class='error'>This section failed: {esc(exc)}</div>"
+            parts.append(f"<section id='{sec.anchor}'><h2>{esc(sec.title)}</h2>{body}"
+                         "</section>")
+            nav.append(f"<a href='#{sec.anchor}'>{esc(sec.title)}</a>")
+            done.append(sec.anchor)
     now = datetime.now(UTC)
     doc = (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"

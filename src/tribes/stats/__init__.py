@@ -13,6 +13,7 @@ from tribes.stats.ab import (
     welch,
     wilson,
 )
+from tribes.stats.clusters import silhouette
 from tribes.stats.drift import (
     FeatureDrift,
     ShareShift,
@@ -23,6 +24,7 @@ from tribes.stats.drift import (
 )
 from tribes.stats.knee import knee_eps
 from tribes.stats.scaling import Transform, fit_transform
+from tribes.stats.threads import single_threaded
 
 __all__ = [
     "FeatureDrift",
@@ -40,6 +42,8 @@ __all__ = [
     "newcombe",
     "profile",
     "share_shift",
+    "silhouette",
+    "single_threaded",
     "srm",
     "two_proportion_p",
     "welch",

@@ -7,7 +7,7 @@ from datetime import timedelta
 import numpy as np
 import plotly.graph_objects as go
 
-from tribes.analysis import funnel, sankey_figure, sankey_links, session_paths, transitions
+from tribes.analysis import funnel, path_heads, sankey_figure, sankey_from_heads, transitions
 from tribes.report.context import ReportContext, empty, esc
 from tribes.report.sections import section
 
@@ -48,9 +48,9 @@ def journeys(ctx: ReportContext) -> str:
         fig.update_layout(title="Funnel within 1 day of the first step (customers)")
         html += ctx.figure(fig, 320)
 
-    ps = session_paths(e, consent_mode=mode)
-    if ps:
-        html += ctx.figure(sankey_figure(sankey_links(ps)), 480)
+    heads = path_heads(e, consent_mode=mode)
+    if heads:
+        html += ctx.figure(sankey_figure(sankey_from_heads(heads)), 480)
     return html
 
 
