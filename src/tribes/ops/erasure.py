@@ -47,6 +47,7 @@ from tribes.workspace import Workspace
 # tables whose rows name a person by pseudonymized id rather than by customer_key
 ID_COLUMNS: dict[str, tuple[str, ...]] = {
     "events": ("customer_id", "anonymous_id", "device_id"),
+    "id_tuples": ("customer_id", "anonymous_id", "device_id"),
     "customers": ("customer_id",),
     "consents": ("customer_id",),
     "identity_rules": ("a", "b"),  # tribes identity: a rule naming any of their ids goes

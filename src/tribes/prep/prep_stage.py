@@ -9,13 +9,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import ibis
+
 from tribes.config import format_duration
 from tribes.engine import Engine
+from tribes.prep.incremental import appended_events, incremental_prep
 from tribes.prep.sessions import parts, sessionize
 from tribes.prep.stitch import StitchReport, drop_temporaries, stitch
 from tribes.settings import RunSettings
 from tribes.store import (
+    ID_TUPLES,
     IDENTITIES,
+    PREP_TOUCHED,
     SESSIONS,
     IdentityRule,
     events_fingerprint,
@@ -41,21 +46,29 @@ class PrepReport:
     stitching: StitchReport
     sessions: int
     seconds: float
+    tuples: int = 0  # rows of id_tuples
+    # an incremental prep's figures (Increment.as_dict); None: a full prep
+    incremental: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "events": self.events,
                 "session_timeout": self.session_timeout,
                 "stitching": self.stitching.as_dict(), "sessions": self.sessions,
+                "tuples": self.tuples, "incremental": self.incremental,
                 "seconds": self.seconds}
 
 
-def run_prep(ctx: RunContext, *, progress: Callable[[str], None] | None = None
-             ) -> PrepReport:
+def run_prep(ctx: RunContext, *, progress: Callable[[str], None] | None = None,
+             full: bool = False) -> PrepReport:
     """Stitch identities and sessionize all stored events; replaces both tables at once.
 
     Idempotent: the same events and identity rules give the same ``identities`` and
     ``sessions``. The run's settings give the session timeout and the shared-id limit;
     the identity rules in force (tribes identity) are applied.
+
+    When the only change since the last prep is an append of new events (same settings,
+    no identity rules, nothing erased), only what they touch is redone
+    (:mod:`tribes.prep.incremental`), with the same result; ``full`` redoes everything.
     """
     say = progress or (lambda step: None)
     started_perf, started = time.perf_counter(), datetime.now(UTC)
@@ -64,6 +77,29 @@ def run_prep(ctx: RunContext, *, progress: Callable[[str], None] | None = None
     fingerprint = events_fingerprint(engine)
     events = engine.table("events")
     rules = list_rules(engine)
+    last = last_prep(engine)
+    new = None
+    if not full and not any(r.active for r in rules) and last is not None and (
+            last.get("params") == prep_params(settings, rules)):
+        new = appended_events(engine, last)
+    if new is not None:
+        run_id = new_run_id(STAGE, started)
+        with engine.transaction():
+            inc = incremental_prep(engine, new, timeout=timeout,
+                                   max_ids=settings.max_ids_per_component, say=say)
+            report = PrepReport(
+                run_id=run_id, events=fingerprint.rows, session_timeout=settings.timeout_text,
+                stitching=inc.stitching,
+                sessions=int(engine.scalar(engine.table("sessions").count())),
+                seconds=round(time.perf_counter() - started_perf, 3),
+                tuples=int(engine.scalar(engine.table("id_tuples").count())),
+                incremental={**inc.as_dict(), "after": last["run_id"] if last else None},
+            )
+            record_run(engine, run_id=run_id, stage=STAGE, started_at=started,
+                       fingerprint=fingerprint, params=prep_params(settings, rules),
+                       report=report.as_dict())
+        log.info("prep (incremental): %s", report.as_dict())
+        return report
 
     say("stitching identities")
     try:
@@ -76,6 +112,10 @@ def run_prep(ctx: RunContext, *, progress: Callable[[str], None] | None = None
         with engine.transaction():
             say("storing identities")
             engine.replace_table("identities", identities.cast(IDENTITIES))
+            engine.replace_table("id_tuples", engine.table("_st_tuples").cast(ID_TUPLES))
+            engine.replace_table("prep_touched", ibis.memtable(
+                {"customer_key": []}, schema=PREP_TOUCHED))
+            n_tuples = int(engine.scalar(engine.table("id_tuples").count()))
             n_parts = parts(fingerprint.rows, ws.config.prep.part_events)
             ids = engine.table("identities")
             types = engine.execute(events.select("event_type").distinct())["event_type"]
@@ -93,7 +133,7 @@ def run_prep(ctx: RunContext, *, progress: Callable[[str], None] | None = None
             report = PrepReport(
                 run_id=run_id, events=fingerprint.rows, session_timeout=settings.timeout_text,
                 stitching=stitched, sessions=n_sessions,
-                seconds=round(time.perf_counter() - started_perf, 3),
+                seconds=round(time.perf_counter() - started_perf, 3), tuples=n_tuples,
             )
             record_run(engine, run_id=run_id, stage=STAGE, started_at=started,
                        fingerprint=fingerprint, params=prep_params(settings, rules),

@@ -145,6 +145,7 @@ def stitch(
     max_ids: int = 50,
     rules: Sequence[IdentityRule] = (),
     on_pass: Callable[[int, int], None] | None = None,
+    shared: ir.Table | None = None,
 ) -> tuple[ir.Table, StitchReport]:
     """Stitch the ids of ``events``; return the identities (a temporary table) and a report.
 
@@ -152,6 +153,9 @@ def stitch(
     ``status`` (see :data:`STATUSES`). ``rules`` are the identity rules in force (see the
     module's doc). The caller stores it and drops ``_st_*`` temporaries with
     :func:`drop_temporaries`. ``on_pass(pass_number, changed_labels)`` reports progress.
+    ``shared``: (id_type, id) of ids known to be shared although their links in ``events``
+    alone are too few to tell (stitching a part of the graph: see
+    :mod:`tribes.prep.incremental`).
     """
     plan = RulePlan.of(rules)
     tuples = engine.create_temp("_st_tuples", events.select(*ID_COLUMNS).distinct())
@@ -159,10 +163,13 @@ def stitch(
     nodes = id_nodes(tuples)
 
     degree = edges.group_by(["src_type", "src"]).aggregate(degree=edges.count())
-    shared = degree.filter((degree.src_type != KNOWN) & (degree.degree > max_ids)).select(
+    too_many = degree.filter((degree.src_type != KNOWN) & (degree.degree > max_ids)).select(
         id_type=degree.src_type, id=degree.src, status=ibis.literal("shared")
     )
-    off = shared
+    if shared is not None:
+        told = shared.select("id_type", "id", status=ibis.literal("shared"))
+        too_many = ibis.union(too_many, told, distinct=True)
+    off = too_many
     if plan.off:
         # blocked and split ids link nothing, as shared ids (their status wins)
         ruled = ibis.memtable({"r_id": list(plan.off), "r_status": list(plan.off.values())},
@@ -170,7 +177,7 @@ def stitch(
         other = nodes.filter(nodes.id_type != KNOWN)
         hits = other.join(ruled, other.id == ruled.r_id).select(
             "id_type", "id", status=ruled.r_status)
-        off = ibis.union(hits, shared.anti_join(hits, ["id_type", "id"]))
+        off = ibis.union(hits, too_many.anti_join(hits, ["id_type", "id"]))
     off = engine.create_temp("_st_off", off)
     # anonymous/device ids that take part in linking
     linking = nodes.filter(nodes.id_type != KNOWN).anti_join(off, ["id_type", "id"])
@@ -211,7 +218,7 @@ def stitch(
     merged = _merged_customers(engine, plan, nodes, labels, off, edges)
     identities = engine.create_temp("_st_identities",
                                     _identities(nodes, labels, edges, off, merged))
-    report = _report(engine, identities, passes, plan.rules)
+    report = stitch_report(engine, identities, passes, plan.rules)
     return identities, report
 
 
@@ -376,7 +383,10 @@ def _identities(nodes: ir.Table, labels: ir.Table, edges: ir.Table, off: ir.Tabl
     return ibis.union(known_rows, off_rows, linked_rows)
 
 
-def _report(engine: Engine, identities: ir.Table, passes: int, rules: int) -> StitchReport:
+def stitch_report(engine: Engine, identities: ir.Table, passes: int, rules: int
+                  ) -> StitchReport:
+    """The counts of an identities table (``passes``: label propagation's, ``rules``: the
+    identity rules in force)."""
     by_status = engine.execute(identities.group_by("status").aggregate(
         n=identities.count(),
         n_known=(identities.id_type == KNOWN).cast("int64").sum()))

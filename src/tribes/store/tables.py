@@ -121,6 +121,15 @@ IDENTITY_RULES = ibis.schema({
     "created_by": "string", "undone_at": TS, "undone_by": "string",
 })
 
+# every distinct (customer_id, anonymous_id, device_id) seen on one event: the identity
+# graph's input, kept so that prep after an append stitches only what the new ids touch
+ID_TUPLES = ibis.schema(
+    {"customer_id": "string", "anonymous_id": "string", "device_id": "string"}
+)
+# the customers whose sessions the last prep changed (empty after a full prep, which
+# changed them all): what features recompute after an incremental prep
+PREP_TOUCHED = ibis.schema({"customer_key": "string"})
+
 SESSIONS = ibis.schema(
     {
         "customer_key": "string",
@@ -256,6 +265,8 @@ SCHEMAS: dict[str, ibis.Schema] = {
     "identities": IDENTITIES,
     "identity_rules": IDENTITY_RULES,
     "sessions": SESSIONS,
+    "id_tuples": ID_TUPLES,
+    "prep_touched": PREP_TOUCHED,
     "stage_runs": STAGE_RUNS,
     "segment_runs": SEGMENT_RUNS,
     "segment_assignments": SEGMENT_ASSIGNMENTS,
