@@ -98,6 +98,12 @@ def base_workspace(data: Path, ws: Path) -> Path:
         subprocess.run([*w, "clv", "fit"], check=True)
         subprocess.run([*w, "clv", "score"], check=True)
         done.touch()
+    kept = base / ".bench-refresh-id-tuples"
+    if not kept.exists():
+        # a base prepped before prep kept its id tuples: prep once more (same tables), so
+        # the refresh can be incremental
+        subprocess.run([*tribes_cmd(), "-w", str(base), "prep"], check=True)
+        kept.touch()
     return base
 
 

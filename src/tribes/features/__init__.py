@@ -13,6 +13,7 @@ from tribes.features.definitions import (
 from tribes.features.describe import describe_features
 from tribes.features.feature_table import (
     FEATURES_TABLE,
+    STATE_TABLE,
     FeaturesReport,
     features_params,
     last_features,
@@ -26,6 +27,7 @@ __all__ = [
     "FEATURES_TABLE",
     "RESTARTS",
     "RFM_GRID",
+    "STATE_TABLE",
     "FeaturesReport",
     "base_features",
     "definition",

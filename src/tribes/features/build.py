@@ -69,14 +69,34 @@ def base_features(
     mixes: Sequence[MixColumns] = (),
     cut: bool = False,
 ) -> ir.Table:
-    """Per customer_key: every feature that depends on that customer's events alone.
+    """Per customer_key: every feature that depends on that customer's events alone
+    (:func:`features_from_state` of :func:`customer_state`)."""
+    state = customer_state(events, identities, sessions, as_of=as_of, mixes=mixes, cut=cut)
+    return features_from_state(state, as_of=as_of, mixes=mixes)
+
+
+def customer_state(
+    events: ir.Table,
+    identities: ir.Table,
+    sessions: ir.Table,
+    *,
+    as_of: datetime,
+    mixes: Sequence[MixColumns] = (),
+    cut: bool = False,
+    keys: ir.Table | None = None,
+) -> ir.Table:
+    """Per customer_key, what their features are made of and that does not move with the
+    clock: first and last event, counts and sums, first and last order. The features at
+    any as_of from the newest event on follow from it (:func:`features_from_state`), so
+    it is stored, and an append recomputes only the rows of the customers it touched.
 
     ``sessions``: the stored sessions of these events and identities (prep), whose
     figures are read instead of ordering the events again. ``cut``: events later than
     ``as_of`` may exist (a past snapshot), so the sessions are cut there
-    (:func:`sessions_up_to`).
+    (:func:`sessions_up_to`). ``keys``: only these customers (a table of customer_key).
     """
     as_of_lit = ibis.literal(as_of, type="timestamp('UTC')")
+    ids = identities if keys is None else identities.semi_join(keys, "customer_key")
 
     def keyed(*columns: str, where: Callable[[ir.Table], ir.BooleanValue] | None = None
               ) -> ir.Table:
@@ -85,8 +105,11 @@ def base_features(
         e = events.filter(events.ts <= as_of_lit)
         if where is not None:
             e = e.filter(where(e))
-        return keyed_events(e, identities, ["ts", *columns])
+        k = keyed_events(e, ids, ["ts", *columns])
+        return k if keys is None else k.semi_join(keys, "customer_key")
 
+    if keys is not None:
+        sessions = sessions.semi_join(keys, "customer_key")
     if cut:
         sessions = sessions_up_to(sessions, keyed("event_type"), as_of_lit)
     per = _session_figures(sessions)
@@ -118,9 +141,17 @@ def base_features(
         first_order=orders.o_ts.min(),
         last_order=orders.o_ts.max(),
     )
-
     j = per.join(per_event, per.customer_key == per_event.e_key).left_join(
-        per_orders, per.customer_key == per_orders.o_key).view()
+        per_orders, per.customer_key == per_orders.o_key)
+    return j.drop("e_key", "o_key")
+
+
+def features_from_state(state: ir.Table, *, as_of: datetime,
+                        mixes: Sequence[MixColumns] = ()) -> ir.Table:
+    """The features of :func:`customer_state`'s customers as of ``as_of`` (recency and
+    tenure count from it; exact, from the stored timestamps)."""
+    as_of_lit = ibis.literal(as_of, type="timestamp('UTC')")
+    j = state
     freq = j.frequency.fill_null(0)
     tenure = _days(as_of_lit, j.first_ts)
     cols: dict[str, ir.Value] = {

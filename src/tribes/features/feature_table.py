@@ -17,7 +17,8 @@ from tribes.engine import Engine, md5_hex
 from tribes.errors import InputError
 from tribes.features.build import (
     MixColumns,
-    base_features,
+    customer_state,
+    features_from_state,
     mix_columns,
     scored_features,
 )
@@ -47,7 +48,11 @@ log = logging.getLogger(__name__)
 
 STAGE = "features"
 FEATURES_TABLE = "customer_features"
-_TMP = ("_ft_base", "_ft_scored")
+# per customer, what the features are made of that does not move with the clock
+# (features.build.customer_state), as of the newest events; an append replaces the rows
+# of the customers it touched
+STATE_TABLE = "customer_state"
+_TMP = ("_ft_fresh", "_ft_state", "_ft_base", "_ft_scored")
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,11 @@ class FeaturesReport:
     composite: dict[str, Any]
     prep_rerun: bool
     seconds: float
+    # the prep run whose sessions customer_state reflects (None: not stored, a past
+    # snapshot) and the share columns it counts
+    state_of: str | None = None
+    mixes: list[dict[str, Any]] | None = None
+    recomputed: int | None = None  # customers recomputed by an incremental run
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "as_of": self.as_of.isoformat()}
@@ -109,6 +119,7 @@ def run_features(ctx: RunContext, *, progress: Callable[[str], None] | None = No
                  "prep first")
         say("prep (events, settings or identity rules changed since the last prep)")
         run_prep(ctx, progress=lambda s: say(f"prep: {s}"))
+        prep = last_prep(engine)
 
     events = engine.table("events")
     newest = engine.scalar(events.ts.max()).to_pydatetime()
@@ -120,12 +131,26 @@ def run_features(ctx: RunContext, *, progress: Callable[[str], None] | None = No
     mixes = [_mix(engine, upto, col, prefix, cfg.mix_values)
              for col, prefix in (("channel", CHANNEL_PREFIX), ("device", DEVICE_PREFIX))]
 
+    cut = as_of < newest
+    touched = _touched_since(engine, prep, last_features(engine), mixes, cut)
+    identities, sessions = engine.table("identities"), engine.table("sessions")
     try:
-        say("aggregating events per customer")
-        # no ordering here (prep ordered the events into sessions): plain aggregates,
-        # which the engine spills to disk under its memory limit, so one pass at any size
-        base = base_features(events, engine.table("identities"), engine.table("sessions"),
-                             as_of=as_of, mixes=mixes, cut=as_of < newest)
+        if touched is not None:
+            say("aggregating the events of the customers the new events touched")
+            fresh = engine.create_temp("_ft_fresh", customer_state(
+                events, identities, sessions, as_of=as_of, mixes=mixes, keys=touched))
+            stored_state = engine.table(STATE_TABLE)
+            state = engine.create_temp("_ft_state", ibis.union(
+                stored_state.anti_join(touched, "customer_key"),
+                fresh.select(*stored_state.columns)))
+        else:
+            say("aggregating events per customer")
+            # no ordering here (prep ordered the events into sessions): plain aggregates,
+            # which the engine spills to disk under its memory limit, so one pass at any
+            # size
+            state = engine.create_temp("_ft_state", customer_state(
+                events, identities, sessions, as_of=as_of, mixes=mixes, cut=cut))
+        base = features_from_state(state, as_of=as_of, mixes=mixes)
         all_base = engine.create_temp("_ft_base", base)
         n_all = int(engine.scalar(all_base.count()))
         if n_all == 0:
@@ -149,6 +174,15 @@ def run_features(ctx: RunContext, *, progress: Callable[[str], None] | None = No
         run_id = new_run_id(STAGE, started)
         with engine.transaction():
             say("storing")
+            if touched is not None:
+                keys = engine.table("prep_touched")
+                stored_state = engine.table(STATE_TABLE)
+                engine.delete_where(STATE_TABLE,
+                                    stored_state.customer_key.isin(keys.customer_key))
+                engine.insert(STATE_TABLE, engine.table("_ft_fresh").select(
+                    *stored_state.columns))
+            elif not cut:
+                engine.replace_table(STATE_TABLE, state)
             stored = engine.replace_table(FEATURES_TABLE, final)
             known = int(engine.scalar(stored.known.cast("int64").sum()))
             report = FeaturesReport(
@@ -157,6 +191,10 @@ def run_features(ctx: RunContext, *, progress: Callable[[str], None] | None = No
                 columns=[c for c in stored.columns if c not in ("customer_key", "as_of")],
                 composite=composite.as_dict(), prep_rerun=prep_rerun,
                 seconds=round(time.perf_counter() - started_perf, 3),
+                state_of=None if cut else (prep or {}).get("run_id"),
+                mixes=None if cut else [_mix_dict(m) for m in mixes],
+                recomputed=(None if touched is None
+                            else int(engine.scalar(engine.table("_ft_fresh").count()))),
             )
             record_run(engine, run_id=run_id, stage=STAGE, started_at=started,
                        fingerprint=fingerprint,
@@ -174,6 +212,30 @@ def _mix(engine: Engine, events: ir.Table, column: str, prefix: str, top: int) -
     values = tuple(str(v) for v in counts["value"].head(top))
     return MixColumns(column=column, prefix=prefix, values=values,
                       has_other=len(counts) > top)
+
+
+def _mix_dict(mix: MixColumns) -> dict[str, Any]:
+    """The share columns as customer_state counts them (their order does not matter)."""
+    return {"column": mix.column, "names": dict(sorted(mix.names().items())),
+            "has_other": mix.has_other}
+
+
+def _touched_since(engine: Engine, prep: dict[str, Any] | None,
+                   last: dict[str, Any] | None, mixes: list[MixColumns], cut: bool
+                   ) -> ir.Table | None:
+    """The customers to recompute when only some changed since the last features run
+    (``prep_touched``), or None when every customer is: the stored state must reflect
+    the prep just before the last one, which was an append (prep.incremental), with the
+    same share columns, and this run is not a past snapshot."""
+    if cut or prep is None or last is None or not engine.has_table(STATE_TABLE):
+        return None
+    inc = (prep.get("report") or {}).get("incremental")
+    rep = last.get("report") or {}
+    if not inc or rep.get("state_of") is None or inc.get("after") != rep["state_of"]:
+        return None
+    if rep.get("mixes") != [_mix_dict(m) for m in mixes]:
+        return None
+    return engine.table("prep_touched")
 
 
 def _fit(engine: Engine, scored: ir.Table, features: list[str], sample_size: int) -> Composite:

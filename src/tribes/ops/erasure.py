@@ -29,7 +29,7 @@ import ibis.expr.types as ir
 from tribes.config import format_duration
 from tribes.engine import Engine
 from tribes.errors import DependencyError, InputError, TribesError
-from tribes.features import FEATURES_TABLE
+from tribes.features import FEATURES_TABLE, STATE_TABLE
 from tribes.privacy import PSEUDONYM_LENGTH, pseudonym
 from tribes.realtime import RedisState, connect_redis, redis_url
 from tribes.store import (
@@ -127,7 +127,8 @@ def forget(ws: Workspace, engine: Engine, ident: str, *, reason: str = "") -> Er
         owed = owed_removals(engine, key)  # targets holding them remove them next sync
         stored = set(engine.list_tables())
         snapshots = {t for t in stored if t.startswith(SNAPSHOT_PREFIX)}
-        for table in sorted(((set(SCHEMAS) | {FEATURES_TABLE}) & stored | snapshots)
+        for table in sorted(((set(SCHEMAS) | {FEATURES_TABLE, STATE_TABLE}) & stored
+                             | snapshots)
                             - {"tombstones"}):
             t = engine.table(table)
             pred = _person_filter(t, table, key, pids)
