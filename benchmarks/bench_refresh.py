@@ -98,11 +98,12 @@ def base_workspace(data: Path, ws: Path) -> Path:
         subprocess.run([*w, "clv", "fit"], check=True)
         subprocess.run([*w, "clv", "score"], check=True)
         done.touch()
-    kept = base / ".bench-refresh-id-tuples"
+    kept = base / ".bench-refresh-state"
     if not kept.exists():
-        # a base prepped before prep kept its id tuples: prep once more (same tables), so
-        # the refresh can be incremental
+        # a base built before prep kept its id tuples and features their per-customer
+        # state: both once more (the same tables), so the refresh can be incremental
         subprocess.run([*tribes_cmd(), "-w", str(base), "prep"], check=True)
+        subprocess.run([*tribes_cmd(), "-w", str(base), "features"], check=True)
         kept.touch()
     return base
 

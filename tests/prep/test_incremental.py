@@ -6,7 +6,9 @@ events that fall inside or between existing sessions, events at the same instant
 cookies, and links that join two customers or make a component ambiguous. After each
 append the incremental prep's ``identities``, ``id_tuples`` and ``sessions`` must equal a
 full prep's of the same events, row for row, and the features recomputed for the touched
-customers only (``customer_features`` and ``customer_state``) a full build's.
+customers only (``customer_features`` and ``customer_state``) a full build's, and so must
+the weeks of monitoring's ``customer_weeks`` redone from each touched customer's first
+changed event.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ import pytest
 
 from tribes.engine import Engine
 from tribes.features import FEATURES_TABLE, STATE_TABLE, run_features
+from tribes.monitor.spc import WEEKS_STAGE, WEEKS_TABLE, _stored_weeks
 from tribes.prep import run_prep
 from tribes.settings import RunSettings
+from tribes.store import last_run
 from tribes.store.db import init_workspace, open_engine
 from tribes.store.tables import EVENTS
 from tribes.workspace import RunContext, Workspace
@@ -77,6 +81,15 @@ def _tables(engine: Engine) -> dict[str, pd.DataFrame]:
     return out
 
 
+def _weeks(engine: Engine) -> tuple[str, pd.DataFrame]:
+    """Bring customer_weeks up to date (as monitoring does) and read it."""
+    _stored_weeks(engine)
+    how = last_run(engine, WEEKS_STAGE)["report"]["how"]
+    df = engine.execute(engine.table(WEEKS_TABLE)).sort_values(["customer_key", "week"])
+    df["orders"] = df["orders"].map(lambda v: None if v is None else list(v))
+    return how, df.reset_index(drop=True)
+
+
 def _features(engine: Engine) -> dict[str, pd.DataFrame]:
     out = {}
     for name in (FEATURES_TABLE, STATE_TABLE):
@@ -96,6 +109,7 @@ def _check_appends(ws: Workspace, seed: int) -> list[dict[str, int]]:
         history = first
         assert run_prep(ctx).incremental is None
         assert run_features(ctx).recomputed is None
+        assert _weeks(engine)[0] == "full"
         for step in range(1, 4):
             pools = {k: v + rng.randrange(0, 3) for k, v in pools.items()}
             later = _batch(rng, rng.randrange(3, 12), 560 + 120 * step, 700 + 120 * step,
@@ -116,11 +130,15 @@ def _check_appends(ws: Workspace, seed: int) -> list[dict[str, int]]:
             assert rep.incremental is not None, "an append alone runs prep incrementally"
             feats = run_features(ctx)
             assert feats.recomputed is not None, "features after an append recompute some"
-            got = {**_tables(engine), **_features(engine)}
+            how, weeks = _weeks(engine)
+            assert how == "incremental"
+            got = {**_tables(engine), **_features(engine), WEEKS_TABLE: weeks}
             full = run_prep(ctx, full=True)
             assert full.incremental is None
             assert run_features(ctx).recomputed is None
-            want = {**_tables(engine), **_features(engine)}
+            how, weeks = _weeks(engine)
+            assert how == "full"
+            want = {**_tables(engine), **_features(engine), WEEKS_TABLE: weeks}
             for name in want:
                 # sums over a customer's rows in another order may differ in the last bit
                 pd.testing.assert_frame_equal(got[name], want[name], check_exact=False,

@@ -73,6 +73,7 @@ class Engine(ABC):
     path: Path | None = None
     _in_tx: bool = False
     encrypted: bool = False  # the database is encrypted at rest: so must be anything spilled
+    read_only: bool = False  # opened for reading: derived tables are computed, not stored
     # set by the workspace: appends to its audit log (see tribes.privacy.audit_log.record)
     auditor: Callable[..., Any] | None = None
     _pending_audit: list[tuple[str, dict[str, Any]]] = field(default_factory=list)

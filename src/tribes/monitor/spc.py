@@ -27,40 +27,127 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import ibis
+import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
 from tribes.engine import Engine
 from tribes.monitor.alerts import Alert
-from tribes.store import keyed_events, members
+from tribes.store import CUSTOMER_WEEKS, keyed_events, members
 
 KPIS = ("size", "conversion", "aov", "retention")
 ALPHA = 0.0027  # false alarms per watched week: the two tails beyond 3 sigma of a normal
 
 
+WEEKS_TABLE = "customer_weeks"
+WEEKS_STAGE = "customer_weeks"
+
+
+def customer_weeks(engine: Engine, keys: ir.Table | None = None) -> ir.Table:
+    """Per customer and week (Monday, UTC) they were active: whether they bought, their
+    purchase revenue and their distinct orders (order_id, else the purchase event).
+
+    ``keys`` (customer_key, since): only these customers, and of each only the weeks
+    from ``since`` on (null: all of them).
+    """
+    events = engine.table("events")
+    identities = engine.table("identities")
+    cols = ["ts", "event_type", "amount", "order_id", "event_id"]
+    if keys is None:
+        ev = keyed_events(events, identities, columns=cols)
+    else:
+        lo = keys.since.min().as_scalar()
+        ids = identities.semi_join(keys, "customer_key")
+        # a customer whose ids changed (since null) has all of their weeks redone
+        every = keys.filter(keys.since.isnull())
+        some = keys.filter(keys.since.notnull())
+        recent = keyed_events(events.filter(events.ts >= lo.truncate("W")), ids, columns=cols)
+        sk = some.select(s_key="customer_key", s_since="since")
+        recent = recent.join(sk, (recent.customer_key == sk.s_key)
+                             & (recent.ts.truncate("W") >= sk.s_since.truncate("W")))
+        recent = recent.select(*cols, "customer_key")
+        whole = keyed_events(events, ids, columns=cols).semi_join(every, "customer_key")
+        ev = ibis.union(recent, whole.select(*cols, "customer_key"))
+    ev = ev.mutate(week=ev.ts.truncate("W"))
+    purchase = ev.event_type == "purchase"
+    return ev.group_by(["customer_key", "week"]).aggregate(
+        bought=purchase.any(),
+        revenue=ev.amount.sum(where=purchase),
+        orders=ev.order_id.fill_null(ev.event_id).collect(where=purchase, distinct=True)
+        .sort()).cast(CUSTOMER_WEEKS)
+
+
+def _stored_weeks(engine: Engine) -> ir.Table:
+    """:func:`customer_weeks` of every customer, kept up to date in ``customer_weeks``
+    (rebuilt after a full prep, the touched customers' weeks redone after an append),
+    or computed afresh when the workspace is open for reading only."""
+    from tribes.prep import last_prep
+    from tribes.store import events_fingerprint, last_run, new_run_id, record_run
+
+    prep = last_prep(engine)
+    if engine.read_only or prep is None:
+        return customer_weeks(engine)
+    done = last_run(engine, WEEKS_STAGE)
+    of = (done or {}).get("report", {}).get("prep")
+    if of == prep["run_id"]:
+        return engine.table(WEEKS_TABLE)
+    inc = (prep.get("report") or {}).get("incremental")
+    started = datetime.now(UTC)
+    with engine.transaction():
+        if inc and of is not None and inc.get("after") == of:
+            touched = engine.table("prep_touched")
+            stored = engine.table(WEEKS_TABLE)
+            t = touched.select(t_key="customer_key", t_since="since")
+            gone = stored.semi_join(t, (stored.customer_key == t.t_key) & (
+                t.t_since.isnull() | (stored.week >= t.t_since.truncate("W"))))
+            fresh = engine.create_temp("_spc_fresh", customer_weeks(engine, touched))
+            # delete by (customer, week): a customer's rows before ``since`` stay
+            drop = engine.create_temp("_spc_drop", gone.select("customer_key", "week"))
+            engine.delete_where(WEEKS_TABLE, _pair_in(stored, drop))
+            engine.insert(WEEKS_TABLE, fresh)
+            how = "incremental"
+        else:
+            engine.replace_table(WEEKS_TABLE, customer_weeks(engine))
+            how = "full"
+        record_run(engine, run_id=new_run_id(WEEKS_STAGE, started), stage=WEEKS_STAGE,
+                   started_at=started, fingerprint=events_fingerprint(engine), params={},
+                   report={"prep": prep["run_id"], "how": how})
+    for name in ("_spc_fresh", "_spc_drop"):
+        engine.drop_temp(name)
+    return engine.table(WEEKS_TABLE)
+
+
+def _pair_in(t: ir.Table, pairs: ir.Table) -> ir.BooleanValue:
+    """``t``'s (customer_key, week) is a row of ``pairs``."""
+    key = t.customer_key.concat("|", t.week.cast("string"))
+    other = pairs.customer_key.concat("|", pairs.week.cast("string"))
+    return key.isin(other)
+
+
 def weekly_kpis(engine: Engine, version: int) -> pd.DataFrame:
     """week (Monday, UTC), segment_id and the KPIs, one row per complete week."""
-    ev = keyed_events(engine.table("events"), engine.table("identities"),
-                      columns=["ts", "event_type", "amount", "order_id", "event_id"])
+    cw = _stored_weeks(engine)
     m = members(engine, version)
-    j = ev.join(m, ev.customer_key == m.a_key)
-    j = j.mutate(week=j.ts.truncate("W"))
-    purchase = j.event_type == "purchase"
+    j = cw.join(m, cw.customer_key == m.a_key)
+    o = j.select("week", "segment_id", order=j.orders.unnest())
+    n_orders = o.group_by(["week", "segment_id"]).aggregate(orders=o.order.nunique())
     per = j.group_by(["week", "segment_id"]).aggregate(
-        size=j.customer_key.nunique(),
-        buyers=j.customer_key.nunique(where=purchase),
-        orders=j.order_id.fill_null(j.event_id).nunique(where=purchase),
-        revenue=j.amount.sum(where=purchase))
-    act = j.select("customer_key", "segment_id", "week").distinct()
+        size=j.count(),
+        buyers=j.bought.cast("int64").sum(),
+        revenue=j.revenue.sum())
+    act = j.select("customer_key", "segment_id", "week")
     nxt = act.select(k2="customer_key", w2="week")
     kept = act.join(nxt, (act.customer_key == nxt.k2)
                     & (nxt.w2 == act.week + ibis.interval(days=7)))
     ret = kept.group_by(["week", "segment_id"]).aggregate(retained=kept.count())
     df = engine.execute(per).merge(engine.execute(ret), on=["week", "segment_id"],
-                                   how="left")
+                                   how="left").merge(engine.execute(n_orders),
+                                                     on=["week", "segment_id"], how="left")
+    df["orders"] = df["orders"].fillna(0)
     events = engine.table("events")
     first, last = engine.scalar(events.ts.min()), engine.scalar(events.ts.max())
     if df.empty or last is None:

@@ -53,7 +53,7 @@ from tribes.prep.stitch import (
     stitch,
     stitch_report,
 )
-from tribes.store import ID_COLUMNS, IDENTITIES, SESSIONS, keyed_events
+from tribes.store import ID_COLUMNS, IDENTITIES, PREP_TOUCHED, SESSIONS, keyed_events
 
 _TMP = ("_inc_new", "_inc_newt", "_inc_aids", "_inc_fresh", "_inc_ids", "_inc_rekey",
         "_inc_newk", "_inc_cut", "_inc_keyed", "_inc_sessions", "_inc_drop")
@@ -240,10 +240,11 @@ def _incremental(engine: Engine, new_events: ir.Table, *, timeout: timedelta, ma
         engine.delete_where("sessions", stored.session_id.isin(drop.session_id))
     if n_written:
         engine.insert("sessions", engine.table("_inc_sessions"))
-    touched = cut.select("customer_key")
+    touched = cut.select("customer_key", "since")
     if rekeyed is not None:
-        touched = ibis.union(touched, rekeyed, distinct=True)
-    engine.replace_table("prep_touched", touched)
+        touched = ibis.union(touched.cast(PREP_TOUCHED), rekeyed.mutate(
+            since=ibis.null("timestamp('UTC')")).cast(PREP_TOUCHED))
+    engine.replace_table("prep_touched", touched.cast(PREP_TOUCHED))
     n_touched = int(engine.scalar(engine.table("prep_touched").count()))
     report = stitch_report(engine, engine.table("identities"), passes, 0)
     return Increment(new_events=n_new, new_tuples=n_newt, restitched_ids=restitched,

@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import ibis
-
 from tribes.config import format_duration
 from tribes.engine import Engine
 from tribes.prep.incremental import appended_events, incremental_prep
@@ -113,8 +111,8 @@ def run_prep(ctx: RunContext, *, progress: Callable[[str], None] | None = None,
             say("storing identities")
             engine.replace_table("identities", identities.cast(IDENTITIES))
             engine.replace_table("id_tuples", engine.table("_st_tuples").cast(ID_TUPLES))
-            engine.replace_table("prep_touched", ibis.memtable(
-                {"customer_key": []}, schema=PREP_TOUCHED))
+            touched = engine.table("prep_touched")
+            engine.replace_table("prep_touched", touched.limit(0).cast(PREP_TOUCHED))
             n_tuples = int(engine.scalar(engine.table("id_tuples").count()))
             n_parts = parts(fingerprint.rows, ws.config.prep.part_events)
             ids = engine.table("identities")

@@ -127,8 +127,15 @@ ID_TUPLES = ibis.schema(
     {"customer_id": "string", "anonymous_id": "string", "device_id": "string"}
 )
 # the customers whose sessions the last prep changed (empty after a full prep, which
-# changed them all): what features recompute after an incremental prep
-PREP_TOUCHED = ibis.schema({"customer_key": "string"})
+# changed them all): what features recompute after an incremental prep. ``since``: their
+# events from then on changed (null: all of them, the customer's ids changed)
+PREP_TOUCHED = ibis.schema({"customer_key": "string", "since": TS})
+
+# per customer and week (Monday, UTC) they were active: whether they bought, their
+# purchase revenue and distinct orders; the weekly segment KPIs of monitoring are sums of
+# it (tribes.monitor.spc), kept up to date like the sessions
+CUSTOMER_WEEKS = ibis.schema({"customer_key": "string", "week": TS, "bought": "boolean",
+                              "revenue": "float64", "orders": "array<string>"})
 
 SESSIONS = ibis.schema(
     {
@@ -267,6 +274,7 @@ SCHEMAS: dict[str, ibis.Schema] = {
     "sessions": SESSIONS,
     "id_tuples": ID_TUPLES,
     "prep_touched": PREP_TOUCHED,
+    "customer_weeks": CUSTOMER_WEEKS,
     "stage_runs": STAGE_RUNS,
     "segment_runs": SEGMENT_RUNS,
     "segment_assignments": SEGMENT_ASSIGNMENTS,

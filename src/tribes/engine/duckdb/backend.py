@@ -174,7 +174,7 @@ def connect(path: Path | None, cfg: EngineConfig, *, read_only: bool = False) ->
     con.raw_sql("SET TimeZone = 'UTC'")
     # stdout belongs to the command's result (--json); tribes shows its own progress
     con.raw_sql("SET enable_progress_bar = false")
-    return DuckDBEngine(con=con, path=path, encrypted=key is not None)
+    return DuckDBEngine(con=con, path=path, encrypted=key is not None, read_only=read_only)
 
 
 def _crypto_extension() -> Path:
