@@ -105,6 +105,11 @@ def base_workspace(data: Path, ws: Path) -> Path:
         subprocess.run([*tribes_cmd(), "-w", str(base), "prep"], check=True)
         subprocess.run([*tribes_cmd(), "-w", str(base), "features"], check=True)
         kept.touch()
+    weeks = base / ".bench-refresh-weeks"
+    if not weeks.exists():
+        # monitoring keeps its weekly table from the first check on
+        subprocess.run([*tribes_cmd(), "-w", str(base), "monitor"], check=True)
+        weeks.touch()
     return base
 
 

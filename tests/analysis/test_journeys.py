@@ -241,7 +241,8 @@ def test_path_heads_count_the_reference_paths(feature_data: FeatureData, length:
 
     with open_engine(feature_data.ws) as engine:
         heads = path_heads(engine, length=length)
-    e = sessionize_reference(keyed(feature_data), timedelta(minutes=30))
+    e = sessionize_reference(keyed(feature_data), timedelta(minutes=30)).sort_values(
+        ["customer_key", "session_seq", "ts", "event_id"])  # a path's order: ts, event_id
     paths = []
     for _, g in e.groupby(["customer_key", "session_seq"]):
         s = list(g.event_type)

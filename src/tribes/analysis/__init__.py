@@ -12,7 +12,14 @@ from tribes.analysis.ab import (
     read_assignments,
     segment_names,
 )
-from tribes.analysis.cohorts import define_cohort, profile, refresh_cohorts, retention, retention_by
+from tribes.analysis.cohorts import (
+    define_cohort,
+    profile,
+    refresh_after_prep,
+    refresh_cohorts,
+    retention,
+    retention_by,
+)
 from tribes.analysis.funnels import funnel, split_steps
 from tribes.analysis.journeys import transitions
 from tribes.analysis.paths import (
@@ -58,6 +65,7 @@ __all__ = [
     "path_heads",
     "profile",
     "read_assignments",
+    "refresh_after_prep",
     "refresh_cohorts",
     "retention",
     "retention_by",

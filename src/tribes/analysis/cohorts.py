@@ -12,6 +12,7 @@ returned); periods before the first event of the data are unknown (None).
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 import ibis
@@ -20,7 +21,14 @@ import pandas as pd
 
 from tribes.analysis.funnels import check_event_types
 from tribes.analysis.journeys import journey_events
-from tribes.analysis.rules import Member, compile_rule, event_columns, parse, render
+from tribes.analysis.rules import (
+    Member,
+    compile_rule,
+    event_columns,
+    own_events_only,
+    parse,
+    render,
+)
 from tribes.engine import Engine, micros_between
 from tribes.errors import InputError
 from tribes.features import FEATURES
@@ -257,11 +265,14 @@ def depends_on(rule: str) -> set[str]:
     return set(re.findall(r"\bin cohort (\S+)", rule))
 
 
-def evaluate(engine: Engine, rule: str, *,
-             consent_mode: str = "opt-out") -> tuple[Any, ir.Table, Any]:
-    """Parse ``rule`` and build the query of its members: ``(node, members, as_of)``."""
+def evaluate(engine: Engine, rule: str, *, consent_mode: str = "opt-out",
+             only: ir.Table | None = None) -> tuple[Any, ir.Table, Any]:
+    """Parse ``rule`` and build the query of its members: ``(node, members, as_of)``
+    (``only``: of these customers, a table of customer_key)."""
     node = _parse(engine, rule)
     ev = journey_events(engine, ["event_type", *event_columns(node)], None, consent_mode)
+    if only is not None:
+        ev = ev.semi_join(only, "customer_key")
     as_of = engine.scalar(engine.table("events").ts.max())
     if as_of is None:
         raise InputError("no events yet; ingest some before defining cohorts",
@@ -301,8 +312,15 @@ def define_cohort(engine: Engine, name: str, rule: str, *, description: str = ""
 
 
 def refresh_cohorts(engine: Engine, names: list[str] | None = None, *,
-                    consent_mode: str = "opt-out") -> list[dict[str, Any]]:
-    """Evaluate stored cohorts again on the current data (all when ``names`` is None)."""
+                    consent_mode: str = "opt-out", touched: ir.Table | None = None
+                    ) -> list[dict[str, Any]]:
+    """Evaluate stored cohorts again on the current data (all when ``names`` is None).
+
+    ``touched`` (customer_key): the only customers whose events changed since the cohorts
+    were last evaluated (with the same consents); a cohort whose rule reads only a
+    customer's own events (:func:`~tribes.analysis.rules.own_events_only`) is then
+    evaluated for them alone and keeps its other members.
+    """
     known = list_cohorts(engine)
     chosen = [get_cohort(engine, n) for n in names] if names else known
     # a cohort named in another's rule is refreshed before it
@@ -322,10 +340,55 @@ def refresh_cohorts(engine: Engine, names: list[str] | None = None, *,
         visit(c, ())
     out = []
     for c in order:
-        _, members, as_of = evaluate(engine, c["rule"], consent_mode=consent_mode)
+        if touched is not None and own_events_only(_parse(engine, c["rule"])):
+            _, fresh, as_of = evaluate(engine, c["rule"], consent_mode=consent_mode,
+                                       only=touched)
+            kept = cohort_members(engine, c["name"])
+            kept = kept.anti_join(touched, kept.c_key == touched.customer_key)
+            members = engine.create_temp("_coh_members", ibis.union(
+                kept.select(customer_key="c_key"), fresh.select("customer_key"),
+                distinct=True))
+        else:
+            _, members, as_of = evaluate(engine, c["rule"], consent_mode=consent_mode)
         out.append(save_cohort(engine, name=c["name"], rule=c["rule"],
                                description=c["description"] or "", as_of=as_of,
                                members=members, created_at=c["created_at"]))
+        engine.drop_temp("_coh_members")
+    return out
+
+
+COHORTS_STAGE = "cohorts"
+
+
+def refresh_after_prep(engine: Engine, *, consent_mode: str = "opt-out"
+                       ) -> list[dict[str, Any]]:
+    """Every stored cohort, after prep (``tribes run``): when the only change since their
+    last refresh here is an append that prep handled incrementally (and the consents are
+    the same), the cohorts that allow it are evaluated for the touched customers alone
+    (:func:`refresh_cohorts`)."""
+    from tribes.prep import last_prep
+    from tribes.store import events_fingerprint, last_run, new_run_id, record_run
+
+    started = datetime.now(UTC)
+    prep = last_prep(engine)
+    done = last_run(engine, COHORTS_STAGE)
+    c = engine.table("consents")
+    mark = engine.execute(c.aggregate(n=c.count(), last=c.ingested_at.max())).iloc[0]
+    consents = f"{int(mark['n'])}|{mark['last']}"
+    inc = ((prep or {}).get("report") or {}).get("incremental")
+    rep = (done or {}).get("report") or {}
+    same = (inc and rep.get("prep") == inc.get("after") and rep.get("consents") == consents
+            and rep.get("consent_mode") == consent_mode)
+    touched = engine.table("prep_touched") if same else None
+    out = refresh_cohorts(engine, consent_mode=consent_mode, touched=touched)
+    if prep is not None:
+        with engine.transaction():
+            record_run(engine, run_id=new_run_id(COHORTS_STAGE, started),
+                       stage=COHORTS_STAGE, started_at=started,
+                       fingerprint=events_fingerprint(engine), params={},
+                       report={"prep": prep["run_id"], "consents": consents,
+                               "consent_mode": consent_mode,
+                               "how": "incremental" if same else "full"})
     return out
 
 

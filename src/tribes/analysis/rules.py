@@ -176,6 +176,21 @@ Node = Count | FirstWithin | Sequence | Member | Feature | Not | And | Or
 Condition = Count | FirstWithin | Sequence | Member | Feature
 
 
+def own_events_only(node: Node) -> bool:
+    """Whether the rule holds for a customer by their own events alone, whatever the
+    newest event of the workspace: no segment, persona, cohort or feature condition, no
+    ``in the last`` period, no signup date. Such a cohort changes only for customers
+    whose events changed, so a refresh after an append evaluates only those."""
+    for c in conditions(node):
+        if isinstance(c, Member | Feature):
+            return False
+        if isinstance(c, Count) and c.period is not None and c.period.kind == "last":
+            return False
+        if isinstance(c, FirstWithin) and c.anchor == "signup":
+            return False
+    return True
+
+
 def conditions(node: Node) -> list[Condition]:
     """The conditions of a rule, in the order written."""
     if isinstance(node, Not):

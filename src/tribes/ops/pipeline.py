@@ -26,7 +26,7 @@ from typing import Any
 import ibis
 import pandas as pd
 
-from tribes.analysis import refresh_cohorts
+from tribes.analysis import refresh_after_prep
 from tribes.config import SegmentConfig
 from tribes.engine import Engine
 from tribes.errors import InputError
@@ -191,7 +191,7 @@ def run_pipeline(ctx: RunContext, *, resegment: bool | None = None, asked: str =
         rep.steps["features"] = "done"
     if list_cohorts(engine):
         say("cohorts")
-        rep.cohorts = refresh_cohorts(engine, consent_mode=settings.consent_mode)
+        rep.cohorts = refresh_after_prep(engine, consent_mode=settings.consent_mode)
         rep.steps["cohorts"] = "done"
     active = active_version(engine)
     if active is not None:
