@@ -3,9 +3,12 @@
 On the synthetic workspace of ``bench_features.py`` (cached between runs) with a segment
 version and a CLV fit (also cached), this script:
 
-1. copies the workspace and ingests an append of about ``--share`` (1%) new events: web
-   events of the same source files moved one day past the newest event, a tenth of them
-   from visitors never seen before (new cookies, no login);
+1. copies the workspace and ingests an append of about ``--share`` (1%) new events from
+   the same web files: by default the newest of them again, moved past the newest event
+   by their own span (``--append recent``: tomorrow's visitors are today's), or rows from
+   the whole history squeezed into the next day (``--append spread``: each new event
+   touches another customer); a tenth of them from visitors never seen before (new
+   cookies, no login);
 2. times ``tribes run`` on the copy: what a daily refresh costs today (prep, features,
    cohorts, the refresh of the active version's memberships, the drift check, a new
    segment version and personas as the run decides), with each step's seconds from the
@@ -57,23 +60,31 @@ src, out, share = sys.argv[1], sys.argv[2], float(sys.argv[3])
 con = duckdb.connect()
 con.execute("SET enable_progress_bar = false")
 con.execute("SET TimeZone = 'UTC'")
-# a share of the web rows, their times squeezed into the day after the newest event;
-# a tenth of them from new visitors (a new cookie, no login)
+# recent: the newest share of the web rows, moved past the newest event by their own
+# span (tomorrow's visitors are today's); spread: a share of all web rows, their times
+# squeezed into the day after the newest event (visitors from across the whole history:
+# many more customers touched per event). Either way a tenth of the visitors are new (a
+# new cookie, no login).
+kind = sys.argv[4]
+pick = ("_e >= q" if kind == "recent"
+        else 'hash(cookie_id || "timestamp") % 100000 < ' + str(share) + ' * 100000')
+moved = ("_e + (hi - q) + 60" if kind == "recent"
+         else "hi + 60 + (_e - lo) / (hi - lo) * 86000")
 con.execute(f'''
 COPY (
   WITH r AS (SELECT *, epoch(TRY_CAST("timestamp" AS TIMESTAMPTZ)) AS _e
              FROM read_parquet('{src}/web/*.parquet')),
   -- the rows ingest keeps (the files hold some with bad times on purpose)
   t AS (SELECT * FROM r WHERE _e BETWEEN epoch(TIMESTAMPTZ '2000-01-01') AND epoch(now())),
-  span AS (SELECT min(_e) AS lo, max(_e) AS hi FROM t)
-  SELECT * EXCLUDE (_e, lo, hi, "timestamp", cookie_id, user_id),
-         strftime(to_timestamp(hi + 60 + (_e - lo) / (hi - lo) * 86000),
-                  '%Y-%m-%dT%H:%M:%S.%fZ') AS "timestamp",
+  span AS (SELECT min(_e) AS lo, max(_e) AS hi, quantile_cont(_e, 1 - {share}) AS q
+           FROM t)
+  SELECT * EXCLUDE (_e, lo, hi, q, "timestamp", cookie_id, user_id),
+         strftime(to_timestamp({moved}), '%Y-%m-%dT%H:%M:%S.%fZ') AS "timestamp",
          CASE WHEN hash(cookie_id) % 10 = 0 THEN 'new-' || cookie_id ELSE cookie_id END
            AS cookie_id,
          CASE WHEN hash(cookie_id) % 10 = 0 THEN NULL ELSE user_id END AS user_id
   FROM t, span
-  WHERE _e IS NOT NULL AND hash(cookie_id || "timestamp") % 100000 < {share} * 100000
+  WHERE _e IS NOT NULL AND {pick}
 ) TO '{out}' (FORMAT parquet)''')
 print(con.execute(f"SELECT count(*) FROM read_parquet('{out}')").fetchone()[0])
 """
@@ -105,10 +116,11 @@ def base_workspace(data: Path, ws: Path) -> Path:
         subprocess.run([*tribes_cmd(), "-w", str(base), "prep"], check=True)
         subprocess.run([*tribes_cmd(), "-w", str(base), "features"], check=True)
         kept.touch()
-    weeks = base / ".bench-refresh-weeks"
+    weeks = base / ".bench-refresh-run"
     if not weeks.exists():
-        # monitoring keeps its weekly table from the first check on
-        subprocess.run([*tribes_cmd(), "-w", str(base), "monitor"], check=True)
+        # monitoring keeps its weekly table, and run its record of the cohorts' refresh,
+        # from the first run on
+        subprocess.run([*tribes_cmd(), "-w", str(base), "run"], check=True)
         weeks.touch()
     return base
 
@@ -126,6 +138,11 @@ def main() -> None:
     ap.add_argument("--share", type=float, default=0.01,
                     help="share of the web events appended (default 0.01)")
     ap.add_argument("--data", type=Path, default=Path("bench-data"))
+    ap.add_argument("--append", choices=("recent", "spread"), default="recent",
+                    help="recent (default): the newest web rows again, a day later; "
+                         "spread: web rows from the whole history")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the refreshed copy and the append (under DATA/refresh-work)")
     args = ap.parse_args()
 
     ws = prepare(args.data, args.events)
@@ -136,7 +153,7 @@ def main() -> None:
     work.mkdir(parents=True)
     append = work / "append.parquet"
     made = measure_isolated([sys.executable, "-c", APPEND, str(src), str(append),
-                             str(args.share)])
+                             str(args.share), args.append])
     n_append = int(made.stdout.strip())
 
     copy = work / "ws"
@@ -163,7 +180,8 @@ def main() -> None:
 
     load = os.getloadavg()
     print(f"\n{prep_out['events']:,} events after appending {loaded:,} "
-          f"({n_append:,} rows, {loaded / max(prep_out['events'] - loaded, 1):.2%}); "
+          f"({n_append:,} rows, {loaded / max(prep_out['events'] - loaded, 1):.2%}, "
+          f"--append {args.append}); "
           f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} at the end; "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     print(f"{'run':<34}{'seconds':>9}{'peak RSS MiB':>14}")
@@ -178,7 +196,8 @@ def main() -> None:
         print(f"  run: {stage:<22}: {what}")
     print_steps([("run", run.seconds, run_out)])
     print_steps([("prep", prep.seconds, prep_out), ("features", feats.seconds, f_out)])
-    shutil.rmtree(work, ignore_errors=True)
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

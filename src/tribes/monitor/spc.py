@@ -102,8 +102,10 @@ def _stored_weeks(engine: Engine) -> ir.Table:
             touched = engine.table("prep_touched")
             stored = engine.table(WEEKS_TABLE)
             t = touched.select(t_key="customer_key", t_since="since")
-            gone = stored.semi_join(t, (stored.customer_key == t.t_key) & (
-                t.t_since.isnull() | (stored.week >= t.t_since.truncate("W"))))
+            # (an equi-join, then the test: with the test in the join condition, the
+            # engine compares every pair)
+            j = stored.join(t, stored.customer_key == t.t_key)
+            gone = j.filter(j.t_since.isnull() | (j.week >= j.t_since.truncate("W")))
             fresh = engine.create_temp("_spc_fresh", customer_weeks(engine, touched))
             # delete by (customer, week): a customer's rows before ``since`` stay
             drop = engine.create_temp("_spc_drop", gone.select("customer_key", "week"))
