@@ -196,3 +196,23 @@ def test_incremental_prep_and_features_equal_full_ones(tmp_path: Path, seeds: ra
     assert all(v > 0 for v in seen.values()), seen
     # and features carried some customers over without recomputing them
     assert seen["recomputed"] < seen["customers"], seen
+
+
+def test_prep_says_what_an_append_touched_and_full_redoes_all(tmp_path: Path, cli) -> None:
+    ws = init_workspace(tmp_path / "ws")
+    rng = random.Random(42)
+    pools = {"c": 5, "a": 12, "d": 5}
+    with open_engine(ws) as engine:
+        first = _batch(rng, 60, 0, 600, pools, T0 + timedelta(days=1), "b0")
+        engine.insert("events", ibis.memtable(first).cast(EVENTS))
+    assert cli("-w", ws.path, "prep", "--json").json()["incremental"] is None
+    with open_engine(ws) as engine:
+        later = _batch(rng, 8, 700, 800, pools, T0 + timedelta(days=2), "b1")
+        engine.insert("events", ibis.memtable(later).cast(EVENTS))
+    r = cli("-w", ws.path, "prep")
+    assert r.code == 0 and "after an append: 8 new events touched" in r.out
+    with open_engine(ws) as engine:
+        engine.insert("events", ibis.memtable(
+            _batch(rng, 3, 800, 900, pools, T0 + timedelta(days=3), "b2")).cast(EVENTS))
+    r = cli("-w", ws.path, "prep", "--full", "--json")
+    assert r.code == 0 and r.json()["incremental"] is None

@@ -122,11 +122,12 @@ class Workspace:
         return Result(summary, table=Table(self._ws, "events"), title="Ingest",
                       report=checked.summary)
 
-    def prep(self, *, session_timeout: str | None = None,
+    def prep(self, *, session_timeout: str | None = None, full: bool = False,
              progress: Progress | None = None) -> Result:
-        """Stitch identities and sessionize every stored event (``tribes prep``)."""
+        """Stitch identities and sessionize every stored event (``tribes prep``); after an
+        append alone, only what the new events touch (``full``: everything)."""
         with self._run(self.settings(session_timeout=session_timeout)) as run:
-            report = run_prep(run, progress=progress)
+            report = run_prep(run, progress=progress, full=full)
         return Result(report.as_dict(), table=Table(self._ws, "identities"), title="Prep",
                       report=report)
 

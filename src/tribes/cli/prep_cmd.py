@@ -35,11 +35,21 @@ def show_prep(out: Output, report: PrepReport) -> None:
     ])
     out.print(f"{report.sessions:,} sessions from {report.events:,} events "
               f"(timeout {report.session_timeout}) in {report.seconds:.1f}s")
+    inc = report.incremental
+    if inc:
+        out.print(f"after an append: {inc['new_events']:,} new events touched "
+                  f"{inc['touched_customers']:,} customers ({inc['restitched_ids']:,} ids "
+                  f"stitched again, {inc['rekeyed_customers']:,} customers whose ids "
+                  f"changed); {inc['sessions_written']:,} sessions written in place of "
+                  f"{inc['sessions_replaced']:,}")
 
 
 def prep(
     ctx: typer.Context,
     session_timeout: TimeoutOpt = None,
+    full: Annotated[bool, typer.Option(
+        "--full", help="Stitch and sessionize everything, even when only an append of "
+        "new events happened since the last prep.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Stitch identities and sessionize every stored event (idempotent).
@@ -50,6 +60,10 @@ def prep(
     device. Identity rules (tribes identity: merge, split, block) are applied on top.
     Writes the [bold]identities[/bold] and [bold]sessions[/bold] tables.
 
+    When the only change since the last prep is new events (same timeout, no identity
+    rules, nothing erased), only what they touch is redone, with the same tables as a
+    full prep; --full redoes everything.
+
     [bold]Example[/bold]
 
       tribes -w shop prep --session-timeout 30m
@@ -57,7 +71,8 @@ def prep(
     out = Output(ctx, json_out)
     ws = state(ctx).open()
     with out.progress("prep") as task:
-        res = Workspace(ws).prep(session_timeout=session_timeout, progress=task.step)
+        res = Workspace(ws).prep(session_timeout=session_timeout, full=full,
+                                 progress=task.step)
     report = res.report
     out.result(res.summary)
     show_prep(out, report)

@@ -180,7 +180,7 @@ def run_pipeline(ctx: RunContext, *, resegment: bool | None = None, asked: str =
         rep.steps["prep"] = "skipped: the events and identity rules did not change"
     else:
         say("prep")
-        rep.prep = run_prep(ctx, progress=lambda s: say(f"prep: {s}"))
+        rep.prep = run_prep(ctx, progress=lambda s: say(f"prep: {s}"), full=force)
         rep.steps["prep"] = "done"
     if not force and rep.prep is None and _features_current(ws, last_features(engine), fp,
                                                             settings):
