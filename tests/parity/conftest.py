@@ -83,9 +83,6 @@ def _pipeline(ws: Path, data: Path, out: Path) -> dict[str, Any]:
         ("ingest_app", ["ingest", data / "app", "--source", "app"]),
         ("ingest_pos", ["ingest", data / "purchases.parquet", "--source", "pos",
                         "--event-type", "purchase", "--map", "ts=sold_at,customer_id=member_no"]),
-        ("ingest_support", ["ingest", data / "support.csv", "--source", "support",
-                            "--event-type", "support_contact", "--map",
-                            "event_id=ticket_id,ts=created", "--ts-format", "%d/%m/%Y %H:%M"]),
         ("ingest_customers", ["ingest", data / "customers.csv", "--kind", "customers"]),
         ("ingest_consents", ["ingest", data / "consents.csv", "--kind", "consents"]),
         ("reingest_web", ["ingest", data / "web", "--source", "web"]),
@@ -100,12 +97,19 @@ def _pipeline(ws: Path, data: Path, out: Path) -> dict[str, Any]:
         ("cohort_seq", ["cohorts", "define", "cart_then_buy", "--rule",
                         "add_to_cart followed by purchase within 1 day and any purchase "
                         "with amount > 20 or in segment 1"]),
+        ("transitions", ["journeys", "transitions"]),
+        ("retention", ["cohorts", "retention"]),
+        # cohorts refreshed and the weekly KPI table built by a run, then an append: the
+        # next run's prep, features, cohorts and weekly table are incremental
+        ("run_again", ["run"]),
+        ("ingest_support", ["ingest", data / "support.csv", "--source", "support",
+                            "--event-type", "support_contact", "--map",
+                            "event_id=ticket_id,ts=created", "--ts-format", "%d/%m/%Y %H:%M"]),
+        ("run_append", ["run"]),
         ("funnel_filtered", ["journeys", "funnel", "--steps",
                              "product_view where device = mobile,add_to_cart,purchase",
                              "--exclude", "support_contact between 1 and 3", "--window", "7d",
                              "--start", "any"]),
-        ("transitions", ["journeys", "transitions"]),
-        ("retention", ["cohorts", "retention"]),
         ("export_segments", ["export", "segments", "--out", out / "segments.csv"]),
         ("export_features", ["export", "features", "--out", out / "features.parquet"]),
         # a past snapshot: the stored sessions cut at as_of (then compared as stored)

@@ -25,6 +25,8 @@ LINEAGE = {"batch_id", "ingested_at", "quarantined_at", "started_at", "finished_
            "refreshed_at", "activated_at", "created_at", "computed_at", "events_loaded_at",
            "run_id", "fit_id", "version_id", "features_run", "prep_run", "seconds", "options",
            "files", "erased_at", "export_id", "path", "steps", "anchored_at",
+           # the run an incremental step followed, the prep a stored state reflects
+           "after", "state_of", "consents_mark",
            # keyed with each workspace's own secret (the audit log's anchor)
            "hash", "mac"}
 # JSON documents compared field by field (their run ids and timings aside)
@@ -104,6 +106,13 @@ def test_table_is_equal(stored: dict[str, dict[str, pd.DataFrame]], name: str) -
         for i, (x, y) in enumerate(zip(a[col], b[col], strict=True)):
             diffs += same(x, y, f"{name}.{col}[{i}]")
     assert not diffs, "\n".join(diffs[:20])
+
+
+def test_the_run_after_an_append_is_incremental(built: Built) -> None:
+    for backend in ("duckdb", "pyspark"):
+        run = built.outputs[backend]["run_append"]
+        assert run["prep"]["incremental"]["new_events"] > 0, backend
+        assert run["features"]["recomputed"] > 0, backend
 
 
 def test_pipeline_touches_every_table(stored: dict[str, dict[str, pd.DataFrame]]) -> None:

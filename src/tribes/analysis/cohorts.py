@@ -377,7 +377,7 @@ def refresh_after_prep(engine: Engine, *, consent_mode: str = "opt-out"
     consents = f"{int(mark['n'])}|{mark['last']}"
     inc = ((prep or {}).get("report") or {}).get("incremental")
     rep = (done or {}).get("report") or {}
-    same = (inc and rep.get("prep") == inc.get("after") and rep.get("consents") == consents
+    same = (inc and rep.get("prep_run") == inc.get("after") and rep.get("consents_mark") == consents
             and rep.get("consent_mode") == consent_mode)
     touched = engine.table("prep_touched") if same else None
     out = refresh_cohorts(engine, consent_mode=consent_mode, touched=touched)
@@ -386,7 +386,7 @@ def refresh_after_prep(engine: Engine, *, consent_mode: str = "opt-out"
             record_run(engine, run_id=new_run_id(COHORTS_STAGE, started),
                        stage=COHORTS_STAGE, started_at=started,
                        fingerprint=events_fingerprint(engine), params={},
-                       report={"prep": prep["run_id"], "consents": consents,
+                       report={"prep_run": prep["run_id"], "consents_mark": consents,
                                "consent_mode": consent_mode,
                                "how": "incremental" if same else "full"})
     return out

@@ -74,11 +74,14 @@ def customer_weeks(engine: Engine, keys: ir.Table | None = None) -> ir.Table:
         ev = ibis.union(recent, whole.select(*cols, "customer_key"))
     ev = ev.mutate(week=ev.ts.truncate("W"))
     purchase = ev.event_type == "purchase"
-    return ev.group_by(["customer_key", "week"]).aggregate(
+    per = ev.group_by(["customer_key", "week"]).aggregate(
         bought=purchase.any(),
         revenue=ev.amount.sum(where=purchase),
         orders=ev.order_id.fill_null(ev.event_id).collect(where=purchase, distinct=True)
-        .sort()).cast(CUSTOMER_WEEKS)
+        .sort())
+    # no purchase: null on every engine (some collect an empty list)
+    return per.mutate(orders=ibis.ifelse(per.bought, per.orders,
+                                         ibis.null("array<string>"))).cast(CUSTOMER_WEEKS)
 
 
 def _stored_weeks(engine: Engine) -> ir.Table:
@@ -92,7 +95,7 @@ def _stored_weeks(engine: Engine) -> ir.Table:
     if engine.read_only or prep is None:
         return customer_weeks(engine)
     done = last_run(engine, WEEKS_STAGE)
-    of = (done or {}).get("report", {}).get("prep")
+    of = (done or {}).get("report", {}).get("prep_run")
     if of == prep["run_id"]:
         return engine.table(WEEKS_TABLE)
     inc = (prep.get("report") or {}).get("incremental")
@@ -117,7 +120,7 @@ def _stored_weeks(engine: Engine) -> ir.Table:
             how = "full"
         record_run(engine, run_id=new_run_id(WEEKS_STAGE, started), stage=WEEKS_STAGE,
                    started_at=started, fingerprint=events_fingerprint(engine), params={},
-                   report={"prep": prep["run_id"], "how": how})
+                   report={"prep_run": prep["run_id"], "how": how})
     for name in ("_spc_fresh", "_spc_drop"):
         engine.drop_temp(name)
     return engine.table(WEEKS_TABLE)
