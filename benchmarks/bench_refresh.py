@@ -192,6 +192,14 @@ def main() -> None:
     print(f"segment versions          : {before} before, {after} after the refresh "
           "(target: no new version for a routine append)")
     print(f"what the run did          : {run_out.get('outcome', '-')}")
+    inc = (run_out.get("prep") or {}).get("incremental")
+    feats_done = (run_out.get("features") or {}).get("recomputed")
+    print("prep                      : " + (
+        f"incremental, {inc['touched_customers']:,} customers touched "
+        f"({inc['rekeyed_customers']:,} whose ids changed), {inc['restitched_ids']:,} ids "
+        "stitched again" if inc else "full"))
+    print("features                  : " + (
+        f"{feats_done:,} customers recomputed" if feats_done is not None else "full"))
     for stage, what in run_out["stages"].items():
         print(f"  run: {stage:<22}: {what}")
     print_steps([("run", run.seconds, run_out)])
