@@ -270,9 +270,8 @@ def evaluate(engine: Engine, rule: str, *, consent_mode: str = "opt-out",
     """Parse ``rule`` and build the query of its members: ``(node, members, as_of)``
     (``only``: of these customers, a table of customer_key)."""
     node = _parse(engine, rule)
-    ev = journey_events(engine, ["event_type", *event_columns(node)], None, consent_mode)
-    if only is not None:
-        ev = ev.semi_join(only, "customer_key")
+    ev = journey_events(engine, ["event_type", *event_columns(node)], None, consent_mode,
+                        only=only)
     as_of = engine.scalar(engine.table("events").ts.max())
     if as_of is None:
         raise InputError("no events yet; ingest some before defining cohorts",

@@ -20,11 +20,18 @@ LEVELS = ("event_type", "category")
 
 
 def journey_events(engine: Engine, columns: list[str], segment: int | None = None,
-                   consent_mode: str = "opt-out", *, cohort: str | None = None) -> ir.Table:
+                   consent_mode: str = "opt-out", *, cohort: str | None = None,
+                   only: ir.Table | None = None) -> ir.Table:
     """Keyed events with ``columns`` of customers that may be analyzed, optionally only
-    of one segment of the active version and/or the members of a stored cohort."""
-    ev = keyed_events(engine.table("events"), engine.table("identities"),
-                      ["ts", "event_id", *columns])
+    of one segment of the active version, the members of a stored cohort and/or the
+    customers of ``only`` (a table of customer_key)."""
+    ids = engine.table("identities")
+    if only is not None:
+        # the look-up of the few customers' ids only: the events of others find no key
+        ids = ids.semi_join(only, "customer_key")
+    ev = keyed_events(engine.table("events"), ids, ["ts", "event_id", *columns])
+    if only is not None:
+        ev = ev.semi_join(only, "customer_key")
     ev = consent_filter(ev, "customer_key", keyed_consents(engine),
                         "opt-in" if consent_mode == "opt-in" else "opt-out")
     if segment is not None:
