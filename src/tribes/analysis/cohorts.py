@@ -265,11 +265,17 @@ def depends_on(rule: str) -> set[str]:
     return set(re.findall(r"\bin cohort (\S+)", rule))
 
 
-def evaluate(engine: Engine, rule: str, *, consent_mode: str = "opt-out",
-             only: ir.Table | None = None) -> tuple[Any, ir.Table, Any]:
-    """Parse ``rule`` and build the query of its members: ``(node, members, as_of)``
-    (``only``: of these customers, a table of customer_key)."""
+def evaluate(engine: Engine, rule: str, *,
+             consent_mode: str = "opt-out") -> tuple[Any, ir.Table, Any]:
+    """Parse ``rule`` and build the query of its members: ``(node, members, as_of)``."""
     node = _parse(engine, rule)
+    return (node, *_members(engine, node, consent_mode=consent_mode))
+
+
+def _members(engine: Engine, node: Any, *, consent_mode: str,
+             only: ir.Table | None = None) -> tuple[ir.Table, Any]:
+    """The query of a parsed rule's members and its as_of (``only``: of these customers,
+    a table of customer_key)."""
     ev = journey_events(engine, ["event_type", *event_columns(node)], None, consent_mode,
                         only=only)
     as_of = engine.scalar(engine.table("events").ts.max())
@@ -280,7 +286,7 @@ def evaluate(engine: Engine, rule: str, *, consent_mode: str = "opt-out",
                            customers=engine.table("customers"),
                            member_keys=_member_keys(engine))
     # computed now: a rule may read stored memberships that saving then replaces
-    return node, members, as_of
+    return members, as_of
 
 
 def define_cohort(engine: Engine, name: str, rule: str, *, description: str = "",
@@ -339,16 +345,16 @@ def refresh_cohorts(engine: Engine, names: list[str] | None = None, *,
         visit(c, ())
     out = []
     for c in order:
-        if touched is not None and own_events_only(_parse(engine, c["rule"])):
-            _, fresh, as_of = evaluate(engine, c["rule"], consent_mode=consent_mode,
-                                       only=touched)
+        node = _parse(engine, c["rule"])
+        if touched is not None and own_events_only(node):
+            fresh, as_of = _members(engine, node, consent_mode=consent_mode, only=touched)
             kept = cohort_members(engine, c["name"])
             kept = kept.anti_join(touched, kept.c_key == touched.customer_key)
             members = engine.create_temp("_coh_members", ibis.union(
                 kept.select(customer_key="c_key"), fresh.select("customer_key"),
                 distinct=True))
         else:
-            _, members, as_of = evaluate(engine, c["rule"], consent_mode=consent_mode)
+            members, as_of = _members(engine, node, consent_mode=consent_mode)
         out.append(save_cohort(engine, name=c["name"], rule=c["rule"],
                                description=c["description"] or "", as_of=as_of,
                                members=members, created_at=c["created_at"]))
@@ -365,7 +371,7 @@ def refresh_after_prep(engine: Engine, *, consent_mode: str = "opt-out"
     last refresh here is an append that prep handled incrementally (and the consents are
     the same), the cohorts that allow it are evaluated for the touched customers alone
     (:func:`refresh_cohorts`)."""
-    from tribes.prep import last_prep
+    from tribes.prep import last_prep, touched_after
     from tribes.store import events_fingerprint, last_run, new_run_id, record_run
 
     started = datetime.now(UTC)
@@ -374,11 +380,10 @@ def refresh_after_prep(engine: Engine, *, consent_mode: str = "opt-out"
     c = engine.table("consents")
     mark = engine.execute(c.aggregate(n=c.count(), last=c.ingested_at.max())).iloc[0]
     consents = f"{int(mark['n'])}|{mark['last']}"
-    inc = ((prep or {}).get("report") or {}).get("incremental")
     rep = (done or {}).get("report") or {}
-    same = (inc and rep.get("prep_run") == inc.get("after") and rep.get("consents_mark") == consents
-            and rep.get("consent_mode") == consent_mode)
-    touched = engine.table("prep_touched") if same else None
+    touched = None
+    if rep.get("consents_mark") == consents and rep.get("consent_mode") == consent_mode:
+        touched = touched_after(engine, prep, rep.get("prep_run"))
     out = refresh_cohorts(engine, consent_mode=consent_mode, touched=touched)
     if prep is not None:
         with engine.transaction():
@@ -387,7 +392,7 @@ def refresh_after_prep(engine: Engine, *, consent_mode: str = "opt-out"
                        fingerprint=events_fingerprint(engine), params={},
                        report={"prep_run": prep["run_id"], "consents_mark": consents,
                                "consent_mode": consent_mode,
-                               "how": "incremental" if same else "full"})
+                               "how": "full" if touched is None else "incremental"})
     return out
 
 

@@ -30,7 +30,7 @@ from tribes.features.definitions import (
     composite_features,
     engagement_weights,
 )
-from tribes.prep import last_prep, prep_params, run_prep
+from tribes.prep import last_prep, prep_params, run_prep, touched_after
 from tribes.privacy import consent_filter
 from tribes.settings import RunSettings
 from tribes.store import (
@@ -175,10 +175,9 @@ def run_features(ctx: RunContext, *, progress: Callable[[str], None] | None = No
         with engine.transaction():
             say("storing")
             if touched is not None:
-                keys = engine.table("prep_touched")
                 stored_state = engine.table(STATE_TABLE)
                 engine.delete_where(STATE_TABLE,
-                                    stored_state.customer_key.isin(keys.customer_key))
+                                    stored_state.customer_key.isin(touched.customer_key))
                 engine.insert(STATE_TABLE, engine.table("_ft_fresh").select(
                     *stored_state.columns))
             elif not cut:
@@ -227,15 +226,12 @@ def _touched_since(engine: Engine, prep: dict[str, Any] | None,
     (``prep_touched``), or None when every customer is: the stored state must reflect
     the prep just before the last one, which was an append (prep.incremental), with the
     same share columns, and this run is not a past snapshot."""
-    if cut or prep is None or last is None or not engine.has_table(STATE_TABLE):
+    if cut or last is None or not engine.has_table(STATE_TABLE):
         return None
-    inc = (prep.get("report") or {}).get("incremental")
     rep = last.get("report") or {}
-    if not inc or rep.get("state_of") is None or inc.get("after") != rep["state_of"]:
-        return None
     if rep.get("mixes") != [_mix_dict(m) for m in mixes]:
         return None
-    return engine.table("prep_touched")
+    return touched_after(engine, prep, rep.get("state_of"))
 
 
 def _fit(engine: Engine, scored: ir.Table, features: list[str], sample_size: int) -> Composite:

@@ -88,7 +88,7 @@ def _stored_weeks(engine: Engine) -> ir.Table:
     """:func:`customer_weeks` of every customer, kept up to date in ``customer_weeks``
     (rebuilt after a full prep, the touched customers' weeks redone after an append),
     or computed afresh when the workspace is open for reading only."""
-    from tribes.prep import last_prep
+    from tribes.prep import last_prep, touched_after
     from tribes.store import events_fingerprint, last_run, new_run_id, record_run
 
     prep = last_prep(engine)
@@ -98,11 +98,10 @@ def _stored_weeks(engine: Engine) -> ir.Table:
     of = (done or {}).get("report", {}).get("prep_run")
     if of == prep["run_id"]:
         return engine.table(WEEKS_TABLE)
-    inc = (prep.get("report") or {}).get("incremental")
+    touched = touched_after(engine, prep, of)
     started = datetime.now(UTC)
     with engine.transaction():
-        if inc and of is not None and inc.get("after") == of:
-            touched = engine.table("prep_touched")
+        if touched is not None:
             stored = engine.table(WEEKS_TABLE)
             t = touched.select(t_key="customer_key", t_since="since")
             # (an equi-join, then the test: with the test in the join condition, the

@@ -1,5 +1,6 @@
 """Preparation: categorical standardization, missing values, identity stitching, sessions."""
 
+from tribes.prep.incremental import touched_after
 from tribes.prep.prep_stage import PrepReport, last_prep, prep_params, run_prep
 from tribes.prep.sessions import mark_session_starts, number_sessions, parts, sessionize
 
@@ -12,4 +13,5 @@ __all__ = [
     "prep_params",
     "run_prep",
     "sessionize",
+    "touched_after",
 ]

@@ -104,6 +104,18 @@ def appended_events(engine: Engine, run: dict[str, Any] | None) -> ir.Table | No
     return new
 
 
+def touched_after(engine: Engine, prep: dict[str, Any] | None, of: str | None
+                  ) -> ir.Table | None:
+    """The customers an append touched, for a table derived from prep's output that
+    reflects the prep run ``of``: ``prep_touched`` when the last prep (``prep``) was an
+    incremental one right after ``of``, so that redoing those customers' rows brings the
+    table up to date; None when it must be rebuilt."""
+    inc = ((prep or {}).get("report") or {}).get("incremental")
+    if not inc or of is None or inc.get("after") != of:
+        return None
+    return engine.table("prep_touched")
+
+
 def _same_tuple(a: ir.Table, b: ir.Table) -> list[ir.BooleanValue]:
     return [a[c].identical_to(b[c]) for c in ID_COLUMNS]
 
