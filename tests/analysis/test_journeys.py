@@ -191,6 +191,18 @@ def test_retention_shows_periods_nobody_returned_in_as_zero(tmp_path, cli) -> No
     assert "not shown" not in r.out and "50%" in r.out
 
 
+def _reference_paths(data: FeatureData) -> list[list[str]]:
+    """Every session's path from the pandas sessions: its event types in the order of
+    (ts, event_id), repeats collapsed."""
+    e = sessionize_reference(keyed(data), timedelta(minutes=30)).sort_values(
+        ["customer_key", "session_seq", "ts", "event_id"])
+    paths = []
+    for _, g in e.groupby(["customer_key", "session_seq"]):
+        s = list(g.event_type)
+        paths.append([x for i, x in enumerate(s) if i == 0 or s[i - 1] != x])
+    return paths
+
+
 def test_paths_and_sankey(feature_data: FeatureData, cli, tmp_path) -> None:
     from tribes.analysis.paths import (
         following,
@@ -202,12 +214,7 @@ def test_paths_and_sankey(feature_data: FeatureData, cli, tmp_path) -> None:
 
     with open_engine(feature_data.ws) as engine:
         ps = session_paths(engine)
-    e = sessionize_reference(keyed(feature_data), timedelta(minutes=30)).sort_values(
-        ["customer_key", "session_seq", "ts", "event_id"])  # a path's order: ts, event_id
-    want = []
-    for _, g in e.groupby(["customer_key", "session_seq"]):
-        s = list(g.event_type)
-        want.append([x for i, x in enumerate(s) if i == 0 or s[i - 1] != x])
+    want = _reference_paths(feature_data)
     assert sorted(map(tuple, ps)) == sorted(map(tuple, want))
     best = top_paths(ps, top=5, max_length=3)
     assert best[0]["sessions"] >= best[-1]["sessions"] and sum(
@@ -241,12 +248,7 @@ def test_path_heads_count_the_reference_paths(feature_data: FeatureData, length:
 
     with open_engine(feature_data.ws) as engine:
         heads = path_heads(engine, length=length)
-    e = sessionize_reference(keyed(feature_data), timedelta(minutes=30)).sort_values(
-        ["customer_key", "session_seq", "ts", "event_id"])  # a path's order: ts, event_id
-    paths = []
-    for _, g in e.groupby(["customer_key", "session_seq"]):
-        s = list(g.event_type)
-        paths.append([x for i, x in enumerate(s) if i == 0 or s[i - 1] != x])
+    paths = _reference_paths(feature_data)
     assert heads == Counter(tuple(p[:length]) for p in paths)
     assert sum(heads.values()) == len(paths)
     # the Sankey from the counted heads is the Sankey of the paths

@@ -119,6 +119,16 @@ def _features(engine: Engine) -> dict[str, pd.DataFrame]:
     return out
 
 
+def _derived(engine: Engine, how: str) -> dict[str, pd.DataFrame]:
+    """Bring the weekly table and the cohorts up to date (each the way ``how`` says: full
+    or incremental) and read every table prep, features, monitoring and cohorts keep."""
+    weeks_how, weeks = _weeks(engine)
+    cohorts_how, cohorts = _cohorts(engine)
+    assert (weeks_how, cohorts_how) == (how, how)
+    return {**_tables(engine), **_features(engine), WEEKS_TABLE: weeks,
+            "cohort_members": cohorts}
+
+
 def _check_appends(ws: Workspace, seed: int) -> list[dict[str, int]]:
     rng = random.Random(seed)
     pools = {"c": 5, "a": 12, "d": 5}
@@ -154,21 +164,11 @@ def _check_appends(ws: Workspace, seed: int) -> list[dict[str, int]]:
             assert rep.incremental is not None, "an append alone runs prep incrementally"
             feats = run_features(ctx)
             assert feats.recomputed is not None, "features after an append recompute some"
-            how, weeks = _weeks(engine)
-            assert how == "incremental"
-            how, cohorts = _cohorts(engine)
-            assert how == "incremental"
-            got = {**_tables(engine), **_features(engine), WEEKS_TABLE: weeks,
-                   "cohort_members": cohorts}
+            got = _derived(engine, "incremental")
             full = run_prep(ctx, full=True)
             assert full.incremental is None
             assert run_features(ctx).recomputed is None
-            how, weeks = _weeks(engine)
-            assert how == "full"
-            how, cohorts = _cohorts(engine)
-            assert how == "full"
-            want = {**_tables(engine), **_features(engine), WEEKS_TABLE: weeks,
-                    "cohort_members": cohorts}
+            want = _derived(engine, "full")
             for name in want:
                 # sums over a customer's rows in another order may differ in the last bit
                 pd.testing.assert_frame_equal(got[name], want[name], check_exact=False,
