@@ -376,10 +376,14 @@ def test_revoked_and_expired_keys_stop_working(client: TestClient, service_ws: B
     assert client.get("/v1/segments", headers=auth(text)).status_code == 200
     revoke_key(service_ws.path, "temp")
     _error(client.get("/v1/segments", headers=auth(text)), 401, "E_AUTH")
-    soon = datetime.now(UTC) + timedelta(seconds=1)
-    text2, _ = create_key(service_ws.path, name="brief", role="viewer", expires_at=soon)
+    soon = datetime.now(UTC) + timedelta(seconds=5)
+    text2, rec = create_key(service_ws.path, name="brief", role="viewer", expires_at=soon)
+    # stored to the second, rounded up: the key never expires before the time asked for
+    assert datetime.fromisoformat(rec.expires_at) >= soon
+    assert datetime.fromisoformat(rec.expires_at) - soon < timedelta(seconds=1)
     assert client.get("/v1/segments", headers=auth(text2)).status_code == 200
-    time.sleep(1.2)
+    time.sleep(max(0.0, (datetime.fromisoformat(rec.expires_at) - datetime.now(UTC))
+                   .total_seconds()) + 0.2)
     _error(client.get("/v1/segments", headers=auth(text2)), 401, "E_AUTH")
 
 

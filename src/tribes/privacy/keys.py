@@ -20,7 +20,7 @@ import os
 import re
 import secrets
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +96,13 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode("ascii")).hexdigest()
 
 
+def _to_second_up(when: datetime) -> str:
+    """The expiry stored to the second, never earlier than the time asked for."""
+    if when.microsecond:
+        when = when.replace(microsecond=0) + timedelta(seconds=1)
+    return when.isoformat(timespec="seconds")
+
+
 def create_key(workspace: Path, *, name: str, role: str,
                expires_at: datetime | None = None) -> tuple[str, ApiKey]:
     """A new key; returns the full key text (shown once, never stored) and its record."""
@@ -112,7 +119,7 @@ def create_key(workspace: Path, *, name: str, role: str,
     secret = secrets.token_urlsafe(32)
     rec = ApiKey(key_id=key_id, name=name, role=role,
                  created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-                 expires_at=expires_at.isoformat(timespec="seconds") if expires_at else None,
+                 expires_at=_to_second_up(expires_at) if expires_at else None,
                  revoked_at=None, secret_sha256=_digest(secret))
     with locked(workspace / (KEYS_FILE + ".lock")):
         keys = load_keys(workspace)
