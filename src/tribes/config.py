@@ -163,6 +163,8 @@ class FeaturesConfig(_Section):
     composite: list[str] | None = None
     sample_size: int = Field(200_000, ge=100, description="customers the PCA is fitted on")
     mix_values: int = Field(8, ge=1, description="channel/device values with a share column")
+    snapshots: bool = Field(True, description="keep a dated snapshot at every run that "
+                            "reaches the newest event (only the customers that changed)")
 
     @field_validator("engagement_weights")
     @classmethod

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tribes.features import HISTORY_TABLE
 from tribes.store.db import open_engine
 from tribes.store.tables import SCHEMAS
 from tribes.workspace import open_workspace
@@ -33,11 +34,13 @@ LINEAGE = {"batch_id", "ingested_at", "quarantined_at", "started_at", "finished_
 JSON_COLUMNS = {"report", "metrics", "snapshot", "segments", "profile", "params", "reasons",
                 "mapping", "missing", "definition", "model"}
 REL = 1e-9
+# every workspace table, and the dated snapshots' customer rows (made on the first one)
+COMPARED = [*sorted(SCHEMAS), HISTORY_TABLE]
 
 
 def _tables(ws: Path, backend: str) -> dict[str, pd.DataFrame]:
     with open_engine(open_workspace(ws, backend=backend)) as engine:
-        return {name: engine.execute(engine.table(name)) for name in SCHEMAS}
+        return {name: engine.execute(engine.table(name)) for name in COMPARED}
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +96,7 @@ def _sort_key(df: pd.DataFrame) -> pd.DataFrame:
     return df.loc[key.sort_values(list(key.columns)).index].reset_index(drop=True)
 
 
-@pytest.mark.parametrize("name", sorted(SCHEMAS))
+@pytest.mark.parametrize("name", COMPARED)
 def test_table_is_equal(stored: dict[str, dict[str, pd.DataFrame]], name: str) -> None:
     a, b = stored["duckdb"][name], stored["pyspark"][name]
     assert list(a.columns) == list(b.columns)

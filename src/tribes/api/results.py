@@ -199,6 +199,51 @@ class RetentionResult(FrameResult):
         return fig
 
 
+@dataclass
+class MigrationResult(FrameResult):
+    """Customers moving between two dates: one row per (from, to) label with its
+    customers; ``matrix()`` pivots it, ``customers()`` names the customers of a cell."""
+
+    members: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
+
+    def matrix(self) -> pd.DataFrame:
+        """Counts as a table: a row per label on the first date, a column per label on
+        the second."""
+        if self.frame.empty:
+            return pd.DataFrame()
+        m = self.frame.pivot(index="from", columns="to", values="customers")
+        return m.fillna(0).astype("int64")
+
+    def customers(self, start: str | None = None, end: str | None = None) -> pd.DataFrame:
+        """``customer_key``, ``from``, ``to`` of the customers with label ``start`` on the
+        first date and ``end`` on the second (either may be left out)."""
+        labels = set(self.frame["from"]) | set(self.frame["to"])
+        for given in (start, end):
+            if given is not None and given not in labels:
+                raise InputError(f"no label '{given}' on either date; the labels are: "
+                                 + ", ".join(sorted(labels)), code="E_USAGE")
+        m = self.members
+        keep = pd.Series(True, index=m.index)
+        if start is not None:
+            keep &= m["from"] == start
+        if end is not None:
+            keep &= m["to"] == end
+        return m[keep].reset_index(drop=True)
+
+    def figure(self) -> Any:
+        """A Plotly heat map of the counts."""
+        import plotly.graph_objects as go
+
+        m = self.matrix()
+        fig = go.Figure(go.Heatmap(z=m.to_numpy(), x=list(m.columns), y=list(m.index),
+                                   colorscale="Blues", text=m.to_numpy(),
+                                   texttemplate="%{text}"))
+        fig.update_layout(title=self.title, xaxis_title=f"on {self.summary['to']['date']}",
+                          yaxis_title=f"on {self.summary['from']['date']}",
+                          yaxis_autorange="reversed")
+        return fig
+
+
 def _summary_html(summary: Mapping[str, Any]) -> str:
     rows = "".join(f"<tr><th style='text-align:left'>{html.escape(str(k))}</th>"
                    f"<td>{html.escape(_short(v))}</td></tr>"

@@ -6,16 +6,25 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from tribes.analysis import funnel, retention, retention_by, split_steps
-from tribes.api.results import FunnelResult, Result, RetentionResult, Table
+from tribes.api.results import FunnelResult, MigrationResult, Result, RetentionResult, Table
 from tribes.config import parse_duration
-from tribes.features import FEATURES_TABLE, parse_as_of, run_features
+from tribes.errors import InputError
+from tribes.features import (
+    FEATURES_TABLE,
+    HISTORY_TABLE,
+    features_on,
+    list_snapshots,
+    parse_as_of,
+    parse_day,
+    run_features,
+)
 from tribes.ingest import IngestOptions
 from tribes.models import build_personas
 from tribes.ops import ingest_checked
@@ -141,6 +150,55 @@ class Workspace:
             report = run_features(run, progress=progress)
         return Result(report.as_dict(), table=Table(self._ws, FEATURES_TABLE), title="Features",
                       report=report)
+
+    def snapshots(self) -> Result:
+        """The dated feature snapshots kept so far (``tribes features history``):
+        ``summary["snapshots"]`` lists them, oldest first."""
+        with open_engine(self._ws, read_only=True) as engine:
+            snaps = list_snapshots(engine) if engine.has_table(HISTORY_TABLE) else []
+        return Result({"snapshots": [{**s, "as_of": s["as_of"].isoformat(),
+                                      "created_at": s["created_at"].isoformat()}
+                                     for s in snaps]}, title="Feature snapshots")
+
+    def migration(self, start: str | date, end: str | date, *, by: str = "rfm",
+                  version: int | None = None,
+                  progress: Progress | None = None) -> MigrationResult:
+        """How customers moved between two dates (``tribes features migration``): by RFM
+        label (``by="rfm"``) or by the segment a stored version gives them on each date
+        (``by="segment"``, default version: the active one).
+
+        A date stands for the newest feature snapshot taken that day, or, without one,
+        the features computed from the events up to its end. ``.to_pandas()`` gives one
+        row per (from, to) with its customers, ``.matrix()`` the table,
+        ``.customers("At risk", "Champions")`` who they are.
+        """
+        from tribes.models import migration
+
+        say = progress or (lambda step: None)
+        cfg = self._ws.config.features
+        settings = self.settings()
+        days = [parse_day(start), parse_day(end)]
+        if days[0] > days[1]:
+            raise InputError(f"the first date ({days[0]}) is after the second ({days[1]})",
+                             code="E_DATE")
+        with open_engine(self._ws, read_only=True) as engine:
+            if not engine.has_table(FEATURES_TABLE):
+                raise InputError("no customer features yet; build them with: tribes run",
+                                 code="E_NO_FEATURES")
+            dated = []
+            for day in days:
+                say(f"features on {day}")
+                dated.append(features_on(engine, day, consent_mode=settings.consent_mode,
+                                         weights=cfg.engagement_weights,
+                                         composite=cfg.composite,
+                                         sample_size=cfg.sample_size))
+            say("counting the moves")
+            m = migration(engine, dated[0], dated[1], by=by, version=version)
+            members = engine.execute(m.pairs)
+        title = (f"{'RFM' if by == 'rfm' else f'Segment (version {m.version})'} migration "
+                 f"from {days[0]} to {days[1]}")
+        return MigrationResult(m.as_dict(), title=title, report=m, frame=m.cells,
+                               members=members)
 
     def run(self, *, session_timeout: str | None = None, as_of: str | datetime | None = None,
             resegment: bool | None = None, monitor: bool = True, force: bool = False,

@@ -66,6 +66,17 @@ class Composite:
             "notes": self.notes,
         }
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Composite:
+        """The index :meth:`as_dict` wrote."""
+        names = tuple(d["features"])
+        return cls(features=names, means=tuple(float(d["means"][n]) for n in names),
+                   scales=tuple(float(d["scales"][n]) for n in names),
+                   loadings=tuple(float(d["loadings"][n]) for n in names),
+                   explained_variance_ratio=float(d["explained_variance_ratio"]),
+                   n_fit=int(d["n_fit"]), oriented_by=str(d.get("oriented_by", "")),
+                   notes=list(d.get("notes", [])))
+
 
 def fit_composite(df: pd.DataFrame, features: list[str]) -> Composite:
     """Fit the first principal component of ``features`` (z-scored, population std).

@@ -30,6 +30,7 @@ from tribes.features.definitions import (
     composite_features,
     engagement_weights,
 )
+from tribes.features.history import record_snapshot
 from tribes.prep import last_prep, prep_params, run_prep, touched_after
 from tribes.privacy import consent_filter
 from tribes.settings import RunSettings
@@ -74,6 +75,7 @@ class FeaturesReport:
     state_of: str | None = None
     mixes: list[dict[str, Any]] | None = None
     recomputed: int | None = None  # customers recomputed by an incremental run
+    snapshot: dict[str, Any] | None = None  # the dated snapshot kept (features.history)
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "as_of": self.as_of.isoformat()}
@@ -184,6 +186,12 @@ def run_features(ctx: RunContext, *, progress: Callable[[str], None] | None = No
                 engine.replace_table(STATE_TABLE, state)
             stored = engine.replace_table(FEATURES_TABLE, final)
             known = int(engine.scalar(stored.known.cast("int64").sum()))
+            snapshot = None
+            if not cut and cfg.snapshots:
+                say("keeping the dated snapshot")
+                snapshot = record_snapshot(
+                    engine, engine.table(STATE_TABLE), as_of=as_of, run_id=run_id,
+                    composite=composite.as_dict(), weights=cfg.engagement_weights).as_dict()
             report = FeaturesReport(
                 run_id=run_id, as_of=as_of, session_timeout=settings.timeout_text, customers=n,
                 known_customers=known, excluded_by_consent=n_all - n,
@@ -194,6 +202,7 @@ def run_features(ctx: RunContext, *, progress: Callable[[str], None] | None = No
                 mixes=None if cut else [_mix_dict(m) for m in mixes],
                 recomputed=(None if touched is None
                             else int(engine.scalar(engine.table("_ft_fresh").count()))),
+                snapshot=snapshot,
             )
             record_run(engine, run_id=run_id, stage=STAGE, started_at=started,
                        fingerprint=fingerprint,

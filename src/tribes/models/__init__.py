@@ -34,6 +34,7 @@ if TYPE_CHECKING:
         Segmenter,
         stored_segments,
     )
+    from tribes.models.movement import Migration, migration
     from tribes.models.segmentation import (
         Prepared,
         SegmentReport,
@@ -57,6 +58,8 @@ _LAZY = {
     "MembershipRefresh": "tribes.models.membership",
     "apply_version": "tribes.models.membership",
     "refresh_memberships": "tribes.models.membership",
+    "Migration": "tribes.models.movement",
+    "migration": "tribes.models.movement",
     "AgglomerativeSegmenter": "tribes.models.methods",
     "DBSCANSegmenter": "tribes.models.methods",
     "DENSITY": "tribes.models.methods",
@@ -90,6 +93,7 @@ __all__ = [
     "HDBSCANSegmenter",
     "KMeansSegmenter",
     "MembershipRefresh",
+    "Migration",
     "Prepared",
     "SegmentReport",
     "Segmenter",
@@ -100,6 +104,7 @@ __all__ = [
     "fit_clv",
     "fit_method",
     "last_fit",
+    "migration",
     "models_of",
     "personas_built_at",
     "prepare",

@@ -29,10 +29,11 @@ import ibis.expr.types as ir
 from tribes.config import format_duration
 from tribes.engine import Engine
 from tribes.errors import DependencyError, InputError, TribesError
-from tribes.features import FEATURES_TABLE, STATE_TABLE
+from tribes.features import FEATURES_TABLE, HISTORY_TABLE, STATE_TABLE
 from tribes.privacy import PSEUDONYM_LENGTH, pseudonym
 from tribes.realtime import RedisState, connect_redis, redis_url
 from tribes.store import (
+    ANON_PREFIX,
     IN_WORKSPACE,
     SCHEMAS,
     SNAPSHOT_PREFIX,
@@ -101,7 +102,12 @@ def _person_filter(t: ir.Table, table: str, key: str | None,
             preds.append(t[col].isin(pids))
     if table == "identities":
         preds.append(t.id.isin(pids))
-    if "customer_key" in t.columns and key is not None:
+    if table == HISTORY_TABLE:
+        # past snapshots may hold the person under a key they had before an identity
+        # merge: a key is one of the person's ids (anonymous ones prefixed)
+        keys = {*([key] if key else []), *pids, *(ANON_PREFIX + p for p in pids)}
+        preds.append(t.customer_key.isin(sorted(keys)))
+    elif "customer_key" in t.columns and key is not None:
         preds.append(t.customer_key == key)
     if table == "quarantine":
         # the quarantined row is kept as JSON text with pseudonymized ids, twice: as read
@@ -127,7 +133,8 @@ def forget(ws: Workspace, engine: Engine, ident: str, *, reason: str = "") -> Er
         owed = owed_removals(engine, key)  # targets holding them remove them next sync
         stored = set(engine.list_tables())
         snapshots = {t for t in stored if t.startswith(SNAPSHOT_PREFIX)}
-        for table in sorted(((set(SCHEMAS) | {FEATURES_TABLE, STATE_TABLE}) & stored
+        for table in sorted(((set(SCHEMAS) | {FEATURES_TABLE, STATE_TABLE, HISTORY_TABLE})
+                             & stored
                              | snapshots)
                             - {"tombstones"}):
             t = engine.table(table)

@@ -263,6 +263,12 @@ ACTIVATION_REMOVALS = ibis.schema({
 # the audit log's anchor: a recent record's number and hash (privacy.audit_log.Anchor), one row
 AUDIT_ANCHOR = ibis.schema({"seq": "int64", "hash": "string", "mac": "string",
                             "anchored_at": TS})
+# dated feature snapshots (features.history): one row per snapshot; the customers' rows
+# are in state_history, made on the first snapshot from customer_state's columns
+FEATURE_SNAPSHOTS = ibis.schema({
+    "as_of": TS, "run_id": "string", "customers": "int64", "changed": "int64",
+    "gone": "int64", "composite": "string", "weights": "string", "created_at": TS,
+})
 SCHEMAS: dict[str, ibis.Schema] = {
     "events": EVENTS,
     "quarantine": QUARANTINE,
@@ -275,6 +281,7 @@ SCHEMAS: dict[str, ibis.Schema] = {
     "id_tuples": ID_TUPLES,
     "prep_touched": PREP_TOUCHED,
     "customer_weeks": CUSTOMER_WEEKS,
+    "feature_snapshots": FEATURE_SNAPSHOTS,
     "stage_runs": STAGE_RUNS,
     "segment_runs": SEGMENT_RUNS,
     "segment_assignments": SEGMENT_ASSIGNMENTS,
