@@ -122,6 +122,12 @@ def base_workspace(data: Path, ws: Path) -> Path:
         # from the first run on
         subprocess.run([*tribes_cmd(), "-w", str(base), "run"], check=True)
         weeks.touch()
+    snap = base / ".bench-refresh-snapshot"
+    if not snap.exists():
+        # dated feature snapshots: the first one holds every customer; a refresh then
+        # keeps only the customers that changed
+        subprocess.run([*tribes_cmd(), "-w", str(base), "features"], check=True)
+        snap.touch()
     return base
 
 

@@ -108,20 +108,30 @@ def record_snapshot(engine: Engine, state: ir.Table, *, as_of: datetime, run_id:
     prev = prev.filter(~prev.gone).drop("valid_from", "gone").view()
     # a row equal to the customer's last one is not kept again: null-safe equality of
     # every column, money to a millionth (a sum taken in another order may differ in its
-    # last bits, and the count of changed rows must not depend on that)
-    same = [cur.customer_key == prev.customer_key,
-            *[cur[c].identical_to(prev[c]) for c in HISTORY_COLUMNS
-              if c not in ("customer_key", "monetary")],
-            (cur.monetary.isnull() & prev.monetary.isnull())
-            | ((cur.monetary - prev.monetary).abs() < 1e-6).fill_null(False)]
-    changed = cur.anti_join(prev, same)
+    # last bits, and the count of changed rows must not depend on that). An equi-join on
+    # the key, then the test: inside the join condition it made the engine compare pairs
+    p = prev.rename({f"_p{c}": c for c in HISTORY_COLUMNS})
+    j = cur.left_join(p, cur.customer_key == p._pcustomer_key)
+    same = ibis.and_(
+        j._pcustomer_key.notnull(),
+        *[j[c].identical_to(j[f"_p{c}"]) for c in HISTORY_COLUMNS
+          if c not in ("customer_key", "monetary")],
+        (j.monetary.isnull() & j._pmonetary.isnull())
+        | ((j.monetary - j._pmonetary).abs() < 1e-6).fill_null(False),
+    )
+    changed = j.filter(~same).select(*HISTORY_COLUMNS)
     left = prev.anti_join(cur, "customer_key")
-    n_changed = int(engine.scalar(changed.count()))
-    n_gone = int(engine.scalar(left.count()))
-    engine.insert(HISTORY_TABLE, ibis.union(
+    delta = engine.create_temp("_fh_delta", ibis.union(
         changed.mutate(valid_from=_ts(as_of), gone=ibis.literal(False)),
         left.select(*HISTORY_COLUMNS).mutate(valid_from=_ts(as_of), gone=ibis.literal(True)),
     ))
+    try:
+        counts = engine.execute(delta.group_by("gone").aggregate(n=delta.count()))
+        engine.insert(HISTORY_TABLE, delta)
+    finally:
+        engine.drop_temp("_fh_delta")
+    by_gone = {bool(r.gone): int(r.n) for r in counts.itertuples()}
+    n_changed, n_gone = by_gone.get(False, 0), by_gone.get(True, 0)
     n_customers = int(engine.scalar(cur.count()))
     engine.insert(SNAPSHOTS_TABLE, ibis.memtable([{
         "as_of": as_of, "run_id": run_id, "customers": n_customers, "changed": n_changed,
