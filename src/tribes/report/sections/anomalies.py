@@ -34,8 +34,10 @@ def anomalies(ctx: ReportContext) -> str:
                               odd_rows.select("customer_key", *feats), distinct=True))
     df = df.sort_values("customer_key").reset_index(drop=True)
     z = fit_transform(df, feats, scaler="robust").apply(df)
-    # extreme values would squeeze everyone else into one dot: clip for the picture only
-    xy, how = embed_2d(np.clip(z, -10, 10))
+    # extreme values would squeeze everyone else into one dot: clip for the picture only.
+    # PCA, not t-SNE: a linear map keeps far customers far, which is what this picture
+    # is about (t-SNE keeps neighbourhoods and may draw an outlier next to the crowd)
+    xy, how = embed_2d(np.clip(z, -10, 10), method="pca")
     odd = df.customer_key.isin(flagged).to_numpy()
     fig = go.Figure([
         go.Scatter(x=xy[~odd, 0], y=xy[~odd, 1], mode="markers", name="typical",
