@@ -86,18 +86,21 @@ def customer_weeks(engine: Engine, keys: ir.Table | None = None) -> ir.Table:
 
 def _stored_weeks(engine: Engine) -> ir.Table:
     """:func:`customer_weeks` of every customer, kept up to date in ``customer_weeks``
-    (rebuilt after a full prep, the touched customers' weeks redone after an append),
-    or computed afresh when the workspace is open for reading only."""
+    (rebuilt after a full prep, the touched customers' weeks redone after an append).
+    A workspace open for reading only reads the stored table when it reflects the last
+    prep (the report, after ``tribes run``), and computes it afresh otherwise."""
     from tribes.prep import last_prep, touched_after
     from tribes.store import events_fingerprint, last_run, new_run_id, record_run
 
     prep = last_prep(engine)
-    if engine.read_only or prep is None:
+    if prep is None:
         return customer_weeks(engine)
     done = last_run(engine, WEEKS_STAGE)
     of = (done or {}).get("report", {}).get("prep_run")
     if of == prep["run_id"]:
         return engine.table(WEEKS_TABLE)
+    if engine.read_only:
+        return customer_weeks(engine)
     touched = touched_after(engine, prep, of)
     started = datetime.now(UTC)
     with engine.transaction():
