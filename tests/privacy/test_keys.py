@@ -22,7 +22,8 @@ def test_keys_cli_create_list_revoke(ws: Workspace, cli) -> None:
     key = body["key"]
     assert key.startswith("trb_") and body["role"] == "analyst" and body["status"] == "active"
     expires = datetime.fromisoformat(body["expires_at"])
-    assert timedelta(days=89) < expires - datetime.now(UTC) <= timedelta(days=90)
+    # stored to the second, rounded up (never before the time asked for)
+    assert timedelta(days=89) < expires - datetime.now(UTC) <= timedelta(days=90, seconds=1)
     stored = (ws.path / KEYS_FILE).read_text(encoding="utf-8")
     secret = key[len("trb_") + 12 + 1:]  # trb_<12-hex id>_<secret>; the secret may hold "_"
     assert secret not in stored and key not in stored  # only a hash is kept
