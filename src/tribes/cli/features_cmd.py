@@ -211,7 +211,7 @@ def migration_(
         rows.append((label, int(was["customers"].sum()), int(now["customers"].sum()), stayed,
                      int(now["customers"].sum()) - stayed, int(was["customers"].sum()) - stayed))
     out.table(f"Per {'RFM label' if by == 'rfm' else 'segment'}",
-              ["label", f["date"], t["date"], "stayed", "came in", "went out"], rows)
+              ["label", f["date"], t["date"], "stayed", "in", "out"], rows)
     moves = cells[cells["from"] != cells["to"]].sort_values("customers", ascending=False)
     size = cells.groupby("from")["customers"].sum()
     out.table("Largest moves", ["from", "to", "customers", "share of from"],
