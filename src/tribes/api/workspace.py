@@ -170,7 +170,7 @@ class Workspace:
         A date stands for the newest feature snapshot taken that day, or, without one,
         the features computed from the events up to its end. ``.to_pandas()`` gives one
         row per (from, to) with its customers, ``.matrix()`` the table,
-        ``.customers("At risk", "Champions")`` who they are.
+        ``.customers("At Risk", "Champions")`` who they are.
         """
         from tribes.models import migration
 

@@ -137,7 +137,7 @@ def migration_(
         "(default: the active one).", show_default=False)] = None,
     customers: Annotated[str | None, typer.Option(
         "--customers", help="Name the customers of one cell, 'FROM>TO' (either side may "
-        "be empty: 'At risk>' is everyone who was At risk); needs --out.",
+        "be empty: 'At Risk>' is everyone who was At Risk); needs --out.",
         show_default=False)] = None,
     out_path: Annotated[Path | None, typer.Option(
         "--out", help="Write the --customers list here (.csv or .parquet): customer_key, "
@@ -159,7 +159,7 @@ def migration_(
       tribes -w shop features migration --from 2026-06-01 --to 2026-07-01 --by segment
 
       tribes -w shop features migration --from 2026-06-01 --to 2026-07-01 \\
-        --customers "Champions>At risk" --out slipping.csv
+        --customers "Champions>At Risk" --out slipping.csv
     """
     out = Output(ctx, json_out)
     if (customers is None) != (out_path is None):
@@ -168,7 +168,7 @@ def migration_(
     cell: tuple[str | None, str | None] = (None, None)
     if customers is not None:
         if ">" not in customers:
-            raise InputError(f"write the cell as FROM>TO, e.g. 'Champions>At risk' (got "
+            raise InputError(f"write the cell as FROM>TO, e.g. 'Champions>At Risk' (got "
                              f"'{customers}')", code="E_USAGE")
         a, b = (p.strip() or None for p in customers.split(">", 1))
         cell = (a, b)
