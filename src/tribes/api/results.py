@@ -209,19 +209,12 @@ class MigrationResult(FrameResult):
     def matrix(self) -> pd.DataFrame:
         """Counts as a table: a row per label on the first date, a column per label on
         the second."""
-        if self.frame.empty:
-            return pd.DataFrame()
-        m = self.frame.pivot(index="from", columns="to", values="customers")
-        return m.fillna(0).astype("int64")
+        return self.report.matrix()
 
     def customers(self, start: str | None = None, end: str | None = None) -> pd.DataFrame:
         """``customer_key``, ``from``, ``to`` of the customers with label ``start`` on the
         first date and ``end`` on the second (either may be left out)."""
-        labels = set(self.frame["from"]) | set(self.frame["to"])
-        for given in (start, end):
-            if given is not None and given not in labels:
-                raise InputError(f"no label '{given}' on either date; the labels are: "
-                                 + ", ".join(sorted(labels)), code="E_USAGE")
+        self.report.check_labels(start, end)
         m = self.members
         keep = pd.Series(True, index=m.index)
         if start is not None:

@@ -195,6 +195,8 @@ class Workspace:
             say("counting the moves")
             m = migration(engine, dated[0], dated[1], by=by, version=version)
             members = engine.execute(m.pairs)
+            for prefix in ("_fh_", "_mv_"):  # the dates' features, the pairs
+                engine.drop_temps(prefix)
         title = (f"{'RFM' if by == 'rfm' else f'Segment (version {m.version})'} migration "
                  f"from {days[0]} to {days[1]}")
         return MigrationResult(m.as_dict(), title=title, report=m, frame=m.cells,

@@ -56,15 +56,19 @@ class Migration:
         m = self.cells.pivot(index="from", columns="to", values="customers")
         return m.fillna(0).astype("int64")
 
+    def check_labels(self, *given: str | None) -> None:
+        """Refuse a label (None: any) that no customer has on either date."""
+        labels = set(self.cells["from"]) | set(self.cells["to"])
+        for label in given:
+            if label is not None and label not in labels:
+                raise InputError(f"no label '{label}' on either date; the labels are: "
+                                 + ", ".join(sorted(labels)), code="E_USAGE")
+
     def customers(self, start: str | None = None, end: str | None = None) -> ir.Table:
         """The customers (``customer_key``, ``from``, ``to``) of one cell, a row
         (``start``), a column (``end``) or all; labels as :attr:`cells` writes them."""
+        self.check_labels(start, end)
         p = self.pairs
-        labels = set(self.cells["from"]) | set(self.cells["to"])
-        for given in (start, end):
-            if given is not None and given not in labels:
-                raise InputError(f"no label '{given}' on either date; the labels are: "
-                                 + ", ".join(sorted(labels)), code="E_USAGE")
         if start is not None:
             p = p.filter(p["from"] == start)
         if end is not None:
@@ -108,8 +112,10 @@ def migration(engine: Engine, start: DatedFeatures, end: DatedFeatures, *, by: s
     a = a.select(a_key="customer_key", a_label="label")
     b = b.select(b_key="customer_key", b_label="label")
     j = a.outer_join(b, a.a_key == b.b_key)
-    pairs = j.select(customer_key=j.a_key.fill_null(j.b_key),
-                     **{"from": j.a_label.fill_null(NOT_YET), "to": j.b_label.fill_null(NOT_YET)})
+    # kept: the counts and any list of customers read it, not the two dates' features again
+    pairs = engine.create_temp("_mv_pairs", j.select(
+        customer_key=j.a_key.fill_null(j.b_key),
+        **{"from": j.a_label.fill_null(NOT_YET), "to": j.b_label.fill_null(NOT_YET)}))
     cells = engine.execute(pairs.group_by(["from", "to"]).aggregate(customers=pairs.count())
                            .order_by(["from", "to"]))
     cells["customers"] = cells["customers"].astype("int64")
