@@ -13,6 +13,7 @@ import random
 from datetime import timedelta
 from pathlib import Path
 
+import duckdb
 import ibis
 import pandas as pd
 import pytest
@@ -200,3 +201,25 @@ def test_cli_history_and_migration_with_a_customer_list(cli, tmp_path: Path) -> 
     assert bad.code != 0 and "after the second" in bad.err
     assert cli(*w, "features", "migration", "--from", first, "--to", last,
                "--by", "segment").code != 0  # no segment version yet
+
+
+def test_a_workspace_from_before_snapshots_reads_without_them(tmp_path: Path) -> None:
+    """Read-only commands on a workspace no writer has opened since snapshots came in
+    (no snapshot tables): no snapshots listed, dates computed from the events."""
+    rng = random.Random(5)
+    ws = init_workspace(tmp_path / "ws")
+    with open_engine(ws) as engine:
+        for day in range(2):
+            batch = _batch(rng, 40, day * 1440, day * 1440 + 600, {"c": 6, "a": 14, "d": 5},
+                           T0 + timedelta(days=3), f"d{day}")
+            engine.insert("events", ibis.memtable(batch).cast(EVENTS))
+        run_features(RunContext(ws, engine, SETTINGS))
+    # as an older version left the database: without the snapshot tables
+    with duckdb.connect(str(ws.path / "tribes.duckdb")) as con:
+        for name in (HISTORY_TABLE, "feature_snapshots"):
+            con.execute(f'DROP TABLE "{name}"')
+    api = tribes.open(ws.path)
+    assert api.snapshots().summary == {"snapshots": []}
+    m = api.migration(T0.date(), (T0 + timedelta(days=1)).date())
+    assert m.summary["from"]["source"] == m.summary["to"]["source"] == "events"
+    assert sum(c["customers"] for c in m.summary["cells"]) > 0

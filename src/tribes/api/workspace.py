@@ -18,7 +18,6 @@ from tribes.config import parse_duration
 from tribes.errors import InputError
 from tribes.features import (
     FEATURES_TABLE,
-    HISTORY_TABLE,
     features_on,
     list_snapshots,
     parse_as_of,
@@ -155,7 +154,7 @@ class Workspace:
         """The dated feature snapshots kept so far (``tribes features history``):
         ``summary["snapshots"]`` lists them, oldest first."""
         with open_engine(self._ws, read_only=True) as engine:
-            snaps = list_snapshots(engine) if engine.has_table(HISTORY_TABLE) else []
+            snaps = list_snapshots(engine)
         return Result({"snapshots": [{**s, "as_of": s["as_of"].isoformat(),
                                       "created_at": s["created_at"].isoformat()}
                                      for s in snaps]}, title="Feature snapshots")

@@ -144,6 +144,8 @@ def record_snapshot(engine: Engine, state: ir.Table, *, as_of: datetime, run_id:
 
 def list_snapshots(engine: Engine) -> list[dict[str, Any]]:
     """The stored snapshots, oldest first: as_of, run_id, customers, changed, gone."""
+    if not engine.has_table(SNAPSHOTS_TABLE):
+        return []  # a workspace of an older version, opened for reading only
     s = engine.table(SNAPSHOTS_TABLE)
     df = engine.execute(s.select("as_of", "run_id", "customers", "changed", "gone",
                                  "created_at").order_by("as_of"))
@@ -209,10 +211,12 @@ def features_on(engine: Engine, day: date, *, consent_mode: ConsentMode,
     """The features on ``day``: the newest stored snapshot of that day when there is one,
     else computed from the events held now, up to the end of the day (as ``tribes
     features --as-of`` does, without the share columns and without storing anything)."""
-    s = engine.table(SNAPSHOTS_TABLE)
     lo = datetime.combine(day, time.min, tzinfo=UTC)
-    hit = engine.scalar(s.filter((s.as_of >= _ts(lo)) & (s.as_of <= _ts(end_of(day))))
-                        .as_of.max())
+    hit = None
+    if engine.has_table(HISTORY_TABLE):  # (none before the first snapshot)
+        s = engine.table(SNAPSHOTS_TABLE)
+        hit = engine.scalar(s.filter((s.as_of >= _ts(lo)) & (s.as_of <= _ts(end_of(day))))
+                            .as_of.max())
     if hit is not None and not pd.isna(hit):
         when = pd.Timestamp(hit).to_pydatetime()
         return DatedFeatures(day=day, as_of=when, source="snapshot",
