@@ -164,7 +164,7 @@ def migration_(
     out = Output(ctx, json_out)
     if (customers is None) != (out_path is None):
         raise InputError("--customers and --out go together: --customers 'Champions>At "
-                         "risk' --out slipping.csv", code="E_USAGE")
+                         "Risk' --out slipping.csv", code="E_USAGE")
     cell: tuple[str | None, str | None] = (None, None)
     if customers is not None:
         if ">" not in customers:
